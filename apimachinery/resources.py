@@ -1,0 +1,150 @@
+"""The table of every kind minik serves.
+
+Everything that needs to know about a kind -- the API server's routes and storage keys, discovery,
+OpenAPI, printers, the CLI's short names -- reads it from here, so adding a kind is one entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    group: str  # "" for the core group
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()  # "status", "scale", "binding", "log", "exec", ...
+    # spec/status separation: the main resource ignores changes to status, /status changes only it
+    has_status: bool = True
+    verbs: tuple[str, ...] = (
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
+    )
+    list_kind: str = field(default="")
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_version(self) -> str:
+        return self.group_version
+
+    @property
+    def list_kind_name(self) -> str:
+        return self.list_kind or f"{self.kind}List"
+
+    @property
+    def storage_group(self) -> str:
+        return self.group or "core"
+
+    def key_prefix(self, namespace: str | None = None) -> str:
+        """etcd key prefix for a list (all namespaces when ``namespace`` is None)."""
+        base = f"/registry/{self.storage_group}/{self.plural}/"
+        if self.namespaced and namespace:
+            return f"{base}{namespace}/"
+        return base
+
+    def key(self, namespace: str | None, name: str) -> str:
+        if self.namespaced:
+            return f"/registry/{self.storage_group}/{self.plural}/{namespace}/{name}"
+        return f"/registry/{self.storage_group}/{self.plural}/{name}"
+
+
+_ALL = ("all",)
+
+RESOURCES: tuple[ResourceInfo, ...] = (
+    # core/v1
+    ResourceInfo("", "v1", "Namespace", "namespaces", False, ("ns",), (), ("status", "finalize")),
+    ResourceInfo("", "v1", "Node", "nodes", False, ("no",), (), ("status", "proxy")),
+    ResourceInfo(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        True,
+        ("po",),
+        _ALL,
+        ("status", "binding", "log", "exec", "attach", "portforward", "eviction", "ephemeralcontainers"),
+    ),
+    ResourceInfo("", "v1", "Service", "services", True, ("svc",), _ALL, ("status", "proxy")),
+    ResourceInfo("", "v1", "Endpoints", "endpoints", True, ("ep",), (), (), has_status=False),
+    ResourceInfo("", "v1", "ConfigMap", "configmaps", True, ("cm",), (), (), has_status=False),
+    ResourceInfo("", "v1", "Secret", "secrets", True, (), (), (), has_status=False),
+    ResourceInfo("", "v1", "Event", "events", True, ("ev",), (), (), has_status=False),
+    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), (), (), has_status=False),
+    ResourceInfo("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), (), ("status",)),
+    ResourceInfo(
+        "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), (), ("status",)
+    ),
+    # apps/v1
+    ResourceInfo("apps", "v1", "Deployment", "deployments", True, ("deploy",), _ALL, ("status", "scale")),
+    ResourceInfo("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), _ALL, ("status", "scale")),
+    ResourceInfo("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), _ALL, ("status", "scale")),
+    ResourceInfo("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), _ALL, ("status",)),
+    # batch/v1
+    ResourceInfo("batch", "v1", "Job", "jobs", True, (), _ALL, ("status",)),
+    # coordination.k8s.io/v1
+    ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", True, (), (), (), has_status=False),
+    # networking.k8s.io/v1
+    ResourceInfo("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), (), ("status",)),
+    # storage.k8s.io/v1
+    ResourceInfo(
+        "storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",), (), (), has_status=False
+    ),
+)
+
+# The binding pseudo-kind, accepted only through pods/{name}/binding.
+BINDING = ResourceInfo("", "v1", "Binding", "bindings", True, (), (), (), has_status=False, verbs=("create",))
+
+_BY_GVR: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.plural): r for r in RESOURCES}
+_BY_GVK: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.kind): r for r in RESOURCES}
+
+
+def by_plural(group: str, version: str, plural: str) -> ResourceInfo | None:
+    return _BY_GVR.get((group, version, plural))
+
+
+def by_kind(api_version: str, kind: str) -> ResourceInfo | None:
+    group, _, version = api_version.rpartition("/")
+    return _BY_GVK.get((group, version, kind))
+
+
+def group_versions() -> list[tuple[str, str]]:
+    """(group, version) pairs in a stable order: core first, then groups as listed."""
+    seen: list[tuple[str, str]] = []
+    for r in RESOURCES:
+        gv = (r.group, r.version)
+        if gv not in seen:
+            seen.append(gv)
+    return seen
+
+
+def resolve(name: str) -> ResourceInfo | None:
+    """Find a kind from what a user types: plural, singular, kind, short name, or ``plural.group``."""
+    lowered = name.lower()
+    resource, _, group = lowered.partition(".")
+    for r in RESOURCES:
+        if group and r.group != group and not r.group.startswith(group):
+            continue
+        if resource in (r.plural, r.singular, r.kind.lower()) or resource in r.short_names:
+            return r
+    return None
+
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
