@@ -157,9 +157,7 @@ def invalid(kind: str, name: str, causes: list[dict[str, str]], group: str = "")
     summary = ", ".join(f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes)
     if len(causes) > 1:
         summary = f"[{summary}]"
-    return Invalid(
-        f'{kind} "{name}" is invalid: {summary}', name=name, group=group, kind=kind, causes=causes
-    )
+    return Invalid(f'{kind} "{name}" is invalid: {summary}', name=name, group=group, kind=kind, causes=causes)
 
 
 def not_found(plural: str, name: str, group: str = "") -> NotFound:

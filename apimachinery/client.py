@@ -1,0 +1,890 @@
+"""The HTTP client every minik component uses to talk to the API server.
+
+It speaks Kubernetes' REST contract and nothing else, so it works against any Kubernetes API:
+
+* objects live at ``/api/v1/namespaces/{ns}/{plural}/{name}`` (core group) or
+  ``/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}``; cluster-scoped kinds drop the
+  ``namespaces/{ns}`` part, and a namespaced list without a namespace lists all namespaces;
+* a subresource is one more path segment: ``.../pods/web-0/status``, ``.../pods/web-0/binding``;
+* failures come back as a ``metav1.Status`` body and become the matching
+  :class:`~apimachinery.errors.StatusError` subclass (404 -> ``NotFound``, 409 -> ``Conflict``,
+  422 -> ``Invalid`` with ``causes``, 410 -> ``Gone``);
+* ``?watch=1&resourceVersion=N`` streams one JSON event per line,
+  ``{"type": "ADDED|MODIFIED|DELETED|BOOKMARK|ERROR", "object": {...}}``.
+
+The design is "sans-IO": the functions at the top of this module build :class:`Request` values
+and interpret responses; :class:`Client` (asyncio) and :class:`SyncClient` (for the CLI) only
+send them.  Operations that take several round trips (:meth:`Client.list_all`) are written once as
+generators that yield requests and receive responses, and each client drives them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from . import errors
+from .kubeconfig import ClientConfig
+from .resources import ResourceInfo, by_plural
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+PatchType = Literal["merge", "strategic", "json", "apply"]
+
+PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+DEFAULT_TIMEOUT = 30.0
+WATCH_READ_SLACK = 30.0
+"""A watch stream may be silent until the server ends it after ``timeoutSeconds``; allow that much more."""
+
+DEFAULT_FIELD_MANAGER = "minik"
+
+_R = TypeVar("_R")
+
+
+# --------------------------------------------------------------------------------------------------
+# Paths and requests (shared by both clients)
+# --------------------------------------------------------------------------------------------------
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def resource_path(
+    info: ResourceInfo,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """The URL path of a collection, an object, or an object's subresource.
+
+    >>> resource_path(PODS, "default", "web", "status")
+    '/api/v1/namespaces/default/pods/web/status'
+
+    Cluster-scoped kinds ignore ``namespace``; a namespaced kind with ``namespace=None`` gives the
+    all-namespaces collection (``/api/v1/pods``), which can be listed and watched but not written.
+    """
+    parts = ["/api/v1"] if not info.group else ["/apis", info.group, info.version]
+    if info.namespaced and namespace:
+        parts += ["namespaces", _seg(namespace)]
+    parts.append(info.plural)
+    if name is not None:
+        if not name:
+            raise errors.BadRequest(f"resource name may not be empty ({info.plural})")
+        parts.append(_seg(name))
+        if subresource:
+            parts.append(subresource)
+    elif subresource:
+        raise errors.BadRequest(f"subresource {subresource!r} needs an object name")
+    return "/".join(parts)
+
+
+@dataclass
+class Request:
+    """One HTTP request to the API server, before it is sent."""
+
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    body: Any = None  # JSON-able; encoded on send
+    content_type: str = "application/json"
+    timeout: float | None = None  # read timeout override (watches)
+
+
+def _params(**values: Any) -> dict[str, str]:
+    """Query parameters in Kubernetes' spelling, dropping the unset ones."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        if value is None or value is False:
+            continue
+        out[key] = "true" if value is True else str(value)
+    return out
+
+
+def _list_params(
+    label_selector: str | None,
+    field_selector: str | None,
+    limit: int | None = None,
+    continue_: str | None = None,
+    resource_version: str | None = None,
+) -> dict[str, str]:
+    return _params(
+        labelSelector=label_selector or None,
+        fieldSelector=field_selector or None,
+        limit=limit,
+        resourceVersion=resource_version,
+        **{"continue": continue_ or None},
+    )
+
+
+def _meta(obj: Mapping[str, Any]) -> tuple[str | None, str]:
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if not name:
+        raise errors.BadRequest("object has no metadata.name")
+    return meta.get("namespace"), str(name)
+
+
+def get_request(
+    info: ResourceInfo, name: str, namespace: str | None = None, subresource: str | None = None
+) -> Request:
+    return Request("GET", resource_path(info, namespace, name, subresource))
+
+
+def list_request(
+    info: ResourceInfo,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+    limit: int | None = None,
+    continue_: str | None = None,
+    resource_version: str | None = None,
+) -> Request:
+    params = _list_params(label_selector, field_selector, limit, continue_, resource_version)
+    return Request("GET", resource_path(info, namespace), params)
+
+
+def create_request(
+    info: ResourceInfo,
+    obj: Obj,
+    namespace: str | None = None,
+    dry_run: bool = False,
+    field_manager: str | None = None,
+) -> Request:
+    ns = namespace or (obj.get("metadata") or {}).get("namespace")
+    params = _params(dryRun="All" if dry_run else None, fieldManager=field_manager)
+    return Request("POST", resource_path(info, ns), params, body=obj)
+
+
+def update_request(
+    info: ResourceInfo,
+    obj: Obj,
+    subresource: str | None = None,
+    dry_run: bool = False,
+    field_manager: str | None = None,
+) -> Request:
+    """PUT the whole object; its ``metadata.resourceVersion`` makes the write conditional (409 if stale)."""
+    namespace, name = _meta(obj)
+    params = _params(dryRun="All" if dry_run else None, fieldManager=field_manager)
+    return Request("PUT", resource_path(info, namespace, name, subresource), params, body=obj)
+
+
+def patch_request(
+    info: ResourceInfo,
+    name: str,
+    patch: Any,
+    namespace: str | None = None,
+    patch_type: PatchType = "merge",
+    subresource: str | None = None,
+    field_manager: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> Request:
+    """PATCH with one of the four patch types; server-side apply requires a field manager."""
+    if patch_type not in PATCH_CONTENT_TYPES:
+        raise ValueError(f"unknown patch type {patch_type!r}; use one of {sorted(PATCH_CONTENT_TYPES)}")
+    if patch_type == "json" and not isinstance(patch, list):
+        raise ValueError("a JSON patch (RFC 6902) is a list of operations")
+    if patch_type == "apply" and not field_manager:
+        field_manager = DEFAULT_FIELD_MANAGER
+    params = _params(
+        fieldManager=field_manager,
+        force=force if patch_type == "apply" else None,
+        dryRun="All" if dry_run else None,
+    )
+    return Request(
+        "PATCH",
+        resource_path(info, namespace, name, subresource),
+        params,
+        body=patch,
+        content_type=PATCH_CONTENT_TYPES[patch_type],
+    )
+
+
+def delete_options(
+    grace_period_seconds: int | None = None,
+    propagation_policy: str | None = None,
+    preconditions: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+) -> Obj | None:
+    """A ``DeleteOptions`` body (``propagationPolicy`` is Orphan, Background or Foreground)."""
+    body: Obj = {}
+    if grace_period_seconds is not None:
+        body["gracePeriodSeconds"] = grace_period_seconds
+    if propagation_policy is not None:
+        body["propagationPolicy"] = propagation_policy
+    if preconditions:
+        body["preconditions"] = dict(preconditions)
+    if dry_run:
+        body["dryRun"] = ["All"]
+    if not body:
+        return None
+    return {"kind": "DeleteOptions", "apiVersion": "v1", **body}
+
+
+def delete_request(
+    info: ResourceInfo,
+    name: str,
+    namespace: str | None = None,
+    grace_period_seconds: int | None = None,
+    propagation_policy: str | None = None,
+    preconditions: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+) -> Request:
+    body = delete_options(grace_period_seconds, propagation_policy, preconditions, dry_run)
+    return Request("DELETE", resource_path(info, namespace, name), body=body)
+
+
+def delete_collection_request(
+    info: ResourceInfo,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+    grace_period_seconds: int | None = None,
+    propagation_policy: str | None = None,
+    dry_run: bool = False,
+) -> Request:
+    body = delete_options(grace_period_seconds, propagation_policy, None, dry_run)
+    params = _list_params(label_selector, field_selector)
+    return Request("DELETE", resource_path(info, namespace), params, body=body)
+
+
+def create_subresource_request(
+    info: ResourceInfo, name: str, subresource: str, body: Obj, namespace: str | None = None
+) -> Request:
+    return Request("POST", resource_path(info, namespace, name, subresource), body=body)
+
+
+def binding(namespace: str, pod_name: str, node_name: str) -> Obj:
+    """The ``Binding`` the scheduler posts to ``pods/{name}/binding`` to set ``spec.nodeName``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": pod_name, "namespace": namespace},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
+    }
+
+
+def watch_request(
+    info: ResourceInfo,
+    namespace: str | None = None,
+    resource_version: str | None = None,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+    timeout_seconds: int | None = None,
+    allow_bookmarks: bool = True,
+) -> Request:
+    params = {"watch": "1"}
+    params.update(_list_params(label_selector, field_selector, resource_version=resource_version))
+    params.update(_params(allowWatchBookmarks=allow_bookmarks, timeoutSeconds=timeout_seconds))
+    read_timeout = None if timeout_seconds is None else timeout_seconds + WATCH_READ_SLACK
+    return Request("GET", resource_path(info, namespace), params, timeout=read_timeout)
+
+
+# --------------------------------------------------------------------------------------------------
+# Responses
+# --------------------------------------------------------------------------------------------------
+
+
+def error_from_response(status_code: int, content: bytes, url: str = "") -> errors.StatusError:
+    """The typed exception for a non-2xx response.
+
+    A ``Status`` body is decoded as is; anything else (a proxy's HTML, a bare string) becomes the
+    exception class for the HTTP code with the body text as its message, as client-go does.
+    """
+    text = content.decode("utf-8", errors="replace")
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("kind") == "Status":
+        return errors.from_status(body, status_code)
+    message = text.strip()[:500] or f"the server responded with HTTP {status_code}"
+    if url:
+        message = f"{message} ({url})"
+    return errors.from_status({"message": message, "code": status_code}, status_code)
+
+
+def decode_json(response: httpx.Response) -> Obj:
+    """The JSON body of a successful response (``{}`` if empty), or raise the typed error."""
+    if response.status_code >= 400:
+        raise error_from_response(response.status_code, response.content, str(response.request.url))
+    if not response.content:
+        return {}
+    try:
+        value = response.json()
+    except ValueError as exc:
+        raise errors.InternalError(f"invalid JSON from {response.request.url}: {exc}") from exc
+    if not isinstance(value, dict):
+        raise errors.InternalError(f"expected a JSON object from {response.request.url}")
+    return value
+
+
+def decode_watch_line(line: str) -> tuple[str, Obj] | None:
+    """One watch event from one line; ``None`` for blank lines.
+
+    An ``ERROR`` event carries a ``Status``; it is raised as the typed error, so a too-old
+    resourceVersion surfaces as :class:`errors.Gone` whether it came as HTTP 410 or mid-stream.
+    """
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise errors.InternalError(f"invalid watch event: {line[:200]!r}") from exc
+    etype = str(event.get("type") or "")
+    obj = event.get("object") or {}
+    if etype == "ERROR":
+        raise errors.from_status(obj, int(obj.get("code") or 500))
+    if etype not in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+        raise errors.InternalError(f"unknown watch event type {etype!r}")
+    return etype, obj
+
+
+def _unreachable(url: str, exc: Exception) -> errors.StatusError:
+    """A transport failure as a Status error: 504 ``Timeout`` or 503 ``ServiceUnavailable``."""
+    if isinstance(exc, httpx.TimeoutException):
+        return errors.Timeout(f"timed out talking to the API server at {url}: {type(exc).__name__}")
+    return errors.ServiceUnavailable(f"cannot reach the API server at {url}: {type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Multi-request flows: generators that yield Requests and receive decoded responses
+# --------------------------------------------------------------------------------------------------
+
+Flow = Generator[Request, Obj, _R]
+
+
+def list_all_flow(
+    info: ResourceInfo,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
+    page_size: int = 500,
+) -> Flow[Obj]:
+    """List every page by following ``metadata.continue``, like client-go's pager.
+
+    All pages are read from one snapshot (the continue token pins the revision), so the returned
+    List's ``metadata.resourceVersion`` is the one to start a watch from.  If the token expires
+    mid-way (410), the list is read again in one unpaginated request, as the pager does.
+    """
+    items: list[Obj] = []
+    token: str | None = None
+    while True:
+        req = list_request(info, namespace, label_selector, field_selector, page_size, token)
+        try:
+            page = yield req
+        except errors.Gone:
+            if token is None:
+                raise
+            log.info("continue token for %s expired; listing without pagination", info.plural)
+            return (yield list_request(info, namespace, label_selector, field_selector))
+        items.extend(page.get("items") or [])
+        meta = page.get("metadata") or {}
+        token = meta.get("continue") or None
+        if not token:
+            page["items"] = items
+            page["metadata"] = {k: v for k, v in meta.items() if k not in ("continue", "remainingItemCount")}
+            return page
+
+
+# --------------------------------------------------------------------------------------------------
+# Clients
+# --------------------------------------------------------------------------------------------------
+
+
+def _server_of(config: ClientConfig | str | None) -> ClientConfig:
+    if config is None:
+        return ClientConfig()
+    if isinstance(config, str):
+        return ClientConfig(server=config.rstrip("/"))
+    return config
+
+
+class _Base:
+    """Configuration shared by both clients."""
+
+    def __init__(self, config: ClientConfig | str | None = None) -> None:
+        self.config = _server_of(config)
+        self.server = self.config.server.rstrip("/")
+
+    @property
+    def namespace(self) -> str:
+        """The default namespace from the kubeconfig context."""
+        return self.config.namespace
+
+    def _client_kwargs(self, timeout: float) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "User-Agent": "minik"}
+        headers.update(self.config.auth_headers())
+        return {
+            "base_url": self.server,
+            "headers": headers,
+            "timeout": httpx.Timeout(timeout),
+        }
+
+    def _build(self, req: Request) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"params": req.params}
+        if req.body is not None:
+            kwargs["content"] = json.dumps(req.body).encode()
+            kwargs["headers"] = {"Content-Type": req.content_type}
+        if req.timeout is not None:
+            kwargs["timeout"] = httpx.Timeout(DEFAULT_TIMEOUT, read=req.timeout)
+        elif req.params.get("watch"):
+            kwargs["timeout"] = httpx.Timeout(DEFAULT_TIMEOUT, read=None)
+        return kwargs
+
+
+class Client(_Base):
+    """Asynchronous client for controllers, the scheduler, the kubelet and the proxy.
+
+    ``Client("http://127.0.0.1:8080")`` or ``Client(load_config())``; pass ``transport=`` (for
+    example ``httpx.MockTransport``) to run without a network.  Use as ``async with``, or call
+    :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig | str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(config)
+        kwargs = self._client_kwargs(timeout)
+        if transport is not None:
+            kwargs["transport"] = transport
+        else:
+            kwargs["verify"] = self.config.ssl_context()
+        self._http = httpx.AsyncClient(**kwargs)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def _response(self, req: Request) -> httpx.Response:
+        try:
+            return await self._http.request(req.method, req.path, **self._build(req))
+        except httpx.TransportError as exc:
+            raise _unreachable(self.server + req.path, exc) from exc
+
+    async def _send(self, req: Request) -> Obj:
+        return decode_json(await self._response(req))
+
+    async def _drive(self, flow: Flow[_R]) -> _R:
+        try:
+            req = next(flow)
+            while True:
+                try:
+                    resp = await self._send(req)
+                except errors.StatusError as exc:
+                    req = flow.throw(exc)
+                else:
+                    req = flow.send(resp)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    # -- verbs ----------------------------------------------------------------------------------
+
+    async def get(self, info: ResourceInfo, name: str, namespace: str | None = None) -> Obj:
+        return await self._send(get_request(info, name, namespace))
+
+    async def list(
+        self,
+        info: ResourceInfo,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_: str | None = None,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """One page of a List (all of it without ``limit``), with ``metadata.resourceVersion``."""
+        req = list_request(
+            info, namespace, label_selector, field_selector, limit, continue_, resource_version
+        )
+        return await self._send(req)
+
+    async def list_all(
+        self,
+        info: ResourceInfo,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> Obj:
+        """The whole List, following ``continue`` tokens."""
+        return await self._drive(list_all_flow(info, namespace, label_selector, field_selector, page_size))
+
+    async def create(
+        self,
+        info: ResourceInfo,
+        obj: Obj,
+        namespace: str | None = None,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+    ) -> Obj:
+        return await self._send(create_request(info, obj, namespace, dry_run, field_manager))
+
+    async def update(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> Obj:
+        return await self._send(update_request(info, obj, field_manager=field_manager))
+
+    async def update_status(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> Obj:
+        return await self._send(update_request(info, obj, "status", field_manager=field_manager))
+
+    async def patch(
+        self,
+        info: ResourceInfo,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> Obj:
+        req = patch_request(
+            info, name, patch, namespace, patch_type, subresource, field_manager, force, dry_run
+        )
+        return await self._send(req)
+
+    async def delete(
+        self,
+        info: ResourceInfo,
+        name: str,
+        namespace: str | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+        preconditions: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Delete; returns the object (if finalizers keep it) or a Success ``Status``."""
+        req = delete_request(
+            info, name, namespace, grace_period_seconds, propagation_policy, preconditions, dry_run
+        )
+        return await self._send(req)
+
+    async def delete_collection(
+        self,
+        info: ResourceInfo,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        req = delete_collection_request(
+            info, namespace, label_selector, field_selector, grace_period_seconds, propagation_policy, dry_run
+        )
+        return await self._send(req)
+
+    async def get_subresource(
+        self, info: ResourceInfo, name: str, subresource: str, namespace: str | None = None
+    ) -> Obj:
+        return await self._send(get_request(info, name, namespace, subresource))
+
+    async def create_subresource(
+        self, info: ResourceInfo, name: str, subresource: str, body: Obj, namespace: str | None = None
+    ) -> Obj:
+        return await self._send(create_subresource_request(info, name, subresource, body, namespace))
+
+    async def bind(self, namespace: str, pod_name: str, node_name: str) -> Obj:
+        """Assign a pod to a node through ``pods/{name}/binding`` (what the scheduler does)."""
+        return await self.create_subresource(
+            _pods(), pod_name, "binding", binding(namespace, pod_name, node_name), namespace
+        )
+
+    async def get_scale(self, info: ResourceInfo, name: str, namespace: str | None = None) -> Obj:
+        return await self.get_subresource(info, name, "scale", namespace)
+
+    async def scale(self, info: ResourceInfo, name: str, replicas: int, namespace: str | None = None) -> Obj:
+        """Set ``spec.replicas`` through the ``scale`` subresource (returns the ``Scale``)."""
+        return await self.patch(info, name, {"spec": {"replicas": replicas}}, namespace, subresource="scale")
+
+    async def watch(
+        self,
+        info: ResourceInfo,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        allow_bookmarks: bool = True,
+    ) -> AsyncGenerator[tuple[str, Obj], None]:
+        """Stream ``(type, object)`` events until the server ends the watch.
+
+        Raises :class:`errors.Gone` when ``resource_version`` is too old (HTTP 410 or an ERROR
+        event); the caller must then list again.  Close early with ``aclosing(...)`` or ``break``.
+        """
+        req = watch_request(
+            info,
+            namespace,
+            resource_version,
+            label_selector,
+            field_selector,
+            timeout_seconds,
+            allow_bookmarks,
+        )
+        url = self.server + req.path
+        try:
+            async with self._http.stream(req.method, req.path, **self._build(req)) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise error_from_response(resp.status_code, resp.content, url)
+                async for line in resp.aiter_lines():
+                    event = decode_watch_line(line)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise _unreachable(url, exc) from exc
+
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> httpx.Response:
+        """Any other request (discovery, ``/version``, logs); raises the typed error on non-2xx."""
+        req = Request(method, path, dict(params or {}), body, content_type)
+        resp = await self._response(req)
+        if resp.status_code >= 400:
+            raise error_from_response(resp.status_code, resp.content, str(resp.request.url))
+        return resp
+
+
+class SyncClient(_Base):
+    """The same calls as :class:`Client`, blocking, over ``httpx.Client`` (for the CLI)."""
+
+    def __init__(
+        self,
+        config: ClientConfig | str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(config)
+        kwargs = self._client_kwargs(timeout)
+        if transport is not None:
+            kwargs["transport"] = transport
+        else:
+            kwargs["verify"] = self.config.ssl_context()
+        self._http = httpx.Client(**kwargs)
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _response(self, req: Request) -> httpx.Response:
+        try:
+            return self._http.request(req.method, req.path, **self._build(req))
+        except httpx.TransportError as exc:
+            raise _unreachable(self.server + req.path, exc) from exc
+
+    def _send(self, req: Request) -> Obj:
+        return decode_json(self._response(req))
+
+    def _drive(self, flow: Flow[_R]) -> _R:
+        try:
+            req = next(flow)
+            while True:
+                try:
+                    resp = self._send(req)
+                except errors.StatusError as exc:
+                    req = flow.throw(exc)
+                else:
+                    req = flow.send(resp)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def get(self, info: ResourceInfo, name: str, namespace: str | None = None) -> Obj:
+        return self._send(get_request(info, name, namespace))
+
+    def list(
+        self,
+        info: ResourceInfo,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_: str | None = None,
+        resource_version: str | None = None,
+    ) -> Obj:
+        req = list_request(
+            info, namespace, label_selector, field_selector, limit, continue_, resource_version
+        )
+        return self._send(req)
+
+    def list_all(
+        self,
+        info: ResourceInfo,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> Obj:
+        return self._drive(list_all_flow(info, namespace, label_selector, field_selector, page_size))
+
+    def create(
+        self,
+        info: ResourceInfo,
+        obj: Obj,
+        namespace: str | None = None,
+        dry_run: bool = False,
+        field_manager: str | None = None,
+    ) -> Obj:
+        return self._send(create_request(info, obj, namespace, dry_run, field_manager))
+
+    def update(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> Obj:
+        return self._send(update_request(info, obj, field_manager=field_manager))
+
+    def update_status(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> Obj:
+        return self._send(update_request(info, obj, "status", field_manager=field_manager))
+
+    def patch(
+        self,
+        info: ResourceInfo,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        patch_type: PatchType = "merge",
+        subresource: str | None = None,
+        field_manager: str | None = None,
+        force: bool = False,
+        dry_run: bool = False,
+    ) -> Obj:
+        req = patch_request(
+            info, name, patch, namespace, patch_type, subresource, field_manager, force, dry_run
+        )
+        return self._send(req)
+
+    def delete(
+        self,
+        info: ResourceInfo,
+        name: str,
+        namespace: str | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+        preconditions: Mapping[str, str] | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        req = delete_request(
+            info, name, namespace, grace_period_seconds, propagation_policy, preconditions, dry_run
+        )
+        return self._send(req)
+
+    def delete_collection(
+        self,
+        info: ResourceInfo,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        grace_period_seconds: int | None = None,
+        propagation_policy: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        req = delete_collection_request(
+            info, namespace, label_selector, field_selector, grace_period_seconds, propagation_policy, dry_run
+        )
+        return self._send(req)
+
+    def get_subresource(
+        self, info: ResourceInfo, name: str, subresource: str, namespace: str | None = None
+    ) -> Obj:
+        return self._send(get_request(info, name, namespace, subresource))
+
+    def create_subresource(
+        self, info: ResourceInfo, name: str, subresource: str, body: Obj, namespace: str | None = None
+    ) -> Obj:
+        return self._send(create_subresource_request(info, name, subresource, body, namespace))
+
+    def bind(self, namespace: str, pod_name: str, node_name: str) -> Obj:
+        return self.create_subresource(
+            _pods(), pod_name, "binding", binding(namespace, pod_name, node_name), namespace
+        )
+
+    def get_scale(self, info: ResourceInfo, name: str, namespace: str | None = None) -> Obj:
+        return self.get_subresource(info, name, "scale", namespace)
+
+    def scale(self, info: ResourceInfo, name: str, replicas: int, namespace: str | None = None) -> Obj:
+        return self.patch(info, name, {"spec": {"replicas": replicas}}, namespace, subresource="scale")
+
+    def watch(
+        self,
+        info: ResourceInfo,
+        namespace: str | None = None,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+        allow_bookmarks: bool = True,
+    ) -> Iterator[tuple[str, Obj]]:
+        req = watch_request(
+            info,
+            namespace,
+            resource_version,
+            label_selector,
+            field_selector,
+            timeout_seconds,
+            allow_bookmarks,
+        )
+        url = self.server + req.path
+        try:
+            with self._http.stream(req.method, req.path, **self._build(req)) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise error_from_response(resp.status_code, resp.content, url)
+                for line in resp.iter_lines():
+                    event = decode_watch_line(line)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise _unreachable(url, exc) from exc
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> httpx.Response:
+        req = Request(method, path, dict(params or {}), body, content_type)
+        resp = self._response(req)
+        if resp.status_code >= 400:
+            raise error_from_response(resp.status_code, resp.content, str(resp.request.url))
+        return resp
+
+
+def _pods() -> ResourceInfo:
+    info = by_plural("", "v1", "pods")
+    assert info is not None
+    return info

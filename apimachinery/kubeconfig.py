@@ -1,0 +1,229 @@
+"""Where the API server is and how to authenticate to it: kubeconfig files.
+
+A kubeconfig (``$KUBECONFIG``, else ``~/.kube/config``) names *clusters* (a server URL and its CA),
+*users* (a bearer token or a client certificate) and *contexts* that pair one cluster with one
+user and a default namespace.  ``current-context`` picks the context in use.  This module reads
+such a file into a flat :class:`ClientConfig`, the only thing :mod:`apimachinery.client` needs.
+
+As in client-go, ``$KUBECONFIG`` may list several files separated by ``:``; for every named
+cluster, user or context the first file that defines it wins, and relative file paths inside a
+file are resolved against that file's directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+"""The API server's plain-HTTP port, used when there is no kubeconfig at all."""
+
+
+class ConfigError(ValueError):
+    """The kubeconfig is missing, unreadable or does not name what was asked for."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything a client needs to reach one API server as one user."""
+
+    server: str = DEFAULT_SERVER
+    namespace: str = "default"
+    token: str | None = None
+    ca_file: str | None = None
+    ca_data: str | None = None  # PEM text
+    cert_file: str | None = None
+    key_file: str | None = None
+    cert_data: str | None = None  # PEM text
+    key_data: str | None = None  # PEM text
+    insecure_skip_tls_verify: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    def auth_headers(self) -> dict[str, str]:
+        """The ``Authorization`` header for a bearer token or basic credentials, if any."""
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        if self.username is not None and self.password is not None:
+            raw = f"{self.username}:{self.password}".encode()
+            return {"Authorization": f"Basic {base64.b64encode(raw).decode()}"}
+        return {}
+
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """What to give httpx as ``verify``: ``True`` (system CAs) or a context with our CA and cert."""
+        wants_context = (
+            self.ca_file or self.ca_data or self.cert_file or self.cert_data or self.insecure_skip_tls_verify
+        )
+        if not self.server.startswith("https://") or not wants_context:
+            return True
+        ctx = ssl.create_default_context(cafile=self.ca_file, cadata=self.ca_data)
+        if self.insecure_skip_tls_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        elif self.cert_data:
+            _load_cert_chain_from_pem(ctx, self.cert_data, self.key_data)
+        return ctx
+
+
+def _load_cert_chain_from_pem(ctx: ssl.SSLContext, cert_pem: str, key_pem: str | None) -> None:
+    """``ssl`` loads client certificates only from files: write them briefly to a private dir."""
+    with tempfile.TemporaryDirectory(prefix="minik-cert-") as tmp:
+        cert_path = Path(tmp, "client.crt")
+        cert_path.write_text(cert_pem)
+        key_path = None
+        if key_pem:
+            key_path = Path(tmp, "client.key")
+            key_path.touch(mode=0o600)
+            key_path.write_text(key_pem)
+        ctx.load_cert_chain(str(cert_path), str(key_path) if key_path else None)
+
+
+def default_kubeconfig_paths() -> list[Path]:
+    """``$KUBECONFIG`` (a path list) if set, else ``~/.kube/config``."""
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [Path.home() / ".kube" / "config"]
+
+
+def load_config(
+    kubeconfig: str | os.PathLike[str] | None = None,
+    context: str | None = None,
+    *,
+    server: str | None = None,
+    namespace: str | None = None,
+    token: str | None = None,
+    insecure_skip_tls_verify: bool | None = None,
+) -> ClientConfig:
+    """Read a kubeconfig and apply command-line style overrides (``--api-server``, ``-n``, ``--token``).
+
+    With an explicit ``kubeconfig`` path the file must exist.  Without one, ``$KUBECONFIG`` or
+    ``~/.kube/config`` is used if present; if no file exists the result points at ``server`` (or
+    :data:`DEFAULT_SERVER`).
+    """
+    if kubeconfig is not None:
+        path = Path(kubeconfig).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"kubeconfig {path} does not exist")
+        paths = [path]
+    else:
+        paths = [p for p in default_kubeconfig_paths() if p.is_file()]
+
+    if paths:
+        merged = _merge_files(paths)
+        config = config_from_dict(merged, context=context)
+    elif context is not None:
+        raise ConfigError(f"context {context!r} requested but no kubeconfig file was found")
+    else:
+        log.debug("no kubeconfig found; using %s", server or DEFAULT_SERVER)
+        config = ClientConfig()
+
+    return _override(
+        config,
+        server=server,
+        namespace=namespace,
+        token=token,
+        insecure_skip_tls_verify=insecure_skip_tls_verify,
+    )
+
+
+def _override(config: ClientConfig, **overrides: Any) -> ClientConfig:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if not values:
+        return config
+    return ClientConfig(**{**config.__dict__, **values})
+
+
+def _merge_files(paths: list[Path]) -> dict[str, Any]:
+    """Merge kubeconfig files: first definition of each name wins, first current-context wins."""
+    merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": []}
+    seen: dict[str, set[str]] = {"clusters": set(), "users": set(), "contexts": set()}
+    for path in paths:
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read kubeconfig {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"kubeconfig {path} is not a mapping")
+        _resolve_relative_paths(data, path.parent)
+        if data.get("current-context") and not merged.get("current-context"):
+            merged["current-context"] = data["current-context"]
+        for section in ("clusters", "users", "contexts"):
+            for entry in data.get(section) or []:
+                name = entry.get("name")
+                if name and name not in seen[section]:
+                    seen[section].add(name)
+                    merged[section].append(entry)
+    return merged
+
+
+_FILE_FIELDS = {
+    "clusters": ("cluster", ("certificate-authority",)),
+    "users": ("user", ("client-certificate", "client-key", "tokenFile")),
+}
+
+
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+    for section, (inner, fields) in _FILE_FIELDS.items():
+        for entry in data.get(section) or []:
+            body = entry.get(inner) or {}
+            for f in fields:
+                value = body.get(f)
+                if value and not os.path.isabs(os.path.expanduser(value)):
+                    body[f] = str(base / value)
+
+
+def _named(data: dict[str, Any], section: str, name: str) -> dict[str, Any]:
+    inner = section[:-1]  # clusters -> cluster
+    for entry in data.get(section) or []:
+        if entry.get("name") == name:
+            return dict(entry.get(inner) or {})
+    raise ConfigError(f"kubeconfig has no {inner} named {name!r}")
+
+
+def _b64(value: str | None) -> str | None:
+    return base64.b64decode(value).decode() if value else None
+
+
+def config_from_dict(data: dict[str, Any], context: str | None = None) -> ClientConfig:
+    """Turn a parsed kubeconfig into a :class:`ClientConfig` for ``context`` (default: current-context)."""
+    ctx_name = context or data.get("current-context")
+    if not ctx_name:
+        raise ConfigError("kubeconfig has no current-context and no context was given")
+    ctx = _named(data, "contexts", ctx_name)
+    cluster = _named(data, "clusters", ctx["cluster"]) if ctx.get("cluster") else {}
+    user = _named(data, "users", ctx["user"]) if ctx.get("user") else {}
+    server = cluster.get("server")
+    if not server:
+        raise ConfigError(f"cluster of context {ctx_name!r} has no server")
+
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token = Path(user["tokenFile"]).expanduser().read_text().strip()
+
+    return ClientConfig(
+        server=str(server).rstrip("/"),
+        namespace=ctx.get("namespace") or "default",
+        token=token,
+        ca_file=cluster.get("certificate-authority"),
+        ca_data=_b64(cluster.get("certificate-authority-data")),
+        cert_file=user.get("client-certificate"),
+        key_file=user.get("client-key"),
+        cert_data=_b64(user.get("client-certificate-data")),
+        key_data=_b64(user.get("client-key-data")),
+        insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify", False)),
+        username=user.get("username"),
+        password=user.get("password"),
+    )

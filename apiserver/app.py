@@ -1,0 +1,777 @@
+"""The HTTP layer: Kubernetes' REST paths, verbs, content negotiation and error bodies.
+
+Every request goes through :func:`dispatch`, which parses the path into (resource, namespace, name,
+subresource) and calls one handler per verb.  Every failure leaves as a ``metav1.Status`` -- a
+:class:`~apimachinery.errors.StatusError` from the handlers, a 503 when etcd is away, and (for a
+genuine bug only) a 500 ``InternalError`` with the traceback in the server's log, never the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+
+from apimachinery import errors, openapi, printers, selectors
+from apimachinery.resources import ResourceInfo, by_plural
+
+from . import discovery, strategy
+from .etcd import EtcdUnavailable
+from .patching import apply_patch, patch_type_of
+from .registry import Registry, Storage, unavailable
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 3 * 1024 * 1024
+JSON = "application/json"
+_EMPTY_META: dict[str, Any] = {}
+
+
+# --- responses ------------------------------------------------------------------------------------
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def status_response(e: errors.StatusError) -> Response:
+    headers = {"Retry-After": str(e.retry_after)} if e.retry_after else None
+    return json_response(e.status(), e.code, headers)
+
+
+def success_status(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    details = {"name": meta.get("name"), "kind": info.plural, "uid": meta.get("uid")}
+    if info.group:
+        details["group"] = info.group
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+
+@dataclass
+class Output:
+    """What the client asked to get back (from its Accept header)."""
+
+    form: str = "json"  # json | yaml | table | partial
+    version: str = "v1"  # of meta.k8s.io, for table/partial
+
+
+def negotiate(accept: str | None) -> Output:
+    if not accept:
+        return Output()
+    for media_range in accept.split(","):
+        parts = [p.strip() for p in media_range.split(";")]
+        mtype = parts[0].lower()
+        params = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+        if mtype not in (JSON, "application/yaml", "*/*", "application/*"):
+            continue
+        as_ = params.get("as")
+        if as_:
+            if params.get("g") != "meta.k8s.io" or params.get("v") not in ("v1", "v1beta1"):
+                continue
+            if as_ == "Table":
+                return Output("table", params["v"])
+            if as_ in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                return Output("partial", params["v"])
+            continue
+        return Output("yaml" if mtype == "application/yaml" else "json")
+    raise errors.NotAcceptable(
+        "only the following media types are accepted: application/json, application/yaml, "
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    )
+
+
+def render(out: Output, body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    if out.form == "yaml":
+        return Response(
+            yaml.safe_dump(body, sort_keys=False),
+            status_code=status,
+            media_type="application/yaml",
+            headers=headers,
+        )
+    return json_response(body, status, headers)
+
+
+def partial(obj: dict[str, Any], version: str) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": f"meta.k8s.io/{version}",
+        "metadata": obj.get("metadata") or {},
+    }
+
+
+# --- request parsing ------------------------------------------------------------------------------
+@dataclass
+class Target:
+    info: ResourceInfo
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def parse_resource_path(parts: list[str]) -> Target:
+    """``["api","v1","namespaces","ns","pods","x","status"]`` -> Target(pods, ns, x, status)."""
+    if parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    else:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
+        namespace, rest = rest[1], rest[2:]
+    info = by_plural(group, version, rest[0])
+    if info is None or len(rest) > 3:
+        raise errors.NotFound("the server could not find the requested resource")
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if namespace is not None and not info.namespaced:
+        raise errors.NotFound("the server could not find the requested resource")
+    if info.namespaced and namespace is None and name is not None:
+        raise errors.NotFound("the server could not find the requested resource")
+    if sub is not None and sub not in info.subresources:
+        raise errors.NotFound("the server could not find the requested resource")
+    return Target(info, namespace, name, sub)
+
+
+async def read_body(request: Request) -> bytes:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        raise errors.RequestEntityTooLarge("the request body is too large: limit is 3145728 bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.RequestEntityTooLarge("the request body is too large: limit is 3145728 bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode_body(raw: bytes, content_type: str) -> Any:
+    ctype = content_type.split(";")[0].strip().lower()
+    if not raw.strip():
+        raise errors.BadRequest("the request body is empty")
+    try:
+        if ctype.endswith("yaml"):
+            return yaml.safe_load(raw)
+        return orjson.loads(raw)
+    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
+        kind = "yaml" if ctype.endswith("yaml") else "json"
+        raise errors.BadRequest(
+            f"the body of the request could not be decoded: {kind} parse error: {e}"
+        ) from None
+
+
+def decode_object(
+    raw: bytes, content_type: str, info: ResourceInfo, expected_kind: str | None = None
+) -> dict:
+    ctype = content_type.split(";")[0].strip().lower() or JSON
+    if ctype not in (JSON, "application/yaml", "application/x-yaml", "text/yaml", "*/*"):
+        raise errors.UnsupportedMediaType(
+            f"the body of the request was in an unknown format - accepted media types include: {JSON}, application/yaml"
+        )
+    obj = decode_body(raw, ctype)
+    if not isinstance(obj, dict):
+        raise errors.BadRequest("the body of the request must be a JSON or YAML object")
+    kind = expected_kind or info.kind
+    api_version = info.api_version
+    if kind in ("Scale",):
+        api_version = "autoscaling/v1"
+    if obj.get("kind") not in (None, "", kind) or obj.get("apiVersion") not in (None, "", api_version):
+        if obj.get("kind") not in (None, "", kind):
+            raise errors.BadRequest(
+                f"the kind in the data ({obj.get('kind')}) does not match the expected kind ({kind})"
+            )
+        raise errors.BadRequest(
+            f"the API version in the data ({obj.get('apiVersion')}) does not match the expected API version "
+            f"({api_version})"
+        )
+    if "metadata" in obj and not isinstance(obj["metadata"], dict):
+        raise errors.BadRequest("metadata: must be an object")
+    return obj
+
+
+def query_bool(q: Any, name: str) -> bool:
+    return str(q.get(name, "")).lower() in ("1", "true", "yes")
+
+
+def query_int(q: Any, name: str) -> int | None:
+    value = q.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.BadRequest(f'invalid value for {name}: "{value}"') from None
+
+
+def dry_run(q: Any) -> bool:
+    values = q.getlist("dryRun")
+    for v in values:
+        if v != "All":
+            raise errors.BadRequest(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+    return bool(values)
+
+
+def field_validation(q: Any) -> str:
+    value = q.get("fieldValidation") or "Warn"
+    if value not in ("Strict", "Warn", "Ignore"):
+        raise errors.BadRequest(
+            f'fieldValidation: Unsupported value: "{value}": supported values: "Ignore", "Strict", "Warn"'
+        )
+    return value
+
+
+def check_fields(
+    info: ResourceInfo, raw: bytes, obj: dict[str, Any], content_type: str, mode: str, headers: dict[str, str]
+) -> None:
+    """Unknown and duplicate fields: 400 under Strict, ``Warning`` headers under Warn; then pruned."""
+    if mode != "Ignore":
+        problems = openapi.field_validation_messages(info, raw, obj, content_type)
+        if problems:
+            if mode == "Strict":
+                raise openapi.strict_decoding_error(info, problems)
+            headers["Warning"] = ", ".join(openapi.warning_header(p) for p in problems)
+    openapi.prune_unknown_fields(info, obj)
+
+
+def make_match(info: ResourceInfo, q: Any) -> Any:
+    label = q.get("labelSelector") or ""
+    field = q.get("fieldSelector") or ""
+    ls = selectors.parse_label_selector(label) if label else None
+    fs = selectors.parse_field_selector(field, info.kind) if field else None
+    if ls is None and fs is None:
+        return None
+
+    def match(obj: dict[str, Any]) -> bool:
+        if ls is not None and not ls.matches((obj.get("metadata") or {}).get("labels") or {}):
+            return False
+        return fs is None or fs.matches(obj)
+
+    return match
+
+
+def delete_options(q: Any, body: Any) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
+    grace = query_int(q, "gracePeriodSeconds")
+    if grace is not None:
+        opts["gracePeriodSeconds"] = grace
+    if q.get("propagationPolicy"):
+        opts["propagationPolicy"] = q.get("propagationPolicy")
+    if q.get("orphanDependents"):
+        opts["orphanDependents"] = query_bool(q, "orphanDependents")
+    if "gracePeriodSeconds" in opts and opts["gracePeriodSeconds"] is not None:
+        try:
+            opts["gracePeriodSeconds"] = int(opts["gracePeriodSeconds"])
+        except (TypeError, ValueError):
+            raise errors.BadRequest("gracePeriodSeconds must be an integer") from None
+    return opts
+
+
+# --- the server -----------------------------------------------------------------------------------
+class APIServer:
+    def __init__(self, storage: Storage, advertise: str = "127.0.0.1:8080") -> None:
+        self.storage = storage
+        self.advertise = advertise
+        self.bookmark_interval = 10.0
+
+    # ---- entry point
+    async def dispatch(self, request: Request) -> Response:
+        try:
+            return await self._dispatch(request)
+        except errors.StatusError as e:
+            return status_response(e)
+        except EtcdUnavailable as e:
+            return status_response(unavailable(e))
+        except TimeoutError:
+            return status_response(errors.Timeout("the server was not able to answer in time"))
+        except Exception:
+            log.exception("internal error serving %s %s", request.method, request.url.path)
+            return status_response(
+                errors.InternalError("an internal error occurred; see the API server's log")
+            )
+
+    async def _dispatch(self, request: Request) -> Response:
+        path = request.url.path.rstrip("/") or "/"
+        parts = [p for p in path.split("/") if p]
+        method = request.method
+        if not parts:
+            return json_response(
+                {"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"]}
+            )
+        head = parts[0]
+        if head in ("healthz", "livez", "readyz"):
+            return await self.health(head, request)
+        if head == "version":
+            return json_response(discovery.version_info())
+        if head == "openapi":
+            return self.openapi(parts)
+        if head == "api" and len(parts) == 1:
+            return json_response(discovery.api_versions(self.advertise))
+        if head == "apis" and len(parts) == 1:
+            return json_response(discovery.api_group_list())
+        if head == "apis" and len(parts) == 2:
+            api_group = discovery.api_group(parts[1])
+            if api_group is None:
+                raise errors.NotFound("the server could not find the requested resource")
+            return json_response(api_group)
+        if (head == "api" and len(parts) == 2) or (head == "apis" and len(parts) == 3):
+            group, version = ("", parts[1]) if head == "api" else (parts[1], parts[2])
+            rl = discovery.api_resource_list(group, version)
+            if rl is None:
+                raise errors.NotFound("the server could not find the requested resource")
+            return json_response(rl)
+        if (
+            head not in ("api", "apis")
+            or (head == "api" and len(parts) < 3)
+            or (head == "apis" and len(parts) < 4)
+        ):
+            raise errors.NotFound("the server could not find the requested resource")
+        target = parse_resource_path(parts)
+        return await self.resource(request, method, target)
+
+    async def health(self, which: str, request: Request) -> Response:
+        if which == "livez":
+            return Response("ok", media_type="text/plain")
+        try:
+            await self.storage.etcd.status()
+        except EtcdUnavailable as e:
+            return Response(
+                f"[-]etcd failed: {e}\n{which} check failed", status_code=500, media_type="text/plain"
+            )
+        if which == "readyz" and not all(r.cache.ready.is_set() for r in self.storage.registries.values()):
+            return Response(
+                "[-]watch-cache not ready\nreadyz check failed", status_code=500, media_type="text/plain"
+            )
+        if "verbose" in request.query_params:
+            return Response(f"[+]ping ok\n[+]etcd ok\n{which} check passed\n", media_type="text/plain")
+        return Response("ok", media_type="text/plain")
+
+    def openapi(self, parts: list[str]) -> Response:
+        if len(parts) >= 2 and parts[1] == "v3":
+            if len(parts) == 2:
+                return json_response(openapi.openapi_v3_index())
+            rest = parts[2:]
+            if rest[0] == "api" and len(rest) == 2:
+                doc = openapi.openapi_v3_document_bytes("", rest[1])
+            elif rest[0] == "apis" and len(rest) == 3:
+                doc = openapi.openapi_v3_document_bytes(rest[1], rest[2])
+            else:
+                doc = None
+            if doc is not None:
+                return Response(doc, media_type=JSON, headers={"Cache-Control": "public, immutable"})
+        raise errors.NotFound("the server could not find the requested resource")
+
+    # ---- resources
+    async def resource(self, request: Request, method: str, t: Target) -> Response:
+        info = t.info
+        reg = self.storage.registry(info)
+        q = request.query_params
+        if t.name is None:
+            if method == "GET":
+                if query_bool(q, "watch"):
+                    return await self.watch(request, reg, t)
+                return await self.list(request, reg, t)
+            if method == "POST":
+                if not info.namespaced and t.namespace:
+                    raise errors.NotFound("the server could not find the requested resource")
+                return await self.create(request, reg, t)
+            if method == "DELETE":
+                return await self.delete_collection(request, reg, t)
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        if t.subresource in ("scale",):
+            return await self.scale(request, reg, t)
+        if t.subresource == "binding":
+            if method != "POST":
+                raise errors.MethodNotAllowed(
+                    "the server does not allow this method on the requested resource"
+                )
+            return await self.bind(request, reg, t)
+        if t.subresource in (
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+            "proxy",
+            "eviction",
+            "ephemeralcontainers",
+        ):
+            return await self.not_served(reg, t)
+        if method == "GET":
+            if query_bool(q, "watch"):
+                raise errors.MethodNotAllowed("watch a single object with a fieldSelector on metadata.name")
+            obj = await reg.get(t.namespace, t.name)
+            return self.single(request, info, obj)
+        if method == "PUT":
+            return await self.update(request, reg, t)
+        if method == "PATCH":
+            return await self.patch(request, reg, t)
+        if method == "DELETE" and t.subresource is None:
+            return await self.delete(request, reg, t)
+        raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    def single(
+        self,
+        request: Request,
+        info: ResourceInfo,
+        obj: dict[str, Any],
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        out = negotiate(request.headers.get("accept"))
+        if out.form == "table":
+            include = request.query_params.get("includeObject") or "Metadata"
+            table = printers.table(info, [obj], include_object=include)
+            table["apiVersion"] = f"meta.k8s.io/{out.version}"
+            return json_response(table, status, headers)
+        if out.form == "partial":
+            return json_response(partial(obj, out.version), status, headers)
+        return render(out, obj, status, headers)
+
+    async def list(self, request: Request, reg: Registry, t: Target) -> Response:
+        q = request.query_params
+        out = negotiate(request.headers.get("accept"))
+        limit = query_int(q, "limit") or 0
+        if limit < 0:
+            raise errors.BadRequest("limit must not be negative")
+        items, rev, cont = await reg.list(
+            t.namespace, make_match(t.info, q), limit, q.get("continue") or "", q.get("resourceVersion") or ""
+        )
+        info = t.info
+        if out.form == "table":
+            include = q.get("includeObject") or "Metadata"
+            table = printers.table(
+                info, items, include_object=include, resource_version=str(rev), continue_token=cont
+            )
+            table["apiVersion"] = f"meta.k8s.io/{out.version}"
+            return json_response(table)
+        meta: dict[str, Any] = {"resourceVersion": str(rev)}
+        if cont:
+            meta["continue"] = cont
+        if out.form == "partial":
+            body = {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": f"meta.k8s.io/{out.version}",
+                "metadata": meta,
+                "items": [partial(o, out.version) for o in items],
+            }
+            return json_response(body)
+        body = {"kind": info.list_kind_name, "apiVersion": info.api_version, "metadata": meta, "items": items}
+        return render(out, body)
+
+    async def watch(self, request: Request, reg: Registry, t: Target) -> Response:
+        q = request.query_params
+        out = negotiate(request.headers.get("accept"))
+        match = make_match(t.info, q)
+        rv = q.get("resourceVersion") or ""
+        timeout = query_int(q, "timeoutSeconds")
+        if timeout is None:
+            timeout = random.randint(1800, 3600)
+        bookmarks = query_bool(q, "allowWatchBookmarks") and out.form in ("json", "partial")
+        include = q.get("includeObject") or "Metadata"
+        info = t.info
+        events = reg.watch(t.namespace, match, rv)
+
+        first = [True]
+
+        def frame(etype: str, obj: dict[str, Any]) -> bytes:
+            if out.form == "table" and etype != "ERROR":
+                # like Kubernetes, only the first event of a watch carries the column definitions
+                table = printers.table_for_watch_event(info, obj, include, include_columns=first[0])
+                first[0] = False
+                table["apiVersion"] = f"meta.k8s.io/{out.version}"
+                obj = table
+            elif out.form == "partial" and etype != "ERROR":
+                obj = partial(obj, out.version)
+            return orjson.dumps({"type": etype, "object": obj}) + b"\n"
+
+        async def stream() -> AsyncIterator[bytes]:
+            deadline = time.monotonic() + timeout
+            last_rv = 0
+            it = events.__aiter__()
+            next_item: asyncio.Task[Any] | None = None
+            try:
+                while True:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return
+                    if next_item is None:
+                        next_item = asyncio.ensure_future(it.__anext__())
+                    wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                    done, _ = await asyncio.wait({next_item}, timeout=wait)
+                    if not done:
+                        if bookmarks and reg.cache.revision > last_rv:
+                            last_rv = reg.cache.revision
+                            mark = {
+                                "kind": info.kind,
+                                "apiVersion": info.api_version,
+                                "metadata": {"resourceVersion": str(last_rv)},
+                            }
+                            yield orjson.dumps({"type": "BOOKMARK", "object": mark}) + b"\n"
+                        continue
+                    task, next_item = next_item, None
+                    try:
+                        etype, obj = task.result()
+                    except StopAsyncIteration:
+                        return
+                    except errors.StatusError as e:
+                        yield frame("ERROR", e.status())
+                        return
+                    except EtcdUnavailable as e:
+                        yield frame("ERROR", unavailable(e).status())
+                        return
+                    last_rv = max(last_rv, int((obj.get("metadata") or {}).get("resourceVersion") or 0))
+                    yield frame(etype, obj)
+            finally:
+                if next_item is not None:
+                    next_item.cancel()
+                    try:
+                        await next_item
+                    except (asyncio.CancelledError, StopAsyncIteration, Exception):
+                        pass
+                await it.aclose()  # type: ignore[attr-defined]
+
+        media = JSON
+        return StreamingResponse(stream(), media_type=media)
+
+    async def create(self, request: Request, reg: Registry, t: Target) -> Response:
+        q = request.query_params
+        raw = await read_body(request)
+        ctype = request.headers.get("content-type") or JSON
+        obj = decode_object(raw, ctype, t.info)
+        headers: dict[str, str] = {}
+        check_fields(t.info, raw, obj, ctype, field_validation(q), headers)
+        meta = obj.get("metadata") or {}
+        if t.info.namespaced and meta.get("namespace") not in (None, "", t.namespace):
+            raise errors.BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        if t.info.namespaced and not t.namespace:
+            raise errors.NotFound("the server could not find the requested resource")
+        if not meta.get("name") and not meta.get("generateName"):
+            raise errors.invalid(
+                t.info.kind,
+                "",
+                [errors.cause("metadata.name", "name or generateName is required", "FieldValueRequired")],
+                t.info.group,
+            )
+        created = await reg.create(t.namespace, obj, dry_run(q))
+        return self.single(request, t.info, created, 201, headers)
+
+    async def update(self, request: Request, reg: Registry, t: Target) -> Response:
+        q = request.query_params
+        raw = await read_body(request)
+        ctype = request.headers.get("content-type") or JSON
+        obj = decode_object(raw, ctype, t.info)
+        headers: dict[str, str] = {}
+        check_fields(t.info, raw, obj, ctype, field_validation(q), headers)
+        assert t.name is not None
+        updated = await reg.update(t.namespace, t.name, obj, t.subresource, dry_run(q))
+        return self.single(request, t.info, updated, 200, headers)
+
+    async def patch(self, request: Request, reg: Registry, t: Target) -> Response:
+        q = request.query_params
+        raw = await read_body(request)
+        ctype = request.headers.get("content-type") or ""
+        ptype = patch_type_of(ctype)
+        body = decode_body(raw, "application/yaml" if ptype == "apply" else JSON)
+        mode = field_validation(q)
+        headers: dict[str, str] = {}
+        info = t.info
+        assert t.name is not None
+
+        def patcher(current: dict[str, Any]) -> dict[str, Any]:
+            patched = apply_patch(ptype, current, body, info)
+            if isinstance(patched, dict):
+                check_fields(
+                    info, raw, patched, "application/yaml" if ptype == "apply" else JSON, mode, headers
+                )
+            return patched
+
+        updated = await reg.patch(t.namespace, t.name, patcher, t.subresource, dry_run(q))
+        return self.single(request, info, updated, 200, headers)
+
+    async def delete(self, request: Request, reg: Registry, t: Target) -> Response:
+        q = request.query_params
+        raw = await read_body(request)
+        body = decode_body(raw, JSON) if raw.strip() else None
+        assert t.name is not None
+        obj, deleted = await reg.delete(t.namespace, t.name, delete_options(q, body), dry_run(q))
+        if deleted and t.info.kind not in ("Pod", "Namespace", "Service"):
+            return json_response(success_status(t.info, obj))
+        return self.single(request, t.info, obj)
+
+    async def delete_collection(self, request: Request, reg: Registry, t: Target) -> Response:
+        q = request.query_params
+        raw = await read_body(request)
+        body = decode_body(raw, JSON) if raw.strip() else None
+        opts = delete_options(q, body)
+        items, rev, _ = await reg.list(t.namespace, make_match(t.info, q))
+        gone = []
+        for item in items:
+            meta = item["metadata"]
+            try:
+                obj, _deleted = await reg.delete(meta.get("namespace"), meta["name"], opts, dry_run(q))
+                gone.append(obj)
+            except errors.NotFound:
+                pass
+            except errors.Forbidden:
+                pass
+        body_out = {
+            "kind": t.info.list_kind_name,
+            "apiVersion": t.info.api_version,
+            "metadata": {"resourceVersion": str(rev)},
+            "items": gone,
+        }
+        return json_response(body_out)
+
+    async def scale(self, request: Request, reg: Registry, t: Target) -> Response:
+        info = t.info
+        assert t.name is not None
+        if request.method == "GET":
+            return json_response(strategy.scale_of(info, await reg.get(t.namespace, t.name)))
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        raw = await read_body(request)
+        q = request.query_params
+        ctype = request.headers.get("content-type") or JSON
+        if request.method == "PUT":
+            body = decode_body(raw, ctype)
+            ptype = None
+        else:
+            ptype = patch_type_of(ctype)
+            body = decode_body(raw, JSON)
+
+        def patcher(current: dict[str, Any]) -> dict[str, Any]:
+            scale = strategy.scale_of(info, current)
+            if ptype is None:
+                new_scale = body
+                if not isinstance(new_scale, dict) or new_scale.get("kind") not in (None, "Scale"):
+                    raise errors.BadRequest("the body must be an autoscaling/v1 Scale")
+            else:
+                new_scale = apply_patch(ptype, scale, body, None)
+            want_rv = str(((new_scale.get("metadata") or {}).get("resourceVersion")) or "")
+            replicas = (new_scale.get("spec") or {}).get("replicas", 0)
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid(
+                    "Scale",
+                    t.name or "",
+                    [
+                        errors.cause(
+                            "spec.replicas",
+                            f"Invalid value: {replicas!r}: must be greater than or equal to 0",
+                        )
+                    ],
+                    "autoscaling",
+                )
+            current["spec"]["replicas"] = replicas
+            if want_rv:
+                current["metadata"]["resourceVersion"] = want_rv
+            return current
+
+        updated = await reg.patch(t.namespace, t.name, patcher, None, dry_run(q))
+        return json_response(strategy.scale_of(info, updated))
+
+    async def bind(self, request: Request, reg: Registry, t: Target) -> Response:
+        raw = await read_body(request)
+        binding = decode_object(raw, request.headers.get("content-type") or JSON, t.info, "Binding")
+        target = binding.get("target") or {}
+        node = target.get("name")
+        name = t.name
+        assert name is not None
+        if not node:
+            raise errors.invalid(
+                "Binding", name, [errors.cause("target.name", "Required value", "FieldValueRequired")]
+            )
+        if target.get("kind") not in (None, "", "Node"):
+            raise errors.invalid(
+                "Binding",
+                name,
+                [errors.cause("target.kind", "must be empty or 'Node'", "FieldValueNotSupported")],
+            )
+
+        def assign(current: dict[str, Any]) -> Any:
+            meta = current["metadata"]
+            spec = current.setdefault("spec", {})
+            if meta.get("deletionTimestamp"):
+                raise errors.conflict(
+                    "pods/binding", name, "", f"pod {name} is being deleted, cannot be assigned to a host"
+                )
+            if spec.get("nodeName"):
+                raise errors.conflict(
+                    "pods/binding", name, "", f'pod {name} is already assigned to node "{spec["nodeName"]}"'
+                )
+            want_uid = (binding.get("metadata") or {}).get("uid")
+            if want_uid and want_uid != meta.get("uid"):
+                raise errors.conflict("pods/binding", name, "", "the pod's UID does not match the binding")
+            spec["nodeName"] = node
+            status = current.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append(
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": strategy.now_rfc3339(),
+                }
+            )
+            status["conditions"] = conds
+            return current
+
+        await reg.guaranteed_update(t.namespace, name, assign, dry_run(request.query_params))
+        return json_response(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
+        )
+
+    async def not_served(self, reg: Registry, t: Target) -> Response:
+        assert t.name is not None
+        obj = await reg.get(t.namespace, t.name)
+        if t.info.kind == "Pod" and not (obj.get("spec") or {}).get("nodeName"):
+            raise errors.BadRequest(f"pod {t.name} does not have a host assigned")
+        raise errors.ServiceUnavailable(
+            f"{t.info.plural}/{t.subresource} is not served yet: no kubelet connection is available for this object"
+        )
+
+
+def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_storage: bool = True) -> FastAPI:
+    """The ASGI app.  With ``manage_storage`` it starts and stops the watch caches with the app."""
+    server = APIServer(storage, advertise)
+
+    async def progress_loop() -> None:
+        while True:
+            await asyncio.sleep(5)
+            storage.request_progress()
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        task = None
+        if manage_storage:
+            storage.start()
+        task = asyncio.create_task(progress_loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            if manage_storage:
+                await storage.stop()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.server = server
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    async def catch_all(request: Request) -> Response:
+        return await server.dispatch(request)
+
+    return app
+
+
+__all__ = ["APIServer", "create_app", "negotiate", "parse_resource_path", "copy", "datetime", "UTC"]

@@ -1,0 +1,138 @@
+"""Discovery documents: ``/version``, ``/api``, ``/apis``, ``/apis/{group}`` and the
+``APIResourceList`` of each group-version, built from the resource table."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from typing import Any
+
+from apimachinery.resources import RESOURCES, ResourceInfo, group_versions
+
+VERSION = "v1.32.0-minik.0"
+
+# (subresource) -> (kind, group, version, verbs) as Kubernetes reports them
+_SUBRESOURCES: dict[str, tuple[str | None, str, str, list[str]]] = {
+    "status": (None, "", "", ["get", "patch", "update"]),
+    "scale": ("Scale", "autoscaling", "v1", ["get", "patch", "update"]),
+    "binding": ("Binding", "", "", ["create"]),
+    "log": (None, "", "", ["get"]),
+    "exec": ("PodExecOptions", "", "", ["create", "get"]),
+    "attach": ("PodAttachOptions", "", "", ["create", "get"]),
+    "portforward": ("PodPortForwardOptions", "", "", ["create", "get"]),
+    "eviction": ("Eviction", "policy", "v1", ["create"]),
+    "ephemeralcontainers": (None, "", "", ["get", "patch", "update"]),
+    "finalize": (None, "", "", ["update"]),
+    "proxy": ("ProxyOptions", "", "", ["create", "delete", "get", "patch", "update"]),
+}
+
+
+def version_info() -> dict[str, Any]:
+    return {
+        "major": "1",
+        "minor": "32",
+        "gitVersion": VERSION,
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-24T00:00:00Z",
+        "goVersion": f"python{sys.version_info.major}.{sys.version_info.minor}",
+        "compiler": "cpython",
+        "platform": f"linux/{'arm64' if platform.machine() == 'aarch64' else 'amd64'}",
+    }
+
+
+def api_versions(server_address: str) -> dict[str, Any]:
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    }
+
+
+def _group(group: str) -> dict[str, Any]:
+    versions = [v for g, v in group_versions() if g == group]
+    entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+    return {"name": group, "versions": entries, "preferredVersion": entries[0]}
+
+
+def api_group_list() -> dict[str, Any]:
+    groups: list[str] = []
+    for g, _ in group_versions():
+        if g and g not in groups:
+            groups.append(g)
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g) for g in groups]}
+
+
+def api_group(group: str) -> dict[str, Any] | None:
+    if not any(g == group for g, _ in group_versions()):
+        return None
+    return {"kind": "APIGroup", "apiVersion": "v1", **_group(group)}
+
+
+def _storage_version_hash(r: ResourceInfo) -> str:
+    digest = hashlib.sha256(f"{r.group}/{r.version}/{r.kind}".encode()).digest()
+    import base64
+
+    return base64.b64encode(digest[:8]).decode()
+
+
+def _entry(r: ResourceInfo) -> dict[str, Any]:
+    e: dict[str, Any] = {
+        "name": r.plural,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": list(r.verbs),
+        "storageVersionHash": _storage_version_hash(r),
+    }
+    if r.short_names:
+        e["shortNames"] = list(r.short_names)
+    if r.categories:
+        e["categories"] = list(r.categories)
+    return e
+
+
+def _sub_entry(r: ResourceInfo, sub: str) -> dict[str, Any]:
+    kind, group, version, verbs = _SUBRESOURCES[sub]
+    if sub == "proxy":
+        kind = f"{r.kind}ProxyOptions"
+    e: dict[str, Any] = {
+        "name": f"{r.plural}/{sub}",
+        "singularName": "",
+        "namespaced": r.namespaced,
+        "kind": kind or r.kind,
+        "verbs": verbs,
+    }
+    if group:
+        e["group"] = group
+    if version:
+        e["version"] = version
+    return e
+
+
+def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
+    resources = [r for r in RESOURCES if r.group == group and r.version == version]
+    if not resources:
+        return None
+    entries: list[dict[str, Any]] = []
+    if group == "" and version == "v1":
+        entries.append(
+            {
+                "name": "bindings",
+                "singularName": "binding",
+                "namespaced": True,
+                "kind": "Binding",
+                "verbs": ["create"],
+            }
+        )
+    for r in sorted(resources, key=lambda x: x.plural):
+        entries.append(_entry(r))
+        for sub in r.subresources:
+            entries.append(_sub_entry(r, sub))
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": entries,
+    }

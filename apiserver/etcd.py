@@ -1,0 +1,267 @@
+"""A small async etcd v3 key-value layer: exactly the calls the API server's storage needs.
+
+It speaks etcd's gRPC API through the generated stubs that ship with ``aetcd`` (the high-level
+``aetcd.Client`` has no ``revision``/``limit`` on range reads, which lists and pagination need).
+Every failure to reach etcd surfaces as :class:`EtcdUnavailable`, which the API server turns into a
+503 ``Status``; a watch from a compacted revision raises :class:`Compacted` (the server's 410 Gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import grpc
+from aetcd import rpc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class EtcdUnavailable(Exception):
+    """etcd could not be reached, or did not answer in time."""
+
+
+class Compacted(Exception):
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(f"required revision has been compacted (compact revision {compact_revision})")
+        self.compact_revision = compact_revision
+
+
+@dataclass(frozen=True, slots=True)
+class KV:
+    key: bytes
+    value: bytes
+    mod_revision: int
+    create_revision: int
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: str  # "PUT" or "DELETE"
+    kv: KV
+    prev: KV | None
+    revision: int
+
+
+def _kv(m: rpc.KeyValue) -> KV:
+    return KV(m.key, m.value, m.mod_revision, m.create_revision, m.lease)
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The range end that makes a range read cover every key starting with ``prefix``."""
+    end = bytearray(prefix)
+    for i in range(len(end) - 1, -1, -1):
+        if end[i] < 0xFF:
+            end[i] += 1
+            return bytes(end[: i + 1])
+    return b"\0"
+
+
+def grpc_target(servers: str) -> str:
+    """``http://a:2379,http://b:2379`` -> a gRPC target that fails over between the members."""
+    hosts = []
+    for url in servers.split(","):
+        url = url.strip()
+        if not url:
+            continue
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        hosts.append(f"{parts.hostname}:{parts.port or 2379}")
+    if not hosts:
+        raise ValueError("no etcd server given")
+    if len(hosts) == 1:
+        return hosts[0]
+    return "ipv4:" + ",".join(hosts)
+
+
+class Etcd:
+    def __init__(self, servers: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.servers = servers
+        self.timeout = timeout
+        options = [
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
+        ]
+        self._channel = grpc.aio.insecure_channel(grpc_target(servers), options=options)
+        self._kv = rpc.KVStub(self._channel)
+        self._watch = rpc.WatchStub(self._channel)
+        self._lease = rpc.LeaseStub(self._channel)
+        self._maint = rpc.MaintenanceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def _call(self, fn, request, timeout: float | None = None):  # type: ignore[no-untyped-def]
+        try:
+            return await fn(request, timeout=timeout or self.timeout)
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.OUT_OF_RANGE:
+                raise Compacted(0) from None
+            raise EtcdUnavailable(f"etcd at {self.servers}: {e.code().name}: {e.details()}") from None
+
+    # --- reads -----------------------------------------------------------------------------------
+    async def get(self, key: str) -> tuple[KV | None, int]:
+        """The key's value (or None) and the store's revision at the read."""
+        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()))
+        return (_kv(resp.kvs[0]) if resp.kvs else None), resp.header.revision
+
+    async def range(
+        self, prefix: str, *, start: bytes | None = None, limit: int = 0, revision: int = 0
+    ) -> tuple[list[KV], bool, int]:
+        """Keys under ``prefix`` from ``start`` on: (kvs, more, revision read at)."""
+        p = prefix.encode()
+        req = rpc.RangeRequest(key=start or p, range_end=prefix_end(p), limit=limit, revision=revision)
+        resp = await self._call(self._kv.Range, req, timeout=max(self.timeout, 30.0))
+        return [_kv(k) for k in resp.kvs], resp.more, resp.header.revision
+
+    async def count(self, prefix: str) -> int:
+        p = prefix.encode()
+        resp = await self._call(
+            self._kv.Range, rpc.RangeRequest(key=p, range_end=prefix_end(p), count_only=True)
+        )
+        return int(resp.count)
+
+    async def revision(self) -> int:
+        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=b"\0", count_only=True))
+        return int(resp.header.revision)
+
+    async def status(self) -> str:
+        resp = await self._call(self._maint.Status, rpc.StatusRequest(), timeout=2.0)
+        return str(resp.version)
+
+    # --- writes (compare-and-swap) -----------------------------------------------------------------
+    async def create(self, key: str, value: bytes, lease: int = 0) -> int | None:
+        """Put only if the key does not exist: the new revision, or None if it exists."""
+        k = key.encode()
+        txn = rpc.TxnRequest(
+            compare=[
+                rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0)
+            ],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value, lease=lease))],
+        )
+        resp = await self._call(self._kv.Txn, txn)
+        return int(resp.header.revision) if resp.succeeded else None
+
+    async def update(self, key: str, value: bytes, mod_revision: int) -> tuple[int | None, KV | None]:
+        """Put only if the key is still at ``mod_revision``.
+
+        Returns (new revision, None) on success or (None, current kv or None) when it moved on.
+        """
+        k = key.encode()
+        txn = rpc.TxnRequest(
+            compare=[
+                rpc.Compare(
+                    key=k, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=mod_revision
+                )
+            ],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+        )
+        resp = await self._call(self._kv.Txn, txn)
+        if resp.succeeded:
+            return int(resp.header.revision), None
+        kvs = resp.responses[0].response_range.kvs
+        return None, (_kv(kvs[0]) if kvs else None)
+
+    async def delete(self, key: str, mod_revision: int) -> tuple[int | None, KV | None]:
+        """Delete only if the key is still at ``mod_revision``; same result shape as :meth:`update`."""
+        k = key.encode()
+        txn = rpc.TxnRequest(
+            compare=[
+                rpc.Compare(
+                    key=k, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=mod_revision
+                )
+            ],
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))],
+            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+        )
+        resp = await self._call(self._kv.Txn, txn)
+        if resp.succeeded:
+            return int(resp.header.revision), None
+        kvs = resp.responses[0].response_range.kvs
+        return None, (_kv(kvs[0]) if kvs else None)
+
+    async def put(self, key: str, value: bytes) -> int:
+        resp = await self._call(self._kv.Put, rpc.PutRequest(key=key.encode(), value=value))
+        return int(resp.header.revision)
+
+    async def grant_lease(self, ttl: int) -> int:
+        resp = await self._call(self._lease.LeaseGrant, rpc.LeaseGrantRequest(TTL=ttl))
+        return int(resp.ID)
+
+    async def compact(self, revision: int) -> None:
+        await self._call(
+            self._kv.Compact, rpc.CompactionRequest(revision=revision, physical=True), timeout=30
+        )
+
+    # --- watch -----------------------------------------------------------------------------------
+    async def watch(
+        self, prefix: str, start_revision: int, progress: asyncio.Event | None = None
+    ) -> AsyncIterator[list[WatchEvent] | int]:
+        """Stream batches of events under ``prefix`` from ``start_revision`` (inclusive).
+
+        Yields lists of events, and an int (the store revision) for progress notifications, which
+        are requested whenever ``progress`` is set.  Raises :class:`Compacted` when the start
+        revision is gone and :class:`EtcdUnavailable` when the stream breaks.
+        """
+        p = prefix.encode()
+        outbox: asyncio.Queue[rpc.WatchRequest] = asyncio.Queue()
+        await outbox.put(
+            rpc.WatchRequest(
+                create_request=rpc.WatchCreateRequest(
+                    key=p, range_end=prefix_end(p), start_revision=start_revision, prev_kv=True
+                )
+            )
+        )
+
+        async def requests() -> AsyncIterator[rpc.WatchRequest]:
+            while True:
+                yield await outbox.get()
+
+        async def progress_pump() -> None:
+            if progress is None:
+                return
+            while True:
+                await progress.wait()
+                progress.clear()
+                await outbox.put(rpc.WatchRequest(progress_request=rpc.WatchProgressRequest()))
+
+        pump = asyncio.create_task(progress_pump())
+        call = self._watch.Watch(requests())
+        try:
+            async for resp in call:
+                if resp.compact_revision:
+                    raise Compacted(int(resp.compact_revision))
+                if resp.canceled:
+                    raise EtcdUnavailable(f"etcd cancelled the watch: {resp.cancel_reason}")
+                if resp.created and not resp.events:
+                    continue
+                if not resp.events:
+                    yield int(resp.header.revision)
+                    continue
+                batch = []
+                for ev in resp.events:
+                    batch.append(
+                        WatchEvent(
+                            "DELETE" if ev.type == rpc.Event.DELETE else "PUT",
+                            _kv(ev.kv),
+                            _kv(ev.prev_kv) if ev.HasField("prev_kv") else None,
+                            int(ev.kv.mod_revision),
+                        )
+                    )
+                yield batch
+            raise EtcdUnavailable("etcd watch stream ended")
+        except grpc.aio.AioRpcError as e:
+            raise EtcdUnavailable(f"etcd watch: {e.code().name}: {e.details()}") from None
+        finally:
+            pump.cancel()
+            call.cancel()

@@ -1,0 +1,92 @@
+"""``minik-apiserver``: the only process that talks to etcd."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+
+import uvicorn
+
+from .app import create_app
+from .etcd import Etcd, EtcdUnavailable
+from .registry import Storage
+
+log = logging.getLogger("apiserver")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="minik-apiserver", description="minik's Kubernetes-shaped API server")
+    p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="comma-separated etcd client URLs")
+    p.add_argument("--bind-address", default="127.0.0.1", help="address to serve plain HTTP on")
+    p.add_argument("--port", type=int, default=8080, help="port to serve plain HTTP on")
+    p.add_argument(
+        "--etcd-wait-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to wait for etcd at start before giving up",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+async def wait_for_etcd(etcd: Etcd, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            return await etcd.status()
+        except EtcdUnavailable as e:
+            last = e
+            await asyncio.sleep(0.5)
+    raise SystemExit(
+        f"minik-apiserver: etcd at {etcd.servers} did not answer within {timeout:.0f}s ({last}).\n"
+        "Start etcd first (for example `etcd --data-dir /tmp/etcd`) or point --etcd-servers at it."
+    )
+
+
+async def serve(args: argparse.Namespace) -> None:
+    etcd = Etcd(args.etcd_servers)
+    version = await wait_for_etcd(etcd, args.etcd_wait_timeout)
+    log.info("connected to etcd %s at %s", version, args.etcd_servers)
+    storage = Storage(etcd)
+    await storage.ensure_system_namespaces()
+    advertise = f"{args.bind_address}:{args.port}"
+    app = create_app(storage, advertise)
+    config = uvicorn.Config(
+        app,
+        host=args.bind_address,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        loop="asyncio",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    log.info("serving the API on http://%s", advertise)
+    try:
+        await server.serve()
+    finally:
+        await etcd.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Per-kind rules for create, update and status writes -- Kubernetes' "REST strategies".
+
+The generic registry calls these; each kind's quirks live here and nowhere else:
+what ``status`` looks like on create, which kinds carry ``metadata.generation``, how a Pod's QoS
+class is computed, and the split between the main resource (spec) and ``/status``.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from apimachinery import defaults, errors, validation
+from apimachinery.resources import ResourceInfo
+
+# Kinds whose spec changes move metadata.generation (and whose controllers report observedGeneration).
+GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Ingress"})
+
+_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generate_name(prefix: str) -> str:
+    """``generateName`` + five random characters, from Kubernetes' alphabet (no vowels)."""
+    return prefix[:58] + "".join(random.choice(_NAME_CHARS) for _ in range(5))
+
+
+def pod_qos_class(spec: dict[str, Any]) -> str:
+    """Guaranteed, Burstable or BestEffort, as Kubernetes' ``GetPodQOS`` computes it."""
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") or {}
+        limits = res.get("limits") or {}
+        requests = dict(res.get("requests") or {})
+        for k, v in limits.items():  # requests default to limits
+            requests.setdefault(k, v)
+        for name in ("cpu", "memory"):
+            if name in requests or name in limits:
+                any_set = True
+            if name not in limits or str(requests.get(name)) != str(limits.get(name)):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def _initial_status(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The status an object starts with; None keeps what the client sent."""
+    kind = info.kind
+    if kind == "Pod":
+        return {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
+    if kind == "Namespace":
+        return {"phase": "Active"}
+    if kind in ("PersistentVolumeClaim", "PersistentVolume"):
+        return {"phase": "Pending"}
+    if kind in ("Service", "Ingress"):
+        return {"loadBalancer": {}}
+    if kind == "Node":
+        return None
+    if info.has_status:
+        return {}
+    return None
+
+
+def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str | None) -> None:
+    """Fill in server-set metadata, reset status, default and validate (raises 422)."""
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise errors.BadRequest("metadata must be an object")
+    obj["apiVersion"] = info.api_version
+    obj["kind"] = info.kind
+    if not meta.get("name") and meta.get("generateName"):
+        meta["name"] = generate_name(str(meta["generateName"]))
+    if info.namespaced:
+        meta["namespace"] = namespace
+    else:
+        meta.pop("namespace", None)
+    meta["uid"] = str(uuid.uuid4())
+    meta["creationTimestamp"] = now_rfc3339()
+    meta.pop("resourceVersion", None)
+    meta.pop("deletionTimestamp", None)
+    meta.pop("deletionGracePeriodSeconds", None)
+    meta.pop("selfLink", None)
+    meta.pop("managedFields", None)
+    if info.kind in GENERATION_KINDS:
+        meta["generation"] = 1
+    else:
+        meta.pop("generation", None)
+    if info.kind == "Namespace":
+        obj.setdefault("spec", {})
+    defaults.apply_defaults(info, obj)
+    status = _initial_status(info, obj)
+    if status is not None:
+        obj["status"] = status
+    _validate(info, obj, None)
+
+
+def _validate(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+    causes = validation.validate(info, obj, old)
+    if causes:
+        name = (obj.get("metadata") or {}).get("name") or ""
+        raise errors.invalid(info.kind, name, causes, info.group)
+
+
+_IMMUTABLE_META = (
+    "name",
+    "namespace",
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+
+
+def prepare_for_update(
+    info: ResourceInfo, new: dict[str, Any], old: dict[str, Any], subresource: str | None = None
+) -> dict[str, Any]:
+    """Merge a client's new object with the stored one, as the main resource or ``/status``.
+
+    Returns the object to store.  The main resource never changes ``status``; ``/status`` changes
+    only ``status``.  ``generation`` moves when the spec (or anything outside metadata/status) changes.
+    """
+    if subresource == "status":
+        result = copy.deepcopy(old)
+        if "status" in new:
+            result["status"] = new["status"]
+        else:
+            result.pop("status", None)
+        meta = result["metadata"]
+    else:
+        result = copy.deepcopy(new)
+        result["apiVersion"] = info.api_version
+        result["kind"] = info.kind
+        meta = result.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.BadRequest("metadata must be an object")
+        old_meta = old["metadata"]
+        for k in _IMMUTABLE_META:
+            if k in old_meta:
+                meta[k] = old_meta[k]
+            else:
+                meta.pop(k, None)
+        meta.pop("managedFields", None)
+        meta.pop("selfLink", None)
+        if "generation" in old_meta:
+            meta["generation"] = old_meta["generation"]
+        else:
+            meta.pop("generation", None)
+        if info.has_status:
+            if "status" in old:
+                result["status"] = copy.deepcopy(old["status"])
+            else:
+                result.pop("status", None)
+        if info.kind == "Namespace":
+            # spec.finalizers changes only through /finalize
+            result.setdefault("spec", {})["finalizers"] = copy.deepcopy(
+                (old.get("spec") or {}).get("finalizers", [])
+            )
+        defaults.apply_defaults(info, result)
+        if info.kind in GENERATION_KINDS and _spec_of(result) != _spec_of(old):
+            meta["generation"] = int(old_meta.get("generation") or 1) + 1
+    _validate(info, result, old)
+    return result
+
+
+def prepare_for_finalize(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """``namespaces/{name}/finalize``: only ``spec.finalizers`` changes."""
+    result = copy.deepcopy(old)
+    result.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
+    return result
+
+
+def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+def scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
+    """The ``autoscaling/v1 Scale`` view of a Deployment, ReplicaSet or StatefulSet."""
+    from apimachinery.selectors import selector_to_string
+
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": {"replicas": spec.get("replicas", 0)},
+        "status": {
+            "replicas": status.get("replicas", 0),
+            "selector": selector_to_string(spec.get("selector") or {}),
+        },
+    }

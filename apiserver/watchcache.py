@@ -1,0 +1,252 @@
+"""The watch cache: one etcd watch per resource, fanned out to every HTTP watcher.
+
+Like Kubernetes' ``Cacher``, it lists a resource once, keeps the current objects in memory, and
+follows one etcd watch.  The last ``capacity`` events are kept in a ring so a watcher that starts
+from a recent ``resourceVersion`` is served from memory; older versions fall back to a direct etcd
+watch (see :mod:`apiserver.registry`), and compacted ones are 410 Gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from apimachinery.resources import ResourceInfo
+
+from .etcd import KV, Compacted, Etcd, EtcdUnavailable
+
+log = logging.getLogger(__name__)
+
+Filter = Callable[[dict[str, Any]], bool]
+
+
+def decode(kv: KV, revision: int | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = orjson.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(
+        revision if revision is not None else kv.mod_revision
+    )
+    return obj
+
+
+@dataclass(slots=True)
+class CacheEvent:
+    type: str  # ADDED, MODIFIED, DELETED
+    key: str
+    obj: dict[str, Any]
+    prev: dict[str, Any] | None
+    revision: int
+
+
+class TooOld(Exception):
+    pass
+
+
+class Watcher:
+    """One client's view of the cache: a queue of events that passed its filter."""
+
+    def __init__(
+        self, cache: WatchCache, prefix: str, match: Filter | None, after: int = 0, maxsize: int = 10_000
+    ) -> None:
+        self.cache = cache
+        self.after = after  # only events with a newer revision are for this watcher
+        self.prefix = prefix
+        self.match = match
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(maxsize)
+        self.closed = False
+        self.error: Exception | None = None
+
+    def _passes(self, obj: dict[str, Any] | None) -> bool:
+        return obj is not None and (self.match is None or self.match(obj))
+
+    def offer(self, ev: CacheEvent) -> None:
+        if self.closed or ev.revision <= self.after or not ev.key.startswith(self.prefix):
+            return
+        if ev.type == "ADDED":
+            out = ("ADDED", ev.obj) if self._passes(ev.obj) else None
+        elif ev.type == "DELETED":
+            out = ("DELETED", ev.obj) if self._passes(ev.prev or ev.obj) else None
+        else:
+            cur, old = self._passes(ev.obj), self._passes(ev.prev)
+            if cur and old:
+                out = ("MODIFIED", ev.obj)
+            elif cur:
+                out = ("ADDED", ev.obj)
+            elif old and ev.prev is not None:
+                gone = dict(ev.prev)
+                gone["metadata"] = dict(gone.get("metadata") or {}, resourceVersion=str(ev.revision))
+                out = ("DELETED", gone)
+            else:
+                out = None
+        if out is not None:
+            self._put(out)
+
+    def _put(self, item: tuple[str, dict[str, Any]] | None) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            log.warning("watcher on %s fell too far behind; closing it", self.prefix)
+            self.close(overflow=True)
+
+    def close(self, error: Exception | None = None, overflow: bool = False) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.error = error
+        self.cache._watchers.discard(self)
+        if overflow:
+            # make room for the end marker
+            while not self.queue.empty():
+                self.queue.get_nowait()
+        if self.queue.full():  # the watcher ends with an error or at shutdown: the marker matters more
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+class WatchCache:
+    def __init__(self, etcd: Etcd, info: ResourceInfo, capacity: int = 2000) -> None:
+        self.etcd = etcd
+        self.info = info
+        self.prefix = info.key_prefix()
+        self.capacity = capacity
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.events: collections.deque[CacheEvent] = collections.deque(maxlen=capacity)
+        self.start_revision = 0  # events after this revision are all in `events`
+        self.revision = 0  # everything up to this revision has been applied
+        self.ready = asyncio.Event()
+        self._watchers: set[Watcher] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"watchcache:{self.info.plural}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for w in list(self._watchers):
+            w.close()
+
+    async def _relist(self) -> None:
+        objects: dict[str, dict[str, Any]] = {}
+        start: bytes | None = None
+        rev = 0
+        while True:
+            kvs, more, read_rev = await self.etcd.range(self.prefix, start=start, limit=500, revision=rev)
+            rev = rev or read_rev
+            for kv in kvs:
+                objects[kv.key.decode()] = decode(kv)
+            if not more or not kvs:
+                break
+            start = kvs[-1].key + b"\0"
+        self.objects = objects
+        self.events.clear()
+        self.start_revision = rev
+        self.revision = rev
+        # watchers that were following the old history can't be continued seamlessly
+        for w in list(self._watchers):
+            w.close(error=Compacted(rev))
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._relist()
+                    need_list = False
+                    self.ready.set()
+                async for batch in self.etcd.watch(self.prefix, self.revision + 1, self._progress):
+                    backoff = 0.2
+                    if isinstance(batch, int):
+                        self._advance(batch)
+                        continue
+                    for ev in batch:
+                        self._apply(ev)
+            except asyncio.CancelledError:
+                raise
+            except Compacted:
+                log.warning("watch cache for %s: history compacted, relisting", self.info.plural)
+                need_list = True
+            except EtcdUnavailable as e:
+                log.warning("watch cache for %s: %s; retrying in %.1fs", self.info.plural, e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("watch cache for %s failed; relisting", self.info.plural)
+                need_list = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def request_progress(self) -> None:
+        self._progress.set()
+
+    def _advance(self, revision: int) -> None:
+        if revision > self.revision:
+            self.revision = revision
+
+    def _apply(self, ev: Any) -> None:
+        key = ev.kv.key.decode()
+        prev = self.objects.get(key)
+        if ev.type == "DELETE":
+            if prev is None and ev.prev is not None:
+                prev = decode(ev.prev)
+            if prev is None:
+                self._advance(ev.revision)
+                return
+            self.objects.pop(key, None)
+            gone = dict(prev)
+            gone["metadata"] = dict(prev.get("metadata") or {}, resourceVersion=str(ev.revision))
+            cev = CacheEvent("DELETED", key, gone, prev, ev.revision)
+        else:
+            obj = decode(ev.kv)
+            self.objects[key] = obj
+            etype = "ADDED" if ev.kv.create_revision == ev.kv.mod_revision or prev is None else "MODIFIED"
+            cev = CacheEvent(etype, key, obj, prev, ev.revision)
+        if len(self.events) == self.events.maxlen:
+            self.start_revision = self.events[0].revision
+        self.events.append(cev)
+        self._advance(ev.revision)
+        for w in list(self._watchers):
+            w.offer(cev)
+
+    # --- reads -------------------------------------------------------------------------------------
+    def list(self, prefix: str) -> tuple[list[dict[str, Any]], int]:
+        items = [o for k, o in sorted(self.objects.items()) if k.startswith(prefix)]
+        return items, self.revision
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self.objects.get(key)
+
+    def watch(self, prefix: str, match: Filter | None, revision: int | None) -> Watcher:
+        """Start a watcher.  ``revision`` None means: current state as ADDED events, then changes.
+
+        Raises :class:`TooOld` when events after ``revision`` are no longer all in memory.
+        """
+        w = Watcher(self, prefix, match, after=revision if revision is not None else self.revision)
+        if revision is None:
+            for key, obj in sorted(self.objects.items()):
+                if key.startswith(prefix) and (match is None or match(obj)):
+                    w._put(("ADDED", obj))
+        else:
+            if revision < self.start_revision:
+                raise TooOld(revision)
+            for ev in self.events:
+                if ev.revision > revision:
+                    w.offer(ev)
+        self._watchers.add(w)
+        return w
+
+    @property
+    def watcher_count(self) -> int:
+        return len(self._watchers)

