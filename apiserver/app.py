@@ -23,7 +23,7 @@ import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
-from apimachinery import errors, openapi, printers, selectors
+from apimachinery import errors, openapi, printers, protobuf, selectors
 from apimachinery.resources import ResourceInfo, by_plural
 
 from . import discovery, strategy
@@ -154,6 +154,15 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+async def read_payload(request: Request) -> tuple[bytes, str]:
+    """The request body and its content type; a protobuf body is turned into JSON first."""
+    raw = await read_body(request)
+    ctype = request.headers.get("content-type") or JSON
+    if protobuf.is_protobuf(ctype) and raw:
+        return orjson.dumps(protobuf.decode(raw)), JSON
+    return raw, ctype
+
+
 def decode_body(raw: bytes, content_type: str) -> Any:
     ctype = content_type.split(";")[0].strip().lower()
     if not raw.strip():
@@ -230,11 +239,21 @@ def field_validation(q: Any) -> str:
 
 
 def check_fields(
-    info: ResourceInfo, raw: bytes, obj: dict[str, Any], content_type: str, mode: str, headers: dict[str, str]
+    info: ResourceInfo,
+    raw: bytes,
+    obj: dict[str, Any],
+    content_type: str,
+    mode: str,
+    headers: dict[str, str],
+    body_is_object: bool = True,
 ) -> None:
-    """Unknown and duplicate fields: 400 under Strict, ``Warning`` headers under Warn; then pruned."""
+    """Unknown and duplicate fields: 400 under Strict, ``Warning`` headers under Warn; then pruned.
+
+    ``body_is_object`` says the request body is the object itself (create, update) rather than a
+    patch of it, which lets one walk of the body find both kinds of problem.
+    """
     if mode != "Ignore":
-        problems = openapi.field_validation_messages(info, raw, obj, content_type)
+        problems = openapi.field_validation_messages(info, raw, None if body_is_object else obj, content_type)
         if problems:
             if mode == "Strict":
                 raise openapi.strict_decoding_error(info, problems)
@@ -543,8 +562,7 @@ class APIServer:
 
     async def create(self, request: Request, reg: Registry, t: Target) -> Response:
         q = request.query_params
-        raw = await read_body(request)
-        ctype = request.headers.get("content-type") or JSON
+        raw, ctype = await read_payload(request)
         obj = decode_object(raw, ctype, t.info)
         headers: dict[str, str] = {}
         check_fields(t.info, raw, obj, ctype, field_validation(q), headers)
@@ -567,8 +585,7 @@ class APIServer:
 
     async def update(self, request: Request, reg: Registry, t: Target) -> Response:
         q = request.query_params
-        raw = await read_body(request)
-        ctype = request.headers.get("content-type") or JSON
+        raw, ctype = await read_payload(request)
         obj = decode_object(raw, ctype, t.info)
         headers: dict[str, str] = {}
         check_fields(t.info, raw, obj, ctype, field_validation(q), headers)
@@ -600,7 +617,7 @@ class APIServer:
 
     async def delete(self, request: Request, reg: Registry, t: Target) -> Response:
         q = request.query_params
-        raw = await read_body(request)
+        raw, _ = await read_payload(request)
         body = decode_body(raw, JSON) if raw.strip() else None
         assert t.name is not None
         obj, deleted = await reg.delete(t.namespace, t.name, delete_options(q, body), dry_run(q))
@@ -610,7 +627,7 @@ class APIServer:
 
     async def delete_collection(self, request: Request, reg: Registry, t: Target) -> Response:
         q = request.query_params
-        raw = await read_body(request)
+        raw, _ = await read_payload(request)
         body = decode_body(raw, JSON) if raw.strip() else None
         opts = delete_options(q, body)
         items, rev, _ = await reg.list(t.namespace, make_match(t.info, q))
@@ -639,9 +656,8 @@ class APIServer:
             return json_response(strategy.scale_of(info, await reg.get(t.namespace, t.name)))
         if request.method not in ("PUT", "PATCH"):
             raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
-        raw = await read_body(request)
+        raw, ctype = await read_payload(request)
         q = request.query_params
-        ctype = request.headers.get("content-type") or JSON
         if request.method == "PUT":
             body = decode_body(raw, ctype)
             ptype = None
@@ -680,8 +696,8 @@ class APIServer:
         return json_response(strategy.scale_of(info, updated))
 
     async def bind(self, request: Request, reg: Registry, t: Target) -> Response:
-        raw = await read_body(request)
-        binding = decode_object(raw, request.headers.get("content-type") or JSON, t.info, "Binding")
+        raw, ctype = await read_payload(request)
+        binding = decode_object(raw, ctype, t.info, "Binding")
         target = binding.get("target") or {}
         node = target.get("name")
         name = t.name
@@ -740,6 +756,21 @@ class APIServer:
         )
 
 
+class KubernetesAPI:
+    """ASGI middleware that answers every HTTP request with :meth:`APIServer.dispatch`."""
+
+    def __init__(self, app: Any, server: APIServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response = await self.server.dispatch(Request(scope, receive))
+        await response(scope, receive, send)
+
+
 def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_storage: bool = True) -> FastAPI:
     """The ASGI app.  With ``manage_storage`` it starts and stops the watch caches with the app."""
     server = APIServer(storage, advertise)
@@ -766,11 +797,9 @@ def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_stora
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.server = server
-
-    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-    async def catch_all(request: Request) -> Response:
-        return await server.dispatch(request)
-
+    # Every path is a Kubernetes path, served by one dispatcher: it sits in front of FastAPI's
+    # router as a plain ASGI middleware, which saves the router's per-request dependency machinery.
+    app.add_middleware(KubernetesAPI, server=server)
     return app
 
 

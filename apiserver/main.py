@@ -83,7 +83,13 @@ def main(argv: list[str] | None = None) -> None:
         stream=sys.stderr,
     )
     try:
-        asyncio.run(serve(args))
+        import uvloop  # comes with uvicorn[standard]; grpc's asyncio support works on it
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(serve(args))
     except KeyboardInterrupt:
         pass
 
