@@ -22,11 +22,12 @@ import orjson
 import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.websockets import WebSocket
 
 from apimachinery import errors, openapi, printers, protobuf, selectors
 from apimachinery.resources import ResourceInfo, by_plural
 
-from . import discovery, strategy
+from . import discovery, nodeproxy, strategy
 from .etcd import EtcdUnavailable
 from .patching import apply_patch, patch_type_of
 from .registry import Registry, Storage, unavailable
@@ -422,6 +423,9 @@ class APIServer:
             "eviction",
             "ephemeralcontainers",
         ):
+            if t.info.kind == "Pod" and t.subresource == "log" and method == "GET":
+                assert t.namespace is not None and t.name is not None
+                return await nodeproxy.pod_logs(self.storage, t.namespace, t.name, q)
             return await self.not_served(reg, t)
         if method == "GET":
             if query_bool(q, "watch"):
@@ -608,7 +612,13 @@ class APIServer:
             patched = apply_patch(ptype, current, body, info)
             if isinstance(patched, dict):
                 check_fields(
-                    info, raw, patched, "application/yaml" if ptype == "apply" else JSON, mode, headers
+                    info,
+                    raw,
+                    patched,
+                    "application/yaml" if ptype == "apply" else JSON,
+                    mode,
+                    headers,
+                    body_is_object=False,
                 )
             return patched
 
@@ -764,11 +774,31 @@ class KubernetesAPI:
         self.server = server
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await self.websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         response = await self.server.dispatch(Request(scope, receive))
         await response(scope, receive, send)
+
+    async def websocket(self, scope: Any, receive: Any, send: Any) -> None:
+        """WebSocket upgrades: ``pods/{name}/exec`` and ``attach`` (what kubectl exec speaks)."""
+        ws = WebSocket(scope, receive, send)
+        parts = [p for p in scope["path"].split("/") if p]
+        try:
+            t = parse_resource_path(parts) if len(parts) >= 4 and parts[0] in ("api", "apis") else None
+        except errors.StatusError:
+            t = None
+        if t is None or t.info.kind != "Pod" or t.subresource not in ("exec", "attach") or not t.name:
+            await ws.close(code=1008)
+            return
+        assert t.namespace is not None
+        try:
+            await nodeproxy.pod_exec(self.server.storage, ws, t.namespace, t.name, t.subresource)
+        except Exception:
+            log.exception("exec relay for %s/%s failed", t.namespace, t.name)
 
 
 def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_storage: bool = True) -> FastAPI:

@@ -7,9 +7,11 @@ import asyncio
 import logging
 import sys
 import time
+from typing import Any
 
 import uvicorn
 
+from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
 from .etcd import Etcd, EtcdUnavailable
 from .registry import Storage
@@ -27,6 +29,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=30.0,
         help="seconds to wait for etcd at start before giving up",
+    )
+    p.add_argument(
+        "--service-cluster-ip-range",
+        default=DEFAULT_SERVICE_CIDR,
+        help="CIDR range from which Service ClusterIPs are allocated",
+    )
+    p.add_argument(
+        "--service-node-port-range",
+        default=DEFAULT_NODE_PORT_RANGE,
+        help="port range (e.g. 30000-32767) from which NodePorts are allocated",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p.parse_args(argv)
@@ -52,6 +64,10 @@ async def serve(args: argparse.Namespace) -> None:
     version = await wait_for_etcd(etcd, args.etcd_wait_timeout)
     log.info("connected to etcd %s at %s", version, args.etcd_servers)
     storage = Storage(etcd)
+    storage.service_allocations = ServiceAllocations(
+        etcd, args.service_cluster_ip_range, args.service_node_port_range
+    )
+    await storage.repair_service_allocations()
     await storage.ensure_system_namespaces()
     advertise = f"{args.bind_address}:{args.port}"
     app = create_app(storage, advertise)
@@ -64,7 +80,7 @@ async def serve(args: argparse.Namespace) -> None:
         timeout_graceful_shutdown=3,
         loop="asyncio",
         http="httptools",
-        ws="none",
+        ws="websockets",
         lifespan="on",
     )
     server = uvicorn.Server(config)
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import uvloop  # comes with uvicorn[standard]; grpc's asyncio support works on it
 
-        runner = uvloop.run
+        runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
     try:

@@ -1,0 +1,168 @@
+"""``pods/{name}/log`` and ``pods/{name}/exec``: the API server passes them on to the pod's kubelet.
+
+The kubelet serves ``GET /containerLogs/{ns}/{pod}/{container}`` (plain text, streamed with
+``follow``) and a WebSocket at ``/exec/{ns}/{pod}/{container}`` speaking Kubernetes' channel
+protocols (``v5.channel.k8s.io``: one stream byte per message).  Its address is the node's
+``InternalIP`` and ``status.daemonEndpoints.kubeletEndpoint.Port``.  Like Kubernetes' API server,
+this module only finds the kubelet, checks the request against the pod, and copies bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+from fastapi.responses import Response, StreamingResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from apimachinery import errors
+from apimachinery.resources import by_plural
+
+from .registry import Storage
+
+log = logging.getLogger(__name__)
+
+PODS = by_plural("", "v1", "pods")
+NODES = by_plural("", "v1", "nodes")
+LOG_PARAMS = ("follow", "tailLines", "previous", "timestamps", "sinceSeconds", "sinceTime", "limitBytes")
+EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
+CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io")
+
+
+async def _pod_and_kubelet(
+    storage: Storage, namespace: str, name: str, container: str | None
+) -> tuple[str, str]:
+    """(container name, kubelet base URL) for a pod, with Kubernetes' errors when it can't be reached."""
+    assert PODS is not None and NODES is not None
+    pod = await storage.registry(PODS).get(namespace, name)
+    spec = pod.get("spec") or {}
+    names = [c.get("name") for c in spec.get("containers") or []]
+    all_names = names + [c.get("name") for c in spec.get("initContainers") or []]
+    if not container:
+        if len(names) != 1:
+            raise errors.BadRequest(
+                f"a container name must be specified for pod {name}, choose one of: [{' '.join(map(str, names))}]"
+            )
+        container = str(names[0])
+    elif container not in all_names:
+        raise errors.BadRequest(f"container {container} is not valid for pod {name}")
+    node_name = spec.get("nodeName")
+    if not node_name:
+        raise errors.BadRequest(f"pod {name} does not have a host assigned")
+    node = await storage.registry(NODES).get(None, node_name)
+    status = node.get("status") or {}
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    host = addresses.get("InternalIP") or addresses.get("Hostname")
+    if not port or not host:
+        raise errors.ServiceUnavailable(f"node {node_name} does not report a kubelet endpoint")
+    return container, f"http://{host}:{port}"
+
+
+async def pod_logs(storage: Storage, namespace: str, name: str, query: Any) -> Response:
+    container, base = await _pod_and_kubelet(storage, namespace, name, query.get("container"))
+    params = {k: query.get(k) for k in LOG_PARAMS if query.get(k) not in (None, "")}
+    url = f"{base}/containerLogs/{namespace}/{name}/{container}"
+    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+    try:
+        upstream = await client.send(client.build_request("GET", url, params=params), stream=True)
+    except httpx.HTTPError as e:
+        await client.aclose()
+        raise errors.ServiceUnavailable(f"the kubelet at {base} did not answer: {e}") from None
+    if upstream.status_code != 200:
+        body = await upstream.aread()
+        await upstream.aclose()
+        await client.aclose()
+        try:
+            raise errors.from_status(orjson.loads(body), upstream.status_code)
+        except orjson.JSONDecodeError:
+            raise errors.StatusError(body.decode(errors="replace"), code=upstream.status_code) from None
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as e:
+            log.info("log stream of %s/%s ended: %s", namespace, name, e)
+        finally:
+            await upstream.aclose()
+            await client.aclose()
+
+    return StreamingResponse(relay(), media_type="text/plain")
+
+
+async def pod_exec(storage: Storage, ws: WebSocket, namespace: str, name: str, subresource: str) -> None:
+    """Relay an exec (or attach) WebSocket between the client and the kubelet."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    q = ws.query_params
+    try:
+        container, base = await _pod_and_kubelet(storage, namespace, name, q.get("container"))
+    except errors.StatusError as e:
+        await ws.accept(subprotocol=next((p for p in offered if p in CHANNEL_PROTOCOLS), None))
+        await ws.send_bytes(b"\x03" + orjson.dumps(e.status()))
+        await ws.close()
+        return
+    params = [(k, v) for k, v in q.multi_items() if k in EXEC_PARAMS]
+    url = (
+        base.replace("http://", "ws://")
+        + f"/{subresource}/{namespace}/{name}/{container}?{urlencode(params)}"
+    )
+    protocols = [p for p in offered if p in CHANNEL_PROTOCOLS] or list(CHANNEL_PROTOCOLS[:2])
+    try:
+        upstream = await connect(
+            url,
+            subprotocols=protocols,  # type: ignore[arg-type]
+            compression=None,
+            max_size=None,
+            proxy=None,
+            open_timeout=10,
+        )
+    except (OSError, InvalidHandshake, TimeoutError) as e:
+        await ws.accept(subprotocol=protocols[0] if offered else None)
+        status = errors.ServiceUnavailable(f"the kubelet at {base} did not answer: {e}").status()
+        await ws.send_bytes(b"\x03" + orjson.dumps(status))
+        await ws.close()
+        return
+    await ws.accept(subprotocol=upstream.subprotocol)
+
+    async def client_to_kubelet() -> None:
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    break
+                data = msg.get("bytes")
+                if data is None and msg.get("text") is not None:
+                    data = msg["text"].encode()
+                if data is not None:
+                    await upstream.send(data)
+        except (WebSocketDisconnect, ConnectionClosed, RuntimeError):
+            pass
+        finally:
+            await upstream.close()
+
+    async def kubelet_to_client() -> None:
+        try:
+            async for data in upstream:
+                await ws.send_bytes(data if isinstance(data, bytes) else data.encode())
+        except (ConnectionClosed, RuntimeError):
+            pass
+        finally:
+            try:
+                await ws.close()
+            except RuntimeError:
+                pass
+
+    tasks = [asyncio.create_task(client_to_kubelet()), asyncio.create_task(kubelet_to_client())]
+    _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
