@@ -1,0 +1,115 @@
+"""``minik-scheduler``: assigns pending pods to nodes, as kube-scheduler does."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from apimachinery.client import Client
+from apimachinery.kubeconfig import ClientConfig, load_config
+
+from .leaderelection import LeaderElector
+from .scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
+
+log = logging.getLogger("scheduler")
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="minik-scheduler", description="minik's pod scheduler")
+    p.add_argument(
+        "--api-server", "--master", dest="api_server", help="API server URL (http://127.0.0.1:8080)"
+    )
+    p.add_argument("--kubeconfig", help="kubeconfig file to read the server and credentials from")
+    p.add_argument(
+        "--scheduler-name", default=DEFAULT_SCHEDULER_NAME, help="schedule pods with this schedulerName"
+    )
+    p.add_argument(
+        "--leader-elect",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="run as a standby unless holding the kube-system/<scheduler-name> Lease",
+    )
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
+    p.add_argument("--pod-initial-backoff-seconds", type=float, default=1.0)
+    p.add_argument("--pod-max-backoff-seconds", type=float, default=10.0)
+    p.add_argument("--pod-max-in-unschedulable-pods-duration", type=float, default=300.0)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+def client_config(args: argparse.Namespace) -> ClientConfig:
+    if args.kubeconfig:
+        return load_config(args.kubeconfig, server=args.api_server)
+    if args.api_server:
+        return ClientConfig(server=args.api_server)
+    return load_config()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Client(client_config(args)) as client:
+        scheduler = Scheduler(
+            client,
+            args.scheduler_name,
+            initial_backoff=args.pod_initial_backoff_seconds,
+            max_backoff=args.pod_max_backoff_seconds,
+            max_unschedulable_seconds=args.pod_max_in_unschedulable_pods_duration,
+        )
+        if args.leader_elect:
+            elector = LeaderElector(
+                client,
+                name=args.scheduler_name
+                if args.scheduler_name != DEFAULT_SCHEDULER_NAME
+                else "kube-scheduler",
+                lease_duration=args.leader_elect_lease_duration,
+                renew_deadline=args.leader_elect_renew_deadline,
+                retry_period=args.leader_elect_retry_period,
+            )
+            work = asyncio.create_task(elector.run(scheduler.run), name="leader-election")
+        else:
+            work = asyncio.create_task(scheduler.run(), name="scheduler")
+        stopper = asyncio.create_task(stop.wait(), name="signals")
+        done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper in done:
+            log.info("stopping")
+        for task in (work, stopper):
+            task.cancel()
+        for task in (work, stopper):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
