@@ -1,0 +1,733 @@
+"""The :class:`~kubelet.runtime.Runtime` over the Docker SDK (``docker`` package).
+
+The SDK is blocking; every call runs in a worker thread (``asyncio.to_thread``).
+
+The sandbox image: a pod's sandbox only has to sleep forever.  Unless ``--pod-infra-image`` names
+another image, the runtime builds ``minik/pause:1`` locally on first use from the host's static
+busybox (``/bin/busybox``, Debian's ``busybox-static``): ``FROM scratch``, the binary, and
+``ENTRYPOINT ["/busybox", "sleep", "2147483647"]`` — about 1 MB, built in a second, no registry
+needed.  PID 1 ignores SIGTERM, so sandboxes are killed, not stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import platform
+import shutil
+import socket
+import tarfile
+import threading
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+
+from .runtime import (
+    LABEL_ATTEMPT,
+    LABEL_CONTAINER_NAME,
+    LABEL_INIT,
+    LABEL_MANAGED,
+    LABEL_NODE,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+    LABEL_RESTART_COUNT,
+    LABEL_TYPE,
+    STATE_CREATED,
+    STATE_EXITED,
+    STATE_RUNNING,
+    STATE_UNKNOWN,
+    TYPE_CONTAINER,
+    TYPE_SANDBOX,
+    ContainerConfig,
+    ContainerStats,
+    ContainerStatus,
+    ExecResult,
+    ImagePullError,
+    PodRef,
+    RuntimeError_,
+    SandboxConfig,
+    SandboxStatus,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAUSE_IMAGE = "minik/pause:1"
+_PAUSE_DOCKERFILE = b"""FROM scratch
+COPY busybox /busybox
+LABEL io.minik.pause=true
+ENTRYPOINT ["/busybox", "sleep", "2147483647"]
+"""
+
+
+def parse_docker_time(value: str | None) -> float | None:
+    """Docker's RFC 3339 nanosecond timestamps as epoch seconds; None for the zero time."""
+    if not value or value.startswith("0001-01-01"):
+        return None
+    text = value.rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        tz = ""
+        for sep in ("+", "-"):
+            if sep in frac:
+                frac, tz = frac.split(sep, 1)
+                tz = sep + tz
+                break
+        text = f"{head}.{frac[:6]}{tz}"
+    if not (text.endswith("+00:00") or "+" in text[19:] or "-" in text[19:]):
+        text += "+00:00"
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _pod_ref(labels: dict[str, str]) -> PodRef:
+    return PodRef(
+        labels.get(LABEL_POD_UID, ""), labels.get(LABEL_POD_NAME, ""), labels.get(LABEL_POD_NAMESPACE, "")
+    )
+
+
+def _state(attrs: dict[str, Any]) -> str:
+    status = (attrs.get("State") or {}).get("Status", "")
+    if status in ("running", "paused", "restarting"):
+        return STATE_RUNNING
+    if status in ("exited", "dead"):
+        return STATE_EXITED
+    if status == "created":
+        return STATE_CREATED
+    return STATE_UNKNOWN
+
+
+def container_status_from_attrs(attrs: dict[str, Any]) -> ContainerStatus:
+    """A :class:`ContainerStatus` from ``docker inspect`` output."""
+    config = attrs.get("Config") or {}
+    labels = dict(config.get("Labels") or {})
+    state = attrs.get("State") or {}
+    st = _state(attrs)
+    try:
+        restart = int(labels.get(LABEL_RESTART_COUNT, "0"))
+    except ValueError:
+        restart = 0
+    return ContainerStatus(
+        id=str(attrs.get("Id", "")),
+        pod=_pod_ref(labels),
+        name=labels.get(LABEL_CONTAINER_NAME, ""),
+        restart_count=restart,
+        init=labels.get(LABEL_INIT) == "true",
+        state=st,
+        image=str(config.get("Image", "")),
+        image_id=str(attrs.get("Image", "")),
+        created_at=parse_docker_time(attrs.get("Created")) or 0.0,
+        started_at=parse_docker_time(state.get("StartedAt")),
+        finished_at=parse_docker_time(state.get("FinishedAt")) if st == STATE_EXITED else None,
+        exit_code=int(state.get("ExitCode", 0)) if st == STATE_EXITED else None,
+        oom_killed=bool(state.get("OOMKilled")),
+        error=str(state.get("Error") or ""),
+        labels=labels,
+    )
+
+
+def _sandbox_from_attrs(attrs: dict[str, Any], network: str | None = None) -> SandboxStatus:
+    labels = dict((attrs.get("Config") or {}).get("Labels") or {})
+    networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    ip = ""
+    if network and network in networks:
+        ip = networks[network].get("IPAddress") or ""
+    if not ip:
+        for net in networks.values():
+            if net.get("IPAddress"):
+                ip = net["IPAddress"]
+                break
+    try:
+        attempt = int(labels.get(LABEL_ATTEMPT, "0"))
+    except ValueError:
+        attempt = 0
+    return SandboxStatus(
+        id=str(attrs.get("Id", "")),
+        pod=_pod_ref(labels),
+        attempt=attempt,
+        state=_state(attrs),
+        ip=ip,
+        created_at=parse_docker_time(attrs.get("Created")) or 0.0,
+        labels=labels,
+    )
+
+
+def container_name(config: ContainerConfig) -> str:
+    p = config.pod
+    return f"k8s_{config.name}_{p.name}_{p.namespace}_{p.uid}_{config.restart_count}"
+
+
+def sandbox_name(config: SandboxConfig) -> str:
+    p = config.pod
+    return f"k8s_POD_{p.name}_{p.namespace}_{p.uid}_{config.attempt}"
+
+
+class _DockerExecSession:
+    """An interactive ``docker exec`` over the raw attach socket."""
+
+    def __init__(self, api: Any, exec_id: str, sock: Any, tty: bool) -> None:
+        self._api = api
+        self._exec_id = exec_id
+        self._sock = sock
+        self._raw = getattr(sock, "_sock", sock)
+        self._tty = tty
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self._raw.sendall, data)
+
+    async def close_stdin(self) -> None:
+        try:
+            await asyncio.to_thread(self._raw.shutdown, socket.SHUT_WR)
+        except OSError:
+            pass
+
+    async def read(self) -> AsyncIterator[tuple[int, bytes]]:  # type: ignore[override]
+        buf = b""
+        while True:
+            chunk = await asyncio.to_thread(self._recv)
+            if not chunk:
+                return
+            if self._tty:
+                yield 1, chunk
+                continue
+            buf += chunk
+            while len(buf) >= 8:
+                stream = buf[0]
+                size = int.from_bytes(buf[4:8], "big")
+                if len(buf) < 8 + size:
+                    break
+                yield (2 if stream == 2 else 1), buf[8 : 8 + size]
+                buf = buf[8 + size :]
+
+    def _recv(self) -> bytes:
+        try:
+            return bytes(self._raw.recv(65536))
+        except OSError:
+            return b""
+
+    async def resize(self, width: int, height: int) -> None:
+        try:
+            await asyncio.to_thread(self._api.exec_resize, self._exec_id, height=height, width=width)
+        except docker.errors.APIError as exc:
+            log.debug("exec resize failed: %s", exc)
+
+    async def exit_code(self) -> int:
+        for _ in range(50):
+            info = await asyncio.to_thread(self._api.exec_inspect, self._exec_id)
+            if not info.get("Running"):
+                code = info.get("ExitCode")
+                return int(code) if code is not None else 1
+            await asyncio.sleep(0.1)
+        return 1
+
+    async def close(self) -> None:
+        try:
+            self._raw.close()
+        except OSError:
+            pass
+
+
+class DockerRuntime:
+    """:class:`~kubelet.runtime.Runtime` for one Docker engine, scoped to one node's objects."""
+
+    def __init__(
+        self,
+        node_name: str,
+        base_url: str | None = None,
+        pause_image: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.node_name = node_name
+        self.client = client or (docker.DockerClient(base_url=base_url) if base_url else docker.from_env())
+        self.api = self.client.api
+        self.pause_image = pause_image or DEFAULT_PAUSE_IMAGE
+        self.network: str | None = None
+        self._build_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _labels(self, extra: dict[str, str]) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_NODE: self.node_name, **extra}
+
+    def _node_filter(self, kind: str, pod_uid: str | None = None) -> dict[str, Any]:
+        labels = [f"{LABEL_NODE}={self.node_name}", f"{LABEL_TYPE}={kind}"]
+        if pod_uid:
+            labels.append(f"{LABEL_POD_UID}={pod_uid}")
+        return {"label": labels}
+
+    # -- info -----------------------------------------------------------------------------------
+
+    async def version(self) -> dict[str, str]:
+        def run() -> dict[str, str]:
+            info = self.client.info()
+            ver = self.client.version()
+            return {
+                "runtime": f"docker://{ver.get('Version', '')}",
+                "os": str(info.get("OperatingSystem") or platform.platform()),
+                "kernel": str(info.get("KernelVersion") or platform.release()),
+                "arch": str(ver.get("Arch") or platform.machine()),
+                "os_type": str(info.get("OSType") or "linux"),
+                "cpus": str(info.get("NCPU") or os.cpu_count() or 1),
+                "memory": str(info.get("MemTotal") or 0),
+                "root_dir": str(info.get("DockerRootDir") or "/var/lib/docker"),
+            }
+
+        return await asyncio.to_thread(run)
+
+    # -- networks -------------------------------------------------------------------------------
+
+    async def ensure_network(self, name: str, subnet: str) -> None:
+        def run() -> None:
+            try:
+                net = self.client.networks.get(name)
+                configs = ((net.attrs.get("IPAM") or {}).get("Config")) or []
+                subnets = [c.get("Subnet") for c in configs]
+                if subnet not in subnets:
+                    log.warning("network %s exists with subnets %s, not %s; using it", name, subnets, subnet)
+                return
+            except docker.errors.NotFound:
+                pass
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+            self.client.networks.create(
+                name, driver="bridge", ipam=ipam, labels=self._labels({"io.minik.pod-network": "true"})
+            )
+            log.info("created pod network %s (%s)", name, subnet)
+
+        self.network = name
+        await asyncio.to_thread(run)
+
+    async def remove_network(self, name: str) -> None:
+        def run() -> None:
+            try:
+                self.client.networks.get(name).remove()
+            except docker.errors.NotFound:
+                pass
+
+        await asyncio.to_thread(run)
+
+    # -- images ---------------------------------------------------------------------------------
+
+    async def image_id(self, image: str) -> str | None:
+        def run() -> str | None:
+            try:
+                return str(self.client.images.get(image).id)
+            except docker.errors.ImageNotFound:
+                return None
+            except docker.errors.APIError as exc:
+                if exc.status_code == 404:
+                    return None
+                raise
+
+        return await asyncio.to_thread(run)
+
+    async def pull_image(self, image: str) -> str:
+        def run() -> str:
+            repo, tag = _split_image(image)
+            try:
+                img = self.client.images.pull(repo, tag=tag)
+            except docker.errors.APIError as exc:
+                msg = exc.explanation or str(exc)
+                raise ImagePullError(f'failed to pull image "{image}": {msg}') from exc
+            except Exception as exc:  # connection errors, auth errors
+                raise ImagePullError(f'failed to pull image "{image}": {exc}') from exc
+            return str(img.id)
+
+        return await asyncio.to_thread(run)
+
+    async def ensure_sandbox_image(self) -> str:
+        if await self.image_id(self.pause_image):
+            return self.pause_image
+        if self.pause_image != DEFAULT_PAUSE_IMAGE:
+            await self.pull_image(self.pause_image)
+            return self.pause_image
+
+        def build() -> None:
+            with self._build_lock:
+                try:
+                    self.client.images.get(self.pause_image)
+                    return
+                except docker.errors.ImageNotFound:
+                    pass
+                binary = Path("/bin/busybox")
+                if not binary.is_file():
+                    found = shutil.which("busybox")
+                    if not found:
+                        raise RuntimeError_(
+                            "cannot build the sandbox image: no static busybox on this host "
+                            "(install busybox-static or pass --pod-infra-image)",
+                            "CreatePodSandboxError",
+                        )
+                    binary = Path(found)
+                buf = io.BytesIO()
+                with tarfile.open(fileobj=buf, mode="w") as tar:
+                    info = tarfile.TarInfo("Dockerfile")
+                    info.size = len(_PAUSE_DOCKERFILE)
+                    tar.addfile(info, io.BytesIO(_PAUSE_DOCKERFILE))
+                    tar.add(str(binary), arcname="busybox")
+                buf.seek(0)
+                self.client.images.build(fileobj=buf, custom_context=True, tag=self.pause_image, rm=True)
+                log.info("built sandbox image %s from %s", self.pause_image, binary)
+
+        await asyncio.to_thread(build)
+        return self.pause_image
+
+    # -- sandboxes ------------------------------------------------------------------------------
+
+    async def run_sandbox(self, config: SandboxConfig) -> SandboxStatus:
+        image = await self.ensure_sandbox_image()
+        p = config.pod
+        labels = self._labels(
+            {
+                **config.labels,
+                LABEL_TYPE: TYPE_SANDBOX,
+                LABEL_POD_UID: p.uid,
+                LABEL_POD_NAME: p.name,
+                LABEL_POD_NAMESPACE: p.namespace,
+                LABEL_ATTEMPT: str(config.attempt),
+            }
+        )
+        ports: dict[str, Any] = {}
+        for pm in config.ports:
+            key = f"{pm.container_port}/{pm.protocol.lower()}"
+            ports[key] = (pm.host_ip, pm.host_port) if pm.host_ip else pm.host_port
+        name = sandbox_name(config)
+
+        def run() -> SandboxStatus:
+            kwargs: dict[str, Any] = {
+                "name": name,
+                "labels": labels,
+                "detach": True,
+                "hostname": config.hostname[:63],
+                "network": config.network,
+                "ports": ports or None,
+                "init": False,
+                "ipc_mode": "shareable",
+            }
+            if config.dns_servers:
+                kwargs["dns"] = config.dns_servers
+            if config.dns_search:
+                kwargs["dns_search"] = config.dns_search
+            try:
+                old = self.client.containers.get(name)
+                old.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            try:
+                c = self.client.containers.run(image, **kwargs)
+            except docker.errors.APIError as exc:
+                try:
+                    self.client.containers.get(name).remove(force=True)
+                except docker.errors.NotFound:
+                    pass
+                raise RuntimeError_(
+                    f"failed to start sandbox: {exc.explanation or exc}", "CreatePodSandboxError"
+                ) from exc
+            c.reload()
+            return _sandbox_from_attrs(c.attrs, config.network)
+
+        return await asyncio.to_thread(run)
+
+    async def stop_sandbox(self, sandbox_id: str) -> None:
+        def run() -> None:
+            try:
+                self.client.containers.get(sandbox_id).kill()
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # not running
+                    raise
+
+        await asyncio.to_thread(run)
+
+    async def remove_sandbox(self, sandbox_id: str) -> None:
+        await self.remove_container(sandbox_id)
+
+    async def list_sandboxes(self, pod_uid: str | None = None) -> list[SandboxStatus]:
+        def run() -> list[SandboxStatus]:
+            out = []
+            for c in self.client.containers.list(all=True, filters=self._node_filter(TYPE_SANDBOX, pod_uid)):
+                out.append(_sandbox_from_attrs(c.attrs, self.network))
+            return out
+
+        return await asyncio.to_thread(run)
+
+    # -- containers -----------------------------------------------------------------------------
+
+    async def create_container(self, sandbox_id: str, config: ContainerConfig) -> str:
+        p = config.pod
+        labels = self._labels(
+            {
+                **config.labels,
+                LABEL_TYPE: TYPE_CONTAINER,
+                LABEL_POD_UID: p.uid,
+                LABEL_POD_NAME: p.name,
+                LABEL_POD_NAMESPACE: p.namespace,
+                LABEL_CONTAINER_NAME: config.name,
+                LABEL_RESTART_COUNT: str(config.restart_count),
+                LABEL_INIT: "true" if config.init else "false",
+                "io.minik.sandbox.id": sandbox_id,
+            }
+        )
+        mounts = [
+            docker.types.Mount(m.target, m.source, type=m.type, read_only=m.read_only) for m in config.mounts
+        ]
+        kwargs: dict[str, Any] = {
+            "name": container_name(config),
+            "labels": labels,
+            "detach": True,
+            "network_mode": f"container:{sandbox_id}",
+            "ipc_mode": f"container:{sandbox_id}",
+            "environment": [f"{k}={v}" for k, v in config.env],
+            "mounts": mounts,
+            "stdin_open": config.stdin,
+            "tty": config.tty,
+            "privileged": config.privileged,
+            "read_only": config.read_only_rootfs,
+        }
+        if config.command is not None:
+            kwargs["entrypoint"] = config.command
+        if config.args is not None:
+            kwargs["command"] = config.args
+        if config.working_dir:
+            kwargs["working_dir"] = config.working_dir
+        if config.memory_limit:
+            kwargs["mem_limit"] = config.memory_limit
+            kwargs["memswap_limit"] = config.memory_limit
+        if config.nano_cpus:
+            kwargs["nano_cpus"] = config.nano_cpus
+        if config.cpu_shares:
+            kwargs["cpu_shares"] = config.cpu_shares
+        if config.user:
+            kwargs["user"] = config.user
+
+        def run() -> str:
+            try:
+                old = self.client.containers.get(kwargs["name"])
+                old.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            try:
+                c = self.client.containers.create(config.image, **kwargs)
+            except docker.errors.ImageNotFound as exc:
+                raise RuntimeError_(
+                    f"image {config.image} not found: {exc.explanation}", "ErrImagePull"
+                ) from exc
+            except docker.errors.APIError as exc:
+                raise RuntimeError_(
+                    f"failed to create container: {exc.explanation or exc}", "CreateContainerError"
+                ) from exc
+            return str(c.id)
+
+        return await asyncio.to_thread(run)
+
+    async def start_container(self, container_id: str) -> None:
+        def run() -> None:
+            try:
+                self.api.start(container_id)
+            except docker.errors.APIError as exc:
+                raise RuntimeError_(
+                    f"failed to start container: {exc.explanation or exc}", "RunContainerError"
+                ) from exc
+
+        await asyncio.to_thread(run)
+
+    async def stop_container(self, container_id: str, timeout: int) -> None:
+        def run() -> None:
+            try:
+                self.api.stop(container_id, timeout=max(0, int(timeout)))
+            except docker.errors.NotFound:
+                pass
+
+        await asyncio.to_thread(run)
+
+    async def remove_container(self, container_id: str) -> None:
+        def run() -> None:
+            try:
+                self.api.remove_container(container_id, force=True, v=False)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if "already in progress" not in str(exc):
+                    raise
+
+        await asyncio.to_thread(run)
+
+    async def list_containers(self, pod_uid: str | None = None) -> list[ContainerStatus]:
+        def run() -> list[ContainerStatus]:
+            out = []
+            for c in self.client.containers.list(
+                all=True, filters=self._node_filter(TYPE_CONTAINER, pod_uid)
+            ):
+                out.append(container_status_from_attrs(c.attrs))
+            return out
+
+        return await asyncio.to_thread(run)
+
+    async def inspect_container(self, container_id: str) -> ContainerStatus | None:
+        def run() -> ContainerStatus | None:
+            try:
+                return container_status_from_attrs(self.api.inspect_container(container_id))
+            except docker.errors.NotFound:
+                return None
+
+        return await asyncio.to_thread(run)
+
+    # -- logs, exec, stats ----------------------------------------------------------------------
+
+    async def logs(
+        self,
+        container_id: str,
+        follow: bool = False,
+        tail: int | None = None,
+        timestamps: bool = False,
+        since: float | None = None,
+    ) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | None | BaseException] = asyncio.Queue(maxsize=256)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                kwargs: dict[str, Any] = {
+                    "stdout": True,
+                    "stderr": True,
+                    "timestamps": timestamps,
+                    "tail": "all" if tail is None or tail < 0 else tail,
+                }
+                if since:
+                    kwargs["since"] = int(since)
+                if follow:
+                    gen = self.api.logs(container_id, stream=True, follow=True, **kwargs)
+                    for chunk in gen:
+                        if stop.is_set():
+                            break
+                        asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+                    try:
+                        gen.close()
+                    except Exception:  # noqa: BLE001 - closing a finished stream
+                        pass
+                else:
+                    data = self.api.logs(container_id, stream=False, follow=False, **kwargs)
+                    asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                if not stop.is_set():
+                    asyncio.run_coroutine_threadsafe(queue.put(exc), loop).result()
+                return
+            if not stop.is_set():
+                asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+        thread = threading.Thread(target=produce, daemon=True, name=f"logs-{container_id[:12]}")
+        thread.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    if isinstance(item, docker.errors.NotFound):
+                        raise RuntimeError_(f"container {container_id[:12]} not found", "NotFound")
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while not queue.empty():
+                queue.get_nowait()
+
+    async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> ExecResult:
+        def run() -> ExecResult:
+            exec_id = self.api.exec_create(container_id, cmd, stdout=True, stderr=True)["Id"]
+            output = self.api.exec_start(exec_id, stream=False, demux=False)
+            info = self.api.exec_inspect(exec_id)
+            code = info.get("ExitCode")
+            return ExecResult(int(code) if code is not None else 1, output or b"")
+
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(run), timeout)
+        except docker.errors.APIError as exc:
+            raise RuntimeError_(f"exec failed: {exc.explanation or exc}") from exc
+
+    async def exec_interactive(
+        self, container_id: str, cmd: list[str], stdin: bool, tty: bool
+    ) -> _DockerExecSession:
+        def run() -> _DockerExecSession:
+            exec_id = self.api.exec_create(container_id, cmd, stdout=True, stderr=True, stdin=stdin, tty=tty)[
+                "Id"
+            ]
+            sock = self.api.exec_start(exec_id, socket=True, tty=tty)
+            return _DockerExecSession(self.api, exec_id, sock, tty)
+
+        try:
+            return await asyncio.to_thread(run)
+        except docker.errors.APIError as exc:
+            raise RuntimeError_(f"exec failed: {exc.explanation or exc}") from exc
+
+    async def stats(self, container_id: str) -> ContainerStats:
+        def run() -> ContainerStats:
+            s = self.api.stats(container_id, stream=False)
+            mem = s.get("memory_stats") or {}
+            usage = int(mem.get("usage") or 0)
+            inactive = int((mem.get("stats") or {}).get("inactive_file") or 0)
+            nets = s.get("networks") or {}
+            return ContainerStats(
+                cpu_usage_nanos=int(
+                    ((s.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
+                ),
+                memory_usage_bytes=usage,
+                memory_working_set_bytes=max(0, usage - inactive),
+                rx_bytes=sum(int(n.get("rx_bytes") or 0) for n in nets.values()),
+                tx_bytes=sum(int(n.get("tx_bytes") or 0) for n in nets.values()),
+            )
+
+        return await asyncio.to_thread(run)
+
+    # -- volumes --------------------------------------------------------------------------------
+
+    async def create_volume(self, name: str, driver_opts: dict[str, str], labels: dict[str, str]) -> str:
+        def run() -> str:
+            try:
+                return str(self.client.volumes.get(name).name)
+            except docker.errors.NotFound:
+                pass
+            vol = self.client.volumes.create(
+                name=name, driver="local", driver_opts=driver_opts, labels=self._labels(labels)
+            )
+            return str(vol.name)
+
+        return await asyncio.to_thread(run)
+
+    async def remove_volume(self, name: str) -> None:
+        def run() -> None:
+            try:
+                self.client.volumes.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+        await asyncio.to_thread(run)
+
+    async def list_volumes(self) -> list[tuple[str, dict[str, str]]]:
+        def run() -> list[tuple[str, dict[str, str]]]:
+            vols = self.client.volumes.list(filters={"label": f"{LABEL_NODE}={self.node_name}"})
+            return [(str(v.name), dict(v.attrs.get("Labels") or {})) for v in vols]
+
+        return await asyncio.to_thread(run)
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    """``("nginx", "1.25")`` from ``nginx:1.25``; digests stay in the repository part."""
+    if "@" in image:
+        return image, None
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = image.rsplit(":", 1)
+        return repo, tag
+    return image, "latest"

@@ -1,0 +1,256 @@
+"""A container's environment, built exactly as the kubelet builds it (pure functions, no I/O).
+
+* ``envFrom`` first (ConfigMaps and Secrets, keys with the optional ``prefix``), then ``env`` in
+  order; a later definition of a name wins.
+* ``env[].value`` is expanded with ``$(VAR)`` against the variables defined before it;
+  ``valueFrom`` values are taken as they are.
+* ``command`` and ``args`` are expanded against the final environment.
+* ``$$`` is an escaped ``$``; a reference to an unknown variable, or an unclosed ``$(``, is left
+  as written (Kubernetes' ``third_party/forked/golang/expansion``).
+
+The ConfigMaps and Secrets a container refers to are fetched by the caller
+(:func:`referenced_objects`) and passed in, so these functions stay pure.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from apimachinery.quantity import parse_quantity
+
+Obj = dict[str, Any]
+
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+class ConfigError(Exception):
+    """The container cannot be configured (reported as ``CreateContainerConfigError``)."""
+
+
+def expand(text: str, mapping: Callable[[str], str]) -> str:
+    """Kubernetes' ``expansion.Expand``: ``$(NAME)`` → ``mapping(NAME)``, ``$$`` → ``$``."""
+    out: list[str] = []
+    checkpoint = 0
+    cursor = 0
+    n = len(text)
+    while cursor < n:
+        if text[cursor] == "$" and cursor + 1 < n:
+            out.append(text[checkpoint:cursor])
+            read, is_var, advance = _read_variable_name(text[cursor + 1 :])
+            out.append(mapping(read) if is_var else read)
+            cursor += advance
+            checkpoint = cursor + 1
+        cursor += 1
+    return "".join(out) + text[checkpoint:]
+
+
+def _read_variable_name(text: str) -> tuple[str, bool, int]:
+    first = text[0]
+    if first == "$":
+        return "$", False, 1
+    if first == "(":
+        end = text.find(")", 1)
+        if end >= 1:
+            return text[1:end], True, end + 1
+        return "$(", False, 1
+    return "$" + first, False, 1
+
+
+def mapping_for(*contexts: Mapping[str, str]) -> Callable[[str], str]:
+    """The lookup ``expand`` uses: the first context that has the name, else ``$(NAME)`` unchanged."""
+
+    def lookup(name: str) -> str:
+        for ctx in contexts:
+            if name in ctx:
+                return ctx[name]
+        return f"$({name})"
+
+    return lookup
+
+
+def referenced_objects(container: Obj) -> tuple[set[str], set[str]]:
+    """Names of the ConfigMaps and Secrets a container's ``env``/``envFrom`` refer to."""
+    cms: set[str] = set()
+    secrets: set[str] = set()
+    for src in container.get("envFrom") or []:
+        if (src.get("configMapRef") or {}).get("name"):
+            cms.add(src["configMapRef"]["name"])
+        if (src.get("secretRef") or {}).get("name"):
+            secrets.add(src["secretRef"]["name"])
+    for env in container.get("env") or []:
+        vf = env.get("valueFrom") or {}
+        if (vf.get("configMapKeyRef") or {}).get("name"):
+            cms.add(vf["configMapKeyRef"]["name"])
+        if (vf.get("secretKeyRef") or {}).get("name"):
+            secrets.add(vf["secretKeyRef"]["name"])
+    return cms, secrets
+
+
+def config_map_data(cm: Obj) -> dict[str, str]:
+    data = dict(cm.get("data") or {})
+    for k, v in (cm.get("binaryData") or {}).items():
+        data.setdefault(k, base64.b64decode(v).decode("utf-8", errors="replace"))
+    return data
+
+
+def secret_data(secret: Obj) -> dict[str, str]:
+    data = {
+        k: base64.b64decode(v).decode("utf-8", errors="replace")
+        for k, v in (secret.get("data") or {}).items()
+    }
+    for k, v in (secret.get("stringData") or {}).items():
+        data[k] = v
+    return data
+
+
+def field_ref_value(pod: Obj, path: str, pod_ip: str = "", host_ip: str = "") -> str:
+    """The value of a ``fieldRef.fieldPath`` (the paths the downward API supports)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    m = re.fullmatch(r"metadata\.(labels|annotations)\['([^']*)'\]", path) or re.fullmatch(
+        r'metadata\.(labels|annotations)\["([^"]*)"\]', path
+    )
+    if m:
+        return str((meta.get(m.group(1)) or {}).get(m.group(2), ""))
+    if path in ("metadata.labels", "metadata.annotations"):
+        items = sorted((meta.get(path.split(".")[1]) or {}).items())
+        return "\n".join(f'{k}="{v}"' for k, v in items)
+    simple: dict[str, str] = {
+        "metadata.name": str(meta.get("name", "")),
+        "metadata.namespace": str(meta.get("namespace", "")),
+        "metadata.uid": str(meta.get("uid", "")),
+        "spec.nodeName": str(spec.get("nodeName", "")),
+        "spec.serviceAccountName": str(spec.get("serviceAccountName", "")),
+        "status.podIP": pod_ip,
+        "status.podIPs": pod_ip,
+        "status.hostIP": host_ip,
+        "status.hostIPs": host_ip,
+    }
+    if path not in simple:
+        raise ConfigError(f"unsupported fieldRef fieldPath {path!r}")
+    return simple[path]
+
+
+def resource_field_value(
+    container: Obj, resource: str, divisor: str | None, node_allocatable: Mapping[str, str] | None = None
+) -> str:
+    """``resourceFieldRef``: a limit or request divided by ``divisor``, rounded up (as Kubernetes does)."""
+    resources = container.get("resources") or {}
+    kind, _, name = resource.partition(".")
+    if kind not in ("limits", "requests") or name not in ("cpu", "memory", "ephemeral-storage"):
+        raise ConfigError(f"unsupported resourceFieldRef resource {resource!r}")
+    value = (resources.get(kind) or {}).get(name)
+    if value is None and kind == "limits":
+        value = (node_allocatable or {}).get(name)
+    if value is None:
+        value = "0"
+    q = parse_quantity(str(value))
+    div = parse_quantity(str(divisor)) if divisor not in (None, "", "0") else Decimal(1)
+    if div == 0:
+        div = Decimal(1)
+    return str(max(0, math.ceil(q / div)) if q > 0 else 0)
+
+
+def make_environment(
+    pod: Obj,
+    container: Obj,
+    config_maps: Mapping[str, Obj | None],
+    secrets: Mapping[str, Obj | None],
+    pod_ip: str = "",
+    host_ip: str = "",
+    node_allocatable: Mapping[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """The container's environment as ordered ``(name, value)`` pairs; raises :class:`ConfigError`."""
+    namespace = (pod.get("metadata") or {}).get("namespace", "default")
+    env: dict[str, str] = {}
+
+    for src in container.get("envFrom") or []:
+        prefix = str(src.get("prefix") or "")
+        if src.get("configMapRef"):
+            ref = src["configMapRef"]
+            cm = config_maps.get(ref.get("name", ""))
+            if cm is None:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError(f'configmap "{ref.get("name")}" not found')
+            data = config_map_data(cm)
+        elif src.get("secretRef"):
+            ref = src["secretRef"]
+            sec = secrets.get(ref.get("name", ""))
+            if sec is None:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError(f'secret "{ref.get("name")}" not found')
+            data = secret_data(sec)
+        else:
+            continue
+        for key, value in data.items():
+            name = prefix + key
+            if _ENV_NAME.match(name):  # invalid names are skipped, as Kubernetes does (with an event)
+                env[name] = value
+
+    for item in container.get("env") or []:
+        name = str(item.get("name", ""))
+        vf = item.get("valueFrom")
+        if not vf:
+            env[name] = expand(str(item.get("value") or ""), mapping_for(env))
+            continue
+        if vf.get("fieldRef"):
+            env[name] = field_ref_value(pod, vf["fieldRef"].get("fieldPath", ""), pod_ip, host_ip)
+        elif vf.get("resourceFieldRef"):
+            ref = vf["resourceFieldRef"]
+            target = container
+            if ref.get("containerName"):
+                for c in (pod.get("spec") or {}).get("containers") or []:
+                    if c.get("name") == ref["containerName"]:
+                        target = c
+            env[name] = resource_field_value(
+                target, ref.get("resource", ""), ref.get("divisor"), node_allocatable
+            )
+        elif vf.get("configMapKeyRef"):
+            ref = vf["configMapKeyRef"]
+            cm = config_maps.get(ref.get("name", ""))
+            if cm is None:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError(f'configmap "{ref.get("name")}" not found')
+            data = config_map_data(cm)
+            if ref.get("key") not in data:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError(
+                    f"couldn't find key {ref.get('key')} in ConfigMap {namespace}/{ref.get('name')}"
+                )
+            env[name] = data[ref["key"]]
+        elif vf.get("secretKeyRef"):
+            ref = vf["secretKeyRef"]
+            sec = secrets.get(ref.get("name", ""))
+            if sec is None:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError(f'secret "{ref.get("name")}" not found')
+            data = secret_data(sec)
+            if ref.get("key") not in data:
+                if ref.get("optional"):
+                    continue
+                raise ConfigError(
+                    f"couldn't find key {ref.get('key')} in Secret {namespace}/{ref.get('name')}"
+                )
+            env[name] = data[ref["key"]]
+    return list(env.items())
+
+
+def expand_command(container: Obj, env: list[tuple[str, str]]) -> tuple[list[str] | None, list[str] | None]:
+    """``command`` and ``args`` with ``$(VAR)`` expanded against the container's environment."""
+    lookup = mapping_for(dict(env))
+    command = container.get("command")
+    args = container.get("args")
+    return (
+        [expand(str(c), lookup) for c in command] if command else None,
+        [expand(str(a), lookup) for a in args] if args else None,
+    )

@@ -1,0 +1,676 @@
+"""The kubelet: keeps the pods bound to this node running as containers, and reports them.
+
+* An informer on pods with ``fieldSelector=spec.nodeName=NODE`` feeds a work queue of pod keys;
+  ``reconcile(key)`` is level-triggered: it reads the pod from the cache and the pod's containers
+  from the runtime, decides (:func:`kubelet.podstate.plan_pod`), acts, and writes ``status``
+  through the status subresource when it changed.
+* A relist of the runtime every second (PLEG) enqueues the pods whose containers changed state,
+  so a dead container is noticed without runtime events, and removes containers whose pod is gone.
+* A restarted kubelet finds its containers by their labels and adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets as pysecrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from apimachinery import errors
+from apimachinery.client import Client
+from apimachinery.defaults import qos_class
+from apimachinery.informer import Informer
+from apimachinery.quantity import parse_quantity
+from apimachinery.resources import by_kind
+from apimachinery.workqueue import WorkQueue, run_workers
+
+from . import envvars, podstate, volumes
+from .node import NodeAgent, now_rfc3339
+from .probes import ProbeManager
+from .runtime import (
+    STATE_EXITED,
+    STATE_RUNNING,
+    ContainerConfig,
+    ContainerStatus,
+    PodRef,
+    PortMapping,
+    Runtime,
+    RuntimeError_,
+    SandboxConfig,
+    SandboxStatus,
+)
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+
+def _info(api_version: str, kind: str) -> Any:
+    info = by_kind(api_version, kind)
+    assert info is not None
+    return info
+
+
+PODS = _info("v1", "Pod")
+CONFIGMAPS = _info("v1", "ConfigMap")
+SECRETS = _info("v1", "Secret")
+EVENTS = _info("v1", "Event")
+PVCS = _info("v1", "PersistentVolumeClaim")
+PVS = _info("v1", "PersistentVolume")
+
+RELIST_PERIOD = 1.0
+RESYNC_PERIOD = 60.0
+TERMINAL = ("Succeeded", "Failed")
+
+
+def pod_key(pod: Obj) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+
+
+def pod_ref(pod: Obj) -> PodRef:
+    meta = pod.get("metadata") or {}
+    return PodRef(str(meta.get("uid", "")), str(meta.get("name", "")), str(meta.get("namespace", "default")))
+
+
+def pull_needed(policy: str, present: bool) -> bool:
+    return policy == "Always" or (policy != "Never" and not present)
+
+
+def cpu_to_nano(value: str) -> int:
+    return int(parse_quantity(value) * 1_000_000_000)
+
+
+def container_user(container: Obj, pod: Obj) -> str | None:
+    sc = {
+        **((pod.get("spec") or {}).get("securityContext") or {}),
+        **(container.get("securityContext") or {}),
+    }
+    uid = sc.get("runAsUser")
+    gid = sc.get("runAsGroup")
+    if uid is None and gid is None:
+        return None
+    if uid is None:
+        return None
+    return f"{uid}:{gid}" if gid is not None else str(uid)
+
+
+class Kubelet:
+    def __init__(
+        self,
+        client: Client,
+        runtime: Runtime,
+        node_name: str,
+        node_ip: str,
+        port: int,
+        pod_cidr: str,
+        network_name: str,
+        root_dir: str,
+        workers: int = 8,
+        relist_period: float = RELIST_PERIOD,
+    ) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.port = port
+        self.pod_cidr = pod_cidr
+        self.network_name = network_name
+        self.root_dir = root_dir
+        self.workers = workers
+        self.relist_period = relist_period
+        self.node = NodeAgent(client, node_name, node_ip, port, pod_cidr, runtime, root_dir)
+        self.volumes = volumes.VolumeManager(root_dir, runtime)
+        self.pods = Informer(
+            client, PODS, field_selector=f"spec.nodeName={node_name}", resync_period=RESYNC_PERIOD
+        )
+        self.queue = WorkQueue(name=f"kubelet-{node_name}")
+        self.backoff = podstate.Backoff()
+        self.pull_backoff = podstate.Backoff()
+        self.probes = ProbeManager(self._probe_exec, self.queue.add, self._probe_failed)
+        self._waiting: dict[str, dict[str, tuple[str, str]]] = {}  # uid -> container -> (reason, msg)
+        self._pleg_state: dict[str, tuple[str, str]] = {}  # container id -> (state, pod key)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._terminating: set[str] = set()
+        self._pull_failed_at: dict[str, float] = {}
+        self.start_backoff = podstate.Backoff()
+        self._start_failed: dict[str, tuple[float, str, str]] = {}
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Register the node, prepare the pod network, start informers, workers and loops."""
+        node = await self.node.register()
+        cidr = (node.get("spec") or {}).get("podCIDR") or self.pod_cidr
+        self.pod_cidr = cidr
+        await self.runtime.ensure_network(self.network_name, cidr)
+        self.pods.add_event_handler(
+            on_add=lambda p: self.queue.add(pod_key(p)),
+            on_update=lambda old, new: self.queue.add(pod_key(new)),
+            on_delete=lambda p: self.queue.add(pod_key(p)),
+        )
+        self._spawn(self.pods.run(), "pod-informer")
+        await self.pods.wait_for_sync()
+        self._spawn(self.node.lease_loop(), "lease")
+        self._spawn(self.node.status_loop(), "node-status")
+        self._spawn(self._pleg_loop(), "pleg")
+        self._spawn(run_workers(self.queue, self.reconcile, self.workers), "pod-workers")
+        log.info("kubelet for node %s started (pod network %s %s)", self.node_name, self.network_name, cidr)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    async def stop(self) -> None:
+        self.queue.shut_down()
+        self.pods.stop()
+        await self.probes.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # -- events --------------------------------------------------------------------------------
+
+    def event(self, pod: Obj, etype: str, reason: str, message: str, field_path: str = "") -> None:
+        meta = pod.get("metadata") or {}
+        now = now_rfc3339()
+        ns = meta.get("namespace", "default")
+        body: Obj = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta.get('name')}.{pysecrets.token_hex(8)}", "namespace": ns},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta.get("name"),
+                "namespace": ns,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+                **({"fieldPath": field_path} if field_path else {}),
+            },
+            "reason": reason,
+            "message": message,
+            "type": etype,
+            "source": {"component": "kubelet", "host": self.node_name},
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.node_name,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        log.info("%s/%s: %s %s: %s", ns, meta.get("name"), etype, reason, message)
+        task = asyncio.create_task(self._post_event(body))
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    async def _post_event(self, body: Obj) -> None:
+        try:
+            await self.client.create(EVENTS, body)
+        except Exception as exc:  # noqa: BLE001 - events are best effort
+            log.debug("could not record event %s: %s", body.get("reason"), exc)
+
+    def _probe_failed(self, key: str, container: str, kind: str, message: str) -> None:
+        pod = self.pods.store.get(key)
+        if pod is not None:
+            self.event(
+                pod,
+                "Warning",
+                "Unhealthy",
+                f"{kind.capitalize()} probe failed: {message}",
+                f"spec.containers{{{container}}}",
+            )
+
+    async def _probe_exec(self, cid: str, cmd: list[str], timeout: float) -> int:
+        return (await self.runtime.exec_sync(cid, cmd, timeout)).exit_code
+
+    # -- PLEG ----------------------------------------------------------------------------------
+
+    async def _pleg_loop(self) -> None:
+        while True:
+            try:
+                await self.relist()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the next relist tries again
+                log.warning("node %s: runtime relist failed: %s", self.node_name, exc)
+            await asyncio.sleep(self.relist_period)
+
+    async def relist(self) -> None:
+        """Diff the runtime against the last relist; enqueue changed pods; remove orphans."""
+        containers = await self.runtime.list_containers()
+        sandboxes = await self.runtime.list_sandboxes()
+        known_uids = {(p.get("metadata") or {}).get("uid") for p in self.pods.store.list()}
+        current: dict[str, tuple[str, str]] = {}
+        orphans: set[str] = set()
+        items: list[ContainerStatus | SandboxStatus] = [*containers, *sandboxes]
+        for item in items:
+            key = f"{item.pod.namespace}/{item.pod.name}"
+            current[item.id] = (item.state, key)
+            if item.pod.uid not in known_uids:
+                orphans.add(item.pod.uid)
+        for cid, (state, key) in current.items():
+            if self._pleg_state.get(cid, ("", ""))[0] != state:
+                self.queue.add(key)
+        for cid, (_state, key) in self._pleg_state.items():
+            if cid not in current:
+                self.queue.add(key)
+        self._pleg_state = current
+        for uid in orphans:
+            if uid and uid not in self._terminating:
+                self._spawn_cleanup(uid)
+
+    def _spawn_cleanup(self, uid: str) -> None:
+        self._terminating.add(uid)
+
+        async def run() -> None:
+            try:
+                await self.remove_pod_containers(uid, grace=0)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("cleaning up containers of pod uid %s failed: %s", uid, exc)
+            finally:
+                self._terminating.discard(uid)
+
+        task = asyncio.create_task(run(), name=f"cleanup-{uid}")
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    # -- reconcile -----------------------------------------------------------------------------
+
+    async def reconcile(self, key: str) -> None:
+        pod = self.pods.store.get(key)
+        if pod is None:
+            return  # the relist removes containers of pods that no longer exist
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            await self.terminate_pod(pod)
+            return
+        await self.sync_pod(pod)
+
+    async def terminate_pod(self, pod: Obj) -> None:
+        """Graceful deletion: stop containers with the pod's grace period, then delete the object."""
+        meta = pod.get("metadata") or {}
+        uid = str(meta.get("uid", ""))
+        grace = meta.get("deletionGracePeriodSeconds")
+        if grace is None:
+            grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        running = [c for c in await self.runtime.list_containers(uid) if c.state == STATE_RUNNING]
+        for c in running:
+            self.event(
+                pod, "Normal", "Killing", f"Stopping container {c.name}", f"spec.containers{{{c.name}}}"
+            )
+        self._terminating.add(uid)
+        try:
+            await self.remove_pod_containers(uid, grace=int(grace))
+        finally:
+            self._terminating.discard(uid)
+        try:
+            await self.client.delete(
+                PODS, meta["name"], meta.get("namespace"), grace_period_seconds=0, preconditions={"uid": uid}
+            )
+            log.info("%s: pod deleted after its containers stopped", pod_key(pod))
+        except errors.NotFound:
+            pass
+        except errors.Conflict:
+            pass  # a new pod of the same name
+
+    async def remove_pod_containers(self, uid: str, grace: int) -> None:
+        self.probes.remove_pod(uid)
+        containers = await self.runtime.list_containers(uid)
+        await asyncio.gather(
+            *(self.runtime.stop_container(c.id, grace) for c in containers if c.state == STATE_RUNNING)
+        )
+        for c in containers:
+            await self.runtime.remove_container(c.id)
+        for s in await self.runtime.list_sandboxes(uid):
+            await self.runtime.stop_sandbox(s.id)
+            await self.runtime.remove_sandbox(s.id)
+        await self.volumes.teardown(uid)
+        self.backoff.forget_prefix(f"{uid}/")
+        self.start_backoff.forget_prefix(f"{uid}/")
+        for k in [k for k in self._start_failed if k.startswith(f"{uid}/")]:
+            del self._start_failed[k]
+        self._waiting.pop(uid, None)
+
+    async def sync_pod(self, pod: Obj) -> None:
+        key = pod_key(pod)
+        ref = pod_ref(pod)
+        spec = pod.get("spec") or {}
+        old_status = pod.get("status") or {}
+        containers = await self.runtime.list_containers(ref.uid)
+        sandboxes = await self.runtime.list_sandboxes(ref.uid)
+        sandbox = podstate.latest_sandbox(sandboxes)
+        waiting = self._waiting.setdefault(ref.uid, {})
+
+        if old_status.get("phase") in TERMINAL:
+            await self._stop_all(containers, sandboxes, spec)
+            return
+
+        running = {c.name: c.id for c in containers if c.state == STATE_RUNNING}
+        unhealthy = self.probes.unhealthy_names(ref.uid, running)
+        plan = podstate.plan_pod(pod, sandboxes, containers, self.backoff, unhealthy=unhealthy)
+        waiting.clear()
+        waiting.update(plan.waiting)
+        for reason, message in plan.waiting.values():
+            if reason == "CrashLoopBackOff":
+                self.event(pod, "Warning", "BackOff", message.replace("back-off", "Back-off", 1))
+                break
+
+        for cid in plan.remove:
+            await self.runtime.remove_container(cid)
+        for cid in plan.kill:
+            c = next((c for c in containers if c.id == cid), None)
+            if c is not None:
+                self.event(
+                    pod, "Normal", "Killing", f"Container {c.name} failed liveness probe, will be restarted"
+                )
+            await self.runtime.stop_container(cid, int(spec.get("terminationGracePeriodSeconds", 30)))
+            self.queue.add(key)
+
+        if plan.terminal:
+            if plan.kill_pod:
+                await self._stop_all(containers, sandboxes, spec)
+                containers = await self.runtime.list_containers(ref.uid)
+                sandbox = podstate.latest_sandbox(await self.runtime.list_sandboxes(ref.uid))
+            await self._write_status(pod, sandbox, containers, waiting)
+            return
+
+        if plan.create_sandbox:
+            if plan.kill_pod:
+                await self._stop_all(containers, sandboxes, spec, remove_sandboxes=True)
+            try:
+                sandbox = await self._create_sandbox(pod, plan.sandbox_attempt)
+            except RuntimeError_ as exc:
+                self.event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
+                for c in spec.get("containers") or []:
+                    waiting[c.get("name", "")] = ("ContainerCreating", str(exc))
+                await self._write_status(pod, None, containers, waiting)
+                self.queue.add_after(key, 5)
+                return
+
+        assert sandbox is not None
+        if plan.start:
+            try:
+                mounts_src = await self._setup_volumes(pod, sandbox.ip)
+            except volumes.MountError as exc:
+                self.event(pod, "Warning", "FailedMount", str(exc))
+                for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+                    waiting.setdefault(c.get("name", ""), ("ContainerCreating", str(exc)))
+                await self._write_status(pod, sandbox, containers, waiting)
+                self.queue.add_after(key, 10)
+                return
+            now = time.time()
+            for start in plan.start:
+                fkey = f"{ref.uid}/{start.name}"
+                failed = self._start_failed.get(fkey)
+                if failed is not None:
+                    left = self.start_backoff.remaining(fkey, failed[0], now)
+                    if left > 0:
+                        waiting[start.name] = (failed[1], failed[2])
+                        self.queue.add_after(key, left + 0.1)
+                        if start.init:
+                            break
+                        continue
+                delay = await self._start_container(pod, sandbox, start, mounts_src, waiting)
+                if delay is not None:
+                    reason, message = waiting.get(start.name, ("RunContainerError", ""))
+                    if reason not in ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"):
+                        self.start_backoff.next(fkey, now)
+                        self._start_failed[fkey] = (now, reason, message)
+                        delay = self.start_backoff.get(fkey)
+                    self.queue.add_after(key, delay)
+                else:
+                    self._start_failed.pop(fkey, None)
+                    self.start_backoff.forget(fkey)
+            containers = await self.runtime.list_containers(ref.uid)
+        elif (spec.get("volumes") or []) and sandbox is not None:
+            try:  # keep configMap/secret files in step with their objects
+                await self._setup_volumes(pod, sandbox.ip)
+            except volumes.MountError as exc:
+                log.warning("%s: refreshing volumes failed: %s", key, exc)
+
+        if plan.requeue_after:
+            self.queue.add_after(key, plan.requeue_after + 0.1)
+        running = {c.name: c.id for c in containers if c.state == STATE_RUNNING}
+        self.probes.sync(key, ref.uid, spec.get("containers") or [], running, sandbox.ip if sandbox else "")
+        await self._write_status(pod, sandbox, containers, waiting)
+
+    async def _stop_all(
+        self,
+        containers: list[ContainerStatus],
+        sandboxes: list[SandboxStatus],
+        spec: Obj,
+        remove_sandboxes: bool = False,
+    ) -> None:
+        grace = int(spec.get("terminationGracePeriodSeconds", 30))
+        await asyncio.gather(
+            *(self.runtime.stop_container(c.id, grace) for c in containers if c.state == STATE_RUNNING)
+        )
+        for s in sandboxes:
+            if s.state == STATE_RUNNING:
+                await self.runtime.stop_sandbox(s.id)
+            if remove_sandboxes:
+                await self.runtime.remove_sandbox(s.id)
+
+    async def _create_sandbox(self, pod: Obj, attempt: int) -> SandboxStatus:
+        spec = pod.get("spec") or {}
+        meta = pod.get("metadata") or {}
+        ports = []
+        for c in spec.get("containers") or []:
+            for p in c.get("ports") or []:
+                if p.get("hostPort"):
+                    ports.append(
+                        PortMapping(
+                            int(p["containerPort"]),
+                            int(p["hostPort"]),
+                            str(p.get("protocol") or "TCP"),
+                            str(p.get("hostIP") or ""),
+                        )
+                    )
+        hostname = str(spec.get("hostname") or meta.get("name", ""))
+        config = SandboxConfig(pod_ref(pod), attempt, hostname, self.network_name, ports)
+        sandbox = await self.runtime.run_sandbox(config)
+        log.info("%s: sandbox %s started with IP %s", pod_key(pod), sandbox.id[:12], sandbox.ip)
+        return sandbox
+
+    async def _fetch(self, info: Any, namespace: str, names: set[str]) -> dict[str, Obj | None]:
+        out: dict[str, Obj | None] = {}
+        for name in names:
+            try:
+                out[name] = await self.client.get(info, name, namespace)
+            except errors.NotFound:
+                out[name] = None
+        return out
+
+    async def _setup_volumes(self, pod: Obj, pod_ip: str) -> dict[str, volumes.VolumeSource]:
+        ns = (pod.get("metadata") or {}).get("namespace", "default")
+        cm_names, secret_names = volumes.referenced_objects(pod)
+        cms = await self._fetch(CONFIGMAPS, ns, cm_names)
+        secs = await self._fetch(SECRETS, ns, secret_names)
+        pvc_paths = await self._pvc_paths(pod)
+        return await self.volumes.setup(pod, cms, secs, pvc_paths, pod_ip, self.node_ip)
+
+    async def _pvc_paths(self, pod: Obj) -> dict[str, str]:
+        ns = (pod.get("metadata") or {}).get("namespace", "default")
+        out: dict[str, str] = {}
+        for v in (pod.get("spec") or {}).get("volumes") or []:
+            claim = (v.get("persistentVolumeClaim") or {}).get("claimName")
+            if not claim:
+                continue
+            try:
+                pvc = await self.client.get(PVCS, claim, ns)
+                pv_name = (pvc.get("spec") or {}).get("volumeName")
+                if not pv_name:
+                    continue
+                pv = await self.client.get(PVS, pv_name)
+            except errors.NotFound:
+                continue
+            pv_spec = pv.get("spec") or {}
+            path = (pv_spec.get("hostPath") or {}).get("path") or (pv_spec.get("local") or {}).get("path")
+            if path:
+                out[claim] = str(path)
+            else:
+                out[claim] = f"volume:minik-pv-{pv_name}"
+        return out
+
+    async def _ensure_image(self, pod: Obj, container: Obj) -> tuple[str, str] | None:
+        """Pull per the pull policy; ``(reason, message)`` when the image is not usable."""
+        image = str(container.get("image", ""))
+        name = container.get("name", "")
+        policy = str(
+            container.get("imagePullPolicy")
+            or (
+                "Always"
+                if ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest")
+                else "IfNotPresent"
+            )
+        )
+        present = await self.runtime.image_id(image) is not None
+        field = f"spec.containers{{{name}}}"
+        if policy == "Never" and not present:
+            msg = f'Container image "{image}" is not present with pull policy of Never'
+            self.event(pod, "Warning", "ErrImageNeverPull", msg, field)
+            return "ErrImageNeverPull", msg
+        if not pull_needed(policy, present):
+            self.event(
+                pod, "Normal", "Pulled", f'Container image "{image}" already present on machine', field
+            )
+            return None
+        bkey = f"{(pod.get('metadata') or {}).get('uid')}/{image}"
+        now = time.time()
+        failed_at = self._pull_failed_at.get(bkey)
+        if failed_at is not None and self.pull_backoff.remaining(bkey, failed_at, now) > 0:
+            msg = f'Back-off pulling image "{image}"'
+            self.event(pod, "Normal", "BackOff", msg, field)
+            return "ImagePullBackOff", msg
+        self.event(pod, "Normal", "Pulling", f'Pulling image "{image}"', field)
+        try:
+            await self.runtime.pull_image(image)
+        except RuntimeError_ as exc:
+            self.pull_backoff.next(bkey, now)
+            self._pull_failed_at[bkey] = now
+            self.event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {exc}', field)
+            self.event(pod, "Warning", "Failed", "Error: ErrImagePull", field)
+            return "ErrImagePull", str(exc)
+        self.pull_backoff.forget(bkey)
+        self._pull_failed_at.pop(bkey, None)
+        self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{image}"', field)
+        return None
+
+    async def _start_container(
+        self,
+        pod: Obj,
+        sandbox: SandboxStatus,
+        start: podstate.Start,
+        sources: Mapping[str, volumes.VolumeSource],
+        waiting: dict[str, tuple[str, str]],
+    ) -> float | None:
+        """Create and start one container; record a waiting reason on failure; return a retry delay."""
+        spec = pod.get("spec") or {}
+        key = pod_key(pod)
+        specs = spec.get("initContainers") if start.init else spec.get("containers")
+        container = next((c for c in specs or [] if c.get("name") == start.name), None)
+        if container is None:
+            return None
+        field = f"spec.{'initContainers' if start.init else 'containers'}{{{start.name}}}"
+        bad = await self._ensure_image(pod, container)
+        if bad is not None:
+            waiting[start.name] = bad
+            if bad[0] != "ImagePullBackOff":
+                return 1.0 if bad[0] == "ErrImagePull" else 10.0
+            return max(1.0, self.pull_backoff.get(f"{pod_ref(pod).uid}/{container.get('image')}"))
+        try:
+            ns = pod_ref(pod).namespace
+            cm_names, secret_names = envvars.referenced_objects(container)
+            env = envvars.make_environment(
+                pod,
+                container,
+                await self._fetch(CONFIGMAPS, ns, cm_names),
+                await self._fetch(SECRETS, ns, secret_names),
+                sandbox.ip,
+                self.node_ip,
+                self.node.allocatable,
+            )
+            command, args = envvars.expand_command(container, env)
+            mounts = self.volumes.mounts_for(container, sources)
+        except (envvars.ConfigError, volumes.MountError) as exc:
+            waiting[start.name] = ("CreateContainerConfigError", str(exc))
+            self.event(pod, "Warning", "Failed", f"Error: {exc}", field)
+            return 10.0
+        limits = (container.get("resources") or {}).get("limits") or {}
+        requests = (container.get("resources") or {}).get("requests") or {}
+        sc = container.get("securityContext") or {}
+        config = ContainerConfig(
+            pod=pod_ref(pod),
+            name=start.name,
+            image=str(container.get("image", "")),
+            restart_count=start.restart_count,
+            init=start.init,
+            command=command,
+            args=args,
+            working_dir=container.get("workingDir"),
+            env=env,
+            mounts=mounts,
+            memory_limit=int(parse_quantity(str(limits["memory"]))) if limits.get("memory") else None,
+            nano_cpus=cpu_to_nano(str(limits["cpu"])) if limits.get("cpu") else None,
+            cpu_shares=max(2, int(parse_quantity(str(requests["cpu"])) * 1024))
+            if requests.get("cpu")
+            else None,
+            user=container_user(container, pod),
+            privileged=bool(sc.get("privileged")),
+            read_only_rootfs=bool(sc.get("readOnlyRootFilesystem")),
+            stdin=bool(container.get("stdin")),
+            stdin_once=bool(container.get("stdinOnce")),
+            tty=bool(container.get("tty")),
+        )
+        try:
+            cid = await self.runtime.create_container(sandbox.id, config)
+            self.event(pod, "Normal", "Created", f"Created container {start.name}", field)
+            await self.runtime.start_container(cid)
+            self.event(pod, "Normal", "Started", f"Started container {start.name}", field)
+        except RuntimeError_ as exc:
+            reason = (
+                exc.reason
+                if exc.reason in ("CreateContainerError", "RunContainerError")
+                else "RunContainerError"
+            )
+            waiting[start.name] = (reason, str(exc))
+            self.event(pod, "Warning", "Failed", f"Error: {exc}", field)
+            return 10.0
+        log.info("%s: started container %s (%s, restart %d)", key, start.name, cid[:12], start.restart_count)
+        await self._gc_instances(pod_ref(pod).uid, start.name, keep=2)
+        return None
+
+    async def _gc_instances(self, uid: str, name: str, keep: int) -> None:
+        """Keep the newest ``keep`` instances of a container (the running one and the previous)."""
+        lst = podstate.instances([c for c in await self.runtime.list_containers(uid) if c.name == name]).get(
+            name, []
+        )
+        for old in lst[keep:]:
+            if old.state == STATE_EXITED:
+                await self.runtime.remove_container(old.id)
+
+    async def _write_status(
+        self,
+        pod: Obj,
+        sandbox: SandboxStatus | None,
+        containers: list[ContainerStatus],
+        waiting: dict[str, tuple[str, str]],
+    ) -> None:
+        uid = pod_ref(pod).uid
+        spec = pod.get("spec") or {}
+        ready = {c.get("name", ""): self.probes.readiness(uid, c) for c in spec.get("containers") or []}
+        started = {c.get("name", ""): self.probes.is_started(uid, c) for c in spec.get("containers") or []}
+        status = podstate.pod_status(
+            pod, sandbox, containers, waiting, ready, started, self.node_ip, qos_class(spec)
+        )
+        if podstate.status_equal(status, pod.get("status") or {}):
+            return
+        new = {**pod, "status": status}
+        try:
+            await self.client.update_status(PODS, new)
+        except errors.Conflict:
+            self.queue.add(pod_key(pod))  # the cache will catch up; sync again
+        except errors.NotFound:
+            pass

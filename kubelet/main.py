@@ -1,0 +1,139 @@
+"""``minik-kubelet``: the node agent (see docs/kubelet.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+
+import uvicorn
+
+from apimachinery.client import Client
+from apimachinery.kubeconfig import load_config
+
+from .docker_runtime import DockerRuntime
+from .kubelet import Kubelet
+from .node import default_node_ip
+from .server import build_app
+
+log = logging.getLogger("kubelet")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the kubelet handles SIGTERM/SIGINT itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+DEFAULT_POD_CIDR = "10.244.0.0/24"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="minik-kubelet", description="Run this host's pods as Docker containers."
+    )
+    p.add_argument("--api-server", help="API server URL (overrides the kubeconfig's server)")
+    p.add_argument("--kubeconfig", help="kubeconfig file to read the API server and credentials from")
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME") or socket.gethostname().lower())
+    p.add_argument(
+        "--node-ip", default=None, help="the node's InternalIP (default: this host's outbound address)"
+    )
+    p.add_argument("--address", default="0.0.0.0", help="address of the kubelet's HTTP server")
+    p.add_argument(
+        "--port", type=int, default=10250, help="port of the kubelet's HTTP server (0: not served)"
+    )
+    p.add_argument(
+        "--docker-host", default=None, help="Docker endpoint (default: $DOCKER_HOST or the local socket)"
+    )
+    p.add_argument(
+        "--pod-cidr", default=DEFAULT_POD_CIDR, help="pod subnet when node.spec.podCIDR is not set"
+    )
+    p.add_argument("--network-name", default="minik-pods", help="Docker bridge network for this node's pods")
+    p.add_argument("--root-dir", default="/var/lib/minik/kubelet", help="directory for pod volumes")
+    p.add_argument(
+        "--pod-infra-image", default=None, help="sandbox image (default: build minik/pause:1 from busybox)"
+    )
+    p.add_argument("--workers", type=int, default=8, help="pods synced in parallel")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> int:
+    config = load_config(args.kubeconfig, server=args.api_server)
+    client = Client(config)
+    runtime = DockerRuntime(args.node_name, args.docker_host, args.pod_infra_image)
+    node_ip = args.node_ip or default_node_ip()
+    os.makedirs(args.root_dir, exist_ok=True)
+    kubelet = Kubelet(
+        client,
+        runtime,
+        args.node_name,
+        node_ip,
+        args.port,
+        args.pod_cidr,
+        args.network_name,
+        args.root_dir,
+        workers=args.workers,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    server: uvicorn.Server | None = None
+    server_task: asyncio.Task[None] | None = None
+    try:
+        while True:
+            try:
+                await kubelet.start()
+                break
+            except Exception as exc:  # noqa: BLE001 - the API server may not be up yet
+                log.warning("node %s: cannot start yet (%s); retrying", args.node_name, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), 2)
+                    return 0
+                except TimeoutError:
+                    continue
+        if args.port:
+            cfg = uvicorn.Config(
+                build_app(kubelet),
+                host=args.address,
+                port=args.port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=2,
+            )
+            server = _Server(cfg)
+            server_task = asyncio.create_task(server.serve(), name="kubelet-http")
+        await stop.wait()
+        log.info("node %s: stopping (containers keep running)", args.node_name)
+    finally:
+        if server is not None and server_task is not None:
+            server.should_exit = True
+            await asyncio.gather(server_task, return_exceptions=True)
+        await kubelet.stop()
+        await client.aclose()
+        runtime.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    sys.exit(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()

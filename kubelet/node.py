@@ -1,0 +1,319 @@
+"""The kubelet's Node object and Lease: registration, status heartbeats, lease renewal.
+
+:func:`node_object` and :func:`node_status` are pure (given the runtime's facts); the
+:class:`NodeAgent` writes them: the Node on start, its status on change and at least every
+``status_period`` (60 s), and the Lease in ``kube-node-lease`` every ``lease_period`` (10 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import shutil
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from apimachinery import errors
+from apimachinery.client import Client
+from apimachinery.resources import by_kind
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+NODES = by_kind("v1", "Node")
+LEASES = by_kind("coordination.k8s.io/v1", "Lease")
+assert NODES is not None and LEASES is not None
+
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_SECONDS = 40
+MAX_PODS = 110
+
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def go_arch(machine: str | None = None) -> str:
+    m = machine or platform.machine()
+    return _ARCH.get(m, m)
+
+
+def host_facts(runtime_version: dict[str, str], root_dir: str) -> dict[str, Any]:
+    """Capacity and system info of this host, as the Node reports them."""
+    cpus = int(runtime_version.get("cpus") or 1)
+    memory = int(runtime_version.get("memory") or 0)
+    try:
+        disk = shutil.disk_usage(root_dir).total
+    except OSError:
+        disk = 0
+    return {"cpus": cpus, "memory": memory, "disk": disk}
+
+
+def node_labels(node_name: str, arch: str) -> dict[str, str]:
+    return {
+        "kubernetes.io/hostname": node_name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": arch,
+        "beta.kubernetes.io/os": "linux",
+        "beta.kubernetes.io/arch": arch,
+    }
+
+
+def node_object(node_name: str, arch: str, pod_cidr: str | None = None) -> Obj:
+    obj: Obj = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node_name, "labels": node_labels(node_name, arch)},
+        "spec": {},
+    }
+    if pod_cidr:
+        obj["spec"]["podCIDR"] = pod_cidr
+        obj["spec"]["podCIDRs"] = [pod_cidr]
+    return obj
+
+
+def _condition(ctype: str, ok_status: str, reason: str, message: str, old: list[Obj], now: str) -> Obj:
+    transition = now
+    for prev in old:
+        if prev.get("type") == ctype and prev.get("status") == ok_status and prev.get("lastTransitionTime"):
+            transition = prev["lastTransitionTime"]
+    return {
+        "type": ctype,
+        "status": ok_status,
+        "reason": reason,
+        "message": message,
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": transition,
+    }
+
+
+def node_status(
+    facts: dict[str, Any],
+    version: dict[str, str],
+    node_ip: str,
+    hostname: str,
+    port: int,
+    old_conditions: list[Obj],
+    machine_id: str = "",
+    boot_id: str = "",
+    images: list[Obj] | None = None,
+    runtime_ok: bool = True,
+) -> Obj:
+    now = now_rfc3339()
+    cpu = str(facts["cpus"])
+    memory = f"{int(facts['memory']) // 1024}Ki"
+    storage = f"{int(facts['disk']) // 1024}Ki"
+    capacity = {"cpu": cpu, "memory": memory, "pods": str(MAX_PODS), "ephemeral-storage": storage}
+    ready = _condition(
+        "Ready",
+        "True" if runtime_ok else "False",
+        "KubeletReady" if runtime_ok else "KubeletNotReady",
+        "kubelet is posting ready status" if runtime_ok else "container runtime is down",
+        old_conditions,
+        now,
+    )
+    return {
+        "capacity": capacity,
+        "allocatable": dict(capacity),
+        "addresses": [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": hostname}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+        "nodeInfo": {
+            "machineID": machine_id,
+            "systemUUID": machine_id,
+            "bootID": boot_id,
+            "kernelVersion": version.get("kernel", platform.release()),
+            "osImage": version.get("os", ""),
+            "containerRuntimeVersion": version.get("runtime", ""),
+            "kubeletVersion": "v1.32.0-minik",
+            "kubeProxyVersion": "v1.32.0-minik",
+            "operatingSystem": version.get("os_type", "linux"),
+            "architecture": go_arch(version.get("arch")),
+        },
+        "conditions": [
+            _condition(
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                old_conditions,
+                now,
+            ),
+            _condition(
+                "DiskPressure",
+                "False",
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                old_conditions,
+                now,
+            ),
+            _condition(
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                old_conditions,
+                now,
+            ),
+            ready,
+        ],
+        "images": images or [],
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def default_node_ip() -> str:
+    """The address this host reaches other hosts from (no packet is sent), else 127.0.0.1."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+class NodeAgent:
+    """Registers the Node, keeps its status fresh, renews its Lease."""
+
+    def __init__(
+        self,
+        client: Client,
+        node_name: str,
+        node_ip: str,
+        port: int,
+        pod_cidr: str | None,
+        runtime: Any,
+        root_dir: str,
+        status_period: float = 60.0,
+        lease_period: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.port = port
+        self.pod_cidr = pod_cidr
+        self.runtime = runtime
+        self.root_dir = root_dir
+        self.status_period = status_period
+        self.lease_period = lease_period
+        self.version: dict[str, str] = {}
+        self.facts: dict[str, Any] = {}
+        self.node: Obj = {}
+        self._last_status: Obj | None = None
+        self._last_status_at = 0.0
+        self._uid = ""
+
+    @property
+    def allocatable(self) -> dict[str, str]:
+        return dict((self.node.get("status") or {}).get("allocatable") or {})
+
+    async def register(self) -> Obj:
+        """Create the Node (or adopt the existing one) and write its first status; return it."""
+        self.version = await self.runtime.version()
+        self.facts = host_facts(self.version, self.root_dir)
+        arch = go_arch(self.version.get("arch"))
+        body = node_object(self.node_name, arch)
+        assert NODES is not None
+        try:
+            node = await self.client.create(NODES, body)
+            log.info("registered node %s", self.node_name)
+        except errors.AlreadyExists:
+            node = await self.client.get(NODES, self.node_name)
+            labels = dict((node.get("metadata") or {}).get("labels") or {})
+            wanted = node_labels(self.node_name, arch)
+            if any(labels.get(k) != v for k, v in wanted.items()):
+                node = await self.client.patch(NODES, self.node_name, {"metadata": {"labels": wanted}})
+            log.info("node %s already registered; adopting it", self.node_name)
+        self.node = node
+        self._uid = (node.get("metadata") or {}).get("uid", "")
+        await self.update_status(force=True)
+        return self.node
+
+    async def update_status(self, force: bool = False, runtime_ok: bool = True) -> None:
+        assert NODES is not None
+        old = list((self.node.get("status") or {}).get("conditions") or [])
+        status = node_status(
+            self.facts,
+            self.version,
+            self.node_ip,
+            self.node_name,
+            self.port,
+            old,
+            _read("/etc/machine-id"),
+            _read("/proc/sys/kernel/random/boot_id"),
+            runtime_ok=runtime_ok,
+        )
+        comparable = {k: v for k, v in status.items() if k != "conditions"}
+        comparable["conditions"] = [(c["type"], c["status"]) for c in status["conditions"]]
+        due = time.monotonic() - self._last_status_at >= self.status_period
+        if not force and not due and comparable == self._last_status:
+            return
+        self.node = await self.client.patch(NODES, self.node_name, {"status": status}, subresource="status")
+        self._last_status = comparable
+        self._last_status_at = time.monotonic()
+
+    async def renew_lease(self) -> None:
+        assert LEASES is not None
+        spec = {
+            "holderIdentity": self.node_name,
+            "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+            "renewTime": now_micro(),
+        }
+        try:
+            lease = await self.client.get(LEASES, self.node_name, LEASE_NAMESPACE)
+        except errors.NotFound:
+            body: Obj = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.node_name, "namespace": LEASE_NAMESPACE},
+                "spec": spec,
+            }
+            if self._uid:
+                body["metadata"]["ownerReferences"] = [
+                    {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": self._uid}
+                ]
+            await self.client.create(LEASES, body, LEASE_NAMESPACE)
+            return
+        lease["spec"] = {**(lease.get("spec") or {}), **spec}
+        await self.client.update(LEASES, lease)
+
+    async def lease_loop(self) -> None:
+        while True:
+            try:
+                await self.renew_lease()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep renewing
+                log.warning("node %s: lease renewal failed: %s", self.node_name, exc)
+            await asyncio.sleep(self.lease_period)
+
+    async def status_loop(self, check_period: float = 10.0) -> None:
+        while True:
+            await asyncio.sleep(check_period)
+            try:
+                ok = True
+                try:
+                    await self.runtime.version()
+                except Exception:  # noqa: BLE001 - the runtime is down: report NotReady
+                    ok = False
+                await self.update_status(runtime_ok=ok)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - keep reporting
+                log.warning("node %s: status update failed: %s", self.node_name, exc)

@@ -1,0 +1,531 @@
+"""The kubelet against a real API server and a real Docker engine (busybox image built locally).
+
+Each module run starts a real ``minik-kubelet`` on a unique node name and Docker network; every
+container, network and volume it made is removed by the node label when the module ends, also
+when a test fails."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from tests.conftest import BIN, free_port
+from tests.images import ensure_busybox_image
+
+NODE_LABEL = "io.minik.node"
+
+
+def docker_cleanup(node: str, network: str) -> None:
+    import docker
+
+    client = docker.from_env()
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={node}"}):
+            try:
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        for v in client.volumes.list(filters={"label": f"{NODE_LABEL}={node}"}):
+            try:
+                v.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        try:
+            client.networks.get(network).remove()
+        except docker.errors.NotFound:
+            pass
+    finally:
+        client.close()
+
+
+def free_subnet() -> str:
+    """A /24 in 10.2xx.x.0 that no Docker network uses."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        used = set()
+        for n in client.networks.list():
+            for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
+                used.add(cfg.get("Subnet"))
+    finally:
+        client.close()
+    for _ in range(100):
+        subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
+        if subnet not in used:
+            return subnet
+    raise RuntimeError("no free subnet")
+
+
+class KubeletProcess:
+    def __init__(self, api_url: str) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.api_url = api_url
+        self.node = f"kt-{tag}"
+        self.network = f"minik-test-{tag}"
+        self.subnet = free_subnet()
+        self.port = free_port()
+        self.root = tempfile.mkdtemp(prefix="minik-kubelet-")
+        self.log_path = os.path.join(self.root, "kubelet.log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "minik-kubelet"),
+                "--api-server",
+                self.api_url,
+                "--node-name",
+                self.node,
+                "--node-ip",
+                "127.0.0.1",
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--pod-cidr",
+                self.subnet,
+                "--network-name",
+                self.network,
+                "--root-dir",
+                os.path.join(self.root, "root"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait(lambda: self._healthy(), 60, "kubelet HTTP server")
+
+    def _healthy(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"kubelet exited with {self.proc.returncode}:\n{self.log()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def log(self) -> str:
+        try:
+            return Path(self.log_path).read_text()[-6000:]
+        except OSError:
+            return ""
+
+    def wait(self, cond: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = cond()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}\n--- kubelet log ---\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop(signal.SIGKILL)
+        docker_cleanup(self.node, self.network)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+NS = "default"
+
+
+@pytest.fixture(scope="module")
+def kubelet(apiserver: Any) -> Iterator[KubeletProcess]:
+    ensure_busybox_image()
+    k = KubeletProcess(apiserver.url)
+    try:
+        k.start()
+        yield k
+    finally:
+        k.cleanup()
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return ensure_busybox_image()
+
+
+@pytest.fixture()
+def client(apiserver: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+        yield c
+
+
+def make_pod(name: str, node: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"nodeName": node, "containers": containers, "terminationGracePeriodSeconds": 2, **spec},
+    }
+
+
+def get_pod(client: httpx.Client, name: str) -> dict[str, Any]:
+    r = client.get(f"/api/v1/namespaces/{NS}/pods/{name}")
+    r.raise_for_status()
+    return dict(r.json())
+
+
+def create(client: httpx.Client, obj: dict[str, Any], plural: str = "pods") -> None:
+    r = client.post(f"/api/v1/namespaces/{NS}/{plural}", json=obj)
+    assert r.status_code == 201, r.text
+
+
+def wait_phase(k: KubeletProcess, client: httpx.Client, name: str, *phases: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        pod = get_pod(client, name)
+        return pod if (pod.get("status") or {}).get("phase") in phases else None
+
+    return dict(k.wait(check, 60, f"pod {name} in {phases}"))
+
+
+def logs(k: KubeletProcess, pod: str, container: str, **params: str) -> str:
+    r = httpx.get(
+        f"http://127.0.0.1:{k.port}/containerLogs/{NS}/{pod}/{container}", params=params, timeout=10
+    )
+    return r.text
+
+
+def node_containers(k: KubeletProcess, pod_uid: str) -> list[Any]:
+    dc = docker.from_env()
+    try:
+        return list(
+            dc.containers.list(
+                all=True, filters={"label": [f"{NODE_LABEL}={k.node}", f"io.kubernetes.pod.uid={pod_uid}"]}
+            )
+        )
+    finally:
+        dc.close()
+
+
+def delete_pod(client: httpx.Client, k: KubeletProcess, name: str) -> None:
+    client.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
+    k.wait(
+        lambda: client.get(f"/api/v1/namespaces/{NS}/pods/{name}").status_code == 404, 60, f"{name} deleted"
+    )
+
+
+def test_node_registered_ready_with_lease(kubelet: KubeletProcess, client: httpx.Client) -> None:
+    node = client.get(f"/api/v1/nodes/{kubelet.node}").json()
+    labels = node["metadata"]["labels"]
+    assert labels["kubernetes.io/hostname"] == kubelet.node
+    assert labels["kubernetes.io/os"] == "linux"
+    status = node["status"]
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True",
+        "MemoryPressure": "False",
+        "DiskPressure": "False",
+        "PIDPressure": "False",
+    }
+    assert status["capacity"]["pods"] == "110"
+    assert int(status["capacity"]["cpu"]) >= 1
+    assert status["nodeInfo"]["containerRuntimeVersion"].startswith("docker://")
+    assert {a["type"] for a in status["addresses"]} == {"InternalIP", "Hostname"}
+    assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == kubelet.port
+
+    def lease() -> dict[str, Any] | None:
+        r = client.get(f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{kubelet.node}")
+        return r.json() if r.status_code == 200 else None
+
+    first = kubelet.wait(lease, 30, "lease")
+    assert first["spec"]["holderIdentity"] == kubelet.node
+    kubelet.wait(
+        lambda: (lease() or {}).get("spec", {}).get("renewTime") != first["spec"]["renewTime"],
+        30,
+        "lease renewal",
+    )
+
+
+def test_pod_runs_shares_localhost_and_gets_pod_ip(
+    kubelet: KubeletProcess,
+    client: httpx.Client,
+    image: str,
+) -> None:
+    create(
+        client,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cfg"},
+            "data": {"color": "blue", "size": "L"},
+        },
+        "configmaps",
+    )
+    create(
+        client,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "sec"},
+            "data": {"pw": base64.b64encode(b"s3cret").decode()},
+        },
+        "secrets",
+    )
+    pod = make_pod(
+        "web",
+        kubelet.node,
+        [
+            {
+                "name": "server",
+                "image": image,
+                "command": [
+                    "sh",
+                    "-c",
+                    "mkdir -p /www && echo hello-from-server > /www/index.html && exec httpd -f -p 8080 -h /www",
+                ],
+            },
+            {
+                "name": "client",
+                "image": image,
+                "command": ["sh", "-c"],
+                "args": [
+                    "until wget -O- http://127.0.0.1:8080/index.html; do sleep 0.2; done; "
+                    "echo \"GREETING=$GREETING\" ARG=$(NAME) COLOR=$COLOR PW=$PW CFG_size=$CFG_size POD=$POD_NAME 'ESC=$$(NAME)'; "
+                    "cat /etc/cfg/color; echo; exec sleep 3600"
+                ],
+                "env": [
+                    {"name": "NAME", "value": "world"},
+                    {"name": "GREETING", "value": "hello-$(NAME)-$(MISSING)"},
+                    {"name": "COLOR", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "color"}}},
+                    {"name": "PW", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "pw"}}},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+                "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+                "volumeMounts": [{"name": "cfgvol", "mountPath": "/etc/cfg"}],
+            },
+        ],
+        volumes=[{"name": "cfgvol", "configMap": {"name": "cfg"}}],
+    )
+    create(client, pod)
+    running = wait_phase(kubelet, client, "web", "Running")
+    status = running["status"]
+    assert ipaddress.ip_address(status["podIP"]) in ipaddress.ip_network(kubelet.subnet)
+    assert status["hostIP"] == "127.0.0.1"
+    for cs in status["containerStatuses"]:
+        assert cs["containerID"].startswith("docker://")
+        assert "running" in cs["state"]
+    kubelet.wait(lambda: "PW=s3cret" in logs(kubelet, "web", "client"), 30, "client output")
+    out = logs(kubelet, "web", "client")
+    assert "hello-from-server" in out
+    assert (
+        "GREETING=hello-world-$(MISSING) ARG=world COLOR=blue PW=s3cret CFG_size=L POD=web ESC=$(NAME)" in out
+    )
+    assert "\nblue\n" in out
+    ready = kubelet.wait(
+        lambda: (
+            (p := get_pod(client, "web"))
+            and {c["type"]: c["status"] for c in p["status"]["conditions"]}.get("Ready") == "True"
+            and p
+        ),
+        30,
+        "Ready",
+    )
+    uid = ready["metadata"]["uid"]
+    before = {c.id for c in node_containers(kubelet, uid)}
+    assert len(before) == 3  # sandbox + 2
+
+    # a kubelet killed with -9 and started again adopts the running containers
+    kubelet.stop(signal.SIGKILL)
+    kubelet.start()
+    get_pod(client, "web")  # still there
+    kubelet.wait(lambda: get_pod(client, "web")["status"]["phase"] == "Running", 30, "Running after restart")
+    after = node_containers(kubelet, uid)
+    assert {c.id for c in after} == before
+    assert all(c.status == "running" for c in after)
+
+    delete_pod(client, kubelet, "web")
+    kubelet.wait(lambda: not node_containers(kubelet, uid), 30, "containers removed")
+
+
+def test_crash_loop_back_off(kubelet: KubeletProcess, client: httpx.Client, image: str) -> None:
+    create(
+        client,
+        make_pod(
+            "crash",
+            kubelet.node,
+            [{"name": "c", "image": image, "command": ["sh", "-c", "echo boom; exit 3"]}],
+        ),
+    )
+
+    def in_backoff() -> dict[str, Any] | None:
+        pod = get_pod(client, "crash")
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = cs["state"].get("waiting") or {}
+            if waiting.get("reason") == "CrashLoopBackOff" and cs["restartCount"] >= 1:
+                return cs
+        return None
+
+    cs = kubelet.wait(in_backoff, 60, "CrashLoopBackOff")
+    assert cs["lastState"]["terminated"]["exitCode"] == 3
+    assert cs["lastState"]["terminated"]["reason"] == "Error"
+    assert get_pod(client, "crash")["status"]["phase"] == "Running"
+    assert "boom" in logs(kubelet, "crash", "c", previous="true")
+    delete_pod(client, kubelet, "crash")
+
+
+def test_restart_never_succeeded_and_failed(
+    kubelet: KubeletProcess, client: httpx.Client, image: str
+) -> None:
+    create(
+        client,
+        make_pod(
+            "ok",
+            kubelet.node,
+            [
+                {
+                    "name": "main",
+                    "image": image,
+                    "command": ["sh", "-c", "cat /work/msg"],
+                    "volumeMounts": [{"name": "w", "mountPath": "/work"}],
+                }
+            ],
+            restartPolicy="Never",
+            initContainers=[
+                {
+                    "name": "prep",
+                    "image": image,
+                    "command": ["sh", "-c", "echo prepared > /work/msg"],
+                    "volumeMounts": [{"name": "w", "mountPath": "/work"}],
+                }
+            ],
+            volumes=[{"name": "w", "emptyDir": {}}],
+        ),
+    )
+    create(
+        client,
+        make_pod(
+            "bad",
+            kubelet.node,
+            [{"name": "main", "image": image, "command": ["sh", "-c", "exit 7"]}],
+            restartPolicy="Never",
+        ),
+    )
+    ok = wait_phase(kubelet, client, "ok", "Succeeded", "Failed")
+    assert ok["status"]["phase"] == "Succeeded"
+    assert ok["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    assert ok["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    assert "prepared" in logs(kubelet, "ok", "main")
+    bad = wait_phase(kubelet, client, "bad", "Succeeded", "Failed")
+    assert bad["status"]["phase"] == "Failed"
+    term = bad["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (term["exitCode"], term["reason"]) == (7, "Error")
+    assert bad["status"]["containerStatuses"][0]["restartCount"] == 0
+    for name in ("ok", "bad"):
+        delete_pod(client, kubelet, name)
+
+
+def test_missing_image_and_config_reported(kubelet: KubeletProcess, client: httpx.Client, image: str) -> None:
+    create(
+        client,
+        make_pod(
+            "never", kubelet.node, [{"name": "c", "image": "minik-test/absent:1", "imagePullPolicy": "Never"}]
+        ),
+    )
+    create(
+        client,
+        make_pod(
+            "nocm",
+            kubelet.node,
+            [
+                {
+                    "name": "c",
+                    "image": image,
+                    "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "k"}}}],
+                }
+            ],
+        ),
+    )
+
+    def reason(name: str) -> str:
+        cs = (get_pod(client, name).get("status") or {}).get("containerStatuses") or [{}]
+        return str(((cs[0].get("state") or {}).get("waiting") or {}).get("reason", ""))
+
+    kubelet.wait(lambda: reason("never") == "ErrImageNeverPull", 30, "ErrImageNeverPull")
+    kubelet.wait(lambda: reason("nocm") == "CreateContainerConfigError", 30, "CreateContainerConfigError")
+    assert get_pod(client, "never")["status"]["phase"] == "Pending"
+    for name in ("never", "nocm"):
+        delete_pod(client, kubelet, name)
+
+
+def test_readiness_probe_and_exec(kubelet: KubeletProcess, client: httpx.Client, image: str) -> None:
+    import asyncio
+    import json
+    from urllib.parse import quote
+
+    import websockets
+
+    create(
+        client,
+        make_pod(
+            "probed",
+            kubelet.node,
+            [
+                {
+                    "name": "c",
+                    "image": image,
+                    "command": ["sh", "-c", "exec sleep 3600"],
+                    "readinessProbe": {"exec": {"command": ["cat", "/ready"]}, "periodSeconds": 1},
+                }
+            ],
+        ),
+    )
+    wait_phase(kubelet, client, "probed", "Running")
+
+    def ready() -> str:
+        conds = get_pod(client, "probed")["status"]["conditions"]
+        return str({c["type"]: c["status"] for c in conds}["Ready"])
+
+    assert ready() == "False"
+
+    async def run_exec(cmd: list[str], stdin: bytes = b"") -> tuple[bytes, dict[str, Any]]:
+        query = (
+            "&".join(f"command={quote(c, safe='')}" for c in cmd)
+            + "&stdout=1&stderr=1"
+            + ("&stdin=1" if stdin else "")
+        )
+        url = f"ws://127.0.0.1:{kubelet.port}/exec/{NS}/probed/c?{query}"
+        out = b""
+        status: dict[str, Any] = {}
+        async with websockets.connect(url, subprotocols=["v5.channel.k8s.io"]) as ws:  # type: ignore[list-item]
+            if stdin:
+                await ws.send(b"\x00" + stdin)
+                await ws.send(b"\xff\x00")
+            async for msg in ws:
+                assert isinstance(msg, bytes)
+                if msg[0] in (1, 2):
+                    out += msg[1:]
+                elif msg[0] == 3:
+                    status = json.loads(msg[1:])
+        return out, status
+
+    out, status = asyncio.run(run_exec(["sh", "-c", "touch /ready; echo made; exit 4"]))
+    assert out == b"made\n"
+    assert status["details"]["causes"][0]["message"] == "4"
+    out, status = asyncio.run(run_exec(["cat"], stdin=b"piped"))
+    assert out == b"piped" and status["status"] == "Success"
+    kubelet.wait(lambda: ready() == "True", 30, "Ready after the probe passes")
+    delete_pod(client, kubelet, "probed")

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from kubelet.envvars import ConfigError, expand, expand_command, make_environment, mapping_for
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("$(A)", "a"),
+        ("x$(A)y$(B)", "xaybb"),
+        ("$$(A)", "$(A)"),
+        ("$$$(A)", "$a"),
+        ("$(MISSING)", "$(MISSING)"),
+        ("$(A", "$(A"),
+        ("$A", "$A"),
+        ("end$", "end$"),
+        ("$()", ""),
+        ("$$", "$"),
+    ],
+)
+def test_expand_like_kubernetes(text: str, want: str) -> None:
+    assert expand(text, mapping_for({"A": "a", "B": "bb", "": ""})) == want
+
+
+POD = {
+    "metadata": {"name": "p", "namespace": "ns", "uid": "u1", "labels": {"app": "x"}},
+    "spec": {"nodeName": "n1", "containers": []},
+}
+
+
+def test_environment_order_expansion_and_sources() -> None:
+    container = {
+        "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "P_"}, {"secretRef": {"name": "s"}}],
+        "env": [
+            {"name": "A", "value": "1"},
+            {"name": "B", "value": "$(A)-$(P_k)-$(C)"},
+            {"name": "C", "value": "3"},
+            {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "LBL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {
+                "name": "MEM",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+            },
+            {
+                "name": "OPT",
+                "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "nope", "optional": True}},
+            },
+        ],
+        "resources": {"limits": {"memory": "64Mi"}},
+        "command": ["echo", "$(B)", "$$(A)"],
+    }
+    cms = {"cm": {"data": {"k": "v", "bad key": "skipped"}}}
+    secrets = {"s": {"data": {"TOKEN": base64.b64encode(b"t").decode()}}}
+    env = make_environment(POD, container, cms, secrets, pod_ip="10.0.0.5")
+    d = dict(env)
+    assert d["B"] == "1-v-$(C)"  # C is defined later: left as written
+    assert d["P_k"] == "v" and "P_bad key" not in d
+    assert d["TOKEN"] == "t"
+    assert (d["POD"], d["LBL"], d["IP"], d["MEM"]) == ("p", "x", "10.0.0.5", "64")
+    assert "OPT" not in d
+    assert expand_command(container, env) == (["echo", "1-v-$(C)", "$(A)"], None)
+
+
+def test_missing_references_are_config_errors() -> None:
+    c = {"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
+    with pytest.raises(ConfigError, match='secret "s" not found'):
+        make_environment(POD, c, {}, {"s": None})
+    with pytest.raises(ConfigError, match="couldn't find key k in Secret ns/s"):
+        make_environment(POD, c, {}, {"s": {"data": {}}})

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import base64
+import stat
+from pathlib import Path
+
+import pytest
+
+from kubelet.node import node_status
+from kubelet.server import exit_status
+from kubelet.volumes import (
+    MountError,
+    VolumeManager,
+    VolumeSource,
+    check_host_path,
+    volume_files,
+    write_files,
+)
+
+POD = {
+    "metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"a": "b"}},
+    "spec": {"containers": [{"name": "c"}]},
+}
+
+
+def test_config_map_and_secret_items_and_modes() -> None:
+    cms = {"cm": {"data": {"x": "1", "y": "2"}}}
+    secrets = {"s": {"data": {"k": base64.b64encode(b"v").decode()}}}
+    files = volume_files(
+        {"configMap": {"name": "cm", "items": [{"key": "x", "path": "dir/x.txt", "mode": 0o600}]}},
+        POD,
+        cms,
+        secrets,
+    )
+    assert files == {"dir/x.txt": (b"1", 0o600)}
+    files = volume_files({"secret": {"secretName": "s", "defaultMode": 0o400}}, POD, cms, secrets)
+    assert files == {"k": (b"v", 0o400)}
+    with pytest.raises(MountError):
+        volume_files({"configMap": {"name": "nope"}}, POD, {"nope": None}, {})
+    assert volume_files({"configMap": {"name": "nope", "optional": True}}, POD, {"nope": None}, {}) == {}
+
+
+def test_downward_and_projected() -> None:
+    vol = {
+        "projected": {
+            "sources": [
+                {"downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+                {"configMap": {"name": "cm"}},
+            ]
+        }
+    }
+    files = volume_files(vol, POD, {"cm": {"data": {"x": "1"}}}, {})
+    assert files == {"name": (b"p", 0o644), "x": (b"1", 0o644)}
+
+
+def test_write_files_exact_and_in_place(tmp_path: Path) -> None:
+    d = tmp_path / "v"
+    assert write_files(d, {"a": (b"1", 0o644), "sub/b": (b"2", 0o600)})
+    assert not write_files(d, {"a": (b"1", 0o644), "sub/b": (b"2", 0o600)})
+    assert write_files(d, {"a": (b"changed", 0o644)})
+    assert (d / "a").read_bytes() == b"changed" and not (d / "sub/b").exists()
+    assert stat.S_IMODE((d / "a").stat().st_mode) == 0o644
+    with pytest.raises(MountError):
+        write_files(d, {"../escape": (b"x", 0o644)})
+
+
+def test_host_path_type_checks(tmp_path: Path) -> None:
+    check_host_path(str(tmp_path / "new"), "DirectoryOrCreate")
+    assert (tmp_path / "new").is_dir()
+    with pytest.raises(MountError, match="does not exist"):
+        check_host_path(str(tmp_path / "missing"), "Directory")
+    with pytest.raises(MountError, match="not a File"):
+        check_host_path(str(tmp_path), "File")
+
+
+def test_mounts_sub_path_and_read_only(tmp_path: Path) -> None:
+    sources = {"data": VolumeSource(str(tmp_path)), "mem": VolumeSource("vol1", "volume")}
+    c = {
+        "volumeMounts": [
+            {"name": "data", "mountPath": "/d", "subPath": "x", "readOnly": True},
+            {"name": "mem", "mountPath": "/m"},
+        ]
+    }
+    mounts = VolumeManager.mounts_for(c, sources)
+    assert (mounts[0].source, mounts[0].read_only) == (str(tmp_path / "x"), True)
+    assert (mounts[1].type, mounts[1].source) == ("volume", "vol1")
+    with pytest.raises(MountError):
+        VolumeManager.mounts_for(
+            {"volumeMounts": [{"name": "data", "mountPath": "/d", "subPath": "../x"}]}, sources
+        )
+
+
+def test_node_status_shape() -> None:
+    status = node_status(
+        {"cpus": 2, "memory": 2048 * 1024, "disk": 0},
+        {"runtime": "docker://20.10", "arch": "x86_64"},
+        "10.0.0.1",
+        "n",
+        10250,
+        [],
+    )
+    assert status["capacity"] == {"cpu": "2", "memory": "2048Ki", "pods": "110", "ephemeral-storage": "0Ki"}
+    assert status["nodeInfo"]["architecture"] == "amd64"
+    assert [c["type"] for c in status["conditions"]] == [
+        "MemoryPressure",
+        "DiskPressure",
+        "PIDPressure",
+        "Ready",
+    ]
+
+
+def test_exec_exit_status() -> None:
+    assert exit_status(0)["status"] == "Success"
+    assert exit_status(3)["details"]["causes"][0] == {"reason": "ExitCode", "message": "3"}
