@@ -34,6 +34,7 @@ import yaml
 
 from apimachinery.errors import BadRequest
 from apimachinery.resources import RESOURCES, ResourceInfo, group_versions
+from apimachinery.strategicpatch import KIND_PATCH_TABLES, FieldPatch
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,61 @@ def schemas() -> dict[str, Schema]:
     """All component schemas, by Kubernetes name (``io.k8s.api.core.v1.Pod``)."""
     with SCHEMAS_FILE.open(encoding="utf-8") as f:
         loaded: dict[str, Schema] = json.load(f)
+    _add_patch_extensions(loaded)
     return loaded
+
+
+def _named(schema: Schema) -> str | None:
+    """The name of the schema a property refers to (through ``$ref``, ``allOf`` or ``items``)."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
+        return ref[len(_REF_PREFIX) :]
+    for part in schema.get("allOf", []):
+        name = _named(part)
+        if name:
+            return name
+    items = schema.get("items")
+    if isinstance(items, dict):
+        return _named(items)
+    return None
+
+
+def _patch_strategy(meta: FieldPatch) -> str:
+    parts = [meta.strategy] if meta.strategy else []
+    if meta.retain_keys:
+        parts.append("retainKeys")
+    return ",".join(parts)
+
+
+def _add_patch_extensions(all_schemas: dict[str, Schema]) -> None:
+    """Mark list and map properties with Kubernetes' patch metadata.
+
+    ``kubectl apply`` computes its three-way strategic merge patch from the OpenAPI v3 document:
+    a property without ``x-kubernetes-patch-strategy`` / ``x-kubernetes-patch-merge-key`` is an
+    atomic list, so ``containers`` would be sent whole.  The metadata comes from the same tables
+    the server's strategic merge patch uses (``strategicpatch.KIND_PATCH_TABLES``).
+    """
+    roots: dict[tuple[str, str], list[str]] = {}
+    for schema_name_, schema in all_schemas.items():
+        for gvk in schema.get("x-kubernetes-group-version-kind", []):
+            roots.setdefault((gvk["group"], gvk["kind"]), []).append(schema_name_)
+    for group_kind, table in KIND_PATCH_TABLES.items():
+        for root in roots.get(group_kind, []):
+            for path, meta in table.items():
+                current: str | None = root
+                for key in path[:-1]:
+                    prop = all_schemas.get(current or "", {}).get("properties", {}).get(key)
+                    current = _named(prop) if isinstance(prop, dict) else None
+                    if current is None:
+                        break
+                prop = all_schemas.get(current or "", {}).get("properties", {}).get(path[-1])
+                if not isinstance(prop, dict):
+                    continue
+                strategy = _patch_strategy(meta)
+                if strategy:
+                    prop["x-kubernetes-patch-strategy"] = strategy
+                if meta.merge_key:
+                    prop["x-kubernetes-patch-merge-key"] = meta.merge_key
 
 
 @functools.cache

@@ -1,0 +1,170 @@
+"""Fixtures for driving the real ``kubectl`` against the test API server.
+
+``kubectl`` gets a kubeconfig written into a temporary directory (``--kubeconfig``) and a discovery
+cache of its own (``--cache-dir``); nothing under ``~/.kube`` is read or written.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import APIServerProcess
+
+KUBECTL = "/usr/bin/kubectl"
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "minik", "cluster": {"server": server}}],
+        "users": [{"name": "minik", "user": {}}],
+        "contexts": [
+            {"name": "minik", "context": {"cluster": "minik", "user": "minik", "namespace": namespace}}
+        ],
+        "current-context": "minik",
+    }
+    path.write_text(yaml.safe_dump(config))
+
+
+class Kubectl:
+    """Runs ``/usr/bin/kubectl`` with default flags plus ``--kubeconfig`` and ``--cache-dir``."""
+
+    def __init__(self, server: str, workdir: Path) -> None:
+        self.server = server
+        self.workdir = workdir
+        self.kubeconfig = workdir / "kubeconfig"
+        self.cache_dir = workdir / "cache"
+        write_kubeconfig(self.kubeconfig, server)
+
+    def argv(self, *args: str) -> list[str]:
+        return [KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir), *args]
+
+    def run(
+        self,
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self.argv(*args),
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            cwd=self.workdir,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
+        return proc
+
+    def __call__(self, *args: str, **kwargs: object) -> str:
+        """stdout of a command that must succeed."""
+        return self.run(*args, **kwargs).stdout  # type: ignore[arg-type]
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.workdir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def clone(self, name: str) -> Kubectl:
+        """A kubectl with a kubeconfig of its own (for commands that change the kubeconfig)."""
+        other = Kubectl.__new__(Kubectl)
+        other.server = self.server
+        other.workdir = self.workdir / name
+        other.workdir.mkdir(parents=True, exist_ok=True)
+        other.kubeconfig = other.workdir / "kubeconfig"
+        other.cache_dir = self.cache_dir
+        shutil.copy(self.kubeconfig, other.kubeconfig)
+        return other
+
+
+class Streaming:
+    """A long-running kubectl (``get -w``, ``rollout status``) whose output lines are read with a deadline."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 20) -> str:
+        """The first line (from now on) containing ``text``; fails at the deadline or at EOF."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no line with {text!r} in {timeout}s; seen: {self.seen}")
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"kubectl ended before printing {text!r}; seen: {self.seen}")
+            self.seen.append(line)
+            if text in line:
+                return line
+
+    def wait_exit(self, timeout: float = 20) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def kubectl(apiserver: APIServerProcess) -> Iterator[Kubectl]:
+    workdir = Path(tempfile.mkdtemp(prefix="minik-kubectl-"))
+    try:
+        yield Kubectl(apiserver.url, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture()
+def streaming() -> Iterator[list[Streaming]]:
+    """Start long-running kubectl processes with ``streaming.append(Streaming(argv))``; all are killed."""
+    started: list[Streaming] = []
+    try:
+        yield started
+    finally:
+        for s in started:
+            s.stop()
+
+
+@pytest.fixture()
+def ns(kubectl: Kubectl) -> Iterator[str]:
+    name = unique("ns")
+    assert kubectl("create", "namespace", name).strip() == f"namespace/{name} created"
+    yield name
