@@ -83,6 +83,18 @@ def remove_kubeconfig_context(context: str = CONTEXT) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def port_in_use(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def up(
     state_dir: Path = typer.Option(None, help="where state and logs live (default ~/.minik)"),
     api_port: int = typer.Option(8080, help="the API server's port on 127.0.0.1"),
@@ -100,6 +112,13 @@ def up(
             f"minik is already running (supervisor pid {pid}) at http://127.0.0.1:{cfg['api_port']}"
         )
         raise typer.Exit(0)
+    for what, port in (("API server", api_port), ("etcd", etcd_port), ("etcd peer", etcd_port + 1)):
+        if port_in_use(port):
+            console.print(
+                f"[red]port {port} on 127.0.0.1 (for the {what}) is already in use[/red]; "
+                "stop what uses it or pick other ports (--api-port, --etcd-port)"
+            )
+            raise typer.Exit(1)
     cfg = {
         "api_port": api_port,
         "etcd_port": etcd_port,
@@ -173,7 +192,42 @@ def down(state_dir: Path = typer.Option(None, help="state directory (default ~/.
             time.sleep(0.2)
     if supervisor_pid(state) is not None:
         os.kill(pid, signal.SIGKILL)
+    cleanup_host(state)
     console.print("minik stopped (state kept; `minik delete` removes it)")
+
+
+def cleanup_host(state: Path) -> None:
+    """Remove what the cluster made on this host: pod containers, the pod network, proxy rules."""
+    try:
+        cfg = json.loads((state / "config.json").read_text())
+    except (OSError, ValueError):
+        return
+    node = cfg.get("node_name", "minik-node-1")
+    proxy = Path(sys.executable).parent / "minik-proxy"
+    if proxy.exists():
+        subprocess.run([str(proxy), "--cleanup", "--node-name", node], capture_output=True, timeout=60)
+    try:
+        import docker
+    except ImportError:
+        return
+    try:
+        client = docker.from_env()
+    except docker.errors.DockerException:
+        return
+    try:
+        removed = 0
+        for c in client.containers.list(all=True, filters={"label": f"io.minik.node={node}"}):
+            c.remove(force=True)
+            removed += 1
+        for n in client.networks.list(filters={"label": f"io.minik.node={node}"}):
+            try:
+                n.remove()
+            except docker.errors.APIError:
+                pass
+        if removed:
+            console.print(f"removed {removed} pod container(s) of node {node}")
+    finally:
+        client.close()
 
 
 def delete(state_dir: Path = typer.Option(None, help="state directory (default ~/.minik)")) -> None:
