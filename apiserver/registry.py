@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,7 @@ from apimachinery import errors
 from apimachinery.resources import RESOURCES, SYSTEM_NAMESPACES, ResourceInfo
 
 from . import strategy
+from .allocator import Allocation, ServiceAllocations
 from .etcd import KV, Compacted, Etcd, EtcdUnavailable
 from .watchcache import TooOld, WatchCache, Watcher, decode
 
@@ -143,12 +145,24 @@ class Registry:
         strategy.prepare_for_create(info, obj, namespace)
         name = obj["metadata"]["name"]
         if dry_run:
+            if info.kind == "Service":
+                await self.storage.service_allocations.allocate(obj, dry_run=True)
             return obj
         lease = 0
         if info.kind == "Event":
             lease = await self.storage.event_lease()
-        rev = await self.etcd.create(self.key(namespace, name), encode(obj), lease=lease)
+        alloc = None
+        if info.kind == "Service":  # ClusterIP and NodePorts (apiserver/allocator.py)
+            alloc = await self.storage.service_allocations.allocate(obj)
+        try:
+            rev = await self.etcd.create(self.key(namespace, name), encode(obj), lease=lease)
+        except BaseException:
+            if alloc is not None:
+                await alloc.rollback()
+            raise
         if rev is None:
+            if alloc is not None:
+                await alloc.rollback()
             raise errors.already_exists(info.plural, name, info.group)
         obj["metadata"]["resourceVersion"] = str(rev)
         return obj
@@ -173,6 +187,8 @@ class Registry:
                 raise self.not_found(name)
             current = decode(kv)
             new = update(copy.deepcopy(current))
+            if inspect.isawaitable(new):  # a Service update allocates (apiserver/allocator.py)
+                new = await new
             if new is not _DELETE and _should_delete_during_update(new):
                 new = _DELETE
             if new is _DELETE:
@@ -222,7 +238,7 @@ class Registry:
                 return strategy.prepare_for_finalize(new, current)
             return strategy.prepare_for_update(self.info, copy.deepcopy(new), current, subresource)
 
-        obj, _ = await self.guaranteed_update(namespace, name, apply, dry_run)
+        obj, _ = await self._update_with_allocations(namespace, name, apply, subresource, dry_run)
         return obj
 
     async def patch(
@@ -249,8 +265,46 @@ class Registry:
                 )
             return strategy.prepare_for_update(self.info, patched, current, subresource)
 
-        obj, _ = await self.guaranteed_update(namespace, name, apply, dry_run)
+        obj, _ = await self._update_with_allocations(namespace, name, apply, subresource, dry_run)
         return obj
+
+    async def _update_with_allocations(
+        self,
+        namespace: str | None,
+        name: str,
+        apply: Callable[[dict[str, Any]], Any],
+        subresource: str | None,
+        dry_run: bool,
+    ) -> tuple[dict[str, Any], bool]:
+        """``guaranteed_update``; for a Service's spec, also keep/allocate/release its ClusterIP
+        and NodePorts (each attempt's allocation is undone when its compare-and-swap loses)."""
+        if self.info.kind != "Service" or subresource is not None:
+            return await self.guaranteed_update(namespace, name, apply, dry_run)
+        allocs: list[Allocation] = []
+
+        async def apply_and_allocate(current: dict[str, Any]) -> Any:
+            for earlier in allocs:
+                await earlier.rollback()
+            allocs.clear()
+            new = apply(copy.deepcopy(current))
+            if isinstance(new, dict):
+                allocs.append(await self.storage.service_allocations.allocate(new, current, dry_run))
+            return new
+
+        try:
+            obj, deleted = await self.guaranteed_update(namespace, name, apply_and_allocate, dry_run)
+        except BaseException:
+            for a in allocs:
+                await a.rollback()
+            raise
+        if deleted and not dry_run:
+            for a in allocs:
+                await a.rollback()
+            await self.storage.service_allocations.release_service(obj)
+        else:
+            for a in allocs:
+                await a.commit()
+        return obj, deleted
 
     async def delete(
         self,
@@ -305,7 +359,10 @@ class Registry:
                 )
             return _deletion_plan(info, current, grace, policy)
 
-        return await self.guaranteed_update(namespace, name, apply, dry_run)
+        obj, deleted = await self.guaranteed_update(namespace, name, apply, dry_run)
+        if deleted and info.kind == "Service" and not dry_run:
+            await self.storage.service_allocations.release_service(obj)
+        return obj, deleted
 
     # --- watch -----------------------------------------------------------------------------------
     async def watch(
@@ -463,6 +520,8 @@ class Storage:
             (r.group, r.version, r.plural): Registry(self, r) for r in RESOURCES
         }
         self._event_lease: tuple[int, float] | None = None
+        # Service ClusterIP/NodePort allocation; apiserver.main replaces it with the configured ranges.
+        self.service_allocations = ServiceAllocations(etcd)
 
     def registry(self, info: ResourceInfo) -> Registry:
         return self.registries[(info.group, info.version, info.plural)]
@@ -507,6 +566,11 @@ class Storage:
             lease_id = await self.etcd.grant_lease(EVENT_TTL_SECONDS + 60)
             self._event_lease = (lease_id, now)
         return self._event_lease[0]
+
+    async def repair_service_allocations(self) -> None:
+        """Rebuild the ClusterIP/NodePort allocation records from the stored Services."""
+        services = self.registries[("", "v1", "services")]
+        await self.service_allocations.repair(services.info.key_prefix())
 
     async def ensure_system_namespaces(self) -> None:
         for name in SYSTEM_NAMESPACES:

@@ -1,0 +1,193 @@
+"""The proxy's controller: informers on Services, Endpoints and this node; a work queue of
+Service keys; ``reconcile(key)`` brings that Service's listeners, endpoints and LoadBalancer
+status in line with the caches, and a single ``rules`` key re-plans and applies the iptables
+chains (written whole, so a restart replaces whatever an earlier run left)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+from apimachinery import errors
+from apimachinery.client import Client
+from apimachinery.informer import Informer
+from apimachinery.resources import ResourceInfo, by_kind
+from apimachinery.workqueue import WorkQueue, run_workers
+
+from .forwarder import PortProxy
+from .iptables import Iptables
+from .model import merged_ingress, node_addresses, plan_rules, ready_endpoints, service_ports
+
+log = logging.getLogger(__name__)
+
+
+def _info(kind: str) -> ResourceInfo:
+    info = by_kind("v1", kind)
+    assert info is not None
+    return info
+
+
+SERVICES = _info("Service")
+ENDPOINTS = _info("Endpoints")
+NODES = _info("Node")
+
+RULES_KEY = "\0rules"
+RESYNC_SECONDS = 30.0
+
+Obj = dict[str, Any]
+
+
+def _key(obj: Obj) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+class Proxier:
+    def __init__(
+        self,
+        client: Client,
+        node_name: str,
+        iptables: Iptables | None,
+        bind_address: str = "0.0.0.0",
+        extra_node_addresses: list[str] | None = None,
+    ) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.iptables = iptables
+        self.bind_address = bind_address
+        self.extra_node_addresses = extra_node_addresses or []
+        self.services = Informer(client, SERVICES)
+        self.endpoints = Informer(client, ENDPOINTS)
+        self.nodes = Informer(client, NODES, field_selector=f"metadata.name={node_name}")
+        self.queue = WorkQueue(name="proxy")
+        self.ports: dict[str, PortProxy] = {}  # ServicePort.key -> its listeners and picker
+        self.ready = asyncio.Event()
+        self._node_ips: list[str] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+        def enqueue(obj: Obj) -> None:
+            self.queue.add(_key(obj))
+
+        self.services.add_event_handler(enqueue, lambda _old, new: enqueue(new), enqueue)
+        self.endpoints.add_event_handler(
+            enqueue,
+            lambda old, new: enqueue(new) if old.get("subsets") != new.get("subsets") else None,
+            enqueue,
+        )
+        self.nodes.add_event_handler(self._node_changed, lambda _old, new: self._node_changed(new), None)
+
+    # -- node addresses ---------------------------------------------------------------------------
+    def node_ips(self) -> list[str]:
+        ips = node_addresses(self.nodes.store.get(self.node_name))
+        for ip in self.extra_node_addresses:
+            if ip not in ips:
+                ips.append(ip)
+        return ips
+
+    def _node_changed(self, _node: Obj) -> None:
+        ips = self.node_ips()
+        if ips != self._node_ips:
+            self._node_ips = ips
+            for key in self.services.store.keys():
+                self.queue.add(key)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def run(self, workers: int = 2) -> None:
+        for inf in (self.services, self.endpoints, self.nodes):
+            self._tasks.append(asyncio.create_task(inf.run(), name=f"proxy-informer-{inf.info.plural}"))
+        try:
+            for inf in (self.services, self.endpoints, self.nodes):
+                await inf.wait_for_sync()
+            self._node_ips = self.node_ips()
+            if self.iptables is not None:
+                await self.iptables.ensure_chains()
+            # Level-triggered start: every Service once, then the rules (replacing stale ones).
+            for key in self.services.store.keys():
+                await self.reconcile(key)
+            await self.reconcile(RULES_KEY)
+            self.ready.set()
+            log.info("proxy for node %s synced: %d service ports", self.node_name, len(self.ports))
+            self.queue.add_after(RULES_KEY, RESYNC_SECONDS)
+            await run_workers(self.queue, self.reconcile, workers)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        self.queue.shut_down()
+        for inf in (self.services, self.endpoints, self.nodes):
+            inf.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for pp in list(self.ports.values()):
+            await pp.close()
+        self.ports.clear()
+
+    # -- reconcile --------------------------------------------------------------------------------
+    async def reconcile(self, key: str) -> None:
+        if key == RULES_KEY:
+            await self.sync_rules()
+            return
+        svc = self.services.store.get(key)
+        eps = self.endpoints.store.get(key)
+        desired = {sp.key: sp for sp in service_ports(svc)} if svc else {}
+        for pkey in [k for k, pp in self.ports.items() if pp.sp.service_key == key and k not in desired]:
+            log.info("service %s: port %s removed", key, pkey)
+            await self.ports.pop(pkey).close()
+        node_ips = self.node_ips()
+        problems: list[str] = []
+        for pkey, sp in desired.items():
+            pp = self.ports.get(pkey)
+            if pp is None:
+                pp = self.ports[pkey] = PortProxy(sp, self.bind_address)
+            pp.sp = sp
+            await pp.start_portal()
+            pp.picker.update(ready_endpoints(eps, sp.port_name), sp.affinity_seconds)
+            wanted: set[tuple[str, int]] = set()
+            if sp.node_port:
+                wanted |= {(ip, sp.node_port) for ip in [*node_ips, "127.0.0.1"]}
+            if sp.load_balancer:
+                wanted |= {(ip, sp.port) for ip in node_ips}
+            problems += await pp.set_extra_listeners(wanted)
+        if svc is not None:
+            await self._sync_load_balancer_status(svc, node_ips)
+        self.queue.add(RULES_KEY)
+        if problems:
+            raise RuntimeError(f"service {key}: could not listen on {', '.join(problems)}")
+
+    async def _sync_load_balancer_status(self, svc: Obj, node_ips: list[str]) -> None:
+        is_lb = (svc.get("spec") or {}).get("type") == "LoadBalancer"
+        current = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        want = merged_ingress(current, node_ips if is_lb else [], remove=() if is_lb else node_ips)
+        if want == current:
+            return
+        new = copy.deepcopy(svc)
+        new.setdefault("status", {}).setdefault("loadBalancer", {})
+        if want:
+            new["status"]["loadBalancer"]["ingress"] = want
+        else:
+            new["status"]["loadBalancer"].pop("ingress", None)
+        try:
+            await self.client.update_status(SERVICES, new)
+            log.info("service %s: load balancer ingress %s", _key(svc), [i.get("ip") for i in want])
+        except errors.NotFound:
+            pass
+        # a Conflict propagates: the key is requeued and retried from the fresher cache
+
+    async def sync_rules(self) -> None:
+        if self.iptables is None:
+            return
+        plan = plan_rules(
+            (
+                (pp.sp, pp.portal_port, bool(pp.picker.endpoints))
+                for pp in self.ports.values()
+                if pp.portal_port
+            ),
+            self.iptables.prefix,
+        )
+        await self.iptables.apply(plan)
+        if self.ready.is_set():
+            self.queue.add_after(RULES_KEY, RESYNC_SECONDS)

@@ -1,0 +1,370 @@
+"""minik-proxy with real iptables and Docker: a bridge network made for the test, busybox httpd
+backends, Services and Endpoints created by hand (as the endpoints controller would), the proxy
+as a subprocess, a client container fetching through the VIP and the host fetching NodePorts.
+
+Everything is removed afterwards, also on failure: containers and the network by label, the
+iptables chains by ``minik-proxy --cleanup`` (checked gone).  The proxy uses its own chain prefix
+so a cluster's proxy on the same machine is never touched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import APIServerProcess
+from tests.images import ensure_busybox_image
+
+docker = pytest.importorskip("docker")
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("iptables") is None, reason="needs root and iptables"
+)
+
+LABEL = "io.minik.test"
+LABEL_VALUE = "proxy"
+PREFIX = "MINIKT" + uuid.uuid4().hex[:4].upper()
+NODE = "proxy-test-node"
+NS = "default"
+
+
+def wait_for(fn: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # noqa: BLE001 - polled until the deadline
+            last = e
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def free_subnet(client: Any) -> ipaddress.IPv4Network:
+    used = []
+    for net in client.networks.list():
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
+                used.append(ipaddress.ip_network(cfg["Subnet"]))
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+    for line in routes.splitlines():
+        first = line.split()[0]
+        if "/" in first:
+            used.append(ipaddress.ip_network(first, strict=False))
+    for third in range(10, 250):
+        cand = ipaddress.ip_network(f"10.237.{third}.0/24")
+        if not any(cand.overlaps(u) for u in used):
+            return cand
+    raise RuntimeError("no free test subnet")
+
+
+class Env:
+    def __init__(self, api: httpx.Client, apiserver: APIServerProcess) -> None:
+        self.api = api
+        self.apiserver = apiserver
+        self.docker = docker.from_env()
+        self.tag = uuid.uuid4().hex[:8]
+        self.network: Any = None
+        self.gateway = ""
+        self.backends: list[tuple[str, str]] = []  # (name, ip)
+        self.client: Any = None
+        self.proxy: subprocess.Popen[bytes] | None = None
+        self.proxy_log = f"/tmp/minik-proxy-test-{self.tag}.log"
+
+    # -- setup -----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        image = ensure_busybox_image()
+        subnet = free_subnet(self.docker)
+        self.gateway = str(subnet.network_address + 1)
+        ipam = docker.types.IPAMConfig(
+            pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=self.gateway)]
+        )
+        self.network = self.docker.networks.create(
+            f"minik-proxytest-{self.tag}", driver="bridge", ipam=ipam, labels={LABEL: LABEL_VALUE}
+        )
+        for i in (1, 2, 3):
+            script = (
+                f"mkdir /www && echo backend-{i} > /www/index.html && "
+                "dd if=/dev/zero of=/www/big bs=1024 count=8192 2>/dev/null && "
+                "exec httpd -f -p 8080 -h /www"
+            )
+            c = self.docker.containers.run(
+                image,
+                ["sh", "-c", script],
+                name=f"minik-proxytest-{self.tag}-b{i}",
+                network=self.network.name,
+                labels={LABEL: LABEL_VALUE},
+                detach=True,
+            )
+            c.reload()
+            self.backends.append(
+                (f"backend-{i}", c.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"])
+            )
+        self.client = self.docker.containers.run(
+            image,
+            ["sleep", "3600"],
+            name=f"minik-proxytest-{self.tag}-client",
+            network=self.network.name,
+            labels={LABEL: LABEL_VALUE},
+            detach=True,
+        )
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": NODE},
+            "status": {"addresses": [{"type": "InternalIP", "address": self.gateway}]},
+        }
+        r = self.api.post("/api/v1/nodes", json=node)
+        assert r.status_code in (201, 409), r.text
+        cur = self.api.get(f"/api/v1/nodes/{NODE}").json()
+        cur["status"] = node["status"]
+        assert self.api.put(f"/api/v1/nodes/{NODE}/status", json=cur).status_code == 200
+
+    def start_proxy(self) -> None:
+        log = open(self.proxy_log, "ab")
+        self.proxy = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "proxy.command",
+                "--api-server",
+                self.apiserver.url,
+                "--node-name",
+                NODE,
+                "--iptables-chain-prefix",
+                PREFIX,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: f"proxy for node {NODE} synced" in self.log(), what="proxy sync")
+
+    def stop_proxy(self) -> None:
+        if self.proxy is not None and self.proxy.poll() is None:
+            self.proxy.terminate()
+            try:
+                self.proxy.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proxy.kill()
+                self.proxy.wait()
+        self.proxy = None
+
+    def log(self) -> str:
+        try:
+            with open(self.proxy_log) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def teardown(self) -> None:
+        self.stop_proxy()
+        subprocess.run(
+            [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", PREFIX],
+            check=False,
+            capture_output=True,
+        )
+        for c in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={LABEL_VALUE}"}):
+            if c.name.startswith(f"minik-proxytest-{self.tag}"):
+                c.remove(force=True)
+        if self.network is not None:
+            self.network.remove()
+        try:
+            os.unlink(self.proxy_log)
+        except OSError:
+            pass
+        self.docker.close()
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def service(self, name: str, **spec: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"ports": [{"name": "http", "port": 80, "targetPort": "web"}]}
+        body.update(spec)
+        r = self.api.post(
+            f"/api/v1/namespaces/{NS}/services", json={"metadata": {"name": name}, "spec": body}
+        )
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def endpoints(self, name: str, subsets: list[dict[str, Any]]) -> None:
+        body = {"metadata": {"name": name}, "subsets": subsets}
+        r = self.api.put(f"/api/v1/namespaces/{NS}/endpoints/{name}", json=body)
+        if r.status_code == 404:
+            r = self.api.post(f"/api/v1/namespaces/{NS}/endpoints", json=body)
+        assert r.status_code in (200, 201), r.text
+
+    def wait_rule(self, vip: str, port: int = 80) -> None:
+        """Wait until the proxy has a rule for ``vip:port``: before it, traffic to the VIP would
+        leave the machine by the default route, and tests only send traffic to what they made."""
+
+        def present() -> bool:
+            rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+            return any(f"-d {vip}/32" in line and f"--dport {port} " in line for line in rules.splitlines())
+
+        wait_for(present, what=f"a proxy rule for {vip}:{port}")
+
+    def subset(self, ips: list[str], port: int = 8080, name: str = "http") -> dict[str, Any]:
+        return {
+            "addresses": [{"ip": ip} for ip in ips],
+            "ports": [{"name": name, "port": port, "protocol": "TCP"}],
+        }
+
+    def fetch_in_client(self, url: str) -> tuple[int, str]:
+        code, out = self.client.exec_run(["wget", "-O-", "-q", url])
+        return code, out.decode(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def env(apiserver: APIServerProcess) -> Iterator[Env]:
+    with httpx.Client(base_url=apiserver.url, timeout=30) as api:
+        e = Env(api, apiserver)
+        try:
+            e.setup()
+            e.start_proxy()
+            yield e
+        finally:
+            proxy_log = e.log()
+            e.teardown()
+            left = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+            assert PREFIX not in left, "iptables chains left behind"
+            if proxy_log and os.environ.get("MINIK_TEST_VERBOSE"):
+                print(proxy_log)
+
+
+def test_cluster_ip_round_robin_from_a_pod_and_the_host(env: Env) -> None:
+    svc = env.service("web", type="NodePort")
+    env.endpoints("web", [env.subset([ip for _, ip in env.backends])])
+    vip = svc["spec"]["clusterIP"]
+    env.wait_rule(vip)
+    seen = set()
+
+    def three_backends() -> bool:
+        code, out = env.fetch_in_client(f"http://{vip}/")
+        if code == 0:
+            seen.add(out.strip())
+        return len(seen) == 3
+
+    wait_for(three_backends, what=f"all three backends through {vip}")
+    # from the host (OUTPUT chain), through the NodePort on loopback and the node address
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    for url in (f"http://{vip}/", f"http://127.0.0.1:{node_port}/", f"http://{env.gateway}:{node_port}/"):
+        r = wait_for(lambda u=url: httpx.get(u, timeout=5), what=url)
+        assert r.status_code == 200 and r.text.startswith("backend-")
+    # a large body arrives whole
+    code, out = env.client.exec_run(["sh", "-c", f"wget -O- -q http://{vip}/big | wc -c"])
+    assert code == 0 and out.decode().strip() == str(8192 * 1024)
+
+
+def test_half_close_is_forwarded(env: Env) -> None:
+    svc = env.service("half", clusterIP="")
+    env.endpoints("half", [env.subset([env.backends[0][1]])])
+    vip = svc["spec"]["clusterIP"]
+    env.wait_rule(vip)
+
+    def exchange() -> bytes:
+        with socket.create_connection((vip, 80), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)  # the client is done sending; it must still get the answer
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return data
+
+    data = wait_for(exchange, what="an answer after half-close")
+    assert b"200 OK" in data and b"backend-1" in data
+
+
+def test_dead_endpoint_is_skipped_and_no_endpoints_refuses(env: Env) -> None:
+    svc = env.service("flaky")
+    vip = svc["spec"]["clusterIP"]
+    env.wait_rule(vip)
+    # backend-2 listens on 8080, not on 9999: connecting there fails, so backend-1 answers
+    env.endpoints("flaky", [env.subset([env.backends[0][1]]), env.subset([env.backends[1][1]], port=9999)])
+    for _ in range(2):
+        wait_for(
+            lambda: env.fetch_in_client(f"http://{vip}/") == (0, "backend-1\n"), what="backend-1 via flaky"
+        )
+    # no endpoints at all: refused at once, from the host and from a pod
+    env.endpoints("flaky", [])
+
+    def refused() -> bool:
+        try:
+            socket.create_connection((vip, 80), timeout=5).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+    wait_for(refused, what="connection refused with no endpoints")
+    code, out = env.fetch_in_client(f"http://{vip}/")
+    assert code != 0
+
+
+def test_session_affinity_sticks_to_one_backend(env: Env) -> None:
+    svc = env.service(
+        "sticky", sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}}
+    )
+    env.endpoints("sticky", [env.subset([ip for _, ip in env.backends])])
+    vip = svc["spec"]["clusterIP"]
+    env.wait_rule(vip)
+    first = wait_for(lambda: env.fetch_in_client(f"http://{vip}/")[1].strip(), what="sticky answer")
+    answers = {env.fetch_in_client(f"http://{vip}/")[1].strip() for _ in range(6)}
+    assert answers == {first}
+
+
+def test_multi_port_and_load_balancer(env: Env) -> None:
+    svc = env.service(
+        "lb",
+        type="LoadBalancer",
+        ports=[
+            {"name": "http", "port": 8081, "targetPort": 8080},
+            {"name": "alt", "port": 8082, "targetPort": 8080},
+        ],
+    )
+    env.endpoints(
+        "lb",
+        [
+            {
+                "addresses": [{"ip": env.backends[2][1]}],
+                "ports": [{"name": "http", "port": 8080}, {"name": "alt", "port": 8080}],
+            }
+        ],
+    )
+    ingress = wait_for(
+        lambda: (
+            env.api.get(f"/api/v1/namespaces/{NS}/services/lb")
+            .json()["status"]["loadBalancer"]
+            .get("ingress")
+        ),
+        what="load balancer ingress",
+    )
+    assert {"ip": env.gateway} in ingress
+    vip = svc["spec"]["clusterIP"]
+    env.wait_rule(vip, 8082)
+    for url in (f"http://{env.gateway}:8081/", f"http://{vip}:8082/"):
+        wait_for(lambda u=url: env.fetch_in_client(u) == (0, "backend-3\n"), what=url)
+    r = wait_for(lambda: httpx.get(f"http://{env.gateway}:8081/", timeout=5), what="LB from host")
+    assert r.text == "backend-3\n"
+
+
+def test_restart_keeps_services_working_and_cleanup_removes_rules(env: Env) -> None:
+    svc = env.service("again")
+    env.endpoints("again", [env.subset([env.backends[0][1]])])
+    vip = svc["spec"]["clusterIP"]
+    env.wait_rule(vip)
+    wait_for(lambda: env.fetch_in_client(f"http://{vip}/") == (0, "backend-1\n"), what="before restart")
+    env.stop_proxy()
+    env.start_proxy()
+    wait_for(lambda: env.fetch_in_client(f"http://{vip}/") == (0, "backend-1\n"), what="after restart")
+    rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    assert rules.count(f"{vip}/32") == 1  # the earlier run's rule was replaced, not duplicated
