@@ -1,0 +1,1 @@
+"""The kubectl-like verbs of ``minik``, one module per verb (see docs/cli.md)."""
