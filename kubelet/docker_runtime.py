@@ -417,6 +417,8 @@ class DockerRuntime:
                 kwargs["dns"] = config.dns_servers
             if config.dns_search:
                 kwargs["dns_search"] = config.dns_search
+            if config.dns_options:
+                kwargs["dns_opt"] = config.dns_options
             try:
                 old = self.client.containers.get(name)
                 old.remove(force=True)

@@ -97,6 +97,39 @@ def container_user(container: Obj, pod: Obj) -> str | None:
     return f"{uid}:{gid}" if gid is not None else str(uid)
 
 
+def pod_dns(
+    spec: Obj, namespace: str, cluster_dns: list[str], domain: str
+) -> tuple[list[str], list[str], list[str]]:
+    """(nameservers, search domains, options) for a pod's /etc/resolv.conf, as the kubelet's
+    ``dnsPolicy`` rules give them: ClusterFirst uses the cluster DNS with Kubernetes' search path and
+    ``ndots:5`` (falling back to the host's resolvers when no cluster DNS is configured), Default
+    keeps the host's, None takes only ``dnsConfig``; ``dnsConfig`` is merged in every case."""
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    if policy == "ClusterFirstWithHostNet" and not spec.get("hostNetwork"):
+        policy = "ClusterFirst"
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and cluster_dns:
+        servers = list(cluster_dns)
+        searches = [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
+        options = ["ndots:5"]
+    cfg = spec.get("dnsConfig") or {}
+    for ns in cfg.get("nameservers") or []:
+        if ns not in servers:
+            servers.append(str(ns))
+    for s in cfg.get("searches") or []:
+        if s not in searches:
+            searches.append(str(s))
+    for opt in cfg.get("options") or []:
+        name = str(opt.get("name") or "")
+        if not name:
+            continue
+        options = [o for o in options if o.split(":")[0] != name]
+        options.append(f"{name}:{opt['value']}" if opt.get("value") not in (None, "") else name)
+    return servers, searches, options
+
+
 class Kubelet:
     def __init__(
         self,
@@ -110,8 +143,12 @@ class Kubelet:
         root_dir: str,
         workers: int = 8,
         relist_period: float = RELIST_PERIOD,
+        cluster_dns: list[str] | None = None,
+        cluster_domain: str = "cluster.local",
     ) -> None:
         self.client = client
+        self.cluster_dns = list(cluster_dns or [])
+        self.cluster_domain = cluster_domain
         self.runtime = runtime
         self.node_name = node_name
         self.node_ip = node_ip
@@ -469,7 +506,19 @@ class Kubelet:
                         )
                     )
         hostname = str(spec.get("hostname") or meta.get("name", ""))
-        config = SandboxConfig(pod_ref(pod), attempt, hostname, self.network_name, ports)
+        servers, searches, options = pod_dns(
+            spec, meta.get("namespace", "default"), self.cluster_dns, self.cluster_domain
+        )
+        config = SandboxConfig(
+            pod_ref(pod),
+            attempt,
+            hostname,
+            self.network_name,
+            ports,
+            dns_servers=servers,
+            dns_search=searches,
+            dns_options=options,
+        )
         sandbox = await self.runtime.run_sandbox(config)
         log.info("%s: sandbox %s started with IP %s", pod_key(pod), sandbox.id[:12], sandbox.ip)
         return sandbox

@@ -62,6 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pod-infra-image", default=None, help="sandbox image (default: build minik/pause:1 from busybox)"
     )
     p.add_argument("--workers", type=int, default=8, help="pods synced in parallel")
+    p.add_argument(
+        "--cluster-dns",
+        default="",
+        help="cluster DNS server for pods with dnsPolicy ClusterFirst (empty: pods use the host's resolvers)",
+    )
+    p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p.parse_args(argv)
 
@@ -82,6 +88,8 @@ async def run(args: argparse.Namespace) -> int:
         args.network_name,
         args.root_dir,
         workers=args.workers,
+        cluster_dns=[a for a in args.cluster_dns.split(",") if a],
+        cluster_domain=args.cluster_domain,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

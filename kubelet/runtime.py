@@ -89,6 +89,7 @@ class SandboxConfig:
     ports: list[PortMapping] = field(default_factory=list)
     dns_servers: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
 
 

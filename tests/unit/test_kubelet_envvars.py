@@ -72,3 +72,29 @@ def test_missing_references_are_config_errors() -> None:
         make_environment(POD, c, {}, {"s": None})
     with pytest.raises(ConfigError, match="couldn't find key k in Secret ns/s"):
         make_environment(POD, c, {}, {"s": {"data": {}}})
+
+
+def test_pod_dns_cluster_first_default_none_and_dns_config() -> None:
+    from kubelet.kubelet import pod_dns
+
+    servers, search, opts = pod_dns({}, "web", ["10.244.0.1"], "cluster.local")
+    assert servers == ["10.244.0.1"]
+    assert search == ["web.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+    assert opts == ["ndots:5"]
+    assert pod_dns({"dnsPolicy": "Default"}, "web", ["10.244.0.1"], "cluster.local") == ([], [], [])
+    assert pod_dns({}, "web", [], "cluster.local") == ([], [], [])
+    spec = {
+        "dnsPolicy": "None",
+        "dnsConfig": {
+            "nameservers": ["1.2.3.4"],
+            "searches": ["x.local"],
+            "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
+        },
+    }
+    assert pod_dns(spec, "web", ["10.244.0.1"], "cluster.local") == (
+        ["1.2.3.4"],
+        ["x.local"],
+        ["ndots:2", "edns0"],
+    )
+    spec = {"dnsConfig": {"options": [{"name": "ndots", "value": "1"}]}}
+    assert pod_dns(spec, "a", ["10.0.0.10"], "cluster.local")[2] == ["ndots:1"]

@@ -1,0 +1,95 @@
+"""``minik-controller-manager``: run the controllers against an API server."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from apimachinery.client import Client
+from apimachinery.kubeconfig import ClientConfig, load_config
+
+from .base import Options
+from .manager import CONTROLLERS, ControllerManager, select_controllers
+
+log = logging.getLogger("controllers")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="minik-controller-manager", description=__doc__)
+    p.add_argument("--api-server", help="API server URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--kubeconfig", help="kubeconfig file (used when --api-server is not given)")
+    p.add_argument(
+        "--leader-elect",
+        default=True,
+        type=lambda v: v.lower() in ("1", "true", "yes", "on"),
+        help="hold a Lease before running controllers (default true)",
+    )
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
+    p.add_argument("--leader-elect-resource-namespace", default="kube-system")
+    p.add_argument("--leader-elect-resource-name", default="minik-controller-manager")
+    p.add_argument(
+        "--controllers",
+        default="*",
+        help=f"'*', names or -name, comma separated; known: {','.join(CONTROLLERS)}",
+    )
+    p.add_argument("--node-monitor-grace-period", type=float, default=40.0)
+    p.add_argument("--node-monitor-period", type=float, default=5.0)
+    p.add_argument("--pod-eviction-timeout", type=float, default=300.0)
+    p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    config: ClientConfig | str
+    if args.api_server:
+        config = args.api_server
+    else:
+        config = load_config(args.kubeconfig) if args.kubeconfig else load_config()
+    client = Client(config)
+    manager = ControllerManager(
+        client,
+        select_controllers(args.controllers),
+        Options(
+            node_monitor_grace_period=args.node_monitor_grace_period,
+            node_monitor_period=args.node_monitor_period,
+            pod_eviction_timeout=args.pod_eviction_timeout,
+            workers=args.concurrent_syncs,
+        ),
+        leader_elect=args.leader_elect,
+        lease_namespace=args.leader_elect_resource_namespace,
+        lease_name=args.leader_elect_resource_name,
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
+    )
+    task = asyncio.create_task(manager.run(), name="controller-manager")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await client.aclose()
+        log.info("controller manager stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,598 @@
+"""The controller manager against a real etcd and API server (no kubelet: tests play its part by
+writing pod and node status themselves)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import BIN, APIServerProcess
+
+RS = "/apis/apps/v1/namespaces/{ns}/replicasets"
+DEPLOYS = "/apis/apps/v1/namespaces/{ns}/deployments"
+PODS = "/api/v1/namespaces/{ns}/pods"
+CMS = "/api/v1/namespaces/{ns}/configmaps"
+GRACE = 3  # --node-monitor-grace-period for the tests
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+class ControllerManagerProcess:
+    def __init__(self, url: str, *extra: str) -> None:
+        self.log_path = tempfile.mktemp(prefix="minik-cm-", suffix=".log")
+        args = [
+            str(BIN / "minik-controller-manager"),
+            "--api-server",
+            url,
+            "--leader-elect-lease-duration",
+            "4",
+            "--leader-elect-renew-deadline",
+            "3",
+            "--leader-elect-retry-period",
+            "0.5",
+            "--node-monitor-grace-period",
+            str(GRACE),
+            "--node-monitor-period",
+            "0.5",
+            "--pod-eviction-timeout",
+            "2",
+            *extra,
+        ]
+        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if os.path.exists(self.log_path):
+            os.unlink(self.log_path)
+
+
+@pytest.fixture(scope="module")
+def manager(apiserver: APIServerProcess) -> Iterator[ControllerManagerProcess]:
+    cm = ControllerManagerProcess(apiserver.url)
+    try:
+        yield cm
+    finally:
+        print(cm.log()[-200000:])
+        cm.cleanup()
+
+
+@pytest.fixture()
+def ns(api: httpx.Client, manager: ControllerManagerProcess) -> str:
+    name = unique("ns")
+    r = api.post(
+        "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    assert r.status_code == 201, r.text
+    return name
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
+
+
+def items(api: httpx.Client, path: str, **params: str) -> list[dict[str, Any]]:
+    r = api.get(path, params=params)
+    assert r.status_code == 200, r.text
+    return list(r.json()["items"])
+
+
+def template(app: str, image: str = "busybox:1.36") -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {"app": app}},
+        "spec": {"containers": [{"name": "main", "image": image}]},
+    }
+
+
+def replicaset(name: str, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": template(name),
+        },
+    }
+
+
+def deployment(name: str, replicas: int, **strategy: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": template(name),
+    }
+    if strategy:
+        spec["strategy"] = strategy
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec}
+
+
+def active_pods(api: httpx.Client, ns: str, app: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in items(api, PODS.format(ns=ns), labelSelector=f"app={app}")
+        if not p["metadata"].get("deletionTimestamp")
+    ]
+
+
+def make_ready(api: httpx.Client, ns: str, pod: dict[str, Any], ip: str = "10.0.0.1") -> None:
+    """Play the kubelet: Running, Ready=True, a pod IP."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for _ in range(10):
+        cur = api.get(f"{PODS.format(ns=ns)}/{pod['metadata']['name']}").json()
+        cur["status"] = {
+            "phase": "Running",
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+        }
+        r = api.put(f"{PODS.format(ns=ns)}/{pod['metadata']['name']}/status", json=cur)
+        if r.status_code in (200, 404):
+            return
+        assert r.status_code == 409, r.text
+
+
+def ready_all(api: httpx.Client, ns: str, app: str) -> int:
+    n = 0
+    for i, p in enumerate(active_pods(api, ns, app)):
+        if not any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (p.get("status") or {}).get("conditions") or []
+        ):
+            make_ready(api, ns, p, f"10.0.0.{i + 2}")
+            n += 1
+    return n
+
+
+# -- ReplicaSet -------------------------------------------------------------------------------------
+
+
+def test_replicaset_creates_scales_and_reports_status(api: httpx.Client, ns: str) -> None:
+    r = api.post(RS.format(ns=ns), json=replicaset("web", 3))
+    assert r.status_code == 201, r.text
+    pods = wait_for(lambda: (p := active_pods(api, ns, "web")) and len(p) == 3 and p, what="3 pods")
+    for p in pods:
+        assert p["metadata"]["name"].startswith("web-")
+        ref = p["metadata"]["ownerReferences"][0]
+        assert ref["kind"] == "ReplicaSet" and ref["controller"] and ref["blockOwnerDeletion"]
+    # a deleted pod is replaced
+    api.delete(f"{PODS.format(ns=ns)}/{pods[0]['metadata']['name']}")
+    wait_for(
+        lambda: (
+            len(p := active_pods(api, ns, "web")) == 3
+            and pods[0]["metadata"]["name"] not in {x["metadata"]["name"] for x in p}
+        ),
+        what="replacement",
+    )
+    ready_all(api, ns, "web")
+    wait_for(
+        lambda: (
+            (s := api.get(f"{RS.format(ns=ns)}/web").json().get("status", {})).get("readyReplicas") == 3
+            and s.get("availableReplicas") == 3
+            and s.get("fullyLabeledReplicas") == 3
+        ),
+        what="ready status",
+    )
+    # scale down keeps exactly 1 and never goes below
+    r = api.patch(
+        f"{RS.format(ns=ns)}/web/scale",
+        json={"spec": {"replicas": 1}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200, r.text
+    wait_for(lambda: len(active_pods(api, ns, "web")) == 1, what="scale down")
+    wait_for(
+        lambda: api.get(f"{RS.format(ns=ns)}/web").json()["status"].get("replicas") == 1,
+        what="status replicas 1",
+    )
+
+
+def test_replicaset_adopts_orphans_and_releases(api: httpx.Client, ns: str) -> None:
+    orphan = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "lonely", "labels": {"app": "adopt"}},
+        "spec": template("x")["spec"],
+    }
+    assert api.post(PODS.format(ns=ns), json=orphan).status_code == 201
+    assert api.post(RS.format(ns=ns), json=replicaset("adopt", 2)).status_code == 201
+    wait_for(lambda: len(active_pods(api, ns, "adopt")) == 2, what="2 pods")
+    lonely = wait_for(
+        lambda: (p := api.get(f"{PODS.format(ns=ns)}/lonely").json())["metadata"].get("ownerReferences") and p
+    )
+    assert lonely["metadata"]["ownerReferences"][0]["name"] == "adopt"
+    # change its labels: released, and a replacement made
+    r = api.patch(
+        f"{PODS.format(ns=ns)}/lonely",
+        json={"metadata": {"labels": {"app": "gone"}}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200
+    wait_for(
+        lambda: not api.get(f"{PODS.format(ns=ns)}/lonely").json()["metadata"].get("ownerReferences"),
+        what="release",
+    )
+    wait_for(lambda: len(active_pods(api, ns, "adopt")) == 2, what="replacement")
+
+
+# -- Deployment -------------------------------------------------------------------------------------
+
+
+def deploy_status(api: httpx.Client, ns: str, name: str) -> dict[str, Any]:
+    """The status, or {} while the controller has not observed the latest generation."""
+    d = api.get(f"{DEPLOYS.format(ns=ns)}/{name}").json()
+    status = dict(d.get("status") or {})
+    if status.get("observedGeneration") != d["metadata"].get("generation"):
+        return {}
+    return status
+
+
+def kubectl(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["kubectl", "--server", url, *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_deployment_rollout_update_and_undo(api: httpx.Client, ns: str, apiserver: APIServerProcess) -> None:
+    d = deployment("app", 3, type="RollingUpdate", rollingUpdate={"maxSurge": 1, "maxUnavailable": 0})
+    assert api.post(DEPLOYS.format(ns=ns), json=d).status_code == 201
+
+    def progress() -> bool:
+        ready_all(api, ns, "app")
+        s = deploy_status(api, ns, "app")
+        return s.get("availableReplicas") == 3 and s.get("updatedReplicas") == 3 and s.get("replicas") == 3
+
+    wait_for(progress, what="3 available")
+    rss = items(api, RS.format(ns=ns))
+    assert len(rss) == 1
+    rs1 = rss[0]
+    h = rs1["metadata"]["labels"]["pod-template-hash"]
+    assert rs1["metadata"]["name"] == f"app-{h}"
+    assert rs1["spec"]["selector"]["matchLabels"]["pod-template-hash"] == h
+    assert rs1["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    out = kubectl(apiserver.url, "-n", ns, "rollout", "status", "deployment/app", "--timeout=20s")
+    assert out.returncode == 0, out.stderr
+    assert "successfully rolled out" in out.stdout
+
+    # kubectl set image: a rolling update with maxUnavailable 0 -- available never drops below 3
+    out = kubectl(apiserver.url, "-n", ns, "set", "image", "deployment/app", "main=busybox:1.37")
+    assert out.returncode == 0, out.stderr
+    min_available = 3
+
+    def rolled() -> bool:
+        nonlocal min_available
+        ready_all(api, ns, "app")
+        rs_list = items(api, RS.format(ns=ns))
+        avail = sum(int(r.get("status", {}).get("availableReplicas") or 0) for r in rs_list)
+        min_available = min(min_available, avail)
+        s = deploy_status(api, ns, "app")
+        return (
+            len(rs_list) == 2
+            and s.get("updatedReplicas") == 3
+            and s.get("replicas") == 3
+            and s.get("availableReplicas") == 3
+        )
+
+    wait_for(rolled, timeout=60, what="rolled out")
+    assert min_available >= 3
+    dep = wait_for(
+        lambda: (
+            (x := api.get(f"{DEPLOYS.format(ns=ns)}/app").json())["metadata"]["annotations"][
+                "deployment.kubernetes.io/revision"
+            ]
+            == "2"
+            and x
+        ),
+        what="revision 2",
+    )
+    conds = {c["type"]: c for c in dep["status"]["conditions"]}
+    assert (
+        conds["Available"]["status"] == "True" and conds["Available"]["reason"] == "MinimumReplicasAvailable"
+    )
+    wait_for(
+        lambda: (
+            ready_all(api, ns, "app") >= 0
+            and {c["type"]: c for c in deploy_status(api, ns, "app").get("conditions") or []}.get(
+                "Progressing", {}
+            ).get("reason")
+            == "NewReplicaSetAvailable"
+        ),
+        what=f"NewReplicaSetAvailable in {deploy_status(api, ns, 'app')}",
+    )
+    out = kubectl(apiserver.url, "-n", ns, "rollout", "status", "deployment/app", "--timeout=20s")
+    assert out.returncode == 0, out.stderr
+
+    # kubectl rollout undo: back to the first ReplicaSet, which gets revision 3
+    out = kubectl(apiserver.url, "-n", ns, "rollout", "undo", "deployment/app")
+    assert out.returncode == 0, out.stderr
+
+    def undone() -> bool:
+        ready_all(api, ns, "app")
+        rs = api.get(f"{RS.format(ns=ns)}/{rs1['metadata']['name']}").json()
+        s = deploy_status(api, ns, "app")
+        return (
+            rs["spec"]["replicas"] == 3
+            and rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+            and s.get("updatedReplicas") == 3
+            and s.get("replicas") == 3
+            and s.get("availableReplicas") == 3
+        )
+
+    wait_for(undone, timeout=60, what="undo")
+    rs = api.get(f"{RS.format(ns=ns)}/{rs1['metadata']['name']}").json()
+    assert rs["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
+    assert len(items(api, RS.format(ns=ns))) == 2
+
+    # deleting the Deployment removes its ReplicaSets and pods (garbage collector, background)
+    assert api.delete(f"{DEPLOYS.format(ns=ns)}/app").status_code == 200
+    wait_for(lambda: not items(api, RS.format(ns=ns)) and not items(api, PODS.format(ns=ns)), what="cascade")
+
+
+def test_deployment_recreate_and_progress_deadline(api: httpx.Client, ns: str) -> None:
+    d = deployment("rec", 2, type="Recreate")
+    d["spec"]["progressDeadlineSeconds"] = 2
+    assert api.post(DEPLOYS.format(ns=ns), json=d).status_code == 201
+    wait_for(lambda: len(active_pods(api, ns, "rec")) == 2, what="2 pods")
+    # nobody makes them ready: the deadline passes
+    wait_for(
+        lambda: (
+            (
+                c := {c["type"]: c for c in deploy_status(api, ns, "rec").get("conditions") or []}.get(
+                    "Progressing"
+                )
+            )
+            and c["status"] == "False"
+            and c["reason"] == "ProgressDeadlineExceeded"
+        ),
+        what="ProgressDeadlineExceeded",
+    )
+    first = {p["metadata"]["name"] for p in active_pods(api, ns, "rec")}
+    r = api.patch(
+        f"{DEPLOYS.format(ns=ns)}/rec",
+        json={"spec": {"template": {"metadata": {"labels": {"app": "rec", "v": "2"}}}}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200, r.text
+    wait_for(
+        lambda: (
+            len(p := active_pods(api, ns, "rec")) == 2
+            and not first & {x["metadata"]["name"] for x in p}
+            and all(x["metadata"]["labels"].get("v") == "2" for x in p)
+        ),
+        what="recreated pods",
+    )
+
+
+def test_deployment_scale_paused(api: httpx.Client, ns: str) -> None:
+    d = deployment("pz", 2)
+    d["spec"]["paused"] = True
+    assert api.post(DEPLOYS.format(ns=ns), json=d).status_code == 201
+    r = api.patch(
+        f"{DEPLOYS.format(ns=ns)}/pz",
+        json={"spec": {"paused": False}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200
+    wait_for(lambda: len(active_pods(api, ns, "pz")) == 2, what="2 pods")
+    r = api.patch(
+        f"{DEPLOYS.format(ns=ns)}/pz/scale",
+        json={"spec": {"replicas": 4}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200
+    wait_for(lambda: len(active_pods(api, ns, "pz")) == 4, what="4 pods")
+
+
+# -- garbage collector ------------------------------------------------------------------------------
+
+
+def owned_cm(name: str, owner: dict[str, Any], block: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "ownerReferences": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "blockOwnerDeletion": block,
+                }
+            ],
+        },
+    }
+
+
+def test_gc_background_foreground_orphan(api: httpx.Client, ns: str) -> None:
+    path = CMS.format(ns=ns)
+    for policy in ("Background", "Foreground", "Orphan"):
+        owner = api.post(
+            path,
+            json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"owner-{policy.lower()}"}},
+        ).json()
+        child = f"child-{policy.lower()}"
+        assert api.post(path, json=owned_cm(child, owner)).status_code == 201
+        owner_name = owner["metadata"]["name"]
+        r = api.request("DELETE", f"{path}/{owner_name}", json={"propagationPolicy": policy})
+        assert r.status_code in (200, 202), r.text
+        wait_for(
+            lambda: api.get(f"{path}/{owner_name}").status_code == 404,  # noqa: B023
+            what=f"{policy} owner gone",
+        )
+        if policy == "Orphan":
+            c = api.get(f"{path}/{child}").json()
+            assert not c["metadata"].get("ownerReferences")
+        else:
+            wait_for(lambda: api.get(f"{path}/{child}").status_code == 404, what=f"{policy} child gone")  # noqa: B023
+    # a dependent whose owner never existed is collected
+    ghost = {"metadata": {"name": "ghost", "uid": "00000000-0000-0000-0000-000000000000"}}
+    assert api.post(path, json=owned_cm("haunted", ghost)).status_code == 201
+    wait_for(lambda: api.get(f"{path}/haunted").status_code == 404, what="dangling collected")
+
+
+# -- namespace, service accounts, endpoints ---------------------------------------------------------
+
+
+def test_namespace_deletion_empties_it(api: httpx.Client, ns: str) -> None:
+    wait_for(
+        lambda: api.get(f"/api/v1/namespaces/{ns}/serviceaccounts/default").status_code == 200,
+        what="default SA",
+    )
+    assert (
+        api.post(
+            CMS.format(ns=ns), json={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
+        ).status_code
+        == 201
+    )
+    assert api.post(RS.format(ns=ns), json=replicaset("inns", 2)).status_code == 201
+    wait_for(lambda: len(active_pods(api, ns, "inns")) == 2)
+    assert api.delete(f"/api/v1/namespaces/{ns}").status_code == 200
+    wait_for(lambda: api.get(f"/api/v1/namespaces/{ns}").status_code == 404, what="namespace gone")
+
+
+def test_endpoints_follow_ready_pods(api: httpx.Client, ns: str) -> None:
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "ep"}, "ports": [{"name": "http", "port": 80, "targetPort": "web"}]},
+    }
+    assert api.post(f"/api/v1/namespaces/{ns}/services", json=svc).status_code == 201, "service"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "ep-1", "labels": {"app": "ep"}},
+        "spec": {
+            "containers": [
+                {"name": "main", "image": "busybox", "ports": [{"name": "web", "containerPort": 8080}]}
+            ]
+        },
+    }
+    assert api.post(PODS.format(ns=ns), json=pod).status_code == 201
+    make_ready(api, ns, pod, "10.1.2.3")
+
+    def ep() -> Any:
+        r = api.get(f"/api/v1/namespaces/{ns}/endpoints/web")
+        return r.status_code == 200 and r.json().get("subsets")
+
+    subsets = wait_for(ep, what="endpoints")
+    assert subsets[0]["addresses"][0]["ip"] == "10.1.2.3"
+    assert subsets[0]["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+
+
+# -- node lifecycle ---------------------------------------------------------------------------------
+
+
+def test_dead_node_tainted_pods_evicted_and_recovered(api: httpx.Client, ns: str) -> None:
+    node_name = unique("node")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}}
+    created = api.post("/api/v1/nodes", json=node)
+    assert created.status_code == 201, created.text
+    try:
+        n = created.json()
+        n["status"] = {
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastHeartbeatTime": now, "lastTransitionTime": now}
+            ]
+        }
+        assert api.put(f"/api/v1/nodes/{node_name}/status", json=n).status_code == 200
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "victim"},
+            "spec": {"nodeName": node_name, "containers": [{"name": "main", "image": "busybox"}]},
+        }
+        assert api.post(PODS.format(ns=ns), json=pod).status_code == 201
+
+        # no lease renewals: after the grace period the node is Unknown and tainted
+        def tainted() -> Any:
+            cur = api.get(f"/api/v1/nodes/{node_name}").json()
+            ready = {c["type"]: c for c in cur["status"]["conditions"]}["Ready"]
+            keys = {(t["key"], t["effect"]) for t in (cur.get("spec") or {}).get("taints") or []}
+            return ready["status"] == "Unknown" and ("node.kubernetes.io/unreachable", "NoExecute") in keys
+
+        wait_for(tainted, timeout=GRACE + 20, what="unreachable taint")
+        # eviction after --pod-eviction-timeout: the pod is marked for deletion
+        wait_for(
+            lambda: (
+                (r := api.get(f"{PODS.format(ns=ns)}/victim")).status_code == 404
+                or r.json()["metadata"].get("deletionTimestamp")
+            ),
+            timeout=20,
+            what="eviction",
+        )
+        # the kubelet comes back: Ready=True again, taints removed
+        cur = api.get(f"/api/v1/nodes/{node_name}").json()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        cur["status"]["conditions"] = [
+            {"type": "Ready", "status": "True", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+        ]
+        assert api.put(f"/api/v1/nodes/{node_name}/status", json=cur).status_code == 200
+        wait_for(
+            lambda: not api.get(f"/api/v1/nodes/{node_name}").json().get("spec", {}).get("taints"),
+            timeout=10,
+            what="taints removed",
+        )
+    finally:
+        api.delete(f"/api/v1/nodes/{node_name}")
+
+
+# -- leader election --------------------------------------------------------------------------------
+
+
+def test_standby_takes_over_when_leader_dies(
+    api: httpx.Client, ns: str, apiserver: APIServerProcess, manager: ControllerManagerProcess
+) -> None:
+    lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/minik-controller-manager"
+    first = wait_for(
+        lambda: (r := api.get(lease_path)).status_code == 200 and r.json()["spec"].get("holderIdentity"),
+        what="leader",
+    )
+    standby = ControllerManagerProcess(apiserver.url)
+    try:
+        manager.stop(signal.SIGKILL)  # no release: the standby must wait for expiry
+        second = wait_for(
+            lambda: (h := api.get(lease_path).json()["spec"].get("holderIdentity")) and h != first and h,
+            timeout=30,
+            what="takeover",
+        )
+        assert second != first
+        assert api.post(RS.format(ns=ns), json=replicaset("after", 2)).status_code == 201
+        wait_for(lambda: len(active_pods(api, ns, "after")) == 2, what="new leader works")
+        spec = api.get(lease_path).json()["spec"]
+        assert spec["leaseTransitions"] >= 1
+    finally:
+        standby.cleanup()
