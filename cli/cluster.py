@@ -100,6 +100,8 @@ def up(
     api_port: int = typer.Option(8080, help="the API server's port on 127.0.0.1"),
     etcd_port: int = typer.Option(2379, help="etcd's client port on 127.0.0.1"),
     node_name: str = typer.Option("minik-node-1", help="this host's node name"),
+    pod_cidr: str = typer.Option("10.244.0.0/24", help="this node's pod network"),
+    service_cidr: str = typer.Option("10.96.0.0/12", help="the range Service ClusterIPs come from"),
     timeout: float = typer.Option(90, help="seconds to wait for the cluster to become ready"),
 ) -> None:
     """Start a local cluster on this host as separate, supervised processes."""
@@ -124,6 +126,8 @@ def up(
         "etcd_port": etcd_port,
         "etcd_peer_port": etcd_port + 1,
         "node_name": node_name,
+        "pod_cidr": pod_cidr,
+        "service_cidr": service_cidr,
     }
     (state / "config.json").write_text(json.dumps(cfg, indent=2))
     (state / "logs").mkdir(exist_ok=True)

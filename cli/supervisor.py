@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import json
 import logging
 import os
@@ -91,15 +92,35 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 "127.0.0.1",
                 "--port",
                 str(cfg["api_port"]),
+                "--service-cluster-ip-range",
+                cfg.get("service_cidr", "10.96.0.0/12"),
             ],
         ),
     ]
     # The other components join as soon as they are part of the installation.
+    pod_cidr = cfg.get("pod_cidr", "10.244.0.0/24")
+    gateway = str(next(ipaddress.ip_network(pod_cidr).hosts()))  # the bridge's address: DNS answers there
+    node = cfg["node_name"]
     optional = [
         ("controller-manager", "controllers.main", ["minik-controller-manager", "--api-server", api]),
         ("scheduler", "scheduler.main", ["minik-scheduler", "--api-server", api]),
-        ("kubelet", "kubelet.main", ["minik-kubelet", "--api-server", api, "--node-name", cfg["node_name"]]),
-        ("proxy", "proxy.main", ["minik-proxy", "--api-server", api, "--node-name", cfg["node_name"]]),
+        ("dns", "proxy.dns", ["minik-dns", "--api-server", api, "--bind", "0.0.0.0", "--port", "53"]),
+        (
+            "kubelet",
+            "kubelet.main",
+            [
+                "minik-kubelet",
+                "--api-server",
+                api,
+                "--node-name",
+                node,
+                "--pod-cidr",
+                pod_cidr,
+                "--cluster-dns",
+                gateway,
+            ],
+        ),
+        ("proxy", "proxy.main", ["minik-proxy", "--api-server", api, "--node-name", node]),
     ]
     for name, module, argv in optional:
         if importlib.util.find_spec(module) is not None:
