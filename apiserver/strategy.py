@@ -96,6 +96,7 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
         meta.pop("generation", None)
     if info.kind == "Namespace":
         obj.setdefault("spec", {})
+    drop_null_metadata(obj)
     defaults.apply_defaults(info, obj)
     status = _initial_status(info, obj)
     if status is not None:
@@ -164,11 +165,52 @@ def prepare_for_update(
             result.setdefault("spec", {})["finalizers"] = copy.deepcopy(
                 (old.get("spec") or {}).get("finalizers", [])
             )
+        if info.kind == "Service":
+            drop_type_dependent_fields(result.get("spec") or {}, old.get("spec") or {})
+        drop_null_metadata(result)
         defaults.apply_defaults(info, result)
         if info.kind in GENERATION_KINDS and _spec_of(result) != _spec_of(old):
             meta["generation"] = int(old_meta.get("generation") or 1) + 1
     _validate(info, result, old)
     return result
+
+
+def drop_null_metadata(obj: Any) -> None:
+    """Remove ``null`` fields of every ``metadata`` (kubectl sends ``creationTimestamp: null`` in
+    pod templates); Kubernetes' typed decoding turns them into empty values that are not stored."""
+    if isinstance(obj, dict):
+        for key, value in list(obj.items()):
+            if key == "metadata" and isinstance(value, dict):
+                for k in [k for k, v in value.items() if v is None]:
+                    del value[k]
+            drop_null_metadata(value)
+    elif isinstance(obj, list):
+        for item in obj:
+            drop_null_metadata(item)
+
+
+def drop_type_dependent_fields(spec: dict[str, Any], old: dict[str, Any]) -> None:
+    """When a Service's type changes, drop the fields only the old type needs, unless the client
+    changed them itself -- Kubernetes' ``dropTypeDependentFields``, so that NodePort -> ClusterIP
+    works without the client clearing ``externalTrafficPolicy`` and the node ports by hand."""
+    new_type = spec.get("type") or "ClusterIP"
+    if new_type == (old.get("type") or "ClusterIP"):
+        return
+    if new_type not in ("NodePort", "LoadBalancer"):
+        if spec.get("externalTrafficPolicy") == old.get("externalTrafficPolicy"):
+            spec.pop("externalTrafficPolicy", None)
+        old_ports = {
+            (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort") for p in old.get("ports") or []
+        }
+        for port in spec.get("ports") or []:
+            if port.get("nodePort") is not None and old_ports.get(
+                (port.get("port"), port.get("protocol", "TCP"))
+            ) == port.get("nodePort"):
+                port.pop("nodePort", None)
+    if new_type != "LoadBalancer":
+        for field in ("allocateLoadBalancerNodePorts", "loadBalancerClass", "healthCheckNodePort"):
+            if field in spec and spec.get(field) == old.get(field):
+                spec.pop(field, None)
 
 
 def prepare_for_finalize(new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
