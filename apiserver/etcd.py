@@ -9,7 +9,9 @@ Every failure to reach etcd surfaces as :class:`EtcdUnavailable`, which the API 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -76,7 +78,22 @@ def grpc_target(servers: str) -> str:
         raise ValueError("no etcd server given")
     if len(hosts) == 1:
         return hosts[0]
-    return "ipv4:" + ",".join(hosts)
+    # gRPC's ipv4: target (which fails over between members) takes addresses only: resolve names
+    return "ipv4:" + ",".join(_resolve(h) for h in hosts)
+
+
+def _resolve(host_port: str) -> str:
+    host, _, port = host_port.rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+        return host_port
+    except ValueError:
+        pass
+    try:
+        info = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise ValueError(f"cannot resolve etcd server {host}: {e}") from None
+    return f"{info[0][4][0]}:{port}"
 
 
 class Etcd:

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from . import cluster
+from . import cluster, lab
 from .commands import (
     annotate,
     api_resources,
@@ -93,6 +93,8 @@ app.add_typer(create.app, name="create")
 app.add_typer(set_.app, name="set")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(config.app, name="config")
+app.add_typer(lab.lab_app, name="lab")  # lab up|down|status|render, lab node stop|start NAME
+app.add_typer(lab.image_app, name="image")  # image load IMAGE
 
 
 def main() -> None:

