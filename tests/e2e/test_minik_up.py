@@ -1,0 +1,335 @@
+"""``minik up`` end to end: a whole cluster from a clean state directory, a Deployment and a
+NodePort Service driven with ``minik`` and the real kubectl, a component killed and restarted,
+``minik up`` again, then ``minik down`` leaving no container, network, iptables rule or process.
+
+The cluster has its own ports, node name, pod and service CIDRs, Docker network and iptables
+chain prefix, so it never clashes with a cluster a person runs on the same host.  It needs root
+and a Docker engine (skipped otherwise); one cluster serves the whole module, and it is torn down
+in a finally even when a test fails.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apiserver.testing import free_port
+from tests.images import ensure_busybox_image
+
+BIN = Path(sys.executable).parent
+MINIK = str(BIN / "minik")
+KUBECTL = "/usr/bin/kubectl"
+
+
+@dataclass
+class Cluster:
+    state: Path
+    kubeconfig: Path
+    node: str
+    network: str
+    prefix: str
+    pod_cidr: str
+    api_port: int
+    up_args: list[str]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MINIK_STATE_DIR": str(self.state)}
+
+    def minik(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([MINIK, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"minik {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def status(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.state / "status.json").read_text())
+        return data
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def free_pod_cidr() -> str:
+    import docker
+
+    client = docker.from_env()
+    try:
+        used = [
+            ipaddress.ip_network(c["Subnet"], strict=False)
+            for n in client.networks.list()
+            for c in (n.attrs.get("IPAM") or {}).get("Config") or []
+            if c.get("Subnet") and ":" not in c["Subnet"]
+        ]
+    finally:
+        client.close()
+    while True:
+        net = ipaddress.ip_network(f"10.{random.randint(220, 227)}.{random.randint(0, 255)}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+
+
+def iptables_rules() -> str:
+    nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    flt = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
+    return nat + flt
+
+
+def processes_mentioning(*needles: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(n in cmd for n in needles):
+            found.append(f"{proc.name}: {cmd}")
+    return found
+
+
+def _force_cleanup(c: Cluster) -> None:
+    """What `minik down` should have done, done again whatever happened (idempotent)."""
+    subprocess.run([MINIK, "down", "--state-dir", str(c.state)], env=c.env, capture_output=True, timeout=120)
+    subprocess.run(
+        [str(BIN / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", c.prefix],
+        capture_output=True,
+        timeout=60,
+    )
+    import docker
+
+    client = docker.from_env()
+    try:
+        for ct in client.containers.list(all=True, filters={"label": f"io.minik.node={c.node}"}):
+            ct.remove(force=True)
+        for net in client.networks.list(names=[c.network]):
+            net.remove()
+    finally:
+        client.close()
+    for line in processes_mentioning(str(c.state), f"--node-name {c.node}"):
+        try:
+            os.kill(int(line.split(":")[0]), 9)
+        except OSError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.skip("minik up needs root")
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("minik up needs a Docker engine")
+    ensure_busybox_image()
+    work = tmp_path_factory.mktemp("minik-up")
+    tag = uuid.uuid4().hex[:6]
+    api_port, etcd_port, kubelet_port = free_port(), free_port(), free_port()
+    while etcd_port + 1 in (api_port, kubelet_port):
+        etcd_port = free_port()
+    pod_cidr = free_pod_cidr()
+    c = Cluster(
+        state=work / "state",
+        kubeconfig=work / "kubeconfig",
+        node=f"up-{tag}",
+        network=f"minik-up-{tag}",
+        prefix=f"MU{tag.upper()}",
+        pod_cidr=pod_cidr,
+        api_port=api_port,
+        up_args=[
+            "--state-dir",
+            str(work / "state"),
+            "--api-port",
+            str(api_port),
+            "--etcd-port",
+            str(etcd_port),
+            "--kubelet-port",
+            str(kubelet_port),
+            "--node-name",
+            f"up-{tag}",
+            "--pod-cidr",
+            pod_cidr,
+            "--service-cidr",
+            f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24",
+            "--network-name",
+            f"minik-up-{tag}",
+            "--iptables-chain-prefix",
+            f"MU{tag.upper()}",
+        ],
+    )
+    try:
+        yield c
+    finally:
+        _force_cleanup(c)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+APP = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: IMAGE
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www && echo hello from $(hostname) > /www/index.html && echo serving && exec httpd -f -p 8080 -h /www"]
+        ports:
+        - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 8080
+"""
+
+
+def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -> None:
+    out = cluster.minik("up", *cluster.up_args).stdout
+    for name in ("etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns"):
+        assert f"✓ {name}" in out, out
+    assert "minik is up" in out
+    assert f"node {cluster.node} Ready" in out
+    status = cluster.minik("status", "--state-dir", str(cluster.state)).stdout
+    assert "unhealthy" not in status, status
+    assert "readyz ok" in status and f"node {cluster.node} Ready" in status and "NXDOMAIN" in status
+    # the real kubectl drives the cluster through the context `minik up` wrote
+    nodes = subprocess.run(
+        [KUBECTL, "--cache-dir", str(cluster.state / "kubectl-cache"), "get", "nodes"],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert nodes.returncode == 0, nodes.stderr
+    assert cluster.node in nodes.stdout and "Ready" in nodes.stdout
+
+
+def test_first_app_with_get_describe_logs_exec_and_the_node_port(cluster: Cluster) -> None:
+    manifest = cluster.state / "app.yaml"
+    manifest.write_text(APP.replace("IMAGE", ensure_busybox_image()))
+    applied = cluster.minik("apply", "-f", str(manifest)).stdout
+    assert "deployment.apps/web created" in applied and "service/web created" in applied
+
+    def running_pods() -> list[str]:
+        out = cluster.minik("get", "pods", "-l", "app=web", "--no-headers").stdout
+        rows = [line.split() for line in out.splitlines() if line.strip()]
+        return [r[0] for r in rows] if len(rows) == 2 and all(r[2] == "Running" for r in rows) else []
+
+    pods = wait_for("two web pods Running", running_pods, timeout=60)
+    wide = cluster.minik("get", "pods", "-o", "wide").stdout
+    assert cluster.node in wide
+
+    describe = cluster.minik("describe", "deployment", "web").stdout
+    assert "ScalingReplicaSet" in describe and "2 desired | 2 updated" in describe
+    wait_for("the pod's log", lambda: "serving" in cluster.minik("logs", pods[0]).stdout)
+
+    svc = json.loads(cluster.minik("get", "svc", "web", "-o", "json").stdout)
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    # never send to a Service before the proxy's rule for it exists
+    wait_for(
+        "the proxy's rule for default/web",
+        lambda: any(
+            line.startswith(f"-A {cluster.prefix}-SERVICES ") and '"default/web"' in line
+            for line in iptables_rules().splitlines()
+        ),
+    )
+
+    def via_node_port() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{node_port}/", timeout=3) as r:
+            body: str = r.read().decode()
+        return body
+
+    assert wait_for("the NodePort answering", via_node_port).startswith("hello from web-")
+    # from inside a pod: the cluster DNS resolves the Service and the proxy forwards its VIP
+    inside = cluster.minik("exec", pods[0], "--", "wget", "-O-", "http://web/").stdout
+    assert inside.startswith("hello from web-")
+
+
+def test_a_killed_component_is_restarted(cluster: Cluster) -> None:
+    pid = cluster.status()["scheduler"]["pid"]
+    os.kill(pid, 9)
+
+    def restarted() -> bool:
+        info = cluster.status()["scheduler"]
+        return bool(info["pid"] and info["pid"] != pid and info["restarts"] == 1)
+
+    wait_for("the scheduler restarted", restarted, timeout=30)
+    status = cluster.minik("status", "--state-dir", str(cluster.state)).stdout
+    line = next(line for line in status.splitlines() if line.startswith("scheduler"))
+    assert "1 (last exit -9)" in line and "healthy" in line
+    log = (cluster.state / "logs" / "supervisor.log").read_text()
+    assert "scheduler (exit code -9) died" in log and "restarted scheduler" in log
+
+
+def test_up_again_reports_the_running_cluster(cluster: Cluster) -> None:
+    before = cluster.status()
+    out = cluster.minik("up", "--state-dir", str(cluster.state)).stdout
+    assert "minik is already running" in out and f"127.0.0.1:{cluster.api_port}" in out
+    assert {k: v["pid"] for k, v in cluster.status().items()} == {k: v["pid"] for k, v in before.items()}
+
+
+def test_down_leaves_nothing_behind_and_keeps_state(cluster: Cluster) -> None:
+    pids = [info["pid"] for info in cluster.status().values() if info["pid"]]
+    supervisor = int((cluster.state / "supervisor.pid").read_text())
+    out = cluster.minik("down", "--state-dir", str(cluster.state)).stdout
+    assert "minik stopped" in out
+
+    import docker
+
+    client = docker.from_env()
+    try:
+        assert client.containers.list(all=True, filters={"label": f"io.minik.node={cluster.node}"}) == []
+        assert client.networks.list(names=[cluster.network]) == []
+    finally:
+        client.close()
+    assert cluster.prefix not in iptables_rules()
+    for pid in [supervisor, *pids]:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert processes_mentioning(str(cluster.state), f"--node-name {cluster.node}") == []
+    assert (cluster.state / "etcd").is_dir() and (cluster.state / "config.json").exists()
+    assert (
+        "minik is not running"
+        in cluster.minik("status", "--state-dir", str(cluster.state), check=False).stdout
+    )

@@ -1,0 +1,251 @@
+"""The pure parts of ``minik up|down|status`` and its supervisor: preflight, health verdicts,
+kubeconfig merging, start order and flags, restart backoff (no processes, no Docker)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.cluster import (
+    HostFacts,
+    docker_error_text,
+    lease_verdict,
+    merge_kubeconfig,
+    network_clash,
+    node_verdict,
+    preflight_problems,
+)
+from cli.supervisor import Component, components, gateway, next_backoff, settings
+
+GOOD = HostFacts(
+    is_root=True,
+    docker_error=None,
+    dockerd_installed=True,
+    systemd=False,
+    iptables=True,
+    etcd=True,
+    sandbox_image_buildable=True,
+    busy_ports=[],
+    network_clash=None,
+)
+
+
+def facts(**changes: Any) -> HostFacts:
+    return HostFacts(**{**GOOD.__dict__, **changes})
+
+
+def test_preflight_passes_on_a_good_host() -> None:
+    assert preflight_problems(GOOD) == []
+
+
+def test_preflight_names_root_and_how_to_get_it() -> None:
+    [problem] = preflight_problems(facts(is_root=False), "minik")
+    assert "must run as root" in problem and "`sudo minik up`" in problem
+
+
+def test_preflight_without_docker_installed_says_how_to_install_and_start_it() -> None:
+    [problem] = preflight_problems(facts(docker_error="connection refused", dockerd_installed=False))
+    assert "apt-get install -y docker.io" in problem
+    assert "dockerd > /var/log/dockerd.log 2>&1 &" in problem
+    [problem] = preflight_problems(
+        facts(docker_error="connection refused", dockerd_installed=False, systemd=True)
+    )
+    assert "systemctl start docker" in problem
+
+
+def test_preflight_with_docker_installed_but_stopped_says_start_it() -> None:
+    [problem] = preflight_problems(facts(docker_error="Error while fetching server API version"))
+    assert "does not answer (Error while fetching server API version)" in problem
+    assert "apt-get" not in problem and "dockerd >" in problem
+
+
+def test_preflight_lists_every_missing_piece() -> None:
+    problems = preflight_problems(
+        facts(
+            is_root=False,
+            iptables=False,
+            etcd=False,
+            sandbox_image_buildable=False,
+            busy_ports=[("the API server", 8080)],
+            network_clash="the Docker network x (10.244.0.0/16) overlaps the pod network 10.244.0.0/24",
+        )
+    )
+    text = "\n".join(problems)
+    assert len(problems) == 6
+    assert "apt-get install -y iptables" in text
+    assert "etcd-server" in text
+    assert "busybox-static" in text
+    assert "port 8080 on 127.0.0.1 (for the API server) is already in use" in text
+    assert "--pod-cidr" in text
+
+
+def test_network_clash_ignores_our_own_network_and_other_subnets() -> None:
+    nets = [
+        {"Name": "bridge", "IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}},
+        {"Name": "mine", "IPAM": {"Config": [{"Subnet": "10.244.0.0/24"}]}},
+        {"Name": "host", "IPAM": {"Config": []}},
+    ]
+    assert network_clash(nets, "mine", "10.244.0.0/24") is None
+    nets.append({"Name": "other", "IPAM": {"Config": [{"Subnet": "10.244.0.0/16"}]}})
+    assert network_clash(nets, "mine", "10.244.0.0/24") == (
+        "the Docker network other (10.244.0.0/16) overlaps the pod network 10.244.0.0/24"
+    )
+
+
+def test_merge_kubeconfig_keeps_other_entries_and_makes_minik_current() -> None:
+    existing = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "prod", "cluster": {"server": "https://prod"}},
+            {"name": "minik", "cluster": {"server": "http://old"}},
+        ],
+        "users": [{"name": "prod", "user": {"token": "t"}}],
+        "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "prod"}}],
+        "current-context": "prod",
+    }
+    merged = merge_kubeconfig(existing, "http://127.0.0.1:8080")
+    assert merged["current-context"] == "minik"
+    assert [c["name"] for c in merged["clusters"]] == ["prod", "minik"]
+    assert merged["clusters"][1]["cluster"]["server"] == "http://127.0.0.1:8080"
+    assert merged["users"][0] == {"name": "prod", "user": {"token": "t"}}
+    assert merged["contexts"][1]["context"] == {"cluster": "minik", "user": "minik", "namespace": "default"}
+    assert existing["current-context"] == "prod"  # the input is not changed
+    assert merge_kubeconfig({}, "http://x")["kind"] == "Config"
+
+
+def _rfc3339(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_node_verdict_needs_ready_and_a_heartbeat_from_this_kubelet() -> None:
+    now = datetime.now(UTC)
+
+    def node(status: str, beat: datetime) -> dict[str, Any]:
+        cond = {
+            "type": "Ready",
+            "status": status,
+            "reason": "KubeletNotReady",
+            "lastHeartbeatTime": _rfc3339(beat),
+        }
+        return {"metadata": {"name": "n1"}, "status": {"conditions": [cond]}}
+
+    started = now.timestamp() - 5
+    assert node_verdict(node("True", now), started).ok
+    stale = node_verdict(node("True", now - timedelta(minutes=5)), started)
+    assert not stale.ok and "first status" in stale.detail
+    not_ready = node_verdict(node("False", now), started)
+    assert not not_ready.ok and "KubeletNotReady" in not_ready.detail
+    assert not node_verdict({"metadata": {"name": "n1"}}).ok
+
+
+def test_lease_verdict() -> None:
+    now = datetime.now(UTC)
+
+    def lease(holder: str, renewed: datetime) -> dict[str, Any]:
+        return {
+            "spec": {"holderIdentity": holder, "renewTime": renewed.isoformat(), "leaseDurationSeconds": 15}
+        }
+
+    assert lease_verdict(lease("cm-1", now - timedelta(seconds=2)), now).ok
+    assert not lease_verdict(lease("", now), now).ok
+    assert "expired" in lease_verdict(lease("cm-1", now - timedelta(seconds=30)), now).detail
+    # renewed before this process started: a killed predecessor's lease
+    assert not lease_verdict(lease("old", now - timedelta(seconds=5)), now, now.timestamp()).ok
+
+
+def test_components_start_order_and_flags_pass_through() -> None:
+    cfg = settings(
+        {
+            "api_port": 31000,
+            "etcd_port": 31010,
+            "node_name": "t-n1",
+            "pod_cidr": "10.231.5.0/24",
+            "service_cidr": "10.232.0.0/16",
+            "network_name": "minik-t",
+            "iptables_chain_prefix": "MKT",
+            "kubelet_port": 31020,
+        }
+    )
+    assert cfg["etcd_peer_port"] == 31011 and cfg["cluster_domain"] == "cluster.local"
+    comps = {c.name: c for c in components(cfg, Path("/state"))}
+    assert list(comps) == ["etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns"]
+
+    def flag(c: Component, name: str) -> str:
+        return c.argv[c.argv.index(name) + 1]
+
+    assert flag(comps["etcd"], "--listen-client-urls") == "http://127.0.0.1:31010"
+    assert flag(comps["etcd"], "--listen-peer-urls") == "http://127.0.0.1:31011"
+    assert flag(comps["etcd"], "--data-dir") == "/state/etcd"
+    assert flag(comps["apiserver"], "--service-cluster-ip-range") == "10.232.0.0/16"
+    kubelet = comps["kubelet"]
+    assert flag(kubelet, "--network-name") == "minik-t"
+    assert flag(kubelet, "--port") == "31020"
+    assert flag(kubelet, "--pod-cidr") == "10.231.5.0/24"
+    assert flag(kubelet, "--cluster-dns") == "10.231.5.1"
+    assert flag(kubelet, "--root-dir") == "/state/kubelet"
+    assert flag(comps["proxy"], "--iptables-chain-prefix") == "MKT"
+    assert flag(comps["dns"], "--bind") == "10.231.5.1"  # the gateway, so clusters never share :53
+    for name in ("etcd", "apiserver"):
+        assert comps[name].gate is None
+    for name in ("controller-manager", "scheduler", "kubelet", "proxy", "dns"):
+        assert comps[name].gate is not None and comps[name].waiting_for
+
+
+def test_gateway_is_the_first_host_of_the_pod_cidr() -> None:
+    assert gateway("10.244.0.0/24") == "10.244.0.1"
+    assert gateway("10.231.7.0/24") == "10.231.7.1"
+
+
+def test_restart_backoff_doubles_and_resets_after_a_good_minute() -> None:
+    delay, backoff = next_backoff(1.0, uptime=3)
+    assert (delay, backoff) == (1.0, 2.0)
+    delay, backoff = next_backoff(backoff, uptime=3)
+    assert (delay, backoff) == (2.0, 4.0)
+    assert next_backoff(30.0, uptime=1) == (30.0, 30.0)
+    assert next_backoff(16.0, uptime=120) == (1.0, 2.0)
+
+
+def test_docker_error_text_is_short() -> None:
+    long = "Error while fetching server API version: ('Connection aborted.', FileNotFoundError(2, 'No such file or directory'))"
+    assert docker_error_text(long, None) == "no socket at unix:///var/run/docker.sock"
+    assert docker_error_text("... [Errno 111] Connection refused", "tcp://127.0.0.1:2375") == (
+        "connection refused at tcp://127.0.0.1:2375"
+    )
+    assert docker_error_text("odd", "unix:///x.sock") == "unix:///x.sock: odd"
+
+
+def test_up_refuses_before_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from cli import cluster
+    from cli.main import app
+
+    monkeypatch.setattr(
+        cluster, "gather_facts", lambda cfg: facts(is_root=False, docker_error="no socket at x")
+    )
+
+    def no_spawn(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("nothing may start")
+
+    monkeypatch.setattr(cluster.subprocess, "Popen", no_spawn)
+    state = tmp_path / "state"
+    result = CliRunner().invoke(app, ["up", "--state-dir", str(state)])
+    assert result.exit_code == 1
+    assert "cannot start a cluster on this host" in result.output
+    assert "must run as root" in result.output and "does not answer (no socket at x)" in result.output
+    assert not state.exists()
+
+
+def test_same_process_sees_through_wrappers_and_reused_pids() -> None:
+    from cli.cluster import same_process
+
+    argv = ["/venv/bin/minik-kubelet", "--node-name", "n1"]
+    assert same_process(argv, ["/venv/bin/python3", "/venv/bin/minik-kubelet", "--node-name", "n1"])
+    assert same_process(["/x/etcd", "--name", "m"], ["/x/etcdbin/etcd", "--name", "m"])
+    assert not same_process(argv, ["/venv/bin/python3", "/venv/bin/minik-kubelet", "--node-name", "n2"])
+    assert not same_process(argv, ["/usr/bin/sleep", "--node-name", "n1"])
+    assert not same_process(argv, None)
