@@ -784,21 +784,30 @@ class KubernetesAPI:
         await response(scope, receive, send)
 
     async def websocket(self, scope: Any, receive: Any, send: Any) -> None:
-        """WebSocket upgrades: ``pods/{name}/exec`` and ``attach`` (what kubectl exec speaks)."""
+        """WebSocket upgrades: ``pods/{name}/exec``, ``attach`` and ``portforward``, relayed to the
+        pod's kubelet (Kubernetes' channel protocols)."""
         ws = WebSocket(scope, receive, send)
         parts = [p for p in scope["path"].split("/") if p]
         try:
             t = parse_resource_path(parts) if len(parts) >= 4 and parts[0] in ("api", "apis") else None
         except errors.StatusError:
             t = None
-        if t is None or t.info.kind != "Pod" or t.subresource not in ("exec", "attach") or not t.name:
+        if (
+            t is None
+            or t.info.kind != "Pod"
+            or t.subresource not in ("exec", "attach", "portforward")
+            or not t.name
+        ):
             await ws.close(code=1008)
             return
         assert t.namespace is not None
         try:
-            await nodeproxy.pod_exec(self.server.storage, ws, t.namespace, t.name, t.subresource)
+            if t.subresource == "portforward":
+                await nodeproxy.pod_portforward(self.server.storage, ws, t.namespace, t.name)
+            else:
+                await nodeproxy.pod_exec(self.server.storage, ws, t.namespace, t.name, t.subresource)
         except Exception:
-            log.exception("exec relay for %s/%s failed", t.namespace, t.name)
+            log.exception("%s relay for %s/%s failed", t.subresource, t.namespace, t.name)
 
 
 def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_storage: bool = True) -> FastAPI:

@@ -1,4 +1,5 @@
-"""``pods/{name}/log`` and ``pods/{name}/exec``: the API server passes them on to the pod's kubelet.
+"""``pods/{name}/log``, ``exec``, ``attach`` and ``portforward``: the API server passes them on to the
+pod's kubelet.
 
 The kubelet serves ``GET /containerLogs/{ns}/{pod}/{container}`` (plain text, streamed with
 ``follow``) and a WebSocket at ``/exec/{ns}/{pod}/{container}`` speaking Kubernetes' channel
@@ -32,10 +33,11 @@ NODES = by_plural("", "v1", "nodes")
 LOG_PARAMS = ("follow", "tailLines", "previous", "timestamps", "sinceSeconds", "sinceTime", "limitBytes")
 EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
 CHANNEL_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io", "base64.channel.k8s.io")
+PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io")
 
 
 async def _pod_and_kubelet(
-    storage: Storage, namespace: str, name: str, container: str | None
+    storage: Storage, namespace: str, name: str, container: str | None, any_container: bool = False
 ) -> tuple[str, str]:
     """(container name, kubelet base URL) for a pod, with Kubernetes' errors when it can't be reached."""
     assert PODS is not None and NODES is not None
@@ -43,7 +45,9 @@ async def _pod_and_kubelet(
     spec = pod.get("spec") or {}
     names = [c.get("name") for c in spec.get("containers") or []]
     all_names = names + [c.get("name") for c in spec.get("initContainers") or []]
-    if not container:
+    if any_container:
+        container = ""
+    elif not container:
         if len(names) != 1:
             raise errors.BadRequest(
                 f"a container name must be specified for pod {name}, choose one of: [{' '.join(map(str, names))}]"
@@ -98,9 +102,6 @@ async def pod_logs(storage: Storage, namespace: str, name: str, query: Any) -> R
 
 async def pod_exec(storage: Storage, ws: WebSocket, namespace: str, name: str, subresource: str) -> None:
     """Relay an exec (or attach) WebSocket between the client and the kubelet."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake
-
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     q = ws.query_params
     try:
@@ -116,6 +117,41 @@ async def pod_exec(storage: Storage, ws: WebSocket, namespace: str, name: str, s
         + f"/{subresource}/{namespace}/{name}/{container}?{urlencode(params)}"
     )
     protocols = [p for p in offered if p in CHANNEL_PROTOCOLS] or list(CHANNEL_PROTOCOLS[:2])
+    await _relay(ws, url, protocols, bool(offered), b"\x03", base)
+
+
+async def pod_portforward(storage: Storage, ws: WebSocket, namespace: str, name: str) -> None:
+    """Relay a ``pods/{name}/portforward`` WebSocket (``v4.channel.k8s.io``: per port a data and an
+    error channel) to the kubelet's ``/portForward/{ns}/{pod}``.  Clients name the ports
+    ``ports=``; the kubelet reads ``port=`` (as Kubernetes' API server sends them)."""
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+    protocols = [p for p in offered if p in PORTFORWARD_PROTOCOLS] or [PORTFORWARD_PROTOCOLS[0]]
+    q = ws.query_params
+    ports = [v for k, v in q.multi_items() if k in ("ports", "port") and v]
+    try:
+        if not ports:
+            raise errors.BadRequest("at least one port must be specified")
+        _container, base = await _pod_and_kubelet(storage, namespace, name, None, any_container=True)
+    except errors.StatusError as e:
+        await ws.accept(subprotocol=protocols[0] if offered else None)
+        await ws.send_bytes(b"\x01" + (e.status().get("message") or str(e)).encode())
+        await ws.close()
+        return
+    url = (
+        base.replace("http://", "ws://")
+        + f"/portForward/{namespace}/{name}?{urlencode([('port', ','.join(ports))])}"
+    )
+    await _relay(ws, url, protocols, bool(offered), b"\x01", base)
+
+
+async def _relay(
+    ws: WebSocket, url: str, protocols: list[str], offered: bool, error_channel: bytes, base: str
+) -> None:
+    """Open ``url`` on the kubelet with ``protocols``, accept the client with the one the kubelet
+    chose, and copy messages both ways until either side closes."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
     try:
         upstream = await connect(
             url,
@@ -128,7 +164,8 @@ async def pod_exec(storage: Storage, ws: WebSocket, namespace: str, name: str, s
     except (OSError, InvalidHandshake, TimeoutError) as e:
         await ws.accept(subprotocol=protocols[0] if offered else None)
         status = errors.ServiceUnavailable(f"the kubelet at {base} did not answer: {e}").status()
-        await ws.send_bytes(b"\x03" + orjson.dumps(status))
+        body = orjson.dumps(status) if error_channel == b"\x03" else str(status.get("message")).encode()
+        await ws.send_bytes(error_channel + body)
         await ws.close()
         return
     await ws.accept(subprotocol=upstream.subprotocol)

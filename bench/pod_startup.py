@@ -98,7 +98,12 @@ def pods_startup(api: str, node: str, n: int) -> list[float]:
                     "nodeName": node,
                     "terminationGracePeriodSeconds": 0,
                     "containers": [
-                        {"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": ["sleep", "3600"]}
+                        {
+                            "name": "main",
+                            "image": IMAGE,
+                            "imagePullPolicy": "Never",
+                            "command": ["sleep", "3600"],
+                        }
                     ],
                 },
             }
@@ -116,6 +121,7 @@ def pods_startup(api: str, node: str, n: int) -> list[float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pods", type=int, default=30)
+    p.add_argument("--kubelet-log", help="copy the kubelet's log here (to see where the time goes)")
     args = p.parse_args()
     ensure_image()
     tag = uuid.uuid4().hex[:8]
@@ -171,10 +177,14 @@ def main() -> None:
         server.cleanup()
         etcd.cleanup()
         for flt in (label, f"io.minik.node={node}"):
-            ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={flt}"], capture_output=True, text=True)
+            ids = subprocess.run(
+                ["docker", "ps", "-aq", "--filter", f"label={flt}"], capture_output=True, text=True
+            )
             if ids.stdout.split():
                 subprocess.run(["docker", "rm", "-f", *ids.stdout.split()], capture_output=True)
         subprocess.run(["docker", "network", "rm", network], capture_output=True)
+        if args.kubelet_log:
+            shutil.copy(os.path.join(root, "kubelet.log"), args.kubelet_log)
         shutil.rmtree(root, ignore_errors=True)
     print(f"pod startup, {args.pods} pods one after another (image present, node preassigned)")
     print(f"{'':26} {'p50':>8} {'p99':>8}")

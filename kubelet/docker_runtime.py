@@ -28,6 +28,7 @@ from typing import Any
 import docker
 import docker.errors
 import docker.types
+from docker.models.containers import _create_container_args
 
 from .runtime import (
     LABEL_ATTEMPT,
@@ -87,6 +88,43 @@ def parse_docker_time(value: str | None) -> float | None:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
         return None
+
+
+def stats_from_docker(s: dict[str, Any]) -> ContainerStats:
+    """:class:`ContainerStats` from one ``GET /containers/{id}/stats?stream=false`` answer (which
+    carries the sample before, ``precpu_stats``, so a CPU rate comes with it)."""
+    mem = s.get("memory_stats") or {}
+    usage = int(mem.get("usage") or 0)
+    mstats = mem.get("stats") or {}
+    inactive = int(mstats.get("total_inactive_file") or mstats.get("inactive_file") or 0)
+    nets = s.get("networks") or {}
+    cpu = s.get("cpu_stats") or {}
+    pre = s.get("precpu_stats") or {}
+    total = int((cpu.get("cpu_usage") or {}).get("total_usage") or 0)
+    pre_total = int((pre.get("cpu_usage") or {}).get("total_usage") or 0)
+    nano_cores = 0
+    t_now = parse_docker_time(s.get("read"))
+    t_pre = parse_docker_time(s.get("preread"))
+    if pre_total and t_now and t_pre and t_now > t_pre and total >= pre_total:
+        nano_cores = int((total - pre_total) / (t_now - t_pre))
+    return ContainerStats(
+        cpu_usage_nanos=total,
+        cpu_usage_nano_cores=nano_cores,
+        memory_usage_bytes=usage,
+        memory_working_set_bytes=max(0, usage - inactive),
+        memory_rss_bytes=int(mstats.get("total_rss") or mstats.get("rss") or mstats.get("anon") or 0),
+        memory_limit_bytes=int(mem.get("limit") or 0),
+        page_faults=int(mstats.get("total_pgfault") or mstats.get("pgfault") or 0),
+        major_page_faults=int(mstats.get("total_pgmajfault") or mstats.get("pgmajfault") or 0),
+        rx_bytes=sum(int(n.get("rx_bytes") or 0) for n in nets.values()),
+        tx_bytes=sum(int(n.get("tx_bytes") or 0) for n in nets.values()),
+        rx_errors=sum(int(n.get("rx_errors") or 0) for n in nets.values()),
+        tx_errors=sum(int(n.get("tx_errors") or 0) for n in nets.values()),
+        interfaces={
+            name: (int(n.get("rx_bytes") or 0), int(n.get("tx_bytes") or 0)) for name, n in nets.items()
+        },
+        pids=int((s.get("pids_stats") or {}).get("current") or 0),
+    )
 
 
 def _pod_ref(labels: dict[str, str]) -> PodRef:
@@ -236,6 +274,23 @@ class _DockerExecSession:
             pass
 
 
+class _DockerAttachSession(_DockerExecSession):
+    """``docker attach`` to a container's main process over the raw attach socket."""
+
+    def __init__(self, api: Any, container_id: str, sock: Any, tty: bool) -> None:
+        super().__init__(api, "", sock, tty)
+        self._cid = container_id
+
+    async def resize(self, width: int, height: int) -> None:
+        try:
+            await asyncio.to_thread(self._api.resize, self._cid, height=height, width=width)
+        except docker.errors.APIError as exc:
+            log.debug("attach resize failed: %s", exc)
+
+    async def exit_code(self) -> int:
+        return 0  # detaching is not a failure; the container's own exit is in the pod's status
+
+
 class DockerRuntime:
     """:class:`~kubelet.runtime.Runtime` for one Docker engine, scoped to one node's objects."""
 
@@ -252,6 +307,7 @@ class DockerRuntime:
         self.pause_image = pause_image or DEFAULT_PAUSE_IMAGE
         self.network: str | None = None
         self._build_lock = threading.Lock()
+        self._pause_ready = False
 
     def close(self) -> None:
         self.client.close()
@@ -345,7 +401,10 @@ class DockerRuntime:
         return await asyncio.to_thread(run)
 
     async def ensure_sandbox_image(self) -> str:
+        if self._pause_ready:
+            return self.pause_image
         if await self.image_id(self.pause_image):
+            self._pause_ready = True  # checked once: a removed image shows up as a sandbox error
             return self.pause_image
         if self.pause_image != DEFAULT_PAUSE_IMAGE:
             await self.pull_image(self.pause_image)
@@ -406,7 +465,6 @@ class DockerRuntime:
             kwargs: dict[str, Any] = {
                 "name": name,
                 "labels": labels,
-                "detach": True,
                 "hostname": config.hostname[:63],
                 "network": config.network,
                 "ports": ports or None,
@@ -420,22 +478,20 @@ class DockerRuntime:
             if config.dns_options:
                 kwargs["dns_opt"] = config.dns_options
             try:
-                old = self.client.containers.get(name)
-                old.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-            try:
-                c = self.client.containers.run(image, **kwargs)
+                cid = self._create(image, None, kwargs)
+                self.api.start(cid)
+                attrs = self.api.inspect_container(cid)
             except docker.errors.APIError as exc:
+                if isinstance(exc, docker.errors.ImageNotFound):
+                    self._pause_ready = False
                 try:
-                    self.client.containers.get(name).remove(force=True)
+                    self.api.remove_container(name, force=True)
                 except docker.errors.NotFound:
                     pass
                 raise RuntimeError_(
                     f"failed to start sandbox: {exc.explanation or exc}", "CreatePodSandboxError"
                 ) from exc
-            c.reload()
-            return _sandbox_from_attrs(c.attrs, config.network)
+            return _sandbox_from_attrs(attrs, config.network)
 
         return await asyncio.to_thread(run)
 
@@ -486,7 +542,6 @@ class DockerRuntime:
         kwargs: dict[str, Any] = {
             "name": container_name(config),
             "labels": labels,
-            "detach": True,
             "network_mode": f"container:{sandbox_id}",
             "ipc_mode": f"container:{sandbox_id}",
             "environment": [f"{k}={v}" for k, v in config.env],
@@ -498,8 +553,6 @@ class DockerRuntime:
         }
         if config.command is not None:
             kwargs["entrypoint"] = config.command
-        if config.args is not None:
-            kwargs["command"] = config.args
         if config.working_dir:
             kwargs["working_dir"] = config.working_dir
         if config.memory_limit:
@@ -514,12 +567,7 @@ class DockerRuntime:
 
         def run() -> str:
             try:
-                old = self.client.containers.get(kwargs["name"])
-                old.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-            try:
-                c = self.client.containers.create(config.image, **kwargs)
+                return self._create(config.image, config.args, kwargs)
             except docker.errors.ImageNotFound as exc:
                 raise RuntimeError_(
                     f"image {config.image} not found: {exc.explanation}", "ErrImagePull"
@@ -528,9 +576,22 @@ class DockerRuntime:
                 raise RuntimeError_(
                     f"failed to create container: {exc.explanation or exc}", "CreateContainerError"
                 ) from exc
-            return str(c.id)
 
         return await asyncio.to_thread(run)
+
+    def _create(self, image: str, command: Any, kwargs: dict[str, Any]) -> str:
+        """One ``POST /containers/create`` (the SDK's high-level create would inspect as well);
+        a leftover container of the same name (a crash between create and start) is replaced."""
+        args = _create_container_args(
+            {**kwargs, "image": image, "command": command, "version": self.api._version}
+        )
+        try:
+            return str(self.api.create_container(**args)["Id"])
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise
+            self.api.remove_container(kwargs["name"], force=True)
+            return str(self.api.create_container(**args)["Id"])
 
     async def start_container(self, container_id: str) -> None:
         def run() -> None:
@@ -571,6 +632,28 @@ class DockerRuntime:
                 all=True, filters=self._node_filter(TYPE_CONTAINER, pod_uid)
             ):
                 out.append(container_status_from_attrs(c.attrs))
+            return out
+
+        return await asyncio.to_thread(run)
+
+    async def relist(self) -> list[tuple[str, str, PodRef]]:
+        """``(id, state, pod)`` of every sandbox and container of this node: one list call, no
+        inspects (what the PLEG needs every second)."""
+
+        def run() -> list[tuple[str, str, PodRef]]:
+            rows = self.api.containers(all=True, filters={"label": [f"{LABEL_NODE}={self.node_name}"]})
+            out = []
+            for row in rows:
+                labels = row.get("Labels") or {}
+                if labels.get(LABEL_TYPE) not in (TYPE_CONTAINER, TYPE_SANDBOX):
+                    continue
+                out.append(
+                    (
+                        str(row.get("Id", "")),
+                        _state({"State": {"Status": row.get("State")}}),
+                        _pod_ref(labels),
+                    )
+                )
             return out
 
         return await asyncio.to_thread(run)
@@ -673,22 +756,21 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             raise RuntimeError_(f"exec failed: {exc.explanation or exc}") from exc
 
+    async def attach(self, container_id: str, stdin: bool, tty: bool) -> _DockerAttachSession:
+        def run() -> _DockerAttachSession:
+            params = {"stdout": 1, "stderr": 1, "stream": 1, "stdin": 1 if stdin else 0}
+            sock = self.api.attach_socket(container_id, params=params)
+            return _DockerAttachSession(self.api, container_id, sock, tty)
+
+        try:
+            return await asyncio.to_thread(run)
+        except docker.errors.APIError as exc:
+            raise RuntimeError_(f"attach failed: {exc.explanation or exc}") from exc
+
     async def stats(self, container_id: str) -> ContainerStats:
         def run() -> ContainerStats:
             s = self.api.stats(container_id, stream=False)
-            mem = s.get("memory_stats") or {}
-            usage = int(mem.get("usage") or 0)
-            inactive = int((mem.get("stats") or {}).get("inactive_file") or 0)
-            nets = s.get("networks") or {}
-            return ContainerStats(
-                cpu_usage_nanos=int(
-                    ((s.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage") or 0
-                ),
-                memory_usage_bytes=usage,
-                memory_working_set_bytes=max(0, usage - inactive),
-                rx_bytes=sum(int(n.get("rx_bytes") or 0) for n in nets.values()),
-                tx_bytes=sum(int(n.get("tx_bytes") or 0) for n in nets.values()),
-            )
+            return stats_from_docker(s)
 
         return await asyncio.to_thread(run)
 

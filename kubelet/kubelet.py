@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets as pysecrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -27,8 +26,9 @@ from apimachinery.resources import by_kind
 from apimachinery.workqueue import WorkQueue, run_workers
 
 from . import envvars, podstate, volumes
+from .events import EventRecorder
 from .node import NodeAgent, now_rfc3339
-from .probes import ProbeManager
+from .probes import ProbeManager, run_probe
 from .runtime import (
     STATE_EXITED,
     STATE_RUNNING,
@@ -81,6 +81,30 @@ def pull_needed(policy: str, present: bool) -> bool:
 
 def cpu_to_nano(value: str) -> int:
     return int(parse_quantity(value) * 1_000_000_000)
+
+
+MIN_GRACE_AFTER_HOOK = 2  # Kubernetes' minimumGracePeriodInSeconds
+
+
+def pod_grace(spec: Obj) -> int:
+    value = spec.get("terminationGracePeriodSeconds")
+    return int(30 if value is None else value)
+
+
+def container_spec(pod: Obj, name: str) -> Obj | None:
+    spec = pod.get("spec") or {}
+    for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        if c.get("name") == name:
+            return dict(c)
+    return None
+
+
+def container_field_path(pod: Obj, name: str) -> str:
+    """``spec.containers{name}`` (or ``spec.initContainers{name}``): where events point."""
+    spec = pod.get("spec") or {}
+    if any(c.get("name") == name for c in spec.get("initContainers") or []):
+        return f"spec.initContainers{{{name}}}"
+    return f"spec.containers{{{name}}}"
 
 
 def container_user(container: Obj, pod: Obj) -> str | None:
@@ -174,6 +198,7 @@ class Kubelet:
         self._pull_failed_at: dict[str, float] = {}
         self.start_backoff = podstate.Backoff()
         self._start_failed: dict[str, tuple[float, str, str]] = {}
+        self.recorder = EventRecorder(client, node_name)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -188,6 +213,7 @@ class Kubelet:
             on_update=lambda old, new: self.queue.add(pod_key(new)),
             on_delete=lambda p: self.queue.add(pod_key(p)),
         )
+        self._spawn(self.recorder.run(), "events")
         self._spawn(self.pods.run(), "pod-informer")
         await self.pods.wait_for_sync()
         self._spawn(self.node.lease_loop(), "lease")
@@ -203,6 +229,7 @@ class Kubelet:
         self.queue.shut_down()
         self.pods.stop()
         await self.probes.stop()
+        await self.recorder.flush()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -211,42 +238,8 @@ class Kubelet:
     # -- events --------------------------------------------------------------------------------
 
     def event(self, pod: Obj, etype: str, reason: str, message: str, field_path: str = "") -> None:
-        meta = pod.get("metadata") or {}
-        now = now_rfc3339()
-        ns = meta.get("namespace", "default")
-        body: Obj = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{meta.get('name')}.{pysecrets.token_hex(8)}", "namespace": ns},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": meta.get("name"),
-                "namespace": ns,
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-                **({"fieldPath": field_path} if field_path else {}),
-            },
-            "reason": reason,
-            "message": message,
-            "type": etype,
-            "source": {"component": "kubelet", "host": self.node_name},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.node_name,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        log.info("%s/%s: %s %s: %s", ns, meta.get("name"), etype, reason, message)
-        task = asyncio.create_task(self._post_event(body))
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
-
-    async def _post_event(self, body: Obj) -> None:
-        try:
-            await self.client.create(EVENTS, body)
-        except Exception as exc:  # noqa: BLE001 - events are best effort
-            log.debug("could not record event %s: %s", body.get("reason"), exc)
+        """Record an Event about ``pod`` (written in the background, deduplicated by count)."""
+        self.recorder.record(pod, etype, reason, message, field_path, now_rfc3339())
 
     def _probe_failed(self, key: str, container: str, kind: str, message: str) -> None:
         pod = self.pods.store.get(key)
@@ -276,17 +269,15 @@ class Kubelet:
 
     async def relist(self) -> None:
         """Diff the runtime against the last relist; enqueue changed pods; remove orphans."""
-        containers = await self.runtime.list_containers()
-        sandboxes = await self.runtime.list_sandboxes()
+        rows = await self.runtime.relist()
         known_uids = {(p.get("metadata") or {}).get("uid") for p in self.pods.store.list()}
         current: dict[str, tuple[str, str]] = {}
         orphans: set[str] = set()
-        items: list[ContainerStatus | SandboxStatus] = [*containers, *sandboxes]
-        for item in items:
-            key = f"{item.pod.namespace}/{item.pod.name}"
-            current[item.id] = (item.state, key)
-            if item.pod.uid not in known_uids:
-                orphans.add(item.pod.uid)
+        for cid, state, pod in rows:
+            key = f"{pod.namespace}/{pod.name}"
+            current[cid] = (state, key)
+            if pod.uid not in known_uids:
+                orphans.add(pod.uid)
         for cid, (state, key) in current.items():
             if self._pleg_state.get(cid, ("", ""))[0] != state:
                 self.queue.add(key)
@@ -333,12 +324,17 @@ class Kubelet:
         if grace is None:
             grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
         running = [c for c in await self.runtime.list_containers(uid) if c.state == STATE_RUNNING]
-        for c in running:
-            self.event(
-                pod, "Normal", "Killing", f"Stopping container {c.name}", f"spec.containers{{{c.name}}}"
-            )
         self._terminating.add(uid)
         try:
+            self.probes.remove_pod(uid)
+            await asyncio.gather(
+                *(
+                    self.kill_container(pod, c, int(grace), f"Stopping container {c.name}")
+                    for c in running
+                    if not c.init
+                ),
+                *(self.runtime.stop_container(c.id, int(grace)) for c in running if c.init),
+            )
             await self.remove_pod_containers(uid, grace=int(grace))
         finally:
             self._terminating.discard(uid)
@@ -371,43 +367,56 @@ class Kubelet:
         self._waiting.pop(uid, None)
 
     async def sync_pod(self, pod: Obj) -> None:
+        t0 = time.perf_counter()
         key = pod_key(pod)
         ref = pod_ref(pod)
         spec = pod.get("spec") or {}
         old_status = pod.get("status") or {}
-        containers = await self.runtime.list_containers(ref.uid)
-        sandboxes = await self.runtime.list_sandboxes(ref.uid)
+        containers, sandboxes = await asyncio.gather(
+            self.runtime.list_containers(ref.uid), self.runtime.list_sandboxes(ref.uid)
+        )
         sandbox = podstate.latest_sandbox(sandboxes)
         waiting = self._waiting.setdefault(ref.uid, {})
 
         if old_status.get("phase") in TERMINAL:
-            await self._stop_all(containers, sandboxes, spec)
+            await self._stop_all(pod, containers, sandboxes)
+            self._recheck_oom(key, containers)
+            await self._write_status(pod, sandbox, containers, dict(waiting))
             return
+        self._recheck_oom(key, containers)
 
         running = {c.name: c.id for c in containers if c.state == STATE_RUNNING}
         unhealthy = self.probes.unhealthy_names(ref.uid, running)
         plan = podstate.plan_pod(pod, sandboxes, containers, self.backoff, unhealthy=unhealthy)
         waiting.clear()
         waiting.update(plan.waiting)
-        for reason, message in plan.waiting.values():
+        for cname, (reason, _message) in plan.waiting.items():
             if reason == "CrashLoopBackOff":
-                self.event(pod, "Warning", "BackOff", message.replace("back-off", "Back-off", 1))
-                break
+                self.event(
+                    pod,
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container",
+                    container_field_path(pod, cname),
+                )
 
         for cid in plan.remove:
             await self.runtime.remove_container(cid)
+        kills = []
         for cid in plan.kill:
             c = next((c for c in containers if c.id == cid), None)
-            if c is not None:
-                self.event(
-                    pod, "Normal", "Killing", f"Container {c.name} failed liveness probe, will be restarted"
-                )
-            await self.runtime.stop_container(cid, int(spec.get("terminationGracePeriodSeconds", 30)))
+            if c is None:
+                continue
+            kind = self.probes.unhealthy_kind.get((ref.uid, c.name), "liveness")
+            msg = f"Container {c.name} failed {kind} probe, will be restarted"
+            kills.append(self.kill_container(pod, c, pod_grace(spec), msg))
+        if kills:
+            await asyncio.gather(*kills)
             self.queue.add(key)
 
         if plan.terminal:
             if plan.kill_pod:
-                await self._stop_all(containers, sandboxes, spec)
+                await self._stop_all(pod, containers, sandboxes)
                 containers = await self.runtime.list_containers(ref.uid)
                 sandbox = podstate.latest_sandbox(await self.runtime.list_sandboxes(ref.uid))
             await self._write_status(pod, sandbox, containers, waiting)
@@ -415,7 +424,7 @@ class Kubelet:
 
         if plan.create_sandbox:
             if plan.kill_pod:
-                await self._stop_all(containers, sandboxes, spec, remove_sandboxes=True)
+                await self._stop_all(pod, containers, sandboxes, remove_sandboxes=True)
             try:
                 sandbox = await self._create_sandbox(pod, plan.sandbox_attempt)
             except RuntimeError_ as exc:
@@ -438,6 +447,7 @@ class Kubelet:
                 self.queue.add_after(key, 10)
                 return
             now = time.time()
+            started: list[str] = []
             for start in plan.start:
                 fkey = f"{ref.uid}/{start.name}"
                 failed = self._start_failed.get(fkey)
@@ -449,7 +459,7 @@ class Kubelet:
                         if start.init:
                             break
                         continue
-                delay = await self._start_container(pod, sandbox, start, mounts_src, waiting)
+                delay = await self._start_container(pod, sandbox, start, mounts_src, waiting, started)
                 if delay is not None:
                     reason, message = waiting.get(start.name, ("RunContainerError", ""))
                     if reason not in ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"):
@@ -460,7 +470,11 @@ class Kubelet:
                 else:
                     self._start_failed.pop(fkey, None)
                     self.start_backoff.forget(fkey)
-            containers = await self.runtime.list_containers(ref.uid)
+            if plan.kill or plan.kill_pod or plan.remove or any(s.restart_count > 1 for s in plan.start):
+                containers = await self.runtime.list_containers(ref.uid)
+            else:  # only new containers: inspect them instead of listing the pod again
+                found = await asyncio.gather(*(self.runtime.inspect_container(i) for i in started))
+                containers = containers + [c for c in found if c is not None]
         elif (spec.get("volumes") or []) and sandbox is not None:
             try:  # keep configMap/secret files in step with their objects
                 await self._setup_volumes(pod, sandbox.ip)
@@ -471,24 +485,117 @@ class Kubelet:
             self.queue.add_after(key, plan.requeue_after + 0.1)
         running = {c.name: c.id for c in containers if c.state == STATE_RUNNING}
         self.probes.sync(key, ref.uid, spec.get("containers") or [], running, sandbox.ip if sandbox else "")
+        t1 = time.perf_counter()
         await self._write_status(pod, sandbox, containers, waiting)
+        if plan.start:
+            log.info(
+                "%s: synced in %.0f ms (runtime %.0f ms, status %.0f ms)",
+                key,
+                (time.perf_counter() - t0) * 1000,
+                (t1 - t0) * 1000,
+                (time.perf_counter() - t1) * 1000,
+            )
+
+    def _recheck_oom(self, key: str, containers: list[ContainerStatus]) -> None:
+        """Docker records an OOM kill from a separate event that can land just after the exit:
+        a container killed by SIGKILL moments ago is looked at again, so OOMKilled is reported."""
+        now = time.time()
+        for c in containers:
+            if (
+                c.state == STATE_EXITED
+                and c.exit_code == 137
+                and not c.oom_killed
+                and c.finished_at is not None
+                and now - c.finished_at < 3
+            ):
+                self.queue.add_after(key, 0.5)
+                return
 
     async def _stop_all(
         self,
+        pod: Obj,
         containers: list[ContainerStatus],
         sandboxes: list[SandboxStatus],
-        spec: Obj,
         remove_sandboxes: bool = False,
     ) -> None:
-        grace = int(spec.get("terminationGracePeriodSeconds", 30))
+        grace = pod_grace(pod.get("spec") or {})
         await asyncio.gather(
-            *(self.runtime.stop_container(c.id, grace) for c in containers if c.state == STATE_RUNNING)
+            *(self.kill_container(pod, c, grace, None) for c in containers if c.state == STATE_RUNNING)
         )
         for s in sandboxes:
             if s.state == STATE_RUNNING:
                 await self.runtime.stop_sandbox(s.id)
             if remove_sandboxes:
                 await self.runtime.remove_sandbox(s.id)
+
+    # -- lifecycle hooks and killing --------------------------------------------------------------
+
+    async def run_hook(
+        self, pod: Obj, container: Obj, cid: str, handler: Obj, timeout: float
+    ) -> tuple[bool, str]:
+        """Run a ``lifecycle`` handler (exec, httpGet, tcpSocket or sleep): ``(ok, message)``."""
+        if handler.get("sleep"):
+            await asyncio.sleep(min(float(handler["sleep"].get("seconds") or 0), max(0.0, timeout)))
+            return True, ""
+        pod_ip = str((pod.get("status") or {}).get("podIP") or "")
+        if not pod_ip and (handler.get("httpGet") or handler.get("tcpSocket")):
+            sandbox = podstate.latest_sandbox(await self.runtime.list_sandboxes(pod_ref(pod).uid))
+            pod_ip = sandbox.ip if sandbox else ""
+
+        async def exec_in(cmd: list[str], t: float) -> int:
+            result = await self.runtime.exec_sync(cid, cmd, t)
+            exec_output[0] = result.output.decode(errors="replace").strip()
+            return result.exit_code
+
+        exec_output = [""]
+        ok, message = await run_probe(handler, container, pod_ip, timeout, exec_in)
+        if not ok and exec_output[0]:
+            message = f"{message}: {exec_output[0]}"
+        return ok, message
+
+    async def kill_container(self, pod: Obj, c: ContainerStatus, grace: int, message: str | None) -> None:
+        """Stop one container as Kubernetes' ``killContainer``: Killing event, preStop hook within
+        the grace period, then the stop signal and, after what is left of the grace period, SIGKILL."""
+        spec = container_spec(pod, c.name)
+        field = container_field_path(pod, c.name)
+        if message:
+            self.event(pod, "Normal", "Killing", message, field)
+        pre_stop = ((spec or {}).get("lifecycle") or {}).get("preStop")
+        if pre_stop and spec is not None and grace > 0 and c.state == STATE_RUNNING:
+            t0 = time.monotonic()
+            try:
+                ok, msg = await asyncio.wait_for(self.run_hook(pod, spec, c.id, pre_stop, grace), grace)
+            except TimeoutError:
+                ok, msg = False, f"timed out after {grace}s"
+            except RuntimeError_ as exc:
+                ok, msg = False, str(exc)
+            if not ok:
+                self.event(pod, "Warning", "FailedPreStopHook", f"PreStopHook failed: {msg}", field)
+            grace = max(MIN_GRACE_AFTER_HOOK, int(grace - (time.monotonic() - t0)))
+        await self.runtime.stop_container(c.id, grace)
+
+    async def _post_start(self, pod: Obj, container: Obj, cid: str, field: str) -> bool:
+        """Run ``lifecycle.postStart``; on failure the container is killed (then restarted per the
+        restart policy) and False is returned."""
+        hook = (container.get("lifecycle") or {}).get("postStart")
+        if not hook:
+            return True
+        grace = pod_grace(pod.get("spec") or {})
+        try:
+            ok, msg = await asyncio.wait_for(self.run_hook(pod, container, cid, hook, 30), 60)
+        except TimeoutError:
+            ok, msg = False, "timed out"
+        except RuntimeError_ as exc:
+            ok, msg = False, str(exc)
+        if ok:
+            return True
+        name = container.get("name", "")
+        self.event(pod, "Warning", "FailedPostStartHook", f"PostStartHook failed: {msg}", field)
+        c = await self.runtime.inspect_container(cid)
+        if c is not None:
+            await self.kill_container(pod, c, grace, "FailedPostStartHook")
+        log.info("%s: postStart hook of %s failed: %s", pod_key(pod), name, msg)
+        return False
 
     async def _create_sandbox(self, pod: Obj, attempt: int) -> SandboxStatus:
         spec = pod.get("spec") or {}
@@ -614,8 +721,10 @@ class Kubelet:
         start: podstate.Start,
         sources: Mapping[str, volumes.VolumeSource],
         waiting: dict[str, tuple[str, str]],
+        started: list[str],
     ) -> float | None:
-        """Create and start one container; record a waiting reason on failure; return a retry delay."""
+        """Create and start one container (its ID appended to ``started``); record a waiting
+        reason on failure; return a retry delay."""
         spec = pod.get("spec") or {}
         key = pod_key(pod)
         specs = spec.get("initContainers") if start.init else spec.get("containers")
@@ -675,9 +784,13 @@ class Kubelet:
         )
         try:
             cid = await self.runtime.create_container(sandbox.id, config)
+            started.append(cid)
             self.event(pod, "Normal", "Created", f"Created container {start.name}", field)
             await self.runtime.start_container(cid)
             self.event(pod, "Normal", "Started", f"Started container {start.name}", field)
+            if not await self._post_start(pod, container, cid, field):
+                self.queue.add(key)  # the killed container restarts per the restart policy
+                return None
         except RuntimeError_ as exc:
             reason = (
                 exc.reason
@@ -688,7 +801,8 @@ class Kubelet:
             self.event(pod, "Warning", "Failed", f"Error: {exc}", field)
             return 10.0
         log.info("%s: started container %s (%s, restart %d)", key, start.name, cid[:12], start.restart_count)
-        await self._gc_instances(pod_ref(pod).uid, start.name, keep=2)
+        if start.restart_count >= 2:  # older instances than the previous one exist
+            await self._gc_instances(pod_ref(pod).uid, start.name, keep=2)
         return None
 
     async def _gc_instances(self, uid: str, name: str, keep: int) -> None:

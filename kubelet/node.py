@@ -228,7 +228,7 @@ class NodeAgent:
         self.version = await self.runtime.version()
         self.facts = host_facts(self.version, self.root_dir)
         arch = go_arch(self.version.get("arch"))
-        body = node_object(self.node_name, arch)
+        body = node_object(self.node_name, arch, self.pod_cidr or None)
         assert NODES is not None
         try:
             node = await self.client.create(NODES, body)

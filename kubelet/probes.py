@@ -126,6 +126,7 @@ class ProbeManager:
         self.ready: dict[tuple[str, str], bool] = {}
         self.started: dict[tuple[str, str], bool] = {}
         self.unhealthy: dict[tuple[str, str], str] = {}  # -> container id that failed liveness
+        self.unhealthy_kind: dict[tuple[str, str], str] = {}  # -> the probe kind that failed
 
     def readiness(self, uid: str, container: Obj) -> bool:
         if not container.get("readinessProbe"):
@@ -183,6 +184,7 @@ class ProbeManager:
             self.started.pop((uid, name), None)
         else:
             self.unhealthy.pop((uid, name), None)
+            self.unhealthy_kind.pop((uid, name), None)
 
     def remove_pod(self, uid: str) -> None:
         for key in [k for k in self._workers if k[0] == uid]:
@@ -234,8 +236,10 @@ class ProbeManager:
                         self.started[(uid, name)] = True
                     else:
                         self.unhealthy[(uid, name)] = cid  # a failed startup probe kills too
+                        self.unhealthy_kind[(uid, name)] = STARTUP
                 elif not new:
                     self.unhealthy[(uid, name)] = cid
+                    self.unhealthy_kind[(uid, name)] = LIVENESS
                 self._on_change(pod_key)
                 if kind == STARTUP and new:
                     return

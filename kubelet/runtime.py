@@ -149,11 +149,20 @@ class ContainerStatus:
 
 @dataclass
 class ContainerStats:
-    cpu_usage_nanos: int = 0
+    cpu_usage_nanos: int = 0  # cumulative CPU time
+    cpu_usage_nano_cores: int = 0  # rate over the runtime's last sampling interval
     memory_usage_bytes: int = 0
     memory_working_set_bytes: int = 0
+    memory_rss_bytes: int = 0
+    memory_limit_bytes: int = 0
+    page_faults: int = 0
+    major_page_faults: int = 0
     rx_bytes: int = 0
     tx_bytes: int = 0
+    rx_errors: int = 0
+    tx_errors: int = 0
+    interfaces: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (rx, tx)
+    pids: int = 0
 
 
 @dataclass
@@ -201,6 +210,13 @@ class Runtime(Protocol):
     async def remove_container(self, container_id: str) -> None: ...
     async def list_containers(self, pod_uid: str | None = None) -> list[ContainerStatus]: ...
     async def inspect_container(self, container_id: str) -> ContainerStatus | None: ...
+    async def relist(self) -> list[tuple[str, str, PodRef]]:
+        """``(id, state, pod)`` of every sandbox and container: the cheap listing for the PLEG."""
+        ...
+
+    async def attach(self, container_id: str, stdin: bool, tty: bool) -> ExecSession:
+        """Attach to the container's main process (its stdin/stdout/stderr)."""
+        ...
 
     def logs(
         self,

@@ -12,6 +12,12 @@ the exact contract).  Plain HTTP for now; authentication comes with the security
   message starts with a stream byte — 0 stdin, 1 stdout, 2 stderr, 3 error (a ``metav1.Status``
   with the exit code), 4 resize (``{"Width":w,"Height":h}``), and in v5, 255 close (``[255, 0]``
   closes stdin).
+* ``GET /attach/{namespace}/{pod}/{container}?stdin=1&stdout=1&stderr=1&tty=1``: the same channel
+  protocol, attached to the container's main process (no exit code: the error channel says Success
+  when the stream ends).
+* ``GET /portForward/{namespace}/{pod}?ports=8080&ports=9090`` as a WebSocket: Kubernetes'
+  port-forward channel protocol (see :mod:`kubelet.portforward`).
+* ``GET /stats/summary``: the Summary API (see :mod:`kubelet.stats`).
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from . import podstate
+from . import podstate, portforward
 from .runtime import ContainerStatus, RuntimeError_
+from .stats import StatsProvider
 
 if TYPE_CHECKING:
     from .kubelet import Kubelet
@@ -162,7 +169,7 @@ def build_app(kubelet: Kubelet) -> FastAPI:
 
         return StreamingResponse(body(), media_type="text/plain")
 
-    async def exec_ws(ws: WebSocket, namespace: str, pod: str, container: str) -> None:
+    async def exec_ws(ws: WebSocket, namespace: str, pod: str, container: str, attach: bool = False) -> None:
         protocols = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
         chosen = next((p for p in EXEC_PROTOCOLS if p in protocols), None)
         if chosen is None and protocols:
@@ -195,7 +202,21 @@ def build_app(kubelet: Kubelet) -> FastAPI:
             await ws.close()
             return
         try:
-            session = await kubelet.runtime.exec_interactive(lst[0].id, command, stdin, tty)
+            if attach:
+                spec: dict[str, Any] = next(
+                    (
+                        c
+                        for c in (_obj.get("spec") or {}).get("containers") or []
+                        if c.get("name") == container
+                    ),
+                    {},
+                )
+                # like the kubelet: stdin and a TTY only when the container was made with them
+                stdin = stdin and bool(spec.get("stdin"))
+                tty = bool(spec.get("tty"))
+                session = await kubelet.runtime.attach(lst[0].id, stdin, tty)
+            else:
+                session = await kubelet.runtime.exec_interactive(lst[0].id, command, stdin, tty)
         except RuntimeError_ as exc:
             await send_error(
                 {"status": "Failure", "reason": "InternalError", "code": 500, "message": str(exc)}
@@ -243,7 +264,17 @@ def build_app(kubelet: Kubelet) -> FastAPI:
 
     @app.websocket("/attach/{namespace}/{pod}/{container}")
     async def attach_route(ws: WebSocket, namespace: str, pod: str, container: str) -> None:
-        await ws.close(code=1003)
+        await exec_ws(ws, namespace, pod, container, attach=True)
+
+    @app.websocket("/portForward/{namespace}/{pod}")
+    async def port_forward_route(ws: WebSocket, namespace: str, pod: str) -> None:
+        await portforward.serve(kubelet, ws, namespace, pod)
+
+    stats = StatsProvider(kubelet)
+
+    @app.get("/stats/summary")
+    async def stats_summary() -> JSONResponse:
+        return JSONResponse(await stats.summary())
 
     @app.post("/run/{namespace}/{pod}/{container}")
     async def run_route(

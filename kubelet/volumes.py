@@ -271,54 +271,76 @@ class VolumeManager:
         out: dict[str, VolumeSource] = {}
         for vol in (pod.get("spec") or {}).get("volumes") or []:
             name = vol.get("name", "")
-            if "emptyDir" in vol:
-                ed = vol.get("emptyDir") or {}
-                if ed.get("medium") == "Memory":
-                    opts = {"type": "tmpfs", "device": "tmpfs"}
-                    if ed.get("sizeLimit"):
-                        opts["o"] = f"size={int(parse_quantity(str(ed['sizeLimit'])))}"
-                    vname = self.memory_volume_name(uid, name)
-                    await self.runtime.create_volume(vname, opts, {LABEL_POD_UID: uid})
-                    out[name] = VolumeSource(vname, "volume")
-                else:
-                    d = base / "kubernetes.io~empty-dir" / name
-                    d.mkdir(parents=True, exist_ok=True)
-                    os.chmod(d, 0o777)
-                    out[name] = VolumeSource(str(d))
-            elif "hostPath" in vol:
-                hp = vol.get("hostPath") or {}
-                path = str(hp.get("path", ""))
-                try:
-                    check_host_path(path, str(hp.get("type") or ""))
-                except OSError as exc:
-                    raise MountError(f"hostPath {path}: {exc}") from exc
-                out[name] = VolumeSource(path)
-            elif "persistentVolumeClaim" in vol:
-                claim = (vol.get("persistentVolumeClaim") or {}).get("claimName", "")
-                pvc_path = pvc_paths.get(claim)
-                if not pvc_path:
-                    raise MountError(f'persistentvolumeclaim "{claim}" is not bound to a usable volume')
-                path = pvc_path
-                read_only = bool((vol.get("persistentVolumeClaim") or {}).get("readOnly"))
-                if path.startswith("volume:"):
-                    out[name] = VolumeSource(path[len("volume:") :], "volume", read_only)
-                else:
-                    Path(path).mkdir(parents=True, exist_ok=True)
-                    out[name] = VolumeSource(path, "bind", read_only)
-            else:
-                files = volume_files(vol, pod, config_maps, secrets, pod_ip, host_ip)
-                if files is None:
-                    raise MountError(
-                        f"volume {name!r}: unsupported volume type {sorted(k for k in vol if k != 'name')}"
-                    )
-                plugin = next(k for k in vol if k != "name")
-                d = base / f"kubernetes.io~{plugin.lower()}" / name
-                try:
-                    write_files(d, files)
-                except OSError as exc:
-                    raise MountError(f"volume {name!r}: {exc}") from exc
-                out[name] = VolumeSource(str(d), "bind", True)
+            try:
+                await self._setup_one(
+                    vol, name, uid, base, out, pod, config_maps, secrets, pvc_paths, pod_ip, host_ip
+                )
+            except MountError as exc:
+                # Kubernetes' wording, so `kubectl describe pod` reads the same
+                raise MountError(f'MountVolume.SetUp failed for volume "{name}" : {exc}') from exc
         return out
+
+    async def _setup_one(
+        self,
+        vol: Obj,
+        name: str,
+        uid: str,
+        base: Path,
+        out: dict[str, VolumeSource],
+        pod: Obj,
+        config_maps: Mapping[str, Obj | None],
+        secrets: Mapping[str, Obj | None],
+        pvc_paths: Mapping[str, str],
+        pod_ip: str,
+        host_ip: str,
+    ) -> None:
+        if "emptyDir" in vol:
+            ed = vol.get("emptyDir") or {}
+            if ed.get("medium") == "Memory":
+                opts = {"type": "tmpfs", "device": "tmpfs"}
+                if ed.get("sizeLimit"):
+                    opts["o"] = f"size={int(parse_quantity(str(ed['sizeLimit'])))}"
+                vname = self.memory_volume_name(uid, name)
+                await self.runtime.create_volume(vname, opts, {LABEL_POD_UID: uid})
+                out[name] = VolumeSource(vname, "volume")
+            else:
+                d = base / "kubernetes.io~empty-dir" / name
+                d.mkdir(parents=True, exist_ok=True)
+                os.chmod(d, 0o777)
+                out[name] = VolumeSource(str(d))
+        elif "hostPath" in vol:
+            hp = vol.get("hostPath") or {}
+            path = str(hp.get("path", ""))
+            try:
+                check_host_path(path, str(hp.get("type") or ""))
+            except OSError as exc:
+                raise MountError(f"hostPath {path}: {exc}") from exc
+            out[name] = VolumeSource(path)
+        elif "persistentVolumeClaim" in vol:
+            claim = (vol.get("persistentVolumeClaim") or {}).get("claimName", "")
+            pvc_path = pvc_paths.get(claim)
+            if not pvc_path:
+                raise MountError(f'persistentvolumeclaim "{claim}" is not bound to a usable volume')
+            path = pvc_path
+            read_only = bool((vol.get("persistentVolumeClaim") or {}).get("readOnly"))
+            if path.startswith("volume:"):
+                out[name] = VolumeSource(path[len("volume:") :], "volume", read_only)
+            else:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                out[name] = VolumeSource(path, "bind", read_only)
+        else:
+            files = volume_files(vol, pod, config_maps, secrets, pod_ip, host_ip)
+            if files is None:
+                raise MountError(
+                    f"volume {name!r}: unsupported volume type {sorted(k for k in vol if k != 'name')}"
+                )
+            plugin = next(k for k in vol if k != "name")
+            d = base / f"kubernetes.io~{plugin.lower()}" / name
+            try:
+                write_files(d, files)
+            except OSError as exc:
+                raise MountError(f"volume {name!r}: {exc}") from exc
+            out[name] = VolumeSource(str(d), "bind", True)
 
     @staticmethod
     def mounts_for(container: Obj, sources: Mapping[str, VolumeSource]) -> list[Mount]:

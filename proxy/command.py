@@ -36,9 +36,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an extra node address for NodePort/LoadBalancer listeners (besides the Node's addresses)",
     )
     p.add_argument(
+        "--nodeport-addresses",
+        default="",
+        help="comma-separated CIDRs: NodePorts listen only on node addresses inside them "
+        "(default: every node address and 127.0.0.1)",
+    )
+    p.add_argument(
+        "--udp-timeout",
+        type=float,
+        default=2.0,
+        help="seconds an idle UDP session (client -> endpoint) is kept",
+    )
+    p.add_argument(
         "--iptables-chain-prefix",
         default="MINIK",
-        help="prefix of the proxy's own chains (PREFIX-SERVICES in nat, PREFIX-REJECT in filter)",
+        help="prefix of the proxy's own chains (PREFIX-SERVICES and PREFIX-POSTROUTING in nat, "
+        "PREFIX-REJECT and PREFIX-FORWARD in filter)",
     )
     p.add_argument("--cleanup", action="store_true", help="remove every iptables rule and chain, then exit")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -53,7 +66,13 @@ async def _serve(args: argparse.Namespace) -> None:
     config = load_config(args.kubeconfig, server=args.api_server)
     client = Client(config)
     proxier = Proxier(
-        client, args.node_name, iptables.Iptables(args.iptables_chain_prefix), args.bind_address, args.node_ip
+        client,
+        args.node_name,
+        iptables.Iptables(args.iptables_chain_prefix),
+        args.bind_address,
+        args.node_ip,
+        nodeport_addresses=[c for c in args.nodeport_addresses.split(",") if c],
+        udp_timeout=args.udp_timeout,
     )
     task = asyncio.create_task(proxier.run(), name="proxier")
     loop = asyncio.get_running_loop()

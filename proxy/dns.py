@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import struct
 import sys
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from apimachinery.client import Client
 from apimachinery.informer import Informer, Store
 from apimachinery.kubeconfig import load_config
 
+from .forwarder import recv_from, send_from, udp_socket
 from .proxier import ENDPOINTS, SERVICES
 
 log = logging.getLogger(__name__)
@@ -180,7 +182,7 @@ class DNSServer:
         self.resolver = resolver
         self.upstream = upstream
         self.forward_timeout = forward_timeout
-        self._transports: list[asyncio.BaseTransport] = []
+        self._udp: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -213,23 +215,31 @@ class DNSServer:
         loop = asyncio.get_running_loop()
         server = self
 
-        class UDP(asyncio.DatagramProtocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = transport
+        # answers leave from the address each question came to (IP_PKTINFO): bound to 0.0.0.0,
+        # the route's address would be used instead, which a connected client drops
+        sock = udp_socket(host, port)
 
-            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                task = asyncio.ensure_future(self.reply(data, addr))
+        def readable() -> None:
+            while True:
+                try:
+                    data, addr, local = recv_from(sock)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as e:
+                    log.debug("udp receive failed: %s", e)
+                    return
+                task = asyncio.ensure_future(reply(data, addr, local))
                 server._tasks.add(task)
                 task.add_done_callback(server._tasks.discard)
 
-            async def reply(self, data: bytes, addr: tuple[str, int]) -> None:
-                out = await server.answer(data)
-                if out is not None:
-                    self.transport.sendto(out, addr)  # type: ignore[attr-defined]
+        async def reply(data: bytes, addr: tuple[str, int], local: str | None) -> None:
+            out = await server.answer(data)
+            if out is not None:
+                send_from(sock, out, addr, local)
 
-        transport, _ = await loop.create_datagram_endpoint(UDP, local_addr=(host, port))
-        self._transports.append(transport)
-        bound = transport.get_extra_info("sockname")[1]
+        loop.add_reader(sock.fileno(), readable)
+        self._udp.append(sock)
+        bound = sock.getsockname()[1]
         self._servers.append(await asyncio.start_server(self._tcp, host, bound))
         log.info(
             "cluster DNS for %s on %s:%d (udp, tcp); upstream %s",
@@ -256,8 +266,10 @@ class DNSServer:
             writer.close()
 
     async def stop(self) -> None:
-        for t in self._transports:
-            t.close()
+        for sock in self._udp:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        self._udp.clear()
         for s in self._servers:
             s.close()
         for task in list(self._tasks):

@@ -1,7 +1,11 @@
 """The proxy's netfilter I/O: its own chains, written whole and atomically with
 ``iptables-restore --noflush`` (declaring a chain in the input flushes just that chain), and the
-jumps into them from the built-in chains.  Nothing outside ``MINIK-*`` chains is changed besides
-those jump rules, and :func:`cleanup` removes all of it."""
+jumps into them from the built-in chains (and from Docker's ``DOCKER-USER``).  Nothing outside
+``MINIK-*`` chains is changed besides those jump rules, and :func:`cleanup` removes all of it.
+
+The jumps from ``POSTROUTING`` and ``DOCKER-USER`` must come before Docker's own rules there
+(its per-network MASQUERADE rules are inserted at the top when a network is created), so every
+apply checks that they are still first and moves them back if not."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import asyncio
 import logging
 import shutil
 
-from .model import FILTER_JUMPS, NAT_JUMPS, RulePlan, chain_names
+from .model import DOCKER_USER, FILTER_JUMPS, NAT_JUMPS, RulePlan, chain_names, pod_network_chain_names
 
 log = logging.getLogger(__name__)
 
@@ -53,32 +57,67 @@ async def _ensure_jump(table: str, builtin: str, chain: str) -> None:
         log.info("added jump %s/%s -> %s", table, builtin, chain)
 
 
+async def _ensure_first(table: str, builtin: str, chain: str) -> bool:
+    """Make the jump to ``chain`` the first rule of ``builtin``; True when it had to move."""
+    spec = _jump_spec(chain)
+    _, out = await _run("iptables", "-w", "-t", table, "-S", builtin)
+    rules = [line for line in out.splitlines() if line.startswith("-A ")]
+    ours = [i for i, r in enumerate(rules) if r.endswith(f"-j {chain}")]
+    # first, or behind only other minik proxies' jumps (other clusters on this host)
+    if len(ours) == 1 and all("minik service portals" in r for r in rules[: ours[0]]):
+        return False
+    while (await _run("iptables", "-w", "-t", table, "-C", builtin, *spec, check=False))[0] == 0:
+        await _run("iptables", "-w", "-t", table, "-D", builtin, *spec)
+    await _run("iptables", "-w", "-t", table, "-I", builtin, "1", *spec)
+    log.info("jump %s/%s -> %s is first", table, builtin, chain)
+    return True
+
+
 class Iptables:
     """Applies a :class:`RulePlan`; re-applies only when it changed (or ``force``)."""
 
     def __init__(self, prefix: str = "MINIK") -> None:
         self.prefix = prefix
         self.services_chain, self.reject_chain = chain_names(prefix)
+        self.forward_chain, self.postrouting_chain = pod_network_chain_names(prefix)
+        self.docker_user = False  # whether Docker's DOCKER-USER chain exists (pod-network rules)
         self._last: tuple[str, str] | None = None
         self._last_plan: RulePlan | None = None
 
     async def ensure_chains(self) -> None:
         # Create missing chains (existing ones keep their rules until the first apply replaces
         # them, so a restart does not interrupt Services), then the jumps into them.
-        for table, chain in (("nat", self.services_chain), ("filter", self.reject_chain)):
+        self.docker_user = await _chain_exists("filter", DOCKER_USER)
+        chains = [
+            ("nat", self.services_chain),
+            ("filter", self.reject_chain),
+            ("nat", self.postrouting_chain),
+        ]
+        if self.docker_user:
+            chains.append(("filter", self.forward_chain))
+        else:
+            log.warning("no %s chain (Docker without iptables?): pod networks stay isolated", DOCKER_USER)
+        for table, chain in chains:
             if not await _chain_exists(table, chain):
                 await _run("iptables", "-w", "-t", table, "-N", chain)
         for builtin in NAT_JUMPS:
             await _ensure_jump("nat", builtin, self.services_chain)
         for builtin in FILTER_JUMPS:
             await _ensure_jump("filter", builtin, self.reject_chain)
+        await self.ensure_jump_order()
         self._last = None
+
+    async def ensure_jump_order(self) -> None:
+        """Put the pod-network jumps back in front of Docker's rules (a new network moves them)."""
+        await _ensure_first("nat", "POSTROUTING", self.postrouting_chain)
+        if self.docker_user:
+            await _ensure_first("filter", DOCKER_USER, self.forward_chain)
 
     async def apply(self, plan: RulePlan, force: bool = False) -> bool:
         """Write both chains.  A VIP always has a rule during the change: the rejects first grow
         to old and new, then the redirects are replaced, then the rejects (a redirect wins over a
         reject, since it rewrites the destination before the filter table sees it)."""
-        texts = (plan.nat_restore(), plan.filter_restore())
+        texts = (plan.nat_restore(), plan.filter_restore(with_forward=self.docker_user))
         if texts == self._last and not force:
             return False
         if self._last_plan is not None:
@@ -87,20 +126,30 @@ class Iptables:
                 services_chain=plan.services_chain,
                 reject_chain=plan.reject_chain,
             )
-            await _run("iptables-restore", "-w", "--noflush", stdin=union.filter_restore().encode())
+            await _run(
+                "iptables-restore", "-w", "--noflush", stdin=union.filter_restore(with_forward=False).encode()
+            )
         await _run("iptables-restore", "-w", "--noflush", stdin=texts[0].encode())
         await _run("iptables-restore", "-w", "--noflush", stdin=texts[1].encode())
         self._last, self._last_plan = texts, plan
-        log.info("synced iptables: %d redirects, %d rejects", len(plan.redirects), len(plan.rejects))
+        log.info(
+            "synced iptables: %d redirects, %d rejects, %d pod CIDRs",
+            len(plan.redirects),
+            len(plan.rejects),
+            len(plan.pod_cidrs),
+        )
         return True
 
 
 async def cleanup(prefix: str = "MINIK") -> None:
     """Remove every jump and chain the proxy made (``minik-proxy --cleanup``)."""
     services_chain, reject_chain = chain_names(prefix)
+    forward_chain, postrouting_chain = pod_network_chain_names(prefix)
     for table, builtins, chain in (
         ("nat", NAT_JUMPS, services_chain),
         ("filter", FILTER_JUMPS, reject_chain),
+        ("nat", ("POSTROUTING",), postrouting_chain),
+        ("filter", (DOCKER_USER,), forward_chain),
     ):
         spec = _jump_spec(chain)
         for builtin in builtins:
@@ -114,8 +163,14 @@ async def cleanup(prefix: str = "MINIK") -> None:
 
 async def chains_present(prefix: str = "MINIK") -> list[str]:
     services_chain, reject_chain = chain_names(prefix)
+    forward_chain, postrouting_chain = pod_network_chain_names(prefix)
     return [
         f"{table}/{chain}"
-        for table, chain in (("nat", services_chain), ("filter", reject_chain))
+        for table, chain in (
+            ("nat", services_chain),
+            ("filter", reject_chain),
+            ("nat", postrouting_chain),
+            ("filter", forward_chain),
+        )
         if await _chain_exists(table, chain)
     ]

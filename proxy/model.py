@@ -7,6 +7,7 @@ applies their answers to sockets and netfilter.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,8 +17,12 @@ Obj = dict[str, Any]
 
 SERVICES_CHAIN = "MINIK-SERVICES"  # nat: VIP:port -> REDIRECT to a local listener
 REJECT_CHAIN = "MINIK-REJECT"  # filter: VIP:port of a Service without endpoints -> REJECT
+FORWARD_CHAIN = "MINIK-FORWARD"  # filter, from DOCKER-USER: pod CIDR -> pod CIDR is accepted
+POSTROUTING_CHAIN = "MINIK-POSTROUTING"  # nat, from POSTROUTING: pod -> pod is never masqueraded
 NAT_JUMPS = ("PREROUTING", "OUTPUT")
 FILTER_JUMPS = ("INPUT", "FORWARD", "OUTPUT")
+DOCKER_USER = "DOCKER-USER"
+PROTOCOLS = ("TCP", "UDP")
 DEFAULT_AFFINITY_SECONDS = 10800
 
 
@@ -49,7 +54,8 @@ class ServicePort:
 
 
 def service_ports(svc: Obj) -> list[ServicePort]:
-    """The TCP ports of ``svc`` the proxy serves (ExternalName and headless Services have none)."""
+    """The TCP and UDP ports of ``svc`` the proxy serves (ExternalName and headless Services have
+    none; SCTP ports are left out)."""
     meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
     stype = spec.get("type") or "ClusterIP"
     if stype == "ExternalName":
@@ -63,14 +69,15 @@ def service_ports(svc: Obj) -> list[ServicePort]:
         affinity = int(cfg) if cfg else DEFAULT_AFFINITY_SECONDS
     out = []
     for p in spec.get("ports") or []:
-        if (p.get("protocol") or "TCP") != "TCP" or not p.get("port"):
+        protocol = p.get("protocol") or "TCP"
+        if protocol not in PROTOCOLS or not p.get("port"):
             continue
         out.append(
             ServicePort(
                 namespace=meta.get("namespace") or "default",
                 name=meta.get("name") or "",
                 port_name=p.get("name") or "",
-                protocol="TCP",
+                protocol=protocol,
                 port=int(p["port"]),
                 cluster_ip=cluster_ip,
                 node_port=int(p["nodePort"])
@@ -169,28 +176,53 @@ class EndpointPicker:
 class RulePlan:
     """What the node's netfilter tables should hold for the proxy."""
 
-    redirects: list[tuple[str, int, int, str]] = field(default_factory=list)  # vip, port, to_port, comment
-    rejects: list[tuple[str, int, str]] = field(default_factory=list)  # vip, port, comment
+    # (vip, port, protocol, to_port, comment) and (vip, port, protocol, comment)
+    redirects: list[tuple[str, int, str, int, str]] = field(default_factory=list)
+    rejects: list[tuple[str, int, str, str]] = field(default_factory=list)
+    pod_cidrs: list[str] = field(default_factory=list)  # every node's podCIDR
     services_chain: str = SERVICES_CHAIN
     reject_chain: str = REJECT_CHAIN
+    forward_chain: str = FORWARD_CHAIN
+    postrouting_chain: str = POSTROUTING_CHAIN
+
+    def _pod_pairs(self) -> list[tuple[str, str]]:
+        cidrs = sorted(set(self.pod_cidrs))
+        return [(a, b) for a in cidrs for b in cidrs if a != b]
 
     def nat_restore(self) -> str:
-        lines = ["*nat", f":{self.services_chain} - [0:0]"]
-        for vip, port, to_port, comment in sorted(self.redirects):
+        lines = ["*nat", f":{self.services_chain} - [0:0]", f":{self.postrouting_chain} - [0:0]"]
+        for vip, port, proto, to_port, comment in sorted(self.redirects):
+            p = proto.lower()
             lines.append(
-                f"-A {self.services_chain} -d {vip}/32 -p tcp -m comment --comment {_quote(comment)} "
-                f"-m tcp --dport {port} -j REDIRECT --to-ports {to_port}"
+                f"-A {self.services_chain} -d {vip}/32 -p {p} -m comment --comment {_quote(comment)} "
+                f"-m {p} --dport {port} -j REDIRECT --to-ports {to_port}"
+            )
+        for a, b in self._pod_pairs():
+            lines.append(
+                f"-A {self.postrouting_chain} -s {a} -d {b} -m comment "
+                f'--comment "pod to pod: no masquerade" -j ACCEPT'
             )
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
 
-    def filter_restore(self) -> str:
+    def filter_restore(self, with_forward: bool = True) -> str:
         lines = ["*filter", f":{self.reject_chain} - [0:0]"]
-        for vip, port, comment in sorted(self.rejects):
+        if with_forward:
+            lines.append(f":{self.forward_chain} - [0:0]")
+        for vip, port, proto, comment in sorted(self.rejects):
+            p = proto.lower()
+            how = "tcp-reset" if p == "tcp" else "icmp-port-unreachable"
             lines.append(
-                f"-A {self.reject_chain} -d {vip}/32 -p tcp -m comment --comment {_quote(comment + ' has no endpoints')} "
-                f"-m tcp --dport {port} -j REJECT --reject-with tcp-reset"
+                f"-A {self.reject_chain} -d {vip}/32 -p {p} "
+                f"-m comment --comment {_quote(comment + ' has no endpoints')} "
+                f"-m {p} --dport {port} -j REJECT --reject-with {how}"
             )
+        if with_forward:
+            for a, b in self._pod_pairs():
+                lines.append(
+                    f"-A {self.forward_chain} -s {a} -d {b} -m comment "
+                    f'--comment "pod network across nodes" -j ACCEPT'
+                )
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
 
@@ -204,20 +236,58 @@ def chain_names(prefix: str = "MINIK") -> tuple[str, str]:
     return f"{prefix}-SERVICES", f"{prefix}-REJECT"
 
 
-def plan_rules(ports: Iterable[tuple[ServicePort, int, bool]], prefix: str = "MINIK") -> RulePlan:
+def pod_network_chain_names(prefix: str = "MINIK") -> tuple[str, str]:
+    """The filter chain jumped to from DOCKER-USER and the nat chain jumped to from POSTROUTING."""
+    return f"{prefix}-FORWARD", f"{prefix}-POSTROUTING"
+
+
+def plan_rules(
+    ports: Iterable[tuple[ServicePort, int, bool]],
+    prefix: str = "MINIK",
+    pod_cidrs: Iterable[str] = (),
+) -> RulePlan:
     """Rules for ``(service port, local listener port, has endpoints)`` triples: a VIP with ready
-    endpoints is redirected to its listener; one without is rejected at once (a TCP reset), so a
-    client is refused instead of hanging."""
+    endpoints is redirected to its listener; one without is rejected at once (a TCP reset, an ICMP
+    port unreachable for UDP), so a client is refused instead of hanging.  ``pod_cidrs`` (all
+    nodes' podCIDRs) become ACCEPT rules between pod networks (Docker isolates its bridges from
+    each other) and exemptions from Docker's masquerading, so pod-to-pod traffic keeps its source."""
     services_chain, reject_chain = chain_names(prefix)
-    plan = RulePlan(services_chain=services_chain, reject_chain=reject_chain)
+    forward_chain, postrouting_chain = pod_network_chain_names(prefix)
+    plan = RulePlan(
+        pod_cidrs=sorted(set(pod_cidrs)),
+        services_chain=services_chain,
+        reject_chain=reject_chain,
+        forward_chain=forward_chain,
+        postrouting_chain=postrouting_chain,
+    )
     for sp, listen_port, has_endpoints in ports:
         if not sp.cluster_ip:
             continue
         if has_endpoints:
-            plan.redirects.append((sp.cluster_ip, sp.port, listen_port, sp.key))
+            plan.redirects.append((sp.cluster_ip, sp.port, sp.protocol, listen_port, sp.key))
         else:
-            plan.rejects.append((sp.cluster_ip, sp.port, sp.key))
+            plan.rejects.append((sp.cluster_ip, sp.port, sp.protocol, sp.key))
     return plan
+
+
+def node_pod_cidrs(nodes: Iterable[Obj]) -> list[str]:
+    """Every node's pod CIDRs (``spec.podCIDRs``, else ``spec.podCIDR``), IPv4 only."""
+    out: set[str] = set()
+    for node in nodes:
+        spec = node.get("spec") or {}
+        for cidr in spec.get("podCIDRs") or [spec.get("podCIDR")]:
+            if cidr and ":" not in cidr:
+                out.add(cidr)
+    return sorted(out)
+
+
+def in_cidrs(ip: str, cidrs: Iterable[str]) -> bool:
+    """Whether ``ip`` lies in one of ``cidrs`` (``--nodeport-addresses``); no CIDRs: every address."""
+    nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+    if not nets:
+        return True
+    addr = ipaddress.ip_address(ip)
+    return any(addr in n for n in nets)
 
 
 def node_addresses(node: Obj | None) -> list[str]:

@@ -1,7 +1,8 @@
-"""The proxy's controller: informers on Services, Endpoints and this node; a work queue of
-Service keys; ``reconcile(key)`` brings that Service's listeners, endpoints and LoadBalancer
-status in line with the caches, and a single ``rules`` key re-plans and applies the iptables
-chains (written whole, so a restart replaces whatever an earlier run left)."""
+"""The proxy's controller: informers on Services, Endpoints and Nodes; a work queue of Service
+keys; ``reconcile(key)`` brings that Service's listeners, endpoints and LoadBalancer status in
+line with the caches, and a single ``rules`` key re-plans and applies the iptables chains
+(written whole, so a restart replaces whatever an earlier run left), including the rules that
+join every node's pod CIDR (read from the Node objects) into one pod network."""
 
 from __future__ import annotations
 
@@ -16,9 +17,17 @@ from apimachinery.informer import Informer
 from apimachinery.resources import ResourceInfo, by_kind
 from apimachinery.workqueue import WorkQueue, run_workers
 
-from .forwarder import PortProxy
+from .forwarder import UDP_TIMEOUT, AnyPortProxy, new_port_proxy
 from .iptables import Iptables
-from .model import merged_ingress, node_addresses, plan_rules, ready_endpoints, service_ports
+from .model import (
+    in_cidrs,
+    merged_ingress,
+    node_addresses,
+    node_pod_cidrs,
+    plan_rules,
+    ready_endpoints,
+    service_ports,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +43,7 @@ ENDPOINTS = _info("Endpoints")
 NODES = _info("Node")
 
 RULES_KEY = "\0rules"
-RESYNC_SECONDS = 30.0
+RESYNC_SECONDS = 10.0  # rules re-checked (and jump order restored) this often
 
 Obj = dict[str, Any]
 
@@ -52,19 +61,24 @@ class Proxier:
         iptables: Iptables | None,
         bind_address: str = "0.0.0.0",
         extra_node_addresses: list[str] | None = None,
+        nodeport_addresses: list[str] | None = None,
+        udp_timeout: float = UDP_TIMEOUT,
     ) -> None:
         self.client = client
         self.node_name = node_name
         self.iptables = iptables
         self.bind_address = bind_address
         self.extra_node_addresses = extra_node_addresses or []
+        self.nodeport_addresses = nodeport_addresses or []  # CIDRs; empty: every node address
+        self.udp_timeout = udp_timeout
         self.services = Informer(client, SERVICES)
         self.endpoints = Informer(client, ENDPOINTS)
-        self.nodes = Informer(client, NODES, field_selector=f"metadata.name={node_name}")
+        self.nodes = Informer(client, NODES)  # this node's addresses, every node's podCIDR
         self.queue = WorkQueue(name="proxy")
-        self.ports: dict[str, PortProxy] = {}  # ServicePort.key -> its listeners and picker
+        self.ports: dict[str, AnyPortProxy] = {}  # ServicePort.key -> its listeners and picker
         self.ready = asyncio.Event()
         self._node_ips: list[str] = []
+        self._pod_cidrs: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
 
         def enqueue(obj: Obj) -> None:
@@ -76,7 +90,9 @@ class Proxier:
             lambda old, new: enqueue(new) if old.get("subsets") != new.get("subsets") else None,
             enqueue,
         )
-        self.nodes.add_event_handler(self._node_changed, lambda _old, new: self._node_changed(new), None)
+        self.nodes.add_event_handler(
+            self._node_changed, lambda _old, new: self._node_changed(new), self._node_changed
+        )
 
     # -- node addresses ---------------------------------------------------------------------------
     def node_ips(self) -> list[str]:
@@ -86,12 +102,21 @@ class Proxier:
                 ips.append(ip)
         return ips
 
+    def nodeport_ips(self, node_ips: list[str]) -> list[str]:
+        """Where NodePorts listen: the node addresses and 127.0.0.1, narrowed by
+        ``--nodeport-addresses`` CIDRs when given (as kube-proxy does)."""
+        return [ip for ip in [*node_ips, "127.0.0.1"] if in_cidrs(ip, self.nodeport_addresses)]
+
     def _node_changed(self, _node: Obj) -> None:
         ips = self.node_ips()
         if ips != self._node_ips:
             self._node_ips = ips
             for key in self.services.store.keys():
                 self.queue.add(key)
+        cidrs = node_pod_cidrs(self.nodes.store.list())
+        if cidrs != self._pod_cidrs:
+            self._pod_cidrs = cidrs
+            self.queue.add(RULES_KEY)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def run(self, workers: int = 2) -> None:
@@ -141,14 +166,17 @@ class Proxier:
         problems: list[str] = []
         for pkey, sp in desired.items():
             pp = self.ports.get(pkey)
+            if pp is not None and pp.sp.protocol != sp.protocol:
+                await self.ports.pop(pkey).close()
+                pp = None
             if pp is None:
-                pp = self.ports[pkey] = PortProxy(sp, self.bind_address)
+                pp = self.ports[pkey] = new_port_proxy(sp, self.bind_address, self.udp_timeout)
             pp.sp = sp
             await pp.start_portal()
-            pp.picker.update(ready_endpoints(eps, sp.port_name), sp.affinity_seconds)
+            pp.picker.update(ready_endpoints(eps, sp.port_name, sp.protocol), sp.affinity_seconds)
             wanted: set[tuple[str, int]] = set()
             if sp.node_port:
-                wanted |= {(ip, sp.node_port) for ip in [*node_ips, "127.0.0.1"]}
+                wanted |= {(ip, sp.node_port) for ip in self.nodeport_ips(node_ips)}
             if sp.load_balancer:
                 wanted |= {(ip, sp.port) for ip in node_ips}
             problems += await pp.set_extra_listeners(wanted)
@@ -187,7 +215,9 @@ class Proxier:
                 if pp.portal_port
             ),
             self.iptables.prefix,
+            node_pod_cidrs(self.nodes.store.list()),
         )
         await self.iptables.apply(plan)
+        await self.iptables.ensure_jump_order()
         if self.ready.is_set():
             self.queue.add_after(RULES_KEY, RESYNC_SECONDS)

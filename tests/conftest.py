@@ -27,6 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
         elif "unit" in parts:
             item.add_marker(pytest.mark.unit)
+        elif "lab" in parts:
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="module")

@@ -594,10 +594,17 @@ def test_service_type_change_drops_type_dependent_fields(api: httpx.Client, ns: 
         "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80}]},
     }
     created = api.post(f"/api/v1/namespaces/{ns}/services", json=svc).json()
-    assert created["spec"]["externalTrafficPolicy"] == "Cluster" and created["spec"]["ports"][0]["nodePort"] >= 30000
+    assert (
+        created["spec"]["externalTrafficPolicy"] == "Cluster"
+        and created["spec"]["ports"][0]["nodePort"] >= 30000
+    )
     created["spec"]["type"] = "ClusterIP"
     r = api.put(f"/api/v1/namespaces/{ns}/services/typed", json=created)
     assert r.status_code == 200, r.text
     spec = r.json()["spec"]
-    assert spec["type"] == "ClusterIP" and "externalTrafficPolicy" not in spec and "nodePort" not in spec["ports"][0]
+    assert (
+        spec["type"] == "ClusterIP"
+        and "externalTrafficPolicy" not in spec
+        and "nodePort" not in spec["ports"][0]
+    )
     assert spec["clusterIP"] == created["spec"]["clusterIP"]

@@ -317,7 +317,11 @@ def test_session_affinity_sticks_to_one_backend(env: Env) -> None:
     env.endpoints("sticky", [env.subset([ip for _, ip in env.backends])])
     vip = svc["spec"]["clusterIP"]
     env.wait_rule(vip)
-    first = wait_for(lambda: env.fetch_in_client(f"http://{vip}/")[1].strip(), what="sticky answer")
+    # the first rule may still be the REJECT of a Service without endpoints: wait for an answer
+    first = wait_for(
+        lambda: (lambda r: r[0] == 0 and r[1].strip())(env.fetch_in_client(f"http://{vip}/")),
+        what="sticky answer",
+    )
     answers = {env.fetch_in_client(f"http://{vip}/")[1].strip() for _ in range(6)}
     assert answers == {first}
 

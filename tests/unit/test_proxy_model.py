@@ -6,8 +6,10 @@ from typing import Any
 
 from proxy.model import (
     EndpointPicker,
+    in_cidrs,
     merged_ingress,
     node_addresses,
+    node_pod_cidrs,
     plan_rules,
     ready_endpoints,
     service_ports,
@@ -29,9 +31,12 @@ def test_service_ports() -> None:
             ],
         )
     )
-    assert [(p.key, p.port, p.node_port, p.cluster_ip) for p in ports] == [
-        ("shop/web:http", 80, 30080, "10.96.0.20")
+    assert [(p.key, p.protocol, p.port, p.node_port, p.cluster_ip) for p in ports] == [
+        ("shop/web:http", "TCP", 80, 30080, "10.96.0.20"),
+        ("shop/web:dns", "UDP", 53, None, "10.96.0.20"),
     ]
+    sctp = svc(clusterIP="10.96.0.20", ports=[{"name": "s", "port": 9, "protocol": "SCTP"}])
+    assert service_ports(sctp) == []
     assert service_ports(svc(clusterIP="None", ports=[{"port": 80}])) == []
     assert service_ports(svc(type="ExternalName", externalName="x.org")) == []
     lb = service_ports(
@@ -114,3 +119,62 @@ def test_node_addresses_and_ingress_merge() -> None:
     assert node_addresses(node) == ["10.1.0.5"]
     assert merged_ingress([{"ip": "10.1.0.6"}], ["10.1.0.5"]) == [{"ip": "10.1.0.6"}, {"ip": "10.1.0.5"}]
     assert merged_ingress([{"ip": "10.1.0.5"}], [], remove=["10.1.0.5"]) == []
+
+
+def test_udp_rules_and_udp_endpoints() -> None:
+    ports = service_ports(
+        svc(
+            clusterIP="10.96.0.10",
+            ports=[
+                {"name": "dns", "port": 53, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+            ],
+        )
+    )
+    plan = plan_rules([(ports[0], 40001, True), (ports[1], 40002, False)])
+    nat = plan.nat_restore()
+    assert "-d 10.96.0.10/32 -p udp" in nat and "-m udp --dport 53 -j REDIRECT --to-ports 40001" in nat
+    filt = plan.filter_restore()
+    assert "-p tcp" in filt and "--reject-with tcp-reset" in filt
+    udp_only = plan_rules([(ports[0], 40001, False)]).filter_restore()
+    assert "-p udp" in udp_only and "--reject-with icmp-port-unreachable" in udp_only
+    eps = {
+        "subsets": [
+            {
+                "addresses": [{"ip": "10.1.0.2"}],
+                "ports": [
+                    {"name": "dns", "port": 5353, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 5353, "protocol": "TCP"},
+                ],
+            }
+        ]
+    }
+    assert ready_endpoints(eps, "dns", "UDP") == [("10.1.0.2", 5353)]
+    assert ready_endpoints(eps, "dns", "TCP") == []
+
+
+def test_pod_network_rules_join_every_nodes_pod_cidr() -> None:
+    nodes = [
+        {"spec": {"podCIDR": "10.244.1.0/24", "podCIDRs": ["10.244.1.0/24"]}},
+        {"spec": {"podCIDR": "10.244.0.0/24"}},
+        {"spec": {}},
+        {"spec": {"podCIDRs": ["10.244.2.0/24", "fd00::/64"]}},
+    ]
+    cidrs = node_pod_cidrs(nodes)
+    assert cidrs == ["10.244.0.0/24", "10.244.1.0/24", "10.244.2.0/24"]
+    plan = plan_rules([], prefix="T2", pod_cidrs=cidrs[:2])
+    filt = plan.filter_restore()
+    assert ":T2-FORWARD - [0:0]" in filt
+    assert "-A T2-FORWARD -s 10.244.0.0/24 -d 10.244.1.0/24" in filt
+    assert "-A T2-FORWARD -s 10.244.1.0/24 -d 10.244.0.0/24" in filt
+    assert "-s 10.244.0.0/24 -d 10.244.0.0/24" not in filt
+    nat = plan.nat_restore()
+    assert "-A T2-POSTROUTING -s 10.244.0.0/24 -d 10.244.1.0/24" in nat and nat.count("-j ACCEPT") == 2
+    # without Docker's DOCKER-USER chain the forward chain is left out altogether
+    assert "T2-FORWARD" not in plan.filter_restore(with_forward=False)
+
+
+def test_nodeport_address_filter() -> None:
+    assert in_cidrs("10.0.0.5", [])
+    assert in_cidrs("10.0.0.5", ["10.0.0.0/24"]) and not in_cidrs("127.0.0.1", ["10.0.0.0/24"])
+    assert in_cidrs("127.0.0.1", ["10.0.0.0/24", "127.0.0.0/8"])
