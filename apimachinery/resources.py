@@ -97,6 +97,9 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), _ALL, ("status", "scale")),
     ResourceInfo("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), _ALL, ("status", "scale")),
     ResourceInfo("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), _ALL, ("status",)),
+    ResourceInfo(
+        "apps", "v1", "ControllerRevision", "controllerrevisions", True, (), (), (), has_status=False
+    ),
     # batch/v1
     ResourceInfo("batch", "v1", "Job", "jobs", True, (), _ALL, ("status",)),
     # coordination.k8s.io/v1

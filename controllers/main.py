@@ -40,6 +40,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--node-monitor-grace-period", type=float, default=40.0)
     p.add_argument("--node-monitor-period", type=float, default=5.0)
     p.add_argument("--pod-eviction-timeout", type=float, default=300.0)
+    p.add_argument(
+        "--allocate-node-cidrs",
+        default=False,
+        type=lambda v: v.lower() in ("1", "true", "yes", "on"),
+        help="run node IPAM: give each node a spec.podCIDR from --cluster-cidr (default false)",
+    )
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod network of the cluster")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24, help="size of each node's pod CIDR")
+    p.add_argument(
+        "--job-backoff-seconds",
+        type=float,
+        default=10.0,
+        help="base delay before a Job recreates a failed pod (doubles per failure, max 6 min)",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -52,14 +66,22 @@ async def serve(args: argparse.Namespace) -> None:
     else:
         config = load_config(args.kubeconfig) if args.kubeconfig else load_config()
     client = Client(config)
+    names = select_controllers(args.controllers)
+    if not args.allocate_node_cidrs:
+        names = [n for n in names if n != "nodeipam"]
     manager = ControllerManager(
         client,
-        select_controllers(args.controllers),
+        names,
         Options(
             node_monitor_grace_period=args.node_monitor_grace_period,
             node_monitor_period=args.node_monitor_period,
             pod_eviction_timeout=args.pod_eviction_timeout,
             workers=args.concurrent_syncs,
+            extra={
+                "cluster_cidr": args.cluster_cidr,
+                "node_cidr_mask_size": args.node_cidr_mask_size,
+                "job_backoff_seconds": args.job_backoff_seconds,
+            },
         ),
         leader_elect=args.leader_elect,
         lease_namespace=args.leader_elect_resource_namespace,

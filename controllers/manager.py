@@ -16,15 +16,19 @@ from apimachinery.client import Client
 from apimachinery.informer import SharedInformerFactory
 
 from .base import Controller, ControllerContext, Options
+from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
 from .events import APIEventRecorder, EventRecorder
 from .garbagecollector import GarbageCollector
+from .job import JobController
 from .leaderelection import LeaderElector
 from .namespace import NamespaceController
+from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController
 from .replicaset import ReplicaSetController
 from .serviceaccount import ServiceAccountController
+from .statefulset import StatefulSetController
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,10 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "nodelifecycle": NodeLifecycleController,
     "endpoints": EndpointsController,
     "serviceaccount": ServiceAccountController,
+    "job": JobController,
+    "statefulset": StatefulSetController,
+    "daemonset": DaemonSetController,
+    "nodeipam": NodeIPAMController,
 }
 
 

@@ -677,6 +677,10 @@ def test_select_controllers() -> None:
         "namespace",
         "endpoints",
         "serviceaccount",
+        "job",
+        "statefulset",
+        "daemonset",
+        "nodeipam",
     ]
     assert select_controllers("replicaset") == ["replicaset"]
     with pytest.raises(ValueError):
