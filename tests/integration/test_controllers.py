@@ -515,6 +515,22 @@ def test_endpoints_follow_ready_pods(api: httpx.Client, ns: str) -> None:
 # -- node lifecycle ---------------------------------------------------------------------------------
 
 
+def set_node_ready(api: httpx.Client, node_name: str, stamp: str) -> None:
+    """Write Ready=True as a kubelet would: read, change, write; again when the controllers wrote
+    first (the node lifecycle controller taints a fresh node, which moves its resourceVersion)."""
+    for _ in range(20):
+        cur = api.get(f"/api/v1/nodes/{node_name}").json()
+        cur["status"] = dict(cur.get("status") or {})
+        cur["status"]["conditions"] = [
+            {"type": "Ready", "status": "True", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
+        ]
+        r = api.put(f"/api/v1/nodes/{node_name}/status", json=cur)
+        if r.status_code != 409:
+            assert r.status_code == 200, r.text
+            return
+    raise AssertionError(f"could not write the status of node {node_name}: always 409")
+
+
 def test_dead_node_tainted_pods_evicted_and_recovered(api: httpx.Client, ns: str) -> None:
     node_name = unique("node")
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -522,13 +538,7 @@ def test_dead_node_tainted_pods_evicted_and_recovered(api: httpx.Client, ns: str
     created = api.post("/api/v1/nodes", json=node)
     assert created.status_code == 201, created.text
     try:
-        n = created.json()
-        n["status"] = {
-            "conditions": [
-                {"type": "Ready", "status": "True", "lastHeartbeatTime": now, "lastTransitionTime": now}
-            ]
-        }
-        assert api.put(f"/api/v1/nodes/{node_name}/status", json=n).status_code == 200
+        set_node_ready(api, node_name, now)
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -555,12 +565,7 @@ def test_dead_node_tainted_pods_evicted_and_recovered(api: httpx.Client, ns: str
             what="eviction",
         )
         # the kubelet comes back: Ready=True again, taints removed
-        cur = api.get(f"/api/v1/nodes/{node_name}").json()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        cur["status"]["conditions"] = [
-            {"type": "Ready", "status": "True", "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}
-        ]
-        assert api.put(f"/api/v1/nodes/{node_name}/status", json=cur).status_code == 200
+        set_node_ready(api, node_name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         wait_for(
             lambda: not api.get(f"/api/v1/nodes/{node_name}").json().get("spec", {}).get("taints"),
             timeout=10,
