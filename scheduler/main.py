@@ -11,8 +11,8 @@ import sys
 
 from apimachinery.client import Client
 from apimachinery.kubeconfig import ClientConfig, load_config
+from apimachinery.leaderelection import LeaderElector
 
-from .leaderelection import LeaderElector
 from .scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
 
 log = logging.getLogger("scheduler")
@@ -84,8 +84,10 @@ async def serve(args: argparse.Namespace) -> None:
                 renew_deadline=args.leader_elect_renew_deadline,
                 retry_period=args.leader_elect_retry_period,
             )
-            work = asyncio.create_task(elector.run(scheduler.run), name="leader-election")
+            # like kube-scheduler: losing the lease ends the process (its supervisor restarts it)
+            work = asyncio.create_task(elector.run(scheduler.run, reacquire=False), name="leader-election")
         else:
+            elector = None
             work = asyncio.create_task(scheduler.run(), name="scheduler")
         stopper = asyncio.create_task(stop.wait(), name="signals")
         done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -96,6 +98,8 @@ async def serve(args: argparse.Namespace) -> None:
         for task in (work, stopper):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if elector is not None:
+            await elector.release()  # a standby takes over at once
 
 
 def main(argv: list[str] | None = None) -> None:
