@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket
 from apimachinery import errors, openapi, printers, protobuf, selectors
 from apimachinery.resources import ResourceInfo, by_plural
 
-from . import discovery, nodeproxy, strategy
+from . import discovery, nodeproxy, portforward_spdy, strategy
 from .etcd import EtcdUnavailable
 from .patching import apply_patch, patch_type_of
 from .registry import Registry, Storage, unavailable
@@ -426,6 +426,10 @@ class APIServer:
             if t.info.kind == "Pod" and t.subresource == "log" and method == "GET":
                 assert t.namespace is not None and t.name is not None
                 return await nodeproxy.pod_logs(self.storage, t.namespace, t.name, q)
+            if t.info.kind == "Pod" and t.subresource == "portforward" and method in ("GET", "POST"):
+                # kubectl lands here after a refused WebSocket, retrying with "Upgrade: SPDY/3.1"
+                assert t.namespace is not None and t.name is not None
+                await portforward_spdy.refuse_plain_upgrade(self.storage, t.namespace, t.name)
             return await self.not_served(reg, t)
         if method == "GET":
             if query_bool(q, "watch"):
@@ -802,7 +806,11 @@ class KubernetesAPI:
             return
         assert t.namespace is not None
         try:
-            if t.subresource == "portforward":
+            offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+            if t.subresource == "portforward" and portforward_spdy.offers_spdy_tunnel(offered):
+                # kubectl: SPDY/3.1 tunnelled in the WebSocket
+                await portforward_spdy.serve_tunnel(self.server.storage, ws, t.namespace, t.name)
+            elif t.subresource == "portforward":
                 await nodeproxy.pod_portforward(self.server.storage, ws, t.namespace, t.name)
             else:
                 await nodeproxy.pod_exec(self.server.storage, ws, t.namespace, t.name, t.subresource)
