@@ -9,11 +9,13 @@ import queue
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -84,10 +86,10 @@ def web_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator[str
 class PortForward:
     """``kubectl port-forward TARGET :PORT`` in the background; its output is drained by a thread."""
 
-    def __init__(self, kubeconfig: str, target: str, *ports: int) -> None:
+    def __init__(self, kubeconfig: str, target: str, *ports: int, command: str = KUBECTL) -> None:
         env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECACHEDIR=os.path.dirname(kubeconfig) + "/cache")
         self.proc = subprocess.Popen(
-            [KUBECTL, "port-forward", target, *(f":{p}" for p in ports)],
+            [command, "port-forward", target, *(f":{p}" for p in ports)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -127,8 +129,8 @@ class PortForward:
 def port_forward(kubeconfig: str) -> Iterator[Any]:
     started: list[PortForward] = []
 
-    def start(target: str, *ports: int) -> PortForward:
-        pf = PortForward(kubeconfig, target, *ports)
+    def start(target: str, *ports: int, command: str = KUBECTL) -> PortForward:
+        pf = PortForward(kubeconfig, target, *ports, command=command)
         started.append(pf)
         return pf
 
@@ -155,6 +157,18 @@ def test_port_forward_pod(web_pod: str, port_forward: Any) -> None:
         bodies = list(pool.map(fetch, [local] * 16))
     assert bodies == ["hello-port-forward\n"] * 16
     assert pf.proc.poll() is None, "".join(pf.output)
+
+
+@pytest.mark.parametrize("target,remote", [("pod/pf-web", 8080), ("svc/pf-web", 80)])
+def test_minik_port_forward(web_pod: str, port_forward: Any, target: str, remote: int) -> None:
+    """``minik port-forward`` speaks Kubernetes' WebSocket channel protocol to the same relay."""
+    pf = port_forward(target, remote, command=str(Path(sys.executable).parent / "minik"))
+    local, shown = pf.local_port()
+    assert shown in (remote, 8080)
+    for _ in range(3):
+        assert fetch(local) == "hello-port-forward\n"
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(fetch, [local] * 8)) == ["hello-port-forward\n"] * 8
 
 
 def test_port_forward_large_transfers_and_two_ports(web_pod: str, port_forward: Any) -> None:
