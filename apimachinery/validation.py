@@ -1301,10 +1301,28 @@ def _validate_stateful_set(obj: Obj) -> list[Cause]:
                     f"spec.persistentVolumeClaimRetentionPolicy.{key}", retention[key], ["Retain", "Delete"]
                 )
             )
-    errs += _validate_selector_and_template(spec, "statefulset", restart_always=True)
+    errs += _validate_selector_and_template(_with_claim_volumes(spec), "statefulset", restart_always=True)
     for i, claim in enumerate(_dl(spec.get("volumeClaimTemplates"))):
         errs += _validate_pvc_spec(_d(claim.get("spec")), f"spec.volumeClaimTemplates[{i}].spec")
     return errs
+
+
+def _with_claim_volumes(spec: Obj) -> Obj:
+    """A StatefulSet's pods get one volume per ``volumeClaimTemplate`` (the controller adds them),
+    so containers may mount those names: validate the template as if the volumes were there."""
+    claims = [_d(_d(c).get("metadata")).get("name") for c in _dl(spec.get("volumeClaimTemplates"))]
+    template = spec.get("template")
+    if not claims or not isinstance(template, dict):
+        return spec
+    tspec = _d(template.get("spec"))
+    have = {_d(v).get("name") for v in _dl(tspec.get("volumes"))}
+    extra = [{"name": n, "emptyDir": {}} for n in claims if n and n not in have]
+    if not extra:
+        return spec
+    return {
+        **spec,
+        "template": {**template, "spec": {**tspec, "volumes": [*_dl(tspec.get("volumes")), *extra]}},
+    }
 
 
 def _validate_daemon_set(obj: Obj) -> list[Cause]:
@@ -1778,6 +1796,15 @@ def _validate_pvc_update(obj: Obj, old: Obj) -> list[Cause]:
     for s in (spec, old_spec):
         s.pop("resources", None)
         s.pop("volumeAttributesClassName", None)
+    annotations = _d(_d(old.get("metadata")).get("annotations"))
+    if (
+        old_spec.get("storageClassName") is None
+        and spec.get("storageClassName") is not None
+        and "volume.beta.kubernetes.io/storage-class" not in annotations
+    ):
+        # a claim without a class may be given one later (Kubernetes 1.28+: the default class
+        # is retroactively assigned)
+        spec.pop("storageClassName", None)
     if not old_spec.get("volumeName"):
         spec.pop("volumeName", None)
         old_spec.pop("volumeName", None)

@@ -176,7 +176,14 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
         ),
         Component(
             "controller-manager",
-            [str(BIN / "minik-controller-manager"), "--api-server", api],
+            [
+                str(BIN / "minik-controller-manager"),
+                "--api-server",
+                api,
+                # provisioned volumes live with the cluster's state: `minik delete` removes them
+                "--hostpath-provisioner-dir",
+                str(state / "volumes"),
+            ],
             api_ready,
             "the API server",
         ),

@@ -54,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10.0,
         help="base delay before a Job recreates a failed pod (doubles per failure, max 6 min)",
     )
+    p.add_argument(
+        "--hostpath-provisioner-dir",
+        default="/var/lib/minik/volumes",
+        help="where the minik.io/hostpath provisioner puts volumes (one directory per claim)",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -81,6 +86,7 @@ async def serve(args: argparse.Namespace) -> None:
                 "cluster_cidr": args.cluster_cidr,
                 "node_cidr_mask_size": args.node_cidr_mask_size,
                 "job_backoff_seconds": args.job_backoff_seconds,
+                "hostpath_provisioner_dir": args.hostpath_provisioner_dir,
             },
         ),
         leader_elect=args.leader_elect,

@@ -26,6 +26,7 @@ from .leaderelection import LeaderElector
 from .namespace import NamespaceController
 from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController
+from .persistentvolume import PersistentVolumeController
 from .replicaset import ReplicaSetController
 from .serviceaccount import ServiceAccountController
 from .statefulset import StatefulSetController
@@ -44,6 +45,7 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "statefulset": StatefulSetController,
     "daemonset": DaemonSetController,
     "nodeipam": NodeIPAMController,
+    "persistentvolume-binder": PersistentVolumeController,
 }
 
 

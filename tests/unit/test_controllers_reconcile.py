@@ -681,6 +681,7 @@ def test_select_controllers() -> None:
         "statefulset",
         "daemonset",
         "nodeipam",
+        "persistentvolume-binder",
     ]
     assert select_controllers("replicaset") == ["replicaset"]
     with pytest.raises(ValueError):

@@ -999,3 +999,57 @@ def test_malformed_shapes_do_not_crash() -> None:
 @pytest.mark.parametrize("kind", ["ConfigMap", "ServiceAccount", "Endpoints"])
 def test_simple_kinds_accept_minimal_objects(kind: str) -> None:
     assert run("v1", kind, {"metadata": {"name": "x", "namespace": "default"}}) == []
+
+
+def test_statefulset_containers_may_mount_claim_templates() -> None:
+    from apimachinery.resources import by_plural
+    from apimachinery.validation import validate
+
+    info = by_plural("apps", "v1", "statefulsets")
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {
+            "serviceName": "db",
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {
+                    "containers": [
+                        {"name": "db", "image": "x:1", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}
+                    ]
+                },
+            },
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+                }
+            ],
+        },
+    }
+    from apimachinery.defaults import apply_defaults
+
+    apply_defaults(info, sts)
+    assert [c for c in validate(info, sts) if "volumeMounts" in c["field"]] == []
+    sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] = "other"
+    assert any("volumeMounts[0].name" in c["field"] for c in validate(info, sts))
+
+
+def test_pvc_without_class_may_get_one_later() -> None:
+    from apimachinery.resources import by_plural
+    from apimachinery.validation import validate
+
+    info = by_plural("", "v1", "persistentvolumeclaims")
+    old = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "c", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    new = {**old, "spec": {**old["spec"], "storageClassName": "standard"}}
+    assert validate(info, new, old) == []
+    changed = {**old, "spec": {**old["spec"], "storageClassName": "other"}}
+    assert validate(info, changed, new) != []
