@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -34,12 +35,28 @@ import httpx
 from apimachinery.client import Client
 from apimachinery.resources import by_kind
 from apiserver.testing import APIServerProcess, EtcdProcess
+from kubelet.hollow import hollow_node
+from scheduler import fastpath
+from scheduler.cache import SchedulerCache
+from scheduler.framework import PodInfo, schedule_reference
+from scheduler.main import skip_sniffio_probe
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 _PODS = by_kind("v1", "Pod")
 assert _PODS is not None
 PODS = _PODS
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """user + system CPU time of a process so far (Linux /proc), 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -134,6 +151,30 @@ async def raw_bind_run(url: str, n: int, concurrency: int, nodes: list[str]) -> 
         return n / (time.perf_counter() - t0)
 
 
+def decision_rate(n_pods: int, n_nodes: int, reference: bool = False) -> float:
+    """Decisions per second of the pure decision alone (no I/O): the same pods placed one after
+    the other over the same nodes, each assumed on its node as the scheduler does."""
+    import random
+
+    cache = SchedulerCache()
+    for i in range(n_nodes):
+        cache.add_node(hollow_node(f"bench-{i}", {"cpu": "32", "memory": "128Gi", "pods": "110"}, {}))
+    decide = schedule_reference if reference else fastpath.schedule
+    rng = random.Random(0)
+    pods = []
+    for i in range(n_pods):
+        body = pod(f"p-{i:05d}")
+        body["metadata"]["namespace"] = "bench-sched"
+        pods.append(body)
+    t0 = time.perf_counter()
+    for body in pods:
+        pi = PodInfo.of(body)
+        result = decide(pi, cache.snapshot, rng)
+        assert isinstance(result, fastpath.Placement)
+        cache.assume(pi, result.node_name)
+    return n_pods / (time.perf_counter() - t0)
+
+
 def wait_nodes(url: str, count: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -154,8 +195,10 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=100)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--scheduler-log", help="copy the scheduler's log here")
+    p.add_argument("--scheduler-arg", action="append", default=[], help="extra minik-scheduler argument")
     p.add_argument("--profile", help="run the scheduler under cProfile, writing the stats here")
     args = p.parse_args()
+    skip_sniffio_probe()  # the load generator's own httpx overhead (see scheduler/main.py)
 
     etcd = EtcdProcess()
     logs = Path(tempfile.mkdtemp(prefix="minik-bench-sched-"))
@@ -199,14 +242,26 @@ def main() -> None:
                             if args.profile
                             else [str(BIN / "minik-scheduler")]
                         )
-                        + ["--api-server", api.url],
+                        + ["--api-server", api.url, *args.scheduler_arg],
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         cwd=ROOT,
                     )
                 )
             time.sleep(2)  # caches synced
+            watched = {
+                "scheduler": procs[1].pid,
+                "apiserver": api.proc.pid if api.proc else None,
+                "etcd": etcd.proc.pid if etcd.proc else None,
+                "hollow nodes": procs[0].pid,
+            }
+            cpu0 = {k: cpu_seconds(pid) for k, pid in watched.items()}
+            cpu0["bench client"] = time.process_time()
+            t0 = time.perf_counter()
             rate, latencies, create_rate = asyncio.run(scheduled_run(api.url, args.pods, args.concurrency))
+            wall = time.perf_counter() - t0
+            cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in watched.items()}
+            cpu["bench client"] = time.process_time() - cpu0["bench client"]
             nodes = [f"bench-{i}" for i in range(args.nodes)]
             raw = asyncio.run(raw_bind_run(api.url, args.pods, args.concurrency, nodes))
             print(f"scheduler: {args.pods} pods over {args.nodes} hollow nodes")
@@ -217,6 +272,13 @@ def main() -> None:
             )
             print(f"  raw bind          {raw:8.1f} pods/s   (binding POSTs by a client, same concurrency)")
             print(f"  ratio             {rate / raw:8.2f}  scheduled / raw bind")
+            print(
+                f"  decision alone    {decision_rate(args.pods, args.nodes):8.0f} pods/s   "
+                f"(in process; plain plugins: {decision_rate(args.pods, args.nodes, reference=True):.0f} pods/s)"
+            )
+            print(f"  CPU seconds during the scheduled run ({wall:.1f} s wall, {os.cpu_count()} cores):")
+            for k, v in cpu.items():
+                print(f"    {k:<14} {v:6.1f} s")
         finally:
             for proc in procs:
                 proc.terminate()

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -297,6 +297,15 @@ class PodInfo:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def has_pod_affinity(self) -> bool:
+        return bool(
+            self.required_affinity
+            or self.required_anti_affinity
+            or self.preferred_affinity
+            or self.preferred_anti_affinity
+        )
+
     @classmethod
     def of(cls, pod: Obj) -> PodInfo:
         meta = pod.get("metadata") or {}
@@ -366,6 +375,14 @@ def effective_taints(node: Mapping[str, Any]) -> list[Obj]:
     return taints
 
 
+def _discard(index: dict[Any, dict[str, PodInfo]], group: Any, key: str) -> None:
+    members = index.get(group)
+    if members is not None:
+        members.pop(key, None)
+        if not members:
+            del index[group]
+
+
 class NodeInfo:
     """A node and the pods bound (or assumed) to it, with their summed requests."""
 
@@ -374,6 +391,12 @@ class NodeInfo:
         self.requested: Resources = {}
         self.nonzero_cpu = 0
         self.nonzero_mem = 0
+        # Aggregates kept up to date by add_pod/remove_pod, so a decision need not walk every pod
+        # (kube-scheduler's NodeInfo.UsedPorts, PodsWithAffinity, PodsWithRequiredAntiAffinity).
+        self.used_ports: Counter[HostPort] = Counter()
+        self.affinity_pods: dict[str, PodInfo] = {}  # pods with any pod (anti-)affinity term
+        self.by_namespace: dict[str, dict[str, PodInfo]] = {}
+        self.by_owner: dict[tuple[str, str], dict[str, PodInfo]] = {}  # (namespace, owner uid)
         self.set_node(node)
 
     def set_node(self, node: Obj) -> None:
@@ -385,6 +408,8 @@ class NodeInfo:
         self.labels: dict[str, str] = dict(meta.get("labels") or {})
         self.unschedulable = bool(spec.get("unschedulable"))
         self.taints = effective_taints(node)
+        self.hard_taints = [t for t in self.taints if t.get("effect") in ("NoSchedule", "NoExecute")]
+        self.soft_taints = [t for t in self.taints if t.get("effect") == "PreferNoSchedule"]
         alloc = status.get("allocatable") or status.get("capacity") or {}
         self.allocatable: Resources = {k: _millis(v) for k, v in alloc.items()}
         self.allowed_pods = self.allocatable.pop("pods", 0) // 1000
@@ -392,10 +417,18 @@ class NodeInfo:
     def add_pod(self, pi: PodInfo) -> None:
         if pi.key in self.pods:
             self.remove_pod(pi.key)
-        self.pods[pi.key] = pi
+        key = pi.key
+        self.pods[key] = pi
         _add(self.requested, pi.requests)
         self.nonzero_cpu += pi.nonzero[0]
         self.nonzero_mem += pi.nonzero[1]
+        for port in pi.host_ports:
+            self.used_ports[port] += 1
+        if pi.has_pod_affinity:
+            self.affinity_pods[key] = pi
+        self.by_namespace.setdefault(pi.namespace, {})[key] = pi
+        if pi.owner_uid is not None:
+            self.by_owner.setdefault((pi.namespace, pi.owner_uid), {})[key] = pi
 
     def remove_pod(self, key: str) -> PodInfo | None:
         pi = self.pods.pop(key, None)
@@ -404,6 +437,14 @@ class NodeInfo:
                 self.requested[k] = self.requested.get(k, 0) - v
             self.nonzero_cpu -= pi.nonzero[0]
             self.nonzero_mem -= pi.nonzero[1]
+            for port in pi.host_ports:
+                self.used_ports[port] -= 1
+                if self.used_ports[port] <= 0:
+                    del self.used_ports[port]
+            self.affinity_pods.pop(key, None)
+            _discard(self.by_namespace, pi.namespace, key)
+            if pi.owner_uid is not None:
+                _discard(self.by_owner, (pi.namespace, pi.owner_uid), key)
         return pi
 
     def __repr__(self) -> str:
@@ -727,7 +768,13 @@ def _node_included(c: SpreadConstraint, pod: PodInfo, node: NodeInfo) -> bool:
 class SpreadFilterState:
     """``PodTopologySpread`` PreFilter: matching pods per topology domain and the minimum per key."""
 
-    def __init__(self, pod: PodInfo, snapshot: Snapshot) -> None:
+    def __init__(
+        self,
+        pod: PodInfo,
+        snapshot: Snapshot,
+        counter: Callable[[NodeInfo, SpreadSelector, str], int] | None = None,
+    ) -> None:
+        count_pods = counter or _count_matching
         self.constraints = _spread_constraints(pod, "DoNotSchedule")
         self.pair_counts: dict[tuple[str, str], int] = {}
         if not self.constraints:
@@ -740,7 +787,7 @@ class SpreadFilterState:
                 if not _node_included(c, pod, node):
                     continue
                 pair = (c.topology_key, node.labels[c.topology_key])
-                self.pair_counts[pair] = self.pair_counts.get(pair, 0) + _count_matching(
+                self.pair_counts[pair] = self.pair_counts.get(pair, 0) + count_pods(
                     node, c.selector, pod.namespace
                 )
         self.min_per_key: dict[str, int] = {}
@@ -771,20 +818,26 @@ class SpreadFilterState:
 class AffinityFilterState:
     """``InterPodAffinity`` PreFilter: counts per topology pair (key, value)."""
 
-    def __init__(self, pod: PodInfo, snapshot: Snapshot) -> None:
+    def __init__(self, pod: PodInfo, snapshot: Snapshot, indexed: bool = False) -> None:
+        """``indexed``: visit only what can count -- the nodes' ``affinity_pods`` for existing
+        pods' anti-affinity, and every pod only when ``pod`` has required terms of its own."""
         ns_labels = snapshot.namespace_labels
         self.pod = pod
         self.existing_anti: Counter[tuple[str, str]] = Counter()
         self.affinity: Counter[tuple[str, str]] = Counter()
         self.anti: Counter[tuple[str, str]] = Counter()
-        self.active = bool(pod.required_affinity or pod.required_anti_affinity)
+        own_terms = bool(pod.required_affinity or pod.required_anti_affinity)
+        self.active = own_terms
         for node in snapshot.nodes.values():
-            for existing in node.pods.values():
+            for existing in (node.affinity_pods if indexed else node.pods).values():
                 for term in existing.required_anti_affinity:
                     value = node.labels.get(term.topology_key)
                     if value is not None and term.matches(pod, ns_labels):
                         self.existing_anti[(term.topology_key, value)] += 1
                         self.active = True
+            if indexed and not own_terms:
+                continue
+            for existing in node.pods.values():
                 if pod.required_affinity and all(
                     t.matches(existing, ns_labels) for t in pod.required_affinity
                 ):
@@ -1088,8 +1141,13 @@ def select_host(totals: Mapping[str, int], rng: random.Random) -> str:
     return candidates[0] if len(candidates) == 1 else rng.choice(candidates)
 
 
-def schedule(pod: Obj | PodInfo, snapshot: Snapshot, rng: random.Random | None = None) -> Result:
-    """Filter, score, select: where ``pod`` should run, or why it cannot run anywhere."""
+def schedule_reference(pod: Obj | PodInfo, snapshot: Snapshot, rng: random.Random | None = None) -> Result:
+    """Filter, score, select: where ``pod`` should run, or why it cannot run anywhere.
+
+    The plain rendering of the plugins, every plugin on every node, walking every pod. The
+    scheduler runs :func:`scheduler.fastpath.schedule`, which gives the same answer from the
+    snapshot's per-node aggregates; the equivalence tests hold the two together.
+    """
     pi = pod if isinstance(pod, PodInfo) else PodInfo.of(pod)
     rng = rng or random.Random()
     num_nodes = len(snapshot.nodes)

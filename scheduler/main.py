@@ -8,12 +8,15 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
+
+import httpx
 
 from apimachinery.client import Client
 from apimachinery.kubeconfig import ClientConfig, load_config
 from apimachinery.leaderelection import LeaderElector
 
-from .scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
+from .scheduler import BIND_CONCURRENCY, DEFAULT_SCHEDULER_NAME, Scheduler
 
 log = logging.getLogger("scheduler")
 
@@ -49,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pod-initial-backoff-seconds", type=float, default=1.0)
     p.add_argument("--pod-max-backoff-seconds", type=float, default=10.0)
     p.add_argument("--pod-max-in-unschedulable-pods-duration", type=float, default=300.0)
+    p.add_argument(
+        "--bind-concurrency",
+        type=int,
+        default=BIND_CONCURRENCY,
+        help="bindings sent at once (events too, separately)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p.parse_args(argv)
 
@@ -61,18 +70,33 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
     return load_config()
 
 
+def _writer(config: ClientConfig, concurrency: int) -> Client:
+    """A client with its own small connection pool, all of whose connections stay open:
+    httpx looks at every connection of a pool for each request, so small pools are cheap."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    transport = httpx.AsyncHTTPTransport(verify=config.ssl_context(), limits=limits)
+    return Client(config, transport=transport)
+
+
 async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Client(client_config(args)) as client:
+    config = client_config(args)
+    async with (
+        Client(config) as client,
+        _writer(config, args.bind_concurrency) as binder,
+        _writer(config, args.bind_concurrency) as eventer,
+    ):
         scheduler = Scheduler(
             client,
             args.scheduler_name,
             initial_backoff=args.pod_initial_backoff_seconds,
             max_backoff=args.pod_max_backoff_seconds,
             max_unschedulable_seconds=args.pod_max_in_unschedulable_pods_duration,
+            bind_concurrency=args.bind_concurrency,
+            writers=(binder, eventer),
         )
         if args.leader_elect:
             elector = LeaderElector(
@@ -102,6 +126,17 @@ async def serve(args: argparse.Namespace) -> None:
             await elector.release()  # a standby takes over at once
 
 
+def skip_sniffio_probe() -> None:
+    """httpcore tries ``import sniffio`` for every request it sends (to tell asyncio from trio).
+    Without the package installed, each try walks ``sys.path`` again -- about a tenth of the
+    scheduler's CPU under load. Marking the module absent makes the failed import immediate;
+    httpcore then assumes asyncio, which is what runs here."""
+    try:
+        import sniffio  # noqa: F401
+    except ImportError:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(
@@ -109,8 +144,15 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    skip_sniffio_probe()
     try:
-        asyncio.run(serve(args))
+        import uvloop  # comes with uvicorn[standard], as for the API server
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(serve(args))
     except KeyboardInterrupt:
         pass
 

@@ -87,6 +87,11 @@ class SchedulingQueue:
         self.max_unschedulable_seconds = max_unschedulable_seconds
         self._pods: dict[str, QueuedPodInfo] = {}
         self._where: dict[str, str] = {}
+        # The unschedulable and in-flight pods, which cluster events and the flush look at, so
+        # those need not walk every queued pod; ``_order`` keeps ``_where``'s insertion order.
+        self._waiting: dict[str, str] = {}
+        self._order: dict[str, int] = {}
+        self._order_seq = itertools.count()
         self._active: list[tuple[int, float, int, str]] = []
         self._backoff: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
@@ -114,13 +119,27 @@ class SchedulingQueue:
 
     # -- moving between places ---------------------------------------------------------------------
 
+    def _place(self, key: str, where: str) -> None:
+        if key not in self._where:
+            self._order[key] = next(self._order_seq)
+        self._where[key] = where
+        if where in (UNSCHEDULABLE, IN_FLIGHT):
+            self._waiting[key] = where
+        else:
+            self._waiting.pop(key, None)
+
+    def _waiting_in_order(self, only: str | None = None) -> list[tuple[str, str]]:
+        items = [(k, w) for k, w in self._waiting.items() if only is None or w == only]
+        items.sort(key=lambda kw: self._order[kw[0]])
+        return items
+
     def _to_active(self, qp: QueuedPodInfo) -> None:
-        self._where[qp.key] = ACTIVE
+        self._place(qp.key, ACTIVE)
         heapq.heappush(self._active, (-qp.priority, qp.timestamp, next(self._seq), qp.key))
         self._wakeup.set()
 
     def _to_backoff(self, qp: QueuedPodInfo) -> None:
-        self._where[qp.key] = BACKOFF
+        self._place(qp.key, BACKOFF)
         heapq.heappush(self._backoff, (qp.backoff_until, next(self._seq), qp.key))
         self._wakeup.set()
 
@@ -151,12 +170,14 @@ class SchedulingQueue:
         """The pod is gone or no longer ours to schedule (bound, deleted, other scheduler)."""
         self._pods.pop(key, None)
         self._where.pop(key, None)  # stale heap entries are skipped when popped
+        self._waiting.pop(key, None)
+        self._order.pop(key, None)
 
     def move_for_event(self, event: str) -> int:
         """A cluster event: retry the unschedulable pods it may help; returns how many moved."""
         interested = EVENT_PLUGINS.get(event)
         moved = 0
-        for key, where in list(self._where.items()):
+        for key, where in self._waiting_in_order():
             qp = self._pods[key]
             helps = (
                 interested is None
@@ -180,11 +201,10 @@ class SchedulingQueue:
             _, _, key = heapq.heappop(self._backoff)
             if self._where.get(key) == BACKOFF:
                 self._to_active(self._pods[key])
-        for key, where in list(self._where.items()):
-            if where == UNSCHEDULABLE:
-                qp = self._pods[key]
-                if now - qp.unschedulable_since >= self.max_unschedulable_seconds:
-                    self._activate_or_backoff(qp)
+        for key, _ in self._waiting_in_order(UNSCHEDULABLE):
+            qp = self._pods[key]
+            if now - qp.unschedulable_since >= self.max_unschedulable_seconds:
+                self._activate_or_backoff(qp)
 
     def pop_nowait(self) -> QueuedPodInfo | None:
         """The next pod to schedule, or None if nothing is active right now."""
@@ -194,7 +214,7 @@ class SchedulingQueue:
             if self._where.get(key) != ACTIVE:
                 continue  # deleted, or re-pushed since
             qp = self._pods[key]
-            self._where[key] = IN_FLIGHT
+            self._place(key, IN_FLIGHT)
             qp.attempts += 1
             qp.moved_while_in_flight = False
             return qp
@@ -204,8 +224,7 @@ class SchedulingQueue:
         deadlines = [t for t, _, k in self._backoff if self._where.get(k) == BACKOFF]
         deadlines += [
             self._pods[k].unschedulable_since + self.max_unschedulable_seconds
-            for k, w in self._where.items()
-            if w == UNSCHEDULABLE
+            for k, _ in self._waiting_in_order(UNSCHEDULABLE)
         ]
         return min(deadlines, default=None)
 
@@ -238,7 +257,7 @@ class SchedulingQueue:
         if qp.moved_while_in_flight:
             self._to_backoff(qp)
         else:
-            self._where[qp.key] = UNSCHEDULABLE
+            self._place(qp.key, UNSCHEDULABLE)
             self._wakeup.set()  # the safety-net deadline may be the nearest one now
 
     def retry_after_error(self, qp: QueuedPodInfo) -> None:

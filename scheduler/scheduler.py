@@ -29,7 +29,7 @@ from apimachinery.informer import SharedInformerFactory
 from apimachinery.resources import by_plural
 from apimachinery.workqueue import Clock
 
-from . import framework
+from . import fastpath, framework
 from .cache import SchedulerCache, assigned_node, counts_on_node, pod_key
 from .events import EventRecorder, now_rfc3339
 from .framework import Obj, Placement, PodInfo
@@ -38,6 +38,7 @@ from .queue import QueuedPodInfo, SchedulingQueue
 log = logging.getLogger(__name__)
 
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
+BIND_CONCURRENCY = 8  # bindings in flight at once (and, separately, events); see docs/scheduler.md
 
 
 def _info(plural: str) -> Any:
@@ -86,9 +87,14 @@ class Scheduler:
         initial_backoff: float = 1.0,
         max_backoff: float = 10.0,
         max_unschedulable_seconds: float = 300.0,
-        bind_concurrency: int = 32,
+        bind_concurrency: int = BIND_CONCURRENCY,
+        writers: tuple[Client, Client] | None = None,
     ) -> None:
+        """``writers``: the clients for bindings and for events and status patches (default:
+        ``client``, which the informers use). Separate connection pools keep each pool small:
+        httpx looks at every connection of its pool for every request."""
         self.client = client
+        self.bind_client, self.event_client = writers or (client, client)
         self.name = scheduler_name
         self.rng = rng or random.Random()
         self.factory = SharedInformerFactory(client)
@@ -98,8 +104,9 @@ class Scheduler:
         self.services = self.factory.informer(SERVICES)
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue(clock, initial_backoff, max_backoff, max_unschedulable_seconds)
-        self.events = EventRecorder(client, scheduler_name)
+        self.events = EventRecorder(self.event_client, scheduler_name)
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
+        self._event_slots = asyncio.Semaphore(bind_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._register_handlers()
         self.scheduled = 0
@@ -235,7 +242,7 @@ class Scheduler:
             return
         pi = PodInfo.of(pod)
         try:
-            result = framework.schedule(pi, self.cache.snapshot, self.rng)
+            result = fastpath.schedule(pi, self.cache.snapshot, self.rng)
         except Exception:
             log.exception("%s: scheduling failed", qp.key)
             self.queue.retry_after_error(qp)
@@ -255,7 +262,7 @@ class Scheduler:
         namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         async with self._bind_slots:
             try:
-                await self.client.bind(namespace, name, node_name)
+                await self.bind_client.bind(namespace, name, node_name)
             except (errors.Conflict, errors.NotFound) as exc:
                 # Bound by someone else, being deleted, or gone: nothing left to do for this pod.
                 log.info("%s/%s: binding to %s not needed: %s", namespace, name, node_name, exc)
@@ -266,16 +273,22 @@ class Scheduler:
                 log.warning("%s/%s: binding to %s failed: %s; will retry", namespace, name, node_name, exc)
                 self.cache.forget(qp.key)
                 self.queue.retry_after_error(qp)
-                await self.events.record(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}")
+                async with self._event_slots:
+                    await self.events.record(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}")
                 return
         self.queue.done(qp.key)
         self.scheduled += 1
         log.info("%s/%s: bound to %s", namespace, name, node_name)
-        await self.events.record(
-            pod, "Normal", "Scheduled", f"Successfully assigned {namespace}/{name} to {node_name}"
-        )
+        async with self._event_slots:
+            await self.events.record(
+                pod, "Normal", "Scheduled", f"Successfully assigned {namespace}/{name} to {node_name}"
+            )
 
     async def _report_unschedulable(self, pod: Obj, message: str) -> None:
+        async with self._event_slots:
+            await self._set_unschedulable(pod, message)
+
+    async def _set_unschedulable(self, pod: Obj, message: str) -> None:
         await self.events.record(pod, "Warning", "FailedScheduling", message)
         meta = pod.get("metadata") or {}
         namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
@@ -299,7 +312,7 @@ class Scheduler:
             "lastTransitionTime": transition or now_rfc3339(),
         }
         try:
-            await self.client.patch(
+            await self.event_client.patch(
                 PODS,
                 name,
                 {"status": {"conditions": [condition]}},

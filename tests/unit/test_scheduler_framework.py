@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from scheduler import framework as fw
-from scheduler.framework import PodInfo, Snapshot, schedule
+from scheduler.fastpath import schedule
+from scheduler.framework import PodInfo, Snapshot
 
 CP_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 

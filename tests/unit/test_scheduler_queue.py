@@ -8,7 +8,8 @@ import pytest
 
 from apimachinery.workqueue import FakeClock
 from scheduler.cache import SchedulerCache
-from scheduler.framework import PodInfo, Snapshot, schedule
+from scheduler.fastpath import schedule
+from scheduler.framework import PodInfo, Snapshot
 from scheduler.queue import ACTIVE, BACKOFF, IN_FLIGHT, UNSCHEDULABLE, SchedulingQueue
 
 
