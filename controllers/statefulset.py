@@ -70,7 +70,9 @@ POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 
 def update_revision(sts: Obj) -> str:
     spec = sts.get("spec") or {}
-    collision = (sts.get("status") or {}).get("collisionCount")
+    # as Kubernetes' StatefulSet controller does, an unset collisionCount counts as 0: the status
+    # written after the first sync sets it to 0, and the revision must not change because of that
+    collision = int((sts.get("status") or {}).get("collisionCount") or 0)
     return f"{name_of(sts)}-{compute_hash(spec.get('template') or {}, collision)}"
 
 

@@ -4,6 +4,7 @@ killed with SIGKILL during a scale-up and the result is still exactly the declar
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -137,14 +138,37 @@ def test_indexed_job_completes_every_index(api: httpx.Client, ns: str) -> None:
 def test_job_fails_after_backoff_limit_and_ttl_deletes_it(api: httpx.Client, ns: str) -> None:
     body = job("bad", backoffLimit=1, ttlSecondsAfterFinished=1)
     body["spec"]["template"]["metadata"]["annotations"] = {"hollow.minik.io/exit-code": "1"}
-    assert api.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json=body).status_code == 201
-    path = f"/apis/batch/v1/namespaces/{ns}/jobs/bad"
-    failed = wait_for(lambda: cond_obj(api, path, "Failed"), 60, "Job Failed")
+    jobs = f"/apis/batch/v1/namespaces/{ns}/jobs"
+    rv = api.get(jobs).json()["metadata"]["resourceVersion"]
+    assert api.post(jobs, json=body).status_code == 201
+    # The TTL may delete the Job within a second of its failing: follow it with a watch, so the
+    # Failed status is seen however late this test gets to look.
+    failed: dict[str, Any] | None = None
+    deleted = False
+    params = {
+        "watch": "1",
+        "resourceVersion": rv,
+        "fieldSelector": "metadata.name=bad",
+        "timeoutSeconds": "60",
+    }
+    with api.stream("GET", jobs, params=params, timeout=70) as r:
+        for line in r.iter_lines():
+            if not line:
+                continue
+            event = json.loads(line)
+            obj = event["object"]
+            conds = (obj.get("status") or {}).get("conditions") or []
+            if failed is None and any(c["type"] == "Failed" and c["status"] == "True" for c in conds):
+                failed = obj
+            if event["type"] == "DELETED":
+                deleted = True
+                break
+    assert failed is not None, "the Job never reported Failed"
     assert failed["status"]["failed"] == 2
     assert [c["reason"] for c in failed["status"]["conditions"] if c["type"] == "Failed"] == [
         "BackoffLimitExceeded"
     ]
-    wait_for(lambda: api.get(path).status_code == 404, 30, "Job deleted by its TTL")
+    assert deleted, "the Job was not deleted by its TTL"
 
 
 def test_job_active_deadline(api: httpx.Client, ns: str) -> None:

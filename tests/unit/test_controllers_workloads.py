@@ -419,3 +419,19 @@ def test_hollow_ip_pool_and_statuses() -> None:
     done = finished_status({**pod, "status": st}, 2)
     assert done["phase"] == "Failed"
     assert done["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
+
+
+def test_statefulset_revision_does_not_move_when_status_gets_a_collision_count() -> None:
+    from controllers.statefulset import update_revision
+
+    sts = {
+        "metadata": {"name": "db"},
+        "spec": {
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "c"}]}}
+        },
+    }
+    before = update_revision(sts)
+    sts["status"] = {"collisionCount": 0}
+    assert update_revision(sts) == before
+    sts["status"] = {"collisionCount": 1}
+    assert update_revision(sts) != before
