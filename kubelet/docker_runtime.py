@@ -61,6 +61,7 @@ from .runtime import (
 log = logging.getLogger(__name__)
 
 DEFAULT_PAUSE_IMAGE = "minik/pause:1"
+POOL_SIZE = 32  # connections to the engine kept open: as many as calls may run at once
 _PAUSE_DOCKERFILE = b"""FROM scratch
 COPY busybox /busybox
 LABEL io.minik.pause=true
@@ -302,7 +303,11 @@ class DockerRuntime:
         client: Any = None,
     ) -> None:
         self.node_name = node_name
-        self.client = client or (docker.DockerClient(base_url=base_url) if base_url else docker.from_env())
+        self.client = client or (
+            docker.DockerClient(base_url=base_url, max_pool_size=POOL_SIZE)
+            if base_url
+            else docker.from_env(max_pool_size=POOL_SIZE)
+        )
         self.api = self.client.api
         self.pause_image = pause_image or DEFAULT_PAUSE_IMAGE
         self.network: str | None = None
@@ -442,7 +447,9 @@ class DockerRuntime:
 
     # -- sandboxes ------------------------------------------------------------------------------
 
-    async def run_sandbox(self, config: SandboxConfig) -> SandboxStatus:
+    async def create_sandbox(self, config: SandboxConfig) -> str:
+        """``POST /containers/create`` of the sandbox (not started): its ID, which the pod's
+        containers need (``network_mode=container:<id>``) to be created while it starts."""
         image = await self.ensure_sandbox_image()
         p = config.pod
         labels = self._labels(
@@ -461,7 +468,7 @@ class DockerRuntime:
             ports[key] = (pm.host_ip, pm.host_port) if pm.host_ip else pm.host_port
         name = sandbox_name(config)
 
-        def run() -> SandboxStatus:
+        def run() -> str:
             kwargs: dict[str, Any] = {
                 "name": name,
                 "labels": labels,
@@ -478,22 +485,49 @@ class DockerRuntime:
             if config.dns_options:
                 kwargs["dns_opt"] = config.dns_options
             try:
-                cid = self._create(image, None, kwargs)
-                self.api.start(cid)
-                attrs = self.api.inspect_container(cid)
+                return self._create(image, None, kwargs)
             except docker.errors.APIError as exc:
                 if isinstance(exc, docker.errors.ImageNotFound):
                     self._pause_ready = False
+                raise RuntimeError_(
+                    f"failed to create sandbox: {exc.explanation or exc}", "CreatePodSandboxError"
+                ) from exc
+
+        return await asyncio.to_thread(run)
+
+    async def start_sandbox(self, sandbox_id: str) -> None:
+        """Start a created sandbox; on failure it is removed."""
+
+        def run() -> None:
+            try:
+                self.api.start(sandbox_id)
+            except docker.errors.APIError as exc:
                 try:
-                    self.api.remove_container(name, force=True)
-                except docker.errors.NotFound:
+                    self.api.remove_container(sandbox_id, force=True)
+                except docker.errors.APIError:
                     pass
                 raise RuntimeError_(
                     f"failed to start sandbox: {exc.explanation or exc}", "CreatePodSandboxError"
                 ) from exc
-            return _sandbox_from_attrs(attrs, config.network)
+
+        await asyncio.to_thread(run)
+
+    async def inspect_sandbox(self, sandbox_id: str) -> SandboxStatus | None:
+        def run() -> SandboxStatus | None:
+            try:
+                return _sandbox_from_attrs(self.api.inspect_container(sandbox_id), self.network)
+            except docker.errors.NotFound:
+                return None
 
         return await asyncio.to_thread(run)
+
+    async def run_sandbox(self, config: SandboxConfig) -> SandboxStatus:
+        sandbox_id = await self.create_sandbox(config)
+        await self.start_sandbox(sandbox_id)
+        status = await self.inspect_sandbox(sandbox_id)
+        if status is None:
+            raise RuntimeError_("sandbox vanished right after its start", "CreatePodSandboxError")
+        return status
 
     async def stop_sandbox(self, sandbox_id: str) -> None:
         def run() -> None:
@@ -633,6 +667,32 @@ class DockerRuntime:
             ):
                 out.append(container_status_from_attrs(c.attrs))
             return out
+
+        return await asyncio.to_thread(run)
+
+    async def list_pod(self, pod_uid: str) -> tuple[list[SandboxStatus], list[ContainerStatus]]:
+        """The pod's sandboxes and containers: one ``GET /containers/json`` by the pod UID label,
+        then an inspect of each (none for a pod that has nothing yet)."""
+
+        def run() -> tuple[list[SandboxStatus], list[ContainerStatus]]:
+            rows = self.api.containers(
+                all=True, filters={"label": [f"{LABEL_NODE}={self.node_name}", f"{LABEL_POD_UID}={pod_uid}"]}
+            )
+            sandboxes: list[SandboxStatus] = []
+            containers: list[ContainerStatus] = []
+            for row in rows:
+                kind = (row.get("Labels") or {}).get(LABEL_TYPE)
+                if kind not in (TYPE_SANDBOX, TYPE_CONTAINER):
+                    continue
+                try:
+                    attrs = self.api.inspect_container(row["Id"])
+                except docker.errors.NotFound:
+                    continue  # removed between the list and the inspect
+                if kind == TYPE_SANDBOX:
+                    sandboxes.append(_sandbox_from_attrs(attrs, self.network))
+                else:
+                    containers.append(container_status_from_attrs(attrs))
+            return sandboxes, containers
 
         return await asyncio.to_thread(run)
 

@@ -245,6 +245,19 @@ def make_environment(
     return list(env.items())
 
 
+POD_IP_FIELDS = ("status.podIP", "status.podIPs")
+
+
+def needs_pod_ip(container: Obj) -> bool:
+    """Whether the container's environment refers to the pod's IP (``fieldRef`` ``status.podIP``
+    or ``status.podIPs``): such a container can only be created once its sandbox has an IP."""
+    for item in container.get("env") or []:
+        ref = (item.get("valueFrom") or {}).get("fieldRef") or {}
+        if ref.get("fieldPath") in POD_IP_FIELDS:
+            return True
+    return False
+
+
 def expand_command(container: Obj, env: list[tuple[str, str]]) -> tuple[list[str] | None, list[str] | None]:
     """``command`` and ``args`` with ``$(VAR)`` expanded against the container's environment."""
     lookup = mapping_for(dict(env))

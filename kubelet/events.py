@@ -13,9 +13,12 @@ cache of recent events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +31,7 @@ Obj = dict[str, Any]
 
 EVENTS = by_kind("v1", "Event")
 CACHE_SIZE = 4096
+MAX_HOLD = 1.0  # seconds an event may be held back while pods start
 
 
 def event_key(body: Obj) -> tuple[str, ...]:
@@ -119,24 +123,50 @@ def new_event(obj: Obj, etype: str, reason: str, message: str, field_path: str, 
 class EventRecorder:
     """Queue events and write them (create, or patch the count of an equal one) in order."""
 
-    def __init__(self, client: Any, host: str) -> None:
+    def __init__(self, client: Any, host: str, max_hold: float = MAX_HOLD) -> None:
         self.client = client
         self.host = host
-        self._queue: asyncio.Queue[Obj] = asyncio.Queue(maxsize=10000)
+        self.max_hold = max_hold
+        self._queue: asyncio.Queue[tuple[float, Obj]] = asyncio.Queue(maxsize=10000)
         self._cache: OrderedDict[tuple[str, ...], Seen] = OrderedDict()
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold event writes back while the block runs (a pod starting): on a small host an
+        event write (API server and etcd work) competes for the CPU with the container start and
+        the status write that end the pod's start-up.  Held events are written once no block
+        runs, or after ``max_hold`` seconds at the latest; their timestamps are those of
+        :meth:`record`."""
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
 
     def record(self, obj: Obj, etype: str, reason: str, message: str, field_path: str, now: str) -> None:
         meta = obj.get("metadata") or {}
         log.info("%s/%s: %s %s: %s", meta.get("namespace"), meta.get("name"), etype, reason, message)
         body = new_event(obj, etype, reason, message, field_path, self.host, now)
         try:
-            self._queue.put_nowait(body)
+            self._queue.put_nowait((time.monotonic(), body))
         except asyncio.QueueFull:
             log.warning("event queue full; dropping %s for %s", reason, meta.get("name"))
 
     async def run(self) -> None:
         while True:
-            body = await self._queue.get()
+            recorded, body = await self._queue.get()
+            left = recorded + self.max_hold - time.monotonic()
+            if not self._idle.is_set() and left > 0:
+                try:
+                    await asyncio.wait_for(self._idle.wait(), left)
+                except TimeoutError:
+                    pass
             try:
                 await self._write(body)
             except asyncio.CancelledError:
@@ -150,7 +180,7 @@ class EventRecorder:
         deadline = loop.time() + timeout
         while not self._queue.empty() and loop.time() < deadline:
             try:
-                await asyncio.wait_for(self._write(self._queue.get_nowait()), deadline - loop.time())
+                await asyncio.wait_for(self._write(self._queue.get_nowait()[1]), deadline - loop.time())
             except (Exception, TimeoutError):  # noqa: BLE001
                 break
 

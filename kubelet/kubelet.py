@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from apimachinery import errors
@@ -63,6 +65,16 @@ PVS = _info("v1", "PersistentVolume")
 RELIST_PERIOD = 1.0
 RESYNC_PERIOD = 60.0
 TERMINAL = ("Succeeded", "Failed")
+
+
+@dataclass
+class Prepared:
+    """A container created for a start (``cid``), or why not (``delay``: retry after)."""
+
+    cid: str | None
+    container: Obj
+    field: str
+    delay: float | None
 
 
 def pod_key(pod: Obj) -> str:
@@ -154,6 +166,11 @@ def pod_dns(
     return servers, searches, options
 
 
+# how long after a SIGKILL exit the kubelet keeps looking for Docker's (later) OOM record; a
+# loaded machine can deliver it seconds after the exit
+OOM_RECHECK_SECONDS = 15
+
+
 class Kubelet:
     def __init__(
         self,
@@ -192,6 +209,7 @@ class Kubelet:
         self.pull_backoff = podstate.Backoff()
         self.probes = ProbeManager(self._probe_exec, self.queue.add, self._probe_failed)
         self._waiting: dict[str, dict[str, tuple[str, str]]] = {}  # uid -> container -> (reason, msg)
+        self._written: dict[str, Obj] = {}  # uid -> the status this kubelet last wrote
         self._pleg_state: dict[str, tuple[str, str]] = {}  # container id -> (state, pod key)
         self._tasks: list[asyncio.Task[Any]] = []
         self._terminating: set[str] = set()
@@ -210,8 +228,8 @@ class Kubelet:
         await self.runtime.ensure_network(self.network_name, cidr)
         self.pods.add_event_handler(
             on_add=lambda p: self.queue.add(pod_key(p)),
-            on_update=lambda old, new: self.queue.add(pod_key(new)),
-            on_delete=lambda p: self.queue.add(pod_key(p)),
+            on_update=self._on_pod_update,
+            on_delete=self._on_pod_delete,
         )
         self._spawn(self.recorder.run(), "events")
         self._spawn(self.pods.run(), "pod-informer")
@@ -221,6 +239,16 @@ class Kubelet:
         self._spawn(self._pleg_loop(), "pleg")
         self._spawn(run_workers(self.queue, self.reconcile, self.workers), "pod-workers")
         log.info("kubelet for node %s started (pod network %s %s)", self.node_name, self.network_name, cidr)
+
+    def _on_pod_update(self, old: Obj, new: Obj) -> None:
+        uid = pod_ref(new).uid
+        if podstate.own_status_update(old, new, self._written.get(uid)):
+            return
+        self.queue.add(pod_key(new))
+
+    def _on_pod_delete(self, pod: Obj) -> None:
+        self._written.pop(pod_ref(pod).uid, None)
+        self.queue.add(pod_key(pod))
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -365,17 +393,20 @@ class Kubelet:
         for k in [k for k in self._start_failed if k.startswith(f"{uid}/")]:
             del self._start_failed[k]
         self._waiting.pop(uid, None)
+        self._written.pop(uid, None)
 
     async def sync_pod(self, pod: Obj) -> None:
+        with contextlib.ExitStack() as stack:
+            await self._sync_pod(pod, stack)
+
+    async def _sync_pod(self, pod: Obj, stack: contextlib.ExitStack) -> None:
         t0 = time.perf_counter()
         key = pod_key(pod)
         ref = pod_ref(pod)
         spec = pod.get("spec") or {}
         old_status = pod.get("status") or {}
-        containers, sandboxes = await asyncio.gather(
-            self.runtime.list_containers(ref.uid), self.runtime.list_sandboxes(ref.uid)
-        )
-        sandbox = podstate.latest_sandbox(sandboxes)
+        sandboxes, containers = await self.runtime.list_pod(ref.uid)
+        sandbox: SandboxStatus | None = podstate.latest_sandbox(sandboxes)
         waiting = self._waiting.setdefault(ref.uid, {})
 
         if old_status.get("phase") in TERMINAL:
@@ -390,6 +421,8 @@ class Kubelet:
         plan = podstate.plan_pod(pod, sandboxes, containers, self.backoff, unhealthy=unhealthy)
         waiting.clear()
         waiting.update(plan.waiting)
+        if plan.start or plan.create_sandbox:
+            stack.enter_context(self.recorder.hold())  # events wait until the pod has started
         for cname, (reason, _message) in plan.waiting.items():
             if reason == "CrashLoopBackOff":
                 self.event(
@@ -422,32 +455,72 @@ class Kubelet:
             await self._write_status(pod, sandbox, containers, waiting)
             return
 
+        phases = ""  # where the time went, for the log
+        t_sandbox = t0
+        started: list[str] = []  # containers created by this sync
+        inspect_sandbox: asyncio.Future[SandboxStatus | None]
+        early: dict[str, asyncio.Task[Prepared | None]] = {}
+        mounts_task: asyncio.Task[dict[str, volumes.VolumeSource]] | None = None
+        now = time.time()
         if plan.create_sandbox:
             if plan.kill_pod:
                 await self._stop_all(pod, containers, sandboxes, remove_sandboxes=True)
+            sandbox = None
             try:
-                sandbox = await self._create_sandbox(pod, plan.sandbox_attempt)
+                t_listed = time.perf_counter()
+                sandbox_id = await self._create_sandbox(pod, plan.sandbox_attempt)
+                t_created = time.perf_counter()
+                # While the sandbox starts (most of a pod's start-up: Docker sets up its network),
+                # set up the volumes and create the containers that start first: they only need
+                # the sandbox's ID.  What needs the pod's IP waits for it (ordering, see below).
+                if plan.start and not volumes.needs_pod_ip(pod):
+                    mounts_task = asyncio.create_task(self._setup_volumes(pod, ""))
+                    for start in self._early_starts(pod, plan, now):
+                        early[start.name] = asyncio.create_task(
+                            self._prepare_early(pod, sandbox_id, start, mounts_task, waiting, started)
+                        )
+                await self.runtime.start_sandbox(sandbox_id)
             except RuntimeError_ as exc:
+                await self._abandon(early, mounts_task, started)
                 self.event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
                 for c in spec.get("containers") or []:
                     waiting[c.get("name", "")] = ("ContainerCreating", str(exc))
                 await self._write_status(pod, None, containers, waiting)
                 self.queue.add_after(key, 5)
                 return
+            # the pod's IP, read while the first containers start
+            inspect_sandbox = asyncio.create_task(self.runtime.inspect_sandbox(sandbox_id))
+            t_sandbox = time.perf_counter()
+            phases = (
+                f"sandbox create {(t_created - t_listed) * 1000:.0f} ms,"
+                f" start {(t_sandbox - t_created) * 1000:.0f} ms, "
+            )
+            log.info("%s: sandbox %s started", key, sandbox_id[:12])
+        else:
+            assert sandbox is not None
+            sandbox_id = sandbox.id
+            inspect_sandbox = asyncio.get_running_loop().create_future()
+            inspect_sandbox.set_result(sandbox)
 
-        assert sandbox is not None
         if plan.start:
             try:
-                mounts_src = await self._setup_volumes(pod, sandbox.ip)
+                if mounts_task is not None:
+                    mounts_src = await mounts_task
+                else:
+                    pod_ip = sandbox.ip if sandbox is not None else ""
+                    if not pod_ip and volumes.needs_pod_ip(pod):
+                        sandbox = await inspect_sandbox
+                        pod_ip = sandbox.ip if sandbox is not None else ""
+                    mounts_src = await self._setup_volumes(pod, pod_ip)
             except volumes.MountError as exc:
+                await self._abandon(early, None, [])
+                sandbox = await inspect_sandbox
                 self.event(pod, "Warning", "FailedMount", str(exc))
                 for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
                     waiting.setdefault(c.get("name", ""), ("ContainerCreating", str(exc)))
                 await self._write_status(pod, sandbox, containers, waiting)
                 self.queue.add_after(key, 10)
                 return
-            now = time.time()
-            started: list[str] = []
             for start in plan.start:
                 fkey = f"{ref.uid}/{start.name}"
                 failed = self._start_failed.get(fkey)
@@ -459,7 +532,17 @@ class Kubelet:
                         if start.init:
                             break
                         continue
-                delay = await self._start_container(pod, sandbox, start, mounts_src, waiting, started)
+                task = early.pop(start.name, None)
+                prepared = await task if task is not None else None
+                if prepared is None:
+                    # not created yet: needs the pod's IP, or was held back
+                    sandbox = await inspect_sandbox
+                    prepared = await self._prepare_container(
+                        pod, sandbox_id, sandbox.ip if sandbox else "", start, mounts_src, waiting, started
+                    )
+                if prepared.delay is None and prepared.cid:
+                    prepared.delay = await self._run_container(pod, start, prepared, waiting)
+                delay = prepared.delay
                 if delay is not None:
                     reason, message = waiting.get(start.name, ("RunContainerError", ""))
                     if reason not in ("ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"):
@@ -470,16 +553,28 @@ class Kubelet:
                 else:
                     self._start_failed.pop(fkey, None)
                     self.start_backoff.forget(fkey)
+            # created early but not started (an init container held back): removed by the next sync
+            await self._abandon(early, None, [])
             if plan.kill or plan.kill_pod or plan.remove or any(s.restart_count > 1 for s in plan.start):
-                containers = await self.runtime.list_containers(ref.uid)
+                containers, sandbox = await asyncio.gather(
+                    self.runtime.list_containers(ref.uid), inspect_sandbox
+                )
             else:  # only new containers: inspect them instead of listing the pod again
-                found = await asyncio.gather(*(self.runtime.inspect_container(i) for i in started))
+                found, sandbox = await asyncio.gather(
+                    asyncio.gather(*(self.runtime.inspect_container(i) for i in started)), inspect_sandbox
+                )
                 containers = containers + [c for c in found if c is not None]
-        elif (spec.get("volumes") or []) and sandbox is not None:
-            try:  # keep configMap/secret files in step with their objects
-                await self._setup_volumes(pod, sandbox.ip)
-            except volumes.MountError as exc:
-                log.warning("%s: refreshing volumes failed: %s", key, exc)
+        else:
+            sandbox = await inspect_sandbox
+            if (spec.get("volumes") or []) and sandbox is not None:
+                try:  # keep configMap/secret files in step with their objects
+                    await self._setup_volumes(pod, sandbox.ip)
+                except volumes.MountError as exc:
+                    log.warning("%s: refreshing volumes failed: %s", key, exc)
+        if plan.create_sandbox:
+            log.info("%s: sandbox %s has IP %s", key, sandbox_id[:12], sandbox.ip if sandbox else "(gone)")
+            if sandbox is None or sandbox.state != STATE_RUNNING:
+                self.queue.add(key)  # died at once: the next sync replaces it
 
         if plan.requeue_after:
             self.queue.add_after(key, plan.requeue_after + 0.1)
@@ -487,12 +582,21 @@ class Kubelet:
         self.probes.sync(key, ref.uid, spec.get("containers") or [], running, sandbox.ip if sandbox else "")
         t1 = time.perf_counter()
         await self._write_status(pod, sandbox, containers, waiting)
+        if plan.start or plan.create_sandbox:
+            # what this sync started and saw running is no news to the next relist (anything
+            # else, such as a container that already exited, is: the relist syncs the pod again)
+            for c in containers:
+                if c.state == STATE_RUNNING:
+                    self._pleg_state[c.id] = (c.state, key)
+            if sandbox is not None and sandbox.state == STATE_RUNNING:
+                self._pleg_state[sandbox.id] = (sandbox.state, key)
         if plan.start:
             log.info(
-                "%s: synced in %.0f ms (runtime %.0f ms, status %.0f ms)",
+                "%s: synced in %.0f ms (%scontainers %.0f ms, status %.0f ms)",
                 key,
                 (time.perf_counter() - t0) * 1000,
-                (t1 - t0) * 1000,
+                phases,
+                (t1 - t_sandbox) * 1000,
                 (time.perf_counter() - t1) * 1000,
             )
 
@@ -506,9 +610,9 @@ class Kubelet:
                 and c.exit_code == 137
                 and not c.oom_killed
                 and c.finished_at is not None
-                and now - c.finished_at < 3
+                and now - c.finished_at < OOM_RECHECK_SECONDS
             ):
-                self.queue.add_after(key, 0.5)
+                self.queue.add_after(key, 0.5 if now - c.finished_at < 3 else 1.0)
                 return
 
     async def _stop_all(
@@ -597,7 +701,8 @@ class Kubelet:
         log.info("%s: postStart hook of %s failed: %s", pod_key(pod), name, msg)
         return False
 
-    async def _create_sandbox(self, pod: Obj, attempt: int) -> SandboxStatus:
+    async def _create_sandbox(self, pod: Obj, attempt: int) -> str:
+        """Create (not start) the pod's sandbox: its ID."""
         spec = pod.get("spec") or {}
         meta = pod.get("metadata") or {}
         ports = []
@@ -626,9 +731,7 @@ class Kubelet:
             dns_search=searches,
             dns_options=options,
         )
-        sandbox = await self.runtime.run_sandbox(config)
-        log.info("%s: sandbox %s started with IP %s", pod_key(pod), sandbox.id[:12], sandbox.ip)
-        return sandbox
+        return await self.runtime.create_sandbox(config)
 
     async def _fetch(self, info: Any, namespace: str, names: set[str]) -> dict[str, Obj | None]:
         out: dict[str, Obj | None] = {}
@@ -714,30 +817,90 @@ class Kubelet:
         self.event(pod, "Normal", "Pulled", f'Successfully pulled image "{image}"', field)
         return None
 
-    async def _start_container(
+    def _early_starts(self, pod: Obj, plan: podstate.Plan, now: float) -> list[podstate.Start]:
+        """The containers of ``plan`` that can be created while a new sandbox starts: what this
+        sync starts first (the first init container, or the app containers), unless held back by a
+        start back-off or needing the pod's IP in their environment."""
+        spec = pod.get("spec") or {}
+        uid = pod_ref(pod).uid
+        out: list[podstate.Start] = []
+        for start in plan.start:
+            if out and start.init:
+                break
+            specs = spec.get("initContainers") if start.init else spec.get("containers")
+            container = next((c for c in specs or [] if c.get("name") == start.name), None)
+            fkey = f"{uid}/{start.name}"
+            failed = self._start_failed.get(fkey)
+            held = failed is not None and self.start_backoff.remaining(fkey, failed[0], now) > 0
+            if container is not None and not held and not envvars.needs_pod_ip(container):
+                out.append(start)
+            if start.init:
+                break
+        return out
+
+    async def _prepare_early(
         self,
         pod: Obj,
-        sandbox: SandboxStatus,
+        sandbox_id: str,
+        start: podstate.Start,
+        mounts: asyncio.Task[dict[str, volumes.VolumeSource]],
+        waiting: dict[str, tuple[str, str]],
+        created: list[str],
+    ) -> Prepared | None:
+        """:meth:`_prepare_container` once the volumes are set up; None if they could not be (the
+        sync reports that)."""
+        try:
+            sources = await asyncio.shield(mounts)
+        except volumes.MountError:
+            return None
+        return await self._prepare_container(pod, sandbox_id, "", start, sources, waiting, created)
+
+    async def _abandon(
+        self,
+        early: dict[str, asyncio.Task[Prepared | None]],
+        mounts: asyncio.Task[Any] | None,
+        remove: list[str],
+    ) -> None:
+        """Wait for early preparations that will not be used, then remove the containers in
+        ``remove`` (created for a sandbox that failed to start)."""
+        tasks: list[asyncio.Task[Any]] = [*early.values(), *([mounts] if mounts is not None else [])]
+        early.clear()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for cid in remove:
+            try:
+                await self.runtime.remove_container(cid)
+            except RuntimeError_ as exc:
+                log.warning("removing container %s failed: %s", cid[:12], exc)
+
+    async def _prepare_container(
+        self,
+        pod: Obj,
+        sandbox_id: str,
+        pod_ip: str,
         start: podstate.Start,
         sources: Mapping[str, volumes.VolumeSource],
         waiting: dict[str, tuple[str, str]],
-        started: list[str],
-    ) -> float | None:
-        """Create and start one container (its ID appended to ``started``); record a waiting
-        reason on failure; return a retry delay."""
+        created: list[str],
+    ) -> Prepared:
+        """Pull per the policy, build the config and create one container (its ID appended to
+        ``created``); on failure record a waiting reason and return a retry delay."""
         spec = pod.get("spec") or {}
-        key = pod_key(pod)
         specs = spec.get("initContainers") if start.init else spec.get("containers")
         container = next((c for c in specs or [] if c.get("name") == start.name), None)
         if container is None:
-            return None
+            return Prepared(None, {}, "", None)
         field = f"spec.{'initContainers' if start.init else 'containers'}{{{start.name}}}"
         bad = await self._ensure_image(pod, container)
         if bad is not None:
             waiting[start.name] = bad
             if bad[0] != "ImagePullBackOff":
-                return 1.0 if bad[0] == "ErrImagePull" else 10.0
-            return max(1.0, self.pull_backoff.get(f"{pod_ref(pod).uid}/{container.get('image')}"))
+                return Prepared(None, container, field, 1.0 if bad[0] == "ErrImagePull" else 10.0)
+            return Prepared(
+                None,
+                container,
+                field,
+                max(1.0, self.pull_backoff.get(f"{pod_ref(pod).uid}/{container.get('image')}")),
+            )
         try:
             ns = pod_ref(pod).namespace
             cm_names, secret_names = envvars.referenced_objects(container)
@@ -746,7 +909,7 @@ class Kubelet:
                 container,
                 await self._fetch(CONFIGMAPS, ns, cm_names),
                 await self._fetch(SECRETS, ns, secret_names),
-                sandbox.ip,
+                pod_ip,
                 self.node_ip,
                 self.node.allocatable,
             )
@@ -755,7 +918,7 @@ class Kubelet:
         except (envvars.ConfigError, volumes.MountError) as exc:
             waiting[start.name] = ("CreateContainerConfigError", str(exc))
             self.event(pod, "Warning", "Failed", f"Error: {exc}", field)
-            return 10.0
+            return Prepared(None, container, field, 10.0)
         limits = (container.get("resources") or {}).get("limits") or {}
         requests = (container.get("resources") or {}).get("requests") or {}
         sc = container.get("securityContext") or {}
@@ -783,23 +946,43 @@ class Kubelet:
             tty=bool(container.get("tty")),
         )
         try:
-            cid = await self.runtime.create_container(sandbox.id, config)
-            started.append(cid)
-            self.event(pod, "Normal", "Created", f"Created container {start.name}", field)
+            cid = await self.runtime.create_container(sandbox_id, config)
+        except RuntimeError_ as exc:
+            return Prepared(None, container, field, self._start_error(pod, start, field, exc, waiting))
+        created.append(cid)
+        self.event(pod, "Normal", "Created", f"Created container {start.name}", field)
+        return Prepared(cid, container, field, None)
+
+    def _start_error(
+        self,
+        pod: Obj,
+        start: podstate.Start,
+        field: str,
+        exc: RuntimeError_,
+        waiting: dict[str, tuple[str, str]],
+    ) -> float:
+        reason = (
+            exc.reason if exc.reason in ("CreateContainerError", "RunContainerError") else "RunContainerError"
+        )
+        waiting[start.name] = (reason, str(exc))
+        self.event(pod, "Warning", "Failed", f"Error: {exc}", field)
+        return 10.0
+
+    async def _run_container(
+        self, pod: Obj, start: podstate.Start, prepared: Prepared, waiting: dict[str, tuple[str, str]]
+    ) -> float | None:
+        """Start a created container and run its postStart hook; a retry delay on failure."""
+        key = pod_key(pod)
+        cid = prepared.cid
+        assert cid is not None
+        try:
             await self.runtime.start_container(cid)
-            self.event(pod, "Normal", "Started", f"Started container {start.name}", field)
-            if not await self._post_start(pod, container, cid, field):
+            self.event(pod, "Normal", "Started", f"Started container {start.name}", prepared.field)
+            if not await self._post_start(pod, prepared.container, cid, prepared.field):
                 self.queue.add(key)  # the killed container restarts per the restart policy
                 return None
         except RuntimeError_ as exc:
-            reason = (
-                exc.reason
-                if exc.reason in ("CreateContainerError", "RunContainerError")
-                else "RunContainerError"
-            )
-            waiting[start.name] = (reason, str(exc))
-            self.event(pod, "Warning", "Failed", f"Error: {exc}", field)
-            return 10.0
+            return self._start_error(pod, start, prepared.field, exc, waiting)
         log.info("%s: started container %s (%s, restart %d)", key, start.name, cid[:12], start.restart_count)
         if start.restart_count >= 2:  # older instances than the previous one exist
             await self._gc_instances(pod_ref(pod).uid, start.name, keep=2)
@@ -831,9 +1014,13 @@ class Kubelet:
         if podstate.status_equal(status, pod.get("status") or {}):
             return
         new = {**pod, "status": status}
+        # set before the write: the watch may deliver the update before the response arrives
+        self._written[uid] = status
         try:
-            await self.client.update_status(PODS, new)
+            written = await self.client.update_status(PODS, new)
+            self._written[uid] = dict(written.get("status") or status)
         except errors.Conflict:
+            self._written.pop(uid, None)
             self.queue.add(pod_key(pod))  # the cache will catch up; sync again
         except errors.NotFound:
-            pass
+            self._written.pop(uid, None)

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import uvicorn
 
@@ -72,7 +73,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# Runtime calls are blocking SDK calls run in threads: a sandbox start, the creates beside it,
+# the relist, probes and inspects of several pods must overlap, more than asyncio's default pool
+# (cores + 4) allows on a small host.
+RUNTIME_THREADS = 32
+
+
 async def run(args: argparse.Namespace) -> int:
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=RUNTIME_THREADS, thread_name_prefix="runtime")
+    )
     config = load_config(args.kubeconfig, server=args.api_server)
     client = Client(config)
     runtime = DockerRuntime(args.node_name, args.docker_host, args.pod_infra_image)

@@ -458,3 +458,25 @@ def status_equal(a: Obj, b: Obj) -> bool:
         return out
 
     return strip(a) == strip(b)
+
+
+def own_status_update(old: Obj, new: Obj, written: Obj | None) -> bool:
+    """Whether an update of a pod only carries a status this kubelet wrote itself: nothing to sync
+    (Kubernetes' kubelet does not sync a pod for its own status either).  A resync (same
+    resourceVersion), a change of metadata or spec, a status someone else wrote, or a terminal
+    phase (the next sync stops what still runs) is not."""
+    if written is None:
+        return False
+    old_meta = dict(old.get("metadata") or {})
+    new_meta = dict(new.get("metadata") or {})
+    if old_meta.get("resourceVersion") == new_meta.get("resourceVersion"):
+        return False
+    for meta in (old_meta, new_meta):
+        meta.pop("resourceVersion", None)
+        meta.pop("managedFields", None)
+    if old_meta != new_meta or old.get("spec") != new.get("spec"):
+        return False
+    status = new.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return False
+    return status_equal(status, written)

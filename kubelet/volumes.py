@@ -167,6 +167,20 @@ def volume_files(
     return None
 
 
+def needs_pod_ip(pod: Obj) -> bool:
+    """Whether a downwardAPI volume (or projection) of the pod writes the pod's IP: its files can
+    only be written once the sandbox has an IP."""
+    for v in (pod.get("spec") or {}).get("volumes") or []:
+        item_lists = [(v.get("downwardAPI") or {}).get("items") or []]
+        for s in (v.get("projected") or {}).get("sources") or []:
+            item_lists.append((s.get("downwardAPI") or {}).get("items") or [])
+        for items in item_lists:
+            for item in items:
+                if (item.get("fieldRef") or {}).get("fieldPath") in ("status.podIP", "status.podIPs"):
+                    return True
+    return False
+
+
 def referenced_objects(pod: Obj) -> tuple[set[str], set[str]]:
     """ConfigMap and Secret names the pod's volumes refer to."""
     cms: set[str] = set()

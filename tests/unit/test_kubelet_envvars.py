@@ -4,6 +4,7 @@ import base64
 
 import pytest
 
+from kubelet import envvars
 from kubelet.envvars import ConfigError, expand, expand_command, make_environment, mapping_for
 
 
@@ -98,3 +99,13 @@ def test_pod_dns_cluster_first_default_none_and_dns_config() -> None:
     )
     spec = {"dnsConfig": {"options": [{"name": "ndots", "value": "1"}]}}
     assert pod_dns(spec, "a", ["10.0.0.10"], "cluster.local")[2] == ["ndots:1"]
+
+
+def test_needs_pod_ip_only_for_pod_ip_field_refs() -> None:
+    def c(path: str) -> dict:
+        return {"name": "c", "env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": path}}}]}
+
+    assert envvars.needs_pod_ip(c("status.podIP"))
+    assert envvars.needs_pod_ip(c("status.podIPs"))
+    assert not envvars.needs_pod_ip(c("status.hostIP"))
+    assert not envvars.needs_pod_ip({"name": "c", "env": [{"name": "A", "value": "1"}]})

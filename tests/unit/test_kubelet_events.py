@@ -63,3 +63,41 @@ def test_cache_is_bounded(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert len(cache) == 3
     assert events.correlate(cache, ev("Pulled", "m0")).verb == "create"  # evicted, so new
     assert events.correlate(cache, ev("Pulled", "m4")).verb == "patch"
+
+
+def test_recorder_holds_writes_while_pods_start() -> None:
+    import asyncio
+
+    written: list[str] = []
+
+    class FakeClient:
+        async def create(self, info: object, body: dict) -> dict:
+            written.append(body["reason"])
+            return body
+
+    async def scenario() -> None:
+        rec = events.EventRecorder(FakeClient(), "node-1", max_hold=30)
+        task = asyncio.create_task(rec.run())
+        with rec.hold():
+            rec.record(POD, "Normal", "Created", "Created container c", "spec.containers{c}", "t")
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert written == []  # held while the pod starts
+        for _ in range(100):
+            if written:
+                break
+            await asyncio.sleep(0.01)
+        assert written == ["Created"]
+        # held no longer than max_hold after being recorded
+        rec.max_hold = 0
+        with rec.hold():
+            rec.record(POD, "Normal", "Started", "Started container c", "spec.containers{c}", "t")
+            for _ in range(100):
+                if len(written) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert written == ["Created", "Started"]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(scenario())

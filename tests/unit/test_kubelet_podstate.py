@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubelet import podstate
 from kubelet.podstate import Backoff, plan_pod, pod_phase, pod_status
 from kubelet.runtime import ContainerStatus, PodRef, SandboxStatus
 
@@ -147,3 +148,25 @@ def test_status_reports_states_and_conditions() -> None:
         pod(), sandbox(), [ctr("a", "running")], {}, {"a": False}, {"a": True}, "1.2.3.4", "BestEffort"
     )
     assert unready["containerStatuses"][0]["ready"] is False
+
+
+def _pod_rv(rv: str, status: dict, **spec: object) -> dict:
+    return {
+        "metadata": {"name": "p", "namespace": "d", "uid": "u", "resourceVersion": rv},
+        "spec": {"containers": [{"name": "c", "image": "i"}], **spec},
+        "status": status,
+    }
+
+
+def test_own_status_update_is_not_a_reason_to_sync() -> None:
+    running = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    old = _pod_rv("1", {"phase": "Pending"})
+    new = _pod_rv("2", running)
+    assert podstate.own_status_update(old, new, running)
+    # nothing written yet, someone else's status, a resync, a spec change, a terminal phase
+    assert not podstate.own_status_update(old, new, None)
+    assert not podstate.own_status_update(old, new, {"phase": "Pending"})
+    assert not podstate.own_status_update(new, new, running)
+    assert not podstate.own_status_update(old, _pod_rv("2", running, activeDeadlineSeconds=5), running)
+    done = {"phase": "Succeeded"}
+    assert not podstate.own_status_update(old, _pod_rv("2", done), done)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kubelet import volumes
 from kubelet.node import node_status
 from kubelet.server import exit_status
 from kubelet.volumes import (
@@ -112,3 +113,13 @@ def test_node_status_shape() -> None:
 def test_exec_exit_status() -> None:
     assert exit_status(0)["status"] == "Success"
     assert exit_status(3)["details"]["causes"][0] == {"reason": "ExitCode", "message": "3"}
+
+
+def test_needs_pod_ip_for_downward_api_volumes_only() -> None:
+    item = {"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}}
+    name = {"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}
+    assert volumes.needs_pod_ip({"spec": {"volumes": [{"name": "d", "downwardAPI": {"items": [item]}}]}})
+    projected = {"sources": [{"downwardAPI": {"items": [item]}}]}
+    assert volumes.needs_pod_ip({"spec": {"volumes": [{"name": "p", "projected": projected}]}})
+    assert not volumes.needs_pod_ip({"spec": {"volumes": [{"name": "d", "downwardAPI": {"items": [name]}}]}})
+    assert not volumes.needs_pod_ip({"spec": {}})
