@@ -77,7 +77,10 @@ class Component:
             self.proc.wait()
 
     def kill(self) -> None:
+        """A crash, as the restart tests make one: the process and its log are gone."""
         self.stop(signal.SIGKILL)
+        if os.path.exists(self.log_path):
+            os.unlink(self.log_path)
 
     def cleanup(self) -> None:
         self.stop()
