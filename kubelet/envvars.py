@@ -212,37 +212,29 @@ def make_environment(
             env[name] = resource_field_value(
                 target, ref.get("resource", ""), ref.get("divisor"), node_allocatable
             )
-        elif vf.get("configMapKeyRef"):
-            ref = vf["configMapKeyRef"]
-            cm = config_maps.get(ref.get("name", ""))
-            if cm is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'configmap "{ref.get("name")}" not found')
-            data = config_map_data(cm)
-            if ref.get("key") not in data:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(
-                    f"couldn't find key {ref.get('key')} in ConfigMap {namespace}/{ref.get('name')}"
-                )
-            env[name] = data[ref["key"]]
-        elif vf.get("secretKeyRef"):
-            ref = vf["secretKeyRef"]
-            sec = secrets.get(ref.get("name", ""))
-            if sec is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'secret "{ref.get("name")}" not found')
-            data = secret_data(sec)
-            if ref.get("key") not in data:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(
-                    f"couldn't find key {ref.get('key')} in Secret {namespace}/{ref.get('name')}"
-                )
-            env[name] = data[ref["key"]]
+        elif vf.get("configMapKeyRef") or vf.get("secretKeyRef"):
+            is_cm = bool(vf.get("configMapKeyRef"))
+            ref = vf["configMapKeyRef"] if is_cm else vf["secretKeyRef"]
+            picked = _key_ref(ref, config_maps if is_cm else secrets, is_cm, namespace)
+            if picked is not None:
+                env[name] = picked
     return list(env.items())
+
+
+def _key_ref(ref: Obj, objects: Mapping[str, Obj | None], is_cm: bool, namespace: str) -> str | None:
+    """One key of a ConfigMap or Secret for ``valueFrom``; None when it is optional and missing."""
+    obj = objects.get(ref.get("name", ""))
+    kind, word = ("configmap", "ConfigMap") if is_cm else ("secret", "Secret")
+    if obj is None:
+        if ref.get("optional"):
+            return None
+        raise ConfigError(f'{kind} "{ref.get("name")}" not found')
+    data = config_map_data(obj) if is_cm else secret_data(obj)
+    if ref.get("key") not in data:
+        if ref.get("optional"):
+            return None
+        raise ConfigError(f"couldn't find key {ref.get('key')} in {word} {namespace}/{ref.get('name')}")
+    return str(data[ref["key"]])
 
 
 POD_IP_FIELDS = ("status.podIP", "status.podIPs")
