@@ -401,7 +401,7 @@ def generate_job_selector(obj: Obj) -> None:
     """Give a Job the selector and template labels Kubernetes generates from its UID.
 
     Done on create (after ``metadata.uid`` is set) unless ``spec.manualSelector`` is true; it
-    makes a Job's pods match only this Job.  :func:`apimachinery.validation.validate` calls it.
+    makes a Job's pods match only this Job.  :func:`apiserver.validation.validate` calls it.
     """
     spec = _sub(obj, "spec")
     if spec.get("manualSelector") is True:

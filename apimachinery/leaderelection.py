@@ -17,8 +17,9 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Any
+
+from apimachinery.timefmt import micro_time
 
 from . import errors
 from .client import Client, Obj
@@ -32,11 +33,6 @@ LEASES = _LEASES
 
 WallClock = Callable[[], float]
 wall_clock: WallClock = time.time
-
-
-def micro_time(ts: float) -> str:
-    """``2024-01-02T03:04:05.123456Z`` (metav1.MicroTime, used by Leases)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LostLeadership(Exception):

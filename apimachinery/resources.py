@@ -128,6 +128,22 @@ def by_kind(api_version: str, kind: str) -> ResourceInfo | None:
     return _BY_GVK.get((group, version, kind))
 
 
+def kind_info(api_version: str, kind: str) -> ResourceInfo:
+    """The resource of a kind minik serves; KeyError for one it does not."""
+    info = by_kind(api_version, kind)
+    if info is None:
+        raise KeyError(f"{api_version}/{kind} is not in the resources table")
+    return info
+
+
+def plural_info(group: str, version: str, plural: str) -> ResourceInfo:
+    """The resource of a plural minik serves; KeyError for one it does not."""
+    info = by_plural(group, version, plural)
+    if info is None:
+        raise KeyError(f"{group}/{version}/{plural} is not in the resources table")
+    return info
+
+
 def group_versions() -> list[tuple[str, str]]:
     """(group, version) pairs in a stable order: core first, then groups as listed."""
     seen: list[tuple[str, str]] = []

@@ -28,7 +28,8 @@ from typing import Any
 
 import orjson
 
-from apimachinery import errors, validation
+from apimachinery import errors
+from apiserver import validation
 
 log = logging.getLogger(__name__)
 

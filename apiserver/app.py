@@ -24,8 +24,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket
 
-from apimachinery import errors, openapi, printers, protobuf, selectors
+from apimachinery import errors, printers, selectors
 from apimachinery.resources import ResourceInfo, by_plural
+from apimachinery.timefmt import rfc3339
+from apiserver import openapi, protobuf
 
 from . import discovery, nodeproxy, portforward_spdy, strategy
 from .etcd import EtcdUnavailable
@@ -749,7 +751,7 @@ class APIServer:
                     "type": "PodScheduled",
                     "status": "True",
                     "lastProbeTime": None,
-                    "lastTransitionTime": strategy.now_rfc3339(),
+                    "lastTransitionTime": rfc3339(),
                 }
             )
             status["conditions"] = conds

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from apimachinery import errors, patch, strategicpatch
+from apimachinery import errors, strategicpatch
 from apimachinery.resources import ResourceInfo
+from apiserver import patch
 
 PATCH_TYPES = {
     "application/merge-patch+json": "merge",

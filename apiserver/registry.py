@@ -24,6 +24,7 @@ import orjson
 
 from apimachinery import errors
 from apimachinery.resources import RESOURCES, SYSTEM_NAMESPACES, ResourceInfo
+from apimachinery.timefmt import rfc3339
 
 from . import strategy
 from .allocator import Allocation, ServiceAllocations
@@ -474,7 +475,7 @@ def _deletion_plan(info: ResourceInfo, current: dict[str, Any], grace: Any, poli
         if spec_finalizers or finalizers:
             if meta.get("deletionTimestamp"):
                 return current
-            meta["deletionTimestamp"] = strategy.now_rfc3339()
+            meta["deletionTimestamp"] = rfc3339()
             meta["deletionGracePeriodSeconds"] = 0
             if finalizers:
                 meta["finalizers"] = finalizers
@@ -502,7 +503,7 @@ def _deletion_plan(info: ResourceInfo, current: dict[str, Any], grace: Any, poli
     if finalizers:
         if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
             return current
-        meta.setdefault("deletionTimestamp", strategy.now_rfc3339())
+        meta.setdefault("deletionTimestamp", rfc3339())
         meta["deletionGracePeriodSeconds"] = 0
         meta["finalizers"] = finalizers
         if info.kind in strategy.GENERATION_KINDS:

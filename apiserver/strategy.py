@@ -10,20 +10,17 @@ from __future__ import annotations
 import copy
 import random
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
-from apimachinery import defaults, errors, validation
+from apimachinery import defaults, errors
 from apimachinery.resources import ResourceInfo
+from apimachinery.timefmt import rfc3339
+from apiserver import validation
 
 # Kinds whose spec changes move metadata.generation (and whose controllers report observedGeneration).
 GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Ingress"})
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generate_name(prefix: str) -> str:
@@ -84,7 +81,7 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
     else:
         meta.pop("namespace", None)
     meta["uid"] = str(uuid.uuid4())
-    meta["creationTimestamp"] = now_rfc3339()
+    meta["creationTimestamp"] = rfc3339()
     meta.pop("resourceVersion", None)
     meta.pop("deletionTimestamp", None)
     meta.pop("deletionGracePeriodSeconds", None)

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from apimachinery.client import Client
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
 from apiserver.testing import APIServerProcess, EtcdProcess
 from kubelet.hollow import hollow_node
 from scheduler import fastpath
@@ -43,7 +43,7 @@ from scheduler.main import skip_sniffio_probe
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-_PODS = by_kind("v1", "Pod")
+_PODS = kind_info("v1", "Pod")
 assert _PODS is not None
 PODS = _PODS
 

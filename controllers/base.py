@@ -17,20 +17,13 @@ from typing import Any
 
 from apimachinery.client import Client, Obj
 from apimachinery.informer import Informer, SharedInformerFactory, object_key
-from apimachinery.resources import ResourceInfo, by_kind
+from apimachinery.resources import ResourceInfo, kind_info
 from apimachinery.workqueue import WorkQueue, run_workers
 
 from .events import WARNING, EventRecorder
 from .util import WallClock, wall_clock
 
 log = logging.getLogger(__name__)
-
-
-def kind_info(api_version: str, kind: str) -> ResourceInfo:
-    info = by_kind(api_version, kind)
-    if info is None:
-        raise KeyError(f"{api_version}/{kind} is not in the resources table")
-    return info
 
 
 PODS = kind_info("v1", "Pod")

@@ -28,7 +28,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Obj
 from apimachinery.informer import split_key
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
 from apimachinery.selectors import selector_from_dict
 
 from .base import NODES, PODS, Controller, ControllerContext
@@ -57,7 +57,7 @@ from .util import (
 
 log = logging.getLogger(__name__)
 
-_DS = by_kind("apps/v1", "DaemonSet")
+_DS = kind_info("apps/v1", "DaemonSet")
 assert _DS is not None
 DAEMON_SETS = _DS
 

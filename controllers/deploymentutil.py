@@ -410,7 +410,7 @@ def deployment_progressing(d: Obj, status: dict[str, Any]) -> bool:
 
 
 def deployment_timed_out(d: Obj, status: dict[str, Any], now: float) -> bool:
-    from .util import parse_time
+    from apimachinery.timefmt import parse_time
 
     if not has_progress_deadline(d):
         return False

@@ -18,13 +18,14 @@ from typing import Any, Protocol
 
 from apimachinery import errors
 from apimachinery.client import Client, Obj
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
+from apimachinery.timefmt import rfc3339
 
-from .util import WallClock, rfc3339, wall_clock
+from .util import WallClock, wall_clock
 
 log = logging.getLogger(__name__)
 
-_EVENTS = by_kind("v1", "Event")
+_EVENTS = kind_info("v1", "Event")
 assert _EVENTS is not None
 EVENTS = _EVENTS
 

@@ -25,7 +25,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Obj
 from apimachinery.informer import split_key
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
 from apimachinery.selectors import selector_from_dict
 
 from .base import PODS, Controller, ControllerContext
@@ -56,7 +56,7 @@ from .util import (
 
 log = logging.getLogger(__name__)
 
-_JOBS = by_kind("batch/v1", "Job")
+_JOBS = kind_info("batch/v1", "Job")
 assert _JOBS is not None
 JOBS = _JOBS
 

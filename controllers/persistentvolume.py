@@ -38,7 +38,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Obj
 from apimachinery.quantity import parse_quantity
-from apimachinery.resources import ResourceInfo, by_kind
+from apimachinery.resources import kind_info
 from apimachinery.selectors import selector_from_dict
 
 from .base import PODS, Controller, ControllerContext
@@ -59,15 +59,9 @@ from .util import (
 log = logging.getLogger(__name__)
 
 
-def _kind(api_version: str, kind: str) -> ResourceInfo:
-    info = by_kind(api_version, kind)
-    assert info is not None, kind
-    return info
-
-
-PVS = _kind("v1", "PersistentVolume")
-PVCS = _kind("v1", "PersistentVolumeClaim")
-STORAGE_CLASSES = _kind("storage.k8s.io/v1", "StorageClass")
+PVS = kind_info("v1", "PersistentVolume")
+PVCS = kind_info("v1", "PersistentVolumeClaim")
+STORAGE_CLASSES = kind_info("storage.k8s.io/v1", "StorageClass")
 
 ANN_BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
 ANN_BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"

@@ -30,7 +30,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Obj
 from apimachinery.informer import split_key
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
 from apimachinery.selectors import selector_from_dict
 
 from .base import PODS, Controller, ControllerContext
@@ -54,8 +54,8 @@ from .util import (
 
 log = logging.getLogger(__name__)
 
-_STS = by_kind("apps/v1", "StatefulSet")
-_PVC = by_kind("v1", "PersistentVolumeClaim")
+_STS = kind_info("apps/v1", "StatefulSet")
+_PVC = kind_info("v1", "PersistentVolumeClaim")
 assert _STS is not None and _PVC is not None
 STATEFUL_SETS = _STS
 PVCS = _PVC

@@ -8,38 +8,17 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from apimachinery.client import Obj
 from apimachinery.informer import object_key
+from apimachinery.timefmt import parse_time, rfc3339
 
 CONTROLLER_UID_INDEX = "controllerUID"
 NODE_NAME_INDEX = "nodeName"
 
 
 # -- times ------------------------------------------------------------------------------------------
-
-
-def rfc3339(ts: float) -> str:
-    """``2024-01-02T03:04:05Z`` (metav1.Time)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def micro_time(ts: float) -> str:
-    """``2024-01-02T03:04:05.123456Z`` (metav1.MicroTime, used by Leases)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(value: Any) -> float | None:
-    """Seconds since the epoch from an RFC 3339 string (None when absent or unparsable)."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
 
 WallClock = Callable[[], float]
 wall_clock: WallClock = time.time

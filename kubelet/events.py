@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from apimachinery import errors
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-EVENTS = by_kind("v1", "Event")
+EVENTS = kind_info("v1", "Event")
 CACHE_SIZE = 4096
 MAX_HOLD = 1.0  # seconds an event may be held back while pods start
 

@@ -26,36 +26,27 @@ import contextlib
 import ipaddress
 import logging
 import signal
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Client, Obj
 from apimachinery.informer import Informer, object_key
 from apimachinery.kubeconfig import ClientConfig, load_config
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
+from apimachinery.timefmt import micro_time, rfc3339
 from apimachinery.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("kubelet.hollow")
 
-_PODS = by_kind("v1", "Pod")
-_NODES = by_kind("v1", "Node")
-_LEASES = by_kind("coordination.k8s.io/v1", "Lease")
+_PODS = kind_info("v1", "Pod")
+_NODES = kind_info("v1", "Node")
+_LEASES = kind_info("coordination.k8s.io/v1", "Lease")
 assert _PODS is not None and _NODES is not None and _LEASES is not None
 PODS, NODES, LEASES = _PODS, _NODES, _LEASES
 
 LEASE_NAMESPACE = "kube-node-lease"
 EXIT_CODE_ANNOTATION = "hollow.minik.io/exit-code"
 RUN_SECONDS_ANNOTATION = "hollow.minik.io/run-seconds"
-
-
-def now_rfc3339(ts: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # -- pure pieces ------------------------------------------------------------------------------------
@@ -84,7 +75,7 @@ def hollow_node(name: str, capacity: dict[str, str], labels: dict[str, str]) -> 
 
 
 def hollow_node_status(name: str, capacity: dict[str, str], address: str) -> Obj:
-    now = now_rfc3339()
+    now = rfc3339()
 
     def cond(ctype: str, status: str, reason: str, message: str) -> Obj:
         return {
@@ -193,7 +184,7 @@ def running_status(pod: Obj, pod_ip: str, host_ip: str, started: str, restarts: 
 
 def finished_status(pod: Obj, exit_code: int) -> Obj:
     status = dict(pod.get("status") or {})
-    finished = now_rfc3339()
+    finished = rfc3339()
     reason = "Completed" if exit_code == 0 else "Error"
     statuses = []
     for cs in status.get("containerStatuses") or []:
@@ -301,7 +292,7 @@ class HollowNodes:
         await self.client.patch(NODES, name, {"status": status}, subresource="status")
 
     async def renew(self, name: str) -> None:
-        spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now_micro()}
+        spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": micro_time()}
         lease = self.leases.get(name)
         if lease is not None:
             try:
@@ -404,7 +395,7 @@ class HollowNodes:
                 self._arm(pod)
                 return
         ip = self.pool(node).take(uid, status.get("podIP"))
-        started = now_rfc3339()
+        started = rfc3339()
         new = running_status(pod, ip, self.node_ip(node), started, restarts)
         await self.client.patch(PODS, str(name), {"status": new}, namespace, subresource="status")
         log.debug("%s: running on %s as %s", key, node, ip)

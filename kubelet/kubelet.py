@@ -24,12 +24,13 @@ from apimachinery.client import Client
 from apimachinery.defaults import qos_class
 from apimachinery.informer import Informer
 from apimachinery.quantity import parse_quantity
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
+from apimachinery.timefmt import rfc3339
 from apimachinery.workqueue import WorkQueue, run_workers
 
 from . import envvars, podstate, volumes
 from .events import EventRecorder
-from .node import NodeAgent, now_rfc3339
+from .node import NodeAgent
 from .probes import ProbeManager, run_probe
 from .runtime import (
     STATE_EXITED,
@@ -49,18 +50,12 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
-def _info(api_version: str, kind: str) -> Any:
-    info = by_kind(api_version, kind)
-    assert info is not None
-    return info
-
-
-PODS = _info("v1", "Pod")
-CONFIGMAPS = _info("v1", "ConfigMap")
-SECRETS = _info("v1", "Secret")
-EVENTS = _info("v1", "Event")
-PVCS = _info("v1", "PersistentVolumeClaim")
-PVS = _info("v1", "PersistentVolume")
+PODS = kind_info("v1", "Pod")
+CONFIGMAPS = kind_info("v1", "ConfigMap")
+SECRETS = kind_info("v1", "Secret")
+EVENTS = kind_info("v1", "Event")
+PVCS = kind_info("v1", "PersistentVolumeClaim")
+PVS = kind_info("v1", "PersistentVolume")
 
 RELIST_PERIOD = 1.0
 RESYNC_PERIOD = 60.0
@@ -267,7 +262,7 @@ class Kubelet:
 
     def event(self, pod: Obj, etype: str, reason: str, message: str, field_path: str = "") -> None:
         """Record an Event about ``pod`` (written in the background, deduplicated by count)."""
-        self.recorder.record(pod, etype, reason, message, field_path, now_rfc3339())
+        self.recorder.record(pod, etype, reason, message, field_path, rfc3339())
 
     def _probe_failed(self, key: str, container: str, kind: str, message: str) -> None:
         pod = self.pods.store.get(key)

@@ -13,19 +13,19 @@ import platform
 import shutil
 import socket
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Client
-from apimachinery.resources import by_kind
+from apimachinery.resources import kind_info
+from apimachinery.timefmt import micro_time, rfc3339
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-NODES = by_kind("v1", "Node")
-LEASES = by_kind("coordination.k8s.io/v1", "Lease")
+NODES = kind_info("v1", "Node")
+LEASES = kind_info("coordination.k8s.io/v1", "Lease")
 assert NODES is not None and LEASES is not None
 
 LEASE_NAMESPACE = "kube-node-lease"
@@ -33,14 +33,6 @@ LEASE_DURATION_SECONDS = 40
 MAX_PODS = 110
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_micro() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def go_arch(machine: str | None = None) -> str:
@@ -109,7 +101,7 @@ def node_status(
     images: list[Obj] | None = None,
     runtime_ok: bool = True,
 ) -> Obj:
-    now = now_rfc3339()
+    now = rfc3339()
     cpu = str(facts["cpus"])
     memory = f"{int(facts['memory']) // 1024}Ki"
     storage = f"{int(facts['disk']) // 1024}Ki"
@@ -273,7 +265,7 @@ class NodeAgent:
         spec = {
             "holderIdentity": self.node_name,
             "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-            "renewTime": now_micro(),
+            "renewTime": micro_time(),
         }
         try:
             lease = await self.client.get(LEASES, self.node_name, LEASE_NAMESPACE)

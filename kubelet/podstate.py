@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from apimachinery.timefmt import rfc3339
 
 from .runtime import STATE_CREATED, STATE_EXITED, STATE_RUNNING, ContainerStatus, SandboxStatus
 
@@ -19,10 +20,8 @@ BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 
 
-def rfc3339(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def optional_rfc3339(ts: float | None) -> str | None:
+    return None if ts is None else rfc3339(ts)
 
 
 class Backoff:
@@ -228,8 +227,8 @@ def _terminated(c: ContainerStatus) -> Obj:
     out: Obj = {
         "exitCode": c.exit_code if c.exit_code is not None else 0,
         "reason": reason,
-        "startedAt": rfc3339(c.started_at),
-        "finishedAt": rfc3339(c.finished_at),
+        "startedAt": optional_rfc3339(c.started_at),
+        "finishedAt": optional_rfc3339(c.finished_at),
         "containerID": f"docker://{c.id}",
     }
     if c.error:
@@ -277,7 +276,7 @@ def container_status(
         status["state"] = {"waiting": {"reason": default_waiting}}
         return status
     if last.state == STATE_RUNNING:
-        status["state"] = {"running": {"startedAt": rfc3339(last.started_at)}}
+        status["state"] = {"running": {"startedAt": optional_rfc3339(last.started_at)}}
         status["ready"] = ready
         status["started"] = started
     else:

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .podstate import rfc3339
+from apimachinery.timefmt import rfc3339
+
 from .runtime import STATE_RUNNING, ContainerStats
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ def build_summary(
     node_name: str, node_start: float, node: NodeSample, pods: list[PodSample], now: float
 ) -> Obj:
     """The ``Summary`` object."""
-    ts = rfc3339(now) or ""
+    ts = rfc3339(now)
     fs = {
         "time": ts,
         "availableBytes": node.fs_available,

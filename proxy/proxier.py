@@ -14,7 +14,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Client
 from apimachinery.informer import Informer
-from apimachinery.resources import ResourceInfo, by_kind
+from apimachinery.resources import kind_info
 from apimachinery.workqueue import WorkQueue, run_workers
 
 from .forwarder import UDP_TIMEOUT, AnyPortProxy, new_port_proxy
@@ -32,15 +32,9 @@ from .model import (
 log = logging.getLogger(__name__)
 
 
-def _info(kind: str) -> ResourceInfo:
-    info = by_kind("v1", kind)
-    assert info is not None
-    return info
-
-
-SERVICES = _info("Service")
-ENDPOINTS = _info("Endpoints")
-NODES = _info("Node")
+SERVICES = kind_info("v1", "Service")
+ENDPOINTS = kind_info("v1", "Endpoints")
+NODES = kind_info("v1", "Node")
 
 RULES_KEY = "\0rules"
 RESYNC_SECONDS = 10.0  # rules re-checked (and jump order restored) this often

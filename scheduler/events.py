@@ -12,11 +12,11 @@ import logging
 import socket
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
 
 from apimachinery import errors
 from apimachinery.client import Client
 from apimachinery.resources import ResourceInfo, by_plural
+from apimachinery.timefmt import rfc3339
 
 from .framework import Obj
 
@@ -27,10 +27,6 @@ assert _EVENTS is not None
 EVENTS: ResourceInfo = _EVENTS
 
 MAX_REMEMBERED = 4096
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_event(
@@ -77,7 +73,7 @@ class EventRecorder:
         meta = involved.get("metadata") or {}
         namespace = str(meta.get("namespace") or "default")
         key = (namespace, str(meta.get("uid") or meta.get("name")), event_type, reason, message)
-        now = now_rfc3339()
+        now = rfc3339()
         try:
             seen = self._seen.get(key)
             if seen is not None:

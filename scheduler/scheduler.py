@@ -26,12 +26,13 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Client
 from apimachinery.informer import SharedInformerFactory
-from apimachinery.resources import by_plural
+from apimachinery.resources import plural_info
+from apimachinery.timefmt import rfc3339
 from apimachinery.workqueue import Clock
 
 from . import fastpath, framework
 from .cache import SchedulerCache, assigned_node, counts_on_node, pod_key
-from .events import EventRecorder, now_rfc3339
+from .events import EventRecorder
 from .framework import Obj, Placement, PodInfo
 from .queue import QueuedPodInfo, SchedulingQueue
 
@@ -41,16 +42,10 @@ DEFAULT_SCHEDULER_NAME = "default-scheduler"
 BIND_CONCURRENCY = 8  # bindings in flight at once (and, separately, events); see docs/scheduler.md
 
 
-def _info(plural: str) -> Any:
-    info = by_plural("", "v1", plural)
-    assert info is not None
-    return info
-
-
-PODS = _info("pods")
-NODES = _info("nodes")
-NAMESPACES = _info("namespaces")
-SERVICES = _info("services")
+PODS = plural_info("", "v1", "pods")
+NODES = plural_info("", "v1", "nodes")
+NAMESPACES = plural_info("", "v1", "namespaces")
+SERVICES = plural_info("", "v1", "services")
 
 
 def _without_status(pod: Obj) -> Obj:
@@ -309,7 +304,7 @@ class Scheduler:
             "reason": "Unschedulable",
             "message": message,
             "lastProbeTime": None,
-            "lastTransitionTime": transition or now_rfc3339(),
+            "lastTransitionTime": transition or rfc3339(),
         }
         try:
             await self.event_client.patch(

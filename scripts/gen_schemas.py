@@ -1,4 +1,4 @@
-"""Generate ``apimachinery/schemas.json``: OpenAPI v3 component schemas for every kind minik serves.
+"""Generate ``apiserver/schemas.json``: OpenAPI v3 component schemas for every kind minik serves.
 
 The schemas are derived from the model classes of the official ``kubernetes`` Python client, which
 is itself generated from Kubernetes' OpenAPI document.  Each model class carries what we need:
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from apimachinery.resources import BINDING, RESOURCES, group_versions  # noqa: E402
 
-OUTPUT = ROOT / "apimachinery" / "schemas.json"
+OUTPUT = ROOT / "apiserver" / "schemas.json"
 
 META = "io.k8s.apimachinery.pkg.apis.meta.v1"
 TIME = f"{META}.Time"

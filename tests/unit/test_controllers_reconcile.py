@@ -12,6 +12,7 @@ import pytest
 from apimachinery import errors
 from apimachinery.informer import SharedInformerFactory
 from apimachinery.resources import ResourceInfo
+from apimachinery.timefmt import rfc3339
 from controllers import deploymentutil as du
 from controllers.base import ControllerContext, Options
 from controllers.deployment import DeploymentController
@@ -22,7 +23,7 @@ from controllers.leaderelection import LeaderElector
 from controllers.manager import select_controllers
 from controllers.nodelifecycle import eviction_time, reconcile_taints, unknown_conditions
 from controllers.replicaset import ReplicaSetController, pods_to_delete, slow_start_batches
-from controllers.util import Expectations, rfc3339
+from controllers.util import Expectations
 
 NOW = 1_700_000_000.0
 

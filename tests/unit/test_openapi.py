@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from apimachinery import openapi
 from apimachinery.errors import BadRequest
 from apimachinery.resources import RESOURCES, ResourceInfo, by_kind, group_versions
+from apiserver import openapi
 
 
 def _doc_path(group: str, version: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from apimachinery import errors
-from apimachinery.patch import MAX_JSON_PATCH_OPERATIONS, json_merge_patch, json_patch
+from apiserver.patch import MAX_JSON_PATCH_OPERATIONS, json_merge_patch, json_patch
 
 # RFC 7386, Appendix A: (original, patch, result)
 RFC7386_EXAMPLES: list[tuple[Any, Any, Any]] = [

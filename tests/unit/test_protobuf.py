@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from apimachinery import errors, protobuf
+from apimachinery import errors
+from apiserver import protobuf
 
 
 def varint(n: int) -> bytes:

@@ -8,7 +8,7 @@ import pytest
 from apimachinery import errors
 from apimachinery.defaults import apply_defaults
 from apimachinery.resources import ResourceInfo, by_kind
-from apimachinery.validation import (
+from apiserver.validation import (
     is_config_map_key,
     is_dns1035_label,
     is_dns1123_label,
@@ -1003,7 +1003,7 @@ def test_simple_kinds_accept_minimal_objects(kind: str) -> None:
 
 def test_statefulset_containers_may_mount_claim_templates() -> None:
     from apimachinery.resources import by_plural
-    from apimachinery.validation import validate
+    from apiserver.validation import validate
 
     info = by_plural("apps", "v1", "statefulsets")
     sts = {
@@ -1040,7 +1040,7 @@ def test_statefulset_containers_may_mount_claim_templates() -> None:
 
 def test_pvc_without_class_may_get_one_later() -> None:
     from apimachinery.resources import by_plural
-    from apimachinery.validation import validate
+    from apiserver.validation import validate
 
     info = by_plural("", "v1", "persistentvolumeclaims")
     old = {

@@ -8,7 +8,7 @@ Responses stay JSON: every client that sends protobuf also accepts JSON.
 The body is the 4-byte magic ``k8s\\x00`` and a ``runtime.Unknown`` envelope (``typeMeta`` with
 apiVersion and kind, ``raw`` the object's message).  Field numbers and types come from
 ``protobuf.json``: the message descriptors of Kubernetes' ``generated.proto`` files, extracted from
-the descriptors every Kubernetes Go binary embeds (``python -m apimachinery.protobuf
+the descriptors every Kubernetes Go binary embeds (``python -m apiserver.protobuf
 /usr/bin/kubectl`` regenerates it).
 
 The wire format does not say which Go fields are pointers: a non-pointer scalar is always written,
@@ -375,7 +375,7 @@ def _openapi_name(message: str) -> str:
 
 def _mark_inline(messages: dict[str, Any]) -> None:
     """A message-typed field the kind's OpenAPI schema does not name is a Go ``,inline`` embedding."""
-    from apimachinery import openapi
+    from apiserver import openapi
 
     schemas = openapi.schemas()
     for message, fields in messages.items():
