@@ -272,28 +272,30 @@ def default_pod(obj: Obj) -> None:
         status["qosClass"] = qos_class(spec)
 
 
-def _quantity(value: Any) -> Decimal | None:
+def _positive_quantity(value: Any) -> Decimal | None:
+    """A resource quantity above zero, else None (zero, malformed or missing count as unset)."""
     try:
-        return parse_quantity(str(value))
+        quantity = parse_quantity(str(value))
     except ValueError:
         return None
+    return quantity if quantity > 0 else None
 
 
 def qos_class(spec: Obj) -> str:
-    """The Pod's QoS class: Guaranteed (cpu and memory limits equal requests everywhere),
-    BestEffort (no cpu or memory requests or limits at all) or Burstable."""
-    containers = _dicts(spec.get("containers")) + _dicts(spec.get("initContainers"))
+    """The Pod's QoS class, as Kubernetes' ``GetPodQOS`` computes it, quantities compared as
+    quantities (``"1"`` equals ``"1000m"``): Guaranteed when every container has cpu and memory
+    limits and requests equal to them (a request defaults to its limit), BestEffort when no
+    container has any cpu or memory request or limit, else Burstable."""
     any_set = False
     guaranteed = True
-    for container in containers:
+    for container in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
         resources = _as_dict(container.get("resources"))
         limits, requests = _as_dict(resources.get("limits")), _as_dict(resources.get("requests"))
         for name in ("cpu", "memory"):
-            limit, request = _quantity(limits.get(name)), _quantity(requests.get(name))
-            if (limit is not None and limit != 0) or (request is not None and request != 0):
-                any_set = True
-            if limit is None or (request is not None and request != limit):
-                guaranteed = False
+            limit = _positive_quantity(limits.get(name))
+            request = limit if requests.get(name) is None else _positive_quantity(requests[name])
+            any_set = any_set or limit is not None or request is not None
+            guaranteed = guaranteed and limit is not None and request == limit
     if not any_set:
         return "BestEffort"
     return "Guaranteed" if guaranteed else "Burstable"
@@ -400,15 +402,15 @@ def default_job(obj: Obj) -> None:
 def generate_job_selector(obj: Obj) -> None:
     """Give a Job the selector and template labels Kubernetes generates from its UID.
 
-    Done on create (after ``metadata.uid`` is set) unless ``spec.manualSelector`` is true; it
-    makes a Job's pods match only this Job.  :func:`apiserver.validation.validate` calls it.
+    Done on create (after ``metadata.uid`` is set, see :func:`apply_defaults`) unless
+    ``spec.manualSelector`` is true or the selector already names a controller uid; it makes a
+    Job's pods match only this Job.
     """
     spec = _sub(obj, "spec")
-    if spec.get("manualSelector") is True:
-        return
-    metadata = obj.get("metadata") or {}
+    metadata = _as_dict(obj.get("metadata"))
     uid, name = metadata.get("uid"), metadata.get("name")
-    if not uid:
+    match_labels = _as_dict(_as_dict(spec.get("selector")).get("matchLabels"))
+    if spec.get("manualSelector") is True or not uid or match_labels.get(CONTROLLER_UID_LABEL):
         return
     template_meta = _sub(_sub(spec, "template"), "metadata")
     labels = _sub(template_meta, "labels")
@@ -417,9 +419,7 @@ def generate_job_selector(obj: Obj) -> None:
             labels[key] = name
     for key in (LEGACY_CONTROLLER_UID_LABEL, CONTROLLER_UID_LABEL):
         labels.setdefault(key, uid)
-    selector = _sub(spec, "selector")
-    match_labels = _sub(selector, "matchLabels")
-    match_labels.setdefault(CONTROLLER_UID_LABEL, uid)
+    _sub(_sub(spec, "selector"), "matchLabels")[CONTROLLER_UID_LABEL] = uid
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,11 +567,14 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
 }
 
 
-def apply_defaults(info: ResourceInfo, obj: dict[str, Any]) -> None:
+def apply_defaults(info: ResourceInfo, obj: dict[str, Any], *, create: bool = False) -> None:
     """Fill in ``obj``'s defaults in place, as Kubernetes does for ``info``'s kind.
 
-    Kinds without defaults (ConfigMap, Event, Lease, ServiceAccount) are left untouched.
+    Kinds without defaults (ConfigMap, Event, Lease, ServiceAccount) are left untouched.  With
+    ``create`` (a new object whose ``metadata.uid`` is set) a Job also gets its generated selector.
     """
     defaulter = _DEFAULTERS.get((info.group, info.kind))
     if defaulter is not None:
         defaulter(obj)
+    if create and (info.group, info.kind) == ("batch", "Job"):
+        generate_job_selector(obj)

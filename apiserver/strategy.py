@@ -1,8 +1,9 @@
 """Per-kind rules for create, update and status writes -- Kubernetes' "REST strategies".
 
 The generic registry calls these; each kind's quirks live here and nowhere else:
-what ``status`` looks like on create, which kinds carry ``metadata.generation``, how a Pod's QoS
-class is computed, and the split between the main resource (spec) and ``/status``.
+what ``status`` looks like on create, which kinds carry ``metadata.generation``, and the split
+between the main resource (spec) and ``/status``.  Defaulting (:mod:`apimachinery.defaults`) runs
+here, once, before validation, which only checks.
 """
 
 from __future__ import annotations
@@ -28,32 +29,11 @@ def generate_name(prefix: str) -> str:
     return prefix[:58] + "".join(random.choice(_NAME_CHARS) for _ in range(5))
 
 
-def pod_qos_class(spec: dict[str, Any]) -> str:
-    """Guaranteed, Burstable or BestEffort, as Kubernetes' ``GetPodQOS`` computes it."""
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    any_set = False
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        limits = res.get("limits") or {}
-        requests = dict(res.get("requests") or {})
-        for k, v in limits.items():  # requests default to limits
-            requests.setdefault(k, v)
-        for name in ("cpu", "memory"):
-            if name in requests or name in limits:
-                any_set = True
-            if name not in limits or str(requests.get(name)) != str(limits.get(name)):
-                guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
-
-
 def _initial_status(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any] | None:
     """The status an object starts with; None keeps what the client sent."""
     kind = info.kind
     if kind == "Pod":
-        return {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
+        return {"phase": "Pending", "qosClass": defaults.qos_class(obj.get("spec") or {})}
     if kind == "Namespace":
         return {"phase": "Active"}
     if kind in ("PersistentVolumeClaim", "PersistentVolume"):
@@ -94,7 +74,7 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
     if info.kind == "Namespace":
         obj.setdefault("spec", {})
     drop_null_metadata(obj)
-    defaults.apply_defaults(info, obj)
+    defaults.apply_defaults(info, obj, create=True)
     status = _initial_status(info, obj)
     if status is not None:
         obj["status"] = status

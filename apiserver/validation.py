@@ -28,7 +28,6 @@ from decimal import Decimal
 from typing import Any
 
 from apimachinery import errors
-from apimachinery.defaults import CONTROLLER_UID_LABEL, generate_job_selector
 from apimachinery.quantity import parse_quantity
 from apimachinery.resources import ResourceInfo
 from apimachinery.selectors import (
@@ -2062,19 +2061,10 @@ def validate(
 
     Returns ``details.causes`` entries (``{"reason", "message", "field"}``), empty when valid.
     With ``old`` (an update) the update rules apply too: identity metadata and kind-specific
-    fields are immutable.
-
-    On create of a Job without ``spec.manualSelector: true`` whose ``metadata.uid`` is set, the
-    selector and template labels are generated first (:func:`generate_job_selector`), as
-    Kubernetes' Job strategy does in its own validation step; this mutates ``obj``.
+    fields are immutable.  Neither ``obj`` nor ``old`` is changed: the Job selector Kubernetes
+    generates in its validation step is defaulting here (:func:`apimachinery.defaults.apply_defaults`).
     """
     key = (info.group, info.kind)
-    if old is None and key == ("batch", "Job"):
-        spec = _d(obj.get("spec"))
-        if spec.get("manualSelector") is not True and not _d(spec.get("selector")).get("matchLabels", {}).get(
-            CONTROLLER_UID_LABEL
-        ):
-            generate_job_selector(obj)
     causes = validate_object_meta(info, obj.get("metadata"))
     validator = _VALIDATORS.get(key)
     if validator is not None:

@@ -166,6 +166,18 @@ def test_host_network_copies_container_ports() -> None:
         ({"limits": {"cpu": "1", "memory": "1Gi"}}, "Guaranteed"),
         ({"requests": {"cpu": "100m"}}, "Burstable"),
         ({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}, "Burstable"),
+        # equal quantities written differently are equal
+        (
+            {"limits": {"cpu": "1000m", "memory": "1024Mi"}, "requests": {"cpu": "1", "memory": "1Gi"}},
+            "Guaranteed",
+        ),
+        (
+            {"limits": {"cpu": "0.5", "memory": "1G"}, "requests": {"cpu": "500m", "memory": "1000M"}},
+            "Guaranteed",
+        ),
+        # zero counts as unset
+        ({"limits": {"cpu": "0", "memory": "0"}}, "BestEffort"),
+        ({"limits": {"cpu": "0", "memory": "1Gi"}}, "Burstable"),
     ],
 )
 def test_qos_class(resources: dict[str, Any], qos: str) -> None:
@@ -375,3 +387,25 @@ def test_kinds_without_defaults_are_untouched() -> None:
     assert defaulted("v1", "ConfigMap", copy.deepcopy(cm)) == cm
     lease = {"metadata": {"name": "l"}, "spec": {"holderIdentity": "x"}}
     assert defaulted("coordination.k8s.io/v1", "Lease", copy.deepcopy(lease)) == lease
+
+
+def test_created_pod_stores_the_qos_class_of_equal_quantities_written_differently() -> None:
+    from apiserver import strategy
+
+    info = by_kind("v1", "Pod")
+    assert info is not None
+    resources = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1000m", "memory": "1024Mi"}}
+    obj = pod(containers=[{"name": "c", "image": "nginx", "resources": resources}])
+    strategy.prepare_for_create(info, obj, "default")
+    assert obj["status"]["qosClass"] == "Guaranteed"
+    assert qos_class(obj["spec"]) == "Guaranteed"
+
+
+def test_job_selector_generated_on_create_only() -> None:
+    info = by_kind("batch/v1", "Job")
+    assert info is not None
+    job: dict[str, Any] = {"metadata": {"name": "pi", "uid": "u"}, "spec": {"template": template()}}
+    apply_defaults(info, job)
+    assert "selector" not in job["spec"]
+    apply_defaults(info, job, create=True)
+    assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": "u"}}

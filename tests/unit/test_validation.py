@@ -36,7 +36,7 @@ def run(
 ) -> list[dict[str, str]]:
     i = info(api_version, kind)
     if default:
-        apply_defaults(i, obj)
+        apply_defaults(i, obj, create=old is None)
         if old is not None:
             apply_defaults(i, old)
     return validate(i, obj, old)
@@ -1053,3 +1053,37 @@ def test_pvc_without_class_may_get_one_later() -> None:
     assert validate(info, new, old) == []
     changed = {**old, "spec": {**old["spec"], "storageClassName": "other"}}
     assert validate(info, changed, new) != []
+
+
+def _pod_with_new_image() -> tuple[Obj, Obj]:
+    old = make_pod()
+    apply_defaults(POD, old)
+    new = copy.deepcopy(old)
+    new["spec"]["containers"][0]["image"] = "nginx:1.26"
+    new["spec"]["activeDeadlineSeconds"] = 5
+    return new, old
+
+
+@pytest.mark.parametrize(
+    ("api_version", "kind", "objects"),
+    [
+        ("batch/v1", "Job", lambda: (make_job(), None)),
+        ("batch/v1", "Job", lambda: (make_job(manualSelector=True), None)),
+        ("v1", "Pod", lambda: (make_pod(containers=[container(image="")]), None)),
+        ("v1", "Pod", _pod_with_new_image),
+        ("apps/v1", "Deployment", lambda: (make_deployment(), None)),
+        ("v1", "Service", lambda: (make_service(type="NodePort"), make_service())),
+    ],
+)
+def test_validate_never_changes_its_input(api_version: str, kind: str, objects: Any) -> None:
+    obj, old = objects()
+    before, old_before = copy.deepcopy(obj), copy.deepcopy(old)
+    validate(info(api_version, kind), obj, old)
+    assert (obj, old) == (before, old_before)
+
+
+def test_job_selector_is_generated_by_create_defaulting_not_validation() -> None:
+    job = make_job()
+    assert ("spec.selector", "FieldValueRequired") in fields(validate(info("batch/v1", "Job"), job))
+    assert "selector" not in job["spec"]
+    assert run("batch/v1", "Job", job) == []
