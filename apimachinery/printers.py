@@ -52,6 +52,16 @@ def _trunc_div(a: int, b: int) -> int:
     return q if (a >= 0) == (b >= 0) else -q
 
 
+# HumanDuration's ladder: (unit seconds, unit, sub-unit seconds, sub-unit, count below which the
+# sub-unit is shown too, count below which the unit alone is shown), "3m10s", "2d1h", "2y1d".
+_DURATION_STEPS: tuple[tuple[int, str, int, str, int, float], ...] = (
+    (60, "m", 1, "s", 10, 60 * 3),
+    (3600, "h", 60, "m", 8, 48),
+    (86400, "d", 3600, "h", 8, 365 * 2),
+    (86400 * 365, "y", 86400, "d", 8, float("inf")),
+)
+
+
 def human_duration(d: timedelta) -> str:
     """Port of ``duration.HumanDuration``: ~2-3 significant figures ("3m10s", "2d1h", "2y1d").
 
@@ -66,28 +76,14 @@ def human_duration(d: timedelta) -> str:
         return "0s"
     if seconds < 60 * 2:
         return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 10:
-        s = seconds % 60
-        return f"{minutes}m" if s == 0 else f"{minutes}m{s}s"
-    if minutes < 60 * 3:
-        return f"{minutes}m"
-    hours = seconds // 3600
-    if hours < 8:
-        m = minutes % 60
-        return f"{hours}h" if m == 0 else f"{hours}h{m}m"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        h = hours % 24
-        return f"{hours // 24}d" if h == 0 else f"{hours // 24}d{h}h"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        dy = (hours // 24) % 365
-        years = hours // 24 // 365
-        return f"{years}y" if dy == 0 else f"{years}y{dy}d"
-    return f"{hours // 24 // 365}y"
+    for unit, name, sub_unit, sub_name, with_sub_below, whole_below in _DURATION_STEPS:
+        count = seconds // unit
+        if count < with_sub_below:
+            sub = seconds // sub_unit % (unit // sub_unit)
+            return f"{count}{name}" if sub == 0 else f"{count}{name}{sub}{sub_name}"
+        if count < whole_below:
+            return f"{count}{name}"
+    raise AssertionError("unreachable: the last step has no upper bound")
 
 
 def parse_time(ts: str | datetime | None) -> datetime | None:
@@ -248,292 +244,196 @@ _D_CONTAINERS = "Names of each container in the template."
 _D_IMAGES = "Images referenced by each container in the template."
 
 
-def _col(name: str, type_: str = "string", description: str = "", priority: int = 0, fmt: str = "") -> Obj:
-    return {"name": name, "type": type_, "format": fmt, "description": description, "priority": priority}
-
-
-def _name_col(priority: int = 0) -> Obj:
-    return _col("Name", description=_D_NAME, priority=priority, fmt="name")
-
-
-def _age_col() -> Obj:
-    return _col("Age", description=_D_AGE)
-
-
-_COLUMNS: dict[tuple[str, str], list[Obj]] = {
-    ("", "Pod"): [
-        _name_col(),
-        _col("Ready", description="The aggregate readiness state of this pod for accepting traffic."),
-        _col("Status", description="The aggregate status of the containers in this pod."),
-        _col(
-            "Restarts",
-            description="The number of times the containers in this pod have been restarted and when "
-            "the last container in this pod has restarted.",
-        ),
-        _age_col(),
-        _col(
-            "IP",
-            description="IP address allocated to the pod. Routable at least within the cluster.",
-            priority=1,
-        ),
-        _col("Node", description="NodeName is the name of the node this pod is scheduled onto.", priority=1),
-        _col(
-            "Nominated Node",
-            description="nominatedNodeName is set only when this pod preempts other pods on the node.",
-            priority=1,
-        ),
-        _col(
-            "Readiness Gates",
-            description="If specified, all readiness gates will be evaluated for pod readiness.",
-            priority=1,
-        ),
-    ],
-    ("", "Node"): [
-        _name_col(),
-        _col("Status", description="The status of the node"),
-        _col("Roles", description="The roles of the node"),
-        _age_col(),
-        _col("Version", description="Kubelet Version reported by the node."),
-        _col("Internal-IP", description="List of addresses reachable to the node.", priority=1),
-        _col("External-IP", description="List of addresses reachable to the node.", priority=1),
-        _col("OS-Image", description="OS Image reported by the node from /etc/os-release.", priority=1),
-        _col(
-            "Kernel-Version", description="Kernel Version reported by the node from 'uname -r'.", priority=1
-        ),
-        _col(
-            "Container-Runtime",
-            description="ContainerRuntime Version reported by the node through runtime remote API.",
-            priority=1,
-        ),
-    ],
-    ("", "Namespace"): [_name_col(), _col("Status", description="The status of the namespace"), _age_col()],
-    ("", "Service"): [
-        _name_col(),
-        _col("Type", description="type determines how the Service is exposed."),
-        _col("Cluster-IP", description="clusterIP is the IP address of the service."),
-        _col(
-            "External-IP", description="externalIPs is a list of IP addresses for which nodes accept traffic."
-        ),
-        _col("Port(s)", description="The list of ports that are exposed by this service."),
-        _age_col(),
-        _col(
-            "Selector",
-            description="Route service traffic to pods with label keys and values matching this selector.",
-            priority=1,
-        ),
-    ],
-    ("", "Endpoints"): [
-        _name_col(),
-        _col("Endpoints", description="The set of all endpoints is the union of all subsets."),
-        _age_col(),
-    ],
-    ("", "ConfigMap"): [
-        _name_col(),
-        _col("Data", description="Data contains the configuration data."),
-        _age_col(),
-    ],
-    ("", "Secret"): [
-        _name_col(),
-        _col("Type", description="Used to facilitate programmatic handling of secret data."),
-        _col("Data", description="Data contains the secret data."),
-        _age_col(),
-    ],
-    ("", "Event"): [
-        _col(
-            "Last Seen",
-            description="The time at which the most recent occurrence of this event was recorded.",
-        ),
-        _col(
-            "Type", description="Type of this event (Normal, Warning), new types could be added in the future"
-        ),
-        _col(
-            "Reason",
-            description="This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
-        ),
-        _col("Object", description="The object that this event is about."),
-        _col(
-            "Subobject",
-            description="If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.",
-            priority=1,
-        ),
-        _col("Source", description="The component reporting this event.", priority=1),
-        _col("Message", description="A human-readable description of the status of this operation."),
-        _col("First Seen", description="The time at which the event was first recorded.", priority=1),
-        _col("Count", description="The number of times this event has occurred.", priority=1),
-        _name_col(priority=1),
-    ],
-    ("", "ServiceAccount"): [
-        _name_col(),
-        _col(
-            "Secrets",
-            description="Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
-        ),
-        _age_col(),
-    ],
-    ("", "PersistentVolume"): [
-        _name_col(),
-        _col(
-            "Capacity",
-            description="capacity is the description of the persistent volume's resources and capacity.",
-        ),
-        _col("Access Modes", description="accessModes contains all ways the volume can be mounted."),
-        _col(
-            "Reclaim Policy",
-            description="persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim.",
-        ),
-        _col(
-            "Status",
-            description="phase indicates if a volume is available, bound to a claim, or released by a claim.",
-        ),
-        _col(
-            "Claim",
-            description="claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim.",
-        ),
-        _col("StorageClass", description="StorageClass of the pv"),
-        _col("VolumeAttributesClass", description="VolumeAttributesClass of the pv"),
-        _col("Reason", description="reason is a brief CamelCase string that describes any failure."),
-        _age_col(),
-        _col(
-            "VolumeMode",
-            description="volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state.",
-            priority=1,
-        ),
-    ],
-    ("", "PersistentVolumeClaim"): [
-        _name_col(),
-        _col("Status", description="phase represents the current phase of PersistentVolumeClaim."),
-        _col(
-            "Volume",
-            description="volumeName is the binding reference to the PersistentVolume backing this claim.",
-        ),
-        _col("Capacity", description="capacity represents the actual resources of the underlying volume."),
-        _col(
-            "Access Modes",
-            description="accessModes contains the actual access modes the volume backing the PVC has.",
-        ),
-        _col("StorageClass", description="StorageClass of the pvc"),
-        _col("VolumeAttributesClass", description="VolumeAttributesClass of the pvc"),
-        _age_col(),
-        _col(
-            "VolumeMode",
-            description="volumeMode defines what type of volume is required by the claim.",
-            priority=1,
-        ),
-    ],
-    ("apps", "Deployment"): [
-        _name_col(),
-        _col("Ready", description="Number of the pod with ready state"),
-        _col(
-            "Up-to-date",
-            description="Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
-        ),
-        _col(
-            "Available",
-            description="Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
-        ),
-        _age_col(),
-        _col("Containers", description=_D_CONTAINERS, priority=1),
-        _col("Images", description=_D_IMAGES, priority=1),
-        _col("Selector", description="Label selector for pods.", priority=1),
-    ],
-    ("apps", "ReplicaSet"): [
-        _name_col(),
-        _col("Desired", "integer", "Replicas is the number of desired replicas."),
-        _col("Current", "integer", "Replicas is the most recently observed number of replicas."),
-        _col("Ready", "integer", "The number of ready replicas for this replica set."),
-        _age_col(),
-        _col("Containers", description=_D_CONTAINERS, priority=1),
-        _col("Images", description=_D_IMAGES, priority=1),
-        _col(
-            "Selector",
-            description="Selector is a label query over pods that should match the replica count.",
-            priority=1,
-        ),
-    ],
-    ("apps", "StatefulSet"): [
-        _name_col(),
-        _col("Ready", description="Number of the pod with ready state"),
-        _age_col(),
-        _col("Containers", description=_D_CONTAINERS, priority=1),
-        _col("Images", description=_D_IMAGES, priority=1),
-    ],
-    ("apps", "DaemonSet"): [
-        _name_col(),
-        _col("Desired", "integer", "The total number of nodes that should be running the daemon pod."),
-        _col(
-            "Current",
-            "integer",
-            "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
-        ),
-        _col(
-            "Ready",
-            "integer",
-            "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
-        ),
-        _col("Up-to-date", "integer", "The total number of nodes that are running updated daemon pod"),
-        _col(
-            "Available",
-            "integer",
-            "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.",
-        ),
-        _col(
-            "Node Selector",
-            description="NodeSelector is a selector which must be true for the pod to fit on a node.",
-        ),
-        _age_col(),
-        _col("Containers", description=_D_CONTAINERS, priority=1),
-        _col("Images", description=_D_IMAGES, priority=1),
-        _col(
-            "Selector", description="A label query over pods that are managed by the daemon set.", priority=1
-        ),
-    ],
-    ("batch", "Job"): [
-        _name_col(),
-        _col("Status", description="Status of the job."),
-        _col("Completions", description="The number of pods which reached phase Succeeded."),
-        _col("Duration", description="Time required to complete the job."),
-        _age_col(),
-        _col("Containers", description=_D_CONTAINERS, priority=1),
-        _col("Images", description=_D_IMAGES, priority=1),
-        _col("Selector", description="A label query over pods that should match the pod count.", priority=1),
-    ],
-    ("coordination.k8s.io", "Lease"): [
-        _name_col(),
-        _col("Holder", description="holderIdentity contains the identity of the holder of a current lease."),
-        _age_col(),
-    ],
-    ("networking.k8s.io", "Ingress"): [
-        _name_col(),
-        _col(
-            "Class",
-            description="The name of the IngressClass resource that should be used for additional configuration",
-        ),
-        _col("Hosts", description="Hosts that incoming requests are matched against before the ingress rule"),
-        _col("Address", description="Address is a list containing ingress points for the load-balancer"),
-        _col("Ports", description="Ports of TLS configurations that open"),
-        _age_col(),
-    ],
-    ("storage.k8s.io", "StorageClass"): [
-        _name_col(),
-        _col("Provisioner", description="provisioner indicates the type of the provisioner."),
-        _col(
-            "ReclaimPolicy",
-            description="reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes.",
-        ),
-        _col(
-            "VolumeBindingMode",
-            description="volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.",
-        ),
-        _col(
-            "AllowVolumeExpansion",
-            description="allowVolumeExpansion shows whether the storage class allow volume expand.",
-        ),
-        _age_col(),
-    ],
+# Every printed kind's columns, one per line under "group/Kind" (core kinds without a group):
+# ``Column [flags] | description``.  Flags: ``wide`` (priority 1, shown with ``-o wide``) and a
+# type other than string (``integer``, ``date``).  Columns without a description take the shared
+# one below.  rest.NewDefaultTableConvertor's two columns serve every kind not listed.
+_SHARED_DESCRIPTIONS = {
+    "Name": _D_NAME,
+    "Age": _D_AGE,
+    "Created At": _D_AGE,
+    "Containers": _D_CONTAINERS,
+    "Images": _D_IMAGES,
 }
+_DEFAULT_COLUMNS_TEXT = "  Name\n  Created At [date]"
+_COLUMNS_TEXT = """
+Pod
+  Name
+  Ready | The aggregate readiness state of this pod for accepting traffic.
+  Status | The aggregate status of the containers in this pod.
+  Restarts | The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.
+  Age
+  IP [wide] | IP address allocated to the pod. Routable at least within the cluster.
+  Node [wide] | NodeName is the name of the node this pod is scheduled onto.
+  Nominated Node [wide] | nominatedNodeName is set only when this pod preempts other pods on the node.
+  Readiness Gates [wide] | If specified, all readiness gates will be evaluated for pod readiness.
+Node
+  Name
+  Status | The status of the node
+  Roles | The roles of the node
+  Age
+  Version | Kubelet Version reported by the node.
+  Internal-IP [wide] | List of addresses reachable to the node.
+  External-IP [wide] | List of addresses reachable to the node.
+  OS-Image [wide] | OS Image reported by the node from /etc/os-release.
+  Kernel-Version [wide] | Kernel Version reported by the node from 'uname -r'.
+  Container-Runtime [wide] | ContainerRuntime Version reported by the node through runtime remote API.
+Namespace
+  Name
+  Status | The status of the namespace
+  Age
+Service
+  Name
+  Type | type determines how the Service is exposed.
+  Cluster-IP | clusterIP is the IP address of the service.
+  External-IP | externalIPs is a list of IP addresses for which nodes accept traffic.
+  Port(s) | The list of ports that are exposed by this service.
+  Age
+  Selector [wide] | Route service traffic to pods with label keys and values matching this selector.
+Endpoints
+  Name
+  Endpoints | The set of all endpoints is the union of all subsets.
+  Age
+ConfigMap
+  Name
+  Data | Data contains the configuration data.
+  Age
+Secret
+  Name
+  Type | Used to facilitate programmatic handling of secret data.
+  Data | Data contains the secret data.
+  Age
+Event
+  Last Seen | The time at which the most recent occurrence of this event was recorded.
+  Type | Type of this event (Normal, Warning), new types could be added in the future
+  Reason | This should be a short, machine understandable string that gives the reason for the transition into the object's current status.
+  Object | The object that this event is about.
+  Subobject [wide] | If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.
+  Source [wide] | The component reporting this event.
+  Message | A human-readable description of the status of this operation.
+  First Seen [wide] | The time at which the event was first recorded.
+  Count [wide] | The number of times this event has occurred.
+  Name [wide]
+ServiceAccount
+  Name
+  Secrets | Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.
+  Age
+PersistentVolume
+  Name
+  Capacity | capacity is the description of the persistent volume's resources and capacity.
+  Access Modes | accessModes contains all ways the volume can be mounted.
+  Reclaim Policy | persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim.
+  Status | phase indicates if a volume is available, bound to a claim, or released by a claim.
+  Claim | claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim.
+  StorageClass | StorageClass of the pv
+  VolumeAttributesClass | VolumeAttributesClass of the pv
+  Reason | reason is a brief CamelCase string that describes any failure.
+  Age
+  VolumeMode [wide] | volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state.
+PersistentVolumeClaim
+  Name
+  Status | phase represents the current phase of PersistentVolumeClaim.
+  Volume | volumeName is the binding reference to the PersistentVolume backing this claim.
+  Capacity | capacity represents the actual resources of the underlying volume.
+  Access Modes | accessModes contains the actual access modes the volume backing the PVC has.
+  StorageClass | StorageClass of the pvc
+  VolumeAttributesClass | VolumeAttributesClass of the pvc
+  Age
+  VolumeMode [wide] | volumeMode defines what type of volume is required by the claim.
+apps/Deployment
+  Name
+  Ready | Number of the pod with ready state
+  Up-to-date | Total number of non-terminated pods targeted by this deployment that have the desired template spec.
+  Available | Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.
+  Age
+  Containers [wide]
+  Images [wide]
+  Selector [wide] | Label selector for pods.
+apps/ReplicaSet
+  Name
+  Desired [integer] | Replicas is the number of desired replicas.
+  Current [integer] | Replicas is the most recently observed number of replicas.
+  Ready [integer] | The number of ready replicas for this replica set.
+  Age
+  Containers [wide]
+  Images [wide]
+  Selector [wide] | Selector is a label query over pods that should match the replica count.
+apps/StatefulSet
+  Name
+  Ready | Number of the pod with ready state
+  Age
+  Containers [wide]
+  Images [wide]
+apps/DaemonSet
+  Name
+  Desired [integer] | The total number of nodes that should be running the daemon pod.
+  Current [integer] | The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.
+  Ready [integer] | The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.
+  Up-to-date [integer] | The total number of nodes that are running updated daemon pod
+  Available [integer] | The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available.
+  Node Selector | NodeSelector is a selector which must be true for the pod to fit on a node.
+  Age
+  Containers [wide]
+  Images [wide]
+  Selector [wide] | A label query over pods that are managed by the daemon set.
+batch/Job
+  Name
+  Status | Status of the job.
+  Completions | The number of pods which reached phase Succeeded.
+  Duration | Time required to complete the job.
+  Age
+  Containers [wide]
+  Images [wide]
+  Selector [wide] | A label query over pods that should match the pod count.
+coordination.k8s.io/Lease
+  Name
+  Holder | holderIdentity contains the identity of the holder of a current lease.
+  Age
+networking.k8s.io/Ingress
+  Name
+  Class | The name of the IngressClass resource that should be used for additional configuration
+  Hosts | Hosts that incoming requests are matched against before the ingress rule
+  Address | Address is a list containing ingress points for the load-balancer
+  Ports | Ports of TLS configurations that open
+  Age
+storage.k8s.io/StorageClass
+  Name
+  Provisioner | provisioner indicates the type of the provisioner.
+  ReclaimPolicy | reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes.
+  VolumeBindingMode | volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.
+  AllowVolumeExpansion | allowVolumeExpansion shows whether the storage class allow volume expand.
+  Age
+"""
 
-# rest.NewDefaultTableConvertor: the columns of every kind that has no printer of its own.
-_DEFAULT_COLUMNS: list[Obj] = [_name_col(), _col("Created At", "date", _D_AGE)]
+
+def _parse_column(line: str) -> Obj:
+    head, _, description = line.strip().partition(" | ")
+    name, _, flag_text = head.partition(" [")
+    flags = flag_text.rstrip("]").split(",") if flag_text else []
+    types = [f for f in flags if f != "wide"]
+    return {
+        "name": name,
+        "type": types[0] if types else "string",
+        "format": "name" if name == "Name" else "",
+        "description": description or _SHARED_DESCRIPTIONS[name],
+        "priority": 1 if "wide" in flags else 0,
+    }
+
+
+def _parse_columns(text: str) -> dict[tuple[str, str], list[Obj]]:
+    columns: dict[tuple[str, str], list[Obj]] = {}
+    current: list[Obj] = []
+    for line in text.strip("\n").split("\n"):
+        if line.startswith(" "):
+            current.append(_parse_column(line))
+        else:
+            group, _, kind = line.rpartition("/")
+            current = columns.setdefault((group, kind), [])
+    return columns
+
+
+_COLUMNS = _parse_columns(_COLUMNS_TEXT)
+_DEFAULT_COLUMNS = [_parse_column(line) for line in _DEFAULT_COLUMNS_TEXT.split("\n")]
 
 
 def column_definitions(info: ResourceInfo) -> list[Obj]:
@@ -853,6 +753,12 @@ def _service_cells(svc: Obj, now: datetime) -> Cells:
     ]
 
 
+def _listed_with_more(listed: list[str], more: bool, left_out: int) -> str:
+    """The first entries comma-joined, then ``+ N more...`` when some were left out."""
+    text = ",".join(listed)
+    return f"{text} + {left_out} more..." if more else text
+
+
 def format_endpoints(endpoints: Obj) -> str:
     """ENDPOINTS: up to three ``ip:port`` entries then ``+ N more...``; ``<none>`` if no subsets."""
     subsets = endpoints.get("subsets") or []
@@ -881,19 +787,11 @@ def format_endpoints(endpoints: Obj) -> str:
                     more = True
                     break
                 listed.append(_join_host_port(addr.get("ip", ""), port.get("port")))
-    text = ",".join(listed)
-    if more:
-        return f"{text} + {count - limit} more..."
-    return text
+    return _listed_with_more(listed, more, count - limit)
 
 
 def _endpoints_cells(ep: Obj, now: datetime) -> Cells:
-    meta = ep.get("metadata") or {}
-    return [
-        meta.get("name", ""),
-        format_endpoints(ep),
-        translate_timestamp_since(meta.get("creationTimestamp"), now),
-    ]
+    return [_name(ep), format_endpoints(ep), _age(ep, now)]
 
 
 def _ingress_hosts(rules: list[Obj] | None) -> str:
@@ -908,22 +806,18 @@ def _ingress_hosts(rules: list[Obj] | None) -> str:
             listed.append(rule["host"])
     if not listed:
         return "*"
-    text = ",".join(listed)
-    if more:
-        return f"{text} + {len(rules) - limit} more..."
-    return text
+    return _listed_with_more(listed, more, len(rules) - limit)
 
 
 def _ingress_cells(ing: Obj, now: datetime) -> Cells:
-    meta = ing.get("metadata") or {}
     spec = ing.get("spec") or {}
     return [
-        meta.get("name", ""),
+        _name(ing),
         spec.get("ingressClassName") or "<none>",
         _ingress_hosts(spec.get("rules")),
         _load_balancer_string(_get(ing, "status", "loadBalancer"), wide=True),
         "80, 443" if spec.get("tls") else "80",
-        translate_timestamp_since(meta.get("creationTimestamp"), now),
+        _age(ing, now),
     ]
 
 
@@ -1002,11 +896,19 @@ def _event_cells(event: Obj, now: datetime) -> Cells:
 # --------------------------------------------------------------------------------------------
 
 
-def _pv_class(pv: Obj) -> str:
-    annotations = _get(pv, "metadata", "annotations") or {}
+def _volume_class(obj: Obj) -> str:
+    """STORAGECLASS of a PV or PVC: the beta annotation wins over spec.storageClassName."""
+    annotations = _get(obj, "metadata", "annotations") or {}
     if "volume.beta.kubernetes.io/storage-class" in annotations:
         return str(annotations["volume.beta.kubernetes.io/storage-class"])
-    return str(_get(pv, "spec", "storageClassName") or "")
+    return str(_get(obj, "spec", "storageClassName") or "")
+
+
+def _volume_phase(obj: Obj) -> Any:
+    """STATUS of a PV or PVC: Terminating once deleted, else status.phase."""
+    if _get(obj, "metadata", "deletionTimestamp"):
+        return "Terminating"
+    return (obj.get("status") or {}).get("phase", "")
 
 
 def _pv_cells(pv: Obj, now: datetime) -> Cells:
@@ -1014,15 +916,14 @@ def _pv_cells(pv: Obj, now: datetime) -> Cells:
     status = pv.get("status") or {}
     claim_ref = spec.get("claimRef")
     claim = f"{claim_ref.get('namespace', '')}/{claim_ref.get('name', '')}" if claim_ref else ""
-    phase = "Terminating" if _get(pv, "metadata", "deletionTimestamp") else status.get("phase", "")
     return [
         _name(pv),
         _quantity((spec.get("capacity") or {}).get("storage")),
         access_modes_string(spec.get("accessModes")),
         spec.get("persistentVolumeReclaimPolicy", ""),
-        phase,
+        _volume_phase(pv),
         claim,
-        _pv_class(pv),
+        _volume_class(pv),
         spec.get("volumeAttributesClassName") or "<unset>",
         status.get("reason", ""),
         _age(pv, now),
@@ -1030,17 +931,9 @@ def _pv_cells(pv: Obj, now: datetime) -> Cells:
     ]
 
 
-def _pvc_class(pvc: Obj) -> str:
-    annotations = _get(pvc, "metadata", "annotations") or {}
-    if "volume.beta.kubernetes.io/storage-class" in annotations:
-        return str(annotations["volume.beta.kubernetes.io/storage-class"])
-    return str(_get(pvc, "spec", "storageClassName") or "")
-
-
 def _pvc_cells(pvc: Obj, now: datetime) -> Cells:
     spec = pvc.get("spec") or {}
     status = pvc.get("status") or {}
-    phase = "Terminating" if _get(pvc, "metadata", "deletionTimestamp") else status.get("phase", "")
     capacity = ""
     access_modes = ""
     if spec.get("volumeName"):
@@ -1048,11 +941,11 @@ def _pvc_cells(pvc: Obj, now: datetime) -> Cells:
         capacity = _quantity((status.get("capacity") or {}).get("storage"))
     return [
         _name(pvc),
-        phase,
+        _volume_phase(pvc),
         spec.get("volumeName", ""),
         capacity,
         access_modes,
-        _pvc_class(pvc),
+        _volume_class(pvc),
         spec.get("volumeAttributesClassName") or "<unset>",
         _age(pvc, now),
         spec.get("volumeMode") or "<unset>",
