@@ -23,7 +23,7 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -143,6 +143,20 @@ def not_supported(path: str, value: Any, valid: list[str]) -> Cause:
     if valid:
         msg += ": supported values: " + ", ".join(go_quote(v) for v in valid)
     return errors.cause(path, msg, NOT_SUPPORTED)
+
+
+def _required_valid(value: Any, path: str, check: Callable[[Any], list[str]]) -> list[Cause]:
+    """Required when empty, else what ``check`` finds wrong with it, as invalid values."""
+    if not value:
+        return [required(path)]
+    return [invalid(path, value, m) for m in check(value)]
+
+
+def _required_choice(value: Any, path: str, supported: list[str]) -> list[Cause]:
+    """Required when empty, else one of ``supported``."""
+    if not value:
+        return [required(path)]
+    return [] if value in supported else [not_supported(path, value, supported)]
 
 
 def duplicate(path: str, value: Any, detail: str = "") -> Cause:
@@ -311,6 +325,11 @@ def _dl(value: Any) -> list[Obj]:
     return [v if isinstance(v, dict) else {} for v in _l(value)]
 
 
+def _items(value: Any, path: str) -> list[tuple[str, Obj]]:
+    """The dict items of a list field with their paths (``path[0]``, ``path[1]``, ...)."""
+    return [(f"{path}[{i}]", item) for i, item in enumerate(_dl(value))]
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -447,10 +466,7 @@ def validate_object_meta(info: ResourceInfo, meta: Any) -> list[Cause]:
         errs.extend(invalid("metadata.name", name, m) for m in name_fn(name))
     namespace = meta.get("namespace")
     if info.namespaced:
-        if not namespace:
-            errs.append(required("metadata.namespace"))
-        else:
-            errs.extend(invalid("metadata.namespace", namespace, m) for m in is_dns1123_label(str(namespace)))
+        errs += _required_valid(namespace, "metadata.namespace", lambda name: is_dns1123_label(str(name)))
     elif namespace:
         errs.append(forbidden("metadata.namespace", "not allowed on this type"))
     errs.extend(_nonnegative(meta.get("generation"), "metadata.generation"))
@@ -552,14 +568,21 @@ def _validate_mode(mode: Any, path: str) -> list[Cause]:
     return []
 
 
+def _exactly_one(obj: Obj, keys: Sequence[str], path: str, what: str) -> tuple[str | None, list[Cause]]:
+    """The first of ``keys`` that ``obj`` sets (None when none is), and the errors: none set is
+    required, more than one forbidden."""
+    present = [k for k in keys if obj.get(k) is not None]
+    if not present:
+        return None, [required(path, f"must specify a {what} type")]
+    return present[0], [
+        forbidden(f"{path}.{k}", f"may not specify more than 1 {what} type") for k in present[1:]
+    ]
+
+
 def _validate_volume_source(volume: Obj, path: str) -> list[Cause]:
-    errs: list[Cause] = []
-    sources = [s for s in _VOLUME_SOURCES if volume.get(s) is not None]
-    if not sources:
-        return [required(path, "must specify a volume type")]
-    for extra in sources[1:]:
-        errs.append(forbidden(f"{path}.{extra}", "may not specify more than 1 volume type"))
-    src = sources[0]
+    src, errs = _exactly_one(volume, _VOLUME_SOURCES, path, "volume")
+    if src is None:
+        return errs
     body = _d(volume.get(src))
     p = f"{path}.{src}"
     if src == "hostPath":
@@ -610,8 +633,7 @@ def _validate_volume_source(volume: Obj, path: str) -> list[Cause]:
 
 def _validate_key_to_paths(items: Any, path: str) -> list[Cause]:
     errs: list[Cause] = []
-    for i, item in enumerate(_dl(items)):
-        p = f"{path}[{i}]"
+    for p, item in _items(items, path):
         if not item.get("key"):
             errs.append(required(f"{p}.key"))
         target = item.get("path")
@@ -635,14 +657,10 @@ def _local_descending_path(target: str, path: str) -> list[Cause]:
 def _validate_volumes(volumes: Any, path: str) -> tuple[set[str], list[Cause]]:
     errs: list[Cause] = []
     names: set[str] = set()
-    for i, volume in enumerate(_dl(volumes)):
-        p = f"{path}[{i}]"
+    for p, volume in _items(volumes, path):
         errs.extend(_validate_volume_source(volume, p))
         name = str(volume.get("name") or "")
-        if not name:
-            errs.append(required(f"{p}.name"))
-        else:
-            errs.extend(_dns_label(name, f"{p}.name"))
+        errs += _required_valid(name, f"{p}.name", is_dns1123_label)
         if name in names:
             errs.append(duplicate(f"{p}.name", name))
         elif name:
@@ -705,13 +723,9 @@ def _validate_port_num_or_name(port: Any, path: str) -> list[Cause]:
 
 
 def _validate_handler(handler: Obj, path: str, kinds: tuple[str, ...]) -> list[Cause]:
-    errs: list[Cause] = []
-    present = [k for k in kinds if handler.get(k) is not None]
-    if not present:
-        return [required(path, "must specify a handler type")]
-    for extra in present[1:]:
-        errs.append(forbidden(f"{path}.{extra}", "may not specify more than 1 handler type"))
-    kind = present[0]
+    kind, errs = _exactly_one(handler, kinds, path, "handler")
+    if kind is None:
+        return errs
     body = _d(handler.get(kind))
     if kind == "exec":
         if not _l(body.get("command")):
@@ -747,13 +761,9 @@ def _validate_probe(probe: Any, path: str, *, must_succeed_once: bool) -> list[C
 
 def _validate_env(env: Any, path: str) -> list[Cause]:
     errs: list[Cause] = []
-    for i, var in enumerate(_dl(env)):
-        p = f"{path}[{i}]"
+    for p, var in _items(env, path):
         name = str(var.get("name") or "")
-        if not name:
-            errs.append(required(f"{p}.name"))
-        else:
-            errs.extend(invalid(f"{p}.name", name, m) for m in is_env_var_name(name))
+        errs += _required_valid(name, f"{p}.name", is_env_var_name)
         value_from = var.get("valueFrom")
         if value_from is None:
             continue
@@ -795,10 +805,7 @@ def _validate_env(env: Any, path: str) -> list[Cause]:
             if not body.get("name"):
                 errs.append(required(f"{vp}.{src}.name"))
             key = str(body.get("key") or "")
-            if not key:
-                errs.append(required(f"{vp}.{src}.key"))
-            else:
-                errs.extend(invalid(f"{vp}.{src}.key", key, m) for m in is_config_map_key(key))
+            errs += _required_valid(key, f"{vp}.{src}.key", is_config_map_key)
     return errs
 
 
@@ -812,8 +819,7 @@ def _supported_env_field(field_path: str) -> bool:
 def _validate_volume_mounts(mounts: Any, volumes: set[str], path: str) -> list[Cause]:
     errs: list[Cause] = []
     seen: set[str] = set()
-    for i, mount in enumerate(_dl(mounts)):
-        p = f"{path}[{i}]"
+    for p, mount in _items(mounts, path):
         name = str(mount.get("name") or "")
         if not name:
             errs.append(required(f"{p}.name"))
@@ -834,8 +840,7 @@ def _validate_volume_mounts(mounts: Any, volumes: set[str], path: str) -> list[C
 def _validate_container_ports(ports: Any, path: str) -> list[Cause]:
     errs: list[Cause] = []
     names: set[str] = set()
-    for i, port in enumerate(_dl(ports)):
-        p = f"{path}[{i}]"
+    for p, port in _items(ports, path):
         name = port.get("name")
         if name:
             msgs = is_valid_port_name(str(name))
@@ -846,21 +851,13 @@ def _validate_container_ports(ports: Any, path: str) -> list[Cause]:
             else:
                 names.add(str(name))
         container_port = port.get("containerPort")
-        if not container_port:
-            errs.append(required(f"{p}.containerPort"))
-        else:
-            errs.extend(
-                invalid(f"{p}.containerPort", container_port, m) for m in is_valid_port_num(container_port)
-            )
+        errs += _required_valid(container_port, f"{p}.containerPort", is_valid_port_num)
         if port.get("hostPort"):
             errs.extend(
                 invalid(f"{p}.hostPort", port["hostPort"], m) for m in is_valid_port_num(port["hostPort"])
             )
         protocol = port.get("protocol")
-        if not protocol:
-            errs.append(required(f"{p}.protocol"))
-        elif protocol not in _PROTOCOLS:
-            errs.append(not_supported(f"{p}.protocol", protocol, _PROTOCOLS))
+        errs += _required_choice(protocol, f"{p}.protocol", _PROTOCOLS)
     return errs
 
 
@@ -902,10 +899,7 @@ def _validate_container(
     errs.extend(_validate_volume_mounts(ctr.get("volumeMounts"), volumes, f"{path}.volumeMounts"))
     errs.extend(_validate_resources(ctr.get("resources"), f"{path}.resources"))
     policy = ctr.get("imagePullPolicy")
-    if not policy:
-        errs.append(required(f"{path}.imagePullPolicy"))
-    elif policy not in _PULL_POLICIES:
-        errs.append(not_supported(f"{path}.imagePullPolicy", policy, _PULL_POLICIES))
+    errs += _required_choice(policy, f"{path}.imagePullPolicy", _PULL_POLICIES)
     message_policy = ctr.get("terminationMessagePolicy")
     if not message_policy:
         errs.append(required(f"{path}.terminationMessagePolicy", "must be 'File' or 'FallbackToLogsOnError'"))
@@ -924,13 +918,9 @@ def _validate_containers(
     containers: Any, path: str, volumes: set[str], names: set[str], *, init: bool, restart_policy: Any
 ) -> list[Cause]:
     errs: list[Cause] = []
-    for i, ctr in enumerate(_dl(containers)):
-        p = f"{path}[{i}]"
+    for p, ctr in _items(containers, path):
         name = str(ctr.get("name") or "")
-        if not name:
-            errs.append(required(f"{p}.name"))
-        else:
-            errs.extend(_dns_label(name, f"{p}.name"))
+        errs += _required_valid(name, f"{p}.name", is_dns1123_label)
         if name and name in names:
             errs.append(duplicate(f"{p}.name", name))
         elif name:
@@ -941,8 +931,7 @@ def _validate_containers(
 
 def _validate_tolerations(tolerations: Any, path: str) -> list[Cause]:
     errs: list[Cause] = []
-    for i, tol in enumerate(_dl(tolerations)):
-        p = f"{path}[{i}]"
+    for p, tol in _items(tolerations, path):
         key = str(tol.get("key") or "")
         operator = tol.get("operator") or ""
         if key:
@@ -1008,16 +997,10 @@ def validate_pod_spec(spec: Any, path: str = "spec") -> list[Cause]:
             restart_policy=restart_policy,
         )
     )
-    if not restart_policy:
-        errs.append(required(f"{path}.restartPolicy"))
-    elif restart_policy not in _RESTART_POLICIES:
-        errs.append(not_supported(f"{path}.restartPolicy", restart_policy, _RESTART_POLICIES))
+    errs += _required_choice(restart_policy, f"{path}.restartPolicy", _RESTART_POLICIES)
     dns_policy = spec.get("dnsPolicy")
-    if not dns_policy:
-        errs.append(required(f"{path}.dnsPolicy"))
-    elif dns_policy not in _DNS_POLICIES:
-        errs.append(not_supported(f"{path}.dnsPolicy", dns_policy, _DNS_POLICIES))
-    elif dns_policy == "None" and not _d(spec.get("dnsConfig")).get("nameservers"):
+    errs += _required_choice(dns_policy, f"{path}.dnsPolicy", _DNS_POLICIES)
+    if dns_policy == "None" and not _d(spec.get("dnsConfig")).get("nameservers"):
         errs.append(required(f"{path}.dnsConfig", "must provide `dnsConfig` when `dnsPolicy` is None"))
     errs.extend(validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector"))
     for key in ("serviceAccountName", "nodeName", "priorityClassName"):
@@ -1429,6 +1412,23 @@ def _validate_stateful_set_update(obj: Obj, old: Obj) -> list[Cause]:
 _SERVICE_TYPES = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]
 
 
+def _validate_named_port(port: Obj, path: str, several: bool, names: set[str] | None = None) -> list[Cause]:
+    """A Service or Endpoints port: a name (required when there are ``several``, unique within
+    ``names`` when given), a port number and a protocol."""
+    errs: list[Cause] = []
+    name = str(port.get("name") or "")
+    if several and not name:
+        errs.append(required(f"{path}.name"))
+    elif name:
+        errs.extend(_dns_label(name, f"{path}.name"))
+        if names is not None:
+            if name in names:
+                errs.append(duplicate(f"{path}.name", name))
+            names.add(name)
+    errs.extend(invalid(f"{path}.port", port.get("port"), m) for m in is_valid_port_num(port.get("port")))
+    return errs + _required_choice(port.get("protocol"), f"{path}.protocol", _PROTOCOLS)
+
+
 def _validate_service(obj: Obj) -> list[Cause]:
     spec = _d(obj.get("spec"))
     errs: list[Cause] = []
@@ -1452,20 +1452,8 @@ def _validate_service(obj: Obj) -> list[Cause]:
     seen: set[tuple[Any, Any]] = set()
     for i, port in enumerate(ports):
         p = f"spec.ports[{i}]"
-        name = str(port.get("name") or "")
-        if len(ports) > 1 and not name:
-            errs.append(required(f"{p}.name"))
-        elif name:
-            errs.extend(_dns_label(name, f"{p}.name"))
-            if name in names:
-                errs.append(duplicate(f"{p}.name", name))
-            names.add(name)
-        errs.extend(invalid(f"{p}.port", port.get("port"), m) for m in is_valid_port_num(port.get("port")))
+        errs += _validate_named_port(port, p, len(ports) > 1, names)
         protocol = port.get("protocol")
-        if not protocol:
-            errs.append(required(f"{p}.protocol"))
-        elif protocol not in _PROTOCOLS:
-            errs.append(not_supported(f"{p}.protocol", protocol, _PROTOCOLS))
         errs.extend(_validate_port_num_or_name(port.get("targetPort"), f"{p}.targetPort"))
         node_port = port.get("nodePort")
         if node_port:
@@ -1478,10 +1466,7 @@ def _validate_service(obj: Obj) -> list[Cause]:
             errs.append(duplicate(p, {"port": port.get("port"), "protocol": protocol}))
         seen.add(key)
     affinity = spec.get("sessionAffinity")
-    if not affinity:
-        errs.append(required("spec.sessionAffinity"))
-    elif affinity not in ("ClientIP", "None"):
-        errs.append(not_supported("spec.sessionAffinity", affinity, ["ClientIP", "None"]))
+    errs += _required_choice(affinity, "spec.sessionAffinity", ["ClientIP", "None"])
     errs.extend(validate_labels(spec.get("selector"), "spec.selector"))
     if cluster_ip and not headless and not _is_ip(cluster_ip):
         errs.append(
@@ -1512,10 +1497,7 @@ def _validate_service(obj: Obj) -> list[Cause]:
             errs.append(not_supported("spec.externalTrafficPolicy", etp, ["Cluster", "Local"]))
     itp = spec.get("internalTrafficPolicy")
     if stype != "ExternalName":
-        if not itp:
-            errs.append(required("spec.internalTrafficPolicy"))
-        elif itp not in ("Cluster", "Local"):
-            errs.append(not_supported("spec.internalTrafficPolicy", itp, ["Cluster", "Local"]))
+        errs += _required_choice(itp, "spec.internalTrafficPolicy", ["Cluster", "Local"])
     return errs
 
 
@@ -1671,10 +1653,7 @@ def _validate_node(obj: Obj) -> list[Cause]:
         if msgs:
             errs.append(invalid(f"{p}.value", value, ";".join(msgs)))
         effect = taint.get("effect")
-        if not effect:
-            errs.append(required(f"{p}.effect"))
-        elif effect not in _TAINT_EFFECTS:
-            errs.append(not_supported(f"{p}.effect", effect, _TAINT_EFFECTS))
+        errs += _required_choice(effect, f"{p}.effect", _TAINT_EFFECTS)
         if (key, str(effect)) in seen:
             errs.append(duplicate(p, taint, "taints must be unique by key and effect pair"))
         seen.add((key, str(effect)))
@@ -1712,10 +1691,7 @@ def _validate_event(obj: Obj) -> list[Cause]:
         if not involved_ns and namespace not in ("default", "kube-system"):
             errs.append(invalid("involvedObject.namespace", involved_ns, "does not match event.namespace"))
         controller = str(obj.get("reportingComponent") or "")
-        if not controller:
-            errs.append(required("reportingComponent"))
-        else:
-            errs.extend(invalid("reportingComponent", controller, m) for m in is_qualified_name(controller))
+        errs += _required_valid(controller, "reportingComponent", is_qualified_name)
         for key, limit in (("reportingInstance", 128), ("action", 128), ("reason", 128)):
             value = str(obj.get(key) or "")
             if not value:
@@ -1870,10 +1846,7 @@ def _validate_ingress_backend(backend: Obj, path: str) -> list[Cause]:
         return [invalid(path, "", "resource or service backend is required")]
     service = _d(backend["service"])
     name = str(service.get("name") or "")
-    if not name:
-        errs.append(required(f"{path}.service.name"))
-    else:
-        errs.extend(invalid(f"{path}.service.name", name, m) for m in is_dns1035_label(name))
+    errs += _required_valid(name, f"{path}.service.name", is_dns1035_label)
     port = _d(service.get("port"))
     port_name, port_number = port.get("name"), port.get("number")
     if port_name and port_number:
@@ -1952,18 +1925,12 @@ def _validate_ingress(obj: Obj) -> list[Cause]:
 def _validate_storage_class(obj: Obj) -> list[Cause]:
     errs: list[Cause] = []
     provisioner = str(obj.get("provisioner") or "")
-    if not provisioner:
-        errs.append(required("provisioner"))
-    else:
-        errs.extend(invalid("provisioner", provisioner, m) for m in is_qualified_name(provisioner.lower()))
+    errs += _required_valid(provisioner, "provisioner", lambda name: is_qualified_name(name.lower()))
     policy = obj.get("reclaimPolicy")
     if policy and policy not in ("Delete", "Retain"):
         errs.append(not_supported("reclaimPolicy", policy, ["Delete", "Retain"]))
     mode = obj.get("volumeBindingMode")
-    if not mode:
-        errs.append(required("volumeBindingMode"))
-    elif mode not in ("Immediate", "WaitForFirstConsumer"):
-        errs.append(not_supported("volumeBindingMode", mode, ["Immediate", "WaitForFirstConsumer"]))
+    errs += _required_choice(mode, "volumeBindingMode", ["Immediate", "WaitForFirstConsumer"])
     return errs
 
 
@@ -1993,20 +1960,7 @@ def _validate_endpoints(obj: Obj) -> list[Cause]:
                     )
         ports = _dl(subset.get("ports"))
         for j, port in enumerate(ports):
-            pp = f"{p}.ports[{j}]"
-            name = str(port.get("name") or "")
-            if len(ports) > 1 and not name:
-                errs.append(required(f"{pp}.name"))
-            elif name:
-                errs.extend(_dns_label(name, f"{pp}.name"))
-            errs.extend(
-                invalid(f"{pp}.port", port.get("port"), m) for m in is_valid_port_num(port.get("port"))
-            )
-            protocol = port.get("protocol")
-            if not protocol:
-                errs.append(required(f"{pp}.protocol"))
-            elif protocol not in _PROTOCOLS:
-                errs.append(not_supported(f"{pp}.protocol", protocol, _PROTOCOLS))
+            errs += _validate_named_port(port, f"{p}.ports[{j}]", len(ports) > 1)
     return errs
 
 
@@ -2017,40 +1971,26 @@ def _validate_config_map_update(obj: Obj, old: Obj) -> list[Cause]:
 Validator = Callable[[Obj], list[Cause]]
 UpdateValidator = Callable[[Obj, Obj], list[Cause]]
 
-_VALIDATORS: dict[tuple[str, str], Validator] = {
-    ("", "Pod"): _validate_pod,
-    ("", "Service"): _validate_service,
-    ("", "ConfigMap"): _validate_config_map,
-    ("", "Secret"): _validate_secret,
-    ("", "Namespace"): _validate_namespace,
-    ("", "Node"): _validate_node,
-    ("", "Event"): _validate_event,
-    ("", "Endpoints"): _validate_endpoints,
-    ("", "PersistentVolume"): _validate_pv,
-    ("", "PersistentVolumeClaim"): _validate_pvc,
-    ("apps", "Deployment"): _validate_deployment,
-    ("apps", "ReplicaSet"): _validate_replica_set,
-    ("apps", "StatefulSet"): _validate_stateful_set,
-    ("apps", "DaemonSet"): _validate_daemon_set,
-    ("batch", "Job"): _validate_job,
-    ("coordination.k8s.io", "Lease"): _validate_lease,
-    ("networking.k8s.io", "Ingress"): _validate_ingress,
-    ("storage.k8s.io", "StorageClass"): _validate_storage_class,
-}
-
-_UPDATE_VALIDATORS: dict[tuple[str, str], UpdateValidator] = {
-    ("", "Pod"): _validate_pod_update,
-    ("", "Service"): _validate_service_update,
-    ("", "ConfigMap"): _validate_config_map_update,
-    ("", "Secret"): _validate_secret_update,
-    ("", "Node"): _validate_node_update,
-    ("", "PersistentVolumeClaim"): _validate_pvc_update,
-    ("apps", "Deployment"): lambda obj, old: _selector_immutable(obj, old),
-    ("apps", "ReplicaSet"): lambda obj, old: _selector_immutable(obj, old),
-    ("apps", "DaemonSet"): lambda obj, old: _selector_immutable(obj, old),
-    ("apps", "StatefulSet"): _validate_stateful_set_update,
-    ("batch", "Job"): _validate_job_update,
-    ("storage.k8s.io", "StorageClass"): _validate_storage_class_update,
+# Per kind: the create checks and, for kinds with update rules, the update checks.
+_VALIDATORS: dict[tuple[str, str], tuple[Validator, UpdateValidator | None]] = {
+    ("", "Pod"): (_validate_pod, _validate_pod_update),
+    ("", "Service"): (_validate_service, _validate_service_update),
+    ("", "ConfigMap"): (_validate_config_map, _validate_config_map_update),
+    ("", "Secret"): (_validate_secret, _validate_secret_update),
+    ("", "Namespace"): (_validate_namespace, None),
+    ("", "Node"): (_validate_node, _validate_node_update),
+    ("", "Event"): (_validate_event, None),
+    ("", "Endpoints"): (_validate_endpoints, None),
+    ("", "PersistentVolume"): (_validate_pv, None),
+    ("", "PersistentVolumeClaim"): (_validate_pvc, _validate_pvc_update),
+    ("apps", "Deployment"): (_validate_deployment, _selector_immutable),
+    ("apps", "ReplicaSet"): (_validate_replica_set, _selector_immutable),
+    ("apps", "StatefulSet"): (_validate_stateful_set, _validate_stateful_set_update),
+    ("apps", "DaemonSet"): (_validate_daemon_set, _selector_immutable),
+    ("batch", "Job"): (_validate_job, _validate_job_update),
+    ("coordination.k8s.io", "Lease"): (_validate_lease, None),
+    ("networking.k8s.io", "Ingress"): (_validate_ingress, None),
+    ("storage.k8s.io", "StorageClass"): (_validate_storage_class, _validate_storage_class_update),
 }
 
 
@@ -2064,14 +2004,12 @@ def validate(
     fields are immutable.  Neither ``obj`` nor ``old`` is changed: the Job selector Kubernetes
     generates in its validation step is defaulting here (:func:`apimachinery.defaults.apply_defaults`).
     """
-    key = (info.group, info.kind)
+    validator, update_validator = _VALIDATORS.get((info.group, info.kind), (None, None))
     causes = validate_object_meta(info, obj.get("metadata"))
-    validator = _VALIDATORS.get(key)
     if validator is not None:
         causes.extend(validator(obj))
     if old is not None:
         causes.extend(validate_object_meta_update(obj.get("metadata"), old.get("metadata")))
-        update_validator = _UPDATE_VALIDATORS.get(key)
         if update_validator is not None:
             causes.extend(update_validator(obj, old))
     if causes:
