@@ -12,6 +12,8 @@ needed.  PID 1 ignores SIGTERM, so sandboxes are killed, not stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import io
 import logging
 import os
@@ -20,10 +22,10 @@ import shutil
 import socket
 import tarfile
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -52,6 +54,7 @@ from .runtime import (
     ContainerStatus,
     ExecResult,
     ImagePullError,
+    LogOptions,
     PodRef,
     RuntimeError_,
     SandboxConfig,
@@ -59,6 +62,7 @@ from .runtime import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_PAUSE_IMAGE = "minik/pause:1"
 POOL_SIZE = 32  # connections to the engine kept open: as many as calls may run at once
@@ -134,6 +138,18 @@ def _pod_ref(labels: dict[str, str]) -> PodRef:
     )
 
 
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The options that have a value (None, zero and empty ones left out)."""
+    return {k: v for k, v in values.items() if v}
+
+
+def _int_label(labels: dict[str, str], key: str) -> int:
+    try:
+        return int(labels.get(key, "0"))
+    except ValueError:
+        return 0
+
+
 def _state(attrs: dict[str, Any]) -> str:
     status = (attrs.get("State") or {}).get("Status", "")
     if status in ("running", "paused", "restarting"):
@@ -151,15 +167,11 @@ def container_status_from_attrs(attrs: dict[str, Any]) -> ContainerStatus:
     labels = dict(config.get("Labels") or {})
     state = attrs.get("State") or {}
     st = _state(attrs)
-    try:
-        restart = int(labels.get(LABEL_RESTART_COUNT, "0"))
-    except ValueError:
-        restart = 0
     return ContainerStatus(
         id=str(attrs.get("Id", "")),
         pod=_pod_ref(labels),
         name=labels.get(LABEL_CONTAINER_NAME, ""),
-        restart_count=restart,
+        restart_count=_int_label(labels, LABEL_RESTART_COUNT),
         init=labels.get(LABEL_INIT) == "true",
         state=st,
         image=str(config.get("Image", "")),
@@ -185,14 +197,10 @@ def _sandbox_from_attrs(attrs: dict[str, Any], network: str | None = None) -> Sa
             if net.get("IPAddress"):
                 ip = net["IPAddress"]
                 break
-    try:
-        attempt = int(labels.get(LABEL_ATTEMPT, "0"))
-    except ValueError:
-        attempt = 0
     return SandboxStatus(
         id=str(attrs.get("Id", "")),
         pod=_pod_ref(labels),
-        attempt=attempt,
+        attempt=_int_label(labels, LABEL_ATTEMPT),
         state=_state(attrs),
         ip=ip,
         created_at=parse_docker_time(attrs.get("Created")) or 0.0,
@@ -210,12 +218,64 @@ def sandbox_name(config: SandboxConfig) -> str:
     return f"k8s_POD_{p.name}_{p.namespace}_{p.uid}_{config.attempt}"
 
 
+def find_busybox() -> Path | None:
+    """The host's static busybox: ``/bin/busybox``, else the one on ``PATH``."""
+    binary = Path("/bin/busybox")
+    if binary.is_file():
+        return binary
+    found = shutil.which("busybox")
+    return Path(found) if found else None
+
+
+def busybox_context(dockerfile: bytes, binary: Path) -> io.BytesIO:
+    """A build context (an uncompressed tar): ``dockerfile`` and ``binary`` as ``busybox``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+        tar.add(str(binary), arcname="busybox")
+    buf.seek(0)
+    return buf
+
+
+async def _unless_gone(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+    """``fn(*args, **kwargs)`` in a worker thread; None when the engine has no such object (404)."""
+
+    def run() -> T | None:
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.APIError as exc:
+            if isinstance(exc, docker.errors.NotFound) or exc.status_code == 404:
+                return None
+            raise
+
+    return await asyncio.to_thread(run)
+
+
+async def _in_thread(fn: Callable[[], T], failure: str, reason: str = "RunContainerError") -> T:
+    """``fn()`` in a worker thread; an engine error becomes :class:`RuntimeError_` ``failure: why``."""
+    try:
+        return await asyncio.to_thread(fn)
+    except docker.errors.APIError as exc:
+        raise RuntimeError_(f"{failure}: {exc.explanation or exc}", reason) from exc
+
+
+def _exec_exit_code(info: dict[str, Any]) -> int:
+    """The exit code of an exec from its inspect output (1 when there is none)."""
+    code = info.get("ExitCode")
+    return int(code) if code is not None else 1
+
+
 class _DockerExecSession:
     """An interactive ``docker exec`` over the raw attach socket."""
+
+    what = "exec"
 
     def __init__(self, api: Any, exec_id: str, sock: Any, tty: bool) -> None:
         self._api = api
         self._exec_id = exec_id
+        self._resize: Callable[..., Any] = functools.partial(api.exec_resize, exec_id)
         self._sock = sock
         self._raw = getattr(sock, "_sock", sock)
         self._tty = tty
@@ -255,16 +315,15 @@ class _DockerExecSession:
 
     async def resize(self, width: int, height: int) -> None:
         try:
-            await asyncio.to_thread(self._api.exec_resize, self._exec_id, height=height, width=width)
+            await asyncio.to_thread(self._resize, height=height, width=width)
         except docker.errors.APIError as exc:
-            log.debug("exec resize failed: %s", exc)
+            log.debug("%s resize failed: %s", self.what, exc)
 
     async def exit_code(self) -> int:
         for _ in range(50):
             info = await asyncio.to_thread(self._api.exec_inspect, self._exec_id)
             if not info.get("Running"):
-                code = info.get("ExitCode")
-                return int(code) if code is not None else 1
+                return _exec_exit_code(info)
             await asyncio.sleep(0.1)
         return 1
 
@@ -278,15 +337,11 @@ class _DockerExecSession:
 class _DockerAttachSession(_DockerExecSession):
     """``docker attach`` to a container's main process over the raw attach socket."""
 
+    what = "attach"
+
     def __init__(self, api: Any, container_id: str, sock: Any, tty: bool) -> None:
         super().__init__(api, "", sock, tty)
-        self._cid = container_id
-
-    async def resize(self, width: int, height: int) -> None:
-        try:
-            await asyncio.to_thread(self._api.resize, self._cid, height=height, width=width)
-        except docker.errors.APIError as exc:
-            log.debug("attach resize failed: %s", exc)
+        self._resize = functools.partial(api.resize, container_id)
 
     async def exit_code(self) -> int:
         return 0  # detaching is not a failure; the container's own exit is in the pod's status
@@ -319,6 +374,22 @@ class DockerRuntime:
 
     def _labels(self, extra: dict[str, str]) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_NODE: self.node_name, **extra}
+
+    def _pod_labels(
+        self, kind: str, config: SandboxConfig | ContainerConfig, extra: dict[str, str]
+    ) -> dict[str, str]:
+        """The labels of a sandbox or container: the caller's, its type and pod, then ``extra``."""
+        p = config.pod
+        return self._labels(
+            {
+                **config.labels,
+                LABEL_TYPE: kind,
+                LABEL_POD_UID: p.uid,
+                LABEL_POD_NAME: p.name,
+                LABEL_POD_NAMESPACE: p.namespace,
+                **extra,
+            }
+        )
 
     def _node_filter(self, kind: str, pod_uid: str | None = None) -> dict[str, Any]:
         labels = [f"{LABEL_NODE}={self.node_name}", f"{LABEL_TYPE}={kind}"]
@@ -368,28 +439,13 @@ class DockerRuntime:
         await asyncio.to_thread(run)
 
     async def remove_network(self, name: str) -> None:
-        def run() -> None:
-            try:
-                self.client.networks.get(name).remove()
-            except docker.errors.NotFound:
-                pass
-
-        await asyncio.to_thread(run)
+        await _unless_gone(lambda: self.client.networks.get(name).remove())
 
     # -- images ---------------------------------------------------------------------------------
 
     async def image_id(self, image: str) -> str | None:
-        def run() -> str | None:
-            try:
-                return str(self.client.images.get(image).id)
-            except docker.errors.ImageNotFound:
-                return None
-            except docker.errors.APIError as exc:
-                if exc.status_code == 404:
-                    return None
-                raise
-
-        return await asyncio.to_thread(run)
+        img = await _unless_gone(self.client.images.get, image)
+        return None if img is None else str(img.id)
 
     async def pull_image(self, image: str) -> str:
         def run() -> str:
@@ -422,24 +478,15 @@ class DockerRuntime:
                     return
                 except docker.errors.ImageNotFound:
                     pass
-                binary = Path("/bin/busybox")
-                if not binary.is_file():
-                    found = shutil.which("busybox")
-                    if not found:
-                        raise RuntimeError_(
-                            "cannot build the sandbox image: no static busybox on this host "
-                            "(install busybox-static or pass --pod-infra-image)",
-                            "CreatePodSandboxError",
-                        )
-                    binary = Path(found)
-                buf = io.BytesIO()
-                with tarfile.open(fileobj=buf, mode="w") as tar:
-                    info = tarfile.TarInfo("Dockerfile")
-                    info.size = len(_PAUSE_DOCKERFILE)
-                    tar.addfile(info, io.BytesIO(_PAUSE_DOCKERFILE))
-                    tar.add(str(binary), arcname="busybox")
-                buf.seek(0)
-                self.client.images.build(fileobj=buf, custom_context=True, tag=self.pause_image, rm=True)
+                binary = find_busybox()
+                if binary is None:
+                    raise RuntimeError_(
+                        "cannot build the sandbox image: no static busybox on this host "
+                        "(install busybox-static or pass --pod-infra-image)",
+                        "CreatePodSandboxError",
+                    )
+                context = busybox_context(_PAUSE_DOCKERFILE, binary)
+                self.client.images.build(fileobj=context, custom_context=True, tag=self.pause_image, rm=True)
                 log.info("built sandbox image %s from %s", self.pause_image, binary)
 
         await asyncio.to_thread(build)
@@ -451,17 +498,7 @@ class DockerRuntime:
         """``POST /containers/create`` of the sandbox (not started): its ID, which the pod's
         containers need (``network_mode=container:<id>``) to be created while it starts."""
         image = await self.ensure_sandbox_image()
-        p = config.pod
-        labels = self._labels(
-            {
-                **config.labels,
-                LABEL_TYPE: TYPE_SANDBOX,
-                LABEL_POD_UID: p.uid,
-                LABEL_POD_NAME: p.name,
-                LABEL_POD_NAMESPACE: p.namespace,
-                LABEL_ATTEMPT: str(config.attempt),
-            }
-        )
+        labels = self._pod_labels(TYPE_SANDBOX, config, {LABEL_ATTEMPT: str(config.attempt)})
         ports: dict[str, Any] = {}
         for pm in config.ports:
             key = f"{pm.container_port}/{pm.protocol.lower()}"
@@ -478,22 +515,22 @@ class DockerRuntime:
                 "init": False,
                 "ipc_mode": "shareable",
             }
-            if config.dns_servers:
-                kwargs["dns"] = config.dns_servers
-            if config.dns_search:
-                kwargs["dns_search"] = config.dns_search
-            if config.dns_options:
-                kwargs["dns_opt"] = config.dns_options
+            kwargs.update(
+                _given(
+                    {
+                        "dns": config.dns_servers,
+                        "dns_search": config.dns_search,
+                        "dns_opt": config.dns_options,
+                    }
+                )
+            )
             try:
                 return self._create(image, None, kwargs)
-            except docker.errors.APIError as exc:
-                if isinstance(exc, docker.errors.ImageNotFound):
-                    self._pause_ready = False
-                raise RuntimeError_(
-                    f"failed to create sandbox: {exc.explanation or exc}", "CreatePodSandboxError"
-                ) from exc
+            except docker.errors.ImageNotFound:
+                self._pause_ready = False
+                raise
 
-        return await asyncio.to_thread(run)
+        return await _in_thread(run, "failed to create sandbox", "CreatePodSandboxError")
 
     async def start_sandbox(self, sandbox_id: str) -> None:
         """Start a created sandbox; on failure it is removed."""
@@ -501,25 +538,16 @@ class DockerRuntime:
         def run() -> None:
             try:
                 self.api.start(sandbox_id)
-            except docker.errors.APIError as exc:
-                try:
+            except docker.errors.APIError:
+                with contextlib.suppress(docker.errors.APIError):
                     self.api.remove_container(sandbox_id, force=True)
-                except docker.errors.APIError:
-                    pass
-                raise RuntimeError_(
-                    f"failed to start sandbox: {exc.explanation or exc}", "CreatePodSandboxError"
-                ) from exc
+                raise
 
-        await asyncio.to_thread(run)
+        await _in_thread(run, "failed to start sandbox", "CreatePodSandboxError")
 
     async def inspect_sandbox(self, sandbox_id: str) -> SandboxStatus | None:
-        def run() -> SandboxStatus | None:
-            try:
-                return _sandbox_from_attrs(self.api.inspect_container(sandbox_id), self.network)
-            except docker.errors.NotFound:
-                return None
-
-        return await asyncio.to_thread(run)
+        attrs = await _unless_gone(self.api.inspect_container, sandbox_id)
+        return None if attrs is None else _sandbox_from_attrs(attrs, self.network)
 
     async def run_sandbox(self, config: SandboxConfig) -> SandboxStatus:
         sandbox_id = await self.create_sandbox(config)
@@ -545,30 +573,27 @@ class DockerRuntime:
         await self.remove_container(sandbox_id)
 
     async def list_sandboxes(self, pod_uid: str | None = None) -> list[SandboxStatus]:
-        def run() -> list[SandboxStatus]:
-            out = []
-            for c in self.client.containers.list(all=True, filters=self._node_filter(TYPE_SANDBOX, pod_uid)):
-                out.append(_sandbox_from_attrs(c.attrs, self.network))
-            return out
+        return [_sandbox_from_attrs(attrs, self.network) for attrs in await self._list(TYPE_SANDBOX, pod_uid)]
 
-        return await asyncio.to_thread(run)
+    async def _list(self, kind: str, pod_uid: str | None) -> list[dict[str, Any]]:
+        """``docker inspect`` output of this node's sandboxes or containers (of one pod, if given)."""
+        found = await asyncio.to_thread(
+            self.client.containers.list, all=True, filters=self._node_filter(kind, pod_uid)
+        )
+        return [c.attrs for c in found]
 
     # -- containers -----------------------------------------------------------------------------
 
     async def create_container(self, sandbox_id: str, config: ContainerConfig) -> str:
-        p = config.pod
-        labels = self._labels(
+        labels = self._pod_labels(
+            TYPE_CONTAINER,
+            config,
             {
-                **config.labels,
-                LABEL_TYPE: TYPE_CONTAINER,
-                LABEL_POD_UID: p.uid,
-                LABEL_POD_NAME: p.name,
-                LABEL_POD_NAMESPACE: p.namespace,
                 LABEL_CONTAINER_NAME: config.name,
                 LABEL_RESTART_COUNT: str(config.restart_count),
                 LABEL_INIT: "true" if config.init else "false",
                 "io.minik.sandbox.id": sandbox_id,
-            }
+            },
         )
         mounts = [
             docker.types.Mount(m.target, m.source, type=m.type, read_only=m.read_only) for m in config.mounts
@@ -584,20 +609,19 @@ class DockerRuntime:
             "tty": config.tty,
             "privileged": config.privileged,
             "read_only": config.read_only_rootfs,
+            **_given(
+                {
+                    "working_dir": config.working_dir,
+                    "mem_limit": config.memory_limit,
+                    "memswap_limit": config.memory_limit,
+                    "nano_cpus": config.nano_cpus,
+                    "cpu_shares": config.cpu_shares,
+                    "user": config.user,
+                }
+            ),
         }
         if config.command is not None:
             kwargs["entrypoint"] = config.command
-        if config.working_dir:
-            kwargs["working_dir"] = config.working_dir
-        if config.memory_limit:
-            kwargs["mem_limit"] = config.memory_limit
-            kwargs["memswap_limit"] = config.memory_limit
-        if config.nano_cpus:
-            kwargs["nano_cpus"] = config.nano_cpus
-        if config.cpu_shares:
-            kwargs["cpu_shares"] = config.cpu_shares
-        if config.user:
-            kwargs["user"] = config.user
 
         def run() -> str:
             try:
@@ -606,12 +630,8 @@ class DockerRuntime:
                 raise RuntimeError_(
                     f"image {config.image} not found: {exc.explanation}", "ErrImagePull"
                 ) from exc
-            except docker.errors.APIError as exc:
-                raise RuntimeError_(
-                    f"failed to create container: {exc.explanation or exc}", "CreateContainerError"
-                ) from exc
 
-        return await asyncio.to_thread(run)
+        return await _in_thread(run, "failed to create container", "CreateContainerError")
 
     def _create(self, image: str, command: Any, kwargs: dict[str, Any]) -> str:
         """One ``POST /containers/create`` (the SDK's high-level create would inspect as well);
@@ -628,24 +648,10 @@ class DockerRuntime:
             return str(self.api.create_container(**args)["Id"])
 
     async def start_container(self, container_id: str) -> None:
-        def run() -> None:
-            try:
-                self.api.start(container_id)
-            except docker.errors.APIError as exc:
-                raise RuntimeError_(
-                    f"failed to start container: {exc.explanation or exc}", "RunContainerError"
-                ) from exc
-
-        await asyncio.to_thread(run)
+        await _in_thread(lambda: self.api.start(container_id), "failed to start container")
 
     async def stop_container(self, container_id: str, timeout: int) -> None:
-        def run() -> None:
-            try:
-                self.api.stop(container_id, timeout=max(0, int(timeout)))
-            except docker.errors.NotFound:
-                pass
-
-        await asyncio.to_thread(run)
+        await _unless_gone(self.api.stop, container_id, timeout=max(0, int(timeout)))
 
     async def remove_container(self, container_id: str) -> None:
         def run() -> None:
@@ -660,15 +666,7 @@ class DockerRuntime:
         await asyncio.to_thread(run)
 
     async def list_containers(self, pod_uid: str | None = None) -> list[ContainerStatus]:
-        def run() -> list[ContainerStatus]:
-            out = []
-            for c in self.client.containers.list(
-                all=True, filters=self._node_filter(TYPE_CONTAINER, pod_uid)
-            ):
-                out.append(container_status_from_attrs(c.attrs))
-            return out
-
-        return await asyncio.to_thread(run)
+        return [container_status_from_attrs(attrs) for attrs in await self._list(TYPE_CONTAINER, pod_uid)]
 
     async def list_pod(self, pod_uid: str) -> tuple[list[SandboxStatus], list[ContainerStatus]]:
         """The pod's sandboxes and containers: one ``GET /containers/json`` by the pod UID label,
@@ -719,39 +717,28 @@ class DockerRuntime:
         return await asyncio.to_thread(run)
 
     async def inspect_container(self, container_id: str) -> ContainerStatus | None:
-        def run() -> ContainerStatus | None:
-            try:
-                return container_status_from_attrs(self.api.inspect_container(container_id))
-            except docker.errors.NotFound:
-                return None
-
-        return await asyncio.to_thread(run)
+        attrs = await _unless_gone(self.api.inspect_container, container_id)
+        return None if attrs is None else container_status_from_attrs(attrs)
 
     # -- logs, exec, stats ----------------------------------------------------------------------
 
-    async def logs(
-        self,
-        container_id: str,
-        follow: bool = False,
-        tail: int | None = None,
-        timestamps: bool = False,
-        since: float | None = None,
-    ) -> AsyncIterator[bytes]:
+    async def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | None | BaseException] = asyncio.Queue(maxsize=256)
         stop = threading.Event()
 
         def produce() -> None:
             try:
+                tail = options.tail
                 kwargs: dict[str, Any] = {
                     "stdout": True,
                     "stderr": True,
-                    "timestamps": timestamps,
+                    "timestamps": options.timestamps,
                     "tail": "all" if tail is None or tail < 0 else tail,
                 }
-                if since:
-                    kwargs["since"] = int(since)
-                if follow:
+                if options.since:
+                    kwargs["since"] = int(options.since)
+                if options.follow:
                     gen = self.api.logs(container_id, stream=True, follow=True, **kwargs)
                     for chunk in gen:
                         if stop.is_set():
@@ -793,13 +780,9 @@ class DockerRuntime:
             exec_id = self.api.exec_create(container_id, cmd, stdout=True, stderr=True)["Id"]
             output = self.api.exec_start(exec_id, stream=False, demux=False)
             info = self.api.exec_inspect(exec_id)
-            code = info.get("ExitCode")
-            return ExecResult(int(code) if code is not None else 1, output or b"")
+            return ExecResult(_exec_exit_code(info), output or b"")
 
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(run), timeout)
-        except docker.errors.APIError as exc:
-            raise RuntimeError_(f"exec failed: {exc.explanation or exc}") from exc
+        return await asyncio.wait_for(_in_thread(run, "exec failed"), timeout)
 
     async def exec_interactive(
         self, container_id: str, cmd: list[str], stdin: bool, tty: bool
@@ -811,10 +794,7 @@ class DockerRuntime:
             sock = self.api.exec_start(exec_id, socket=True, tty=tty)
             return _DockerExecSession(self.api, exec_id, sock, tty)
 
-        try:
-            return await asyncio.to_thread(run)
-        except docker.errors.APIError as exc:
-            raise RuntimeError_(f"exec failed: {exc.explanation or exc}") from exc
+        return await _in_thread(run, "exec failed")
 
     async def attach(self, container_id: str, stdin: bool, tty: bool) -> _DockerAttachSession:
         def run() -> _DockerAttachSession:
@@ -822,41 +802,25 @@ class DockerRuntime:
             sock = self.api.attach_socket(container_id, params=params)
             return _DockerAttachSession(self.api, container_id, sock, tty)
 
-        try:
-            return await asyncio.to_thread(run)
-        except docker.errors.APIError as exc:
-            raise RuntimeError_(f"attach failed: {exc.explanation or exc}") from exc
+        return await _in_thread(run, "attach failed")
 
     async def stats(self, container_id: str) -> ContainerStats:
-        def run() -> ContainerStats:
-            s = self.api.stats(container_id, stream=False)
-            return stats_from_docker(s)
-
-        return await asyncio.to_thread(run)
+        return stats_from_docker(await asyncio.to_thread(self.api.stats, container_id, stream=False))
 
     # -- volumes --------------------------------------------------------------------------------
 
     async def create_volume(self, name: str, driver_opts: dict[str, str], labels: dict[str, str]) -> str:
-        def run() -> str:
-            try:
-                return str(self.client.volumes.get(name).name)
-            except docker.errors.NotFound:
-                pass
-            vol = self.client.volumes.create(
-                name=name, driver="local", driver_opts=driver_opts, labels=self._labels(labels)
-            )
-            return str(vol.name)
-
-        return await asyncio.to_thread(run)
+        vol: Any = await _unless_gone(self.client.volumes.get, name) or await asyncio.to_thread(
+            self.client.volumes.create,
+            name=name,
+            driver="local",
+            driver_opts=driver_opts,
+            labels=self._labels(labels),
+        )
+        return str(vol.name)
 
     async def remove_volume(self, name: str) -> None:
-        def run() -> None:
-            try:
-                self.client.volumes.get(name).remove(force=True)
-            except docker.errors.NotFound:
-                pass
-
-        await asyncio.to_thread(run)
+        await _unless_gone(lambda: self.client.volumes.get(name).remove(force=True))
 
     async def list_volumes(self) -> list[tuple[str, dict[str, str]]]:
         def run() -> list[tuple[str, dict[str, str]]]:

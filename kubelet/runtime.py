@@ -166,6 +166,14 @@ class ContainerStats:
 
 
 @dataclass
+class LogOptions:
+    follow: bool = False
+    tail: int | None = None  # the last lines only; None or negative: all
+    timestamps: bool = False
+    since: float | None = None  # epoch seconds
+
+
+@dataclass
 class ExecResult:
     exit_code: int
     output: bytes
@@ -235,14 +243,7 @@ class Runtime(Protocol):
         """Attach to the container's main process (its stdin/stdout/stderr)."""
         ...
 
-    def logs(
-        self,
-        container_id: str,
-        follow: bool = False,
-        tail: int | None = None,
-        timestamps: bool = False,
-        since: float | None = None,
-    ) -> AsyncIterator[bytes]: ...
+    def logs(self, container_id: str, options: LogOptions) -> AsyncIterator[bytes]: ...
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> ExecResult: ...
     async def exec_interactive(

@@ -34,7 +34,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.websockets import WebSocketDisconnect
 
 from . import podstate, portforward
-from .runtime import ContainerStatus, RuntimeError_
+from .runtime import ContainerStatus, LogOptions, RuntimeError_
 from .stats import StatsProvider
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def build_app(kubelet: Kubelet) -> FastAPI:
             target = lst[0]
         since = time.time() - sinceSeconds if sinceSeconds else None
         do_follow = _truthy(follow) and not _truthy(previous)
-        source = kubelet.runtime.logs(target.id, do_follow, tailLines, _truthy(timestamps), since)
+        source = kubelet.runtime.logs(target.id, LogOptions(do_follow, tailLines, _truthy(timestamps), since))
 
         async def body() -> AsyncIterator[bytes]:
             sent = 0
