@@ -49,6 +49,25 @@ def _sub(obj: Obj, key: str) -> Obj:
     return value
 
 
+def _set_missing(obj: Obj, **values: Any) -> None:
+    """Set each of ``values`` that ``obj`` lacks (absent or null)."""
+    for key, value in values.items():
+        if obj.get(key) is None:
+            obj[key] = value
+
+
+def _set_empty(obj: Obj, **values: Any) -> None:
+    """Set each of ``values`` that ``obj`` lacks or has empty (``""``, 0, false)."""
+    for key, value in values.items():
+        if not obj.get(key):
+            obj[key] = value
+
+
+def _default_protocols(ports: Any) -> None:
+    for port in _dicts(ports):
+        _set_empty(port, protocol="TCP")
+
+
 def _as_dict(value: Any) -> Obj:
     return value if isinstance(value, dict) else {}
 
@@ -83,8 +102,7 @@ def default_pull_policy(image: str) -> str:
 
 def _default_http_get(action: Obj) -> None:
     action.setdefault("path", "/")
-    if not action.get("scheme"):
-        action["scheme"] = "HTTP"
+    _set_empty(action, scheme="HTTP")
 
 
 def _default_handler(handler: Any) -> None:
@@ -95,14 +113,7 @@ def _default_handler(handler: Any) -> None:
 def _default_probe(probe: Any) -> None:
     if not isinstance(probe, dict):
         return
-    for key, value in (
-        ("timeoutSeconds", 1),
-        ("periodSeconds", 10),
-        ("successThreshold", 1),
-        ("failureThreshold", 3),
-    ):
-        if not probe.get(key):
-            probe[key] = value
+    _set_empty(probe, timeoutSeconds=1, periodSeconds=10, successThreshold=1, failureThreshold=3)
     _default_handler(probe)
 
 
@@ -115,17 +126,14 @@ def _default_env(env: Any) -> None:
 
 def default_container(container: Obj) -> None:
     """``SetDefaults_Container`` plus the defaults of what a container holds (ports, probes, env)."""
-    if not container.get("imagePullPolicy"):
-        container["imagePullPolicy"] = default_pull_policy(str(container.get("image") or ""))
-    if not container.get("terminationMessagePath"):
-        container["terminationMessagePath"] = "/dev/termination-log"
-    if not container.get("terminationMessagePolicy"):
-        container["terminationMessagePolicy"] = "File"
-    if not isinstance(container.get("resources"), dict):
-        container["resources"] = {}
-    for port in _dicts(container.get("ports")):
-        if not port.get("protocol"):
-            port["protocol"] = "TCP"
+    _set_empty(
+        container,
+        imagePullPolicy=default_pull_policy(str(container.get("image") or "")),
+        terminationMessagePath="/dev/termination-log",
+        terminationMessagePolicy="File",
+    )
+    _sub(container, "resources")
+    _default_protocols(container.get("ports"))
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
         _default_probe(container.get(key))
     lifecycle = container.get("lifecycle")
@@ -195,16 +203,10 @@ def default_volume(volume: Obj) -> None:
 
 def default_pod_spec(spec: Obj) -> None:
     """``SetDefaults_PodSpec`` and the defaults of containers and volumes inside it."""
-    if not spec.get("dnsPolicy"):
-        spec["dnsPolicy"] = "ClusterFirst"
-    if not spec.get("restartPolicy"):
-        spec["restartPolicy"] = "Always"
-    if not isinstance(spec.get("securityContext"), dict):
-        spec["securityContext"] = {}
-    if spec.get("terminationGracePeriodSeconds") is None:
-        spec["terminationGracePeriodSeconds"] = DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
-    if not spec.get("schedulerName"):
-        spec["schedulerName"] = DEFAULT_SCHEDULER_NAME
+    _set_empty(spec, dnsPolicy="ClusterFirst", restartPolicy="Always")
+    _sub(spec, "securityContext")
+    _set_missing(spec, terminationGracePeriodSeconds=DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS)
+    _set_empty(spec, schedulerName=DEFAULT_SCHEDULER_NAME)
     for key in ("initContainers", "containers", "ephemeralContainers"):
         for container in _dicts(spec.get(key)):
             default_container(container)
@@ -251,8 +253,7 @@ def default_pod(obj: Obj) -> None:
     # Only on Pods, never templates: requests default to limits.
     _requests_from_limits(spec.get("containers"))
     _requests_from_limits(spec.get("initContainers"))
-    if spec.get("enableServiceLinks") is None:
-        spec["enableServiceLinks"] = True
+    _set_missing(spec, enableServiceLinks=True)
     if spec.get("hostNetwork"):
         _host_network_ports(spec.get("containers"))
         _host_network_ports(spec.get("initContainers"))
@@ -262,14 +263,9 @@ def default_pod(obj: Obj) -> None:
     spec["serviceAccount"] = account
     if spec.get("priority") is None and not spec.get("priorityClassName"):
         spec["priority"] = 0
-    if not spec.get("preemptionPolicy"):
-        spec["preemptionPolicy"] = "PreemptLowerPriority"
+    _set_empty(spec, preemptionPolicy="PreemptLowerPriority")
     # The Pod strategy starts every Pod Pending, with its QoS class computed once.
-    status = _sub(obj, "status")
-    if not status.get("phase"):
-        status["phase"] = "Pending"
-    if not status.get("qosClass"):
-        status["qosClass"] = qos_class(spec)
+    _set_empty(_sub(obj, "status"), phase="Pending", qosClass=qos_class(spec))
 
 
 def _positive_quantity(value: Any) -> Decimal | None:
@@ -306,71 +302,47 @@ def qos_class(spec: Obj) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _default_update_strategy(spec: Obj, key: str, **rolling: Any) -> None:
+    """A workload's ``strategy``/``updateStrategy``: ``RollingUpdate`` unless given, with the
+    ``rollingUpdate`` values it lacks."""
+    strategy = _sub(spec, key)
+    _set_empty(strategy, type="RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        _set_missing(_sub(strategy, "rollingUpdate"), **rolling)
+
+
 def default_deployment(obj: Obj) -> None:
     spec = _sub(obj, "spec")
-    if spec.get("replicas") is None:
-        spec["replicas"] = 1
-    strategy = _sub(spec, "strategy")
-    if not strategy.get("type"):
-        strategy["type"] = "RollingUpdate"
-    if strategy["type"] == "RollingUpdate":
-        rolling = _sub(strategy, "rollingUpdate")
-        if rolling.get("maxUnavailable") is None:
-            rolling["maxUnavailable"] = "25%"
-        if rolling.get("maxSurge") is None:
-            rolling["maxSurge"] = "25%"
-    if spec.get("revisionHistoryLimit") is None:
-        spec["revisionHistoryLimit"] = 10
-    if spec.get("progressDeadlineSeconds") is None:
-        spec["progressDeadlineSeconds"] = 600
+    _set_missing(spec, replicas=1)
+    _default_update_strategy(spec, "strategy", maxUnavailable="25%", maxSurge="25%")
+    _set_missing(spec, revisionHistoryLimit=10, progressDeadlineSeconds=600)
     default_pod_template(_sub(spec, "template"))
 
 
 def default_replica_set(obj: Obj) -> None:
     spec = _sub(obj, "spec")
-    if spec.get("replicas") is None:
-        spec["replicas"] = 1
+    _set_missing(spec, replicas=1)
     default_pod_template(_sub(spec, "template"))
 
 
 def default_stateful_set(obj: Obj) -> None:
     spec = _sub(obj, "spec")
-    if spec.get("replicas") is None:
-        spec["replicas"] = 1
-    if not spec.get("podManagementPolicy"):
-        spec["podManagementPolicy"] = "OrderedReady"
-    strategy = _sub(spec, "updateStrategy")
-    if not strategy.get("type"):
-        strategy["type"] = "RollingUpdate"
-    if strategy["type"] == "RollingUpdate":
-        rolling = _sub(strategy, "rollingUpdate")
-        if rolling.get("partition") is None:
-            rolling["partition"] = 0
-    if spec.get("revisionHistoryLimit") is None:
-        spec["revisionHistoryLimit"] = 10
+    _set_missing(spec, replicas=1)
+    _set_empty(spec, podManagementPolicy="OrderedReady")
+    _default_update_strategy(spec, "updateStrategy", partition=0)
+    _set_missing(spec, revisionHistoryLimit=10)
     policy = _sub(spec, "persistentVolumeClaimRetentionPolicy")
     policy.setdefault("whenDeleted", "Retain")
     policy.setdefault("whenScaled", "Retain")
     for claim in _dicts(spec.get("volumeClaimTemplates")):
-        claim_spec = _sub(claim, "spec")
-        if claim_spec.get("volumeMode") is None:
-            claim_spec["volumeMode"] = "Filesystem"
+        _set_missing(_sub(claim, "spec"), volumeMode="Filesystem")
     default_pod_template(_sub(spec, "template"))
 
 
 def default_daemon_set(obj: Obj) -> None:
     spec = _sub(obj, "spec")
-    strategy = _sub(spec, "updateStrategy")
-    if not strategy.get("type"):
-        strategy["type"] = "RollingUpdate"
-    if strategy["type"] == "RollingUpdate":
-        rolling = _sub(strategy, "rollingUpdate")
-        if rolling.get("maxUnavailable") is None:
-            rolling["maxUnavailable"] = 1
-        if rolling.get("maxSurge") is None:
-            rolling["maxSurge"] = 0
-    if spec.get("revisionHistoryLimit") is None:
-        spec["revisionHistoryLimit"] = 10
+    _default_update_strategy(spec, "updateStrategy", maxUnavailable=1, maxSurge=0)
+    _set_missing(spec, revisionHistoryLimit=10)
     default_pod_template(_sub(spec, "template"))
 
 
@@ -381,21 +353,19 @@ def default_job(obj: Obj) -> None:
     if spec.get("completions") is None and spec.get("parallelism") is None:
         spec["completions"] = 1
         spec["parallelism"] = 1
-    if spec.get("parallelism") is None:
-        spec["parallelism"] = 1
-    if spec.get("backoffLimit") is None:
-        spec["backoffLimit"] = 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6
+    _set_missing(
+        spec,
+        parallelism=1,
+        backoffLimit=2147483647 if spec.get("backoffLimitPerIndex") is not None else 6,
+    )
     template = _sub(spec, "template")
     template_labels = (template.get("metadata") or {}).get("labels")
     metadata = _sub(obj, "metadata")
     if template_labels and not metadata.get("labels"):
         metadata["labels"] = dict(template_labels)
-    if not spec.get("completionMode"):
-        spec["completionMode"] = "NonIndexed"
-    if spec.get("suspend") is None:
-        spec["suspend"] = False
-    if not spec.get("podReplacementPolicy"):
-        spec["podReplacementPolicy"] = "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed"
+    _set_empty(spec, completionMode="NonIndexed")
+    _set_missing(spec, suspend=False)
+    _set_empty(spec, podReplacementPolicy="Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
     default_pod_template(template, default_restart_policy=False)
 
 
@@ -430,8 +400,7 @@ def generate_job_selector(obj: Obj) -> None:
 def default_service(obj: Obj) -> None:
     """``SetDefaults_Service`` plus the single-stack IPv4 family the registry records."""
     spec = _sub(obj, "spec")
-    if not spec.get("sessionAffinity"):
-        spec["sessionAffinity"] = "None"
+    _set_empty(spec, sessionAffinity="None")
     if spec["sessionAffinity"] == "None":
         spec.pop("sessionAffinityConfig", None)
     elif spec["sessionAffinity"] == "ClientIP":
@@ -441,12 +410,10 @@ def default_service(obj: Obj) -> None:
             spec["sessionAffinityConfig"] = {
                 "clientIP": {"timeoutSeconds": DEFAULT_CLIENT_IP_AFFINITY_SECONDS}
             }
-    if not spec.get("type"):
-        spec["type"] = "ClusterIP"
+    _set_empty(spec, type="ClusterIP")
     service_type = spec["type"]
+    _default_protocols(spec.get("ports"))
     for port in _dicts(spec.get("ports")):
-        if not port.get("protocol"):
-            port["protocol"] = "TCP"
         if port.get("targetPort") in (None, 0, "") and port.get("port") is not None:
             port["targetPort"] = port["port"]
     externally_accessible = service_type in ("NodePort", "LoadBalancer") or bool(spec.get("externalIPs"))
@@ -461,17 +428,13 @@ def default_service(obj: Obj) -> None:
     if service_type == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
         spec["allocateLoadBalancerNodePorts"] = True
     if service_type != "ExternalName":
-        if not spec.get("ipFamilies"):
-            spec["ipFamilies"] = ["IPv4"]
-        if not spec.get("ipFamilyPolicy"):
-            spec["ipFamilyPolicy"] = "SingleStack"
+        _set_empty(spec, ipFamilies=["IPv4"], ipFamilyPolicy="SingleStack")
 
 
 def default_secret(obj: Obj) -> None:
     """``SetDefaults_Secret``; also folds write-only ``stringData`` into base64 ``data``, as the
     v1-to-internal conversion does (``stringData`` wins over ``data`` and is never stored)."""
-    if not obj.get("type"):
-        obj["type"] = "Opaque"
+    _set_empty(obj, type="Opaque")
     string_data = obj.pop("stringData", None)
     if isinstance(string_data, dict) and string_data:
         data = obj.get("data")
@@ -491,12 +454,8 @@ def default_namespace(obj: Obj) -> None:
         if not isinstance(labels, dict):
             labels = metadata["labels"] = {}
         labels[LABEL_METADATA_NAME] = name
-    spec = _sub(obj, "spec")
-    if spec.get("finalizers") is None:
-        spec["finalizers"] = ["kubernetes"]
-    status = _sub(obj, "status")
-    if not status.get("phase"):
-        status["phase"] = "Active"
+    _set_missing(_sub(obj, "spec"), finalizers=["kubernetes"])
+    _set_empty(_sub(obj, "status"), phase="Active")
 
 
 def default_node(obj: Obj) -> None:
@@ -512,36 +471,23 @@ def default_node(obj: Obj) -> None:
 
 def default_endpoints(obj: Obj) -> None:
     for subset in _dicts(obj.get("subsets")):
-        for port in _dicts(subset.get("ports")):
-            if not port.get("protocol"):
-                port["protocol"] = "TCP"
+        _default_protocols(subset.get("ports"))
 
 
 def default_persistent_volume(obj: Obj) -> None:
     spec = _sub(obj, "spec")
-    if not spec.get("persistentVolumeReclaimPolicy"):
-        spec["persistentVolumeReclaimPolicy"] = "Retain"
-    if spec.get("volumeMode") is None:
-        spec["volumeMode"] = "Filesystem"
-    status = _sub(obj, "status")
-    if not status.get("phase"):
-        status["phase"] = "Pending"
+    _set_empty(spec, persistentVolumeReclaimPolicy="Retain")
+    default_persistent_volume_claim(obj)
 
 
 def default_persistent_volume_claim(obj: Obj) -> None:
-    spec = _sub(obj, "spec")
-    if spec.get("volumeMode") is None:
-        spec["volumeMode"] = "Filesystem"
-    status = _sub(obj, "status")
-    if not status.get("phase"):
-        status["phase"] = "Pending"
+    """Also the volume mode and phase of a PersistentVolume."""
+    _set_missing(_sub(obj, "spec"), volumeMode="Filesystem")
+    _set_empty(_sub(obj, "status"), phase="Pending")
 
 
 def default_storage_class(obj: Obj) -> None:
-    if not obj.get("reclaimPolicy"):
-        obj["reclaimPolicy"] = "Delete"
-    if not obj.get("volumeBindingMode"):
-        obj["volumeBindingMode"] = "Immediate"
+    _set_empty(obj, reclaimPolicy="Delete", volumeBindingMode="Immediate")
 
 
 def default_ingress(obj: Obj) -> None:
