@@ -46,7 +46,6 @@ DELETE_OPTIONS = f"{_META}.DeleteOptions"
 PATCH = f"{_META}.Patch"
 API_RESOURCE_LIST = f"{_META}.APIResourceList"
 SCALE = "io.k8s.api.autoscaling.v1.Scale"
-EVICTION = "io.k8s.api.policy.v1.Eviction"
 MAX_STRICT_ERRORS = 100  # the strict decoder stops collecting after this many
 
 Schema = dict[str, Any]
@@ -348,6 +347,32 @@ def _write_params() -> list[Schema]:
     return [DRY_RUN, FIELD_MANAGER, FIELD_VALIDATION]
 
 
+def _write_operation(
+    op_id: str, action: str, gvk: tuple[str, str, str], description: str, schema: str, codes: tuple[str, ...]
+) -> Schema:
+    """A create or replace: the write parameters, ``schema`` as the body and the response."""
+    return _operation(
+        op_id,
+        action,
+        gvk,
+        description,
+        params=_write_params(),
+        request=_body(schema),
+        responses=_responses(schema, codes),
+    )
+
+
+def _list_operation(op_id: str, gvk: tuple[str, str, str], list_name: str) -> Schema:
+    return _operation(
+        op_id,
+        "list",
+        gvk,
+        f"list or watch objects of kind {gvk[2]}",
+        params=LIST_PARAMS,
+        responses=_responses(list_name, ("200",), watch=True),
+    )
+
+
 def _item_operations(
     prefix: str, info: ResourceInfo, gvk: tuple[str, str, str], schema: str, suffix: str, what: str
 ) -> Schema:
@@ -361,14 +386,13 @@ def _item_operations(
             f"read {what} of the specified {info.kind}",
             responses=_responses(schema, ("200",)),
         ),
-        "put": _operation(
+        "put": _write_operation(
             f"replace{prefix}{suffix}",
             "put",
             gvk,
             f"replace {what} of the specified {info.kind}",
-            params=_write_params(),
-            request=_body(schema),
-            responses=_responses(schema, ("200", "201")),
+            schema,
+            ("200", "201"),
         ),
         "patch": _operation(
             f"patch{prefix}{suffix}",
@@ -418,23 +442,8 @@ def _resource_paths(info: ResourceInfo) -> dict[str, Schema]:
 
     paths: dict[str, Schema] = {}
     paths[collection] = {
-        "get": _operation(
-            f"list{prefix}",
-            "list",
-            gvk,
-            f"list or watch objects of kind {info.kind}",
-            params=LIST_PARAMS,
-            responses=_responses(list_name, ("200",), watch=True),
-        ),
-        "post": _operation(
-            f"create{prefix}",
-            "post",
-            gvk,
-            f"create a {info.kind}",
-            params=_write_params(),
-            request=_body(name),
-            responses=_responses(name, ("200", "201", "202")),
-        ),
+        "get": _list_operation(f"list{prefix}", gvk, list_name),
+        "post": _write_operation(f"create{prefix}", "post", gvk, f"create a {info.kind}", name, _CREATED),
         "delete": _operation(
             f"delete{word}Collection{scope}{info.kind}",
             "deletecollection",
@@ -446,101 +455,66 @@ def _resource_paths(info: ResourceInfo) -> dict[str, Schema]:
         ),
         "parameters": [*scope_params, *common],
     }
-    paths[item] = _item_operations(prefix, info, gvk, name, "", info.kind) | {
-        "parameters": [*name_param, *scope_params, *common]
-    }
+    item_params = [*name_param, *scope_params, *common]
+    paths[item] = _item_operations(prefix, info, gvk, name, "", info.kind) | {"parameters": item_params}
     if info.namespaced:
         paths[f"{base}/{info.plural}"] = {
-            "get": _operation(
-                f"list{word}{info.kind}ForAllNamespaces",
-                "list",
-                gvk,
-                f"list or watch objects of kind {info.kind}",
-                params=LIST_PARAMS,
-                responses=_responses(list_name, ("200",), watch=True),
-            ),
+            "get": _list_operation(f"list{word}{info.kind}ForAllNamespaces", gvk, list_name)
         }
-    sub_params = [*name_param, *scope_params, *common]
     for sub in info.subresources:
-        path = f"{item}/{sub}"
+        params = item_params
+        ops: Schema
         if sub in ("status", "ephemeralcontainers", "resize"):
-            paths[path] = _item_operations(prefix, info, gvk, name, sub.capitalize(), sub) | {
-                "parameters": sub_params
-            }
+            ops = _item_operations(prefix, info, gvk, name, sub.capitalize(), sub)
         elif sub == "scale" and schema_name("autoscaling", "v1", "Scale"):
-            scale_gvk = ("autoscaling", "v1", "Scale")
-            paths[path] = _item_operations(prefix, info, scale_gvk, SCALE, "Scale", "scale") | {
-                "parameters": sub_params
-            }
+            ops = _item_operations(prefix, info, ("autoscaling", "v1", "Scale"), SCALE, "Scale", "scale")
         elif sub == "finalize":
-            paths[path] = {
-                "put": _operation(
-                    f"replace{prefix}Finalize",
-                    "put",
-                    gvk,
-                    f"replace finalize of the specified {info.kind}",
-                    params=_write_params(),
-                    request=_body(name),
-                    responses=_responses(name, ("200", "201")),
-                ),
-                "parameters": sub_params,
+            description = f"replace finalize of the specified {info.kind}"
+            ops = {
+                "put": _write_operation(
+                    f"replace{prefix}Finalize", "put", gvk, description, name, ("200", "201")
+                )
             }
-        elif sub == "binding" and (binding := schema_name("", "v1", "Binding")):
-            paths[path] = {
-                "post": _operation(
-                    f"create{prefix}Binding",
-                    "post",
-                    ("", "v1", "Binding"),
-                    f"create binding of a {info.kind}",
-                    params=_write_params(),
-                    request=_body(binding),
-                    responses=_responses(binding, ("200", "201", "202")),
-                ),
-                "parameters": sub_params,
-            }
-        elif sub == "eviction" and schema_name("policy", "v1", "Eviction"):
-            paths[path] = {
-                "post": _operation(
-                    f"create{prefix}Eviction",
-                    "post",
-                    ("policy", "v1", "Eviction"),
-                    f"create eviction of a {info.kind}",
-                    params=_write_params(),
-                    request=_body(EVICTION),
-                    responses=_responses(EVICTION, ("200", "201", "202")),
-                ),
-                "parameters": sub_params,
+        elif sub in _POSTED and (posted := schema_name(*_POSTED[sub])):
+            description = f"create {sub} of a {info.kind}"
+            posted_gvk = _POSTED[sub]
+            ops = {
+                "post": _write_operation(
+                    f"create{prefix}{posted_gvk[2]}", "post", posted_gvk, description, posted, _CREATED
+                )
             }
         elif sub == "log":
-            paths[path] = {
+            description = f"read log of the specified {info.kind}"
+            ops = {
                 "get": _operation(
-                    f"read{prefix}Log",
-                    "get",
-                    gvk,
-                    f"read log of the specified {info.kind}",
-                    params=LOG_PARAMS,
-                    responses=_responses(None, ("200",)),
-                ),
-                "parameters": sub_params,
+                    f"read{prefix}Log", "get", gvk, description, params=LOG_PARAMS, responses=_OK
+                )
             }
-        elif sub in ("exec", "attach", "portforward", "proxy"):
-            options_kind = f"{info.kind}{_CONNECT_OPTIONS[sub]}Options"
-            connect_gvk = (info.group, info.version, options_kind)
-            params = EXEC_PARAMS if sub == "exec" else []
-            paths[path] = {
+        elif sub in _CONNECT_OPTIONS:
+            options = _CONNECT_OPTIONS[sub]
+            connect_gvk = (info.group, info.version, f"{info.kind}{options}Options")
+            ops = {
                 method: _operation(
-                    f"connect{word}{method.capitalize()}{scope}{info.kind}{_CONNECT_OPTIONS[sub]}",
+                    f"connect{word}{method.capitalize()}{scope}{info.kind}{options}",
                     "connect",
                     connect_gvk,
                     f"connect {method.upper()} requests to {sub} of {info.kind}",
-                    params=params,
-                    responses=_responses(None, ("200",)),
+                    params=EXEC_PARAMS if sub == "exec" else [],
+                    responses=_OK,
                 )
                 for method in ("get", "post")
-            } | {"parameters": [*name_param, *scope_params]}
+            }
+            params = [*name_param, *scope_params]
+        else:
+            continue
+        paths[f"{item}/{sub}"] = ops | {"parameters": params}
     return paths
 
 
+_CREATED = ("200", "201", "202")
+_OK = _responses(None, ("200",))
+# Subresources a client posts an object of another kind to.
+_POSTED = {"binding": ("", "v1", "Binding"), "eviction": ("policy", "v1", "Eviction")}
 _CONNECT_OPTIONS = {"exec": "Exec", "attach": "Attach", "portforward": "PortForward", "proxy": "Proxy"}
 
 
