@@ -17,6 +17,7 @@ import logging
 import os
 import ssl
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,15 +102,13 @@ def default_kubeconfig_paths() -> list[Path]:
 def load_config(
     kubeconfig: str | os.PathLike[str] | None = None,
     context: str | None = None,
-    *,
-    server: str | None = None,
-    namespace: str | None = None,
-    token: str | None = None,
-    insecure_skip_tls_verify: bool | None = None,
+    **overrides: str | bool | None,
 ) -> ClientConfig:
     """Read a kubeconfig and apply command-line style overrides (``--api-server``, ``-n``, ``--token``).
 
-    With an explicit ``kubeconfig`` path the file must exist.  Without one, ``$KUBECONFIG`` or
+    ``overrides`` are :class:`ClientConfig` fields (``server``, ``namespace``, ``token``,
+    ``insecure_skip_tls_verify`` …); those given as None are left as the file says.  With an
+    explicit ``kubeconfig`` path the file must exist.  Without one, ``$KUBECONFIG`` or
     ``~/.kube/config`` is used if present; if no file exists the result points at ``server`` (or
     :data:`DEFAULT_SERVER`).
     """
@@ -122,49 +121,40 @@ def load_config(
         paths = [p for p in default_kubeconfig_paths() if p.is_file()]
 
     if paths:
-        merged = _merge_files(paths)
+        merged = merge_kubeconfigs(_resolve_relative_paths(read_kubeconfig(p), p.parent) for p in paths)
         config = config_from_dict(merged, context=context)
     elif context is not None:
         raise ConfigError(f"context {context!r} requested but no kubeconfig file was found")
     else:
-        log.debug("no kubeconfig found; using %s", server or DEFAULT_SERVER)
+        log.debug("no kubeconfig found; using %s", overrides.get("server") or DEFAULT_SERVER)
         config = ClientConfig()
-
-    return _override(
-        config,
-        server=server,
-        namespace=namespace,
-        token=token,
-        insecure_skip_tls_verify=insecure_skip_tls_verify,
-    )
-
-
-def _override(config: ClientConfig, **overrides: Any) -> ClientConfig:
     values = {k: v for k, v in overrides.items() if v is not None}
-    if not values:
-        return config
-    return ClientConfig(**{**config.__dict__, **values})
+    return ClientConfig(**{**config.__dict__, **values}) if values else config
 
 
-def _merge_files(paths: list[Path]) -> dict[str, Any]:
-    """Merge kubeconfig files: first definition of each name wins, first current-context wins."""
+def read_kubeconfig(path: Path) -> dict[str, Any]:
+    """One kubeconfig file, parsed; a ConfigError when it cannot be read or is not a mapping."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read kubeconfig {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"kubeconfig {path} is not a mapping")
+    return data
+
+
+def merge_kubeconfigs(configs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Merge parsed kubeconfigs as kubectl does: first definition of each name wins, first
+    current-context wins.  The result has the three lists and, when one is set, current-context."""
     merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": []}
-    seen: dict[str, set[str]] = {"clusters": set(), "users": set(), "contexts": set()}
-    for path in paths:
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read kubeconfig {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"kubeconfig {path} is not a mapping")
-        _resolve_relative_paths(data, path.parent)
+    seen: dict[str, set[Any]] = {"clusters": set(), "users": set(), "contexts": set()}
+    for data in configs:
         if data.get("current-context") and not merged.get("current-context"):
             merged["current-context"] = data["current-context"]
-        for section in ("clusters", "users", "contexts"):
+        for section, names in seen.items():
             for entry in data.get(section) or []:
-                name = entry.get("name")
-                if name and name not in seen[section]:
-                    seen[section].add(name)
+                if entry.get("name") not in names:
+                    names.add(entry.get("name"))
                     merged[section].append(entry)
     return merged
 
@@ -175,7 +165,7 @@ _FILE_FIELDS = {
 }
 
 
-def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
+def _resolve_relative_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for section, (inner, fields) in _FILE_FIELDS.items():
         for entry in data.get(section) or []:
             body = entry.get(inner) or {}
@@ -183,6 +173,7 @@ def _resolve_relative_paths(data: dict[str, Any], base: Path) -> None:
                 value = body.get(f)
                 if value and not os.path.isabs(os.path.expanduser(value)):
                     body[f] = str(base / value)
+    return data
 
 
 def _named(data: dict[str, Any], section: str, name: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import sys
@@ -197,7 +198,18 @@ class CliClient(SyncClient):
         self, path: str, params: dict[str, str], accept: str | None = None, read_timeout: float | None = None
     ) -> Iterator[str]:
         """The body of a long GET (a watch, followed logs) line by line, as it arrives."""
-        headers = {"Accept": accept} if accept else {}
+        with self._stream(path, params, {"Accept": accept} if accept else {}, read_timeout) as resp:
+            yield from resp.iter_lines()
+
+    def stream_bytes(self, path: str, params: dict[str, str]) -> Iterator[bytes]:
+        with self._stream(path, params, {}, None) as resp:
+            yield from resp.iter_bytes()
+
+    @contextlib.contextmanager
+    def _stream(
+        self, path: str, params: dict[str, str], headers: dict[str, str], read_timeout: float | None
+    ) -> Iterator[httpx.Response]:
+        """A streamed GET: API errors raised as such, transport errors as the server's absence."""
         url = self.server + path
         try:
             with self._http.stream(
@@ -206,20 +218,7 @@ class CliClient(SyncClient):
                 if resp.status_code >= 400:
                     resp.read()
                     raise error_from_response(resp.status_code, resp.content, url)
-                yield from resp.iter_lines()
-        except httpx.TransportError as exc:
-            raise _transport_error(url, exc) from exc
-
-    def stream_bytes(self, path: str, params: dict[str, str]) -> Iterator[bytes]:
-        url = self.server + path
-        try:
-            with self._http.stream(
-                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
-            ) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise error_from_response(resp.status_code, resp.content, url)
-                yield from resp.iter_bytes()
+                yield resp
         except httpx.TransportError as exc:
             raise _transport_error(url, exc) from exc
 
@@ -426,6 +425,11 @@ def with_type(info: ResourceInfo, obj: Obj) -> Obj:
 
 def meta(obj: Obj) -> Obj:
     return obj.get("metadata") or {}
+
+
+def examples(*commands: str) -> str:
+    """A command's help epilog: "Example:" or "Examples:", then each command as a paragraph."""
+    return ("Examples:" if len(commands) > 1 else "Example:") + "".join(f"\n\n  {c}" for c in commands)
 
 
 def print_text(text: str) -> None:

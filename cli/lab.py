@@ -20,7 +20,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .cluster import default_state_dir, remove_kubeconfig_context, write_kubeconfig
+from .cluster import default_state_dir, port_in_use, remove_kubeconfig_context, write_kubeconfig
 
 console = Console()
 
@@ -562,16 +561,6 @@ def node_privilege_mode() -> tuple[bool, tuple[str, ...]]:
     return False, tuple(missing_capabilities(bnd))
 
 
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _dump_failure(project: str) -> None:
     client = docker_client()
     try:
@@ -620,7 +609,7 @@ def up(
         running = any(c.status == "running" for c in lab_containers(client, project))
     finally:
         client.close()
-    if not running and not port_free(api_port):
+    if not running and port_in_use(api_port):
         console.print(f"[red]127.0.0.1:{api_port} is in use[/red]: pick another with --api-port")
         raise typer.Exit(1)
     ensure_images(base, rebuild)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import typer
-
-from .label import run
+from .label import metadata_command
 
 EXAMPLES = """
 Examples:
@@ -15,12 +13,4 @@ Examples:
 """
 
 
-def annotate(
-    ctx: typer.Context,
-    args: list[str] = typer.Argument(..., help="TYPE NAME… KEY=VALUE… KEY-…"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="allow changing an existing annotation"),
-    selector: str = typer.Option(None, "-l", "--selector"),
-    all_: bool = typer.Option(False, "--all", help="every object of the kind in the namespace"),
-) -> None:
-    """Update the annotations on a resource."""
-    run(ctx, args, overwrite, selector, all_, "annotations")
+annotate = metadata_command("annotations")

@@ -14,9 +14,9 @@ from typing import Any
 import typer
 import yaml
 
-from apimachinery.kubeconfig import default_kubeconfig_paths
+from apimachinery.kubeconfig import default_kubeconfig_paths, merge_kubeconfigs, read_kubeconfig
 
-from ..kube import CLIError, GlobalOptions, out, print_text, tabulate, to_json, to_yaml
+from ..kube import CLIError, GlobalOptions, examples, out, print_text, tabulate, to_json, to_yaml
 
 app = typer.Typer(help="Modify kubeconfig files (contexts, current namespace).", no_args_is_help=True)
 
@@ -31,15 +31,7 @@ def _paths(ctx: typer.Context) -> list[Path]:
 
 
 def _read(path: Path) -> Config:
-    if not path.exists():
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise CLIError(f"cannot read kubeconfig {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise CLIError(f"kubeconfig {path} is not a mapping")
-    return data
+    return read_kubeconfig(path) if path.exists() else {}
 
 
 def _write(path: Path, data: Config) -> None:
@@ -57,26 +49,8 @@ def _write(path: Path, data: Config) -> None:
 
 def merged(paths: list[Path]) -> Config:
     """The files merged as kubectl merges them: first definition of each name wins."""
-    out_cfg: Config = {
-        "apiVersion": "v1",
-        "clusters": [],
-        "contexts": [],
-        "current-context": "",
-        "kind": "Config",
-        "preferences": {},
-        "users": [],
-    }
-    seen: dict[str, set[str]] = {"clusters": set(), "contexts": set(), "users": set()}
-    for p in paths:
-        data = _read(p)
-        if data.get("current-context") and not out_cfg["current-context"]:
-            out_cfg["current-context"] = data["current-context"]
-        for section in seen:
-            for entry in data.get(section) or []:
-                if entry.get("name") not in seen[section]:
-                    seen[section].add(entry.get("name"))
-                    out_cfg[section].append(entry)
-    return out_cfg
+    base: Config = {"apiVersion": "v1", "current-context": "", "kind": "Config", "preferences": {}}
+    return {**base, **merge_kubeconfigs(_read(p) for p in paths)}
 
 
 def _file_for(paths: list[Path], section: str, name: str | None) -> Path:
@@ -121,7 +95,7 @@ def minify(cfg: Config, context: str | None = None) -> Config:
     }
 
 
-@app.command("view", epilog="Examples:\n\n  minik config view\n\n  minik config view --minify --raw")
+@app.command("view", epilog=examples("minik config view", "minik config view --minify --raw"))
 def view(
     ctx: typer.Context,
     minify_: bool = typer.Option(False, "--minify", help="only what the current context uses"),
@@ -129,7 +103,7 @@ def view(
     output: str = typer.Option("yaml", "-o", "--output", help="yaml or json"),
 ) -> None:
     """Display merged kubeconfig settings."""
-    cfg = merged([p for p in _paths(ctx) if p.exists()])
+    cfg = merged(_paths(ctx))
     opts = ctx.find_object(GlobalOptions)
     if minify_:
         cfg = minify(cfg, opts.context if opts else None)
@@ -144,13 +118,13 @@ def view(
 @app.command("current-context")
 def current_context(ctx: typer.Context) -> None:
     """Display the current context."""
-    name = merged([p for p in _paths(ctx) if p.exists()]).get("current-context")
+    name = merged(_paths(ctx)).get("current-context")
     if not name:
         raise CLIError("current-context is not set")
     out(name)
 
 
-@app.command("get-contexts", epilog="Example:\n\n  minik config get-contexts")
+@app.command("get-contexts", epilog=examples("minik config get-contexts"))
 def get_contexts(
     ctx: typer.Context,
     names: list[str] = typer.Argument(None, help="only these contexts"),
@@ -158,7 +132,7 @@ def get_contexts(
     no_headers: bool = typer.Option(False, "--no-headers"),
 ) -> None:
     """Describe one or many contexts."""
-    cfg = merged([p for p in _paths(ctx) if p.exists()])
+    cfg = merged(_paths(ctx))
     contexts = cfg.get("contexts") or []
     if names:
         missing = [n for n in names if not any(c.get("name") == n for c in contexts)]
@@ -186,11 +160,11 @@ def get_contexts(
         out(line)
 
 
-@app.command("use-context", epilog="Example:\n\n  minik config use-context minik")
+@app.command("use-context", epilog=examples("minik config use-context minik"))
 def use_context(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
     """Set the current-context in a kubeconfig file."""
     paths = _paths(ctx)
-    cfg = merged([p for p in paths if p.exists()])
+    cfg = merged(paths)
     if not any(c.get("name") == name for c in cfg.get("contexts") or []):
         raise CLIError(f'no context exists with the name: "{name}"')
     path = paths[0]
@@ -202,7 +176,10 @@ def use_context(ctx: typer.Context, name: str = typer.Argument(...)) -> None:
 
 @app.command(
     "set-context",
-    epilog="Examples:\n\n  minik config set-context --current --namespace=lab\n\n  minik config set-context lab --cluster=minik --user=minik --namespace=lab",
+    epilog=examples(
+        "minik config set-context --current --namespace=lab",
+        "minik config set-context lab --cluster=minik --user=minik --namespace=lab",
+    ),
 )
 def set_context(
     ctx: typer.Context,
@@ -214,7 +191,7 @@ def set_context(
 ) -> None:
     """Set a context entry in kubeconfig (creating it if needed)."""
     paths = _paths(ctx)
-    cfg = merged([p for p in paths if p.exists()])
+    cfg = merged(paths)
     if current:
         if name:
             raise CLIError("you cannot specify both a context name and --current")

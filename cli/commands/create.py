@@ -5,18 +5,24 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import typer
 
 from apimachinery.resources import ResourceInfo, resolve
 
-from ..kube import CLIError, Obj, kube, out, ref
+from ..kube import CLIError, Obj, examples, kube, out, ref
 from .get import parse_output, print_objects
 
 app = typer.Typer(help="Create a resource from flags.", no_args_is_help=True)
+V = TypeVar("V")
 
-_DRY_RUN_HELP = "none, client (print only) or server"
+# the options several create commands share
+_NAME = typer.Argument(...)
+_DRY_RUN = typer.Option("none", "--dry-run", help="none, client (print only) or server")
+_OUTPUT = typer.Option(None, "-o", "--output", help="yaml|json|name")
+_FROM_LITERAL = typer.Option(None, "--from-literal", help="key=value (repeatable)")
+_FROM_FILE = typer.Option(None, "--from-file", help="[key=]path or a directory (repeatable)")
 
 
 def _info(name: str) -> ResourceInfo:
@@ -65,9 +71,7 @@ def parse_literals(literals: list[str]) -> dict[str, str]:
         key, sep, value = lit.partition("=")
         if not sep or not key:
             raise CLIError(f"invalid literal source {lit}, expected key=value")
-        if key in data:
-            raise CLIError(f'cannot add key "{key}", another key by that name already exists')
-        data[key] = value
+        _add_key(data, key, value)
     return data
 
 
@@ -88,11 +92,22 @@ def read_files(sources: list[str]) -> dict[str, bytes]:
         else:
             raise CLIError(f"error reading {path}: no such file or directory")
         for f in files:
-            k = key or f.name
-            if k in data:
-                raise CLIError(f'cannot add key "{k}", another key by that name already exists')
-            data[k] = f.read_bytes()
+            _add_key(data, key or f.name, f.read_bytes())
     return data
+
+
+def data_sources(literals: list[str], files: list[str]) -> dict[str, str | bytes]:
+    """``--from-literal`` values (text), then ``--from-file`` contents (bytes); each key once."""
+    data: dict[str, str | bytes] = dict(parse_literals(literals))
+    for key, value in read_files(files).items():
+        _add_key(data, key, value)
+    return data
+
+
+def _add_key(data: dict[str, V], key: str, value: V) -> None:
+    if key in data:
+        raise CLIError(f'cannot add key "{key}", another key by that name already exists')
+    data[key] = value
 
 
 def _finish(ctx: typer.Context, info: ResourceInfo, obj: Obj, dry_run: str, output: str | None) -> None:
@@ -117,17 +132,17 @@ def _finish(ctx: typer.Context, info: ResourceInfo, obj: Obj, dry_run: str, outp
 
 
 @app.command(
-    "deployment", epilog="Example:\n\n  minik create deployment web --image=nginx:1.25 --replicas=3 --port=80"
+    "deployment", epilog=examples("minik create deployment web --image=nginx:1.25 --replicas=3 --port=80")
 )
 def create_deployment(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
+    name: str = _NAME,
     image: list[str] = typer.Option(..., "--image", help="container image (repeat for several containers)"),
     replicas: int = typer.Option(1, "-r", "--replicas"),
     port: int = typer.Option(None, "--port", help="the container port to expose"),
     command: list[str] = typer.Argument(None, help="after --: the command of the container"),
-    dry_run: str = typer.Option("none", "--dry-run", help=_DRY_RUN_HELP),
-    output: str = typer.Option(None, "-o", "--output", help="yaml|json|name"),
+    dry_run: str = _DRY_RUN,
+    output: str = _OUTPUT,
 ) -> None:
     """Create a deployment with the specified name."""
     _finish(
@@ -139,12 +154,12 @@ def create_deployment(
     )
 
 
-@app.command("namespace", epilog="Example:\n\n  minik create namespace lab")
+@app.command("namespace", epilog=examples("minik create namespace lab"))
 def create_namespace(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
-    dry_run: str = typer.Option("none", "--dry-run", help=_DRY_RUN_HELP),
-    output: str = typer.Option(None, "-o", "--output", help="yaml|json|name"),
+    name: str = _NAME,
+    dry_run: str = _DRY_RUN,
+    output: str = _OUTPUT,
 ) -> None:
     """Create a namespace with the specified name."""
     obj: Obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}, "status": {}}
@@ -152,13 +167,10 @@ def create_namespace(
 
 
 def secret_object(name: str, literals: list[str], files: list[str], type_: str | None) -> Obj:
-    data: dict[str, Any] = {
-        k: base64.b64encode(v.encode()).decode() for k, v in parse_literals(literals).items()
+    data = {
+        k: base64.b64encode(v.encode() if isinstance(v, str) else v).decode()
+        for k, v in data_sources(literals, files).items()
     }
-    for key, value in read_files(files).items():
-        if key in data:
-            raise CLIError(f'cannot add key "{key}", another key by that name already exists')
-        data[key] = base64.b64encode(value).decode()
     obj: Obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data}
     if type_:
         obj["type"] = type_
@@ -166,11 +178,12 @@ def secret_object(name: str, literals: list[str], files: list[str], type_: str |
 
 
 def configmap_object(name: str, literals: list[str], files: list[str]) -> Obj:
-    data: dict[str, str] = parse_literals(literals)
+    data: dict[str, str] = {}
     binary: dict[str, str] = {}
-    for key, value in read_files(files).items():
-        if key in data or key in binary:
-            raise CLIError(f'cannot add key "{key}", another key by that name already exists')
+    for key, value in data_sources(literals, files).items():
+        if isinstance(value, str):
+            data[key] = value
+            continue
         try:
             data[key] = value.decode("utf-8")
         except UnicodeDecodeError:
@@ -187,16 +200,19 @@ app.add_typer(secret_app, name="secret")
 
 @secret_app.command(
     "generic",
-    epilog="Examples:\n\n  minik create secret generic db --from-literal=user=admin --from-literal=pass=s3cret\n\n  minik create secret generic tls --from-file=./tls.crt --from-file=key=./tls.key",
+    epilog=examples(
+        "minik create secret generic db --from-literal=user=admin --from-literal=pass=s3cret",
+        "minik create secret generic tls --from-file=./tls.crt --from-file=key=./tls.key",
+    ),
 )
 def create_secret_generic(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
-    from_literal: list[str] = typer.Option(None, "--from-literal", help="key=value (repeatable)"),
-    from_file: list[str] = typer.Option(None, "--from-file", help="[key=]path or a directory (repeatable)"),
+    name: str = _NAME,
+    from_literal: list[str] = _FROM_LITERAL,
+    from_file: list[str] = _FROM_FILE,
     type_: str = typer.Option(None, "--type", help="the secret's type (default Opaque)"),
-    dry_run: str = typer.Option("none", "--dry-run", help=_DRY_RUN_HELP),
-    output: str = typer.Option(None, "-o", "--output", help="yaml|json|name"),
+    dry_run: str = _DRY_RUN,
+    output: str = _OUTPUT,
 ) -> None:
     """Create a secret from literal values or files."""
     obj = secret_object(name, from_literal or [], from_file or [], type_)
@@ -205,15 +221,18 @@ def create_secret_generic(
 
 @app.command(
     "configmap",
-    epilog="Examples:\n\n  minik create configmap app --from-literal=mode=lab\n\n  minik create configmap web --from-file=index.html",
+    epilog=examples(
+        "minik create configmap app --from-literal=mode=lab",
+        "minik create configmap web --from-file=index.html",
+    ),
 )
 def create_configmap(
     ctx: typer.Context,
-    name: str = typer.Argument(...),
-    from_literal: list[str] = typer.Option(None, "--from-literal", help="key=value (repeatable)"),
-    from_file: list[str] = typer.Option(None, "--from-file", help="[key=]path or a directory (repeatable)"),
-    dry_run: str = typer.Option("none", "--dry-run", help=_DRY_RUN_HELP),
-    output: str = typer.Option(None, "-o", "--output", help="yaml|json|name"),
+    name: str = _NAME,
+    from_literal: list[str] = _FROM_LITERAL,
+    from_file: list[str] = _FROM_FILE,
+    dry_run: str = _DRY_RUN,
+    output: str = _OUTPUT,
 ) -> None:
     """Create a configmap from literal values or files."""
     _finish(

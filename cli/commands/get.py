@@ -6,12 +6,14 @@ columns of priority 0, plus priority 1 with ``-o wide``; column names upper-case
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import typer
 
 from apimachinery import errors
 from apimachinery.client import resource_path
+from apimachinery.printers import format_labels
 from apimachinery.resources import ResourceInfo
 
 from .. import jsonpath
@@ -73,22 +75,16 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
-def format_labels(labels: dict[str, str] | None) -> str:
-    if not labels:
-        return "<none>"
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
+@dataclass
 class TablePrinter:
     """Turns server Tables into kubectl's rows (NAMESPACE column, kind prefix, LABELS)."""
 
-    def __init__(self, wide: bool, all_namespaces: bool, with_kind: bool, show_labels: bool) -> None:
-        self.wide = wide
-        self.all_namespaces = all_namespaces
-        self.with_kind = with_kind
-        self.show_labels = show_labels
-        self.columns: list[int] = []
-        self.name_col = 0
+    wide: bool
+    all_namespaces: bool
+    with_kind: bool
+    show_labels: bool
+    columns: list[int] = field(default_factory=list)
+    name_col: int = 0
 
     def set_columns(self, table: Obj) -> list[str]:
         defs = table.get("columnDefinitions") or []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -77,10 +78,27 @@ def targets(
     return found
 
 
-def run(
+def metadata_command(field: str) -> Callable[..., None]:
+    """The ``label`` (``field="labels"``) or ``annotate`` (``"annotations"``) command."""
+    what = field[:-1]
+
+    def command(
+        ctx: typer.Context,
+        args: list[str] = typer.Argument(..., help="TYPE NAME… KEY=VALUE… KEY-…"),
+        overwrite: bool = typer.Option(False, "--overwrite", help=f"allow changing an existing {what}"),
+        selector: str = typer.Option(None, "-l", "--selector"),
+        all_: bool = typer.Option(False, "--all", help="every object of the kind in the namespace"),
+    ) -> None:
+        _run(ctx, args, overwrite, selector, all_, field)
+
+    command.__doc__ = f"Update the {field} on a resource."
+    return command
+
+
+def _run(
     ctx: typer.Context, args: list[str], overwrite: bool, selector: str | None, all_: bool, field: str
 ) -> None:
-    what = "label" if field == "labels" else "annotation"
+    what = field[:-1]
     verb = "labeled" if field == "labels" else "annotated"
     k = kube(ctx)
     words, add, remove = parse_changes(args, what)
@@ -105,12 +123,4 @@ def run(
         raise typer.Exit(1)
 
 
-def label(
-    ctx: typer.Context,
-    args: list[str] = typer.Argument(..., help="TYPE NAME… KEY=VALUE… KEY-…"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="allow changing an existing label"),
-    selector: str = typer.Option(None, "-l", "--selector"),
-    all_: bool = typer.Option(False, "--all", help="every object of the kind in the namespace"),
-) -> None:
-    """Update the labels on a resource."""
-    run(ctx, args, overwrite, selector, all_, "labels")
+label = metadata_command("labels")

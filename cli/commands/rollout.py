@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..kube import (
     CLIError,
     Kube,
     Obj,
+    examples,
     kube,
     meta,
     out,
@@ -123,58 +125,62 @@ def _int(v: Any) -> int:
     return int(v or 0)
 
 
+def _rollout_progress(
+    kind: str, obj: Obj, waits: Callable[[Obj, Obj], list[tuple[bool, str]]]
+) -> tuple[str, bool]:
+    """The progress line of a Deployment or DaemonSet rollout, and whether it is done.
+
+    Until the controller has observed the latest generation the rollout waits for that; then
+    the first pending wait of ``waits(spec, status)`` (a condition and its progress text) is
+    reported, and with none pending the rollout is done.
+    """
+    name = meta(obj).get("name")
+    status = obj.get("status") or {}
+    if _int(meta(obj).get("generation")) > _int(status.get("observedGeneration")):
+        return f"Waiting for {kind} spec update to be observed...", False
+    for pending, progress in waits(obj.get("spec") or {}, status):
+        if pending:
+            return f'Waiting for {kind} "{name}" rollout to finish: {progress}...', False
+    return f'{kind} "{name}" successfully rolled out', True
+
+
 def deployment_status(d: Obj) -> tuple[str, bool]:
     """kubectl's ``DeploymentStatusViewer``: the progress line, and whether the rollout is done."""
-    name = meta(d).get("name")
-    spec, status = d.get("spec") or {}, d.get("status") or {}
-    if _int(meta(d).get("generation")) <= _int(status.get("observedGeneration")):
+
+    def waits(spec: Obj, status: Obj) -> list[tuple[bool, str]]:
         for cond in status.get("conditions") or []:
             if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-                raise CLIError(f'deployment "{name}" exceeded its progress deadline')
+                raise CLIError(f'deployment "{meta(d).get("name")}" exceeded its progress deadline')
         replicas = spec.get("replicas", 1)
         updated = _int(status.get("updatedReplicas"))
-        if replicas is not None and updated < replicas:
-            return (
-                f'Waiting for deployment "{name}" rollout to finish: {updated} out of {replicas} new replicas have been updated...',
-                False,
-            )
         total = _int(status.get("replicas"))
-        if total > updated:
-            return (
-                f'Waiting for deployment "{name}" rollout to finish: {total - updated} old replicas are pending termination...',
-                False,
-            )
         available = _int(status.get("availableReplicas"))
-        if available < updated:
-            return (
-                f'Waiting for deployment "{name}" rollout to finish: {available} of {updated} updated replicas are available...',
-                False,
-            )
-        return f'deployment "{name}" successfully rolled out', True
-    return "Waiting for deployment spec update to be observed...", False
+        return [
+            (
+                replicas is not None and updated < replicas,
+                f"{updated} out of {replicas} new replicas have been updated",
+            ),
+            (total > updated, f"{total - updated} old replicas are pending termination"),
+            (available < updated, f"{available} of {updated} updated replicas are available"),
+        ]
+
+    return _rollout_progress("deployment", d, waits)
 
 
 def daemonset_status(ds: Obj) -> tuple[str, bool]:
-    name = meta(ds).get("name")
-    spec, status = ds.get("spec") or {}, ds.get("status") or {}
-    if (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") != "RollingUpdate":
+    if ((ds.get("spec") or {}).get("updateStrategy") or {}).get("type", "RollingUpdate") != "RollingUpdate":
         raise CLIError("rollout status is only available for RollingUpdate strategy type")
-    if _int(meta(ds).get("generation")) <= _int(status.get("observedGeneration")):
+
+    def waits(spec: Obj, status: Obj) -> list[tuple[bool, str]]:
         desired = _int(status.get("desiredNumberScheduled"))
         updated = _int(status.get("updatedNumberScheduled"))
-        if updated < desired:
-            return (
-                f'Waiting for daemon set "{name}" rollout to finish: {updated} out of {desired} new pods have been updated...',
-                False,
-            )
         available = _int(status.get("numberAvailable"))
-        if available < desired:
-            return (
-                f'Waiting for daemon set "{name}" rollout to finish: {available} of {desired} updated pods are available...',
-                False,
-            )
-        return f'daemon set "{name}" successfully rolled out', True
-    return "Waiting for daemon set spec update to be observed...", False
+        return [
+            (updated < desired, f"{updated} out of {desired} new pods have been updated"),
+            (available < desired, f"{available} of {desired} updated pods are available"),
+        ]
+
+    return _rollout_progress("daemon set", ds, waits)
 
 
 def statefulset_status(sts: Obj) -> tuple[str, bool]:
@@ -238,10 +244,13 @@ def _replicasets(k: Kube, d: Obj) -> list[Obj]:
 _RESOURCE = typer.Argument(..., help="deployment/NAME or deployment NAME")
 
 
-@app.command(
-    "history",
-    epilog="Examples:\n\n  minik rollout history deploy/web\n\n  minik rollout history deploy/web --revision=2",
-)
+def _command(verb: str, *flags: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A rollout subcommand; its help shows it run on deploy/web, then with each of ``flags``."""
+    run = f"minik rollout {verb} deploy/web"
+    return app.command(verb, epilog=examples(run, *(f"{run} {flag}" for flag in flags)))
+
+
+@_command("history", "--revision=2")
 def rollout_history(
     ctx: typer.Context,
     resource: list[str] = _RESOURCE,
@@ -265,10 +274,7 @@ def rollout_history(
     print_text(format_history(revisions) + "\n")
 
 
-@app.command(
-    "undo",
-    epilog="Examples:\n\n  minik rollout undo deploy/web\n\n  minik rollout undo deploy/web --to-revision=1",
-)
+@_command("undo", "--to-revision=1")
 def rollout_undo(
     ctx: typer.Context,
     resource: list[str] = _RESOURCE,
@@ -292,7 +298,7 @@ def rollout_undo(
     out(f"{ref(info, name)} rolled back")
 
 
-@app.command("restart", epilog="Example:\n\n  minik rollout restart deploy/web")
+@_command("restart")
 def rollout_restart(ctx: typer.Context, resource: list[str] = _RESOURCE) -> None:
     """Restart a deployment: new pods replace the old ones."""
     k, info, name, d = _deployment(ctx, resource)
@@ -311,22 +317,19 @@ def _set_paused(ctx: typer.Context, resource: list[str], paused: bool) -> None:
     out(f"{ref(info, name)} {'paused' if paused else 'resumed'}")
 
 
-@app.command("pause", epilog="Example:\n\n  minik rollout pause deploy/web")
+@_command("pause")
 def rollout_pause(ctx: typer.Context, resource: list[str] = _RESOURCE) -> None:
     """Mark a deployment as paused: template changes do not roll out until resumed."""
     _set_paused(ctx, resource, True)
 
 
-@app.command("resume", epilog="Example:\n\n  minik rollout resume deploy/web")
+@_command("resume")
 def rollout_resume(ctx: typer.Context, resource: list[str] = _RESOURCE) -> None:
     """Resume a paused deployment."""
     _set_paused(ctx, resource, False)
 
 
-@app.command(
-    "status",
-    epilog="Examples:\n\n  minik rollout status deploy/web\n\n  minik rollout status deploy/web --timeout=60",
-)
+@_command("status", "--timeout=60")
 def rollout_status(
     ctx: typer.Context,
     resource: list[str] = _RESOURCE,
