@@ -24,7 +24,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -39,6 +39,7 @@ DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DEFAULT_NODE_PORT_RANGE = "30000-32767"
 
 Obj = dict[str, Any]
+T = TypeVar("T", str, int)
 
 
 # --- pure helpers --------------------------------------------------------------------------------
@@ -161,6 +162,21 @@ def port_error(name: str, index: int, port: int, reason: str) -> errors.Invalid:
     )
 
 
+def _claim(
+    requested: T, used: set[T], pick: Callable[[set[T]], T | None], taken: Exception, what: str, where: str
+) -> T:
+    """``requested`` unless it is empty (``taken`` is raised when it is in ``used``), else a free
+    value from ``pick`` (500 when the range ``where`` is full)."""
+    if requested:
+        if requested in used:
+            raise taken
+        return requested
+    picked = pick(used)
+    if picked is None:
+        raise errors.InternalError(f"failed to allocate {what}: range is full ({where})")
+    return picked
+
+
 IP_ALLOCATED = "provided IP is already allocated"
 PORT_ALLOCATED = "provided port is already allocated"
 
@@ -241,6 +257,16 @@ class ServiceAllocations:
         data = orjson.loads(kv.value)
         return kv, set(data.get("allocated") or [])
 
+    async def _reserve(
+        self, key: str, rng: str, change: Callable[[set[Any]], set[Any]], dry_run: bool
+    ) -> None:
+        """:meth:`_modify`; on a dry run only the checks ``change`` makes on the stored record."""
+        if dry_run:
+            _, used = await self._read(key)
+            change(used)
+        else:
+            await self._modify(key, rng, change)
+
     async def _modify(self, key: str, rng: str, change: Callable[[set[Any]], set[Any]]) -> None:
         """Read-modify-compare-and-swap a record; ``change`` may raise (nothing is written)."""
         for _attempt in range(200):
@@ -305,41 +331,25 @@ class ServiceAllocations:
             return
         requested = spec.get("clusterIP") or ((spec.get("clusterIPs") or [None])[0]) or ""
         if requested == "None":
-            spec["clusterIP"] = "None"
-            spec["clusterIPs"] = ["None"]
+            spec["clusterIP"], spec["clusterIPs"] = "None", ["None"]
             return
         if requested and requested in old_ips:
-            spec["clusterIP"] = requested
-            spec["clusterIPs"] = [requested]
+            spec["clusterIP"], spec["clusterIPs"] = requested, [requested]
             return
         if requested and not self.ip_range.contains(requested):
             raise ip_error(name, [requested], requested, ip_not_in_range(requested, self.ip_range.cidr))
         chosen: list[str] = []
 
         def take(used: set[str]) -> set[str]:
-            chosen.clear()
-            if requested:
-                if requested in used:
-                    raise ip_error(name, [requested], requested, IP_ALLOCATED)
-                ip = requested
-            else:
-                picked = self.ip_range.pick(used)
-                if picked is None:
-                    raise errors.InternalError(
-                        f"failed to allocate a serviceIP: range is full ({self.ip_range.cidr})"
-                    )
-                ip = picked
-            chosen.append(ip)
-            return used | {ip}
+            taken = ip_error(name, [requested], requested, IP_ALLOCATED)
+            chosen[:] = [
+                _claim(requested, used, self.ip_range.pick, taken, "a serviceIP", self.ip_range.cidr)
+            ]
+            return used | set(chosen)
 
-        if alloc.dry_run:
-            _, used = await self._read(IPS_KEY)
-            take(used)
-        else:
-            await self._modify(IPS_KEY, self.ip_range.cidr, take)
+        await self._reserve(IPS_KEY, self.ip_range.cidr, take, alloc.dry_run)
         alloc.ips.append(chosen[0])
-        spec["clusterIP"] = chosen[0]
-        spec["clusterIPs"] = [chosen[0]]
+        spec["clusterIP"], spec["clusterIPs"] = chosen[0], [chosen[0]]
 
     async def _allocate_ports(self, name: str, spec: Obj, old_ports: set[int], alloc: Allocation) -> None:
         ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
@@ -371,26 +381,15 @@ class ServiceAllocations:
             result = set(used)
             for i, p in wanted:
                 requested = int(p.get("nodePort") or 0)
-                if requested:
-                    if requested in result:
-                        raise port_error(name, i, requested, PORT_ALLOCATED)
-                    port = requested
-                else:
-                    picked = self.port_range.pick(result)
-                    if picked is None:
-                        raise errors.InternalError(
-                            f"failed to allocate a nodePort: range is full ({self.port_range.spec})"
-                        )
-                    port = picked
+                taken = port_error(name, i, requested, PORT_ALLOCATED)
+                port = _claim(
+                    requested, result, self.port_range.pick, taken, "a nodePort", self.port_range.spec
+                )
                 chosen.append(port)
                 result.add(port)
             return result
 
-        if alloc.dry_run:
-            _, used = await self._read(NODE_PORTS_KEY)
-            take(used)
-        else:
-            await self._modify(NODE_PORTS_KEY, self.port_range.spec, take)
+        await self._reserve(NODE_PORTS_KEY, self.port_range.spec, take, alloc.dry_run)
         alloc.ports.extend(chosen)
         for (_, p), port in zip(wanted, chosen, strict=True):
             p["nodePort"] = port
