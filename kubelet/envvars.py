@@ -18,6 +18,7 @@ import base64
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +31,29 @@ _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 
 class ConfigError(Exception):
     """The container cannot be configured (reported as ``CreateContainerConfigError``)."""
+
+
+@dataclass
+class PodSources:
+    """What a pod's environment and volume files are made of besides the pod: the ConfigMaps and
+    Secrets it names (None for one that does not exist), fetched by the caller, and what the
+    downward API reports of the pod's and the node's state."""
+
+    config_maps: Mapping[str, Obj | None] = field(default_factory=dict)
+    secrets: Mapping[str, Obj | None] = field(default_factory=dict)
+    pod_ip: str = ""
+    host_ip: str = ""
+    node_allocatable: Mapping[str, str] | None = None
+
+    def lookup(
+        self, ref: Obj, is_cm: bool, name_key: str = "name", error: type[Exception] = ConfigError
+    ) -> Obj | None:
+        """The ConfigMap (or Secret) ``ref`` names; None when it is missing and ``optional``,
+        ``error`` when it is missing otherwise."""
+        obj = (self.config_maps if is_cm else self.secrets).get(ref.get(name_key, ""))
+        if obj is None and not ref.get("optional"):
+            raise error(f'{"configmap" if is_cm else "secret"} "{ref.get(name_key)}" not found')
+        return obj
 
 
 def expand(text: str, mapping: Callable[[str], str]) -> str:
@@ -156,40 +180,20 @@ def resource_field_value(
     return str(max(0, math.ceil(q / div)) if q > 0 else 0)
 
 
-def make_environment(
-    pod: Obj,
-    container: Obj,
-    config_maps: Mapping[str, Obj | None],
-    secrets: Mapping[str, Obj | None],
-    pod_ip: str = "",
-    host_ip: str = "",
-    node_allocatable: Mapping[str, str] | None = None,
-) -> list[tuple[str, str]]:
+def make_environment(pod: Obj, container: Obj, sources: PodSources) -> list[tuple[str, str]]:
     """The container's environment as ordered ``(name, value)`` pairs; raises :class:`ConfigError`."""
     namespace = (pod.get("metadata") or {}).get("namespace", "default")
     env: dict[str, str] = {}
 
     for src in container.get("envFrom") or []:
         prefix = str(src.get("prefix") or "")
-        if src.get("configMapRef"):
-            ref = src["configMapRef"]
-            cm = config_maps.get(ref.get("name", ""))
-            if cm is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'configmap "{ref.get("name")}" not found')
-            data = config_map_data(cm)
-        elif src.get("secretRef"):
-            ref = src["secretRef"]
-            sec = secrets.get(ref.get("name", ""))
-            if sec is None:
-                if ref.get("optional"):
-                    continue
-                raise ConfigError(f'secret "{ref.get("name")}" not found')
-            data = secret_data(sec)
-        else:
+        is_cm = bool(src.get("configMapRef"))
+        if not is_cm and not src.get("secretRef"):
             continue
-        for key, value in data.items():
+        obj = sources.lookup(src["configMapRef"] if is_cm else src["secretRef"], is_cm)
+        if obj is None:
+            continue
+        for key, value in (config_map_data(obj) if is_cm else secret_data(obj)).items():
             name = prefix + key
             if _ENV_NAME.match(name):  # invalid names are skipped, as Kubernetes does (with an event)
                 env[name] = value
@@ -201,7 +205,9 @@ def make_environment(
             env[name] = expand(str(item.get("value") or ""), mapping_for(env))
             continue
         if vf.get("fieldRef"):
-            env[name] = field_ref_value(pod, vf["fieldRef"].get("fieldPath", ""), pod_ip, host_ip)
+            env[name] = field_ref_value(
+                pod, vf["fieldRef"].get("fieldPath", ""), sources.pod_ip, sources.host_ip
+            )
         elif vf.get("resourceFieldRef"):
             ref = vf["resourceFieldRef"]
             target = container
@@ -210,29 +216,27 @@ def make_environment(
                     if c.get("name") == ref["containerName"]:
                         target = c
             env[name] = resource_field_value(
-                target, ref.get("resource", ""), ref.get("divisor"), node_allocatable
+                target, ref.get("resource", ""), ref.get("divisor"), sources.node_allocatable
             )
         elif vf.get("configMapKeyRef") or vf.get("secretKeyRef"):
             is_cm = bool(vf.get("configMapKeyRef"))
             ref = vf["configMapKeyRef"] if is_cm else vf["secretKeyRef"]
-            picked = _key_ref(ref, config_maps if is_cm else secrets, is_cm, namespace)
+            picked = _key_ref(ref, sources, is_cm, namespace)
             if picked is not None:
                 env[name] = picked
     return list(env.items())
 
 
-def _key_ref(ref: Obj, objects: Mapping[str, Obj | None], is_cm: bool, namespace: str) -> str | None:
+def _key_ref(ref: Obj, sources: PodSources, is_cm: bool, namespace: str) -> str | None:
     """One key of a ConfigMap or Secret for ``valueFrom``; None when it is optional and missing."""
-    obj = objects.get(ref.get("name", ""))
-    kind, word = ("configmap", "ConfigMap") if is_cm else ("secret", "Secret")
+    obj = sources.lookup(ref, is_cm)
     if obj is None:
-        if ref.get("optional"):
-            return None
-        raise ConfigError(f'{kind} "{ref.get("name")}" not found')
+        return None
     data = config_map_data(obj) if is_cm else secret_data(obj)
     if ref.get("key") not in data:
         if ref.get("optional"):
             return None
+        word = "ConfigMap" if is_cm else "Secret"
         raise ConfigError(f"couldn't find key {ref.get('key')} in {word} {namespace}/{ref.get('name')}")
     return str(data[ref["key"]])
 

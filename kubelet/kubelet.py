@@ -30,7 +30,7 @@ from apimachinery.workqueue import WorkQueue, run_workers
 
 from . import envvars, podstate, volumes
 from .events import EventRecorder
-from .node import NodeAgent
+from .node import NodeAgent, every
 from .probes import ProbeManager, run_probe
 from .runtime import (
     STATE_EXITED,
@@ -53,7 +53,6 @@ Obj = dict[str, Any]
 PODS = kind_info("v1", "Pod")
 CONFIGMAPS = kind_info("v1", "ConfigMap")
 SECRETS = kind_info("v1", "Secret")
-EVENTS = kind_info("v1", "Event")
 PVCS = kind_info("v1", "PersistentVolumeClaim")
 PVS = kind_info("v1", "PersistentVolume")
 
@@ -281,14 +280,7 @@ class Kubelet:
     # -- PLEG ----------------------------------------------------------------------------------
 
     async def _pleg_loop(self) -> None:
-        while True:
-            try:
-                await self.relist()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the next relist tries again
-                log.warning("node %s: runtime relist failed: %s", self.node_name, exc)
-            await asyncio.sleep(self.relist_period)
+        await every(self.relist_period, self.relist, f"node {self.node_name}: runtime relist failed: %s")
 
     async def relist(self) -> None:
         """Diff the runtime against the last relist; enqueue changed pods; remove orphans."""
@@ -737,13 +729,20 @@ class Kubelet:
                 out[name] = None
         return out
 
+    async def _sources(self, pod: Obj, names: tuple[set[str], set[str]], pod_ip: str) -> envvars.PodSources:
+        """The ConfigMaps and Secrets ``names`` of the pod's namespace, the pod's IP and the node's."""
+        ns = pod_ref(pod).namespace
+        return envvars.PodSources(
+            await self._fetch(CONFIGMAPS, ns, names[0]),
+            await self._fetch(SECRETS, ns, names[1]),
+            pod_ip,
+            self.node_ip,
+            self.node.allocatable,
+        )
+
     async def _setup_volumes(self, pod: Obj, pod_ip: str) -> dict[str, volumes.VolumeSource]:
-        ns = (pod.get("metadata") or {}).get("namespace", "default")
-        cm_names, secret_names = volumes.referenced_objects(pod)
-        cms = await self._fetch(CONFIGMAPS, ns, cm_names)
-        secs = await self._fetch(SECRETS, ns, secret_names)
-        pvc_paths = await self._pvc_paths(pod)
-        return await self.volumes.setup(pod, cms, secs, pvc_paths, pod_ip, self.node_ip)
+        sources = await self._sources(pod, volumes.referenced_objects(pod), pod_ip)
+        return await self.volumes.setup(pod, sources, await self._pvc_paths(pod))
 
     async def _pvc_paths(self, pod: Obj) -> dict[str, str]:
         ns = (pod.get("metadata") or {}).get("namespace", "default")
@@ -897,17 +896,8 @@ class Kubelet:
                 max(1.0, self.pull_backoff.get(f"{pod_ref(pod).uid}/{container.get('image')}")),
             )
         try:
-            ns = pod_ref(pod).namespace
-            cm_names, secret_names = envvars.referenced_objects(container)
-            env = envvars.make_environment(
-                pod,
-                container,
-                await self._fetch(CONFIGMAPS, ns, cm_names),
-                await self._fetch(SECRETS, ns, secret_names),
-                pod_ip,
-                self.node_ip,
-                self.node.allocatable,
-            )
+            inputs = await self._sources(pod, envvars.referenced_objects(container), pod_ip)
+            env = envvars.make_environment(pod, container, inputs)
             command, args = envvars.expand_command(container, env)
             mounts = self.volumes.mounts_for(container, sources)
         except (envvars.ConfigError, volumes.MountError) as exc:

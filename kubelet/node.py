@@ -13,6 +13,7 @@ import platform
 import shutil
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from apimachinery import errors
@@ -33,6 +34,17 @@ LEASE_DURATION_SECONDS = 40
 MAX_PODS = 110
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+async def every(period: float, action: Callable[[], Awaitable[object]], failure: str) -> None:
+    """Run ``action`` now and then every ``period`` seconds, for ever; a failure is logged
+    (``failure``, with ``%s`` for the error) and the next round tries again."""
+    while True:
+        try:
+            await action()
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.warning(failure, exc)
+        await asyncio.sleep(period)
 
 
 def go_arch(machine: str | None = None) -> str:
@@ -286,26 +298,16 @@ class NodeAgent:
         await self.client.update(LEASES, lease)
 
     async def lease_loop(self) -> None:
-        while True:
-            try:
-                await self.renew_lease()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - keep renewing
-                log.warning("node %s: lease renewal failed: %s", self.node_name, exc)
-            await asyncio.sleep(self.lease_period)
+        await every(self.lease_period, self.renew_lease, f"node {self.node_name}: lease renewal failed: %s")
 
     async def status_loop(self, check_period: float = 10.0) -> None:
-        while True:
-            await asyncio.sleep(check_period)
-            try:
-                ok = True
-                try:
-                    await self.runtime.version()
-                except Exception:  # noqa: BLE001 - the runtime is down: report NotReady
-                    ok = False
-                await self.update_status(runtime_ok=ok)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - keep reporting
-                log.warning("node %s: status update failed: %s", self.node_name, exc)
+        await asyncio.sleep(check_period)
+        await every(check_period, self._check_status, f"node {self.node_name}: status update failed: %s")
+
+    async def _check_status(self) -> None:
+        ok = True
+        try:
+            await self.runtime.version()
+        except Exception:  # noqa: BLE001 - the runtime is down: report NotReady
+            ok = False
+        await self.update_status(runtime_ok=ok)

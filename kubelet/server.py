@@ -33,6 +33,8 @@ from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
+from apimachinery import errors
+
 from . import podstate, portforward
 from .runtime import ContainerStatus, LogOptions, RuntimeError_
 from .stats import StatsProvider
@@ -46,18 +48,7 @@ EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 
 
 def _status(code: int, reason: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason,
-            "code": code,
-        },
-        status_code=code,
-    )
+    return JSONResponse(errors.StatusError(message, code=code, reason=reason).status(), status_code=code)
 
 
 def _truthy(value: str | None) -> bool:

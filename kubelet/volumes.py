@@ -23,7 +23,7 @@ from typing import Any
 
 from apimachinery.quantity import parse_quantity
 
-from .envvars import ConfigError, field_ref_value, resource_field_value
+from .envvars import POD_IP_FIELDS, ConfigError, PodSources, field_ref_value, resource_field_value
 from .runtime import LABEL_POD_UID, Mount
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _secret_bytes(secret: Obj) -> dict[str, bytes]:
 
 
 def _downward_items(
-    pod: Obj, items: list[Obj], default_mode: int, pod_ip: str, host_ip: str
+    pod: Obj, items: list[Obj], default_mode: int, sources: PodSources
 ) -> dict[str, tuple[bytes, int]]:
     out: dict[str, tuple[bytes, int]] = {}
     for item in items or []:
@@ -84,7 +84,8 @@ def _downward_items(
         mode = int(mode) if mode is not None else default_mode
         try:
             if item.get("fieldRef"):
-                value = field_ref_value(pod, item["fieldRef"].get("fieldPath", ""), pod_ip, host_ip)
+                path = item["fieldRef"].get("fieldPath", "")
+                value = field_ref_value(pod, path, sources.pod_ip, sources.host_ip)
             elif item.get("resourceFieldRef"):
                 ref = item["resourceFieldRef"]
                 target: Obj = {}
@@ -101,46 +102,22 @@ def _downward_items(
     return out
 
 
-def volume_files(
-    volume: Obj,
-    pod: Obj,
-    config_maps: Mapping[str, Obj | None],
-    secrets: Mapping[str, Obj | None],
-    pod_ip: str = "",
-    host_ip: str = "",
-) -> dict[str, tuple[bytes, int]] | None:
+def volume_files(volume: Obj, pod: Obj, sources: PodSources) -> dict[str, tuple[bytes, int]] | None:
     """The files a configMap/secret/downwardAPI/projected volume holds (None for other kinds)."""
-    if "configMap" in volume:
-        src = volume["configMap"] or {}
+    if "configMap" in volume or "secret" in volume:
+        is_cm = "configMap" in volume
+        src = volume["configMap" if is_cm else "secret"] or {}
+        name_key = "name" if is_cm else "secretName"
         mode = int(src.get("defaultMode", 0o644))
-        cm = config_maps.get(src.get("name", ""))
-        if cm is None:
-            if src.get("optional"):
-                return {}
-            raise MountError(f'configmap "{src.get("name")}" not found')
-        return _items(
-            _cm_bytes(cm), src.get("items"), mode, f"configmap {src.get('name')}", bool(src.get("optional"))
-        )
-    if "secret" in volume:
-        src = volume["secret"] or {}
-        mode = int(src.get("defaultMode", 0o644))
-        sec = secrets.get(src.get("secretName", ""))
-        if sec is None:
-            if src.get("optional"):
-                return {}
-            raise MountError(f'secret "{src.get("secretName")}" not found')
-        return _items(
-            _secret_bytes(sec),
-            src.get("items"),
-            mode,
-            f"secret {src.get('secretName')}",
-            bool(src.get("optional")),
-        )
+        obj = sources.lookup(src, is_cm, name_key, MountError)
+        if obj is None:
+            return {}
+        data = _cm_bytes(obj) if is_cm else _secret_bytes(obj)
+        what = f"{'configmap' if is_cm else 'secret'} {src.get(name_key)}"
+        return _items(data, src.get("items"), mode, what, bool(src.get("optional")))
     if "downwardAPI" in volume:
         src = volume["downwardAPI"] or {}
-        return _downward_items(
-            pod, src.get("items") or [], int(src.get("defaultMode", 0o644)), pod_ip, host_ip
-        )
+        return _downward_items(pod, src.get("items") or [], int(src.get("defaultMode", 0o644)), sources)
     if "projected" in volume:
         src = volume["projected"] or {}
         mode = int(src.get("defaultMode", 0o644))
@@ -148,21 +125,15 @@ def volume_files(
         for source in src.get("sources") or []:
             if source.get("configMap") is not None:
                 out.update(
-                    volume_files(
-                        {"configMap": {"defaultMode": mode, **source["configMap"]}}, pod, config_maps, secrets
-                    )
+                    volume_files({"configMap": {"defaultMode": mode, **source["configMap"]}}, pod, sources)
                     or {}
                 )
             elif source.get("secret") is not None:
                 s = dict(source["secret"])
                 s["secretName"] = s.pop("name", "")
-                out.update(
-                    volume_files({"secret": {"defaultMode": mode, **s}}, pod, config_maps, secrets) or {}
-                )
+                out.update(volume_files({"secret": {"defaultMode": mode, **s}}, pod, sources) or {})
             elif source.get("downwardAPI") is not None:
-                out.update(
-                    _downward_items(pod, source["downwardAPI"].get("items") or [], mode, pod_ip, host_ip)
-                )
+                out.update(_downward_items(pod, source["downwardAPI"].get("items") or [], mode, sources))
         return out
     return None
 
@@ -176,7 +147,7 @@ def needs_pod_ip(pod: Obj) -> bool:
             item_lists.append((s.get("downwardAPI") or {}).get("items") or [])
         for items in item_lists:
             for item in items:
-                if (item.get("fieldRef") or {}).get("fieldPath") in ("status.podIP", "status.podIPs"):
+                if (item.get("fieldRef") or {}).get("fieldPath") in POD_IP_FIELDS:
                     return True
     return False
 
@@ -272,42 +243,23 @@ class VolumeManager:
         return f"minik-{uid}-{name}"
 
     async def setup(
-        self,
-        pod: Obj,
-        config_maps: Mapping[str, Obj | None],
-        secrets: Mapping[str, Obj | None],
-        pvc_paths: Mapping[str, str],
-        pod_ip: str = "",
-        host_ip: str = "",
+        self, pod: Obj, sources: PodSources, pvc_paths: Mapping[str, str]
     ) -> dict[str, VolumeSource]:
-        uid = (pod.get("metadata") or {}).get("uid", "")
-        base = self.pod_dir(uid) / "volumes"
         out: dict[str, VolumeSource] = {}
         for vol in (pod.get("spec") or {}).get("volumes") or []:
             name = vol.get("name", "")
             try:
-                await self._setup_one(
-                    vol, name, uid, base, out, pod, config_maps, secrets, pvc_paths, pod_ip, host_ip
-                )
+                out[name] = await self._setup_one(vol, name, pod, sources, pvc_paths)
             except MountError as exc:
                 # Kubernetes' wording, so `kubectl describe pod` reads the same
                 raise MountError(f'MountVolume.SetUp failed for volume "{name}" : {exc}') from exc
         return out
 
     async def _setup_one(
-        self,
-        vol: Obj,
-        name: str,
-        uid: str,
-        base: Path,
-        out: dict[str, VolumeSource],
-        pod: Obj,
-        config_maps: Mapping[str, Obj | None],
-        secrets: Mapping[str, Obj | None],
-        pvc_paths: Mapping[str, str],
-        pod_ip: str,
-        host_ip: str,
-    ) -> None:
+        self, vol: Obj, name: str, pod: Obj, sources: PodSources, pvc_paths: Mapping[str, str]
+    ) -> VolumeSource:
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        base = self.pod_dir(uid) / "volumes"
         if "emptyDir" in vol:
             ed = vol.get("emptyDir") or {}
             if ed.get("medium") == "Memory":
@@ -316,12 +268,12 @@ class VolumeManager:
                     opts["o"] = f"size={int(parse_quantity(str(ed['sizeLimit'])))}"
                 vname = self.memory_volume_name(uid, name)
                 await self.runtime.create_volume(vname, opts, {LABEL_POD_UID: uid})
-                out[name] = VolumeSource(vname, "volume")
+                return VolumeSource(vname, "volume")
             else:
                 d = base / "kubernetes.io~empty-dir" / name
                 d.mkdir(parents=True, exist_ok=True)
                 os.chmod(d, 0o777)
-                out[name] = VolumeSource(str(d))
+                return VolumeSource(str(d))
         elif "hostPath" in vol:
             hp = vol.get("hostPath") or {}
             path = str(hp.get("path", ""))
@@ -329,7 +281,7 @@ class VolumeManager:
                 check_host_path(path, str(hp.get("type") or ""))
             except OSError as exc:
                 raise MountError(f"hostPath {path}: {exc}") from exc
-            out[name] = VolumeSource(path)
+            return VolumeSource(path)
         elif "persistentVolumeClaim" in vol:
             claim = (vol.get("persistentVolumeClaim") or {}).get("claimName", "")
             pvc_path = pvc_paths.get(claim)
@@ -338,12 +290,12 @@ class VolumeManager:
             path = pvc_path
             read_only = bool((vol.get("persistentVolumeClaim") or {}).get("readOnly"))
             if path.startswith("volume:"):
-                out[name] = VolumeSource(path[len("volume:") :], "volume", read_only)
+                return VolumeSource(path[len("volume:") :], "volume", read_only)
             else:
                 Path(path).mkdir(parents=True, exist_ok=True)
-                out[name] = VolumeSource(path, "bind", read_only)
+                return VolumeSource(path, "bind", read_only)
         else:
-            files = volume_files(vol, pod, config_maps, secrets, pod_ip, host_ip)
+            files = volume_files(vol, pod, sources)
             if files is None:
                 raise MountError(
                     f"volume {name!r}: unsupported volume type {sorted(k for k in vol if k != 'name')}"
@@ -354,7 +306,7 @@ class VolumeManager:
                 write_files(d, files)
             except OSError as exc:
                 raise MountError(f"volume {name!r}: {exc}") from exc
-            out[name] = VolumeSource(str(d), "bind", True)
+            return VolumeSource(str(d), "bind", True)
 
     @staticmethod
     def mounts_for(container: Obj, sources: Mapping[str, VolumeSource]) -> list[Mount]:

@@ -5,7 +5,7 @@ import base64
 import pytest
 
 from kubelet import envvars
-from kubelet.envvars import ConfigError, expand, expand_command, make_environment, mapping_for
+from kubelet.envvars import ConfigError, PodSources, expand, expand_command, make_environment, mapping_for
 
 
 @pytest.mark.parametrize(
@@ -57,7 +57,7 @@ def test_environment_order_expansion_and_sources() -> None:
     }
     cms = {"cm": {"data": {"k": "v", "bad key": "skipped"}}}
     secrets = {"s": {"data": {"TOKEN": base64.b64encode(b"t").decode()}}}
-    env = make_environment(POD, container, cms, secrets, pod_ip="10.0.0.5")
+    env = make_environment(POD, container, PodSources(cms, secrets, pod_ip="10.0.0.5"))
     d = dict(env)
     assert d["B"] == "1-v-$(C)"  # C is defined later: left as written
     assert d["P_k"] == "v" and "P_bad key" not in d
@@ -70,9 +70,9 @@ def test_environment_order_expansion_and_sources() -> None:
 def test_missing_references_are_config_errors() -> None:
     c = {"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}
     with pytest.raises(ConfigError, match='secret "s" not found'):
-        make_environment(POD, c, {}, {"s": None})
+        make_environment(POD, c, PodSources({}, {"s": None}))
     with pytest.raises(ConfigError, match="couldn't find key k in Secret ns/s"):
-        make_environment(POD, c, {}, {"s": {"data": {}}})
+        make_environment(POD, c, PodSources({}, {"s": {"data": {}}}))
 
 
 def test_pod_dns_cluster_first_default_none_and_dns_config() -> None:

@@ -46,17 +46,9 @@ def test_summary_shape() -> None:
         "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
         "status": {"startTime": "2024-01-01T00:00:00Z"},
     }
-    c1 = ContainerStats(
-        cpu_usage_nanos=10,
-        cpu_usage_nano_cores=2,
-        memory_usage_bytes=100,
-        memory_working_set_bytes=80,
-        memory_limit_bytes=1000,
-        pids=1,
-    )
-    c2 = ContainerStats(
-        cpu_usage_nanos=5, cpu_usage_nano_cores=1, memory_usage_bytes=50, memory_working_set_bytes=40, pids=2
-    )
+    # cpu_usage_nanos, cpu_usage_nano_cores, memory_usage_bytes, memory_working_set_bytes
+    c1 = ContainerStats(10, 2, 100, 80, memory_limit_bytes=1000, pids=1)
+    c2 = ContainerStats(5, 1, 50, 40, pids=2)
     net = ContainerStats(interfaces={"eth0": (11, 22)})
     node = NodeSample(
         cpu_usage_nanos=99,

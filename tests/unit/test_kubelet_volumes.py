@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from kubelet import volumes
+from kubelet.envvars import PodSources
 from kubelet.node import node_status
 from kubelet.server import exit_status
 from kubelet.volumes import (
@@ -30,15 +31,16 @@ def test_config_map_and_secret_items_and_modes() -> None:
     files = volume_files(
         {"configMap": {"name": "cm", "items": [{"key": "x", "path": "dir/x.txt", "mode": 0o600}]}},
         POD,
-        cms,
-        secrets,
+        PodSources(cms, secrets),
     )
     assert files == {"dir/x.txt": (b"1", 0o600)}
-    files = volume_files({"secret": {"secretName": "s", "defaultMode": 0o400}}, POD, cms, secrets)
+    files = volume_files({"secret": {"secretName": "s", "defaultMode": 0o400}}, POD, PodSources(cms, secrets))
     assert files == {"k": (b"v", 0o400)}
     with pytest.raises(MountError):
-        volume_files({"configMap": {"name": "nope"}}, POD, {"nope": None}, {})
-    assert volume_files({"configMap": {"name": "nope", "optional": True}}, POD, {"nope": None}, {}) == {}
+        volume_files({"configMap": {"name": "nope"}}, POD, PodSources({"nope": None}))
+    assert (
+        volume_files({"configMap": {"name": "nope", "optional": True}}, POD, PodSources({"nope": None})) == {}
+    )
 
 
 def test_downward_and_projected() -> None:
@@ -50,7 +52,7 @@ def test_downward_and_projected() -> None:
             ]
         }
     }
-    files = volume_files(vol, POD, {"cm": {"data": {"x": "1"}}}, {})
+    files = volume_files(vol, POD, PodSources({"cm": {"data": {"x": "1"}}}))
     assert files == {"name": (b"p", 0o644), "x": (b"1", 0o644)}
 
 
