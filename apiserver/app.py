@@ -570,12 +570,18 @@ class APIServer:
         media = JSON
         return StreamingResponse(stream(), media_type=media)
 
-    async def create(self, request: Request, reg: Registry, t: Target) -> Response:
-        q = request.query_params
+    @staticmethod
+    async def read_object(request: Request, t: Target) -> tuple[dict[str, Any], dict[str, str]]:
+        """The request's object, decoded and field-checked, and the warning headers to send."""
         raw, ctype = await read_payload(request)
         obj = decode_object(raw, ctype, t.info)
         headers: dict[str, str] = {}
-        check_fields(t.info, raw, obj, ctype, field_validation(q), headers)
+        check_fields(t.info, raw, obj, ctype, field_validation(request.query_params), headers)
+        return obj, headers
+
+    async def create(self, request: Request, reg: Registry, t: Target) -> Response:
+        q = request.query_params
+        obj, headers = await self.read_object(request, t)
         meta = obj.get("metadata") or {}
         if t.info.namespaced and meta.get("namespace") not in (None, "", t.namespace):
             raise errors.BadRequest(
@@ -595,10 +601,7 @@ class APIServer:
 
     async def update(self, request: Request, reg: Registry, t: Target) -> Response:
         q = request.query_params
-        raw, ctype = await read_payload(request)
-        obj = decode_object(raw, ctype, t.info)
-        headers: dict[str, str] = {}
-        check_fields(t.info, raw, obj, ctype, field_validation(q), headers)
+        obj, headers = await self.read_object(request, t)
         assert t.name is not None
         updated = await reg.update(t.namespace, t.name, obj, t.subresource, dry_run(q))
         return self.single(request, t.info, updated, 200, headers)

@@ -174,31 +174,27 @@ class Etcd:
         Returns (new revision, None) on success or (None, current kv or None) when it moved on.
         """
         k = key.encode()
-        txn = rpc.TxnRequest(
-            compare=[
-                rpc.Compare(
-                    key=k, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=mod_revision
-                )
-            ],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+        return await self._if_unchanged(
+            k, mod_revision, rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))
         )
-        resp = await self._call(self._kv.Txn, txn)
-        if resp.succeeded:
-            return int(resp.header.revision), None
-        kvs = resp.responses[0].response_range.kvs
-        return None, (_kv(kvs[0]) if kvs else None)
 
     async def delete(self, key: str, mod_revision: int) -> tuple[int | None, KV | None]:
         """Delete only if the key is still at ``mod_revision``; same result shape as :meth:`update`."""
         k = key.encode()
+        op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
+        return await self._if_unchanged(k, mod_revision, op)
+
+    async def _if_unchanged(
+        self, k: bytes, mod_revision: int, op: rpc.RequestOp
+    ) -> tuple[int | None, KV | None]:
+        """Run ``op`` in a transaction if key ``k`` is still at ``mod_revision``, else read it."""
         txn = rpc.TxnRequest(
             compare=[
                 rpc.Compare(
                     key=k, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=mod_revision
                 )
             ],
-            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))],
+            success=[op],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
         )
         resp = await self._call(self._kv.Txn, txn)

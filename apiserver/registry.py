@@ -51,6 +51,10 @@ def _rv(obj: dict[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def _name_mismatch(given: Any, name: str) -> errors.BadRequest:
+    return errors.BadRequest(f"the name of the object ({given}) does not match the name on the URL ({name})")
+
+
 def encode_continue(revision: int, start_key: str, prefix: str) -> str:
     token = {"v": "meta.k8s.io/v1", "rv": revision, "start": start_key[len(prefix) :]}
     return base64.urlsafe_b64encode(orjson.dumps(token)).decode()
@@ -157,14 +161,12 @@ class Registry:
             alloc = await self.storage.service_allocations.allocate(obj)
         try:
             rev = await self.etcd.create(self.key(namespace, name), encode(obj), lease=lease)
+            if rev is None:
+                raise errors.already_exists(info.plural, name, info.group)
         except BaseException:
             if alloc is not None:
                 await alloc.rollback()
             raise
-        if rev is None:
-            if alloc is not None:
-                await alloc.rollback()
-            raise errors.already_exists(info.plural, name, info.group)
         obj["metadata"]["resourceVersion"] = str(rev)
         return obj
 
@@ -223,9 +225,7 @@ class Registry:
         """PUT: replace the object (or its status) if ``resourceVersion`` still matches."""
         meta = new.get("metadata") or {}
         if meta.get("name") not in (None, name):
-            raise errors.BadRequest(
-                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
-            )
+            raise _name_mismatch(meta.get("name"), name)
         if self.info.namespaced and meta.get("namespace") not in (None, "", namespace):
             raise errors.BadRequest(
                 "the namespace of the provided object does not match the namespace sent on the request"
@@ -233,8 +233,7 @@ class Registry:
         want_rv = str(meta.get("resourceVersion") or "")
 
         def apply(current: dict[str, Any]) -> Any:
-            if want_rv and want_rv != _rv(current):
-                raise errors.conflict(self.info.plural, name, self.info.group)
+            self._check_resource_version(name, want_rv, current)
             if subresource == "finalize":
                 return strategy.prepare_for_finalize(new, current)
             return strategy.prepare_for_update(self.info, copy.deepcopy(new), current, subresource)
@@ -256,18 +255,19 @@ class Registry:
             patched = patcher(copy.deepcopy(current))
             if not isinstance(patched, dict):
                 raise errors.BadRequest("the patch must produce an object")
-            want_rv = _rv(patched)
-            if want_rv and want_rv != _rv(current):
-                raise errors.conflict(self.info.plural, name, self.info.group)
+            self._check_resource_version(name, _rv(patched), current)
             meta = patched.get("metadata") or {}
             if meta.get("name", name) != name:
-                raise errors.BadRequest(
-                    f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
-                )
+                raise _name_mismatch(meta.get("name"), name)
             return strategy.prepare_for_update(self.info, patched, current, subresource)
 
         obj, _ = await self._update_with_allocations(namespace, name, apply, subresource, dry_run)
         return obj
+
+    def _check_resource_version(self, name: str, want_rv: str, current: dict[str, Any]) -> None:
+        """409 when the client names a ``resourceVersion`` that is no longer the stored one."""
+        if want_rv and want_rv != _rv(current):
+            raise errors.conflict(self.info.plural, name, self.info.group)
 
     async def _update_with_allocations(
         self,
