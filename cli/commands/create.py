@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 
@@ -43,26 +43,21 @@ def deployment_object(
     name: str, images: list[str], replicas: int, port: int | None, command: list[str]
 ) -> Obj:
     labels = {"app": name}
-    containers: list[Obj] = []
-    for image in images:
-        c: Obj = {"name": image_container_name(image), "image": image, "resources": {}}
-        containers.append(c)
+    containers: list[Obj] = [
+        {"name": image_container_name(image), "image": image, "resources": {}} for image in images
+    ]
     if port is not None and containers:
         containers[0]["ports"] = [{"containerPort": port}]
     if command and containers:
         containers[0]["command"] = command
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "strategy": {},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": containers}},
-        },
-        "status": {},
-    }
+    template = {"metadata": {"labels": labels}, "spec": {"containers": containers}}
+    spec = {"replicas": replicas, "selector": {"matchLabels": labels}, "strategy": {}, "template": template}
+    return new_object("apps/v1", "Deployment", {"name": name, "labels": labels}, spec=spec, status={})
+
+
+def new_object(api_version: str, kind: str, metadata: Obj, **fields: Any) -> Obj:
+    """A new object as kubectl create builds it: apiVersion, kind, metadata, then ``fields``."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, **fields}
 
 
 def parse_literals(literals: list[str]) -> dict[str, str]:
@@ -162,7 +157,7 @@ def create_namespace(
     output: str = _OUTPUT,
 ) -> None:
     """Create a namespace with the specified name."""
-    obj: Obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}, "spec": {}, "status": {}}
+    obj = new_object("v1", "Namespace", {"name": name}, spec={}, status={})
     _finish(ctx, _info("namespaces"), obj, dry_run, output)
 
 
@@ -171,7 +166,7 @@ def secret_object(name: str, literals: list[str], files: list[str], type_: str |
         k: base64.b64encode(v.encode() if isinstance(v, str) else v).decode()
         for k, v in data_sources(literals, files).items()
     }
-    obj: Obj = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data}
+    obj = new_object("v1", "Secret", {"name": name}, data=data)
     if type_:
         obj["type"] = type_
     return obj
@@ -188,7 +183,7 @@ def configmap_object(name: str, literals: list[str], files: list[str]) -> Obj:
             data[key] = value.decode("utf-8")
         except UnicodeDecodeError:
             binary[key] = base64.b64encode(value).decode()
-    obj: Obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+    obj = new_object("v1", "ConfigMap", {"name": name}, data=data)
     if binary:
         obj["binaryData"] = binary
     return obj
