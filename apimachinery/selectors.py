@@ -101,14 +101,22 @@ def is_dns1123_label(value: str) -> list[str]:
     return errs
 
 
+def pattern_errors(
+    value: str, max_length: int | None, pattern: re.Pattern[str], msg: str, fmt: str, *examples: str
+) -> list[str]:
+    """What Kubernetes' string checks report: longer than ``max_length``, or not matching
+    ``pattern`` (the :func:`regex_error` of ``msg``, ``fmt`` and ``examples``)."""
+    errs = [max_len_error(max_length)] if max_length is not None and len(value) > max_length else []
+    if not pattern.match(value):
+        errs.append(regex_error(msg, fmt, *examples))
+    return errs
+
+
 def is_dns1123_subdomain(value: str) -> list[str]:
     """Errors for a DNS-1123 subdomain (most object names); empty when valid."""
-    errs: list[str] = []
-    if len(value) > 253:
-        errs.append(max_len_error(253))
-    if not _DNS1123_SUBDOMAIN_RE.match(value):
-        errs.append(regex_error(_DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, "example.com"))
-    return errs
+    return pattern_errors(
+        value, 253, _DNS1123_SUBDOMAIN_RE, _DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, "example.com"
+    )
 
 
 def is_qualified_name(value: str) -> list[str]:
@@ -143,12 +151,8 @@ def is_qualified_name(value: str) -> list[str]:
 
 def is_valid_label_value(value: str) -> list[str]:
     """Errors for a label value (may be empty, at most 63 characters)."""
-    errs: list[str] = []
-    if len(value) > 63:
-        errs.append(max_len_error(63))
-    if not _LABEL_VALUE_RE.match(value):
-        errs.append(regex_error(_LABEL_VALUE_ERR, LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
+    examples = ("MyValue", "my_value", "12345")
+    return pattern_errors(value, 63, _LABEL_VALUE_RE, _LABEL_VALUE_ERR, LABEL_VALUE_FMT, *examples)
 
 
 def go_quote(value: str) -> str:

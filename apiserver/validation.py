@@ -37,7 +37,7 @@ from apimachinery.selectors import (
     is_qualified_name,
     is_valid_label_value,
     max_len_error,
-    regex_error,
+    pattern_errors,
     selector_from_dict,
 )
 
@@ -224,12 +224,7 @@ _PERCENT_RE = re.compile(r"^[0-9]+%$")
 
 def is_dns1035_label(value: str) -> list[str]:
     """Errors for a DNS-1035 label (Service names): must start with a letter."""
-    errs: list[str] = []
-    if len(value) > 63:
-        errs.append(max_len_error(63))
-    if not _DNS1035_RE.match(value):
-        errs.append(regex_error(_DNS1035_ERR, _DNS1035_FMT, "my-name", "abc-123"))
-    return errs
+    return pattern_errors(value, 63, _DNS1035_RE, _DNS1035_ERR, _DNS1035_FMT, "my-name", "abc-123")
 
 
 def _ch_dir_prefix(value: str) -> list[str]:
@@ -244,19 +239,17 @@ def _ch_dir_prefix(value: str) -> list[str]:
 
 def is_config_map_key(value: str) -> list[str]:
     """Errors for a ConfigMap or Secret data key."""
-    errs: list[str] = []
-    if len(value) > 253:
-        errs.append(max_len_error(253))
-    if not _CONFIG_KEY_RE.match(value):
-        errs.append(regex_error(_CONFIG_KEY_ERR, _CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name"))
-    return errs + _ch_dir_prefix(value)
+    examples = ("key.name", "KEY_NAME", "key-name")
+    return pattern_errors(
+        value, 253, _CONFIG_KEY_RE, _CONFIG_KEY_ERR, _CONFIG_KEY_FMT, *examples
+    ) + _ch_dir_prefix(value)
 
 
 def is_env_var_name(value: str) -> list[str]:
-    errs: list[str] = []
-    if not _ENV_NAME_RE.match(value):
-        errs.append(regex_error(_ENV_NAME_ERR, _ENV_NAME_FMT, "my.env-name", "MY_ENV.NAME", "MyEnvName1"))
-    return errs + _ch_dir_prefix(value)
+    examples = ("my.env-name", "MY_ENV.NAME", "MyEnvName1")
+    return pattern_errors(
+        value, None, _ENV_NAME_RE, _ENV_NAME_ERR, _ENV_NAME_FMT, *examples
+    ) + _ch_dir_prefix(value)
 
 
 def is_valid_port_name(port: str) -> list[str]:
