@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -1063,22 +1063,34 @@ def _diff_lists_of_scalars(original: list, modified: list, options: _DiffOptions
     modifieds = _sort_scalars(modified)
     add: list = []
     delete: list = []
+    for o, m in _walk_sorted(originals, modifieds, _go_string):
+        if o is _MISSING and not options.ignore_changes_and_additions:
+            add.append(m)
+        elif m is _MISSING and not options.ignore_deletions:
+            delete.append(o)
+    return add, _deduplicate_scalars(delete)
+
+
+_MISSING = object()
+
+
+def _walk_sorted(originals: list, modifieds: list, key: Callable[[Any], str]) -> Iterator[tuple[Any, Any]]:
+    """Pair up two lists sorted by ``key``: (original, modified) where the keys are equal, else
+    the element of one side with :data:`_MISSING` for the other."""
     i = j = 0
     while i < len(originals) or j < len(modifieds):
-        o_str = _go_string(originals[i]) if i < len(originals) else None
-        m_str = _go_string(modifieds[j]) if j < len(modifieds) else None
-        if o_str is not None and m_str is not None and o_str == m_str:
+        o_key = key(originals[i]) if i < len(originals) else None
+        m_key = key(modifieds[j]) if j < len(modifieds) else None
+        if o_key is not None and m_key is not None and o_key == m_key:
+            yield originals[i], modifieds[j]
             i += 1
             j += 1
-        elif o_str is None or (m_str is not None and o_str > m_str):
-            if not options.ignore_changes_and_additions:
-                add.append(modifieds[j])
+        elif o_key is None or (m_key is not None and o_key > m_key):
+            yield _MISSING, modifieds[j]
             j += 1
         else:
-            if not options.ignore_deletions:
-                delete.append(originals[i])
+            yield originals[i], _MISSING
             i += 1
-    return add, _deduplicate_scalars(delete)
 
 
 def _merge_key_of(item: JSON, merge_key: str) -> JSON:
@@ -1099,23 +1111,14 @@ def _diff_lists_of_maps(
     modifieds = _sort_maps_by_key(modified, merge_key)
     patch: list = []
     deletions: list = []
-    i = j = 0
-    while i < len(originals) or j < len(modifieds):
-        o_key = _go_string(originals[i][merge_key]) if i < len(originals) else None
-        m_key = _go_string(modifieds[j][merge_key]) if j < len(modifieds) else None
-        if o_key is not None and m_key is not None and o_key == m_key:
-            value = _diff_maps(originals[i], modifieds[j], schema, options)
-            if value:
-                value[merge_key] = modifieds[j][merge_key]
-                patch.append(value)
-            i += 1
-            j += 1
-        elif o_key is None or (m_key is not None and o_key > m_key):
+    for o, m in _walk_sorted(originals, modifieds, lambda item: _go_string(item[merge_key])):
+        if o is _MISSING:
             if not options.ignore_changes_and_additions:
-                patch.append(modifieds[j])
-            j += 1
-        else:
+                patch.append(m)
+        elif m is _MISSING:
             if not options.ignore_deletions:
-                deletions.append({merge_key: originals[i][merge_key], DIRECTIVE_MARKER: DELETE_DIRECTIVE})
-            i += 1
+                deletions.append({merge_key: o[merge_key], DIRECTIVE_MARKER: DELETE_DIRECTIVE})
+        elif value := _diff_maps(o, m, schema, options):
+            value[merge_key] = m[merge_key]
+            patch.append(value)
     return patch, deletions
