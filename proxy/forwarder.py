@@ -27,11 +27,13 @@ import os
 import socket
 import struct
 import time
-from typing import cast
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar, cast
 
 from .model import EndpointPicker, ServicePort
 
 log = logging.getLogger(__name__)
+L = TypeVar("L")
 
 BUFFER = 256 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -81,6 +83,34 @@ async def _wait(loop: asyncio.AbstractEventLoop, sock: socket.socket, writable: 
             loop.remove_reader(fd)
 
 
+async def _move(
+    loop: asyncio.AbstractEventLoop,
+    src: socket.socket,
+    dst: socket.socket,
+    read: Callable[[], int],
+    write: Callable[[int, int], int],
+) -> int:
+    """Copy until EOF: ``read()`` takes in what ``src`` has (its size; 0 at EOF), ``write(done, n)``
+    passes on bytes ``done`` to ``n`` of it; each waits for its socket when it would block.
+    Returns the byte count."""
+    total = 0
+    while True:
+        try:
+            n = read()
+        except BlockingIOError:
+            await _wait(loop, src, False)
+            continue
+        if n == 0:
+            return total
+        total += n
+        done = 0
+        while done < n:
+            try:
+                done += write(done, n)
+            except BlockingIOError:
+                await _wait(loop, dst, True)
+
+
 async def _pump_splice(loop: asyncio.AbstractEventLoop, src: socket.socket, dst: socket.socket) -> int:
     """Move bytes from ``src`` to ``dst`` through a pipe in the kernel; returns the byte count."""
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -89,21 +119,14 @@ async def _pump_splice(loop: asyncio.AbstractEventLoop, src: socket.socket, dst:
             fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
         except OSError:
             pass
-        sfd, dfd, total = src.fileno(), dst.fileno(), 0
-        while True:
-            try:
-                n = os.splice(sfd, w, PIPE_SIZE, flags=_SPLICE_FLAGS)
-            except BlockingIOError:
-                await _wait(loop, src, False)
-                continue
-            if n == 0:
-                return total
-            total += n
-            while n:
-                try:
-                    n -= os.splice(r, dfd, n, flags=_SPLICE_FLAGS)
-                except BlockingIOError:
-                    await _wait(loop, dst, True)
+        sfd, dfd = src.fileno(), dst.fileno()
+        return await _move(
+            loop,
+            src,
+            dst,
+            lambda: os.splice(sfd, w, PIPE_SIZE, flags=_SPLICE_FLAGS),
+            lambda done, n: os.splice(r, dfd, n - done, flags=_SPLICE_FLAGS),
+        )
     finally:
         os.close(r)
         os.close(w)
@@ -113,22 +136,7 @@ async def _pump_copy(loop: asyncio.AbstractEventLoop, src: socket.socket, dst: s
     """The portable pump: ``recv_into`` one reused buffer, send what arrived."""
     buf = bytearray(BUFFER)
     view = memoryview(buf)
-    total = 0
-    while True:
-        try:
-            n = src.recv_into(buf)
-        except BlockingIOError:
-            await _wait(loop, src, False)
-            continue
-        if n == 0:
-            return total
-        total += n
-        sent = 0
-        while sent < n:
-            try:
-                sent += dst.send(view[sent:n])
-            except BlockingIOError:
-                await _wait(loop, dst, True)
+    return await _move(loop, src, dst, lambda: src.recv_into(buf), lambda done, n: dst.send(view[done:n]))
 
 
 async def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -178,36 +186,43 @@ def _listen_tcp(address: str, port: int) -> socket.socket:
     return sock
 
 
-class PortProxy:
-    """The TCP listeners and connections of one service port."""
+class _PortListeners(Generic[L]):
+    """What the TCP and UDP proxies of a service port share: the picker, the portal listener
+    (on an ephemeral port of ``bind_address``), the NodePort and LoadBalancer listeners, and the
+    tasks to cancel on close."""
 
-    def __init__(self, sp: ServicePort, bind_address: str = "0.0.0.0") -> None:
+    protocol = ""
+
+    def __init__(self, sp: ServicePort, bind_address: str) -> None:
         self.sp = sp
         self.bind_address = bind_address
         self.picker = EndpointPicker(sp.affinity_seconds)
-        self.portal: socket.socket | None = None
+        self.portal: L | None = None
         self.portal_port = 0
-        self.extra: dict[tuple[str, int], socket.socket] = {}  # (address, port) -> NodePort/LB listener
-        self._accepting: dict[int, asyncio.Task[None]] = {}  # listener fd -> its accept loop
-        self.connections: set[asyncio.Task[None]] = set()
+        self.extra: dict[tuple[str, int], L] = {}  # (address, port) -> NodePort/LB listener
+        self.tasks: set[asyncio.Task[None]] = set()
 
-    def _serve(self, sock: socket.socket) -> None:
-        self._accepting[sock.fileno()] = asyncio.create_task(
-            self._accept_loop(sock), name=f"accept {self.sp.key} {sock.getsockname()}"
-        )
+    def _listen(self, address: str, port: int) -> L:
+        raise NotImplementedError
 
-    def _stop(self, sock: socket.socket) -> None:
-        task = self._accepting.pop(sock.fileno(), None)
-        if task is not None:
-            task.cancel()
-        sock.close()
+    def _close_listener(self, listener: L) -> None:
+        raise NotImplementedError
+
+    def _port(self, listener: L) -> int:
+        raise NotImplementedError
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def start_portal(self) -> None:
         if self.portal is None:
-            self.portal = _listen_tcp(self.bind_address, 0)
-            self.portal_port = self.portal.getsockname()[1]
-            self._serve(self.portal)
-            log.info("service %s: portal listener on tcp port %d", self.sp.key, self.portal_port)
+            self.portal = self._listen(self.bind_address, 0)
+            self.portal_port = self._port(self.portal)
+            log.info(
+                "service %s: portal listener on %s port %d", self.sp.key, self.protocol, self.portal_port
+            )
 
     async def set_extra_listeners(self, wanted: set[tuple[str, int]]) -> list[str]:
         """Listen exactly on ``wanted`` (address, port) pairs; returns errors for the ones that
@@ -215,17 +230,50 @@ class PortProxy:
         problems = []
         for addr_port in list(self.extra):
             if addr_port not in wanted:
-                self._stop(self.extra.pop(addr_port))
+                self._close_listener(self.extra.pop(addr_port))
         for addr, port in sorted(wanted - set(self.extra)):
             try:
-                sock = _listen_tcp(addr, port)
+                self.extra[(addr, port)] = self._listen(addr, port)
             except OSError as e:
-                problems.append(f"{addr}:{port}/tcp: {e.strerror or e}")
+                problems.append(f"{addr}:{port}/{self.protocol}: {e.strerror or e}")
                 continue
-            self.extra[(addr, port)] = sock
-            self._serve(sock)
-            log.info("service %s: listening on %s:%d/tcp", self.sp.key, addr, port)
+            log.info("service %s: listening on %s:%d/%s", self.sp.key, addr, port, self.protocol)
         return problems
+
+    async def close(self) -> None:
+        for listener in [lis for lis in [self.portal, *self.extra.values()] if lis is not None]:
+            self._close_listener(listener)
+        self.portal = None
+        self.extra.clear()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class PortProxy(_PortListeners[socket.socket]):
+    """The TCP listeners and connections of one service port."""
+
+    protocol = "tcp"
+
+    def __init__(self, sp: ServicePort, bind_address: str = "0.0.0.0") -> None:
+        super().__init__(sp, bind_address)
+        self._accepting: dict[int, asyncio.Task[None]] = {}  # listener fd -> its accept loop
+
+    def _listen(self, address: str, port: int) -> socket.socket:
+        sock = _listen_tcp(address, port)
+        self._accepting[sock.fileno()] = asyncio.create_task(
+            self._accept_loop(sock), name=f"accept {self.sp.key} {sock.getsockname()}"
+        )
+        return sock
+
+    def _close_listener(self, sock: socket.socket) -> None:
+        task = self._accepting.pop(sock.fileno(), None)
+        if task is not None:
+            task.cancel()
+        sock.close()
+
+    def _port(self, sock: socket.socket) -> int:
+        return int(sock.getsockname()[1])
 
     async def _accept_loop(self, lsock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -240,9 +288,7 @@ class PortProxy:
                 if e.errno in (errno.ECONNABORTED, errno.EPROTO):
                     continue
                 raise
-            task = asyncio.create_task(self._handle(conn, peer[0]))
-            self.connections.add(task)
-            task.add_done_callback(self.connections.discard)
+            self._track(self._handle(conn, peer[0]))
 
     async def _handle(self, conn: socket.socket, client_ip: str) -> None:
         try:
@@ -279,15 +325,6 @@ class PortProxy:
             self.picker.connected(client_ip, endpoint)
             return sock
         return None
-
-    async def close(self) -> None:
-        for sock in [s for s in [self.portal, *self.extra.values()] if s is not None]:
-            self._stop(sock)
-        self.portal = None
-        self.extra.clear()
-        for task in list(self.connections):
-            task.cancel()
-        await asyncio.gather(*self.connections, return_exceptions=True)
 
 
 # -- UDP ----------------------------------------------------------------------------------------
@@ -422,43 +459,23 @@ class _Session(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-class UdpPortProxy:
+class UdpPortProxy(_PortListeners[_Listener]):
     """The UDP listeners and client sessions of one service port (same interface as PortProxy)."""
+
+    protocol = "udp"
 
     def __init__(
         self, sp: ServicePort, bind_address: str = "0.0.0.0", udp_timeout: float = UDP_TIMEOUT
     ) -> None:
-        self.sp = sp
-        self.bind_address = bind_address
+        super().__init__(sp, bind_address)
         self.udp_timeout = udp_timeout
-        self.picker = EndpointPicker(sp.affinity_seconds)
-        self.portal: _Listener | None = None
-        self.portal_port = 0
-        self.extra: dict[tuple[str, int], _Listener] = {}
         self.sessions: dict[tuple[int, tuple[str, int]], _Session] = {}
-        self.connecting: set[asyncio.Task[None]] = set()
 
-    async def _listen(self, address: str, port: int) -> _Listener:
+    def _listen(self, address: str, port: int) -> _Listener:
         return _Listener(self, udp_socket(address, port))
 
-    async def start_portal(self) -> None:
-        if self.portal is None:
-            self.portal = await self._listen(self.bind_address, 0)
-            self.portal_port = self.portal.port
-            log.info("service %s: portal listener on udp port %d", self.sp.key, self.portal_port)
-
-    async def set_extra_listeners(self, wanted: set[tuple[str, int]]) -> list[str]:
-        problems = []
-        for addr_port in list(self.extra):
-            if addr_port not in wanted:
-                self._close_listener(self.extra.pop(addr_port))
-        for addr, port in sorted(wanted - set(self.extra)):
-            try:
-                self.extra[(addr, port)] = await self._listen(addr, port)
-                log.info("service %s: listening on %s:%d/udp", self.sp.key, addr, port)
-            except OSError as e:
-                problems.append(f"{addr}:{port}/udp: {e.strerror or e}")
-        return problems
+    def _port(self, listener: _Listener) -> int:
+        return listener.port
 
     def from_client(
         self, listener: _Listener, data: bytes, client: tuple[str, int], local: str | None
@@ -472,9 +489,7 @@ class UdpPortProxy:
             session = _Session(self, listener, client, candidates[0], local)
             self.picker.connected(client[0], candidates[0])
             self.sessions[key] = session
-            task = asyncio.ensure_future(self._open(session))
-            self.connecting.add(task)
-            task.add_done_callback(self.connecting.discard)
+            self._track(self._open(session))
         session.send(data)
 
     async def _open(self, session: _Session) -> None:
@@ -505,15 +520,6 @@ class UdpPortProxy:
         for session in [s for s in self.sessions.values() if s.listener is listener]:
             self.end(session)
         listener.close()
-
-    async def close(self) -> None:
-        for listener in [lis for lis in [self.portal, *self.extra.values()] if lis is not None]:
-            self._close_listener(listener)
-        self.portal = None
-        self.extra.clear()
-        for task in list(self.connecting):
-            task.cancel()
-        await asyncio.gather(*self.connecting, return_exceptions=True)
 
 
 AnyPortProxy = PortProxy | UdpPortProxy

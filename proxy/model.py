@@ -185,9 +185,15 @@ class RulePlan:
     forward_chain: str = FORWARD_CHAIN
     postrouting_chain: str = POSTROUTING_CHAIN
 
-    def _pod_pairs(self) -> list[tuple[str, str]]:
+    def _pod_pair_rules(self, chain: str, comment: str) -> list[str]:
+        """An ACCEPT in ``chain`` for traffic between each two different pod CIDRs."""
         cidrs = sorted(set(self.pod_cidrs))
-        return [(a, b) for a in cidrs for b in cidrs if a != b]
+        return [
+            f'-A {chain} -s {a} -d {b} -m comment --comment "{comment}" -j ACCEPT'
+            for a in cidrs
+            for b in cidrs
+            if a != b
+        ]
 
     def nat_restore(self) -> str:
         lines = ["*nat", f":{self.services_chain} - [0:0]", f":{self.postrouting_chain} - [0:0]"]
@@ -197,11 +203,7 @@ class RulePlan:
                 f"-A {self.services_chain} -d {vip}/32 -p {p} -m comment --comment {_quote(comment)} "
                 f"-m {p} --dport {port} -j REDIRECT --to-ports {to_port}"
             )
-        for a, b in self._pod_pairs():
-            lines.append(
-                f"-A {self.postrouting_chain} -s {a} -d {b} -m comment "
-                f'--comment "pod to pod: no masquerade" -j ACCEPT'
-            )
+        lines += self._pod_pair_rules(self.postrouting_chain, "pod to pod: no masquerade")
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
 
@@ -218,11 +220,7 @@ class RulePlan:
                 f"-m {p} --dport {port} -j REJECT --reject-with {how}"
             )
         if with_forward:
-            for a, b in self._pod_pairs():
-                lines.append(
-                    f"-A {self.forward_chain} -s {a} -d {b} -m comment "
-                    f'--comment "pod network across nodes" -j ACCEPT'
-                )
+            lines += self._pod_pair_rules(self.forward_chain, "pod network across nodes")
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
 

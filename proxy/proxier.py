@@ -13,21 +13,13 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Client
-from apimachinery.informer import Informer
+from apimachinery.informer import Informer, object_key
 from apimachinery.resources import kind_info
 from apimachinery.workqueue import WorkQueue, run_workers
 
+from . import model
 from .forwarder import UDP_TIMEOUT, AnyPortProxy, new_port_proxy
 from .iptables import Iptables
-from .model import (
-    in_cidrs,
-    merged_ingress,
-    node_addresses,
-    node_pod_cidrs,
-    plan_rules,
-    ready_endpoints,
-    service_ports,
-)
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +32,6 @@ RULES_KEY = "\0rules"
 RESYNC_SECONDS = 10.0  # rules re-checked (and jump order restored) this often
 
 Obj = dict[str, Any]
-
-
-def _key(obj: Obj) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
 class Proxier:
@@ -76,7 +63,7 @@ class Proxier:
         self._tasks: list[asyncio.Task[Any]] = []
 
         def enqueue(obj: Obj) -> None:
-            self.queue.add(_key(obj))
+            self.queue.add(object_key(obj))
 
         self.services.add_event_handler(enqueue, lambda _old, new: enqueue(new), enqueue)
         self.endpoints.add_event_handler(
@@ -90,7 +77,7 @@ class Proxier:
 
     # -- node addresses ---------------------------------------------------------------------------
     def node_ips(self) -> list[str]:
-        ips = node_addresses(self.nodes.store.get(self.node_name))
+        ips = model.node_addresses(self.nodes.store.get(self.node_name))
         for ip in self.extra_node_addresses:
             if ip not in ips:
                 ips.append(ip)
@@ -99,7 +86,7 @@ class Proxier:
     def nodeport_ips(self, node_ips: list[str]) -> list[str]:
         """Where NodePorts listen: the node addresses and 127.0.0.1, narrowed by
         ``--nodeport-addresses`` CIDRs when given (as kube-proxy does)."""
-        return [ip for ip in [*node_ips, "127.0.0.1"] if in_cidrs(ip, self.nodeport_addresses)]
+        return [ip for ip in [*node_ips, "127.0.0.1"] if model.in_cidrs(ip, self.nodeport_addresses)]
 
     def _node_changed(self, _node: Obj) -> None:
         ips = self.node_ips()
@@ -107,7 +94,7 @@ class Proxier:
             self._node_ips = ips
             for key in self.services.store.keys():
                 self.queue.add(key)
-        cidrs = node_pod_cidrs(self.nodes.store.list())
+        cidrs = model.node_pod_cidrs(self.nodes.store.list())
         if cidrs != self._pod_cidrs:
             self._pod_cidrs = cidrs
             self.queue.add(RULES_KEY)
@@ -152,7 +139,7 @@ class Proxier:
             return
         svc = self.services.store.get(key)
         eps = self.endpoints.store.get(key)
-        desired = {sp.key: sp for sp in service_ports(svc)} if svc else {}
+        desired = {sp.key: sp for sp in model.service_ports(svc)} if svc else {}
         for pkey in [k for k, pp in self.ports.items() if pp.sp.service_key == key and k not in desired]:
             log.info("service %s: port %s removed", key, pkey)
             await self.ports.pop(pkey).close()
@@ -167,7 +154,7 @@ class Proxier:
                 pp = self.ports[pkey] = new_port_proxy(sp, self.bind_address, self.udp_timeout)
             pp.sp = sp
             await pp.start_portal()
-            pp.picker.update(ready_endpoints(eps, sp.port_name, sp.protocol), sp.affinity_seconds)
+            pp.picker.update(model.ready_endpoints(eps, sp.port_name, sp.protocol), sp.affinity_seconds)
             wanted: set[tuple[str, int]] = set()
             if sp.node_port:
                 wanted |= {(ip, sp.node_port) for ip in self.nodeport_ips(node_ips)}
@@ -183,7 +170,7 @@ class Proxier:
     async def _sync_load_balancer_status(self, svc: Obj, node_ips: list[str]) -> None:
         is_lb = (svc.get("spec") or {}).get("type") == "LoadBalancer"
         current = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        want = merged_ingress(current, node_ips if is_lb else [], remove=() if is_lb else node_ips)
+        want = model.merged_ingress(current, node_ips if is_lb else [], remove=() if is_lb else node_ips)
         if want == current:
             return
         new = copy.deepcopy(svc)
@@ -194,7 +181,7 @@ class Proxier:
             new["status"]["loadBalancer"].pop("ingress", None)
         try:
             await self.client.update_status(SERVICES, new)
-            log.info("service %s: load balancer ingress %s", _key(svc), [i.get("ip") for i in want])
+            log.info("service %s: load balancer ingress %s", object_key(svc), [i.get("ip") for i in want])
         except errors.NotFound:
             pass
         # a Conflict propagates: the key is requeued and retried from the fresher cache
@@ -202,14 +189,14 @@ class Proxier:
     async def sync_rules(self) -> None:
         if self.iptables is None:
             return
-        plan = plan_rules(
+        plan = model.plan_rules(
             (
                 (pp.sp, pp.portal_port, bool(pp.picker.endpoints))
                 for pp in self.ports.values()
                 if pp.portal_port
             ),
             self.iptables.prefix,
-            node_pod_cidrs(self.nodes.store.list()),
+            model.node_pod_cidrs(self.nodes.store.list()),
         )
         await self.iptables.apply(plan)
         await self.iptables.ensure_jump_order()
