@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
@@ -25,6 +25,9 @@ from apimachinery import errors
 from apimachinery.resources import by_plural
 
 from .registry import Storage
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger(__name__)
 
@@ -112,12 +115,9 @@ async def pod_exec(storage: Storage, ws: WebSocket, namespace: str, name: str, s
         await ws.close()
         return
     params = [(k, v) for k, v in q.multi_items() if k in EXEC_PARAMS]
-    url = (
-        base.replace("http://", "ws://")
-        + f"/{subresource}/{namespace}/{name}/{container}?{urlencode(params)}"
-    )
+    path = f"/{subresource}/{namespace}/{name}/{container}"
     protocols = [p for p in offered if p in CHANNEL_PROTOCOLS] or list(CHANNEL_PROTOCOLS[:2])
-    await _relay(ws, url, protocols, bool(offered), b"\x03", base)
+    await _relay(ws, base, path, params, protocols, bool(offered), b"\x03")
 
 
 async def pod_portforward(storage: Storage, ws: WebSocket, namespace: str, name: str) -> None:
@@ -137,31 +137,53 @@ async def pod_portforward(storage: Storage, ws: WebSocket, namespace: str, name:
         await ws.send_bytes(b"\x01" + (e.status().get("message") or str(e)).encode())
         await ws.close()
         return
-    url = (
-        base.replace("http://", "ws://")
-        + f"/portForward/{namespace}/{name}?{urlencode([('port', ','.join(ports))])}"
-    )
-    await _relay(ws, url, protocols, bool(offered), b"\x01", base)
+    port_param = [("port", ",".join(ports))]
+    await _relay(ws, base, f"/portForward/{namespace}/{name}", port_param, protocols, bool(offered), b"\x01")
 
 
-async def _relay(
-    ws: WebSocket, url: str, protocols: list[str], offered: bool, error_channel: bytes, base: str
-) -> None:
-    """Open ``url`` on the kubelet with ``protocols``, accept the client with the one the kubelet
-    chose, and copy messages both ways until either side closes."""
+class KubeletUnreachable(Exception):
+    """The kubelet's WebSocket endpoint did not answer (why is the message)."""
+
+
+async def connect_kubelet(
+    base: str, path: str, params: Sequence[tuple[str, str]], protocols: Sequence[str]
+) -> ClientConnection:
+    """A WebSocket to ``path`` (with the query ``params``) on the kubelet at ``base``, offering
+    ``protocols``; :class:`KubeletUnreachable` when the kubelet does not answer."""
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake
+    from websockets.exceptions import InvalidHandshake
+    from websockets.typing import Subprotocol
 
+    url = base.replace("http://", "ws://") + f"{path}?{urlencode(params)}"
     try:
-        upstream = await connect(
+        return await connect(
             url,
-            subprotocols=protocols,  # type: ignore[arg-type]
+            subprotocols=[Subprotocol(p) for p in protocols],
             compression=None,
             max_size=None,
             proxy=None,
             open_timeout=10,
         )
     except (OSError, InvalidHandshake, TimeoutError) as e:
+        raise KubeletUnreachable(str(e)) from e
+
+
+async def _relay(
+    ws: WebSocket,
+    base: str,
+    path: str,
+    params: Sequence[tuple[str, str]],
+    protocols: list[str],
+    offered: bool,
+    error_channel: bytes,
+) -> None:
+    """Open ``path`` on the kubelet with ``protocols``, accept the client with the one the kubelet
+    chose, and copy messages both ways until either side closes."""
+    from websockets.exceptions import ConnectionClosed
+
+    try:
+        upstream = await connect_kubelet(base, path, params, protocols)
+    except KubeletUnreachable as e:
         await ws.accept(subprotocol=protocols[0] if offered else None)
         status = errors.ServiceUnavailable(f"the kubelet at {base} did not answer: {e}").status()
         body = orjson.dumps(status) if error_channel == b"\x03" else str(status.get("message")).encode()
@@ -172,13 +194,9 @@ async def _relay(
 
     async def client_to_kubelet() -> None:
         try:
-            while True:
-                msg = await ws.receive()
-                if msg["type"] == "websocket.disconnect":
-                    break
-                data = msg.get("bytes")
-                if data is None and msg.get("text") is not None:
-                    data = msg["text"].encode()
+            while (msg := await ws.receive())["type"] != "websocket.disconnect":
+                text = msg.get("text")
+                data = msg.get("bytes") if text is None else text.encode()
                 if data is not None:
                     await upstream.send(data)
         except (WebSocketDisconnect, ConnectionClosed, RuntimeError):

@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from urllib.parse import urlencode
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from apimachinery import errors
 
 from . import spdy
-from .nodeproxy import _pod_and_kubelet
+from .nodeproxy import KubeletUnreachable, _pod_and_kubelet, connect_kubelet
 from .registry import Storage
 
 log = logging.getLogger(__name__)
@@ -194,23 +193,14 @@ class PortForwardSession:
     async def _relay(self, data: spdy.Stream, error: spdy.Stream, port: int) -> None:
         """Copy one connection between the data stream and the kubelet until the pod's side ends
         (or kubectl resets the stream); kubelet errors go to the error stream."""
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidHandshake
+        from websockets.exceptions import ConnectionClosed
 
-        url = (
-            self.kubelet_base.replace("http://", "ws://")
-            + f"/portForward/{self.namespace}/{self.name}?{urlencode([('port', str(port))])}"
-        )
+        path = f"/portForward/{self.namespace}/{self.name}"
         try:
-            upstream = await connect(
-                url,
-                subprotocols=KUBELET_PROTOCOLS,  # type: ignore[arg-type]
-                compression=None,
-                max_size=None,
-                proxy=None,
-                open_timeout=10,
+            upstream = await connect_kubelet(
+                self.kubelet_base, path, [("port", str(port))], KUBELET_PROTOCOLS
             )
-        except (OSError, InvalidHandshake, TimeoutError) as e:
+        except KubeletUnreachable as e:
             await self._report(
                 error, f"error forwarding port {port} to pod {self.name}: the kubelet did not answer: {e}"
             )

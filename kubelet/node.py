@@ -14,6 +14,7 @@ import shutil
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from apimachinery import errors
@@ -192,36 +193,25 @@ def default_node_ip() -> str:
         return "127.0.0.1"
 
 
+@dataclass(eq=False)
 class NodeAgent:
     """Registers the Node, keeps its status fresh, renews its Lease."""
 
-    def __init__(
-        self,
-        client: Client,
-        node_name: str,
-        node_ip: str,
-        port: int,
-        pod_cidr: str | None,
-        runtime: Any,
-        root_dir: str,
-        status_period: float = 60.0,
-        lease_period: float = 10.0,
-    ) -> None:
-        self.client = client
-        self.node_name = node_name
-        self.node_ip = node_ip
-        self.port = port
-        self.pod_cidr = pod_cidr
-        self.runtime = runtime
-        self.root_dir = root_dir
-        self.status_period = status_period
-        self.lease_period = lease_period
-        self.version: dict[str, str] = {}
-        self.facts: dict[str, Any] = {}
-        self.node: Obj = {}
-        self._last_status: Obj | None = None
-        self._last_status_at = 0.0
-        self._uid = ""
+    client: Client
+    node_name: str
+    node_ip: str
+    port: int
+    pod_cidr: str | None
+    runtime: Any
+    root_dir: str
+    status_period: float = 60.0
+    lease_period: float = 10.0
+    version: dict[str, str] = field(default_factory=dict, init=False)
+    facts: dict[str, Any] = field(default_factory=dict, init=False)
+    node: Obj = field(default_factory=dict, init=False)
+    _last_status: Obj | None = field(default=None, init=False)
+    _last_status_at: float = field(default=0.0, init=False)
+    _uid: str = field(default="", init=False)
 
     @property
     def allocatable(self) -> dict[str, str]:
