@@ -38,7 +38,7 @@ from apiserver.testing import APIServerProcess, EtcdProcess
 from kubelet.hollow import hollow_node
 from scheduler import fastpath
 from scheduler.cache import SchedulerCache
-from scheduler.framework import PodInfo, schedule_reference
+from scheduler.framework import PodInfo
 from scheduler.main import skip_sniffio_probe
 
 BIN = Path(sys.executable).parent
@@ -151,7 +151,7 @@ async def raw_bind_run(url: str, n: int, concurrency: int, nodes: list[str]) -> 
         return n / (time.perf_counter() - t0)
 
 
-def decision_rate(n_pods: int, n_nodes: int, reference: bool = False) -> float:
+def decision_rate(n_pods: int, n_nodes: int) -> float:
     """Decisions per second of the pure decision alone (no I/O): the same pods placed one after
     the other over the same nodes, each assumed on its node as the scheduler does."""
     import random
@@ -159,7 +159,6 @@ def decision_rate(n_pods: int, n_nodes: int, reference: bool = False) -> float:
     cache = SchedulerCache()
     for i in range(n_nodes):
         cache.add_node(hollow_node(f"bench-{i}", {"cpu": "32", "memory": "128Gi", "pods": "110"}, {}))
-    decide = schedule_reference if reference else fastpath.schedule
     rng = random.Random(0)
     pods = []
     for i in range(n_pods):
@@ -169,7 +168,7 @@ def decision_rate(n_pods: int, n_nodes: int, reference: bool = False) -> float:
     t0 = time.perf_counter()
     for body in pods:
         pi = PodInfo.of(body)
-        result = decide(pi, cache.snapshot, rng)
+        result = fastpath.schedule(pi, cache.snapshot, rng)
         assert isinstance(result, fastpath.Placement)
         cache.assume(pi, result.node_name)
     return n_pods / (time.perf_counter() - t0)
@@ -272,10 +271,7 @@ def main() -> None:
             )
             print(f"  raw bind          {raw:8.1f} pods/s   (binding POSTs by a client, same concurrency)")
             print(f"  ratio             {rate / raw:8.2f}  scheduled / raw bind")
-            print(
-                f"  decision alone    {decision_rate(args.pods, args.nodes):8.0f} pods/s   "
-                f"(in process; plain plugins: {decision_rate(args.pods, args.nodes, reference=True):.0f} pods/s)"
-            )
+            print(f"  decision alone    {decision_rate(args.pods, args.nodes):8.0f} pods/s   (in process)")
             print(f"  CPU seconds during the scheduled run ({wall:.1f} s wall, {os.cpu_count()} cores):")
             for k, v in cpu.items():
                 print(f"    {k:<14} {v:6.1f} s")

@@ -28,6 +28,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Obj
 from apimachinery.informer import split_key
+from apimachinery.nodematch import matches_node, tolerates, untolerated_taint
 from apimachinery.resources import kind_info
 from apimachinery.selectors import selector_from_dict
 
@@ -81,60 +82,6 @@ NETWORK_UNAVAILABLE = {
 # -- pure decisions ---------------------------------------------------------------------------------
 
 
-def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    if (toleration.get("operator") or "Equal") == "Exists":
-        return True
-    return (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-def _req_matches(req: Mapping[str, Any], value: str | None) -> bool:
-    op = req.get("operator")
-    values = [str(v) for v in req.get("values") or []]
-    if op == "In":
-        return value is not None and value in values
-    if op == "NotIn":
-        return value is None or value not in values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            return int(value) > int(values[0]) if op == "Gt" else int(value) < int(values[0])
-        except ValueError:
-            return False
-    return False
-
-
-def _term_matches(term: Mapping[str, Any], node_name: str, labels: Mapping[str, str]) -> bool:
-    exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
-    if not exprs and not fields:
-        return False
-    return all(_req_matches(r, labels.get(str(r.get("key")))) for r in exprs) and all(
-        r.get("key") == "metadata.name" and _req_matches(r, node_name) for r in fields
-    )
-
-
-def matches_node(template_spec: Mapping[str, Any], node: Obj) -> bool:
-    """nodeSelector and required node affinity of a pod spec against a node."""
-    labels = labels_of(node)
-    for k, v in (template_spec.get("nodeSelector") or {}).items():
-        if labels.get(k) != v:
-            return False
-    required = ((template_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    )
-    if required is not None:
-        return any(_term_matches(t, name_of(node), labels) for t in required.get("nodeSelectorTerms") or [])
-    return True
-
-
 def daemon_tolerations(template_spec: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The template's tolerations plus the defaults Kubernetes adds to daemon pods."""
     tols = [dict(t) for t in template_spec.get("tolerations") or []]
@@ -147,20 +94,11 @@ def daemon_tolerations(template_spec: Mapping[str, Any]) -> list[dict[str, Any]]
 
 def node_should_run(template_spec: Mapping[str, Any], node: Obj) -> tuple[bool, bool]:
     """(should run, should continue running) — NodeShouldRunDaemonPod."""
-    if not matches_node(template_spec, node):
+    if not matches_node(template_spec, name_of(node), labels_of(node)):
         return False, False
     tols = daemon_tolerations(template_spec)
-    should_run = should_continue = True
-    for taint in (node.get("spec") or {}).get("taints") or []:
-        effect = taint.get("effect")
-        if effect not in ("NoSchedule", "NoExecute"):
-            continue
-        if any(tolerates(t, taint) for t in tols):
-            continue
-        should_run = False
-        if effect == "NoExecute":
-            should_continue = False
-    return should_run, should_continue
+    taints = (node.get("spec") or {}).get("taints") or []
+    return untolerated_taint(tols, taints) is None, untolerated_taint(tols, taints, ("NoExecute",)) is None
 
 
 def template_hash(ds: Obj) -> str:

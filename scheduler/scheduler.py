@@ -3,7 +3,7 @@
 * Shared informers on pods, nodes, namespaces and services feed the :class:`SchedulerCache`
   (bound pods, per node) and the :class:`SchedulingQueue` (pending pods this scheduler owns:
   ``spec.schedulerName`` is ours, no ``nodeName``, not terminating, no scheduling gates).
-* One loop pops the next pod, runs :func:`framework.schedule` on the cache (synchronously: the
+* One loop pops the next pod, runs :func:`fastpath.schedule` on the cache (synchronously: the
   cache cannot change under a decision), and
   - on a placement, *assumes* the pod on the node at once and binds it through
     ``pods/{name}/binding`` in a background task; a 409 means the pod was bound or is being

@@ -3,9 +3,9 @@
 Random clusters (labels, zones, taints, cordons, readiness, host ports, owners, Services,
 namespaces, pod affinity and anti-affinity, spread constraints, terminating pods) are built and
 then changed the way the scheduler's cache changes them -- pods assumed, forgotten, replaced --
-and every decision of :func:`scheduler.fastpath.schedule` must equal that of
-:func:`scheduler.framework.schedule_reference`: the same node, the same scores for every node, or
-the same failure message and per-node statuses.
+and every decision of :func:`scheduler.fastpath.schedule` must equal that of the plain rendering
+:func:`tests.unit.scheduler_reference.schedule_reference`: the same node, the same scores for
+every node, or the same failure message and per-node statuses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pytest
 
 from scheduler import fastpath
 from scheduler.cache import SchedulerCache
-from scheduler.framework import NodeInfo, PodInfo, Snapshot, schedule_reference
+from scheduler.framework import NodeInfo, PodInfo, Snapshot
+from tests.unit.scheduler_reference import schedule_reference
 
 ZONES = ["z1", "z2", "z3"]
 APPS = ["web", "db", "cache"]

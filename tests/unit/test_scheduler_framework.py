@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from scheduler import fastpath as fp
 from scheduler import framework as fw
-from scheduler.fastpath import schedule
+from scheduler.fastpath import PodState, schedule
 from scheduler.framework import PodInfo, Snapshot
 
 CP_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
@@ -58,8 +59,12 @@ def pod(
     return body
 
 
+def state(p: dict[str, Any], snap: Snapshot) -> PodState:
+    return PodState(PodInfo.of(p), snap)
+
+
 def feasible(p: dict[str, Any], snap: Snapshot) -> list[str]:
-    nodes, _ = fw.run_filters(PodInfo.of(p), snap)
+    nodes, _ = fp.run_filters(state(p, snap), snap)
     return [n.name for n in nodes]
 
 
@@ -517,8 +522,7 @@ def test_topology_spread_missing_label_message() -> None:
 
 def test_least_allocated_prefers_the_emptier_node() -> None:
     snap = Snapshot.build([node("a"), node("b")], [pod("x", cpu="3", mem="4Gi", node_name="a")])
-    pi = PodInfo.of(pod(cpu="1", mem="1Gi"))
-    scores = fw.score_least_allocated(pi, snap.node_list())
+    scores, _ = fp.score_resources(state(pod(cpu="1", mem="1Gi"), snap), snap.node_list())
     # b: cpu (4000-1000)/4000 = 75, memory (8-1)/8 = 87 -> 81; a: cpu 0, memory 37 -> 18
     assert scores == {"a": 18, "b": 81}
     assert schedule(pod(cpu="1", mem="1Gi"), snap).node_name == "b"  # type: ignore[union-attr]
@@ -526,8 +530,7 @@ def test_least_allocated_prefers_the_emptier_node() -> None:
 
 def test_balanced_allocation() -> None:
     snap = Snapshot.build([node("a", cpu="4", mem="4Gi"), node("b", cpu="4", mem="16Gi")])
-    pi = PodInfo.of(pod(cpu="2", mem="2Gi"))
-    scores = fw.score_balanced_allocation(pi, snap.node_list())
+    _, scores = fp.score_resources(state(pod(cpu="2", mem="2Gi"), snap), snap.node_list())
     assert scores["a"] == 100  # 50% cpu, 50% memory
     assert scores["b"] == 81  # 50% vs 12.5%: std 0.1875
 
@@ -537,53 +540,32 @@ def test_preferred_node_affinity_score() -> None:
         {"weight": 80, "preference": {"matchExpressions": [_expr("zone", "In", "z2")]}},
         {"weight": 20, "preference": {"matchExpressions": [_expr("zone", "Exists")]}},
     ]
-    pi = PodInfo.of(pod(affinity={"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": pref}}))
+    p = pod(affinity={"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": pref}})
     snap = Snapshot.build(ZONED)
-    assert fw.score_node_affinity(pi, snap.node_list()) == {"a": 20, "b": 20, "c": 100, "d": 0}
+    assert fp.score_node_affinity(state(p, snap), snap.node_list()) == {"a": 20, "b": 20, "c": 100, "d": 0}
 
 
 def test_prefer_no_schedule_taint_score() -> None:
     soft = {"key": "k", "value": "v", "effect": "PreferNoSchedule"}
     snap = Snapshot.build([node("a", taints=[soft]), node("b")])
-    assert fw.score_taint_toleration(PodInfo.of(pod()), snap.node_list()) == {"a": 0, "b": 100}
+    assert fp.score_taint_toleration(state(pod(), snap), snap.node_list()) == {"a": 0, "b": 100}
     tolerating = pod(tolerations=[{"key": "k", "operator": "Exists"}])
-    assert fw.score_taint_toleration(PodInfo.of(tolerating), snap.node_list()) == {"a": 100, "b": 100}
+    assert fp.score_taint_toleration(state(tolerating, snap), snap.node_list()) == {"a": 100, "b": 100}
     assert schedule(pod(), snap, random.Random(0)).node_name == "b"  # type: ignore[union-attr]
 
 
-def test_preferred_pod_affinity_and_anti_affinity_scores() -> None:
-    existing = [pod("db", labels={"app": "db"}, node_name="c")]
-    snap = Snapshot.build(ZONED, existing)
-    affine = pod(
-        affinity={
-            "podAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [
-                    {"weight": 50, "podAffinityTerm": _term({"app": "db"})}
-                ]
-            }
-        }
-    )
-    assert fw.score_inter_pod_affinity(PodInfo.of(affine), snap.node_list(), snap) == {
-        "a": 0,
-        "b": 0,
-        "c": 100,
-        "d": 0,
-    }
-    anti = pod(
-        affinity={
-            "podAntiAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [
-                    {"weight": 50, "podAffinityTerm": _term({"app": "db"})}
-                ]
-            }
-        }
-    )
-    assert fw.score_inter_pod_affinity(PodInfo.of(anti), snap.node_list(), snap) == {
-        "a": 100,
-        "b": 100,
-        "c": 0,
-        "d": 100,
-    }
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("podAffinity", {"a": 0, "b": 0, "c": 100, "d": 0}),
+        ("podAntiAffinity", {"a": 100, "b": 100, "c": 0, "d": 100}),
+    ],
+)
+def test_preferred_pod_affinity_and_anti_affinity_scores(kind: str, expected: dict[str, int]) -> None:
+    snap = Snapshot.build(ZONED, [pod("db", labels={"app": "db"}, node_name="c")])
+    preferred = [{"weight": 50, "podAffinityTerm": _term({"app": "db"})}]
+    incoming = pod(affinity={kind: {"preferredDuringSchedulingIgnoredDuringExecution": preferred}})
+    assert fp.score_inter_pod_affinity(state(incoming, snap), snap.node_list(), snap) == expected
 
 
 def test_default_spreading_of_an_owners_pods() -> None:
@@ -594,23 +576,23 @@ def test_default_spreading_of_an_owners_pods() -> None:
         pod("o", owner="rs-2", node_name="c"),
     ]
     snap = Snapshot.build(nodes, existing)
-    scores = fw.score_topology_spread(PodInfo.of(pod(owner="rs-1")), snap.node_list(), snap)
+    scores = fp.score_topology_spread(state(pod(owner="rs-1"), snap), snap.node_list(), snap)
     assert scores["c"] == 100 and scores["a"] == scores["b"] < 100
     # a pod without owner or service is not spread
-    assert fw.score_topology_spread(PodInfo.of(pod()), snap.node_list(), snap) == {"a": 0, "b": 0, "c": 0}
+    assert fp.score_topology_spread(state(pod(), snap), snap.node_list(), snap) == {"a": 0, "b": 0, "c": 0}
 
 
 def test_default_spreading_by_service() -> None:
     svc = {"metadata": {"name": "s", "namespace": "default"}, "spec": {"selector": {"app": "web"}}}
     snap = Snapshot.build([node("a"), node("b")], [_web("1", "a")], services=[svc])
-    scores = fw.score_topology_spread(PodInfo.of(pod(labels={"app": "web"})), snap.node_list(), snap)
+    scores = fp.score_topology_spread(state(pod(labels={"app": "web"}), snap), snap.node_list(), snap)
     assert scores["b"] > scores["a"]
 
 
 def test_schedule_anyway_spread_score() -> None:
     snap = Snapshot.build(ZONED[:3], [_web("1", "a"), _web("2", "b")])
     incoming = pod(labels={"app": "web"}, topologySpreadConstraints=[_spread(when="ScheduleAnyway")])
-    scores = fw.score_topology_spread(PodInfo.of(incoming), snap.node_list(), snap)
+    scores = fp.score_topology_spread(state(incoming, snap), snap.node_list(), snap)
     assert scores["c"] > scores["a"] == scores["b"]
 
 

@@ -10,7 +10,7 @@ from apimachinery.workqueue import FakeClock
 from scheduler.cache import SchedulerCache
 from scheduler.fastpath import schedule
 from scheduler.framework import PodInfo, Snapshot
-from scheduler.queue import ACTIVE, BACKOFF, IN_FLIGHT, UNSCHEDULABLE, SchedulingQueue
+from scheduler.queue import ACTIVE, BACKOFF, IN_FLIGHT, UNSCHEDULABLE, QueuedPodInfo, SchedulingQueue
 
 
 def pod(
@@ -40,6 +40,15 @@ def make(clock: FakeClock | None = None) -> tuple[SchedulingQueue, FakeClock]:
     return SchedulingQueue(c, initial_backoff=1.0, max_backoff=10.0, max_unschedulable_seconds=300.0), c
 
 
+def in_flight() -> tuple[SchedulingQueue, FakeClock, QueuedPodInfo]:
+    """A queue whose one pod, ``default/p``, has just been popped for a decision."""
+    q, clock = make()
+    q.add(pod("p"), "default/p")
+    qp = q.pop_nowait()
+    assert qp is not None and q.where("default/p") == IN_FLIGHT
+    return q, clock, qp
+
+
 def test_active_order_is_priority_then_age() -> None:
     q, clock = make()
     q.add(pod("low"), "default/low")
@@ -59,10 +68,7 @@ def test_backoff_doubles_to_ten_seconds(attempts: int, seconds: float) -> None:
 
 
 def test_unschedulable_waits_for_a_helpful_event() -> None:
-    q, clock = make()
-    q.add(pod("p"), "default/p")
-    qp = q.pop_nowait()
-    assert qp is not None and q.where("default/p") == IN_FLIGHT
+    q, clock, qp = in_flight()
     q.unschedulable(qp, {"NodeResourcesFit"})
     assert q.where("default/p") == UNSCHEDULABLE
     clock.step(60)
@@ -74,10 +80,7 @@ def test_unschedulable_waits_for_a_helpful_event() -> None:
 
 
 def test_event_during_backoff_goes_through_backoff() -> None:
-    q, clock = make()
-    q.add(pod("p"), "default/p")
-    qp = q.pop_nowait()
-    assert qp is not None
+    q, clock, qp = in_flight()
     q.unschedulable(qp, {"NodeResourcesFit"})
     q.move_for_event("NodeAdd")
     assert q.where("default/p") == BACKOFF
@@ -87,10 +90,7 @@ def test_event_during_backoff_goes_through_backoff() -> None:
 
 
 def test_event_while_in_flight_is_not_lost() -> None:
-    q, clock = make()
-    q.add(pod("p"), "default/p")
-    qp = q.pop_nowait()
-    assert qp is not None
+    q, clock, qp = in_flight()
     q.move_for_event("NodeAdd")  # arrives while the decision is being made
     q.unschedulable(qp, {"NodeResourcesFit"})
     assert q.where("default/p") == BACKOFF
@@ -99,10 +99,7 @@ def test_event_while_in_flight_is_not_lost() -> None:
 
 
 def test_unschedulable_pods_are_flushed_after_the_maximum_wait() -> None:
-    q, clock = make()
-    q.add(pod("p"), "default/p")
-    qp = q.pop_nowait()
-    assert qp is not None
+    q, clock, qp = in_flight()
     q.unschedulable(qp, {"NodeResourcesFit"})
     clock.step(299)
     assert q.pop_nowait() is None
@@ -124,10 +121,7 @@ def test_deleted_pods_leave_every_place() -> None:
 
 
 def test_a_changed_unschedulable_pod_is_retried() -> None:
-    q, clock = make()
-    q.add(pod("p"), "default/p")
-    qp = q.pop_nowait()
-    assert qp is not None
+    q, clock, qp = in_flight()
     q.unschedulable(qp, {"NodeAffinity"})
     clock.step(5)
     q.add(pod("p", cpu="2"), "default/p")
@@ -135,10 +129,7 @@ def test_a_changed_unschedulable_pod_is_retried() -> None:
 
 
 def test_errors_retry_with_backoff() -> None:
-    q, clock = make()
-    q.add(pod("p"), "default/p")
-    qp = q.pop_nowait()
-    assert qp is not None
+    q, clock, qp = in_flight()
     q.retry_after_error(qp)
     assert q.where("default/p") == BACKOFF
     clock.step(1)
