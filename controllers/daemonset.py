@@ -30,16 +30,11 @@ from apimachinery.client import Obj
 from apimachinery.informer import split_key
 from apimachinery.nodematch import matches_node, tolerates, untolerated_taint
 from apimachinery.resources import kind_info
-from apimachinery.selectors import selector_from_dict
 
-from .base import NODES, PODS, Controller, ControllerContext
+from .base import NODES, ControllerContext, OwnerController
 from .deploymentutil import compute_hash
-from .podcontrol import create_pods, delete_pods, pod_from_template
-from .refmanager import claim, recheck_owner
-from .replicaset import slow_start_batches
+from .podcontrol import pod_from_template
 from .util import (
-    Expectations,
-    controller_ref,
     creation_ts,
     deep_copy,
     is_deleting,
@@ -48,7 +43,6 @@ from .util import (
     labels_of,
     meta,
     name_of,
-    namespace_of,
     new_controller_ref,
     pod_node_name,
     pod_phase,
@@ -58,9 +52,7 @@ from .util import (
 
 log = logging.getLogger(__name__)
 
-_DS = kind_info("apps/v1", "DaemonSet")
-assert _DS is not None
-DAEMON_SETS = _DS
+DAEMON_SETS = kind_info("apps/v1", "DaemonSet")
 
 REVISION_LABEL = "controller-revision-hash"
 
@@ -243,82 +235,30 @@ def plan_daemonset(ds: Obj, nodes: Iterable[Obj], pods: list[Obj], now: float) -
 # -- the controller ---------------------------------------------------------------------------------
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(OwnerController):
     name = "daemonset-controller"
+    owner_info = DAEMON_SETS
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.expectations = Expectations(ctx.monotonic)
-        self.ds_informer = self.informer(DAEMON_SETS)
-        self.pod_informer = self.informer(PODS)
         self.node_informer = self.informer(NODES)
-        self.ds_informer.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self._ds_deleted)
-        self.pod_informer.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-        self.node_informer.add_event_handler(
-            self._node_changed, lambda old, new: self._node_updated(old, new), self._node_changed
-        )
+        self.node_informer.add_event_handler(self._enqueue_all, self._node_updated, self._enqueue_all)
 
-    def _all(self) -> None:
-        for key in self.ds_informer.store.keys():
+    def _enqueue_all(self, node: Obj) -> None:
+        for key in self.owner_informer.store.keys():
             self.enqueue(key)
-
-    def _node_changed(self, node: Obj) -> None:
-        self._all()
 
     def _node_updated(self, old: Obj, new: Obj) -> None:
         if labels_of(old) != labels_of(new) or (old.get("spec") or {}) != (new.get("spec") or {}):
-            self._all()
-
-    def _ds_deleted(self, ds: Obj) -> None:
-        key = f"{namespace_of(ds)}/{name_of(ds)}"
-        self.expectations.delete(key)
-        self.enqueue(key)
-
-    def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        return f"{namespace_of(pod)}/{ref.get('name')}"
-
-    def _pod_added(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.creation_observed(key)
-            self.enqueue(key)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        key = self._owner_key(new)
-        if key is not None:
-            if is_deleting(new) and not is_deleting(old):
-                self.expectations.deletion_observed(key, uid_of(new))
-            self.enqueue(key)
-            min_ready = int(
-                ((self.ds_informer.store.get(key) or {}).get("spec") or {}).get("minReadySeconds") or 0
-            )
-            if min_ready and is_pod_ready(new) and not is_pod_ready(old):
-                self.queue.add_after(key, float(min_ready))
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deletion_observed(key, uid_of(pod))
-            self.enqueue(key)
+            self._enqueue_all(new)
 
     async def reconcile(self, key: str) -> None:
         namespace, _ = split_key(key)
-        ds = self.ds_informer.store.get(key)
+        ds = self.owner_informer.store.get(key)
         if ds is None:
             self.expectations.delete(key)
             return
-        pods = await claim(
-            self.client,
-            PODS,
-            ds,
-            new_controller_ref(ds, "apps/v1", "DaemonSet"),
-            selector_from_dict((ds.get("spec") or {}).get("selector")),
-            self.pod_informer.store.by_index("namespace", namespace or ""),
-            recheck_owner(self.client, DAEMON_SETS, ds),
-        )
+        pods = await self.claim(ds, self.owned_informer.store.by_index("namespace", namespace or ""))
         now = self.ctx.clock()
         plan = plan_daemonset(ds, self.node_informer.store.list(), pods, now)
         first_error: errors.StatusError | None = None
@@ -326,10 +266,7 @@ class DaemonSetController(Controller):
             first_error = await self._manage(key, ds, plan)
         status = deep_copy(ds.get("status") or {})
         status.update(plan.status)
-        if status != (ds.get("status") or {}):
-            updated = deep_copy(ds)
-            updated["status"] = status
-            await self.client.update_status(DAEMON_SETS, updated)
+        await self.write_status(DAEMON_SETS, ds, status)
         if first_error is not None:
             raise first_error
 
@@ -338,23 +275,11 @@ class DaemonSetController(Controller):
         victims = list({uid_of(p): p for p in plan.delete}.values())
         if victims:
             log.info("%s: deleting %d daemon pods", key, len(victims))
-            self.expectations.expect_deletions(key, [uid_of(p) for p in victims])
-            for pod, err in await delete_pods(self.client, self.recorder, ds, victims):
-                self.expectations.deletion_observed(key, uid_of(pod))
-                first = first or err
+            first = await self.delete_owned(key, ds, victims)
         if plan.create_on:
             revision = template_hash(ds)
             log.info("%s: creating daemon pods for %d nodes", key, len(plan.create_on))
-            self.expectations.expect_creations(key, len(plan.create_on))
-            nodes = list(plan.create_on)
-            batches = slow_start_batches(len(nodes))
-            for index, size in enumerate(batches):
-                batch, nodes = nodes[:size], nodes[size:]
-                _, failures = await create_pods(
-                    self.client, self.recorder, ds, [daemon_pod(ds, n, revision) for n in batch]
-                )
-                if failures:
-                    self.expectations.lower_creations(key, len(failures) + sum(batches[index + 1 :]))
-                    first = first or failures[0][1]
-                    break
+            bodies = [daemon_pod(ds, n, revision) for n in plan.create_on]
+            error = await self.create_owned(key, ds, bodies)
+            first = first or error
         return first

@@ -19,13 +19,12 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Obj
+from apimachinery.events import NORMAL, WARNING
 from apimachinery.informer import split_key
 from apimachinery.selectors import selector_from_dict
 
 from . import deploymentutil as du
-from .base import DEPLOYMENTS, PODS, REPLICA_SETS, Controller, ControllerContext
-from .events import NORMAL, WARNING
-from .refmanager import claim, recheck_owner
+from .base import DEPLOYMENTS, PODS, REPLICA_SETS, ControllerContext, OwnerController
 from .util import (
     CONTROLLER_UID_INDEX,
     controller_ref,
@@ -34,9 +33,9 @@ from .util import (
     ensure_index,
     get_condition,
     is_deleting,
-    labels_of,
     meta,
     name_of,
+    namespace_of,
     new_controller_ref,
     parse_time,
     pod_phase,
@@ -53,65 +52,32 @@ def normalize_status(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if v not in (0, None, [], {})}
 
 
-class DeploymentController(Controller):
+class DeploymentController(OwnerController):
     name = "deployment-controller"
+    owner_info = DEPLOYMENTS
+    owned_info = REPLICA_SETS
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.d_informer = self.informer(DEPLOYMENTS)
-        self.rs_informer = self.informer(REPLICA_SETS)
-        self.pod_informer = self.informer(PODS)
-        ensure_index(self.rs_informer.store, CONTROLLER_UID_INDEX, controller_uid_index)
+        self.pod_informer = self.informer(PODS, on_delete=self._pod_deleted)
         ensure_index(self.pod_informer.store, CONTROLLER_UID_INDEX, controller_uid_index)
-        self.d_informer.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        self.rs_informer.add_event_handler(self._rs_changed, self._rs_updated, self._rs_changed)
-        self.pod_informer.add_event_handler(on_delete=self._pod_deleted)
-
-    # -- handlers -------------------------------------------------------------------------------
-
-    def _deployment_for(self, obj: Obj) -> str | None:
-        ref = controller_ref(obj)
-        if ref is None or ref.get("kind") != "Deployment":
-            return None
-        key = f"{meta(obj).get('namespace')}/{ref.get('name')}"
-        d = self.d_informer.store.get(key)
-        return key if d is not None and uid_of(d) == ref.get("uid") else None
-
-    def _rs_changed(self, rs: Obj) -> None:
-        key = self._deployment_for(rs)
-        if key is not None:
-            self.enqueue(key)
-        elif controller_ref(rs) is None:
-            for d in self.d_informer.store.by_index("namespace", str(meta(rs).get("namespace") or "")):
-                if selector_from_dict((d.get("spec") or {}).get("selector")).matches(labels_of(rs)):
-                    self.enqueue(d)
-
-    def _rs_updated(self, old: Obj, new: Obj) -> None:
-        old_ref, new_ref = controller_ref(old), controller_ref(new)
-        if old_ref is not None and (new_ref is None or old_ref.get("uid") != new_ref.get("uid")):
-            self._rs_changed(old)
-        self._rs_changed(new)
 
     def _pod_deleted(self, pod: Obj) -> None:
         """Recreate waits for old pods to be gone: a deleted pod may unblock it."""
         ref = controller_ref(pod)
         if ref is None or ref.get("kind") != "ReplicaSet":
             return
-        rs = self.rs_informer.store.get(f"{meta(pod).get('namespace')}/{ref.get('name')}")
-        if rs is None:
-            return
-        key = self._deployment_for(rs)
-        if key is None:
-            return
-        d = self.d_informer.store.get(key)
+        rs = self.owned_informer.store.get(f"{namespace_of(pod)}/{ref.get('name')}")
+        key = self.owner_key(rs) if rs is not None else None
+        d = self.owner_informer.store.get(key) if key is not None else None
         if d is not None and not du.is_rolling(d):
-            self.enqueue(key)
+            self.enqueue(d)
 
     # -- reconcile ------------------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> None:
         namespace, _ = split_key(key)
-        cached = self.d_informer.store.get(key)
+        cached = self.owner_informer.store.get(key)
         if cached is None:
             return
         d = deep_copy(cached)
@@ -127,20 +93,10 @@ class DeploymentController(Controller):
                 )
                 status = deep_copy(d.get("status") or {})
                 status["observedGeneration"] = meta(d).get("generation")
-                d["status"] = status
-                await self.client.update_status(DEPLOYMENTS, d)
+                await self.write_status(DEPLOYMENTS, d, status)
             return
-        candidates = self.rs_informer.store.by_index("namespace", namespace or "")
-        rss = await claim(
-            self.client,
-            REPLICA_SETS,
-            d,
-            new_controller_ref(d, "apps/v1", "Deployment"),
-            selector,
-            candidates,
-            recheck_owner(self.client, DEPLOYMENTS, d),
-        )
-        rss = [deep_copy(rs) for rs in rss]
+        candidates = self.owned_informer.store.by_index("namespace", namespace or "")
+        rss = [deep_copy(rs) for rs in await self.claim(d, candidates)]
         if is_deleting(d):
             await self._sync_status_only(d, rss)
             return
@@ -159,25 +115,23 @@ class DeploymentController(Controller):
 
     # -- the building blocks (Kubernetes' sync.go / rolling.go / recreate.go) --------------------
 
+    async def _set_progressing(self, d: Obj, status_value: str, reason: str, message: str) -> Obj:
+        status = deep_copy(d.get("status") or {})
+        set_condition(status, du.progressing_condition(status_value, reason, message, self.ctx.clock()))
+        return await self.write_status(DEPLOYMENTS, d, status)
+
     async def _check_paused_conditions(self, d: Obj) -> Obj:
         if not du.has_progress_deadline(d):
             return d
-        status = deep_copy(d.get("status") or {})
-        cond = get_condition(status, "Progressing")
+        cond = get_condition(d.get("status") or {}, "Progressing")
         if cond is not None and cond.get("reason") == du.TIMED_OUT:
             return d
         paused = bool((d.get("spec") or {}).get("paused"))
-        now = self.ctx.clock()
         if paused and (cond is None or cond.get("reason") != du.PAUSED):
-            set_condition(status, du.progressing_condition("Unknown", du.PAUSED, "Deployment is paused", now))
-        elif not paused and cond is not None and cond.get("reason") == du.PAUSED:
-            set_condition(
-                status, du.progressing_condition("Unknown", du.RESUMED, "Deployment is resumed", now)
-            )
-        else:
-            return d
-        d["status"] = status
-        return await self.client.update_status(DEPLOYMENTS, d)
+            return await self._set_progressing(d, "Unknown", du.PAUSED, "Deployment is paused")
+        if not paused and cond is not None and cond.get("reason") == du.PAUSED:
+            return await self._set_progressing(d, "Unknown", du.RESUMED, "Deployment is resumed")
+        return d
 
     async def _get_all_rss(self, d: Obj, rss: list[Obj], create: bool) -> tuple[Obj | None, list[Obj], Obj]:
         """(new RS, old RSs, deployment) with revisions in step (getAllReplicaSetsAndSyncRevision)."""
@@ -198,7 +152,6 @@ class DeploymentController(Controller):
         self, d: Obj, rss: list[Obj], old_rss: list[Obj], existing: Obj | None, create: bool
     ) -> tuple[Obj | None, Obj]:
         new_revision = du.max_revision(old_rss) + 1
-        now = self.ctx.clock()
         spec = d.get("spec") or {}
         if existing is not None:
             rs_copy = deep_copy(existing)
@@ -211,16 +164,9 @@ class DeploymentController(Controller):
                 rs_copy = await self.client.update(REPLICA_SETS, rs_copy)
                 self._replace(rss, rs_copy)
             d = await self._set_deployment_revision(d, du.annotations_of(rs_copy).get(du.REVISION, ""))
-            status = deep_copy(d.get("status") or {})
-            if du.has_progress_deadline(d) and get_condition(status, "Progressing") is None:
-                set_condition(
-                    status,
-                    du.progressing_condition(
-                        "True", du.FOUND_NEW_RS, f'Found new replica set "{name_of(rs_copy)}"', now
-                    ),
-                )
-                d["status"] = status
-                d = await self.client.update_status(DEPLOYMENTS, d)
+            if du.has_progress_deadline(d) and get_condition(d.get("status") or {}, "Progressing") is None:
+                msg = f'Found new replica set "{name_of(rs_copy)}"'
+                d = await self._set_progressing(d, "True", du.FOUND_NEW_RS, msg)
             return rs_copy, d
         if not create:
             return None, d
@@ -251,7 +197,7 @@ class DeploymentController(Controller):
         try:
             created = await self.client.create(REPLICA_SETS, new_rs, meta(d).get("namespace"))
         except errors.AlreadyExists:
-            found = self.rs_informer.store.get(f"{meta(d).get('namespace')}/{name_of(new_rs)}")
+            found = self.owned_informer.store.get(f"{meta(d).get('namespace')}/{name_of(new_rs)}")
             ref = controller_ref(found) if found else None
             if (
                 found is not None
@@ -263,18 +209,14 @@ class DeploymentController(Controller):
             # a hash collision: bump collisionCount so the next try picks another name
             status = deep_copy(d.get("status") or {})
             status["collisionCount"] = int(status.get("collisionCount") or 0) + 1
-            d["status"] = status
-            await self.client.update_status(DEPLOYMENTS, d)
+            await self.write_status(DEPLOYMENTS, d, status)
             raise errors.Conflict(
                 f"hash collision for ReplicaSet {name_of(new_rs)}; collisionCount bumped"
             ) from None
         except errors.StatusError as exc:
-            status = deep_copy(d.get("status") or {})
             msg = f"Failed to create new replica set {name_of(new_rs)}: {exc.message}"
             if du.has_progress_deadline(d):
-                set_condition(status, du.progressing_condition("False", du.FAILED_RS_CREATE, msg, now))
-                d["status"] = status
-                await self.client.update_status(DEPLOYMENTS, d)
+                await self._set_progressing(d, "False", du.FAILED_RS_CREATE, msg)
             self.recorder.event(d, WARNING, du.FAILED_RS_CREATE, msg)
             raise
         replicas = du.spec_replicas(created)
@@ -288,15 +230,8 @@ class DeploymentController(Controller):
         rss.append(created)
         d = await self._set_deployment_revision(d, str(new_revision))
         if du.has_progress_deadline(d):
-            status = deep_copy(d.get("status") or {})
-            set_condition(
-                status,
-                du.progressing_condition(
-                    "True", du.NEW_RS_CREATED, f'Created new replica set "{name_of(created)}"', now
-                ),
-            )
-            d["status"] = status
-            d = await self.client.update_status(DEPLOYMENTS, d)
+            msg = f'Created new replica set "{name_of(created)}"'
+            d = await self._set_progressing(d, "True", du.NEW_RS_CREATED, msg)
         return created, d
 
     @staticmethod
@@ -377,11 +312,8 @@ class DeploymentController(Controller):
         await self._write_status(d, status)
 
     async def _write_status(self, d: Obj, status: dict[str, Any]) -> None:
-        if normalize_status(status) == normalize_status(d.get("status") or {}):
-            return
-        updated = deep_copy(d)
-        updated["status"] = status
-        await self.client.update_status(DEPLOYMENTS, updated)
+        if normalize_status(status) != normalize_status(d.get("status") or {}):
+            await self.write_status(DEPLOYMENTS, d, status)
 
     async def _cleanup(self, d: Obj, old_rss: list[Obj]) -> None:
         for rs in du.rss_to_clean(d, old_rss):

@@ -94,16 +94,10 @@ class EndpointsController(Controller):
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.svc_informer = self.informer(SERVICES)
+        self.svc_informer = self.informer(SERVICES, on_change=self.enqueue, on_delete=self.enqueue)
         self.pod_informer = self.informer(PODS)
-        self.ep_informer = self.informer(ENDPOINTS)
-        self.svc_informer.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        self.pod_informer.add_event_handler(
-            self._pod_changed,
-            self._pod_updated,
-            self._pod_changed,
-        )
-        self.ep_informer.add_event_handler(on_delete=self.enqueue)
+        self.pod_informer.add_event_handler(self._pod_changed, self._pod_updated, self._pod_changed)
+        self.ep_informer = self.informer(ENDPOINTS, on_delete=self.enqueue)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         self._pod_changed(old)

@@ -25,6 +25,7 @@ from apimachinery.informer import Informer, object_key
 from apimachinery.resources import RESOURCES, ResourceInfo, by_kind
 
 from .base import Controller, ControllerContext
+from .refmanager import other_refs, patch_metadata
 from .util import deep_copy, is_deleting, meta, name_of, uid_of
 
 log = logging.getLogger(__name__)
@@ -202,18 +203,13 @@ class GarbageCollector(Controller):
     async def _orphan(self, info: ResourceInfo, owner: Obj) -> None:
         uid = uid_of(owner)
         for dep_info, dep in self._dependents_of(owner):
-            refs = [r for r in owner_refs(dep) if r.get("uid") != uid]
-            patch = {
-                "metadata": {
-                    "ownerReferences": refs or None,
-                    "resourceVersion": meta(dep).get("resourceVersion"),
-                }
-            }
-            try:
-                await self.client.patch(dep_info, name_of(dep), patch, meta(dep).get("namespace"))
-            except errors.NotFound:
-                continue
-            log.info("%s %s: orphaned %s %s", info.kind, object_key(owner), dep_info.kind, object_key(dep))
+            if (
+                await patch_metadata(self.client, dep_info, dep, ownerReferences=other_refs(dep, uid) or None)
+                is not None
+            ):
+                log.info(
+                    "%s %s: orphaned %s %s", info.kind, object_key(owner), dep_info.kind, object_key(dep)
+                )
         await self._remove_finalizer(info, owner, ORPHAN)
 
     async def _delete(self, info: ResourceInfo, obj: Obj, policy: str) -> None:
@@ -256,9 +252,5 @@ class GarbageCollector(Controller):
             return
         gone = {r.get("uid") for r in dangling}
         keep = [r for r in refs if r.get("uid") not in gone]
-        patch = {"metadata": {"ownerReferences": keep, "resourceVersion": meta(obj).get("resourceVersion")}}
         log.info("%s %s: removing dangling owner references", info.kind, object_key(obj))
-        try:
-            await self.client.patch(info, name_of(obj), patch, meta(obj).get("namespace"))
-        except errors.NotFound:
-            pass
+        await patch_metadata(self.client, info, obj, ownerReferences=keep)

@@ -24,22 +24,16 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Obj
+from apimachinery.events import NORMAL, WARNING
 from apimachinery.informer import split_key
 from apimachinery.resources import kind_info
-from apimachinery.selectors import selector_from_dict
 
-from .base import PODS, Controller, ControllerContext
-from .events import NORMAL, WARNING
-from .podcontrol import create_pods, delete_pods, pod_from_template
-from .refmanager import claim, recheck_owner
+from .base import PODS, ControllerContext, OwnerController
+from .podcontrol import delete_pods, pod_from_template
+from .refmanager import patch_metadata
 from .replicaset import pods_to_delete
 from .util import (
-    CONTROLLER_UID_INDEX,
-    Expectations,
-    controller_ref,
-    controller_uid_index,
     deep_copy,
-    ensure_index,
     get_condition,
     is_deleting,
     is_pod_ready,
@@ -56,9 +50,7 @@ from .util import (
 
 log = logging.getLogger(__name__)
 
-_JOBS = kind_info("batch/v1", "Job")
-assert _JOBS is not None
-JOBS = _JOBS
+JOBS = kind_info("batch/v1", "Job")
 
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
@@ -292,67 +284,24 @@ def plan_job(
 # -- the controller ---------------------------------------------------------------------------------
 
 
-class JobController(Controller):
+class JobController(OwnerController):
     name = "job-controller"
+    owner_info = JOBS
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.expectations = Expectations(ctx.monotonic)
         self.backoff_base = float(ctx.options.extra.get("job_backoff_seconds", 10.0))
-        self.job_informer = self.informer(JOBS)
-        self.pod_informer = self.informer(PODS)
-        ensure_index(self.pod_informer.store, CONTROLLER_UID_INDEX, controller_uid_index)
-        self.job_informer.add_event_handler(
-            self.enqueue, lambda old, new: self.enqueue(new), self._job_deleted
-        )
-        self.pod_informer.add_event_handler(self._pod_added, self._pod_updated, self._pod_deleted)
-
-    def _job_deleted(self, job: Obj) -> None:
-        key = f"{meta(job).get('namespace')}/{name_of(job)}"
-        self.expectations.delete(key)
-        self.enqueue(key)
-
-    def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return None
-        return f"{meta(pod).get('namespace')}/{ref.get('name')}"
-
-    def _pod_added(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.creation_observed(key)
-            self.enqueue(key)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        key = self._owner_key(new) or self._owner_key(old)
-        if key is not None:
-            if is_deleting(new) and not is_deleting(old):
-                self.expectations.deletion_observed(key, uid_of(new))
-            self.enqueue(key)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key is not None:
-            self.expectations.deletion_observed(key, uid_of(pod))
-            self.enqueue(key)
 
     async def reconcile(self, key: str) -> None:
         namespace, _ = split_key(key)
-        job = self.job_informer.store.get(key)
+        job = self.owner_informer.store.get(key)
         if job is None:
             self.expectations.delete(key)
             return
         now = self.ctx.clock()
-        candidates = self.pod_informer.store.by_index("namespace", namespace or "")
-        pods = await claim(
-            self.client,
-            PODS,
-            job,
-            new_controller_ref(job, "batch/v1", "Job"),
-            selector_from_dict((job.get("spec") or {}).get("selector")),
-            [p for p in candidates if not (is_deleting(p) and not has_tracking_finalizer(p))],
-            recheck_owner(self.client, JOBS, job),
+        candidates = self.owned_informer.store.by_index("namespace", namespace or "")
+        pods = await self.claim(
+            job, [p for p in candidates if not (is_deleting(p) and not has_tracking_finalizer(p))]
         )
         status = deep_copy(job.get("status") or {})
         job = await self._track_finished(job, pods, status)
@@ -402,7 +351,7 @@ class JobController(Controller):
             set_condition(status, new_condition(cond_type, "True", reason, message, now))
             status["active"] = 0
             log.info("%s: %s (%s)", key, cond_type, reason)
-        await self._write_status(stored, status)
+        await self.write_status(JOBS, stored, status)
         if manage_error is not None:
             raise manage_error
         if plan.finish is not None:
@@ -411,13 +360,6 @@ class JobController(Controller):
                 self.queue.add_after(key, float(ttl))
         elif plan.requeue_after is not None:
             self.queue.add_after(key, max(0.05, plan.requeue_after))
-
-    async def _write_status(self, job: Obj, status: dict[str, Any]) -> Obj:
-        if status == (job.get("status") or {}):
-            return job
-        updated = deep_copy(job)
-        updated["status"] = status
-        return await self.client.update_status(JOBS, updated)
 
     async def _track_finished(self, job: Obj, pods: list[Obj], status: dict[str, Any]) -> Obj:
         """Count finished pods exactly once (uncountedTerminatedPods + finalizer removal)."""
@@ -442,20 +384,11 @@ class JobController(Controller):
             set(uncounted.get("failed") or []),
         ):
             status["uncountedTerminatedPods"] = {"succeeded": sorted(pending_s), "failed": sorted(pending_f)}
-            job = await self._write_status(job, status)
+            job = await self.write_status(JOBS, job, status)
             status = deep_copy(job.get("status") or {})
         for pod in to_release:
             finalizers = [f for f in meta(pod).get("finalizers") or [] if f != TRACKING_FINALIZER]
-            patch = {
-                "metadata": {
-                    "finalizers": finalizers or None,
-                    "resourceVersion": meta(pod).get("resourceVersion"),
-                }
-            }
-            try:
-                await self.client.patch(PODS, name_of(pod), patch, meta(pod).get("namespace"))
-            except errors.NotFound:
-                pass
+            await patch_metadata(self.client, PODS, pod, finalizers=finalizers or None)
         succeeded = int(status.get("succeeded") or 0) + len(pending_s)
         failed = int(status.get("failed") or 0) + len(pending_f)
         completed = parse_indexes(status.get("completedIndexes"))
@@ -469,24 +402,16 @@ class JobController(Controller):
         status["succeeded"] = succeeded
         status["failed"] = failed
         status["uncountedTerminatedPods"] = {}
-        return await self._write_status(job, status)
+        return await self.write_status(JOBS, job, status)
 
     async def _manage(self, key: str, job: Obj, plan: Plan) -> errors.StatusError | None:
         first: errors.StatusError | None = None
         if plan.delete:
-            self.expectations.expect_deletions(key, [uid_of(p) for p in plan.delete])
-            failed = await delete_pods(self.client, self.recorder, job, plan.delete)
-            for pod, err in failed:
-                self.expectations.deletion_observed(key, uid_of(pod))
-                first = first or err
+            first = await self.delete_owned(key, job, plan.delete)
         if plan.create_indexes:
             log.info("%s: creating %d pods", key, len(plan.create_indexes))
-            self.expectations.expect_creations(key, len(plan.create_indexes))
-            bodies = [job_pod(job, idx) for idx in plan.create_indexes]
-            _, failures = await create_pods(self.client, self.recorder, job, bodies)
-            if failures:
-                self.expectations.lower_creations(key, len(failures))
-                first = first or failures[0][1]
+            error = await self.create_owned(key, job, [job_pod(job, idx) for idx in plan.create_indexes])
+            first = first or error
         return first
 
     async def _ttl(self, key: str, job: Obj, now: float) -> None:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 
 from apimachinery.client import Client
+from apimachinery.events import EventRecorder
 from apimachinery.informer import SharedInformerFactory
 
 from .base import Controller, ControllerContext, Options
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
-from .events import APIEventRecorder, EventRecorder
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .leaderelection import LeaderElector
@@ -92,10 +93,10 @@ class ControllerManager:
     async def lead(self) -> None:
         """One term: build and run everything until cancelled."""
         factory = SharedInformerFactory(self.client)
-        recorders: list[APIEventRecorder] = []
+        recorders: list[EventRecorder] = []
 
         def recorder(component: str) -> EventRecorder:
-            r = APIEventRecorder(self.client, component)
+            r = EventRecorder(self.client, component, socket.gethostname())
             recorders.append(r)
             return r
 

@@ -35,8 +35,7 @@ class NamespaceController(Controller):
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.ns_informer = self.informer(NAMESPACES)
-        self.ns_informer.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new))
+        self.ns_informer = self.informer(NAMESPACES, on_change=self.enqueue)
 
     async def reconcile(self, key: str) -> None:
         ns = self.ns_informer.store.get(key)

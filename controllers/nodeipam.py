@@ -20,9 +20,9 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Obj
+from apimachinery.events import NORMAL, WARNING
 
 from .base import NODES, Controller, ControllerContext
-from .events import NORMAL, WARNING
 from .util import meta, name_of
 
 log = logging.getLogger(__name__)
@@ -96,8 +96,7 @@ class NodeIPAMController(Controller):
             str(extra.get("cluster_cidr") or DEFAULT_CLUSTER_CIDR),
             int(extra.get("node_cidr_mask_size") or DEFAULT_MASK_SIZE),
         )
-        self.node_informer = self.informer(NODES)
-        self.node_informer.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self._deleted)
+        self.node_informer = self.informer(NODES, on_change=self.enqueue, on_delete=self._deleted)
         self._owner: dict[str, str] = {}  # cidr -> node name, for releases
 
     def _deleted(self, node: Obj) -> None:

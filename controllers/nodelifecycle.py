@@ -23,9 +23,9 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Obj
+from apimachinery.events import NORMAL
 
 from .base import LEASES, NODES, PODS, Controller, ControllerContext
-from .events import NORMAL
 from .util import (
     NODE_NAME_INDEX,
     deep_copy,
@@ -148,17 +148,12 @@ class NodeLifecycleController(Controller):
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.node_informer = self.informer(NODES)
-        self.lease_informer = self.informer(LEASES, NODE_LEASE_NAMESPACE)
-        self.pod_informer = self.informer(PODS)
-        ensure_index(self.pod_informer.store, NODE_NAME_INDEX, pod_node_index)
         # node -> (last heartbeat seen, monotonic time we saw it change)
         self.observed: dict[str, tuple[str, float]] = {}
-        self.node_informer.add_event_handler(
-            self._node_seen, lambda old, new: self._node_seen(new), self._node_gone
-        )
-        self.lease_informer.add_event_handler(self._lease_seen, lambda old, new: self._lease_seen(new))
-        self.pod_informer.add_event_handler(self._pod_changed, lambda old, new: self._pod_changed(new))
+        self.node_informer = self.informer(NODES, on_change=self._node_seen, on_delete=self._node_gone)
+        self.lease_informer = self.informer(LEASES, NODE_LEASE_NAMESPACE, on_change=self._lease_seen)
+        self.pod_informer = self.informer(PODS, on_change=self._pod_changed)
+        ensure_index(self.pod_informer.store, NODE_NAME_INDEX, pod_node_index)
 
     @property
     def grace(self) -> float:

@@ -37,12 +37,12 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Obj
+from apimachinery.events import NORMAL, WARNING
 from apimachinery.quantity import parse_quantity
 from apimachinery.resources import kind_info
 from apimachinery.selectors import selector_from_dict
 
 from .base import PODS, Controller, ControllerContext
-from .events import NORMAL, WARNING
 from .util import (
     annotations_of,
     deep_copy,
@@ -365,23 +365,12 @@ class PersistentVolumeController(Controller):
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
         self.base_dir = str(ctx.options.extra.get("hostpath_provisioner_dir") or DEFAULT_BASE_DIR)
-        self.pv_informer = self.informer(PVS)
-        self.pvc_informer = self.informer(PVCS)
-        self.sc_informer = self.informer(STORAGE_CLASSES)
-        self.pod_informer = self.informer(PODS)
+        self.pv_informer = self.informer(PVS, on_change=self._volume_changed, on_delete=self._volume_deleted)
+        self.pvc_informer = self.informer(PVCS, on_change=self._enqueue_claim, on_delete=self._enqueue_claim)
+        self.sc_informer = self.informer(STORAGE_CLASSES, on_change=lambda sc: self._enqueue_unbound_claims())
+        self.pod_informer = self.informer(PODS, on_change=self._pod_changed)
         ensure_index(self.pv_informer.store, CLAIM_REF_INDEX, volume_claim_ref_key)
         ensure_index(self.pod_informer.store, POD_CLAIMS_INDEX, pod_claim_keys)
-        self.pvc_informer.add_event_handler(
-            self._enqueue_claim, lambda old, new: self._enqueue_claim(new), self._enqueue_claim
-        )
-        self.pv_informer.add_event_handler(
-            self._volume_changed, lambda old, new: self._volume_changed(new), self._volume_deleted
-        )
-        self.sc_informer.add_event_handler(
-            lambda sc: self._enqueue_unbound_claims(),
-            lambda old, new: self._enqueue_unbound_claims(),
-        )
-        self.pod_informer.add_event_handler(self._pod_changed, lambda old, new: self._pod_changed(new))
         # False once the API server refused to set a class on a claim that had none
         self._retroactive_default = True
 
@@ -729,12 +718,7 @@ class PersistentVolumeController(Controller):
         return result
 
     async def update_claim_status(self, claim: Obj, phase: str, volume: Obj | None) -> Obj:
-        status = claim_status(claim, phase, volume)
-        if status == _status(claim):
-            return claim
-        updated = deep_copy(claim)
-        updated["status"] = status
-        return await self.client.update_status(PVCS, updated)
+        return await self.write_status(PVCS, claim, claim_status(claim, phase, volume))
 
     async def update_volume_phase(self, volume: Obj, phase: str, message: str = "") -> Obj:
         status = _status(volume)

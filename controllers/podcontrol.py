@@ -1,6 +1,6 @@
 """Creating and deleting the pods of a workload with the Events Kubernetes' ``PodControl`` records.
 
-Shared by the Job, StatefulSet and DaemonSet controllers: every create/delete becomes a
+Shared by the ReplicaSet, Job, StatefulSet and DaemonSet controllers: every create/delete becomes a
 ``SuccessfulCreate``/``SuccessfulDelete`` Normal Event (``FailedCreate``/``FailedDelete`` Warning on
 error) on the owner, and the caller learns which calls failed so it can lower its expectations.
 """
@@ -13,10 +13,26 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Client, Obj
+from apimachinery.events import NORMAL, WARNING, Recorder
+from apimachinery.resources import kind_info
 
-from .base import PODS
-from .events import NORMAL, WARNING, EventRecorder
-from .util import deep_copy, meta, name_of, namespace_of
+from .util import deep_copy, meta, name_of, namespace_of, uid_of
+
+PODS = kind_info("v1", "Pod")
+SLOW_START_INITIAL_BATCH = 1
+
+
+def slow_start_batches(count: int, initial: int = SLOW_START_INITIAL_BATCH) -> list[int]:
+    """Batch sizes for creating ``count`` pods: 1, 2, 4, ... (the last one what is left)."""
+    batches: list[int] = []
+    size = initial
+    remaining = count
+    while remaining > 0:
+        batch = min(size, remaining)
+        batches.append(batch)
+        remaining -= batch
+        size *= 2
+    return batches
 
 
 def pod_from_template(
@@ -54,7 +70,7 @@ def _as_status_error(exc: BaseException) -> errors.StatusError:
 
 
 async def create_pods(
-    client: Client, recorder: EventRecorder, owner: Obj, bodies: Sequence[Obj]
+    client: Client, recorder: Recorder, owner: Obj, bodies: Sequence[Obj]
 ) -> tuple[list[Obj], list[tuple[Obj, errors.StatusError]]]:
     """Create ``bodies`` concurrently; return (created pods, [(body, error)])."""
     results = await asyncio.gather(
@@ -76,9 +92,10 @@ async def create_pods(
 
 
 async def delete_pods(
-    client: Client, recorder: EventRecorder, owner: Obj, pods: Sequence[Obj]
-) -> list[tuple[Obj, errors.StatusError]]:
-    """Delete ``pods`` concurrently (uid precondition); NotFound counts as done.  Returns failures."""
+    client: Client, recorder: Recorder, owner: Obj, pods: Sequence[Obj]
+) -> tuple[set[str], list[tuple[Obj, errors.StatusError]]]:
+    """Delete ``pods`` concurrently (uid precondition); return (uids deleted, [(pod, error)]).
+    A pod already gone (NotFound, or another pod of that name: Conflict) is neither."""
     results = await asyncio.gather(
         *(
             client.delete(PODS, name_of(p), namespace_of(p), preconditions={"uid": str(meta(p).get("uid"))})
@@ -86,6 +103,7 @@ async def delete_pods(
         ),
         return_exceptions=True,
     )
+    deleted: set[str] = set()
     failed: list[tuple[Obj, errors.StatusError]] = []
     for pod, result in zip(pods, results, strict=True):
         if isinstance(result, asyncio.CancelledError):
@@ -97,5 +115,6 @@ async def delete_pods(
             failed.append((pod, err))
             recorder.event(owner, WARNING, "FailedDelete", f"Error deleting: {err}")
         else:
+            deleted.add(uid_of(pod))
             recorder.event(owner, NORMAL, "SuccessfulDelete", f"Deleted pod: {name_of(pod)}")
-    return failed
+    return deleted, failed

@@ -16,36 +16,45 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Client, Obj
 from apimachinery.resources import ResourceInfo
-from apimachinery.selectors import LabelSelector
+from apimachinery.selectors import selector_from_dict
 
-from .util import controller_ref, is_deleting, labels_of, meta, name_of, namespace_of, uid_of
+from .util import (
+    controller_ref,
+    is_deleting,
+    labels_of,
+    meta,
+    name_of,
+    namespace_of,
+    new_controller_ref,
+    uid_of,
+)
 
 log = logging.getLogger(__name__)
 
 
-def adopt_patch(obj: Obj, ref: dict[str, Any]) -> Obj:
-    refs = [r for r in meta(obj).get("ownerReferences") or [] if r.get("uid") != ref["uid"]]
-    refs.append(ref)
-    return {"metadata": {"ownerReferences": refs, "resourceVersion": meta(obj).get("resourceVersion")}}
+async def patch_metadata(client: Client, info: ResourceInfo, obj: Obj, **fields: Any) -> Obj | None:
+    """Merge-patch ``metadata`` fields of ``obj`` at its ``resourceVersion`` (a change meanwhile
+    fails with 409); None when the object is gone."""
+    patch = {"metadata": {**fields, "resourceVersion": meta(obj).get("resourceVersion")}}
+    try:
+        return await client.patch(info, name_of(obj), patch, meta(obj).get("namespace"))
+    except errors.NotFound:
+        return None
 
 
-def release_patch(obj: Obj, owner_uid: str) -> Obj:
-    refs = [r for r in meta(obj).get("ownerReferences") or [] if r.get("uid") != owner_uid]
-    return {
-        "metadata": {"ownerReferences": refs or None, "resourceVersion": meta(obj).get("resourceVersion")}
-    }
+def other_refs(obj: Obj, uid: str) -> list[dict[str, Any]]:
+    """``obj``'s owner references except the one to ``uid``."""
+    return [r for r in meta(obj).get("ownerReferences") or [] if r.get("uid") != uid]
 
 
 async def claim(
-    client: Client,
-    info: ResourceInfo,
-    owner: Obj,
-    owner_ref: dict[str, Any],
-    selector: LabelSelector,
-    candidates: Iterable[Obj],
-    can_adopt: Callable[[], Awaitable[None]],
+    client: Client, info: ResourceInfo, owner: Obj, owner_info: ResourceInfo, candidates: Iterable[Obj]
 ) -> list[Obj]:
-    """The candidates this owner controls after adopting and releasing (ClaimPods/ClaimReplicaSets)."""
+    """The candidates (of kind ``info``) the owner (of kind ``owner_info``) controls after adopting
+    and releasing by its ``spec.selector`` (ClaimPods/ClaimReplicaSets)."""
+    owner_ref = new_controller_ref(owner, owner_info.api_version, owner_info.kind)
+    selector = selector_from_dict((owner.get("spec") or {}).get("selector"))
+    can_adopt = recheck_owner(client, owner_info, owner)
     owner_uid = uid_of(owner)
     owner_deleting = is_deleting(owner)
     claimed: list[Obj] = []
@@ -62,11 +71,16 @@ async def claim(
             if owner_deleting:
                 continue
             try:
-                await client.patch(info, name_of(obj), release_patch(obj, owner_uid), namespace_of(obj))
-                log.info(
-                    "%s/%s: released %s %s", namespace_of(owner), name_of(owner), info.kind, name_of(obj)
-                )
-            except (errors.NotFound, errors.Invalid):
+                if (
+                    await patch_metadata(
+                        client, info, obj, ownerReferences=other_refs(obj, owner_uid) or None
+                    )
+                    is not None
+                ):
+                    log.info(
+                        "%s/%s: released %s %s", namespace_of(owner), name_of(owner), info.kind, name_of(obj)
+                    )
+            except errors.Invalid:
                 pass
             continue
         if owner_deleting or not matches or is_deleting(obj):
@@ -74,9 +88,10 @@ async def claim(
         if not adopt_checked:
             await can_adopt()
             adopt_checked = True
-        try:
-            adopted = await client.patch(info, name_of(obj), adopt_patch(obj, owner_ref), namespace_of(obj))
-        except errors.NotFound:
+        adopted = await patch_metadata(
+            client, info, obj, ownerReferences=[*other_refs(obj, owner_uid), owner_ref]
+        )
+        if adopted is None:
             continue
         log.info("%s/%s: adopted %s %s", namespace_of(owner), name_of(owner), info.kind, name_of(obj))
         claimed.append(adopted)

@@ -6,9 +6,10 @@ import logging
 from typing import Any
 
 from apimachinery import errors
+from apimachinery.client import Obj
 
 from .base import NAMESPACES, SERVICE_ACCOUNTS, Controller, ControllerContext
-from .util import is_deleting, meta
+from .util import is_deleting, name_of, namespace_of
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +21,12 @@ class ServiceAccountController(Controller):
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.ns_informer = self.informer(NAMESPACES)
-        self.sa_informer = self.informer(SERVICE_ACCOUNTS)
-        self.ns_informer.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new))
-        self.sa_informer.add_event_handler(
-            on_delete=lambda sa: (
-                self.enqueue(str(meta(sa).get("namespace") or ""))
-                if meta(sa).get("name") == DEFAULT_NAME
-                else None
-            )
-        )
+        self.ns_informer = self.informer(NAMESPACES, on_change=self.enqueue)
+        self.sa_informer = self.informer(SERVICE_ACCOUNTS, on_delete=self._sa_deleted)
+
+    def _sa_deleted(self, sa: Obj) -> None:
+        if name_of(sa) == DEFAULT_NAME:
+            self.enqueue(namespace_of(sa))
 
     async def reconcile(self, key: str) -> None:
         ns = self.ns_informer.store.get(key)

@@ -29,17 +29,14 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Obj
+from apimachinery.events import NORMAL, WARNING
 from apimachinery.informer import split_key
 from apimachinery.resources import kind_info
-from apimachinery.selectors import selector_from_dict
 
-from .base import PODS, Controller, ControllerContext
+from .base import PODS, ControllerContext, OwnerController
 from .deploymentutil import compute_hash
-from .events import NORMAL, WARNING
 from .podcontrol import pod_from_template
-from .refmanager import claim, recheck_owner
 from .util import (
-    controller_ref,
     deep_copy,
     is_deleting,
     is_pod_available,
@@ -54,11 +51,8 @@ from .util import (
 
 log = logging.getLogger(__name__)
 
-_STS = kind_info("apps/v1", "StatefulSet")
-_PVC = kind_info("v1", "PersistentVolumeClaim")
-assert _STS is not None and _PVC is not None
-STATEFUL_SETS = _STS
-PVCS = _PVC
+STATEFUL_SETS = kind_info("apps/v1", "StatefulSet")
+PVCS = kind_info("v1", "PersistentVolumeClaim")
 
 REVISION_LABEL = "controller-revision-hash"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -246,45 +240,20 @@ def compute_status(sts: Obj, pods: list[Obj], revision: str, now: float) -> dict
 # -- the controller ---------------------------------------------------------------------------------
 
 
-class StatefulSetController(Controller):
+class StatefulSetController(OwnerController):
     name = "statefulset-controller"
+    owner_info = STATEFUL_SETS
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.sts_informer = self.informer(STATEFUL_SETS)
-        self.pod_informer = self.informer(PODS)
         self.pvc_informer = self.informer(PVCS)
-        self.sts_informer.add_event_handler(self.enqueue, lambda old, new: self.enqueue(new), self.enqueue)
-        self.pod_informer.add_event_handler(
-            self._pod_event, lambda old, new: self._pod_event(new, old), self._pod_event
-        )
-
-    def _pod_event(self, pod: Obj, old: Obj | None = None) -> None:
-        for p in (pod, old):
-            if p is None:
-                continue
-            ref = controller_ref(p)
-            if ref is not None and ref.get("kind") == "StatefulSet":
-                self.enqueue(f"{namespace_of(p)}/{ref.get('name')}")
-            elif ref is None and p is pod:
-                for sts in self.sts_informer.store.by_index("namespace", namespace_of(p)):
-                    if selector_from_dict((sts.get("spec") or {}).get("selector")).matches(labels_of(p)):
-                        self.enqueue(sts)
 
     async def reconcile(self, key: str) -> None:
         namespace, _ = split_key(key)
-        sts = self.sts_informer.store.get(key)
+        sts = self.owner_informer.store.get(key)
         if sts is None:
             return
-        pods = await claim(
-            self.client,
-            PODS,
-            sts,
-            new_controller_ref(sts, "apps/v1", "StatefulSet"),
-            selector_from_dict((sts.get("spec") or {}).get("selector")),
-            self.pod_informer.store.by_index("namespace", namespace or ""),
-            recheck_owner(self.client, STATEFUL_SETS, sts),
-        )
+        pods = await self.claim(sts, self.owned_informer.store.by_index("namespace", namespace or ""))
         revision = update_revision(sts)
         first_error: errors.StatusError | None = None
         if not is_deleting(sts):
@@ -317,10 +286,7 @@ class StatefulSetController(Controller):
                     )
                     first_error = first_error or exc
         status = compute_status(sts, pods, revision, self.ctx.clock())
-        if status != (sts.get("status") or {}):
-            updated = deep_copy(sts)
-            updated["status"] = status
-            await self.client.update_status(STATEFUL_SETS, updated)
+        await self.write_status(STATEFUL_SETS, sts, status)
         if first_error is not None:
             raise first_error
         min_ready = int((sts.get("spec") or {}).get("minReadySeconds") or 0)

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from apimachinery import errors
+from apimachinery.events import FakeRecorder
 from apimachinery.informer import SharedInformerFactory
 from apimachinery.resources import ResourceInfo
 from controllers.base import ControllerContext, Options
-from controllers.events import FakeRecorder
 from controllers.manager import select_controllers
 from controllers.persistentvolume import (
     ANN_BIND_COMPLETED,
@@ -30,6 +30,7 @@ from controllers.persistentvolume import (
     provisioned_volume,
     remove_provisioned_dir,
 )
+from tests.unit.test_controllers_reconcile import FakeClient as ReconcileFakeClient
 
 NOW = 1_700_000_000.0
 
@@ -282,27 +283,16 @@ def test_controller_is_registered() -> None:
 
 # -- reconciles against filled caches ----------------------------------------------------------------
 
-Action = tuple[str, str, str, Any]
 
-
-class FakeClient:
+class FakeClient(ReconcileFakeClient):
     """Records (verb, plural[/status], name, body); writes bump the resourceVersion."""
 
     def __init__(self) -> None:
-        self.actions: list[Action] = []
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        super().__init__()
         self.seq = itertools.count(100)
-        self.fail: dict[str, errors.StatusError] = {}
 
     def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
         return {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(next(self.seq))}}
-
-    async def get(self, info: ResourceInfo, name: str, namespace: str | None = None) -> dict[str, Any]:
-        self.actions.append(("get", info.plural, name, None))
-        obj = self.objects.get((info.plural, name))
-        if obj is None:
-            raise errors.NotFound(f'{info.plural} "{name}" not found')
-        return obj
 
     async def create(
         self, info: ResourceInfo, obj: dict[str, Any], namespace: str | None = None
@@ -327,7 +317,7 @@ class FakeClient:
         self.actions.append(("delete", info.plural, name, None))
         return {}
 
-    def verbs(self) -> list[tuple[str, str, str]]:
+    def verbs(self) -> list[tuple[str, str, str]]:  # type: ignore[override]
         return [(a[0], a[1], a[2]) for a in self.actions]
 
 

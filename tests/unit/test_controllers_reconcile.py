@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from apimachinery import errors
+from apimachinery.events import FakeRecorder
 from apimachinery.informer import SharedInformerFactory
 from apimachinery.resources import ResourceInfo
 from apimachinery.timefmt import rfc3339
@@ -17,12 +18,12 @@ from controllers import deploymentutil as du
 from controllers.base import ControllerContext, Options
 from controllers.deployment import DeploymentController
 from controllers.endpoints import compute_subsets
-from controllers.events import FakeRecorder
 from controllers.garbagecollector import GarbageCollector
 from controllers.leaderelection import LeaderElector
 from controllers.manager import select_controllers
 from controllers.nodelifecycle import eviction_time, reconcile_taints, unknown_conditions
-from controllers.replicaset import ReplicaSetController, pods_to_delete, slow_start_batches
+from controllers.podcontrol import slow_start_batches
+from controllers.replicaset import ReplicaSetController, pods_to_delete
 from controllers.util import Expectations
 
 NOW = 1_700_000_000.0
@@ -100,6 +101,15 @@ def make_ctx(client: FakeClient) -> tuple[ControllerContext, FakeRecorder]:
     return ctx, recorder
 
 
+def owner_controller(cls: Any, owner: dict[str, Any]) -> tuple[Any, FakeClient, Any]:
+    """A controller of ``cls`` over a fake client, with ``owner`` in its cache."""
+    client = FakeClient()
+    ctx, recorder = make_ctx(client)
+    c = cls(ctx)
+    c.owner_informer.store.add(owner)
+    return c, client, recorder
+
+
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
@@ -174,11 +184,8 @@ def test_slow_start_batches() -> None:
 
 def test_replicaset_creates_missing_pods_once() -> None:
     async def scenario() -> None:
-        client = FakeClient()
-        ctx, recorder = make_ctx(client)
-        c = ReplicaSetController(ctx)
         rs = rs_obj(replicas=3)
-        c.rs_informer.store.add(rs)
+        c, client, recorder = owner_controller(ReplicaSetController, rs)
         await c.reconcile("ns/web")
         creates = [a for a in client.actions if a[0] == "create"]
         assert [a[1] for a in creates] == ["pods"] * 3
@@ -208,11 +215,8 @@ def test_replicaset_creates_missing_pods_once() -> None:
 
 def test_replicaset_scale_down_deletes_least_valuable() -> None:
     async def scenario() -> None:
-        client = FakeClient()
-        ctx, _ = make_ctx(client)
-        c = ReplicaSetController(ctx)
         rs = rs_obj(replicas=2)
-        c.rs_informer.store.add(rs)
+        c, client, _ = owner_controller(ReplicaSetController, rs)
         labels = {"app": "web"}
         for p in (
             pod_obj("running-old", labels, rs, node="n1", phase="Running", ready=True, created=NOW - 500),
@@ -220,7 +224,7 @@ def test_replicaset_scale_down_deletes_least_valuable() -> None:
             pod_obj("pending", labels, rs, node="n1", phase="Pending"),
             pod_obj("unscheduled", labels, rs),
         ):
-            c.pod_informer.store.add(p)
+            c.owned_informer.store.add(p)
         await c.reconcile("ns/web")
         deletes = sorted(a[2] for a in client.actions if a[0] == "delete")
         assert deletes == ["pending", "unscheduled"]
@@ -244,9 +248,9 @@ def test_replicaset_adopts_orphan_and_releases_mismatch() -> None:
         c = ReplicaSetController(ctx)
         rs = rs_obj(replicas=1)
         client.objects[("replicasets", "web")] = rs
-        c.rs_informer.store.add(rs)
-        c.pod_informer.store.add(pod_obj("orphan", {"app": "web"}))
-        c.pod_informer.store.add(pod_obj("strayed", {"app": "other"}, rs))
+        c.owner_informer.store.add(rs)
+        c.owned_informer.store.add(pod_obj("orphan", {"app": "web"}))
+        c.owned_informer.store.add(pod_obj("strayed", {"app": "other"}, rs))
         await c.reconcile("ns/web")
         patches = {a[2]: a[3] for a in client.actions if a[0] == "patch"}
         assert patches["orphan"]["metadata"]["ownerReferences"][0]["uid"] == "uid-web"
@@ -264,7 +268,7 @@ def test_replicaset_create_failure_sets_condition_and_retries() -> None:
         client.fail["create"] = errors.Forbidden("quota exceeded")
         ctx, recorder = make_ctx(client)
         c = ReplicaSetController(ctx)
-        c.rs_informer.store.add(rs_obj(replicas=2))
+        c.owner_informer.store.add(rs_obj(replicas=2))
         with pytest.raises(errors.Forbidden):
             await c.reconcile("ns/web")
         status = client.actions[-1][3]["status"]
@@ -422,11 +426,8 @@ def test_new_rs_annotations_record_history() -> None:
 
 def test_deployment_creates_new_replicaset() -> None:
     async def scenario() -> None:
-        client = FakeClient()
-        ctx, recorder = make_ctx(client)
-        c = DeploymentController(ctx)
         d = deploy_obj(replicas=3, surge=1, unavailable=0)
-        c.d_informer.store.add(d)
+        c, client, recorder = owner_controller(DeploymentController, d)
         await c.reconcile("ns/app")
         create = next(a for a in client.actions if a[0] == "create")
         rs = create[3]
@@ -453,7 +454,7 @@ def test_deployment_rolling_scales_old_down_within_unavailable() -> None:
         c = DeploymentController(ctx)
         d = deploy_obj(replicas=3, surge=1, unavailable=0)
         d["metadata"]["annotations"] = {du.REVISION: "2"}
-        c.d_informer.store.add(d)
+        c.owner_informer.store.add(d)
         h = du.compute_hash(d["spec"]["template"], None)
         owner = [
             {
@@ -485,8 +486,8 @@ def test_deployment_rolling_scales_old_down_within_unavailable() -> None:
                 "status": {"replicas": replicas, "availableReplicas": available, "readyReplicas": available},
             }
 
-        c.rs_informer.store.add(rs("old", 3, 3, "v0", "1", 100))
-        c.rs_informer.store.add(rs(h, 1, 1, "v1", "2", 10))
+        c.owned_informer.store.add(rs("old", 3, 3, "v0", "1", 100))
+        c.owned_informer.store.add(rs(h, 1, 1, "v1", "2", 10))
         await c.reconcile("ns/app")
         scaled = [
             (a[2], a[3]["spec"]["replicas"]) for a in client.actions if a[:2] == ("update", "replicasets")

@@ -32,7 +32,7 @@ from controllers.statefulset import (
     update_revision,
 )
 from kubelet.hollow import IPPool, finished_status, running_status
-from tests.unit.test_controllers_reconcile import NOW, FakeClient, make_ctx, pod_obj, run
+from tests.unit.test_controllers_reconcile import NOW, FakeClient, make_ctx, owner_controller, pod_obj, run
 
 
 def owned_pod(name: str, owner: dict[str, Any], **kw: Any) -> dict[str, Any]:
@@ -137,14 +137,11 @@ def test_job_pod_has_tracking_finalizer_and_index() -> None:
 
 def test_job_reconcile_counts_finished_pods_once_then_creates() -> None:
     async def scenario() -> None:
-        client = FakeClient()
-        ctx, recorder = make_ctx(client)
-        c = JobController(ctx)
         j = job_obj()
-        c.job_informer.store.add(j)
+        c, client, recorder = owner_controller(JobController, j)
         done = owned_pod("j-a", j, phase="Succeeded")
         done["metadata"]["finalizers"] = [TRACKING_FINALIZER]
-        c.pod_informer.store.add(done)
+        c.owned_informer.store.add(done)
         await c.reconcile("ns/j")
         verbs = [(a[0], a[1]) for a in client.actions]
         # uncounted first, then the finalizer, then the count; then two new pods and the status
@@ -249,10 +246,7 @@ def test_sts_status_revisions() -> None:
 
 def test_sts_reconcile_creates_claim_then_pod_zero() -> None:
     async def scenario() -> None:
-        client = FakeClient()
-        ctx, recorder = make_ctx(client)
-        c = StatefulSetController(ctx)
-        c.sts_informer.store.add(sts_obj())
+        c, client, recorder = owner_controller(StatefulSetController, sts_obj())
         await c.reconcile("ns/db")
         assert [(a[0], a[1], a[2]) for a in client.actions[:2]] == [
             ("create", "persistentvolumeclaims", "data-db-0"),
@@ -352,10 +346,7 @@ def test_ds_rolling_update_respects_max_unavailable() -> None:
 
 def test_ds_reconcile_creates_pods_pinned_by_node_affinity() -> None:
     async def scenario() -> None:
-        client = FakeClient()
-        ctx, recorder = make_ctx(client)
-        c = DaemonSetController(ctx)
-        c.ds_informer.store.add(ds_obj())
+        c, client, recorder = owner_controller(DaemonSetController, ds_obj())
         c.node_informer.store.add(node("n1"))
         await c.reconcile("ns/agent")
         create = [a for a in client.actions if a[0] == "create"]

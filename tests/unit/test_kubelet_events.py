@@ -1,10 +1,10 @@
-"""The kubelet's event correlation: equal events become one Event with a count."""
+"""Event correlation as the kubelet records: equal events become one Event with a count."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from kubelet import events
+from apimachinery import events
 
 POD = {
     "apiVersion": "v1",
@@ -16,7 +16,7 @@ POD = {
 def ev(
     reason: str, message: str, field: str = "spec.containers{c}", now: str = "2024-01-01T00:00:00Z"
 ) -> dict:
-    return events.new_event(POD, "Warning", reason, message, field, "node-1", now)
+    return events.new_event(POD, "Warning", reason, message, now, "kubelet", "node-1", field_path=field)
 
 
 def test_new_event_points_at_the_pod_and_container() -> None:
@@ -35,7 +35,7 @@ def test_new_event_points_at_the_pod_and_container() -> None:
     assert e["count"] == 1 and e["firstTimestamp"] == e["lastTimestamp"]
     assert (
         "fieldPath"
-        not in events.new_event(POD, "Warning", "FailedMount", "m", "", "n", "t")["involvedObject"]
+        not in events.new_event(POD, "Warning", "FailedMount", "m", "t", "kubelet", "n")["involvedObject"]
     )
 
 
@@ -76,10 +76,10 @@ def test_recorder_holds_writes_while_pods_start() -> None:
             return body
 
     async def scenario() -> None:
-        rec = events.EventRecorder(FakeClient(), "node-1", max_hold=30)
+        rec = events.EventRecorder(FakeClient(), "kubelet", "node-1", max_hold=30)
         task = asyncio.create_task(rec.run())
         with rec.hold():
-            rec.record(POD, "Normal", "Created", "Created container c", "spec.containers{c}", "t")
+            rec.event(POD, "Normal", "Created", "Created container c", "spec.containers{c}", "t")
             for _ in range(20):
                 await asyncio.sleep(0)
             assert written == []  # held while the pod starts
@@ -91,7 +91,7 @@ def test_recorder_holds_writes_while_pods_start() -> None:
         # held no longer than max_hold after being recorded
         rec.max_hold = 0
         with rec.hold():
-            rec.record(POD, "Normal", "Started", "Started container c", "spec.containers{c}", "t")
+            rec.event(POD, "Normal", "Started", "Started container c", "spec.containers{c}", "t")
             for _ in range(100):
                 if len(written) == 2:
                     break
