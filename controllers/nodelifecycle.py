@@ -24,6 +24,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Obj
 from apimachinery.events import NORMAL
+from apimachinery.nodematch import tolerates
 
 from .base import LEASES, NODES, PODS, Controller, ControllerContext
 from .util import (
@@ -73,17 +74,6 @@ def reconcile_taints(
                 taint["timeAdded"] = rfc3339(now)
             out.append(taint)
     return out
-
-
-def tolerates(toleration: dict[str, Any], taint: dict[str, Any]) -> bool:
-    if toleration.get("effect") and toleration.get("effect") != taint.get("effect"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return not toleration.get("key") or toleration.get("key") == taint.get("key")
-    return toleration.get("key") == taint.get("key") and (toleration.get("value") or "") == (
-        taint.get("value") or ""
-    )
 
 
 def eviction_time(pod: Obj, taints: list[dict[str, Any]], default_seconds: float, now: float) -> float | None:

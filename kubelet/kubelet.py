@@ -22,6 +22,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Client
 from apimachinery.defaults import qos_class
+from apimachinery.events import EventRecorder
 from apimachinery.informer import Informer
 from apimachinery.quantity import parse_quantity
 from apimachinery.resources import kind_info
@@ -29,7 +30,6 @@ from apimachinery.timefmt import rfc3339
 from apimachinery.workqueue import WorkQueue, run_workers
 
 from . import envvars, podstate, volumes
-from .events import EventRecorder
 from .node import NodeAgent, every
 from .probes import ProbeManager, run_probe
 from .runtime import (
@@ -210,7 +210,9 @@ class Kubelet:
         self._pull_failed_at: dict[str, float] = {}
         self.start_backoff = podstate.Backoff()
         self._start_failed: dict[str, tuple[float, str, str]] = {}
-        self.recorder = EventRecorder(client, node_name)
+        self.recorder = EventRecorder(
+            client, "kubelet", node_name, max_hold=1.0
+        )  # events may wait 1 s while pods start
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -261,7 +263,7 @@ class Kubelet:
 
     def event(self, pod: Obj, etype: str, reason: str, message: str, field_path: str = "") -> None:
         """Record an Event about ``pod`` (written in the background, deduplicated by count)."""
-        self.recorder.record(pod, etype, reason, message, field_path, rfc3339())
+        self.recorder.event(pod, etype, reason, message, field_path, rfc3339())
 
     def _probe_failed(self, key: str, container: str, kind: str, message: str) -> None:
         pod = self.pods.store.get(key)

@@ -20,11 +20,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Client
+from apimachinery.events import EventRecorder
 from apimachinery.informer import SharedInformerFactory
 from apimachinery.resources import plural_info
 from apimachinery.timefmt import rfc3339
@@ -32,7 +34,6 @@ from apimachinery.workqueue import Clock
 
 from . import fastpath, framework
 from .cache import SchedulerCache, assigned_node, counts_on_node, pod_key
-from .events import EventRecorder
 from .framework import Obj, Placement, PodInfo
 from .queue import QueuedPodInfo, SchedulingQueue
 
@@ -99,7 +100,9 @@ class Scheduler:
         self.services = self.factory.informer(SERVICES)
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue(clock, initial_backoff, max_backoff, max_unschedulable_seconds)
-        self.events = EventRecorder(self.event_client, scheduler_name)
+        self.events = EventRecorder(
+            self.event_client, scheduler_name, instance=f"{scheduler_name}-{socket.gethostname()}"
+        )
         self._bind_slots = asyncio.Semaphore(bind_concurrency)
         self._event_slots = asyncio.Semaphore(bind_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -269,13 +272,13 @@ class Scheduler:
                 self.cache.forget(qp.key)
                 self.queue.retry_after_error(qp)
                 async with self._event_slots:
-                    await self.events.record(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}")
+                    await self.events.write(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}")
                 return
         self.queue.done(qp.key)
         self.scheduled += 1
         log.info("%s/%s: bound to %s", namespace, name, node_name)
         async with self._event_slots:
-            await self.events.record(
+            await self.events.write(
                 pod, "Normal", "Scheduled", f"Successfully assigned {namespace}/{name} to {node_name}"
             )
 
@@ -284,7 +287,7 @@ class Scheduler:
             await self._set_unschedulable(pod, message)
 
     async def _set_unschedulable(self, pod: Obj, message: str) -> None:
-        await self.events.record(pod, "Warning", "FailedScheduling", message)
+        await self.events.write(pod, "Warning", "FailedScheduling", message)
         meta = pod.get("metadata") or {}
         namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
         current = self.pods.store.get(f"{namespace}/{name}") or pod
