@@ -490,7 +490,7 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
 def _terminated_reason(terminated: Obj, prefix: str = "") -> str:
     """Reason of a terminated container, or ``Signal:N`` / ``ExitCode:N`` when it gave none."""
     if terminated.get("reason"):
-        return prefix + terminated["reason"]
+        return prefix + str(terminated["reason"])
     if _int(terminated.get("signal")) != 0:
         return f"{prefix}Signal:{_int(terminated.get('signal'))}"
     return f"{prefix}ExitCode:{_int(terminated.get('exitCode'))}"

@@ -75,6 +75,7 @@ class FieldPatch:
 
 
 NO_STRATEGY = FieldPatch()
+Doc = dict[str, Any]  # a JSON object: a Kubernetes object or a patch
 PatchTable = Mapping[tuple[str, ...], FieldPatch]
 
 
@@ -213,7 +214,7 @@ def schema_for(kind: str, api_version: str = "") -> PatchSchema:
 # --------------------------------------------------------------------------------------------
 
 
-def strategic_merge_patch(original: dict, patch: dict, kind: str, api_version: str = "") -> dict:
+def strategic_merge_patch(original: Doc, patch: Doc, kind: str, api_version: str = "") -> Doc:
     """Apply a strategic merge patch to ``original`` (what the API server does on PATCH).
 
     Raises :class:`errors.BadRequest` for a malformed patch (422 for a list of lists, as
@@ -222,7 +223,7 @@ def strategic_merge_patch(original: dict, patch: dict, kind: str, api_version: s
     return strategic_merge_patch_with_schema(original, patch, schema_for(kind, api_version))
 
 
-def strategic_merge_patch_with_schema(original: dict, patch: dict, schema: PatchSchema) -> dict:
+def strategic_merge_patch_with_schema(original: Doc, patch: Doc, schema: PatchSchema) -> Doc:
     if not isinstance(original, dict):
         raise errors.BadRequest("invalid JSON document: the object to patch must be a JSON object")
     if not isinstance(patch, dict):
@@ -231,19 +232,19 @@ def strategic_merge_patch_with_schema(original: dict, patch: dict, schema: Patch
     return _guarded(lambda: _merge_map(copy.deepcopy(original), copy.deepcopy(patch), schema, options))
 
 
-def create_two_way_merge_patch(original: dict, modified: dict, kind: str, api_version: str = "") -> dict:
+def create_two_way_merge_patch(original: Doc, modified: Doc, kind: str, api_version: str = "") -> Doc:
     """The patch that turns ``original`` into ``modified`` (``CreateTwoWayMergePatch``)."""
     return create_two_way_merge_patch_with_schema(original, modified, schema_for(kind, api_version))
 
 
-def create_two_way_merge_patch_with_schema(original: dict, modified: dict, schema: PatchSchema) -> dict:
+def create_two_way_merge_patch_with_schema(original: Doc, modified: Doc, schema: PatchSchema) -> Doc:
     options = _DiffOptions(set_element_order=True)
     return _guarded(lambda: _diff_maps(copy.deepcopy(original), copy.deepcopy(modified), schema, options))
 
 
 def create_three_way_merge_patch(
-    original: dict | None, modified: dict, current: dict, kind: str, api_version: str = ""
-) -> dict:
+    original: Doc | None, modified: Doc, current: Doc, kind: str, api_version: str = ""
+) -> Doc:
     """The patch ``kubectl apply`` sends (``CreateThreeWayMergePatch`` with overwrite).
 
     ``original`` is the last-applied configuration (None when the object has none), ``modified``
@@ -259,13 +260,13 @@ def create_three_way_merge_patch(
 
 
 def create_three_way_merge_patch_with_schema(
-    original: dict | None, modified: dict, current: dict, schema: PatchSchema
-) -> dict:
+    original: Doc | None, modified: Doc, current: Doc, schema: PatchSchema
+) -> Doc:
     for name, doc in (("original", original or {}), ("modified", modified), ("current", current)):
         if not isinstance(doc, dict):
             raise errors.BadRequest(f"invalid JSON document: {name} must be a JSON object")
 
-    def compute() -> dict:
+    def compute() -> Doc:
         # The patch is the difference from current to modified without deletions, plus the
         # deletions from original to modified; delta is applied to deletions as a patch.
         delta = _diff_maps(
@@ -285,7 +286,7 @@ def create_three_way_merge_patch_with_schema(
     return _guarded(compute)
 
 
-def _guarded(compute: Callable[[], dict]) -> dict:
+def _guarded(compute: Callable[[], Doc]) -> Doc:
     """Run ``compute``; a value of a shape the algorithm cannot handle is a bad request."""
     try:
         return compute()
@@ -368,7 +369,7 @@ def _no_list_of_lists() -> errors.StatusError:
     )
 
 
-def _slice_element_type(*slices: list) -> str:
+def _slice_element_type(*slices: list[Any]) -> str:
     """The common element type of the lists (``sliceElementType``)."""
     prev = ""
     for items in slices:
@@ -385,17 +386,17 @@ def _slice_element_type(*slices: list) -> str:
     return prev
 
 
-def _sort_scalars(items: list) -> list:
+def _sort_scalars(items: list[Any]) -> list[Any]:
     return sorted(items, key=_go_string)
 
 
-def _deduplicate_scalars(items: list) -> list:
+def _deduplicate_scalars(items: list[Any]) -> list[Any]:
     """Remove duplicates the way Kubernetes does (the last element fills each hole)."""
     s = list(items)
     return s[: _deduplicate_scalars_in_place(s)]
 
 
-def _deduplicate_scalars_in_place(s: list) -> int:
+def _deduplicate_scalars_in_place(s: list[Any]) -> int:
     """Deduplicate ``s`` in place like Go's ``deduplicateScalars``; returns the new length."""
     last = len(s) - 1
     i = 0
@@ -411,7 +412,7 @@ def _deduplicate_scalars_in_place(s: list) -> int:
     return last + 1
 
 
-def _insertion_sort(items: list, less: Callable[[Any, Any], bool]) -> list:
+def _insertion_sort(items: list[Any], less: Callable[[Any, Any], bool]) -> list[Any]:
     """Go's ``sort.SliceStable`` for short lists (an insertion sort), even with a partial ``less``."""
     s = list(items)
     for i in range(1, len(s)):
@@ -422,7 +423,7 @@ def _insertion_sort(items: list, less: Callable[[Any, Any], bool]) -> list:
     return s
 
 
-def _sort_maps_by_key(items: list, merge_key: str) -> list:
+def _sort_maps_by_key(items: list[Any], merge_key: str) -> list[Any]:
     return sorted(items, key=lambda item: _go_string(item.get(merge_key)))
 
 
@@ -431,7 +432,7 @@ def _sort_maps_by_key(items: list, merge_key: str) -> list:
 # --------------------------------------------------------------------------------------------
 
 
-def _index(items: list, value: JSON, merge_key: str, kind: str) -> int:
+def _index(items: list[Any], value: JSON, merge_key: str, kind: str) -> int:
     """Position of ``value`` in ``items``, comparing merge key values for maps; -1 if absent."""
 
     def key_of(item: JSON) -> JSON:
@@ -446,7 +447,7 @@ def _index(items: list, value: JSON, merge_key: str, kind: str) -> int:
     return -1
 
 
-def _validate_merge_key_in_lists(merge_key: str, *lists: list) -> None:
+def _validate_merge_key_in_lists(merge_key: str, *lists: list[Any]) -> None:
     for items in lists:
         for item in items:
             if not isinstance(item, dict):
@@ -455,9 +456,9 @@ def _validate_merge_key_in_lists(merge_key: str, *lists: list) -> None:
                 raise _no_merge_key(item, merge_key)
 
 
-def _extract_to_delete_items(items: list) -> tuple[list, list]:
-    keep: list = []
-    to_delete: list = []
+def _extract_to_delete_items(items: list[Any]) -> tuple[list[Any], list[Any]]:
+    keep: list[Any] = []
+    to_delete: list[Any] = []
     for item in items:
         if not isinstance(item, dict):
             raise _bad_arg_type("map", item)
@@ -468,9 +469,9 @@ def _extract_to_delete_items(items: list) -> tuple[list, list]:
     return keep, to_delete
 
 
-def _normalize_slice_order(to_sort: list, order: list, merge_key: str, kind: str) -> list:
+def _normalize_slice_order(to_sort: list[Any], order: list[Any], merge_key: str, kind: str) -> list[Any]:
     """Sort ``to_sort`` by the positions of its elements in ``order``; deletions go last."""
-    to_delete: list = []
+    to_delete: list[Any] = []
     if kind == "map":
         _validate_merge_key_in_lists(merge_key, to_sort, order)
         to_sort, to_delete = _extract_to_delete_items(to_sort)
@@ -486,9 +487,11 @@ def _normalize_slice_order(to_sort: list, order: list, merge_key: str, kind: str
     return _insertion_sort(to_sort, less) + to_delete
 
 
-def _merge_sorted_slice(left: list, right: list, server_order: list, merge_key: str, kind: str) -> list:
+def _merge_sorted_slice(
+    left: list[Any], right: list[Any], server_order: list[Any], merge_key: str, kind: str
+) -> list[Any]:
     """Interleave server-only items (left) into patch items (right), keeping both orders."""
-    out: list = []
+    out: list[Any] = []
     i = j = 0
     while i < len(left) or j < len(right):
         if i >= len(left):
@@ -510,22 +513,27 @@ def _merge_sorted_slice(left: list, right: list, server_order: list, merge_key: 
 
 
 def _normalize_element_order(
-    patch: list, server_only: list, patch_order: list, server_order: list, merge_key: str, kind: str
-) -> list:
+    patch: list[Any],
+    server_only: list[Any],
+    patch_order: list[Any],
+    server_order: list[Any],
+    merge_key: str,
+    kind: str,
+) -> list[Any]:
     """Order a merged list: ``$setElementOrder`` > order in the patch > order on the server."""
     patch = _normalize_slice_order(patch, patch_order, merge_key, kind)
     server_only = _normalize_slice_order(server_only, server_order, merge_key, kind)
     return _merge_sorted_slice(server_only, patch, server_order, merge_key, kind)
 
 
-def _partition_primitives(items: list, partition_by: list) -> tuple[list, list]:
+def _partition_primitives(items: list[Any], partition_by: list[Any]) -> tuple[list[Any], list[Any]]:
     wanted = {_scalar_key(v) for v in partition_by}
     inside = [v for v in items if _scalar_key(v) in wanted]
     outside = [v for v in items if _scalar_key(v) not in wanted]
     return inside, outside
 
 
-def _find_map_by_key(items: list, key: str, value: JSON) -> int:
+def _find_map_by_key(items: list[Any], key: str, value: JSON) -> int:
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             raise errors.BadRequest(f"value for key {i} is not a map")
@@ -534,9 +542,9 @@ def _find_map_by_key(items: list, key: str, value: JSON) -> int:
     return -1
 
 
-def _partition_maps(items: list, partition_by: list, merge_key: str) -> tuple[list, list]:
-    inside: list = []
-    outside: list = []
+def _partition_maps(items: list[Any], partition_by: list[Any], merge_key: str) -> tuple[list[Any], list[Any]]:
+    inside: list[Any] = []
+    outside: list[Any] = []
     for item in items:
         if not isinstance(item, dict):
             raise _bad_arg_type("map", item)
@@ -549,7 +557,7 @@ def _partition_maps(items: list, partition_by: list, merge_key: str) -> tuple[li
     return inside, outside
 
 
-def _partition(items: list, partition_by: list, merge_key: str) -> tuple[list, list]:
+def _partition(items: list[Any], partition_by: list[Any], merge_key: str) -> tuple[list[Any], list[Any]]:
     if not merge_key:
         return _partition_primitives(items, partition_by)
     return _partition_maps(items, partition_by, merge_key)
@@ -569,7 +577,7 @@ class _MergeOptions:
     ignore_unmatched_nulls: bool = False
 
 
-def _merge_map(original: dict | None, patch: dict, schema: PatchSchema, options: _MergeOptions) -> dict:
+def _merge_map(original: Doc | None, patch: Doc, schema: PatchSchema, options: _MergeOptions) -> Doc:
     if DIRECTIVE_MARKER in patch:
         return _handle_directive_in_merge_map(patch[DIRECTIVE_MARKER], patch)
     if original is None:
@@ -618,7 +626,7 @@ def _merge_map(original: dict | None, patch: dict, schema: PatchSchema, options:
     return original
 
 
-def _set_without_directives(original: dict, key: str, value: JSON, options: _MergeOptions) -> None:
+def _set_without_directives(original: Doc, key: str, value: JSON, options: _MergeOptions) -> None:
     """Take a patch value as is (nothing to merge with), minus directives and stray nulls."""
     if options.ignore_unmatched_nulls:
         _discard_null_values(value)
@@ -661,7 +669,7 @@ def _remove_directives(value: JSON) -> tuple[JSON, bool]:
     return value, True
 
 
-def _handle_directive_in_merge_map(directive: JSON, patch: dict) -> dict:
+def _handle_directive_in_merge_map(directive: JSON, patch: Doc) -> Doc:
     if directive == REPLACE_DIRECTIVE:
         # Replace the whole map with the patch (minus the marker).
         del patch[DIRECTIVE_MARKER]
@@ -680,7 +688,7 @@ def _extract_key(key: str, prefix: str) -> str:
     return rest
 
 
-def _apply_retain_keys_directive(original: dict, patch: dict, options: _MergeOptions) -> None:
+def _apply_retain_keys_directive(original: Doc, patch: Doc, options: _MergeOptions) -> None:
     """``$retainKeys``: drop the keys of ``original`` not listed; the patch may set only those."""
     if RETAIN_KEYS_DIRECTIVE not in patch:
         return
@@ -725,7 +733,7 @@ def _merge_key_value_equal(left: JSON, right: JSON, merge_key: str) -> bool:
     return _same(left[merge_key], right[merge_key])
 
 
-def _validate_patch_with_set_order_list(patch_list: list, set_order: list, merge_key: str) -> None:
+def _validate_patch_with_set_order_list(patch_list: list[Any], set_order: list[Any], merge_key: str) -> None:
     """The items of the patch list must appear in ``$setElementOrder`` in the same order."""
     if not set_order or not patch_list:
         return
@@ -745,7 +753,7 @@ def _validate_patch_with_set_order_list(patch_list: list, set_order: list, merge
 
 
 def _merge_patch_into_original(
-    original: dict, patch: dict, schema: PatchSchema, options: _MergeOptions
+    original: Doc, patch: Doc, schema: PatchSchema, options: _MergeOptions
 ) -> None:
     """Process ``$setElementOrder/<field>`` together with the patch's ``<field>`` list."""
     for key in list(patch):
@@ -765,8 +773,8 @@ def _merge_patch_into_original(
 
         found_original = field_key in original
         found_patch = field_key in patch
-        original_list: list = []
-        patch_list: list = []
+        original_list: list[Any] = []
+        patch_list: list[Any] = []
         if found_original:
             original_list = original[field_key]
             if not isinstance(original_list, list):
@@ -802,7 +810,7 @@ def _merge_slice_handler(
     field: FieldPatch,
     is_delete_list: bool,
     options: _MergeOptions,
-) -> list:
+) -> list[Any]:
     if not isinstance(original, list):
         raise _bad_arg_type("slice", original)
     if not isinstance(patch, list):
@@ -814,13 +822,13 @@ def _merge_slice_handler(
 
 
 def _merge_slice(
-    original: list,
-    patch: list,
+    original: list[Any],
+    patch: list[Any],
     schema: PatchSchema,
     merge_key: str,
     options: _MergeOptions,
     is_delete_list: bool,
-) -> list:
+) -> list[Any]:
     """Merge a patch list into a list with the merge strategy.
 
     Kubernetes edits the original Go slice in place here (deletions shift elements left and the
@@ -856,15 +864,15 @@ def _merge_slice(
 
 
 def _merge_slice_with_special_elements(
-    original: list, patch: list, merge_key: str
-) -> tuple[int, list, list | None]:
+    original: list[Any], patch: list[Any], merge_key: str
+) -> tuple[int, list[Any], list[Any] | None]:
     """Apply ``$patch`` elements: delete matching elements, or replace the whole list.
 
     Deletions compact ``original`` in place; returns its new length, the patch without ``$patch``
     elements, and the replacement list when an element says ``$patch: replace``.
     """
     length = len(original)
-    plain: list = []
+    plain: list[Any] = []
     replace_list = False
     for item in patch:
         if DIRECTIVE_MARKER not in item:
@@ -886,7 +894,7 @@ def _merge_slice_with_special_elements(
     return length, plain, None
 
 
-def _delete_matching_entries(backing: list, length: int, merge_key: str, value: JSON) -> int:
+def _delete_matching_entries(backing: list[Any], length: int, merge_key: str, value: JSON) -> int:
     """Remove every element of ``backing[:length]`` matching the merge key, shifting in place."""
     while (i := _find_map_by_key(backing[:length], merge_key, value)) >= 0:
         backing[i : length - 1] = backing[i + 1 : length]
@@ -895,8 +903,13 @@ def _delete_matching_entries(backing: list, length: int, merge_key: str, value: 
 
 
 def _merge_slice_without_special_elements(
-    backing: list, length: int, patch: list, merge_key: str, schema: PatchSchema, options: _MergeOptions
-) -> list:
+    backing: list[Any],
+    length: int,
+    patch: list[Any],
+    merge_key: str,
+    schema: PatchSchema,
+    options: _MergeOptions,
+) -> list[Any]:
     """Merge each patch element into the element with the same merge key, or append it.
 
     Appends fill ``backing`` beyond ``length`` while it has room, as Go's ``append`` does.
@@ -917,7 +930,7 @@ def _merge_slice_without_special_elements(
     return current[:length]
 
 
-def _delete_from_slice(current: list, to_delete: list) -> list:
+def _delete_from_slice(current: list[Any], to_delete: list[Any]) -> list[Any]:
     gone = {_scalar_key(v) for v in to_delete}
     return [v for v in current if _scalar_key(v) not in gone]
 
@@ -939,10 +952,10 @@ class _DiffOptions:
     build_retain_keys: bool = False
 
 
-def _diff_maps(original: dict, modified: dict, schema: PatchSchema, options: _DiffOptions) -> dict:
+def _diff_maps(original: Doc, modified: Doc, schema: PatchSchema, options: _DiffOptions) -> Doc:
     """A patch that yields ``modified`` from ``original`` (subject to the options)."""
-    patch: dict = {}
-    retain_keys: list = []
+    patch: Doc = {}
+    retain_keys: list[Any] = []
     for key, modified_value in modified.items():
         if options.build_retain_keys and modified_value is not None:
             retain_keys.append(key)
@@ -977,12 +990,12 @@ def _diff_maps(original: dict, modified: dict, schema: PatchSchema, options: _Di
     return patch
 
 
-def _has_additional_new_field(original: dict, modified: dict) -> bool:
+def _has_additional_new_field(original: Doc, modified: Doc) -> bool:
     return any(v is not None and k not in modified for k, v in original.items())
 
 
 def _handle_map_diff(
-    key: str, original: dict, modified: dict, patch: dict, schema: PatchSchema, options: _DiffOptions
+    key: str, original: Doc, modified: Doc, patch: Doc, schema: PatchSchema, options: _DiffOptions
 ) -> None:
     field, subschema = schema.lookup(key)
     options = replace(options, build_retain_keys=field.retain_keys)
@@ -996,7 +1009,7 @@ def _handle_map_diff(
 
 
 def _handle_slice_diff(
-    key: str, original: list, modified: list, patch: dict, schema: PatchSchema, options: _DiffOptions
+    key: str, original: list[Any], modified: list[Any], patch: Doc, schema: PatchSchema, options: _DiffOptions
 ) -> None:
     field, subschema = schema.lookup(key)
     if field.strategy != MERGE_DIRECTIVE:
@@ -1014,8 +1027,8 @@ def _handle_slice_diff(
 
 
 def _diff_lists(
-    original: list, modified: list, schema: PatchSchema, merge_key: str, options: _DiffOptions
-) -> tuple[list, list, list]:
+    original: list[Any], modified: list[Any], schema: PatchSchema, merge_key: str, options: _DiffOptions
+) -> tuple[list[Any], list[Any], list[Any]]:
     """(patch list, deletion list for scalars, $setElementOrder list) of a merged list."""
     if not original:
         if not modified or options.ignore_changes_and_additions:
@@ -1023,7 +1036,7 @@ def _diff_lists(
         return modified, [], []
 
     kind = _slice_element_type(original, modified)
-    set_order: list = []
+    set_order: list[Any] = []
     if kind == "map":
         patch_list, deletions = _diff_lists_of_maps(original, modified, schema, merge_key, options)
         patch_list = _normalize_slice_order(patch_list, modified, merge_key, kind)
@@ -1047,13 +1060,15 @@ def _diff_lists(
     return patch_list, deletions, set_order
 
 
-def _is_order_same(original: list, modified: list, merge_key: str) -> bool:
+def _is_order_same(original: list[Any], modified: list[Any], merge_key: str) -> bool:
     if len(original) != len(modified):
         return False
     return all(_merge_key_value_equal(o, m, merge_key) for o, m in zip(original, modified, strict=True))
 
 
-def _diff_lists_of_scalars(original: list, modified: list, options: _DiffOptions) -> tuple[list, list]:
+def _diff_lists_of_scalars(
+    original: list[Any], modified: list[Any], options: _DiffOptions
+) -> tuple[list[Any], list[Any]]:
     """Walk both lists sorted by their string forms: (values to add, values to delete).
 
     Like Kubernetes, this sorts ``original`` in place (callers compare it afterwards).
@@ -1061,8 +1076,8 @@ def _diff_lists_of_scalars(original: list, modified: list, options: _DiffOptions
     original.sort(key=_go_string)
     originals = original
     modifieds = _sort_scalars(modified)
-    add: list = []
-    delete: list = []
+    add: list[Any] = []
+    delete: list[Any] = []
     for o, m in _walk_sorted(originals, modifieds, _go_string):
         if o is _MISSING and not options.ignore_changes_and_additions:
             add.append(m)
@@ -1074,7 +1089,9 @@ def _diff_lists_of_scalars(original: list, modified: list, options: _DiffOptions
 _MISSING = object()
 
 
-def _walk_sorted(originals: list, modifieds: list, key: Callable[[Any], str]) -> Iterator[tuple[Any, Any]]:
+def _walk_sorted(
+    originals: list[Any], modifieds: list[Any], key: Callable[[Any], str]
+) -> Iterator[tuple[Any, Any]]:
     """Pair up two lists sorted by ``key``: (original, modified) where the keys are equal, else
     the element of one side with :data:`_MISSING` for the other."""
     i = j = 0
@@ -1102,15 +1119,15 @@ def _merge_key_of(item: JSON, merge_key: str) -> JSON:
 
 
 def _diff_lists_of_maps(
-    original: list, modified: list, schema: PatchSchema, merge_key: str, options: _DiffOptions
-) -> tuple[list, list]:
+    original: list[Any], modified: list[Any], schema: PatchSchema, merge_key: str, options: _DiffOptions
+) -> tuple[list[Any], list[Any]]:
     """Walk both lists sorted by merge key: (changed and added elements, delete directives)."""
     for item in (*original, *modified):
         _merge_key_of(item, merge_key)
     originals = _sort_maps_by_key(original, merge_key)
     modifieds = _sort_maps_by_key(modified, merge_key)
-    patch: list = []
-    deletions: list = []
+    patch: list[Any] = []
+    deletions: list[Any] = []
     for o, m in _walk_sorted(originals, modifieds, lambda item: _go_string(item[merge_key])):
         if o is _MISSING:
             if not options.ignore_changes_and_additions:
