@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import random
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -37,33 +35,14 @@ from typing import Any
 
 import httpx
 
-from apiserver.testing import free_port
 from cli.cluster import dns_query
-from tests.images import ensure_busybox_image
+from testkit.api import apps
+from testkit.host import free_subnets
+from testkit.images import ensure_busybox_image
+from testkit.processes import BIN, minik_up_args
 
-BIN = Path(sys.executable).parent
 PUBLISHED = [("k3d", 32.5), ("kind", 44.9), ("minikube", 61.5)]
 TARGET_READY, TARGET_APP = 10.0, 15.0
-
-
-def free_pod_cidr() -> str:
-    """A /24 in 10.200.0.0/13 that no Docker network on this host overlaps."""
-    import docker
-
-    client = docker.from_env()
-    try:
-        used = [
-            ipaddress.ip_network(c["Subnet"], strict=False)
-            for n in client.networks.list()
-            for c in (n.attrs.get("IPAM") or {}).get("Config") or []
-            if c.get("Subnet") and ":" not in c["Subnet"]
-        ]
-    finally:
-        client.close()
-    while True:
-        net = ipaddress.ip_network(f"10.{random.randint(200, 207)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
 
 
 def node_ready_since(api: str, node: str, since: float) -> bool:
@@ -84,29 +63,13 @@ def node_ready_since(api: str, node: str, since: float) -> bool:
 
 def app_objects(image: str) -> list[tuple[str, dict[str, Any]]]:
     labels = {"app": "hello"}
-    deploy = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "hello"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "hello",
-                            "image": image,
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["sleep", "3600"],
-                        }
-                    ],
-                    "terminationGracePeriodSeconds": 1,
-                },
-            },
-        },
+    container = {
+        "name": "hello",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sleep", "3600"],
     }
+    deploy = apps("Deployment", "hello", {"containers": [container], "terminationGracePeriodSeconds": 1}, 1)
     svc = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -122,31 +85,10 @@ def app_objects(image: str) -> list[tuple[str, dict[str, Any]]]:
 def one_run(image: str, timeout: float) -> dict[str, float]:
     tag = uuid.uuid4().hex[:6]
     work = Path(tempfile.mkdtemp(prefix="minik-bench-"))
-    api_port, etcd_port, kubelet_port = free_port(), free_port(), free_port()
-    while etcd_port + 1 in (api_port, kubelet_port):
-        etcd_port = free_port()
-    node, pod_cidr = f"bench-{tag}", free_pod_cidr()
-    second = int(pod_cidr.split(".")[1]) - 200
-    args = [
-        "--state-dir",
-        str(work / "state"),
-        "--api-port",
-        str(api_port),
-        "--etcd-port",
-        str(etcd_port),
-        "--kubelet-port",
-        str(kubelet_port),
-        "--node-name",
-        node,
-        "--pod-cidr",
-        pod_cidr,
-        "--service-cidr",
-        f"10.{210 + second}.{pod_cidr.split('.')[2]}.0/24",
-        "--network-name",
-        f"minik-bench-{tag}",
-        "--iptables-chain-prefix",
-        f"MB{tag.upper()}",
-    ]
+    node, pod_cidr = f"bench-{tag}", free_subnets(1, range(200, 208))[0]
+    second, third = int(pod_cidr.split(".")[1]) - 200, pod_cidr.split(".")[2]
+    service_cidr = f"10.{210 + second}.{third}.0/24"
+    args, api_port = minik_up_args(work / "state", node, pod_cidr, service_cidr, f"MB{tag.upper()}")
     env = {**os.environ, "KUBECONFIG": str(work / "kubeconfig")}
     api = f"http://127.0.0.1:{api_port}"
     out: dict[str, float] = {}

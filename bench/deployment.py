@@ -11,53 +11,22 @@ replica is updated and available and no old pod is left. Prints both times.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from apiserver.testing import APIServerProcess, EtcdProcess
 from bench.scheduler import wait_nodes
-
-BIN = Path(sys.executable).parent
-ROOT = Path(__file__).resolve().parents[1]
+from testkit.api import apps, containers
+from testkit.processes import APIServerProcess, EtcdProcess, component, hollow_nodes
+from testkit.wait import wait_for
 
 
 def deployment(replicas: int, version: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "bench"}},
-            "template": {
-                "metadata": {"labels": {"app": "bench", "version": version}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "c",
-                            "image": "busybox",
-                            "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}},
-                        }
-                    ]
-                },
-            },
-        },
-    }
-
-
-def wait(check: Any, timeout: float = 600) -> float:
-    t0 = time.perf_counter()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return time.perf_counter() - t0
-        time.sleep(0.1)
-    raise RuntimeError("timed out")
+    requests = {"requests": {"cpu": "50m", "memory": "32Mi"}}
+    d = apps("Deployment", "bench", containers("busybox", "c", resources=requests), replicas)
+    d["spec"]["template"]["metadata"]["labels"]["version"] = version
+    return d
 
 
 def main() -> None:
@@ -66,45 +35,17 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=20)
     args = p.parse_args()
     n = args.replicas
-    etcd = EtcdProcess()
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        etcd.start()
-        api = APIServerProcess(etcd.url)
-        api.start()
+    with EtcdProcess() as etcd, APIServerProcess(etcd.url) as api:
+        procs = [hollow_nodes(api.url, args.nodes, "bench-").start()]
         try:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "kubelet.hollow",
-                        "--api-server",
-                        api.url,
-                        "--count",
-                        str(args.nodes),
-                        "--prefix",
-                        "bench-",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    cwd=ROOT,
-                )
-            )
             wait_nodes(api.url, args.nodes)
-            for cmd in ("minik-scheduler", "minik-controller-manager"):
-                procs.append(
-                    subprocess.Popen(
-                        [str(BIN / cmd), "--api-server", api.url],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
+            procs += [component(name, api.url).start() for name in ("scheduler", "controller-manager")]
             with httpx.Client(base_url=api.url, timeout=30) as http:
                 path = "/apis/apps/v1/namespaces/default/deployments"
-                wait(
+                wait_for(
                     lambda: http.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200,
                     60,
+                    "the default service account",
                 )
 
                 def status() -> dict[str, Any]:
@@ -114,7 +55,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 r = http.post(path, json=deployment(n, "v1"))
                 assert r.status_code == 201, r.text
-                wait(lambda: status().get("availableReplicas") == n)
+                wait_for(lambda: status().get("availableReplicas") == n, 600, f"{n} available replicas")
                 created = time.perf_counter() - t0
 
                 t1 = time.perf_counter()
@@ -134,22 +75,14 @@ def main() -> None:
                         and st.get("replicas") == n
                     )
 
-                wait(rolled)
+                wait_for(rolled, 600, "the rollout")
                 rolled_out = time.perf_counter() - t1
             print(f"deployment: {n} replicas on {args.nodes} hollow nodes")
             print(f"  create -> {n}/{n} available   {created:6.1f} s")
             print(f"  rolling update to completion {rolled_out:6.1f} s   (maxSurge 25%, maxUnavailable 25%)")
         finally:
             for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            api.cleanup()
-    finally:
-        etcd.cleanup()
+                proc.cleanup()
 
 
 if __name__ == "__main__":

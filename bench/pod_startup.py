@@ -25,35 +25,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import random
 import shutil
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 
-from apiserver.testing import APIServerProcess, EtcdProcess, free_port
+from testkit.images import BUSYBOX_IMAGE as IMAGE
+from testkit.images import ensure_busybox_image
+from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess
 
-BIN = Path(sys.executable).parent
-IMAGE = "minik-test/busybox:1"
 SETTLE = 0.2  # seconds between two measurements
-
-
-def ensure_image() -> None:
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode == 0:
-        return
-    with tempfile.TemporaryDirectory() as d:
-        shutil.copy("/bin/busybox", os.path.join(d, "busybox"))
-        Path(d, "Dockerfile").write_text(
-            'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\n'
-        )
-        subprocess.run(["docker", "build", "-q", "-t", IMAGE, d], check=True, capture_output=True)
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -157,68 +141,24 @@ def main() -> None:
     p.add_argument("--pods", type=int, default=30)
     p.add_argument("--kubelet-log", help="copy the kubelet's log here (to see where the time goes)")
     args = p.parse_args()
-    ensure_image()
+    ensure_busybox_image(IMAGE)
     tag = uuid.uuid4().hex[:8]
     label = f"io.minik.bench={tag}"
-    node = f"bench-{tag}"
-    network = f"minik-bench-{tag}"
-    subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
-    root = tempfile.mkdtemp(prefix="minik-bench-kubelet-")
-    etcd = EtcdProcess()
-    etcd.start()
-    server = APIServerProcess(etcd.url)
-    server.start()
-    port = free_port()
-    kubelet = subprocess.Popen(
-        [
-            str(BIN / "minik-kubelet"),
-            "--api-server",
-            server.url,
-            "--node-name",
-            node,
-            "--node-ip",
-            "127.0.0.1",
-            "--address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--pod-cidr",
-            subnet,
-            "--network-name",
-            network,
-            "--root-dir",
-            os.path.join(root, "root"),
-        ],
-        stdout=open(os.path.join(root, "kubelet.log"), "ab"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        times = measure(server.url, node, network, args.pods, label)
-    finally:
-        kubelet.terminate()
+    with EtcdProcess() as etcd, APIServerProcess(etcd.url) as server:
+        kubelet = KubeletProcess(server.url, node=f"bench-{tag}")
         try:
-            kubelet.wait(20)
-        except subprocess.TimeoutExpired:
-            kubelet.kill()
-        server.cleanup()
-        etcd.cleanup()
-        for flt in (label, f"io.minik.node={node}"):
+            kubelet.start()
+            times = measure(server.url, kubelet.node, kubelet.network, args.pods, label)
+        finally:
+            kubelet.stop(timeout=20)
+            if args.kubelet_log:
+                shutil.copy(kubelet.log_path, args.kubelet_log)
             ids = subprocess.run(
-                ["docker", "ps", "-aq", "--filter", f"label={flt}"], capture_output=True, text=True
+                ["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True, text=True
             )
             if ids.stdout.split():
                 subprocess.run(["docker", "rm", "-f", *ids.stdout.split()], capture_output=True)
-        subprocess.run(["docker", "network", "rm", network], capture_output=True)
-        if args.kubelet_log:
-            shutil.copy(os.path.join(root, "kubelet.log"), args.kubelet_log)
-        shutil.rmtree(root, ignore_errors=True)
+            kubelet.cleanup()
     raw, raw_net, pods = times["raw"], times["raw_net"], times["pod"]
     print(f"pod startup, {args.pods} pods one after another (image present, node preassigned)")
     print(f"{'':36} {'p50':>8} {'p99':>8}")

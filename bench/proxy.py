@@ -24,7 +24,6 @@ Everything it starts (processes, containers, the network, the chains) is removed
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import socket
@@ -40,7 +39,9 @@ from typing import Any
 
 import httpx
 
-from apiserver.testing import APIServerProcess, EtcdProcess
+from testkit.host import free_subnets
+from testkit.images import ensure_busybox_image
+from testkit.processes import APIServerProcess, EtcdProcess, stop_process
 
 IMAGE = "minik-test/busybox:1"
 LABEL = "io.minik.bench=proxy"
@@ -133,19 +134,6 @@ def client(mode: str, host: str, port: int, n: int) -> dict[str, Any]:
 
 
 # -- the harness ------------------------------------------------------------------------------------
-def _free_subnet() -> str:
-    used = []
-    out = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if "/" in line.split()[0]:
-            used.append(ipaddress.ip_network(line.split()[0], strict=False))
-    for third in range(10, 250):
-        cand = ipaddress.ip_network(f"10.238.{third}.0/24")
-        if not any(cand.overlaps(u) for u in used):
-            return str(cand)
-    raise SystemExit("no free subnet")
-
-
 def _docker(*args: str) -> str:
     return subprocess.run(["docker", *args], check=True, capture_output=True, text=True).stdout.strip()
 
@@ -177,8 +165,6 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 def bench(gib: float, rounds: int, rr: int) -> int:
-    from tests.images import ensure_busybox_image
-
     ensure_busybox_image(IMAGE)
     tag = uuid.uuid4().hex[:6]
     prefix = "MINIKB" + tag[:4].upper()
@@ -192,7 +178,7 @@ def bench(gib: float, rounds: int, rr: int) -> int:
         etcd.start()
         api = APIServerProcess(etcd.url)
         api.start()
-        subnet = _free_subnet()
+        subnet = free_subnets(1, range(238, 239))[0]
         _docker("network", "create", "--label", LABEL, "--subnet", subnet, net)
         names = {}
         for role in ("server", "client"):
@@ -295,12 +281,7 @@ def bench(gib: float, rounds: int, rr: int) -> int:
         return 0 if ratio >= 0.6 and added <= 0.3 else 1
     finally:
         for p in (proxy, server):
-            if p is not None and p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop_process(p)
         subprocess.run(
             [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", prefix],
             capture_output=True,

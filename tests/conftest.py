@@ -1,4 +1,5 @@
-"""Fixtures that start real processes: an etcd and a ``minik-apiserver``.
+"""Fixtures that start real processes: an etcd, a ``minik-apiserver`` and a kubelet (the harness
+itself is the ``testkit`` package).
 
 Each test module that asks for them gets its own etcd (a fresh data directory on free ports) and
 API server, stopped again when the module ends, also when a test fails.  Tests are marked by the
@@ -13,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apiserver.testing import BIN, APIServerProcess, EtcdProcess, free_port
-
-__all__ = ["BIN", "APIServerProcess", "EtcdProcess", "free_port"]
+from testkit.api import write_kubeconfig
+from testkit.images import ensure_busybox_image
+from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -33,25 +34,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="module")
 def etcd() -> Iterator[EtcdProcess]:
-    e = EtcdProcess()
-    try:
-        e.start()
+    with EtcdProcess() as e:
         yield e
-    finally:
-        e.cleanup()
 
 
 @pytest.fixture(scope="module")
 def apiserver(etcd: EtcdProcess) -> Iterator[APIServerProcess]:
-    s = APIServerProcess(etcd.url)
-    try:
-        s.start()
+    with APIServerProcess(etcd.url) as s:
         yield s
-    finally:
-        s.cleanup()
 
 
 @pytest.fixture()
 def api(apiserver: APIServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=apiserver.url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The local busybox test image (built on first use)."""
+    return ensure_busybox_image()
+
+
+@pytest.fixture(scope="module")
+def kubelet(apiserver: APIServerProcess, image: str) -> Iterator[KubeletProcess]:
+    """A real kubelet on a node and Docker network of its own (removed at the end)."""
+    with KubeletProcess(apiserver.url) as k:
+        yield k
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(apiserver: APIServerProcess, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A kubeconfig for the module's API server; kubectl's cache may go beside it (``cache/``)."""
+    return str(write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", apiserver.url))

@@ -32,14 +32,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,153 +45,35 @@ from typing import Any
 import httpx
 import pytest
 
-from apiserver.testing import BIN, APIServerProcess, EtcdProcess, free_port
-
-NODE_LABEL = "io.minik.node"
+from testkit import wait
+from testkit.api import node_ready
+from testkit.host import free_subnets, free_udp_tcp_port, remove_node_objects
+from testkit.images import ensure_busybox_image
+from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess, Process, component, python_module
 
 
 def wait_for(
-    fn: Callable[[], Any], timeout: float = 60, what: str = "condition", interval: float = 0.2
+    check: Callable[[], Any], timeout: float = 60, what: str = "condition", interval: float = 0.2
 ) -> Any:
-    """Poll ``fn`` until it returns something truthy; exceptions count as not yet."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - polled until the deadline
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}: {last!r}")
-
-
-def _used_networks() -> list[ipaddress.IPv4Network]:
-    import docker
-
-    used: list[ipaddress.IPv4Network] = []
-    client = docker.from_env()
-    try:
-        for n in client.networks.list():
-            for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
-                if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
-                    used.append(ipaddress.IPv4Network(cfg["Subnet"], strict=False))
-    finally:
-        client.close()
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
-    for line in routes.splitlines():
-        first = line.split()[0] if line.split() else ""
-        if "/" in first:
-            used.append(ipaddress.IPv4Network(first, strict=False))
-    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    for word in rules.split():
-        if word.startswith("10.") and "/" in word:
-            try:
-                used.append(ipaddress.IPv4Network(word, strict=False))
-            except ValueError:
-                pass
-    return used
-
-
-def free_subnets(n: int, avoid: list[ipaddress.IPv4Network] | None = None) -> list[str]:
-    """``n`` /24s in 10.200-250.x.0 that no Docker network, route or iptables rule uses."""
-    used = _used_networks() + list(avoid or [])
-    out: list[str] = []
-    for _ in range(500):
-        cand = ipaddress.IPv4Network(f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24")
-        if any(cand.overlaps(u) for u in used):
-            continue
-        used.append(cand)
-        out.append(str(cand))
-        if len(out) == n:
-            return out
-    raise RuntimeError("no free /24 for the test cluster")
-
-
-def free_udp_tcp_port() -> int:
-    for _ in range(50):
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("0.0.0.0", port))
-                return port
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
-
-
-class Proc:
-    """One component process with its log file."""
-
-    def __init__(self, name: str, argv: list[str], logdir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = logdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        log.write(f"--- {' '.join(self.argv)}\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        log.close()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self, tail: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-tail:]
-        except OSError:
-            return ""
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+    """Poll ``check`` until it returns something truthy; exceptions count as not yet."""
+    return wait.wait_for(check, timeout, what, interval, retry_errors=True)
 
 
 class Node:
     def __init__(self, cluster: LocalCluster, index: int, subnet: str) -> None:
         self.name = f"e2e-{cluster.tag}-n{index}"
-        self.network = f"minik-e2e-{cluster.tag}-n{index}"
         self.pod_cidr = subnet
         self.ip = str(next(ipaddress.ip_network(subnet).hosts()))  # the bridge gateway: a host address
-        self.port = free_port()
-        self.root = cluster.workdir / self.name
-        self.kubelet = Proc(
-            f"kubelet-{self.name}",
-            [
-                str(BIN / "minik-kubelet"),
-                "--api-server",
-                cluster.api_url,
-                "--node-name",
-                self.name,
-                "--node-ip",
-                self.ip,
-                "--address",
-                "0.0.0.0",
-                "--port",
-                str(self.port),
-                "--pod-cidr",
-                self.pod_cidr,
-                "--network-name",
-                self.network,
-                "--root-dir",
-                str(self.root),
-                "--cluster-dns",
-                cluster.dns_ip,
-            ],
-            cluster.workdir,
+        self.kubelet = KubeletProcess(
+            cluster.api_url,
+            self.name,
+            subnet,
+            self.ip,
+            "0.0.0.0",
+            cluster.workdir / self.name,
+            ("--cluster-dns", cluster.dns_ip),
         )
+        self.network = self.kubelet.network
 
 
 class LocalCluster:
@@ -210,56 +89,27 @@ class LocalCluster:
         self.apiserver = APIServerProcess(self.etcd.url)
         self.api_url = self.apiserver.url
         self.nodes = [Node(self, i + 1, cidr) for i, cidr in enumerate(pod_cidrs)]
-        py = sys.executable
-        self.controller_manager = Proc(
-            "controller-manager",
-            [str(BIN / "minik-controller-manager"), "--api-server", self.api_url, "--leader-elect", "false"],
-            self.workdir,
-        )
-        self.scheduler = Proc(
-            "scheduler",
-            [str(BIN / "minik-scheduler"), "--api-server", self.api_url, "--leader-elect", "false"],
-            self.workdir,
-        )
-        self.dns = Proc(
-            "dns",
-            [
-                py,
-                "-m",
-                "proxy.dns",
-                "--api-server",
-                self.api_url,
-                "--bind",
-                "0.0.0.0",
-                "--port",
-                str(self.dns_port),
-            ],
-            self.workdir,
-        )
-        self.proxy = Proc(
+        no_election = ("--leader-elect", "false")
+        self.controller_manager = component("controller-manager", self.api_url, *no_election)
+        self.scheduler = component("scheduler", self.api_url, *no_election)
+        dns_addr = ("--bind", "0.0.0.0", "--port", str(self.dns_port))
+        self.dns = python_module("dns", "proxy.dns", self.api_url, *dns_addr)
+        self.proxy = python_module(
             "proxy",
-            [
-                py,
-                "-m",
-                "proxy.command",
-                "--api-server",
-                self.api_url,
-                "--node-name",
-                self.nodes[0].name,
-                "--iptables-chain-prefix",
-                self.prefix,
-                "--nodeport-addresses",
-                ",".join(f"{n.ip}/32" for n in self.nodes),
-                # the other nodes share this host: their addresses get NodePorts from this proxy
-                *[arg for n in self.nodes[1:] for arg in ("--node-ip", n.ip)],
-            ],
-            self.workdir,
+            "proxy.command",
+            self.api_url,
+            *("--node-name", self.nodes[0].name, "--iptables-chain-prefix", self.prefix),
+            *("--nodeport-addresses", ",".join(f"{n.ip}/32" for n in self.nodes)),
+            # the other nodes share this host: their addresses get NodePorts from this proxy
+            *[arg for n in self.nodes[1:] for arg in ("--node-ip", n.ip)],
         )
+        for p in (self.controller_manager, self.scheduler, self.dns, self.proxy):
+            p.log_path = str(self.workdir / f"{p.name}.log")
         self.api: httpx.Client | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
-    def procs(self) -> list[Proc]:
+    def procs(self) -> list[Process]:
         return [self.controller_manager, self.scheduler, self.dns, self.proxy] + [
             n.kubelet for n in self.nodes
         ]
@@ -285,10 +135,10 @@ class LocalCluster:
         # no pod may query the DNS VIP before the proxy's rule for it exists
         self.wait_rule(self.dns_ip, 53, "udp")
         for n in self.nodes:
-            n.kubelet.start()
+            n.kubelet.start(wait=False)
         for n in self.nodes:
             wait_for(
-                functools.partial(self.node_ready, n.name), 90, f"node {n.name} Ready\n{n.kubelet.log()}"
+                functools.partial(node_ready, self.api, n.name), 90, f"node {n.name} Ready\n{n.kubelet.log()}"
             )
 
     def _create_kube_dns(self) -> None:
@@ -319,37 +169,11 @@ class LocalCluster:
         r = self.api.post("/api/v1/namespaces/kube-system/endpoints", json=eps)
         assert r.status_code == 201, r.text
 
-    def node_ready(self, name: str) -> bool:
-        assert self.api is not None
-        node = self.api.get(f"/api/v1/nodes/{name}").json()
-        conds = (node.get("status") or {}).get("conditions") or []
-        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-
     def stop(self) -> None:
         """Remove everything; safe after a partial start.  Raises if proxy chains were left."""
-        import docker
-
         for n in self.nodes:
             n.kubelet.stop(signal.SIGKILL)
-        client = docker.from_env()
-        try:
-            for n in self.nodes:
-                for c in client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={n.name}"}):
-                    try:
-                        c.remove(force=True)
-                    except docker.errors.NotFound:
-                        pass
-                for v in client.volumes.list(filters={"label": f"{NODE_LABEL}={n.name}"}):
-                    try:
-                        v.remove(force=True)
-                    except docker.errors.APIError:
-                        pass
-                try:
-                    client.networks.get(n.network).remove()
-                except docker.errors.NotFound:
-                    pass
-        finally:
-            client.close()
+            remove_node_objects(n.name, n.network)
         self.proxy.stop()
         subprocess.run(
             [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", self.prefix],
@@ -473,8 +297,6 @@ def local_cluster() -> Iterator[LocalCluster]:
     if os.geteuid() != 0 or shutil.which("iptables") is None:
         pytest.skip("needs root and iptables")
     pytest.importorskip("docker")
-    from tests.images import ensure_busybox_image
-
     ensure_busybox_image()
     cluster = LocalCluster()
     try:

@@ -13,34 +13,16 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import APIServerProcess
+from testkit.api import write_kubeconfig
+from testkit.processes import APIServerProcess
+from testkit.wait import unique
 
 KUBECTL = "/usr/bin/kubectl"
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "minik", "cluster": {"server": server}}],
-        "users": [{"name": "minik", "user": {}}],
-        "contexts": [
-            {"name": "minik", "context": {"cluster": "minik", "user": "minik", "namespace": namespace}}
-        ],
-        "current-context": "minik",
-    }
-    path.write_text(yaml.safe_dump(config))
 
 
 class Kubectl:

@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Kubectl, Streaming, unique
+from testkit.api import owner_ref
+from testkit.wait import unique
+from tests.e2e.conftest import Kubectl, Streaming
 
 DEPLOYMENT = textwrap.dedent(
     """\
@@ -562,14 +564,7 @@ def make_replicaset(dep: dict[str, Any], revision: int, image: str, pod_hash: st
             "labels": selector,
             "annotations": {"deployment.kubernetes.io/revision": str(revision)},
             "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "name": dep["metadata"]["name"],
-                    "uid": dep["metadata"]["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
+                owner_ref(dep, "apps/v1", "Deployment", controller=True, blockOwnerDeletion=True)
             ],
         },
         "spec": {"replicas": 0, "selector": {"matchLabels": selector}, "template": template},

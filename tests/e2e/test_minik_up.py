@@ -10,14 +10,12 @@ in a finally even when a test fails.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import random
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,8 +25,10 @@ from typing import Any
 
 import pytest
 
-from apiserver.testing import free_port
-from tests.images import ensure_busybox_image
+from testkit import wait
+from testkit.host import free_subnets
+from testkit.images import ensure_busybox_image
+from testkit.processes import minik_up_args
 
 BIN = Path(sys.executable).parent
 MINIK = str(BIN / "minik")
@@ -64,36 +64,7 @@ class Cluster:
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def free_pod_cidr() -> str:
-    import docker
-
-    client = docker.from_env()
-    try:
-        used = [
-            ipaddress.ip_network(c["Subnet"], strict=False)
-            for n in client.networks.list()
-            for c in (n.attrs.get("IPAM") or {}).get("Config") or []
-            if c.get("Subnet") and ":" not in c["Subnet"]
-        ]
-    finally:
-        client.close()
-    while True:
-        net = ipaddress.ip_network(f"10.{random.randint(220, 227)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
+    return wait.wait_for(check, timeout, what, every, retry_errors=True)
 
 
 def iptables_rules() -> str:
@@ -150,10 +121,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     ensure_busybox_image()
     work = tmp_path_factory.mktemp("minik-up")
     tag = uuid.uuid4().hex[:6]
-    api_port, etcd_port, kubelet_port = free_port(), free_port(), free_port()
-    while etcd_port + 1 in (api_port, kubelet_port):
-        etcd_port = free_port()
-    pod_cidr = free_pod_cidr()
+    pod_cidr = free_subnets(1, range(220, 228))[0]
+    service_cidr = f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
+    up_args, api_port = minik_up_args(work / "state", f"up-{tag}", pod_cidr, service_cidr, f"MU{tag.upper()}")
     c = Cluster(
         state=work / "state",
         kubeconfig=work / "kubeconfig",
@@ -162,26 +132,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         prefix=f"MU{tag.upper()}",
         pod_cidr=pod_cidr,
         api_port=api_port,
-        up_args=[
-            "--state-dir",
-            str(work / "state"),
-            "--api-port",
-            str(api_port),
-            "--etcd-port",
-            str(etcd_port),
-            "--kubelet-port",
-            str(kubelet_port),
-            "--node-name",
-            f"up-{tag}",
-            "--pod-cidr",
-            pod_cidr,
-            "--service-cidr",
-            f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24",
-            "--network-name",
-            f"minik-up-{tag}",
-            "--iptables-chain-prefix",
-            f"MU{tag.upper()}",
-        ],
+        up_args=up_args,
     )
     try:
         yield c

@@ -13,7 +13,8 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from tests.e2e.conftest import Kubectl, unique
+from testkit.wait import unique
+from tests.e2e.conftest import Kubectl
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import APIServerProcess
-from tests.images import ensure_busybox_image
-from tests.integration.test_hollow import Component, controller_manager, scheduler, unique, wait_for
-from tests.integration.test_kubelet import KubeletProcess
+from testkit.api import apps, create_namespace, get, node_ready
+from testkit.images import ensure_busybox_image
+from testkit.processes import APIServerProcess, KubeletProcess, controller_manager, running, scheduler
+from testkit.wait import wait_for
 
 
 class Stack:
@@ -38,58 +38,24 @@ def stack(apiserver: APIServerProcess) -> Iterator[Stack]:
     workdir = Path(tempfile.mkdtemp(prefix="minik-storage-e2e-"))
     base = workdir / "volumes"
     kubelet = KubeletProcess(apiserver.url)
-    parts: list[Component] = [
-        controller_manager(
-            apiserver.url,
-            "--leader-elect",
-            "false",
-            "--controllers",
-            "persistentvolume-binder,statefulset",
-            "--hostpath-provisioner-dir",
-            str(base),
-        ),
-        scheduler(apiserver.url, "--leader-elect", "false"),
-    ]
+    cm = controller_manager(
+        apiserver.url,
+        *("--leader-elect", "false", "--controllers", "persistentvolume-binder,statefulset"),
+        *("--hostpath-provisioner-dir", str(base)),
+    )
     api = httpx.Client(base_url=apiserver.url, timeout=30)
     try:
-        for p in parts:
-            p.start()
-        kubelet.start()
-        wait_for(lambda: node_ready(api, kubelet.node), 60, "node Ready")
-        yield Stack(api, kubelet, base, image)
+        with running(cm, scheduler(apiserver.url, "--leader-elect", "false"), kubelet):
+            wait_for(lambda: node_ready(api, kubelet.node), 60, "node Ready")
+            yield Stack(api, kubelet, base, image)
     finally:
-        for p in parts:
-            print(f"--- {p.name} log ---\n{p.log()}")
-        print(f"--- kubelet log ---\n{kubelet.log()}")
-        kubelet.cleanup()
-        for p in parts:
-            p.cleanup()
         api.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def node_ready(api: httpx.Client, name: str) -> bool:
-    r = api.get(f"/api/v1/nodes/{name}")
-    if r.status_code != 200:
-        return False
-    conds = (r.json().get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
-
-
 @pytest.fixture()
 def ns(stack: Stack) -> str:
-    name = unique("st")
-    r = stack.api.post("/api/v1/namespaces", json={"metadata": {"name": name}})
-    assert r.status_code == 201, r.text
-    return name
-
-
-def get(api: httpx.Client, path: str) -> dict[str, Any] | None:
-    r = api.get(path)
-    if r.status_code == 404:
-        return None
-    assert r.status_code == 200, r.text
-    return dict(r.json())
+    return create_namespace(stack.api, "st")
 
 
 def pod_phase(api: httpx.Client, ns: str, name: str, *phases: str) -> dict[str, Any] | None:
@@ -164,41 +130,24 @@ def test_data_outlives_the_pod(stack: Stack, ns: str) -> None:
 
 def test_statefulset_claims_are_bound_and_pods_run(stack: Stack, ns: str) -> None:
     api = stack.api
-    sts = {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "db"},
-        "spec": {
-            "replicas": 2,
-            "serviceName": "db",
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {
-                "metadata": {"labels": {"app": "db"}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [
-                        {
-                            "name": "main",
-                            "image": stack.image,
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["sh", "-c", "hostname > /data/id && exec sleep 3600"],
-                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                        }
-                    ],
-                    # the StatefulSet controller replaces a template volume named like a claim
-                    # template with the claim; the API server's StatefulSet validation still
-                    # wants every volumeMount to name a template volume
-                    "volumes": [{"name": "data", "emptyDir": {}}],
-                },
-            },
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data"},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Mi"}}},
-                }
-            ],
-        },
+    container = {
+        "name": "main",
+        "image": stack.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", "hostname > /data/id && exec sleep 3600"],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
     }
+    # the StatefulSet controller replaces a template volume named like a claim template with the
+    # claim; the API server's StatefulSet validation still wants every volumeMount to name a
+    # template volume
+    pod_spec = {
+        "terminationGracePeriodSeconds": 1,
+        "containers": [container],
+        "volumes": [{"name": "data", "emptyDir": {}}],
+    }
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Mi"}}}
+    templates = [{"metadata": {"name": "data"}, "spec": claim}]
+    sts = apps("StatefulSet", "db", pod_spec, 2, serviceName="db", volumeClaimTemplates=templates)
     r = api.post(f"/apis/apps/v1/namespaces/{ns}/statefulsets", json=sts)
     assert r.status_code == 201, r.text
 

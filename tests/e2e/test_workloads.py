@@ -19,18 +19,18 @@ import docker
 import pytest
 import yaml
 
-from tests.conftest import APIServerProcess
-from tests.e2e.conftest import Kubectl, Streaming
-from tests.images import ensure_busybox_image
-from tests.integration.test_hollow import (
-    Component,
+from testkit.api import apps
+from testkit.images import ensure_busybox_image
+from testkit.processes import (
+    APIServerProcess,
+    KubeletProcess,
     controller_manager,
-    dump_logs,
     hollow_nodes,
+    running,
     scheduler,
-    wait_for,
 )
-from tests.integration.test_kubelet import KubeletProcess
+from testkit.wait import wait_for
+from tests.e2e.conftest import Kubectl, Streaming
 
 V2_TAG = "minik-test/busybox:workloads-v2"
 
@@ -42,21 +42,16 @@ def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Any]]:
     client.images.get(image).tag(V2_TAG)
     kubelet = KubeletProcess(apiserver.url)
     prefix = f"e2e-{uuid.uuid4().hex[:4]}-"
-    parts: list[Component] = [
+    parts = (
+        kubelet,
         hollow_nodes(apiserver.url, 2, prefix, "--lease-period", "2"),
         scheduler(apiserver.url),
         controller_manager(apiserver.url),
-    ]
+    )
     try:
-        kubelet.start()
-        for c in parts:
-            c.start()
-        yield {"kubelet": kubelet, "image": image, "parts": parts}
+        with running(*parts):
+            yield {"kubelet": kubelet, "image": image, "parts": parts[1:]}
     finally:
-        dump_logs(*parts)
-        for c in parts:
-            c.cleanup()
-        kubelet.cleanup()
         try:
             client.images.remove(V2_TAG)
         except docker.errors.APIError:
@@ -65,32 +60,10 @@ def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Any]]:
 
 
 def deployment_yaml(name: str, image: str, replicas: int = 3) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "containers": [
-                            {
-                                "name": "main",
-                                "image": image,
-                                "imagePullPolicy": "Never",
-                                "command": ["sleep", "3600"],
-                            }
-                        ],
-                    },
-                },
-            },
-        }
-    )
+    container = {"name": "main", "image": image, "imagePullPolicy": "Never", "command": ["sleep", "3600"]}
+    rolling = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    pod_spec = {"terminationGracePeriodSeconds": 1, "containers": [container]}
+    return yaml.safe_dump(apps("Deployment", name, pod_spec, replicas, strategy=rolling))
 
 
 def get_json(kubectl: Kubectl, *args: str) -> Any:

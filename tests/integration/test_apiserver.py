@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
+from testkit.api import apps, containers, create_namespace, pod_binding
+from testkit.wait import unique
+
 PODS = "/api/v1/namespaces/{ns}/pods"
 CMS = "/api/v1/namespaces/{ns}/configmaps"
 DEPLOYS = "/apis/apps/v1/namespaces/{ns}/deployments"
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def pod(name: str, image: str = "busybox:1.36", **labels: str) -> dict[str, Any]:
@@ -31,29 +29,12 @@ def pod(name: str, image: str = "busybox:1.36", **labels: str) -> dict[str, Any]
 
 
 def deployment(name: str, replicas: int = 2) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]},
-            },
-        },
-    }
+    return apps("Deployment", name, containers("nginx:1.25", "web"), replicas)
 
 
 @pytest.fixture()
 def ns(api: httpx.Client) -> str:
-    name = unique("ns")
-    r = api.post(
-        "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    assert r.status_code == 201, r.text
-    return name
+    return create_namespace(api)
 
 
 def assert_status(r: httpx.Response, code: int, reason: str) -> dict[str, Any]:
@@ -277,12 +258,7 @@ def test_foreground_and_orphan_propagation_add_finalizers(api: httpx.Client, ns:
 
 def test_graceful_pod_deletion(api: httpx.Client, ns: str) -> None:
     api.post(PODS.format(ns=ns), json=pod("bound"))
-    binding = {
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {"name": "bound"},
-        "target": {"kind": "Node", "name": "n1"},
-    }
+    binding = pod_binding("bound", "n1")
     assert api.post(f"{PODS.format(ns=ns)}/bound/binding", json=binding).status_code == 201
     r = api.delete(f"{PODS.format(ns=ns)}/bound")
     assert r.status_code == 200
@@ -383,12 +359,7 @@ def test_scale_subresource(api: httpx.Client, ns: str) -> None:
 
 def test_binding_once(api: httpx.Client, ns: str) -> None:
     api.post(PODS.format(ns=ns), json=pod("b"))
-    binding = {
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {"name": "b"},
-        "target": {"kind": "Node", "name": "n1"},
-    }
+    binding = pod_binding("b", "n1")
     assert api.post(f"{PODS.format(ns=ns)}/b/binding", json=binding).status_code == 201
     p = api.get(f"{PODS.format(ns=ns)}/b").json()
     assert p["spec"]["nodeName"] == "n1"

@@ -10,22 +10,16 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import BIN, APIServerProcess, EtcdProcess, free_port
+from testkit.host import free_port
+from testkit.processes import BIN, APIServerProcess, EtcdProcess
 
 CMS = "/api/v1/namespaces/default/configmaps"
 
 
 @pytest.fixture()
 def cluster() -> Iterator[tuple[EtcdProcess, APIServerProcess]]:
-    etcd = EtcdProcess()
-    server = APIServerProcess(etcd.url)
-    try:
-        etcd.start()
-        server.start()
+    with EtcdProcess() as etcd, APIServerProcess(etcd.url) as server:
         yield etcd, server
-    finally:
-        server.cleanup()
-        etcd.cleanup()
 
 
 def read_events(url: str, params: dict, count: int, timeout: float = 5) -> list[dict]:

@@ -3,19 +3,18 @@ writing pod and node status themselves)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import BIN, APIServerProcess
+from testkit.api import apps, containers, create_namespace, items, owner_ref
+from testkit.processes import APIServerProcess, Process, controller_manager, running
+from testkit.wait import unique, wait_for
 
 RS = "/apis/apps/v1/namespaces/{ns}/replicasets"
 DEPLOYS = "/apis/apps/v1/namespaces/{ns}/deployments"
@@ -24,118 +23,36 @@ CMS = "/api/v1/namespaces/{ns}/configmaps"
 GRACE = 3  # --node-monitor-grace-period for the tests
 
 
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-class ControllerManagerProcess:
-    def __init__(self, url: str, *extra: str) -> None:
-        self.log_path = tempfile.mktemp(prefix="minik-cm-", suffix=".log")
-        args = [
-            str(BIN / "minik-controller-manager"),
-            "--api-server",
-            url,
-            "--leader-elect-lease-duration",
-            "4",
-            "--leader-elect-renew-deadline",
-            "3",
-            "--leader-elect-retry-period",
-            "0.5",
-            "--node-monitor-grace-period",
-            str(GRACE),
-            "--node-monitor-period",
-            "0.5",
-            "--pod-eviction-timeout",
-            "2",
-            *extra,
-        ]
-        self.proc = subprocess.Popen(args, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def cleanup(self) -> None:
-        self.stop()
-        if os.path.exists(self.log_path):
-            os.unlink(self.log_path)
+def manager_process(url: str, *extra: str) -> Process:
+    """The controller manager with short node-monitor periods."""
+    periods = ("--node-monitor-grace-period", str(GRACE), "--node-monitor-period", "0.5")
+    return controller_manager(url, *periods, "--pod-eviction-timeout", "2", *extra)
 
 
 @pytest.fixture(scope="module")
-def manager(apiserver: APIServerProcess) -> Iterator[ControllerManagerProcess]:
-    cm = ControllerManagerProcess(apiserver.url)
-    try:
+def manager(apiserver: APIServerProcess) -> Iterator[Process]:
+    cm = manager_process(apiserver.url)
+    with running(cm):
         yield cm
-    finally:
-        print(cm.log()[-200000:])
-        cm.cleanup()
 
 
 @pytest.fixture()
-def ns(api: httpx.Client, manager: ControllerManagerProcess) -> str:
-    name = unique("ns")
-    r = api.post(
-        "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    assert r.status_code == 201, r.text
-    return name
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}")
-
-
-def items(api: httpx.Client, path: str, **params: str) -> list[dict[str, Any]]:
-    r = api.get(path, params=params)
-    assert r.status_code == 200, r.text
-    return list(r.json()["items"])
-
-
-def template(app: str, image: str = "busybox:1.36") -> dict[str, Any]:
-    return {
-        "metadata": {"labels": {"app": app}},
-        "spec": {"containers": [{"name": "main", "image": image}]},
-    }
+def ns(api: httpx.Client, manager: Process) -> str:
+    return create_namespace(api)
 
 
 def replicaset(name: str, replicas: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "ReplicaSet",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": template(name),
-        },
-    }
+    return apps("ReplicaSet", name, containers("busybox:1.36"), replicas)
 
 
 def deployment(name: str, replicas: int, **strategy: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "replicas": replicas,
-        "selector": {"matchLabels": {"app": name}},
-        "template": template(name),
-    }
-    if strategy:
-        spec["strategy"] = strategy
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec}
+    return apps(
+        "Deployment",
+        name,
+        containers("busybox:1.36"),
+        replicas,
+        **({"strategy": strategy} if strategy else {}),
+    )
 
 
 def active_pods(api: httpx.Client, ns: str, app: str) -> list[dict[str, Any]]:
@@ -222,7 +139,7 @@ def test_replicaset_adopts_orphans_and_releases(api: httpx.Client, ns: str) -> N
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "lonely", "labels": {"app": "adopt"}},
-        "spec": template("x")["spec"],
+        "spec": containers("busybox:1.36"),
     }
     assert api.post(PODS.format(ns=ns), json=orphan).status_code == 201
     assert api.post(RS.format(ns=ns), json=replicaset("adopt", 2)).status_code == 201
@@ -417,22 +334,8 @@ def test_deployment_scale_paused(api: httpx.Client, ns: str) -> None:
 
 
 def owned_cm(name: str, owner: dict[str, Any], block: bool = True) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "ownerReferences": [
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "name": owner["metadata"]["name"],
-                    "uid": owner["metadata"]["uid"],
-                    "blockOwnerDeletion": block,
-                }
-            ],
-        },
-    }
+    meta = {"name": name, "ownerReferences": [owner_ref(owner, "v1", "ConfigMap", blockOwnerDeletion=block)]}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
 
 
 def test_gc_background_foreground_orphan(api: httpx.Client, ns: str) -> None:
@@ -579,14 +482,14 @@ def test_dead_node_tainted_pods_evicted_and_recovered(api: httpx.Client, ns: str
 
 
 def test_standby_takes_over_when_leader_dies(
-    api: httpx.Client, ns: str, apiserver: APIServerProcess, manager: ControllerManagerProcess
+    api: httpx.Client, ns: str, apiserver: APIServerProcess, manager: Process
 ) -> None:
     lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/minik-controller-manager"
     first = wait_for(
         lambda: (r := api.get(lease_path)).status_code == 200 and r.json()["spec"].get("holderIdentity"),
         what="leader",
     )
-    standby = ControllerManagerProcess(apiserver.url)
+    standby = manager_process(apiserver.url).start()
     try:
         manager.stop(signal.SIGKILL)  # no release: the standby must wait for expiry
         second = wait_for(

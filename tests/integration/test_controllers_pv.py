@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import APIServerProcess
-from tests.integration.test_controllers import ControllerManagerProcess, unique, wait_for
+from testkit.api import create_namespace, get
+from testkit.processes import APIServerProcess, Process, running
+from testkit.wait import unique, wait_for
+from tests.integration.test_controllers import manager_process
 
 PVS = "/api/v1/persistentvolumes"
 
@@ -29,27 +31,17 @@ def base_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def manager(apiserver: APIServerProcess, base_dir: Path) -> Iterator[ControllerManagerProcess]:
-    cm = ControllerManagerProcess(
-        apiserver.url,
-        "--controllers",
-        "persistentvolume-binder",
-        "--hostpath-provisioner-dir",
-        str(base_dir),
+def manager(apiserver: APIServerProcess, base_dir: Path) -> Iterator[Process]:
+    cm = manager_process(
+        apiserver.url, "--controllers", "persistentvolume-binder", "--hostpath-provisioner-dir", str(base_dir)
     )
-    try:
+    with running(cm):
         yield cm
-    finally:
-        print(cm.log()[-100000:])
-        cm.cleanup()
 
 
 @pytest.fixture()
-def ns(api: httpx.Client, manager: ControllerManagerProcess) -> str:
-    name = unique("pv")
-    r = api.post("/api/v1/namespaces", json={"metadata": {"name": name}})
-    assert r.status_code == 201, r.text
-    return name
+def ns(api: httpx.Client, manager: Process) -> str:
+    return create_namespace(api, "pv")
 
 
 def make_pv(
@@ -90,14 +82,6 @@ def create(api: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]
     return dict(r.json())
 
 
-def get(api: httpx.Client, path: str) -> dict[str, Any] | None:
-    r = api.get(path)
-    if r.status_code == 404:
-        return None
-    assert r.status_code == 200, r.text
-    return dict(r.json())
-
-
 def phase(api: httpx.Client, path: str, want: str) -> dict[str, Any] | None:
     obj = get(api, path)
     return obj if obj is not None and (obj.get("status") or {}).get("phase") == want else None
@@ -112,7 +96,7 @@ def events(api: httpx.Client, ns: str, name: str) -> list[str]:
     return [e["reason"] for e in r.json()["items"] if e["involvedObject"].get("name") == name]
 
 
-def test_default_storage_class(api: httpx.Client, manager: ControllerManagerProcess) -> None:
+def test_default_storage_class(api: httpx.Client, manager: Process) -> None:
     sc = wait_for(lambda: get(api, "/apis/storage.k8s.io/v1/storageclasses/standard"), 30, "class standard")
     assert sc["provisioner"] == "minik.io/hostpath"
     assert sc["reclaimPolicy"] == "Delete" and sc["volumeBindingMode"] == "Immediate"

@@ -14,58 +14,42 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import APIServerProcess
-from tests.integration.test_hollow import (
-    Component,
+from testkit.api import apps, containers, create_namespace, items
+from testkit.processes import (
+    APIServerProcess,
+    Process,
+    control_plane,
     controller_manager,
-    create_ns,
-    dump_logs,
     hollow_nodes,
-    items,
+    running,
     scheduler,
-    unique,
-    wait_for,
 )
+from testkit.wait import wait_for
 
 PREFIX = f"wl-{uuid.uuid4().hex[:4]}-"
 CIDR = "10.124.0.0/16"
 
 
 @pytest.fixture(scope="module")
-def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Component]]:
+def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Process]]:
     parts = {
         "hollow": hollow_nodes(apiserver.url, 3, PREFIX, "--lease-period", "2", "--job-duration", "0.3"),
-        "scheduler": scheduler(apiserver.url),
-        "cm": controller_manager(apiserver.url, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR),
+        **control_plane(apiserver.url, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR),
     }
-    try:
-        for c in parts.values():
-            c.start()
-        with httpx.Client(base_url=apiserver.url) as api:
-            wait_for(
-                lambda: len(items(api, "/api/v1/nodes", labelSelector="minik.io/hollow=true")) == 3,
-                30,
-                "3 nodes",
-            )
+    with running(*parts.values()), httpx.Client(base_url=apiserver.url) as api:
+        wait_for(
+            lambda: len(items(api, "/api/v1/nodes", labelSelector="minik.io/hollow=true")) == 3, 30, "3 nodes"
+        )
         yield parts
-    finally:
-        dump_logs(*parts.values())
-        for c in parts.values():
-            c.cleanup()
 
 
 @pytest.fixture()
-def ns(api: httpx.Client, cluster: dict[str, Component]) -> str:
-    name = unique("wl")
-    create_ns(api, name)
-    return name
+def ns(api: httpx.Client, cluster: dict[str, Process]) -> str:
+    return create_namespace(api, "wl")
 
 
-def pod_template(app: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"labels": {"app": app}},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
-    }
+def pod_spec(**spec: Any) -> dict[str, Any]:
+    return {**containers("busybox", "c"), **spec}
 
 
 def get(api: httpx.Client, path: str) -> dict[str, Any]:
@@ -90,7 +74,7 @@ def condition(obj: dict[str, Any], ctype: str) -> str | None:
 
 
 def job(name: str, **spec: Any) -> dict[str, Any]:
-    template = pod_template(name, restartPolicy="Never")
+    template = {"metadata": {"labels": {"app": name}}, "spec": pod_spec(restartPolicy="Never")}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -197,24 +181,11 @@ def test_job_active_deadline(api: httpx.Client, ns: str) -> None:
 
 
 def statefulset(name: str, replicas: int, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": pod_template(name),
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data"},
-                    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-                }
-            ],
-            **spec,
-        },
-    }
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    templates = [{"metadata": {"name": "data"}, "spec": claim}]
+    return apps(
+        "StatefulSet", name, pod_spec(), replicas, serviceName=name, volumeClaimTemplates=templates, **spec
+    )
 
 
 def test_statefulset_ordered_create_update_and_scale_down(api: httpx.Client, ns: str) -> None:
@@ -302,15 +273,7 @@ def test_daemonset_one_pod_per_node_and_on_a_new_node(
     api: httpx.Client, ns: str, apiserver: APIServerProcess
 ) -> None:
     base = f"/apis/apps/v1/namespaces/{ns}/daemonsets"
-    body = {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": "agent"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "agent"}},
-            "template": pod_template("agent", nodeSelector={"minik.io/hollow": "true"}),
-        },
-    }
+    body = apps("DaemonSet", "agent", pod_spec(nodeSelector={"minik.io/hollow": "true"}))
     assert api.post(base, json=body).status_code == 201
 
     def per_node(expected: int) -> dict[str, str] | None:
@@ -337,34 +300,34 @@ def test_daemonset_one_pod_per_node_and_on_a_new_node(
     ]
     assert any(t.get("key") == "node.kubernetes.io/unreachable" for t in pod["spec"]["tolerations"])
 
-    extra = hollow_nodes(apiserver.url, 1, f"{PREFIX}x", "--lease-period", "2").start()
     try:
-        bound = wait_for(lambda: per_node(total + 1), 60, "a daemon pod on the new node")
-        assert f"{PREFIX}x0" in bound
+        with running(hollow_nodes(apiserver.url, 1, f"{PREFIX}x", "--lease-period", "2")):
+            bound = wait_for(lambda: per_node(total + 1), 60, "a daemon pod on the new node")
+            assert f"{PREFIX}x0" in bound
 
-        # rolling update: every pod is replaced with the new template
-        patch = {"spec": {"template": {"metadata": {"labels": {"app": "agent", "v": "2"}}}}}
-        r = api.patch(f"{base}/agent", json=patch, headers={"Content-Type": "application/merge-patch+json"})
-        assert r.status_code == 200
-
-        def updated() -> bool:
-            ds = get(api, f"{base}/agent")
-            st = ds.get("status", {})
-            return (
-                st.get("observedGeneration") == ds["metadata"]["generation"]
-                and st.get("updatedNumberScheduled") == total + 1
-                and st.get("numberAvailable") == total + 1
+            # rolling update: every pod is replaced with the new template
+            patch = {"spec": {"template": {"metadata": {"labels": {"app": "agent", "v": "2"}}}}}
+            r = api.patch(
+                f"{base}/agent", json=patch, headers={"Content-Type": "application/merge-patch+json"}
             )
+            assert r.status_code == 200
 
-        wait_for(updated, 60, "rolled-out DaemonSet")
-        assert all(
-            p["metadata"]["labels"].get("v") == "2"
-            for p in items(api, f"/api/v1/namespaces/{ns}/pods")
-            if not p["metadata"].get("deletionTimestamp")
-        )
+            def updated() -> bool:
+                ds = get(api, f"{base}/agent")
+                st = ds.get("status", {})
+                return (
+                    st.get("observedGeneration") == ds["metadata"]["generation"]
+                    and st.get("updatedNumberScheduled") == total + 1
+                    and st.get("numberAvailable") == total + 1
+                )
+
+            wait_for(updated, 60, "rolled-out DaemonSet")
+            assert all(
+                p["metadata"]["labels"].get("v") == "2"
+                for p in items(api, f"/api/v1/namespaces/{ns}/pods")
+                if not p["metadata"].get("deletionTimestamp")
+            )
     finally:
-        dump_logs(extra)
-        extra.cleanup()
         api.delete(f"/api/v1/nodes/{PREFIX}x0")
 
 
@@ -372,7 +335,7 @@ def test_daemonset_one_pod_per_node_and_on_a_new_node(
 
 
 def test_ipam_never_duplicates_and_repairs_after_restart(
-    api: httpx.Client, cluster: dict[str, Component], apiserver: APIServerProcess
+    api: httpx.Client, cluster: dict[str, Process], apiserver: APIServerProcess
 ) -> None:
     taken = "10.124.7.0/24"
     pre = {
@@ -413,20 +376,11 @@ def test_ipam_never_duplicates_and_repairs_after_restart(
 
 
 def test_scale_up_survives_sigkill_of_scheduler_and_controller_manager(
-    api: httpx.Client, ns: str, cluster: dict[str, Component], apiserver: APIServerProcess
+    api: httpx.Client, ns: str, cluster: dict[str, Process], apiserver: APIServerProcess
 ) -> None:
     rng = random.Random()
     base = f"/apis/apps/v1/namespaces/{ns}/deployments"
-    body = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "big"},
-        "spec": {
-            "replicas": 30,
-            "selector": {"matchLabels": {"app": "big"}},
-            "template": pod_template("big"),
-        },
-    }
+    body = apps("Deployment", "big", pod_spec(), 30)
     assert api.post(base, json=body).status_code == 201
     for _ in range(3):
         time.sleep(rng.uniform(0.1, 0.8))

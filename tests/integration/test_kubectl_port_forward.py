@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from test_kubelet are parameters here
 """The real ``kubectl port-forward`` (SPDY/3.1 tunnelled in a WebSocket) through the API server
 and a real kubelet to ``busybox httpd`` in a Docker container."""
 
@@ -10,7 +9,6 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,29 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_kubelet import KubeletProcess, image, kubelet, make_pod, wait_phase  # noqa: F401
+from testkit.processes import KubeletProcess
+from tests.integration.test_kubelet import make_pod, sh_container, wait_phase
 
 KUBECTL = "/usr/bin/kubectl"
 FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(apiserver: Any) -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "config")
-        with open(path, "w") as f:
-            f.write(
-                "apiVersion: v1\nkind: Config\n"
-                f"clusters:\n- name: t\n  cluster:\n    server: {apiserver.url}\n"
-                "users:\n- name: t\n  user: {}\n"
-                "contexts:\n- name: t\n  context:\n    cluster: t\n    user: t\n    namespace: default\n"
-                "current-context: t\n"
-            )
-        yield path
-
-
-@pytest.fixture(scope="module")
-def web_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator[str]:  # noqa: F811
+def web_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator[str]:
     name = "pf-web"
     script = (
         "mkdir -p /www && echo hello-port-forward > /www/index.html"
@@ -53,12 +37,7 @@ def web_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator[str
         name,
         kubelet.node,
         [
-            {
-                "name": "web",
-                "image": image,
-                "command": ["sh", "-c", script],
-                "ports": [{"name": "http", "containerPort": 8080}],
-            },
+            sh_container("web", image, script, ports=[{"name": "http", "containerPort": 8080}]),
             # an echo server, one `cat` per connection
             {"name": "echo", "image": image, "command": ["nc", "-ll", "-p", "9000", "-e", "cat"]},
         ],

@@ -8,165 +8,19 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import os
-import random
-import shutil
 import signal
-import subprocess
-import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import docker
 import httpx
 import pytest
 
-from tests.conftest import BIN, free_port
-from tests.images import ensure_busybox_image
-
-NODE_LABEL = "io.minik.node"
-
-
-def docker_cleanup(node: str, network: str) -> None:
-    import docker
-
-    client = docker.from_env()
-    try:
-        for c in client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={node}"}):
-            try:
-                c.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-        for v in client.volumes.list(filters={"label": f"{NODE_LABEL}={node}"}):
-            try:
-                v.remove(force=True)
-            except docker.errors.NotFound:
-                pass
-        try:
-            client.networks.get(network).remove()
-        except docker.errors.NotFound:
-            pass
-    finally:
-        client.close()
-
-
-def free_subnet() -> str:
-    """A /24 in 10.2xx.x.0 that no Docker network uses."""
-    import docker
-
-    client = docker.from_env()
-    try:
-        used = set()
-        for n in client.networks.list():
-            for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
-                used.add(cfg.get("Subnet"))
-    finally:
-        client.close()
-    for _ in range(100):
-        subnet = f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24"
-        if subnet not in used:
-            return subnet
-    raise RuntimeError("no free subnet")
-
-
-class KubeletProcess:
-    def __init__(self, api_url: str) -> None:
-        tag = uuid.uuid4().hex[:8]
-        self.api_url = api_url
-        self.node = f"kt-{tag}"
-        self.network = f"minik-test-{tag}"
-        self.subnet = free_subnet()
-        self.port = free_port()
-        self.root = tempfile.mkdtemp(prefix="minik-kubelet-")
-        self.log_path = os.path.join(self.root, "kubelet.log")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [
-                str(BIN / "minik-kubelet"),
-                "--api-server",
-                self.api_url,
-                "--node-name",
-                self.node,
-                "--node-ip",
-                "127.0.0.1",
-                "--address",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--pod-cidr",
-                self.subnet,
-                "--network-name",
-                self.network,
-                "--root-dir",
-                os.path.join(self.root, "root"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.wait(lambda: self._healthy(), 60, "kubelet HTTP server")
-
-    def _healthy(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"kubelet exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def log(self) -> str:
-        try:
-            return Path(self.log_path).read_text()[-6000:]
-        except OSError:
-            return ""
-
-    def wait(self, cond: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = cond()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}\n--- kubelet log ---\n{self.log()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def cleanup(self) -> None:
-        self.stop(signal.SIGKILL)
-        docker_cleanup(self.node, self.network)
-        shutil.rmtree(self.root, ignore_errors=True)
-
+from testkit.api import configmap
+from testkit.host import NODE_LABEL
+from testkit.processes import KubeletProcess
 
 NS = "default"
-
-
-@pytest.fixture(scope="module")
-def kubelet(apiserver: Any) -> Iterator[KubeletProcess]:
-    ensure_busybox_image()
-    k = KubeletProcess(apiserver.url)
-    try:
-        k.start()
-        yield k
-    finally:
-        k.cleanup()
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    return ensure_busybox_image()
 
 
 @pytest.fixture()
@@ -182,6 +36,11 @@ def make_pod(name: str, node: str, containers: list[dict[str, Any]], **spec: Any
         "metadata": {"name": name, "namespace": NS},
         "spec": {"nodeName": node, "containers": containers, "terminationGracePeriodSeconds": 2, **spec},
     }
+
+
+def sh_container(name: str, image: str, script: str, **fields: Any) -> dict[str, Any]:
+    """A container running ``sh -c SCRIPT``."""
+    return {"name": name, "image": image, "command": ["sh", "-c", script], **fields}
 
 
 def get_pod(client: httpx.Client, name: str) -> dict[str, Any]:
@@ -222,11 +81,11 @@ def node_containers(k: KubeletProcess, pod_uid: str) -> list[Any]:
         dc.close()
 
 
-def delete_pod(client: httpx.Client, k: KubeletProcess, name: str) -> None:
-    client.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
-    k.wait(
-        lambda: client.get(f"/api/v1/namespaces/{NS}/pods/{name}").status_code == 404, 60, f"{name} deleted"
-    )
+def delete_pod(client: httpx.Client, k: KubeletProcess, *names: str) -> None:
+    paths = [f"/api/v1/namespaces/{NS}/pods/{name}" for name in names]
+    for path in paths:
+        client.delete(path)
+    k.wait(lambda: all(client.get(p).status_code == 404 for p in paths), 60, f"{', '.join(names)} deleted")
 
 
 def test_node_registered_ready_with_lease(kubelet: KubeletProcess, client: httpx.Client) -> None:
@@ -265,16 +124,7 @@ def test_pod_runs_shares_localhost_and_gets_pod_ip(
     client: httpx.Client,
     image: str,
 ) -> None:
-    create(
-        client,
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "cfg"},
-            "data": {"color": "blue", "size": "L"},
-        },
-        "configmaps",
-    )
+    create(client, configmap("cfg", {"color": "blue", "size": "L"}), "configmaps")
     create(
         client,
         {
@@ -434,8 +284,7 @@ def test_restart_never_succeeded_and_failed(
     term = bad["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (term["exitCode"], term["reason"]) == (7, "Error")
     assert bad["status"]["containerStatuses"][0]["restartCount"] == 0
-    for name in ("ok", "bad"):
-        delete_pod(client, kubelet, name)
+    delete_pod(client, kubelet, "ok", "bad")
 
 
 def test_missing_image_and_config_reported(kubelet: KubeletProcess, client: httpx.Client, image: str) -> None:
@@ -467,8 +316,7 @@ def test_missing_image_and_config_reported(kubelet: KubeletProcess, client: http
     kubelet.wait(lambda: reason("never") == "ErrImageNeverPull", 30, "ErrImageNeverPull")
     kubelet.wait(lambda: reason("nocm") == "CreateContainerConfigError", 30, "CreateContainerConfigError")
     assert get_pod(client, "never")["status"]["phase"] == "Pending"
-    for name in ("never", "nocm"):
-        delete_pod(client, kubelet, name)
+    delete_pod(client, kubelet, "never", "nocm")
 
 
 def test_readiness_probe_and_exec(kubelet: KubeletProcess, client: httpx.Client, image: str) -> None:

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import websockets
 
+from testkit.api import configmap
 from tests.integration.test_kubelet import (  # noqa: F401 - fixtures
     NS,
     KubeletProcess,
@@ -32,11 +33,10 @@ from tests.integration.test_kubelet import (  # noqa: F401 - fixtures
     create,
     delete_pod,
     get_pod,
-    image,
-    kubelet,
     logs,
     make_pod,
     node_containers,
+    sh_container,
     wait_phase,
 )
 
@@ -137,52 +137,15 @@ def test_events_and_lifecycle_hooks(
 
 
 def test_probes_restart_and_oom(kubelet: KubeletProcess, client: httpx.Client, image: str) -> None:
-    sleeper = ["sh", "-c", "exec sleep 3600"]
-    create(
-        client,
-        make_pod(
-            "live",
-            kubelet.node,
-            [
-                {
-                    "name": "c",
-                    "image": image,
-                    "command": sleeper,
-                    "livenessProbe": {
-                        "exec": {"command": ["cat", "/alive"]},
-                        "periodSeconds": 1,
-                        "failureThreshold": 2,
-                    },
-                }
-            ],
-            terminationGracePeriodSeconds=0,
-        ),
-    )
-    create(
-        client,
-        make_pod(
-            "gated",
-            kubelet.node,
-            [
-                {
-                    "name": "c",
-                    "image": image,
-                    "command": sleeper,
-                    "startupProbe": {
-                        "exec": {"command": ["cat", "/started"]},
-                        "periodSeconds": 1,
-                        "failureThreshold": 60,
-                    },
-                    "livenessProbe": {
-                        "exec": {"command": ["cat", "/alive"]},
-                        "periodSeconds": 1,
-                        "failureThreshold": 1,
-                    },
-                }
-            ],
-            terminationGracePeriodSeconds=0,
-        ),
-    )
+    def sleeper(pod: str, **probes: Any) -> None:
+        container = {"name": "c", "image": image, "command": ["sh", "-c", "exec sleep 3600"], **probes}
+        create(client, make_pod(pod, kubelet.node, [container], terminationGracePeriodSeconds=0))
+
+    def cat(path: str, failures: int) -> dict[str, Any]:
+        return {"exec": {"command": ["cat", path]}, "periodSeconds": 1, "failureThreshold": failures}
+
+    sleeper("live", livenessProbe=cat("/alive", 2))
+    sleeper("gated", startupProbe=cat("/started", 60), livenessProbe=cat("/alive", 1))
     create(
         client,
         make_pod(
@@ -239,21 +202,11 @@ def test_probes_restart_and_oom(kubelet: KubeletProcess, client: httpx.Client, i
         return pod if term.get("reason") == "OOMKilled" else None
 
     kubelet.wait(oom_reason, 30, "OOMKilled reported")
-    for name in ("live", "gated", "oom"):
-        delete_pod(client, kubelet, name)
+    delete_pod(client, kubelet, "live", "gated", "oom")
 
 
 def test_volumes(kubelet: KubeletProcess, client: httpx.Client, image: str, hostdir: str) -> None:
-    create(
-        client,
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "volcfg"},
-            "data": {"color": "red", "shape": "square"},
-        },
-        "configmaps",
-    )
+    create(client, configmap("volcfg", {"color": "red", "shape": "square"}), "configmaps")
     created = os.path.join(hostdir, "made-by-kubelet")
     script = (
         "cat /host/hello.txt; ls -d /newdir && echo newdir-ok; "
@@ -353,8 +306,7 @@ def test_volumes(kubelet: KubeletProcess, client: httpx.Client, image: str, host
     )
     reason, message = waiting_reason(client, "badhost")
     assert reason == "ContainerCreating" and "is not a Directory" in message
-    for name in ("vols", "badhost"):
-        delete_pod(client, kubelet, name)
+    delete_pod(client, kubelet, "vols", "badhost")
 
 
 def test_host_port_limits_and_security_context(
@@ -369,26 +321,22 @@ def test_host_port_limits_and_security_context(
             "limits",
             kubelet.node,
             [
-                {
-                    "name": "web",
-                    "image": image,
-                    "command": [
-                        "sh",
-                        "-c",
-                        "mkdir -p /tmp/www && echo via-host-port > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
-                    ],
-                    "ports": [{"containerPort": 8080, "hostPort": host_port}],
-                    "resources": {
+                sh_container(
+                    "web",
+                    image,
+                    "mkdir -p /tmp/www && echo via-host-port > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www",
+                    ports=[{"containerPort": 8080, "hostPort": host_port}],
+                    resources={
                         "limits": {"cpu": "500m", "memory": "64Mi"},
                         "requests": {"cpu": "250m", "memory": "32Mi"},
                     },
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                    "securityContext": {
+                    volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}],
+                    securityContext={
                         "runAsUser": 1234,
                         "runAsGroup": 2345,
                         "readOnlyRootFilesystem": True,
                     },
-                }
+                )
             ],
             volumes=[{"name": "tmp", "emptyDir": {}}],
         ),
@@ -433,11 +381,7 @@ def _get(url: str) -> str | None:
 def test_bad_input_is_reported_and_others_keep_running(
     kubelet: KubeletProcess, client: httpx.Client, image: str
 ) -> None:
-    create(
-        client,
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "partial"}, "data": {"a": "1"}},
-        "configmaps",
-    )
+    create(client, configmap("partial", {"a": "1"}), "configmaps")
     create(
         client,
         make_pod("steady", kubelet.node, [{"name": "c", "image": image, "command": ["sleep", "3600"]}]),
@@ -496,8 +440,7 @@ def test_bad_input_is_reported_and_others_keep_running(
         == steady["status"]["containerStatuses"][0]["containerID"]
     )
     assert kubelet.proc is not None and kubelet.proc.poll() is None
-    for name in ("steady", "nokey", "badcmd"):
-        delete_pod(client, kubelet, name)
+    delete_pod(client, kubelet, "steady", "nokey", "badcmd")
 
 
 @pytest.fixture(scope="module")
@@ -507,17 +450,13 @@ def web(kubelet: KubeletProcess, apiserver: Any, image: str) -> Iterator[str]:
         "pfweb",
         kubelet.node,
         [
-            {
-                "name": "web",
-                "image": image,
-                "command": [
-                    "sh",
-                    "-c",
-                    "mkdir -p /www && echo hello-through-the-tunnel > /www/index.html && exec httpd -f -p 8080 -h /www",
-                ],
-                "ports": [{"name": "http", "containerPort": 8080}],
-                "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 1},
-            },
+            sh_container(
+                "web",
+                image,
+                "mkdir -p /www && echo hello-through-the-tunnel > /www/index.html && exec httpd -f -p 8080 -h /www",
+                ports=[{"name": "http", "containerPort": 8080}],
+                readinessProbe={"tcpSocket": {"port": "http"}, "periodSeconds": 1},
+            ),
             {"name": "shell", "image": image, "command": ["sh"], "stdin": True, "tty": True},
         ],
     )

@@ -1,35 +1,19 @@
-# ruff: noqa: F811 - pytest fixtures imported from test_kubelet are parameters here
 """``kubectl logs`` and ``kubectl exec`` through the API server to a real kubelet and Docker."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.test_kubelet import KubeletProcess, image, kubelet, make_pod, wait_phase  # noqa: F401
+from testkit.processes import KubeletProcess
+from tests.integration.test_kubelet import make_pod, sh_container, wait_phase
 
 KUBECTL = "/usr/bin/kubectl"
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(apiserver: Any) -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "config")
-        with open(path, "w") as f:
-            f.write(
-                "apiVersion: v1\nkind: Config\n"
-                f"clusters:\n- name: t\n  cluster:\n    server: {apiserver.url}\n"
-                "users:\n- name: t\n  user: {}\n"
-                "contexts:\n- name: t\n  context:\n    cluster: t\n    user: t\n    namespace: default\n"
-                "current-context: t\n"
-            )
-        yield path
 
 
 def kubectl(kubeconfig: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -38,7 +22,7 @@ def kubectl(kubeconfig: str, *args: str, input: str | None = None) -> subprocess
 
 
 @pytest.fixture(scope="module")
-def running_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator[str]:  # noqa: F811
+def running_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator[str]:
     name = "logexec"
     script = "echo hello from minik; echo to stderr >&2; exec sleep 3600"
     pod = make_pod(name, kubelet.node, [{"name": "main", "image": image, "command": ["sh", "-c", script]}])
@@ -70,7 +54,7 @@ def test_kubectl_exec(kubeconfig: str, running_pod: str) -> None:
     assert r.returncode == 3, (r.returncode, r.stderr)
 
 
-def test_logs_of_an_unscheduled_pod_is_a_clear_error(apiserver: Any, kubeconfig: str, image: str) -> None:  # noqa: F811
+def test_logs_of_an_unscheduled_pod_is_a_clear_error(apiserver: Any, kubeconfig: str, image: str) -> None:
     with httpx.Client(base_url=apiserver.url) as c:
         pod = make_pod("nowhere", "", [{"name": "main", "image": image}])
         pod["spec"].pop("nodeName", None)
@@ -148,14 +132,7 @@ def test_kubectl_logs_follow_tail_previous(
     pod = make_pod(
         name,
         kubelet.node,
-        [
-            {
-                "name": "main",
-                "image": image,
-                "command": ["sh", "-c", script],
-                "volumeMounts": [{"name": "s", "mountPath": "/state"}],
-            }
-        ],
+        [sh_container("main", image, script, volumeMounts=[{"name": "s", "mountPath": "/state"}])],
         volumes=[{"name": "s", "emptyDir": {}}],
     )
     with httpx.Client(base_url=apiserver.url, timeout=30) as c:

@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,8 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import APIServerProcess
-from tests.images import ensure_busybox_image
+from testkit import wait
+from testkit.host import free_subnets
+from testkit.images import ensure_busybox_image
+from testkit.processes import APIServerProcess, python_module
 
 docker = pytest.importorskip("docker")
 
@@ -39,36 +40,9 @@ NODE = "proxy-test-node"
 NS = "default"
 
 
-def wait_for(fn: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as e:  # noqa: BLE001 - polled until the deadline
-            last = e
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
-def free_subnet(client: Any) -> ipaddress.IPv4Network:
-    used = []
-    for net in client.networks.list():
-        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
-            if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
-                used.append(ipaddress.ip_network(cfg["Subnet"]))
-    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
-    for line in routes.splitlines():
-        first = line.split()[0]
-        if "/" in first:
-            used.append(ipaddress.ip_network(first, strict=False))
-    for third in range(10, 250):
-        cand = ipaddress.ip_network(f"10.237.{third}.0/24")
-        if not any(cand.overlaps(u) for u in used):
-            return cand
-    raise RuntimeError("no free test subnet")
+def wait_for(check: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    """Exceptions count as not yet: the proxy's rules may not be there at the first try."""
+    return wait.wait_for(check, timeout, what, retry_errors=True)
 
 
 class Env:
@@ -81,13 +55,14 @@ class Env:
         self.gateway = ""
         self.backends: list[tuple[str, str]] = []  # (name, ip)
         self.client: Any = None
-        self.proxy: subprocess.Popen[bytes] | None = None
-        self.proxy_log = f"/tmp/minik-proxy-test-{self.tag}.log"
+        self.proxy = python_module(
+            "proxy", "proxy.command", apiserver.url, "--node-name", NODE, "--iptables-chain-prefix", PREFIX
+        )
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
         image = ensure_busybox_image()
-        subnet = free_subnet(self.docker)
+        subnet = ipaddress.ip_network(free_subnets(1, range(237, 238))[0])
         self.gateway = str(subnet.network_address + 1)
         ipam = docker.types.IPAMConfig(
             pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=self.gateway)]
@@ -134,43 +109,17 @@ class Env:
         assert self.api.put(f"/api/v1/nodes/{NODE}/status", json=cur).status_code == 200
 
     def start_proxy(self) -> None:
-        log = open(self.proxy_log, "ab")
-        self.proxy = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "proxy.command",
-                "--api-server",
-                self.apiserver.url,
-                "--node-name",
-                NODE,
-                "--iptables-chain-prefix",
-                PREFIX,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.proxy.start()
         wait_for(lambda: f"proxy for node {NODE} synced" in self.log(), what="proxy sync")
 
     def stop_proxy(self) -> None:
-        if self.proxy is not None and self.proxy.poll() is None:
-            self.proxy.terminate()
-            try:
-                self.proxy.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proxy.kill()
-                self.proxy.wait()
-        self.proxy = None
+        self.proxy.stop()
 
     def log(self) -> str:
-        try:
-            with open(self.proxy_log) as f:
-                return f.read()
-        except OSError:
-            return ""
+        return self.proxy.log()
 
     def teardown(self) -> None:
-        self.stop_proxy()
+        self.proxy.stop()
         subprocess.run(
             [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", PREFIX],
             check=False,
@@ -181,10 +130,7 @@ class Env:
                 c.remove(force=True)
         if self.network is not None:
             self.network.remove()
-        try:
-            os.unlink(self.proxy_log)
-        except OSError:
-            pass
+        self.proxy.cleanup()
         self.docker.close()
 
     # -- helpers ---------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,38 +10,17 @@ import httpx
 import pytest
 from dnslib import RCODE, DNSRecord
 
-from tests.conftest import APIServerProcess, free_port
+from testkit.host import free_port
+from testkit.processes import APIServerProcess, python_module
 
 
 @pytest.fixture(scope="module")
 def dns(apiserver: APIServerProcess) -> Iterator[int]:
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "proxy.dns",
-            "--api-server",
-            apiserver.url,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--upstream",
-            "127.0.0.1",  # nothing outside the cluster domain is asked in these tests
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    # nothing outside the cluster domain is asked in these tests: the upstream is loopback
+    argv = ("--bind", "127.0.0.1", "--port", str(port), "--upstream", "127.0.0.1")
+    with python_module("dns", "proxy.dns", apiserver.url, *argv):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def query(port: int, name: str, qtype: str = "A", tcp: bool = False) -> DNSRecord:

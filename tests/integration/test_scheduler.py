@@ -7,37 +7,20 @@ PodScheduled condition, and the retry when a fitting node appears.
 
 from __future__ import annotations
 
-import subprocess
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import BIN, APIServerProcess
-
-T = TypeVar("T")
+from testkit import processes
+from testkit.api import create_namespace, event
+from testkit.processes import APIServerProcess, Process
+from testkit.wait import wait_for
 
 NODES = ["sched-n1", "sched-n2", "sched-n3"]
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def wait_for(fn: Callable[[], T | None], timeout: float = 30, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def node(name: str, cpu: str = "2", labels: dict[str, str] | None = None, taints: list | None = None) -> dict:
@@ -67,40 +50,6 @@ def pod(name: str, cpu: str = "100m", **spec: Any) -> dict:
     }
 
 
-class SchedulerProcess:
-    def __init__(self, api_url: str) -> None:
-        self.api_url = api_url
-        self.log_path = Path(f"/tmp/minik-scheduler-{uuid.uuid4().hex[:8]}.log")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "minik-scheduler"), "--api-server", self.api_url, "--log-level", "debug"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text()[-6000:]
-        except OSError:
-            return ""
-
-    def stop(self) -> int | None:
-        code = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                code = self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        self.log_path.unlink(missing_ok=True)
-        return code
-
-
 @pytest.fixture(scope="module")
 def cluster(apiserver: APIServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=apiserver.url, timeout=30) as api:
@@ -111,24 +60,21 @@ def cluster(apiserver: APIServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def scheduler(apiserver: APIServerProcess, cluster: httpx.Client) -> Iterator[SchedulerProcess]:
-    proc = SchedulerProcess(apiserver.url)
+def scheduler(apiserver: APIServerProcess, cluster: httpx.Client) -> Iterator[Process]:
+    proc = processes.scheduler(apiserver.url, "--log-level", "debug")
     try:
         proc.start()
         yield proc
     finally:
-        assert proc.proc is None or proc.proc.poll() is None, proc.log()
+        assert proc.proc is None or proc.proc.poll() is None, proc.log(6000)
         code = proc.stop()
+        proc.cleanup()
         assert code in (0, None), f"minik-scheduler exited with {code}"
 
 
 @pytest.fixture()
 def ns(cluster: httpx.Client) -> Iterator[str]:
-    name = unique("sched")
-    r = cluster.post(
-        "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    )
-    assert r.status_code == 201, r.text
+    name = create_namespace(cluster, "sched")
     yield name
     # No namespace controller here: remove the pods (bound ones at once) before the namespace.
     cluster.request(
@@ -151,7 +97,7 @@ def node_of(api: httpx.Client, ns: str, name: str) -> str | None:
 
 
 def test_binds_pods_honouring_node_selector_and_resources(
-    cluster: httpx.Client, scheduler: SchedulerProcess, ns: str
+    cluster: httpx.Client, scheduler: Process, ns: str
 ) -> None:
     api = cluster
     r = api.patch(
@@ -171,21 +117,13 @@ def test_binds_pods_honouring_node_selector_and_resources(
     conds = {c["type"]: c for c in got["status"].get("conditions") or []}
     assert conds["PodScheduled"]["status"] == "True"
 
-    def scheduled_event() -> dict | None:
-        items = api.get(
-            f"/api/v1/namespaces/{ns}/events", params={"fieldSelector": "involvedObject.name=ssd"}
-        ).json()["items"]
-        return next((e for e in items if e["reason"] == "Scheduled"), None)
-
-    ev = wait_for(scheduled_event, what="Scheduled event")
+    ev = wait_for(lambda: event(api, ns, "ssd", "Scheduled"), what="Scheduled event")
     assert ev["type"] == "Normal"
     assert ev["message"] == f"Successfully assigned {ns}/ssd to {NODES[1]}"
     assert ev["source"]["component"] == "default-scheduler"
 
 
-def test_spreads_pods_of_one_owner_over_nodes(
-    cluster: httpx.Client, scheduler: SchedulerProcess, ns: str
-) -> None:
+def test_spreads_pods_of_one_owner_over_nodes(cluster: httpx.Client, scheduler: Process, ns: str) -> None:
     api = cluster
     owner_uid = str(uuid.uuid4())
     owner = {
@@ -211,18 +149,12 @@ def test_spreads_pods_of_one_owner_over_nodes(
 
 
 def test_unschedulable_pod_gets_event_condition_and_is_placed_when_a_node_fits(
-    cluster: httpx.Client, scheduler: SchedulerProcess, ns: str
+    cluster: httpx.Client, scheduler: Process, ns: str
 ) -> None:
     api = cluster
     create_pod(api, ns, pod("huge", cpu="100"))
 
-    def failed_event() -> dict | None:
-        items = api.get(
-            f"/api/v1/namespaces/{ns}/events", params={"fieldSelector": "involvedObject.name=huge"}
-        ).json()["items"]
-        return next((e for e in items if e["reason"] == "FailedScheduling"), None)
-
-    ev = wait_for(failed_event, what="FailedScheduling event")
+    ev = wait_for(lambda: event(api, ns, "huge", "FailedScheduling"), what="FailedScheduling event")
     expected = (
         "0/3 nodes are available: 3 Insufficient cpu. "
         "preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
@@ -270,9 +202,7 @@ def test_unschedulable_pod_gets_event_condition_and_is_placed_when_a_node_fits(
             api.delete(f"/api/v1/nodes/{name}")
 
 
-def test_other_schedulers_pods_are_left_alone(
-    cluster: httpx.Client, scheduler: SchedulerProcess, ns: str
-) -> None:
+def test_other_schedulers_pods_are_left_alone(cluster: httpx.Client, scheduler: Process, ns: str) -> None:
     api = cluster
     create_pod(api, ns, pod("theirs", schedulerName="my-scheduler"))
     create_pod(api, ns, pod("ours"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import APIServerProcess, EtcdProcess
+from testkit.processes import APIServerProcess, EtcdProcess
 
 SVC = "/api/v1/namespaces/default/services"
 

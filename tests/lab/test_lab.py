@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,8 +23,9 @@ import httpx
 import pytest
 
 from cli.lab import render_compose
-
-from ..images import ensure_busybox_image
+from testkit.api import apps
+from testkit.host import free_port
+from testkit.images import ensure_busybox_image
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "minik-labtest"
@@ -48,12 +48,6 @@ needs_node_lifecycle = pytest.mark.skipif(
     not _have("controllers/nodelifecycle.py"),
     reason="node lifecycle in the controller manager (controllers/nodelifecycle.py) is not built yet",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _docker_ok() -> bool:
@@ -191,7 +185,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if not _compose_ok():
         pytest.skip("neither docker-compose nor `docker compose` is installed")
     state = tmp_path_factory.mktemp("lab-state")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MINIK_STATE_DIR": str(state),
@@ -247,16 +241,7 @@ def deployment(name: str, replicas: int, tolerate_seconds: int | None = None) ->
             {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": tolerate_seconds}
             for key in ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
         ]
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
-        },
-    }
+    return apps("Deployment", name, spec, replicas)
 
 
 def pinned_pod(name: str, node: str, labels: dict[str, str], container: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,8 @@
+"""The harness of minik's tests and benchmarks; no shipped component imports it.
+
+* ``processes``: real etcd, ``minik-apiserver``, kubelet and component processes on free ports;
+* ``host``: free ports and /24s on this host, removing what a node left in Docker;
+* ``images``: the busybox test image, built locally from busybox-static;
+* ``api``: API objects as tests write them and the common calls through an ``httpx.Client``;
+* ``wait``: ``wait_for`` and unique names.
+"""

@@ -1,0 +1,97 @@
+"""What a test or benchmark takes from this host: free ports, free /24s, and removing the Docker
+objects a node left behind."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import socket
+import subprocess
+
+NODE_LABEL = "io.minik.node"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_udp_tcp_port() -> int:
+    """A port free on loopback for TCP and on every address for UDP."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+def used_networks() -> list[ipaddress.IPv4Network]:
+    """IPv4 networks of Docker networks, routes and 10.x iptables rules on this host."""
+    import docker
+
+    used: list[ipaddress.IPv4Network] = []
+    client = docker.from_env()
+    try:
+        for n in client.networks.list():
+            for cfg in (n.attrs.get("IPAM") or {}).get("Config") or []:
+                if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
+                    used.append(ipaddress.IPv4Network(cfg["Subnet"], strict=False))
+    finally:
+        client.close()
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+    for line in routes.splitlines():
+        first = line.split()[0] if line.split() else ""
+        if "/" in first:
+            used.append(ipaddress.IPv4Network(first, strict=False))
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    for word in rules.split():
+        if word.startswith("10.") and "/" in word:
+            try:
+                used.append(ipaddress.IPv4Network(word, strict=False))
+            except ValueError:
+                pass
+    return used
+
+
+def free_subnets(n: int, second: range = range(200, 251)) -> list[str]:
+    """``n`` /24s ``10.S.x.0`` (S in ``second``) that no Docker network, route or iptables rule uses."""
+    used = used_networks()
+    out: list[str] = []
+    for _ in range(500):
+        cand = ipaddress.IPv4Network(f"10.{random.choice(second)}.{random.randint(0, 255)}.0/24")
+        if any(cand.overlaps(u) for u in used):
+            continue
+        used.append(cand)
+        out.append(str(cand))
+        if len(out) == n:
+            return out
+    raise RuntimeError("no free /24 for the test")
+
+
+def remove_node_objects(node: str, network: str) -> None:
+    """Every container and volume labelled with ``node``, and the Docker network ``network``."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={node}"}):
+            try:
+                c.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        for v in client.volumes.list(filters={"label": f"{NODE_LABEL}={node}"}):
+            try:
+                v.remove(force=True)
+            except docker.errors.APIError:
+                pass
+        try:
+            client.networks.get(network).remove()
+        except docker.errors.NotFound:
+            pass
+    finally:
+        client.close()
