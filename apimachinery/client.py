@@ -14,24 +14,27 @@ It speaks Kubernetes' REST contract and nothing else, so it works against any Ku
 
 The design is "sans-IO": the functions at the top of this module build :class:`Request` values
 and interpret responses; :class:`Client` (asyncio) and :class:`SyncClient` (for the CLI) only
-send them.  Operations that take several round trips (:meth:`Client.list_all`) are written once as
-generators that yield requests and receive responses, and each client drives them.
+send them.  Every verb is written once, in the clients' common base; each client supplies only how
+one request is sent (awaited or blocking).  Operations that take several round trips
+(:meth:`Client.list_all`) are written once as generators that yield requests and receive
+responses, and each client drives them.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import AsyncGenerator, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from . import errors
 from .kubeconfig import ClientConfig
-from .resources import ResourceInfo, by_plural
+from .resources import ResourceInfo, plural_info
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ WATCH_READ_SLACK = 30.0
 DEFAULT_FIELD_MANAGER = "minik"
 
 _R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,6 +157,7 @@ def list_request(
     continue_: str | None = None,
     resource_version: str | None = None,
 ) -> Request:
+    """One page of a List (all of it without ``limit``), with ``metadata.resourceVersion``."""
     params = _list_params(label_selector, field_selector, limit, continue_, resource_version)
     return Request("GET", resource_path(info, namespace), params)
 
@@ -244,6 +249,7 @@ def delete_request(
     preconditions: Mapping[str, str] | None = None,
     dry_run: bool = False,
 ) -> Request:
+    """Delete; the reply is the object (if finalizers keep it) or a Success ``Status``."""
     body = delete_options(grace_period_seconds, propagation_policy, preconditions, dry_run)
     return Request("DELETE", resource_path(info, namespace, name), body=body)
 
@@ -287,6 +293,11 @@ def watch_request(
     timeout_seconds: int | None = None,
     allow_bookmarks: bool = True,
 ) -> Request:
+    """Stream ``(type, object)`` events until the server ends the watch.
+
+    A too old ``resource_version`` raises :class:`errors.Gone` (HTTP 410 or an ERROR event); the
+    caller must then list again.  Close early with ``aclosing(...)`` or ``break``.
+    """
     params = {"watch": "1"}
     params.update(_list_params(label_selector, field_selector, resource_version=resource_version))
     params.update(_params(allowWatchBookmarks=allow_bookmarks, timeoutSeconds=timeout_seconds))
@@ -318,11 +329,16 @@ def error_from_response(status_code: int, content: bytes, url: str = "") -> erro
     return errors.from_status({"message": message, "code": status_code}, status_code)
 
 
-def decode_json(response: httpx.Response) -> Obj:
-    """The JSON body of a successful response (``{}`` if empty), or raise the typed error."""
+def _checked(response: httpx.Response) -> httpx.Response:
+    """The response itself if it succeeded, else the typed error raised."""
     if response.status_code >= 400:
         raise error_from_response(response.status_code, response.content, str(response.request.url))
-    if not response.content:
+    return response
+
+
+def decode_json(response: httpx.Response) -> Obj:
+    """The JSON body of a successful response (``{}`` if empty), or raise the typed error."""
+    if not _checked(response).content:
         return {}
     try:
         value = response.json()
@@ -406,6 +422,12 @@ def list_all_flow(
 # Clients
 # --------------------------------------------------------------------------------------------------
 
+Event = tuple[str, Obj]  # (type, object) of one watch event
+_Out = TypeVar("_Out")  # what a verb returns: the object (SyncClient) or a coroutine of it (Client)
+_Resp = TypeVar("_Resp")  # what raw() returns: the response or a coroutine of it
+_Events = TypeVar("_Events")  # what watch() returns: an iterator or an async iterator of events
+_O = TypeVar("_O")
+
 
 def _server_of(config: ClientConfig | str | None) -> ClientConfig:
     if config is None:
@@ -415,8 +437,36 @@ def _server_of(config: ClientConfig | str | None) -> ClientConfig:
     return config
 
 
-class _Base:
-    """Configuration shared by both clients."""
+class _Verb(Generic[_P]):
+    """A client method made from a request builder (or a multi-request flow): the builder's
+    arguments in, the decoded reply out -- awaitable from :class:`Client`, at once from
+    :class:`SyncClient`."""
+
+    def __init__(self, build: Callable[_P, Request | Flow[Obj]]) -> None:
+        self.build = build
+
+    def __get__(self, client: _Base[_O, Any, Any], owner: object = None) -> Callable[_P, _O]:
+        return functools.partial(client._call, self.build)
+
+
+class _Watch(Generic[_P]):
+    """The watch method made from its request builder: ``(type, object)`` events as they arrive."""
+
+    def __init__(self, build: Callable[_P, Request]) -> None:
+        self.build = build
+
+    def __get__(self, client: _Base[Any, Any, _O], owner: object = None) -> Callable[_P, _O]:
+        return functools.partial(client._events, self.build)
+
+
+class _Base(Generic[_Out, _Resp, _Events]):
+    """Configuration and every verb, written once for both clients.
+
+    A verb is the request builder of the same name (``list`` is :func:`list_request`), or names
+    the builder and its arguments; :meth:`_call` builds the request and sends it, awaited in
+    :class:`Client` and blocking in :class:`SyncClient`.  Building waits for the send, so a bad
+    argument raises where the call is awaited, as for any coroutine.
+    """
 
     def __init__(self, config: ClientConfig | str | None = None) -> None:
         self.config = _server_of(config)
@@ -427,14 +477,22 @@ class _Base:
         """The default namespace from the kubeconfig context."""
         return self.config.namespace
 
-    def _client_kwargs(self, timeout: float) -> dict[str, Any]:
+    def _http_options(
+        self, transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None, timeout: float
+    ) -> dict[str, Any]:
+        """The keyword arguments of the ``httpx`` client underneath."""
         headers = {"Accept": "application/json", "User-Agent": "minik"}
         headers.update(self.config.auth_headers())
-        return {
+        options: dict[str, Any] = {
             "base_url": self.server,
             "headers": headers,
             "timeout": httpx.Timeout(timeout),
         }
+        if transport is not None:
+            options["transport"] = transport
+        else:
+            options["verify"] = self.config.ssl_context()
+        return options
 
     def _build(self, req: Request) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"params": req.params}
@@ -447,8 +505,71 @@ class _Base:
             kwargs["timeout"] = httpx.Timeout(DEFAULT_TIMEOUT, read=None)
         return kwargs
 
+    # -- sending, one way per client --------------------------------------------------------------
 
-class Client(_Base):
+    def _call(self, build: Callable[_P, Request | Flow[Obj]], *args: _P.args, **kwargs: _P.kwargs) -> _Out:
+        """Send the request ``build(*args, **kwargs)`` (or run the flow) and decode the reply."""
+        raise NotImplementedError
+
+    def _raw(self, req: Request) -> _Resp:
+        raise NotImplementedError
+
+    def _events(self, build: Callable[_P, Request], *args: _P.args, **kwargs: _P.kwargs) -> _Events:
+        raise NotImplementedError
+
+    # -- verbs: the request builder of the same name, sent ---------------------------------------
+
+    list = _Verb(list_request)
+    list_all = _Verb(list_all_flow)
+    create = _Verb(create_request)
+    patch = _Verb(patch_request)
+    delete = _Verb(delete_request)
+    delete_collection = _Verb(delete_collection_request)
+    create_subresource = _Verb(create_subresource_request)
+    watch = _Watch(watch_request)
+
+    def get(self, info: ResourceInfo, name: str, namespace: str | None = None) -> _Out:
+        return self._call(get_request, info, name, namespace)
+
+    def get_subresource(
+        self, info: ResourceInfo, name: str, subresource: str, namespace: str | None = None
+    ) -> _Out:
+        return self._call(get_request, info, name, namespace, subresource)
+
+    def update(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> _Out:
+        return self._call(update_request, info, obj, field_manager=field_manager)
+
+    def update_status(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> _Out:
+        return self._call(update_request, info, obj, "status", field_manager=field_manager)
+
+    def bind(self, namespace: str, pod_name: str, node_name: str) -> _Out:
+        """Assign a pod to a node through ``pods/{name}/binding`` (what the scheduler does)."""
+        return self.create_subresource(
+            PODS, pod_name, "binding", binding(namespace, pod_name, node_name), namespace
+        )
+
+    def get_scale(self, info: ResourceInfo, name: str, namespace: str | None = None) -> _Out:
+        return self.get_subresource(info, name, "scale", namespace)
+
+    def scale(self, info: ResourceInfo, name: str, replicas: int, namespace: str | None = None) -> _Out:
+        """Set ``spec.replicas`` through the ``scale`` subresource (returns the ``Scale``)."""
+        return self.patch(info, name, {"spec": {"replicas": replicas}}, namespace, subresource="scale")
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> _Resp:
+        """Any other request (discovery, ``/version``, logs); raises the typed error on non-2xx."""
+        return self._raw(Request(method, path, dict(params or {}), body, content_type))
+
+
+class Client(
+    _Base[Coroutine[Any, Any, Obj], Coroutine[Any, Any, httpx.Response], AsyncGenerator[Event, None]]
+):
     """Asynchronous client for controllers, the scheduler, the kubelet and the proxy.
 
     ``Client("http://127.0.0.1:8080")`` or ``Client(load_config())``; pass ``transport=`` (for
@@ -464,12 +585,7 @@ class Client(_Base):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(config)
-        kwargs = self._client_kwargs(timeout)
-        if transport is not None:
-            kwargs["transport"] = transport
-        else:
-            kwargs["verify"] = self.config.ssl_context()
-        self._http = httpx.AsyncClient(**kwargs)
+        self._http = httpx.AsyncClient(**self._http_options(transport, timeout))
 
     async def __aenter__(self) -> Client:
         return self
@@ -480,8 +596,6 @@ class Client(_Base):
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    # -- sending --------------------------------------------------------------------------------
-
     async def _response(self, req: Request) -> httpx.Response:
         try:
             return await self._http.request(req.method, req.path, **self._build(req))
@@ -490,6 +604,12 @@ class Client(_Base):
 
     async def _send(self, req: Request) -> Obj:
         return decode_json(await self._response(req))
+
+    async def _call(
+        self, build: Callable[_P, Request | Flow[Obj]], *args: _P.args, **kwargs: _P.kwargs
+    ) -> Obj:
+        step = build(*args, **kwargs)
+        return await (self._send(step) if isinstance(step, Request) else self._drive(step))
 
     async def _drive(self, flow: Flow[_R]) -> _R:
         try:
@@ -504,149 +624,13 @@ class Client(_Base):
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    # -- verbs ----------------------------------------------------------------------------------
+    async def _raw(self, req: Request) -> httpx.Response:
+        return _checked(await self._response(req))
 
-    async def get(self, info: ResourceInfo, name: str, namespace: str | None = None) -> Obj:
-        return await self._send(get_request(info, name, namespace))
-
-    async def list(
-        self,
-        info: ResourceInfo,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-        continue_: str | None = None,
-        resource_version: str | None = None,
-    ) -> Obj:
-        """One page of a List (all of it without ``limit``), with ``metadata.resourceVersion``."""
-        req = list_request(
-            info, namespace, label_selector, field_selector, limit, continue_, resource_version
-        )
-        return await self._send(req)
-
-    async def list_all(
-        self,
-        info: ResourceInfo,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        page_size: int = 500,
-    ) -> Obj:
-        """The whole List, following ``continue`` tokens."""
-        return await self._drive(list_all_flow(info, namespace, label_selector, field_selector, page_size))
-
-    async def create(
-        self,
-        info: ResourceInfo,
-        obj: Obj,
-        namespace: str | None = None,
-        dry_run: bool = False,
-        field_manager: str | None = None,
-    ) -> Obj:
-        return await self._send(create_request(info, obj, namespace, dry_run, field_manager))
-
-    async def update(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> Obj:
-        return await self._send(update_request(info, obj, field_manager=field_manager))
-
-    async def update_status(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> Obj:
-        return await self._send(update_request(info, obj, "status", field_manager=field_manager))
-
-    async def patch(
-        self,
-        info: ResourceInfo,
-        name: str,
-        patch: Any,
-        namespace: str | None = None,
-        patch_type: PatchType = "merge",
-        subresource: str | None = None,
-        field_manager: str | None = None,
-        force: bool = False,
-        dry_run: bool = False,
-    ) -> Obj:
-        req = patch_request(
-            info, name, patch, namespace, patch_type, subresource, field_manager, force, dry_run
-        )
-        return await self._send(req)
-
-    async def delete(
-        self,
-        info: ResourceInfo,
-        name: str,
-        namespace: str | None = None,
-        grace_period_seconds: int | None = None,
-        propagation_policy: str | None = None,
-        preconditions: Mapping[str, str] | None = None,
-        dry_run: bool = False,
-    ) -> Obj:
-        """Delete; returns the object (if finalizers keep it) or a Success ``Status``."""
-        req = delete_request(
-            info, name, namespace, grace_period_seconds, propagation_policy, preconditions, dry_run
-        )
-        return await self._send(req)
-
-    async def delete_collection(
-        self,
-        info: ResourceInfo,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        grace_period_seconds: int | None = None,
-        propagation_policy: str | None = None,
-        dry_run: bool = False,
-    ) -> Obj:
-        req = delete_collection_request(
-            info, namespace, label_selector, field_selector, grace_period_seconds, propagation_policy, dry_run
-        )
-        return await self._send(req)
-
-    async def get_subresource(
-        self, info: ResourceInfo, name: str, subresource: str, namespace: str | None = None
-    ) -> Obj:
-        return await self._send(get_request(info, name, namespace, subresource))
-
-    async def create_subresource(
-        self, info: ResourceInfo, name: str, subresource: str, body: Obj, namespace: str | None = None
-    ) -> Obj:
-        return await self._send(create_subresource_request(info, name, subresource, body, namespace))
-
-    async def bind(self, namespace: str, pod_name: str, node_name: str) -> Obj:
-        """Assign a pod to a node through ``pods/{name}/binding`` (what the scheduler does)."""
-        return await self.create_subresource(
-            _pods(), pod_name, "binding", binding(namespace, pod_name, node_name), namespace
-        )
-
-    async def get_scale(self, info: ResourceInfo, name: str, namespace: str | None = None) -> Obj:
-        return await self.get_subresource(info, name, "scale", namespace)
-
-    async def scale(self, info: ResourceInfo, name: str, replicas: int, namespace: str | None = None) -> Obj:
-        """Set ``spec.replicas`` through the ``scale`` subresource (returns the ``Scale``)."""
-        return await self.patch(info, name, {"spec": {"replicas": replicas}}, namespace, subresource="scale")
-
-    async def watch(
-        self,
-        info: ResourceInfo,
-        namespace: str | None = None,
-        resource_version: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        timeout_seconds: int | None = None,
-        allow_bookmarks: bool = True,
-    ) -> AsyncGenerator[tuple[str, Obj], None]:
-        """Stream ``(type, object)`` events until the server ends the watch.
-
-        Raises :class:`errors.Gone` when ``resource_version`` is too old (HTTP 410 or an ERROR
-        event); the caller must then list again.  Close early with ``aclosing(...)`` or ``break``.
-        """
-        req = watch_request(
-            info,
-            namespace,
-            resource_version,
-            label_selector,
-            field_selector,
-            timeout_seconds,
-            allow_bookmarks,
-        )
+    async def _events(
+        self, build: Callable[_P, Request], *args: _P.args, **kwargs: _P.kwargs
+    ) -> AsyncGenerator[Event, None]:
+        req = build(*args, **kwargs)
         url = self.server + req.path
         try:
             async with self._http.stream(req.method, req.path, **self._build(req)) as resp:
@@ -660,23 +644,8 @@ class Client(_Base):
         except httpx.TransportError as exc:
             raise _unreachable(url, exc) from exc
 
-    async def raw(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> httpx.Response:
-        """Any other request (discovery, ``/version``, logs); raises the typed error on non-2xx."""
-        req = Request(method, path, dict(params or {}), body, content_type)
-        resp = await self._response(req)
-        if resp.status_code >= 400:
-            raise error_from_response(resp.status_code, resp.content, str(resp.request.url))
-        return resp
 
-
-class SyncClient(_Base):
+class SyncClient(_Base[Obj, httpx.Response, Iterator[Event]]):
     """The same calls as :class:`Client`, blocking, over ``httpx.Client`` (for the CLI)."""
 
     def __init__(
@@ -687,12 +656,7 @@ class SyncClient(_Base):
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(config)
-        kwargs = self._client_kwargs(timeout)
-        if transport is not None:
-            kwargs["transport"] = transport
-        else:
-            kwargs["verify"] = self.config.ssl_context()
-        self._http = httpx.Client(**kwargs)
+        self._http = httpx.Client(**self._http_options(transport, timeout))
 
     def __enter__(self) -> SyncClient:
         return self
@@ -712,6 +676,10 @@ class SyncClient(_Base):
     def _send(self, req: Request) -> Obj:
         return decode_json(self._response(req))
 
+    def _call(self, build: Callable[_P, Request | Flow[Obj]], *args: _P.args, **kwargs: _P.kwargs) -> Obj:
+        step = build(*args, **kwargs)
+        return self._send(step) if isinstance(step, Request) else self._drive(step)
+
     def _drive(self, flow: Flow[_R]) -> _R:
         try:
             req = next(flow)
@@ -725,137 +693,11 @@ class SyncClient(_Base):
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    def get(self, info: ResourceInfo, name: str, namespace: str | None = None) -> Obj:
-        return self._send(get_request(info, name, namespace))
+    def _raw(self, req: Request) -> httpx.Response:
+        return _checked(self._response(req))
 
-    def list(
-        self,
-        info: ResourceInfo,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        limit: int | None = None,
-        continue_: str | None = None,
-        resource_version: str | None = None,
-    ) -> Obj:
-        req = list_request(
-            info, namespace, label_selector, field_selector, limit, continue_, resource_version
-        )
-        return self._send(req)
-
-    def list_all(
-        self,
-        info: ResourceInfo,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        page_size: int = 500,
-    ) -> Obj:
-        return self._drive(list_all_flow(info, namespace, label_selector, field_selector, page_size))
-
-    def create(
-        self,
-        info: ResourceInfo,
-        obj: Obj,
-        namespace: str | None = None,
-        dry_run: bool = False,
-        field_manager: str | None = None,
-    ) -> Obj:
-        return self._send(create_request(info, obj, namespace, dry_run, field_manager))
-
-    def update(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> Obj:
-        return self._send(update_request(info, obj, field_manager=field_manager))
-
-    def update_status(self, info: ResourceInfo, obj: Obj, field_manager: str | None = None) -> Obj:
-        return self._send(update_request(info, obj, "status", field_manager=field_manager))
-
-    def patch(
-        self,
-        info: ResourceInfo,
-        name: str,
-        patch: Any,
-        namespace: str | None = None,
-        patch_type: PatchType = "merge",
-        subresource: str | None = None,
-        field_manager: str | None = None,
-        force: bool = False,
-        dry_run: bool = False,
-    ) -> Obj:
-        req = patch_request(
-            info, name, patch, namespace, patch_type, subresource, field_manager, force, dry_run
-        )
-        return self._send(req)
-
-    def delete(
-        self,
-        info: ResourceInfo,
-        name: str,
-        namespace: str | None = None,
-        grace_period_seconds: int | None = None,
-        propagation_policy: str | None = None,
-        preconditions: Mapping[str, str] | None = None,
-        dry_run: bool = False,
-    ) -> Obj:
-        req = delete_request(
-            info, name, namespace, grace_period_seconds, propagation_policy, preconditions, dry_run
-        )
-        return self._send(req)
-
-    def delete_collection(
-        self,
-        info: ResourceInfo,
-        namespace: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        grace_period_seconds: int | None = None,
-        propagation_policy: str | None = None,
-        dry_run: bool = False,
-    ) -> Obj:
-        req = delete_collection_request(
-            info, namespace, label_selector, field_selector, grace_period_seconds, propagation_policy, dry_run
-        )
-        return self._send(req)
-
-    def get_subresource(
-        self, info: ResourceInfo, name: str, subresource: str, namespace: str | None = None
-    ) -> Obj:
-        return self._send(get_request(info, name, namespace, subresource))
-
-    def create_subresource(
-        self, info: ResourceInfo, name: str, subresource: str, body: Obj, namespace: str | None = None
-    ) -> Obj:
-        return self._send(create_subresource_request(info, name, subresource, body, namespace))
-
-    def bind(self, namespace: str, pod_name: str, node_name: str) -> Obj:
-        return self.create_subresource(
-            _pods(), pod_name, "binding", binding(namespace, pod_name, node_name), namespace
-        )
-
-    def get_scale(self, info: ResourceInfo, name: str, namespace: str | None = None) -> Obj:
-        return self.get_subresource(info, name, "scale", namespace)
-
-    def scale(self, info: ResourceInfo, name: str, replicas: int, namespace: str | None = None) -> Obj:
-        return self.patch(info, name, {"spec": {"replicas": replicas}}, namespace, subresource="scale")
-
-    def watch(
-        self,
-        info: ResourceInfo,
-        namespace: str | None = None,
-        resource_version: str | None = None,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        timeout_seconds: int | None = None,
-        allow_bookmarks: bool = True,
-    ) -> Iterator[tuple[str, Obj]]:
-        req = watch_request(
-            info,
-            namespace,
-            resource_version,
-            label_selector,
-            field_selector,
-            timeout_seconds,
-            allow_bookmarks,
-        )
+    def _events(self, build: Callable[_P, Request], *args: _P.args, **kwargs: _P.kwargs) -> Iterator[Event]:
+        req = build(*args, **kwargs)
         url = self.server + req.path
         try:
             with self._http.stream(req.method, req.path, **self._build(req)) as resp:
@@ -869,22 +711,5 @@ class SyncClient(_Base):
         except httpx.TransportError as exc:
             raise _unreachable(url, exc) from exc
 
-    def raw(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> httpx.Response:
-        req = Request(method, path, dict(params or {}), body, content_type)
-        resp = self._response(req)
-        if resp.status_code >= 400:
-            raise error_from_response(resp.status_code, resp.content, str(resp.request.url))
-        return resp
 
-
-def _pods() -> ResourceInfo:
-    info = by_plural("", "v1", "pods")
-    assert info is not None
-    return info
+PODS = plural_info("", "v1", "pods")

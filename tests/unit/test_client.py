@@ -15,19 +15,12 @@ import yaml
 from apimachinery import errors
 from apimachinery.client import Client, SyncClient, resource_path
 from apimachinery.kubeconfig import DEFAULT_SERVER, ClientConfig, ConfigError, load_config
-from apimachinery.resources import ResourceInfo, by_plural
+from apimachinery.resources import plural_info
 
-
-def _info(group: str, version: str, plural: str) -> ResourceInfo:
-    info = by_plural(group, version, plural)
-    assert info is not None
-    return info
-
-
-PODS = _info("", "v1", "pods")
-DEPLOYMENTS = _info("apps", "v1", "deployments")
-NODES = _info("", "v1", "nodes")
-LEASES = _info("coordination.k8s.io", "v1", "leases")
+PODS = plural_info("", "v1", "pods")
+DEPLOYMENTS = plural_info("apps", "v1", "deployments")
+NODES = plural_info("", "v1", "nodes")
+LEASES = plural_info("coordination.k8s.io", "v1", "leases")
 
 SERVER = "http://api.test:8080"
 

@@ -11,17 +11,10 @@ import pytest
 
 from apimachinery.client import Client
 from apimachinery.informer import Backoff, Informer, SharedInformerFactory, Store, object_key, split_key
-from apimachinery.resources import ResourceInfo, by_plural
+from apimachinery.resources import plural_info
 
-
-def _info(group: str, version: str, plural: str) -> ResourceInfo:
-    info = by_plural(group, version, plural)
-    assert info is not None
-    return info
-
-
-PODS = _info("", "v1", "pods")
-NODES = _info("", "v1", "nodes")
+PODS = plural_info("", "v1", "pods")
+NODES = plural_info("", "v1", "nodes")
 
 
 def pod(name: str, rv: str, node: str | None = None, ns: str = "default") -> dict[str, Any]:
