@@ -11,6 +11,7 @@ The controller manager and the scheduler both elect their leader with it.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -23,13 +24,11 @@ from apimachinery.timefmt import micro_time
 
 from . import errors
 from .client import Client, Obj
-from .resources import by_plural
+from .resources import plural_info
 
 log = logging.getLogger(__name__)
 
-_LEASES = by_plural("coordination.k8s.io", "v1", "leases")
-assert _LEASES is not None
-LEASES = _LEASES
+LEASES = plural_info("coordination.k8s.io", "v1", "leases")
 
 WallClock = Callable[[], float]
 wall_clock: WallClock = time.time
@@ -37,6 +36,13 @@ wall_clock: WallClock = time.time
 
 class LostLeadership(Exception):
     """Raised by :meth:`LeaderElector.run` with ``reacquire=False`` when the lease is lost."""
+
+
+def add_timing_flags(parser: argparse.ArgumentParser) -> None:
+    """The Lease timings of a component that elects its leader, as kube components spell them."""
+    parser.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
+    parser.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
+    parser.add_argument("--leader-elect-retry-period", type=float, default=2.0)
 
 
 def default_identity() -> str:

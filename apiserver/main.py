@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 import time
-from typing import Any
 
 import uvicorn
+
+from apimachinery.component import add_log_level_flag, run_component
 
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_NODE_PORT_RANGE,
         help="port range (e.g. 30000-32767) from which NodePorts are allocated",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level_flag(p)
     return p.parse_args(argv)
 
 
@@ -59,7 +59,8 @@ async def wait_for_etcd(etcd: Etcd, timeout: float) -> str:
     )
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Serve until uvicorn, which handles SIGTERM and SIGINT itself, stops (``stop`` stays unset)."""
     etcd = Etcd(args.etcd_servers)
     version = await wait_for_etcd(etcd, args.etcd_wait_timeout)
     log.info("connected to etcd %s at %s", version, args.etcd_servers)
@@ -92,22 +93,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        import uvloop  # comes with uvicorn[standard]; grpc's asyncio support works on it
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(serve(args))
-    except KeyboardInterrupt:
-        pass
+    run_component(parse_args(argv), serve, uvloop=True, signals=False)
 
 
 if __name__ == "__main__":

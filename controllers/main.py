@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 
 from apimachinery.client import Client
-from apimachinery.kubeconfig import ClientConfig, load_config
+from apimachinery.component import run_component, run_until_stopped
+from apimachinery.kubeconfig import load_config
+from apimachinery.leaderelection import add_timing_flags
 
 from .base import Options
 from .manager import CONTROLLERS, ControllerManager, select_controllers
@@ -27,9 +27,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=lambda v: v.lower() in ("1", "true", "yes", "on"),
         help="hold a Lease before running controllers (default true)",
     )
-    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
-    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
-    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
+    add_timing_flags(p)
     p.add_argument("--leader-elect-resource-namespace", default="kube-system")
     p.add_argument("--leader-elect-resource-name", default="minik-controller-manager")
     p.add_argument(
@@ -64,13 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    config: ClientConfig | str
-    if args.api_server:
-        config = args.api_server
-    else:
-        config = load_config(args.kubeconfig) if args.kubeconfig else load_config()
-    client = Client(config)
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    client = Client(args.api_server or load_config(args.kubeconfig or None))
     names = select_controllers(args.controllers)
     if not args.allocate_node_cidrs:
         names = [n for n in names if n != "nodeipam"]
@@ -96,27 +89,15 @@ async def serve(args: argparse.Namespace) -> None:
         renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period,
     )
-    task = asyncio.create_task(manager.run(), name="controller-manager")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
     try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await run_until_stopped(manager.run(), stop, "controller-manager")
     finally:
         await client.aclose()
         log.info("controller manager stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    asyncio.run(serve(args))
+    run_component(parse_args(argv), serve, quiet=("httpx", "httpcore"))
 
 
 if __name__ == "__main__":

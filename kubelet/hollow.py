@@ -22,27 +22,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import logging
-import signal
 from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Client, Obj
+from apimachinery.component import run_component, run_until_stopped
 from apimachinery.informer import Informer, object_key
-from apimachinery.kubeconfig import ClientConfig, load_config
+from apimachinery.kubeconfig import load_config
 from apimachinery.resources import kind_info
 from apimachinery.timefmt import micro_time, rfc3339
 from apimachinery.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("kubelet.hollow")
 
-_PODS = kind_info("v1", "Pod")
-_NODES = kind_info("v1", "Node")
-_LEASES = kind_info("coordination.k8s.io/v1", "Lease")
-assert _PODS is not None and _NODES is not None and _LEASES is not None
-PODS, NODES, LEASES = _PODS, _NODES, _LEASES
+PODS = kind_info("v1", "Pod")
+NODES = kind_info("v1", "Node")
+LEASES = kind_info("coordination.k8s.io/v1", "Lease")
 
 LEASE_NAMESPACE = "kube-node-lease"
 EXIT_CODE_ANNOTATION = "hollow.minik.io/exit-code"
@@ -506,13 +503,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    config: ClientConfig | str
-    if args.api_server:
-        config = args.api_server
-    else:
-        config = load_config(args.kubeconfig) if args.kubeconfig else load_config()
-    client = Client(config)
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    client = Client(args.api_server or load_config(args.kubeconfig or None))
     labels = dict(item.split("=", 1) for item in args.label if "=" in item)
     hollow = HollowNodes(
         client,
@@ -524,27 +516,15 @@ async def serve(args: argparse.Namespace) -> None:
         args.fallback_cidr,
         args.workers,
     )
-    task = asyncio.create_task(hollow.run(), name="hollow")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
     try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await run_until_stopped(hollow.run(), stop, "hollow")
     finally:
         await client.aclose()
         log.info("hollow nodes stopped")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
-    asyncio.run(serve(args))
+    run_component(parse_args(argv), serve, quiet=("httpx", "httpcore"))
 
 
 if __name__ == "__main__":

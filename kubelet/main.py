@@ -7,15 +7,14 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import uvicorn
 
 from apimachinery.client import Client
+from apimachinery.component import add_kubeconfig_flags, run_component
 from apimachinery.kubeconfig import load_config
 
 from .docker_runtime import DockerRuntime
@@ -41,8 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="minik-kubelet", description="Run this host's pods as Docker containers."
     )
-    p.add_argument("--api-server", help="API server URL (overrides the kubeconfig's server)")
-    p.add_argument("--kubeconfig", help="kubeconfig file to read the API server and credentials from")
+    add_kubeconfig_flags(p)
     p.add_argument("--node-name", default=os.environ.get("NODE_NAME") or socket.gethostname().lower())
     p.add_argument(
         "--node-ip", default=None, help="the node's InternalIP (default: this host's outbound address)"
@@ -79,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 RUNTIME_THREADS = 32
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=RUNTIME_THREADS, thread_name_prefix="runtime")
     )
@@ -101,11 +99,6 @@ async def run(args: argparse.Namespace) -> int:
         cluster_dns=[a for a in args.cluster_dns.split(",") if a],
         cluster_domain=args.cluster_domain,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
     server: uvicorn.Server | None = None
     server_task: asyncio.Task[None] | None = None
     try:
@@ -117,7 +110,7 @@ async def run(args: argparse.Namespace) -> int:
                 log.warning("node %s: cannot start yet (%s); retrying", args.node_name, exc)
                 try:
                     await asyncio.wait_for(stop.wait(), 2)
-                    return 0
+                    return
                 except TimeoutError:
                     continue
         if args.port:
@@ -140,17 +133,10 @@ async def run(args: argparse.Namespace) -> int:
         await kubelet.stop()
         await client.aclose()
         runtime.close()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    sys.exit(asyncio.run(run(args)))
+    run_component(parse_args(argv), run, debug_verbosity=2, quiet=("httpx",))
 
 
 if __name__ == "__main__":

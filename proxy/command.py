@@ -6,11 +6,10 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
-import sys
 
 from apimachinery.client import Client
+from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run_component, run_until_stopped
 from apimachinery.kubeconfig import load_config
 
 from . import iptables
@@ -21,8 +20,7 @@ log = logging.getLogger("proxy")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="minik-proxy", description="minik's userspace Service proxy")
-    p.add_argument("--api-server", help="API server URL (overrides the kubeconfig's server)")
-    p.add_argument("--kubeconfig", help="kubeconfig file to read the API server and credentials from")
+    add_kubeconfig_flags(p)
     p.add_argument("--node-name", default=socket.gethostname(), help="the Node this proxy serves")
     p.add_argument(
         "--bind-address",
@@ -54,11 +52,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "PREFIX-REJECT and PREFIX-FORWARD in filter)",
     )
     p.add_argument("--cleanup", action="store_true", help="remove every iptables rule and chain, then exit")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level_flag(p)
     return p.parse_args(argv)
 
 
-async def _serve(args: argparse.Namespace) -> None:
+async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     if not iptables.available():
         raise SystemExit("minik-proxy: iptables and iptables-restore are needed (apt-get install iptables)")
     if os.geteuid() != 0:
@@ -74,34 +72,23 @@ async def _serve(args: argparse.Namespace) -> None:
         nodeport_addresses=[c for c in args.nodeport_addresses.split(",") if c],
         udp_timeout=args.udp_timeout,
     )
-    task = asyncio.create_task(proxier.run(), name="proxier")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
     try:
-        await task
-    except asyncio.CancelledError:
-        log.info("stopping")
+        if await run_until_stopped(proxier.run(), stop, "proxier"):
+            log.info("stopping")
     finally:
         await client.aclose()
 
 
+async def _cleanup(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    await iptables.cleanup(args.iptables_chain_prefix)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     if args.cleanup:
-        asyncio.run(iptables.cleanup(args.iptables_chain_prefix))
-        return
-    try:
-        import uvloop
-
-        uvloop.run(_serve(args))
-    except ImportError:
-        asyncio.run(_serve(args))
+        run_component(args, _cleanup, signals=False)
+    else:
+        run_component(args, _serve, uvloop=True)
 
 
 if __name__ == "__main__":

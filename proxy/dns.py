@@ -20,16 +20,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import socket
 import struct
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from dnslib import CNAME, QTYPE, RCODE, RR, SOA, SRV, A, DNSRecord
 
 from apimachinery.client import Client
+from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run_component
 from apimachinery.informer import Informer, Store
 from apimachinery.kubeconfig import load_config
 
@@ -279,19 +278,20 @@ class DNSServer:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="minik-dns", description="minik's cluster DNS")
-    p.add_argument("--api-server", help="API server URL (overrides the kubeconfig's server)")
-    p.add_argument("--kubeconfig", help="kubeconfig file to read the API server and credentials from")
+    add_kubeconfig_flags(p)
     p.add_argument("--bind", default="0.0.0.0", help="address to answer on (udp and tcp)")
     p.add_argument("--port", type=int, default=53)
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument(
         "--upstream", default=None, help="resolver for other names (default: the host's /etc/resolv.conf)"
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level_flag(p)
     return p.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace, on_ready: Callable[[int], None] | None = None) -> None:
+async def serve(
+    args: argparse.Namespace, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
+) -> None:
     client = Client(load_config(args.kubeconfig, server=args.api_server))
     services, endpoints = Informer(client, SERVICES), Informer(client, ENDPOINTS)
     tasks = [
@@ -301,10 +301,6 @@ async def serve(args: argparse.Namespace, on_ready: Callable[[int], None] | None
         Resolver(services.store, endpoints.store, args.cluster_domain),
         args.upstream or upstream_from_resolv_conf(),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
         await services.wait_for_sync()
         await endpoints.wait_for_sync()
@@ -323,13 +319,7 @@ async def serve(args: argparse.Namespace, on_ready: Callable[[int], None] | None
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    asyncio.run(serve(args))
+    run_component(parse_args(argv), serve)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
-from typing import Any
 
 import httpx
 
 from apimachinery.client import Client
+from apimachinery.component import add_log_level_flag, run_component, run_until_stopped
 from apimachinery.kubeconfig import ClientConfig, load_config
-from apimachinery.leaderelection import LeaderElector
+from apimachinery.leaderelection import LeaderElector, add_timing_flags
 
 from .scheduler import BIND_CONCURRENCY, DEFAULT_SCHEDULER_NAME, Scheduler
 
@@ -46,9 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=False,
         help="run as a standby unless holding the kube-system/<scheduler-name> Lease",
     )
-    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0)
-    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0)
-    p.add_argument("--leader-elect-retry-period", type=float, default=2.0)
+    add_timing_flags(p)
     p.add_argument("--pod-initial-backoff-seconds", type=float, default=1.0)
     p.add_argument("--pod-max-backoff-seconds", type=float, default=10.0)
     p.add_argument("--pod-max-in-unschedulable-pods-duration", type=float, default=300.0)
@@ -58,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=BIND_CONCURRENCY,
         help="bindings sent at once (events too, separately)",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_log_level_flag(p)
     return p.parse_args(argv)
 
 
@@ -78,11 +74,7 @@ def _writer(config: ClientConfig, concurrency: int) -> Client:
     return Client(config, transport=transport)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     config = client_config(args)
     async with (
         Client(config) as client,
@@ -98,6 +90,7 @@ async def serve(args: argparse.Namespace) -> None:
             bind_concurrency=args.bind_concurrency,
             writers=(binder, eventer),
         )
+        elector = None
         if args.leader_elect:
             elector = LeaderElector(
                 client,
@@ -108,20 +101,10 @@ async def serve(args: argparse.Namespace) -> None:
                 renew_deadline=args.leader_elect_renew_deadline,
                 retry_period=args.leader_elect_retry_period,
             )
-            # like kube-scheduler: losing the lease ends the process (its supervisor restarts it)
-            work = asyncio.create_task(elector.run(scheduler.run, reacquire=False), name="leader-election")
-        else:
-            elector = None
-            work = asyncio.create_task(scheduler.run(), name="scheduler")
-        stopper = asyncio.create_task(stop.wait(), name="signals")
-        done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if stopper in done:
+        # like kube-scheduler: losing the lease ends the process (its supervisor restarts it)
+        work = elector.run(scheduler.run, reacquire=False) if elector else scheduler.run()
+        if await run_until_stopped(work, stop, "leader-election" if elector else "scheduler"):
             log.info("stopping")
-        for task in (work, stopper):
-            task.cancel()
-        for task in (work, stopper):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         if elector is not None:
             await elector.release()  # a standby takes over at once
 
@@ -138,23 +121,8 @@ def skip_sniffio_probe() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     skip_sniffio_probe()
-    try:
-        import uvloop  # comes with uvicorn[standard], as for the API server
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(serve(args))
-    except KeyboardInterrupt:
-        pass
+    run_component(parse_args(argv), serve, uvloop=True)
 
 
 if __name__ == "__main__":
