@@ -182,7 +182,7 @@ class APIServerProcess(Process):
         self.etcd_url = etcd_url
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__("minik-apiserver", [])
+        super().__init__("apiserver", [])
 
     def start(self, wait: bool = True, extra: list[str] | None = None) -> Self:
         self.argv = [
@@ -291,13 +291,18 @@ def dump_logs(*procs: Process) -> None:
 
 
 @contextmanager
-def running(*procs: Process) -> Iterator[None]:
-    """Start ``procs``; at the end print their logs and clean them up, also after a failed start."""
+def running(*procs: Process | dict[str, Process]) -> Iterator[None]:
+    """Start ``procs`` (processes, or dicts of them); at the end print their logs and clean them up,
+    also after a failed start.  Of a dict, those it holds at the end: a test may replace one."""
+
+    def each() -> list[Process]:
+        return [q for p in procs for q in (p.values() if isinstance(p, dict) else [p])]
+
     try:
-        for p in procs:
+        for p in each():
             p.start()
         yield
     finally:
-        dump_logs(*procs)
-        for p in procs:
+        dump_logs(*each())
+        for p in each():
             p.cleanup()

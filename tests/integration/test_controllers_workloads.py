@@ -36,7 +36,7 @@ def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Process]]:
         "hollow": hollow_nodes(apiserver.url, 3, PREFIX, "--lease-period", "2", "--job-duration", "0.3"),
         **control_plane(apiserver.url, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR),
     }
-    with running(*parts.values()), httpx.Client(base_url=apiserver.url) as api:
+    with running(parts), httpx.Client(base_url=apiserver.url) as api:
         wait_for(
             lambda: len(items(api, "/api/v1/nodes", labelSelector="minik.io/hollow=true")) == 3, 30, "3 nodes"
         )

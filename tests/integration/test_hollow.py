@@ -22,7 +22,7 @@ def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Process]]:
         "hollow": hollow_nodes(apiserver.url, 3, PREFIX, "--lease-period", "1", "--job-duration", "0.5"),
         **control_plane(apiserver.url, "--allocate-node-cidrs", "true", "--cluster-cidr", "10.123.0.0/16"),
     }
-    with running(*parts.values()):
+    with running(parts):
         yield parts
 
 
