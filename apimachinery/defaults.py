@@ -278,23 +278,31 @@ def _positive_quantity(value: Any) -> Decimal | None:
 
 
 def qos_class(spec: Obj) -> str:
-    """The Pod's QoS class, as Kubernetes' ``GetPodQOS`` computes it, quantities compared as
-    quantities (``"1"`` equals ``"1000m"``): Guaranteed when every container has cpu and memory
-    limits and requests equal to them (a request defaults to its limit), BestEffort when no
-    container has any cpu or memory request or limit, else Burstable."""
-    any_set = False
+    """The Pod's QoS class as Kubernetes' ``GetPodQOS`` computes it, quantities compared as
+    quantities (``"1"`` equals ``"1000m"``): positive cpu and memory requests and limits are summed
+    over the containers (a missing request defaults to its limit); BestEffort when there are none,
+    Guaranteed when every container has cpu and memory limits and the summed requests equal the
+    summed limits, else Burstable."""
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
     guaranteed = True
     for container in _dicts(spec.get("containers")) + _dicts(spec.get("initContainers")):
         resources = _as_dict(container.get("resources"))
-        limits, requests = _as_dict(resources.get("limits")), _as_dict(resources.get("requests"))
+        given_limits, given_requests = _as_dict(resources.get("limits")), _as_dict(resources.get("requests"))
         for name in ("cpu", "memory"):
-            limit = _positive_quantity(limits.get(name))
-            request = limit if requests.get(name) is None else _positive_quantity(requests[name])
-            any_set = any_set or limit is not None or request is not None
-            guaranteed = guaranteed and limit is not None and request == limit
-    if not any_set:
+            limit = _positive_quantity(given_limits.get(name))
+            request = limit if given_requests.get(name) is None else _positive_quantity(given_requests[name])
+            if request is not None:
+                requests[name] = requests.get(name, 0) + request
+            if limit is not None:
+                limits[name] = limits.get(name, 0) + limit
+            else:
+                guaranteed = False
+    if not requests and not limits:
         return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
+    if guaranteed and len(requests) == len(limits) and all(limits.get(n) == q for n, q in requests.items()):
+        return "Guaranteed"
+    return "Burstable"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -223,7 +223,7 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
-        base = min(self.initial * (2**self.failures), self.maximum)
+        base = min(self.initial * (2.0**self.failures), self.maximum)
         self.failures = min(self.failures + 1, 64)
         return base * (1.0 + self.jitter * self.rand())
 

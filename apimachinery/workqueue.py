@@ -120,7 +120,7 @@ class ItemExponentialFailureRateLimiter:
         self._failures[key] = exp + 1
         if exp > 64:  # 2**64 * 5ms is far beyond any cap; avoid huge floats
             return self.max_delay
-        return min(self.base_delay * (2**exp), self.max_delay)
+        return min(self.base_delay * (2.0**exp), self.max_delay)
 
     def forget(self, key: Key) -> None:
         self._failures.pop(key, None)

@@ -34,12 +34,12 @@ import httpx
 
 from apimachinery.client import Client
 from apimachinery.resources import kind_info
-from apiserver.testing import APIServerProcess, EtcdProcess
 from kubelet.hollow import hollow_node
 from scheduler import fastpath
 from scheduler.cache import SchedulerCache
 from scheduler.framework import PodInfo
 from scheduler.main import skip_sniffio_probe
+from testkit.processes import APIServerProcess, EtcdProcess
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,8 @@ bash scripts/install.sh
 echo "==> ruff"
 .venv/bin/ruff format --check .
 .venv/bin/ruff check .
+echo "==> import contracts"
+.venv/bin/lint-imports
 echo "==> mypy"
 .venv/bin/mypy
 echo "==> actionlint"
