@@ -9,8 +9,12 @@ import sys
 from typing import Any
 
 from apimachinery.resources import RESOURCES, ResourceInfo, group_versions
+from apimachinery.version import KUBERNETES_VERSION, __version__
 
-VERSION = "v1.32.0-minik.0"
+# The Kubernetes release minik follows, with minik's own version as a pre-release suffix
+# (``v1.32.0-minik.0.1.0``): valid semver, and kubectl reads major/minor from the fields below.
+VERSION = f"v{KUBERNETES_VERSION}-minik.{__version__}"
+_MAJOR, _MINOR = KUBERNETES_VERSION.split(".")[:2]
 
 # (subresource) -> (kind, group, version, verbs) as Kubernetes reports them
 _SUBRESOURCES: dict[str, tuple[str | None, str, str, list[str]]] = {
@@ -30,8 +34,8 @@ _SUBRESOURCES: dict[str, tuple[str | None, str, str, list[str]]] = {
 
 def version_info() -> dict[str, Any]:
     return {
-        "major": "1",
-        "minor": "32",
+        "major": _MAJOR,
+        "minor": _MINOR,
         "gitVersion": VERSION,
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",

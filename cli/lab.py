@@ -272,13 +272,22 @@ def render_compose(cfg: LabConfig, context: str = ".") -> str:
 
 
 def repo_dir() -> Path:
+    """The source checkout minik runs from (its packages' parent directory)."""
     return Path(__file__).resolve().parent.parent
 
 
 def deploy_dir() -> Path:
+    """``deploy/`` of the checkout: the lab builds its images from minik's sources and these files,
+    which an installed wheel does not carry."""
     d = repo_dir() / "deploy"
     if not (d / "Dockerfile").is_file():
-        raise typer.BadParameter(f"no {d}/Dockerfile: the lab builds from a source checkout of minik")
+        console.print(
+            f"[red]minik lab needs a source checkout of minik[/red]: it builds its images from the "
+            f"sources and deploy/Dockerfile, and this minik, installed in {repo_dir()}, has no "
+            f"{d.name}/ beside it. Clone the repository, run `bash scripts/install.sh` there and use "
+            "its .venv/bin/minik lab (see docs/lab.md); `minik up` needs no checkout."
+        )
+        raise typer.Exit(1)
     return d
 
 
@@ -455,6 +464,7 @@ def build_image(client: Any, deploy: Path, target: str, tag: str, base: str, dig
 
 def ensure_images(base: str, rebuild: bool = False) -> None:
     """Build the base, the wheels and both lab images, unless the images already match the sources."""
+    deploy = deploy_dir()  # before any build: an installed wheel has no deploy/ to build from
     client = docker_client()
     try:
         base_id = ensure_base(client, base)
@@ -463,7 +473,6 @@ def ensure_images(base: str, rebuild: bool = False) -> None:
         if not rebuild and all(_image_hash(client, tag) == digest for tag in wanted):
             console.print(f"images are up to date ({digest})")
             return
-        deploy = deploy_dir()
         with console.status("building wheels of minik and its dependencies…"):
             build_wheels(deploy)
         for tag, target in wanted.items():

