@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -719,15 +720,132 @@ def status(state_dir: Path = typer.Option(None, help="state directory (default ~
         raise typer.Exit(1)
 
 
+# what `cluster-logs --all` asks the API server for: one `minik get` per file, so that one kind the
+# server does not serve cannot hide the others
+EXPORT_GETS: list[tuple[str, list[str]]] = [
+    ("events.txt", ["get", "events", "-A"]),
+    (
+        "get-all.txt",
+        [
+            "get",
+            "nodes,namespaces,pods,deployments,replicasets,services,endpoints,configmaps,serviceaccounts",
+            "-A",
+            "-o",
+            "wide",
+        ],
+    ),
+    ("pods.yaml", ["get", "pods", "-A", "-o", "yaml"]),
+]
+
+
+def api_unready(server: str, timeout: float = 3.0) -> str | None:
+    """Why the API server at ``server`` cannot answer ``get`` (None: its ``/readyz`` is 200)."""
+    try:
+        r = httpx.get(f"{server}/readyz", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if r.status_code == 200 else f"/readyz answered {r.status_code}"
+
+
+def _minik_get(server: str, args: list[str], timeout: float = 60) -> str:
+    """``minik --server SERVER ARGS``: its output, or what went wrong, as text for a file."""
+    argv = [sys.executable, "-m", "cli.main", "--server", server, *args]
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+    except subprocess.TimeoutExpired:
+        return f"# minik {' '.join(args)}: no answer in {timeout:.0f}s\n"
+    text = proc.stdout + proc.stderr  # "No resources found" comes on stderr, as kubectl's does
+    if proc.returncode != 0:
+        text += f"# minik {' '.join(args)} exited {proc.returncode}\n"
+    return text
+
+
+def export_logs(state: Path, output: Path) -> list[str]:
+    """Write every component's log, the events and ``get -A`` of the main kinds into ``output``
+    (as ``kind export logs`` does); the names of the files written.  When the API server does not
+    answer, only the logs, and ``NOTE.txt`` says why the rest is missing."""
+    output.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    logs_dir = state / "logs"
+    for path in sorted(logs_dir.glob("*.log")) if logs_dir.is_dir() else []:
+        shutil.copyfile(path, output / path.name)
+        written.append(path.name)
+    for name in ("config.json", "status.json"):
+        if (state / name).is_file():
+            shutil.copyfile(state / name, output / name)
+            written.append(name)
+    notes: list[str] = []
+    if not written:
+        notes.append(f"no minik cluster state in {state}: no component log to copy.")
+    cfg = read_json(state / "config.json")
+    if not cfg:
+        notes.append(f"no {state / 'config.json'}: the API server's address is unknown.")
+    else:
+        server = f"http://127.0.0.1:{settings(cfg)['api_port']}"
+        reason = api_unready(server)
+        if reason is not None:
+            notes.append(
+                f"the API server at {server} did not answer ({reason}): "
+                + ", ".join(name for name, _ in EXPORT_GETS)
+                + " are missing; the component logs are complete."
+            )
+        else:
+            with ThreadPoolExecutor(len(EXPORT_GETS)) as pool:
+                texts = pool.map(lambda item: _minik_get(server, item[1]), EXPORT_GETS)
+                for (name, _), text in zip(EXPORT_GETS, texts, strict=True):
+                    (output / name).write_text(text)
+                    written.append(name)
+    if notes:
+        (output / "NOTE.txt").write_text("\n".join(notes) + "\n")
+        written.append("NOTE.txt")
+    return written
+
+
 def logs(
     component: str = typer.Argument(
-        ..., help="etcd, apiserver, controller-manager, scheduler, kubelet, proxy, dns or supervisor"
+        None, help="etcd, apiserver, controller-manager, scheduler, kubelet, proxy, dns or supervisor"
     ),
     follow: bool = typer.Option(False, "-f", "--follow"),
+    all_: bool = typer.Option(
+        False, "--all", help="every component's log, the events and `get -A` output, into --output"
+    ),
+    output: Path = typer.Option(
+        None, "--output", help="the directory --all writes into (default: a new one in /tmp)"
+    ),
     state_dir: Path = typer.Option(None, help="state directory (default ~/.minik)"),
 ) -> None:
-    """Print a component's log."""
-    state = state_dir or default_state_dir()
+    """Print a component's log, or with --all export every log, the events and `get -A` output.
+
+    Examples:
+
+      minik cluster-logs apiserver -f
+
+      minik cluster-logs --all --output /tmp/minik-logs   # as `kind export logs` does
+    """
+    state = (state_dir or default_state_dir()).absolute()
+    if all_:
+        if component is not None or follow:
+            console.print("--all takes no COMPONENT and no --follow")
+            raise typer.Exit(2)
+        target = output or Path(tempfile.mkdtemp(prefix="minik-logs-"))
+        written = export_logs(state, target.absolute())
+        note = target / "NOTE.txt"
+        console.print(f"exported {len(written)} file(s) to {target.absolute()}")
+        if note.exists():
+            console.print(note.read_text().rstrip())
+        if not (state / "logs").is_dir():
+            raise typer.Exit(1)
+        return
+    if component is None:
+        console.print("name a COMPONENT, or --all --output DIR for every log")
+        raise typer.Exit(2)
     path = state / "logs" / f"{component}.log"
     if not path.exists():
         console.print(f"no log for {component!r} in {state}/logs")
