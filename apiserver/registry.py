@@ -323,6 +323,8 @@ class Registry:
                 name=name,
                 kind="namespaces",
             )
+        if info.kind == "Namespace" and not dry_run:
+            self.storage.namespace_deleting(name)
         pre = options.get("preconditions") or {}
         grace = options.get("gracePeriodSeconds")
         policy = options.get("propagationPolicy")
@@ -512,6 +514,9 @@ def _deletion_plan(info: ResourceInfo, current: dict[str, Any], grace: Any, poli
     return _DELETE
 
 
+LIVE_LOOKUP_SECONDS = 30.0  # how long a deleted namespace is read live for creates
+
+
 class Storage:
     """All registries over one etcd, plus the few cross-kind checks (namespace lifecycle)."""
 
@@ -521,6 +526,10 @@ class Storage:
             (r.group, r.version, r.plural): Registry(self, r) for r in RESOURCES
         }
         self._event_lease: tuple[int, float] | None = None
+        # Namespaces deleted through this server lately: creates in them read the namespace from
+        # etcd, not from the watch cache, which may not have seen the deletion yet (Kubernetes'
+        # NamespaceLifecycle keeps the same "force live lookup" list).
+        self._deleted_namespaces: dict[str, float] = {}
         # Service ClusterIP/NodePort allocation; apiserver.main replaces it with the configured ranges.
         self.service_allocations = ServiceAllocations(etcd)
 
@@ -543,10 +552,18 @@ class Storage:
         for r in self.registries.values():
             r.cache.request_progress()
 
+    def namespace_deleting(self, namespace: str) -> None:
+        now = time.monotonic()
+        self._deleted_namespaces = {
+            n: t for n, t in self._deleted_namespaces.items() if now - t < LIVE_LOOKUP_SECONDS
+        }
+        self._deleted_namespaces[namespace] = now
+
     async def check_namespace_accepts(self, namespace: str) -> None:
         """Creating in a missing namespace is a 404; in a terminating one a 403."""
         ns = self.namespaces.cache.get(self.namespaces.key(None, namespace))
-        if ns is None:
+        deleted_at = self._deleted_namespaces.get(namespace)
+        if ns is None or (deleted_at is not None and time.monotonic() - deleted_at < LIVE_LOOKUP_SECONDS):
             kv, _ = await self.etcd.get(self.namespaces.key(None, namespace))
             ns = decode(kv) if kv is not None else None
         if ns is None:
