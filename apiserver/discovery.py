@@ -9,11 +9,9 @@ import sys
 from typing import Any
 
 from apimachinery.resources import RESOURCES, ResourceInfo, group_versions
-from apimachinery.version import KUBERNETES_VERSION, __version__
+from apimachinery.version import COMPONENT_VERSION as VERSION
+from apimachinery.version import KUBERNETES_VERSION
 
-# The Kubernetes release minik follows, with minik's own version as a pre-release suffix
-# (``v1.32.0-minik.0.1.0``): valid semver, and kubectl reads major/minor from the fields below.
-VERSION = f"v{KUBERNETES_VERSION}-minik.{__version__}"
 _MAJOR, _MINOR = KUBERNETES_VERSION.split(".")[:2]
 
 # (subresource) -> (kind, group, version, verbs) as Kubernetes reports them

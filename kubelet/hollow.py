@@ -33,6 +33,7 @@ from apimachinery.informer import Informer, object_key
 from apimachinery.kubeconfig import load_config
 from apimachinery.resources import kind_info
 from apimachinery.timefmt import micro_time, rfc3339
+from apimachinery.version import COMPONENT_VERSION
 from apimachinery.workqueue import WorkQueue, run_workers
 
 log = logging.getLogger("kubelet.hollow")
@@ -96,8 +97,8 @@ def hollow_node_status(name: str, capacity: dict[str, str], address: str) -> Obj
             "kernelVersion": "hollow",
             "osImage": "hollow",
             "containerRuntimeVersion": "hollow://0",
-            "kubeletVersion": "v1.32.0-minik-hollow",
-            "kubeProxyVersion": "v1.32.0-minik-hollow",
+            "kubeletVersion": COMPONENT_VERSION + "-hollow",
+            "kubeProxyVersion": COMPONENT_VERSION + "-hollow",
             "operatingSystem": "linux",
             "architecture": "amd64",
         },

@@ -21,6 +21,7 @@ from apimachinery import errors
 from apimachinery.client import Client
 from apimachinery.resources import kind_info
 from apimachinery.timefmt import micro_time, rfc3339
+from apimachinery.version import COMPONENT_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,8 @@ def node_status(
             "kernelVersion": version.get("kernel", platform.release()),
             "osImage": version.get("os", ""),
             "containerRuntimeVersion": version.get("runtime", ""),
-            "kubeletVersion": "v1.32.0-minik",
-            "kubeProxyVersion": "v1.32.0-minik",
+            "kubeletVersion": COMPONENT_VERSION,
+            "kubeProxyVersion": COMPONENT_VERSION,
             "operatingSystem": version.get("os_type", "linux"),
             "architecture": go_arch(version.get("arch")),
         },
