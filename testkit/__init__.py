@@ -4,5 +4,8 @@
 * ``host``: free ports and /24s on this host, removing what a node left in Docker;
 * ``images``: the busybox test image, built locally from busybox-static;
 * ``api``: API objects as tests write them and the common calls through an ``httpx.Client``;
-* ``wait``: ``wait_for`` and unique names.
+* ``wait``: ``wait_for`` and unique names;
+* ``prereq``: what a test needs from the machine (root, Docker, iptables, kubectl, busybox, Docker
+  Compose), skipped locally with what to install and failed when ``CI=true``; ``kubectl_path()``
+  finds the one kubectl every test runs.
 """

@@ -27,11 +27,17 @@ _lock = threading.Lock()
 
 
 def ensure_busybox_image(name: str = BUSYBOX_IMAGE) -> str:
-    """Build ``name`` from /bin/busybox unless Docker already has it; return the name."""
+    """Build ``name`` from /bin/busybox unless Docker already has it; return the name.
+
+    Without a Docker engine or a static busybox a test skips (fails with ``CI=true``): see ``prereq``.
+    """
     import docker
     import docker.errors
 
-    from kubelet.docker_runtime import busybox_context, find_busybox
+    from kubelet.docker_runtime import busybox_context
+    from testkit.prereq import require_busybox, require_docker
+
+    require_docker()
 
     with _lock:
         client = docker.from_env()
@@ -41,11 +47,7 @@ def ensure_busybox_image(name: str = BUSYBOX_IMAGE) -> str:
                 return name
             except docker.errors.ImageNotFound:
                 pass
-            binary = find_busybox()
-            if binary is None:
-                import pytest
-
-                pytest.skip("no busybox binary to build the test image (apt-get install busybox-static)")
+            binary = require_busybox()
             client.images.build(
                 fileobj=busybox_context(_DOCKERFILE, binary), custom_context=True, tag=name, rm=True
             )

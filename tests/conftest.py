@@ -1,6 +1,10 @@
 """Fixtures that start real processes: an etcd, a ``minik-apiserver`` and a kubelet (the harness
 itself is the ``testkit`` package).
 
+What a test needs from the machine (root, Docker, iptables, kubectl, busybox) is checked by
+``testkit.prereq``: a missing prerequisite skips locally, saying what to install, and fails with
+``CI=true``.  ``kubectl_bin`` is the one kubectl every test runs.
+
 Each test module that asks for them gets its own etcd (a fresh data directory on free ports) and
 API server, stopped again when the module ends, also when a test fails.  Tests are marked by the
 folder they live in: ``tests/unit`` (no I/O), ``tests/integration`` and ``tests/e2e``.
@@ -14,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from testkit import prereq
 from testkit.api import write_kubeconfig
 from testkit.images import ensure_busybox_image
 from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess
@@ -48,6 +53,12 @@ def apiserver(etcd: EtcdProcess) -> Iterator[APIServerProcess]:
 def api(apiserver: APIServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=apiserver.url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def kubectl_bin() -> str:
+    """The path of the kubectl the tests run (``testkit.prereq.require_kubectl``)."""
+    return prereq.require_kubectl()
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ from typing import Any
 import httpx
 import pytest
 
-from testkit import wait
+from testkit import prereq, wait
 from testkit.api import node_ready
 from testkit.host import free_subnets, free_udp_tcp_port, remove_node_objects
 from testkit.images import ensure_busybox_image
@@ -294,9 +294,9 @@ class LocalCluster:
 
 @pytest.fixture(scope="module")
 def local_cluster() -> Iterator[LocalCluster]:
-    if os.geteuid() != 0 or shutil.which("iptables") is None:
-        pytest.skip("needs root and iptables")
-    pytest.importorskip("docker")
+    prereq.require_root()
+    prereq.require_iptables()
+    prereq.require_docker()
     ensure_busybox_image()
     cluster = LocalCluster()
     try:

@@ -1,5 +1,7 @@
 """Fixtures for driving the real ``kubectl`` against the test API server.
 
+The binary is the one ``testkit.prereq.kubectl_path()`` finds (``$MINIK_KUBECTL``, ``PATH``, then
+the virtual environment); without one the tests skip locally and fail with ``CI=true``.
 ``kubectl`` gets a kubeconfig written into a temporary directory (``--kubeconfig``) and a discovery
 cache of its own (``--cache-dir``); nothing under ``~/.kube`` is read or written.
 """
@@ -22,13 +24,12 @@ from testkit.api import write_kubeconfig
 from testkit.processes import APIServerProcess
 from testkit.wait import unique
 
-KUBECTL = "/usr/bin/kubectl"
-
 
 class Kubectl:
-    """Runs ``/usr/bin/kubectl`` with default flags plus ``--kubeconfig`` and ``--cache-dir``."""
+    """Runs ``binary`` (a kubectl) with default flags plus ``--kubeconfig`` and ``--cache-dir``."""
 
-    def __init__(self, server: str, workdir: Path) -> None:
+    def __init__(self, binary: str, server: str, workdir: Path) -> None:
+        self.binary = binary
         self.server = server
         self.workdir = workdir
         self.kubeconfig = workdir / "kubeconfig"
@@ -36,7 +37,7 @@ class Kubectl:
         write_kubeconfig(self.kubeconfig, server)
 
     def argv(self, *args: str) -> list[str]:
-        return [KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir), *args]
+        return [self.binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir), *args]
 
     def run(
         self,
@@ -74,6 +75,7 @@ class Kubectl:
     def clone(self, name: str) -> Kubectl:
         """A kubectl with a kubeconfig of its own (for commands that change the kubeconfig)."""
         other = Kubectl.__new__(Kubectl)
+        other.binary = self.binary
         other.server = self.server
         other.workdir = self.workdir / name
         other.workdir.mkdir(parents=True, exist_ok=True)
@@ -126,10 +128,10 @@ class Streaming:
 
 
 @pytest.fixture(scope="module")
-def kubectl(apiserver: APIServerProcess) -> Iterator[Kubectl]:
+def kubectl(kubectl_bin: str, apiserver: APIServerProcess) -> Iterator[Kubectl]:
     workdir = Path(tempfile.mkdtemp(prefix="minik-kubectl-"))
     try:
-        yield Kubectl(apiserver.url, workdir)
+        yield Kubectl(kubectl_bin, apiserver.url, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

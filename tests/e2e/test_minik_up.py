@@ -3,9 +3,10 @@ NodePort Service driven with ``minik`` and the real kubectl, a component killed 
 ``minik up`` again, then ``minik down`` leaving no container, network, iptables rule or process.
 
 The cluster has its own ports, node name, pod and service CIDRs, Docker network and iptables
-chain prefix, so it never clashes with a cluster a person runs on the same host.  It needs root
-and a Docker engine (skipped otherwise); one cluster serves the whole module, and it is torn down
-in a finally even when a test fails.
+chain prefix, so it never clashes with a cluster a person runs on the same host.  It needs root,
+a Docker engine, iptables and kubectl (``testkit.prereq``: skipped locally without them, failed
+with ``CI=true``); one cluster serves the whole module, and it is torn down in a finally even when
+a test fails.
 """
 
 from __future__ import annotations
@@ -25,14 +26,13 @@ from typing import Any
 
 import pytest
 
-from testkit import wait
+from testkit import prereq, wait
 from testkit.host import free_subnets
 from testkit.images import ensure_busybox_image
 from testkit.processes import minik_up_args
 
 BIN = Path(sys.executable).parent
 MINIK = str(BIN / "minik")
-KUBECTL = "/usr/bin/kubectl"
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Cluster:
     pod_cidr: str
     api_port: int
     up_args: list[str]
+    kubectl: str
 
     @property
     def env(self) -> dict[str, str]:
@@ -114,10 +115,10 @@ def _force_cleanup(c: Cluster) -> None:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    if os.geteuid() != 0:
-        pytest.skip("minik up needs root")
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        pytest.skip("minik up needs a Docker engine")
+    prereq.require_root()
+    prereq.require_docker()
+    prereq.require_iptables()
+    kubectl = prereq.require_kubectl()
     ensure_busybox_image()
     work = tmp_path_factory.mktemp("minik-up")
     tag = uuid.uuid4().hex[:6]
@@ -133,6 +134,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pod_cidr=pod_cidr,
         api_port=api_port,
         up_args=up_args,
+        kubectl=kubectl,
     )
     try:
         yield c
@@ -187,7 +189,7 @@ def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -
     assert "readyz ok" in status and f"node {cluster.node} Ready" in status and "NXDOMAIN" in status
     # the real kubectl drives the cluster through the context `minik up` wrote
     nodes = subprocess.run(
-        [KUBECTL, "--cache-dir", str(cluster.state / "kubectl-cache"), "get", "nodes"],
+        [cluster.kubectl, "--cache-dir", str(cluster.state / "kubectl-cache"), "get", "nodes"],
         env=cluster.env,
         capture_output=True,
         text=True,

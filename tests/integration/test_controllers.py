@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from testkit.api import apps, containers, create_namespace, items, owner_ref
+from testkit.prereq import require_kubectl
 from testkit.processes import APIServerProcess, Process, controller_manager, running
 from testkit.wait import unique, wait_for
 
@@ -176,7 +177,7 @@ def deploy_status(api: httpx.Client, ns: str, name: str) -> dict[str, Any]:
 
 def kubectl(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["kubectl", "--server", url, *args], capture_output=True, text=True, timeout=timeout
+        [require_kubectl(), "--server", url, *args], capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -1,5 +1,6 @@
 """The real ``kubectl port-forward`` (SPDY/3.1 tunnelled in a WebSocket) through the API server
-and a real kubelet to ``busybox httpd`` in a Docker container."""
+and a real kubelet to ``busybox httpd`` in a Docker container (kubectl as
+``testkit.prereq.require_kubectl()`` finds it)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import pytest
 from testkit.processes import KubeletProcess
 from tests.integration.test_kubelet import make_pod, sh_container, wait_phase
 
-KUBECTL = "/usr/bin/kubectl"
+# kubectl is checked before the module's API server, kubelet and pod start
+pytestmark = pytest.mark.usefixtures("kubectl_bin")
 FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)")
 
 
@@ -65,7 +67,7 @@ def web_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator[str
 class PortForward:
     """``kubectl port-forward TARGET :PORT`` in the background; its output is drained by a thread."""
 
-    def __init__(self, kubeconfig: str, target: str, *ports: int, command: str = KUBECTL) -> None:
+    def __init__(self, kubeconfig: str, target: str, *ports: int, command: str) -> None:
         env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECACHEDIR=os.path.dirname(kubeconfig) + "/cache")
         self.proc = subprocess.Popen(
             [command, "port-forward", target, *(f":{p}" for p in ports)],
@@ -105,11 +107,11 @@ class PortForward:
 
 
 @pytest.fixture()
-def port_forward(kubeconfig: str) -> Iterator[Any]:
+def port_forward(kubeconfig: str, kubectl_bin: str) -> Iterator[Any]:
     started: list[PortForward] = []
 
-    def start(target: str, *ports: int, command: str = KUBECTL) -> PortForward:
-        pf = PortForward(kubeconfig, target, *ports, command=command)
+    def start(target: str, *ports: int, command: str | None = None) -> PortForward:
+        pf = PortForward(kubeconfig, target, *ports, command=command or kubectl_bin)
         started.append(pf)
         return pf
 
@@ -191,15 +193,15 @@ def test_port_forward_closed_port_reports_error(web_pod: str, port_forward: Any)
     assert pf.proc.wait(30) != 0  # as against Kubernetes: "error: lost connection to pod"
 
 
-def test_port_forward_missing_pod(kubeconfig: str, apiserver: Any) -> None:
+def test_port_forward_missing_pod(kubeconfig: str, apiserver: Any, kubectl_bin: str) -> None:
     env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECACHEDIR=os.path.dirname(kubeconfig) + "/cache")
     r = subprocess.run(
-        [KUBECTL, "port-forward", "pod/nope", ":80"], capture_output=True, text=True, env=env, timeout=60
+        [kubectl_bin, "port-forward", "pod/nope", ":80"], capture_output=True, text=True, env=env, timeout=60
     )
     assert r.returncode != 0 and 'pods "nope" not found' in r.stderr
 
 
-def test_plain_spdy_upgrade_is_refused_with_a_reason(kubeconfig: str, web_pod: str) -> None:
+def test_plain_spdy_upgrade_is_refused_with_a_reason(kubeconfig: str, web_pod: str, kubectl_bin: str) -> None:
     env = dict(
         os.environ,
         KUBECONFIG=kubeconfig,
@@ -207,7 +209,7 @@ def test_plain_spdy_upgrade_is_refused_with_a_reason(kubeconfig: str, web_pod: s
         KUBECTL_PORT_FORWARD_WEBSOCKETS="false",
     )
     r = subprocess.run(
-        [KUBECTL, "port-forward", f"pod/{web_pod}", ":8080"],
+        [kubectl_bin, "port-forward", f"pod/{web_pod}", ":8080"],
         capture_output=True,
         text=True,
         env=env,

@@ -1,4 +1,5 @@
-"""``kubectl logs`` and ``kubectl exec`` through the API server to a real kubelet and Docker."""
+"""``kubectl logs`` and ``kubectl exec`` through the API server to a real kubelet and Docker (kubectl as
+``testkit.prereq.require_kubectl()`` finds it)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ from typing import Any
 import httpx
 import pytest
 
+from testkit.prereq import require_kubectl
 from testkit.processes import KubeletProcess
 from tests.integration.test_kubelet import make_pod, sh_container, wait_phase
 
-KUBECTL = "/usr/bin/kubectl"
+# kubectl is checked before the module's API server, kubelet and pod start
+pytestmark = pytest.mark.usefixtures("kubectl_bin")
 
 
 def kubectl(kubeconfig: str, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECACHEDIR=os.path.dirname(kubeconfig) + "/cache")
-    return subprocess.run([KUBECTL, *args], capture_output=True, text=True, env=env, input=input, timeout=60)
+    return subprocess.run(
+        [require_kubectl(), *args], capture_output=True, text=True, env=env, input=input, timeout=60
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +83,10 @@ def test_kubectl_exec_interactive_tty_with_resize(kubeconfig: str, running_pod: 
     env = dict(
         os.environ, KUBECONFIG=kubeconfig, KUBECACHEDIR=os.path.dirname(kubeconfig) + "/cache", TERM="dumb"
     )
+    binary = require_kubectl()
     pid, fd = pty.fork()
     if pid == 0:  # the child: kubectl on the pty's slave side
-        os.execve(KUBECTL, [KUBECTL, "exec", "-it", running_pod, "--", "sh"], env)
+        os.execve(binary, [binary, "exec", "-it", running_pod, "--", "sh"], env)
     out = b""
 
     def read_until(marker: bytes, timeout: float = 30) -> None:
@@ -158,7 +164,9 @@ def test_kubectl_logs_follow_tail_previous(
             assert len(r2.stdout.splitlines()) == 2
             # follow: lines keep coming while kubectl runs
             env = dict(os.environ, KUBECONFIG=kubeconfig, KUBECACHEDIR=os.path.dirname(kubeconfig) + "/cache")
-            proc = subprocess.Popen([KUBECTL, "logs", "-f", name], stdout=subprocess.PIPE, text=True, env=env)
+            proc = subprocess.Popen(
+                [require_kubectl(), "logs", "-f", name], stdout=subprocess.PIPE, text=True, env=env
+            )
             try:
                 assert proc.stdout is not None
                 seen = [proc.stdout.readline() for _ in range(12)]

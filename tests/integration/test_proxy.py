@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -19,19 +18,23 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import docker
 import httpx
 import pytest
 
-from testkit import wait
+from testkit import prereq, wait
 from testkit.host import free_subnets
 from testkit.images import ensure_busybox_image
 from testkit.processes import APIServerProcess, python_module
 
-docker = pytest.importorskip("docker")
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("iptables") is None, reason="needs root and iptables"
-)
+@pytest.fixture(scope="module", autouse=True)
+def prerequisites() -> None:
+    """Checked before the module's API server starts: skipped locally, failed in CI."""
+    prereq.require_root()
+    prereq.require_iptables()
+    prereq.require_docker()
+
 
 LABEL = "io.minik.test"
 LABEL_VALUE = "proxy"

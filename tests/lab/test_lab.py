@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from cli.lab import render_compose
+from testkit import prereq
 from testkit.api import apps
 from testkit.host import free_port
 from testkit.images import ensure_busybox_image
@@ -32,35 +33,6 @@ PROJECT = "minik-labtest"
 SUBNET = "10.214.0.0/24"
 NODES = ["node-1", "node-2", "node-3"]
 NS = "default"
-
-
-def _have(module_file: str) -> bool:
-    return (REPO / module_file).is_file()
-
-
-needs_controllers = pytest.mark.skipif(
-    not _have("controllers/main.py"), reason="the controller manager (controllers/main.py) is not built yet"
-)
-needs_proxy = pytest.mark.skipif(
-    not _have("proxy/main.py"), reason="the proxy (proxy/main.py) is not built yet"
-)
-needs_node_lifecycle = pytest.mark.skipif(
-    not _have("controllers/nodelifecycle.py"),
-    reason="node lifecycle in the controller manager (controllers/nodelifecycle.py) is not built yet",
-)
-
-
-def _docker_ok() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _compose_ok() -> bool:
-    if shutil.which("docker-compose"):
-        return True
-    return subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, every: float = 1.0) -> Any:
@@ -180,10 +152,8 @@ def _force_cleanup(env: dict[str, str], state: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if not _docker_ok():
-        pytest.skip("no Docker engine answers `docker info`")
-    if not _compose_ok():
-        pytest.skip("neither docker-compose nor `docker compose` is installed")
+    prereq.require_docker()
+    prereq.require_compose()
     state = tmp_path_factory.mktemp("lab-state")
     port = free_port()
     env = {
@@ -308,7 +278,6 @@ def test_three_nodes_ready(lab: Lab) -> None:
         assert name in status.stdout
 
 
-@needs_controllers
 def test_deployment_spreads_over_the_nodes(lab: Lab) -> None:
     path = f"/apis/apps/v1/namespaces/{NS}/deployments"
     lab.create(path, deployment("spread", 6))
@@ -363,8 +332,6 @@ def test_pod_on_node_1_reaches_pods_on_nodes_2_and_3(lab: Lab, echo_pods: list[s
         lab.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
 
 
-@needs_proxy
-@needs_controllers
 def test_pod_on_node_1_reaches_a_service_on_nodes_2_and_3(lab: Lab, echo_pods: list[str]) -> None:
     svc = lab.create(
         f"/api/v1/namespaces/{NS}/services",
@@ -445,8 +412,6 @@ def test_api_server_keeps_writing_with_one_etcd_member_down(lab: Lab) -> None:
         subprocess.run(["docker", "start", member], capture_output=True)
 
 
-@needs_controllers
-@needs_node_lifecycle
 def test_stopped_node_turns_not_ready_and_its_pods_move(lab: Lab) -> None:
     path = f"/apis/apps/v1/namespaces/{NS}/deployments"
     lab.create(path, deployment("mover", 3, tolerate_seconds=2))

@@ -10,6 +10,7 @@ import pytest
 from apimachinery.errors import BadRequest
 from apimachinery.resources import RESOURCES, ResourceInfo, by_kind, group_versions
 from apiserver import openapi
+from testkit.prereq import require_module
 
 
 def _doc_path(group: str, version: str) -> str:
@@ -284,7 +285,7 @@ def test_strict_error_and_warning_formats() -> None:
 
 
 def test_schema_properties_match_the_client_models() -> None:
-    models = pytest.importorskip("kubernetes.client.models")
+    models = require_module("kubernetes.client.models")
     all_schemas = openapi.schemas()
     for cls_name, schema_name in (
         ("V1PodSpec", "io.k8s.api.core.v1.PodSpec"),
