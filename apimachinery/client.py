@@ -27,14 +27,15 @@ import json
 import logging
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
 from urllib.parse import quote
-
-import httpx
 
 from . import errors
 from .kubeconfig import ClientConfig
 from .resources import ResourceInfo, plural_info
+
+if TYPE_CHECKING:
+    import httpx  # imported where a request is sent: the CLI's `minik version --client` never loads it
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +374,8 @@ def decode_watch_line(line: str) -> tuple[str, Obj] | None:
 
 def _unreachable(url: str, exc: Exception) -> errors.StatusError:
     """A transport failure as a Status error: 504 ``Timeout`` or 503 ``ServiceUnavailable``."""
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return errors.Timeout(f"timed out talking to the API server at {url}: {type(exc).__name__}")
     return errors.ServiceUnavailable(f"cannot reach the API server at {url}: {type(exc).__name__}: {exc}")
@@ -481,6 +484,8 @@ class _Base(Generic[_Out, _Resp, _Events]):
         self, transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None, timeout: float
     ) -> dict[str, Any]:
         """The keyword arguments of the ``httpx`` client underneath."""
+        import httpx
+
         headers = {"Accept": "application/json", "User-Agent": "minik"}
         headers.update(self.config.auth_headers())
         options: dict[str, Any] = {
@@ -495,6 +500,8 @@ class _Base(Generic[_Out, _Resp, _Events]):
         return options
 
     def _build(self, req: Request) -> dict[str, Any]:
+        import httpx
+
         kwargs: dict[str, Any] = {"params": req.params}
         if req.body is not None:
             kwargs["content"] = json.dumps(req.body).encode()
@@ -568,7 +575,7 @@ class _Base(Generic[_Out, _Resp, _Events]):
 
 
 class Client(
-    _Base[Coroutine[Any, Any, Obj], Coroutine[Any, Any, httpx.Response], AsyncGenerator[Event, None]]
+    _Base[Coroutine[Any, Any, Obj], Coroutine[Any, Any, "httpx.Response"], AsyncGenerator[Event, None]]
 ):
     """Asynchronous client for controllers, the scheduler, the kubelet and the proxy.
 
@@ -584,6 +591,8 @@ class Client(
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        import httpx
+
         super().__init__(config)
         self._http = httpx.AsyncClient(**self._http_options(transport, timeout))
 
@@ -597,6 +606,8 @@ class Client(
         await self._http.aclose()
 
     async def _response(self, req: Request) -> httpx.Response:
+        import httpx
+
         try:
             return await self._http.request(req.method, req.path, **self._build(req))
         except httpx.TransportError as exc:
@@ -630,6 +641,8 @@ class Client(
     async def _events(
         self, build: Callable[_P, Request], *args: _P.args, **kwargs: _P.kwargs
     ) -> AsyncGenerator[Event, None]:
+        import httpx
+
         req = build(*args, **kwargs)
         url = self.server + req.path
         try:
@@ -645,7 +658,7 @@ class Client(
             raise _unreachable(url, exc) from exc
 
 
-class SyncClient(_Base[Obj, httpx.Response, Iterator[Event]]):
+class SyncClient(_Base[Obj, "httpx.Response", Iterator[Event]]):
     """The same calls as :class:`Client`, blocking, over ``httpx.Client`` (for the CLI)."""
 
     def __init__(
@@ -655,6 +668,8 @@ class SyncClient(_Base[Obj, httpx.Response, Iterator[Event]]):
         transport: httpx.BaseTransport | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        import httpx
+
         super().__init__(config)
         self._http = httpx.Client(**self._http_options(transport, timeout))
 
@@ -668,6 +683,8 @@ class SyncClient(_Base[Obj, httpx.Response, Iterator[Event]]):
         self._http.close()
 
     def _response(self, req: Request) -> httpx.Response:
+        import httpx
+
         try:
             return self._http.request(req.method, req.path, **self._build(req))
         except httpx.TransportError as exc:
@@ -697,6 +714,8 @@ class SyncClient(_Base[Obj, httpx.Response, Iterator[Event]]):
         return _checked(self._response(req))
 
     def _events(self, build: Callable[_P, Request], *args: _P.args, **kwargs: _P.kwargs) -> Iterator[Event]:
+        import httpx
+
         req = build(*args, **kwargs)
         url = self.server + req.path
         try:

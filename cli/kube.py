@@ -16,17 +16,21 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from functools import cache
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import httpx
 import typer
-import yaml
 from typer.core import TyperGroup
 
 from apimachinery import errors
 from apimachinery.client import Request, SyncClient, decode_json, decode_watch_line, error_from_response
 from apimachinery.kubeconfig import ClientConfig, ConfigError, load_config
 from apimachinery.resources import RESOURCES, ResourceInfo, resolve
+
+if TYPE_CHECKING:
+    # httpx and yaml are imported where used, so a verb that needs neither starts without them
+    import httpx
+    import yaml
 
 Obj = dict[str, Any]
 
@@ -130,6 +134,8 @@ def err(text: str) -> None:
 
 def format_status_error(exc: errors.StatusError, server: str = "") -> str:
     """An API error as kubectl prints it."""
+    import httpx
+
     cause = exc.__cause__
     if isinstance(cause, httpx.TransportError):
         where = server or "the configured server"
@@ -174,6 +180,8 @@ class CliClient(SyncClient):
         content_type: str = "application/json",
         timeout: float | None = None,
     ) -> httpx.Response:
+        import httpx
+
         headers: dict[str, str] = {}
         if accept:
             headers["Accept"] = accept
@@ -210,6 +218,8 @@ class CliClient(SyncClient):
         self, path: str, params: dict[str, str], headers: dict[str, str], read_timeout: float | None
     ) -> Iterator[httpx.Response]:
         """A streamed GET: API errors raised as such, transport errors as the server's absence."""
+        import httpx
+
         url = self.server + path
         try:
             with self._http.stream(
@@ -237,6 +247,8 @@ class CliClient(SyncClient):
 
 
 def _transport_error(url: str, exc: Exception) -> errors.StatusError:
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return errors.Timeout(f"timed out talking to the API server at {url}")
     return errors.ServiceUnavailable(f"cannot reach the API server at {url}: {exc}")
@@ -389,24 +401,30 @@ def tabulate(rows: Sequence[Sequence[str]], minwidth: int = 6, padding: int = 3)
     return lines
 
 
-class _Dumper(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+@cache
+def _dumper() -> type[yaml.SafeDumper]:
+    """The YAML dumper of :func:`to_yaml` (made on first use: yaml is not imported before)."""
+    import yaml
 
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
 
-def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if "\n" in value:
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+    def str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        if "\n" in value:
+            return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value)
 
-
-_Dumper.add_representer(str, _str_representer)
+    Dumper.add_representer(str, str_representer)
+    return Dumper
 
 
 def to_yaml(obj: Any) -> str:
     """YAML as kubectl prints it: block style, keys sorted, multi-line strings as ``|`` blocks."""
+    import yaml
+
     return yaml.dump(
-        obj, Dumper=_Dumper, sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 30
+        obj, Dumper=_dumper(), sort_keys=True, default_flow_style=False, allow_unicode=True, width=1 << 30
     )
 
 

@@ -18,7 +18,6 @@ import typer
 from apimachinery import errors
 from apimachinery.client import Request, resource_path
 from apimachinery.resources import ResourceInfo, by_kind
-from apimachinery.strategicpatch import create_three_way_merge_patch
 
 from ..kube import CLIError, Kube, Obj, err, kube, out, ref
 from ..manifests import Manifest, load
@@ -82,6 +81,8 @@ def apply_object(k: Kube, info: ResourceInfo, obj: Obj, dry_run: bool) -> str:
     except errors.NotFound:
         k.client.send(Request("POST", resource_path(info, ns), params, body=modified))
         return "created"
+    from apimachinery.strategicpatch import create_three_way_merge_patch  # only for an existing object
+
     patch = create_three_way_merge_patch(last_applied(live), modified, live, info.kind, info.api_version)
     if not patch:
         return "unchanged"

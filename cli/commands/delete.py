@@ -10,7 +10,6 @@ import typer
 from apimachinery import errors
 from apimachinery.resources import ResourceInfo, by_kind
 
-from .. import cluster
 from ..kube import (
     CLIError,
     Kube,
@@ -112,6 +111,8 @@ def delete(
     it stops it and removes its state and its kubeconfig context.
     """
     if not resources and not filename and not selector and not all_:
+        from .. import cluster  # the local cluster's code (supervisor, Docker) only for this case
+
         cluster.delete(state_dir)
         return
     k = kube(ctx)

@@ -13,10 +13,8 @@ import typer
 
 from apimachinery import errors
 from apimachinery.client import resource_path
-from apimachinery.printers import format_labels
 from apimachinery.resources import ResourceInfo
 
-from .. import jsonpath
 from ..kube import (
     TABLE_ACCEPT,
     CLIError,
@@ -110,6 +108,8 @@ class TablePrinter:
         if self.all_namespaces:
             out_cells.insert(0, str(md.get("namespace") or ""))
         if self.show_labels:
+            from apimachinery.printers import format_labels
+
             out_cells.append(format_labels(md.get("labels")))
         return out_cells
 
@@ -269,6 +269,8 @@ def print_objects(objects: list[Obj], fmt: str, template: str = "", single: bool
     elif fmt == "json":
         out(to_json(data))
     elif fmt == "jsonpath":
+        from .. import jsonpath
+
         try:
             print_text(jsonpath.render(template, data))
         except jsonpath.JSONPathError as exc:
