@@ -203,6 +203,7 @@ def test_up_installs_minik_starts_a_cluster_and_writes_the_runner_files(runner: 
     assert runner.file("github_env") == {
         "KUBECONFIG": outputs["kubeconfig"],
         "MINIK_STATE_DIR": str(runner.state),
+        "KUBE_FEATURE_WatchListClient": "false",
     }
     assert (runner.root / "github_path").read_text() == f"{venv_bin}\n"
     # the kubeconfig it names reaches the node, with minik and with the kubectl the action installed
@@ -232,6 +233,17 @@ def test_up_installs_minik_starts_a_cluster_and_writes_the_runner_files(runner: 
         timeout=60,
     )
     assert kubectl.returncode == 0 and runner.node in kubectl.stdout, kubectl.stderr
+    # the environment the action exports works for the installed kubectl: create, then delete (which waits)
+    exported = {**env, **runner.file("github_env")}
+    for verb in (["create", "configmap", "action-check"], ["delete", "configmap", "action-check"]):
+        done_verb = subprocess.run(
+            [str(venv_bin / "kubectl"), "--cache-dir", str(runner.root / "kcache"), *verb],
+            env=exported,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done_verb.returncode == 0, done_verb.stdout + done_verb.stderr
     # the images input is checked against the host's engine, where a single node's pods find them
     assert f"{runner.inputs['INPUT_IMAGES']}: pods run on this host's engine" in done.stdout
 
