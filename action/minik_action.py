@@ -31,7 +31,8 @@ from pathlib import Path
 MIN_PYTHON = (3, 11)
 LOGS_DIR = "minik-logs"  # under RUNNER_TEMP: what actions/upload-artifact uploads
 WORK_DIR = "minik"  # under RUNNER_TEMP: the venv, state, kubeconfig and the record for clean-up
-PYPI_VERSION = re.compile(r"^v?\d+(\.\d+)*((a|b|rc|\.post|\.dev)\d+)?$")
+# a release is X.Y.Z (v1 or a short SHA of digits is a git ref, as action refs usually are)
+PYPI_VERSION = re.compile(r"^v?\d+\.\d+\.\d+((a|b|rc|\.post|\.dev)\d+)?$")
 LAB_MANAGED = ("--nodes", "-n", "--timeout")
 SINGLE_MANAGED = ("--timeout",)
 
@@ -146,6 +147,12 @@ def install_source(inputs: Inputs, action_path: str, action_repository: str) -> 
                 "release does not carry: give version a git ref, or leave it empty"
             )
         return Source([f"minik=={inputs.version.removeprefix('v')}"])
+    # `github.action_repository` is empty inside a composite action's steps: the runner checks an
+    # action out to .../_actions/OWNER/REPO/REF, so the path names the repository too
+    parts = Path(action_path).parts
+    if not action_repository and "_actions" in parts and len(parts) >= parts.index("_actions") + 3:
+        i = parts.index("_actions")
+        action_repository = f"{parts[i + 1]}/{parts[i + 2]}"
     if not action_repository:
         raise ActionError(
             f"version {inputs.version!r} is a git ref, but this action was not used from a "
@@ -430,6 +437,8 @@ def up(env: dict[str, str]) -> int:
         print("::endgroup::", flush=True)
         logs_dir = collect_logs(env, record)
         runner_file(env, "GITHUB_OUTPUT", [f"logs-dir={logs_dir}"])
+        # a failed start keeps retrying in the background: stop it (the logs stay for upload)
+        cleanup({k: v for k, v in env.items() if k != "INPUT_COLLECT_LOGS"})
         raise
     runner_file(env, "GITHUB_OUTPUT", [f"api-server={server}"])
     print("::endgroup::", flush=True)
@@ -548,6 +557,11 @@ def main(argv: list[str]) -> int:
         return int(commands[argv[1]](dict(os.environ)))
     except ActionError as exc:
         print(f"::error title=minik::{exc}", flush=True)
+        return 1
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:  # a missing tool, a bad value
+        print(f"::error title=minik::{argv[1]} failed: {exc}", flush=True)
+        if argv[1] == "up":
+            collect_logs(dict(os.environ))
         return 1
 
 

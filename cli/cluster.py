@@ -661,7 +661,9 @@ def cleanup_host(state: Path) -> list[str]:
     cfg = settings(cfg)
     node, prefix = cfg["node_name"], cfg["iptables_chain_prefix"]
     removed: list[str] = []
-    proxy = Path(sys.executable).parent / "minik-proxy"
+    from .supervisor import script  # where this install put its console scripts
+
+    proxy = Path(script("minik-proxy"))
     if proxy.exists():
         subprocess.run(
             [str(proxy), "--cleanup", "--iptables-chain-prefix", prefix],

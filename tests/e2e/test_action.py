@@ -331,6 +331,8 @@ def test_a_start_that_fails_leaves_its_logs_for_upload(failing_runner: Runner) -
     logs = r.temp / "minik-logs"
     assert outputs["logs-dir"] == str(logs) and "api-server" not in outputs
     assert "did not become ready in 0s" in done.stdout
+    # the failed start was stopped by the action itself, not left retrying in the background
+    assert processes_mentioning(str(r.state)) == []
     assert (
         "supervisor.log" in os.listdir(logs)
         and json.loads((logs / "config.json").read_text())["node_name"] == r.node

@@ -94,6 +94,19 @@ def test_minik_comes_from_the_actions_checkout_pypi_or_a_git_ref() -> None:
     assert (ref.git_url, ref.git_ref) == ("https://github.com/o/minik", "main")
 
 
+@pytest.mark.parametrize("ref", ["v1", "1", "2024", "main", "v1.2", "abc1234"])
+def test_short_tags_and_shas_are_git_refs_not_releases(ref: str) -> None:
+    source = A.install_source(A.parse_inputs({"INPUT_VERSION": ref}), "/a/path", "o/minik")
+    assert (source.pip_args, source.git_ref) == ([], ref)
+
+
+def test_the_repository_of_an_action_used_from_elsewhere_comes_from_its_path() -> None:
+    # inside a composite action github.action_repository is empty; the checkout path names it
+    path = "/home/runner/work/_actions/someone/minik/v1"
+    source = A.install_source(A.parse_inputs({"INPUT_VERSION": "v1"}), path, "")
+    assert (source.git_url, source.git_ref) == ("https://github.com/someone/minik", "v1")
+
+
 def test_a_git_ref_needs_the_actions_repository_and_the_lab_needs_a_checkout() -> None:
     with pytest.raises(A.ActionError, match="not used from a repository"):
         A.install_source(A.parse_inputs({"INPUT_VERSION": "feature/x"}), "/a/path", "")
