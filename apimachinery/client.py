@@ -449,7 +449,9 @@ class _Verb(Generic[_P]):
         self.build = build
 
     def __get__(self, client: _Base[_O, Any, Any], owner: object = None) -> Callable[_P, _O]:
-        return functools.partial(client._call, self.build)
+        if client is None:  # looked up on the class (mock.patch.object, hasattr, help)
+            return self  # type: ignore[return-value]
+        return functools.update_wrapper(functools.partial(client._call, self.build), self.build)
 
 
 class _Watch(Generic[_P]):
@@ -459,7 +461,9 @@ class _Watch(Generic[_P]):
         self.build = build
 
     def __get__(self, client: _Base[Any, Any, _O], owner: object = None) -> Callable[_P, _O]:
-        return functools.partial(client._events, self.build)
+        if client is None:  # looked up on the class (mock.patch.object, hasattr, help)
+            return self  # type: ignore[return-value]
+        return functools.update_wrapper(functools.partial(client._events, self.build), self.build)
 
 
 class _Base(Generic[_Out, _Resp, _Events]):

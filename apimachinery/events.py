@@ -252,6 +252,7 @@ class EventRecorder:
             )
 
     async def _write(self, body: Obj) -> None:
+        key = event_key(body)
         action = correlate(self._cache, body)
         if action.verb == "patch":
             patch = {
@@ -264,9 +265,18 @@ class EventRecorder:
                 return
             except errors.NotFound:
                 # expired or deleted: start a new series under this event's own name
-                self._cache.pop(event_key(body), None)
+                self._cache.pop(key, None)
                 correlate(self._cache, body)
-        await self.client.create(EVENTS, body)
+            except Exception:
+                seen = self._cache.get(key)
+                if seen is not None:
+                    seen.count -= 1  # not counted on the server: count it with the next one
+                raise
+        try:
+            await self.client.create(EVENTS, body)
+        except Exception:
+            self._cache.pop(key, None)  # not written: the next one is a create again
+            raise
 
 
 class FakeRecorder:

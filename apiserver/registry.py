@@ -323,8 +323,6 @@ class Registry:
                 name=name,
                 kind="namespaces",
             )
-        if info.kind == "Namespace" and not dry_run:
-            self.storage.namespace_deleting(name)
         pre = options.get("preconditions") or {}
         grace = options.get("gracePeriodSeconds")
         policy = options.get("propagationPolicy")
@@ -363,6 +361,8 @@ class Registry:
             return _deletion_plan(info, current, grace, policy)
 
         obj, deleted = await self.guaranteed_update(namespace, name, apply, dry_run)
+        if info.kind == "Namespace" and not dry_run:
+            self.storage.namespace_deleting(name)  # before the client hears of it: see Storage
         if deleted and info.kind == "Service" and not dry_run:
             await self.storage.service_allocations.release_service(obj)
         return obj, deleted
