@@ -163,7 +163,10 @@ class ProbeManager:
                 key = (uid, name, kind)
                 wanted.add(key)
                 worker = self._workers.get(key)
-                if worker is not None and worker.container_id == cid and not worker.task.done():
+                # a worker that finished on purpose (a startup probe that succeeded, a liveness probe
+                # that failed) stays finished for its container: restarting it would reset the
+                # result, and a fresh success would sync the pod again, and again
+                if worker is not None and worker.container_id == cid and not _crashed(worker.task):
                     continue
                 if worker is not None:
                     worker.task.cancel()
@@ -246,3 +249,8 @@ class ProbeManager:
                 if kind == LIVENESS and not new:
                     return
             await asyncio.sleep(spec.period)
+
+
+def _crashed(task: asyncio.Task[None]) -> bool:
+    """A probe worker that ended by an error (or was cancelled), not by finishing its job."""
+    return task.done() and (task.cancelled() or task.exception() is not None)
