@@ -17,9 +17,7 @@ async def test_a_succeeded_startup_probe_is_not_restarted_for_the_same_container
         return 0
 
     def on_change(pod_key: str) -> None:
-        changes.append(pod_key)
-        # the kubelet syncs the pod on every change: here, at once
-        probes.sync("default/p", "uid-1", [container], dict(running), "")
+        changes.append(pod_key)  # the kubelet queues a sync of the pod, which runs a moment later
 
     container = {
         "name": "c",
@@ -29,6 +27,12 @@ async def test_a_succeeded_startup_probe_is_not_restarted_for_the_same_container
     probes.sync("default/p", "uid-1", [container], dict(running), "")
     for _ in range(50):
         await asyncio.sleep(0.01)
+    assert probes.is_started("uid-1", container) and runs == ["cid-1"]
+    # the syncs that follow (the change, every status update) keep the result and start nothing
+    for _ in range(3):
+        probes.sync("default/p", "uid-1", [container], dict(running), "")
+        for _ in range(20):
+            await asyncio.sleep(0.01)
     assert probes.is_started("uid-1", container)
     assert runs == ["cid-1"] and changes == ["default/p"]
     # a new container (a restart) gets a new startup probe, and is not started until it passes
