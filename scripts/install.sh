@@ -33,7 +33,8 @@ if ! .venv/bin/python -c 'import apiserver, fastapi, aetcd, kubernetes, pytest' 
    || [ pyproject.toml -nt .venv/.installed ]; then
   log "installing minik and its dependencies into .venv"
   .venv/bin/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+  # compat: the checkout on sys.path through a plain .pth (no import-hook finder: ~25 ms off every start)
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -c 'import apiserver, fastapi, aetcd, kubernetes, pytest'
   touch .venv/.installed
 fi
