@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import logging
 import random
 import time
@@ -335,10 +336,8 @@ class APIServer:
             return json_response(discovery.version_info())
         if head == "openapi":
             return self.openapi(parts)
-        if head == "api" and len(parts) == 1:
-            return json_response(discovery.api_versions(self.advertise))
-        if head == "apis" and len(parts) == 1:
-            return json_response(discovery.api_group_list())
+        if head in ("api", "apis") and len(parts) == 1:
+            return self.discovery_root(request, head == "api")
         if head == "apis" and len(parts) == 2:
             api_group = discovery.api_group(parts[1])
             if api_group is None:
@@ -358,6 +357,21 @@ class APIServer:
             raise errors.NotFound("the server could not find the requested resource")
         target = parse_resource_path(parts)
         return await self.resource(request, method, target)
+
+    def discovery_root(self, request: Request, core: bool) -> Response:
+        """``/api`` or ``/apis``: aggregated discovery (``apidiscovery.k8s.io/v2`` or ``v2beta1``)
+        when the Accept header prefers it, else the plain ``APIVersions`` / ``APIGroupList``.
+        The aggregated document carries an ``ETag``; a matching ``If-None-Match`` gets a 304."""
+        version = discovery.aggregated_version(request.headers.get("accept"))
+        if version is None:
+            plain = discovery.api_versions(self.advertise) if core else discovery.api_group_list()
+            return json_response(plain, headers={"Vary": "Accept"})
+        body = orjson.dumps(discovery.aggregated_discovery(version, core))
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32].upper() + '"'
+        headers = {"Vary": "Accept", "ETag": etag}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=discovery.aggregated_content_type(version), headers=headers)
 
     async def health(self, which: str, request: Request) -> Response:
         if which == "livez":

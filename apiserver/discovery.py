@@ -138,3 +138,126 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
         "groupVersion": f"{group}/{version}" if group else version,
         "resources": entries,
     }
+
+
+# --- aggregated discovery (apidiscovery.k8s.io/v2 and v2beta1) ----------------------------------
+DISCOVERY_GROUP = "apidiscovery.k8s.io"
+DISCOVERY_VERSIONS = ("v2", "v2beta1")
+DISCOVERY_KIND = "APIGroupDiscoveryList"
+
+
+def aggregated_version(accept: str | None) -> str | None:
+    """The ``apidiscovery.k8s.io`` version the client's Accept header prefers, or None when it
+    prefers (or only takes) the plain ``APIVersions`` / ``APIGroupList``.
+
+    Media ranges are taken by their ``q`` (highest first, then in the order given), as Kubernetes'
+    negotiation does; ranges this server cannot produce (protobuf, other ``as=`` profiles) are
+    skipped.  Nothing acceptable at all also answers the plain form, as this server always has.
+    """
+    if not accept:
+        return None
+    ranges: list[tuple[float, int, str, dict[str, str]]] = []
+    for i, media_range in enumerate(accept.split(",")):
+        parts = [p.strip() for p in media_range.split(";")]
+        params = {k.strip().lower(): v.strip() for k, _, v in (p.partition("=") for p in parts[1:]) if k}
+        try:
+            q = float(params.pop("q", "1"))
+        except ValueError:
+            q = 1.0
+        if q > 0:
+            ranges.append((-q, i, parts[0].lower(), params))
+    for _, _, mtype, params in sorted(ranges):
+        if mtype not in ("application/json", "application/*", "*/*"):
+            continue
+        if not params.get("as") and not params.get("g"):
+            return None
+        if (
+            mtype == "application/json"
+            and params.get("g") == DISCOVERY_GROUP
+            and params.get("v") in DISCOVERY_VERSIONS
+            and params.get("as") == DISCOVERY_KIND
+        ):
+            return params["v"]
+    return None
+
+
+def aggregated_content_type(version: str) -> str:
+    return f"application/json;g={DISCOVERY_GROUP};v={version};as={DISCOVERY_KIND}"
+
+
+def _response_kind(entry: dict[str, Any], group: str, version: str) -> dict[str, str]:
+    return {
+        "group": entry.get("group", group),
+        "version": entry.get("version", version),
+        "kind": entry.get("kind") or "",
+    }
+
+
+def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
+    """One group-version's ``APIResourceDiscovery`` entries, made from its ``APIResourceList`` as
+    Kubernetes' ``ConvertGroupVersionIntoToDiscovery`` does: subresources nest under their parent."""
+    rl = api_resource_list(group, version)
+    if rl is None:
+        return []
+    resources: list[dict[str, Any]] = []
+    parents: dict[str, dict[str, Any]] = {}
+    for e in rl["resources"]:
+        if "/" in e["name"]:
+            continue
+        r: dict[str, Any] = {
+            "resource": e["name"],
+            "responseKind": _response_kind(e, group, version),
+            "scope": "Namespaced" if e["namespaced"] else "Cluster",
+            "singularResource": e.get("singularName") or "",
+            "verbs": list(e.get("verbs") or []),
+        }
+        if e.get("shortNames"):
+            r["shortNames"] = list(e["shortNames"])
+        if e.get("categories"):
+            r["categories"] = list(e["categories"])
+        resources.append(r)
+        parents[e["name"]] = r
+    for e in rl["resources"]:
+        if "/" not in e["name"]:
+            continue
+        parent, sub = e["name"].split("/", 1)
+        if parent not in parents:
+            continue
+        parents[parent].setdefault("subresources", []).append(
+            {
+                "subresource": sub,
+                "responseKind": _response_kind(e, group, version),
+                "verbs": list(e.get("verbs") or []),
+            }
+        )
+    return resources
+
+
+def _group_discovery(group: str) -> dict[str, Any]:
+    versions = [v for g, v in group_versions() if g == group]
+    return {
+        "metadata": {"name": group} if group else {},
+        "versions": [
+            # freshness: this server serves every version itself, so its discovery is never stale
+            {"version": v, "resources": discovery_resources(group, v), "freshness": "Current"}
+            for v in versions
+        ],
+    }
+
+
+def aggregated_discovery(version: str, core: bool) -> dict[str, Any]:
+    """``/api`` (``core``) or ``/apis`` as an ``APIGroupDiscoveryList`` of ``apidiscovery.k8s.io/{version}``;
+    groups and their versions in preference order, the preferred version first."""
+    if core:
+        groups = [""]
+    else:
+        groups = []
+        for g, _ in group_versions():
+            if g and g not in groups:
+                groups.append(g)
+    return {
+        "kind": DISCOVERY_KIND,
+        "apiVersion": f"{DISCOVERY_GROUP}/{version}",
+        "metadata": {},
+        "items": [_group_discovery(g) for g in groups],
+    }
