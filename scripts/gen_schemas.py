@@ -1,22 +1,33 @@
 """Generate ``apiserver/schemas.json``: OpenAPI v3 component schemas for every kind minik serves.
 
-The schemas are derived from the model classes of the official ``kubernetes`` Python client, which
-is itself generated from Kubernetes' OpenAPI document.  Each model class carries what we need:
+The shapes are derived from the model classes of the official ``kubernetes`` Python client, which
+is itself generated from Kubernetes' OpenAPI document.  Each model class carries:
 
 * ``openapi_types`` -- python attribute -> type string (``"V1PodSpec"``, ``"List[V1Container]"``,
   ``"Dict[str, str]"``, ``"int"``, ``"datetime"``, ``"object"``, ...);
 * ``attribute_map`` -- python attribute -> JSON field name;
 * the field definitions (descriptions, and whether the field is required).
 
+The client drops the description of every field whose type is another model (``spec``,
+``strategy``, ``resources``, ...), so the descriptions come from Kubernetes' own definitions of the
+same release instead: the ``_definitions.json`` that the ``kubernetes-validate`` package ships for
+each Kubernetes version (Kubernetes' swagger definitions turned into JSON schema, every
+description kept).  Its schema names also settle which Go package a type lives in where the
+client's class name leaves it open.  Enum values, which neither source keeps, come from
+``ENUMS`` below (Kubernetes' ``+enum`` Go types); each list is checked against the field's own
+description, which names the values.
+
 What the client flattened away is restored from a few well-known facts: Kubernetes names every
 schema after its Go package (``io.k8s.api.core.v1.Pod``), ``Time`` and ``MicroTime`` are strings
 in date-time format, ``IntOrString`` and ``Quantity`` are their own schemas.
 
-Run ``.venv/bin/python scripts/gen_schemas.py`` to regenerate; the output is deterministic.
+Run ``.venv/bin/python scripts/gen_schemas.py`` to regenerate (it needs the dev tools and
+``pip install kubernetes-validate==1.<client major>.*``); the output is deterministic.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import json
 import re
@@ -25,6 +36,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, get_args
 
+import kubernetes
 import kubernetes.client.api as client_api
 import kubernetes.client.models as client_models
 
@@ -108,12 +120,94 @@ MICRO_TIME_FIELDS = {
     ("V1LeaseSpec", "renew_time"),
 }
 
-# The client drops descriptions of fields that are references; these are the standard ones.
-STANDARD_DESCRIPTIONS = {
-    ("metadata", "V1ObjectMeta"): "Standard object's metadata. More info: "
-    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
-    ("metadata", "V1ListMeta"): "Standard list metadata. More info: "
-    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+# Kubernetes' enum types (``+enum`` in k8s.io/api) on the fields of the served kinds:
+# schema -> property -> values, sorted as Kubernetes publishes them.  ``check_enum`` makes sure
+# the field's own description names every value, except in ``ENUMS_NOT_ALL_DESCRIBED``.
+_PROTOCOLS = ["SCTP", "TCP", "UDP"]
+_TAINT_EFFECTS = ["NoExecute", "NoSchedule", "PreferNoSchedule"]
+ENUMS: dict[str, dict[str, list[str]]] = {
+    "io.k8s.api.core.v1.Container": {
+        "imagePullPolicy": ["Always", "IfNotPresent", "Never"],
+        "terminationMessagePolicy": ["FallbackToLogsOnError", "File"],
+    },
+    "io.k8s.api.core.v1.EphemeralContainer": {
+        "imagePullPolicy": ["Always", "IfNotPresent", "Never"],
+        "terminationMessagePolicy": ["FallbackToLogsOnError", "File"],
+    },
+    "io.k8s.api.core.v1.PodSpec": {
+        "restartPolicy": ["Always", "Never", "OnFailure"],
+        "dnsPolicy": ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+        "preemptionPolicy": ["Never", "PreemptLowerPriority"],
+    },
+    "io.k8s.api.core.v1.PodStatus": {
+        "phase": ["Failed", "Pending", "Running", "Succeeded", "Unknown"],
+        "qosClass": ["BestEffort", "Burstable", "Guaranteed"],
+    },
+    "io.k8s.api.core.v1.ContainerPort": {"protocol": _PROTOCOLS},
+    "io.k8s.api.core.v1.ServicePort": {"protocol": _PROTOCOLS},
+    "io.k8s.api.core.v1.EndpointPort": {"protocol": _PROTOCOLS},
+    "io.k8s.api.discovery.v1.EndpointPort": {"protocol": _PROTOCOLS},
+    "io.k8s.api.networking.v1.NetworkPolicyPort": {"protocol": _PROTOCOLS},
+    "io.k8s.api.core.v1.ServiceSpec": {
+        "type": ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        "sessionAffinity": ["ClientIP", "None"],
+        "externalTrafficPolicy": ["Cluster", "Local"],
+        "internalTrafficPolicy": ["Cluster", "Local"],
+        "ipFamilyPolicy": ["PreferDualStack", "RequireDualStack", "SingleStack"],
+    },
+    "io.k8s.api.core.v1.Toleration": {
+        "operator": ["Equal", "Exists"],
+        "effect": _TAINT_EFFECTS,
+    },
+    "io.k8s.api.core.v1.Taint": {"effect": _TAINT_EFFECTS},
+    "io.k8s.api.core.v1.NodeSelectorRequirement": {
+        "operator": ["DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"],
+    },
+    "io.k8s.api.core.v1.HTTPGetAction": {"scheme": ["HTTP", "HTTPS"]},
+    "io.k8s.api.core.v1.TopologySpreadConstraint": {
+        "whenUnsatisfiable": ["DoNotSchedule", "ScheduleAnyway"],
+        "nodeAffinityPolicy": ["Honor", "Ignore"],
+        "nodeTaintsPolicy": ["Honor", "Ignore"],
+    },
+    "io.k8s.api.core.v1.PodSecurityContext": {"fsGroupChangePolicy": ["Always", "OnRootMismatch"]},
+    "io.k8s.api.core.v1.SecurityContext": {"procMount": ["Default", "Unmasked"]},
+    "io.k8s.api.core.v1.SeccompProfile": {"type": ["Localhost", "RuntimeDefault", "Unconfined"]},
+    "io.k8s.api.core.v1.VolumeMount": {"mountPropagation": ["Bidirectional", "HostToContainer", "None"]},
+    "io.k8s.api.core.v1.PersistentVolumeSpec": {
+        "persistentVolumeReclaimPolicy": ["Delete", "Recycle", "Retain"],
+        "volumeMode": ["Block", "Filesystem"],
+    },
+    "io.k8s.api.core.v1.PersistentVolumeClaimSpec": {"volumeMode": ["Block", "Filesystem"]},
+    "io.k8s.api.core.v1.PersistentVolumeStatus": {
+        "phase": ["Available", "Bound", "Failed", "Pending", "Released"],
+    },
+    "io.k8s.api.core.v1.PersistentVolumeClaimStatus": {"phase": ["Bound", "Lost", "Pending"]},
+    "io.k8s.api.core.v1.NamespaceStatus": {"phase": ["Active", "Terminating"]},
+    "io.k8s.api.apps.v1.DeploymentStrategy": {"type": ["Recreate", "RollingUpdate"]},
+    "io.k8s.api.apps.v1.StatefulSetSpec": {"podManagementPolicy": ["OrderedReady", "Parallel"]},
+    "io.k8s.api.apps.v1.StatefulSetUpdateStrategy": {"type": ["OnDelete", "RollingUpdate"]},
+    "io.k8s.api.apps.v1.DaemonSetUpdateStrategy": {"type": ["OnDelete", "RollingUpdate"]},
+    "io.k8s.api.batch.v1.JobSpec": {
+        "completionMode": ["Indexed", "NonIndexed"],
+        "podReplacementPolicy": ["Failed", "TerminatingOrFailed"],
+    },
+    "io.k8s.api.batch.v1.CronJobSpec": {"concurrencyPolicy": ["Allow", "Forbid", "Replace"]},
+    "io.k8s.api.batch.v1.PodFailurePolicyRule": {"action": ["Count", "FailIndex", "FailJob", "Ignore"]},
+    "io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement": {"operator": ["In", "NotIn"]},
+    "io.k8s.api.networking.v1.HTTPIngressPath": {"pathType": ["Exact", "ImplementationSpecific", "Prefix"]},
+}
+# Fields whose description names only some values, or none (it points to the Go type or the docs).
+ENUMS_NOT_ALL_DESCRIBED = {
+    ("io.k8s.api.core.v1.PodStatus", "qosClass"),
+    ("io.k8s.api.core.v1.HTTPGetAction", "scheme"),
+    ("io.k8s.api.core.v1.SecurityContext", "procMount"),
+    ("io.k8s.api.core.v1.VolumeMount", "mountPropagation"),
+    ("io.k8s.api.core.v1.PersistentVolumeSpec", "volumeMode"),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimSpec", "volumeMode"),
+    ("io.k8s.api.core.v1.PersistentVolumeStatus", "phase"),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimStatus", "phase"),
+    ("io.k8s.api.core.v1.NamespaceStatus", "phase"),
+    ("io.k8s.api.apps.v1.StatefulSetUpdateStrategy", "type"),
 }
 
 # Hand-written schemas for the types the client represents as plain Python values.
@@ -171,6 +265,26 @@ def model(name: str) -> type[Any]:
     if cls is None or not hasattr(cls, "openapi_types"):
         raise KeyError(name)
     return cls  # type: ignore[no-any-return]
+
+
+def kubernetes_definitions() -> dict[str, dict[str, Any]]:
+    """Kubernetes' own schema definitions for the client's release, from ``kubernetes-validate``.
+
+    The client ``37.x`` is generated from Kubernetes 1.37; ``kubernetes-validate`` ships that
+    release's definitions as ``kubernetes-json-schema/v1.37.0-local/_definitions.json``.  The
+    package is located, not imported (importing it needs jsonschema, which reading does not).
+    """
+    release = f"v1.{kubernetes.__version__.split('.')[0]}.0"
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"gen_schemas: needs the kubernetes-validate package for Kubernetes {release}")
+    path = Path(list(spec.submodule_search_locations)[0], "kubernetes-json-schema", f"{release}-local")
+    definitions = path / "_definitions.json"
+    if not definitions.is_file():
+        raise SystemExit(f"gen_schemas: kubernetes-validate has no definitions for {release} ({path})")
+    with definitions.open(encoding="utf-8") as f:
+        loaded: dict[str, dict[str, Any]] = json.load(f)["$defs"]
+    return loaded
 
 
 def referenced_models(type_string: str) -> list[str]:
@@ -238,6 +352,20 @@ def assign_packages() -> dict[str, str]:
     return packages
 
 
+def fix_packages(packages: dict[str, str], definitions: dict[str, Any]) -> None:
+    """Move a type the graph walk placed in a package Kubernetes does not define it in to the one
+    package of the same version that does (``batch.v1alpha3.WorkloadPodGroupSchedulingPolicy``,
+    reached only from batch/v1, is ``scheduling.v1alpha3``'s)."""
+    for name, package in packages.items():
+        match = _CLASS_NAME.match(name)
+        if match is None or f"{package}.{match['kind']}" in definitions:
+            continue
+        suffix = f".v{match['version']}.{match['kind']}"
+        candidates = [d for d in definitions if d.endswith(suffix)]
+        if len(candidates) == 1:
+            packages[name] = candidates[0].removesuffix(f".{match['kind']}")
+
+
 def schema_name(name: str, packages: dict[str, str]) -> str:
     match = _CLASS_NAME.match(name)
     if not match or name not in packages:
@@ -264,8 +392,10 @@ def ref(name: str) -> dict[str, Any]:
 
 
 class Generator:
-    def __init__(self) -> None:
+    def __init__(self, definitions: dict[str, dict[str, Any]]) -> None:
+        self.definitions = definitions
         self.packages = assign_packages()
+        fix_packages(self.packages, definitions)
         self.schemas: dict[str, dict[str, Any]] = {}
         self.pending: deque[str] = deque()
         self.used_scalars: set[str] = set()
@@ -309,14 +439,17 @@ class Generator:
 
     def model_schema(self, cls_name: str) -> dict[str, Any]:
         cls = model(cls_name)
+        kubernetes_schema = self.definitions.get(schema_name(cls_name, self.packages), {})
+        kubernetes_properties = kubernetes_schema.get("properties", {})
         properties: dict[str, Any] = {}
         required: list[str] = []
         for attr, type_string in cls.openapi_types.items():
             json_name = cls.attribute_map[attr]
             prop = self.type_schema(cls_name, attr, type_string)
             field = cls.model_fields.get(attr)
-            description = field.description if field is not None else None
-            description = description or STANDARD_DESCRIPTIONS.get((json_name, type_string))
+            # Kubernetes' own text first: the client has none for references and flattens paragraphs.
+            description = kubernetes_properties.get(json_name, {}).get("description")
+            description = description or (field.description if field is not None else None)
             if description:
                 # Kubernetes wraps a described reference in allOf, so the description stays beside it.
                 prop = (
@@ -328,7 +461,7 @@ class Generator:
             if field is not None and field.is_required():
                 required.append(json_name)
         schema: dict[str, Any] = {"type": "object", "properties": properties}
-        if description := class_description(cls):
+        if description := kubernetes_schema.get("description") or class_description(cls):
             schema["description"] = description
         if required:
             schema["required"] = sorted(required)
@@ -350,7 +483,33 @@ class Generator:
         result = dict(self.schemas)
         for name in self.used_scalars | {PATCH}:
             result[name] = SCALAR_SCHEMAS[name]
+        add_enums(result)
         return result
+
+
+def add_enums(schemas: dict[str, Any]) -> None:
+    """Put ``ENUMS`` on their properties (on the items of a list of enum values)."""
+    for name, fields in ENUMS.items():
+        if name not in schemas:
+            continue  # a type no served kind reaches
+        for json_name, values in fields.items():
+            prop = schemas[name]["properties"].get(json_name)
+            if prop is None:
+                raise SystemExit(f"gen_schemas: ENUMS names {name}.{json_name}, which has no such field")
+            if (name, json_name) not in ENUMS_NOT_ALL_DESCRIBED:
+                check_enum(f"{name}.{json_name}", prop.get("description", ""), values)
+            target = prop["items"] if prop.get("type") == "array" else prop
+            if target.get("type") != "string":
+                raise SystemExit(f"gen_schemas: ENUMS names {name}.{json_name}, which is not a string")
+            target["enum"] = values
+
+
+def check_enum(where: str, description: str, values: list[str]) -> None:
+    """Every enum value must appear in Kubernetes' description of the field: a typo or a value
+    Kubernetes does not document stops the generator."""
+    missing = [v for v in values if not re.search(rf"\b{re.escape(v)}\b", description)]
+    if missing:
+        raise SystemExit(f"gen_schemas: the description of {where} does not name {missing}")
 
 
 def client_class(kind: str, group: str) -> str:
@@ -365,7 +524,7 @@ def gvk(group: str, version: str, kind: str) -> dict[str, str]:
 
 
 def generate() -> dict[str, Any]:
-    gen = Generator()
+    gen = Generator(kubernetes_definitions())
     for info in (*RESOURCES, BINDING):
         for kind in (info.kind, info.list_kind_name) if info is not BINDING else (info.kind,):
             name = client_class(kind, info.group)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,6 +168,116 @@ def test_special_schemas_follow_kubernetes() -> None:
     assert all_schemas["io.k8s.api.core.v1.Pod"]["properties"]["metadata"]["allOf"] == [
         {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# Descriptions and enums (what kubectl explain prints)
+
+_REF = "#/components/schemas/"
+_CORE = "io.k8s.api.core.v1"
+
+
+def _props(name: str) -> dict[str, Any]:
+    props: dict[str, Any] = openapi.schemas()[name]["properties"]
+    return props
+
+
+def test_every_field_and_kind_has_kubernetes_description() -> None:
+    undescribed = [
+        f"{name}.{field}"
+        for name, schema in openapi.schemas().items()
+        for field, prop in schema.get("properties", {}).items()
+        if not prop.get("description")
+    ]
+    # Kubernetes itself publishes WatchEvent.type without a description.
+    assert undescribed == ["io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent.type"]
+    kinds = [n for n, s in openapi.schemas().items() if "x-kubernetes-group-version-kind" in s]
+    assert len(kinds) > 40
+    assert [n for n in kinds if not openapi.schemas()[n].get("description")] == []
+    assert openapi.schemas()[f"{_CORE}.Pod"]["description"].startswith(
+        "Pod is a collection of containers that can run on a host."
+    )
+
+
+def test_described_references_are_wrapped_in_all_of() -> None:
+    """A $ref cannot carry siblings in OpenAPI 3.0: Kubernetes wraps it, the description beside."""
+    strategy = _props("io.k8s.api.apps.v1.DeploymentSpec")["strategy"]
+    assert strategy["allOf"] == [{"$ref": _REF + "io.k8s.api.apps.v1.DeploymentStrategy"}]
+    assert strategy["description"] == "The deployment strategy to use to replace existing pods with new ones."
+    resources = _props(f"{_CORE}.Container")["resources"]
+    assert resources["allOf"] == [{"$ref": _REF + f"{_CORE}.ResourceRequirements"}]
+    assert resources["description"].startswith("Compute Resources required by this container.")
+    # Kubernetes' own wording, which differs from kind to kind.
+    assert _props("io.k8s.api.apps.v1.DeploymentList")["metadata"]["description"] == "Standard list metadata."
+    assert _props(f"{_CORE}.PodList")["metadata"]["description"].endswith("api-conventions.md#types-kinds")
+    for name, schema in openapi.schemas().items():
+        for field, prop in schema.get("properties", {}).items():
+            assert not ("$ref" in prop and len(prop) > 1), f"{name}.{field} has siblings beside $ref"
+
+
+@pytest.mark.parametrize(
+    ("schema", "field", "values"),
+    [
+        (f"{_CORE}.Container", "imagePullPolicy", ["Always", "IfNotPresent", "Never"]),
+        (f"{_CORE}.PodSpec", "restartPolicy", ["Always", "Never", "OnFailure"]),
+        (f"{_CORE}.ServiceSpec", "type", ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]),
+        (f"{_CORE}.ContainerPort", "protocol", ["SCTP", "TCP", "UDP"]),
+        (f"{_CORE}.ServicePort", "protocol", ["SCTP", "TCP", "UDP"]),
+        ("io.k8s.api.apps.v1.DeploymentStrategy", "type", ["Recreate", "RollingUpdate"]),
+    ],
+)
+def test_kubernetes_enums_are_published(schema: str, field: str, values: list[str]) -> None:
+    prop = _props(schema)[field]
+    assert prop["type"] == "string"
+    assert prop["enum"] == values
+    assert all(v in prop["description"] for v in values)
+
+
+def test_enums_do_not_change_field_validation() -> None:
+    """Enums are documentation here, as in Kubernetes' decoder: only unknown fields are reported."""
+    pod = by_kind("v1", "Pod")
+    assert pod is not None
+    obj = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "a", "imagePullPolicy": "Never"}]},
+    }
+    assert openapi.unknown_fields(pod, obj) == []
+
+
+def test_types_live_in_kubernetes_packages() -> None:
+    names = set(openapi.schemas())
+    assert "io.k8s.api.scheduling.v1alpha3.WorkloadPodGroupSchedulingPolicy" in names
+    assert not [n for n in names if n.startswith("io.k8s.api.batch.v1alpha")]
+
+
+def _generator() -> Any:
+    require_module("kubernetes.client.models")
+    spec = importlib.util.spec_from_file_location(
+        "gen_schemas", Path(__file__).resolve().parents[2] / "scripts" / "gen_schemas.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generator_checks_enum_values_against_the_description() -> None:
+    gen = _generator()
+    gen.check_enum("x.restartPolicy", "One of Always, OnFailure, Never.", ["Always", "Never", "OnFailure"])
+    with pytest.raises(SystemExit, match="OnFailre"):
+        gen.check_enum("x.restartPolicy", "One of Always, OnFailure, Never.", ["Always", "OnFailre"])
+    with pytest.raises(SystemExit, match="Alway"):  # whole words only
+        gen.check_enum("x.restartPolicy", "One of Always.", ["Alway"])
+
+
+def test_generator_moves_types_to_the_package_kubernetes_defines_them_in() -> None:
+    gen = _generator()
+    packages = {"V1alpha3Thing": "io.k8s.api.batch.v1alpha3", "V1Pod": "io.k8s.api.core.v1"}
+    definitions: dict[str, Any] = {"io.k8s.api.scheduling.v1alpha3.Thing": {}, "io.k8s.api.core.v1.Pod": {}}
+    gen.fix_packages(packages, definitions)
+    assert packages == {"V1alpha3Thing": "io.k8s.api.scheduling.v1alpha3", "V1Pod": "io.k8s.api.core.v1"}
 
 
 def test_document_is_cached_and_serializes_to_json() -> None:
