@@ -15,6 +15,8 @@
   deleted — unavailable ones at once, available ones while fewer than ``maxUnavailable``
   (number or percent of desiredNumberScheduled, rounded up) daemon pods are unavailable; the
   replacement is created on the next pass. ``OnDelete`` replaces only pods deleted by others;
+* history: each distinct template is a ControllerRevision ``<name>-<hash>`` labelled with the hash
+  the pods carry (``history.py``), kept on the controller's history queue;
 * status: desiredNumberScheduled, currentNumberScheduled, numberMisscheduled, numberReady,
   updatedNumberScheduled, numberAvailable, numberUnavailable, observedGeneration.
 """
@@ -27,12 +29,13 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Obj
-from apimachinery.informer import split_key
+from apimachinery.informer import object_key, split_key
 from apimachinery.nodematch import matches_node, tolerates, untolerated_taint
 from apimachinery.resources import kind_info
 
 from .base import NODES, ControllerContext, OwnerController
 from .deploymentutil import compute_hash
+from .history import HistoryKeeper, revision_name
 from .podcontrol import pod_from_template
 from .util import (
     creation_ts,
@@ -96,6 +99,17 @@ def node_should_run(template_spec: Mapping[str, Any], node: Obj) -> tuple[bool, 
 def template_hash(ds: Obj) -> str:
     spec = ds.get("spec") or {}
     return compute_hash(spec.get("template") or {}, (ds.get("status") or {}).get("collisionCount"))
+
+
+def live_revisions(ds: Obj, pods: list[Obj]) -> set[str]:
+    """The revisions still in use: the current template's and those of the daemon pods."""
+    names = {revision_name(name_of(ds), template_hash(ds))}
+    names.update(
+        revision_name(name_of(ds), labels_of(p)[REVISION_LABEL])
+        for p in pods
+        if labels_of(p).get(REVISION_LABEL)
+    )
+    return names
 
 
 def target_node(pod: Obj) -> str:
@@ -243,6 +257,14 @@ class DaemonSetController(OwnerController):
         super().__init__(ctx, **kwargs)
         self.node_informer = self.informer(NODES)
         self.node_informer.add_event_handler(self._enqueue_all, self._node_updated, self._enqueue_all)
+        self.history = HistoryKeeper(self, template_hash, live_revisions)
+
+    def enqueue(self, obj: Obj | str) -> None:
+        super().enqueue(obj)
+        self.history.queue.add(obj if isinstance(obj, str) else object_key(obj))
+
+    async def background(self) -> None:
+        await self.history.run(self.ctx.options.workers)
 
     def _enqueue_all(self, node: Obj) -> None:
         for key in self.owner_informer.store.keys():

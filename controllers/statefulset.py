@@ -17,6 +17,8 @@
   pod is Running and Ready (it comes back at the update revision); ``OnDelete`` only replaces pods
   that someone else deleted. ``currentRevision`` becomes ``updateRevision`` once every replica is
   updated and ready;
+* history: each distinct template is a ControllerRevision ``<name>-<hash>`` (``history.py``), kept
+  on the controller's history queue; the revisions the pods and the status name are never trimmed;
 * pod names are deterministic, so no expectations are needed: a create that races a stale cache
   gets AlreadyExists and waits for the next event.
 """
@@ -30,11 +32,12 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Obj
 from apimachinery.events import NORMAL, WARNING
-from apimachinery.informer import split_key
+from apimachinery.informer import object_key, split_key
 from apimachinery.resources import kind_info
 
 from .base import PODS, ControllerContext, OwnerController
 from .deploymentutil import compute_hash
+from .history import HistoryKeeper
 from .podcontrol import pod_from_template
 from .util import (
     deep_copy,
@@ -62,12 +65,30 @@ POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 # -- pure decisions ---------------------------------------------------------------------------------
 
 
-def update_revision(sts: Obj) -> str:
+def revision_hash(sts: Obj) -> str:
     spec = sts.get("spec") or {}
     # as Kubernetes' StatefulSet controller does, an unset collisionCount counts as 0: the status
     # written after the first sync sets it to 0, and the revision must not change because of that
     collision = int((sts.get("status") or {}).get("collisionCount") or 0)
-    return f"{name_of(sts)}-{compute_hash(spec.get('template') or {}, collision)}"
+    return compute_hash(spec.get("template") or {}, collision)
+
+
+def update_revision(sts: Obj) -> str:
+    """The name of the ControllerRevision of the current template, which its pods carry."""
+    return f"{name_of(sts)}-{revision_hash(sts)}"
+
+
+def live_revisions(sts: Obj, pods: list[Obj]) -> set[str]:
+    """The revisions still in use: the status's current and update revisions and the pods'."""
+    status = sts.get("status") or {}
+    names = {
+        update_revision(sts),
+        str(status.get("currentRevision") or ""),
+        str(status.get("updateRevision") or ""),
+    }
+    names.update(labels_of(p).get(REVISION_LABEL) or "" for p in pods)
+    names.discard("")
+    return names
 
 
 def ordinal_of(sts_name: str, pod: Obj) -> int | None:
@@ -247,6 +268,14 @@ class StatefulSetController(OwnerController):
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
         self.pvc_informer = self.informer(PVCS)
+        self.history = HistoryKeeper(self, revision_hash, live_revisions)
+
+    def enqueue(self, obj: Obj | str) -> None:
+        super().enqueue(obj)
+        self.history.queue.add(obj if isinstance(obj, str) else object_key(obj))
+
+    async def background(self) -> None:
+        await self.history.run(self.ctx.options.workers)
 
     async def reconcile(self, key: str) -> None:
         namespace, _ = split_key(key)

@@ -1,7 +1,8 @@
 """``minik rollout status|history|undo|restart|pause|resume``, as kubectl does them.
 
 History and undo read the ReplicaSets a Deployment owns and their
-``deployment.kubernetes.io/revision`` annotations; restart sets the pod template annotation
+``deployment.kubernetes.io/revision`` annotations, or the ControllerRevisions a StatefulSet or
+DaemonSet owns (undo sends a revision's ``data`` to the set as a strategic merge patch); restart sets the pod template annotation
 ``kubectl.kubernetes.io/restartedAt``; status watches the object until the rollout is done.
 """
 
@@ -121,6 +122,27 @@ def rollback_patch(deployment: Obj, rs: Obj) -> list[Obj]:
     ]
 
 
+def revision_history(revisions: list[Obj]) -> dict[int, Obj]:
+    """Revision number -> ControllerRevision."""
+    return {int(r.get("revision") or 0): r for r in revisions}
+
+
+def revision_template(revision: Obj) -> Obj:
+    """The pod template a ControllerRevision's ``data`` patch puts back."""
+    template = dict((((revision.get("data") or {}).get("spec") or {}).get("template")) or {})
+    template.pop("$patch", None)
+    return template
+
+
+def normalized(template: Obj) -> Obj:
+    t = copy.deepcopy(template)
+    if isinstance(t.get("metadata"), dict):
+        t["metadata"] = {k: v for k, v in t["metadata"].items() if v is not None}
+        if not t["metadata"]:
+            t.pop("metadata")
+    return t
+
+
 def _int(v: Any) -> int:
     return int(v or 0)
 
@@ -228,20 +250,52 @@ def _deployment(ctx: typer.Context, resource: list[str]) -> tuple[Kube, Resource
     return k, info, name, k.client.get(info, name, k.ns_for(info))
 
 
-def _replicasets(k: Kube, d: Obj) -> list[Obj]:
-    rs_info = resolve("replicasets")
-    assert rs_info is not None
-    sel = format_label_selector((d.get("spec") or {}).get("selector"))
+HISTORY_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def _with_history(ctx: typer.Context, resource: list[str]) -> tuple[Kube, ResourceInfo, str, Obj]:
+    k = kube(ctx)
+    info, name = single_resource(resource, "rollout")
+    if info.kind not in HISTORY_KINDS:
+        raise CLIError(f"no history viewer has been implemented for {info.kind}")
+    return k, info, name, k.client.get(info, name, k.ns_for(info))
+
+
+def _owned(k: Kube, plural: str, owner: Obj) -> list[Obj]:
+    child = resolve(plural)
+    assert child is not None
+    sel = format_label_selector((owner.get("spec") or {}).get("selector"))
     items = (
-        k.client.list(rs_info, meta(d).get("namespace"), label_selector=None if sel == "<none>" else sel).get(
-            "items"
-        )
+        k.client.list(
+            child, meta(owner).get("namespace"), label_selector=None if sel == "<none>" else sel
+        ).get("items")
         or []
     )
-    return [rs for rs in items if owned_by(rs, d)]
+    return [obj for obj in items if owned_by(obj, owner)]
+
+
+def _replicasets(k: Kube, d: Obj) -> list[Obj]:
+    return _owned(k, "replicasets", d)
+
+
+def _revisions(k: Kube, owner: Obj) -> dict[int, Obj]:
+    """The history of a Deployment (its ReplicaSets) or of a StatefulSet or DaemonSet (its
+    ControllerRevisions), by revision number."""
+    if owner.get("kind") == "Deployment":
+        return history(_replicasets(k, owner))
+    return revision_history(_owned(k, "controllerrevisions", owner))
+
+
+def _template(revision: Obj) -> Obj:
+    if revision.get("kind") == "ControllerRevision":
+        return revision_template(revision)
+    return template_without_hash((revision.get("spec") or {}).get("template") or {})
 
 
 _RESOURCE = typer.Argument(..., help="deployment/NAME or deployment NAME")
+_HISTORY_RESOURCE = typer.Argument(
+    ..., help="deployment/NAME, statefulset/NAME or daemonset/NAME (or the kind and name as two words)"
+)
 
 
 def _command(verb: str, *flags: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -253,21 +307,19 @@ def _command(verb: str, *flags: str) -> Callable[[Callable[..., None]], Callable
 @_command("history", "--revision=2")
 def rollout_history(
     ctx: typer.Context,
-    resource: list[str] = _RESOURCE,
+    resource: list[str] = _HISTORY_RESOURCE,
     revision: int = typer.Option(0, "--revision", help="show the pod template of this revision"),
 ) -> None:
     """View previous rollout revisions and configurations."""
-    k, info, name, d = _deployment(ctx, resource)
-    revisions = history(_replicasets(k, d))
+    k, info, name, d = _with_history(ctx, resource)
+    revisions = _revisions(k, d)
     if revision > 0:
         if revision not in revisions:
             raise CLIError("unable to find the specified revision")
         out(f"{ref(info, name)} with revision #{revision}")
         w = Writer()
         w.line(0, "Pod Template:")
-        write_template(
-            w, template_without_hash((revisions[revision].get("spec") or {}).get("template") or {}), 1
-        )
+        write_template(w, _template(revisions[revision]), 1)
         print_text(w.render())
         return
     out(f"{ref(info, name)} ")
@@ -277,13 +329,16 @@ def rollout_history(
 @_command("undo", "--to-revision=1")
 def rollout_undo(
     ctx: typer.Context,
-    resource: list[str] = _RESOURCE,
+    resource: list[str] = _HISTORY_RESOURCE,
     to_revision: int = typer.Option(
         0, "--to-revision", help="the revision to roll back to (0: the previous one)"
     ),
 ) -> None:
     """Roll back to a previous rollout."""
-    k, info, name, d = _deployment(ctx, resource)
+    k, info, name, d = _with_history(ctx, resource)
+    if info.kind != "Deployment":
+        _undo_set(k, info, name, d, to_revision)
+        return
     if (d.get("spec") or {}).get("paused"):
         raise CLIError(
             f"you cannot rollback a paused deployment; resume it first with 'minik rollout resume deployment/{name}' and try again"
@@ -295,6 +350,27 @@ def rollout_undo(
         out(f"{ref(info, name)} skipped rollback (current template already matches revision {revision})")
         return
     k.client.patch(info, name, rollback_patch(d, rs), k.ns_for(info), patch_type="json")
+    out(f"{ref(info, name)} rolled back")
+
+
+def _undo_set(k: Kube, info: ResourceInfo, name: str, obj: Obj, to_revision: int) -> None:
+    """kubectl's StatefulSet and DaemonSet rollbacker: the revision's ``data`` as a strategic merge
+    patch, unless the set's template already is the revision's."""
+    revisions = _revisions(k, obj)
+    if to_revision > 0:
+        if to_revision not in revisions:
+            raise CLIError(f"unable to find specified revision {to_revision} in history")
+        revision = to_revision
+    else:
+        ordered = sorted(revisions)
+        if len(ordered) < 2:
+            raise CLIError("unable to find specified revision 0 in history")
+        revision = ordered[-2]
+    target = revisions[revision]
+    if normalized(revision_template(target)) == normalized((obj.get("spec") or {}).get("template") or {}):
+        out(f"{ref(info, name)} skipped rollback (current template already matches revision {revision})")
+        return
+    k.client.patch(info, name, target.get("data") or {}, k.ns_for(info), patch_type="strategic")
     out(f"{ref(info, name)} rolled back")
 
 
