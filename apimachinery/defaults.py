@@ -482,6 +482,13 @@ def default_endpoints(obj: Obj) -> None:
         _default_protocols(subset.get("ports"))
 
 
+def default_endpoint_slice(obj: Obj) -> None:
+    """discovery/v1: each port's name defaults to "" and its protocol to TCP."""
+    for port in _dicts(obj.get("ports")):
+        _set_missing(port, name="")
+    _default_protocols(obj.get("ports"))
+
+
 def default_persistent_volume(obj: Obj) -> None:
     spec = _sub(obj, "spec")
     _set_empty(spec, persistentVolumeReclaimPolicy="Retain")
@@ -518,6 +525,7 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("batch", "Job"): default_job,
     ("storage.k8s.io", "StorageClass"): default_storage_class,
     ("networking.k8s.io", "Ingress"): default_ingress,
+    ("discovery.k8s.io", "EndpointSlice"): default_endpoint_slice,
 }
 
 

@@ -389,6 +389,12 @@ coordination.k8s.io/Lease
   Name
   Holder | holderIdentity contains the identity of the holder of a current lease.
   Age
+discovery.k8s.io/EndpointSlice
+  Name
+  AddressType | addressType specifies the type of address carried by this EndpointSlice.
+  Ports | ports specifies the list of network ports exposed by each endpoint in this slice.
+  Endpoints | endpoints is a list of unique endpoints in this slice.
+  Age
 networking.k8s.io/Ingress
   Name
   Class | The name of the IngressClass resource that should be used for additional configuration
@@ -794,6 +800,41 @@ def _endpoints_cells(ep: Obj, now: datetime) -> Cells:
     return [_name(ep), format_endpoints(ep), _age(ep, now)]
 
 
+def _listed_or_unset(listed: list[str], more: bool, left_out: int) -> str:
+    """kubectl's ``listWithMoreString`` for slices: ``<unset>`` when nothing is listed."""
+    return _listed_with_more(listed, more, left_out) or "<unset>"
+
+
+def _slice_port(port: Obj) -> str:
+    if port.get("port") is not None:
+        return str(port["port"])
+    return "*" if port.get("name") is None else str(port["name"])
+
+
+def format_slice_ports(ports: list[Obj] | None) -> str:
+    """PORTS of an EndpointSlice: up to three port numbers (the name when unset, ``*`` when
+    neither), then ``+ N more...``."""
+    ports = ports or []
+    listed = [_slice_port(p) for p in ports[:3]]
+    return _listed_or_unset(listed, len(ports) > 3, len(ports) - 3)
+
+
+def format_slice_endpoints(endpoints: list[Obj] | None) -> str:
+    """ENDPOINTS of an EndpointSlice: up to three addresses, then ``+ N more...``."""
+    addresses = [str(a) for ep in endpoints or [] for a in ep.get("addresses") or []]
+    return _listed_or_unset(addresses[:3], len(addresses) > 3, len(addresses) - 3)
+
+
+def _endpoint_slice_cells(s: Obj, now: datetime) -> Cells:
+    return [
+        _name(s),
+        s.get("addressType") or "",
+        format_slice_ports(s.get("ports")),
+        format_slice_endpoints(s.get("endpoints")),
+        _age(s, now),
+    ]
+
+
 def _ingress_hosts(rules: list[Obj] | None) -> str:
     rules = rules or []
     listed: list[str] = []
@@ -1124,6 +1165,7 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
     ("apps", "DaemonSet"): _daemonset_cells,
     ("batch", "Job"): _job_cells,
     ("coordination.k8s.io", "Lease"): _lease_cells,
+    ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,
     ("storage.k8s.io", "StorageClass"): _storage_class_cells,
 }

@@ -104,6 +104,10 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("batch", "v1", "Job", "jobs", True, (), _ALL, ("status",)),
     # coordination.k8s.io/v1
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", True, (), (), (), has_status=False),
+    # discovery.k8s.io/v1
+    ResourceInfo(
+        "discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True, (), (), (), has_status=False
+    ),
     # networking.k8s.io/v1
     ResourceInfo("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), (), ("status",)),
     # storage.k8s.io/v1

@@ -1957,6 +1957,74 @@ def _validate_endpoints(obj: Obj) -> list[Cause]:
     return errs
 
 
+_ADDRESS_TYPES = ["IPv4", "IPv6", "FQDN"]
+_SLICE_PROTOCOLS = ["SCTP", "TCP", "UDP"]
+_SLICE_MAX_ENDPOINTS, _SLICE_MAX_ADDRESSES, _SLICE_MAX_PORTS = 1000, 100, 20000
+
+
+def _too_many(path: str, count: int, limit: int) -> Cause:
+    return errors.cause(path, f"Too many: {count}: must have at most {limit} items", "FieldValueTooMany")
+
+
+def _validate_slice_address(address: Any, address_type: str, path: str) -> list[Cause]:
+    value = str(address or "")
+    if address_type == "FQDN":
+        return _dns_subdomain(value, path)
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return [invalid(path, value, f"must be a valid {address_type} address")]
+    if address_type == "IPv4" and ip.version != 4:
+        return [invalid(path, value, "must be an IPv4 address")]
+    if address_type == "IPv6" and ip.version != 6:
+        return [invalid(path, value, "must be an IPv6 address")]
+    return []
+
+
+def _validate_endpoint_slice(obj: Obj) -> list[Cause]:
+    """discovery/v1 ``ValidateEndpointSlice``: the address type, each endpoint's addresses,
+    hostname and node name, and the ports (names unique DNS labels, numbers, protocols)."""
+    address_type = obj.get("addressType")
+    errs = _required_choice(address_type, "addressType", _ADDRESS_TYPES)
+    endpoints = _dl(obj.get("endpoints"))
+    if len(endpoints) > _SLICE_MAX_ENDPOINTS:
+        errs.append(_too_many("endpoints", len(endpoints), _SLICE_MAX_ENDPOINTS))
+    for i, ep in enumerate(endpoints):
+        p = f"endpoints[{i}]"
+        addresses = _l(ep.get("addresses"))
+        if not addresses:
+            errs.append(required(f"{p}.addresses", "must contain at least 1 address"))
+        elif len(addresses) > _SLICE_MAX_ADDRESSES:
+            errs.append(_too_many(f"{p}.addresses", len(addresses), _SLICE_MAX_ADDRESSES))
+        if address_type in _ADDRESS_TYPES:
+            for j, address in enumerate(addresses):
+                errs += _validate_slice_address(address, str(address_type), f"{p}.addresses[{j}]")
+        if ep.get("hostname"):
+            errs += _dns_label(str(ep["hostname"]), f"{p}.hostname")
+        if ep.get("nodeName"):
+            errs += _dns_subdomain(str(ep["nodeName"]), f"{p}.nodeName")
+    ports = _dl(obj.get("ports"))
+    if len(ports) > _SLICE_MAX_PORTS:
+        errs.append(_too_many("ports", len(ports), _SLICE_MAX_PORTS))
+    names: set[str] = set()
+    for i, port in enumerate(ports):
+        p = f"ports[{i}]"
+        name = str(port.get("name") or "")
+        if name:
+            errs += _dns_label(name, f"{p}.name")
+        if name in names:
+            errs.append(duplicate(f"{p}.name", name))
+        names.add(name)
+        if port.get("port") is not None:
+            errs += [invalid(f"{p}.port", port["port"], m) for m in is_valid_port_num(port["port"])]
+        errs += _required_choice(port.get("protocol"), f"{p}.protocol", _SLICE_PROTOCOLS)
+    return errs
+
+
+def _validate_endpoint_slice_update(obj: Obj, old: Obj) -> list[Cause]:
+    return immutable("addressType", obj.get("addressType"), old.get("addressType"))
+
+
 def _validate_config_map_update(obj: Obj, old: Obj) -> list[Cause]:
     return _immutable_data(obj, old, ("data", "binaryData"))
 
@@ -1982,6 +2050,7 @@ _VALIDATORS: dict[tuple[str, str], tuple[Validator, UpdateValidator | None]] = {
     ("apps", "DaemonSet"): (_validate_daemon_set, _selector_immutable),
     ("batch", "Job"): (_validate_job, _validate_job_update),
     ("coordination.k8s.io", "Lease"): (_validate_lease, None),
+    ("discovery.k8s.io", "EndpointSlice"): (_validate_endpoint_slice, _validate_endpoint_slice_update),
     ("networking.k8s.io", "Ingress"): (_validate_ingress, None),
     ("storage.k8s.io", "StorageClass"): (_validate_storage_class, _validate_storage_class_update),
 }

@@ -57,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="/var/lib/minik/volumes",
         help="where the minik.io/hostpath provisioner puts volumes (one directory per claim)",
     )
+    p.add_argument(
+        "--max-endpoints-per-slice",
+        type=int,
+        default=100,
+        help="most endpoints the EndpointSlice controller puts in one slice (default 100)",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -80,6 +86,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "node_cidr_mask_size": args.node_cidr_mask_size,
                 "job_backoff_seconds": args.job_backoff_seconds,
                 "hostpath_provisioner_dir": args.hostpath_provisioner_dir,
+                "max_endpoints_per_slice": args.max_endpoints_per_slice,
             },
         ),
         leader_elect=args.leader_elect,

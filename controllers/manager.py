@@ -21,6 +21,7 @@ from .base import Controller, ControllerContext, Options
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
+from .endpointslice import EndpointSliceController
 from .garbagecollector import GarbageCollector
 from .job import JobController
 from .leaderelection import LeaderElector
@@ -41,6 +42,7 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "namespace": NamespaceController,
     "nodelifecycle": NodeLifecycleController,
     "endpoints": EndpointsController,
+    "endpointslice": EndpointSliceController,
     "serviceaccount": ServiceAccountController,
     "job": JobController,
     "statefulset": StatefulSetController,

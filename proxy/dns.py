@@ -1,5 +1,6 @@
 """``minik-dns``: cluster DNS for ``cluster.local``, answered from informer caches of Services
-and Endpoints (the records of Kubernetes' DNS specification, as CoreDNS' ``kubernetes`` plugin
+and EndpointSlices (all slices of a Service merged; a Service without slices falls back to its
+Endpoints object, as the proxy does) (the records of Kubernetes' DNS specification, as CoreDNS' ``kubernetes`` plugin
 serves them):
 
 * ``svc.ns.svc.cluster.local`` A -> the ClusterIP; for a headless Service, the ready endpoint IPs;
@@ -33,7 +34,8 @@ from apimachinery.informer import Informer, Store
 from apimachinery.kubeconfig import load_config
 
 from .forwarder import recv_from, send_from, udp_socket
-from .proxier import ENDPOINTS, SERVICES
+from .model import slice_service_key
+from .proxier import ENDPOINT_SLICES, ENDPOINTS, SERVICE_INDEX, SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,17 @@ def _labels(name: str) -> list[str]:
 
 
 class Resolver:
-    def __init__(self, services: Store, endpoints: Store, domain: str = "cluster.local") -> None:
+    def __init__(
+        self, services: Store, endpoints: Store, slices: Store | None = None, domain: str = "cluster.local"
+    ) -> None:
         self.services = services
         self.endpoints = endpoints
+        self.slices = slices
+        if slices is not None:
+            try:
+                slices.index_keys(SERVICE_INDEX, "")
+            except KeyError:
+                slices.add_index(SERVICE_INDEX, slice_service_key)
         self.domain = _labels(domain)
 
     def in_domain(self, qname: str) -> bool:
@@ -138,23 +148,51 @@ class Resolver:
             return out
         return None
 
-    def _ready(self, ns: str, name: str) -> list[tuple[str, str]]:
+    def _groups(self, ns: str, name: str) -> list[tuple[list[tuple[str, str]], list[Obj]]]:
+        """The Service's ready ``(ip, hostname)`` addresses with the ports they serve, one group per
+        EndpointSlice, or per subset of its Endpoints when it has no slices."""
+        slices = self.slices.by_index(SERVICE_INDEX, f"{ns}/{name}") if self.slices is not None else []
+        if slices:
+            return [
+                (
+                    [
+                        (ep["addresses"][0], ep.get("hostname") or "")
+                        for ep in s.get("endpoints") or []
+                        if ep.get("addresses") and (ep.get("conditions") or {}).get("ready") is not False
+                    ],
+                    s.get("ports") or [],
+                )
+                for s in slices
+            ]
         eps = self.endpoints.get(f"{ns}/{name}") or {}
-        out = []
-        for subset in eps.get("subsets") or []:
-            for addr in subset.get("addresses") or []:
-                if addr.get("ip") and (addr["ip"], addr.get("hostname") or "") not in out:
-                    out.append((addr["ip"], addr.get("hostname") or ""))
+        return [
+            (
+                [(a["ip"], a.get("hostname") or "") for a in subset.get("addresses") or [] if a.get("ip")],
+                subset.get("ports") or [],
+            )
+            for subset in eps.get("subsets") or []
+        ]
+
+    def _ready(self, ns: str, name: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for addresses, _ports in self._groups(ns, name):
+            out += [a for a in addresses if a not in out]
         return out
 
     def _ready_ports(self, ns: str, name: str, port_name: str, proto: str) -> list[tuple[str, str, int]]:
-        eps = self.endpoints.get(f"{ns}/{name}") or {}
-        out = []
-        for subset in eps.get("subsets") or []:
-            for p in subset.get("ports") or []:
-                if (p.get("name") or "") == port_name and (p.get("protocol") or "TCP") == proto:
-                    for addr in subset.get("addresses") or []:
-                        out.append((addr["ip"], addr.get("hostname") or "", int(p["port"])))
+        out: list[tuple[str, str, int]] = []
+        for addresses, ports in self._groups(ns, name):
+            for p in ports:
+                if (
+                    (p.get("name") or "") == port_name
+                    and (p.get("protocol") or "TCP") == proto
+                    and p.get("port")
+                ):
+                    out += [
+                        (ip, host, int(p["port"]))
+                        for ip, host in addresses
+                        if (ip, host, int(p["port"])) not in out
+                    ]
         return out
 
 
@@ -294,23 +332,23 @@ async def serve(
 ) -> None:
     client = Client(load_config(args.kubeconfig, server=args.api_server))
     services, endpoints = Informer(client, SERVICES), Informer(client, ENDPOINTS)
-    tasks = [
-        asyncio.create_task(i.run(), name=f"dns-informer-{i.info.plural}") for i in (services, endpoints)
-    ]
+    slices = Informer(client, ENDPOINT_SLICES)
+    informers = (services, endpoints, slices)
+    tasks = [asyncio.create_task(i.run(), name=f"dns-informer-{i.info.plural}") for i in informers]
     server = DNSServer(
-        Resolver(services.store, endpoints.store, args.cluster_domain),
+        Resolver(services.store, endpoints.store, slices.store, args.cluster_domain),
         args.upstream or upstream_from_resolv_conf(),
     )
     try:
-        await services.wait_for_sync()
-        await endpoints.wait_for_sync()
+        for i in informers:
+            await i.wait_for_sync()
         port = await server.start(args.bind, args.port)
         if on_ready:
             on_ready(port)
         await stop.wait()
     finally:
         await server.stop()
-        for i in (services, endpoints):
+        for i in informers:
             i.stop()
         for t in tasks:
             t.cancel()

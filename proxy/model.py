@@ -90,19 +90,27 @@ def service_ports(svc: Obj) -> list[ServicePort]:
     return out
 
 
-def ready_endpoints(endpoints: Obj | None, port_name: str, protocol: str = "TCP") -> list[tuple[str, int]]:
-    """The ready ``(ip, port)`` pairs of an Endpoints object for the service port named
-    ``port_name`` (the endpoints controller names endpoint ports after the service's ports and
-    resolves named targetPorts to numbers)."""
+def ready_endpoints(
+    endpoints: Obj | list[Obj] | None, port_name: str, protocol: str = "TCP"
+) -> list[tuple[str, int]]:
+    """The ready ``(ip, port)`` pairs for the service port named ``port_name``, merged over
+    all of a Service's EndpointSlices (a list, as kube-proxy reads them) or read from its
+    Endpoints object.  Both controllers name endpoint ports after the service's ports and
+    resolve named targetPorts to numbers."""
     if not endpoints:
         return []
     out: list[tuple[str, int]] = []
+    if isinstance(endpoints, list):
+        for s in endpoints:
+            ports = _matching_ports(s.get("ports"), port_name, protocol)
+            for ep in s.get("endpoints") or []:
+                if (ep.get("conditions") or {}).get("ready") is False:
+                    continue  # unset means ready, as discovery/v1 documents
+                for ip in (ep.get("addresses") or [])[:1]:
+                    out += [(ip, int(p["port"])) for p in ports]
+        return sorted(set(out))
     for subset in endpoints.get("subsets") or []:
-        ports = [
-            p
-            for p in subset.get("ports") or []
-            if (p.get("name") or "") == port_name and (p.get("protocol") or "TCP") == protocol
-        ]
+        ports = _matching_ports(subset.get("ports"), port_name, protocol)
         for addr in subset.get("addresses") or []:
             ip = addr.get("ip")
             if not ip:
@@ -110,6 +118,29 @@ def ready_endpoints(endpoints: Obj | None, port_name: str, protocol: str = "TCP"
             for p in ports:
                 out.append((ip, int(p["port"])))
     return sorted(set(out))
+
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def slice_service_key(obj: Obj) -> str | None:
+    """``namespace/service`` of an IPv4 EndpointSlice (its ``kubernetes.io/service-name``
+    label; any controller's slices count, as kube-proxy reads them), None for other slices."""
+    md = obj.get("metadata") or {}
+    service = (md.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if not service or obj.get("addressType", "IPv4") != "IPv4":
+        return None
+    return f"{md.get('namespace') or ''}/{service}"
+
+
+def _matching_ports(ports: Any, port_name: str, protocol: str) -> list[Obj]:
+    return [
+        p
+        for p in ports or []
+        if (p.get("name") or "") == port_name
+        and (p.get("protocol") or "TCP") == protocol
+        and p.get("port") is not None
+    ]
 
 
 class EndpointPicker:

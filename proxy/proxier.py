@@ -1,5 +1,8 @@
-"""The proxy's controller: informers on Services, Endpoints and Nodes; a work queue of Service
-keys; ``reconcile(key)`` brings that Service's listeners, endpoints and LoadBalancer status in
+"""The proxy's controller: informers on Services, EndpointSlices and Nodes; a work queue of Service
+keys; ``reconcile(key)`` brings that Service's listeners, endpoints (merged over all the Service's
+EndpointSlices, as kube-proxy reads them; a Service without slices falls back to its Endpoints
+object, which covers hand-written Endpoints of selector-less Services that Kubernetes' mirroring
+controller would copy into slices) and LoadBalancer status in
 line with the caches, and a single ``rules`` key re-plans and applies the iptables chains
 (written whole, so a restart replaces whatever an earlier run left), including the rules that
 join every node's pod CIDR (read from the Node objects) into one pod network."""
@@ -26,6 +29,8 @@ log = logging.getLogger(__name__)
 
 SERVICES = kind_info("v1", "Service")
 ENDPOINTS = kind_info("v1", "Endpoints")
+ENDPOINT_SLICES = kind_info("discovery.k8s.io/v1", "EndpointSlice")
+SERVICE_INDEX = "service"  # EndpointSlices by the namespace/name of their Service
 NODES = kind_info("v1", "Node")
 
 RULES_KEY = "\0rules"
@@ -54,6 +59,8 @@ class Proxier:
         self.udp_timeout = udp_timeout
         self.services = Informer(client, SERVICES)
         self.endpoints = Informer(client, ENDPOINTS)
+        self.slices = Informer(client, ENDPOINT_SLICES)
+        self.slices.store.add_index(SERVICE_INDEX, model.slice_service_key)
         self.nodes = Informer(client, NODES)  # this node's addresses, every node's podCIDR
         self.queue = WorkQueue(name="proxy")
         self.ports: dict[str, AnyPortProxy] = {}  # ServicePort.key -> its listeners and picker
@@ -66,6 +73,20 @@ class Proxier:
             self.queue.add(object_key(obj))
 
         self.services.add_event_handler(enqueue, lambda _old, new: enqueue(new), enqueue)
+
+        def slice_changed(obj: Obj) -> None:
+            key = model.slice_service_key(obj)
+            if key is not None:
+                self.queue.add(key)
+
+        def slice_updated(old: Obj, new: Obj) -> None:
+            if model.slice_service_key(old) != model.slice_service_key(new):
+                slice_changed(old)
+                slice_changed(new)
+            elif (old.get("endpoints"), old.get("ports")) != (new.get("endpoints"), new.get("ports")):
+                slice_changed(new)
+
+        self.slices.add_event_handler(slice_changed, slice_updated, slice_changed)
         self.endpoints.add_event_handler(
             enqueue,
             lambda old, new: enqueue(new) if old.get("subsets") != new.get("subsets") else None,
@@ -101,10 +122,10 @@ class Proxier:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def run(self, workers: int = 2) -> None:
-        for inf in (self.services, self.endpoints, self.nodes):
+        for inf in (self.services, self.slices, self.endpoints, self.nodes):
             self._tasks.append(asyncio.create_task(inf.run(), name=f"proxy-informer-{inf.info.plural}"))
         try:
-            for inf in (self.services, self.endpoints, self.nodes):
+            for inf in (self.services, self.slices, self.endpoints, self.nodes):
                 await inf.wait_for_sync()
             self._node_ips = self.node_ips()
             if self.iptables is not None:
@@ -122,7 +143,7 @@ class Proxier:
 
     async def stop(self) -> None:
         self.queue.shut_down()
-        for inf in (self.services, self.endpoints, self.nodes):
+        for inf in (self.services, self.slices, self.endpoints, self.nodes):
             inf.stop()
         for t in self._tasks:
             t.cancel()
@@ -138,7 +159,7 @@ class Proxier:
             await self.sync_rules()
             return
         svc = self.services.store.get(key)
-        eps = self.endpoints.store.get(key)
+        eps = self.slices.store.by_index(SERVICE_INDEX, key) or self.endpoints.store.get(key)
         desired = {sp.key: sp for sp in model.service_ports(svc)} if svc else {}
         for pkey in [k for k, pp in self.ports.items() if pp.sp.service_key == key and k not in desired]:
             log.info("service %s: port %s removed", key, pkey)

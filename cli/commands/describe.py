@@ -358,18 +358,50 @@ def describe_service(k: Kube, svc: Obj, now: datetime) -> Writer:
 
 
 def _endpoints(k: Kube, svc: Obj) -> dict[str, str]:
+    """Per service port name, the ready ``ip:port`` endpoints of the Service's EndpointSlices
+    (as kubectl 1.32 reads them), or of its Endpoints object when it has no slices."""
+    slice_info = resolve("endpointslices.discovery.k8s.io")
+    slices: list[Obj] = []
+    if slice_info is not None:
+        try:
+            slices = (
+                k.client.list(
+                    slice_info,
+                    meta(svc).get("namespace"),
+                    label_selector=f"kubernetes.io/service-name={meta(svc)['name']}",
+                ).get("items")
+                or []
+            )
+        except errors.StatusError:
+            slices = []
+    out: dict[str, list[str]] = {}
+    if slices:
+        for s in sorted(slices, key=lambda s: meta(s).get("name") or ""):
+            for port in s.get("ports") or []:
+                for ep in s.get("endpoints") or []:
+                    if (ep.get("conditions") or {}).get("ready") is False:
+                        continue
+                    for address in (ep.get("addresses") or [])[:1]:
+                        out.setdefault(port.get("name") or "", []).append(f"{address}:{port.get('port')}")
+        return {key: _listed(v) for key, v in out.items()}
     ep_info = resolve("endpoints")
     assert ep_info is not None
     try:
         ep = k.client.get(ep_info, meta(svc)["name"], meta(svc).get("namespace"))
     except errors.StatusError:
         return {}
-    out: dict[str, list[str]] = {}
     for subset in ep.get("subsets") or []:
         for port in subset.get("ports") or []:
             for addr in subset.get("addresses") or []:
                 out.setdefault(port.get("name") or "", []).append(f"{addr.get('ip')}:{port.get('port')}")
-    return {key: ",".join(v) for key, v in out.items()}
+    return {key: _listed(v) for key, v in out.items()}
+
+
+def _listed(entries: list[str], limit: int = 3) -> str:
+    """The first entries, then ``+ N more...``, as kubectl lists endpoints."""
+    if len(entries) <= limit:
+        return ",".join(entries)
+    return ",".join(entries[:limit]) + f" + {len(entries) - limit} more..."
 
 
 def describe_node(k: Kube, node: Obj, now: datetime) -> Writer:
