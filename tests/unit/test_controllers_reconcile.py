@@ -678,6 +678,7 @@ def test_select_controllers() -> None:
         "garbagecollector",
         "namespace",
         "endpoints",
+        "endpointslice",
         "serviceaccount",
         "job",
         "statefulset",
