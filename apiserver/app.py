@@ -233,6 +233,18 @@ def dry_run(q: Any) -> bool:
     return bool(values)
 
 
+def delete_dry_run(q: Any, opts: dict[str, Any]) -> bool:
+    """A delete is a dry run when the query or the body's DeleteOptions say ``dryRun: [All]``
+    (kubectl sends it in the body)."""
+    values = opts.get("dryRun") or []
+    if not isinstance(values, list):
+        raise errors.BadRequest("dryRun: must be a list of strings")
+    for v in values:
+        if v != "All":
+            raise errors.BadRequest(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+    return dry_run(q) or bool(values)
+
+
 def field_validation(q: Any) -> str:
     value = q.get("fieldValidation") or "Warn"
     if value not in ("Strict", "Warn", "Ignore"):
@@ -653,7 +665,8 @@ class APIServer:
         raw, _ = await read_payload(request)
         body = decode_body(raw, JSON) if raw.strip() else None
         assert t.name is not None
-        obj, deleted = await reg.delete(t.namespace, t.name, delete_options(q, body), dry_run(q))
+        opts = delete_options(q, body)
+        obj, deleted = await reg.delete(t.namespace, t.name, opts, delete_dry_run(q, opts))
         if deleted and t.info.kind not in ("Pod", "Namespace", "Service"):
             return json_response(success_status(t.info, obj))
         return self.single(request, t.info, obj)
@@ -663,12 +676,13 @@ class APIServer:
         raw, _ = await read_payload(request)
         body = decode_body(raw, JSON) if raw.strip() else None
         opts = delete_options(q, body)
+        dry = delete_dry_run(q, opts)
         items, rev, _ = await reg.list(t.namespace, make_match(t.info, q))
         gone = []
         for item in items:
             meta = item["metadata"]
             try:
-                obj, _deleted = await reg.delete(meta.get("namespace"), meta["name"], opts, dry_run(q))
+                obj, _deleted = await reg.delete(meta.get("namespace"), meta["name"], opts, dry)
                 gone.append(obj)
             except errors.NotFound:
                 pass

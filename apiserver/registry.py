@@ -150,6 +150,10 @@ class Registry:
         strategy.prepare_for_create(info, obj, namespace)
         name = obj["metadata"]["name"]
         if dry_run:
+            # as Kubernetes' DryRunnableStorage: the name must still be free, nothing is written
+            kv, _ = await self.etcd.get(self.key(namespace, name))
+            if kv is not None:
+                raise errors.already_exists(info.plural, name, info.group)
             if info.kind == "Service":
                 await self.storage.service_allocations.allocate(obj, dry_run=True)
             return obj
