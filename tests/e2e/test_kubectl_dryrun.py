@@ -242,3 +242,44 @@ def test_kubectl_diff(api: httpx.Client, kubectl: Kubectl, ns: str) -> None:
     )
     assert data_of(kubectl, ns) == "fast"
     assert etcd_revision(api) == rev
+
+
+APP = textwrap.dedent(
+    """\
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web}
+    spec:
+      replicas: 2
+      selector: {matchLabels: {app: web}}
+      template:
+        metadata: {labels: {app: web}}
+        spec:
+          containers: [{name: web, image: nginx:1.25}]
+    ---
+    apiVersion: v1
+    kind: Service
+    metadata: {name: web}
+    spec:
+      type: NodePort
+      selector: {app: web}
+      ports: [{port: 80}]
+    """
+)
+
+
+def test_kubectl_diff_defaulted_and_allocated_objects(api: httpx.Client, kubectl: Kubectl, ns: str) -> None:
+    """Defaults, the ClusterIP and the NodePort the server filled in make no difference of their own."""
+    manifest = str(kubectl.write(f"{ns}/app.yaml", APP))
+    kubectl("apply", "-f", manifest, "-n", ns)
+    rev = etcd_revision(api)
+    same = kubectl.run("diff", "-f", manifest, "-n", ns, check=False)
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    scaled = str(kubectl.write(f"{ns}/app3.yaml", APP.replace("replicas: 2", "replicas: 3")))
+    diff = kubectl.run("diff", "-f", scaled, "-n", ns, check=False)
+    assert diff.returncode == 1, diff.stderr
+    changed = [line.replace(" ", "") for line in diff.stdout.splitlines() if line[:2] in ("+ ", "- ")]
+    assert changed == ["-generation:1", "+generation:2", "-replicas:2", "+replicas:3"], diff.stdout
+    assert "v1.Service" not in diff.stdout
+    assert etcd_revision(api) == rev
+    assert kubectl("get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.replicas}") == "2"
