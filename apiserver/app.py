@@ -30,7 +30,7 @@ from apimachinery.resources import ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
 from apiserver import openapi, protobuf
 
-from . import discovery, nodeproxy, portforward_spdy, strategy
+from . import discovery, nodeproxy, portforward_spdy, strategy, watchcache
 from .etcd import EtcdUnavailable
 from .patching import apply_patch, patch_type_of
 from .registry import Registry, Storage, unavailable
@@ -293,6 +293,98 @@ def make_match(info: ResourceInfo, q: Any) -> Any:
     return match
 
 
+def _forbidden(field: str, message: str) -> dict[str, str]:
+    return errors.cause(field, f"Forbidden: {message}", "FieldValueForbidden")
+
+
+def _not_supported(field: str, value: str, supported: list[str]) -> dict[str, str]:
+    quoted = ", ".join(f'"{v}"' for v in supported)
+    return errors.cause(
+        field, f'Unsupported value: "{value}": supported values: {quoted}', "FieldValueNotSupported"
+    )
+
+
+def list_options(q: Any, watch: bool) -> bool | None:
+    """Check ``sendInitialEvents`` and ``resourceVersionMatch`` as Kubernetes' ValidateListOptions
+    does (422 ``ListOptions.meta.k8s.io "" is invalid``); ``sendInitialEvents`` (None: not given)."""
+    send = None if q.get("sendInitialEvents") is None else query_bool(q, "sendInitialEvents")
+    match = q.get("resourceVersionMatch") or ""
+    rv = q.get("resourceVersion") or ""
+    cont = q.get("continue") or ""
+    causes: list[dict[str, str]] = []
+    if watch:
+        if send is not None and match != "NotOlderThan":
+            causes.append(
+                _forbidden(
+                    "resourceVersionMatch",
+                    "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                )
+            )
+        if match:
+            if send is None:
+                causes.append(
+                    _forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                    )
+                )
+            if match != "NotOlderThan":
+                causes.append(_not_supported("resourceVersionMatch", match, ["NotOlderThan"]))
+            if cont:
+                causes.append(
+                    _forbidden(
+                        "resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"
+                    )
+                )
+    else:
+        if match:
+            if not rv:
+                causes.append(
+                    _forbidden(
+                        "resourceVersionMatch",
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    )
+                )
+            if cont:
+                causes.append(
+                    _forbidden(
+                        "resourceVersionMatch", "resourceVersionMatch is forbidden when continue is provided"
+                    )
+                )
+            if match not in ("Exact", "NotOlderThan"):
+                causes.append(_not_supported("resourceVersionMatch", match, ["Exact", "NotOlderThan", ""]))
+            if match == "Exact" and rv == "0":
+                causes.append(
+                    _forbidden(
+                        "resourceVersionMatch",
+                        'resourceVersionMatch "exact" is forbidden for resourceVersion "0"',
+                    )
+                )
+        if send is not None:
+            causes.append(_forbidden("sendInitialEvents", "sendInitialEvents is forbidden for list"))
+    if causes:
+        summary = ", ".join(f"{c['field']}: {c['message']}" for c in causes)
+        if len(causes) > 1:
+            summary = f"[{summary}]"
+        raise errors.Invalid(
+            f'ListOptions.meta.k8s.io "" is invalid: {summary}',
+            group="meta.k8s.io",
+            kind="ListOptions",
+            causes=causes,
+        )
+    return send
+
+
+def parse_resource_version(rv: str) -> int:
+    try:
+        value = int(rv)
+    except ValueError:
+        raise errors.BadRequest(f'invalid resource version "{rv}"') from None
+    if value < 0:
+        raise errors.BadRequest(f'invalid resource version "{rv}"')
+    return value
+
+
 def delete_options(q: Any, body: Any) -> dict[str, Any]:
     opts: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
     grace = query_int(q, "gracePeriodSeconds")
@@ -496,9 +588,15 @@ class APIServer:
         limit = query_int(q, "limit") or 0
         if limit < 0:
             raise errors.BadRequest("limit must not be negative")
+        list_options(q, watch=False)
+        rv = q.get("resourceVersion") or ""
+        not_older = q.get("resourceVersionMatch") == "NotOlderThan" and rv != "0"
+        # NotOlderThan N: the latest state serves (a quorum read is never older), once it reaches N
         items, rev, cont = await reg.list(
-            t.namespace, make_match(t.info, q), limit, q.get("continue") or "", q.get("resourceVersion") or ""
+            t.namespace, make_match(t.info, q), limit, q.get("continue") or "", "" if not_older else rv
         )
+        if not_older and rev < parse_resource_version(rv):
+            raise watchcache.too_large(parse_resource_version(rv), rev)
         info = t.info
         if out.form == "table":
             include = q.get("includeObject") or "Metadata"
@@ -529,14 +627,35 @@ class APIServer:
         timeout = query_int(q, "timeoutSeconds")
         if timeout is None:
             timeout = random.randint(1800, 3600)
-        bookmarks = query_bool(q, "allowWatchBookmarks") and out.form in ("json", "partial")
+        send_initial = list_options(q, watch=True)
+        allow_bookmarks = query_bool(q, "allowWatchBookmarks")
+        bookmarks = allow_bookmarks and out.form in ("json", "partial")
         include = q.get("includeObject") or "Metadata"
         info = t.info
-        events = reg.watch(t.namespace, match, rv)
+        events: AsyncIterator[watchcache.Batch]
+        if send_initial is None:
+            events = _batches(reg.watch(t.namespace, match, rv))
+        else:
+            events = await self.watch_list(reg, t, match, rv, send_initial)
 
         first = [True]
 
         def frame(etype: str, obj: dict[str, Any]) -> bytes:
+            if etype == "BOOKMARK":
+                # the end of a watch-list's initial events: metadata only, in the requested form
+                if out.form == "table":
+                    mark = {
+                        "kind": "Table",
+                        "apiVersion": f"meta.k8s.io/{out.version}",
+                        "metadata": obj["metadata"],
+                        "columnDefinitions": [],
+                        "rows": [],
+                    }
+                elif out.form == "partial":
+                    mark = partial(obj, out.version)
+                else:
+                    mark = {"kind": info.kind, "apiVersion": info.api_version, "metadata": obj["metadata"]}
+                return orjson.dumps({"type": "BOOKMARK", "object": mark}) + b"\n"
             if out.form == "table" and etype != "ERROR":
                 # like Kubernetes, only the first event of a watch carries the column definitions
                 table = printers.table_for_watch_event(info, obj, include, include_columns=first[0])
@@ -573,7 +692,7 @@ class APIServer:
                         continue
                     task, next_item = next_item, None
                     try:
-                        etype, obj = task.result()
+                        batch = task.result()
                     except StopAsyncIteration:
                         return
                     except errors.StatusError as e:
@@ -582,8 +701,14 @@ class APIServer:
                     except EtcdUnavailable as e:
                         yield frame("ERROR", unavailable(e).status())
                         return
-                    last_rv = max(last_rv, int((obj.get("metadata") or {}).get("resourceVersion") or 0))
-                    yield frame(etype, obj)
+                    chunk = []
+                    for etype, obj in batch:
+                        if etype == "BOOKMARK" and not allow_bookmarks:
+                            continue
+                        last_rv = max(last_rv, int((obj.get("metadata") or {}).get("resourceVersion") or 0))
+                        chunk.append(frame(etype, obj))
+                    if chunk:
+                        yield b"".join(chunk)
             finally:
                 if next_item is not None:
                     next_item.cancel()
@@ -595,6 +720,29 @@ class APIServer:
 
         media = JSON
         return StreamingResponse(stream(), media_type=media)
+
+    async def watch_list(
+        self, reg: Registry, t: Target, match: Any, rv: str, send_initial: bool
+    ) -> AsyncIterator[watchcache.Batch]:
+        """A watch with ``sendInitialEvents`` and ``resourceVersionMatch=NotOlderThan``, served from
+        the watch cache once it holds a state at least as new as asked: ``resourceVersion`` unset is
+        the store's current revision (a consistent read), "0" any state, N at least N (504 when the
+        cache does not reach it in time).  With ``sendInitialEvents=true`` that state comes first as
+        ADDED events, then the BOOKMARK annotated ``k8s.io/initial-events-end``; with ``false`` only
+        the changes after it (after N for an explicit N)."""
+        cache = reg.cache
+        await asyncio.wait_for(cache.ready.wait(), timeout=30)
+        prefix = t.info.key_prefix(t.namespace)
+        if rv == "":
+            await cache.wait_fresh(await reg.etcd.revision())
+        elif rv != "0":
+            wanted = parse_resource_version(rv)
+            await cache.wait_fresh(wanted)
+            if not send_initial:
+                return _batches(reg.watch(t.namespace, match, rv))
+        if send_initial:
+            return cache.follow(cache.watch_list(prefix, match))
+        return cache.follow(cache.watch(prefix, match, cache.revision))
 
     @staticmethod
     async def read_object(request: Request, t: Target) -> tuple[dict[str, Any], dict[str, str]]:
@@ -849,6 +997,16 @@ class KubernetesAPI:
                 await nodeproxy.pod_exec(self.server.storage, ws, t.namespace, t.name, t.subresource)
         except Exception:
             log.exception("%s relay for %s/%s failed", t.subresource, t.namespace, t.name)
+
+
+async def _batches(
+    events: AsyncIterator[tuple[str, dict[str, Any]]],
+) -> AsyncIterator[watchcache.Batch]:
+    try:
+        async for item in events:
+            yield [item]
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_storage: bool = True) -> Any:

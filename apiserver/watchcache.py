@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from apimachinery import errors
 from apimachinery.resources import ResourceInfo
 
 from .etcd import KV, Compacted, Etcd, EtcdUnavailable
@@ -24,6 +25,7 @@ from .etcd import KV, Compacted, Etcd, EtcdUnavailable
 log = logging.getLogger(__name__)
 
 Filter = Callable[[dict[str, Any]], bool]
+Batch = list[tuple[str, dict[str, Any]]]  # watch events (type, object) delivered together
 
 
 def decode(kv: KV, revision: int | None = None) -> dict[str, Any]:
@@ -45,6 +47,19 @@ class CacheEvent:
 
 class TooOld(Exception):
     pass
+
+
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+FRESH_TIMEOUT = 3.0  # Kubernetes' cacher waits this long for a resourceVersion it has not seen yet
+
+
+def too_large(wanted: int, current: int) -> errors.Timeout:
+    """Kubernetes' 504 for a resourceVersion newer than the cache reaches in time."""
+    return errors.Timeout(
+        f"Too large resource version: {wanted}, current: {current}",
+        causes=[{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+        retry_after=1,
+    )
 
 
 class Watcher:
@@ -122,6 +137,7 @@ class WatchCache:
         self._watchers: set[Watcher] = set()
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
+        self._fresh_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -194,6 +210,36 @@ class WatchCache:
     def _advance(self, revision: int) -> None:
         if revision > self.revision:
             self.revision = revision
+            if self._fresh_waiters:
+                waiting = []
+                for want, fut in self._fresh_waiters:
+                    if want <= revision:
+                        if not fut.done():
+                            fut.set_result(None)
+                    else:
+                        waiting.append((want, fut))
+                self._fresh_waiters = waiting
+
+    async def wait_fresh(self, revision: int, timeout: float = FRESH_TIMEOUT) -> None:
+        """Return once everything up to ``revision`` is applied; 504 (Kubernetes' "Too large
+        resource version") if that does not happen within ``timeout``.
+
+        An idle resource's cache only learns of newer store revisions from a progress
+        notification, so one is requested.
+        """
+        if revision <= self.revision:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (revision, fut)
+        self._fresh_waiters.append(entry)
+        self.request_progress()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise too_large(revision, self.revision) from None
+        finally:
+            if entry in self._fresh_waiters:
+                self._fresh_waiters.remove(entry)
 
     def _apply(self, ev: Any) -> None:
         key = ev.kv.key.decode()
@@ -246,6 +292,47 @@ class WatchCache:
                     w.offer(ev)
         self._watchers.add(w)
         return w
+
+    def watch_list(self, prefix: str, match: Filter | None) -> Watcher:
+        """A watch-list (``sendInitialEvents=true``) watcher: the current objects under ``prefix``
+        that pass ``match`` as ADDED events, then a BOOKMARK marking the end of the initial events
+        at the revision of that state, then every later change.
+
+        The queue holds the whole initial state besides the usual room for live events.  The
+        BOOKMARK's object is metadata only; the caller adds the kind.
+        """
+        initial = [
+            obj
+            for key, obj in sorted(self.objects.items())
+            if key.startswith(prefix) and (match is None or match(obj))
+        ]
+        w = Watcher(self, prefix, match, after=self.revision, maxsize=len(initial) + 10_001)
+        for obj in initial:
+            w.queue.put_nowait(("ADDED", obj))
+        end = {"resourceVersion": str(self.revision), "annotations": {INITIAL_EVENTS_END: "true"}}
+        w.queue.put_nowait(("BOOKMARK", {"metadata": end}))
+        self._watchers.add(w)
+        return w
+
+    @staticmethod
+    async def follow(w: Watcher, batch: int = 1000) -> AsyncIterator[Batch]:
+        """The events of ``w`` in batches (what is queued, up to ``batch``, so a large initial state
+        goes out in few writes); 410 Gone when the cache was reset under it."""
+        try:
+            while True:
+                items = [await w.queue.get()]
+                while items[-1] is not None and len(items) < batch and not w.queue.empty():
+                    items.append(w.queue.get_nowait())
+                end = items[-1] is None
+                ready = [i for i in items if i is not None]
+                if ready:
+                    yield ready
+                if end:
+                    if isinstance(w.error, Compacted) or w.error is None and w.closed:
+                        raise errors.Gone("the watch cache was reset; please relist")
+                    return
+        finally:
+            w.close()
 
     @property
     def watcher_count(self) -> int:

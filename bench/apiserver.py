@@ -11,11 +11,14 @@ Starts a fresh etcd and a ``minik-apiserver`` process, then measures, side by si
 * create latency (p50/p99) at a fixed 100 creates/s, and etcd put latency at that rate, from one
   Python HTTP client;
 * watch delivery latency (p50/p99) from a create's response to its arrival at each of 100 watchers;
+* watch-list: 10 clients at once each ask for a watch-list stream (``sendInitialEvents=true``) of
+  10,000 ConfigMaps; the time (p50/p99) from the request to the BOOKMARK that ends the initial events;
 * the API server's resident memory before and after.
 
 Absolute numbers drift between machines; the ratios (API server / etcd) are the figures to compare.
 Targets from the issue: create throughput at concurrency 32 >= 50 % of etcd puts; create p99 <= 50
-ms at 100 creates/s; watch delivery p99 <= 100 ms with 100 watchers.
+ms at 100 creates/s; watch delivery p99 <= 100 ms with 100 watchers; watch-list of 10,000 objects to
+10 clients: p99 to the initial-events-end bookmark <= 2 s.
 """
 
 from __future__ import annotations
@@ -190,6 +193,7 @@ async def bench(args: argparse.Namespace) -> dict:
         results.update({key: asdict(load) for key, load in loads.items()})
         results.update(await create_latency(server.url, etcd_proc.url, args.latency_seconds))
         results.update(await watch_latency(server.url, args.watchers, args.watch_events))
+        results.update(await watch_list_latency(server.url, args.watch_list_objects, args.watch_list_clients))
         results["rss_end_mib"] = rss_mib(server.proc.pid)
     finally:
         server.cleanup()
@@ -245,6 +249,56 @@ async def watch_latency(url: str, watchers: int, events: int) -> dict:
     }
 
 
+async def watch_list_latency(url: str, objects: int, clients: int) -> dict:
+    """``clients`` watch-list requests at once over ``objects`` ConfigMaps: seconds to each one's
+    initial-events-end bookmark (all ``objects`` must have come as ADDED before it)."""
+    ns = "bench-watchlist"
+    limits = httpx.Limits(max_connections=clients + 40, max_keepalive_connections=clients + 40)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
+        await http.post("/api/v1/namespaces", json={"metadata": {"name": ns}})
+        pending = iter(range(objects))
+
+        async def creator() -> None:
+            for i in pending:
+                r = await http.post(f"/api/v1/namespaces/{ns}/configmaps", json=payload(f"wl-{i}"))
+                assert r.status_code == 201, r.text
+
+        await asyncio.gather(*(creator() for _ in range(32)))
+        params = {
+            "watch": "1",
+            "sendInitialEvents": "true",
+            "resourceVersionMatch": "NotOlderThan",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "120",
+        }
+
+        async def client() -> float:
+            start = time.perf_counter()
+            added = 0
+            async with http.stream("GET", f"/api/v1/namespaces/{ns}/configmaps", params=params) as r:
+                assert r.status_code == 200
+                async for line in r.aiter_lines():
+                    if not line:
+                        continue
+                    ev = json.loads(line)
+                    if ev["type"] == "ADDED":
+                        added += 1
+                    elif ev["type"] == "BOOKMARK" and (ev["object"]["metadata"].get("annotations") or {}).get(
+                        "k8s.io/initial-events-end"
+                    ):
+                        assert added == objects, f"{added} initial events, expected {objects}"
+                        return time.perf_counter() - start
+            raise AssertionError("the watch-list stream ended before its initial-events-end bookmark")
+
+        times = await asyncio.wait_for(asyncio.gather(*(client() for _ in range(clients))), 300)
+    return {
+        "watch_list_objects": objects,
+        "watch_list_clients": clients,
+        "watch_list_p50_s": pct(list(times), 0.50) / 1000,
+        "watch_list_p99_s": pct(list(times), 0.99) / 1000,
+    }
+
+
 def report(r: dict, args: argparse.Namespace) -> None:
     print("minik API server vs the etcd beneath it (same etcd, same run, both driven by wrk)")
     print(
@@ -272,6 +326,10 @@ def report(r: dict, args: argparse.Namespace) -> None:
         f"watch delivery with {args.watchers} watchers: p50 {r['watch_p50_ms']:.1f} ms, "
         f"p99 {r['watch_p99_ms']:.1f} ms over {r['watch_deliveries']} deliveries"
     )
+    print(
+        f"watch-list of {r['watch_list_objects']} objects to {r['watch_list_clients']} clients at once: "
+        f"to the initial-events-end bookmark p50 {r['watch_list_p50_s']:.2f} s, p99 {r['watch_list_p99_s']:.2f} s"
+    )
     print(f"API server RSS: {r['rss_start_mib']:.0f} MiB at start, {r['rss_end_mib']:.0f} MiB at end")
     print("targets:")
     if 32 in args.concurrency:
@@ -284,6 +342,11 @@ def report(r: dict, args: argparse.Namespace) -> None:
     w99 = r["watch_p99_ms"]
     print(
         f"  watch p99 <= 100 ms with {args.watchers} watchers: {w99:.1f} ms {'ok' if w99 <= 100 else 'MISSED'}"
+    )
+    wl99 = r["watch_list_p99_s"]
+    print(
+        f"  watch-list p99 <= 2 s ({r['watch_list_objects']} objects, {r['watch_list_clients']} clients): "
+        f"{wl99:.2f} s {'ok' if wl99 <= 2 else 'MISSED'}"
     )
 
 
@@ -299,6 +362,8 @@ def main() -> None:
     p.add_argument("--watchers", type=int, default=100)
     p.add_argument("--watch-events", type=int, default=100)
     p.add_argument("--latency-seconds", type=int, default=5)
+    p.add_argument("--watch-list-objects", type=int, default=10_000)
+    p.add_argument("--watch-list-clients", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     args = p.parse_args()
     results = asyncio.run(bench(args))

