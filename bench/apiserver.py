@@ -260,8 +260,14 @@ async def watch_list_latency(url: str, objects: int, clients: int) -> dict:
 
         async def creator() -> None:
             for i in pending:
-                r = await http.post(f"/api/v1/namespaces/{ns}/configmaps", json=payload(f"wl-{i}"))
-                assert r.status_code == 201, r.text
+                for attempt in range(3):  # a pooled connection the server closed: send again
+                    try:
+                        r = await http.post(f"/api/v1/namespaces/{ns}/configmaps", json=payload(f"wl-{i}"))
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
+                assert r.status_code == 201 or attempt and r.status_code == 409, r.text
 
         await asyncio.gather(*(creator() for _ in range(32)))
         params = {
