@@ -406,17 +406,7 @@ def up(env: dict[str, str]) -> int:
     install(inputs, record, env)
     write_record(env, record)
     runner_file(env, "GITHUB_PATH", [str(Path(record.venv) / "bin")])
-    # kubectl 1.35 and later list-and-watch with watch-list streams, which minik does not serve yet;
-    # this switch makes them list then watch, as kubectl 1.32 does (older kubectls ignore it).
-    runner_file(
-        env,
-        "GITHUB_ENV",
-        [
-            f"KUBECONFIG={record.kubeconfig}",
-            f"MINIK_STATE_DIR={record.state}",
-            "KUBE_FEATURE_WatchListClient=false",
-        ],
-    )
+    runner_file(env, "GITHUB_ENV", [f"KUBECONFIG={record.kubeconfig}", f"MINIK_STATE_DIR={record.state}"])
     runner_file(env, "GITHUB_OUTPUT", [f"kubeconfig={record.kubeconfig}"])
     if inputs.install_only:
         print("::endgroup::", flush=True)

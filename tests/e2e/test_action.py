@@ -203,7 +203,6 @@ def test_up_installs_minik_starts_a_cluster_and_writes_the_runner_files(runner: 
     assert runner.file("github_env") == {
         "KUBECONFIG": outputs["kubeconfig"],
         "MINIK_STATE_DIR": str(runner.state),
-        "KUBE_FEATURE_WatchListClient": "false",
     }
     assert (runner.root / "github_path").read_text() == f"{venv_bin}\n"
     # the kubeconfig it names reaches the node, with minik and with the kubectl the action installed
@@ -233,7 +232,8 @@ def test_up_installs_minik_starts_a_cluster_and_writes_the_runner_files(runner: 
         timeout=60,
     )
     assert kubectl.returncode == 0 and runner.node in kubectl.stdout, kubectl.stderr
-    # the environment the action exports works for the installed kubectl: create, then delete (which waits)
+    # the installed (newer) kubectl with the exported environment: create, then delete, which waits
+    # for the deletion with a watch-list stream
     exported = {**env, **runner.file("github_env")}
     for verb in (["create", "configmap", "action-check"], ["delete", "configmap", "action-check"]):
         done_verb = subprocess.run(
