@@ -89,15 +89,14 @@ def compute_subsets(svc: Obj, pods: list[Obj]) -> list[dict[str, Any]]:
     return subsets
 
 
-class EndpointsController(Controller):
-    name = "endpoints-controller"
+class ServicePodsController(Controller):
+    """A controller keyed by Service that follows pods: a pod's change enqueues every Service whose
+    selector matches the pod (before and after an update)."""
 
-    def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
-        super().__init__(ctx, **kwargs)
+    def watch_services_and_pods(self) -> None:
         self.svc_informer = self.informer(SERVICES, on_change=self.enqueue, on_delete=self.enqueue)
         self.pod_informer = self.informer(PODS)
         self.pod_informer.add_event_handler(self._pod_changed, self._pod_updated, self._pod_changed)
-        self.ep_informer = self.informer(ENDPOINTS, on_delete=self.enqueue)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         self._pod_changed(old)
@@ -108,6 +107,15 @@ class EndpointsController(Controller):
             sel = service_selector(svc)
             if sel is not None and sel.matches(labels_of(pod)):
                 self.enqueue(svc)
+
+
+class EndpointsController(ServicePodsController):
+    name = "endpoints-controller"
+
+    def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
+        self.watch_services_and_pods()
+        self.ep_informer = self.informer(ENDPOINTS, on_delete=self.enqueue)
 
     async def reconcile(self, key: str) -> None:
         namespace, name = split_key(key)

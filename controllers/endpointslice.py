@@ -30,8 +30,8 @@ from apimachinery.client import Obj
 from apimachinery.informer import split_key
 from apimachinery.resources import kind_info
 
-from .base import NODES, PODS, SERVICES, Controller, ControllerContext
-from .endpoints import resolve_target_port, service_selector
+from .base import NODES, ControllerContext
+from .endpoints import ServicePodsController, resolve_target_port, service_selector
 from .util import (
     deep_copy,
     ensure_index,
@@ -267,7 +267,7 @@ def _rv(obj: Obj | None) -> int:
         return 0
 
 
-class EndpointSliceController(Controller):
+class EndpointSliceController(ServicePodsController):
     name = "endpointslice-controller"
 
     def __init__(
@@ -275,9 +275,7 @@ class EndpointSliceController(Controller):
     ) -> None:
         super().__init__(ctx, **kwargs)
         self.max_endpoints = int(ctx.options.extra.get("max_endpoints_per_slice") or max_endpoints)
-        self.svc_informer = self.informer(SERVICES, on_change=self.enqueue, on_delete=self.enqueue)
-        self.pod_informer = self.informer(PODS)
-        self.pod_informer.add_event_handler(self._pod_changed, self._pod_updated, self._pod_changed)
+        self.watch_services_and_pods()
         self.node_informer = self.informer(NODES)
         self.slice_informer = self.informer(ENDPOINT_SLICES)
         ensure_index(self.slice_informer.store, SERVICE_INDEX, slice_service_index)
@@ -290,16 +288,6 @@ class EndpointSliceController(Controller):
         self._written: dict[str, dict[str, tuple[int, float]]] = {}
 
     # -- handlers (only enqueue) ----------------------------------------------------------------
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        self._pod_changed(old)
-        self._pod_changed(new)
-
-    def _pod_changed(self, pod: Obj) -> None:
-        for svc in self.svc_informer.store.by_index("namespace", str(meta(pod).get("namespace") or "")):
-            sel = service_selector(svc)
-            if sel is not None and sel.matches(labels_of(pod)):
-                self.enqueue(svc)
 
     def _slice_changed(self, obj: Obj) -> None:
         key = slice_service_index(obj)

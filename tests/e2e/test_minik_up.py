@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from testkit import prereq, wait
-from testkit.host import free_subnets
+from testkit.host import free_subnets, processes_mentioning
 from testkit.images import ensure_busybox_image
 from testkit.processes import minik_up_args
 
@@ -72,20 +72,6 @@ def iptables_rules() -> str:
     nat = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
     flt = subprocess.run(["iptables-save", "-t", "filter"], capture_output=True, text=True).stdout
     return nat + flt
-
-
-def processes_mentioning(*needles: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(n in cmd for n in needles):
-            found.append(f"{proc.name}: {cmd}")
-    return found
 
 
 def _force_cleanup(c: Cluster) -> None:

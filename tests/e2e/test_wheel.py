@@ -30,7 +30,7 @@ import pytest
 
 from apimachinery.version import KUBERNETES_VERSION, __version__
 from testkit import wait
-from testkit.host import free_port, free_subnets, remove_node_objects
+from testkit.host import free_port, free_subnets, processes_mentioning, remove_node_objects
 from testkit.prereq import require_docker, require_module, require_root
 from testkit.processes import minik_up_args
 
@@ -204,7 +204,7 @@ def test_minik_up_from_the_wheel_reaches_a_ready_node(installed: Installed, root
         assert both == [f"Client Version: v{__version__}", f"Server Version: {version['gitVersion']}"]
 
         installed.run(minik, "down", "--state-dir", str(state), env=env, timeout=180)
-        assert not [ln for ln in _processes_mentioning(str(state)) if "cli.supervisor" in ln]
+        assert not [ln for ln in processes_mentioning(str(state)) if "cli.supervisor" in ln]
         installed.run(minik, "delete", "--state-dir", str(state), env=env, timeout=180)
         assert not state.exists()
     finally:
@@ -243,20 +243,6 @@ def _lab_containers(project: str) -> list[str]:
     return out.split()
 
 
-def _processes_mentioning(needle: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if needle in cmd:
-            found.append(f"{proc.name}: {cmd}")
-    return found
-
-
 def _force_cleanup(
     installed: Installed, env: dict[str, str], state: Path, node: str, network: str, prefix: str
 ) -> None:
@@ -276,7 +262,7 @@ def _force_cleanup(
         timeout=60,
     )
     remove_node_objects(node, network)
-    for line in _processes_mentioning(str(state)) + _processes_mentioning(f"--node-name {node}"):
+    for line in processes_mentioning(str(state)) + processes_mentioning(f"--node-name {node}"):
         try:
             os.kill(int(line.split(":")[0]), 9)
         except OSError:
