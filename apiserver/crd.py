@@ -171,12 +171,29 @@ class CRDController:
 
     async def stop_serving(self, name: str) -> None:
         infos = self.served.pop(name, ())
+        for info in infos:
+            self.storage.terminating.discard((info.group, info.plural))
         unregister_custom(name)
         await self.storage.stop_custom(infos)
 
     async def sync(self, crd: dict[str, Any]) -> None:
         name = crd["metadata"]["name"]
         if crd["metadata"].get("deletionTimestamp"):
+            for info in self.served.get(name, ()):
+                self.storage.terminating.add((info.group, info.plural))
+            status = dict(crd.get("status") or {})
+            if _condition(status, "Terminating") is None:
+                status["conditions"] = [
+                    *(status.get("conditions") or []),
+                    {
+                        "type": "Terminating",
+                        "status": "True",
+                        "lastTransitionTime": rfc3339(),
+                        "reason": "InstanceDeletionInProgress",
+                        "message": "CustomResource deletion is in progress",
+                    },
+                ]
+                await self.write_status(name, status)
             if crdschema.CLEANUP_FINALIZER in (crd["metadata"].get("finalizers") or []):
                 task = self.cleanups.get(name)
                 if task is None or task.done():

@@ -145,6 +145,10 @@ class Registry:
         self, namespace: str | None, obj: dict[str, Any], dry_run: bool = False
     ) -> dict[str, Any]:
         info = self.info
+        if info.custom and (info.group, info.plural) in self.storage.terminating:
+            raise errors.MethodNotAllowed(
+                "create not allowed while custom resource definition is terminating"
+            )
         if info.namespaced:
             await self.storage.check_namespace_accepts(namespace or "")
         strategy.prepare_for_create(info, obj, namespace)
@@ -534,6 +538,8 @@ class Storage:
         # etcd, not from the watch cache, which may not have seen the deletion yet (Kubernetes'
         # NamespaceLifecycle keeps the same "force live lookup" list).
         self._deleted_namespaces: dict[str, float] = {}
+        # (group, plural) of custom resources whose CRD is being deleted: creates are refused
+        self.terminating: set[tuple[str, str]] = set()
         # Service ClusterIP/NodePort allocation; apiserver.main replaces it with the configured ranges.
         self.service_allocations = ServiceAllocations(etcd)
 

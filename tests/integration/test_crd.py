@@ -300,7 +300,36 @@ def test_deleting_the_crd_deletes_objects_and_stops_serving(api: httpx.Client) -
             "spec": {"image": "a"},
         }
         assert api.post(path, json=body).status_code == 201
+    held = {
+        "apiVersion": "example.com/v1",
+        "kind": "Gizmo",
+        "metadata": {"name": "held"},
+        "spec": {"image": "a"},
+    }
+    held["metadata"]["finalizers"] = ["example.com/hold"]  # type: ignore[index]
+    assert api.post(path, json=held).status_code == 201
     assert api.delete(f"{CRDS}/gizmos.example.com").status_code == 200
+    # the held object keeps the CRD Terminating; creates are refused meanwhile
+    terminating = wait_for(lambda: condition(api, "gizmos.example.com", "Terminating"), "Terminating")
+    assert (terminating["status"], terminating["reason"]) == ("True", "InstanceDeletionInProgress")
+    wait_for(lambda: len(api.get(path).json()["items"]) == 1, "the other objects to be deleted")
+    body = {
+        "apiVersion": "example.com/v1",
+        "kind": "Gizmo",
+        "metadata": {"name": "late"},
+        "spec": {"image": "a"},
+    }
+    refused = api.post(path, json=body)
+    assert refused.status_code == 405, refused.text
+    assert refused.json()["message"] == "create not allowed while custom resource definition is terminating"
+    assert api.get(f"{CRDS}/gizmos.example.com").status_code == 200
+    held_now = api.get(f"{path}/held").json()
+    assert held_now["metadata"]["deletionTimestamp"]
+    api.patch(
+        f"{path}/held",
+        json={"metadata": {"finalizers": None}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
     wait_for(lambda: api.get(f"{CRDS}/gizmos.example.com").status_code == 404, "the CRD to go")
     assert api.get(path).status_code == 404
     assert api.get("/apis/example.com/v1").status_code in (200, 404)
