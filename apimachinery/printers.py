@@ -15,6 +15,7 @@ Ages are rendered with a port of ``k8s.io/apimachinery/pkg/util/duration.HumanDu
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -444,7 +445,73 @@ _DEFAULT_COLUMNS = [_parse_column(line) for line in _DEFAULT_COLUMNS_TEXT.split(
 
 def column_definitions(info: ResourceInfo) -> list[Obj]:
     """The Table column definitions of a kind (wide columns included, as the server sends them)."""
+    if info.custom:
+        return _custom_columns(info)
     return copy.deepcopy(_COLUMNS.get((info.group, info.kind), _DEFAULT_COLUMNS))
+
+
+def _custom_columns(info: ResourceInfo) -> list[Obj]:
+    """A custom resource's columns: Name, then its ``additionalPrinterColumns`` (Age when it has
+    none), as Kubernetes' ``tableconvertor`` builds them."""
+    name = {
+        "name": "Name",
+        "type": "string",
+        "format": "name",
+        "description": "Name must be unique within a namespace.",
+        "priority": 0,
+    }
+    columns = info.printer_columns or (
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    )
+    return [name] + [
+        {
+            "name": c["name"],
+            "type": c.get("type", "string"),
+            "format": c.get("format", ""),
+            "description": c.get("description", ""),
+            "priority": int(c.get("priority", 0)),
+        }
+        for c in columns
+    ]
+
+
+def json_path_value(obj: Any, path: str) -> Any:
+    """The value at a simple JSONPath (``.spec.replicas``, ``.status.conditions[0].type``), or None."""
+    value = obj
+    for part in path.strip().lstrip(".").split("."):
+        if not part:
+            continue
+        key, _, rest = part.partition("[")
+        if key:
+            value = value.get(key) if isinstance(value, dict) else None
+        while rest and value is not None:
+            index, _, rest = rest.partition("]")
+            rest = rest.lstrip("[")
+            try:
+                value = value[int(index)] if isinstance(value, list) else None
+            except (ValueError, IndexError):
+                value = None
+        if value is None:
+            return None
+    return value
+
+
+def _custom_cells(info: ResourceInfo, obj: Obj, now: datetime) -> Cells:
+    columns = info.printer_columns or (
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    )
+    cells: Cells = [_get(obj, "metadata", "name") or ""]
+    for c in columns:
+        value = json_path_value(obj, str(c.get("jsonPath") or ""))
+        if value is None:
+            cells.append(None)
+        elif c.get("type") == "date":
+            cells.append(translate_timestamp_since(value if isinstance(value, str) else None, now))
+        elif isinstance(value, (dict, list)):
+            cells.append(json.dumps(value, separators=(",", ":")))
+        else:
+            cells.append(value)
+    return cells
 
 
 # --------------------------------------------------------------------------------------------
@@ -1179,6 +1246,8 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
 def row_cells(info: ResourceInfo, obj: Obj, now: datetime | None = None) -> list[Any]:
     """The cells of one object's row, in the order of :func:`column_definitions`."""
     now = _aware(now) if now is not None else datetime.now(UTC)
+    if info.custom:
+        return _custom_cells(info, obj, now)
     return _CELLS.get((info.group, info.kind), _default_cells)(obj, now)
 
 

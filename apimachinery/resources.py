@@ -6,7 +6,9 @@ OpenAPI, printers, the CLI's short names -- reads it from here, so adding a kind
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,18 @@ class ResourceInfo:
         "watch",
     )
     list_kind: str = field(default="")
+    # custom resources (served from a CustomResourceDefinition): the version stored in etcd, the
+    # version's openAPIV3Schema, additionalPrinterColumns and the scale subresource's paths
+    custom: bool = False
+    storage_version: str = ""
+    singular_name: str = ""
+    schema: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False, hash=False)
+    scale_paths: dict[str, str] | None = field(default=None, compare=False, hash=False)
 
     @property
     def singular(self) -> str:
-        return self.kind.lower()
+        return self.singular_name or self.kind.lower()
 
     @property
     def group_version(self) -> str:
@@ -110,6 +120,17 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ),
     # networking.k8s.io/v1
     ResourceInfo("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), (), ("status",)),
+    # apiextensions.k8s.io/v1
+    ResourceInfo(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        False,
+        ("crd", "crds"),
+        ("api-extensions",),
+        ("status",),
+    ),
     # storage.k8s.io/v1
     ResourceInfo(
         "storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",), (), (), has_status=False
@@ -121,6 +142,86 @@ BINDING = ResourceInfo("", "v1", "Binding", "bindings", True, (), (), (), has_st
 
 _BY_GVR: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_GVK: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.kind): r for r in RESOURCES}
+
+
+# Custom resources being served, by the name of the CustomResourceDefinition that defines them.
+_CUSTOM: dict[str, tuple[ResourceInfo, ...]] = {}
+
+
+def register_custom(crd_name: str, infos: tuple[ResourceInfo, ...]) -> None:
+    """Serve (or serve anew) the versions of one CustomResourceDefinition."""
+    unregister_custom(crd_name)
+    _CUSTOM[crd_name] = infos
+    for r in infos:
+        _BY_GVR[(r.group, r.version, r.plural)] = r
+        _BY_GVK[(r.group, r.version, r.kind)] = r
+
+
+def unregister_custom(crd_name: str) -> tuple[ResourceInfo, ...]:
+    """Stop serving one CustomResourceDefinition's versions; returns what was served."""
+    infos = _CUSTOM.pop(crd_name, ())
+    for r in infos:
+        if _BY_GVR.get((r.group, r.version, r.plural)) is r:
+            del _BY_GVR[(r.group, r.version, r.plural)]
+        if _BY_GVK.get((r.group, r.version, r.kind)) is r:
+            del _BY_GVK[(r.group, r.version, r.kind)]
+    return infos
+
+
+def custom_resources() -> list[ResourceInfo]:
+    return [r for infos in _CUSTOM.values() for r in infos]
+
+
+def all_resources() -> list[ResourceInfo]:
+    """The built-in kinds, then the custom resources being served."""
+    return [*RESOURCES, *custom_resources()]
+
+
+_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Kubernetes' version order: GA before beta before alpha, higher numbers first, then others."""
+    m = _VERSION.match(version)
+    if not m:
+        return (3, 0, 0, version)
+    major, level, minor = int(m.group(1)), m.group(2), int(m.group(3) or 0)
+    rank = {None: 0, "beta": 1, "alpha": 2}[level]
+    return (rank, -major, -minor, "")
+
+
+def crd_resources(crd: dict[str, Any]) -> tuple[ResourceInfo, ...]:
+    """The served versions of an accepted CRD, in Kubernetes' version priority order."""
+    spec = crd["spec"]
+    names = spec["names"]
+    storage = next(v["name"] for v in spec["versions"] if v.get("storage"))
+    infos = []
+    for v in sorted(spec["versions"], key=lambda v: version_priority(v["name"])):
+        if not v.get("served"):
+            continue
+        sub = v.get("subresources") or {}
+        scale = sub.get("scale")
+        infos.append(
+            ResourceInfo(
+                spec["group"],
+                v["name"],
+                names["kind"],
+                names["plural"],
+                spec["scope"] == "Namespaced",
+                tuple(names.get("shortNames") or ()),
+                tuple(names.get("categories") or ()),
+                tuple(s for s in ("status", "scale") if s in sub),
+                has_status="status" in sub,
+                list_kind=names.get("listKind") or f"{names['kind']}List",
+                custom=True,
+                storage_version=storage,
+                singular_name=names.get("singular") or names["kind"].lower(),
+                schema=(v.get("schema") or {}).get("openAPIV3Schema"),
+                printer_columns=tuple(v.get("additionalPrinterColumns") or ()),
+                scale_paths=dict(scale) if isinstance(scale, dict) else None,
+            )
+        )
+    return tuple(infos)
 
 
 def by_plural(group: str, version: str, plural: str) -> ResourceInfo | None:
@@ -151,7 +252,7 @@ def plural_info(group: str, version: str, plural: str) -> ResourceInfo:
 def group_versions() -> list[tuple[str, str]]:
     """(group, version) pairs in a stable order: core first, then groups as listed."""
     seen: list[tuple[str, str]] = []
-    for r in RESOURCES:
+    for r in all_resources():
         gv = (r.group, r.version)
         if gv not in seen:
             seen.append(gv)

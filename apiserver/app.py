@@ -30,7 +30,7 @@ from apimachinery.resources import ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
 from apiserver import openapi, protobuf
 
-from . import discovery, nodeproxy, portforward_spdy, strategy, watchcache
+from . import crd, crdschema, discovery, nodeproxy, portforward_spdy, strategy, watchcache
 from .etcd import EtcdUnavailable
 from .patching import apply_patch, patch_type_of
 from .registry import Registry, Storage, unavailable
@@ -573,6 +573,8 @@ class APIServer:
         headers: dict[str, str] | None = None,
     ) -> Response:
         out = negotiate(request.headers.get("accept"))
+        if info.custom:
+            obj = crdschema.for_read(info, obj)
         if out.form == "table":
             include = request.query_params.get("includeObject") or "Metadata"
             table = printers.table(info, [obj], include_object=include)
@@ -598,6 +600,8 @@ class APIServer:
         if not_older and rev < parse_resource_version(rv):
             raise watchcache.too_large(parse_resource_version(rv), rev)
         info = t.info
+        if info.custom:
+            items = [crdschema.for_read(info, o) for o in items]
         if out.form == "table":
             include = q.get("includeObject") or "Metadata"
             table = printers.table(
@@ -656,6 +660,8 @@ class APIServer:
                 else:
                     mark = {"kind": info.kind, "apiVersion": info.api_version, "metadata": obj["metadata"]}
                 return orjson.dumps({"type": "BOOKMARK", "object": mark}) + b"\n"
+            if info.custom and etype != "ERROR":
+                obj = crdschema.for_read(info, obj)
             if out.form == "table" and etype != "ERROR":
                 # like Kubernetes, only the first event of a watch carries the column definitions
                 table = printers.table_for_watch_event(info, obj, include, include_columns=first[0])
@@ -882,7 +888,7 @@ class APIServer:
                     ],
                     "autoscaling",
                 )
-            current["spec"]["replicas"] = replicas
+            strategy.set_replicas(info, current, replicas)
             if want_rv:
                 current["metadata"]["resourceVersion"] = want_rv
             return current
@@ -1026,10 +1032,12 @@ def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_stora
         if manage_storage:
             storage.start()
         task = asyncio.create_task(progress_loop())
+        crds = asyncio.create_task(crd.CRDController(storage).run(), name="crd-controller")
         try:
             yield
         finally:
             task.cancel()
+            crds.cancel()
             if manage_storage:
                 await storage.stop()
 

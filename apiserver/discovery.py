@@ -8,7 +8,7 @@ import platform
 import sys
 from typing import Any
 
-from apimachinery.resources import RESOURCES, ResourceInfo, group_versions
+from apimachinery.resources import ResourceInfo, all_resources, group_versions
 from apimachinery.version import COMPONENT_VERSION as VERSION
 from apimachinery.version import KUBERNETES_VERSION
 
@@ -114,7 +114,7 @@ def _sub_entry(r: ResourceInfo, sub: str) -> dict[str, Any]:
 
 
 def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
-    resources = [r for r in RESOURCES if r.group == group and r.version == version]
+    resources = [r for r in all_resources() if r.group == group and r.version == version]
     if not resources:
         return None
     entries: list[dict[str, Any]] = []

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from apimachinery.errors import BadRequest
-from apimachinery.resources import RESOURCES, ResourceInfo, group_versions
+from apimachinery.resources import RESOURCES, ResourceInfo, custom_resources, group_versions
 from apimachinery.strategicpatch import KIND_PATCH_TABLES, FieldPatch
 
 logger = logging.getLogger(__name__)
@@ -419,8 +419,13 @@ def _item_operations(
 
 def _resource_paths(info: ResourceInfo) -> dict[str, Schema]:
     """Every path the API server serves for one resource, with its operations."""
-    name = schema_name(info.group, info.version, info.kind)
-    list_name = schema_name(info.group, info.version, info.list_kind_name)
+    name: str | None
+    list_name: str | None
+    if info.custom:
+        name, list_name = custom_schema_names(info)
+    else:
+        name = schema_name(info.group, info.version, info.kind)
+        list_name = schema_name(info.group, info.version, info.list_kind_name)
     if name is None or list_name is None:
         logger.warning(
             "no schema for %s/%s %s; leaving it out of OpenAPI", info.group, info.version, info.kind
@@ -555,6 +560,71 @@ def _document(group: str, version: str) -> Schema | None:
     }
 
 
+def custom_schema_names(info: ResourceInfo) -> tuple[str, str]:
+    """Kubernetes' component names for a custom kind: the group reversed, ``com.example.v1.Widget``."""
+    base = ".".join(reversed(info.group.split("."))) + f".{info.version}."
+    return base + info.kind, base + info.list_kind_name
+
+
+def custom_kind_schema(info: ResourceInfo) -> Schema:
+    """A custom kind's schema as Kubernetes publishes it: the CRD version's ``openAPIV3Schema``
+    with ``apiVersion``, ``kind`` and ``metadata`` (ObjectMeta) added."""
+    schema: Schema = json.loads(json.dumps(info.schema or {"type": "object"}))
+    props = schema.setdefault("properties", {})
+    props["apiVersion"] = {
+        "type": "string",
+        "description": "APIVersion defines the versioned schema of this representation of an object.",
+    }
+    props["kind"] = {
+        "type": "string",
+        "description": "Kind is a string value representing the REST resource.",
+    }
+    props["metadata"] = {
+        "allOf": [_ref(f"{_META}.ObjectMeta")],
+        "description": "Standard object's metadata.",
+    }
+    schema["x-kubernetes-group-version-kind"] = [
+        {"group": info.group, "version": info.version, "kind": info.kind}
+    ]
+    return schema
+
+
+def _custom_document(group: str, version: str) -> Schema | None:
+    """The document of a custom group-version, built from the CRDs being served."""
+    infos = [r for r in custom_resources() if (r.group, r.version) == (group, version)]
+    if not infos:
+        return None
+    paths: dict[str, Schema] = {}
+    own: dict[str, Schema] = {}
+    for info in infos:
+        paths.update(_resource_paths(info))
+        name, list_name = custom_schema_names(info)
+        own[name] = custom_kind_schema(info)
+        own[list_name] = {
+            "type": "object",
+            "required": ["items"],
+            "description": f"{info.list_kind_name} is a list of {info.kind}",
+            "properties": {
+                "apiVersion": {"type": "string"},
+                "kind": {"type": "string"},
+                "items": {"type": "array", "items": _ref(name)},
+                "metadata": {"allOf": [_ref(f"{_META}.ListMeta")]},
+            },
+            "x-kubernetes-group-version-kind": [
+                {"group": group, "version": version, "kind": info.list_kind_name}
+            ],
+        }
+    used = set(_referenced(paths)) | set(_referenced(own))
+    components = _closure(used)
+    components.update(own)
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": dict(sorted(components.items()))},
+    }
+
+
 def openapi_v3_document(group: str, version: str) -> dict[str, Any] | None:
     """The OpenAPI 3.0 document for ``api/v1`` (group ``""``) or ``apis/<group>/<version>``.
 
@@ -563,9 +633,21 @@ def openapi_v3_document(group: str, version: str) -> dict[str, Any] | None:
     return _document(group, version)
 
 
-@functools.cache
 def openapi_v3_document_bytes(group: str, version: str) -> bytes | None:
     """The document serialized as compact JSON: what the server sends and what the hash covers."""
+    if (group, version) not in _builtin_group_versions():
+        doc = _custom_document(group, version)
+        return None if doc is None else json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    return _builtin_document_bytes(group, version)
+
+
+@functools.cache
+def _builtin_group_versions() -> frozenset[tuple[str, str]]:
+    return frozenset((r.group, r.version) for r in RESOURCES)
+
+
+@functools.cache
+def _builtin_document_bytes(group: str, version: str) -> bytes | None:
     doc = _document(group, version)
     if doc is None:
         return None
@@ -628,6 +710,14 @@ def _walk(value: Any, schema: Schema | None, path: str, out: list[tuple[str, str
         items = list(value) if isinstance(value, _Pairs) else list(value.items())
         properties = resolved.get("properties") if resolved is not None else None
         additional = resolved.get("additionalProperties") if resolved is not None else None
+        if resolved is not None and resolved.get("x-kubernetes-preserve-unknown-fields") is True:
+            additional = additional if isinstance(additional, dict) else None
+            if properties:
+                # preserved: unknown keys are kept, the known ones still checked
+                for key, child in items:
+                    _walk(child, properties.get(key), _child_path(path, key), out)
+                return
+        embedded = resolved is not None and resolved.get("x-kubernetes-embedded-resource") is True
         seen: set[str] = set()
         for key, child in items:
             child_path = _child_path(path, key)
@@ -638,7 +728,9 @@ def _walk(value: Any, schema: Schema | None, path: str, out: list[tuple[str, str
             if properties is not None:
                 if key in properties:
                     child_schema = properties[key]
-                elif not (path == "" and key in ("apiVersion", "kind")):
+                elif not (path == "" and key in ("apiVersion", "kind")) and not (
+                    embedded and key in ("apiVersion", "kind", "metadata")
+                ):
                     out.append((UNKNOWN, child_path))
             elif isinstance(additional, dict):
                 child_schema = additional
@@ -650,6 +742,8 @@ def _walk(value: Any, schema: Schema | None, path: str, out: list[tuple[str, str
 
 
 def _kind_schema(info: ResourceInfo) -> Schema | None:
+    if info.custom:
+        return custom_kind_schema(info) if info.schema is not None else None
     name = schema_name(info.group, info.version, info.kind)
     return _ref(name) if name else None
 
@@ -676,6 +770,8 @@ def unknown_fields(info: ResourceInfo, obj: dict[str, Any]) -> list[str]:
 def prune_unknown_fields(info: ResourceInfo, obj: dict[str, Any]) -> None:
     """Drop, in place, every field the kind's schema does not define -- what decoding into
     Kubernetes' typed structs does to unknown fields under ``fieldValidation=Warn|Ignore``."""
+    if info.custom:
+        return  # pruned by the CRD's structural schema (apiserver.crdschema), which knows its extensions
     schema = _kind_schema(info)
     if schema is not None:
         _prune(obj, schema, top=True)

@@ -145,6 +145,10 @@ class Registry:
         self, namespace: str | None, obj: dict[str, Any], dry_run: bool = False
     ) -> dict[str, Any]:
         info = self.info
+        if info.custom and (info.group, info.plural) in self.storage.terminating:
+            raise errors.MethodNotAllowed(
+                "create not allowed while custom resource definition is terminating"
+            )
         if info.namespaced:
             await self.storage.check_namespace_accepts(namespace or "")
         strategy.prepare_for_create(info, obj, namespace)
@@ -512,7 +516,7 @@ def _deletion_plan(info: ResourceInfo, current: dict[str, Any], grace: Any, poli
         meta.setdefault("deletionTimestamp", rfc3339())
         meta["deletionGracePeriodSeconds"] = 0
         meta["finalizers"] = finalizers
-        if info.kind in strategy.GENERATION_KINDS:
+        if strategy.has_generation(info):
             meta["generation"] = int(meta.get("generation") or 1) + 1
         return current
     return _DELETE
@@ -534,11 +538,33 @@ class Storage:
         # etcd, not from the watch cache, which may not have seen the deletion yet (Kubernetes'
         # NamespaceLifecycle keeps the same "force live lookup" list).
         self._deleted_namespaces: dict[str, float] = {}
+        # (group, plural) of custom resources whose CRD is being deleted: creates are refused
+        self.terminating: set[tuple[str, str]] = set()
         # Service ClusterIP/NodePort allocation; apiserver.main replaces it with the configured ranges.
         self.service_allocations = ServiceAllocations(etcd)
 
     def registry(self, info: ResourceInfo) -> Registry:
-        return self.registries[(info.group, info.version, info.plural)]
+        reg = self.registries.get((info.group, info.version, info.plural))
+        if reg is None:  # a custom resource that stopped being served during the request
+            raise errors.NotFound("the server could not find the requested resource")
+        return reg
+
+    def serve_custom(self, infos: tuple[ResourceInfo, ...]) -> None:
+        """Registries (with started watch caches) for a CRD's versions; an existing one takes the
+        new definition (schema, columns) and keeps its cache."""
+        for info in infos:
+            key = (info.group, info.version, info.plural)
+            reg = self.registries.get(key)
+            if reg is None:
+                reg = self.registries[key] = Registry(self, info)
+                reg.cache.start()
+            reg.info = info
+
+    async def stop_custom(self, infos: tuple[ResourceInfo, ...]) -> None:
+        for info in infos:
+            reg = self.registries.pop((info.group, info.version, info.plural), None)
+            if reg is not None:
+                await reg.cache.stop()
 
     @property
     def namespaces(self) -> Registry:
@@ -549,7 +575,7 @@ class Storage:
             r.cache.start()
 
     async def stop(self) -> None:
-        for r in self.registries.values():
+        for r in list(self.registries.values()):
             await r.cache.stop()
 
     def request_progress(self) -> None:

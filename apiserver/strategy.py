@@ -16,10 +16,23 @@ from typing import Any
 from apimachinery import defaults, errors
 from apimachinery.resources import ResourceInfo
 from apimachinery.timefmt import rfc3339
-from apiserver import validation
+from apiserver import crdschema, validation
 
 # Kinds whose spec changes move metadata.generation (and whose controllers report observedGeneration).
 GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Ingress"})
+
+
+def has_generation(info: ResourceInfo) -> bool:
+    """Kinds whose spec changes move ``metadata.generation``: custom resources and CRDs too."""
+    return info.kind in GENERATION_KINDS or info.custom or info.group == crdschema.GROUP
+
+
+def _stored_api_version(info: ResourceInfo) -> str:
+    """Custom objects are stored in their CRD's storage version (``conversion: None``)."""
+    if info.custom:
+        return f"{info.group}/{info.storage_version}"
+    return info.api_version
+
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -52,7 +65,7 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
         raise errors.BadRequest("metadata must be an object")
-    obj["apiVersion"] = info.api_version
+    obj["apiVersion"] = _stored_api_version(info)
     obj["kind"] = info.kind
     if not meta.get("name") and meta.get("generateName"):
         meta["name"] = generate_name(str(meta["generateName"]))
@@ -67,14 +80,20 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
     meta.pop("deletionGracePeriodSeconds", None)
     meta.pop("selfLink", None)
     meta.pop("managedFields", None)
-    if info.kind in GENERATION_KINDS:
+    if has_generation(info):
         meta["generation"] = 1
     else:
         meta.pop("generation", None)
     if info.kind == "Namespace":
         obj.setdefault("spec", {})
+    if info.group == crdschema.GROUP and crdschema.CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
+        meta["finalizers"] = [*(meta.get("finalizers") or []), crdschema.CLEANUP_FINALIZER]
     drop_null_metadata(obj)
     defaults.apply_defaults(info, obj, create=True)
+    if info.custom:
+        crdschema.prepare(info, obj)
+    elif info.group == crdschema.GROUP:
+        crdschema.default_crd(obj)
     status = _initial_status(info, obj)
     if status is not None:
         obj["status"] = status
@@ -83,6 +102,12 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
 
 def _validate(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
     causes = validation.validate(info, obj, old)
+    if info.custom:
+        causes.extend(crdschema.validate_custom(info, obj))
+    elif info.group == crdschema.GROUP:
+        causes.extend(crdschema.validate_crd(obj))
+        if old is not None:
+            causes.extend(_crd_update_causes(obj, old))
     if causes:
         name = (obj.get("metadata") or {}).get("name") or ""
         raise errors.invalid(info.kind, name, causes, info.group)
@@ -115,7 +140,7 @@ def prepare_for_update(
         meta = result["metadata"]
     else:
         result = copy.deepcopy(new)
-        result["apiVersion"] = info.api_version
+        result["apiVersion"] = _stored_api_version(info)
         result["kind"] = info.kind
         meta = result.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -146,10 +171,28 @@ def prepare_for_update(
             drop_type_dependent_fields(result.get("spec") or {}, old.get("spec") or {})
         drop_null_metadata(result)
         defaults.apply_defaults(info, result)
-        if info.kind in GENERATION_KINDS and _spec_of(result) != _spec_of(old):
+        if info.custom:
+            crdschema.prepare(info, result)
+        elif info.group == crdschema.GROUP:
+            crdschema.default_crd(result)
+        if has_generation(info) and _spec_of(result) != _spec_of(old):
             meta["generation"] = int(old_meta.get("generation") or 1) + 1
+    if info.custom and subresource == "status":
+        crdschema.prepare(info, result)
     _validate(info, result, old)
     return result
+
+
+def _crd_update_causes(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, str]]:
+    """A CRD's group, scope and kind are fixed once it exists."""
+    causes = []
+    new_spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    for field in ("group", "scope"):
+        if new_spec.get(field) != old_spec.get(field):
+            causes.append(
+                errors.cause(f"spec.{field}", "Invalid value: field is immutable", "FieldValueInvalid")
+            )
+    return causes
 
 
 def drop_null_metadata(obj: Any) -> None:
@@ -202,10 +245,29 @@ def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
-    """The ``autoscaling/v1 Scale`` view of a Deployment, ReplicaSet or StatefulSet."""
+    """The ``autoscaling/v1 Scale`` view of a Deployment, ReplicaSet, StatefulSet or custom object."""
     from apimachinery.selectors import selector_to_string
 
     meta = obj["metadata"]
+    if info.custom and info.scale_paths is not None:
+        from apimachinery.printers import json_path_value
+
+        paths = info.scale_paths
+        selector = json_path_value(obj, paths.get("labelSelectorPath") or "")
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta.get(k)
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if meta.get(k) is not None
+            },
+            "spec": {"replicas": json_path_value(obj, paths["specReplicasPath"]) or 0},
+            "status": {
+                "replicas": json_path_value(obj, paths["statusReplicasPath"]) or 0,
+                **({"selector": selector} if isinstance(selector, str) and selector else {}),
+            },
+        }
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     return {
@@ -224,3 +286,15 @@ def scale_of(info: ResourceInfo, obj: dict[str, Any]) -> dict[str, Any]:
             "selector": selector_to_string(spec.get("selector") or {}),
         },
     }
+
+
+def set_replicas(info: ResourceInfo, obj: dict[str, Any], replicas: int) -> None:
+    """Write a Scale's ``spec.replicas`` into the object (a custom one's ``specReplicasPath``)."""
+    if info.custom and info.scale_paths is not None:
+        parts = [p for p in info.scale_paths["specReplicasPath"].split(".") if p]
+        node = obj
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = replicas
+        return
+    obj.setdefault("spec", {})["replicas"] = replicas

@@ -13,12 +13,15 @@ Starts a fresh etcd and a ``minik-apiserver`` process, then measures, side by si
 * watch delivery latency (p50/p99) from a create's response to its arrival at each of 100 watchers;
 * watch-list: 10 clients at once each ask for a watch-list stream (``sendInitialEvents=true``) of
   10,000 ConfigMaps; the time (p50/p99) from the request to the BOOKMARK that ends the initial events;
+* custom-resource creates (a CRD with a structural schema) beside ConfigMap creates of the same size,
+  both at 32 connections, interleaved twice;
 * the API server's resident memory before and after.
 
 Absolute numbers drift between machines; the ratios (API server / etcd) are the figures to compare.
 Targets from the issue: create throughput at concurrency 32 >= 50 % of etcd puts; create p99 <= 50
 ms at 100 creates/s; watch delivery p99 <= 100 ms with 100 watchers; watch-list of 10,000 objects to
-10 clients: p99 to the initial-events-end bookmark <= 2 s.
+10 clients: p99 to the initial-events-end bookmark <= 2 s; custom-resource create throughput >= 80 %
+of ConfigMap create throughput.
 """
 
 from __future__ import annotations
@@ -178,6 +181,71 @@ async def create_latency(api_url: str, etcd_url: str, seconds: int) -> dict[str,
     return {f"{k}_p{q}_ms": pct(v, q / 100) for k, v in samples.items() for q in (50, 99)}
 
 
+BENCH_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "benchitems.bench.minik.io"},
+    "spec": {
+        "group": "bench.minik.io",
+        "scope": "Namespaced",
+        "names": {"plural": "benchitems", "kind": "BenchItem"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {"key": {"type": "string", "maxLength": 1024}},
+                            }
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def custom_resource_throughput(api_url: str, seconds: int) -> dict[str, Load]:
+    """Custom-object creates beside ConfigMap creates of the same size, at 32 connections,
+    interleaved (ConfigMaps, custom objects, twice) so that background load hits both alike."""
+    with httpx.Client(base_url=api_url, timeout=30) as http:
+        r = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=BENCH_CRD)
+        r.raise_for_status()
+        deadline = time.monotonic() + 30
+        while True:
+            conds = (
+                http.get(f"{r.request.url.path}/benchitems.bench.minik.io").json().get("status") or {}
+            ).get("conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conds):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark's CRD was not Established within 30 s")
+            time.sleep(0.1)
+    run = uuid.uuid4().hex[:6]
+    wrk(api_url, 8, 1, "api-create-cr", f"warm-cr-{run}")
+    cm: list[Load] = []
+    cr: list[Load] = []
+    for i in range(2):
+        cm.append(wrk(api_url, 32, seconds, "api-create", f"cmvs-{run}-{i}"))
+        cr.append(wrk(api_url, 32, seconds, "api-create-cr", f"crvs-{run}-{i}"))
+
+    def merged(loads: list[Load]) -> Load:
+        return Load(
+            rate=sum(x.rate for x in loads) / len(loads),
+            p50_ms=max(x.p50_ms for x in loads),
+            p99_ms=max(x.p99_ms for x in loads),
+            requests=sum(x.requests for x in loads),
+        )
+
+    return {"cr_cm_create_c32": merged(cm), "cr_create_c32": merged(cr)}
+
+
 async def bench(args: argparse.Namespace) -> dict:
     if not shutil.which("wrk"):
         raise SystemExit("bench.apiserver needs wrk (scripts/install.sh installs it)")
@@ -191,6 +259,8 @@ async def bench(args: argparse.Namespace) -> dict:
         results["rss_start_mib"] = rss_mib(server.proc.pid)
         loads = await asyncio.to_thread(throughput, server.url, etcd_proc.url, args.concurrency, args.seconds)
         results.update({key: asdict(load) for key, load in loads.items()})
+        cr_loads = await asyncio.to_thread(custom_resource_throughput, server.url, args.seconds)
+        results.update({key: asdict(load) for key, load in cr_loads.items()})
         results.update(await create_latency(server.url, etcd_proc.url, args.latency_seconds))
         results.update(await watch_latency(server.url, args.watchers, args.watch_events))
         results.update(await watch_list_latency(server.url, args.watch_list_objects, args.watch_list_clients))
@@ -336,6 +406,11 @@ def report(r: dict, args: argparse.Namespace) -> None:
         f"watch-list of {r['watch_list_objects']} objects to {r['watch_list_clients']} clients at once: "
         f"to the initial-events-end bookmark p50 {r['watch_list_p50_s']:.2f} s, p99 {r['watch_list_p99_s']:.2f} s"
     )
+    cm, cr = r["cr_cm_create_c32"], r["cr_create_c32"]
+    print(
+        f"custom-object creates (CRD with a schema) vs ConfigMap creates, concurrency 32: "
+        f"{cr['rate']:.0f}/s vs {cm['rate']:.0f}/s (p99 {cr['p99_ms']:.1f} ms vs {cm['p99_ms']:.1f} ms)"
+    )
     print(f"API server RSS: {r['rss_start_mib']:.0f} MiB at start, {r['rss_end_mib']:.0f} MiB at end")
     print("targets:")
     if 32 in args.concurrency:
@@ -343,6 +418,11 @@ def report(r: dict, args: argparse.Namespace) -> None:
         print(
             f"  create throughput c32 >= 50% of etcd puts: {ratio:.0%} {'ok' if ratio >= 0.5 else 'MISSED'}"
         )
+    cr_ratio = r["cr_create_c32"]["rate"] / r["cr_cm_create_c32"]["rate"]
+    print(
+        f"  custom-object create throughput >= 80% of ConfigMap creates: {cr_ratio:.0%} "
+        f"{'ok' if cr_ratio >= 0.8 else 'MISSED'}"
+    )
     p99 = r["create_p99_ms"]
     print(f"  create p99 <= 50 ms at 100/s: {p99:.1f} ms {'ok' if p99 <= 50 else 'MISSED'}")
     w99 = r["watch_p99_ms"]

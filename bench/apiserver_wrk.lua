@@ -4,6 +4,7 @@
 --   wrk -t1 -c32 -d5s -s bench/apiserver_wrk.lua URL -- MODE PREFIX [N]
 --
 -- MODE  api-create   POST a ConfigMap named PREFIX-<counter>
+--       api-create-cr  POST a custom object (BenchItem, bench.minik.io/v1) of the same size named PREFIX-<counter>
 --       api-get      GET ConfigMap PREFIX-<2..N+1>, round robin
 --       etcd-put     POST /v3/kv/put of key /bench/PREFIX/<counter>, a value the size of a stored ConfigMap
 --       etcd-range   POST /v3/kv/range of key /bench/PREFIX/<2..N+1>, round robin
@@ -37,6 +38,7 @@ local counter = 0
 local filler = string.rep("x", 200)
 local json = { ["Content-Type"] = "application/json" }
 local create_tail = '","labels":{"app":"bench"}},"data":{"key":"' .. filler .. '"}}'
+local create_cr_tail = '","labels":{"app":"bench"}},"spec":{"key":"' .. filler .. '"}}'
 -- what the API server stores for one of the ConfigMaps above (about 420 bytes)
 local stored_value = base64(
   '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"bench-000000","labels":{"app":"bench"},'
@@ -54,6 +56,10 @@ request = function()
   if mode == "api-create" then
     local body = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"' .. prefix .. "-" .. counter .. create_tail
     return wrk.format("POST", "/api/v1/namespaces/default/configmaps", json, body)
+  elseif mode == "api-create-cr" then
+    local body = '{"apiVersion":"bench.minik.io/v1","kind":"BenchItem","metadata":{"name":"' .. prefix .. "-" .. counter
+      .. create_cr_tail
+    return wrk.format("POST", "/apis/bench.minik.io/v1/namespaces/default/benchitems", json, body)
   elseif mode == "etcd-put" then
     local key = base64("/bench/" .. prefix .. "/" .. counter)
     return wrk.format("POST", "/v3/kv/put", json, '{"key":"' .. key .. '","value":"' .. stored_value .. '"}')

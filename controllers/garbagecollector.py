@@ -22,7 +22,7 @@ from typing import Any
 from apimachinery import errors
 from apimachinery.client import Obj
 from apimachinery.informer import Informer, object_key
-from apimachinery.resources import RESOURCES, ResourceInfo, by_kind
+from apimachinery.resources import RESOURCES, ResourceInfo, by_kind, crd_resources, register_custom
 
 from .base import Controller, ControllerContext
 from .refmanager import other_refs, patch_metadata
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
 IGNORED = {("", "events")}
+CRDS = "customresourcedefinitions.apiextensions.k8s.io"
 
 
 def resource_id(info: ResourceInfo) -> str:
@@ -59,14 +60,35 @@ class GarbageCollector(Controller):
         for info in RESOURCES:
             if (info.group, info.plural) in IGNORED or "delete" not in info.verbs:
                 continue
-            inf = self.informer(info)
-            rid = resource_id(info)
-            self.kinds[rid] = (info, inf)
-            inf.add_event_handler(
-                lambda obj, rid=rid: self._added(rid, obj),
-                lambda old, new, rid=rid: self._updated(rid, old, new),
-                lambda obj, rid=rid: self._deleted(rid, obj),
-            )
+            self._watch_kind(info)
+
+    def _watch_kind(self, info: ResourceInfo) -> None:
+        inf = self.informer(info)
+        rid = resource_id(info)
+        self.kinds[rid] = (info, inf)
+        inf.add_event_handler(
+            lambda obj, rid=rid: self._added(rid, obj),
+            lambda old, new, rid=rid: self._updated(rid, old, new),
+            lambda obj, rid=rid: self._deleted(rid, obj),
+        )
+
+    def _crd_seen(self, crd: Obj) -> None:
+        """An Established CustomResourceDefinition: its kind joins the graph (and ``by_kind``, for
+        owner references to custom objects), watched in its storage version."""
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            return
+        try:
+            infos = crd_resources(crd)
+        except (KeyError, StopIteration, TypeError):
+            return
+        if not infos:
+            return
+        register_custom(name_of(crd), infos)
+        info = next((i for i in infos if i.version == i.storage_version), infos[0])
+        if resource_id(info) not in self.kinds:
+            self._watch_kind(info)
+            self.ctx.factory.start()
 
     # -- the graph ------------------------------------------------------------------------------
 
@@ -97,6 +119,8 @@ class GarbageCollector(Controller):
         return bool(owner_refs(obj))
 
     def _added(self, rid: str, obj: Obj) -> None:
+        if rid == CRDS:
+            self._crd_seen(obj)
         key = self.item(rid, obj)
         self._index(key, obj)
         if self._needs_attention(obj):
@@ -104,6 +128,8 @@ class GarbageCollector(Controller):
         # a dependent created after its owner vanished is caught by its own owner check above
 
     def _updated(self, rid: str, old: Obj, new: Obj) -> None:
+        if rid == CRDS:
+            self._crd_seen(new)
         key = self.item(rid, new)
         self._index(key, new)
         changed_refs = owner_refs(old) != owner_refs(new)

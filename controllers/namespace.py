@@ -15,7 +15,7 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Obj
-from apimachinery.resources import RESOURCES, ResourceInfo
+from apimachinery.resources import ResourceInfo, all_resources
 
 from .base import NAMESPACES, Controller, ControllerContext
 from .util import deep_copy, is_deleting, name_of
@@ -27,7 +27,20 @@ RECHECK_SECONDS = 2.0
 
 
 def namespaced_kinds() -> list[ResourceInfo]:
-    return [r for r in RESOURCES if r.namespaced and "deletecollection" in r.verbs and "list" in r.verbs]
+    """Every namespaced kind, one version each: the built-in ones and the custom resources this
+    process knows of (the garbage collector registers each Established CRD's)."""
+    seen: set[tuple[str, str]] = set()
+    kinds = []
+    for r in all_resources():
+        if (
+            r.namespaced
+            and "deletecollection" in r.verbs
+            and "list" in r.verbs
+            and (r.group, r.plural) not in seen
+        ):
+            seen.add((r.group, r.plural))
+            kinds.append(r)
+    return kinds
 
 
 class NamespaceController(Controller):

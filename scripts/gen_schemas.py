@@ -362,6 +362,13 @@ def fix_packages(packages: dict[str, str], definitions: dict[str, Any]) -> None:
             continue
         suffix = f".v{match['version']}.{match['kind']}"
         candidates = [d for d in definitions if d.endswith(suffix)]
+        if len(candidates) > 1:
+            # several groups define the kind: the one of the same group name (apiextensions' own
+            # ServiceReference lives in io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1)
+            group_version = package.removeprefix("io.k8s.api.")
+            candidates = [
+                d for d in candidates if d.removesuffix(f".{match['kind']}").endswith(group_version)
+            ]
         if len(candidates) == 1:
             packages[name] = candidates[0].removesuffix(f".{match['kind']}")
 
