@@ -18,13 +18,7 @@ import logging
 from typing import Any
 
 from apimachinery import errors
-from apimachinery.resources import (
-    RESOURCES,
-    ResourceInfo,
-    kind_info,
-    register_custom,
-    unregister_custom,
-)
+from apimachinery.resources import RESOURCES, ResourceInfo, kind_info, register_custom, unregister_custom
 from apimachinery.timefmt import rfc3339
 
 from . import crdschema

@@ -63,6 +63,11 @@ def create_namespace(api: httpx.Client, prefix: str = "ns") -> str:
     return name
 
 
+def merge_patch(api: httpx.Client, path: str, body: dict[str, Any], **params: str) -> httpx.Response:
+    """PATCH ``path`` with a JSON merge patch."""
+    return api.patch(path, json=body, params=params, headers={"Content-Type": "application/merge-patch+json"})
+
+
 def items(api: httpx.Client, path: str, **params: str) -> list[dict[str, Any]]:
     r = api.get(path, params=params)
     assert r.status_code == 200, r.text

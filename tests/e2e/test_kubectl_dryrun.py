@@ -67,6 +67,22 @@ def pod(name: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": containers("busybox:1.36")}
 
 
+def applied_without_difference(api: httpx.Client, kubectl: Kubectl, manifest: str, ns: str) -> int:
+    """Apply ``manifest``, check ``kubectl diff`` of it shows nothing; etcd's revision after the apply."""
+    kubectl("apply", "-f", manifest, "-n", ns)
+    rev = etcd_revision(api)
+    same = kubectl.run("diff", "-f", manifest, "-n", ns, check=False)
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    return rev
+
+
+def difference(kubectl: Kubectl, manifest: str, ns: str) -> Any:
+    """``kubectl diff -f manifest``, which must find a difference (exit code 1)."""
+    diff = kubectl.run("diff", "-f", manifest, "-n", ns, check=False)
+    assert diff.returncode == 1, diff.stderr
+    return diff
+
+
 def test_dry_run_runs_every_check_and_stores_nothing(api: httpx.Client, ns: str) -> None:
     cms = f"/api/v1/namespaces/{ns}/configmaps"
     pods = f"/api/v1/namespaces/{ns}/pods"
@@ -224,14 +240,10 @@ def test_kubectl_diff(api: httpx.Client, kubectl: Kubectl, ns: str) -> None:
     missing = kubectl.run("get", "configmap", "settings", "-n", ns, check=False)
     assert missing.returncode == 1 and "NotFound" in missing.stderr
 
-    kubectl("apply", "-f", manifest, "-n", ns)
-    rev = etcd_revision(api)
-    same = kubectl.run("diff", "-f", manifest, "-n", ns, check=False)
-    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    rev = applied_without_difference(api, kubectl, manifest, ns)
 
     changed = str(kubectl.write(f"{ns}/cm2.yaml", CM.replace("fast", "slow")))
-    diff = kubectl.run("diff", "-f", changed, "-n", ns, check=False)
-    assert diff.returncode == 1, diff.stderr
+    diff = difference(kubectl, changed, ns)
     changed_lines = [
         line for line in diff.stdout.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")
     ]
@@ -271,13 +283,9 @@ APP = textwrap.dedent(
 def test_kubectl_diff_defaulted_and_allocated_objects(api: httpx.Client, kubectl: Kubectl, ns: str) -> None:
     """Defaults, the ClusterIP and the NodePort the server filled in make no difference of their own."""
     manifest = str(kubectl.write(f"{ns}/app.yaml", APP))
-    kubectl("apply", "-f", manifest, "-n", ns)
-    rev = etcd_revision(api)
-    same = kubectl.run("diff", "-f", manifest, "-n", ns, check=False)
-    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    rev = applied_without_difference(api, kubectl, manifest, ns)
     scaled = str(kubectl.write(f"{ns}/app3.yaml", APP.replace("replicas: 2", "replicas: 3")))
-    diff = kubectl.run("diff", "-f", scaled, "-n", ns, check=False)
-    assert diff.returncode == 1, diff.stderr
+    diff = difference(kubectl, scaled, ns)
     changed = [line.replace(" ", "") for line in diff.stdout.splitlines() if line[:2] in ("+ ", "- ")]
     assert changed == ["-generation:1", "+generation:2", "-replicas:2", "+replicas:3"], diff.stdout
     assert "v1.Service" not in diff.stdout

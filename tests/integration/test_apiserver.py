@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from testkit.api import apps, containers, create_namespace, pod_binding
+from testkit.api import apps, containers, create_namespace, merge_patch, pod_binding
 from testkit.wait import unique
 
 PODS = "/api/v1/namespaces/{ns}/pods"
@@ -182,11 +182,7 @@ def test_status_subresource_separation(api: httpx.Client, ns: str) -> None:
     assert r.json()["status"]["replicas"] == 3 and r.json()["spec"]["replicas"] == 2, (
         "status writes only status"
     )
-    r = api.patch(
-        f"{DEPLOYS.format(ns=ns)}/st/status",
-        json={"status": {"readyReplicas": 1}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    r = merge_patch(api, f"{DEPLOYS.format(ns=ns)}/st/status", {"status": {"readyReplicas": 1}})
     assert r.json()["status"] == {"replicas": 3, "observedGeneration": 1, "readyReplicas": 1}
 
 
@@ -235,11 +231,7 @@ def test_delete_and_finalizers(api: httpx.Client, ns: str) -> None:
     assert r.status_code == 200
     held = api.get(f"{CMS.format(ns=ns)}/held").json()
     assert held["metadata"]["deletionTimestamp"] and held["metadata"]["finalizers"] == ["example.com/hold"]
-    r = api.patch(
-        f"{CMS.format(ns=ns)}/held",
-        json={"metadata": {"finalizers": None}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    r = merge_patch(api, f"{CMS.format(ns=ns)}/held", {"metadata": {"finalizers": None}})
     assert r.status_code == 200, r.text
     assert_status(api.get(f"{CMS.format(ns=ns)}/held"), 404, "NotFound")
 
@@ -346,11 +338,7 @@ def test_scale_subresource(api: httpx.Client, ns: str) -> None:
     s["spec"]["replicas"] = 5
     r = api.put(f"{DEPLOYS.format(ns=ns)}/sc/scale", json=s)
     assert r.status_code == 200 and r.json()["spec"]["replicas"] == 5
-    r = api.patch(
-        f"{DEPLOYS.format(ns=ns)}/sc/scale",
-        json={"spec": {"replicas": 1}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    r = merge_patch(api, f"{DEPLOYS.format(ns=ns)}/sc/scale", {"spec": {"replicas": 1}})
     assert r.json()["spec"]["replicas"] == 1
     assert api.get(f"{DEPLOYS.format(ns=ns)}/sc").json()["spec"]["replicas"] == 1
     s["spec"]["replicas"] = 3  # stale resourceVersion

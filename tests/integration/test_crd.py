@@ -5,7 +5,6 @@ conflict is reported, and deleting the CRD deletes its objects and stops serving
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Iterator
@@ -14,72 +13,23 @@ from typing import Any
 import httpx
 import pytest
 
-from testkit.api import create_namespace, owner_ref
+from testkit import crd as testkit_crd
+from testkit.api import create_namespace, merge_patch, owner_ref
 from testkit.processes import APIServerProcess, controller_manager, running
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "spec": {
-            "type": "object",
-            "required": ["image"],
-            "properties": {
-                "image": {"type": "string", "pattern": "^[a-z]+$"},
-                "replicas": {"type": "integer", "minimum": 0, "default": 1},
-                "mode": {"type": "string", "enum": ["fast", "slow"], "default": "fast"},
-            },
-        },
-        "status": {
-            "type": "object",
-            "properties": {"ready": {"type": "integer"}, "selector": {"type": "string"}},
-        },
+SCHEMA = testkit_crd.widget_schema(
+    spec={
+        "image": {"type": "string", "pattern": "^[a-z]+$"},
+        "replicas": {"type": "integer", "minimum": 0, "default": 1},
+        "mode": {"type": "string", "enum": ["fast", "slow"], "default": "fast"},
     },
-}
+    status={"ready": {"type": "integer"}, "selector": {"type": "string"}},
+)
 
 
 def widget_crd(plural: str = "widgets", kind: str = "Widget", scope: str = "Namespaced") -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.example.com"},
-        "spec": {
-            "group": "example.com",
-            "scope": scope,
-            "names": {
-                "plural": plural,
-                "kind": kind,
-                "shortNames": [plural[:2] + "x"],
-                "categories": ["all"],
-            },
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": copy.deepcopy(SCHEMA)},
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.replicas",
-                            "statusReplicasPath": ".status.ready",
-                            "labelSelectorPath": ".status.selector",
-                        },
-                    },
-                    "additionalPrinterColumns": [
-                        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
-                        {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
-                    ],
-                },
-                {
-                    "name": "v1beta1",
-                    "served": True,
-                    "storage": False,
-                    "schema": {"openAPIV3Schema": copy.deepcopy(SCHEMA)},
-                },
-            ],
-        },
-    }
+    return testkit_crd.widget_crd(SCHEMA, plural, kind, scope)
 
 
 def wait_for(check: Any, what: str, timeout: float = 20) -> Any:
@@ -172,11 +122,7 @@ def test_crud_validation_pruning_defaults_and_versions(api: httpx.Client, widget
     stored["spec"]["image"] = "redis"
     r = api.put(f"{widgets}/a", json=stored)
     assert r.status_code == 200 and r.json()["metadata"]["generation"] == 2
-    r = api.patch(
-        f"{widgets}/a",
-        json={"spec": {"replicas": 3}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    r = merge_patch(api, f"{widgets}/a", {"spec": {"replicas": 3}})
     assert r.status_code == 200 and r.json()["spec"]["replicas"] == 3
     assert api.delete(f"{widgets}/a").status_code == 200
     assert api.get(f"{widgets}/a").status_code == 404
@@ -234,11 +180,7 @@ def test_status_scale_and_finalizers(api: httpx.Client, widgets: str) -> None:
     assert api.post(widgets, json=fin).status_code == 201
     r = api.delete(f"{widgets}/f")
     assert r.status_code == 200 and r.json()["metadata"]["deletionTimestamp"]
-    api.patch(
-        f"{widgets}/f",
-        json={"metadata": {"finalizers": None}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    merge_patch(api, f"{widgets}/f", {"metadata": {"finalizers": None}})
     assert api.get(f"{widgets}/f").status_code == 404
 
 
@@ -325,11 +267,7 @@ def test_deleting_the_crd_deletes_objects_and_stops_serving(api: httpx.Client) -
     assert api.get(f"{CRDS}/gizmos.example.com").status_code == 200
     held_now = api.get(f"{path}/held").json()
     assert held_now["metadata"]["deletionTimestamp"]
-    api.patch(
-        f"{path}/held",
-        json={"metadata": {"finalizers": None}},
-        headers={"Content-Type": "application/merge-patch+json"},
-    )
+    merge_patch(api, f"{path}/held", {"metadata": {"finalizers": None}})
     wait_for(lambda: api.get(f"{CRDS}/gizmos.example.com").status_code == 404, "the CRD to go")
     assert api.get(path).status_code == 404
     assert api.get("/apis/example.com/v1").status_code in (200, 404)

@@ -10,76 +10,35 @@ from typing import Any
 from apimachinery import printers
 from apimachinery.resources import register_custom, unregister_custom
 from apiserver import crd, crdschema, openapi, strategy
+from testkit.crd import widget_crd, widget_schema
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "spec": {
-            "type": "object",
-            "required": ["image"],
-            "properties": {
-                "image": {
-                    "type": "string",
-                    "pattern": "^[a-z]+(:[0-9.]+)?$",
-                    "minLength": 2,
-                    "maxLength": 20,
-                },
-                "replicas": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
-                "mode": {"type": "string", "enum": ["fast", "slow"], "default": "fast"},
-                "port": {"x-kubernetes-int-or-string": True},
-                "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2},
-                "note": {"type": "string", "nullable": True},
-                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "template": {
-                    "type": "object",
-                    "x-kubernetes-embedded-resource": True,
-                    "properties": {"spec": {"type": "object", "properties": {"a": {"type": "string"}}}},
-                },
-            },
+SCHEMA = widget_schema(
+    spec={
+        "image": {
+            "type": "string",
+            "pattern": "^[a-z]+(:[0-9.]+)?$",
+            "minLength": 2,
+            "maxLength": 20,
         },
-        "status": {"type": "object", "properties": {"ready": {"type": "integer"}}},
+        "replicas": {"type": "integer", "minimum": 0, "maximum": 10, "default": 1},
+        "mode": {"type": "string", "enum": ["fast", "slow"], "default": "fast"},
+        "port": {"x-kubernetes-int-or-string": True},
+        "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 2},
+        "note": {"type": "string", "nullable": True},
+        "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "template": {
+            "type": "object",
+            "x-kubernetes-embedded-resource": True,
+            "properties": {"spec": {"type": "object", "properties": {"a": {"type": "string"}}}},
+        },
     },
-}
+    status={"ready": {"type": "integer"}},
+)
 
 
 def make_crd(**overrides: Any) -> dict[str, Any]:
-    crd_obj: dict[str, Any] = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "widgets.example.com"},
-        "spec": {
-            "group": "example.com",
-            "scope": "Namespaced",
-            "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"], "categories": ["all"]},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": copy.deepcopy(SCHEMA)},
-                    "subresources": {
-                        "status": {},
-                        "scale": {
-                            "specReplicasPath": ".spec.replicas",
-                            "statusReplicasPath": ".status.ready",
-                            "labelSelectorPath": ".status.selector",
-                        },
-                    },
-                    "additionalPrinterColumns": [
-                        {"name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas"},
-                        {"name": "Image", "type": "string", "jsonPath": ".spec.image"},
-                    ],
-                },
-                {
-                    "name": "v1beta1",
-                    "served": True,
-                    "storage": False,
-                    "schema": {"openAPIV3Schema": copy.deepcopy(SCHEMA)},
-                },
-            ],
-        },
-    }
+    crd_obj = widget_crd(SCHEMA, short_names=["wd"])
     crd_obj["spec"].update(overrides)
     crdschema.default_crd(crd_obj)
     return crd_obj
