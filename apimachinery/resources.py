@@ -97,11 +97,15 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo("", "v1", "ConfigMap", "configmaps", True, ("cm",), (), (), has_status=False),
     ResourceInfo("", "v1", "Secret", "secrets", True, (), (), (), has_status=False),
     ResourceInfo("", "v1", "Event", "events", True, ("ev",), (), (), has_status=False),
-    ResourceInfo("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), (), (), has_status=False),
+    ResourceInfo(
+        "", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), (), ("token",), has_status=False
+    ),
     ResourceInfo("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), (), ("status",)),
     ResourceInfo(
         "", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), (), ("status",)
     ),
+    ResourceInfo("", "v1", "LimitRange", "limitranges", True, ("limits",), (), (), has_status=False),
+    ResourceInfo("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), (), ("status",)),
     # apps/v1
     ResourceInfo("apps", "v1", "Deployment", "deployments", True, ("deploy",), _ALL, ("status", "scale")),
     ResourceInfo("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), _ALL, ("status", "scale")),
@@ -131,6 +135,30 @@ RESOURCES: tuple[ResourceInfo, ...] = (
         ("api-extensions",),
         ("status",),
     ),
+    # rbac.authorization.k8s.io/v1
+    *(
+        ResourceInfo(
+            "rbac.authorization.k8s.io", "v1", kind, plural, namespaced, (), (), (), has_status=False
+        )
+        for kind, plural, namespaced in (
+            ("ClusterRole", "clusterroles", False),
+            ("ClusterRoleBinding", "clusterrolebindings", False),
+            ("Role", "roles", True),
+            ("RoleBinding", "rolebindings", True),
+        )
+    ),
+    # authentication.k8s.io/v1 and authorization.k8s.io/v1: reviews, answered and never stored
+    *(
+        ResourceInfo(group, "v1", kind, plural, namespaced, (), (), (), has_status=False, verbs=("create",))
+        for group, kind, plural, namespaced in (
+            ("authentication.k8s.io", "TokenReview", "tokenreviews", False),
+            ("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", False),
+            ("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", False),
+            ("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False),
+            ("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+            ("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False),
+        )
+    ),
     # storage.k8s.io/v1
     ResourceInfo(
         "storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",), (), (), has_status=False
@@ -139,6 +167,11 @@ RESOURCES: tuple[ResourceInfo, ...] = (
 
 # The binding pseudo-kind, accepted only through pods/{name}/binding.
 BINDING = ResourceInfo("", "v1", "Binding", "bindings", True, (), (), (), has_status=False, verbs=("create",))
+
+# The TokenRequest pseudo-kind, accepted only through serviceaccounts/{name}/token.
+TOKEN_REQUEST = ResourceInfo(
+    "authentication.k8s.io", "v1", "TokenRequest", "tokenrequests", True, (), (), (), verbs=("create",)
+)
 
 _BY_GVR: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.plural): r for r in RESOURCES}
 _BY_GVK: dict[tuple[str, str, str], ResourceInfo] = {(r.group, r.version, r.kind): r for r in RESOURCES}

@@ -417,6 +417,26 @@ def _item_operations(
     return ops
 
 
+def _create_only_paths(info: ResourceInfo, name: str) -> dict[str, Schema]:
+    """A kind that is only posted and answered (TokenReview, SubjectAccessReview, ...)."""
+    gvk = (info.group, info.version, info.kind)
+    base = f"/api/{info.version}" if not info.group else f"/apis/{info.group}/{info.version}"
+    word = f"{_group_word(info.group)}{info.version.capitalize()}"
+    scope = "Namespaced" if info.namespaced else ""
+    collection = (
+        f"{base}/namespaces/{{namespace}}/{info.plural}" if info.namespaced else f"{base}/{info.plural}"
+    )
+    params = [_path_param("namespace", "object name and auth scope, such as for teams and projects")]
+    return {
+        collection: {
+            "post": _write_operation(
+                f"create{word}{scope}{info.kind}", "post", gvk, f"create a {info.kind}", name, _CREATED
+            ),
+            "parameters": [*(params if info.namespaced else []), PRETTY],
+        }
+    }
+
+
 def _resource_paths(info: ResourceInfo) -> dict[str, Schema]:
     """Every path the API server serves for one resource, with its operations."""
     name: str | None
@@ -426,6 +446,8 @@ def _resource_paths(info: ResourceInfo) -> dict[str, Schema]:
     else:
         name = schema_name(info.group, info.version, info.kind)
         list_name = schema_name(info.group, info.version, info.list_kind_name)
+    if name is not None and info.verbs == ("create",):
+        return _create_only_paths(info, name)
     if name is None or list_name is None:
         logger.warning(
             "no schema for %s/%s %s; leaving it out of OpenAPI", info.group, info.version, info.kind
@@ -519,7 +541,11 @@ def _resource_paths(info: ResourceInfo) -> dict[str, Schema]:
 _CREATED = ("200", "201", "202")
 _OK = _responses(None, ("200",))
 # Subresources a client posts an object of another kind to.
-_POSTED = {"binding": ("", "v1", "Binding"), "eviction": ("policy", "v1", "Eviction")}
+_POSTED = {
+    "binding": ("", "v1", "Binding"),
+    "eviction": ("policy", "v1", "Eviction"),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
+}
 _CONNECT_OPTIONS = {"exec": "Exec", "attach": "Attach", "portforward": "PortForward", "proxy": "Proxy"}
 
 

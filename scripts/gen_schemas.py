@@ -43,7 +43,7 @@ import kubernetes.client.models as client_models
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from apimachinery.resources import BINDING, RESOURCES, group_versions  # noqa: E402
+from apimachinery.resources import BINDING, RESOURCES, TOKEN_REQUEST, group_versions  # noqa: E402
 
 OUTPUT = ROOT / "apiserver" / "schemas.json"
 
@@ -258,6 +258,9 @@ _CLASS_NAME = re.compile(
 _LIST = re.compile(r"^List\[(.+)\]$")
 _DICT = re.compile(r"^Dict\[str, (.+)\]$")
 _RESPONSE_TYPE = re.compile(r"'\d\d\d': \"(\w+List)\"")
+# Kinds that are only created and answered, never listed (reviews, token requests): their
+# modules return the kind itself.
+_REVIEW_TYPE = re.compile(r"'\d\d\d': \"(\w+(?:Review|TokenRequest))\"")
 
 
 def model(name: str) -> type[Any]:
@@ -309,6 +312,7 @@ def group_roots() -> list[tuple[str, str, list[str]]]:
         for list_name in sorted(set(_RESPONSE_TYPE.findall(path.read_text()))):
             items = model(list_name).openapi_types.get("items", "")
             kinds.extend([*referenced_models(items), list_name])
+        kinds.extend(sorted(set(_REVIEW_TYPE.findall(path.read_text()))))
         roots.append((match["group"].split("_")[0], match["version"], kinds))
     roots.sort(key=lambda r: (r[1] != "v1", r[0] != "core", r[0], r[1]))
     return roots
@@ -523,6 +527,8 @@ def client_class(kind: str, group: str) -> str:
     """The client's class for a served kind (core Event is ``CoreV1Event``, events.k8s.io's is not served)."""
     if kind in ("Event", "EventList") and group == "":
         return f"CoreV1{kind}"
+    if kind == "TokenRequest":  # storage.k8s.io has a TokenRequest too
+        return "AuthenticationV1TokenRequest"
     return f"V1{kind}"
 
 
@@ -532,8 +538,9 @@ def gvk(group: str, version: str, kind: str) -> dict[str, str]:
 
 def generate() -> dict[str, Any]:
     gen = Generator(kubernetes_definitions())
-    for info in (*RESOURCES, BINDING):
-        for kind in (info.kind, info.list_kind_name) if info is not BINDING else (info.kind,):
+    for info in (*RESOURCES, BINDING, TOKEN_REQUEST):
+        # pseudo-kinds that are only created (bindings, reviews, token requests) have no list
+        for kind in (info.kind, info.list_kind_name) if "list" in info.verbs else (info.kind,):
             name = client_class(kind, info.group)
             gen.add(name)
             gen.set_gvk(name, [gvk(info.group, info.version, kind)])
