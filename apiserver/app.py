@@ -30,7 +30,7 @@ from apimachinery.resources import ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
 from apiserver import openapi, protobuf
 
-from . import crd, crdschema, discovery, nodeproxy, portforward_spdy, strategy, watchcache
+from . import crd, crdschema, discovery, kubernetes_service, nodeproxy, portforward_spdy, strategy, watchcache
 from .etcd import EtcdUnavailable
 from .patching import apply_patch, patch_type_of
 from .registry import Registry, Storage, unavailable
@@ -1033,11 +1033,15 @@ def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_stora
             storage.start()
         task = asyncio.create_task(progress_loop())
         crds = asyncio.create_task(crd.CRDController(storage).run(), name="crd-controller")
+        master = kubernetes_service.start_reconciler(storage)  # the `kubernetes` Service
         try:
             yield
         finally:
             task.cancel()
             crds.cancel()
+            if master is not None:
+                master.cancel()
+                await asyncio.gather(master, return_exceptions=True)
             if manage_storage:
                 await storage.stop()
 

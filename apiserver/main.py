@@ -11,6 +11,7 @@ import uvicorn
 
 from apimachinery.component import add_log_level_flag, run_component
 
+from . import kubernetes_service
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
 from .etcd import Etcd, EtcdUnavailable
@@ -70,6 +71,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     )
     await storage.repair_service_allocations()
     await storage.ensure_system_namespaces()
+    storage.master_endpoint = kubernetes_service.master_endpoint(args)  # type: ignore[attr-defined]
     advertise = f"{args.bind_address}:{args.port}"
     app = create_app(storage, advertise)
     config = uvicorn.Config(
