@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=100,
         help="most endpoints the EndpointSlice controller puts in one slice (default 100)",
     )
+    p.add_argument(
+        "--root-ca-file",
+        default="",
+        help="the cluster CA (PEM) published as ConfigMap kube-root-ca.crt in every namespace",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -73,6 +78,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     names = select_controllers(args.controllers)
     if not args.allocate_node_cidrs:
         names = [n for n in names if n != "nodeipam"]
+    if not args.root_ca_file:
+        names = [n for n in names if n != "root-ca-cert-publisher"]
     manager = ControllerManager(
         client,
         names,
@@ -87,6 +94,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "job_backoff_seconds": args.job_backoff_seconds,
                 "hostpath_provisioner_dir": args.hostpath_provisioner_dir,
                 "max_endpoints_per_slice": args.max_endpoints_per_slice,
+                "root_ca_file": args.root_ca_file,
             },
         ),
         leader_elect=args.leader_elect,

@@ -685,6 +685,7 @@ def test_select_controllers() -> None:
         "daemonset",
         "nodeipam",
         "persistentvolume-binder",
+        "root-ca-cert-publisher",
     ]
     assert select_controllers("replicaset") == ["replicaset"]
     with pytest.raises(ValueError):
