@@ -11,7 +11,7 @@ import uvicorn
 
 from apimachinery.component import add_log_level_flag, run_component
 
-from . import kubernetes_service
+from . import kubernetes_service, nodeproxy
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
 from .etcd import Etcd, EtcdUnavailable
@@ -41,6 +41,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_NODE_PORT_RANGE,
         help="port range (e.g. 30000-32767) from which NodePorts are allocated",
     )
+    p.add_argument(
+        "--kubelet-client-certificate",
+        default=None,
+        help="client certificate the API server presents to kubelets",
+    )
+    p.add_argument("--kubelet-client-key", default=None, help="the key of --kubelet-client-certificate")
+    p.add_argument(
+        "--kubelet-certificate-authority",
+        default=None,
+        help="CA that kubelets' serving certificates are verified against (unset: not verified)",
+    )
     add_log_level_flag(p)
     return p.parse_args(argv)
 
@@ -62,6 +73,9 @@ async def wait_for_etcd(etcd: Etcd, timeout: float) -> str:
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     """Serve until uvicorn, which handles SIGTERM and SIGINT itself, stops (``stop`` stays unset)."""
+    nodeproxy.configure(
+        args.kubelet_client_certificate, args.kubelet_client_key, args.kubelet_certificate_authority
+    )
     etcd = Etcd(args.etcd_servers)
     version = await wait_for_etcd(etcd, args.etcd_wait_timeout)
     log.info("connected to etcd %s at %s", version, args.etcd_servers)

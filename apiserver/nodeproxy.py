@@ -4,15 +4,18 @@ pod's kubelet.
 The kubelet serves ``GET /containerLogs/{ns}/{pod}/{container}`` (plain text, streamed with
 ``follow``) and a WebSocket at ``/exec/{ns}/{pod}/{container}`` speaking Kubernetes' channel
 protocols (``v5.channel.k8s.io``: one stream byte per message).  Its address is the node's
-``InternalIP`` and ``status.daemonEndpoints.kubeletEndpoint.Port``.  Like Kubernetes' API server,
-this module only finds the kubelet, checks the request against the pod, and copies bytes.
+``InternalIP`` and ``status.daemonEndpoints.kubeletEndpoint.Port``, over HTTPS with the API
+server's kubelet client certificate (see :func:`configure`).  Like Kubernetes' API server, this
+module only finds the kubelet, checks the request against the pod, and copies bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -30,6 +33,48 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KubeletClientConfig:
+    """How the API server reaches kubelets (``--kubelet-client-certificate``/``--kubelet-client-key``,
+    ``--kubelet-certificate-authority``): HTTPS with that client certificate; the kubelet's serving
+    certificate is verified only when a CA is given (Kubernetes' default otherwise: not verified)."""
+
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+        if not self.ca_file:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+_kubelet_client = KubeletClientConfig()
+_ssl_context: ssl.SSLContext | None = None
+
+
+def configure(cert_file: str | None = None, key_file: str | None = None, ca_file: str | None = None) -> None:
+    """Set the API server's kubelet client credentials (minik-apiserver's flags)."""
+    global _kubelet_client, _ssl_context
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("--kubelet-client-certificate and --kubelet-client-key go together")
+    _kubelet_client = KubeletClientConfig(cert_file or None, key_file or None, ca_file or None)
+    _ssl_context = _kubelet_client.ssl_context()  # read the files now: a bad path fails at start
+
+
+def kubelet_ssl_context() -> ssl.SSLContext:
+    """The TLS context for connections to kubelets (made once, shared by every connection)."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = _kubelet_client.ssl_context()
+    return _ssl_context
+
 
 PODS = by_plural("", "v1", "pods")
 NODES = by_plural("", "v1", "nodes")
@@ -68,14 +113,16 @@ async def _pod_and_kubelet(
     host = addresses.get("InternalIP") or addresses.get("Hostname")
     if not port or not host:
         raise errors.ServiceUnavailable(f"node {node_name} does not report a kubelet endpoint")
-    return container, f"http://{host}:{port}"
+    if ":" in str(host):
+        host = f"[{host}]"
+    return container, f"https://{host}:{port}"
 
 
 async def pod_logs(storage: Storage, namespace: str, name: str, query: Any) -> Response:
     container, base = await _pod_and_kubelet(storage, namespace, name, query.get("container"))
     params = {k: query.get(k) for k in LOG_PARAMS if query.get(k) not in (None, "")}
     url = f"{base}/containerLogs/{namespace}/{name}/{container}"
-    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+    client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), verify=kubelet_ssl_context())
     try:
         upstream = await client.send(client.build_request("GET", url, params=params), stream=True)
     except httpx.HTTPError as e:
@@ -88,7 +135,9 @@ async def pod_logs(storage: Storage, namespace: str, name: str, query: Any) -> R
         try:
             raise errors.from_status(orjson.loads(body), upstream.status_code)
         except orjson.JSONDecodeError:
-            raise errors.StatusError(body.decode(errors="replace"), code=upstream.status_code) from None
+            # Kubernetes' kubelet answers 401/403 in plain text
+            text = body.decode(errors="replace").strip()
+            raise errors.from_status({"message": text}, upstream.status_code) from None
 
     async def relay() -> AsyncIterator[bytes]:
         try:
@@ -142,7 +191,17 @@ async def pod_portforward(storage: Storage, ws: WebSocket, namespace: str, name:
 
 
 class KubeletUnreachable(Exception):
-    """The kubelet's WebSocket endpoint did not answer (why is the message)."""
+    """The kubelet's WebSocket endpoint did not answer (why is the message), or refused the
+    upgrade (``code`` is then its HTTP status, the message its answer)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def status_error(self, base: str) -> errors.StatusError:
+        if self.code is not None:
+            return errors.from_status({"message": f"unable to upgrade connection: {self}"}, self.code)
+        return errors.ServiceUnavailable(f"the kubelet at {base} did not answer: {self}")
 
 
 async def connect_kubelet(
@@ -151,19 +210,24 @@ async def connect_kubelet(
     """A WebSocket to ``path`` (with the query ``params``) on the kubelet at ``base``, offering
     ``protocols``; :class:`KubeletUnreachable` when the kubelet does not answer."""
     from websockets.asyncio.client import connect
-    from websockets.exceptions import InvalidHandshake
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
     from websockets.typing import Subprotocol
 
-    url = base.replace("http://", "ws://") + f"{path}?{urlencode(params)}"
+    url = base.replace("https://", "wss://") + f"{path}?{urlencode(params)}"
     try:
         return await connect(
             url,
+            ssl=kubelet_ssl_context(),
             subprotocols=[Subprotocol(p) for p in protocols],
             compression=None,
             max_size=None,
             proxy=None,
             open_timeout=10,
         )
+    except InvalidStatus as e:
+        # the kubelet said no (401/403 when the API server's credentials are not accepted)
+        body = e.response.body.decode(errors="replace").strip() if e.response.body else ""
+        raise KubeletUnreachable(body or str(e), e.response.status_code) from e
     except (OSError, InvalidHandshake, TimeoutError) as e:
         raise KubeletUnreachable(str(e)) from e
 
@@ -185,7 +249,7 @@ async def _relay(
         upstream = await connect_kubelet(base, path, params, protocols)
     except KubeletUnreachable as e:
         await ws.accept(subprotocol=protocols[0] if offered else None)
-        status = errors.ServiceUnavailable(f"the kubelet at {base} did not answer: {e}").status()
+        status = e.status_error(base).status()
         body = orjson.dumps(status) if error_channel == b"\x03" else str(status.get("message")).encode()
         await ws.send_bytes(error_channel + body)
         await ws.close()

@@ -11,7 +11,8 @@ empty unless forwarding fails, and the server closes it when the connection is o
 Kubernetes' API server passes the SPDY connection on to the kubelet.  minik's API server ends
 SPDY here and, for every stream pair, opens the kubelet's WebSocket port-forward
 (``/portForward/{ns}/{pod}?port=P``, ``v4.channel.k8s.io``: channel 0 data, 1 errors, each
-starting with a two-byte port frame), so the pod is still reached from its node.
+starting with a two-byte port frame) over TLS with the API server's kubelet client certificate
+(:func:`apiserver.nodeproxy.connect_kubelet`), so the pod is still reached from its node.
 """
 
 from __future__ import annotations
@@ -201,9 +202,8 @@ class PortForwardSession:
                 self.kubelet_base, path, [("port", str(port))], KUBELET_PROTOCOLS
             )
         except KubeletUnreachable as e:
-            await self._report(
-                error, f"error forwarding port {port} to pod {self.name}: the kubelet did not answer: {e}"
-            )
+            why = f"the kubelet refused: {e}" if e.code is not None else f"the kubelet did not answer: {e}"
+            await self._report(error, f"error forwarding port {port} to pod {self.name}: {why}")
             return
 
         async def to_pod() -> None:
