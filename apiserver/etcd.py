@@ -14,6 +14,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import grpc
@@ -41,6 +42,9 @@ class KV:
     mod_revision: int
     create_revision: int
     lease: int = 0
+    # read with a key or provider other than the one writes use (apiserver.encryption): an update
+    # rewrites it even when the object did not change, which re-encrypts it with the current key
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +55,11 @@ class WatchEvent:
     revision: int
 
 
-def _kv(m: rpc.KeyValue) -> KV:
-    return KV(m.key, m.value, m.mod_revision, m.create_revision, m.lease)
+class ValueTransformer(Protocol):
+    """Encryption at rest (apiserver.encryption.Transformer): every value read or written."""
+
+    def to_storage(self, key: bytes, value: bytes) -> bytes: ...
+    def from_storage(self, key: bytes, value: bytes) -> tuple[bytes, bool]: ...
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -113,6 +120,17 @@ class Etcd:
         self._watch = rpc.WatchStub(self._channel)
         self._lease = rpc.LeaseStub(self._channel)
         self._maint = rpc.MaintenanceStub(self._channel)
+        # encryption at rest: values pass through it on every read and write (None: stored as given)
+        self.transformer: ValueTransformer | None = None
+
+    def _decoded(self, m: rpc.KeyValue) -> KV:
+        if self.transformer is None or not m.value:
+            return KV(m.key, m.value, m.mod_revision, m.create_revision, m.lease)
+        value, stale = self.transformer.from_storage(m.key, m.value)
+        return KV(m.key, value, m.mod_revision, m.create_revision, m.lease, stale)
+
+    def _out(self, k: bytes, value: bytes) -> bytes:
+        return value if self.transformer is None else self.transformer.to_storage(k, value)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -129,7 +147,7 @@ class Etcd:
     async def get(self, key: str) -> tuple[KV | None, int]:
         """The key's value (or None) and the store's revision at the read."""
         resp = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()))
-        return (_kv(resp.kvs[0]) if resp.kvs else None), resp.header.revision
+        return (self._decoded(resp.kvs[0]) if resp.kvs else None), resp.header.revision
 
     async def range(
         self, prefix: str, *, start: bytes | None = None, limit: int = 0, revision: int = 0
@@ -138,7 +156,7 @@ class Etcd:
         p = prefix.encode()
         req = rpc.RangeRequest(key=start or p, range_end=prefix_end(p), limit=limit, revision=revision)
         resp = await self._call(self._kv.Range, req, timeout=max(self.timeout, 30.0))
-        return [_kv(k) for k in resp.kvs], resp.more, resp.header.revision
+        return [self._decoded(k) for k in resp.kvs], resp.more, resp.header.revision
 
     async def count(self, prefix: str) -> int:
         p = prefix.encode()
@@ -163,7 +181,9 @@ class Etcd:
             compare=[
                 rpc.Compare(key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0)
             ],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value, lease=lease))],
+            success=[
+                rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self._out(k, value), lease=lease))
+            ],
         )
         resp = await self._call(self._kv.Txn, txn)
         return int(resp.header.revision) if resp.succeeded else None
@@ -175,7 +195,7 @@ class Etcd:
         """
         k = key.encode()
         return await self._if_unchanged(
-            k, mod_revision, rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value))
+            k, mod_revision, rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self._out(k, value)))
         )
 
     async def delete(self, key: str, mod_revision: int) -> tuple[int | None, KV | None]:
@@ -201,10 +221,11 @@ class Etcd:
         if resp.succeeded:
             return int(resp.header.revision), None
         kvs = resp.responses[0].response_range.kvs
-        return None, (_kv(kvs[0]) if kvs else None)
+        return None, (self._decoded(kvs[0]) if kvs else None)
 
     async def put(self, key: str, value: bytes) -> int:
-        resp = await self._call(self._kv.Put, rpc.PutRequest(key=key.encode(), value=value))
+        k = key.encode()
+        resp = await self._call(self._kv.Put, rpc.PutRequest(key=k, value=self._out(k, value)))
         return int(resp.header.revision)
 
     async def grant_lease(self, ttl: int) -> int:
@@ -266,8 +287,8 @@ class Etcd:
                     batch.append(
                         WatchEvent(
                             "DELETE" if ev.type == rpc.Event.DELETE else "PUT",
-                            _kv(ev.kv),
-                            _kv(ev.prev_kv) if ev.HasField("prev_kv") else None,
+                            self._decoded(ev.kv),
+                            self._decoded(ev.prev_kv) if ev.HasField("prev_kv") else None,
                             int(ev.kv.mod_revision),
                         )
                     )

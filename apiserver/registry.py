@@ -213,7 +213,7 @@ class Registry:
                 continue
             assert isinstance(new, dict)
             new.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
-            if new == current or dry_run:
+            if (new == current and not kv.stale) or dry_run:  # stale: written with an old key
                 return new, False
             rev, kv2 = await self.etcd.update(key, encode(new), kv.mod_revision)
             if rev is not None:
