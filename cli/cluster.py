@@ -29,7 +29,17 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .supervisor import DEFAULTS, etcd_binary, gateway, settings
+from .supervisor import (
+    DEFAULTS,
+    api_url,
+    ensure_credentials,
+    etcd_binary,
+    gateway,
+    host_ip,
+    kubeconfig_file,
+    settings,
+    tls_client,
+)
 
 console = Console(highlight=False)
 CONTEXT = "minik"
@@ -94,41 +104,67 @@ def read_json(path: Path) -> dict[str, Any]:
 # -- kubeconfig ------------------------------------------------------------------------------------
 
 
-def merge_kubeconfig(data: dict[str, Any], server: str, context: str = CONTEXT) -> dict[str, Any]:
-    """``data`` with a cluster, user and context named ``context`` (replacing same-named entries,
-    keeping every other one) and ``current-context`` set to it."""
+def merge_kubeconfig(
+    data: dict[str, Any], entries: dict[str, Any], make_current: bool = True
+) -> dict[str, Any]:
+    """``data`` with the clusters, users and contexts of the kubeconfig ``entries`` added (each
+    replacing a same-named entry, every other one kept) and, with ``make_current``, its current
+    context made current."""
     out = dict(data)
     out.setdefault("apiVersion", "v1")
     out.setdefault("kind", "Config")
     out.setdefault("preferences", {})
-
-    def upsert(section: str, entry: dict[str, Any]) -> None:
-        items = [e for e in out.get(section) or [] if e.get("name") != entry["name"]]
-        items.append(entry)
-        out[section] = items
-
-    upsert("clusters", {"name": context, "cluster": {"server": server}})
-    upsert("users", {"name": context, "user": {}})
-    upsert(
-        "contexts",
-        {"name": context, "context": {"cluster": context, "user": context, "namespace": "default"}},
-    )
-    out["current-context"] = context
+    for section in ("clusters", "users", "contexts"):
+        new = entries.get(section) or []
+        names = {e["name"] for e in new}
+        out[section] = [e for e in out.get(section) or [] if e.get("name") not in names] + list(new)
+    if make_current and entries.get("current-context"):
+        out["current-context"] = entries["current-context"]
     return out
 
 
-def write_kubeconfig(server: str, context: str = CONTEXT) -> Path:
-    """Merge the context into ``$KUBECONFIG`` (its first file) or ``~/.kube/config`` and make it current."""
+def cluster_entries(
+    server: str, ca_pem: str, crt: Path, key: Path, context: str = CONTEXT, user: str = CONTEXT
+) -> dict[str, Any]:
+    """A cluster ``context`` (server and CA), a user ``user`` (client certificate and key, embedded)
+    and a context pairing them in namespace default."""
+    from apimachinery.pki import kubeconfig_dict
+
+    return kubeconfig_dict(
+        server=server,
+        ca_pem=ca_pem,
+        cert=(crt, key),
+        context=context,
+        cluster=context,
+        user=user,
+        namespace="default",
+    )
+
+
+def merge_into_user_kubeconfig(entries: dict[str, Any], make_current: bool = True) -> Path:
+    """Merge ``entries`` into ``$KUBECONFIG`` (its first file) or ``~/.kube/config`` (0600)."""
     path = kubeconfig_path()
     data: dict[str, Any] = {}
     if path.exists():
         data = yaml.safe_load(path.read_text()) or {}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".minik-tmp")
-    tmp.write_text(yaml.safe_dump(merge_kubeconfig(data, server, context), sort_keys=False))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(yaml.safe_dump(merge_kubeconfig(data, entries, make_current), sort_keys=False))
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path
+
+
+def write_kubeconfig(state: Path, cfg: dict[str, Any], context: str = CONTEXT) -> Path:
+    """Merge the ``minik`` context (the admin certificate and the cluster CA, embedded) into the
+    user's kubeconfig and make it current."""
+    pki = state / "pki"
+    entries = cluster_entries(
+        api_url(cfg), (pki / "ca.crt").read_text(), pki / "admin.crt", pki / "admin.key", context
+    )
+    return merge_into_user_kubeconfig(entries)
 
 
 def remove_kubeconfig_context(context: str = CONTEXT) -> None:
@@ -195,7 +231,7 @@ def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
         )
     for what, port in f.busy_ports:
         problems.append(
-            f"port {port} on 127.0.0.1 (for {what}) is already in use: stop what uses it or pick "
+            f"port {port} (for {what}) is already in use on this host: stop what uses it or pick "
             "other ports (--api-port, --etcd-port, --kubelet-port)."
         )
     if f.network_clash:
@@ -203,11 +239,11 @@ def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
     return problems
 
 
-def port_in_use(port: int) -> bool:
+def port_in_use(port: int, address: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((address, port))
         except OSError:
             return True
     return False
@@ -265,11 +301,12 @@ def gather_facts(cfg: dict[str, Any]) -> HostFacts:
     except Exception as exc:  # noqa: BLE001 - any failure means: no usable engine
         docker_error = docker_error_text(str(exc), os.environ.get("DOCKER_HOST"))
     busybox = Path("/bin/busybox").is_file() or shutil.which("busybox") is not None
+    # the API server listens on every address and the kubelet on the node's: bind those to check
     ports = [
-        ("the API server", cfg["api_port"]),
-        ("etcd", cfg["etcd_port"]),
-        ("etcd's peer port", cfg["etcd_peer_port"]),
-        ("the kubelet", cfg["kubelet_port"]),
+        ("the API server", cfg["api_port"], "0.0.0.0"),
+        ("etcd", cfg["etcd_port"], "127.0.0.1"),
+        ("etcd's peer port", cfg["etcd_peer_port"], "127.0.0.1"),
+        ("the kubelet", cfg["kubelet_port"], cfg.get("advertise_address") or "127.0.0.1"),
     ]
     return HostFacts(
         is_root=os.geteuid() == 0,
@@ -279,7 +316,7 @@ def gather_facts(cfg: dict[str, Any]) -> HostFacts:
         iptables=shutil.which("iptables") is not None and shutil.which("iptables-restore") is not None,
         etcd=etcd_binary() is not None,
         sandbox_image_buildable=pause_image or busybox,
-        busy_ports=[(what, port) for what, port in ports if port_in_use(port)],
+        busy_ports=[(what, port) for what, port, addr in ports if port_in_use(port, addr)],
         network_clash=clash,
     )
 
@@ -352,18 +389,19 @@ def node_verdict(node: dict[str, Any], since: float = 0.0) -> Health:
     return Health(False, f"node {name} has no Ready condition yet")
 
 
-def _get_json(url: str) -> dict[str, Any]:
-    r = httpx.get(url, timeout=1.0)
+def _get_json(url: str, client: httpx.Client | None = None) -> dict[str, Any]:
+    r = client.get(url) if client is not None else httpx.get(url, timeout=1.0)
     r.raise_for_status()
     data = r.json()
     return data if isinstance(data, dict) else {}
 
 
-def probes(cfg: dict[str, Any], started: dict[str, float]) -> dict[str, Callable[[], Health]]:
+def probes(
+    cfg: dict[str, Any], started: dict[str, float], api: httpx.Client
+) -> dict[str, Callable[[], Health]]:
     """One health probe per component (run only when its process is alive); ``started`` holds
-    each process's start time."""
+    each process's start time; ``api`` reaches the API server over TLS as the admin."""
     cfg = settings(cfg)
-    api = f"http://127.0.0.1:{cfg['api_port']}"
     gw = gateway(cfg["pod_cidr"])
     chain = f"{cfg['iptables_chain_prefix']}-SERVICES"
 
@@ -372,12 +410,12 @@ def probes(cfg: dict[str, Any], started: dict[str, float]) -> dict[str, Callable
         return Health(data.get("health") == "true", f"health {data.get('health')}")
 
     def apiserver() -> Health:
-        r = httpx.get(f"{api}/readyz", timeout=1.0)
+        r = api.get("/readyz")
         return Health(r.status_code == 200, f"readyz {r.text.strip()[:40]}")
 
     def controller_manager() -> Health:
         lease = _get_json(
-            f"{api}/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/minik-controller-manager"
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/minik-controller-manager", api
         )
         return lease_verdict(lease, datetime.now(UTC), started.get("controller-manager", 0.0))
 
@@ -385,7 +423,7 @@ def probes(cfg: dict[str, Any], started: dict[str, float]) -> dict[str, Callable
         return Health(True, "running")
 
     def kubelet() -> Health:
-        node = _get_json(f"{api}/api/v1/nodes/{cfg['node_name']}")
+        node = _get_json(f"/api/v1/nodes/{cfg['node_name']}", api)
         return node_verdict(node, started.get("kubelet", 0.0))
 
     def proxy() -> Health:
@@ -420,10 +458,26 @@ def process_alive(pid: int | None) -> bool:
     return True
 
 
-def health(state: Path, cfg: dict[str, Any], pool: ThreadPoolExecutor) -> dict[str, Health]:
-    """Each component's health: its process first, then its own probe."""
+def _api_client(state: Path, cfg: dict[str, Any]) -> httpx.Client | None:
+    try:
+        return tls_client(cfg, state)
+    except OSError:  # no certificates yet
+        return None
+
+
+def health(
+    state: Path, cfg: dict[str, Any], pool: ThreadPoolExecutor, api: httpx.Client | None = None
+) -> dict[str, Health]:
+    """Each component's health: its process first, then its own probe.  ``api`` (made and closed
+    here when not given) reaches the API server over TLS as the admin."""
+    if api is None:
+        own = _api_client(state, cfg)
+        if own is None:
+            return {name: Health(False, f"no credentials in {state}/pki") for name in ORDER}
+        with own:
+            return health(state, cfg, pool, own)
     status = read_json(state / "status.json")
-    checks = probes(cfg, {name: float(info.get("started") or 0) for name, info in status.items()})
+    checks = probes(cfg, {name: float(info.get("started") or 0) for name, info in status.items()}, api)
     out: dict[str, Health] = {}
     futures = {}
     for name in ORDER:
@@ -469,7 +523,7 @@ def _report_running(state: Path, pid: int) -> None:
         report = health(state, cfg, pool)
     console.print(
         f"minik is already running (supervisor pid {pid}, state {state}): "
-        f"API server at http://127.0.0.1:{cfg['api_port']}, node {cfg['node_name']}"
+        f"API server at {api_url(cfg)}, node {cfg['node_name']}"
     )
     console.print(status_table(state, cfg, report))
 
@@ -478,7 +532,9 @@ def up(
     state_dir: Path = typer.Option(
         None, help="where state and logs live (default $MINIK_STATE_DIR or ~/.minik)"
     ),
-    api_port: int = typer.Option(DEFAULTS["api_port"], help="the API server's port on 127.0.0.1"),
+    api_port: int = typer.Option(
+        DEFAULTS["api_port"], help="the API server's secure (HTTPS) port, on every address of the host"
+    ),
     etcd_port: int = typer.Option(
         DEFAULTS["etcd_port"], help="etcd's client port (the peer port is the next one)"
     ),
@@ -494,15 +550,18 @@ def up(
 ) -> None:
     """Start a local cluster on this host as separate, supervised processes.
 
-    Waits until every component answers (the node Ready, DNS answering),
-    writes a `minik` context into $KUBECONFIG or ~/.kube/config and makes it
-    current. Running it again reports the running cluster.
+    Makes the cluster CA and a certificate for every component (each runs
+    as its own user, never as admin) on the first run and reuses them after;
+    waits until every component answers (the node Ready, DNS answering),
+    writes a `minik` context (the admin certificate and the CA) into
+    $KUBECONFIG or ~/.kube/config and makes it current. Running it again
+    reports the running cluster.
 
     Examples:
 
-      sudo minik up             # API server on 127.0.0.1:8080
+      sudo minik up             # API server at https://127.0.0.1:6443
 
-      minik up --state-dir /tmp/b --api-port 18080 --etcd-port 12379
+      minik up --state-dir /tmp/b --api-port 16443 --etcd-port 12379
       --kubelet-port 20250 --node-name b-1 --pod-cidr 10.245.0.0/24
       --network-name minik-b --iptables-chain-prefix B   # a second cluster
     """
@@ -523,6 +582,7 @@ def up(
             "network_name": network_name,
             "iptables_chain_prefix": iptables_chain_prefix,
             "kubelet_port": kubelet_port,
+            "advertise_address": host_ip(),
         }
     )
     orphans = leftovers(read_json(state / "status.json"))
@@ -541,6 +601,7 @@ def up(
     state.mkdir(parents=True, exist_ok=True)
     (state / "config.json").write_text(json.dumps(cfg, indent=2))
     (state / "logs").mkdir(exist_ok=True)
+    ensure_credentials(cfg, state)
     (state / "status.json").unlink(missing_ok=True)
     with open(state / "logs" / "supervisor.log", "ab") as log:
         subprocess.Popen(
@@ -551,14 +612,18 @@ def up(
             start_new_session=True,
             cwd=str(Path(__file__).resolve().parent.parent),
         )
-    server = f"http://127.0.0.1:{api_port}"
+    server = api_url(cfg)
     deadline = time.monotonic() + timeout
     done: set[str] = set()
     kubeconfig: Path | None = None
     report: dict[str, Health] = {}
-    with ThreadPoolExecutor(8) as pool, console.status("starting the cluster…") as spinner:
+    with (
+        ThreadPoolExecutor(8) as pool,
+        tls_client(cfg, state) as api,
+        console.status("starting the cluster…") as spinner,
+    ):
         while True:
-            report = health(state, cfg, pool)
+            report = health(state, cfg, pool, api)
             for name in ORDER:
                 if report[name].ok and name not in done:
                     done.add(name)
@@ -566,7 +631,7 @@ def up(
                         f"  [green]✓[/green] {name:19} {time.monotonic() - t0:5.1f}s  {report[name].detail}"
                     )
             if kubeconfig is None and "apiserver" in done:
-                kubeconfig = write_kubeconfig(server)
+                kubeconfig = write_kubeconfig(state, cfg)
             if len(done) == len(ORDER):
                 break
             if supervisor_pid(state) is None and time.monotonic() - t0 > 5:
@@ -716,7 +781,7 @@ def status(state_dir: Path = typer.Option(None, help="state directory (default ~
     cfg = settings(read_json(state / "config.json"))
     with ThreadPoolExecutor(8) as pool:
         report = health(state, cfg, pool)
-    console.print(f"supervisor pid {pid}, state {state}, API server http://127.0.0.1:{cfg['api_port']}")
+    console.print(f"supervisor pid {pid}, state {state}, API server {api_url(cfg)}")
     console.print(status_table(state, cfg, report))
     if not all(h.ok for h in report.values()):
         raise typer.Exit(1)
@@ -740,18 +805,19 @@ EXPORT_GETS: list[tuple[str, list[str]]] = [
 ]
 
 
-def api_unready(server: str, timeout: float = 3.0) -> str | None:
-    """Why the API server at ``server`` cannot answer ``get`` (None: its ``/readyz`` is 200)."""
+def api_unready(state: Path, cfg: dict[str, Any], timeout: float = 3.0) -> str | None:
+    """Why the cluster's API server cannot answer ``get`` (None: its ``/readyz`` is 200)."""
     try:
-        r = httpx.get(f"{server}/readyz", timeout=timeout)
-    except httpx.HTTPError as exc:
+        with tls_client(cfg, state, timeout) as client:
+            r = client.get("/readyz")
+    except (httpx.HTTPError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None if r.status_code == 200 else f"/readyz answered {r.status_code}"
 
 
-def _minik_get(server: str, args: list[str], timeout: float = 60) -> str:
-    """``minik --server SERVER ARGS``: its output, or what went wrong, as text for a file."""
-    argv = [sys.executable, "-m", "cli.main", "--server", server, *args]
+def _minik_get(kubeconfig: Path, args: list[str], timeout: float = 60) -> str:
+    """``minik --kubeconfig KUBECONFIG ARGS``: its output, or what went wrong, as text for a file."""
+    argv = [sys.executable, "-m", "cli.main", "--kubeconfig", str(kubeconfig), *args]
     try:
         proc = subprocess.run(
             argv,
@@ -790,8 +856,8 @@ def export_logs(state: Path, output: Path) -> list[str]:
     if not cfg:
         notes.append(f"no {state / 'config.json'}: the API server's address is unknown.")
     else:
-        server = f"http://127.0.0.1:{settings(cfg)['api_port']}"
-        reason = api_unready(server)
+        server = api_url(cfg)
+        reason = api_unready(state, cfg)
         if reason is not None:
             notes.append(
                 f"the API server at {server} did not answer ({reason}): "
@@ -800,7 +866,8 @@ def export_logs(state: Path, output: Path) -> list[str]:
             )
         else:
             with ThreadPoolExecutor(len(EXPORT_GETS)) as pool:
-                texts = pool.map(lambda item: _minik_get(server, item[1]), EXPORT_GETS)
+                admin = kubeconfig_file(state, "admin")
+                texts = pool.map(lambda item: _minik_get(admin, item[1]), EXPORT_GETS)
                 for (name, _), text in zip(EXPORT_GETS, texts, strict=True):
                     (output / name).write_text(text)
                     written.append(name)

@@ -7,9 +7,15 @@ State directory layout (``~/.minik`` by default)::
     supervisor.pid   the supervisor's pid
     status.json      each component's pid, argv, start time, restart count and last exit
     config.json      the settings ``minik up`` was given
+    pki/             the cluster CA, every component's certificate and key, the service-account
+                     key pair (see :mod:`apimachinery.pki`; reused across restarts)
+    kubeconfigs/     one kubeconfig per component (admin, scheduler, controller-manager, kubelet,
+                     proxy, dns), each with its own client certificate: no component runs as admin
+    encryption-config.yaml   the key Secrets are encrypted with in etcd (made once, 0600)
     etcd/            etcd's data (kept by ``minik down``, removed by ``minik delete``)
     kubelet/         the kubelet's pod volumes
-    logs/NAME.log    one log per component (the supervisor's own in logs/supervisor.log)
+    logs/NAME.log    one log per component (the supervisor's own in logs/supervisor.log), and
+                     logs/audit.log, the API server's audit log
 
 Start order: etcd and the API server at once (the API server waits for etcd by itself); the
 controller manager, scheduler, kubelet and proxy as soon as the API server answers ``/readyz``
@@ -22,6 +28,7 @@ on port 53.
 from __future__ import annotations
 
 import argparse
+import base64
 import importlib.util
 import ipaddress
 import json
@@ -44,7 +51,7 @@ log = logging.getLogger("minik.supervisor")
 BIN = Path(sys.executable).parent
 
 DEFAULTS: dict[str, Any] = {
-    "api_port": 8080,
+    "api_port": 6443,
     "etcd_port": 2379,
     "node_name": "minik-node-1",
     "pod_cidr": "10.244.0.0/24",
@@ -62,7 +69,123 @@ def settings(cfg: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` with every missing key filled from DEFAULTS (older config.json files lack some)."""
     out = {**DEFAULTS, **cfg}
     out.setdefault("etcd_peer_port", out["etcd_port"] + 1)
+    if not out.get("advertise_address"):
+        out["advertise_address"] = host_ip()
     return out
+
+
+def host_ip() -> str:
+    """The address this host reaches other hosts from (no packet is sent): where pods and other
+    hosts reach the API server and the kubelet.  127.0.0.1 on a host without any route."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+def first_service_ip(service_cidr: str) -> str:
+    """The ``kubernetes`` Service's ClusterIP: the first host of the service range."""
+    return str(next(ipaddress.ip_network(service_cidr, strict=False).hosts()))
+
+
+# -- credentials -------------------------------------------------------------------------------------
+
+KUBECONFIGS = ("admin", "scheduler", "controller-manager", "kubelet", "proxy", "dns")
+
+
+def api_url(cfg: dict[str, Any]) -> str:
+    """Where the components and local users reach the API server (its secure port)."""
+    return f"https://127.0.0.1:{settings(cfg)['api_port']}"
+
+
+def pki_dir(state: Path) -> Path:
+    return state / "pki"
+
+
+def kubeconfig_file(state: Path, name: str) -> Path:
+    return state / "kubeconfigs" / f"{name}.conf"
+
+
+def identities(node: str) -> dict[str, tuple[str, tuple[str, tuple[str, ...]]]]:
+    """Each kubeconfig's certificate name in the PKI and its (user, groups)."""
+    return {
+        "admin": ("admin", ("kubernetes-admin", ("system:masters",))),
+        "scheduler": ("scheduler", ("system:kube-scheduler", ())),
+        "controller-manager": ("controller-manager", ("system:kube-controller-manager", ())),
+        "kubelet": (f"kubelet-{node}-client", (f"system:node:{node}", ("system:nodes",))),
+        "proxy": ("proxy", ("system:kube-proxy", ())),
+        "dns": ("dns", ("system:minik-dns", ())),
+    }
+
+
+def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
+    """The cluster CA and every certificate, key and kubeconfig ``components`` points at, and the
+    encryption key for Secrets: made on the first ``minik up``, reused (renewed near expiry, reissued
+    when an address changed) after."""
+    from apimachinery.pki import PKI, apiserver_hosts, write_kubeconfig
+
+    cfg = settings(cfg)
+    node, adv = cfg["node_name"], cfg["advertise_address"]
+    gw = gateway(cfg["pod_cidr"])
+    pki = PKI(pki_dir(state))
+    pki.ensure_ca()
+    extra = [a for a in (adv, gw) if a != "127.0.0.1"]
+    pki.serving_cert(
+        "apiserver", apiserver_hosts(extra, first_service_ip(cfg["service_cidr"])), "kube-apiserver"
+    )
+    pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
+    pki.serving_cert(f"kubelet-{node}", [adv, "127.0.0.1", node], f"system:node:{node}")
+    pki.service_account_keys()
+    ca = pki.ca_pem()
+    server = api_url(cfg)
+    for conf, (cert_name, (user, groups)) in identities(node).items():
+        crt = pki.client_cert(cert_name, user, list(groups))
+        write_kubeconfig(kubeconfig_file(state, conf), server=server, ca_pem=ca, cert=crt, user=user)
+    os.chmod(state / "kubeconfigs", 0o700)
+    ensure_encryption_config(state / "encryption-config.yaml")
+
+
+def encryption_config(secret: bytes) -> str:
+    """An EncryptionConfiguration: Secrets written with AES-GCM under ``key1``; plaintext read."""
+    key = base64.b64encode(secret).decode()
+    return (
+        "apiVersion: apiserver.config.k8s.io/v1\n"
+        "kind: EncryptionConfiguration\n"
+        "resources:\n"
+        "- resources:\n"
+        "  - secrets\n"
+        "  providers:\n"
+        "  - aesgcm:\n"
+        "      keys:\n"
+        "      - name: key1\n"
+        f"        secret: {key}\n"
+        "  - identity: {}\n"
+    )
+
+
+def ensure_encryption_config(path: Path) -> Path:
+    """Write the encryption config with a fresh random 32-byte key unless one is there (a key
+    rotation edits the file; ``minik up`` never replaces it)."""
+    if path.exists():
+        return path
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(encryption_config(os.urandom(32)))
+    tmp.replace(path)
+    return path
+
+
+def tls_client(cfg: dict[str, Any], state: Path, timeout: float = 1.0) -> httpx.Client:
+    """An HTTPS client to the API server that trusts the cluster CA and presents the admin certificate."""
+    import ssl
+
+    pki = pki_dir(state)
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return httpx.Client(base_url=api_url(cfg), verify=ctx, timeout=timeout)
 
 
 def gateway(pod_cidr: str) -> str:
@@ -125,11 +248,14 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
     """The cluster's processes, in start order, with the flags ``cfg`` asks for."""
     cfg = settings(cfg)
     etcd_url = f"http://127.0.0.1:{cfg['etcd_port']}"
-    api = f"http://127.0.0.1:{cfg['api_port']}"
     node = cfg["node_name"]
     gw = gateway(cfg["pod_cidr"])
+    pki = pki_dir(state)
 
-    seen = {"ready": False, "at": 0.0}
+    def kubeconfig(name: str) -> list[str]:
+        return ["--kubeconfig", str(kubeconfig_file(state, name))]
+
+    seen: dict[str, Any] = {"ready": False, "at": 0.0, "client": None}
 
     def api_ready() -> bool:
         # Several components share this gate: ask at most once per poll, and never again once ready.
@@ -137,9 +263,13 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             return bool(seen["ready"])
         seen["at"] = time.monotonic()
         try:
-            seen["ready"] = httpx.get(f"{api}/readyz", timeout=0.5).status_code == 200
-        except httpx.HTTPError:
+            if seen["client"] is None:
+                seen["client"] = tls_client(cfg, state, timeout=0.5)
+            seen["ready"] = seen["client"].get("/readyz").status_code == 200
+        except (httpx.HTTPError, OSError):
             pass
+        if seen["ready"]:
+            seen["client"].close()
         return bool(seen["ready"])
 
     peer = f"http://127.0.0.1:{cfg['etcd_peer_port']}"
@@ -175,10 +305,33 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 script("minik-apiserver"),
                 "--etcd-servers",
                 etcd_url,
+                # every address, so that pods (through the `kubernetes` Service) and other hosts reach it
                 "--bind-address",
-                "127.0.0.1",
-                "--port",
+                "0.0.0.0",
+                "--secure-port",
                 str(cfg["api_port"]),
+                "--advertise-address",
+                cfg["advertise_address"],
+                "--tls-cert-file",
+                str(pki / "apiserver.crt"),
+                "--tls-private-key-file",
+                str(pki / "apiserver.key"),
+                "--client-ca-file",
+                str(pki / "ca.crt"),
+                "--service-account-key-file",
+                str(pki / "sa.pub"),
+                "--service-account-signing-key-file",
+                str(pki / "sa.key"),
+                "--kubelet-client-certificate",
+                str(pki / "apiserver-kubelet-client.crt"),
+                "--kubelet-client-key",
+                str(pki / "apiserver-kubelet-client.key"),
+                "--kubelet-certificate-authority",
+                str(pki / "ca.crt"),
+                "--encryption-provider-config",
+                str(state / "encryption-config.yaml"),
+                "--audit-log-path",
+                str(state / "logs" / "audit.log"),
                 "--service-cluster-ip-range",
                 cfg["service_cidr"],
             ],
@@ -187,8 +340,9 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             "controller-manager",
             [
                 script("minik-controller-manager"),
-                "--api-server",
-                api,
+                *kubeconfig("controller-manager"),
+                "--root-ca-file",
+                str(pki / "ca.crt"),
                 # provisioned volumes live with the cluster's state: `minik delete` removes them
                 "--hostpath-provisioner-dir",
                 str(state / "volumes"),
@@ -196,17 +350,29 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             api_ready,
             "the API server",
         ),
-        Component("scheduler", [script("minik-scheduler"), "--api-server", api], api_ready, "the API server"),
+        Component(
+            "scheduler", [script("minik-scheduler"), *kubeconfig("scheduler")], api_ready, "the API server"
+        ),
         Component(
             "kubelet",
             [
                 script("minik-kubelet"),
-                "--api-server",
-                api,
+                *kubeconfig("kubelet"),
                 "--node-name",
                 node,
+                "--node-ip",
+                cfg["advertise_address"],
                 "--port",
                 str(cfg["kubelet_port"]),
+                "--tls-cert-file",
+                str(pki / f"kubelet-{node}.crt"),
+                "--tls-private-key-file",
+                str(pki / f"kubelet-{node}.key"),
+                "--client-ca-file",
+                str(pki / "ca.crt"),
+                # the read-only health port would clash between two clusters on one host
+                "--healthz-port",
+                "0",
                 "--pod-cidr",
                 cfg["pod_cidr"],
                 "--network-name",
@@ -225,8 +391,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             "proxy",
             [
                 script("minik-proxy"),
-                "--api-server",
-                api,
+                *kubeconfig("proxy"),
                 "--node-name",
                 node,
                 "--iptables-chain-prefix",
@@ -239,8 +404,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             "dns",
             [
                 script("minik-dns"),
-                "--api-server",
-                api,
+                *kubeconfig("dns"),
                 "--bind",
                 gw,
                 "--port",

@@ -69,7 +69,7 @@ def test_preflight_lists_every_missing_piece() -> None:
             iptables=False,
             etcd=False,
             sandbox_image_buildable=False,
-            busy_ports=[("the API server", 8080)],
+            busy_ports=[("the API server", 6443)],
             network_clash="the Docker network x (10.244.0.0/16) overlaps the pod network 10.244.0.0/24",
         )
     )
@@ -78,7 +78,7 @@ def test_preflight_lists_every_missing_piece() -> None:
     assert "apt-get install -y iptables" in text
     assert "etcd-server" in text
     assert "busybox-static" in text
-    assert "port 8080 on 127.0.0.1 (for the API server) is already in use" in text
+    assert "port 6443 (for the API server) is already in use on this host" in text
     assert "--pod-cidr" in text
 
 
@@ -107,14 +107,45 @@ def test_merge_kubeconfig_keeps_other_entries_and_makes_minik_current() -> None:
         "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "prod"}}],
         "current-context": "prod",
     }
-    merged = merge_kubeconfig(existing, "http://127.0.0.1:8080")
+    entries = {
+        "clusters": [{"name": "minik", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "users": [{"name": "minik", "user": {"client-certificate-data": "Y2VydA=="}}],
+        "contexts": [
+            {"name": "minik", "context": {"cluster": "minik", "user": "minik", "namespace": "default"}}
+        ],
+        "current-context": "minik",
+    }
+    merged = merge_kubeconfig(existing, entries)
     assert merged["current-context"] == "minik"
     assert [c["name"] for c in merged["clusters"]] == ["prod", "minik"]
-    assert merged["clusters"][1]["cluster"]["server"] == "http://127.0.0.1:8080"
-    assert merged["users"][0] == {"name": "prod", "user": {"token": "t"}}
+    assert merged["clusters"][1]["cluster"]["server"] == "https://127.0.0.1:6443"
+    assert merged["users"] == [
+        {"name": "prod", "user": {"token": "t"}},
+        {"name": "minik", "user": {"client-certificate-data": "Y2VydA=="}},
+    ]
     assert merged["contexts"][1]["context"] == {"cluster": "minik", "user": "minik", "namespace": "default"}
     assert existing["current-context"] == "prod"  # the input is not changed
-    assert merge_kubeconfig({}, "http://x")["kind"] == "Config"
+    assert merge_kubeconfig(existing, entries, make_current=False)["current-context"] == "prod"
+    assert merge_kubeconfig({}, entries)["kind"] == "Config"
+
+
+def test_cluster_entries_embed_the_ca_and_admin_certificate(tmp_path: Path) -> None:
+    import base64
+
+    from apimachinery.pki import PKI
+    from cli.cluster import cluster_entries
+
+    pki = PKI(tmp_path)
+    crt, key = pki.client_cert("admin", "kubernetes-admin", ["system:masters"])
+    entries = cluster_entries("https://127.0.0.1:6443", pki.ca_pem(), crt, key)
+    cluster = entries["clusters"][0]
+    assert cluster["name"] == "minik"
+    assert "insecure-skip-tls-verify" not in cluster["cluster"]
+    assert base64.b64decode(cluster["cluster"]["certificate-authority-data"]).decode() == pki.ca_pem()
+    user = entries["users"][0]["user"]
+    assert base64.b64decode(user["client-certificate-data"]) == crt.read_bytes()
+    assert base64.b64decode(user["client-key-data"]) == key.read_bytes()
+    assert entries["current-context"] == "minik"
 
 
 def _rfc3339(t: datetime) -> str:
@@ -168,6 +199,7 @@ def test_components_start_order_and_flags_pass_through() -> None:
             "network_name": "minik-t",
             "iptables_chain_prefix": "MKT",
             "kubelet_port": 31020,
+            "advertise_address": "192.0.2.10",
         }
     )
     assert cfg["etcd_peer_port"] == 31011 and cfg["cluster_domain"] == "cluster.local"
@@ -180,8 +212,29 @@ def test_components_start_order_and_flags_pass_through() -> None:
     assert flag(comps["etcd"], "--listen-client-urls") == "http://127.0.0.1:31010"
     assert flag(comps["etcd"], "--listen-peer-urls") == "http://127.0.0.1:31011"
     assert flag(comps["etcd"], "--data-dir") == "/state/etcd"
-    assert flag(comps["apiserver"], "--service-cluster-ip-range") == "10.232.0.0/16"
+    api = comps["apiserver"]
+    assert flag(api, "--service-cluster-ip-range") == "10.232.0.0/16"
+    assert flag(api, "--secure-port") == "31000" and "--port" not in api.argv
+    assert flag(api, "--bind-address") == "0.0.0.0"
+    assert flag(api, "--advertise-address") == "192.0.2.10"
+    assert flag(api, "--tls-cert-file") == "/state/pki/apiserver.crt"
+    assert flag(api, "--tls-private-key-file") == "/state/pki/apiserver.key"
+    assert flag(api, "--client-ca-file") == "/state/pki/ca.crt"
+    assert flag(api, "--service-account-key-file") == "/state/pki/sa.pub"
+    assert flag(api, "--service-account-signing-key-file") == "/state/pki/sa.key"
+    assert flag(api, "--kubelet-client-certificate") == "/state/pki/apiserver-kubelet-client.crt"
+    assert flag(api, "--encryption-provider-config") == "/state/encryption-config.yaml"
+    assert flag(api, "--audit-log-path") == "/state/logs/audit.log"
+    # every other component runs as itself, from its own kubeconfig, never as admin
+    for name in ("controller-manager", "scheduler", "kubelet", "proxy", "dns"):
+        argv = comps[name].argv
+        assert "--api-server" not in argv
+        assert flag(comps[name], "--kubeconfig") == f"/state/kubeconfigs/{name}.conf"
+    assert flag(comps["controller-manager"], "--root-ca-file") == "/state/pki/ca.crt"
     kubelet = comps["kubelet"]
+    assert flag(kubelet, "--node-ip") == "192.0.2.10"
+    assert flag(kubelet, "--tls-cert-file") == "/state/pki/kubelet-t-n1.crt"
+    assert flag(kubelet, "--client-ca-file") == "/state/pki/ca.crt"
     assert flag(kubelet, "--network-name") == "minik-t"
     assert flag(kubelet, "--port") == "31020"
     assert flag(kubelet, "--pod-cidr") == "10.231.5.0/24"
@@ -193,6 +246,64 @@ def test_components_start_order_and_flags_pass_through() -> None:
         assert comps[name].gate is None
     for name in ("controller-manager", "scheduler", "kubelet", "proxy", "dns"):
         assert comps[name].gate is not None and comps[name].waiting_for
+
+
+def test_credentials_give_each_component_its_own_identity(tmp_path: Path) -> None:
+    import base64
+    import stat
+
+    import yaml
+
+    from apimachinery.pki import subject_of
+    from cli.supervisor import ensure_credentials, kubeconfig_file
+
+    cfg = settings(
+        {
+            "node_name": "t-n1",
+            "advertise_address": "192.0.2.10",
+            "pod_cidr": "10.231.5.0/24",
+            "api_port": 31000,
+        }
+    )
+    ensure_credentials(cfg, tmp_path)
+    want = {
+        "admin": ("kubernetes-admin", ("system:masters",)),
+        "scheduler": ("system:kube-scheduler", ()),
+        "controller-manager": ("system:kube-controller-manager", ()),
+        "kubelet": ("system:node:t-n1", ("system:nodes",)),
+        "proxy": ("system:kube-proxy", ()),
+        "dns": ("system:minik-dns", ()),
+    }
+    for name, subject in want.items():
+        path = kubeconfig_file(tmp_path, name)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        conf = yaml.safe_load(path.read_text())
+        assert conf["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:31000"
+        assert "insecure-skip-tls-verify" not in conf["clusters"][0]["cluster"]
+        cert = base64.b64decode(conf["users"][0]["user"]["client-certificate-data"])
+        assert subject_of(cert) == subject
+    for name in ("apiserver", "apiserver-kubelet-client", "kubelet-t-n1", "sa"):
+        assert stat.S_IMODE((tmp_path / "pki" / f"{name}.key").stat().st_mode) == 0o600
+    enc = tmp_path / "encryption-config.yaml"
+    assert stat.S_IMODE(enc.stat().st_mode) == 0o600
+    doc = yaml.safe_load(enc.read_text())
+    assert doc["kind"] == "EncryptionConfiguration" and doc["apiVersion"] == "apiserver.config.k8s.io/v1"
+    [rule] = doc["resources"]
+    assert rule["resources"] == ["secrets"]
+    [key] = rule["providers"][0]["aesgcm"]["keys"]
+    assert key["name"] == "key1" and len(base64.b64decode(key["secret"])) == 32
+    assert rule["providers"][1] == {"identity": {}}
+    # a second run reuses every file: same certificates, same encryption key
+    before = {p: p.read_bytes() for p in (tmp_path / "pki").iterdir()}
+    enc_before = enc.read_bytes()
+    ensure_credentials(cfg, tmp_path)
+    assert {p: p.read_bytes() for p in (tmp_path / "pki").iterdir()} == before
+    assert enc.read_bytes() == enc_before
+    # the host moved: the API server's and the kubelet's serving certificates are reissued
+    ensure_credentials({**cfg, "advertise_address": "192.0.2.11"}, tmp_path)
+    assert (tmp_path / "pki" / "apiserver.crt").read_bytes() != before[tmp_path / "pki" / "apiserver.crt"]
+    assert (tmp_path / "pki" / "ca.crt").read_bytes() == before[tmp_path / "pki" / "ca.crt"]
+    assert (tmp_path / "pki" / "admin.crt").read_bytes() == before[tmp_path / "pki" / "admin.crt"]
 
 
 def test_gateway_is_the_first_host_of_the_pod_cidr() -> None:
