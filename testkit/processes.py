@@ -14,6 +14,7 @@ sends a signal and waits, then kills; ``cleanup()`` also removes what the proces
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import signal
@@ -34,6 +35,24 @@ from testkit.wait import wait_for
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _source_has(path: str, flag: str) -> bool:
+    try:
+        return flag in (ROOT / path).read_text()
+    except OSError:
+        return False
+
+
+def tls_enabled() -> bool:
+    """Whether the API server of this tree serves HTTPS with client certificates (and the PKI
+    module exists): the harness then runs every process with TLS and its own identity."""
+    return (ROOT / "apimachinery" / "pki.py").exists() and _source_has("apiserver/main.py", "--secure-port")
+
+
+def kubelet_tls_enabled() -> bool:
+    """Whether the kubelet of this tree serves its API over HTTPS with client authentication."""
+    return tls_enabled() and _source_has("kubelet/main.py", "--client-ca-file")
 
 
 def minik_up_args(
@@ -122,12 +141,13 @@ class Process:
         except OSError:
             return ""
 
-    def wait_http(self, url: str, timeout: float = 30) -> None:
-        """Until ``url`` answers 200; raises at once if the process exits."""
+    def wait_http(self, url: str, timeout: float = 30, verify: Any = False) -> None:
+        """Until ``url`` answers 200 (``verify``: httpx's, an ``ssl.SSLContext`` for HTTPS); raises
+        at once if the process exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if httpx.get(url, timeout=1).status_code == 200:
+                if httpx.get(url, timeout=1, verify=verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -178,34 +198,185 @@ class EtcdProcess(Process):
 
 
 class APIServerProcess(Process):
-    def __init__(self, etcd_url: str, port: int | None = None) -> None:
+    """A ``minik-apiserver`` serving HTTPS on a free loopback port with the session's certificates
+    (:mod:`testkit.certs`): x509 client certificates, service-account tokens, RBAC.
+
+    ``url`` is ``https://127.0.0.1:PORT``; ``kubeconfig`` the admin's kubeconfig (CA and client
+    certificate embedded), ``http()`` an ``httpx.Client`` and ``client()`` a minik client as admin;
+    ``kubeconfig_for(NAME)`` the kubeconfig of a component's or user's identity.  ``hosts`` are more
+    addresses the serving certificate names (and ``bind`` the address served on, loopback by default)
+    for servers that pods or other hosts reach.
+    """
+
+    def __init__(
+        self,
+        etcd_url: str,
+        port: int | None = None,
+        hosts: tuple[str, ...] = (),
+        bind: str = "127.0.0.1",
+    ) -> None:
         self.etcd_url = etcd_url
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__("apiserver", [])
+        self.hosts = tuple(hosts)
+        self.bind = bind
+        self.tls = tls_enabled()
+        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(prefix="minik-apiserver-"))
+        super().__init__("apiserver", [], self.dir / "apiserver.log")
+
+    @property
+    def kubeconfig(self) -> str:
+        """The admin's kubeconfig for this server (a file of its own)."""
+        return str(self.kubeconfig_for("admin"))
+
+    @property
+    def pki(self) -> Any:
+        """The session's ``apimachinery.pki.PKI`` (its CA signs every certificate of the test)."""
+        from testkit import certs
+
+        return certs.session_pki()
+
+    def kubeconfig_for(
+        self, identity: str, groups: tuple[str, ...] = (), namespace: str | None = None
+    ) -> Path:
+        """A kubeconfig for this server as ``identity``: a name of ``testkit.certs.IDENTITIES``
+        (``admin``, ``scheduler``, …), ``node:NODE`` for a kubelet, or any user name (with ``groups``)."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in identity)
+        path = self.dir / "kubeconfigs" / f"{safe}{'-' + '-'.join(groups) if groups else ''}.conf"
+        if path.exists():
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.tls:
+            from testkit.api import write_kubeconfig
+
+            return write_kubeconfig(path, self.url, namespace or "default")
+        from apimachinery.pki import write_kubeconfig as write_tls_kubeconfig
+        from testkit import certs
+
+        if identity in certs.IDENTITIES and not groups:
+            cert = certs.client_cert(identity)
+        elif identity.startswith("node:"):
+            cert = certs.node_client_cert(identity.removeprefix("node:"))
+        else:
+            cert = certs.user_cert(identity, tuple(groups))
+        return write_tls_kubeconfig(
+            path, server=self.url, ca_pem=self.pki.ca_pem(), cert=cert, namespace=namespace
+        )
+
+    def ssl_context(self, identity: str = "admin") -> Any:
+        """An ``ssl.SSLContext`` trusting the CA and presenting ``identity``'s certificate (None
+        over plain HTTP), for clients other than httpx (websockets)."""
+        if not self.tls:
+            return None
+        from testkit import certs
+
+        if identity.startswith("node:"):
+            return certs.ssl_context(certs.node_client_cert(identity.removeprefix("node:")))
+        cert = certs.client_cert(identity) if identity in certs.IDENTITIES else certs.user_cert(identity)
+        return certs.ssl_context(cert)
+
+    def http(self, identity: str = "admin", **kw: Any) -> httpx.Client:
+        """An ``httpx.Client`` on this server as ``identity`` (admin unless given); ``kw`` go to httpx."""
+        kw.setdefault("timeout", 30)
+        if self.tls:
+            kw.setdefault("verify", self.ssl_context(identity))
+        return httpx.Client(base_url=self.url, **kw)
+
+    def async_http(self, identity: str = "admin", **kw: Any) -> httpx.AsyncClient:
+        kw.setdefault("timeout", 30)
+        if self.tls:
+            kw.setdefault("verify", self.ssl_context(identity))
+        return httpx.AsyncClient(base_url=self.url, **kw)
+
+    def ws_url(self, path: str) -> str:
+        """The WebSocket URL of a path on this server."""
+        return self.url.replace("https://", "wss://").replace("http://", "ws://") + path
+
+    def ws_options(self, identity: str = "admin") -> dict[str, Any]:
+        """``websockets.connect`` keyword arguments: the TLS context for ``ws_url`` as ``identity``."""
+        return {"ssl": self.ssl_context(identity)} if self.tls else {}
+
+    def client(self, identity: str = "admin") -> Any:
+        """An ``apimachinery.client.Client`` (async) as ``identity``."""
+        from apimachinery.client import Client
+        from apimachinery.kubeconfig import load_config
+
+        return Client(load_config(self.kubeconfig_for(identity)))
+
+    def sync_client(self, identity: str = "admin") -> Any:
+        from apimachinery.client import SyncClient
+        from apimachinery.kubeconfig import load_config
+
+        return SyncClient(load_config(self.kubeconfig_for(identity)))
+
+    def serving_hosts(self, extra: list[str]) -> list[str]:
+        """What the serving certificate names: loopback, the ``kubernetes`` Service's names and
+        first address, ``hosts`` and an ``--advertise-address`` in ``extra``."""
+        flags = dict(zip(extra, extra[1:], strict=False))
+        service_range = flags.get("--service-cluster-ip-range", "10.96.0.0/12")
+        first_service_ip = str(ipaddress.ip_network(service_range.split(",")[0], strict=False)[1])
+        names = ["kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+        return [
+            "127.0.0.1",
+            "localhost",
+            *names,
+            "kubernetes.default.svc.cluster.local",
+            first_service_ip,
+            *self.hosts,
+            *([flags["--advertise-address"]] if "--advertise-address" in flags else []),
+        ]
+
+    def command(self, extra: list[str] | None = None) -> list[str]:
+        """The server's argv: etcd, the secure port and every certificate and key flag, then ``extra``."""
+        extra = list(extra or [])
+        common = [str(BIN / "minik-apiserver"), "--etcd-servers", self.etcd_url, "--etcd-wait-timeout", "20"]
+        if not self.tls:
+            return [*common, "--port", str(self.port), *extra]
+        from testkit import certs
+
+        pki = self.pki
+        crt, key = certs.serving_cert(f"apiserver-{self.port}", self.serving_hosts(extra))
+        kubelet_crt, kubelet_key = certs.client_cert("apiserver-kubelet-client")
+        sa_key, sa_pub = pki.service_account_keys()
+        return [
+            *common,
+            *("--secure-port", str(self.port), "--bind-address", self.bind),
+            *("--tls-cert-file", str(crt), "--tls-private-key-file", str(key)),
+            *("--client-ca-file", str(pki.ca_cert)),
+            *("--service-account-key-file", str(sa_pub)),
+            *("--service-account-signing-key-file", str(sa_key)),
+            *("--kubelet-client-certificate", str(kubelet_crt), "--kubelet-client-key", str(kubelet_key)),
+            *("--kubelet-certificate-authority", str(pki.ca_cert)),
+            *extra,
+        ]
 
     def start(self, wait: bool = True, extra: list[str] | None = None) -> Self:
-        self.argv = [
-            str(BIN / "minik-apiserver"),
-            *("--etcd-servers", self.etcd_url, "--port", str(self.port), "--etcd-wait-timeout", "20"),
-            *(extra or []),
-        ]
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.argv = self.command(extra)
         super().start()
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
-        self.wait_http(f"{self.url}/readyz", timeout)
+        self.wait_http(f"{self.url}/readyz", timeout, verify=self.ssl_context() if self.tls else False)
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class KubeletProcess(Process):
     """A real ``minik-kubelet`` on a node name, Docker network and pod CIDR of its own; ``cleanup()``
-    removes every container, volume and the network it made (by the node label)."""
+    removes every container, volume and the network it made (by the node label).
+
+    It reaches ``api`` as ``system:node:NODE`` and serves its API over HTTPS with a serving
+    certificate of the session CA (``url``), accepting client certificates of that CA; ``http()``
+    talks to it as the API server does (``kube-apiserver-kubelet-client``)."""
 
     def __init__(
         self,
-        api_url: str,
+        api: APIServerProcess,
         node: str = "",
         subnet: str = "",
         node_ip: str = "127.0.0.1",
@@ -214,29 +385,73 @@ class KubeletProcess(Process):
         extra: tuple[str, ...] = (),
     ) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.api_url = api_url
+        self.api = api
+        self.api_url = api.url
         self.node = node or f"kt-{tag}"
         self.network = f"minik-{self.node}" if node else f"minik-test-{tag}"
         self.subnet = subnet or free_subnets(1)[0]
         self.ip = node_ip
+        self.address = address
         self.port = free_port()
+        self.healthz_port = free_port()
+        self.tls = kubelet_tls_enabled()
         self.root = str(root or tempfile.mkdtemp(prefix="minik-kubelet-"))
         os.makedirs(self.root, exist_ok=True)
+        host = "127.0.0.1" if address in ("0.0.0.0", "127.0.0.1") else address
+        self.url = f"{'https' if self.tls else 'http'}://{host}:{self.port}"
         argv = [
             str(BIN / "minik-kubelet"),
-            *("--api-server", api_url, "--node-name", self.node, "--node-ip", node_ip),
+            *("--kubeconfig", str(api.kubeconfig_for(f"node:{self.node}"))),
+            *("--node-name", self.node, "--node-ip", node_ip),
             *("--address", address, "--port", str(self.port), "--pod-cidr", self.subnet),
-            *("--network-name", self.network, "--root-dir", os.path.join(self.root, "root"), *extra),
+            *("--network-name", self.network, "--root-dir", os.path.join(self.root, "root")),
         ]
+        if self.tls:
+            from testkit import certs
+
+            crt, key = certs.serving_cert(
+                f"kubelet-{self.node}",
+                [node_ip, "127.0.0.1", *([address] if address != "0.0.0.0" else []), self.node],
+            )
+            argv += [
+                *("--tls-cert-file", str(crt), "--tls-private-key-file", str(key)),
+                *("--client-ca-file", str(certs.ca_file()), "--healthz-port", str(self.healthz_port)),
+            ]
         super().__init__(
-            f"kubelet-{self.node}", argv, os.path.join(self.root, "kubelet.log"), stop_timeout=15
+            f"kubelet-{self.node}", [*argv, *extra], os.path.join(self.root, "kubelet.log"), stop_timeout=15
         )
 
     def start(self, wait: bool = True) -> Self:
         super().start()
         if wait:
-            self.wait_http(f"http://127.0.0.1:{self.port}/healthz", 60)
+            if self.tls:
+                self.wait_http(f"http://127.0.0.1:{self.healthz_port}/healthz", 60)
+            else:
+                self.wait_http(f"{self.url}/healthz", 60)
         return self
+
+    def ssl_context(self, identity: str = "apiserver-kubelet-client") -> Any:
+        """A client context trusting the CA and presenting ``identity`` (None over plain HTTP)."""
+        if not self.tls:
+            return None
+        from testkit import certs
+
+        return certs.ssl_context(certs.client_cert(identity))
+
+    def http(self, identity: str = "apiserver-kubelet-client", **kw: Any) -> httpx.Client:
+        """An ``httpx.Client`` on the kubelet's API as ``identity``."""
+        kw.setdefault("timeout", 30)
+        if self.tls:
+            kw.setdefault("verify", self.ssl_context(identity))
+        return httpx.Client(base_url=self.url, **kw)
+
+    def ws_url(self, path: str) -> str:
+        """The WebSocket URL of a path of the kubelet's API."""
+        return self.url.replace("https://", "wss://").replace("http://", "ws://") + path
+
+    def ws_options(self, identity: str = "apiserver-kubelet-client") -> dict[str, Any]:
+        """``websockets.connect`` keyword arguments: the TLS context for ``ws_url``."""
+        return {"ssl": self.ssl_context(identity)} if self.tls else {}
 
     def wait(self, cond: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
         """Poll ``cond`` until truthy; the kubelet's log is in the failure message."""
@@ -248,40 +463,43 @@ class KubeletProcess(Process):
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def component(name: str, url: str, *extra: str) -> Process:
-    """``minik-NAME --api-server URL …``."""
-    return Process(name, [str(BIN / f"minik-{name}"), "--api-server", url, *extra])
+def component(name: str, api: APIServerProcess, *extra: str) -> Process:
+    """``minik-NAME --kubeconfig KUBECONFIG …`` with the component's own identity."""
+    return Process(name, [str(BIN / f"minik-{name}"), "--kubeconfig", str(api.kubeconfig_for(name)), *extra])
 
 
-def scheduler(url: str, *extra: str) -> Process:
-    return component("scheduler", url, *extra)
+def scheduler(api: APIServerProcess, *extra: str) -> Process:
+    return component("scheduler", api, *extra)
 
 
-def controller_manager(url: str, *extra: str) -> Process:
+def controller_manager(api: APIServerProcess, *extra: str) -> Process:
     """With short leader-election and Job back-off periods, so that tests wait seconds, not minutes."""
     return component(
         "controller-manager",
-        url,
+        api,
         *("--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3"),
         *("--leader-elect-retry-period", "0.5", "--job-backoff-seconds", "0.5"),
         *extra,
     )
 
 
-def control_plane(url: str, *cm_extra: str) -> dict[str, Process]:
+def control_plane(api: APIServerProcess, *cm_extra: str) -> dict[str, Process]:
     """The real scheduler and controller manager of a test cluster, by the names tests use."""
-    return {"scheduler": scheduler(url), "cm": controller_manager(url, *cm_extra)}
+    return {"scheduler": scheduler(api), "cm": controller_manager(api, *cm_extra)}
 
 
-def hollow_nodes(url: str, count: int, prefix: str, *extra: str) -> Process:
-    """``count`` hollow nodes named ``PREFIX0`` … in one ``python -m kubelet.hollow`` process."""
-    argv = [sys.executable, "-m", "kubelet.hollow", "--api-server", url, "--count", str(count)]
-    return Process("hollow", [*argv, "--prefix", prefix, *extra])
+def hollow_nodes(api: APIServerProcess, count: int, prefix: str, *extra: str) -> Process:
+    """``count`` hollow nodes named ``PREFIX0`` … in one ``python -m kubelet.hollow`` process
+    (identity ``hollow``: one connection for many nodes, so not a ``system:node:NAME``)."""
+    argv = [sys.executable, "-m", "kubelet.hollow", "--kubeconfig", str(api.kubeconfig_for("hollow"))]
+    return Process("hollow", [*argv, "--count", str(count), "--prefix", prefix, *extra])
 
 
-def python_module(name: str, module: str, url: str, *extra: str) -> Process:
-    """``python -m MODULE --api-server URL …`` (minik-dns, minik-proxy)."""
-    return Process(name, [sys.executable, "-m", module, "--api-server", url, *extra])
+def python_module(name: str, module: str, api: APIServerProcess, *extra: str) -> Process:
+    """``python -m MODULE --kubeconfig KUBECONFIG …`` (minik-dns, minik-proxy) as identity ``name``."""
+    return Process(
+        name, [sys.executable, "-m", module, "--kubeconfig", str(api.kubeconfig_for(name)), *extra]
+    )
 
 
 def dump_logs(*procs: Process) -> None:

@@ -6,12 +6,15 @@ What a test needs from the machine (root, Docker, iptables, kubectl, busybox) is
 ``CI=true``.  ``kubectl_bin`` is the one kubectl every test runs.
 
 Each test module that asks for them gets its own etcd (a fresh data directory on free ports) and
-API server, stopped again when the module ends, also when a test fails.  Tests are marked by the
+API server, stopped again when the module ends, also when a test fails.  The API server serves
+HTTPS with the session's certificates (``testkit.certs``); ``api`` talks to it as the cluster's
+admin, ``kubeconfig`` is the admin's, and a kubelet reaches it as ``system:node:NODE``.  Tests are marked by the
 folder they live in: ``tests/unit`` (no I/O), ``tests/integration`` and ``tests/e2e``.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,6 @@ import httpx
 import pytest
 
 from testkit import prereq
-from testkit.api import write_kubeconfig
 from testkit.images import ensure_busybox_image
 from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess
 
@@ -51,7 +53,7 @@ def apiserver(etcd: EtcdProcess) -> Iterator[APIServerProcess]:
 
 @pytest.fixture()
 def api(apiserver: APIServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+    with apiserver.http() as c:
         yield c
 
 
@@ -70,11 +72,14 @@ def image() -> str:
 @pytest.fixture(scope="module")
 def kubelet(apiserver: APIServerProcess, image: str) -> Iterator[KubeletProcess]:
     """A real kubelet on a node and Docker network of its own (removed at the end)."""
-    with KubeletProcess(apiserver.url) as k:
+    with KubeletProcess(apiserver) as k:
         yield k
 
 
 @pytest.fixture(scope="module")
 def kubeconfig(apiserver: APIServerProcess, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A kubeconfig for the module's API server; kubectl's cache may go beside it (``cache/``)."""
-    return str(write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", apiserver.url))
+    """The admin's kubeconfig for the module's API server, in a directory of its own: kubectl's
+    cache may go beside it (``cache/``)."""
+    path = tmp_path_factory.mktemp("kube") / "config"
+    shutil.copy(apiserver.kubeconfig, path)
+    return str(path)

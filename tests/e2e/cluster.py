@@ -65,7 +65,7 @@ class Node:
         self.pod_cidr = subnet
         self.ip = str(next(ipaddress.ip_network(subnet).hosts()))  # the bridge gateway: a host address
         self.kubelet = KubeletProcess(
-            cluster.api_url,
+            cluster.apiserver,
             self.name,
             subnet,
             self.ip,
@@ -86,18 +86,21 @@ class LocalCluster:
         self.prefix = "MKE" + self.tag[:5].upper()
         self.dns_port = free_udp_tcp_port()
         self.etcd = EtcdProcess()
-        self.apiserver = APIServerProcess(self.etcd.url)
+        gateways = tuple(str(next(ipaddress.ip_network(c).hosts())) for c in pod_cidrs)
+        # pods reach the API server at the first node's address (the `kubernetes` Service's
+        # endpoint) and at the Service's ClusterIP: the serving certificate names both
+        self.apiserver = APIServerProcess(self.etcd.url, hosts=gateways, bind="0.0.0.0")
         self.api_url = self.apiserver.url
         self.nodes = [Node(self, i + 1, cidr) for i, cidr in enumerate(pod_cidrs)]
         no_election = ("--leader-elect", "false")
-        self.controller_manager = component("controller-manager", self.api_url, *no_election)
-        self.scheduler = component("scheduler", self.api_url, *no_election)
+        self.controller_manager = component("controller-manager", self.apiserver, *no_election)
+        self.scheduler = component("scheduler", self.apiserver, *no_election)
         dns_addr = ("--bind", "0.0.0.0", "--port", str(self.dns_port))
-        self.dns = python_module("dns", "proxy.dns", self.api_url, *dns_addr)
+        self.dns = python_module("dns", "proxy.dns", self.apiserver, *dns_addr)
         self.proxy = python_module(
             "proxy",
             "proxy.command",
-            self.api_url,
+            self.apiserver,
             *("--node-name", self.nodes[0].name, "--iptables-chain-prefix", self.prefix),
             *("--nodeport-addresses", ",".join(f"{n.ip}/32" for n in self.nodes)),
             # the other nodes share this host: their addresses get NodePorts from this proxy
@@ -116,8 +119,11 @@ class LocalCluster:
 
     def start(self) -> None:
         self.etcd.start()
-        self.apiserver.start(extra=["--service-cluster-ip-range", self.service_cidr])
-        self.api = httpx.Client(base_url=self.api_url, timeout=30)
+        extra = ["--service-cluster-ip-range", self.service_cidr]
+        if self.apiserver.tls:
+            extra += ["--advertise-address", self.nodes[0].ip]
+        self.apiserver.start(extra=extra)
+        self.api = self.apiserver.http()
         for p in (self.controller_manager, self.scheduler, self.dns, self.proxy):
             p.start()
         self._create_kube_dns()

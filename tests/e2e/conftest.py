@@ -24,21 +24,21 @@ from pathlib import Path
 import pytest
 
 from testkit import prereq
-from testkit.api import write_kubeconfig
 from testkit.processes import APIServerProcess
 from testkit.wait import unique
 
 
 class Kubectl:
-    """Runs ``binary`` (a kubectl) with default flags plus ``--kubeconfig`` and ``--cache-dir``."""
+    """Runs ``binary`` (a kubectl) with default flags plus ``--kubeconfig`` (a copy of the API
+    server's admin kubeconfig: its CA and client certificate) and ``--cache-dir``."""
 
-    def __init__(self, binary: str, server: str, workdir: Path) -> None:
+    def __init__(self, binary: str, apiserver: APIServerProcess, workdir: Path) -> None:
         self.binary = binary
-        self.server = server
+        self.server = apiserver.url
         self.workdir = workdir
         self.kubeconfig = workdir / "kubeconfig"
         self.cache_dir = workdir / "cache"
-        write_kubeconfig(self.kubeconfig, server)
+        shutil.copy(apiserver.kubeconfig, self.kubeconfig)
 
     def argv(self, *args: str) -> list[str]:
         return [self.binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir), *args]
@@ -158,7 +158,7 @@ def kubectl_of(which: str) -> str:
 def kubectl(kubectl_bin: str, apiserver: APIServerProcess) -> Iterator[Kubectl]:
     workdir = Path(tempfile.mkdtemp(prefix="minik-kubectl-"))
     try:
-        yield Kubectl(kubectl_bin, apiserver.url, workdir)
+        yield Kubectl(kubectl_bin, apiserver, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -19,7 +19,6 @@ import httpx
 import pytest
 
 from testkit import prereq
-from testkit.api import write_kubeconfig
 from testkit.processes import APIServerProcess, EtcdProcess
 
 OPERATOR = textwrap.dedent(
@@ -138,7 +137,7 @@ def test_kopf_operator(cluster: tuple[EtcdProcess, APIServerProcess]) -> None:
     _, server = cluster
     workdir = Path(tempfile.mkdtemp(prefix="minik-kopf-"))
     (workdir / "webapp_operator.py").write_text(OPERATOR)
-    write_kubeconfig(workdir / "kubeconfig", server.url)
+    shutil.copy(server.kubeconfig, workdir / "kubeconfig")
     log = (workdir / "operator.log").open("w")
     proc = subprocess.Popen(
         [
@@ -155,7 +154,7 @@ def test_kopf_operator(cluster: tuple[EtcdProcess, APIServerProcess]) -> None:
         stderr=subprocess.STDOUT,
         cwd=workdir,
     )
-    api = httpx.Client(base_url=server.url, timeout=10)
+    api = server.http(timeout=10)
     try:
 
         def crd_served() -> bool:

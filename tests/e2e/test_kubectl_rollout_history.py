@@ -38,7 +38,7 @@ MANIFEST = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def cm(apiserver: APIServerProcess) -> Iterator[None]:
-    with running(controller_manager(apiserver.url)):
+    with running(controller_manager(apiserver)):
         yield
 
 

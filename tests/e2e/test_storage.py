@@ -37,15 +37,15 @@ def stack(apiserver: APIServerProcess) -> Iterator[Stack]:
     image = ensure_busybox_image()
     workdir = Path(tempfile.mkdtemp(prefix="minik-storage-e2e-"))
     base = workdir / "volumes"
-    kubelet = KubeletProcess(apiserver.url)
+    kubelet = KubeletProcess(apiserver)
     cm = controller_manager(
-        apiserver.url,
+        apiserver,
         *("--leader-elect", "false", "--controllers", "persistentvolume-binder,statefulset"),
         *("--hostpath-provisioner-dir", str(base)),
     )
-    api = httpx.Client(base_url=apiserver.url, timeout=30)
+    api = apiserver.http()
     try:
-        with running(cm, scheduler(apiserver.url, "--leader-elect", "false"), kubelet):
+        with running(cm, scheduler(apiserver, "--leader-elect", "false"), kubelet):
             wait_for(lambda: node_ready(api, kubelet.node), 60, "node Ready")
             yield Stack(api, kubelet, base, image)
     finally:

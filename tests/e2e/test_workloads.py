@@ -40,13 +40,13 @@ def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Any]]:
     image = ensure_busybox_image()
     client = docker.from_env()
     client.images.get(image).tag(V2_TAG)
-    kubelet = KubeletProcess(apiserver.url)
+    kubelet = KubeletProcess(apiserver)
     prefix = f"e2e-{uuid.uuid4().hex[:4]}-"
     parts = (
         kubelet,
-        hollow_nodes(apiserver.url, 2, prefix, "--lease-period", "2"),
-        scheduler(apiserver.url),
-        controller_manager(apiserver.url),
+        hollow_nodes(apiserver, 2, prefix, "--lease-period", "2"),
+        scheduler(apiserver),
+        controller_manager(apiserver),
     )
     try:
         with running(*parts):

@@ -432,13 +432,13 @@ def test_unknown_paths_are_404_status(api: httpx.Client) -> None:
 # --- concurrency ------------------------------------------------------------------------------------
 def test_concurrent_writers_lose_no_update(apiserver: Any, ns: str) -> None:
     path = f"{CMS.format(ns=ns)}/counter"
-    with httpx.Client(base_url=apiserver.url) as c:
+    with apiserver.http() as c:
         c.post(CMS.format(ns=ns), json={"metadata": {"name": "counter"}, "data": {"n": "0"}})
     per_writer = 10
 
     def writer(_: int) -> int:
         conflicts = 0
-        with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+        with apiserver.http() as c:
             done = 0
             while done < per_writer:
                 cm = c.get(path).json()
@@ -453,7 +453,7 @@ def test_concurrent_writers_lose_no_update(apiserver: Any, ns: str) -> None:
 
     with ThreadPoolExecutor(10) as pool:
         conflicts = sum(pool.map(writer, range(10)))
-    with httpx.Client(base_url=apiserver.url) as c:
+    with apiserver.http() as c:
         assert c.get(path).json()["data"]["n"] == str(10 * per_writer)
     assert conflicts > 0, "stale writes must have been rejected at least once"
 

@@ -7,7 +7,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from testkit.host import free_port
@@ -22,10 +21,12 @@ def cluster() -> Iterator[tuple[EtcdProcess, APIServerProcess]]:
         yield etcd, server
 
 
-def read_events(url: str, params: dict, count: int, timeout: float = 5) -> list[dict]:
+def read_events(
+    server: APIServerProcess, path: str, params: dict, count: int, timeout: float = 5
+) -> list[dict]:
     params = {"watch": "1", "timeoutSeconds": str(int(timeout)), **params}
     out: list[dict] = []
-    with httpx.stream("GET", url, params=params, timeout=timeout + 5) as r:
+    with server.http(timeout=timeout + 5) as c, c.stream("GET", path, params=params) as r:
         if r.status_code != 200:
             return [{"type": "HTTP", "object": json.loads(r.read())}]
         for line in r.iter_lines():
@@ -40,7 +41,7 @@ def test_watch_resumes_across_restart_without_gaps_or_repeats(
     cluster: tuple[EtcdProcess, APIServerProcess],
 ) -> None:
     _, server = cluster
-    c = httpx.Client(base_url=server.url, timeout=10)
+    c = server.http(timeout=10)
     rvs = []
     for i in range(3):
         rvs.append(c.post(CMS, json={"metadata": {"name": f"c{i}"}}).json()["metadata"]["resourceVersion"])
@@ -51,7 +52,7 @@ def test_watch_resumes_across_restart_without_gaps_or_repeats(
     server.start()
     c.post(CMS, json={"metadata": {"name": "c6"}})
     c.patch(f"{CMS}/c0", json={"data": {"x": "y"}}, headers={"Content-Type": "application/merge-patch+json"})
-    events = read_events(f"{server.url}{CMS}", {"resourceVersion": seen_up_to}, 5)
+    events = read_events(server, CMS, {"resourceVersion": seen_up_to}, 5)
     got = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
     assert got == [("ADDED", "c3"), ("ADDED", "c4"), ("ADDED", "c5"), ("ADDED", "c6"), ("MODIFIED", "c0")]
     rvs_after = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
@@ -60,7 +61,7 @@ def test_watch_resumes_across_restart_without_gaps_or_repeats(
 
 def test_compaction_gives_410_and_relist_recovers(cluster: tuple[EtcdProcess, APIServerProcess]) -> None:
     etcd, server = cluster
-    c = httpx.Client(base_url=server.url, timeout=10)
+    c = server.http(timeout=10)
     for i in range(5):
         c.post(CMS, json={"metadata": {"name": f"k{i}"}})
     first_page = c.get(CMS, params={"limit": "2"}).json()
@@ -84,7 +85,7 @@ def test_compaction_gives_410_and_relist_recovers(cluster: tuple[EtcdProcess, AP
     )
     server.start()
 
-    events = read_events(f"{server.url}{CMS}", {"resourceVersion": old_rv}, 1)
+    events = read_events(server, CMS, {"resourceVersion": old_rv}, 1)
     assert events, "a watch from a compacted version must end with an error"
     err = events[0]
     status = err["object"]
@@ -95,20 +96,16 @@ def test_compaction_gives_410_and_relist_recovers(cluster: tuple[EtcdProcess, AP
 
     relist = c.get(CMS).json()
     assert [o["metadata"]["name"] for o in relist["items"]] == [f"k{i}" for i in range(8)]
-    events = read_events(
-        f"{server.url}{CMS}", {"resourceVersion": relist["metadata"]["resourceVersion"]}, 1, 3
-    )
+    events = read_events(server, CMS, {"resourceVersion": relist["metadata"]["resourceVersion"]}, 1, 3)
     c.post(CMS, json={"metadata": {"name": "after"}})
     # the stream above has closed by timeout without events; a fresh watch sees the new object
-    events = read_events(
-        f"{server.url}{CMS}", {"resourceVersion": relist["metadata"]["resourceVersion"]}, 1, 3
-    )
+    events = read_events(server, CMS, {"resourceVersion": relist["metadata"]["resourceVersion"]}, 1, 3)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "after")]
 
 
 def test_etcd_outage_is_503_and_recovers(cluster: tuple[EtcdProcess, APIServerProcess]) -> None:
     etcd, server = cluster
-    c = httpx.Client(base_url=server.url, timeout=20)
+    c = server.http(timeout=20)
     c.post(CMS, json={"metadata": {"name": "before"}})
     etcd.stop()
     r = c.get(f"{CMS}/before")
@@ -131,26 +128,20 @@ def test_etcd_outage_is_503_and_recovers(cluster: tuple[EtcdProcess, APIServerPr
     # the watch cache came back too: a watch from now sees a new change
     rv = c.get(CMS).json()["metadata"]["resourceVersion"]
     c.post(CMS, json={"metadata": {"name": "watched"}})
-    events = read_events(f"{server.url}{CMS}", {"resourceVersion": rv}, 1, 10)
+    events = read_events(server, CMS, {"resourceVersion": rv}, 1, 10)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "watched")]
 
 
 def test_exits_with_a_clear_message_when_etcd_is_unreachable() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
+    server = APIServerProcess(dead)
     proc = subprocess.run(
-        [
-            str(BIN / "minik-apiserver"),
-            "--etcd-servers",
-            dead,
-            "--port",
-            str(free_port()),
-            "--etcd-wait-timeout",
-            "2",
-        ],
+        server.command(["--etcd-wait-timeout", "2"]),
         capture_output=True,
         text=True,
         timeout=60,
     )
+    server.cleanup()
     assert proc.returncode != 0
     assert "did not answer" in proc.stderr and dead in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -24,10 +24,10 @@ STRATEGIC = {"Content-Type": "application/strategic-merge-patch+json"}
 @pytest.fixture(scope="module")
 def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Process]]:
     parts = {
-        "hollow": hollow_nodes(apiserver.url, 2, PREFIX, "--lease-period", "2"),
-        **control_plane(apiserver.url),
+        "hollow": hollow_nodes(apiserver, 2, PREFIX, "--lease-period", "2"),
+        **control_plane(apiserver),
     }
-    with running(parts), httpx.Client(base_url=apiserver.url) as api:
+    with running(parts), apiserver.http() as api:
         wait_for(
             lambda: len(items(api, "/api/v1/nodes", labelSelector="minik.io/hollow=true")) >= 2, 30, "2 nodes"
         )

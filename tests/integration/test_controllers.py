@@ -24,15 +24,15 @@ CMS = "/api/v1/namespaces/{ns}/configmaps"
 GRACE = 3  # --node-monitor-grace-period for the tests
 
 
-def manager_process(url: str, *extra: str) -> Process:
+def manager_process(api: APIServerProcess, *extra: str) -> Process:
     """The controller manager with short node-monitor periods."""
     periods = ("--node-monitor-grace-period", str(GRACE), "--node-monitor-period", "0.5")
-    return controller_manager(url, *periods, "--pod-eviction-timeout", "2", *extra)
+    return controller_manager(api, *periods, "--pod-eviction-timeout", "2", *extra)
 
 
 @pytest.fixture(scope="module")
 def manager(apiserver: APIServerProcess) -> Iterator[Process]:
-    cm = manager_process(apiserver.url)
+    cm = manager_process(apiserver)
     with running(cm):
         yield cm
 
@@ -175,9 +175,12 @@ def deploy_status(api: httpx.Client, ns: str, name: str) -> dict[str, Any]:
     return status
 
 
-def kubectl(url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def kubectl(api: APIServerProcess, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [require_kubectl(), "--server", url, *args], capture_output=True, text=True, timeout=timeout
+        [require_kubectl(), "--kubeconfig", api.kubeconfig, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -198,12 +201,12 @@ def test_deployment_rollout_update_and_undo(api: httpx.Client, ns: str, apiserve
     assert rs1["metadata"]["name"] == f"app-{h}"
     assert rs1["spec"]["selector"]["matchLabels"]["pod-template-hash"] == h
     assert rs1["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
-    out = kubectl(apiserver.url, "-n", ns, "rollout", "status", "deployment/app", "--timeout=20s")
+    out = kubectl(apiserver, "-n", ns, "rollout", "status", "deployment/app", "--timeout=20s")
     assert out.returncode == 0, out.stderr
     assert "successfully rolled out" in out.stdout
 
     # kubectl set image: a rolling update with maxUnavailable 0 -- available never drops below 3
-    out = kubectl(apiserver.url, "-n", ns, "set", "image", "deployment/app", "main=busybox:1.37")
+    out = kubectl(apiserver, "-n", ns, "set", "image", "deployment/app", "main=busybox:1.37")
     assert out.returncode == 0, out.stderr
     min_available = 3
 
@@ -247,11 +250,11 @@ def test_deployment_rollout_update_and_undo(api: httpx.Client, ns: str, apiserve
         ),
         what=f"NewReplicaSetAvailable in {deploy_status(api, ns, 'app')}",
     )
-    out = kubectl(apiserver.url, "-n", ns, "rollout", "status", "deployment/app", "--timeout=20s")
+    out = kubectl(apiserver, "-n", ns, "rollout", "status", "deployment/app", "--timeout=20s")
     assert out.returncode == 0, out.stderr
 
     # kubectl rollout undo: back to the first ReplicaSet, which gets revision 3
-    out = kubectl(apiserver.url, "-n", ns, "rollout", "undo", "deployment/app")
+    out = kubectl(apiserver, "-n", ns, "rollout", "undo", "deployment/app")
     assert out.returncode == 0, out.stderr
 
     def undone() -> bool:
@@ -490,7 +493,7 @@ def test_standby_takes_over_when_leader_dies(
         lambda: (r := api.get(lease_path)).status_code == 200 and r.json()["spec"].get("holderIdentity"),
         what="leader",
     )
-    standby = manager_process(apiserver.url).start()
+    standby = manager_process(apiserver).start()
     try:
         manager.stop(signal.SIGKILL)  # no release: the standby must wait for expiry
         second = wait_for(

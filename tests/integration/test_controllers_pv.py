@@ -33,7 +33,7 @@ def base_dir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def manager(apiserver: APIServerProcess, base_dir: Path) -> Iterator[Process]:
     cm = manager_process(
-        apiserver.url, "--controllers", "persistentvolume-binder", "--hostpath-provisioner-dir", str(base_dir)
+        apiserver, "--controllers", "persistentvolume-binder", "--hostpath-provisioner-dir", str(base_dir)
     )
     with running(cm):
         yield cm

@@ -33,10 +33,10 @@ CIDR = "10.124.0.0/16"
 @pytest.fixture(scope="module")
 def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Process]]:
     parts = {
-        "hollow": hollow_nodes(apiserver.url, 3, PREFIX, "--lease-period", "2", "--job-duration", "0.3"),
-        **control_plane(apiserver.url, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR),
+        "hollow": hollow_nodes(apiserver, 3, PREFIX, "--lease-period", "2", "--job-duration", "0.3"),
+        **control_plane(apiserver, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR),
     }
-    with running(parts), httpx.Client(base_url=apiserver.url) as api:
+    with running(parts), apiserver.http() as api:
         wait_for(
             lambda: len(items(api, "/api/v1/nodes", labelSelector="minik.io/hollow=true")) == 3, 30, "3 nodes"
         )
@@ -301,7 +301,7 @@ def test_daemonset_one_pod_per_node_and_on_a_new_node(
     assert any(t.get("key") == "node.kubernetes.io/unreachable" for t in pod["spec"]["tolerations"])
 
     try:
-        with running(hollow_nodes(apiserver.url, 1, f"{PREFIX}x", "--lease-period", "2")):
+        with running(hollow_nodes(apiserver, 1, f"{PREFIX}x", "--lease-period", "2")):
             bound = wait_for(lambda: per_node(total + 1), 60, "a daemon pod on the new node")
             assert f"{PREFIX}x0" in bound
 
@@ -347,7 +347,7 @@ def test_ipam_never_duplicates_and_repairs_after_restart(
     assert api.post("/api/v1/nodes", json=pre).status_code == 201
     cluster["cm"].kill()
     cm = controller_manager(
-        apiserver.url, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR, "--leader-elect", "false"
+        apiserver, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR, "--leader-elect", "false"
     )
     cluster["cm"] = cm.start()
     names = [f"{PREFIX}new{i}" for i in range(8)]
@@ -388,10 +388,10 @@ def test_scale_up_survives_sigkill_of_scheduler_and_controller_manager(
         cluster[victim].kill()
         time.sleep(rng.uniform(0.0, 0.5))
         fresh = (
-            scheduler(apiserver.url)
+            scheduler(apiserver)
             if victim == "scheduler"
             else controller_manager(
-                apiserver.url,
+                apiserver,
                 "--allocate-node-cidrs",
                 "true",
                 "--cluster-cidr",
@@ -404,9 +404,9 @@ def test_scale_up_survives_sigkill_of_scheduler_and_controller_manager(
     # and both at once
     cluster["scheduler"].kill()
     cluster["cm"].kill()
-    cluster["scheduler"] = scheduler(apiserver.url).start()
+    cluster["scheduler"] = scheduler(apiserver).start()
     cluster["cm"] = controller_manager(
-        apiserver.url, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR, "--leader-elect", "false"
+        apiserver, "--allocate-node-cidrs", "true", "--cluster-cidr", CIDR, "--leader-elect", "false"
     ).start()
 
     def settled() -> list[dict[str, Any]] | None:

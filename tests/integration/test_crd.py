@@ -287,7 +287,7 @@ def test_deleting_the_crd_deletes_objects_and_stops_serving(api: httpx.Client) -
 def test_garbage_collector_sees_custom_kinds(api: httpx.Client, apiserver: APIServerProcess) -> None:
     """Owner references to and from custom objects: the controller manager, started before the CRD
     exists, learns the kind when it is Established."""
-    with running(controller_manager(apiserver.url)):
+    with running(controller_manager(apiserver)):
         assert api.post(CRDS, json=widget_crd("sprockets", "Sprocket")).status_code == 201
         try:
             wait_for(lambda: established(api, "sprockets.example.com"), "the CRD")

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,7 +15,6 @@ import httpx
 import pytest
 from kubernetes import client, config, dynamic
 
-from testkit.api import write_kubeconfig
 from testkit.processes import APIServerProcess
 
 V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -199,7 +199,7 @@ def test_kubectl_reads_aggregated_discovery(
     api: httpx.Client, apiserver: APIServerProcess, kubectl_bin: str
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="minik-discovery-") as tmp:
-        kubeconfig = write_kubeconfig(Path(tmp) / "config", apiserver.url)
+        kubeconfig = Path(shutil.copy(apiserver.kubeconfig, Path(tmp) / "config"))
         proc = _kubectl(kubectl_bin, kubeconfig, Path(tmp) / "cache", "api-resources", "-v=8")
         assert proc.returncode == 0, proc.stderr
         # it took the aggregated form: two requests, no walk of the group-versions
@@ -234,16 +234,14 @@ def test_kubectl_reads_aggregated_discovery(
 
 
 def test_official_client_reads_discovery(apiserver: APIServerProcess) -> None:
-    with tempfile.TemporaryDirectory(prefix="minik-discovery-") as tmp:
-        kubeconfig = write_kubeconfig(Path(tmp) / "config", apiserver.url)
-        configuration = client.Configuration()
-        config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-        with client.ApiClient(configuration) as c:
-            assert client.CoreApi(c).get_api_versions().versions == ["v1"]
-            groups = client.ApisApi(c).get_api_versions().groups
-            assert "apps" in {g.name for g in groups}
-            dyn = dynamic.DynamicClient(c)
-            deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
-            assert deployments.namespaced and deployments.name == "deployments"
-            namespaces = dyn.resources.get(api_version="v1", kind="Namespace").get()
-            assert "default" in {n.metadata.name for n in namespaces.items}
+    configuration = client.Configuration()
+    config.load_kube_config(config_file=apiserver.kubeconfig, client_configuration=configuration)
+    with client.ApiClient(configuration) as c:
+        assert client.CoreApi(c).get_api_versions().versions == ["v1"]
+        groups = client.ApisApi(c).get_api_versions().groups
+        assert "apps" in {g.name for g in groups}
+        dyn = dynamic.DynamicClient(c)
+        deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+        assert deployments.namespaced and deployments.name == "deployments"
+        namespaces = dyn.resources.get(api_version="v1", kind="Namespace").get()
+        assert "default" in {n.metadata.name for n in namespaces.items}

@@ -28,7 +28,7 @@ MAX_PER_SLICE = 2  # small, so that a handful of pods spreads over several slice
 @pytest.fixture(scope="module")
 def manager(apiserver: APIServerProcess) -> Iterator[Process]:
     cm = controller_manager(
-        apiserver.url,
+        apiserver,
         *("--controllers", "endpointslice,garbagecollector"),
         *("--max-endpoints-per-slice", str(MAX_PER_SLICE)),
     )
@@ -74,17 +74,17 @@ def endpoints_by_pod(sl: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {e["targetRef"]["name"]: e for s in sl for e in s.get("endpoints") or []}
 
 
-def kubectl(url: str, *args: str) -> str:
+def kubectl(api: APIServerProcess, *args: str) -> str:
     r = subprocess.run(
-        [require_kubectl(), "--server", url, *args], capture_output=True, text=True, timeout=60
+        [require_kubectl(), "--kubeconfig", api.kubeconfig, *args], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0, r.stderr
     return r.stdout
 
 
-def minik(url: str, *args: str) -> str:
+def minik(api: APIServerProcess, *args: str) -> str:
     r = subprocess.run(
-        [str(Path(sys.executable).parent / "minik"), "--server", url, *args],
+        [str(Path(sys.executable).parent / "minik"), "--kubeconfig", api.kubeconfig, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -154,15 +154,15 @@ def test_slices_follow_pods_and_kubectl_describe_shows_them(
         assert eps["es-0"]["targetRef"]["kind"] == "Pod"
 
         # kubectl get: the table the server sends
-        table = kubectl(apiserver.url, "-n", ns, "get", "endpointslices")
+        table = kubectl(apiserver, "-n", ns, "get", "endpointslices")
         assert table.splitlines()[0].split() == ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
         assert all(" IPv4 " in line and " 8080 " in line for line in table.splitlines()[1:])
 
         # kubectl describe service reads the slices: the four ready endpoints
         want = {f"10.7.0.{i}:8080" for i in range(1, 5)}
         for out in (
-            kubectl(apiserver.url, "-n", ns, "describe", "service", "web"),
-            minik(apiserver.url, "-n", ns, "describe", "service", "web"),
+            kubectl(apiserver, "-n", ns, "describe", "service", "web"),
+            minik(apiserver, "-n", ns, "describe", "service", "web"),
         ):
             line = endpoints_line(out)
             listed, _, more = line.partition(" + ")
@@ -183,9 +183,7 @@ def test_slices_follow_pods_and_kubectl_describe_shows_them(
         sl = wait_for(shrunk, what="slices without the deleted pods")
         assert {s["metadata"]["name"] for s in sl} <= names_before
         assert len(sl) == 1 or all(s["endpoints"] for s in sl)
-        assert (
-            endpoints_line(kubectl(apiserver.url, "-n", ns, "describe", "service", "web")) == "10.7.0.4:8080"
-        )
+        assert endpoints_line(kubectl(apiserver, "-n", ns, "describe", "service", "web")) == "10.7.0.4:8080"
 
         # the Service goes: so do its slices
         assert api.delete(f"/api/v1/namespaces/{ns}/services/web").status_code == 200

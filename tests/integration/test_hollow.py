@@ -19,8 +19,8 @@ PREFIX = f"hn-{uuid.uuid4().hex[:4]}-"
 @pytest.fixture(scope="module")
 def cluster(apiserver: APIServerProcess) -> Iterator[dict[str, Process]]:
     parts = {
-        "hollow": hollow_nodes(apiserver.url, 3, PREFIX, "--lease-period", "1", "--job-duration", "0.5"),
-        **control_plane(apiserver.url, "--allocate-node-cidrs", "true", "--cluster-cidr", "10.123.0.0/16"),
+        "hollow": hollow_nodes(apiserver, 3, PREFIX, "--lease-period", "1", "--job-duration", "0.5"),
+        **control_plane(apiserver, "--allocate-node-cidrs", "true", "--cluster-cidr", "10.123.0.0/16"),
     }
     with running(parts):
         yield parts

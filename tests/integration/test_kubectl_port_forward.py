@@ -51,7 +51,7 @@ def web_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator[str
         "metadata": {"name": "pf-web", "namespace": "default"},
         "spec": {"selector": {"app": "pf-web"}, "ports": [{"port": 80, "targetPort": 8080}]},
     }
-    with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+    with apiserver.http() as c:
         r = c.post("/api/v1/namespaces/default/pods", json=pod)
         assert r.status_code == 201, r.text
         try:

@@ -25,7 +25,7 @@ NS = "default"
 
 @pytest.fixture()
 def client(apiserver: Any) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+    with apiserver.http() as c:
         yield c
 
 
@@ -63,10 +63,8 @@ def wait_phase(k: KubeletProcess, client: httpx.Client, name: str, *phases: str)
 
 
 def logs(k: KubeletProcess, pod: str, container: str, **params: str) -> str:
-    r = httpx.get(
-        f"http://127.0.0.1:{k.port}/containerLogs/{NS}/{pod}/{container}", params=params, timeout=10
-    )
-    return r.text
+    with k.http(timeout=10) as c:
+        return c.get(f"/containerLogs/{NS}/{pod}/{container}", params=params).text
 
 
 def node_containers(k: KubeletProcess, pod_uid: str) -> list[Any]:
@@ -355,10 +353,10 @@ def test_readiness_probe_and_exec(kubelet: KubeletProcess, client: httpx.Client,
             + "&stdout=1&stderr=1"
             + ("&stdin=1" if stdin else "")
         )
-        url = f"ws://127.0.0.1:{kubelet.port}/exec/{NS}/probed/c?{query}"
+        url = kubelet.ws_url(f"/exec/{NS}/probed/c?{query}")
         out = b""
         status: dict[str, Any] = {}
-        async with websockets.connect(url, subprotocols=["v5.channel.k8s.io"]) as ws:  # type: ignore[list-item]
+        async with websockets.connect(url, subprotocols=["v5.channel.k8s.io"], **kubelet.ws_options()) as ws:  # type: ignore[list-item]
             if stdin:
                 await ws.send(b"\x00" + stdin)
                 await ws.send(b"\xff\x00")

@@ -461,7 +461,7 @@ def web(kubelet: KubeletProcess, apiserver: Any, image: str) -> Iterator[str]:
         ],
     )
     pod["metadata"]["labels"] = {"app": "pfweb"}
-    with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+    with apiserver.http() as c:
         create(c, pod)
         try:
             kubelet.wait(
@@ -477,12 +477,13 @@ def web(kubelet: KubeletProcess, apiserver: Any, image: str) -> Iterator[str]:
             c.delete(f"/api/v1/namespaces/{NS}/pods/pfweb", params={"gracePeriodSeconds": "0"})
 
 
-async def _port_forward_ws(url: str, request: bytes) -> tuple[list[bytes], bytes, bytes]:
+async def _port_forward_ws(apiserver: Any, url: str, request: bytes) -> tuple[list[bytes], bytes, bytes]:
     """(first frames, data received, error channel text)."""
     heads: list[bytes] = []
     data = b""
     error = b""
-    async with websockets.connect(url, subprotocols=["v4.channel.k8s.io"], max_size=None) as ws:  # type: ignore[list-item]
+    options = apiserver.ws_options()
+    async with websockets.connect(url, subprotocols=["v4.channel.k8s.io"], max_size=None, **options) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "v4.channel.k8s.io"
         heads = [await ws.recv(), await ws.recv()]  # type: ignore[list-item]
         try:
@@ -499,23 +500,29 @@ async def _port_forward_ws(url: str, request: bytes) -> tuple[list[bytes], bytes
 
 
 def test_port_forward_through_the_api_server(apiserver: Any, web: str) -> None:
-    url = (
-        apiserver.url.replace("http://", "ws://")
-        + f"/api/v1/namespaces/{NS}/pods/{web}/portforward?ports=8080"
-    )
-    heads, data, error = asyncio.run(_port_forward_ws(url, b"GET /index.html HTTP/1.0\r\n\r\n"))
+    url = apiserver.ws_url(f"/api/v1/namespaces/{NS}/pods/{web}/portforward?ports=8080")
+    heads, data, error = asyncio.run(_port_forward_ws(apiserver, url, b"GET /index.html HTTP/1.0\r\n\r\n"))
     assert heads == [b"\x00" + (8080).to_bytes(2, "little"), b"\x01" + (8080).to_bytes(2, "little")]
     assert error == b""
     assert data.startswith(b"HTTP/1.") and b"hello-through-the-tunnel" in data
     # a port nobody listens on: the error channel says so
     url = url.replace("ports=8080", "ports=9")
-    _heads, data, error = asyncio.run(_port_forward_ws(url, b"x"))
+    _heads, data, error = asyncio.run(_port_forward_ws(apiserver, url, b"x"))
     assert data == b"" and b"error forwarding port 9" in error
 
 
 def _minik_port_forward(apiserver: Any, target: str, spec: str) -> Iterator[int]:
     proc = subprocess.Popen(
-        [os.path.join(BIN, "minik"), "-s", apiserver.url, "-n", NS, "port-forward", target, spec],
+        [
+            os.path.join(BIN, "minik"),
+            "--kubeconfig",
+            apiserver.kubeconfig,
+            "-n",
+            NS,
+            "port-forward",
+            target,
+            spec,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -558,14 +565,15 @@ def test_minik_port_forward_pod_and_service(apiserver: Any, client: httpx.Client
 
 
 def test_attach_through_the_api_server(apiserver: Any, web: str) -> None:
-    url = (
-        apiserver.url.replace("http://", "ws://")
-        + f"/api/v1/namespaces/{NS}/pods/{web}/attach?container=shell&stdin=true&stdout=true&tty=true"
+    url = apiserver.ws_url(
+        f"/api/v1/namespaces/{NS}/pods/{web}/attach?container=shell&stdin=true&stdout=true&tty=true"
     )
 
     async def run() -> bytes:
         out = b""
-        async with websockets.connect(url, subprotocols=["v5.channel.k8s.io"]) as ws:  # type: ignore[list-item]
+        async with websockets.connect(
+            url, subprotocols=["v5.channel.k8s.io"], **apiserver.ws_options()
+        ) as ws:  # type: ignore[list-item]
             await ws.send(b"\x04" + json.dumps({"Width": 100, "Height": 30}).encode())
             await ws.send(b"\x00echo attached-$((40+2)); stty size\n")
             while b"attached-42" not in out or b"30 100" not in out:
@@ -580,7 +588,8 @@ def test_attach_through_the_api_server(apiserver: Any, web: str) -> None:
 
 
 def test_stats_summary(kubelet: KubeletProcess, web: str) -> None:
-    r = httpx.get(f"http://127.0.0.1:{kubelet.port}/stats/summary", timeout=30)
+    with kubelet.http() as c:
+        r = c.get("/stats/summary")
     assert r.status_code == 200
     summary = r.json()
     node = summary["node"]

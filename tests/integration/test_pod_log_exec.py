@@ -8,7 +8,6 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from testkit.prereq import require_kubectl
@@ -31,7 +30,7 @@ def running_pod(apiserver: Any, kubelet: KubeletProcess, image: str) -> Iterator
     name = "logexec"
     script = "echo hello from minik; echo to stderr >&2; exec sleep 3600"
     pod = make_pod(name, kubelet.node, [{"name": "main", "image": image, "command": ["sh", "-c", script]}])
-    with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+    with apiserver.http() as c:
         r = c.post("/api/v1/namespaces/default/pods", json=pod)
         assert r.status_code == 201, r.text
         wait_phase(kubelet, c, name, "Running")
@@ -60,7 +59,7 @@ def test_kubectl_exec(kubeconfig: str, running_pod: str) -> None:
 
 
 def test_logs_of_an_unscheduled_pod_is_a_clear_error(apiserver: Any, kubeconfig: str, image: str) -> None:
-    with httpx.Client(base_url=apiserver.url) as c:
+    with apiserver.http() as c:
         pod = make_pod("nowhere", "", [{"name": "main", "image": image}])
         pod["spec"].pop("nodeName", None)
         c.post("/api/v1/namespaces/default/pods", json=pod)
@@ -141,7 +140,7 @@ def test_kubectl_logs_follow_tail_previous(
         [sh_container("main", image, script, volumeMounts=[{"name": "s", "mountPath": "/state"}])],
         volumes=[{"name": "s", "emptyDir": {}}],
     )
-    with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+    with apiserver.http() as c:
         r = c.post("/api/v1/namespaces/default/pods", json=pod)
         assert r.status_code == 201, r.text
         try:

@@ -59,7 +59,7 @@ class Env:
         self.backends: list[tuple[str, str]] = []  # (name, ip)
         self.client: Any = None
         self.proxy = python_module(
-            "proxy", "proxy.command", apiserver.url, "--node-name", NODE, "--iptables-chain-prefix", PREFIX
+            "proxy", "proxy.command", apiserver, "--node-name", NODE, "--iptables-chain-prefix", PREFIX
         )
 
     # -- setup -----------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(apiserver: APIServerProcess) -> Iterator[Env]:
-    with httpx.Client(base_url=apiserver.url, timeout=30) as api:
+    with apiserver.http() as api:
         e = Env(api, apiserver)
         try:
             e.setup()

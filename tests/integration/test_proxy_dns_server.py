@@ -19,7 +19,7 @@ def dns(apiserver: APIServerProcess) -> Iterator[int]:
     port = free_port()
     # nothing outside the cluster domain is asked in these tests: the upstream is loopback
     argv = ("--bind", "127.0.0.1", "--port", str(port), "--upstream", "127.0.0.1")
-    with python_module("dns", "proxy.dns", apiserver.url, *argv):
+    with python_module("dns", "proxy.dns", apiserver, *argv):
         yield port
 
 

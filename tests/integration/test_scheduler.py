@@ -52,7 +52,7 @@ def pod(name: str, cpu: str = "100m", **spec: Any) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(apiserver: APIServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=apiserver.url, timeout=30) as api:
+    with apiserver.http() as api:
         for name in NODES:
             r = api.post("/api/v1/nodes", json=node(name))
             assert r.status_code == 201, r.text
@@ -61,7 +61,7 @@ def cluster(apiserver: APIServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def scheduler(apiserver: APIServerProcess, cluster: httpx.Client) -> Iterator[Process]:
-    proc = processes.scheduler(apiserver.url, "--log-level", "debug")
+    proc = processes.scheduler(apiserver, "--log-level", "debug")
     try:
         proc.start()
         yield proc

@@ -3,8 +3,6 @@ takes over once the leader is gone."""
 
 from __future__ import annotations
 
-import httpx
-
 from testkit.api import create_namespace
 from testkit.processes import APIServerProcess, running, scheduler
 from testkit.wait import wait_for
@@ -22,8 +20,8 @@ FLAGS = [
 
 
 def test_standby_takes_over(apiserver: APIServerProcess) -> None:
-    first, standby = scheduler(apiserver.url, *FLAGS), scheduler(apiserver.url, *FLAGS)
-    with httpx.Client(base_url=apiserver.url, timeout=30) as api:
+    first, standby = scheduler(apiserver, *FLAGS), scheduler(apiserver, *FLAGS)
+    with apiserver.http() as api:
         assert api.post("/api/v1/nodes", json=node("leader-n1")).status_code == 201
         ns = create_namespace(api, "le")
         with running(first):

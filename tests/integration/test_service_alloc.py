@@ -135,7 +135,7 @@ def test_update_keeps_cluster_ip_and_node_ports(api: httpx.Client) -> None:
 
 def test_concurrent_creates_never_share_an_ip(apiserver: APIServerProcess) -> None:
     def make(i: int) -> str:
-        with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+        with apiserver.http() as c:
             r = c.post(SVC, json=svc(f"conc-{i}", type="NodePort"))
             assert r.status_code == 201, r.text
             return f"{r.json()['spec']['clusterIP']}/{r.json()['spec']['ports'][0]['nodePort']}"
@@ -145,7 +145,7 @@ def test_concurrent_creates_never_share_an_ip(apiserver: APIServerProcess) -> No
     ips = [r.split("/")[0] for r in results]
     ports = [r.split("/")[1] for r in results]
     assert len(set(ips)) == 40 and len(set(ports)) == 40
-    with httpx.Client(base_url=apiserver.url, timeout=30) as c:
+    with apiserver.http() as c:
         for i in range(40):
             c.delete(f"{SVC}/conc-{i}")
 
@@ -159,7 +159,7 @@ def test_repair_at_start_rebuilds_the_records() -> None:
     try:
         etcd.start()
         server.start(extra=ranges)
-        with httpx.Client(base_url=server.url, timeout=30) as c:
+        with server.http() as c:
             made = [c.post(SVC, json=svc(f"rep-{i}", type="NodePort")) for i in range(3)]
             made.append(c.post(SVC, json=svc("rep-3")))
             assert all(r.status_code == 201 for r in made), [r.text for r in made]
@@ -167,7 +167,7 @@ def test_repair_at_start_rebuilds_the_records() -> None:
             assert len(got) == 4
         server.stop()
         server.start(extra=ranges)
-        with httpx.Client(base_url=server.url, timeout=30) as c:
+        with server.http() as c:
             # 10.100.0.2-.6 are allocatable (.1 is kept for the kubernetes service): one is left
             r = c.post(SVC, json=svc("rep-x"))
             assert r.status_code == 201, r.text

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from testkit.api import create_namespace
+from testkit.processes import APIServerProcess
 
 CMS = "/api/v1/namespaces/{ns}/configmaps"
 END = "k8s.io/initial-events-end"
@@ -35,11 +36,13 @@ def ns(api: httpx.Client) -> str:
 class Stream:
     """A watch read on a thread, so a test can act while it waits for the next event."""
 
-    def __init__(self, base_url: str, path: str, params: dict[str, str], headers: dict[str, str]) -> None:
+    def __init__(
+        self, server: APIServerProcess, path: str, params: dict[str, str], headers: dict[str, str]
+    ) -> None:
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.status = 0
         self.started = threading.Event()
-        self._client = httpx.Client(base_url=base_url, timeout=30)
+        self._client = server.http()
         self._response: httpx.Response | None = None
         self._args = (path, {"timeoutSeconds": "30", **params}, headers)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -93,7 +96,7 @@ def watch(apiserver: Any) -> Iterator[Any]:
         path: str, params: dict[str, str], headers: dict[str, str] | None = None, started: bool = True
     ) -> Stream:
         """A watch; with ``started`` once its response headers came."""
-        s = Stream(apiserver.url, path, params, headers or {})
+        s = Stream(apiserver, path, params, headers or {})
         opened.append(s)
         if started:
             assert s.started.wait(15)
