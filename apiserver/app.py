@@ -31,9 +31,13 @@ from apimachinery.timefmt import rfc3339
 from apiserver import openapi, protobuf
 
 from . import crd, crdschema, discovery, kubernetes_service, nodeproxy, portforward_spdy, strategy, watchcache
+from .authn import UNSECURED, Security
+from .authtypes import Attributes, UserInfo, current_user
+from .authz import forbidden_message
 from .etcd import EtcdUnavailable
 from .patching import apply_patch, patch_type_of
 from .registry import Registry, Storage, unavailable
+from .requestinfo import request_attributes
 
 log = logging.getLogger(__name__)
 
@@ -403,27 +407,120 @@ def delete_options(q: Any, body: Any) -> dict[str, Any]:
 
 
 # --- the server -----------------------------------------------------------------------------------
+def forbidden(attrs: Attributes, reason: str = "") -> errors.Forbidden:
+    """Kubernetes' 403 for an authorization denial: details name the resource (without the
+    subresource), its group and the object's name."""
+    return errors.Forbidden(
+        forbidden_message(attrs, reason),
+        name=attrs.name or None,
+        group=attrs.api_group or None,
+        kind=attrs.resource or None,
+    )
+
+
+class Admitted:
+    """Who a request is and what it asks: filled in by :meth:`APIServer.admit` as far as it got,
+    for the audit log."""
+
+    __slots__ = ("user", "impersonated", "attributes", "decision", "reason")
+
+    def __init__(self) -> None:
+        self.user: UserInfo = UNSECURED
+        self.impersonated: UserInfo | None = None
+        self.attributes: Attributes | None = None
+        self.decision = "allow"
+        self.reason = ""
+
+
 class APIServer:
-    def __init__(self, storage: Storage, advertise: str = "127.0.0.1:8080") -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        advertise: str = "127.0.0.1:8080",
+        security: Security | None = None,
+        audit_log: Any = None,
+    ) -> None:
         self.storage = storage
         self.advertise = advertise
         self.bookmark_interval = 10.0
+        # None (an app made in-process, without a serving protocol): every request is UNSECURED
+        self.security = security
+        self.audit = audit_log
 
     # ---- entry point
     async def dispatch(self, request: Request) -> Response:
+        scope = request.scope
+        received = time.time() if self.audit is not None else 0.0
+        who = Admitted()
         try:
-            return await self._dispatch(request)
+            await self.admit(scope, request.method, who)
+            token = current_user.set(who.impersonated or who.user)
+            try:
+                response = await self._dispatch(request)
+            finally:
+                current_user.reset(token)
         except errors.StatusError as e:
-            return status_response(e)
+            response = status_response(e)
         except EtcdUnavailable as e:
-            return status_response(unavailable(e))
+            response = status_response(unavailable(e))
         except TimeoutError:
-            return status_response(errors.Timeout("the server was not able to answer in time"))
+            response = status_response(errors.Timeout("the server was not able to answer in time"))
         except Exception:
             log.exception("internal error serving %s %s", request.method, request.url.path)
-            return status_response(
+            response = status_response(
                 errors.InternalError("an internal error occurred; see the API server's log")
             )
+        if self.audit is not None:
+            self.record(scope, request, response.status_code, who, received)
+        return response
+
+    async def admit(self, scope: Any, method: str, who: Admitted) -> None:
+        """Authenticate, impersonate, take the request's attributes and authorize them: raises the
+        401, 403 (or 400 for a malformed impersonation) that ends the request."""
+        cert_user = scope.get("minik.user")
+        security = self.security
+        if security is None or cert_user is UNSECURED:
+            return
+        authorization = None
+        impersonating = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+            elif name[:12] == b"impersonate-":
+                impersonating = True
+        who.user = user = await security.authenticator.authenticate(cert_user, authorization)
+        if impersonating:
+            who.impersonated = user = security.impersonate(user, scope["headers"], who)
+        who.attributes = attrs = request_attributes(user, method, scope["path"], scope["query_string"])
+        decision = security.authorizer.authorize(attrs)
+        if not decision.allowed:
+            who.decision = "forbid"
+            who.reason = decision.reason
+            raise forbidden(attrs, decision.reason)
+        who.reason = decision.reason
+
+    def record(self, scope: Any, request: Request, code: int, who: Admitted, received: float) -> None:
+        """One audit event (Metadata level) for the request, written off the request path."""
+        attrs = who.attributes
+        if attrs is None:
+            user = who.impersonated or who.user
+            attrs = request_attributes(user, request.method, scope["path"], scope["query_string"])
+        query = scope.get("query_string") or b""
+        client = scope.get("client")
+        self.audit.record(
+            user=who.user,
+            impersonated_user=who.impersonated,
+            verb=attrs.verb,
+            attributes=attrs,
+            request_uri=scope["path"] + ("?" + query.decode("latin-1") if query else ""),
+            code=code,
+            received=received,
+            finished=time.time(),
+            source_ip=client[0] if client else "",
+            user_agent=request.headers.get("user-agent", ""),
+            decision=who.decision,
+            decision_reason=who.reason,
+        )
 
     async def _dispatch(self, request: Request) -> Response:
         path = request.url.path.rstrip("/") or "/"
@@ -974,10 +1071,42 @@ class KubernetesAPI:
         response = await self.server.dispatch(Request(scope, receive))
         await response(scope, receive, send)
 
+    async def refuse_websocket(self, scope: Any, send: Any, e: errors.StatusError) -> None:
+        """Answer an upgrade request with the Status of a 401 or 403 instead of upgrading."""
+        body = orjson.dumps(e.status())
+        await send(
+            {
+                "type": "websocket.http.response.start",
+                "status": e.code,
+                "headers": [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+
     async def websocket(self, scope: Any, receive: Any, send: Any) -> None:
         """WebSocket upgrades: ``pods/{name}/exec``, ``attach`` and ``portforward``, relayed to the
         pod's kubelet (Kubernetes' channel protocols)."""
         ws = WebSocket(scope, receive, send)
+        server = self.server
+        who = Admitted()
+        received = time.time() if server.audit is not None else 0.0
+        try:
+            # Kubernetes authorizes WebSocket exec/attach/portforward as "create" (1.31+)
+            await server.admit(scope, "POST", who)
+        except errors.StatusError as e:
+            await self.refuse_websocket(scope, send, e)
+            if server.audit is not None:
+                server.record(scope, Request(scope), e.code, who, received)
+            return
+        if server.audit is not None:
+            server.record(scope, Request(scope), 101, who, received)
+        token = current_user.set(who.impersonated or who.user)
+        try:
+            await self.relay(ws, scope)
+        finally:
+            current_user.reset(token)
+
+    async def relay(self, ws: WebSocket, scope: Any) -> None:
         parts = [p for p in scope["path"].split("/") if p]
         try:
             t = parse_resource_path(parts) if len(parts) >= 4 and parts[0] in ("api", "apis") else None
@@ -1015,9 +1144,18 @@ async def _batches(
         await events.aclose()  # type: ignore[attr-defined]
 
 
-def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_storage: bool = True) -> Any:
-    """The ASGI app.  With ``manage_storage`` it starts and stops the watch caches with the app."""
-    server = APIServer(storage, advertise)
+def create_app(
+    storage: Storage,
+    advertise: str = "127.0.0.1:8080",
+    manage_storage: bool = True,
+    security: Security | None = None,
+    audit_log: Any = None,
+) -> Any:
+    """The ASGI app.  With ``manage_storage`` it starts and stops the watch caches with the app.
+
+    ``security``: the authenticator and authorizer of requests that arrive through
+    :mod:`apiserver.serving`'s protocols; without it every request is ``system:unsecured``."""
+    server = APIServer(storage, advertise, security, audit_log)
 
     async def progress_loop() -> None:
         while True:
@@ -1031,6 +1169,8 @@ def create_app(storage: Storage, advertise: str = "127.0.0.1:8080", manage_stora
         task = None
         if manage_storage:
             storage.start()
+        if security is not None:
+            await security.authorizer.start()
         task = asyncio.create_task(progress_loop())
         crds = asyncio.create_task(crd.CRDController(storage).run(), name="crd-controller")
         master = kubernetes_service.start_reconciler(storage)  # the `kubernetes` Service

@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import logging
 import time
-
-import uvicorn
+from pathlib import Path
 
 from apimachinery.component import add_log_level_flag, run_component
 
-from . import kubernetes_service, nodeproxy
+from . import audit, authn, kubernetes_service, nodeproxy, serving
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
+from .authn import DEFAULT_ISSUER
 from .etcd import Etcd, EtcdUnavailable
 from .registry import Storage
 
@@ -23,8 +23,81 @@ log = logging.getLogger("apiserver")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="minik-apiserver", description="minik's Kubernetes-shaped API server")
     p.add_argument("--etcd-servers", default="http://127.0.0.1:2379", help="comma-separated etcd client URLs")
-    p.add_argument("--bind-address", default="127.0.0.1", help="address to serve plain HTTP on")
-    p.add_argument("--port", type=int, default=8080, help="port to serve plain HTTP on")
+    p.add_argument("--bind-address", default="0.0.0.0", help="address to serve HTTPS on (the secure port)")
+    p.add_argument(
+        "--secure-port",
+        type=int,
+        default=None,
+        help="port to serve HTTPS on, with authentication and authorization (default 6443; 0 = off)",
+    )
+    p.add_argument(
+        "--advertise-address",
+        default=None,
+        help="address the `kubernetes` Service's endpoints name (default: the host's first non-loopback IPv4)",
+    )
+    p.add_argument("--tls-cert-file", default=None, help="the serving certificate (PEM) of the secure port")
+    p.add_argument("--tls-private-key-file", default=None, help="the serving certificate's private key (PEM)")
+    p.add_argument(
+        "--client-ca-file",
+        default=None,
+        help="CA bundle (PEM) that verifies client certificates: CN is the user, O values its groups",
+    )
+    p.add_argument(
+        "--insecure-port",
+        type=int,
+        default=0,
+        help="plain-HTTP port on 127.0.0.1 with NO authentication or authorization, for debugging "
+        "and benchmarks (default 0 = off)",
+    )
+    p.add_argument("--port", dest="insecure_port", type=int, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--anonymous-auth",
+        type=_bool,
+        default=True,
+        help="requests without credentials are system:anonymous (true) or refused with 401 (false)",
+    )
+    p.add_argument(
+        "--authorization-mode",
+        default="Node,RBAC",
+        help="comma-separated authorizers, tried in order: Node, RBAC, AlwaysAllow, AlwaysDeny",
+    )
+    p.add_argument(
+        "--service-account-key-file",
+        action="append",
+        default=[],
+        help="PEM file of public (or private) keys that verify service-account tokens (repeatable)",
+    )
+    p.add_argument(
+        "--service-account-signing-key-file",
+        default=None,
+        help="PEM private key that signs the tokens TokenRequest issues",
+    )
+    p.add_argument(
+        "--service-account-issuer",
+        action="append",
+        default=[],
+        help=f"the iss of issued tokens (the first) and the issuers accepted (all); default {DEFAULT_ISSUER}",
+    )
+    p.add_argument(
+        "--api-audiences",
+        default="",
+        help="comma-separated audiences the API accepts in tokens (default: the issuer)",
+    )
+    p.add_argument(
+        "--encryption-provider-config",
+        default=None,
+        help="EncryptionConfiguration file: how resources (Secrets) are encrypted at rest",
+    )
+    p.add_argument(
+        "--enable-admission-plugins", default="", help="comma-separated admission plugins to enable"
+    )
+    p.add_argument(
+        "--disable-admission-plugins", default="", help="comma-separated admission plugins to disable"
+    )
+    p.add_argument("--etcd-cafile", default=None, help="CA bundle that verifies etcd's serving certificates")
+    p.add_argument("--etcd-certfile", default=None, help="client certificate for etcd")
+    p.add_argument("--etcd-keyfile", default=None, help="the etcd client certificate's key")
+    audit.add_flags(p)
     p.add_argument(
         "--etcd-wait-timeout",
         type=float,
@@ -53,7 +126,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="CA that kubelets' serving certificates are verified against (unset: not verified)",
     )
     add_log_level_flag(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_serving_flags(p, args)
+    return args
+
+
+def _bool(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value: {value!r}")
+
+
+def check_serving_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--secure-port needs a certificate and key.  Without both, a server started with only the
+    insecure port (``--insecure-port``) serves plain HTTP alone, as before the secure port existed;
+    an explicit ``--secure-port`` without them is an error."""
+    explicit = args.secure_port is not None
+    if args.secure_port is None:
+        args.secure_port = 6443
+    if args.insecure_port is None:
+        args.insecure_port = 0
+    if args.secure_port and not (args.tls_cert_file and args.tls_private_key_file):
+        if not explicit and args.insecure_port:
+            log.warning("no --tls-cert-file/--tls-private-key-file: the secure port is off")
+            args.secure_port = 0
+        else:
+            p.error(
+                "--secure-port requires --tls-cert-file and --tls-private-key-file "
+                "(or --secure-port 0 with --insecure-port for plain HTTP on 127.0.0.1)"
+            )
+    if not args.secure_port and not args.insecure_port:
+        p.error("nothing to serve: --secure-port is 0 and --insecure-port is not set")
+    for flag in (
+        "tls_cert_file",
+        "tls_private_key_file",
+        "client_ca_file",
+        "service_account_signing_key_file",
+    ):
+        path = getattr(args, flag)
+        if path and not Path(path).is_file():
+            p.error(f"--{flag.replace('_', '-')}: {path}: no such file")
 
 
 async def wait_for_etcd(etcd: Etcd, timeout: float) -> str:
@@ -72,7 +186,7 @@ async def wait_for_etcd(etcd: Etcd, timeout: float) -> str:
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    """Serve until uvicorn, which handles SIGTERM and SIGINT itself, stops (``stop`` stays unset)."""
+    """Serve until SIGTERM or SIGINT (handled by :func:`serving.serve_all`; ``stop`` stays unset)."""
     nodeproxy.configure(
         args.kubelet_client_certificate, args.kubelet_client_key, args.kubelet_certificate_authority
     )
@@ -86,25 +200,42 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     await storage.repair_service_allocations()
     await storage.ensure_system_namespaces()
     storage.master_endpoint = kubernetes_service.master_endpoint(args)  # type: ignore[attr-defined]
-    advertise = f"{args.bind_address}:{args.port}"
-    app = create_app(storage, advertise)
-    config = uvicorn.Config(
-        app,
-        host=args.bind_address,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=3,
-        loop="asyncio",
-        http="httptools",
-        ws="websockets",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    log.info("serving the API on http://%s", advertise)
+    endpoint = storage.master_endpoint  # type: ignore[attr-defined]
+    if endpoint:
+        advertise = f"{endpoint[0]}:{endpoint[1]}"
+    else:
+        advertise = f"127.0.0.1:{args.insecure_port}"
+    security = authn.from_args(args, storage)
+    audit_log = audit.from_args(args)
+    app = create_app(storage, advertise, security=security, audit_log=audit_log)
+    configs = []
+    if args.secure_port:
+        configs.append(
+            serving.server_config(
+                app,
+                args.bind_address,
+                args.secure_port,
+                secure=True,
+                lifespan=True,
+                certfile=args.tls_cert_file,
+                keyfile=args.tls_private_key_file,
+                client_ca=args.client_ca_file,
+            )
+        )
+        log.info("serving the API on https://%s:%d", args.bind_address, args.secure_port)
+    if args.insecure_port:
+        configs.append(
+            serving.server_config(app, "127.0.0.1", args.insecure_port, secure=False, lifespan=not configs)
+        )
+        log.warning(
+            "serving the API WITHOUT authentication or authorization on http://127.0.0.1:%d",
+            args.insecure_port,
+        )
     try:
-        await server.serve()
+        await serving.serve_all(configs)
     finally:
+        if audit_log is not None:
+            audit_log.close()
         await etcd.close()
 
 

@@ -1,0 +1,196 @@
+"""Serving the API over HTTPS (and, for debugging, plain HTTP on loopback) with uvicorn.
+
+uvicorn verifies client certificates (``ssl.CERT_OPTIONAL`` against ``--client-ca-file``) but does
+not hand the peer's certificate to the application.  The protocol classes here read it once per
+connection, turn it into the :class:`~apiserver.authtypes.UserInfo` it names (CN = user, O =
+groups) and put that into every request's ASGI scope:
+
+- ``scope["minik.user"]``: the certificate's user, ``None`` when the client sent none, or
+  :data:`UNSECURED` on the insecure port (no authentication, no authorization);
+- ``scope["extensions"]["tls"]``: the ASGI TLS extension (``client_cert_name``, ``tls_version``,
+  ``cipher_suite``) on secure connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
+
+from .authn import UNSECURED, x509_user
+from .authtypes import UserInfo
+
+log = logging.getLogger("apiserver")
+
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def peer_identity(transport: Any) -> tuple[UserInfo | None, dict[str, Any] | None]:
+    """The user named by the verified client certificate of ``transport`` (None without one) and
+    the ASGI TLS extension of the connection (None on plain HTTP)."""
+    sslobj = transport.get_extra_info("ssl_object")
+    if sslobj is None:
+        return None, None
+    user = None
+    der = None
+    try:
+        der = sslobj.getpeercert(binary_form=True)
+    except (ValueError, ssl.SSLError):
+        der = None
+    name = None
+    if der:
+        try:
+            user = x509_user(der)
+            name = f"CN={user.name}"
+        except ValueError:
+            log.warning("client certificate could not be read; treating the connection as anonymous")
+            user = None
+    cipher = sslobj.cipher()
+    ext = {
+        "server_cert": None,
+        "client_cert_chain": [],
+        "client_cert_name": name,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(sslobj.version() or ""),
+        "cipher_suite": None,
+        "cipher_name": cipher[0] if cipher else None,
+    }
+    return user, {"tls": ext}
+
+
+class SecureHttpProtocol(HttpToolsProtocol):
+    """httptools HTTP/1.1, with the connection's client-certificate user in each request's scope."""
+
+    minik_user: UserInfo | None = None
+    minik_extensions: dict[str, Any] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.minik_user, self.minik_extensions = peer_identity(transport)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        scope: Any = self.scope
+        scope["minik.user"] = self.minik_user
+        if self.minik_extensions is not None:
+            scope["extensions"] = self.minik_extensions
+
+
+class InsecureHttpProtocol(HttpToolsProtocol):
+    """The insecure port: every request is :data:`UNSECURED`."""
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        scope: Any = self.scope
+        scope["minik.user"] = UNSECURED
+
+
+class SecureWebSocketProtocol(WebSocketProtocol):
+    """WebSocket upgrades (exec, attach, port-forward) with the client-certificate user."""
+
+    minik_user: UserInfo | None = None
+    minik_extensions: dict[str, Any] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.minik_user, self.minik_extensions = peer_identity(transport)
+        super().connection_made(transport)
+
+    async def run_asgi(self) -> None:
+        scope: Any = self.scope
+        scope["minik.user"] = self.minik_user
+        if self.minik_extensions is not None:
+            scope.setdefault("extensions", {}).update(self.minik_extensions)
+        await super().run_asgi()
+
+
+class InsecureWebSocketProtocol(WebSocketProtocol):
+    async def run_asgi(self) -> None:
+        scope: Any = self.scope
+        scope["minik.user"] = UNSECURED
+        await super().run_asgi()
+
+
+def server_config(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    secure: bool,
+    lifespan: bool,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+    client_ca: str | None = None,
+) -> uvicorn.Config:
+    kw: dict[str, Any] = {}
+    if secure:
+        kw = {
+            "ssl_certfile": certfile,
+            "ssl_keyfile": keyfile,
+            "ssl_ca_certs": client_ca,
+            "ssl_cert_reqs": ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE,
+        }
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        loop="asyncio",
+        http=SecureHttpProtocol if secure else InsecureHttpProtocol,
+        ws=SecureWebSocketProtocol if secure else InsecureWebSocketProtocol,
+        lifespan="on" if lifespan else "off",
+        **kw,
+    )
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves SIGTERM and SIGINT to :func:`serve_all`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_all(configs: Sequence[uvicorn.Config]) -> None:
+    """Run one uvicorn server per config in this process until SIGTERM or SIGINT, or until any of
+    them stops (a port it cannot bind), then stop the others.  The first config runs the app's
+    lifespan and is started first, so the watch caches start once."""
+    servers = [_Server(c) for c in configs]
+
+    def stop_all() -> None:
+        for s in servers:
+            if s.should_exit:
+                s.force_exit = True
+            s.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_all)
+    tasks = [asyncio.create_task(servers[0].serve(), name="apiserver-serve-0")]
+    if len(servers) > 1:
+        # the others bind once the first has started (its lifespan has run)
+        while not servers[0].started and not tasks[0].done():
+            await asyncio.sleep(0.02)
+        if not tasks[0].done():
+            for i, s in enumerate(servers[1:], 1):
+                tasks.append(asyncio.create_task(s.serve(), name=f"apiserver-serve-{i}"))
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for s in servers:
+        s.should_exit = True
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+            raise r
+    # uvicorn exits (SystemExit 1) on a port it cannot bind; surface that
+    for s in servers:
+        if not s.started:
+            raise SystemExit(1)
