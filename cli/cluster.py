@@ -141,9 +141,12 @@ def cluster_entries(
     )
 
 
-def merge_into_user_kubeconfig(entries: dict[str, Any], make_current: bool = True) -> Path:
-    """Merge ``entries`` into ``$KUBECONFIG`` (its first file) or ``~/.kube/config`` (0600)."""
-    path = kubeconfig_path()
+def merge_into_user_kubeconfig(
+    entries: dict[str, Any], make_current: bool = True, path: Path | None = None
+) -> Path:
+    """Merge ``entries`` into ``path``, by default ``$KUBECONFIG`` (its first file) or
+    ``~/.kube/config``, kept 0600."""
+    path = path or kubeconfig_path()
     data: dict[str, Any] = {}
     if path.exists():
         data = yaml.safe_load(path.read_text()) or {}

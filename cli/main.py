@@ -109,6 +109,9 @@ COMMANDS: dict[str, Command] = {
     "config": Command(
         "cli.commands.config", "app", "Modify kubeconfig files (contexts, current namespace).", "group"
     ),
+    "kubeconfig": Command(
+        "cli.commands.kubeconfig", "app", "Write kubeconfigs for the local cluster's users.", "group"
+    ),
     # lab up|down|status|render, lab node stop|start NAME; image load IMAGE
     "lab": Command(
         "cli.lab",

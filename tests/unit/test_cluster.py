@@ -360,3 +360,102 @@ def test_same_process_sees_through_wrappers_and_reused_pids() -> None:
     assert not same_process(argv, ["/venv/bin/python3", "/venv/bin/minik-kubelet", "--node-name", "n2"])
     assert not same_process(argv, ["/usr/bin/sleep", "--node-name", "n1"])
     assert not same_process(argv, None)
+
+
+# -- minik kubeconfig user -------------------------------------------------------------------------
+
+
+def _cluster_state(tmp_path: Path) -> Path:
+    import json
+
+    from cli.supervisor import ensure_credentials
+
+    state = tmp_path / "state"
+    cfg = settings({"node_name": "n1", "advertise_address": "192.0.2.10", "api_port": 16443})
+    state.mkdir()
+    (state / "config.json").write_text(json.dumps(cfg))
+    ensure_credentials(cfg, state)
+    return state
+
+
+def test_kubeconfig_user_prints_a_kubeconfig_with_its_own_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    import yaml
+    from cryptography import x509
+    from typer.testing import CliRunner
+
+    from apimachinery.pki import subject_of
+    from cli.main import app
+
+    state = _cluster_state(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "untouched"))
+    result = CliRunner().invoke(
+        app, ["kubeconfig", "user", "alice", "--group", "dev", "--group", "ops", "--state-dir", str(state)]
+    )
+    assert result.exit_code == 0, result.output
+    conf = yaml.safe_load(result.stdout)
+    assert conf["current-context"] == "minik-alice"
+    assert conf["contexts"] == [
+        {
+            "name": "minik-alice",
+            "context": {"cluster": "minik-alice", "user": "minik-alice", "namespace": "default"},
+        }
+    ]
+    cluster = conf["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://127.0.0.1:16443"
+    assert base64.b64decode(cluster["certificate-authority-data"]) == (state / "pki" / "ca.crt").read_bytes()
+    cert = base64.b64decode(conf["users"][0]["user"]["client-certificate-data"])
+    assert subject_of(cert) == ("alice", ("dev", "ops"))
+    ca = x509.load_pem_x509_certificate((state / "pki" / "ca.crt").read_bytes())
+    x509.load_pem_x509_certificate(cert).verify_directly_issued_by(ca)
+    assert not (tmp_path / "untouched").exists()  # printed only
+    assert (state / "pki" / "user-alice.crt").read_bytes() == cert
+
+
+def test_kubeconfig_user_merge_adds_a_context_and_keeps_the_current_one(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    state = _cluster_state(tmp_path)
+    target = tmp_path / "config"
+    target.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "prod", "cluster": {"server": "https://prod"}}],
+                "users": [{"name": "prod", "user": {"token": "t"}}],
+                "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "prod"}}],
+                "current-context": "prod",
+            }
+        )
+    )
+    args = ["kubeconfig", "user", "bob", "-g", "qa", "--merge", "--state-dir", str(state)]
+    result = CliRunner().invoke(app, [*args, "--kubeconfig", str(target), "--context", "bob-ctx"])
+    assert result.exit_code == 0, result.output
+    assert 'context "bob-ctx" for user "bob" (qa)' in result.output
+    conf = yaml.safe_load(target.read_text())
+    assert conf["current-context"] == "prod"
+    assert [c["name"] for c in conf["contexts"]] == ["prod", "bob-ctx"]
+    assert [u["name"] for u in conf["users"]] == ["prod", "bob-ctx"]
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+
+
+def test_kubeconfig_user_refuses_reserved_names_and_a_missing_cluster(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["kubeconfig", "user", "alice", "--state-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "no cluster CA" in result.output and "minik up" in result.output
+    state = _cluster_state(tmp_path)
+    result = CliRunner().invoke(app, ["kubeconfig", "user", "system:node:n1", "--state-dir", str(state)])
+    assert result.exit_code == 1
+    assert "reserved" in result.output
+    assert not list((state / "pki").glob("user-*"))
