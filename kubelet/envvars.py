@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -44,6 +44,10 @@ class PodSources:
     pod_ip: str = ""
     host_ip: str = ""
     node_allocatable: Mapping[str, str] | None = None
+    # the Services whose variables containers get (see service_environment); None: not known yet
+    services: Sequence[Obj] | None = None
+    # projected serviceAccountToken sources' tokens, by kubelet.sa_token.source_id
+    tokens: Mapping[str, str] = field(default_factory=dict)
 
     def lookup(
         self, ref: Obj, is_cm: bool, name_key: str = "name", error: type[Exception] = ConfigError
@@ -180,10 +184,82 @@ def resource_field_value(
     return str(max(0, math.ceil(q / div)) if q > 0 else 0)
 
 
+MASTER_SERVICES = ("kubernetes",)  # Services of ``default`` whose variables every pod gets
+
+
+def _env_name(name: str) -> str:
+    """Kubernetes' ``makeEnvVariableName``: upper case, ``-`` as ``_``."""
+    return name.replace("-", "_").upper()
+
+
+def _cluster_ip_set(svc: Obj) -> bool:
+    ip = (svc.get("spec") or {}).get("clusterIP")
+    return bool(ip) and ip != "None"
+
+
+def services_for_pod(pod: Obj, services: Sequence[Obj]) -> list[Obj]:
+    """The Services whose variables a pod's containers get (the kubelet's ``getServiceEnvVarMap``):
+    those of the pod's namespace with a ClusterIP when ``enableServiceLinks`` is not false, and the
+    master Service ``default/kubernetes`` always; sorted by name."""
+    meta = pod.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    links = (pod.get("spec") or {}).get("enableServiceLinks")
+    links = True if links is None else bool(links)
+    chosen: dict[str, Obj] = {}
+    for svc in services:
+        if not _cluster_ip_set(svc) or not (svc.get("spec") or {}).get("ports"):
+            continue
+        smeta = svc.get("metadata") or {}
+        name, ns = str(smeta.get("name") or ""), smeta.get("namespace") or "default"
+        if ns == "default" and name in MASTER_SERVICES:
+            chosen.setdefault(name, svc)
+        elif ns == namespace and links:
+            chosen[name] = svc
+    return [chosen[n] for n in sorted(chosen)]
+
+
+def service_environment(services: Sequence[Obj]) -> dict[str, str]:
+    """Kubernetes' ``envvars.FromServices``: for each Service ``NAME_SERVICE_HOST``,
+    ``NAME_SERVICE_PORT`` (the first port), ``NAME_SERVICE_PORT_PORTNAME`` per named port, and
+    the Docker link variables ``NAME_PORT``, ``NAME_PORT_P_PROTO[_PROTO|_PORT|_ADDR]``."""
+    out: dict[str, str] = {}
+    for svc in services:
+        spec = svc.get("spec") or {}
+        ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+        if not _cluster_ip_set(svc) or not ports:
+            continue
+        ip = str(spec["clusterIP"])
+        prefix = _env_name(str((svc.get("metadata") or {}).get("name") or ""))
+        out[f"{prefix}_SERVICE_HOST"] = ip
+        out[f"{prefix}_SERVICE_PORT"] = str(int(ports[0].get("port") or 0))
+        for p in ports:
+            if p.get("name"):
+                out[f"{prefix}_SERVICE_PORT_{_env_name(str(p['name']))}"] = str(int(p.get("port") or 0))
+        host = f"[{ip}]" if ":" in ip else ip
+        for i, p in enumerate(ports):
+            proto = str(p.get("protocol") or "TCP")
+            port = int(p.get("port") or 0)
+            url = f"{proto.lower()}://{host}:{port}"
+            if i == 0:
+                out[f"{prefix}_PORT"] = url
+            pp = f"{prefix}_PORT_{port}_{proto.upper()}"
+            out[pp] = url
+            out[f"{pp}_PROTO"] = proto.lower()
+            out[f"{pp}_PORT"] = str(port)
+            out[f"{pp}_ADDR"] = ip
+    return out
+
+
 def make_environment(pod: Obj, container: Obj, sources: PodSources) -> list[tuple[str, str]]:
-    """The container's environment as ordered ``(name, value)`` pairs; raises :class:`ConfigError`."""
+    """The container's environment as ordered ``(name, value)`` pairs; raises :class:`ConfigError`.
+
+    The Service variables (:func:`service_environment`) come last, each unless the container
+    defines the name itself; ``$(VAR)`` in ``env`` values may refer to them."""
     namespace = (pod.get("metadata") or {}).get("namespace", "default")
     env: dict[str, str] = {}
+    service_env = (
+        service_environment(services_for_pod(pod, sources.services)) if sources.services is not None else {}
+    )
 
     for src in container.get("envFrom") or []:
         prefix = str(src.get("prefix") or "")
@@ -202,7 +278,7 @@ def make_environment(pod: Obj, container: Obj, sources: PodSources) -> list[tupl
         name = str(item.get("name", ""))
         vf = item.get("valueFrom")
         if not vf:
-            env[name] = expand(str(item.get("value") or ""), mapping_for(env))
+            env[name] = expand(str(item.get("value") or ""), mapping_for(env, service_env))
             continue
         if vf.get("fieldRef"):
             env[name] = field_ref_value(
@@ -224,7 +300,7 @@ def make_environment(pod: Obj, container: Obj, sources: PodSources) -> list[tupl
             picked = _key_ref(ref, sources, is_cm, namespace)
             if picked is not None:
                 env[name] = picked
-    return list(env.items())
+    return list(env.items()) + [(k, v) for k, v in service_env.items() if k not in env]
 
 
 def _key_ref(ref: Obj, sources: PodSources, is_cm: bool, namespace: str) -> str | None:

@@ -29,7 +29,7 @@ from apimachinery.resources import kind_info
 from apimachinery.timefmt import rfc3339
 from apimachinery.workqueue import WorkQueue, run_workers
 
-from . import envvars, podstate, volumes
+from . import envvars, podstate, sa_token, volumes
 from .node import NodeAgent, every
 from .probes import ProbeManager, run_probe
 from .runtime import (
@@ -55,6 +55,7 @@ CONFIGMAPS = kind_info("v1", "ConfigMap")
 SECRETS = kind_info("v1", "Secret")
 PVCS = kind_info("v1", "PersistentVolumeClaim")
 PVS = kind_info("v1", "PersistentVolume")
+SERVICES = kind_info("v1", "Service")
 
 RELIST_PERIOD = 1.0
 RESYNC_PERIOD = 60.0
@@ -199,6 +200,9 @@ class Kubelet:
             client, PODS, field_selector=f"spec.nodeName={node_name}", resync_period=RESYNC_PERIOD
         )
         self.queue = WorkQueue(name=f"kubelet-{node_name}")
+        # Services for the containers' KUBERNETES_SERVICE_HOST-style variables; projected tokens
+        self.services = Informer(client, SERVICES, resync_period=RESYNC_PERIOD)
+        self.tokens = sa_token.TokenManager(client)
         self.backoff = podstate.Backoff()
         self.pull_backoff = podstate.Backoff()
         self.probes = ProbeManager(self._probe_exec, self.queue.add, self._probe_failed)
@@ -229,7 +233,9 @@ class Kubelet:
         )
         self._spawn(self.recorder.run(), "events")
         self._spawn(self.pods.run(), "pod-informer")
+        self._spawn(self.services.run(), "service-informer")
         await self.pods.wait_for_sync()
+        await self.services.wait_for_sync()
         self._spawn(self.node.lease_loop(), "lease")
         self._spawn(self.node.status_loop(), "node-status")
         self._spawn(self._pleg_loop(), "pleg")
@@ -252,6 +258,7 @@ class Kubelet:
     async def stop(self) -> None:
         self.queue.shut_down()
         self.pods.stop()
+        self.services.stop()
         await self.probes.stop()
         await self.recorder.flush()
         for t in self._tasks:
@@ -377,6 +384,7 @@ class Kubelet:
             await self.runtime.stop_sandbox(s.id)
             await self.runtime.remove_sandbox(s.id)
         await self.volumes.teardown(uid)
+        self.tokens.forget_pod(uid)
         self.backoff.forget_prefix(f"{uid}/")
         self.start_backoff.forget_prefix(f"{uid}/")
         for k in [k for k in self._start_failed if k.startswith(f"{uid}/")]:
@@ -734,17 +742,38 @@ class Kubelet:
     async def _sources(self, pod: Obj, names: tuple[set[str], set[str]], pod_ip: str) -> envvars.PodSources:
         """The ConfigMaps and Secrets ``names`` of the pod's namespace, the pod's IP and the node's."""
         ns = pod_ref(pod).namespace
+        store = self.services.store
         return envvars.PodSources(
             await self._fetch(CONFIGMAPS, ns, names[0]),
             await self._fetch(SECRETS, ns, names[1]),
             pod_ip,
             self.node_ip,
             self.node.allocatable,
+            services=[
+                *store.by_index("namespace", ns),
+                *([] if ns == "default" else store.by_index("namespace", "default")),
+            ],
         )
 
     async def _setup_volumes(self, pod: Obj, pod_ip: str) -> dict[str, volumes.VolumeSource]:
         sources = await self._sources(pod, volumes.referenced_objects(pod), pod_ip)
+        sources.tokens = await self._tokens(pod)
         return await self.volumes.setup(pod, sources, await self._pvc_paths(pod))
+
+    async def _tokens(self, pod: Obj) -> dict[str, str]:
+        """Tokens for the pod's projected serviceAccountToken sources (TokenRequests bound to the
+        pod); the pod is synced again when one is due for refresh, which rewrites its file."""
+        out: dict[str, str] = {}
+        for volume, source in sa_token.token_sources(pod):
+            try:
+                out[sa_token.source_id(source)] = await self.tokens.get(pod, source)
+            except sa_token.TokenError as exc:
+                # Kubernetes' wording, as for the other volume failures
+                raise volumes.MountError(f'MountVolume.SetUp failed for volume "{volume}" : {exc}') from exc
+        due = self.tokens.next_refresh(pod_ref(pod).uid)
+        if due is not None:
+            self.queue.add_after(pod_key(pod), max(1.0, due - time.time()) + 0.1)
+        return out
 
     async def _pvc_paths(self, pod: Obj) -> dict[str, str]:
         ns = (pod.get("metadata") or {}).get("namespace", "default")

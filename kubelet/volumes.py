@@ -1,5 +1,9 @@
 """Pod volumes on the node: emptyDir, hostPath, configMap, secret, downwardAPI, projected, PVC.
 
+A projected volume's ``serviceAccountToken`` sources hold the tokens the kubelet fetched with
+TokenRequests (:mod:`kubelet.sa_token`), passed in through ``PodSources.tokens``; the file is
+written again, atomically, when the kubelet refreshes the token.
+
 Each pod gets ``{root}/pods/{uid}/volumes/{plugin}/{name}``.  Files of configMap, secret,
 downwardAPI and projected volumes are written there (and rewritten when the objects change — the
 kubelet calls :meth:`VolumeManager.setup` on every sync); containers bind-mount the directory.
@@ -25,6 +29,7 @@ from apimachinery.quantity import parse_quantity
 
 from .envvars import POD_IP_FIELDS, ConfigError, PodSources, field_ref_value, resource_field_value
 from .runtime import LABEL_POD_UID, Mount
+from .sa_token import source_id as token_source_id
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +139,12 @@ def volume_files(volume: Obj, pod: Obj, sources: PodSources) -> dict[str, tuple[
                 out.update(volume_files({"secret": {"defaultMode": mode, **s}}, pod, sources) or {})
             elif source.get("downwardAPI") is not None:
                 out.update(_downward_items(pod, source["downwardAPI"].get("items") or [], mode, sources))
+            elif source.get("serviceAccountToken") is not None:
+                sat = source["serviceAccountToken"]
+                token = sources.tokens.get(token_source_id(sat))
+                if token is None:
+                    raise MountError("no service account token for the projection (not fetched yet)")
+                out[str(sat.get("path") or "token")] = (token.encode(), mode)
         return out
     return None
 

@@ -109,3 +109,78 @@ def test_needs_pod_ip_only_for_pod_ip_field_refs() -> None:
     assert envvars.needs_pod_ip(c("status.podIPs"))
     assert not envvars.needs_pod_ip(c("status.hostIP"))
     assert not envvars.needs_pod_ip({"name": "c", "env": [{"name": "A", "value": "1"}]})
+
+
+# --- Service variables (the kubelet's getServiceEnvVarMap and envvars.FromServices) -------------
+
+
+def _svc(name: str, ns: str, ip: str, ports: list[dict[str, object]]) -> dict[str, object]:
+    return {"metadata": {"name": name, "namespace": ns}, "spec": {"clusterIP": ip, "ports": ports}}
+
+
+KUBERNETES = _svc("kubernetes", "default", "10.96.0.1", [{"name": "https", "port": 443, "protocol": "TCP"}])
+WEB = _svc(
+    "my-web",
+    "ns",
+    "10.96.7.8",
+    [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "dns", "port": 53, "protocol": "UDP"}],
+)
+HEADLESS = _svc("headless", "ns", "None", [{"port": 80}])
+OTHER_NS = _svc("elsewhere", "other", "10.96.9.9", [{"port": 81}])
+
+
+def test_service_variables_like_kubernetes() -> None:
+    env = envvars.service_environment([KUBERNETES, WEB])
+    assert env == {
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+        "KUBERNETES_SERVICE_PORT_HTTPS": "443",
+        "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP": "tcp://10.96.0.1:443",
+        "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+        "KUBERNETES_PORT_443_TCP_PORT": "443",
+        "KUBERNETES_PORT_443_TCP_ADDR": "10.96.0.1",
+        "MY_WEB_SERVICE_HOST": "10.96.7.8",
+        "MY_WEB_SERVICE_PORT": "80",
+        "MY_WEB_SERVICE_PORT_HTTP": "80",
+        "MY_WEB_SERVICE_PORT_DNS": "53",
+        "MY_WEB_PORT": "tcp://10.96.7.8:80",
+        "MY_WEB_PORT_80_TCP": "tcp://10.96.7.8:80",
+        "MY_WEB_PORT_80_TCP_PROTO": "tcp",
+        "MY_WEB_PORT_80_TCP_PORT": "80",
+        "MY_WEB_PORT_80_TCP_ADDR": "10.96.7.8",
+        "MY_WEB_PORT_53_UDP": "udp://10.96.7.8:53",
+        "MY_WEB_PORT_53_UDP_PROTO": "udp",
+        "MY_WEB_PORT_53_UDP_PORT": "53",
+        "MY_WEB_PORT_53_UDP_ADDR": "10.96.7.8",
+    }
+
+
+def test_services_for_pod_namespace_master_and_service_links() -> None:
+    services = [OTHER_NS, HEADLESS, WEB, KUBERNETES]
+    names = [s["metadata"]["name"] for s in envvars.services_for_pod(POD, services)]  # type: ignore[index]
+    assert names == ["kubernetes", "my-web"]  # not headless, not another namespace's
+    no_links = {**POD, "spec": {**POD["spec"], "enableServiceLinks": False}}  # type: ignore[dict-item]
+    names = [s["metadata"]["name"] for s in envvars.services_for_pod(no_links, services)]  # type: ignore[index]
+    assert names == ["kubernetes"]  # the master service is in every pod, links or not
+    in_default = {**POD, "metadata": {**POD["metadata"], "namespace": "default"}}  # type: ignore[dict-item]
+    assert [s["metadata"]["name"] for s in envvars.services_for_pod(in_default, services)] == ["kubernetes"]  # type: ignore[index]
+
+
+def test_service_variables_come_last_and_yield_to_the_container() -> None:
+    container = {
+        "env": [
+            {"name": "API", "value": "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": "1234"},
+        ]
+    }
+    env = make_environment(POD, container, PodSources(services=[KUBERNETES]))
+    names = [k for k, _ in env]
+    assert names[:2] == ["API", "KUBERNETES_SERVICE_PORT"]
+    values = dict(env)
+    assert values["API"] == "https://10.96.0.1:443"
+    assert values["KUBERNETES_SERVICE_PORT"] == "1234"
+    assert names.count("KUBERNETES_SERVICE_PORT") == 1
+    assert values["KUBERNETES_SERVICE_HOST"] == "10.96.0.1"
+    # services not known (yet): no variables, as before
+    assert make_environment(POD, {"env": []}, PodSources()) == []

@@ -125,3 +125,119 @@ def test_needs_pod_ip_for_downward_api_volumes_only() -> None:
     assert volumes.needs_pod_ip({"spec": {"volumes": [{"name": "p", "projected": projected}]}})
     assert not volumes.needs_pod_ip({"spec": {"volumes": [{"name": "d", "downwardAPI": {"items": [name]}}]}})
     assert not volumes.needs_pod_ip({"spec": {}})
+
+
+# --- the service account token projection (kubelet/sa_token.py) ---------------------------------
+
+API_ACCESS = {
+    "name": "kube-api-access-abcde",
+    "projected": {
+        "defaultMode": 420,
+        "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {
+                "downwardAPI": {
+                    "items": [
+                        {
+                            "path": "namespace",
+                            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                        }
+                    ]
+                }
+            },
+        ],
+    },
+}
+SA_POD = {
+    "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+    "spec": {"serviceAccountName": "robot", "containers": [], "volumes": [API_ACCESS]},
+}
+
+
+def test_projected_api_access_volume() -> None:
+    from kubelet import sa_token
+
+    [(vol_name, source)] = sa_token.token_sources(SA_POD)
+    assert vol_name == "kube-api-access-abcde"
+    sources = PodSources(
+        {"kube-root-ca.crt": {"data": {"ca.crt": "PEM"}}}, tokens={sa_token.source_id(source): "jwt"}
+    )
+    files = volume_files(API_ACCESS, SA_POD, sources)
+    assert files == {"token": (b"jwt", 0o644), "ca.crt": (b"PEM", 0o644), "namespace": (b"ns", 0o644)}
+    # no token fetched: the volume cannot be set up (FailedMount), rather than a missing file
+    with pytest.raises(volumes.MountError, match="token"):
+        volume_files(API_ACCESS, SA_POD, PodSources({"kube-root-ca.crt": {"data": {"ca.crt": "PEM"}}}))
+
+
+def test_token_request_bound_to_the_pod() -> None:
+    from kubelet import sa_token
+
+    key = sa_token.token_key(SA_POD, {"expirationSeconds": 3607})
+    body = sa_token.token_request(key)
+    assert body["metadata"] == {"name": "robot", "namespace": "ns"}
+    assert body["spec"] == {
+        "audiences": None,  # the API server's own audience
+        "expirationSeconds": 3607,
+        "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u1"},
+    }
+    with_audience = sa_token.token_request(sa_token.token_key(SA_POD, {"audience": "vault"}))
+    assert with_audience["spec"]["audiences"] == ["vault"]
+    assert with_audience["spec"]["expirationSeconds"] == 3600
+    default_sa = sa_token.token_key(
+        {"metadata": {"name": "q", "namespace": "ns", "uid": "u2"}, "spec": {}}, {}
+    )
+    assert default_sa.service_account == "default"
+
+
+def test_token_refresh_at_80_percent_or_24_hours() -> None:
+    from kubelet.sa_token import Token
+
+    assert Token("t", 1000.0, 1000.0 + 3600).refresh_at() == 1000.0 + 2880
+    assert Token("t", 0.0, 365 * 86400.0).refresh_at() == 86400.0
+
+
+def test_token_manager_caches_refreshes_and_keeps_a_valid_token_on_errors() -> None:
+    import asyncio
+
+    from apimachinery import errors
+    from kubelet import sa_token
+
+    now = [1_000_000.0]
+    calls: list[tuple[str, str, dict[str, object], str | None]] = []
+    fail = [False]
+
+    class FakeClient:
+        async def create_subresource(
+            self, info: object, name: str, sub: str, body: dict[str, object], ns: str | None
+        ) -> dict[str, object]:
+            calls.append((name, sub, body, ns))
+            if fail[0]:
+                raise errors.ServiceUnavailable("down")
+            from datetime import UTC, datetime
+
+            exp = datetime.fromtimestamp(now[0] + 600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return {"status": {"token": f"tok-{len(calls)}", "expirationTimestamp": exp}}
+
+    async def scenario() -> None:
+        mgr = sa_token.TokenManager(FakeClient(), clock=lambda: now[0])
+        source = {"expirationSeconds": 3607}
+        assert await mgr.get(SA_POD, source) == "tok-1"
+        assert calls[0][:2] == ("robot", "token") and calls[0][3] == "ns"
+        # the server shortened the lifetime to 600 s: refresh at 480 s
+        assert mgr.next_refresh("u1") == now[0] + 480
+        now[0] += 479
+        assert await mgr.get(SA_POD, source) == "tok-1"
+        now[0] += 2
+        assert await mgr.get(SA_POD, source) == "tok-2"
+        # a failed refresh keeps the token that is still valid
+        now[0] += 500
+        fail[0] = True
+        assert await mgr.get(SA_POD, source) == "tok-2"
+        now[0] += 200  # now expired: the mount fails
+        with pytest.raises(sa_token.TokenError, match="failed to fetch token"):
+            await mgr.get(SA_POD, source)
+        mgr.forget_pod("u1")
+        assert mgr.next_refresh("u1") is None
+
+    asyncio.run(scenario())
