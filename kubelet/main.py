@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +18,7 @@ from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, run_component
 from apimachinery.kubeconfig import load_config
 
+from . import auth
 from .docker_runtime import DockerRuntime
 from .kubelet import Kubelet
 from .node import default_node_ip
@@ -36,6 +38,14 @@ class _Server(uvicorn.Server):
 DEFAULT_POD_CIDR = "10.244.0.0/24"
 
 
+def _flag(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="minik-kubelet", description="Run this host's pods as Docker containers."
@@ -45,10 +55,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--node-ip", default=None, help="the node's InternalIP (default: this host's outbound address)"
     )
-    p.add_argument("--address", default="0.0.0.0", help="address of the kubelet's HTTP server")
     p.add_argument(
-        "--port", type=int, default=10250, help="port of the kubelet's HTTP server (0: not served)"
+        "--address", default=None, help="address of the kubelet's HTTPS server (default: the --node-ip)"
     )
+    p.add_argument(
+        "--port", type=int, default=10250, help="port of the kubelet's HTTPS server (0: not served)"
+    )
+    p.add_argument(
+        "--tls-cert-file",
+        default=None,
+        help="serving certificate (default: a self-signed one made in ROOT-DIR/pki)",
+    )
+    p.add_argument("--tls-private-key-file", default=None, help="the serving certificate's key")
+    p.add_argument(
+        "--client-ca-file",
+        default=None,
+        help="CA bundle that client certificates are verified against (x509 authentication)",
+    )
+    p.add_argument(
+        "--anonymous-auth",
+        type=_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        help="serve requests without credentials as system:anonymous (default false)",
+    )
+    p.add_argument(
+        "--authorization-mode",
+        choices=("Webhook", "AlwaysAllow"),
+        default="Webhook",
+        help="Webhook: a SubjectAccessReview through the API server for every request",
+    )
+    p.add_argument(
+        "--healthz-port",
+        type=int,
+        default=10248,
+        help="port of the plain-HTTP /healthz listener (0: off)",
+    )
+    p.add_argument("--healthz-bind-address", default="127.0.0.1", help="address of the /healthz listener")
     p.add_argument(
         "--docker-host", default=None, help="Docker endpoint (default: $DOCKER_HOST or the local socket)"
     )
@@ -77,6 +121,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 RUNTIME_THREADS = 32
 
 
+def https_config(args: argparse.Namespace, kubelet: Kubelet, client: Client, node_ip: str) -> uvicorn.Config:
+    """The kubelet API: HTTPS with the given or a self-signed certificate, every request
+    authenticated (client certificate or bearer token) and authorized (see kubelet/auth.py)."""
+    if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
+        raise SystemExit("minik-kubelet: --tls-cert-file and --tls-private-key-file go together")
+    cert, key = args.tls_cert_file, args.tls_private_key_file
+    if not cert:
+        cert, key = auth.ensure_serving_cert(
+            os.path.join(args.root_dir, "pki"), args.node_name, [node_ip, args.address or ""]
+        )
+    app = auth.with_auth(
+        build_app(kubelet),
+        args.node_name,
+        client,
+        anonymous=args.anonymous_auth,
+        authorization_mode=args.authorization_mode,
+    )
+    http_protocol, ws_protocol = auth.protocol_classes()
+    return uvicorn.Config(
+        app,
+        host=args.address or node_ip,
+        port=args.port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        http=http_protocol,
+        ws=ws_protocol,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        ssl_ca_certs=args.client_ca_file,
+        ssl_cert_reqs=ssl.CERT_OPTIONAL if args.client_ca_file else ssl.CERT_NONE,
+    )
+
+
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=RUNTIME_THREADS, thread_name_prefix="runtime")
@@ -101,6 +179,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     )
     server: uvicorn.Server | None = None
     server_task: asyncio.Task[None] | None = None
+    healthz: asyncio.Server | None = None
     try:
         while True:
             try:
@@ -114,19 +193,28 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 except TimeoutError:
                     continue
         if args.port:
-            cfg = uvicorn.Config(
-                build_app(kubelet),
-                host=args.address,
-                port=args.port,
-                log_level="warning",
-                lifespan="off",
-                timeout_graceful_shutdown=2,
+            server = _Server(https_config(args, kubelet, client, node_ip))
+            server_task = asyncio.create_task(server.serve(), name="kubelet-https")
+            while not server.started and not server_task.done():
+                await asyncio.sleep(0.05)
+            log.info(
+                "node %s: serving the kubelet API on https://%s:%d",
+                args.node_name,
+                server.config.host,
+                args.port,
             )
-            server = _Server(cfg)
-            server_task = asyncio.create_task(server.serve(), name="kubelet-http")
+        if args.healthz_port:
+            try:
+                healthz = await auth.serve_healthz(args.healthz_bind_address, args.healthz_port)
+            except OSError as exc:
+                log.warning(
+                    "cannot serve /healthz on %s:%d: %s", args.healthz_bind_address, args.healthz_port, exc
+                )
         await stop.wait()
         log.info("node %s: stopping (containers keep running)", args.node_name)
     finally:
+        if healthz is not None:
+            healthz.close()
         if server is not None and server_task is not None:
             server.should_exit = True
             await asyncio.gather(server_task, return_exceptions=True)

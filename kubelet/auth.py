@@ -1,0 +1,533 @@
+"""Authentication and authorization of the kubelet's HTTPS API, as Kubernetes' kubelet does them.
+
+Every request on the HTTPS port (WebSocket upgrades included) is
+
+1. **authenticated**: an x509 client certificate verified by TLS against ``--client-ca-file``
+   (CN = user, O = groups), else a bearer token (``Authorization: Bearer T``, or for a WebSocket
+   the subprotocol ``base64url.bearer.authorization.k8s.io.<base64url(T)>``) checked with a
+   ``TokenReview`` through the API server (cached 2 minutes), else ``system:anonymous`` when
+   ``--anonymous-auth`` is on; otherwise ``401 Unauthorized``;
+2. **authorized** (``--authorization-mode Webhook``) with a ``SubjectAccessReview`` through the API
+   server on the node object: verb from the method (GET get, POST create, PUT update, PATCH patch,
+   DELETE delete; always ``create`` for ``/exec``, ``/attach``, ``/portForward`` and ``/run``,
+   whose WebSocket upgrades are GETs), resource ``nodes``, name the node, subresource ``stats`` (``/stats/*``),
+   ``metrics`` (``/metrics/*``), ``log`` (``/logs/*``) or ``proxy`` (everything else: exec,
+   attach, portForward, run, containerLogs, pods ...).  Allowed answers are cached 5 minutes,
+   denied ones 30 seconds; a denial is ``403 Forbidden (user=U, verb=V, resource=nodes,
+   subresource=S)``.
+
+uvicorn does not put the TLS peer certificate into the ASGI scope: :func:`protocol_classes`
+returns its HTTP and WebSocket protocols subclassed to add it as the ``tls`` extension
+(``scope["extensions"]["tls"]["client_cert"]``, the verified certificate as
+:meth:`ssl.SSLSocket.getpeercert` gives it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from apimachinery.client import Client
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ANONYMOUS = "system:anonymous"
+UNAUTHENTICATED = "system:unauthenticated"
+AUTHENTICATED = "system:authenticated"
+WS_TOKEN_PREFIX = "base64url.bearer.authorization.k8s.io."
+
+TOKEN_TTL = 120.0  # Kubernetes' kubelet: --authentication-token-webhook-cache-ttl 2m
+ALLOWED_TTL = 300.0  # --authorization-webhook-cache-authorized-ttl 5m
+DENIED_TTL = 30.0  # --authorization-webhook-cache-unauthorized-ttl 30s
+
+COMMAND_PATHS = ("/exec", "/attach", "/portForward", "/run")
+VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+@dataclass(frozen=True)
+class User:
+    """Who made a request (the kubelet's counterpart of the API server's UserInfo)."""
+
+    name: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What a request does, in the terms a SubjectAccessReview asks about."""
+
+    verb: str
+    name: str  # the node's name
+    subresource: str
+    resource: str = "nodes"
+    group: str = ""
+    version: str = "v1"
+
+
+def _is_subpath(path: str, prefix: str) -> bool:
+    prefix = prefix.rstrip("/")
+    return path == prefix or (path.startswith(prefix) and path[len(prefix)] == "/")
+
+
+def request_attributes(method: str, path: str, node_name: str) -> Attributes:
+    """Kubernetes' kubelet mapping of a request to attributes on ``nodes/NODE/<subresource>``."""
+    if _is_subpath(path, "/stats/"):
+        sub = "stats"
+    elif _is_subpath(path, "/metrics"):
+        sub = "metrics"
+    elif _is_subpath(path, "/logs/"):
+        sub = "log"
+    else:
+        sub = "proxy"
+    verb = VERBS.get(method.upper(), "")
+    if any(_is_subpath(path, p) for p in COMMAND_PATHS):
+        # a WebSocket exec/attach/portForward starts as a GET: still "create", so that "get" on
+        # nodes/proxy (monitoring) never runs commands (as the API server does for pods/exec)
+        verb = "create"
+    return Attributes(verb, node_name, sub)
+
+
+def x509_user(peercert: Mapping[str, Any] | None) -> User | None:
+    """The user of a verified client certificate (``getpeercert()``'s dict): CN and O values."""
+    if not peercert:
+        return None
+    cn = ""
+    orgs: list[str] = []
+    for rdn in peercert.get("subject") or ():
+        for key, value in rdn:
+            if key == "commonName" and not cn:
+                cn = value
+            elif key == "organizationName":
+                orgs.append(value)
+    if not cn:
+        return None
+    return User(cn, groups=(*orgs, AUTHENTICATED))
+
+
+def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The bearer token of a request: the Authorization header, else (WebSocket) the subprotocol."""
+    protocols: list[str] = []
+    for key, value in headers:
+        k = key.lower()
+        if k == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif k == b"sec-websocket-protocol":
+            protocols += [p.strip() for p in value.decode("latin-1").split(",")]
+    for p in protocols:
+        if p.startswith(WS_TOKEN_PREFIX):
+            encoded = p[len(WS_TOKEN_PREFIX) :]
+            try:
+                token = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            except (ValueError, UnicodeDecodeError):
+                return None
+            return token or None
+    return None
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass
+class TTLCache(Generic[K, V]):
+    """A small cache whose entries expire, each with its own time to live; ``clock`` for tests."""
+
+    max_entries: int = 4096
+    clock: Callable[[], float] = time.monotonic
+    _items: dict[K, tuple[float, V]] = field(default_factory=dict)
+
+    def get(self, key: K) -> V | None:
+        hit = self._items.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= self.clock():
+            del self._items[key]
+            return None
+        return hit[1]
+
+    def put(self, key: K, value: V, ttl: float) -> None:
+        if len(self._items) >= self.max_entries:
+            now = self.clock()
+            for k in [k for k, (exp, _) in self._items.items() if exp <= now]:
+                del self._items[k]
+            while len(self._items) >= self.max_entries:
+                del self._items[next(iter(self._items))]
+        self._items[key] = (self.clock() + ttl, value)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+Post = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def client_post(client: Client) -> Post:
+    """POST a review through the kubelet's API client; the answer's JSON."""
+
+    async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = await client.raw("POST", path, body=body)
+        out: dict[str, Any] = resp.json()
+        return out
+
+    return post
+
+
+class TokenAuthenticator:
+    """Bearer tokens checked with a ``TokenReview`` (answers cached ``ttl`` seconds, by token hash)."""
+
+    PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+    def __init__(
+        self, post: Post, ttl: float = TOKEN_TTL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.post = post
+        self.ttl = ttl
+        self.cache: TTLCache[str, tuple[User | None]] = TTLCache(clock=clock)
+
+    async def authenticate(self, token: str) -> User | None:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit[0]
+        review = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        try:
+            answer = await self.post(self.PATH, review)
+        except Exception as exc:  # noqa: BLE001 - the API server unreachable: not authenticated, not cached
+            log.warning("token review failed: %s", exc)
+            return None
+        status = answer.get("status") or {}
+        user: User | None = None
+        if status.get("authenticated"):
+            info = status.get("user") or {}
+            extra = info.get("extra") or {}
+            user = User(
+                str(info.get("username") or ""),
+                str(info.get("uid") or ""),
+                tuple(info.get("groups") or ()),
+                tuple(sorted((k, tuple(v or ())) for k, v in extra.items())),
+            )
+            if not user.name:
+                user = None
+        self.cache.put(key, (user,), self.ttl)
+        return user
+
+
+class WebhookAuthorizer:
+    """Decisions from a ``SubjectAccessReview``: allowed cached 5 min, denied 30 s (Kubernetes' defaults)."""
+
+    PATH = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+    def __init__(
+        self,
+        post: Post,
+        allowed_ttl: float = ALLOWED_TTL,
+        denied_ttl: float = DENIED_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.post = post
+        self.allowed_ttl = allowed_ttl
+        self.denied_ttl = denied_ttl
+        self.cache: TTLCache[tuple[User, Attributes], tuple[bool, str]] = TTLCache(clock=clock)
+
+    @staticmethod
+    def review(user: User, attrs: Attributes) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "resourceAttributes": {
+                "verb": attrs.verb,
+                "group": attrs.group,
+                "version": attrs.version,
+                "resource": attrs.resource,
+                "subresource": attrs.subresource,
+                "name": attrs.name,
+            },
+            "user": user.name,
+            "groups": list(user.groups),
+        }
+        if user.uid:
+            spec["uid"] = user.uid
+        if user.extra:
+            spec["extra"] = {k: list(v) for k, v in user.extra}
+        return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+
+    async def authorize(self, user: User, attrs: Attributes) -> tuple[bool, str]:
+        key = (user, attrs)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        try:
+            answer = await self.post(self.PATH, self.review(user, attrs))
+        except Exception as exc:  # noqa: BLE001 - no answer: denied, not cached
+            log.warning("subject access review failed: %s", exc)
+            return False, f"subject access review failed: {exc}"
+        status = answer.get("status") or {}
+        decision = (bool(status.get("allowed")) and not status.get("denied"), str(status.get("reason") or ""))
+        self.cache.put(key, decision, self.allowed_ttl if decision[0] else self.denied_ttl)
+        return decision
+
+
+class AlwaysAllow:
+    async def authorize(self, user: User, attrs: Attributes) -> tuple[bool, str]:
+        return True, ""
+
+
+def forbidden_message(user: User, attrs: Attributes) -> str:
+    """Kubernetes' kubelet wording for a denied request."""
+    return (
+        f"Forbidden (user={user.name}, verb={attrs.verb}, resource={attrs.resource}, "
+        f"subresource={attrs.subresource})"
+    )
+
+
+class AuthMiddleware:
+    """ASGI middleware: authenticate and authorize every HTTP request and WebSocket upgrade."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        node_name: str,
+        *,
+        tokens: TokenAuthenticator | None,
+        authorizer: WebhookAuthorizer | AlwaysAllow,
+        anonymous: bool = False,
+    ) -> None:
+        self.app = app
+        self.node_name = node_name
+        self.tokens = tokens
+        self.authorizer = authorizer
+        self.anonymous = anonymous
+
+    async def authenticate(self, scope: Scope) -> User | None:
+        cert = ((scope.get("extensions") or {}).get("tls") or {}).get("client_cert")
+        user = x509_user(cert)
+        if user is not None:
+            return user
+        token = bearer_token(scope.get("headers") or ())
+        if token is not None:
+            # presented but not valid: 401, never anonymous (as Kubernetes)
+            return await self.tokens.authenticate(token) if self.tokens is not None else None
+        if self.anonymous:
+            return User(ANONYMOUS, groups=(UNAUTHENTICATED,))
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        user = await self.authenticate(scope)
+        if user is None:
+            await _refuse(scope, receive, send, 401, "Unauthorized")
+            return
+        method = scope.get("method") or "GET"  # a WebSocket upgrade is a GET
+        attrs = request_attributes(method, scope.get("path") or "/", self.node_name)
+        allowed, reason = await self.authorizer.authorize(user, attrs)
+        if not allowed:
+            log.info("refused %s %s for %s: %s", method, scope.get("path"), user.name, reason or "denied")
+            await _refuse(scope, receive, send, 403, forbidden_message(user, attrs))
+            return
+        scope = {**scope, "user": user}
+        await self.app(scope, receive, send)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, code: int, message: str) -> None:
+    """A plain-text error, as Kubernetes' kubelet writes it; a WebSocket upgrade is refused with
+    the same HTTP answer (the WebSocket denial response extension) or, without it, closed."""
+    body = message.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    await receive()  # websocket.connect
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        await send({"type": "websocket.http.response.start", "status": code, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+def with_auth(
+    app: ASGIApp,
+    node_name: str,
+    client: Client | None,
+    *,
+    anonymous: bool = False,
+    authorization_mode: str = "Webhook",
+) -> AuthMiddleware:
+    """``app`` behind the kubelet's authentication and authorization (``client`` asks the API server)."""
+    post = client_post(client) if client is not None else None
+    tokens = TokenAuthenticator(post) if post is not None else None
+    authorizer: WebhookAuthorizer | AlwaysAllow
+    if authorization_mode == "AlwaysAllow":
+        authorizer = AlwaysAllow()
+    elif post is None:
+        raise ValueError("--authorization-mode Webhook needs a connection to the API server")
+    else:
+        authorizer = WebhookAuthorizer(post)
+    return AuthMiddleware(app, node_name, tokens=tokens, authorizer=authorizer, anonymous=anonymous)
+
+
+def _peer_cert(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cert = ssl_object.getpeercert()  # only a certificate TLS verified against the client CA
+    return dict(cert) if cert else None
+
+
+def _add_tls_extension(app: ASGIApp, cert: dict[str, Any] | None) -> ASGIApp:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        extensions = dict(scope.get("extensions") or {})
+        extensions["tls"] = {"client_cert": cert}
+        await app({**scope, "extensions": extensions}, receive, send)
+
+    return wrapped
+
+
+def protocol_classes() -> tuple[type[asyncio.Protocol], type[asyncio.Protocol]]:
+    """uvicorn's HTTP (httptools, else h11) and WebSocket (websockets, sans-I/O) protocols, each putting the
+    connection's verified client certificate into every request's scope."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as HTTPBase
+    except ImportError:  # pragma: no cover - httptools is a dependency
+        from uvicorn.protocols.http.h11_impl import H11Protocol as HTTPBase  # type: ignore[assignment]
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol as WSBase
+
+    class HTTPProtocol(HTTPBase):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.app = _add_tls_extension(self.app, _peer_cert(transport))
+
+    class WSProtocol(WSBase):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.app = _add_tls_extension(self.app, _peer_cert(transport))
+
+    return HTTPProtocol, WSProtocol
+
+
+def ensure_serving_cert(
+    directory: str | os.PathLike[str], node_name: str, ips: Iterable[str]
+) -> tuple[str, str]:
+    """A self-signed serving certificate for this kubelet (``kubelet.crt``/``kubelet.key`` in
+    ``directory``), as Kubernetes' kubelet makes when it is given none: reused while it names the
+    same hosts and is more than 30 days from expiry, otherwise made again (ECDSA P-256, 1 year)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    crt, key = path / "kubelet.crt", path / "kubelet.key"
+    addresses = sorted(
+        {a for a in (ipaddress.ip_address(ip) for ip in [*ips, "127.0.0.1"] if ip) if not a.is_unspecified},
+        key=str,
+    )
+    names = sorted({node_name, "localhost"})
+    now = datetime.datetime.now(datetime.UTC)
+    if crt.exists() and key.exists():
+        try:
+            old = x509.load_pem_x509_certificate(crt.read_bytes())
+            san = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            same = (
+                sorted(san.get_values_for_type(x509.IPAddress), key=str) == addresses
+                and sorted(san.get_values_for_type(x509.DNSName)) == names
+            )
+            if same and old.not_valid_after_utc - now > datetime.timedelta(days=30):
+                return str(crt), str(key)
+        except (ValueError, x509.ExtensionNotFound):
+            pass
+    private = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_name}@{int(now.timestamp())}")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [*(x509.DNSName(n) for n in names), *(x509.IPAddress(a) for a in addresses)]
+            ),
+            critical=False,
+        )
+        .sign(private, hashes.SHA256())
+    )
+    key_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key_pem)
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return str(crt), str(key)
+
+
+async def serve_healthz(host: str, port: int) -> asyncio.Server:
+    """The plain-HTTP ``/healthz`` listener (Kubernetes' kubelet ``--healthz-port``): ``200 ok`` for
+    ``GET /healthz``, 404 for anything else; nothing else is served on it."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+            target = rest.split(" ", 1)[0].split("?", 1)[0]
+            if method in ("GET", "HEAD") and target == "/healthz":
+                status, body = "200 OK", b"ok"
+            else:
+                status, body = "404 Not Found", b"404 page not found\n"
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + (body if method != "HEAD" else b"")
+            )
+            await writer.drain()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, host, port)
