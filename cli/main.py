@@ -112,6 +112,12 @@ COMMANDS: dict[str, Command] = {
     "kubeconfig": Command(
         "cli.commands.kubeconfig", "app", "Write kubeconfigs for the local cluster's users.", "group"
     ),
+    "encryption": Command(
+        "cli.commands.encryption",
+        "app",
+        "Secrets' encryption at rest: show the keys in use, rotate the key.",
+        "group",
+    ),
     # lab up|down|status|render, lab node stop|start NAME; image load IMAGE
     "lab": Command(
         "cli.lab",

@@ -177,3 +177,40 @@ def test_ensure_config_makes_one_key_and_keeps_it(tmp_path: Path) -> None:
     assert len(base64.b64decode(data["resources"][0]["providers"][0]["aesgcm"]["keys"][0]["secret"])) == 32
     ensure_config(path)
     assert path.read_text() == first
+
+
+# --- minik encryption rotate-key: the configuration edits -------------------------------------------
+def test_rotation_puts_a_new_key_first_then_drops_the_old_ones() -> None:
+    from cli.commands.encryption import next_key_name, with_new_key, without_keys, write_key
+
+    old = secret()
+    start = config(aesgcm(("key1", old)), {"identity": {}})
+    assert write_key(start) == ("aesgcm", "key1")
+    assert next_key_name(["key1"]) == "key2" and next_key_name(["a", "key9", "key10"]) == "key11"
+    assert next_key_name([]) == "key1"
+    rotated, previous = with_new_key(start, "key2", secret())
+    assert (
+        previous == ["key1"] and start["resources"][0]["providers"][0]["aesgcm"]["keys"][0]["name"] == "key1"
+    )
+    assert [k["name"] for k in rotated["resources"][0]["providers"][0]["aesgcm"]["keys"]] == ["key2", "key1"]
+    EncryptionConfig.parse(rotated)
+    done = without_keys(rotated, previous)
+    assert [k["name"] for k in done["resources"][0]["providers"][0]["aesgcm"]["keys"]] == ["key2"]
+    assert done["resources"][0]["providers"][1] == {"identity": {}}
+
+
+def test_rotation_needs_encryption_on() -> None:
+    from cli.commands.encryption import with_new_key, write_key
+    from cli.kube import CLIError
+
+    off = config({"identity": {}}, aesgcm(("key1", secret())))
+    assert write_key(off) is None
+    with pytest.raises(CLIError, match="first provider for secrets is identity"):
+        with_new_key(off, "key2", secret())
+
+
+def test_stored_key_names_the_provider_and_key() -> None:
+    from cli.commands.encryption import stored_key
+
+    assert stored_key(b"k8s:enc:aesgcm:v1:key2:\x00\x01") == "aesgcm:key2"
+    assert stored_key(b'{"kind":"Secret"}') == "identity"
