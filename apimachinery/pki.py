@@ -231,15 +231,27 @@ class PKI:
 
     def client_cert(self, name: str, user: str, groups: Sequence[str] = ()) -> CertKey:
         """A client certificate for ``user`` in ``groups`` (CN and O), as ``name.crt``/``name.key``."""
-        return self._issue(name, _name(user, groups), [], [], ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self._issue(name, _name(user, groups), [], [], [ExtendedKeyUsageOID.CLIENT_AUTH])
 
-    def serving_cert(self, name: str, hosts: Iterable[str], common_name: str | None = None) -> CertKey:
-        """A TLS serving certificate for ``hosts`` (IP literals as IP SANs, the rest as DNS SANs)."""
+    def serving_cert(
+        self, name: str, hosts: Iterable[str], common_name: str | None = None, *, client_auth: bool = False
+    ) -> CertKey:
+        """A TLS serving certificate for ``hosts`` (IP literals as IP SANs, the rest as DNS SANs);
+        with ``client_auth`` good as a client certificate too (etcd's peer certificates are both)."""
         ips, dns = _split_hosts(hosts)
-        return self._issue(name, _name(common_name or name), ips, dns, ExtendedKeyUsageOID.SERVER_AUTH)
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if client_auth:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self._issue(name, _name(common_name or name), ips, dns, usages)
 
     def _usable(
-        self, crt: Path, key_path: Path, subject: x509.Name, ips: list[_IPAddress], dns: list[str]
+        self,
+        crt: Path,
+        key_path: Path,
+        subject: x509.Name,
+        ips: list[_IPAddress],
+        dns: list[str],
+        usages: list[x509.ObjectIdentifier],
     ) -> bool:
         ca_cert, _ = self._ca_pair()
         try:
@@ -257,6 +269,12 @@ class PKI:
             return False
         if _sans(cert) != (set(ips), set(dns)):
             return False
+        try:
+            eku = list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        except x509.ExtensionNotFound:
+            return False
+        if eku != usages:
+            return False
         return cert.not_valid_after_utc - _now() > dt.timedelta(days=self.renew_within_days)
 
     def _issue(
@@ -265,11 +283,11 @@ class PKI:
         subject: x509.Name,
         ips: list[_IPAddress],
         dns: list[str],
-        usage: x509.ObjectIdentifier,
+        usages: list[x509.ObjectIdentifier],
     ) -> CertKey:
         ca_cert, ca_key = self._ca_pair()
         crt, key_path = self.paths(name)
-        if self._usable(crt, key_path, subject, ips, dns):
+        if self._usable(crt, key_path, subject, ips, dns, usages):
             return crt, key_path
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
@@ -296,7 +314,7 @@ class PKI:
                 ),
                 critical=True,
             )
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False

@@ -103,11 +103,36 @@ def _resolve(host_port: str) -> str:
     return f"{info[0][4][0]}:{port}"
 
 
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def first_host(servers: str) -> str:
+    """The host name of the first server URL (what a TLS connection to the members checks their
+    certificates for: each member's serving certificate names every member)."""
+    url = servers.split(",")[0].strip()
+    return urlsplit(url if "://" in url else f"http://{url}").hostname or ""
+
+
 class Etcd:
-    def __init__(self, servers: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        servers: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        cafile: str | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+    ) -> None:
+        """``cafile`` (and a client ``certfile``/``keyfile``) speak TLS to etcd, as
+        ``--etcd-cafile``/``--etcd-certfile``/``--etcd-keyfile`` ask; https:// URLs without a
+        CA file use the system's CAs."""
         self.servers = servers
         self.timeout = timeout
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.keepalive_time_ms", 10_000),
             ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.keepalive_permit_without_calls", 1),
@@ -115,7 +140,14 @@ class Etcd:
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 2_000),
         ]
-        self._channel = grpc.aio.insecure_channel(grpc_target(servers), options=options)
+        target = grpc_target(servers)
+        if cafile or certfile or "https://" in servers:
+            creds = grpc.ssl_channel_credentials(_read(cafile), _read(keyfile), _read(certfile))
+            if target.startswith("ipv4:"):  # several members: check their certificates for the first's name
+                options.append(("grpc.ssl_target_name_override", first_host(servers)))
+            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
         self._kv = rpc.KVStub(self._channel)
         self._watch = rpc.WatchStub(self._channel)
         self._lease = rpc.LeaseStub(self._channel)

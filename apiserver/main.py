@@ -190,7 +190,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     nodeproxy.configure(
         args.kubelet_client_certificate, args.kubelet_client_key, args.kubelet_certificate_authority
     )
-    etcd = Etcd(args.etcd_servers)
+    etcd = Etcd(
+        args.etcd_servers, cafile=args.etcd_cafile, certfile=args.etcd_certfile, keyfile=args.etcd_keyfile
+    )
     version = await wait_for_etcd(etcd, args.etcd_wait_timeout)
     log.info("connected to etcd %s at %s", version, args.etcd_servers)
     storage = Storage(etcd)

@@ -284,3 +284,16 @@ def test_kubeconfig_loads_into_client_config(tmp_path):
     assert cfg.ca_data and cfg.cert_data and cfg.key_data
     ctx = cfg.ssl_context()
     assert ctx is not True and ctx is not False
+
+
+def test_serving_cert_for_clients_too_and_usage_change_reissues(tmp_path):
+    p = PKI(tmp_path)
+    crt, _ = p.serving_cert("etcd-1", ["10.0.0.2", "etcd-1"])
+    serial = _cert(crt).serial_number
+    p.serving_cert("etcd-1", ["10.0.0.2", "etcd-1"], client_auth=True)
+    cert = _cert(crt)
+    assert cert.serial_number != serial
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    p.serving_cert("etcd-1", ["10.0.0.2", "etcd-1"], client_auth=True)
+    assert _cert(crt).serial_number == cert.serial_number
