@@ -185,7 +185,7 @@ def test_up_installs_minik_starts_a_cluster_and_writes_the_runner_files(runner: 
     outputs = runner.file("github_output")
     venv_bin = runner.temp / "minik" / "venv" / "bin"
     assert outputs["kubeconfig"] == str(runner.temp / "minik" / "kubeconfig")
-    assert outputs["api-server"] == f"http://127.0.0.1:{runner.api_port}"
+    assert outputs["api-server"] == f"https://127.0.0.1:{runner.api_port}"
     assert "logs-dir" not in outputs
     assert runner.file("github_env") == {
         "KUBECONFIG": outputs["kubeconfig"],

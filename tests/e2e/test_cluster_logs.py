@@ -38,7 +38,7 @@ def test_without_an_api_server_the_logs_are_exported_and_a_note_says_what_is_mis
         assert (out / f"{name}.log").read_text() == f"{name} said something\n"
     assert json.loads((out / "config.json").read_text())["api_port"] == port
     note = (out / "NOTE.txt").read_text()
-    assert f"the API server at http://127.0.0.1:{port} did not answer" in note
+    assert f"the API server at https://127.0.0.1:{port} did not answer" in note
     assert "events.txt, get-all.txt, pods.yaml are missing" in note
     assert not (out / "events.txt").exists() and not (out / "get-all.txt").exists()
     assert "did not answer" in done.stdout and str(out) in done.stdout

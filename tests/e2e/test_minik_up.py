@@ -185,6 +185,89 @@ def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -
     assert cluster.node in nodes.stdout and "Ready" in nodes.stdout
 
 
+def test_the_api_is_https_only_and_the_kubeconfig_carries_the_admin_certificate(cluster: Cluster) -> None:
+    import base64
+    import ssl
+    import stat
+    import urllib.error
+
+    import yaml
+
+    from apimachinery.pki import subject_of
+
+    conf = yaml.safe_load(cluster.kubeconfig.read_text())
+    assert conf["current-context"] == "minik"
+    [entry] = [c["cluster"] for c in conf["clusters"] if c["name"] == "minik"]
+    assert entry["server"] == f"https://127.0.0.1:{cluster.api_port}"
+    assert "insecure-skip-tls-verify" not in entry
+    ca = base64.b64decode(entry["certificate-authority-data"])
+    assert ca == (cluster.state / "pki" / "ca.crt").read_bytes()
+    [user] = [u["user"] for u in conf["users"] if u["name"] == "minik"]
+    cert = base64.b64decode(user["client-certificate-data"])
+    assert subject_of(cert) == ("kubernetes-admin", ("system:masters",))
+    for key in (cluster.state / "pki").glob("*.key"):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert stat.S_IMODE((cluster.state / "pki").stat().st_mode) == 0o700
+    # plain HTTP on the API port gets no answer, and the CA verifies the server's certificate
+    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+        urllib.request.urlopen(f"http://127.0.0.1:{cluster.api_port}/healthz", timeout=3)
+    ctx = ssl.create_default_context(cadata=ca.decode())
+    with urllib.request.urlopen(f"https://127.0.0.1:{cluster.api_port}/healthz", context=ctx, timeout=3) as r:
+        assert r.read() == b"ok"
+    # the advertised address (where pods and other hosts reach it) is covered by the certificate too
+    adv = json.loads((cluster.state / "config.json").read_text())["advertise_address"]
+    with urllib.request.urlopen(f"https://{adv}:{cluster.api_port}/healthz", context=ctx, timeout=3) as r:
+        assert r.read() == b"ok"
+
+
+def test_every_component_runs_as_its_own_user(cluster: Cluster) -> None:
+    status = cluster.status()
+    for name in ("controller-manager", "scheduler", "kubelet", "proxy", "dns"):
+        argv = status[name]["argv"]
+        assert argv[argv.index("--kubeconfig") + 1] == str(cluster.state / "kubeconfigs" / f"{name}.conf")
+        assert "--api-server" not in argv
+    users = {
+        "system:kube-controller-manager",
+        "system:kube-scheduler",
+        f"system:node:{cluster.node}",
+        "system:kube-proxy",
+        "system:minik-dns",
+    }
+
+    def seen() -> set[str]:
+        lines = (cluster.state / "logs" / "audit.log").read_text().splitlines()
+        return {json.loads(line)["user"]["username"] for line in lines if line.strip()}
+
+    wait_for("a request of every component in the audit log", lambda: users <= seen(), timeout=30)
+
+
+def test_a_user_kubeconfig_is_a_separate_identity(cluster: Cluster) -> None:
+    out = cluster.minik("kubeconfig", "user", "alice", "--group", "dev", "--merge").stdout
+    assert 'context "minik-alice"' in out
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        cache = ["--cache-dir", str(cluster.state / "kubectl-cache")]
+        return subprocess.run(
+            [cluster.kubectl, *cache, *args], env=cluster.env, capture_output=True, text=True, timeout=60
+        )
+
+    denied = kubectl("--context", "minik-alice", "get", "pods")
+    assert denied.returncode != 0
+    assert (
+        'pods is forbidden: User "alice" cannot list resource "pods" in API group "" in the namespace "default"'
+        in denied.stderr
+    )
+    assert kubectl("config", "current-context").stdout.strip() == "minik"
+    made = kubectl("create", "rolebinding", "alice-view", "--clusterrole", "view", "--group", "dev")
+    assert made.returncode == 0, made.stderr
+    wait_for(
+        "alice allowed to list pods through her group",
+        lambda: kubectl("--context", "minik-alice", "get", "pods").returncode == 0,
+        timeout=10,
+    )
+    assert kubectl("--context", "minik-alice", "delete", "pods", "--all").returncode != 0
+
+
 def test_first_app_with_get_describe_logs_exec_and_the_node_port(cluster: Cluster) -> None:
     manifest = cluster.state / "app.yaml"
     manifest.write_text(APP.replace("IMAGE", ensure_busybox_image()))
@@ -272,3 +355,16 @@ def test_down_leaves_nothing_behind_and_keeps_state(cluster: Cluster) -> None:
         "minik is not running"
         in cluster.minik("status", "--state-dir", str(cluster.state), check=False).stdout
     )
+
+
+def test_up_after_down_reuses_the_certificates_and_keys(cluster: Cluster) -> None:
+    pki = cluster.state / "pki"
+    before = {p.name: p.read_bytes() for p in pki.iterdir()}
+    secret_key = (cluster.state / "encryption-config.yaml").read_bytes()
+    out = cluster.minik("up", *cluster.up_args).stdout
+    assert "minik is up" in out
+    assert {p.name: p.read_bytes() for p in pki.iterdir()} == before
+    assert (cluster.state / "encryption-config.yaml").read_bytes() == secret_key
+    nodes = cluster.minik("get", "nodes").stdout
+    assert cluster.node in nodes
+    assert "minik stopped" in cluster.minik("down", "--state-dir", str(cluster.state)).stdout
