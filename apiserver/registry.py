@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -30,6 +30,9 @@ from . import strategy
 from .allocator import Allocation, ServiceAllocations
 from .etcd import KV, Compacted, Etcd, EtcdUnavailable
 from .watchcache import TooOld, WatchCache, Watcher, decode
+
+if TYPE_CHECKING:
+    from .admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,8 @@ class Registry:
         if info.namespaced:
             await self.storage.check_namespace_accepts(namespace or "")
         strategy.prepare_for_create(info, obj, namespace)
+        if self.storage.admission is not None:  # apiserver/admission.py
+            await self.storage.admission.create(info, namespace, obj, dry_run)
         name = obj["metadata"]["name"]
         if dry_run:
             # as Kubernetes' DryRunnableStorage: the name must still be free, nothing is written
@@ -287,6 +292,10 @@ class Registry:
     ) -> tuple[dict[str, Any], bool]:
         """``guaranteed_update``; for a Service's spec, also keep/allocate/release its ClusterIP
         and NodePorts (each attempt's allocation is undone when its compare-and-swap loses)."""
+        if self.storage.admission is not None:  # each attempt's result is admitted
+            apply = self.storage.admission.wrap_update(
+                self.info, namespace, name, apply, subresource, dry_run
+            )
         if self.info.kind != "Service" or subresource is not None:
             return await self.guaranteed_update(namespace, name, apply, dry_run)
         allocs: list[Allocation] = []
@@ -296,6 +305,8 @@ class Registry:
                 await earlier.rollback()
             allocs.clear()
             new = apply(copy.deepcopy(current))
+            if inspect.isawaitable(new):
+                new = await new
             if isinstance(new, dict):
                 allocs.append(await self.storage.service_allocations.allocate(new, current, dry_run))
             return new
@@ -368,6 +379,8 @@ class Registry:
                 )
             return _deletion_plan(info, current, grace, policy)
 
+        if self.storage.admission is not None:
+            await self.storage.admission.delete(info, namespace, name, self.get, dry_run)
         obj, deleted = await self.guaranteed_update(namespace, name, apply, dry_run)
         if info.kind == "Namespace" and not dry_run:
             self.storage.namespace_deleting(name)  # before the client hears of it: see Storage
@@ -542,6 +555,8 @@ class Storage:
         self.terminating: set[tuple[str, str]] = set()
         # Service ClusterIP/NodePort allocation; apiserver.main replaces it with the configured ranges.
         self.service_allocations = ServiceAllocations(etcd)
+        # Admission plugins (apiserver/admission.py); apiserver.main installs them, None = none.
+        self.admission: Admission | None = None
 
     def registry(self, info: ResourceInfo) -> Registry:
         reg = self.registries.get((info.group, info.version, info.plural))
