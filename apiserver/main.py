@@ -10,7 +10,7 @@ from pathlib import Path
 
 from apimachinery.component import add_log_level_flag, run_component
 
-from . import audit, authn, kubernetes_service, nodeproxy, serving
+from . import admission, audit, authn, kubernetes_service, nodeproxy, serving
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
 from .authn import DEFAULT_ISSUER
@@ -201,6 +201,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     )
     await storage.repair_service_allocations()
     await storage.ensure_system_namespaces()
+    storage.admission = admission.Admission(
+        storage, admission.plugins_from_flags(args.enable_admission_plugins, args.disable_admission_plugins)
+    )
     storage.master_endpoint = kubernetes_service.master_endpoint(args)  # type: ignore[attr-defined]
     endpoint = storage.master_endpoint  # type: ignore[attr-defined]
     if endpoint:
