@@ -34,6 +34,7 @@ from . import crd, crdschema, discovery, kubernetes_service, nodeproxy, portforw
 from .authn import UNSECURED, Security
 from .authtypes import Attributes, UserInfo, current_user
 from .authz import forbidden_message
+from .admission import with_warnings
 from .etcd import EtcdUnavailable
 from .patching import apply_patch, patch_type_of
 from .registry import Registry, Storage, unavailable
@@ -456,7 +457,7 @@ class APIServer:
             await self.admit(scope, request.method, who)
             token = current_user.set(who.impersonated or who.user)
             try:
-                response = await self._dispatch(request)
+                response = with_warnings(await self._dispatch(request))  # admission warnings
             finally:
                 current_user.reset(token)
         except errors.StatusError as e:
