@@ -328,6 +328,7 @@ class Transformer:
         self.config = load_config(self.path)
         self._stat = self._file_stat()
         self.reloads = 0
+        self._task: asyncio.Task[None] | None = None
 
     def _file_stat(self) -> tuple[int, int, int] | None:
         try:
@@ -366,6 +367,10 @@ class Transformer:
         self.reloads += 1
         log.info("encryption configuration reloaded from %s (sha256 %s)", self.path, config.digest[:12])
         return True
+
+    def start(self, interval: float = RELOAD_INTERVAL) -> None:
+        """Follow the file from a task of the running event loop."""
+        self._task = asyncio.create_task(self.run_reloader(interval), name="encryption-config-reload")
 
     async def run_reloader(self, interval: float = RELOAD_INTERVAL) -> None:
         while True:

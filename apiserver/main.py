@@ -10,7 +10,7 @@ from pathlib import Path
 
 from apimachinery.component import add_log_level_flag, run_component
 
-from . import admission, audit, authn, kubernetes_service, nodeproxy, serving
+from . import admission, audit, authn, encryption, kubernetes_service, nodeproxy, serving
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
 from .authn import DEFAULT_ISSUER
@@ -193,6 +193,10 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     etcd = Etcd(
         args.etcd_servers, cafile=args.etcd_cafile, certfile=args.etcd_certfile, keyfile=args.etcd_keyfile
     )
+    transformer = encryption.from_args(args)  # --encryption-provider-config: Secrets encrypted in etcd
+    if transformer is not None:
+        transformer.start()  # re-reads the file when it changes
+        etcd.transformer = transformer
     version = await wait_for_etcd(etcd, args.etcd_wait_timeout)
     log.info("connected to etcd %s at %s", version, args.etcd_servers)
     storage = Storage(etcd)
