@@ -31,10 +31,10 @@ from apimachinery.timefmt import rfc3339
 from apiserver import openapi, protobuf
 
 from . import crd, crdschema, discovery, kubernetes_service, nodeproxy, portforward_spdy, strategy, watchcache
+from .admission import with_warnings
 from .authn import UNSECURED, Security
 from .authtypes import Attributes, UserInfo, current_user
 from .authz import forbidden_message
-from .admission import with_warnings
 from .etcd import EtcdUnavailable
 from .patching import apply_patch, patch_type_of
 from .registry import Registry, Storage, unavailable
