@@ -26,11 +26,21 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket
 
 from apimachinery import errors, printers, selectors
-from apimachinery.resources import ResourceInfo, by_plural
+from apimachinery.resources import TOKEN_REQUEST, ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
 from apiserver import openapi, protobuf
 
-from . import crd, crdschema, discovery, kubernetes_service, nodeproxy, portforward_spdy, strategy, watchcache
+from . import (
+    authn,
+    crd,
+    crdschema,
+    discovery,
+    kubernetes_service,
+    nodeproxy,
+    portforward_spdy,
+    strategy,
+    watchcache,
+)
 from .admission import with_warnings
 from .authn import UNSECURED, Security
 from .authtypes import Attributes, UserInfo, current_user
@@ -610,6 +620,19 @@ class APIServer:
     # ---- resources
     async def resource(self, request: Request, method: str, t: Target) -> Response:
         info = t.info
+        if "get" not in info.verbs and not info.custom:
+            # the review kinds: answered, never stored
+            return await self.review(request, method, t)
+        if t.subresource == "token" and info.kind == "ServiceAccount":
+            if method != "POST":
+                raise errors.MethodNotAllowed(
+                    "the server does not allow this method on the requested resource"
+                )
+            assert t.namespace is not None and t.name is not None
+            raw, ctype = await read_payload(request)
+            body = decode_object(raw, ctype, TOKEN_REQUEST)
+            answer = await authn.token_request(self.security, t.namespace, t.name, body)
+            return render(negotiate(request.headers.get("accept")), answer, 201)
         reg = self.storage.registry(info)
         q = request.query_params
         if t.name is None:
@@ -661,6 +684,30 @@ class APIServer:
         if method == "DELETE" and t.subresource is None:
             return await self.delete(request, reg, t)
         raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    async def review(self, request: Request, method: str, t: Target) -> Response:
+        """TokenReview, SelfSubjectReview and the authorization reviews: POST only, answered from
+        the request and never stored."""
+        info = t.info
+        if method != "POST" or t.name is not None:
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        raw, ctype = await read_payload(request)
+        body = decode_object(raw, ctype, info)
+        user = current_user.get() or UNSECURED
+        if info.kind == "TokenReview":
+            answer = await authn.token_review(self.security, body)
+        elif info.kind == "SelfSubjectReview":
+            answer = authn.self_subject_review(user)
+        elif info.group == "authorization.k8s.io":
+            if self.security is None:
+                answer = {**body, "status": {"allowed": True, "reason": "no authorization on this server"}}
+            else:
+                answer = await self.security.authorizer.review(info.kind, body, user, t.namespace)
+            answer.setdefault("kind", info.kind)
+            answer.setdefault("apiVersion", info.api_version)
+        else:
+            raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+        return render(negotiate(request.headers.get("accept")), answer, 201)
 
     def single(
         self,
@@ -1170,8 +1217,12 @@ def create_app(
         task = None
         if manage_storage:
             storage.start()
+        # the authorizer writes the bootstrap policy and follows RBAC objects; serving waits for
+        # it a while, not for ever (system:masters is allowed throughout)
+        authz_start = None
         if security is not None:
-            await security.authorizer.start()
+            authz_start = asyncio.create_task(security.authorizer.start(), name="authorizer-start")
+            await asyncio.wait({authz_start}, timeout=15)
         task = asyncio.create_task(progress_loop())
         crds = asyncio.create_task(crd.CRDController(storage).run(), name="crd-controller")
         master = kubernetes_service.start_reconciler(storage)  # the `kubernetes` Service
@@ -1180,6 +1231,8 @@ def create_app(
         finally:
             task.cancel()
             crds.cancel()
+            if authz_start is not None:
+                authz_start.cancel()
             if master is not None:
                 master.cancel()
                 await asyncio.gather(master, return_exceptions=True)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -160,10 +161,26 @@ class _Server(uvicorn.Server):
         yield
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for ``host:port``; a clear exit when the address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise SystemExit(f"minik-apiserver: cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 async def serve_all(configs: Sequence[uvicorn.Config]) -> None:
-    """Run one uvicorn server per config in this process until SIGTERM or SIGINT, or until any of
-    them stops (a port it cannot bind), then stop the others.  The first config runs the app's
-    lifespan and is started first, so the watch caches start once."""
+    """Run one uvicorn server per config in this process until SIGTERM or SIGINT, then stop them
+    all.  Every address is bound before anything is served (a taken port ends the process at
+    once); the first config runs the app's lifespan and starts first, so the watch caches start
+    once."""
+    sockets = [listen(c.host, c.port) for c in configs]
     servers = [_Server(c) for c in configs]
 
     def stop_all() -> None:
@@ -175,22 +192,21 @@ async def serve_all(configs: Sequence[uvicorn.Config]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_all)
-    tasks = [asyncio.create_task(servers[0].serve(), name="apiserver-serve-0")]
+    tasks = [asyncio.create_task(servers[0].serve(sockets=[sockets[0]]), name="apiserver-serve-0")]
     if len(servers) > 1:
-        # the others bind once the first has started (its lifespan has run)
+        # the others start once the first has run the lifespan
         while not servers[0].started and not tasks[0].done():
             await asyncio.sleep(0.02)
         if not tasks[0].done():
-            for i, s in enumerate(servers[1:], 1):
-                tasks.append(asyncio.create_task(s.serve(), name=f"apiserver-serve-{i}"))
-    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for s in servers:
-        s.should_exit = True
-    results = await asyncio.gather(*tasks, return_exceptions=True)
+            for i, (s, sock) in enumerate(zip(servers[1:], sockets[1:], strict=True), 1):
+                tasks.append(asyncio.create_task(s.serve(sockets=[sock]), name=f"apiserver-serve-{i}"))
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_all()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for sock in sockets:
+            sock.close()
     for r in results:
         if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
             raise r
-    # uvicorn exits (SystemExit 1) on a port it cannot bind; surface that
-    for s in servers:
-        if not s.started:
-            raise SystemExit(1)
