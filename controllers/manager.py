@@ -30,6 +30,7 @@ from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
 from .replicaset import ReplicaSetController
+from .resourcequota import ResourceQuotaController
 from .rootcacert import RootCACertPublisher
 from .serviceaccount import ServiceAccountController
 from .statefulset import StatefulSetController
@@ -51,6 +52,7 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "nodeipam": NodeIPAMController,
     "persistentvolume-binder": PersistentVolumeController,
     "root-ca-cert-publisher": RootCACertPublisher,
+    "resourcequota": ResourceQuotaController,
 }
 
 

@@ -686,6 +686,7 @@ def test_select_controllers() -> None:
         "nodeipam",
         "persistentvolume-binder",
         "root-ca-cert-publisher",
+        "resourcequota",
     ]
     assert select_controllers("replicaset") == ["replicaset"]
     with pytest.raises(ValueError):
