@@ -1,7 +1,9 @@
-"""The kubelet's own HTTP server: container logs, exec, the node's pods, health.
+"""The kubelet's API: container logs, exec, the node's pods, health.
 
 The API server proxies ``pods/{name}/log`` and ``pods/{name}/exec`` here (see docs/kubelet.md for
-the exact contract).  Plain HTTP for now; authentication comes with the security work.
+the exact contract).  :mod:`kubelet.main` serves this app over HTTPS behind
+:class:`kubelet.auth.AuthMiddleware`: every route below is reached only by an authenticated and
+authorized user.
 
 * ``GET /healthz`` → ``ok``
 * ``GET /pods`` → a ``PodList`` of the pods bound to this node (from the kubelet's cache)
