@@ -353,6 +353,11 @@ _NAME_VALIDATORS: dict[str, NameValidator] = {
     "Service": is_dns1035_label,
     "PersistentVolume": is_valid_path_segment_name,
     "PersistentVolumeClaim": is_valid_path_segment_name,
+    # RBAC names are path segments ("system:node", "system:controller:job")
+    "Role": is_valid_path_segment_name,
+    "ClusterRole": is_valid_path_segment_name,
+    "RoleBinding": is_valid_path_segment_name,
+    "ClusterRoleBinding": is_valid_path_segment_name,
 }
 
 
@@ -2029,6 +2034,136 @@ def _validate_config_map_update(obj: Obj, old: Obj) -> list[Cause]:
     return _immutable_data(obj, old, ("data", "binaryData"))
 
 
+# ---------------------------------------------------------------------------------------------
+# RBAC (rbac.authorization.k8s.io/v1)
+# ---------------------------------------------------------------------------------------------
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def _validate_policy_rule(rule: Obj, namespaced: bool, path: str) -> list[Cause]:
+    """``ValidatePolicyRule``."""
+    errs: list[Cause] = []
+    if not _l(rule.get("verbs")):
+        errs.append(required(f"{path}.verbs", "verbs must contain at least one value"))
+    urls = _l(rule.get("nonResourceURLs"))
+    if urls:
+        if namespaced:
+            errs.append(
+                invalid(f"{path}.nonResourceURLs", urls, "namespaced rules cannot apply to non-resource URLs")
+            )
+        if _l(rule.get("apiGroups")) or _l(rule.get("resources")) or _l(rule.get("resourceNames")):
+            errs.append(
+                invalid(
+                    f"{path}.nonResourceURLs",
+                    urls,
+                    "rules cannot apply to both regular resources and non-resource URLs",
+                )
+            )
+        return errs
+    if not _l(rule.get("apiGroups")):
+        errs.append(required(f"{path}.apiGroups", "resource rules must supply at least one api group"))
+    if not _l(rule.get("resources")):
+        errs.append(required(f"{path}.resources", "resource rules must supply at least one resource"))
+    return errs
+
+
+def _validate_rules(obj: Obj, namespaced: bool) -> list[Cause]:
+    errs: list[Cause] = []
+    for i, rule in enumerate(_l(obj.get("rules"))):
+        if not isinstance(rule, dict):
+            errs.append(invalid(f"rules[{i}]", rule, "must be an object"))
+            continue
+        errs.extend(_validate_policy_rule(rule, namespaced, f"rules[{i}]"))
+    return errs
+
+
+def _validate_role(obj: Obj) -> list[Cause]:
+    return _validate_rules(obj, True)
+
+
+def _validate_cluster_role(obj: Obj) -> list[Cause]:
+    errs = _validate_rules(obj, False)
+    agg = obj.get("aggregationRule")
+    if agg is not None:
+        selectors = _l(_d(agg).get("clusterRoleSelectors"))
+        if not selectors:
+            errs.append(
+                required(
+                    "aggregationRule.clusterRoleSelectors",
+                    "at least one clusterRoleSelector required if aggregationRule is non-nil",
+                )
+            )
+        for i, sel in enumerate(selectors):
+            errs.extend(validate_label_selector(sel, f"aggregationRule.clusterRoleSelectors[{i}]"))
+    return errs
+
+
+def _validate_subject(subject: Any, namespaced: bool, path: str) -> list[Cause]:
+    """``ValidateRoleBindingSubject`` (an empty apiGroup of a User or Group is defaulted)."""
+    s = _d(subject)
+    errs: list[Cause] = []
+    name = s.get("name")
+    if not name:
+        errs.append(required(f"{path}.name"))
+    kind = s.get("kind")
+    group = s.get("apiGroup") or ""
+    if kind == "ServiceAccount":
+        if name:
+            errs.extend(invalid(f"{path}.name", name, m) for m in is_dns1123_subdomain(str(name)))
+        if group:
+            errs.append(not_supported(f"{path}.apiGroup", group, [""]))
+        if not namespaced and not s.get("namespace"):
+            errs.append(required(f"{path}.namespace"))
+    elif kind in ("User", "Group"):
+        if group and group != RBAC_GROUP:
+            errs.append(not_supported(f"{path}.apiGroup", group, [RBAC_GROUP]))
+    else:
+        errs.append(not_supported(f"{path}.kind", kind or "", ["ServiceAccount", "User", "Group"]))
+    return errs
+
+
+def _validate_binding(obj: Obj, namespaced: bool) -> list[Cause]:
+    errs: list[Cause] = []
+    ref = _d(obj.get("roleRef"))
+    if ref.get("apiGroup") != RBAC_GROUP:
+        errs.append(not_supported("roleRef.apiGroup", ref.get("apiGroup") or "", [RBAC_GROUP]))
+    kinds = ["Role", "ClusterRole"] if namespaced else ["ClusterRole"]
+    if ref.get("kind") not in kinds:
+        errs.append(not_supported("roleRef.kind", ref.get("kind") or "", kinds))
+    name = ref.get("name")
+    if not name:
+        errs.append(required("roleRef.name"))
+    else:
+        errs.extend(invalid("roleRef.name", name, m) for m in is_valid_path_segment_name(str(name)))
+    for i, subject in enumerate(_l(obj.get("subjects"))):
+        errs.extend(_validate_subject(subject, namespaced, f"subjects[{i}]"))
+    return errs
+
+
+def _validate_role_binding(obj: Obj) -> list[Cause]:
+    return _validate_binding(obj, True)
+
+
+def _validate_cluster_role_binding(obj: Obj) -> list[Cause]:
+    return _validate_binding(obj, False)
+
+
+def _role_ref_immutable(new: Obj, old: Obj) -> list[Cause]:
+    if _d(new.get("roleRef")) != _d(old.get("roleRef")):
+        return [invalid("roleRef", _Shown(_go_role_ref(_d(new.get("roleRef")))), "cannot change roleRef")]
+    return []
+
+
+def _go_role_ref(ref: Obj) -> str:
+    # Go's %v of an rbac.RoleRef struct
+    return "rbac.RoleRef{{APIGroup:{}, Kind:{}, Name:{}}}".format(
+        go_quote(str(ref.get("apiGroup") or "")),
+        go_quote(str(ref.get("kind") or "")),
+        go_quote(str(ref.get("name") or "")),
+    )
+
+
 Validator = Callable[[Obj], list[Cause]]
 UpdateValidator = Callable[[Obj, Obj], list[Cause]]
 
@@ -2053,6 +2188,10 @@ _VALIDATORS: dict[tuple[str, str], tuple[Validator, UpdateValidator | None]] = {
     ("discovery.k8s.io", "EndpointSlice"): (_validate_endpoint_slice, _validate_endpoint_slice_update),
     ("networking.k8s.io", "Ingress"): (_validate_ingress, None),
     ("storage.k8s.io", "StorageClass"): (_validate_storage_class, _validate_storage_class_update),
+    (RBAC_GROUP, "Role"): (_validate_role, None),
+    (RBAC_GROUP, "ClusterRole"): (_validate_cluster_role, None),
+    (RBAC_GROUP, "RoleBinding"): (_validate_role_binding, _role_ref_immutable),
+    (RBAC_GROUP, "ClusterRoleBinding"): (_validate_cluster_role_binding, _role_ref_immutable),
 }
 
 
