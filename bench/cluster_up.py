@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from cli.cluster import dns_query
+from cli.supervisor import tls_client
 from testkit.api import apps
 from testkit.host import free_subnets
 from testkit.images import ensure_busybox_image
@@ -45,10 +46,12 @@ PUBLISHED = [("k3d", 32.5), ("kind", 44.9), ("minikube", 61.5)]
 TARGET_READY, TARGET_APP = 10.0, 15.0
 
 
-def node_ready_since(api: str, node: str, since: float) -> bool:
+def node_ready_since(state: Path, api_port: int, node: str, since: float) -> bool:
+    """Over TLS as the cluster's admin (the certificates appear once `minik up` made them)."""
     try:
-        r = httpx.get(f"{api}/api/v1/nodes/{node}", timeout=1)
-    except httpx.HTTPError:
+        with tls_client({"api_port": api_port, "advertise_address": "127.0.0.1"}, state) as c:
+            r = c.get(f"/api/v1/nodes/{node}")
+    except (httpx.HTTPError, OSError):
         return False
     if r.status_code != 200:
         return False
@@ -90,7 +93,6 @@ def one_run(image: str, timeout: float) -> dict[str, float]:
     service_cidr = f"10.{210 + second}.{third}.0/24"
     args, api_port = minik_up_args(work / "state", node, pod_cidr, service_cidr, f"MB{tag.upper()}")
     env = {**os.environ, "KUBECONFIG": str(work / "kubeconfig")}
-    api = f"http://127.0.0.1:{api_port}"
     out: dict[str, float] = {}
     t0_wall, t0 = time.time(), time.monotonic()
     up = subprocess.Popen(
@@ -99,7 +101,7 @@ def one_run(image: str, timeout: float) -> dict[str, float]:
     try:
         deadline = t0 + timeout
         while "ready" not in out:
-            if node_ready_since(api, node, t0_wall):
+            if node_ready_since(work / "state", api_port, node, t0_wall):
                 out["ready"] = time.monotonic() - t0
             elif up.poll() is not None and up.returncode != 0:
                 raise RuntimeError(f"minik up failed:\n{up.stdout.read().decode() if up.stdout else ''}")
@@ -111,7 +113,7 @@ def one_run(image: str, timeout: float) -> dict[str, float]:
         if up.returncode != 0:
             raise RuntimeError(f"minik up failed:\n{output}")
         out["up"] = time.monotonic() - t0
-        with httpx.Client(base_url=api, timeout=5) as c:
+        with tls_client({"api_port": api_port, "advertise_address": "127.0.0.1"}, work / "state", 5) as c:
             for path, body in app_objects(image):
                 c.post(path, json=body).raise_for_status()
             gw = str(next(ipaddress.ip_network(pod_cidr).hosts()))
