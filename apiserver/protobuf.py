@@ -312,7 +312,7 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 _PACKAGES = re.compile(
     r"^k8s\.io\.(api\.(core|apps|batch|networking|coordination|storage|policy|autoscaling|"
-    r"discovery|events|rbac|scheduling)\.v1|apimachinery\.pkg\.(apis\.meta\.v1|api\.resource|"
+    r"discovery|events|rbac|scheduling|authentication|authorization)\.v1|apimachinery\.pkg\.(apis\.meta\.v1|api\.resource|"
     r"util\.intstr|runtime))$"
 )
 _SCALARS = {
