@@ -464,8 +464,20 @@ class KubeletProcess(Process):
 
 
 def component(name: str, api: APIServerProcess, *extra: str) -> Process:
-    """``minik-NAME --kubeconfig KUBECONFIG …`` with the component's own identity."""
-    return Process(name, [str(BIN / f"minik-{name}"), "--kubeconfig", str(api.kubeconfig_for(name)), *extra])
+    """``minik-NAME --kubeconfig KUBECONFIG …`` with the component's own identity; the controller
+    manager also gets the cluster CA (``--root-ca-file``) that it publishes as ``kube-root-ca.crt``."""
+    argv = [str(BIN / f"minik-{name}"), "--kubeconfig", str(api.kubeconfig_for(name))]
+    if name == "controller-manager" and api.tls:
+        argv += ["--root-ca-file", str(api.pki.ca_cert)]
+    return Process(name, [*argv, *extra])
+
+
+def root_ca_publisher(api: APIServerProcess) -> Process:
+    """A controller manager running only what every pod needs from one: the ``kube-root-ca.crt``
+    ConfigMap of each namespace (the pods' service-account volume mounts it) and the ``default``
+    ServiceAccount; for tests that run a kubelet without the whole control plane."""
+    controllers = "root-ca-cert-publisher,serviceaccount"
+    return component("controller-manager", api, "--controllers", controllers, "--leader-elect", "false")
 
 
 def scheduler(api: APIServerProcess, *extra: str) -> Process:

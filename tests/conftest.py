@@ -23,7 +23,7 @@ import pytest
 
 from testkit import prereq
 from testkit.images import ensure_busybox_image
-from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess
+from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess, root_ca_publisher, running
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -71,8 +71,9 @@ def image() -> str:
 
 @pytest.fixture(scope="module")
 def kubelet(apiserver: APIServerProcess, image: str) -> Iterator[KubeletProcess]:
-    """A real kubelet on a node and Docker network of its own (removed at the end)."""
-    with KubeletProcess(apiserver) as k:
+    """A real kubelet on a node and Docker network of its own (removed at the end), with the one
+    controller every pod needs (``testkit.processes.root_ca_publisher``)."""
+    with running(root_ca_publisher(apiserver)), KubeletProcess(apiserver) as k:
         yield k
 
 

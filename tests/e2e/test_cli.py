@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -42,15 +41,17 @@ spec:
 
 @pytest.fixture()
 def kubeconfig(apiserver: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary kubeconfig pointing at the test API server (never ~/.kube/config)."""
+    """A temporary kubeconfig for the test API server as its admin (never ~/.kube/config): cluster,
+    user and context named ``test``."""
     path = tmp_path / "kubeconfig"
+    admin = yaml.safe_load(Path(apiserver.kubeconfig).read_text())
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "test", "cluster": {"server": apiserver.url}}],
-                "users": [{"name": "test", "user": {}}],
+                "clusters": [{"name": "test", "cluster": admin["clusters"][0]["cluster"]}],
+                "users": [{"name": "test", "user": admin["users"][0]["user"]}],
                 "contexts": [
                     {"name": "test", "context": {"cluster": "test", "user": "test", "namespace": "default"}}
                 ],
@@ -247,8 +248,9 @@ def test_scale_label_annotate_set_image(namespace: str) -> None:
 
 def test_delete_waits_until_gone(namespace: str, apiserver: Any) -> None:
     """A finalizer keeps the object; delete returns only once the finalizer is removed."""
-    base = f"{apiserver.url}/api/v1/namespaces/{namespace}/configmaps"
-    httpx.post(
+    api = apiserver.http()
+    base = f"/api/v1/namespaces/{namespace}/configmaps"
+    api.post(
         base,
         json={
             "apiVersion": "v1",
@@ -260,9 +262,9 @@ def test_delete_waits_until_gone(namespace: str, apiserver: Any) -> None:
     def release() -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            obj = httpx.get(f"{base}/held").json()
+            obj = api.get(f"{base}/held").json()
             if obj.get("metadata", {}).get("deletionTimestamp"):
-                httpx.patch(
+                api.patch(
                     f"{base}/held",
                     json={"metadata": {"finalizers": None}},
                     headers={"Content-Type": "application/merge-patch+json"},
@@ -278,7 +280,8 @@ def test_delete_waits_until_gone(namespace: str, apiserver: Any) -> None:
         releaser.join()
     assert r.exit_code == 0, r.output
     assert r.stdout == 'configmap "held" deleted\n'
-    assert httpx.get(f"{base}/held").status_code == 404
+    assert api.get(f"{base}/held").status_code == 404
+    api.close()
     minik("create", "configmap", "a", "--from-literal=x=1", "-n", namespace)
     minik("create", "configmap", "b", "--from-literal=x=1", "-n", namespace)
     r = minik("delete", "cm", "--all", "-n", namespace)
@@ -318,9 +321,8 @@ def test_rollout_history_undo_restart_pause(namespace: str, apiserver: Any) -> N
                 },
             },
         }
-        httpx.post(
-            f"{apiserver.url}/apis/apps/v1/namespaces/{namespace}/replicasets", json=rs
-        ).raise_for_status()
+        with apiserver.http() as api:
+            api.post(f"/apis/apps/v1/namespaces/{namespace}/replicasets", json=rs).raise_for_status()
     r = minik("rollout", "history", "deploy/web", "-n", namespace)
     assert r.stdout == "deployment.apps/web \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
     assert "img:1" in minik("rollout", "history", "deploy/web", "--revision=1", "-n", namespace).stdout
@@ -350,7 +352,7 @@ def test_rollout_history_undo_restart_pause(namespace: str, apiserver: Any) -> N
 
 def test_rollout_status_follows_the_status(namespace: str, apiserver: Any) -> None:
     minik("apply", "-n", namespace, "-f", "-", input=DEPLOYMENT.format(name="web", replicas=2, image="img:1"))
-    url = f"{apiserver.url}/apis/apps/v1/namespaces/{namespace}/deployments/web"
+    url = f"/apis/apps/v1/namespaces/{namespace}/deployments/web"
     steps = [
         {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1},
         {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1},
@@ -364,13 +366,14 @@ def test_rollout_status_follows_the_status(namespace: str, apiserver: Any) -> No
     ]
 
     def controller() -> None:
-        for status in steps:
-            time.sleep(0.2)
-            httpx.patch(
-                f"{url}/status",
-                json={"status": status},
-                headers={"Content-Type": "application/merge-patch+json"},
-            ).raise_for_status()
+        with apiserver.http() as api:
+            for status in steps:
+                time.sleep(0.2)
+                api.patch(
+                    f"{url}/status",
+                    json={"status": status},
+                    headers={"Content-Type": "application/merge-patch+json"},
+                ).raise_for_status()
 
     t = threading.Thread(target=controller)
     t.start()
@@ -388,7 +391,7 @@ def test_service_url_cluster_info_api_resources(namespace: str) -> None:
     svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, nodePort: 30080}]\n"
     assert minik("apply", "-f", "-", "-n", namespace, input=svc).exit_code == 0
     assert minik("service", "web", "-n", namespace).stdout == "http://127.0.0.1:30080\n"
-    assert "Kubernetes control plane is running at http://127.0.0.1:" in minik("cluster-info").stdout
+    assert "Kubernetes control plane is running at https://127.0.0.1:" in minik("cluster-info").stdout
     r = minik("api-resources")
     assert r.stdout.splitlines()[0].split() == ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
     assert any(line.split()[:3] == ["deployments", "deploy", "apps/v1"] for line in r.stdout.splitlines())

@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from apimachinery.version import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def minik(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": str(tmp_path / "absent-kubeconfig"), "HOME": str(tmp_path)}
+def minik(*args: str, tmp_path: Path, kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``minik ARGS`` with ``kubeconfig`` (the API server's admin one) or none at all."""
+    kubeconfig = kubeconfig or str(tmp_path / "absent-kubeconfig")
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "HOME": str(tmp_path)}
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT,
@@ -29,18 +29,19 @@ def minik(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def server_version(apiserver: Any) -> dict[str, Any]:
-    return dict(httpx.get(apiserver.url + "/version", timeout=10).json())
+    with apiserver.http(timeout=10) as c:
+        return dict(c.get("/version").json())
 
 
 def test_version_prints_client_and_the_servers_git_version(apiserver: Any, tmp_path: Path) -> None:
-    result = minik("version", "--server", apiserver.url, tmp_path=tmp_path)
+    result = minik("version", tmp_path=tmp_path, kubeconfig=apiserver.kubeconfig)
     assert result.returncode == 0, result.stderr
     expected = server_version(apiserver)["gitVersion"]
     assert result.stdout == f"Client Version: v{__version__}\nServer Version: {expected}\n"
 
 
 def test_version_json_carries_the_servers_version_info(apiserver: Any, tmp_path: Path) -> None:
-    result = minik("version", "-o", "json", "-s", apiserver.url, tmp_path=tmp_path)
+    result = minik("version", "-o", "json", tmp_path=tmp_path, kubeconfig=apiserver.kubeconfig)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["serverVersion"] == server_version(apiserver)
