@@ -4,8 +4,7 @@
 The API server's ResourceQuota admission charges ``status.used`` when an object is created; this
 controller recounts from the objects, so a deletion (or a pod reaching Succeeded/Failed) frees
 quota, and a charge for a create that did not happen is given back.  A quota is recounted when it
-changes, when an object it may count is added, changed in what it uses, or deleted, and every
-``--resource-quota-sync-period`` seconds.
+hard limits change, when an object it may count is deleted or uses less, and every 30 seconds.
 """
 
 from __future__ import annotations
@@ -66,7 +65,11 @@ class ResourceQuotaController(Controller):
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        self.quotas = self.informer(RESOURCE_QUOTAS, on_change=self.enqueue)
+        # A quota is recounted when it is new or its spec.hard is not yet its status.hard; the
+        # status.used charges admission writes do not start a recount (the object charged may
+        # not be in this controller's caches yet), as in Kubernetes.
+        self.quotas = self.informer(RESOURCE_QUOTAS)
+        self.quotas.add_event_handler(self.enqueue, self._quota_updated, None)
         self.sync_period = float(ctx.options.extra.get("resource_quota_sync_period", DEFAULT_SYNC_PERIOD))
         self.tracked: dict[tuple[str, str], Informer] = {}
         for group, plural in TRACKED:
@@ -75,9 +78,7 @@ class ResourceQuotaController(Controller):
                 continue
             inf = self.informer(info)
             if (group, plural) != ("", "resourcequotas"):
-                inf.add_event_handler(
-                    self._object_added, self._object_updated(group, plural), self._object_added
-                )
+                inf.add_event_handler(None, self._object_updated(group, plural), self._object_deleted)
             self.tracked[(group, plural)] = inf
 
     # -- handlers: only enqueue --------------------------------------------------------------------
@@ -87,12 +88,18 @@ class ResourceQuotaController(Controller):
         for q in self.quotas.store.by_index("namespace", namespace):
             self.enqueue(q)
 
-    def _object_added(self, obj: Obj) -> None:
+    def _quota_updated(self, old: Obj, new: Obj) -> None:
+        if (new.get("spec") or {}).get("hard") != (new.get("status") or {}).get("hard"):
+            self.enqueue(new)
+
+    def _object_deleted(self, obj: Obj) -> None:
         self._enqueue_namespace(namespace_of(obj))
 
     def _object_updated(self, group: str, plural: str) -> Any:
         def handler(old: Obj, new: Obj) -> None:
-            if quota.object_usage(group, plural, old) != quota.object_usage(group, plural, new):
+            # replenishment: usage that went down (a pod finished, a claim shrank)
+            before, after = quota.object_usage(group, plural, old), quota.object_usage(group, plural, new)
+            if any(after.get(k, 0) < v for k, v in before.items()):
                 self._enqueue_namespace(namespace_of(new))
 
         return handler
