@@ -27,6 +27,7 @@ _SUBRESOURCES: dict[str, tuple[str | None, str, str, list[str]]] = {
     "ephemeralcontainers": (None, "", "", ["get", "patch", "update"]),
     "finalize": (None, "", "", ["update"]),
     "proxy": ("ProxyOptions", "", "", ["create", "delete", "get", "patch", "update"]),
+    "token": ("TokenRequest", "authentication.k8s.io", "v1", ["create"]),
 }
 
 
