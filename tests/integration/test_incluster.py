@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from testkit import wait
-from testkit.processes import APIServerProcess, controller_manager
+from testkit.processes import APIServerProcess, Process, controller_manager, dump_logs
 
 SVC = "/api/v1/namespaces/default/services/kubernetes"
 EP = "/api/v1/namespaces/default/endpoints/kubernetes"
@@ -28,12 +28,8 @@ def get(api: httpx.Client, path: str) -> dict[str, Any] | None:
     return dict(r.json())
 
 
-def until(check: Any, what: str, timeout: float = 30) -> Any:
+def until(check: Any, what: str, timeout: float = 60) -> Any:
     return wait.wait_for(check, timeout, what, 0.1, retry_errors=True)
-
-
-def master_port(apiserver: APIServerProcess) -> int:
-    return apiserver.port
 
 
 def test_kubernetes_service_endpoints_and_slice(apiserver: APIServerProcess, api: httpx.Client) -> None:
@@ -128,15 +124,25 @@ def root_ca(apiserver: APIServerProcess) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def publisher(apiserver: APIServerProcess, root_ca: str) -> Iterator[None]:
-    with controller_manager(apiserver, "--controllers", "root-ca-cert-publisher", "--root-ca-file", root_ca):
-        yield
+def publisher(apiserver: APIServerProcess, root_ca: str) -> Iterator[Process]:
+    # over TLS without --root-ca-file: the CA of the controller manager's kubeconfig is published
+    flags = () if apiserver.tls else ("--root-ca-file", root_ca)
+    with controller_manager(apiserver, "--controllers", "root-ca-cert-publisher", *flags) as cm:
+        yield cm
 
 
 CM = "/api/v1/namespaces/{ns}/configmaps/kube-root-ca.crt"
 
 
-def test_root_ca_configmap_in_every_namespace(api: httpx.Client, publisher: None, root_ca: str) -> None:
+def test_root_ca_configmap_in_every_namespace(api: httpx.Client, publisher: Process, root_ca: str) -> None:
+    try:
+        check_root_ca(api, root_ca)
+    except AssertionError:
+        dump_logs(publisher)
+        raise
+
+
+def check_root_ca(api: httpx.Client, root_ca: str) -> None:
     pem = Path(root_ca).read_text()
     for ns in ("default", "kube-system", "kube-public"):
         cm = until(lambda ns=ns: get(api, CM.format(ns=ns)), f"kube-root-ca.crt in {ns}")
