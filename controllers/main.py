@@ -13,6 +13,7 @@ from apimachinery.leaderelection import add_timing_flags
 
 from .base import Options
 from .manager import CONTROLLERS, ControllerManager, select_controllers
+from .rootcacert import root_ca_pem
 
 log = logging.getLogger("controllers")
 
@@ -66,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--root-ca-file",
         default="",
-        help="the cluster CA (PEM) published as ConfigMap kube-root-ca.crt in every namespace",
+        help="the cluster CA (PEM) published as ConfigMap kube-root-ca.crt in every namespace"
+        " (default: the CA of the kubeconfig)",
     )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -74,11 +76,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
-    client = Client(args.api_server or load_config(args.kubeconfig or None))
+    config = args.api_server or load_config(args.kubeconfig or None)
+    client = Client(config)
+    root_ca = root_ca_pem(args.root_ca_file, config)
     names = select_controllers(args.controllers)
     if not args.allocate_node_cidrs:
         names = [n for n in names if n != "nodeipam"]
-    if not args.root_ca_file:
+    if not root_ca:
         names = [n for n in names if n != "root-ca-cert-publisher"]
     manager = ControllerManager(
         client,
@@ -94,7 +98,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "job_backoff_seconds": args.job_backoff_seconds,
                 "hostpath_provisioner_dir": args.hostpath_provisioner_dir,
                 "max_endpoints_per_slice": args.max_endpoints_per_slice,
-                "root_ca_file": args.root_ca_file,
+                "root_ca_pem": root_ca,
             },
         ),
         leader_elect=args.leader_elect,

@@ -2,10 +2,10 @@
 
 As Kubernetes' ``root-ca-cert-publisher``: every active namespace holds a ConfigMap
 ``kube-root-ca.crt`` whose ``ca.crt`` is the cluster CA (``--root-ca-file`` of the controller
-manager), so a pod can verify the API server it reaches through ``kubernetes.default.svc`` (the
+manager, else the CA of its kubeconfig), so a pod can verify the API server it reaches through ``kubernetes.default.svc`` (the
 ServiceAccount admission plugin projects it into ``/var/run/secrets/kubernetes.io/serviceaccount``).
 A ConfigMap that is deleted or changed is put back; keys other than ``ca.crt`` are dropped, as
-Kubernetes does.  Without ``--root-ca-file`` the controller does not run.
+Kubernetes does.  With no CA to publish (a plain-HTTP API server) the controller does not run.
 """
 
 from __future__ import annotations
@@ -39,6 +39,18 @@ def read_root_ca(path: str) -> str:
     if "-----BEGIN CERTIFICATE-----" not in pem:
         raise ValueError(f"--root-ca-file {path}: no PEM certificate in it")
     return pem
+
+
+def root_ca_pem(root_ca_file: str, config: Any) -> str:
+    """What the publisher publishes: ``--root-ca-file``, else the CA the controller manager itself
+    trusts the API server with (its kubeconfig's), as Kubernetes does; "" when there is neither."""
+    if root_ca_file:
+        return read_root_ca(root_ca_file)
+    ca_data = getattr(config, "ca_data", None)
+    if ca_data:
+        return str(ca_data)
+    ca_file = getattr(config, "ca_file", None)
+    return read_root_ca(ca_file) if ca_file else ""
 
 
 def desired_configmap(namespace: str, ca_pem: str) -> Obj:
@@ -75,8 +87,7 @@ class RootCACertPublisher(Controller):
 
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
-        path = str(ctx.options.extra.get("root_ca_file") or "")
-        self.ca_pem = read_root_ca(path) if path else ""
+        self.ca_pem = str(ctx.options.extra.get("root_ca_pem") or "")
         self.ns_informer = self.informer(NAMESPACES, on_change=self.enqueue)
         self.cm_informer = ctx.factory.informer(CONFIGMAPS, field_selector=f"metadata.name={NAME}")
         self.informers.append(self.cm_informer)
