@@ -336,7 +336,10 @@ class PKI:
         self._ensure_directory()
         private, public = self.directory / "sa.key", self.directory / "sa.pub"
         try:
-            key = serialization.load_pem_private_key(private.read_bytes(), password=None)
+            # our own key: OpenSSL's RSA consistency check would cost 50-250 ms on every start
+            key = serialization.load_pem_private_key(
+                private.read_bytes(), password=None, unsafe_skip_rsa_key_validation=True
+            )
         except (OSError, ValueError):
             key = None
         if not isinstance(key, rsa.RSAPrivateKey):
@@ -409,7 +412,6 @@ def write_kubeconfig(
     namespace: str | None = None,
 ) -> Path:
     """Write a standalone kubeconfig (CA, client certificate and key embedded) as a 0600 file."""
-    import yaml
 
     data = kubeconfig_dict(
         server=server,
@@ -423,8 +425,17 @@ def write_kubeconfig(
     )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(target, yaml.safe_dump(data, sort_keys=False).encode())
+    _write_private(target, dump_yaml(data).encode())
     return target
+
+
+def dump_yaml(data: object) -> str:
+    """YAML text, with libyaml's emitter when PyYAML has it (the pure-Python one takes ~10 ms per
+    kubeconfig, most of it on the long base64 lines)."""
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(data, Dumper=dumper, sort_keys=False))
 
 
 def apiserver_hosts(addresses: Iterable[str] = (), service_ip: str = DEFAULT_SERVICE_IP) -> list[str]:

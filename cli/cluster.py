@@ -146,15 +146,17 @@ def merge_into_user_kubeconfig(
 ) -> Path:
     """Merge ``entries`` into ``path``, by default ``$KUBECONFIG`` (its first file) or
     ``~/.kube/config``, kept 0600."""
+    from apimachinery.pki import dump_yaml
+
     path = path or kubeconfig_path()
     data: dict[str, Any] = {}
     if path.exists():
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".minik-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(yaml.safe_dump(merge_kubeconfig(data, entries, make_current), sort_keys=False))
+        f.write(dump_yaml(merge_kubeconfig(data, entries, make_current)))
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path
