@@ -31,7 +31,9 @@ POD = "kauth"
 def running_pod(apiserver: APIServerProcess, kubelet: KubeletProcess, image: str) -> Iterator[str]:
     assert kubelet.tls, "the harness runs the kubelet without TLS"
     script = "echo hello from the kubelet test; exec sleep 3600"
-    pod = make_pod(POD, kubelet.node, [{"name": "main", "image": image, "command": ["sh", "-c", script]}])
+    containers = [{"name": "main", "image": image, "command": ["sh", "-c", script]}]
+    # no service-account volume: this module runs no controller manager to publish kube-root-ca.crt
+    pod = make_pod(POD, kubelet.node, containers, automountServiceAccountToken=False)
     with apiserver.http() as c:
         r = c.post("/api/v1/namespaces/default/pods", json=pod)
         assert r.status_code == 201, r.text
