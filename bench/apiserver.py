@@ -2,7 +2,13 @@
 
     .venv/bin/python -m bench.apiserver [--seconds 5] [--concurrency 1,32] [--watchers 100]
 
-Starts a fresh etcd and a ``minik-apiserver`` process, then measures, side by side:
+Starts a fresh etcd and a ``minik-apiserver`` process serving HTTPS with client-certificate
+authentication and RBAC on its secure port, and plain HTTP without authentication or authorization
+on ``--insecure-port`` (loopback), then measures, side by side:
+
+* the cost of security: ConfigMap create and get throughput at concurrency 32 over TLS as a user
+  whose only permission is a RoleBinding (x509 client certificate, RBAC decision) against the same
+  server process's insecure port, interleaved twice;
 
 * throughput and latency (p50/p99) of API-server ConfigMap creates and gets, and of the etcd
   operations beneath them (a put of a stored ConfigMap's size, a range of one key) through etcd's
@@ -17,8 +23,13 @@ Starts a fresh etcd and a ``minik-apiserver`` process, then measures, side by si
   both at 32 connections, interleaved twice;
 * the API server's resident memory before and after.
 
+Every other API-server figure is taken on the secure port as the cluster admin (client
+certificate).  wrk has no option for a client certificate: a small preloaded library (compiled
+here with the C compiler, ``SHIM_SOURCE``) loads one into every TLS context wrk makes.
+
 Absolute numbers drift between machines; the ratios (API server / etcd) are the figures to compare.
-Targets from the issue: create throughput at concurrency 32 >= 50 % of etcd puts; create p99 <= 50
+Targets from the issue: secure/insecure create and get throughput at concurrency 32 >= 85 %;
+create throughput at concurrency 32 >= 50 % of etcd puts; create p99 <= 50
 ms at 100 creates/s; watch delivery p99 <= 100 ms with 100 watchers; watch-list of 10,000 objects to
 10 clients: p99 to the initial-events-end bookmark <= 2 s; custom-resource create throughput >= 80 %
 of ConfigMap create throughput.
@@ -30,16 +41,22 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import shutil
+import ssl
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from testkit import certs
+from testkit.host import free_port
 from testkit.processes import APIServerProcess, EtcdProcess
 
 NS = "default"
@@ -97,8 +114,78 @@ def parse_wrk(stdout: str) -> Load:
     )
 
 
-def wrk(url: str, connections: int, seconds: int, mode: str, prefix: str, n: int = 1) -> Load:
-    """Run wrk with one thread and ``connections`` connections for ``seconds`` in one script mode."""
+# Preloaded into wrk: every SSL_CTX it makes presents the client certificate named by
+# WRK_CLIENT_CERT/WRK_CLIENT_KEY (wrk itself has no option for one).
+SHIM_SOURCE = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_method_st SSL_METHOD;
+typedef SSL_CTX *(*ctx_new_fn)(const SSL_METHOD *);
+typedef int (*chain_fn)(SSL_CTX *, const char *);
+typedef int (*key_fn)(SSL_CTX *, const char *, int);
+
+SSL_CTX *SSL_CTX_new(const SSL_METHOD *method) {
+    static ctx_new_fn real;
+    if (!real) real = (ctx_new_fn)dlsym(RTLD_NEXT, "SSL_CTX_new");
+    SSL_CTX *ctx = real(method);
+    const char *cert = getenv("WRK_CLIENT_CERT"), *key = getenv("WRK_CLIENT_KEY");
+    if (ctx && cert && key) {
+        chain_fn chain = (chain_fn)dlsym(RTLD_NEXT, "SSL_CTX_use_certificate_chain_file");
+        key_fn pkey = (key_fn)dlsym(RTLD_NEXT, "SSL_CTX_use_PrivateKey_file");
+        if (chain(ctx, cert) != 1 || pkey(ctx, key, 1 /* SSL_FILETYPE_PEM */) != 1) {
+            fprintf(stderr, "wrk client certificate: cannot load %s and %s\n", cert, key);
+            abort();
+        }
+    }
+    return ctx;
+}
+"""
+_shim: Path | None = None
+
+
+def client_cert_shim() -> Path:
+    """The compiled ``SHIM_SOURCE`` (once per run)."""
+    global _shim
+    if _shim is None:
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            raise SystemExit("bench.apiserver needs a C compiler (cc) to give wrk a client certificate")
+        directory = Path(tempfile.mkdtemp(prefix="minik-bench-"))
+        (directory / "wrk_client_cert.c").write_text(SHIM_SOURCE)
+        out = directory / "wrk_client_cert.so"
+        subprocess.run(
+            [cc, "-O2", "-shared", "-fPIC", "-o", str(out), str(directory / "wrk_client_cert.c"), "-ldl"],
+            check=True,
+        )
+        _shim = out
+    return _shim
+
+
+Cert = tuple[Path, Path]
+
+
+def wrk_env(cert: Cert | None, shim: Path | None) -> dict[str, str] | None:
+    """wrk's environment: with ``cert``, the shim preloaded and told which certificate to present."""
+    if cert is None:
+        return None
+    assert shim is not None
+    preload = " ".join(p for p in (str(shim), os.environ.get("LD_PRELOAD", "")) if p)
+    return {
+        **os.environ,
+        "LD_PRELOAD": preload,
+        "WRK_CLIENT_CERT": str(cert[0]),
+        "WRK_CLIENT_KEY": str(cert[1]),
+    }
+
+
+def wrk(
+    url: str, connections: int, seconds: int, mode: str, prefix: str, n: int = 1, cert: Cert | None = None
+) -> Load:
+    """Run wrk with one thread and ``connections`` connections for ``seconds`` in one script mode,
+    presenting ``cert`` (certificate, key) over HTTPS when given."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT)]
     out = subprocess.run(
         [*cmd, url, "--", mode, prefix, str(n)],
@@ -106,6 +193,7 @@ def wrk(url: str, connections: int, seconds: int, mode: str, prefix: str, n: int
         text=True,
         check=True,
         timeout=seconds + 60,
+        env=wrk_env(cert, client_cert_shim() if cert else None),
     ).stdout
     return parse_wrk(out)
 
@@ -120,22 +208,24 @@ def check_etcd_keys(etcd_url: str, prefix: str, n: int) -> None:
         assert json.loads(base64.b64decode(kvs[0]["value"]))["kind"] == "ConfigMap"
 
 
-def throughput(api_url: str, etcd_url: str, concurrencies: list[int], seconds: int) -> dict[str, Load]:
+def throughput(
+    api_url: str, etcd_url: str, concurrencies: list[int], seconds: int, cert: Cert | None = None
+) -> dict[str, Load]:
     """wrk against both sides, interleaved so that a change in background load hits both alike."""
     run = uuid.uuid4().hex[:6]
     wrk(etcd_url, 8, 1, "etcd-put", f"warm-{run}")
-    wrk(api_url, 8, 1, "api-create", f"warm-{run}")
+    wrk(api_url, 8, 1, "api-create", f"warm-{run}", cert=cert)
     loads: dict[str, Load] = {}
     for conc in concurrencies:
         prefix = f"c{conc}-{run}"
         put = loads[f"etcd_put_c{conc}"] = wrk(etcd_url, conc, seconds, "etcd-put", prefix)
-        create = loads[f"api_create_c{conc}"] = wrk(api_url, conc, seconds, "api-create", prefix)
+        create = loads[f"api_create_c{conc}"] = wrk(api_url, conc, seconds, "api-create", prefix, cert=cert)
         # both sides read the same number of objects, all of them surely written (the last
         # requests of a run may still have been in flight when wrk stopped)
         n = max(1, min(put.requests, create.requests) // 2)
         check_etcd_keys(etcd_url, prefix, n)
         loads[f"etcd_range_c{conc}"] = wrk(etcd_url, conc, seconds, "etcd-range", prefix, n)
-        loads[f"api_get_c{conc}"] = wrk(api_url, conc, seconds, "api-get", prefix, n)
+        loads[f"api_get_c{conc}"] = wrk(api_url, conc, seconds, "api-get", prefix, n, cert=cert)
     return loads
 
 
@@ -159,11 +249,14 @@ async def fixed_rate(rate: int, seconds: int, op: Callable[[int], Awaitable[None
     return latencies
 
 
-async def create_latency(api_url: str, etcd_url: str, seconds: int) -> dict[str, float]:
+async def create_latency(api_url: str, etcd_url: str, seconds: int, tls: Any = True) -> dict[str, float]:
     run = uuid.uuid4().hex[:6]
     value = b64(json.dumps(payload("x")))
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as http:
+    async with (
+        httpx.AsyncClient(limits=limits, timeout=30) as http,
+        httpx.AsyncClient(limits=limits, timeout=30, verify=tls) as api,
+    ):
 
         async def put(i: int) -> None:
             r = await http.post(
@@ -172,7 +265,7 @@ async def create_latency(api_url: str, etcd_url: str, seconds: int) -> dict[str,
             assert r.status_code == 200, r.text
 
         async def create(i: int) -> None:
-            r = await http.post(f"{api_url}/api/v1/namespaces/{NS}/configmaps", json=payload(f"l-{run}-{i}"))
+            r = await api.post(f"{api_url}/api/v1/namespaces/{NS}/configmaps", json=payload(f"l-{run}-{i}"))
             assert r.status_code == 201, r.text
 
         raw = await fixed_rate(100, seconds, put)
@@ -211,10 +304,12 @@ BENCH_CRD = {
 }
 
 
-def custom_resource_throughput(api_url: str, seconds: int) -> dict[str, Load]:
+def custom_resource_throughput(
+    api_url: str, seconds: int, cert: Cert | None = None, tls: Any = True
+) -> dict[str, Load]:
     """Custom-object creates beside ConfigMap creates of the same size, at 32 connections,
     interleaved (ConfigMaps, custom objects, twice) so that background load hits both alike."""
-    with httpx.Client(base_url=api_url, timeout=30) as http:
+    with httpx.Client(base_url=api_url, timeout=30, verify=tls) as http:
         r = http.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=BENCH_CRD)
         r.raise_for_status()
         deadline = time.monotonic() + 30
@@ -228,42 +323,141 @@ def custom_resource_throughput(api_url: str, seconds: int) -> dict[str, Load]:
                 raise RuntimeError("the benchmark's CRD was not Established within 30 s")
             time.sleep(0.1)
     run = uuid.uuid4().hex[:6]
-    wrk(api_url, 8, 1, "api-create-cr", f"warm-cr-{run}")
+    wrk(api_url, 8, 1, "api-create-cr", f"warm-cr-{run}", cert=cert)
     cm: list[Load] = []
     cr: list[Load] = []
     for i in range(2):
-        cm.append(wrk(api_url, 32, seconds, "api-create", f"cmvs-{run}-{i}"))
-        cr.append(wrk(api_url, 32, seconds, "api-create-cr", f"crvs-{run}-{i}"))
-
-    def merged(loads: list[Load]) -> Load:
-        return Load(
-            rate=sum(x.rate for x in loads) / len(loads),
-            p50_ms=max(x.p50_ms for x in loads),
-            p99_ms=max(x.p99_ms for x in loads),
-            requests=sum(x.requests for x in loads),
-        )
-
+        cm.append(wrk(api_url, 32, seconds, "api-create", f"cmvs-{run}-{i}", cert=cert))
+        cr.append(wrk(api_url, 32, seconds, "api-create-cr", f"crvs-{run}-{i}", cert=cert))
     return {"cr_cm_create_c32": merged(cm), "cr_create_c32": merged(cr)}
+
+
+def merged(loads: list[Load]) -> Load:
+    """Interleaved runs of one kind as one figure: the mean rate, the worst percentiles."""
+    return Load(
+        rate=sum(x.rate for x in loads) / len(loads),
+        p50_ms=max(x.p50_ms for x in loads),
+        p99_ms=max(x.p99_ms for x in loads),
+        requests=sum(x.requests for x in loads),
+    )
+
+
+BENCH_USER = "bench-user"
+
+
+def grant_configmaps(http: httpx.Client, user: str) -> None:
+    """A Role allowing create and get of ConfigMaps in NS, bound to ``user`` by a RoleBinding: the
+    user's requests are allowed by RBAC alone (not by system:masters, which skips it)."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "bench-configmaps", "namespace": NS},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "bench-configmaps", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "bench-configmaps"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{NS}"
+    for path, obj in ((f"{rbac}/roles", role), (f"{rbac}/rolebindings", binding)):
+        r = http.post(path, json=obj)
+        if r.status_code not in (201, 409):
+            raise RuntimeError(f"cannot create {obj['kind']}: {r.status_code} {r.text}")
+
+
+def wait_allowed(url: str, cert: Cert, seconds: float = 30) -> None:
+    """Until the authorizer has seen the binding: the user reads a ConfigMap without a 403."""
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url, verify=certs.ssl_context(cert), timeout=10) as http:
+        while True:
+            r = http.get(f"/api/v1/namespaces/{NS}/configmaps/absent")
+            if r.status_code == 404:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{BENCH_USER} is still refused: {r.status_code} {r.text}")
+            time.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def security_cost(
+    secure_url: str, insecure_url: str, cert: Cert, seconds: int, pid: int
+) -> dict[str, dict[str, float]]:
+    """Create and get throughput at 32 connections over TLS as an RBAC-bound user against the same
+    server's insecure port, interleaved (secure, insecure, twice) so background load hits both; and
+    the server's CPU time per request on each side (steadier than rates on a busy machine)."""
+    run = uuid.uuid4().hex[:6]
+    wrk(secure_url, 8, 1, "api-create", f"warm-sec-{run}", cert=cert)
+    wrk(insecure_url, 8, 1, "api-create", f"warm-ins-{run}")
+    loads: dict[str, list[Load]] = {}
+    cpu: dict[str, float] = {}
+
+    def measured(key: str, *args: Any, **kw: Any) -> Load:
+        before = cpu_seconds(pid)
+        load = wrk(*args, **kw)
+        cpu[key] = cpu.get(key, 0.0) + cpu_seconds(pid) - before
+        loads.setdefault(key, []).append(load)
+        return load
+
+    sides = (("secure", secure_url, cert), ("insecure", insecure_url, None))
+    for i in range(2):
+        created = [
+            measured(f"{side}_create", url, 32, seconds, "api-create", f"{side}-{run}-{i}", cert=c)
+            for side, url, c in sides
+        ]
+        # both sides get the same number of objects, all of them written by the creates above
+        n = max(1, min(load.requests for load in created) // 2)
+        for side, url, c in sides:
+            measured(f"{side}_get", url, 32, seconds, "api-get", f"{side}-{run}-{i}", n, cert=c)
+    out: dict[str, dict[str, float]] = {}
+    for key, runs in loads.items():
+        total = merged(runs)
+        out[f"{key}_c32"] = {**asdict(total), "cpu_us_per_request": cpu[key] / total.requests * 1e6}
+    return out
 
 
 async def bench(args: argparse.Namespace) -> dict:
     if not shutil.which("wrk"):
         raise SystemExit("bench.apiserver needs wrk (scripts/install.sh installs it)")
+    client_cert_shim()
     etcd_proc = EtcdProcess()
     etcd_proc.start()
     server = APIServerProcess(etcd_proc.url)
-    server.start()
+    insecure_url = f"http://127.0.0.1:{free_port()}"
+    server.start(extra=["--insecure-port", insecure_url.rsplit(":", 1)[1]])
+    admin = certs.client_cert("admin")
+    user = certs.user_cert(BENCH_USER)
+    tls: ssl.SSLContext = server.ssl_context()
     results: dict = {}
     try:
         assert server.proc is not None
         results["rss_start_mib"] = rss_mib(server.proc.pid)
-        loads = await asyncio.to_thread(throughput, server.url, etcd_proc.url, args.concurrency, args.seconds)
+        with server.http() as http:
+            grant_configmaps(http, BENCH_USER)
+        wait_allowed(server.url, user)
+        results.update(
+            await asyncio.to_thread(
+                security_cost, server.url, insecure_url, user, args.seconds, server.proc.pid
+            )
+        )
+        loads = await asyncio.to_thread(
+            throughput, server.url, etcd_proc.url, args.concurrency, args.seconds, admin
+        )
         results.update({key: asdict(load) for key, load in loads.items()})
-        cr_loads = await asyncio.to_thread(custom_resource_throughput, server.url, args.seconds)
+        cr_loads = await asyncio.to_thread(custom_resource_throughput, server.url, args.seconds, admin, tls)
         results.update({key: asdict(load) for key, load in cr_loads.items()})
-        results.update(await create_latency(server.url, etcd_proc.url, args.latency_seconds))
-        results.update(await watch_latency(server.url, args.watchers, args.watch_events))
-        results.update(await watch_list_latency(server.url, args.watch_list_objects, args.watch_list_clients))
+        results.update(await create_latency(server.url, etcd_proc.url, args.latency_seconds, tls))
+        results.update(await watch_latency(server.url, args.watchers, args.watch_events, tls))
+        results.update(
+            await watch_list_latency(server.url, args.watch_list_objects, args.watch_list_clients, tls)
+        )
         results["rss_end_mib"] = rss_mib(server.proc.pid)
     finally:
         server.cleanup()
@@ -271,10 +465,10 @@ async def bench(args: argparse.Namespace) -> dict:
     return results
 
 
-async def watch_latency(url: str, watchers: int, events: int) -> dict:
+async def watch_latency(url: str, watchers: int, events: int, tls: Any = True) -> dict:
     ns = "bench-watch"
     limits = httpx.Limits(max_connections=watchers + 8, max_keepalive_connections=watchers + 8)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60, verify=tls) as http:
         await http.post("/api/v1/namespaces", json={"metadata": {"name": ns}})
         rv = (await http.get(f"/api/v1/namespaces/{ns}/configmaps")).json()["metadata"]["resourceVersion"]
         sent: dict[str, float] = {}
@@ -319,12 +513,12 @@ async def watch_latency(url: str, watchers: int, events: int) -> dict:
     }
 
 
-async def watch_list_latency(url: str, objects: int, clients: int) -> dict:
+async def watch_list_latency(url: str, objects: int, clients: int, tls: Any = True) -> dict:
     """``clients`` watch-list requests at once over ``objects`` ConfigMaps: seconds to each one's
     initial-events-end bookmark (all ``objects`` must have come as ADDED before it)."""
     ns = "bench-watchlist"
     limits = httpx.Limits(max_connections=clients + 40, max_keepalive_connections=clients + 40)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120) as http:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120, verify=tls) as http:
         await http.post("/api/v1/namespaces", json={"metadata": {"name": ns}})
         pending = iter(range(objects))
 
@@ -376,16 +570,34 @@ async def watch_list_latency(url: str, objects: int, clients: int) -> dict:
 
 
 def report(r: dict, args: argparse.Namespace) -> None:
-    print("minik API server vs the etcd beneath it (same etcd, same run, both driven by wrk)")
+    def ms(load: dict) -> str:
+        return f"{load['p50_ms']:.1f}/{load['p99_ms']:.1f}"
+
+    sc, ic = r["secure_create_c32"], r["insecure_create_c32"]
+    sg, ig = r["secure_get_c32"], r["insecure_get_c32"]
+    print(
+        "security: TLS, x509 client certificate and RBAC (a RoleBinding) vs the same server's insecure port"
+    )
+    print(
+        f"{'operation':24} {'insec/s':>8} {'secure/s':>8} {'ratio':>6} {'insec p50/p99':>14} "
+        f"{'secure p50/p99':>14} {'server CPU us/req insec/secure':>31} {'ratio':>6}"
+    )
+    for op, s_, i_ in (("create", sc, ic), ("get", sg, ig)):
+        cpu_i, cpu_s = i_["cpu_us_per_request"], s_["cpu_us_per_request"]
+        print(
+            f"{f'{op} (concurrency 32)':24} {i_['rate']:8.0f} {s_['rate']:8.0f} "
+            f"{s_['rate'] / i_['rate']:6.2f} {ms(i_):>14} {ms(s_):>14} "
+            f"{f'{cpu_i:.0f}/{cpu_s:.0f}':>31} {cpu_i / cpu_s:6.2f}"
+        )
+    print(
+        "minik API server (secure port, admin certificate) vs the etcd beneath it (same etcd, same run, both driven by wrk)"
+    )
     print(
         f"wrk: 1 thread, {args.seconds} s per run; etcd through its HTTP/JSON gateway; latencies in ms (p50/p99)"
     )
     print(
         f"{'operation':30} {'etcd/s':>8} {'minik/s':>8} {'ratio':>6} {'etcd p50/p99':>13} {'minik p50/p99':>13}"
     )
-
-    def ms(load: dict) -> str:
-        return f"{load['p50_ms']:.1f}/{load['p99_ms']:.1f}"
 
     for conc in args.concurrency:
         for op, raw in OPERATIONS:
@@ -413,6 +625,13 @@ def report(r: dict, args: argparse.Namespace) -> None:
     )
     print(f"API server RSS: {r['rss_start_mib']:.0f} MiB at start, {r['rss_end_mib']:.0f} MiB at end")
     print("targets:")
+    for op, s_, i_ in (("create", sc, ic), ("get", sg, ig)):
+        ratio = s_["rate"] / i_["rate"]
+        print(
+            f"  {op} throughput c32 over TLS with client certificates and RBAC >= 85% of the insecure port: "
+            f"{ratio:.0%} {'ok' if ratio >= 0.85 else 'MISSED'} "
+            f"(by server CPU per request: {i_['cpu_us_per_request'] / s_['cpu_us_per_request']:.0%})"
+        )
     if 32 in args.concurrency:
         ratio = r["api_create_c32"]["rate"] / r["etcd_put_c32"]["rate"]
         print(

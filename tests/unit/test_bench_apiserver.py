@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench.apiserver import WRK_SCRIPT, parse_wrk
@@ -40,3 +42,25 @@ def test_the_script_prints_every_field_the_parser_reads() -> None:
     script = WRK_SCRIPT.read_text()
     for field in ("requests", "non2xx", "socket_errors", "duration_us", "p50_us", "p99_us"):
         assert f" {field}=%d" in script or f"RESULT {field}=%d" in script
+
+
+def test_wrk_presents_a_client_certificate_through_the_preloaded_library(tmp_path: Path) -> None:
+    from bench.apiserver import SHIM_SOURCE, wrk_env
+
+    assert wrk_env(None, None) is None
+    cert = (tmp_path / "user.crt", tmp_path / "user.key")
+    env = wrk_env(cert, tmp_path / "shim.so")
+    assert env is not None
+    assert env["LD_PRELOAD"].split()[0] == str(tmp_path / "shim.so")
+    assert (env["WRK_CLIENT_CERT"], env["WRK_CLIENT_KEY"]) == (str(cert[0]), str(cert[1]))
+    # the library wraps the call wrk makes for every TLS context and loads both files into it
+    assert "SSL_CTX *SSL_CTX_new(const SSL_METHOD *method)" in SHIM_SOURCE
+    for call in ("SSL_CTX_use_certificate_chain_file", "SSL_CTX_use_PrivateKey_file", "WRK_CLIENT_CERT"):
+        assert call in SHIM_SOURCE
+
+
+def test_interleaved_runs_merge_into_mean_rate_and_worst_latency() -> None:
+    from bench.apiserver import Load, merged
+
+    total = merged([Load(100.0, 500, 2.0, 9.0), Load(300.0, 1500, 1.0, 12.0)])
+    assert total == Load(rate=200.0, requests=2000, p50_ms=2.0, p99_ms=12.0)
