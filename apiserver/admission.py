@@ -412,8 +412,8 @@ def limit_errors(pod: Obj, limit_ranges: list[Obj]) -> list[str]:
                     errs += _item_errors(item, "Container", _d(res.get("requests")), _d(res.get("limits")))
             elif kind == "Pod":
                 requests, limits = quota.pod_requests_limits(spec)
-                req = {k: format_quantity(v) for k, v in requests.items()}
-                lim = {k: format_quantity(v) for k, v in limits.items()}
+                req = {k: quota.format_value(k, v) for k, v in requests.items()}
+                lim = {k: quota.format_value(k, v) for k, v in limits.items()}
                 errs += _item_errors(item, "Pod", req, lim)
     return errs
 
