@@ -707,16 +707,18 @@ class Admission:
         apply: Callable[[Obj], Any],
         subresource: str | None,
         dry_run: bool,
-    ) -> Callable[[Obj], Awaitable[Any]]:
+    ) -> Callable[[Obj], Any]:
         """``apply`` (the registry's update function) followed by admission of its result."""
         user = current_user.get()
+        if not self._update_interesting(info, user, subresource):
+            return apply  # nothing to admit: no cost on the hot paths (status writes)
 
         async def admitted(current: Obj) -> Any:
             old = copy.deepcopy(current)
             new = apply(current)
             if inspect.isawaitable(new):
                 new = await new
-            if isinstance(new, dict) and self._update_interesting(info, user, subresource):
+            if isinstance(new, dict):
                 req = Request(
                     "UPDATE", info, namespace or "", name, new, old, subresource or "", user, dry_run
                 )
