@@ -6,6 +6,14 @@ manager, the scheduler and the cluster DNS, one container each.  Everything belo
 project (``minik-lab`` by default), so ``minik lab down`` removes containers, networks and volumes
 by the project's label.
 
+Everything speaks TLS, as in ``minik up``: ``lab up`` makes the lab's CA and certificates on this
+host (:func:`ensure_lab_credentials`, in the lab's state directory) and mounts into each container
+only the files that container needs: etcd's members their serving and peer certificate (client and
+peer TLS with client-certificate authentication), the API server its serving certificate, its etcd
+and kubelet client certificates, the service-account keys and the encryption config; every other
+component a kubeconfig with its own client certificate (each node's kubelet is
+``system:node:NODE``), never the admin's.
+
 The compose file is generated for the number of nodes asked for (:func:`render_compose`);
 ``deploy/docker-compose.yml`` is the same rendering for 3 nodes, for use without this command.
 
@@ -35,7 +43,13 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .cluster import default_state_dir, port_in_use, remove_kubeconfig_context, write_kubeconfig
+from .cluster import (
+    cluster_entries,
+    default_state_dir,
+    merge_into_user_kubeconfig,
+    port_in_use,
+    remove_kubeconfig_context,
+)
 
 console = Console()
 
@@ -51,7 +65,8 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ETCD_MEMBERS = 3
 CLUSTER_CIDR = "10.244.0.0/16"
-API_PORT_IN_CONTAINER = 8080
+API_PORT_IN_CONTAINER = 6443
+IN_CONTAINER = "/etc/minik"  # where each container finds the certificates and kubeconfig it is given
 PACKAGES = ("apimachinery", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "cli")
 
 lab_app = typer.Typer(
@@ -84,7 +99,7 @@ class LabConfig:
 
     @property
     def server(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        return f"https://127.0.0.1:{self.api_port}"
 
 
 def node_name(i: int) -> str:
@@ -142,16 +157,68 @@ def missing_capabilities(cap_bnd_hex: str) -> list[str]:
     return [name for bit, name in enumerate(CAPABILITIES) if not mask >> bit & 1]
 
 
-def render_compose(cfg: LabConfig, context: str = ".") -> str:
+# -- credentials ----------------------------------------------------------------------------------------
+
+
+def ensure_lab_credentials(cfg: LabConfig, directory: Path) -> None:
+    """The lab's CA and every certificate, key and kubeconfig :func:`render_compose` mounts, in
+    ``directory`` (``pki/``, ``kubeconfigs/``, ``encryption-config.yaml``); reused when present."""
+    from apimachinery.pki import PKI, apiserver_hosts, write_kubeconfig
+
+    from .supervisor import ensure_encryption_config
+
+    ips = addresses(cfg)
+    pki = PKI(directory / "pki")
+    pki.ensure_ca(f"{cfg.project}-ca")
+    members = [f"etcd-{i}" for i in range(1, ETCD_MEMBERS + 1)]
+    # each member's certificate names every member: the API server checks them all for the first's name
+    etcd_hosts = ["127.0.0.1", "localhost", *(ips[m] for m in members), *members]
+    for m in members:
+        pki.serving_cert(m, etcd_hosts, m, client_auth=True)
+    pki.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
+    pki.serving_cert("apiserver", apiserver_hosts([ips["apiserver"], "apiserver"]), "kube-apiserver")
+    pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
+    pki.service_account_keys()
+    in_lab = f"https://{ips['apiserver']}:{API_PORT_IN_CONTAINER}"
+    users: dict[str, tuple[str, str, list[str], str]] = {
+        "admin": ("admin", "kubernetes-admin", ["system:masters"], cfg.server),
+        "scheduler": ("scheduler", "system:kube-scheduler", [], in_lab),
+        "controller-manager": ("controller-manager", "system:kube-controller-manager", [], in_lab),
+        "proxy": ("proxy", "system:kube-proxy", [], in_lab),
+        "dns": ("dns", "system:minik-dns", [], in_lab),
+    }
+    for i in range(1, cfg.nodes + 1):
+        node = node_name(i)
+        users[f"kubelet-{node}"] = (f"kubelet-{node}-client", f"system:node:{node}", ["system:nodes"], in_lab)
+        pki.serving_cert(f"kubelet-{node}", [ips[node], "127.0.0.1", node], f"system:node:{node}")
+    ca = pki.ca_pem()
+    for conf, (cert, user, groups, server) in users.items():
+        crt = pki.client_cert(cert, user, groups)
+        write_kubeconfig(
+            directory / "kubeconfigs" / f"{conf}.conf", server=server, ca_pem=ca, cert=crt, user=user
+        )
+    ensure_encryption_config(directory / "encryption-config.yaml")
+
+
+def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets") -> str:
     """The compose file for ``cfg`` (compose format 2.4: docker-compose 1.29 and ``docker compose`` v2).
 
-    ``context`` is the build context (the ``deploy/`` directory) as the file should name it.
+    ``context`` is the build context (the ``deploy/`` directory) and ``secrets`` the directory
+    :func:`ensure_lab_credentials` filled, as the file should name them.
     """
     ips = addresses(cfg)
-    api = f"http://{ips['apiserver']}:{API_PORT_IN_CONTAINER}"
-    etcd_urls = ",".join(f"http://{ips[f'etcd-{i}']}:2379" for i in range(1, ETCD_MEMBERS + 1))
-    initial = ",".join(f"etcd-{i}=http://{ips[f'etcd-{i}']}:2380" for i in range(1, ETCD_MEMBERS + 1))
+    etcd_urls = ",".join(f"https://{ips[f'etcd-{i}']}:2379" for i in range(1, ETCD_MEMBERS + 1))
+    initial = ",".join(f"etcd-{i}=https://{ips[f'etcd-{i}']}:2380" for i in range(1, ETCD_MEMBERS + 1))
     base_arg = {"BASE": "${MINIK_LAB_BASE:-" + LOCAL_BASE + "}"}
+    pki = f"{IN_CONTAINER}/pki"
+
+    def mounts(*files: str | tuple[str, str]) -> list[str]:
+        """Read-only bind mounts of single files of ``secrets`` (a pair: the name inside differs)."""
+        out = []
+        for f in files:
+            src, dst = f if isinstance(f, tuple) else (f, f)
+            out.append(f"{secrets}/{src}:{IN_CONTAINER}/{dst}:ro")
+        return out
 
     def control_plane(name: str, command: list[str], **extra: Any) -> dict[str, Any]:
         svc: dict[str, Any] = {
@@ -178,22 +245,38 @@ def render_compose(cfg: LabConfig, context: str = ".") -> str:
                 "--data-dir",
                 "/var/lib/etcd",
                 "--listen-client-urls",
-                "http://0.0.0.0:2379",
+                "https://0.0.0.0:2379",
                 "--advertise-client-urls",
-                f"http://{ip}:2379",
+                f"https://{ip}:2379",
                 "--listen-peer-urls",
-                "http://0.0.0.0:2380",
+                "https://0.0.0.0:2380",
                 "--initial-advertise-peer-urls",
-                f"http://{ip}:2380",
+                f"https://{ip}:2380",
                 "--initial-cluster",
                 initial,
                 "--initial-cluster-token",
                 cfg.project,
                 "--initial-cluster-state",
                 "new",
+                # clients (the API server) and peers present certificates of the lab's CA
+                "--cert-file",
+                f"{pki}/{name}.crt",
+                "--key-file",
+                f"{pki}/{name}.key",
+                "--client-cert-auth",
+                "--trusted-ca-file",
+                f"{pki}/ca.crt",
+                "--peer-cert-file",
+                f"{pki}/{name}.crt",
+                "--peer-key-file",
+                f"{pki}/{name}.key",
+                "--peer-client-cert-auth",
+                "--peer-trusted-ca-file",
+                f"{pki}/ca.crt",
                 "--log-level",
                 "warn",
             ],
+            volumes=mounts("pki/ca.crt", f"pki/{name}.crt", f"pki/{name}.key"),
         )
     # only the first service builds the image; the others name it
     services["etcd-1"]["build"] = {"context": context, "target": "control-plane", "args": dict(base_arg)}
@@ -203,33 +286,84 @@ def render_compose(cfg: LabConfig, context: str = ".") -> str:
             "minik-apiserver",
             "--etcd-servers",
             etcd_urls,
+            "--etcd-cafile",
+            f"{pki}/ca.crt",
+            "--etcd-certfile",
+            f"{pki}/apiserver-etcd-client.crt",
+            "--etcd-keyfile",
+            f"{pki}/apiserver-etcd-client.key",
             "--bind-address",
             "0.0.0.0",
-            "--port",
+            "--secure-port",
             str(API_PORT_IN_CONTAINER),
+            "--advertise-address",
+            ips["apiserver"],
+            "--tls-cert-file",
+            f"{pki}/apiserver.crt",
+            "--tls-private-key-file",
+            f"{pki}/apiserver.key",
+            "--client-ca-file",
+            f"{pki}/ca.crt",
+            "--service-account-key-file",
+            f"{pki}/sa.pub",
+            "--service-account-signing-key-file",
+            f"{pki}/sa.key",
+            "--kubelet-client-certificate",
+            f"{pki}/apiserver-kubelet-client.crt",
+            "--kubelet-client-key",
+            f"{pki}/apiserver-kubelet-client.key",
+            "--kubelet-certificate-authority",
+            f"{pki}/ca.crt",
+            "--encryption-provider-config",
+            f"{IN_CONTAINER}/encryption-config.yaml",
+            "--audit-log-path",
+            "/var/log/minik/audit.log",
         ],
         depends_on=[f"etcd-{i}" for i in range(1, ETCD_MEMBERS + 1)],
         ports=[f"127.0.0.1:{cfg.api_port}:{API_PORT_IN_CONTAINER}"],
+        volumes=mounts(
+            "pki/ca.crt",
+            *(
+                f"pki/{n}.{ext}"
+                for n in ("apiserver", "apiserver-etcd-client", "apiserver-kubelet-client")
+                for ext in ("crt", "key")
+            ),
+            "pki/sa.key",
+            "pki/sa.pub",
+            "encryption-config.yaml",
+        ),
     )
+
+    def kubeconfig(name: str) -> list[str]:
+        return ["--kubeconfig", f"{IN_CONTAINER}/{name}.conf"]
+
     services["controller-manager"] = control_plane(
         "controller-manager",
         [
             "minik-lab-run",
             "controllers.main",
-            "--api-server",
-            api,
+            *kubeconfig("controller-manager"),
+            "--root-ca-file",
+            f"{pki}/ca.crt",
             "--node-monitor-grace-period",
             f"{cfg.node_monitor_grace_period:g}",
             "--pod-eviction-timeout",
             f"{cfg.pod_eviction_timeout:g}",
         ],
         depends_on=["apiserver"],
+        volumes=mounts(("kubeconfigs/controller-manager.conf", "controller-manager.conf"), "pki/ca.crt"),
     )
     services["scheduler"] = control_plane(
-        "scheduler", ["minik-lab-run", "scheduler.main", "--api-server", api], depends_on=["apiserver"]
+        "scheduler",
+        ["minik-lab-run", "scheduler.main", *kubeconfig("scheduler")],
+        depends_on=["apiserver"],
+        volumes=mounts(("kubeconfigs/scheduler.conf", "scheduler.conf")),
     )
     services["dns"] = control_plane(
-        "dns", ["minik-lab-run", "proxy.dns", "--api-server", api], depends_on=["apiserver"]
+        "dns",
+        ["minik-lab-run", "proxy.dns", *kubeconfig("dns")],
+        depends_on=["apiserver"],
+        volumes=mounts(("kubeconfigs/dns.conf", "dns.conf")),
     )
     routes = " ".join(f"{pod_cidr(i)}={ips[node_name(i)]}" for i in range(1, cfg.nodes + 1))
     for i in range(1, cfg.nodes + 1):
@@ -240,7 +374,6 @@ def render_compose(cfg: LabConfig, context: str = ".") -> str:
             "restart": "unless-stopped",
             "environment": {
                 "NODE_NAME": name,
-                "API_SERVER": api,
                 "POD_CIDR": pod_cidr(i),
                 "POD_ROUTES": routes,
                 "CLUSTER_CIDR": CLUSTER_CIDR,
@@ -248,7 +381,16 @@ def render_compose(cfg: LabConfig, context: str = ".") -> str:
             },
             "labels": {"io.minik.lab.role": "node"},
             **node_privileges(cfg),
-            "volumes": [f"{name}-docker:/var/lib/docker"],
+            "volumes": [
+                f"{name}-docker:/var/lib/docker",
+                *mounts(
+                    (f"kubeconfigs/kubelet-{name}.conf", "kubelet.conf"),
+                    ("kubeconfigs/proxy.conf", "proxy.conf"),
+                    "pki/ca.crt",
+                    (f"pki/kubelet-{name}.crt", "pki/kubelet.crt"),
+                    (f"pki/kubelet-{name}.key", "pki/kubelet.key"),
+                ),
+            ],
             "networks": {"lab": {"ipv4_address": ips[name]}},
             "depends_on": ["apiserver"],
         }
@@ -263,6 +405,7 @@ def render_compose(cfg: LabConfig, context: str = ".") -> str:
         f"# minik lab: {cfg.nodes} nodes, a 3-member etcd cluster and the control plane (see docs/lab.md).\n"
         "# Generated by `minik lab render`; `minik lab up --nodes N` writes its own for N nodes.\n"
         "# Standalone: deploy/build-base.sh && .venv/bin/pip wheel . -w deploy/.wheels\n"
+        "#             .venv/bin/minik lab certs --dir deploy/secrets   # the lab's CA, certificates, kubeconfigs\n"
         "#             docker-compose -p minik-lab -f deploy/docker-compose.yml up -d --build\n"
     )
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
@@ -498,9 +641,20 @@ def find_container(client: Any, project: str, service: str) -> Any:
     return found[0]
 
 
-def node_conditions(server: str) -> dict[str, str]:
+def api_client(cfg: LabConfig, timeout: float = 5) -> httpx.Client:
+    """An HTTPS client to the lab's API server as its admin (trusting the lab's CA)."""
+    import ssl
+
+    pki = state_dir(cfg.project) / "pki"
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return httpx.Client(base_url=cfg.server, verify=ctx, timeout=timeout)
+
+
+def node_conditions(cfg: LabConfig) -> dict[str, str]:
     """Node name -> Ready status ("True", "False", "Unknown"), from the API server."""
-    resp = httpx.get(f"{server}/api/v1/nodes", timeout=5)
+    with api_client(cfg) as client:
+        resp = client.get("/api/v1/nodes")
     resp.raise_for_status()
     out = {}
     for node in resp.json().get("items") or []:
@@ -515,11 +669,11 @@ def node_conditions(server: str) -> dict[str, str]:
 def wait_ready(cfg: LabConfig, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     want = [node_name(i) for i in range(1, cfg.nodes + 1)]
-    with console.status("waiting for the API server…") as status:
+    with console.status("waiting for the API server…") as status, api_client(cfg, 2) as client:
         while True:
             try:
-                if httpx.get(f"{cfg.server}/readyz", timeout=2).status_code == 200:
-                    conds = node_conditions(cfg.server)
+                if client.get("/readyz").status_code == 200:
+                    conds = node_conditions(cfg)
                     ready = [n for n in want if conds.get(n) == "True"]
                     if len(ready) == len(want):
                         return
@@ -630,7 +784,8 @@ def up(
         )
     state = state_dir(project)
     state.mkdir(parents=True, exist_ok=True)
-    (state / "docker-compose.yml").write_text(render_compose(cfg, str(deploy_dir())))
+    ensure_lab_credentials(cfg, state)
+    (state / "docker-compose.yml").write_text(render_compose(cfg, str(deploy_dir()), str(state)))
     (state / "lab.json").write_text(json.dumps(asdict(cfg), indent=2))
     console.print(f"starting lab {project}: {nodes} node(s) on {subnet}")
     ok = False
@@ -647,7 +802,12 @@ def up(
             _down(project)
     if not ok:
         raise typer.Exit(1)
-    path = write_kubeconfig(cfg.server, CONTEXT)
+    pki = state / "pki"
+    path = merge_into_user_kubeconfig(
+        cluster_entries(
+            cfg.server, (pki / "ca.crt").read_text(), pki / "admin.crt", pki / "admin.key", CONTEXT
+        )
+    )
     console.print(f"[green]lab {project} is up[/green]: {nodes} node(s) Ready, API server at {cfg.server}")
     console.print(f"kubeconfig: context [bold]{CONTEXT}[/bold] written to {path} and made current")
 
@@ -682,8 +842,8 @@ def status(project: str = project_option()) -> None:
         console.print(f"lab {project} is not running")
         raise typer.Exit(1)
     try:
-        conds = node_conditions(cfg.server)
-    except httpx.HTTPError as e:
+        conds = node_conditions(cfg)
+    except (httpx.HTTPError, OSError) as e:
         console.print(f"API server at {cfg.server} unreachable: {e}")
         conds = {}
     table = Table(title=f"lab {project} — API server {cfg.server}")
@@ -731,9 +891,9 @@ def node_start(
         with console.status(f"waiting for {name} to be Ready…"):
             while True:
                 try:
-                    if node_conditions(cfg.server).get(name) == "True":
+                    if node_conditions(cfg).get(name) == "True":
                         break
-                except httpx.HTTPError:
+                except (httpx.HTTPError, OSError):
                     pass
                 if time.monotonic() > deadline:
                     console.print(f"[red]{name} not Ready within {timeout:.0f}s[/red]")
@@ -746,9 +906,28 @@ def node_start(
 def render(
     nodes: int = typer.Option(3, "--nodes", "-n", min=1, max=50),
     context: str = typer.Option(".", help="the build context as the file should name it"),
+    secrets: str = typer.Option(
+        "./secrets", help="the directory of `minik lab certs` as the file should name it"
+    ),
 ) -> None:
     """Print the compose file for N nodes (deploy/docker-compose.yml is the one for 3)."""
-    sys.stdout.write(render_compose(LabConfig(nodes=nodes), context))
+    sys.stdout.write(render_compose(LabConfig(nodes=nodes), context, secrets))
+
+
+@lab_app.command("certs")
+def certs(
+    directory: Path = typer.Option(..., "--dir", help="where to write them (kept 0700/0600)"),
+    nodes: int = typer.Option(3, "--nodes", "-n", min=1, max=50),
+    project: str = project_option(),
+    subnet: str = typer.Option(os.environ.get("MINIK_LAB_SUBNET", DEFAULT_SUBNET)),
+    api_port: int = typer.Option(int(os.environ.get("MINIK_LAB_API_PORT", DEFAULT_API_PORT))),
+) -> None:
+    """Make the lab's CA, certificates and kubeconfigs for a compose file from `minik lab render`."""
+    cfg = LabConfig(project=project, nodes=nodes, subnet=subnet, api_port=api_port)
+    ensure_lab_credentials(cfg, directory)
+    console.print(
+        f"the lab's CA, certificates and kubeconfigs are in {directory} (admin: kubeconfigs/admin.conf)"
+    )
 
 
 def _running_nodes(client: Any, project: str) -> Iterator[Any]:

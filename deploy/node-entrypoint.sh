@@ -3,12 +3,18 @@
 #
 # Environment (set by deploy/docker-compose.yml):
 #   NODE_NAME     the Node's name (node-1, …)
-#   API_SERVER    the API server's URL, e.g. http://10.213.0.5:8080
 #   POD_CIDR      this node's pod subnet, e.g. 10.244.1.0/24
 #   POD_ROUTES    every node's "CIDR=NODE_IP", space separated: host-gw routes to the other nodes' pods
 #   CLUSTER_CIDR  all pod subnets (default 10.244.0.0/16): forwarded in by Docker's DOCKER-USER chain
 #   CLUSTER_DNS   the cluster DNS server's address, for pods with dnsPolicy ClusterFirst
 #   KUBELET_ARGS, PROXY_ARGS   extra flags
+#
+# Files (read-only mounts of `minik lab up`'s credentials, see cli/lab.py):
+#   /etc/minik/kubelet.conf        the kubelet's kubeconfig: the API server's URL and CA, and the
+#                                  node's client certificate (user system:node:NODE, group system:nodes)
+#   /etc/minik/proxy.conf          the proxy's kubeconfig (user system:kube-proxy)
+#   /etc/minik/pki/kubelet.crt|key the kubelet's serving certificate (its HTTPS API on the node address)
+#   /etc/minik/pki/ca.crt          the lab's CA: the kubelet accepts client certificates it signed
 set -uo pipefail
 
 NODE_NAME="${NODE_NAME:-$(hostname)}"
@@ -117,10 +123,13 @@ supervise() {
 }
 
 # shellcheck disable=SC2086  # *_ARGS are word lists on purpose
-supervise kubelet kubelet.main --api-server "$API_SERVER" --node-name "$NODE_NAME" --node-ip "$NODE_IP" \
+PKI=/etc/minik/pki
+supervise kubelet kubelet.main --kubeconfig /etc/minik/kubelet.conf --node-name "$NODE_NAME" \
+    --node-ip "$NODE_IP" --tls-cert-file "$PKI/kubelet.crt" --tls-private-key-file "$PKI/kubelet.key" \
+    --client-ca-file "$PKI/ca.crt" \
     --pod-cidr "${POD_CIDR:-10.244.0.0/24}" ${CLUSTER_DNS:+--cluster-dns "$CLUSTER_DNS"} ${KUBELET_ARGS:-}
 # shellcheck disable=SC2086
-supervise proxy proxy.main --api-server "$API_SERVER" --node-name "$NODE_NAME" ${PROXY_ARGS:-}
+supervise proxy proxy.main --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" ${PROXY_ARGS:-}
 
 # the logs of the node's components are this container's logs
 touch "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log"

@@ -187,6 +187,7 @@ def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -
 
 def test_the_api_is_https_only_and_the_kubeconfig_carries_the_admin_certificate(cluster: Cluster) -> None:
     import base64
+    import http.client
     import ssl
     import stat
     import urllib.error
@@ -209,7 +210,7 @@ def test_the_api_is_https_only_and_the_kubeconfig_carries_the_admin_certificate(
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert stat.S_IMODE((cluster.state / "pki").stat().st_mode) == 0o700
     # plain HTTP on the API port gets no answer, and the CA verifies the server's certificate
-    with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+    with pytest.raises((urllib.error.URLError, OSError, http.client.HTTPException)):
         urllib.request.urlopen(f"http://127.0.0.1:{cluster.api_port}/healthz", timeout=3)
     ctx = ssl.create_default_context(cadata=ca.decode())
     with urllib.request.urlopen(f"https://127.0.0.1:{cluster.api_port}/healthz", context=ctx, timeout=3) as r:

@@ -9,6 +9,7 @@ happens.  The tests run in file order; the last one takes the lab down and check
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -52,10 +53,26 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 120, every: f
 
 
 class Lab:
-    def __init__(self, env: dict[str, str], server: str) -> None:
+    def __init__(self, env: dict[str, str], server: str, pki: Path) -> None:
         self.env = env
         self.server = server
-        self.api = httpx.Client(base_url=server, timeout=10)
+        self.pki = pki
+        self._api: httpx.Client | None = None
+
+    @property
+    def api(self) -> httpx.Client:
+        """HTTPS as the lab's admin, trusting the lab's CA (both made by `lab up`)."""
+        if self._api is None:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
+            ctx.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+            self._api = httpx.Client(base_url=self.server, verify=ctx, timeout=10)
+        return self._api
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.close()
 
     def cli(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -165,7 +182,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         "MINIK_LAB_API_PORT": str(port),
         "COLUMNS": "200",
     }
-    lab = Lab(env, f"http://127.0.0.1:{port}")
+    lab = Lab(env, f"https://127.0.0.1:{port}", state / "lab" / PROJECT / "pki")
     try:
         # a short node-monitor grace period and eviction timeout, so a stopped node's pods move soon
         lab.cli(
@@ -185,7 +202,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab.cli("image", "load", image)
         yield lab
     finally:
-        lab.api.close()
+        lab.close()
         _force_cleanup(env, state)
 
 
@@ -276,6 +293,69 @@ def test_three_nodes_ready(lab: Lab) -> None:
     status = lab.cli("lab", "status")
     for name in ["etcd-1", "etcd-2", "etcd-3", "apiserver", *NODES]:
         assert name in status.stdout
+
+
+def test_everything_speaks_tls_with_its_own_identity(lab: Lab) -> None:
+    import base64
+    import ssl
+
+    import yaml
+
+    # the minik-lab context carries the lab's CA and the admin certificate
+    conf = yaml.safe_load(Path(lab.env["KUBECONFIG"]).read_text())
+    [cluster] = [c["cluster"] for c in conf["clusters"] if c["name"] == "minik-lab"]
+    assert cluster["server"] == lab.server and "insecure-skip-tls-verify" not in cluster
+    assert base64.b64decode(cluster["certificate-authority-data"]) == (lab.pki / "ca.crt").read_bytes()
+    # no plain HTTP on the API port; anonymous HTTPS reaches only what anonymous may read
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(lab.server.replace("https://", "http://") + "/api/v1/nodes", timeout=3)
+    ctx = ssl.create_default_context(cafile=str(lab.pki / "ca.crt"))
+    with httpx.Client(base_url=lab.server, verify=ctx, timeout=5) as anonymous:
+        assert anonymous.get("/healthz").status_code == 200
+        assert anonymous.get("/api/v1/nodes").status_code == 403
+    # etcd answers only clients with a certificate of the lab's CA, over TLS
+    etcd = lab.container("etcd-1")
+    probe = "https://127.0.0.1:2379/health"
+    without = subprocess.run(
+        [
+            "docker",
+            "exec",
+            etcd,
+            "python3",
+            "-c",
+            f"import urllib.request,ssl; c=ssl.create_default_context(cafile='/etc/minik/pki/ca.crt'); urllib.request.urlopen('{probe}', context=c)",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert without.returncode != 0
+    member = subprocess.run(
+        [
+            "docker",
+            "exec",
+            etcd,
+            "python3",
+            "-c",
+            f"import urllib.request,ssl; c=ssl.create_default_context(cafile='/etc/minik/pki/ca.crt'); c.load_cert_chain('/etc/minik/pki/etcd-1.crt','/etc/minik/pki/etcd-1.key'); print(urllib.request.urlopen('{probe}', context=c).read().decode())",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert '"health":"true"' in member.stdout.replace(" ", ""), member.stderr
+    # each node's kubelet is system:node:NAME, the control plane components their own users
+    audit = subprocess.run(
+        ["docker", "exec", lab.container("apiserver"), "cat", "/var/log/minik/audit.log"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    users = {json.loads(line)["user"]["username"] for line in audit.splitlines() if line.strip()}
+    want = {f"system:node:{n}" for n in NODES} | {
+        "system:kube-scheduler",
+        "system:kube-controller-manager",
+        "system:kube-proxy",
+        "system:minik-dns",
+    }
+    assert want <= users, users
 
 
 def test_deployment_spreads_over_the_nodes(lab: Lab) -> None:

@@ -459,3 +459,45 @@ def test_kubeconfig_user_refuses_reserved_names_and_a_missing_cluster(tmp_path: 
     assert result.exit_code == 1
     assert "reserved" in result.output
     assert not list((state / "pki").glob("user-*"))
+
+
+# -- the lab's credentials and compose file ---------------------------------------------------------
+
+
+def test_lab_mounts_exist_and_each_node_has_its_own_identity(tmp_path: Path) -> None:
+    import base64
+
+    import yaml
+
+    from apimachinery.pki import subject_of
+    from cli.lab import LabConfig, ensure_lab_credentials, render_compose
+
+    cfg = LabConfig(project="t", nodes=2)
+    ensure_lab_credentials(cfg, tmp_path)
+    doc = yaml.safe_load(render_compose(cfg, ".", str(tmp_path)))
+    services = doc["services"]
+    for name, svc in services.items():
+        for volume in svc.get("volumes") or []:
+            src, dst, *mode = volume.split(":")
+            if src.startswith("/"):
+                assert Path(src).is_file(), (name, src)
+                assert mode == ["ro"] and dst.startswith("/etc/minik/")
+        # nothing is reached over plain HTTP and no component is given the admin's credentials
+        text = " ".join(svc.get("command") or []) + json_env(svc)
+        assert "http://" not in text and "admin" not in " ".join(svc.get("volumes") or [])
+    for i in (1, 2):
+        conf = yaml.safe_load((tmp_path / "kubeconfigs" / f"kubelet-node-{i}.conf").read_text())
+        cert = base64.b64decode(conf["users"][0]["user"]["client-certificate-data"])
+        assert subject_of(cert) == (f"system:node:node-{i}", ("system:nodes",))
+        assert conf["clusters"][0]["cluster"]["server"] == "https://10.213.0.5:6443"
+        mounts = services[f"node-{i}"]["volumes"]
+        assert f"{tmp_path}/kubeconfigs/kubelet-node-{i}.conf:/etc/minik/kubelet.conf:ro" in mounts
+    api = services["apiserver"]["command"]
+    assert api[api.index("--etcd-servers") + 1].startswith("https://")
+    assert "--etcd-certfile" in api and "--client-ca-file" in api
+    etcd = services["etcd-1"]["command"]
+    assert "--client-cert-auth" in etcd and "--peer-client-cert-auth" in etcd
+
+
+def json_env(svc: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in (svc.get("environment") or {}).items())
