@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -197,13 +198,13 @@ async def _call(mw: auth.AuthMiddleware, scope: dict[str, Any]) -> tuple[list[di
     seen: list[Any] = []
     inbox = [{"type": "websocket.connect"}] if scope["type"] == "websocket" else [{"type": "http.request"}]
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         return inbox.pop(0) if inbox else {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         seen.append(scope["user"])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
@@ -222,8 +223,11 @@ def _scope(
 
 
 def _middleware(api: FakeAPI, anonymous: bool = False) -> auth.AuthMiddleware:
+    async def unset(scope: Any, receive: Any, send: Any) -> None:  # replaced by _call
+        raise AssertionError
+
     return auth.AuthMiddleware(
-        None,  # type: ignore[arg-type] - set by _call
+        unset,
         "node-1",
         tokens=auth.TokenAuthenticator(api.post, clock=Clock()),
         authorizer=auth.WebhookAuthorizer(api.post, clock=Clock()),
