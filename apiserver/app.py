@@ -41,7 +41,7 @@ from . import (
     strategy,
     watchcache,
 )
-from .admission import with_warnings
+from .admission import take_audit_annotations, with_warnings
 from .authn import UNSECURED, Security
 from .authtypes import Attributes, UserInfo, current_user
 from .authz import forbidden_message
@@ -531,6 +531,7 @@ class APIServer:
             user_agent=request.headers.get("user-agent", ""),
             decision=who.decision,
             decision_reason=who.reason,
+            annotations=take_audit_annotations(),  # admission's (Pod Security audit mode)
         )
 
     async def _dispatch(self, request: Request) -> Response:

@@ -25,6 +25,7 @@ The request pipeline (``apiserver.app``) calls, once the response is complete::
         source_ip=client_host, user_agent=request.headers.get("user-agent", ""),
         decision="allow",                 # or "forbid" for an authorization denial
         decision_reason=decision.reason,
+        annotations=admission.take_audit_annotations(),  # e.g. Pod Security's audit mode
     )
 
 ``record`` never raises and never blocks: when the writer falls more than ``QUEUE_SIZE`` events
@@ -105,6 +106,7 @@ def event(
     user_agent: str,
     decision: str = "allow",
     decision_reason: str = "",
+    annotations: dict[str, str] | None = None,
     audit_id: str | None = None,
 ) -> dict[str, Any]:
     """One audit.k8s.io/v1 Event (Metadata level, stage ResponseComplete)."""
@@ -133,10 +135,11 @@ def event(
     ev["responseStatus"] = status
     ev["requestReceivedTimestamp"] = timestamp(received)
     ev["stageTimestamp"] = timestamp(finished)
-    annotations = {"authorization.k8s.io/decision": decision}
+    notes = dict(annotations or {})  # admission's, e.g. pod-security.kubernetes.io/audit-violations
+    notes["authorization.k8s.io/decision"] = decision
     if decision_reason:
-        annotations["authorization.k8s.io/reason"] = decision_reason
-    ev["annotations"] = annotations
+        notes["authorization.k8s.io/reason"] = decision_reason
+    ev["annotations"] = notes
     return ev
 
 
@@ -195,8 +198,12 @@ class AuditLog:
         user_agent: str,
         decision: str = "allow",
         decision_reason: str = "",
+        annotations: dict[str, str] | None = None,
     ) -> None:
-        """Queue one request's event; returns at once (see the module's docstring)."""
+        """Queue one request's event; returns at once (see the module's docstring).
+
+        ``annotations``: more audit annotations for the event (admission's, such as Pod Security's
+        ``pod-security.kubernetes.io/audit-violations``)."""
         try:
             self._queue.put_nowait(
                 dict(
@@ -212,6 +219,7 @@ class AuditLog:
                     user_agent=user_agent,
                     decision=decision,
                     decision_reason=decision_reason,
+                    annotations=annotations,
                 )
             )
         except queue.Full:

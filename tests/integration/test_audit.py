@@ -97,3 +97,33 @@ def test_impersonation_names_both_users(audited: tuple[APIServerProcess, Path]) 
     ev = find(path, lambda e: (e.get("impersonatedUser") or {}).get("username") == "alice")
     assert ev["user"]["username"] == "kubernetes-admin"
     assert ev["verb"] == "list" and ev["objectRef"]["resource"] == "pods"
+
+
+def test_pod_security_audit_mode_annotates_the_event(audited: tuple[APIServerProcess, Path]) -> None:
+    server, path = audited
+    ns = {"metadata": {"name": "audited-ns", "labels": {"pod-security.kubernetes.io/audit": "restricted"}}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "priv"},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "main", "image": "busybox", "securityContext": {"privileged": True}}],
+        },
+    }
+    with server.http() as http:
+        assert http.post("/api/v1/namespaces", json=ns).status_code == 201
+        http.post("/api/v1/namespaces/audited-ns/serviceaccounts", json={"metadata": {"name": "default"}})
+        r = http.post("/api/v1/namespaces/audited-ns/pods", json=pod)
+        assert r.status_code == 201, r.text  # audit mode records, never refuses
+    ev = find(
+        path,
+        lambda e: (
+            e.get("verb") == "create"
+            and (e.get("objectRef") or {}).get("namespace") == "audited-ns"
+            and e["objectRef"]["resource"] == "pods"
+        ),
+    )
+    violations = ev["annotations"]["pod-security.kubernetes.io/audit-violations"]
+    assert violations.startswith('would violate PodSecurity "restricted:latest": ')
+    assert "privileged" in violations
