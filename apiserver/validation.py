@@ -2164,6 +2164,146 @@ def _go_role_ref(ref: Obj) -> str:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# LimitRange and ResourceQuota (core/v1)
+# ---------------------------------------------------------------------------------------------
+
+
+def _quantities(table: Any, path: str, errs: list[Cause]) -> dict[str, tuple[str, Decimal]]:
+    out: dict[str, tuple[str, Decimal]] = {}
+    for name, value in sorted(_d(table).items()):
+        p = f"{path}[{name}]"
+        errs.extend(invalid(p, name, m) for m in is_qualified_name(str(name)))
+        q_errs = _validate_quantity(value, p)
+        errs.extend(q_errs)
+        if not q_errs:
+            out[str(name)] = (str(value), parse_quantity(str(value)))
+    return out
+
+
+def _validate_limit_range(obj: Obj) -> list[Cause]:
+    """``ValidateLimitRange``: per item, no duplicate type; min <= defaultRequest <= default <= max;
+    no defaults for Pod items; PVC items bound storage; ratios of at least 1."""
+    errs: list[Cause] = []
+    seen: set[str] = set()
+    for i, item in enumerate(_l(_d(obj.get("spec")).get("limits"))):
+        path = f"spec.limits[{i}]"
+        item = _d(item)
+        kind = str(item.get("type") or "")
+        if kind in seen:
+            errs.append(duplicate(f"{path}.type", kind))
+        seen.add(kind)
+        tables = {
+            key: _quantities(item.get(key), f"{path}.{key}", errs)
+            for key in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio")
+        }
+        if kind == "Pod":
+            for key in ("default", "defaultRequest"):
+                if tables[key]:
+                    errs.append(forbidden(f"{path}.{key}", "may not be specified when `type` is 'Pod'"))
+        if (
+            kind == "PersistentVolumeClaim"
+            and "storage" not in tables["min"]
+            and "storage" not in tables["max"]
+        ):
+            errs.append(
+                required(
+                    f"{path}.limits",
+                    "either minimum or maximum storage value is required, but neither was provided",
+                )
+            )
+        lo, hi, dflt, dreq = tables["min"], tables["max"], tables["default"], tables["defaultRequest"]
+        for k in sorted(set(lo) | set(hi) | set(dflt) | set(dreq) | set(tables["maxLimitRequestRatio"])):
+            if k in lo and k in hi and lo[k][1] > hi[k][1]:
+                errs.append(
+                    invalid(
+                        f"{path}.min[{k}]",
+                        lo[k][0],
+                        f"min value {lo[k][0]} is greater than max value {hi[k][0]}",
+                    )
+                )
+            if k in dreq and k in lo and lo[k][1] > dreq[k][1]:
+                errs.append(
+                    invalid(
+                        f"{path}.defaultRequest[{k}]",
+                        dreq[k][0],
+                        f"min value {lo[k][0]} is greater than default request value {dreq[k][0]}",
+                    )
+                )
+            if k in dreq and k in hi and dreq[k][1] > hi[k][1]:
+                errs.append(
+                    invalid(
+                        f"{path}.defaultRequest[{k}]",
+                        dreq[k][0],
+                        f"default request value {dreq[k][0]} is greater than max value {hi[k][0]}",
+                    )
+                )
+            if k in dreq and k in dflt and dreq[k][1] > dflt[k][1]:
+                errs.append(
+                    invalid(
+                        f"{path}.defaultRequest[{k}]",
+                        dreq[k][0],
+                        f"default request value {dreq[k][0]} is greater than default limit value {dflt[k][0]}",
+                    )
+                )
+            if k in dflt and k in lo and lo[k][1] > dflt[k][1]:
+                errs.append(
+                    invalid(
+                        f"{path}.default[{k}]",
+                        lo[k][0],
+                        f"min value {lo[k][0]} is greater than default value {dflt[k][0]}",
+                    )
+                )
+            if k in dflt and k in hi and dflt[k][1] > hi[k][1]:
+                errs.append(
+                    invalid(
+                        f"{path}.default[{k}]",
+                        hi[k][0],
+                        f"default value {dflt[k][0]} is greater than max value {hi[k][0]}",
+                    )
+                )
+            ratio = tables["maxLimitRequestRatio"].get(k)
+            if ratio is not None and ratio[1] < 1:
+                errs.append(
+                    invalid(f"{path}.maxLimitRequestRatio[{k}]", ratio[0], f"ratio {ratio[0]} is less than 1")
+                )
+    return errs
+
+
+_QUOTA_SCOPES = (
+    "Terminating",
+    "NotTerminating",
+    "BestEffort",
+    "NotBestEffort",
+    "PriorityClass",
+    "CrossNamespacePodAffinity",
+)
+
+
+def _validate_resource_quota(obj: Obj) -> list[Cause]:
+    """``ValidateResourceQuota``: resource names and non-negative quantities in ``spec.hard``
+    (whole numbers for object counts), known scopes."""
+    errs: list[Cause] = []
+    spec = _d(obj.get("spec"))
+    for name, (raw, value) in _quantities(spec.get("hard"), "spec.hard", errs).items():
+        counted = name in (
+            "pods",
+            "services",
+            "replicationcontrollers",
+            "resourcequotas",
+            "secrets",
+            "configmaps",
+        )
+        if (
+            counted or name.startswith("count/") or name == "persistentvolumeclaims"
+        ) and value != value.to_integral_value():
+            errs.append(invalid(f"spec.hard[{name}]", raw, "must be an integer"))
+    for i, scope in enumerate(_l(spec.get("scopes"))):
+        if scope not in _QUOTA_SCOPES:
+            errs.append(not_supported(f"spec.scopes[{i}]", scope, list(_QUOTA_SCOPES)))
+    return errs
+
+
 Validator = Callable[[Obj], list[Cause]]
 UpdateValidator = Callable[[Obj, Obj], list[Cause]]
 
@@ -2179,6 +2319,8 @@ _VALIDATORS: dict[tuple[str, str], tuple[Validator, UpdateValidator | None]] = {
     ("", "Endpoints"): (_validate_endpoints, None),
     ("", "PersistentVolume"): (_validate_pv, None),
     ("", "PersistentVolumeClaim"): (_validate_pvc, _validate_pvc_update),
+    ("", "LimitRange"): (_validate_limit_range, None),
+    ("", "ResourceQuota"): (_validate_resource_quota, None),
     ("apps", "Deployment"): (_validate_deployment, _selector_immutable),
     ("apps", "ReplicaSet"): (_validate_replica_set, _selector_immutable),
     ("apps", "StatefulSet"): (_validate_stateful_set, _validate_stateful_set_update),

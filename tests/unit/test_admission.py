@@ -285,3 +285,36 @@ def test_warnings_context() -> None:
         ("Warning", '299 - "would violate PodSecurity \\"baseline:latest\\": host namespaces (hostPID=true)"')
     ]
     assert adm.take_warnings() == []
+
+
+def test_limit_range_and_quota_validation() -> None:
+    from apiserver import validation
+
+    lr = kind_info("v1", "LimitRange")
+    good = {"metadata": {"name": "l", "namespace": "ns"}, "spec": LIMITS[0]["spec"]}
+    assert validation.validate(lr, good) == []
+    bad = {
+        "metadata": {"name": "l", "namespace": "ns"},
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "min": {"cpu": "2"},
+                    "max": {"cpu": "1"},
+                    "maxLimitRequestRatio": {"cpu": "500m"},
+                },
+                {"type": "Pod", "default": {"cpu": "1"}},
+            ]
+        },
+    }
+    fields = {(c["field"], c["message"]) for c in validation.validate(lr, bad)}
+    assert (
+        "spec.limits[0].min[cpu]",
+        'Invalid value: "2": min value 2 is greater than max value 1',
+    ) in fields
+    assert any(f == "spec.limits[1].default" for f, _ in fields)
+    assert any(f == "spec.limits[0].maxLimitRequestRatio[cpu]" for f, _ in fields)
+    rq = kind_info("v1", "ResourceQuota")
+    quota_obj = {"metadata": {"name": "q", "namespace": "ns"}, "spec": {"hard": {"pods": "1.5", "cpu": "-1"}}}
+    fields = {c["field"] for c in validation.validate(rq, quota_obj)}
+    assert fields == {"spec.hard[pods]", "spec.hard[cpu]"}
