@@ -32,9 +32,6 @@ import time
 from importlib.metadata import version as dist_version
 from pathlib import Path
 
-import httpx
-
-from testkit.api import write_kubeconfig
 from testkit.processes import APIServerProcess, EtcdProcess
 
 TARGETS_MS = {"version --client": 150.0, "get pods": 300.0}
@@ -117,12 +114,12 @@ def main() -> None:
         APIServerProcess(etcd.url) as apiserver,
     ):
         home = Path(tmp)
-        kubeconfig = write_kubeconfig(home / "kubeconfig", apiserver.url)
+        kubeconfig = Path(shutil.copy(apiserver.kubeconfig, home / "kubeconfig"))
         manifest = home / "app.yaml"
         manifest.write_text(MANIFEST)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update({"KUBECONFIG": str(kubeconfig), "HOME": str(home)})
-        with httpx.Client(base_url=apiserver.url, timeout=30) as api:
+        with apiserver.http() as api:
             for i in range(PODS):
                 api.post("/api/v1/namespaces/default/pods", json=pod(f"bench-{i}")).raise_for_status()
             for ns in ("bench-minik", "bench-kubectl"):

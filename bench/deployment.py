@@ -14,8 +14,6 @@ import argparse
 import time
 from typing import Any
 
-import httpx
-
 from bench.scheduler import wait_nodes
 from testkit.api import apps, containers
 from testkit.processes import APIServerProcess, EtcdProcess, component, hollow_nodes
@@ -36,11 +34,11 @@ def main() -> None:
     args = p.parse_args()
     n = args.replicas
     with EtcdProcess() as etcd, APIServerProcess(etcd.url) as api:
-        procs = [hollow_nodes(api.url, args.nodes, "bench-").start()]
+        procs = [hollow_nodes(api, args.nodes, "bench-").start()]
         try:
-            wait_nodes(api.url, args.nodes)
-            procs += [component(name, api.url).start() for name in ("scheduler", "controller-manager")]
-            with httpx.Client(base_url=api.url, timeout=30) as http:
+            wait_nodes(api, args.nodes)
+            procs += [component(name, api).start() for name in ("scheduler", "controller-manager")]
+            with api.http() as http:
                 path = "/apis/apps/v1/namespaces/default/deployments"
                 wait_for(
                     lambda: http.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200,

@@ -35,7 +35,7 @@ import httpx
 
 from testkit.images import BUSYBOX_IMAGE as IMAGE
 from testkit.images import ensure_busybox_image
-from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess
+from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess, root_ca_publisher
 
 SETTLE = 0.2  # seconds between two measurements
 
@@ -60,19 +60,20 @@ def docker_run(label: str, network: str | None = None) -> float:
 class PodWatch:
     """A watch on the pods that records when each is first seen ``Running``."""
 
-    def __init__(self, api: str) -> None:
+    def __init__(self, api: APIServerProcess) -> None:
         self.api = api
         self.running: dict[str, float] = {}
         self.cond = threading.Condition()
-        self.rv = httpx.get(f"{api}/api/v1/namespaces/default/pods").json()["metadata"]["resourceVersion"]
+        with api.http() as c:
+            self.rv = c.get("/api/v1/namespaces/default/pods").json()["metadata"]["resourceVersion"]
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         params = {"watch": "1", "resourceVersion": self.rv, "timeoutSeconds": "600"}
-        url = f"{self.api}/api/v1/namespaces/default/pods"
+        url = "/api/v1/namespaces/default/pods"
         try:
-            with httpx.stream("GET", url, params=params, timeout=None) as r:
+            with self.api.http(timeout=None) as c, c.stream("GET", url, params=params) as r:
                 for line in r.iter_lines():
                     if not line:
                         continue
@@ -112,14 +113,14 @@ def pod_run(c: httpx.Client, watch: PodWatch, node: str, name: str) -> float | N
     return None if seen is None else seen - t0
 
 
-def measure(api: str, node: str, network: str, n: int, label: str) -> dict[str, list[float]]:
+def measure(api: APIServerProcess, node: str, network: str, n: int, label: str) -> dict[str, list[float]]:
     """``n`` rounds of: one ``docker run -d``, one ``docker run -d --network <pod network>``, one
     pod; interleaved (the order rotating) so the three see the same load on a shared machine, each
     started once the previous one is done and a short pause has let its aftermath settle."""
     out: dict[str, list[float]] = {"raw": [], "raw_net": [], "pod": []}
     watch = PodWatch(api)
     time.sleep(0.5)
-    with httpx.Client(base_url=api, timeout=30) as c:
+    with api.http() as c:
         for i in range(n):
             steps = ["raw", "raw_net", "pod"]
             steps = steps[i % 3 :] + steps[: i % 3]
@@ -145,12 +146,16 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     label = f"io.minik.bench={tag}"
     with EtcdProcess() as etcd, APIServerProcess(etcd.url) as server:
-        kubelet = KubeletProcess(server.url, node=f"bench-{tag}")
+        kubelet = KubeletProcess(server, node=f"bench-{tag}")
+        # every pod mounts the namespace's kube-root-ca.crt (its service-account volume)
+        publisher = root_ca_publisher(server)
         try:
+            publisher.start()
             kubelet.start()
-            times = measure(server.url, kubelet.node, kubelet.network, args.pods, label)
+            times = measure(server, kubelet.node, kubelet.network, args.pods, label)
         finally:
             kubelet.stop(timeout=20)
+            publisher.cleanup()
             if args.kubelet_log:
                 shutil.copy(kubelet.log_path, args.kubelet_log)
             ids = subprocess.run(

@@ -37,8 +37,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from testkit.host import free_subnets
 from testkit.images import ensure_busybox_image
 from testkit.processes import APIServerProcess, EtcdProcess, stop_process
@@ -193,7 +191,7 @@ def bench(gib: float, rounds: int, rr: int) -> int:
         server = subprocess.Popen(_in_netns(spid, "--role", "server"), stdout=subprocess.PIPE, text=True)
         assert server.stdout is not None and server.stdout.readline().strip() == "ready"
 
-        c = httpx.Client(base_url=api.url, timeout=30)
+        c = api.http()
         ports = [
             {"name": "sink", "port": 80, "targetPort": SINK_PORT},
             {"name": "echo", "port": 81, "targetPort": ECHO_PORT},
@@ -220,8 +218,8 @@ def bench(gib: float, rounds: int, rr: int) -> int:
                 sys.executable,
                 "-m",
                 "proxy.command",
-                "--api-server",
-                api.url,
+                "--kubeconfig",
+                str(api.kubeconfig_for("proxy")),
                 "--node-name",
                 f"bench-{tag}",
                 "--iptables-chain-prefix",

@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from apimachinery.client import Client
 from apimachinery.resources import kind_info
 from kubelet.hollow import hollow_node
@@ -90,11 +88,11 @@ async def create_all(
     return created
 
 
-async def scheduled_run(url: str, n: int, concurrency: int) -> tuple[float, list[float], float]:
+async def scheduled_run(api: APIServerProcess, n: int, concurrency: int) -> tuple[float, list[float], float]:
     ns = "bench-sched"
     bound: dict[str, float] = {}
     done = asyncio.Event()
-    async with httpx.AsyncClient(base_url=url, timeout=None) as http:
+    async with api.async_http(timeout=None) as http:
         await http.post(
             "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
         )
@@ -118,7 +116,7 @@ async def scheduled_run(url: str, n: int, concurrency: int) -> tuple[float, list
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(0.5)  # the watch is open
-        async with Client(url) as client:
+        async with api.client() as client:
             t0 = time.perf_counter()
             created = await create_all(client, ns, [f"p-{i:05d}" for i in range(n)], concurrency)
             create_done = time.perf_counter()
@@ -131,10 +129,10 @@ async def scheduled_run(url: str, n: int, concurrency: int) -> tuple[float, list
         return n / (t_end - t0), latencies, n / (create_done - t0)
 
 
-async def raw_bind_run(url: str, n: int, concurrency: int, nodes: list[str]) -> float:
+async def raw_bind_run(api: APIServerProcess, n: int, concurrency: int, nodes: list[str]) -> float:
     ns = "bench-raw"
-    async with Client(url) as client:
-        async with httpx.AsyncClient(base_url=url) as http:
+    async with api.client() as client:
+        async with api.async_http() as http:
             await http.post(
                 "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
             )
@@ -174,10 +172,11 @@ def decision_rate(n_pods: int, n_nodes: int) -> float:
     return n_pods / (time.perf_counter() - t0)
 
 
-def wait_nodes(url: str, count: int, timeout: float = 120) -> None:
+def wait_nodes(api: APIServerProcess, count: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = httpx.get(f"{url}/api/v1/nodes", params={"labelSelector": "minik.io/hollow=true"})
+        with api.http() as c:
+            r = c.get("/api/v1/nodes", params={"labelSelector": "minik.io/hollow=true"})
         ready = 0
         for node in r.json().get("items", []):
             conds = {c["type"]: c["status"] for c in (node.get("status") or {}).get("conditions") or []}
@@ -214,8 +213,8 @@ def main() -> None:
                             sys.executable,
                             "-m",
                             "kubelet.hollow",
-                            "--api-server",
-                            api.url,
+                            "--kubeconfig",
+                            str(api.kubeconfig_for("hollow")),
                             "--count",
                             str(args.nodes),
                             "--prefix",
@@ -232,7 +231,7 @@ def main() -> None:
                         cwd=ROOT,
                     )
                 )
-            wait_nodes(api.url, args.nodes)
+            wait_nodes(api, args.nodes)
             with open(logs / "scheduler.log", "wb") as out:
                 procs.append(
                     subprocess.Popen(
@@ -241,7 +240,7 @@ def main() -> None:
                             if args.profile
                             else [str(BIN / "minik-scheduler")]
                         )
-                        + ["--api-server", api.url, *args.scheduler_arg],
+                        + ["--kubeconfig", str(api.kubeconfig_for("scheduler")), *args.scheduler_arg],
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         cwd=ROOT,
@@ -257,12 +256,12 @@ def main() -> None:
             cpu0 = {k: cpu_seconds(pid) for k, pid in watched.items()}
             cpu0["bench client"] = time.process_time()
             t0 = time.perf_counter()
-            rate, latencies, create_rate = asyncio.run(scheduled_run(api.url, args.pods, args.concurrency))
+            rate, latencies, create_rate = asyncio.run(scheduled_run(api, args.pods, args.concurrency))
             wall = time.perf_counter() - t0
             cpu = {k: cpu_seconds(pid) - cpu0[k] for k, pid in watched.items()}
             cpu["bench client"] = time.process_time() - cpu0["bench client"]
             nodes = [f"bench-{i}" for i in range(args.nodes)]
-            raw = asyncio.run(raw_bind_run(api.url, args.pods, args.concurrency, nodes))
+            raw = asyncio.run(raw_bind_run(api, args.pods, args.concurrency, nodes))
             print(f"scheduler: {args.pods} pods over {args.nodes} hollow nodes")
             print(f"  scheduled         {rate:8.1f} pods/s   (target >= 300)")
             print(f"  create rate       {create_rate:8.1f} pods/s   (the client's POSTs alone)")
