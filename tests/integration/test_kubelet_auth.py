@@ -10,15 +10,17 @@ certificate) keep working; ``/healthz`` alone is served in plain HTTP, on loopba
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from testkit import certs
-from testkit.processes import APIServerProcess, KubeletProcess
+from testkit.processes import APIServerProcess, EtcdProcess, KubeletProcess
 from tests.integration.test_kubelet import make_pod, wait_phase
 from tests.integration.test_pod_log_exec import kubectl
 
@@ -190,3 +192,27 @@ def test_kubectl_exec_and_logs_through_the_api_server(kubeconfig: str, running_p
     r = kubectl(kubeconfig, "logs", running_pod)
     assert r.returncode == 0, r.stderr
     assert "hello from the kubelet test" in r.stdout
+
+
+def test_api_server_whose_kubelet_credentials_are_refused(
+    etcd: EtcdProcess, kubelet: KubeletProcess, running_pod: str, tmp_path: Path
+) -> None:
+    """A second API server presenting a certificate without nodes/proxy: the kubelet's 403 comes
+    back to kubectl in the kubelet's words, for logs and for exec."""
+    crt, key = certs.user_cert("kubelet-test-weak-apiserver")
+    other = APIServerProcess(etcd.url)
+    try:
+        other.start(extra=["--kubelet-client-certificate", str(crt), "--kubelet-client-key", str(key)])
+        kubeconfig = tmp_path / "config"
+        shutil.copy(other.kubeconfig, kubeconfig)
+        r = kubectl(str(kubeconfig), "logs", running_pod)
+        assert r.returncode != 0
+        assert (
+            "Forbidden (user=kubelet-test-weak-apiserver, verb=get, resource=nodes, subresource=proxy)"
+            in r.stderr
+        )
+        r = kubectl(str(kubeconfig), "exec", running_pod, "--", "echo", "hi")
+        assert r.returncode != 0 and "hi" not in r.stdout
+        assert "Forbidden (user=kubelet-test-weak-apiserver, verb=create" in r.stderr, r.stderr
+    finally:
+        other.cleanup()
