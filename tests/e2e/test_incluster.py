@@ -28,13 +28,15 @@ NS = "incluster"
 SA = "reader"
 
 SCRIPT = r"""
-import json, os, sys
+import base64, json, os
 from kubernetes import client, config
 
 out = {"env": {k: v for k, v in os.environ.items() if k.startswith("KUBERNETES_")}}
 d = "/var/run/secrets/kubernetes.io/serviceaccount"
 out["files"] = sorted(os.listdir(d))
 out["namespace"] = open(os.path.join(d, "namespace")).read()
+payload = open(os.path.join(d, "token")).read().split(".")[1]
+out["claims"] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 config.load_incluster_config()
 api = client.CoreV1Api()
 try:
@@ -116,6 +118,11 @@ def test_in_cluster_client_denied_then_allowed_by_rbac(cluster: LocalCluster, py
     assert denied["env"]["KUBERNETES_PORT_443_TCP"] == f"tcp://{vip}:443"
     assert {"token", "ca.crt", "namespace"} <= set(denied["files"])
     assert denied["namespace"] == NS
+    # the token came from a TokenRequest bound to the pod
+    bound = denied["claims"]["kubernetes.io"]
+    assert bound["namespace"] == NS and bound["serviceaccount"]["name"] == SA
+    assert bound["pod"]["name"] == "client-denied"
+    assert denied["claims"]["sub"] == f"system:serviceaccount:{NS}:{SA}"
     assert denied.get("status") == 403, denied
     assert denied["body"]["reason"] == "Forbidden"
     assert denied["body"]["message"] == (
