@@ -216,3 +216,29 @@ def test_api_server_whose_kubelet_credentials_are_refused(
         assert "Forbidden (user=kubelet-test-weak-apiserver, verb=create" in r.stderr, r.stderr
     finally:
         other.cleanup()
+
+
+def test_self_signed_serving_certificate(apiserver: APIServerProcess, image: str) -> None:
+    """Without --tls-cert-file the kubelet serves a certificate it made in ROOT-DIR/pki (naming its
+    node IP), still refuses callers without credentials, and keeps the same certificate across a
+    restart."""
+    k = KubeletProcess(apiserver)
+    i = k.argv.index("--tls-cert-file")
+    del k.argv[i : i + 4]  # --tls-cert-file X --tls-private-key-file Y
+    assert "--tls-private-key-file" not in k.argv
+    try:
+        k.start()
+        made = Path(k.root) / "root" / "pki" / "kubelet.crt"
+        assert (made.parent / "kubelet.key").stat().st_mode & 0o777 == 0o600
+        served = ssl.get_server_certificate(("127.0.0.1", k.port))
+        assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(made.read_text())
+        # the certificate is its own CA and names 127.0.0.1: verification with it succeeds
+        ctx = ssl.create_default_context(cafile=str(made))
+        r = httpx.get(f"https://127.0.0.1:{k.port}/pods", verify=ctx)
+        assert (r.status_code, r.text) == (401, "Unauthorized")
+        k.stop()
+        k.start()
+        again = ssl.get_server_certificate(("127.0.0.1", k.port))
+        assert ssl.PEM_cert_to_DER_cert(again) == ssl.PEM_cert_to_DER_cert(served)
+    finally:
+        k.cleanup()
