@@ -23,11 +23,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from apimachinery import errors
-from apimachinery.resources import kind_info
+from apimachinery.resources import ResourceInfo, kind_info
 from apimachinery.selectors import go_quote
 
 from . import bootstrap_policy, rbac, validation
-from .authtypes import NODE_USER_PREFIX, SYSTEM_MASTERS, Attributes, Decision, UserInfo
+from .authtypes import NODE_USER_PREFIX, SYSTEM_MASTERS, Attributes, Decision, UserInfo, current_user
 from .etcd import EtcdUnavailable
 from .nodeauthz import NodeAuthorizer, NodeGraph, node_identity
 
@@ -87,6 +87,7 @@ class Authorizer:
     # --- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
         """Ensure the bootstrap policy exists and start following the RBAC objects and pods."""
+        validation.rbac_escalation_check = self.check_escalation
         for cache in (*self._caches, self._pods.cache, self._pvcs.cache):
             await cache.ready.wait()
         if "Node" in self.modes:
@@ -103,6 +104,8 @@ class Authorizer:
         self._tasks.append(asyncio.create_task(self._aggregation_loop(), name="clusterrole-aggregation"))
 
     async def stop(self) -> None:
+        if validation.rbac_escalation_check == self.check_escalation:
+            validation.rbac_escalation_check = None
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -200,6 +203,59 @@ class Authorizer:
                     incomplete = True
                     errs.append(err)
         return resource_rules, non_resource_rules, incomplete, rbac.aggregate_errors(errs)
+
+    # --- escalation prevention ------------------------------------------------------------------
+    def check_escalation(self, info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Kubernetes' RBAC escalation check on a write of a Role, ClusterRole or binding by the
+        user of the current request: a role may hold only rules the user holds (unless it may
+        ``escalate`` it), a binding may reference only a role whose rules the user holds (unless it
+        may ``bind`` it).  ``system:masters`` and the API server itself are exempt.  Raises a 403."""
+        user = current_user.get()
+        if user is None or SYSTEM_MASTERS in user.groups or info.kind not in _RBAC_KINDS:
+            return
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        namespace = str(meta.get("namespace") or "") if info.namespaced else ""
+        qualified = f"{info.plural}.{info.group}"
+        if old is not None and _only_gc_fields_changed(obj, old):
+            return
+        index = self._current_index()
+        if info.kind in ("Role", "ClusterRole"):
+            escalate = Attributes(user, "escalate", True, info.group, "v1", info.plural, "", namespace, name)
+            if self.authorize(escalate).allowed:
+                return
+            if info.kind == "ClusterRole" and obj.get("aggregationRule"):
+                raise errors.Forbidden(
+                    f"{qualified} {go_quote(name)} is forbidden: must have cluster-admin privileges to use the aggregationRule",
+                    name=name,
+                    group=info.group,
+                    kind=info.plural,
+                )
+            rules = [r for r in (obj.get("rules") or []) if isinstance(r, dict)]
+        else:
+            ref = obj.get("roleRef") if isinstance(obj.get("roleRef"), dict) else {}
+            ref_name = str((ref or {}).get("name") or "")
+            plural = "roles" if (ref or {}).get("kind") == "Role" else "clusterroles"
+            bind = Attributes(user, "bind", True, info.group, "v1", plural, "", namespace, ref_name)
+            if self.authorize(bind).allowed:
+                return
+            if plural == "roles":
+                compiled = index.roles.get((namespace, ref_name), ())
+            else:
+                compiled = index.cluster_roles.get(ref_name, ())
+            rules = [dict(r.raw) for r in compiled]
+        missing = rbac.missing_rights(index.user_rules(user, namespace), rules)
+        if not missing:
+            return
+        listed = "\n".join(sorted({rbac.compact_string(r) for r in rbac.compact_rules(missing)}))
+        groups = "[" + " ".join(go_quote(g) for g in user.groups) + "]"
+        raise errors.Forbidden(
+            f"{qualified} {go_quote(name)} is forbidden: user {go_quote(user.name)} (groups={groups}) "
+            f"is attempting to grant RBAC permissions not currently held:\n{listed}",
+            name=name,
+            group=info.group,
+            kind=info.plural,
+        )
 
     # --- the reviews -----------------------------------------------------------------------------
     async def review(
@@ -470,6 +526,25 @@ class Authorizer:
             except Exception as e:
                 log.warning("clusterrole aggregation failed: %s; retrying", e)
                 await asyncio.sleep(1.0)
+
+
+_RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+_GC_FIELDS = ("ownerReferences", "finalizers")
+
+
+def _only_gc_fields_changed(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Kubernetes' ``IsOnlyMutatingGCFields``: an update that changes nothing but owner
+    references and finalizers (the garbage collector's) grants nothing."""
+
+    def strip(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = {
+            k: v
+            for k, v in (obj.get("metadata") or {}).items()
+            if k not in (*_GC_FIELDS, "resourceVersion", "managedFields", "generation")
+        }
+        return {**obj, "metadata": meta}
+
+    return strip(new) == strip(old)
 
 
 def _quote(value: str) -> str:

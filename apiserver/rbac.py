@@ -173,6 +173,57 @@ def covers(owner_rules: Iterable[Mapping[str, Any]], rule: Mapping[str, Any]) ->
     return missing
 
 
+def _go_strings(values: list[str]) -> str:
+    """Go's ``%q`` of a ``[]string``: ``["" "pods"]``."""
+    return "[" + " ".join(go_quote(v) for v in values) + "]"
+
+
+def compact_string(rule: Mapping[str, Any]) -> str:
+    """Kubernetes' ``CompactString`` of a rule, as escalation errors list the missing ones."""
+    parts = []
+    for key, label in (
+        ("apiGroups", "APIGroups"),
+        ("resources", "Resources"),
+        ("nonResourceURLs", "NonResourceURLs"),
+        ("resourceNames", "ResourceNames"),
+        ("verbs", "Verbs"),
+    ):
+        values = _strs(rule.get(key))
+        if values:
+            parts.append(f"{label}:{_go_strings(list(values))}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def compact_rules(rules: list[Obj]) -> list[Obj]:
+    """Kubernetes' ``CompactRules``: single-group, single-resource rules that differ only in
+    their verbs are merged."""
+    out: list[Obj] = []
+    merged: dict[tuple[str, str, tuple[str, ...]], Obj] = {}
+    for r in rules:
+        groups, resources = _strs(r.get("apiGroups")), _strs(r.get("resources"))
+        if len(groups) == 1 and len(resources) == 1 and not r.get("nonResourceURLs"):
+            key = (groups[0], resources[0], _strs(r.get("resourceNames")))
+            if key in merged:
+                verbs = merged[key]["verbs"]
+                verbs.extend(v for v in _strs(r.get("verbs")) if v not in verbs)
+                continue
+            merged[key] = {**r, "verbs": list(_strs(r.get("verbs")))}
+            out.append(merged[key])
+        else:
+            out.append(dict(r))
+    return out
+
+
+def missing_rights(owner_rules: Iterable[Mapping[str, Any]], rules: Iterable[Mapping[str, Any]]) -> list[Obj]:
+    """Every atomic permission of ``rules`` the owner's rules do not cover."""
+    owners = list(owner_rules)
+    out: list[Obj] = []
+    for r in rules:
+        if isinstance(r, Mapping):
+            out.extend(covers(owners, r))
+    return out
+
+
 def normalize_rule(rule: Mapping[str, Any]) -> Obj:
     """A rule without empty fields, for equality between rules."""
     return {k: list(v) for k, v in rule.items() if isinstance(v, list) and v}
@@ -409,7 +460,10 @@ __all__ = [
     "Rule",
     "aggregated_rules",
     "compile_rules",
+    "compact_rules",
+    "compact_string",
     "covers",
+    "missing_rights",
     "normalize_rule",
     "rules_allow",
 ]

@@ -2040,6 +2040,10 @@ def _validate_config_map_update(obj: Obj, old: Obj) -> list[Cause]:
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
+# Set by the running authorizer (apiserver.authz): refuses, with a 403, a Role, ClusterRole or
+# binding that would grant permissions the requesting user does not hold.
+rbac_escalation_check: Callable[[ResourceInfo, Obj, Obj | None], None] | None = None
+
 
 def _validate_policy_rule(rule: Obj, namespaced: bool, path: str) -> list[Cause]:
     """``ValidatePolicyRule``."""
@@ -2348,6 +2352,8 @@ def validate(
     generates in its validation step is defaulting here (:func:`apimachinery.defaults.apply_defaults`).
     """
     validator, update_validator = _VALIDATORS.get((info.group, info.kind), (None, None))
+    if info.group == RBAC_GROUP and rbac_escalation_check is not None:
+        rbac_escalation_check(info, obj, old)  # a 403 when the user would grant what it lacks
     causes = validate_object_meta(info, obj.get("metadata"))
     if validator is not None:
         causes.extend(validator(obj))

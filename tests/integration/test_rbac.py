@@ -357,3 +357,47 @@ def test_kubelet_reads_only_its_own_pods_secrets(apiserver: APIServerProcess, ap
             10,
             "the Secret of a deleted pod is refused",
         )
+
+
+def test_escalation_is_refused(apiserver: APIServerProcess, api: httpx.Client) -> None:
+    ns = create_namespace(api, "escalate")
+    user = unique("dana")
+    r = api.post(
+        f"{RBAC}/namespaces/{ns}/rolebindings",
+        json=role_binding(ns, "dana-admin", "ClusterRole", "admin", user),
+    )
+    assert r.status_code == 201, r.text
+    with apiserver.http(user) as dana:
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "pod-deleter"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}],
+        }
+        wait_for(
+            lambda: dana.post(f"{RBAC}/namespaces/{ns}/roles", json=role).status_code == 201,
+            10,
+            "the namespace admin creates a Role it holds",
+        )
+        role["metadata"]["name"] = "node-reader"
+        role["rules"] = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}]
+        r = dana.post(f"{RBAC}/namespaces/{ns}/roles", json=role)
+        assert r.status_code == 403, r.text
+        assert r.json()["message"] == (
+            f'roles.rbac.authorization.k8s.io "node-reader" is forbidden: user "{user}" '
+            f'(groups=["system:authenticated"]) is attempting to grant RBAC permissions not currently held:\n'
+            '{APIGroups:[""], Resources:["nodes"], Verbs:["get" "list"]}'
+        )
+        # binding a role it holds is fine; binding cluster-admin is not
+        r = dana.post(
+            f"{RBAC}/namespaces/{ns}/rolebindings",
+            json=role_binding(ns, "edit", "ClusterRole", "edit", "eve"),
+        )
+        assert r.status_code == 201, r.text
+        r = dana.post(
+            f"{RBAC}/namespaces/{ns}/rolebindings",
+            json=role_binding(ns, "root", "ClusterRole", "cluster-admin", "eve"),
+        )
+        assert r.status_code == 403, r.text
+        assert "is attempting to grant RBAC permissions not currently held" in r.json()["message"]
+        assert api.get(f"{RBAC}/namespaces/{ns}/rolebindings/root").status_code == 404

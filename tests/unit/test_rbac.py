@@ -607,3 +607,111 @@ def test_self_subject_rules_review() -> None:
     assert status["evaluationError"] == "node authorizer does not support user rule resolution"
     with pytest.raises(errors.BadRequest):
         review(authz, "SelfSubjectRulesReview", {"spec": {}}, ALICE)
+
+
+# --- escalation prevention -------------------------------------------------------------------------
+
+
+def _as(user: UserInfo | None, fn: Any) -> Any:
+    from apiserver.authtypes import current_user
+
+    token = current_user.set(user)
+    try:
+        return fn()
+    finally:
+        current_user.reset(token)
+
+
+def test_escalation_check_on_roles_and_bindings() -> None:
+    authz, storage = make_authorizer()
+    _put(storage, ROLE_BINDINGS, [binding("alice-admin", "ClusterRole", "admin", [user("alice")], ns="team")])
+    check = authz.check_escalation
+    pods_role = role(
+        "pods", [{"verbs": ["get", "delete"], "apiGroups": [""], "resources": ["pods"]}], ns="team"
+    )
+    _as(ALICE, lambda: check(ROLES, pods_role, None))  # admin in team holds these
+    nodes_role = role(
+        "nodes",
+        [
+            {"verbs": ["get", "list"], "apiGroups": [""], "resources": ["nodes"]},
+            {"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]},
+        ],
+        ns="team",
+    )
+    with pytest.raises(errors.Forbidden) as e:
+        _as(ALICE, lambda: check(ROLES, nodes_role, None))
+    assert str(e.value) == (
+        'roles.rbac.authorization.k8s.io "nodes" is forbidden: user "alice" (groups=["devs" "system:authenticated"]) '
+        'is attempting to grant RBAC permissions not currently held:\n{APIGroups:[""], Resources:["nodes"], Verbs:["get" "list"]}'
+    )
+    assert e.value.kind == "roles" and e.value.group == RBAC
+    # the same Role elsewhere: alice holds nothing there
+    with pytest.raises(errors.Forbidden):
+        _as(
+            ALICE,
+            lambda: check(ROLES, dict(pods_role, metadata={"name": "pods", "namespace": "other"}), None),
+        )
+    # bindings: to admin in team (held), to cluster-admin (not held)
+    _as(
+        ALICE,
+        lambda: check(ROLE_BINDINGS, binding("b", "ClusterRole", "admin", [user("bob")], ns="team"), None),
+    )
+    with pytest.raises(errors.Forbidden) as e:
+        _as(
+            ALICE,
+            lambda: check(
+                ROLE_BINDINGS, binding("b", "ClusterRole", "cluster-admin", [user("bob")], ns="team"), None
+            ),
+        )
+    assert "is attempting to grant RBAC permissions not currently held" in str(e.value)
+    # aggregation needs cluster-admin's escalate
+    agg = {
+        "metadata": {"name": "mine"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]},
+    }
+    with pytest.raises(errors.Forbidden) as e:
+        _as(ALICE, lambda: check(CLUSTER_ROLES, agg, None))
+    assert str(e.value).endswith("must have cluster-admin privileges to use the aggregationRule")
+    # exempt: system:masters, the API server itself, and updates of owner references only
+    _as(
+        ADMIN,
+        lambda: check(
+            ROLE_BINDINGS, binding("b", "ClusterRole", "cluster-admin", [user("bob")], ns="x"), None
+        ),
+    )
+    _as(None, lambda: check(CLUSTER_ROLES, agg, None))
+    owned = dict(nodes_role, metadata={**nodes_role["metadata"], "ownerReferences": [{"uid": "1"}]})
+    _as(ALICE, lambda: check(ROLES, owned, nodes_role))
+    # the escalate and bind verbs let a user grant what it does not hold
+    _put(
+        storage,
+        ROLES,
+        [
+            role(
+                "granter",
+                [
+                    {
+                        "verbs": ["escalate", "bind"],
+                        "apiGroups": [RBAC],
+                        "resources": ["roles", "clusterroles"],
+                    }
+                ],
+                ns="team",
+            )
+        ],
+    )
+    _put(
+        storage,
+        ROLE_BINDINGS,
+        [
+            binding("alice-admin", "ClusterRole", "admin", [user("alice")], ns="team"),
+            binding("alice-granter", "Role", "granter", [user("alice")], ns="team"),
+        ],
+    )
+    _as(ALICE, lambda: check(ROLES, nodes_role, None))
+    _as(
+        ALICE,
+        lambda: check(
+            ROLE_BINDINGS, binding("b", "ClusterRole", "cluster-admin", [user("bob")], ns="team"), None
+        ),
+    )
