@@ -34,6 +34,7 @@ from .supervisor import (
     api_url,
     ensure_credentials,
     etcd_binary,
+    etcd_client,
     gateway,
     host_ip,
     kubeconfig_file,
@@ -402,7 +403,7 @@ def _get_json(url: str, client: httpx.Client | None = None) -> dict[str, Any]:
 
 
 def probes(
-    cfg: dict[str, Any], started: dict[str, float], api: httpx.Client
+    cfg: dict[str, Any], started: dict[str, float], api: httpx.Client, state: Path
 ) -> dict[str, Callable[[], Health]]:
     """One health probe per component (run only when its process is alive); ``started`` holds
     each process's start time; ``api`` reaches the API server over TLS as the admin."""
@@ -411,7 +412,8 @@ def probes(
     chain = f"{cfg['iptables_chain_prefix']}-SERVICES"
 
     def etcd() -> Health:
-        data = _get_json(f"http://127.0.0.1:{cfg['etcd_port']}/health")
+        with etcd_client(cfg, state) as client:
+            data = _get_json("/health", client)
         return Health(data.get("health") == "true", f"health {data.get('health')}")
 
     def apiserver() -> Health:
@@ -482,7 +484,8 @@ def health(
         with own:
             return health(state, cfg, pool, own)
     status = read_json(state / "status.json")
-    checks = probes(cfg, {name: float(info.get("started") or 0) for name, info in status.items()}, api)
+    started = {name: float(info.get("started") or 0) for name, info in status.items()}
+    checks = probes(cfg, started, api, state)
     out: dict[str, Health] = {}
     futures = {}
     for name in ORDER:

@@ -136,6 +136,10 @@ def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
         "apiserver", apiserver_hosts(extra, first_service_ip(cfg["service_cidr"])), "kube-apiserver"
     )
     pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
+    # etcd: its serving (and peer) certificate, and the clients it accepts: the API server and health checks
+    pki.serving_cert("etcd-server", ["127.0.0.1", "localhost"], "minik-etcd", client_auth=True)
+    pki.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
+    pki.client_cert("etcd-healthcheck-client", "kube-etcd-healthcheck-client")
     pki.serving_cert(f"kubelet-{node}", [adv, "127.0.0.1", node], f"system:node:{node}")
     pki.service_account_keys()
     ca = pki.ca_pem()
@@ -176,6 +180,20 @@ def ensure_encryption_config(path: Path) -> Path:
         f.write(encryption_config(os.urandom(32)))
     tmp.replace(path)
     return path
+
+
+def etcd_url(cfg: dict[str, Any]) -> str:
+    return f"https://127.0.0.1:{settings(cfg)['etcd_port']}"
+
+
+def etcd_client(cfg: dict[str, Any], state: Path, timeout: float = 1.0) -> httpx.Client:
+    """An HTTPS client to etcd with the health-check client certificate (etcd wants one of the CA)."""
+    import ssl
+
+    pki = pki_dir(state)
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "etcd-healthcheck-client.crt"), str(pki / "etcd-healthcheck-client.key"))
+    return httpx.Client(base_url=etcd_url(cfg), verify=ctx, timeout=timeout)
 
 
 def tls_client(cfg: dict[str, Any], state: Path, timeout: float = 1.0) -> httpx.Client:
@@ -247,7 +265,7 @@ class Component:
 def components(cfg: dict[str, Any], state: Path) -> list[Component]:
     """The cluster's processes, in start order, with the flags ``cfg`` asks for."""
     cfg = settings(cfg)
-    etcd_url = f"http://127.0.0.1:{cfg['etcd_port']}"
+    etcd = etcd_url(cfg)
     node = cfg["node_name"]
     gw = gateway(cfg["pod_cidr"])
     pki = pki_dir(state)
@@ -272,27 +290,42 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             seen["client"].close()
         return bool(seen["ready"])
 
-    peer = f"http://127.0.0.1:{cfg['etcd_peer_port']}"
-    etcd = etcd_binary() or "etcd"
+    peer = f"https://127.0.0.1:{cfg['etcd_peer_port']}"
+    etcd_cert, etcd_key = str(pki / "etcd-server.crt"), str(pki / "etcd-server.key")
     return [
         Component(
             "etcd",
             [
-                etcd,
+                etcd_binary() or "etcd",
                 "--name",
                 "minik",
                 "--data-dir",
                 str(state / "etcd"),
                 "--listen-client-urls",
-                etcd_url,
+                etcd,
                 "--advertise-client-urls",
-                etcd_url,
+                etcd,
                 "--listen-peer-urls",
                 peer,
                 "--initial-advertise-peer-urls",
                 peer,
                 "--initial-cluster",
                 f"minik={peer}",
+                # TLS, and only clients with a certificate of the cluster CA (the API server's)
+                "--cert-file",
+                etcd_cert,
+                "--key-file",
+                etcd_key,
+                "--client-cert-auth",
+                "--trusted-ca-file",
+                str(pki / "ca.crt"),
+                "--peer-cert-file",
+                etcd_cert,
+                "--peer-key-file",
+                etcd_key,
+                "--peer-client-cert-auth",
+                "--peer-trusted-ca-file",
+                str(pki / "ca.crt"),
                 "--auto-compaction-retention",
                 "1h",
                 "--log-level",
@@ -304,7 +337,13 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             [
                 script("minik-apiserver"),
                 "--etcd-servers",
-                etcd_url,
+                etcd,
+                "--etcd-cafile",
+                str(pki / "ca.crt"),
+                "--etcd-certfile",
+                str(pki / "apiserver-etcd-client.crt"),
+                "--etcd-keyfile",
+                str(pki / "apiserver-etcd-client.key"),
                 # every address, so that pods (through the `kubernetes` Service) and other hosts reach it
                 "--bind-address",
                 "0.0.0.0",

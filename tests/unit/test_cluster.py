@@ -209,11 +209,18 @@ def test_components_start_order_and_flags_pass_through() -> None:
     def flag(c: Component, name: str) -> str:
         return c.argv[c.argv.index(name) + 1]
 
-    assert flag(comps["etcd"], "--listen-client-urls") == "http://127.0.0.1:31010"
-    assert flag(comps["etcd"], "--listen-peer-urls") == "http://127.0.0.1:31011"
+    etcd = comps["etcd"]
+    assert flag(etcd, "--listen-client-urls") == "https://127.0.0.1:31010"
+    assert flag(etcd, "--listen-peer-urls") == "https://127.0.0.1:31011"
+    assert flag(etcd, "--cert-file") == "/state/pki/etcd-server.crt"
+    assert flag(etcd, "--trusted-ca-file") == "/state/pki/ca.crt"
+    assert "--client-cert-auth" in etcd.argv and "--peer-client-cert-auth" in etcd.argv
     assert flag(comps["etcd"], "--data-dir") == "/state/etcd"
     api = comps["apiserver"]
     assert flag(api, "--service-cluster-ip-range") == "10.232.0.0/16"
+    assert flag(api, "--etcd-servers") == "https://127.0.0.1:31010"
+    assert flag(api, "--etcd-certfile") == "/state/pki/apiserver-etcd-client.crt"
+    assert flag(api, "--etcd-cafile") == "/state/pki/ca.crt"
     assert flag(api, "--secure-port") == "31000" and "--port" not in api.argv
     assert flag(api, "--bind-address") == "0.0.0.0"
     assert flag(api, "--advertise-address") == "192.0.2.10"
@@ -282,7 +289,14 @@ def test_credentials_give_each_component_its_own_identity(tmp_path: Path) -> Non
         assert "insecure-skip-tls-verify" not in conf["clusters"][0]["cluster"]
         cert = base64.b64decode(conf["users"][0]["user"]["client-certificate-data"])
         assert subject_of(cert) == subject
-    for name in ("apiserver", "apiserver-kubelet-client", "kubelet-t-n1", "sa"):
+    for name in (
+        "apiserver",
+        "apiserver-kubelet-client",
+        "kubelet-t-n1",
+        "sa",
+        "etcd-server",
+        "apiserver-etcd-client",
+    ):
         assert stat.S_IMODE((tmp_path / "pki" / f"{name}.key").stat().st_mode) == 0o600
     enc = tmp_path / "encryption-config.yaml"
     assert stat.S_IMODE(enc.stat().st_mode) == 0o600
