@@ -133,14 +133,40 @@ def config_path(state: Path, given: Path | None) -> Path:
     return path
 
 
-def etcd_url(state: Path, given: str | None) -> str:
+def etcd_reader(
+    state: Path, given: str | None, ca: str | None, cert: str | None, key: str | None
+) -> EtcdReader:
+    """etcd as given, else the cluster's of ``state``: over TLS with ``STATE/pki``'s CA and the API
+    server's etcd client certificate when the cluster has them, else plain HTTP."""
     if given:
-        return given.split(",")[0].rstrip("/")
+        return EtcdReader(given.split(",")[0].rstrip("/"), ca, cert, key)
     try:
         cfg = json.loads((state / "config.json").read_text())
     except (OSError, ValueError):
         raise CLIError(f"no cluster in {state}: give --etcd-servers") from None
-    return f"http://127.0.0.1:{cfg.get('etcd_port', 2379)}"
+    port = cfg.get("etcd_port", 2379)
+    pki = state / "pki"
+    client = pki / "apiserver-etcd-client.crt"
+    if client.exists():
+        return EtcdReader(
+            f"https://127.0.0.1:{port}",
+            ca or str(pki / "ca.crt"),
+            cert or str(client),
+            key or str(pki / "apiserver-etcd-client.key"),
+        )
+    return EtcdReader(f"http://127.0.0.1:{port}", ca, cert, key)
+
+
+def cluster_kube(ctx: typer.Context, state: Path) -> Kube:
+    """The API as the cluster's admin (``STATE/kubeconfigs/admin.conf``) unless --kubeconfig,
+    --context or --server say otherwise."""
+    from ..kube import GlobalOptions
+
+    opts = ctx.find_object(GlobalOptions) or ctx.ensure_object(GlobalOptions)
+    admin = state / "kubeconfigs" / "admin.conf"
+    if opts.kubeconfig is None and opts.context is None and opts.server is None and admin.exists():
+        opts.kubeconfig = str(admin)
+    return kube(ctx)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -252,7 +278,7 @@ def status(
         out(f"  {kind}: {', '.join(names) if names else '-'} ({role})")
     if writer:
         out(f"Active key: {writer[0]}:{writer[1]}")
-    reader = EtcdReader(etcd_url(state, etcd_servers), etcd_cafile, etcd_certfile, etcd_keyfile)
+    reader = etcd_reader(state, etcd_servers, etcd_cafile, etcd_certfile, etcd_keyfile)
     census = reader.census()
     total = sum(len(v) for v in census.values())
     out(f"Secrets in etcd: {total}")
@@ -334,8 +360,8 @@ def rotate_key(
 
     state = state_dir(state_dir_)
     path = config_path(state, config)
-    k = kube(ctx)
-    reader = EtcdReader(etcd_url(state, etcd_servers), etcd_cafile, etcd_certfile, etcd_keyfile)
+    k = cluster_kube(ctx, state)
+    reader = etcd_reader(state, etcd_servers, etcd_cafile, etcd_certfile, etcd_keyfile)
     data = read_yaml(path)
     writer = write_key(data)
     if writer is None:
