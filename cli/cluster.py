@@ -151,14 +151,20 @@ def merge_into_user_kubeconfig(
 
     path = path or kubeconfig_path()
     data: dict[str, Any] = {}
+    owner: tuple[int, int] | None = None
     if path.exists():
         data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        st = path.stat()
+        owner = (st.st_uid, st.st_gid)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".minik-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(dump_yaml(merge_kubeconfig(data, entries, make_current)))
     os.chmod(tmp, 0o600)
+    if owner is not None and owner != (os.geteuid(), os.getegid()):
+        # `sudo minik …` with a user's $KUBECONFIG: the file stays the user's
+        os.chown(tmp, *owner)
     tmp.replace(path)
     return path
 

@@ -515,3 +515,21 @@ def test_lab_mounts_exist_and_each_node_has_its_own_identity(tmp_path: Path) -> 
 
 def json_env(svc: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in (svc.get("environment") or {}).items())
+
+
+def test_merging_into_someone_elses_kubeconfig_keeps_its_owner(tmp_path: Path) -> None:
+    import os
+
+    from cli.cluster import merge_into_user_kubeconfig
+
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    path = tmp_path / "config"
+    path.write_text("apiVersion: v1\nkind: Config\n")
+    os.chown(path, 1234, 1235)
+    entries = {"clusters": [{"name": "c", "cluster": {"server": "https://x"}}], "current-context": "c"}
+    merge_into_user_kubeconfig(entries, path=path)
+    st = path.stat()
+    assert (st.st_uid, st.st_gid) == (1234, 1235)
+    assert oct(st.st_mode & 0o777) == "0o600"
+    assert "https://x" in path.read_text()
