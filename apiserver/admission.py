@@ -660,6 +660,10 @@ def quota_check(
 
 
 # --- the chain -----------------------------------------------------------------------------------
+# Kinds whose updates can use more quota (Kubernetes' evaluators that handle UPDATE).
+_QUOTA_ON_UPDATE = (("", "PersistentVolumeClaim"), ("", "Service"))
+
+
 class Admission:
     """The enabled plugins over one :class:`~apiserver.registry.Storage`."""
 
@@ -745,8 +749,8 @@ class Admission:
         if node_name_of(user) is not None:
             return True
         kind = (info.group, info.kind)
-        if kind == ("", "Namespace") or kind == ("", "PersistentVolumeClaim"):
-            return True
+        if kind == ("", "Namespace") or kind in _QUOTA_ON_UPDATE:
+            return not subresource
         if not subresource or subresource == "ephemeralcontainers":
             return kind == ("", "Pod") or kind in podsecurity.TEMPLATE_KINDS
         return False
@@ -771,8 +775,9 @@ class Admission:
                 node_restriction(req, node)
         if self.enabled("PodSecurity"):
             self._pod_security(req)
-        if self.enabled("ResourceQuota") and req.operation == "CREATE" and req.obj is not None:
-            await self._resource_quota(req)
+        if self.enabled("ResourceQuota") and req.obj is not None and not req.subresource:
+            if req.operation == "CREATE" or req.gk in _QUOTA_ON_UPDATE:
+                await self._resource_quota(req)
 
     # ---- ServiceAccount
     async def _service_account_admit(self, req: Request) -> bool:
@@ -932,6 +937,13 @@ class Admission:
             return
         group, plural = req.info.group, req.info.plural
         delta = quota.object_usage(group, plural, req.obj)
+        if req.operation == "UPDATE":  # only what grew is charged (a claim resized, a NodePort added)
+            before = quota.object_usage(group, plural, req.old or {})
+            delta = {
+                k: v - before.get(k, Decimal(0)) for k, v in delta.items() if v > before.get(k, Decimal(0))
+            }
+            if not delta:
+                return
         pertinent = []
         for q in quotas:
             if not quota.quota_matches(q, group, plural, req.obj):

@@ -370,3 +370,26 @@ def test_node_restriction(apiserver: APIServerProcess, api: httpx.Client) -> Non
     api.delete(f"/api/v1/namespaces/default/pods/{name}", params={"gracePeriodSeconds": "0"})
     for n in (me, other):
         api.delete(f"/api/v1/nodes/{n}")
+
+
+def test_quota_charges_service_updates(api: httpx.Client, quota_controller: Process) -> None:
+    ns = create_namespace(api, "quota")
+    r = api.post(
+        f"/api/v1/namespaces/{ns}/resourcequotas",
+        json={"metadata": {"name": "ports"}, "spec": {"hard": {"services.nodeports": "1"}}},
+    )
+    assert r.status_code == 201, r.text
+    wait_for(lambda: "services.nodeports" in _quota_used(api, ns, "ports"), timeout=30, what="quota status")
+    svc = {
+        "metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "selector": {"app": "web"}, "ports": [{"name": "a", "port": 80}]},
+    }
+    r = api.post(f"/api/v1/namespaces/{ns}/services", json=svc)
+    assert r.status_code == 201, r.text
+    ports = [*r.json()["spec"]["ports"], {"name": "b", "port": 81}]
+    r = merge_patch(api, f"/api/v1/namespaces/{ns}/services/web", {"spec": {"ports": ports}})
+    assert r.status_code == 403, r.text
+    assert r.json()["message"] == (
+        'services "web" is forbidden: exceeded quota: ports, requested: services.nodeports=1, '
+        "used: services.nodeports=1, limited: services.nodeports=1"
+    )
