@@ -429,6 +429,9 @@ def forbidden(attrs: Attributes, reason: str = "") -> errors.Forbidden:
     )
 
 
+ATTRIBUTES_CACHE_SIZE = 8192
+
+
 class Admitted:
     """Who a request is and what it asks: filled in by :meth:`APIServer.admit` as far as it got,
     for the audit log."""
@@ -457,6 +460,7 @@ class APIServer:
         # None (an app made in-process, without a serving protocol): every request is UNSECURED
         self.security = security
         self.audit = audit_log
+        self._attributes: dict[tuple[str, str, bytes, int], Attributes] = {}
 
     # ---- entry point
     async def dispatch(self, request: Request) -> Response:
@@ -502,7 +506,16 @@ class APIServer:
         who.user = user = await security.authenticator.authenticate(cert_user, authorization)
         if impersonating:
             who.impersonated = user = security.impersonate(user, scope["headers"], who)
-        who.attributes = attrs = request_attributes(user, method, scope["path"], scope["query_string"])
+        # the same user asking the same thing again (a client polling, a controller's gets) reuses
+        # its Attributes; the entry is checked to be this very user object, never a look-alike
+        key = (method, scope["path"], scope["query_string"], id(user))
+        attrs = self._attributes.get(key)
+        if attrs is None or attrs.user is not user:
+            attrs = request_attributes(user, method, scope["path"], scope["query_string"])
+            if len(self._attributes) >= ATTRIBUTES_CACHE_SIZE:
+                self._attributes.clear()
+            self._attributes[key] = attrs
+        who.attributes = attrs
         decision = security.authorizer.authorize(attrs)
         if not decision.allowed:
             who.decision = "forbid"
