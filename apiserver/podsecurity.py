@@ -133,21 +133,61 @@ def check_host_path_volumes(meta: Obj, spec: Obj) -> Result:
 
 def check_host_ports(meta: Obj, spec: Obj) -> Result:
     bad: list[str] = []
-    ports: list[str] = []
+    ports: set[str] = set()
     for c in _containers(spec):
         used = False
         for p in _dl(c.get("ports")):
             if p.get("hostPort"):
                 used = True
-                ports.append(str(p["hostPort"]))
+                ports.add(str(p["hostPort"]))
         if used:
             bad.append(c.get("name", ""))
     if bad:
         return "hostPort", (
             f"{_container_list(bad)} {pluralize('uses', 'use', len(bad))} "
-            f"{pluralize('hostPort', 'hostPorts', len(ports))} {', '.join(ports)}"
+            f"{pluralize('hostPort', 'hostPorts', len(ports))} {', '.join(sorted(ports))}"
         )
     return None
+
+
+def _handler_hosts(handler: Any) -> list[str]:
+    handler = _d(handler)
+    return [
+        str(_d(handler.get(kind)).get("host"))
+        for kind in ("httpGet", "tcpSocket")
+        if _d(handler.get(kind)).get("host")
+    ]
+
+
+def check_host_probes_and_lifecycle(meta: Obj, spec: Obj) -> Result:
+    bad: set[str] = set()
+    hosts: set[str] = set()
+    for c in _containers(spec):
+        found = [
+            h
+            for probe in ("livenessProbe", "readinessProbe", "startupProbe")
+            for h in _handler_hosts(c.get(probe))
+        ]
+        lifecycle = _d(c.get("lifecycle"))
+        found += _handler_hosts(lifecycle.get("postStart")) + _handler_hosts(lifecycle.get("preStop"))
+        if found:
+            bad.add(str(c.get("name", "")))
+            hosts.update(found)
+    if bad:
+        return "probe or lifecycle host", (
+            f"{_container_list(sorted(bad))} {pluralize('uses', 'use', len(bad))} "
+            f"{pluralize('probe or lifecycle host', 'probe or lifecycle hosts', len(hosts))} {join_quote(sorted(hosts))}"
+        )
+    return None
+
+
+def _user_namespace(spec: Obj) -> bool:
+    """Pods in a user namespace (``hostUsers: false``) are relaxed for the root-related checks."""
+    return spec.get("hostUsers") is False
+
+
+def _windows(spec: Obj) -> bool:
+    return _d(spec.get("os")).get("name") == "windows"
 
 
 BASELINE_CAPABILITIES = frozenset(
@@ -264,6 +304,10 @@ def check_selinux(meta: Obj, spec: Obj) -> Result:
     return None
 
 
+def check_proc_mount_baseline(meta: Obj, spec: Obj) -> Result:
+    return None if _user_namespace(spec) else check_proc_mount(meta, spec)
+
+
 def check_proc_mount(meta: Obj, spec: Obj) -> Result:
     bad: list[str] = []
     kinds: set[str] = set()
@@ -287,13 +331,18 @@ def _seccomp_type(sc: Obj) -> Any:
 def check_seccomp_baseline(meta: Obj, spec: Obj) -> Result:
     setters = []
     values: set[str] = set()
-    if _seccomp_type(_d(spec.get("securityContext"))) == "Unconfined":
+    pod_type = _seccomp_type(_d(spec.get("securityContext")))
+    if pod_type is not None and pod_type not in ("RuntimeDefault", "Localhost"):
         setters.append("pod")
-        values.add("Unconfined")
-    bad = [c.get("name", "") for c in _containers(spec) if _seccomp_type(_sc(c)) == "Unconfined"]
+        values.add(str(pod_type))
+    bad = []
+    for c in _containers(spec):
+        ctype = _seccomp_type(_sc(c))
+        if ctype is not None and ctype not in ("RuntimeDefault", "Localhost"):
+            bad.append(c.get("name", ""))
+            values.add(str(ctype))
     if bad:
         setters.append(_container_list(bad))
-        values.add("Unconfined")
     if setters:
         return "seccompProfile", (
             f"{' and '.join(setters)} must not set securityContext.seccompProfile.type to {join_quote(sorted(values))}"
@@ -313,6 +362,8 @@ SAFE_SYSCTLS = frozenset(
         "net.ipv4.tcp_fin_timeout",
         "net.ipv4.tcp_keepalive_intvl",
         "net.ipv4.tcp_keepalive_probes",
+        "net.ipv4.tcp_rmem",
+        "net.ipv4.tcp_wmem",
     }
 )
 
@@ -352,6 +403,7 @@ RESTRICTED_VOLUME_TYPES = (
     "downwardAPI",
     "emptyDir",
     "ephemeral",
+    "image",
     "persistentVolumeClaim",
     "projected",
     "secret",
@@ -378,7 +430,6 @@ _KNOWN_VOLUME_TYPES = (
     "portworxVolume",
     "scaleIO",
     "storageos",
-    "image",
 )
 
 
@@ -400,6 +451,8 @@ def check_restricted_volumes(meta: Obj, spec: Obj) -> Result:
 
 
 def check_allow_privilege_escalation(meta: Obj, spec: Obj) -> Result:
+    if _windows(spec):
+        return None
     bad = [
         c.get("name", "")
         for key in ("initContainers", "containers", "ephemeralContainers")
@@ -414,6 +467,8 @@ def check_allow_privilege_escalation(meta: Obj, spec: Obj) -> Result:
 
 
 def check_run_as_non_root(meta: Obj, spec: Obj) -> Result:
+    if _user_namespace(spec):
+        return None
     setters = []
     pod_value = _d(spec.get("securityContext")).get("runAsNonRoot")
     if pod_value is False:
@@ -441,6 +496,8 @@ def check_run_as_non_root(meta: Obj, spec: Obj) -> Result:
 
 
 def check_run_as_user(meta: Obj, spec: Obj) -> Result:
+    if _user_namespace(spec):
+        return None
     setters = []
     if _d(spec.get("securityContext")).get("runAsUser") == 0:
         setters.append("pod")
@@ -453,6 +510,8 @@ def check_run_as_user(meta: Obj, spec: Obj) -> Result:
 
 
 def check_seccomp_restricted(meta: Obj, spec: Obj) -> Result:
+    if _windows(spec):
+        return None
     setters = []
     values: set[str] = set()
     pod_type = _seccomp_type(_d(spec.get("securityContext")))
@@ -482,6 +541,8 @@ def check_seccomp_restricted(meta: Obj, spec: Obj) -> Result:
 
 
 def check_capabilities_restricted(meta: Obj, spec: Obj) -> Result:
+    if _windows(spec):
+        return None
     missing_drop: list[str] = []
     adding: list[str] = []
     forbidden_caps: set[str] = set()
@@ -508,7 +569,8 @@ def check_capabilities_restricted(meta: Obj, spec: Obj) -> Result:
 
 Check = Callable[[Obj, Obj], Result]
 
-# (check id, level, check): ids as Kubernetes names them, which also orders the reasons.
+# (check id, level, check) as Kubernetes names them (the policy of "latest").  Reasons are listed
+# baseline checks first, then restricted ones, each group by id, as Kubernetes orders them.
 CHECKS: list[tuple[str, str, Check]] = sorted(
     [
         ("allowPrivilegeEscalation", RESTRICTED, check_allow_privilege_escalation),
@@ -518,8 +580,10 @@ CHECKS: list[tuple[str, str, Check]] = sorted(
         ("hostNamespaces", BASELINE, check_host_namespaces),
         ("hostPathVolumes", BASELINE, check_host_path_volumes),
         ("hostPorts", BASELINE, check_host_ports),
+        ("hostProbesAndHostLifecycle", BASELINE, check_host_probes_and_lifecycle),
         ("privileged", BASELINE, check_privileged),
-        ("procMount", BASELINE, check_proc_mount),
+        ("procMount", BASELINE, check_proc_mount_baseline),
+        ("procMount_restricted", RESTRICTED, check_proc_mount),
         ("restrictedVolumes", RESTRICTED, check_restricted_volumes),
         ("runAsNonRoot", RESTRICTED, check_run_as_non_root),
         ("runAsUser", RESTRICTED, check_run_as_user),
@@ -529,10 +593,15 @@ CHECKS: list[tuple[str, str, Check]] = sorted(
         ("sysctls", BASELINE, check_sysctls),
         ("windowsHostProcess", BASELINE, check_host_process),
     ],
-    key=lambda c: c[0],
+    key=lambda c: (c[1] == RESTRICTED, c[0]),
 )
 # Restricted replaces these baseline checks with its stricter versions.
-_OVERRIDDEN_BY_RESTRICTED = {"capabilities_baseline", "seccompProfile_baseline"}
+_OVERRIDDEN_BY_RESTRICTED = {
+    "capabilities_baseline",
+    "seccompProfile_baseline",
+    "hostPathVolumes",
+    "procMount",
+}
 
 
 def evaluate(level: str, meta: Obj, spec: Obj) -> list[str]:

@@ -120,3 +120,39 @@ def test_pod_spec_of_templates() -> None:
     cron = {"spec": {"jobTemplate": {"spec": {"template": {"spec": {"hostIPC": True}}}}}}
     assert ps.pod_spec_of("batch", "CronJob", cron) == ({}, {"hostIPC": True})
     assert ps.pod_spec_of("", "ConfigMap", {}) is None
+
+
+def test_restricted_lists_baseline_reasons_first() -> None:
+    s = spec(
+        volumes=[{"name": "root", "hostPath": {"path": "/"}}],
+        container={
+            "ports": [{"containerPort": 1, "hostPort": 9000}, {"containerPort": 2, "hostPort": 10000}],
+            "livenessProbe": {"httpGet": {"host": "10.0.0.1", "port": 80}},
+            "securityContext": {"privileged": True},
+        },
+    )
+    s["containers"].append({"name": "side", "ports": [{"containerPort": 3, "hostPort": 9000}]})
+    reasons = ps.evaluate("restricted", {}, s)
+    assert reasons[:3] == [
+        'hostPort (containers "main", "side" use hostPorts 10000, 9000)',
+        'probe or lifecycle host (container "main" uses probe or lifecycle host "10.0.0.1")',
+        'privileged (container "main" must not set securityContext.privileged=true)',
+    ]
+    assert reasons[3].startswith("allowPrivilegeEscalation != false")
+    assert 'restricted volume types (volume "root" uses restricted volume type "hostPath")' in reasons
+    assert not any(r.startswith("hostPath volumes") for r in reasons)
+    assert ps.evaluate("baseline", {}, s)[0] == 'hostPath volumes (volume "root")'
+
+
+def test_user_namespace_and_windows_relaxations() -> None:
+    userns = {
+        **RESTRICTED_OK,
+        "hostUsers": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    assert ps.evaluate("restricted", {}, userns) == []
+    assert ps.check_run_as_non_root({}, {**spec(), "hostUsers": False}) is None
+    assert ps.check_seccomp_baseline({}, spec(securityContext={"seccompProfile": {"type": "Bogus"}})) == (
+        "seccompProfile",
+        'pod must not set securityContext.seccompProfile.type to "Bogus"',
+    )
