@@ -602,6 +602,16 @@ def check_node_token_request(user: UserInfo | None, pod: Obj | None) -> str | No
     return None
 
 
+def admit_token_request(name: str, pod: Obj | None) -> None:
+    """What the TokenRequest handler calls (``serviceaccounts/NAME/token``) once it has resolved the
+    bound pod: NodeRestriction's 403 for a kubelet asking for a token it may not have."""
+    reason = check_node_token_request(current_user.get(), pod)
+    if reason is not None:
+        raise errors.Forbidden(
+            f'serviceaccounts "{name}" is forbidden: {reason}', name=name, kind="serviceaccounts"
+        )
+
+
 # --- ResourceQuota -------------------------------------------------------------------------------
 def quota_resources_handled(group: str, plural: str, hard: set[str]) -> set[str]:
     """The quota resources (of ``hard``) that objects of this resource count against."""
