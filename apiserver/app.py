@@ -430,6 +430,7 @@ def forbidden(attrs: Attributes, reason: str = "") -> errors.Forbidden:
 
 
 ATTRIBUTES_CACHE_SIZE = 8192
+NOBODY = UserInfo("")
 
 
 class Admitted:
@@ -496,6 +497,8 @@ class APIServer:
         security = self.security
         if security is None or cert_user is UNSECURED:
             return
+        who.user = NOBODY  # until authenticated: what the audit log names for a 401
+        who.decision = ""  # no authorization decision yet
         authorization = None
         impersonating = False
         for name, value in scope["headers"]:
@@ -521,6 +524,7 @@ class APIServer:
             who.decision = "forbid"
             who.reason = decision.reason
             raise forbidden(attrs, decision.reason)
+        who.decision = "allow"
         who.reason = decision.reason
 
     def record(self, scope: Any, request: Request, code: int, who: Admitted, received: float) -> None:

@@ -413,3 +413,71 @@ def test_impersonating_anonymous() -> None:
 def test_groups_without_a_user_is_400() -> None:
     with pytest.raises(errors.BadRequest, match="without impersonating a user"):
         impersonate(BOB, headers(("Impersonate-Group", "dev")), FakeAuthorizer(everything=True))  # type: ignore[arg-type]
+
+
+# --- the pipeline's admission of a request ----------------------------------------------------------
+def scope(user: UserInfo | None, path: str, *hdrs: tuple[str, str], query: bytes = b"") -> dict[str, Any]:
+    return {"minik.user": user, "path": path, "query_string": query, "headers": headers(*hdrs)}
+
+
+def server(authz: FakeAuthorizer, anonymous: bool = True) -> Any:
+    from apiserver.app import APIServer
+
+    return APIServer(None, "127.0.0.1:6443", Security(Authenticator(anonymous=anonymous), authz))  # type: ignore[arg-type]
+
+
+async def test_admit_authorizes_the_request_attributes() -> None:
+    from apiserver.app import Admitted
+
+    authz = FakeAuthorizer({("list", "", "pods", "", "ns", "")})
+    srv = server(authz)
+    who = Admitted()
+    await srv.admit(scope(BOB, "/api/v1/namespaces/ns/pods"), "GET", who)
+    assert who.user is BOB and who.decision == "allow"
+    assert who.attributes is not None and who.attributes.verb == "list"
+    with pytest.raises(errors.Forbidden) as e:
+        await srv.admit(scope(BOB, "/api/v1/namespaces/ns/pods/web/exec"), "POST", Admitted())
+    assert e.value.status()["details"] == {"name": "web", "kind": "pods"}
+    assert "cannot create resource" in e.value.message
+
+
+async def test_admit_401_and_anonymous() -> None:
+    from apiserver.app import Admitted
+
+    authz = FakeAuthorizer({("get", "", "", "", "", "")}, everything=False)
+    srv = server(FakeAuthorizer(everything=True))
+    with pytest.raises(errors.Unauthorized):
+        await srv.admit(scope(None, "/healthz", ("Authorization", "Bearer junk")), "GET", Admitted())
+    who = Admitted()
+    await srv.admit(scope(None, "/healthz"), "GET", who)
+    assert who.user == ANONYMOUS_USER
+    with pytest.raises(errors.Unauthorized):
+        await server(authz, anonymous=False).admit(scope(None, "/healthz"), "GET", Admitted())
+
+
+async def test_admit_impersonation_is_authorized_as_the_impersonated_user() -> None:
+    from apiserver.app import Admitted
+
+    authz = FakeAuthorizer(
+        {("impersonate", "", "users", "", "", "alice"), ("get", "", "pods", "", "ns", "web")}
+    )
+    who = Admitted()
+    await server(authz).admit(
+        scope(BOB, "/api/v1/namespaces/ns/pods/web", ("Impersonate-User", "alice")), "GET", who
+    )
+    assert who.user is BOB
+    assert who.impersonated is not None and who.impersonated.name == "alice"
+    assert authz.asked[-1].user.name == "alice"
+
+
+async def test_attributes_are_reused_only_for_the_same_user() -> None:
+    from apiserver.app import Admitted
+
+    srv = server(FakeAuthorizer(everything=True))
+    first, again, other = Admitted(), Admitted(), Admitted()
+    await srv.admit(scope(BOB, "/api/v1/namespaces/ns/pods"), "GET", first)
+    await srv.admit(scope(BOB, "/api/v1/namespaces/ns/pods"), "GET", again)
+    assert first.attributes is again.attributes
+    look_alike = UserInfo("bob", ("system:authenticated",))
+    await srv.admit(scope(look_alike, "/api/v1/namespaces/ns/pods"), "GET", other)
+    assert other.attributes is not None and other.attributes.user is look_alike
