@@ -241,3 +241,44 @@ def test_token_manager_caches_refreshes_and_keeps_a_valid_token_on_errors() -> N
         assert mgr.next_refresh("u1") is None
 
     asyncio.run(scenario())
+
+
+def test_refreshed_token_rewrites_the_file_atomically(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from kubelet import sa_token
+
+    now = [2_000_000.0]
+    issued: list[str] = []
+
+    class FakeClient:
+        async def create_subresource(self, *_args: object) -> dict[str, object]:
+            issued.append(f"tok-{len(issued) + 1}")
+            exp = datetime.fromtimestamp(now[0] + 600, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return {"status": {"token": issued[-1], "expirationTimestamp": exp}}
+
+    async def scenario() -> None:
+        mgr = sa_token.TokenManager(FakeClient(), clock=lambda: now[0])
+        vm = volumes.VolumeManager(str(tmp_path), runtime=None)
+        cms = {"kube-root-ca.crt": {"data": {"ca.crt": "PEM"}}}
+
+        async def sync() -> Path:
+            tokens = {
+                sa_token.source_id(s): await mgr.get(SA_POD, s) for _, s in sa_token.token_sources(SA_POD)
+            }
+            mounted = await vm.setup(SA_POD, PodSources(cms, tokens=tokens), {})
+            return Path(mounted["kube-api-access-abcde"].source) / "token"
+
+        path = await sync()
+        assert path.read_bytes() == b"tok-1"
+        inode = path.stat().st_ino
+        now[0] += 300  # not yet due: the same token, the file untouched
+        assert (await sync()).stat().st_ino == inode
+        now[0] += 181  # past 80 % of 600 s
+        path = await sync()
+        assert path.read_bytes() == b"tok-2"
+        assert path.stat().st_ino != inode  # replaced by a rename, never written in place
+        assert sorted(p.name for p in path.parent.iterdir()) == ["ca.crt", "namespace", "token"]
+
+    asyncio.run(scenario())
