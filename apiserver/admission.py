@@ -407,7 +407,7 @@ def limit_errors(pod: Obj, limit_ranges: list[Obj]) -> list[str]:
         for item in _dl(_d(lr.get("spec")).get("limits")):
             kind = item.get("type")
             if kind == "Container":
-                for c in _dl(spec.get("initContainers")) + _dl(spec.get("containers")):
+                for c in _dl(spec.get("containers")) + _dl(spec.get("initContainers")):
                     res = _d(c.get("resources"))
                     errs += _item_errors(item, "Container", _d(res.get("requests")), _d(res.get("limits")))
             elif kind == "Pod":
