@@ -265,8 +265,16 @@ async def create_latency(api_url: str, etcd_url: str, seconds: int, tls: Any = T
             assert r.status_code == 200, r.text
 
         async def create(i: int) -> None:
-            r = await api.post(f"{api_url}/api/v1/namespaces/{NS}/configmaps", json=payload(f"l-{run}-{i}"))
-            assert r.status_code == 201, r.text
+            for attempt in range(3):  # a pooled connection the server closed: send again
+                try:
+                    r = await api.post(
+                        f"{api_url}/api/v1/namespaces/{NS}/configmaps", json=payload(f"l-{run}-{i}")
+                    )
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
+            assert r.status_code == 201 or attempt and r.status_code == 409, r.text
 
         raw = await fixed_rate(100, seconds, put)
         api = await fixed_rate(100, seconds, create)
