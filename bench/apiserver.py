@@ -455,6 +455,13 @@ async def bench(args: argparse.Namespace) -> dict:
                 security_cost, server.url, insecure_url, user, args.seconds, server.proc.pid
             )
         )
+        for op in ("create", "get"):  # printed at once too: the rest of the run takes minutes
+            sec, ins = results[f"secure_{op}_c32"], results[f"insecure_{op}_c32"]
+            print(
+                f"{op} c32: secure {sec['rate']:.0f}/s, insecure {ins['rate']:.0f}/s, "
+                f"ratio {sec['rate'] / ins['rate']:.2f}",
+                flush=True,
+            )
         loads = await asyncio.to_thread(
             throughput, server.url, etcd_proc.url, args.concurrency, args.seconds, admin
         )
