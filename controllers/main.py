@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the cluster CA (PEM) published as ConfigMap kube-root-ca.crt in every namespace"
         " (default: the CA of the kubeconfig)",
     )
+    p.add_argument(
+        "--resource-quota-sync-period",
+        type=float,
+        default=30.0,
+        help="seconds between full recounts of every ResourceQuota's status.used (default 30)",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -98,6 +104,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "job_backoff_seconds": args.job_backoff_seconds,
                 "hostpath_provisioner_dir": args.hostpath_provisioner_dir,
                 "max_endpoints_per_slice": args.max_endpoints_per_slice,
+                "resource_quota_sync_period": args.resource_quota_sync_period,
                 "root_ca_pem": root_ca,
             },
         ),
