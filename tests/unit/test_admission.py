@@ -318,3 +318,36 @@ def test_limit_range_and_quota_validation() -> None:
     quota_obj = {"metadata": {"name": "q", "namespace": "ns"}, "spec": {"hard": {"pods": "1.5", "cpu": "-1"}}}
     fields = {c["field"] for c in validation.validate(rq, quota_obj)}
     assert fields == {"spec.hard[pods]", "spec.hard[cpu]"}
+
+
+def test_quota_controller_status() -> None:
+    from controllers.resourcequota import compute_status
+
+    quota_obj = {
+        "metadata": {"name": "q", "namespace": "ns"},
+        "spec": {
+            "hard": {"pods": "3", "requests.cpu": "2", "count/configmaps": "5", "services.nodeports": "2"}
+        },
+    }
+    running = pod("a", container={"resources": {"requests": {"cpu": "500m"}}})
+    finished = {
+        **pod("b", container={"resources": {"requests": {"cpu": "1"}}}),
+        "status": {"phase": "Failed"},
+    }
+    status = compute_status(
+        quota_obj,
+        {
+            ("", "pods"): [running, finished],
+            ("", "configmaps"): [{"metadata": {"name": "c"}}],
+            ("", "services"): [{"spec": {"type": "NodePort", "ports": [{"port": 1}]}}],
+        },
+    )
+    assert status == {
+        "hard": quota_obj["spec"]["hard"],
+        "used": {"count/configmaps": "1", "pods": "1", "requests.cpu": "500m", "services.nodeports": "1"},
+    }
+    assert quota.resources_of_hard(quota.parse_list(quota_obj["spec"]["hard"])) == {
+        ("", "pods"),
+        ("", "configmaps"),
+        ("", "services"),
+    }
