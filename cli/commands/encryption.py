@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 import yaml
@@ -39,6 +39,9 @@ import yaml
 from apimachinery import errors
 
 from ..kube import CLIError, Kube, kube, out, resolve_kind
+
+if TYPE_CHECKING:
+    import httpx
 
 app = typer.Typer(
     help="Secrets' encryption at rest: show the keys in use, rotate the key.", no_args_is_help=True
@@ -189,13 +192,25 @@ class EtcdReader:
     def __init__(
         self, url: str, ca: str | None = None, cert: str | None = None, key: str | None = None
     ) -> None:
+        self.url = url
+        self.tls = (ca, cert, key)
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        import ssl
+
         import httpx
 
-        self.url = url
-        verify: Any = ca or True
-        self.http = httpx.Client(
-            base_url=url, verify=verify, cert=(cert, key) if cert and key else None, timeout=10.0
-        )
+        if self._http is None:
+            ca, cert, key = self.tls
+            verify: Any = True
+            if ca or cert:
+                verify = ssl.create_default_context(cafile=ca)
+                if cert and key:
+                    verify.load_cert_chain(cert, key)
+            self._http = httpx.Client(base_url=self.url, verify=verify, timeout=10.0)
+        return self._http
 
     def values(self, prefix: str) -> Iterator[tuple[str, bytes]]:
         import httpx

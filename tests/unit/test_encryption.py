@@ -214,3 +214,24 @@ def test_stored_key_names_the_provider_and_key() -> None:
 
     assert stored_key(b"k8s:enc:aesgcm:v1:key2:\x00\x01") == "aesgcm:key2"
     assert stored_key(b'{"kind":"Secret"}') == "identity"
+
+
+def test_the_clusters_etcd_is_read_over_tls_when_its_pki_has_a_client_certificate(tmp_path: Path) -> None:
+    import json
+
+    from cli.commands.encryption import etcd_reader
+
+    (tmp_path / "config.json").write_text(json.dumps({"etcd_port": 12379}))
+    assert etcd_reader(tmp_path, None, None, None, None).url == "http://127.0.0.1:12379"
+    (tmp_path / "pki").mkdir()
+    for name in ("ca.crt", "apiserver-etcd-client.crt", "apiserver-etcd-client.key"):
+        (tmp_path / "pki" / name).write_text("")
+    reader = etcd_reader(tmp_path, None, None, None, None)
+    assert reader.url == "https://127.0.0.1:12379"
+    assert reader.tls == (
+        str(tmp_path / "pki" / "ca.crt"),
+        str(tmp_path / "pki" / "apiserver-etcd-client.crt"),
+        str(tmp_path / "pki" / "apiserver-etcd-client.key"),
+    )
+    given = etcd_reader(tmp_path, "https://10.0.0.2:2379,https://10.0.0.3:2379", "ca.pem", None, None)
+    assert given.url == "https://10.0.0.2:2379" and given.tls == ("ca.pem", None, None)
