@@ -55,7 +55,7 @@ def peer_identity(transport: Any) -> tuple[UserInfo | None, dict[str, Any] | Non
             log.warning("client certificate could not be read; treating the connection as anonymous")
             user = None
     cipher = sslobj.cipher()
-    ext = {
+    ext: dict[str, Any] = {
         "server_cert": None,
         "client_cert_chain": [],
         "client_cert_name": name,
