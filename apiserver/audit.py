@@ -5,7 +5,8 @@ Kubernetes' log backend with a Metadata-level policy for everything: who (``user
 the answer (``responseStatus.code``), when (``requestReceivedTimestamp``, ``stageTimestamp``; their
 difference is the latency) and why it was allowed or refused (the ``authorization.k8s.io/decision``
 and ``authorization.k8s.io/reason`` annotations).  Request and response bodies are never logged.
-Only the ``ResponseComplete`` stage is written (a watch's event comes when the watch ends).
+Only the ``ResponseComplete`` stage is written; a streamed response (a watch, a followed log) is
+recorded when the pipeline hands it over, that is when it starts.
 
 Writing happens off the request path: :meth:`AuditLog.record` puts the request's facts on a queue
 and returns; a thread turns them into JSON and appends them to the file, which is rotated by size
