@@ -75,13 +75,16 @@ def desired_service(cluster_ip: str, secure_port: int) -> Obj:
     }
 
 
-def service_update(current: Obj, secure_port: int) -> Obj | None:
+def service_update(current: Obj, secure_port: int, live_ports: frozenset[int] = frozenset()) -> Obj | None:
     """The repaired Service when its type, ports or labels were changed; None when it is right.
 
-    The ClusterIP is immutable: a Service that holds another address is deleted and made again."""
+    A ``targetPort`` that is the secure port of any live API server is right (servers on other
+    ports of one host would otherwise take the Service from each other in turn).  The ClusterIP is
+    immutable: a Service that holds another address is deleted and made again."""
     spec = current.get("spec") or {}
     labels = (current.get("metadata") or {}).get("labels") or {}
-    want_ports = service_ports(secure_port)
+    target = next((p.get("targetPort") for p in spec.get("ports") or [] if isinstance(p, dict)), None)
+    want_ports = service_ports(target if isinstance(target, int) and target in live_ports else secure_port)
     have_ports = [
         {k: p.get(k) for k in ("name", "port", "protocol", "targetPort")} for p in spec.get("ports") or []
     ]
@@ -228,7 +231,7 @@ class KubernetesServiceReconciler:
         except errors.NotFound:
             return None
 
-    async def ensure_service(self) -> None:
+    async def ensure_service(self, live_ports: frozenset[int] = frozenset()) -> None:
         reg = self._reg(SERVICES)
         svc = await self._get(SERVICES)
         if svc is not None and (svc.get("spec") or {}).get("clusterIP") not in (None, "", self.cluster_ip):
@@ -248,7 +251,7 @@ class KubernetesServiceReconciler:
             except errors.AlreadyExists:
                 pass
             return
-        new = service_update(svc, self.port)
+        new = service_update(svc, self.port, live_ports)
         if new is not None:
             await reg.update(NAMESPACE, NAME, new)
             log.info("repaired service default/kubernetes")
@@ -311,7 +314,7 @@ class KubernetesServiceReconciler:
         """One pass: refresh this server's record, then make the three objects right."""
         await self.refresh_lease()
         servers = await self.live_servers()
-        await self.ensure_service()
+        await self.ensure_service(frozenset(port for _ip, port in servers))
         await self.ensure_endpoints(servers)
         await self.ensure_slices(servers)
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from testkit import wait
-from testkit.processes import APIServerProcess, Process, controller_manager, dump_logs
+from testkit.processes import APIServerProcess, EtcdProcess, Process, controller_manager, dump_logs
 
 SVC = "/api/v1/namespaces/default/services/kubernetes"
 EP = "/api/v1/namespaces/default/endpoints/kubernetes"
@@ -107,6 +107,41 @@ def test_kubernetes_service_repaired_when_deleted_or_changed(api: httpx.Client) 
         lambda: (s := get(api, SLICE)) and s["metadata"]["uid"] != old_slice["metadata"]["uid"],
         "endpointslice made again",
     )
+
+
+def endpoint_ports(api: httpx.Client) -> set[int]:
+    ep = get(api, EP) or {}
+    return {p["port"] for s in ep.get("subsets") or [] for p in s.get("ports") or []}
+
+
+def test_each_live_api_server_is_an_endpoint(
+    etcd: EtcdProcess, apiserver: APIServerProcess, api: httpx.Client
+) -> None:
+    until(lambda: endpoint_ports(api) == {apiserver.port}, "one API server's endpoint")
+    with APIServerProcess(etcd.url) as second:
+        until(lambda: endpoint_ports(api) == {apiserver.port, second.port}, "both API servers' endpoints")
+        first_port, other_port = sorted((apiserver.port, second.port))
+        slices = {
+            s["metadata"]["name"]: [p["port"] for p in s["ports"]]
+            for s in api.get(
+                "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices",
+                params={"labelSelector": "kubernetes.io/service-name=kubernetes"},
+            ).json()["items"]
+        }
+        assert slices == {"kubernetes": [first_port], f"kubernetes-{other_port}": [other_port]}
+        # the Service keeps one target port, not taken in turn by each server: a change to the
+        # Endpoints makes both reconcile, and the Service stays as it was
+        svc = get(api, SVC)
+        assert svc is not None and svc["spec"]["ports"][0]["targetPort"] in (apiserver.port, second.port)
+        ep = get(api, EP)
+        assert ep is not None
+        ep["subsets"] = []
+        assert api.put(EP, json=ep).status_code == 200
+        until(lambda: endpoint_ports(api) == {apiserver.port, second.port}, "the endpoints repaired")
+        assert get(api, SVC)["metadata"]["resourceVersion"] == svc["metadata"]["resourceVersion"]  # type: ignore[index]
+    # a server that stops takes its address away
+    until(lambda: endpoint_ports(api) == {apiserver.port}, "the stopped API server's endpoint removed")
+    until(lambda: get(api, f"{SLICE}-{other_port}") is None, "the stopped API server's slice removed")
 
 
 # --- root CA publisher ---------------------------------------------------------------------------
