@@ -36,6 +36,7 @@ from apimachinery.pki import load_certificate, subject_of
 from apimachinery.resources import ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
 
+from . import admission
 from .authtypes import (
     ALL_AUTHENTICATED,
     ALL_UNAUTHENTICATED,
@@ -625,6 +626,7 @@ async def token_request(
         else:
             node = obj
         ref = {"kind": kind, "apiVersion": api_version, "name": ref_name, "uid": uid}
+    admission.admit_token_request(name, pod)  # NodeRestriction: a kubelet's tokens are for its pods
     token, exp = tokens.issue(namespace, sa, audiences, expiration, pod=pod, node=node, secret=secret)
     out_spec: dict[str, Any] = {
         "audiences": audiences,
