@@ -724,7 +724,7 @@ class Admission:
     ) -> Callable[[Obj], Any]:
         """``apply`` (the registry's update function) followed by admission of its result."""
         user = current_user.get()
-        if not self._update_interesting(info, user, subresource):
+        if not self._update_interesting(info, user, subresource, namespace or ""):
             return apply  # nothing to admit: no cost on the hot paths (status writes)
 
         async def admitted(current: Obj) -> Any:
@@ -755,15 +755,32 @@ class Admission:
         old = await get(namespace, name)
         await self._run(Request("DELETE", info, namespace or "", name, None, old, "", user, dry_run))
 
-    def _update_interesting(self, info: ResourceInfo, user: UserInfo | None, subresource: str | None) -> bool:
-        if node_name_of(user) is not None:
+    def _update_interesting(
+        self, info: ResourceInfo, user: UserInfo | None, subresource: str | None, namespace: str
+    ) -> bool:
+        """Whether an update may be refused or charged: cache lookups only, so that the updates
+        nothing admits (most of them) cost nothing."""
+        if node_name_of(user) is not None and self.enabled("NodeRestriction"):
             return True
         kind = (info.group, info.kind)
-        if kind == ("", "Namespace") or kind in _QUOTA_ON_UPDATE:
-            return not subresource
-        if not subresource or subresource == "ephemeralcontainers":
-            return kind == ("", "Pod") or kind in podsecurity.TEMPLATE_KINDS
+        if kind == ("", "Namespace"):
+            return not subresource and self.enabled("PodSecurity")
+        if kind in _QUOTA_ON_UPDATE:
+            return not subresource and bool(
+                self._namespaced_list("resourcequotas", namespace)
+                or (kind[1] == "PersistentVolumeClaim" and self._namespaced_list("limitranges", namespace))
+            )
+        if (not subresource or subresource == "ephemeralcontainers") and (
+            kind == ("", "Pod") or kind in podsecurity.TEMPLATE_KINDS
+        ):
+            return self.enabled("PodSecurity") and bool(self._pod_security_labels(namespace))
         return False
+
+    def _pod_security_labels(self, namespace: str) -> dict[str, Any]:
+        namespaces = self._cached("namespaces")
+        ns = namespaces.cache.get(namespaces.key(None, namespace)) if namespace else None
+        labels = _d(_d((ns or {}).get("metadata")).get("labels"))
+        return {k: v for k, v in labels.items() if k.startswith(podsecurity.LABEL_PREFIX)}
 
     async def _run(self, req: Request) -> None:
         # mutating phase
@@ -862,9 +879,8 @@ class Admission:
             old = podsecurity.pod_spec_of(gk[0], gk[1], req.old)
             if old is not None and old[1] == found[1]:
                 return  # only metadata changed: not evaluated again, as Kubernetes
-        ns = self._cached("namespaces").cache.get(self._cached("namespaces").key(None, req.namespace))
-        labels = _d(_d((ns or {}).get("metadata")).get("labels"))
-        if not any(k.startswith(podsecurity.LABEL_PREFIX) for k in labels):
+        labels = self._pod_security_labels(req.namespace)
+        if not labels:
             return
         policy = podsecurity.namespace_policy(labels)
         meta, spec = found
