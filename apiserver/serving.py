@@ -19,12 +19,18 @@ import logging
 import signal
 import socket
 import ssl
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import uvicorn
+from uvicorn.config import UvicornDeprecationWarning
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
+
+with warnings.catch_warnings():
+    # the legacy websockets protocol: the one the exec/attach/port-forward relays are built on
+    warnings.simplefilter("ignore", UvicornDeprecationWarning)
+    from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
 
 from .authn import UNSECURED, x509_user
 from .authtypes import UserInfo
