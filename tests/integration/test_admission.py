@@ -3,6 +3,7 @@ ServiceAccount, LimitRanger, ResourceQuota, NodeRestriction and Pod Security adm
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from testkit.api import create_namespace, merge_patch
+from testkit.prereq import require_kubectl
 from testkit.processes import APIServerProcess, Process, controller_manager, running
 from testkit.wait import unique, wait_for
 
@@ -393,4 +395,34 @@ def test_quota_charges_service_updates(api: httpx.Client, quota_controller: Proc
     assert r.json()["message"] == (
         'services "web" is forbidden: exceeded quota: ports, requested: services.nodeports=1, '
         "used: services.nodeports=1, limited: services.nodeports=1"
+    )
+
+
+def test_kubectl_shows_pod_security_refusal_and_warning(
+    apiserver: APIServerProcess, api: httpx.Client
+) -> None:
+    ns = unique("psa")
+    labels = {
+        "pod-security.kubernetes.io/enforce": "baseline",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+    assert (
+        api.post("/api/v1/namespaces", json={"metadata": {"name": ns, "labels": labels}}).status_code == 201
+    )
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [require_kubectl(), "--kubeconfig", apiserver.kubeconfig, "-n", ns, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    refused = kubectl("run", "root", "--image=busybox:1.36", "--overrides", '{"spec": {"hostPID": true}}')
+    assert refused.returncode != 0
+    assert (
+        'Error from server (Forbidden): pods "root" is forbidden: violates PodSecurity "baseline:latest": '
+        "host namespaces (hostPID=true)"
+    ) in refused.stderr
+    warned = kubectl("run", "plain", "--image=busybox:1.36")
+    assert warned.returncode == 0, warned.stderr
+    assert (
+        'Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false'
+        in warned.stderr
     )
