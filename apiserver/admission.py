@@ -298,8 +298,8 @@ def apply_limit_defaults(pod: Obj, limit_ranges: list[Obj]) -> bool:
             resources = c.get("resources")
             if not isinstance(resources, dict):
                 resources = c["resources"] = {}
-            c_limits = resources.get("limits") if isinstance(resources.get("limits"), dict) else {}
-            c_requests = resources.get("requests") if isinstance(resources.get("requests"), dict) else {}
+            c_limits: Obj = dict(_d(resources.get("limits")))
+            c_requests: Obj = dict(_d(resources.get("requests")))
             set_limits = sorted(k for k in limits if k not in c_limits)
             set_requests = sorted(k for k in requests if k not in c_requests)
             for k in set_limits:

@@ -57,7 +57,7 @@ def namespace_policy(labels: dict[str, Any] | None) -> dict[str, tuple[str, str]
         raw = labels.get(LABEL_PREFIX + mode)
         level = PRIVILEGED if raw is None else (parse_level(raw) or RESTRICTED)
         version = labels.get(f"{LABEL_PREFIX}{mode}-version")
-        out[mode] = (level, version if parse_version(version) else "latest")
+        out[mode] = (level, str(version) if parse_version(version) else "latest")
     return out
 
 
