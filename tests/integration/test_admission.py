@@ -317,6 +317,17 @@ def test_pod_security_baseline_warn_only(api: httpx.Client) -> None:
     assert r.headers["warning"] == (
         '299 - "would violate PodSecurity \\"baseline:latest\\": host namespaces (hostNetwork=true)"'
     )
+    # enforcing baseline now warns about the pods already there
+    r = merge_patch(
+        api,
+        f"/api/v1/namespaces/{ns}",
+        {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers.get_list("warning") == [
+        f'299 - "existing pods in namespace \\"{ns}\\" violate the new PodSecurity enforce level \\"baseline:latest\\""',
+        '299 - "hostnet: host namespaces"',
+    ]
 
 
 def test_node_restriction(apiserver: APIServerProcess, api: httpx.Client) -> None:
