@@ -402,6 +402,9 @@ def cluster_roles() -> list[Obj]:
                 rule(READ, [""], ["nodes"]),
                 EVENTS_WRITE,
                 rule(["list", "watch"], ["discovery.k8s.io"], ["endpointslices"]),
+                # minik's proxy is also the service load balancer: it reports its node's
+                # addresses in status.loadBalancer of LoadBalancer Services
+                rule(["get", "patch", "update"], [""], ["services/status"]),
             ],
         ),
         cluster_role(

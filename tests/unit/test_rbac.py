@@ -390,6 +390,8 @@ def test_bootstrap_policy_grants() -> None:
     proxy = UserInfo("system:kube-proxy", ("system:authenticated",))
     assert idx.authorize(res(proxy, "watch", "endpointslices", "", group="discovery.k8s.io")).allowed
     assert idx.authorize(res(proxy, "list", "services", "")).allowed
+    assert idx.authorize(res(proxy, "update", "services", "default", "lb", sub="status")).allowed
+    assert not idx.authorize(res(proxy, "update", "services", "default", "lb")).allowed
     assert not idx.authorize(res(proxy, "get", "secrets", "default", "s")).allowed
 
     dns = UserInfo("system:minik-dns", ("system:authenticated",))
