@@ -74,7 +74,7 @@ class Authorizer:
             storage.registry(info).cache
             for info in (ROLES, CLUSTER_ROLES, ROLE_BINDINGS, CLUSTER_ROLE_BINDINGS)
         )
-        self._stamp: tuple[Any, ...] = ()
+        self._stamp: tuple[int, ...] = ()
         self._index = rbac.RBACIndex()
         self._decisions: dict[Attributes, Decision] = {}
         self.graph = NodeGraph()
@@ -120,9 +120,18 @@ class Authorizer:
 
     # --- decisions -------------------------------------------------------------------------------
     def _current_index(self) -> rbac.RBACIndex:
-        stamp = tuple(
-            (id(c.objects), len(c.objects), c.events[-1].revision if c.events else c.start_revision)
-            for c in self._caches
+        # every change a cache applies is its newest event; a relist moves its start revision
+        c0, c1, c2, c3 = self._caches
+        e0, e1, e2, e3 = c0.events, c1.events, c2.events, c3.events
+        stamp = (
+            e0[-1].revision if e0 else -c0.start_revision - 1,
+            e1[-1].revision if e1 else -c1.start_revision - 1,
+            e2[-1].revision if e2 else -c2.start_revision - 1,
+            e3[-1].revision if e3 else -c3.start_revision - 1,
+            id(c0.objects),
+            id(c1.objects),
+            id(c2.objects),
+            id(c3.objects),
         )
         if stamp != self._stamp:
             roles, cluster_roles, role_bindings, cluster_role_bindings = (
