@@ -11,6 +11,7 @@ a test fails.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -172,7 +173,12 @@ def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -
     assert f"node {cluster.node} Ready" in out
     status = cluster.minik("status", "--state-dir", str(cluster.state)).stdout
     assert "unhealthy" not in status, status
-    assert "readyz ok" in status and f"node {cluster.node} Ready" in status and "NXDOMAIN" in status
+    assert "readyz ok" in status and f"node {cluster.node} Ready" in status
+    # the cluster DNS answers the `kubernetes` Service's name with its ClusterIP, the first service IP
+    service_ip = str(
+        next(ipaddress.ip_network(cluster.up_args[cluster.up_args.index("--service-cidr") + 1]).hosts())
+    )
+    assert f"NOERROR {service_ip}" in status
     # the real kubectl drives the cluster through the context `minik up` wrote
     nodes = subprocess.run(
         [cluster.kubectl, "--cache-dir", str(cluster.state / "kubectl-cache"), "get", "nodes"],
@@ -266,7 +272,9 @@ def test_a_user_kubeconfig_is_a_separate_identity(cluster: Cluster) -> None:
         lambda: kubectl("--context", "minik-alice", "get", "pods").returncode == 0,
         timeout=10,
     )
-    assert kubectl("--context", "minik-alice", "delete", "pods", "--all").returncode != 0
+    refused = kubectl("--context", "minik-alice", "create", "configmap", "by-alice", "--from-literal", "a=b")
+    assert refused.returncode != 0
+    assert 'configmaps is forbidden: User "alice" cannot create resource "configmaps"' in refused.stderr
 
 
 def test_first_app_with_get_describe_logs_exec_and_the_node_port(cluster: Cluster) -> None:
