@@ -16,7 +16,7 @@ from typing import Any
 from apimachinery import defaults, errors
 from apimachinery.resources import ResourceInfo
 from apimachinery.timefmt import rfc3339
-from apiserver import crdschema, validation
+from apiserver import crdschema, managedfields, validation
 
 # Kinds whose spec changes move metadata.generation (and whose controllers report observedGeneration).
 GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Ingress"})
@@ -79,7 +79,7 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
     meta.pop("deletionTimestamp", None)
     meta.pop("deletionGracePeriodSeconds", None)
     meta.pop("selfLink", None)
-    meta.pop("managedFields", None)
+    request_entries = meta.pop("managedFields", None)
     if has_generation(info):
         meta["generation"] = 1
     else:
@@ -98,6 +98,7 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
     if status is not None:
         obj["status"] = status
     _validate(info, obj, None)
+    managedfields.track_create(info, obj, request_entries)
 
 
 def _validate(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
@@ -131,6 +132,8 @@ def prepare_for_update(
     Returns the object to store.  The main resource never changes ``status``; ``/status`` changes
     only ``status``.  ``generation`` moves when the spec (or anything outside metadata/status) changes.
     """
+    new_meta = new.get("metadata")
+    request_entries = new_meta.get("managedFields") if isinstance(new_meta, dict) else None
     if subresource == "status":
         result = copy.deepcopy(old)
         if "status" in new:
@@ -180,6 +183,7 @@ def prepare_for_update(
     if info.custom and subresource == "status":
         crdschema.prepare(info, result)
     _validate(info, result, old)
+    managedfields.track_update(info, result, old, request_entries, subresource)
     return result
 
 
