@@ -48,7 +48,7 @@ PVCS = kind_info("v1", "PersistentVolumeClaim")
 AUTHORIZATION_GROUP = "authorization.k8s.io"
 
 ALLOWED = Decision(True, "")
-CACHE_SIZE = 50_000
+CACHE_SIZE = 10_000
 GRAPH_POLL_SECONDS = 0.2
 
 
