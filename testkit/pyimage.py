@@ -45,22 +45,28 @@ def _ensure_debootstrap() -> str:
     )
     if found:
         return found
+    from testkit.prereq import require
+
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-q", "debootstrap"], check=True, capture_output=True, env=env
-    )
+    try:
+        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "debootstrap"], check=True, capture_output=True, env=env
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        require(False, f"debootstrap ({exc})", "apt-get install debootstrap")
     return shutil.which("debootstrap") or "/usr/sbin/debootstrap"
 
 
 def ensure_python_image(name: str = BASE_IMAGE) -> str:
     """Debian bookworm (minbase) with python3, imported into Docker as ``name`` unless it exists."""
-    from testkit.prereq import require_docker
+    from testkit.prereq import require, require_docker, require_root
 
     require_docker()
     with _lock:
         if _image_exists(name):
             return name
+        require_root()  # debootstrap makes device nodes and chroots
         debootstrap = _ensure_debootstrap()
         with tempfile.TemporaryDirectory(prefix="minik-debootstrap-") as tmp:
             root = Path(tmp) / "root"
@@ -69,8 +75,11 @@ def ensure_python_image(name: str = BASE_IMAGE) -> str:
                 capture_output=True,
                 text=True,
             )
-            if proc.returncode != 0:
-                raise RuntimeError(f"debootstrap failed ({proc.returncode}): {proc.stderr[-2000:]}")
+            require(
+                proc.returncode == 0,
+                f"Debian's packages for debootstrap (exit {proc.returncode}: {proc.stderr[-500:]})",
+                "a reachable Debian mirror (the one apt uses)",
+            )
             shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
             tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
             imported = subprocess.run(
