@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket
 from apimachinery import errors, printers, selectors
 from apimachinery.resources import TOKEN_REQUEST, ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
-from apiserver import openapi, protobuf
+from apiserver import managedfields, openapi, protobuf
 
 from . import (
     authn,
@@ -939,14 +939,18 @@ class APIServer:
                 [errors.cause("metadata.name", "name or generateName is required", "FieldValueRequired")],
                 t.info.group,
             )
-        created = await reg.create(t.namespace, obj, dry_run(q))
+        write = managedfields.write_of(request, t.info, None, managedfields.UPDATE, "CreateOptions")
+        with managedfields.writing(write):
+            created = await reg.create(t.namespace, obj, dry_run(q))
         return self.single(request, t.info, created, 201, headers)
 
     async def update(self, request: Request, reg: Registry, t: Target) -> Response:
         q = request.query_params
         obj, headers = await self.read_object(request, t)
         assert t.name is not None
-        updated = await reg.update(t.namespace, t.name, obj, t.subresource, dry_run(q))
+        write = managedfields.write_of(request, t.info, t.subresource, managedfields.UPDATE, "UpdateOptions")
+        with managedfields.writing(write):
+            updated = await reg.update(t.namespace, t.name, obj, t.subresource, dry_run(q))
         return self.single(request, t.info, updated, 200, headers)
 
     async def patch(self, request: Request, reg: Registry, t: Target) -> Response:
@@ -959,9 +963,19 @@ class APIServer:
         headers: dict[str, str] = {}
         info = t.info
         assert t.name is not None
+        is_apply = ptype == "apply"
+        operation = managedfields.APPLY if is_apply else managedfields.UPDATE
+        write = managedfields.write_of(request, info, t.subresource, operation, "PatchOptions")
+        if is_apply:  # server-side apply (apiserver/managedfields.py)
+            write.config = managedfields.check_config(info, body, t.name)
 
         def patcher(current: dict[str, Any]) -> dict[str, Any]:
-            patched = apply_patch(ptype, current, body, info)
+            if is_apply:
+                patched = managedfields.apply(
+                    info, current, body, write.manager, write.force, t.subresource or ""
+                )
+            else:
+                patched = apply_patch(ptype, current, body, info)
             if isinstance(patched, dict):
                 check_fields(
                     info,
@@ -974,7 +988,17 @@ class APIServer:
                 )
             return patched
 
-        updated = await reg.patch(t.namespace, t.name, patcher, t.subresource, dry_run(q))
+        with managedfields.writing(write):
+            try:
+                updated = await reg.patch(t.namespace, t.name, patcher, t.subresource, dry_run(q))
+            except errors.NotFound:
+                if not is_apply or t.subresource:
+                    raise
+                # an apply creates the object it does not find
+                obj = managedfields.object_to_create(info, body, t.name)
+                check_fields(info, raw, obj, "application/yaml", mode, headers)
+                created = await reg.create(t.namespace, obj, dry_run(q))
+                return self.single(request, info, created, 201, headers)
         return self.single(request, info, updated, 200, headers)
 
     async def delete(self, request: Request, reg: Registry, t: Target) -> Response:
@@ -1056,7 +1080,11 @@ class APIServer:
                 current["metadata"]["resourceVersion"] = want_rv
             return current
 
-        updated = await reg.patch(t.namespace, t.name, patcher, None, dry_run(q))
+        write = managedfields.write_of(
+            request, info, "scale", managedfields.UPDATE, "UpdateOptions" if ptype is None else "PatchOptions"
+        )
+        with managedfields.writing(write):
+            updated = await reg.patch(t.namespace, t.name, patcher, None, dry_run(q))
         return json_response(strategy.scale_of(info, updated))
 
     async def bind(self, request: Request, reg: Registry, t: Target) -> Response:

@@ -61,6 +61,46 @@ class Write:
     subresource: str = ""
     api_version: str = ""
     config: dict[str, Any] | None = None  # the applied configuration (Apply only)
+    force: bool = False
+
+
+def write_of(
+    request: Any, info: ResourceInfo, subresource: str | None, operation: str, options_kind: str
+) -> Write:
+    """The :class:`Write` of an HTTP request: its ``fieldManager`` (checked; required for an
+    apply) or User-Agent, ``force`` (apply only: 422 on other patches)."""
+    q = request.query_params
+    field_manager = q.get("fieldManager") or ""
+    if options_kind == "PatchOptions" and operation != APPLY and q.get("force") is not None:
+        raise errors.invalid(
+            options_kind,
+            "",
+            [
+                errors.cause(
+                    "force", "Forbidden: may not be specified for non-apply patch", "FieldValueForbidden"
+                )
+            ],
+            "meta.k8s.io",
+        )
+    validate_field_manager(field_manager, options_kind, apply=operation == APPLY)
+    force = str(q.get("force") or "").lower()
+    if force not in ("", "true", "false"):
+        raise errors.BadRequest(f'force: invalid value "{q.get("force")}"')
+    return Write(
+        manager=manager_name(field_manager, request.headers.get("user-agent")),
+        operation=operation,
+        subresource=subresource or "",
+        api_version=info.api_version,
+        force=force == "true",
+    )
+
+
+def object_to_create(info: ResourceInfo, config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The object an apply creates when none exists yet: the configuration itself, named by the URL."""
+    obj = copy.deepcopy(config)
+    meta = obj.setdefault("metadata", {})
+    meta["name"] = name
+    return obj
 
 
 WRITE: ContextVar[Write | None] = ContextVar("minik_field_manager", default=None)
@@ -109,7 +149,14 @@ def validate_field_manager(field_manager: str, options_kind: str, apply: bool = 
             )
             break
     if causes:
-        raise errors.invalid(options_kind, "", causes, "meta.k8s.io")
+        raise _options_invalid(options_kind, causes)
+
+
+def _options_invalid(options_kind: str, causes: list[dict[str, str]]) -> errors.Invalid:
+    """``PatchOptions.meta.k8s.io "" is invalid: ...``, as Kubernetes words it."""
+    e = errors.invalid(f"{options_kind}.meta.k8s.io", "", causes)
+    e.kind, e.group = options_kind, "meta.k8s.io"
+    return e
 
 
 # --------------------------------------------------------------------------------------------
@@ -731,7 +778,7 @@ def apply(
         to_remove = mine.fields - keep
         if to_remove:
             prefixes = {p[:i] for p in keep for i in range(1, len(p))}
-            for path in sorted(to_remove, key=len, reverse=True):
+            for path in sorted(to_remove, key=len):  # items before their fields (keys)
                 if path not in prefixes:
                     _remove(merged, path, root_t)
     merged_fields = flatten(info, merged, scope)
