@@ -481,3 +481,41 @@ async def test_attributes_are_reused_only_for_the_same_user() -> None:
     look_alike = UserInfo("bob", ("system:authenticated",))
     await srv.admit(scope(look_alike, "/api/v1/namespaces/ns/pods"), "GET", other)
     assert other.attributes is not None and other.attributes.user is look_alike
+
+
+# --- the serving protocols' view of a connection ----------------------------------------------------
+class FakeSSLObject:
+    def __init__(self, der: bytes | None) -> None:
+        self.der = der
+
+    def getpeercert(self, binary_form: bool = False) -> bytes | None:
+        assert binary_form
+        return self.der
+
+    def cipher(self) -> tuple[str, str, int]:
+        return ("TLS_AES_256_GCM_SHA384", "TLSv1.3", 256)
+
+    def version(self) -> str:
+        return "TLSv1.3"
+
+
+class FakeTransport:
+    def __init__(self, sslobj: FakeSSLObject | None) -> None:
+        self.sslobj = sslobj
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.sslobj if name == "ssl_object" else None
+
+
+def test_peer_identity_of_a_connection() -> None:
+    from apiserver.serving import peer_identity
+
+    user, ext = peer_identity(FakeTransport(FakeSSLObject(make_cert("alice", ("dev",)))))
+    assert user == UserInfo("alice", ("dev", "system:authenticated"))
+    assert ext is not None and ext["tls"]["client_cert_name"] == "CN=alice"
+    assert ext["tls"]["tls_version"] == 0x0304
+    # TLS without a client certificate: no user (anonymous or a bearer token decides)
+    user, ext = peer_identity(FakeTransport(FakeSSLObject(None)))
+    assert user is None and ext is not None and ext["tls"]["client_cert_name"] is None
+    # plain HTTP
+    assert peer_identity(FakeTransport(None)) == (None, None)
