@@ -30,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 with warnings.catch_warnings():
     # the legacy websockets protocol: the one the exec/attach/port-forward relays are built on
     warnings.simplefilter("ignore", UvicornDeprecationWarning)
+    warnings.simplefilter("ignore", DeprecationWarning)  # websockets.legacy
     from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
 
 from .authn import UNSECURED, x509_user
