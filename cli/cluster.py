@@ -492,7 +492,8 @@ def health(
     if api is None:
         own = _api_client(state, cfg)
         if own is None:
-            return {name: Health(False, f"no credentials in {state}/pki") for name in ORDER}
+            why = f"cannot read the admin certificate in {state}/pki (run as the user who ran minik up)"
+            return {name: Health(False, why) for name in ORDER}
         with own:
             return health(state, cfg, pool, own, skip)
     status = read_json(state / "status.json")
