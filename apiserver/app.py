@@ -564,6 +564,11 @@ class APIServer:
             return await self.health(head, request)
         if head == "version":
             return json_response(discovery.version_info())
+        tokens = self.security.tokens if self.security is not None else None
+        if tokens is not None and path in ("/.well-known/openid-configuration", "/openid/v1/jwks"):
+            doc = authn.openid_configuration(tokens) if head == ".well-known" else authn.jwks(tokens)
+            ctype = JSON if head == ".well-known" else "application/jwk-set+json"
+            return Response(orjson.dumps(doc), media_type=ctype)
         if head == "openapi":
             return self.openapi(parts)
         if head in ("api", "apis") and len(parts) == 1:

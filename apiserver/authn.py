@@ -678,3 +678,31 @@ def self_subject_review(user: UserInfo) -> dict[str, Any]:
         "metadata": {"creationTimestamp": rfc3339()},
         "status": {"userInfo": user.to_status()},
     }
+
+
+# --- service account issuer discovery ----------------------------------------------------------------
+def openid_configuration(tokens: ServiceAccountTokens) -> dict[str, Any]:
+    """``/.well-known/openid-configuration`` for the service-account issuer, as Kubernetes serves it
+    (the JWKS at ``ISSUER/openid/v1/jwks``)."""
+    return {
+        "issuer": tokens.issuer,
+        "jwks_uri": tokens.issuer.rstrip("/") + "/openid/v1/jwks",
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": tokens.algorithms,
+    }
+
+
+def jwks(tokens: ServiceAccountTokens) -> dict[str, Any]:
+    """``/openid/v1/jwks``: every public key that verifies service-account tokens."""
+    keys = []
+    seen = set()
+    for key, alg in tokens.keys:
+        kid = key_id(key)
+        if kid in seen:
+            continue
+        seen.add(kid)
+        algorithm = jwt.algorithms.RSAAlgorithm if alg == "RS256" else jwt.algorithms.ECAlgorithm
+        jwk = algorithm.to_jwk(key, as_dict=True)
+        keys.append({"use": "sig", **jwk, "kid": kid, "alg": alg})
+    return {"keys": keys}

@@ -324,6 +324,16 @@ def test_reviews_are_never_stored(server: Server) -> None:
         assert c.get(SSR).status_code == 405
 
 
+def test_service_account_issuer_discovery(server: Server) -> None:
+    with server.admin() as c:
+        config = c.get("/.well-known/openid-configuration").json()
+        keys = c.get("/openid/v1/jwks").json()["keys"]
+    assert config["issuer"] == ISSUER and config["jwks_uri"] == f"{ISSUER}/openid/v1/jwks"
+    token = request_token(server, audiences=["vault"], expirationSeconds=600)
+    key = jwt.PyJWK(next(k for k in keys if k["kid"] == jwt.get_unverified_header(token)["kid"]))
+    assert jwt.decode(token, key.key, algorithms=["RS256"], audience="vault")["iss"] == ISSUER
+
+
 # --- impersonation ----------------------------------------------------------------------------------
 def test_admin_impersonates_a_user_and_group(server: Server) -> None:
     with server.admin(headers={"Impersonate-User": "alice", "Impersonate-Group": "team"}) as c:

@@ -519,3 +519,19 @@ def test_peer_identity_of_a_connection() -> None:
     assert user is None and ext is not None and ext["tls"]["client_cert_name"] is None
     # plain HTTP
     assert peer_identity(FakeTransport(None)) == (None, None)
+
+
+def test_issuer_discovery_documents_verify_issued_tokens(tokens: ServiceAccountTokens) -> None:
+    config = authn.openid_configuration(tokens)
+    assert config["issuer"] == ISSUER
+    assert config["jwks_uri"] == f"{ISSUER}/openid/v1/jwks"
+    assert config["id_token_signing_alg_values_supported"] == ["RS256"]
+    keys = authn.jwks(tokens)["keys"]
+    assert len(keys) == 1 and keys[0]["use"] == "sig" and keys[0]["kty"] == "RSA"
+    token, _ = tokens.issue("ns", sa_obj(), ["api"], 600)
+    assert jwt.get_unverified_header(token)["kid"] == keys[0]["kid"]
+    key = jwt.PyJWK(keys[0])
+    assert (
+        jwt.decode(token, key.key, algorithms=["RS256"], audience="api")["sub"]
+        == "system:serviceaccount:ns:bot"
+    )
