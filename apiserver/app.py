@@ -506,7 +506,11 @@ class APIServer:
                 authorization = value
             elif name[:12] == b"impersonate-":
                 impersonating = True
-        who.user = user = await security.authenticator.authenticate(cert_user, authorization)
+        if cert_user is not None:  # a verified client certificate comes first, as in Kubernetes
+            user = cert_user
+        else:
+            user = await security.authenticator.authenticate(None, authorization)
+        who.user = user
         if impersonating:
             who.impersonated = user = security.impersonate(user, scope["headers"], who)
         # the same user asking the same thing again (a client polling, a controller's gets) reuses
