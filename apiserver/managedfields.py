@@ -801,7 +801,7 @@ def apply(
         mine.fields = applied
         mine.time = rfc3339()
         mine.raw = None
-    merged.setdefault("metadata", {})["managedFields"] = encode_managed(managers)
+    _set_managed(merged, encode_managed(managers))
     return merged
 
 
