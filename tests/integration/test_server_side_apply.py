@@ -396,3 +396,32 @@ def test_official_client_server_side_apply(dyn: dynamic.DynamicClient, ns: str) 
         _content_type="application/apply-patch+yaml",
     )
     assert typed.data == {"k": "v2", "extra": "e"}
+
+
+def test_apply_to_the_status_subresource(api: httpx.Client, ns: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/stapply"
+    assert apply(api, path, deployment("stapply", 1), "alice").status_code == 201
+    status_config = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "stapply"},
+        "status": {"observedGeneration": 3},
+    }
+    r = apply(api, f"{path}/status", status_config, "ctrl")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"]["observedGeneration"] == 3
+    e = entries(r.json())[("ctrl", "Apply")]
+    assert e["subresource"] == "status"
+    assert e["fieldsV1"] == {"f:status": {"f:observedGeneration": {}}}
+    # the main resource's apply neither changes nor owns status
+    r = apply(api, path, {**deployment("stapply", 1), "status": {"observedGeneration": 9}}, "alice")
+    assert r.status_code == 200, r.text
+    assert r.json()["status"]["observedGeneration"] == 3
+    assert "f:status" not in entries(r.json())[("alice", "Apply")]["fieldsV1"]
+    # another status manager changing the field conflicts with ctrl's /status entry
+    status_config["status"]["observedGeneration"] = 4
+    r = apply(api, f"{path}/status", status_config, "other")
+    assert r.status_code == 409
+    assert r.json()["message"] == (
+        'Apply failed with 1 conflict: conflict with "ctrl" with subresource "status": .status.observedGeneration'
+    )
