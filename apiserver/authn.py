@@ -508,11 +508,15 @@ class ServiceAccountTokens:
     async def lookup(
         self, info: ResourceInfo | None, namespace: str | None, name: str
     ) -> dict[str, Any] | None:
-        """An object from its watch cache (etcd while the cache is not ready)."""
+        """An object from its watch cache; from etcd while the cache is not ready or does not hold
+        it (an object created a moment ago may not have reached the cache yet), as Kubernetes'
+        token getter falls back to a live lookup."""
         assert info is not None
         reg = self.storage.registry(info)
         if reg.cache.ready.is_set():
-            return reg.cache.get(info.key(namespace, name))
+            obj = reg.cache.get(info.key(namespace, name))
+            if obj is not None:
+                return obj
         try:
             return await reg.get(namespace, name)
         except errors.NotFound:

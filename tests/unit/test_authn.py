@@ -52,6 +52,16 @@ class FakeCache:
 class FakeRegistry:
     def __init__(self, cache: FakeCache) -> None:
         self.cache = cache
+        self.live_reads = 0
+
+    async def get(self, namespace: str | None, name: str) -> dict[str, Any]:
+        """etcd: the same objects (a cache miss reads here)."""
+        self.live_reads += 1
+        for obj in self.cache.objects.values():
+            meta = obj["metadata"]
+            if meta["name"] == name and meta.get("namespace") == namespace:
+                return obj
+        raise errors.NotFound(f'"{name}" not found')
 
 
 class FakeStorage:
@@ -535,3 +545,13 @@ def test_issuer_discovery_documents_verify_issued_tokens(tokens: ServiceAccountT
         jwt.decode(token, key.key, algorithms=["RS256"], audience="api")["sub"]
         == "system:serviceaccount:ns:bot"
     )
+
+
+async def test_a_cache_miss_reads_etcd(tokens: ServiceAccountTokens, storage: FakeStorage) -> None:
+    token, _ = tokens.issue("ns", sa_obj(), [ISSUER], 3600)
+    assert await tokens.authenticate(token) is not None
+    assert storage.reg.live_reads == 0  # served from the watch cache
+    storage.remove(authn.SERVICE_ACCOUNTS, "ns", "bot")
+    with pytest.raises(Unauthenticated):
+        await tokens.authenticate(token)
+    assert storage.reg.live_reads == 1  # not in the cache: asked etcd before refusing
