@@ -976,7 +976,7 @@ class APIServer:
         operation = managedfields.APPLY if is_apply else managedfields.UPDATE
         write = managedfields.write_of(request, info, t.subresource, operation, "PatchOptions")
         if is_apply:  # server-side apply (apiserver/managedfields.py)
-            write.config = managedfields.check_config(info, body, t.name)
+            write.config = managedfields.check_config(info, body, t.name, t.namespace)
 
         def patcher(current: dict[str, Any]) -> dict[str, Any]:
             if is_apply:

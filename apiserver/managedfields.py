@@ -718,7 +718,7 @@ def track_update(
 # --------------------------------------------------------------------------------------------
 
 
-def check_config(info: ResourceInfo, config: Any, name: str) -> dict[str, Any]:
+def check_config(info: ResourceInfo, config: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
     """400 for an applied configuration that is not an object of this kind."""
     if not isinstance(config, dict):
         raise errors.BadRequest("error decoding YAML: the applied configuration must be an object")
@@ -732,6 +732,10 @@ def check_config(info: ResourceInfo, config: Any, name: str) -> dict[str, Any]:
     meta = meta or {}
     if meta.get("managedFields") is not None:
         raise errors.BadRequest("metadata.managedFields must be nil")
+    if info.namespaced and meta.get("namespace") not in (None, "", namespace):
+        raise errors.BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
     if meta.get("name") not in (None, "", name):
         raise errors.BadRequest(
             f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"

@@ -43,6 +43,6 @@ def apply_patch(ptype: str, current: dict[str, Any], body: Any, info: ResourceIn
         api_version = info.api_version if info is not None else str(current.get("apiVersion") or "")
         return strategicpatch.strategic_merge_patch(current, body, kind, api_version)
     raise errors.UnsupportedMediaType(
-        "server-side apply (application/apply-patch+yaml) is not supported by minik; "
-        "use client-side `kubectl apply` (the default)"
+        "server-side apply (application/apply-patch+yaml) through the scale subresource is not "
+        "supported by minik; apply spec.replicas to the object itself"
     )

@@ -219,3 +219,6 @@ def test_config_checks() -> None:
         mf.check_config(CONFIGMAP, cm(), "other")
     with pytest.raises(errors.BadRequest):
         mf.check_config(CONFIGMAP, ["not", "an", "object"], "c")
+    with pytest.raises(errors.BadRequest, match="namespace of the provided object"):
+        mf.check_config(CONFIGMAP, {**cm(), "metadata": {"name": "c", "namespace": "b"}}, "c", "a")
+    assert mf.check_config(CONFIGMAP, {**cm(), "metadata": {"name": "c", "namespace": "a"}}, "c", "a")
