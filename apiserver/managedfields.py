@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import time
 import unicodedata
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -289,7 +290,11 @@ def root_schema(info: ResourceInfo) -> Any:
         schema.setdefault("type", "object")
         _ROOTS[key] = (info.schema, schema)
         return schema
-    return openapi._kind_schema(info)
+    builtin_key = (f"{info.group}/{info.version}/{info.kind}", 0)
+    hit = _ROOTS.get(builtin_key)
+    if hit is None:
+        hit = _ROOTS[builtin_key] = (None, openapi._kind_schema(info))
+    return hit[1]
 
 
 _ROOTS: dict[tuple[str, int], tuple[Any, Any]] = {}
@@ -453,6 +458,94 @@ def _walk(value: Any, t: Type, path: Path, out: dict[Path, Any], member: bool) -
             out.setdefault(item_path, NODE)
         return
     out[path] = value
+
+
+def fields_v1(info: ResourceInfo, obj: dict[str, Any], scope: str = "") -> dict[str, Any]:
+    """``encode_fields(flatten(info, obj, scope))`` built in one walk: what a create records."""
+    t = type_of(root_schema(info))
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key in ("apiVersion", "kind"):
+            continue
+        if scope == "status":
+            if key != "status":
+                continue
+        elif key == "status" and info.has_status:
+            continue
+        child_t = type_of(_child_schema(t, key)) if t.shape == STRUCT else _UNKNOWN_TYPE
+        if key == "metadata" and isinstance(value, dict):
+            meta: dict[str, Any] = {}
+            for mkey, mvalue in value.items():
+                if mkey not in _SKIPPED_META:
+                    mt = type_of(_child_schema(child_t, mkey)) if child_t.shape == STRUCT else _UNKNOWN_TYPE
+                    _add(meta, "f:" + mkey, _tree(mvalue, mt, False))
+            if meta:
+                out["f:metadata"] = _sorted_level(meta)
+            continue
+        _add(out, "f:" + key, _tree(value, child_t, t.shape != STRUCT or key not in t.fields))
+    return _sorted_level(out)
+
+
+def _add(node: dict[str, Any], key: str, child: dict[str, Any] | None) -> None:
+    if child is None:
+        return
+    existing = node.get(key)
+    if existing is None:
+        node[key] = child
+    elif child:
+        node[key] = _sorted(_union(existing, child))
+
+
+def _union(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _union(out[k], v) if k in out else v
+    if a and not b or b and not a:  # a leaf meets a node: the node is a member
+        out["."] = {}
+    return out
+
+
+def _sorted_level(node: dict[str, Any]) -> dict[str, Any]:
+    return {k: node[k] for k in sorted(node)}
+
+
+def _tree(value: Any, t: Type, member: bool) -> dict[str, Any] | None:
+    """The fieldsV1 subtree of ``value`` (``{}``: a leaf; None: nothing, an empty granular
+    list), as :func:`_walk` records it."""
+    shape = _deduce(t, value)
+    if value is None or shape in (SCALAR, ATOMIC, LIST_ATOMIC) or not isinstance(value, dict | list):
+        return {}
+    if isinstance(value, dict):
+        if shape not in (STRUCT, MAP) or not value:
+            return {}
+        out: dict[str, Any] = {}
+        for key, child in value.items():
+            declared = shape == STRUCT and key in t.fields
+            child_t = type_of(_child_schema(t, key)) if (declared or shape == MAP) else _UNKNOWN_TYPE
+            _add(out, "f:" + key, _tree(child, child_t, not declared))
+        if not out:
+            return {} if member else None
+        if member:
+            out["."] = {}
+        return _sorted_level(out)
+    if not value:
+        return None
+    if shape == LIST_SET:
+        return _sorted_level({value_key(item): {} for item in value})
+    if shape == LIST_MAP:
+        element = type_of(t.element)
+        keyed = [item_key(item, t.keys) for item in value]
+        if any(k is None for k in keyed):
+            return {}
+        items: dict[str, Any] = {}
+        for item, pe in zip(value, keyed, strict=True):
+            assert pe is not None
+            sub = _tree(item, element, True) or {}
+            if sub and "." not in sub:
+                sub = _sorted_level({**sub, ".": {}})
+            _add(items, pe, sub)
+        return _sorted_level(items)
+    return {}
 
 
 def compare(old: dict[Path, Any], new: dict[Path, Any]) -> tuple[FieldSet, FieldSet, FieldSet]:
@@ -635,6 +728,18 @@ def _set_managed(obj: dict[str, Any], entries: list[dict[str, Any]]) -> None:
         meta.pop("managedFields", None)
 
 
+_now_cache: tuple[int, str] = (0, "")
+
+
+def _now() -> str:
+    """``rfc3339()`` of this second, formatted once per second (every write asks for it)."""
+    global _now_cache
+    second = int(time.time())
+    if _now_cache[0] != second:
+        _now_cache = (second, rfc3339(second))
+    return _now_cache[1]
+
+
 # --------------------------------------------------------------------------------------------
 # Hooks: every create and update
 # --------------------------------------------------------------------------------------------
@@ -652,12 +757,22 @@ def track_create(info: ResourceInfo, obj: dict[str, Any], request_entries: Any =
             return
         except ValueError:
             pass
-    if w.operation == APPLY and w.config is not None:
-        fields = set(flatten(info, w.config, w.subresource))
-    else:
-        fields = set(flatten(info, obj, w.subresource))
-    m = Manager(w.manager, w.operation, w.api_version or info.api_version, _sub(w), rfc3339(), fields)
-    _set_managed(obj, encode_managed([m]))
+    source = w.config if w.operation == APPLY and w.config is not None else obj
+    fields = fields_v1(info, source, "status" if w.subresource == "status" else "")
+    if not fields:
+        _set_managed(obj, [])
+        return
+    entry: dict[str, Any] = {
+        "manager": w.manager,
+        "operation": w.operation,
+        "apiVersion": w.api_version or info.api_version,
+        "time": _now(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    }
+    if _sub(w):
+        entry["subresource"] = _sub(w)
+    _set_managed(obj, [entry])
 
 
 def _sub(w: Write) -> str:
@@ -705,10 +820,10 @@ def track_update(
     fields = (mine.fields - removed) | changed
     if fields != mine.fields:
         mine.fields = fields
-        mine.time = rfc3339()
+        mine.time = _now()
         mine.raw = None
     elif changed or removed:
-        mine.time = rfc3339()
+        mine.time = _now()
         mine.raw = None
     _set_managed(new, encode_managed(base))
 
@@ -803,7 +918,7 @@ def apply(
         managers.append(mine)
     if applied != mine.fields or changed or removed or mine.time is None:
         mine.fields = applied
-        mine.time = rfc3339()
+        mine.time = _now()
         mine.raw = None
     _set_managed(merged, encode_managed(managers))
     return merged

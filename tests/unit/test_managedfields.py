@@ -231,3 +231,34 @@ def test_field_manager_validation() -> None:
         mf.validate_field_manager("bad\x00name", "UpdateOptions")
     assert mf.manager_name("", "kubectl/v1.32.0 (linux/amd64) kubernetes/abc") == "kubectl"
     assert mf.manager_name("mine", "kubectl/v1.32.0") == "mine"
+
+
+@pytest.mark.parametrize(
+    ("info", "obj"),
+    [
+        (DEPLOYMENT, deployment()),
+        (
+            POD,
+            {"metadata": {"name": "p", "finalizers": ["a", "b"], "labels": {}}, "spec": {"containers": []}},
+        ),
+        (
+            CONFIGMAP,
+            {"metadata": {"name": "c", "annotations": {"x": "y"}}, "data": {"a": "1"}, "binaryData": {}},
+        ),
+        (
+            SERVICE,
+            {
+                "metadata": {"name": "s"},
+                "spec": {"ports": [{"port": 80}, {"port": 80, "protocol": "UDP"}], "selector": {"a": "b"}},
+            },
+        ),
+        (
+            POD,
+            {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "a", "image": "x"}]}},
+        ),
+        (CONFIGMAP, {"metadata": {"name": "c"}, "data": {"a": "1"}, "extra": {"m": {"n": []}}}),
+    ],
+)
+def test_one_walk_fields_match_the_field_set(info: ResourceInfo, obj: dict[str, Any]) -> None:
+    """Creates build fieldsV1 in one walk; it must be what the field set encodes to."""
+    assert mf.fields_v1(info, obj) == mf.encode_fields(mf.flatten(info, obj))
