@@ -210,22 +210,6 @@ def impersonate(
     )
 
 
-def header_values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[str]:
-    return [v.decode("latin-1") for k, v in headers if k == name]
-
-
-__all__ = [
-    "ANONYMOUS_USER",
-    "Authenticator",
-    "UNSECURED",
-    "Unauthenticated",
-    "bearer_token",
-    "header_values",
-    "unauthorized",
-    "x509_user",
-]
-
-
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
