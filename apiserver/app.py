@@ -1060,7 +1060,7 @@ class APIServer:
             ptype = None
         else:
             ptype = patch_type_of(ctype)
-            body = decode_body(raw, JSON)
+            body = decode_body(raw, "application/yaml" if ptype == "apply" else JSON)
 
         def patcher(current: dict[str, Any]) -> dict[str, Any]:
             scale = strategy.scale_of(info, current)
@@ -1084,13 +1084,20 @@ class APIServer:
                     ],
                     "autoscaling",
                 )
+            if ptype == "apply":  # owned by the manager's Apply entry with subresource scale
+                applied = (body.get("spec") or {}).get("replicas") if isinstance(body, dict) else None
+                return managedfields.apply_scale(info, current, applied, write, want_rv)
             strategy.set_replicas(info, current, replicas)
             if want_rv:
                 current["metadata"]["resourceVersion"] = want_rv
             return current
 
         write = managedfields.write_of(
-            request, info, "scale", managedfields.UPDATE, "UpdateOptions" if ptype is None else "PatchOptions"
+            request,
+            info,
+            "scale",
+            managedfields.APPLY if ptype == "apply" else managedfields.UPDATE,
+            "UpdateOptions" if ptype is None else "PatchOptions",
         )
         with managedfields.writing(write):
             updated = await reg.patch(t.namespace, t.name, patcher, None, dry_run(q))

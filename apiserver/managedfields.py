@@ -924,6 +924,22 @@ def apply(
     return merged
 
 
+def apply_scale(
+    info: ResourceInfo, current: dict[str, Any], replicas: Any, write: Write, want_rv: str = ""
+) -> dict[str, Any]:
+    """An apply through ``/scale``: the Scale's ``spec.replicas`` applied to the object (a custom
+    kind's ``specReplicasPath``) by the manager's entry with subresource ``scale``."""
+    from apiserver import strategy
+
+    config: dict[str, Any] = {"apiVersion": info.api_version, "kind": info.kind, "metadata": {}}
+    if replicas is not None:
+        strategy.set_replicas(info, config, replicas)
+    merged = apply(info, current, config, write.manager, write.force, "scale")
+    if want_rv:
+        merged["metadata"]["resourceVersion"] = want_rv
+    return merged
+
+
 def conflict_error(conflicts: list[tuple[Manager, Path]]) -> errors.Conflict:
     """Kubernetes' 409 for apply conflicts: one cause (FieldManagerConflict) per field."""
     causes = [

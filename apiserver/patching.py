@@ -42,7 +42,8 @@ def apply_patch(ptype: str, current: dict[str, Any], body: Any, info: ResourceIn
         kind = info.kind if info is not None else str(current.get("kind") or "")
         api_version = info.api_version if info is not None else str(current.get("apiVersion") or "")
         return strategicpatch.strategic_merge_patch(current, body, kind, api_version)
-    raise errors.UnsupportedMediaType(
-        "server-side apply (application/apply-patch+yaml) through the scale subresource is not "
-        "supported by minik; apply spec.replicas to the object itself"
-    )
+    if ptype == "apply" and info is None:  # the Scale view of an apply to /scale
+        if not isinstance(body, dict) or body.get("kind") not in (None, "Scale"):
+            raise errors.BadRequest("the applied configuration must be an autoscaling/v1 Scale")
+        return patch.json_merge_patch(current, body)
+    raise errors.UnsupportedMediaType("server-side apply is handled by the PATCH handler")

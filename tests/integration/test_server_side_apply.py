@@ -425,3 +425,24 @@ def test_apply_to_the_status_subresource(api: httpx.Client, ns: str) -> None:
     assert r.json()["message"] == (
         'Apply failed with 1 conflict: conflict with "ctrl" with subresource "status": .status.observedGeneration'
     )
+
+
+def test_apply_through_scale(api: httpx.Client, ns: str) -> None:
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/scaled"
+    assert apply(api, path, deployment("scaled", 2), "alice").status_code == 201
+    scale = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {"name": "scaled"},
+        "spec": {"replicas": 6},
+    }
+    r = apply(api, f"{path}/scale", scale, "autoscaler")
+    assert r.status_code == 409, r.text
+    assert r.json()["message"] == 'Apply failed with 1 conflict: conflict with "alice": .spec.replicas'
+    r = apply(api, f"{path}/scale", scale, "autoscaler", force="true")
+    assert r.status_code == 200, r.text
+    assert r.json()["kind"] == "Scale" and r.json()["spec"]["replicas"] == 6
+    full = api.get(path).json()
+    e = entries(full)[("autoscaler", "Apply")]
+    assert e["subresource"] == "scale" and e["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+    assert "f:replicas" not in entries(full)[("alice", "Apply")]["fieldsV1"]["f:spec"]
