@@ -487,7 +487,8 @@ class APIServer:
                 errors.InternalError("an internal error occurred; see the API server's log")
             )
         if self.audit is not None:
-            self.record(scope, request, response.status_code, who, received)
+            # recorded once the response is sent (a watch: when it ends), see KubernetesAPI
+            scope["minik.audit"] = (who, received)
         return response
 
     async def admit(self, scope: Any, method: str, who: Admitted) -> None:
@@ -531,14 +532,16 @@ class APIServer:
         who.decision = "allow"
         who.reason = decision.reason
 
-    def record(self, scope: Any, request: Request, code: int, who: Admitted, received: float) -> None:
+    def record(self, scope: Any, code: int, who: Admitted, received: float) -> None:
         """One audit event (Metadata level) for the request, written off the request path."""
         attrs = who.attributes
         if attrs is None:
             user = who.impersonated or who.user
-            attrs = request_attributes(user, request.method, scope["path"], scope["query_string"])
+            method = scope.get("method") or "POST"  # a WebSocket upgrade is a create
+            attrs = request_attributes(user, method, scope["path"], scope["query_string"])
         query = scope.get("query_string") or b""
         client = scope.get("client")
+        agent = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"user-agent"), "")
         self.audit.record(
             user=who.user,
             impersonated_user=who.impersonated,
@@ -549,7 +552,7 @@ class APIServer:
             received=received,
             finished=time.time(),
             source_ip=client[0] if client else "",
-            user_agent=request.headers.get("user-agent", ""),
+            user_agent=agent,
             decision=who.decision,
             decision_reason=who.reason,
             annotations=take_audit_annotations(),  # admission's (Pod Security audit mode)
@@ -1178,8 +1181,16 @@ class KubernetesAPI:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        response = await self.server.dispatch(Request(scope, receive))
-        await response(scope, receive, send)
+        server = self.server
+        response = await server.dispatch(Request(scope, receive))
+        pending = scope.pop("minik.audit", None)
+        if pending is None:
+            await response(scope, receive, send)
+            return
+        try:
+            await response(scope, receive, send)
+        finally:
+            server.record(scope, response.status_code, *pending)
 
     async def refuse_websocket(self, scope: Any, send: Any, e: errors.StatusError) -> None:
         """Answer an upgrade request with the Status of a 401 or 403 instead of upgrading."""
@@ -1206,15 +1217,15 @@ class KubernetesAPI:
         except errors.StatusError as e:
             await self.refuse_websocket(scope, send, e)
             if server.audit is not None:
-                server.record(scope, Request(scope), e.code, who, received)
+                server.record(scope, e.code, who, received)
             return
-        if server.audit is not None:
-            server.record(scope, Request(scope), 101, who, received)
         token = current_user.set(who.impersonated or who.user)
         try:
             await self.relay(ws, scope)
         finally:
             current_user.reset(token)
+            if server.audit is not None:  # when the session ends
+                server.record(scope, 101, who, received)
 
     async def relay(self, ws: WebSocket, scope: Any) -> None:
         parts = [p for p in scope["path"].split("/") if p]
