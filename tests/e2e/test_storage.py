@@ -40,7 +40,9 @@ def stack(apiserver: APIServerProcess) -> Iterator[Stack]:
     kubelet = KubeletProcess(apiserver)
     cm = controller_manager(
         apiserver,
-        *("--leader-elect", "false", "--controllers", "persistentvolume-binder,statefulset"),
+        *("--leader-elect", "false"),
+        # pods mount their namespace's kube-root-ca.crt (the service-account volume)
+        *("--controllers", "persistentvolume-binder,statefulset,root-ca-cert-publisher,serviceaccount"),
         *("--hostpath-provisioner-dir", str(base)),
     )
     api = apiserver.http()
