@@ -39,6 +39,8 @@ from .authtypes import UserInfo
 log = logging.getLogger("apiserver")
 
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+# TLS 1.2 suites: ECDHE with AES-GCM or ChaCha20-Poly1305 only (Go's, and so Kubernetes', secure set)
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 
 
 def peer_identity(transport: Any) -> tuple[UserInfo | None, dict[str, Any] | None]:
@@ -144,6 +146,9 @@ def server_config(
             "ssl_keyfile": keyfile,
             "ssl_ca_certs": client_ca,
             "ssl_cert_reqs": ssl.CERT_OPTIONAL if client_ca else ssl.CERT_NONE,
+            # uvicorn's default ("TLSv1") would offer NULL and anonymous suites and no AES-GCM on
+            # TLS 1.2; TLS 1.3's suites are not affected by this list
+            "ssl_ciphers": TLS12_CIPHERS,
         }
     return uvicorn.Config(
         app,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 import subprocess
 import time
@@ -154,6 +155,29 @@ def test_certificate_of_an_unknown_ca_is_refused(server: Server, tmp_path: Path)
     except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError):
         return  # refused in the TLS handshake
     assert is_unauthorized(r)
+
+
+def tls_handshake(server: Server, ctx: ssl.SSLContext) -> tuple[str, str]:
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        cipher = tls.cipher()
+        assert cipher is not None
+        return cipher[0], str(tls.version())
+
+
+def test_tls_versions_and_suites(server: Server) -> None:
+    assert tls_handshake(server, server.ssl())[1] == "TLSv1.3"
+    tls12 = server.ssl()
+    tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+    suite, version = tls_handshake(server, tls12)
+    assert version == "TLSv1.2" and suite.startswith("ECDHE-") and ("GCM" in suite or "CHACHA20" in suite)
+    weak = server.ssl()
+    weak.maximum_version = ssl.TLSVersion.TLSv1_2
+    weak.set_ciphers("ECDHE-ECDSA-NULL-SHA:AECDH-AES128-SHA:ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError):
+        tls_handshake(server, weak)
 
 
 def test_plain_http_on_the_secure_port_is_refused(server: Server) -> None:
