@@ -389,12 +389,18 @@ _SKIPPED_META = frozenset(
 )
 
 
-def flatten(info: ResourceInfo, obj: dict[str, Any], scope: str = "") -> dict[Path, Any]:
+def flatten(
+    info: ResourceInfo, obj: dict[str, Any], scope: str = "", update: bool = False
+) -> dict[Path, Any]:
     """Every owned path of an object and its value (leaves) or :data:`NODE` (items, map keys).
 
     ``scope`` ``"status"`` keeps only ``status``; ``""`` leaves out ``status`` for kinds with a
     status subresource; server-set metadata, ``apiVersion`` and ``kind`` are never owned.
+    ``update``: as an Update records fields, where a map that appears is owned itself too (``.``):
+    Kubernetes' comparison of typed objects finds granular maps (labels, data) added, and for
+    custom objects every object node, but not the built-in kinds' value structs (spec, template).
     """
+    mode = _mode(info, update)
     out: dict[Path, Any] = {}
     t = type_of(root_schema(info))
     for key, value in obj.items():
@@ -418,13 +424,29 @@ def flatten(info: ResourceInfo, obj: dict[str, Any], scope: str = "") -> dict[Pa
                     (*path, "f:" + mkey),
                     out,
                     False,
+                    mode,
                 )
             continue
-        _walk(value, child_t, path, out, t.shape != STRUCT or key not in t.fields)
+        _walk(value, child_t, path, out, t.shape != STRUCT or key not in t.fields, mode)
     return out
 
 
-def _walk(value: Any, t: Type, path: Path, out: dict[Path, Any], member: bool) -> None:
+APPLY_MODE, UPDATE_MODE, CUSTOM_UPDATE_MODE = 0, 1, 2
+
+
+def _mode(info: ResourceInfo, update: bool) -> int:
+    if not update:
+        return APPLY_MODE
+    return CUSTOM_UPDATE_MODE if info.custom else UPDATE_MODE
+
+
+def _dict_member(member: bool, shape: int, mode: int) -> bool:
+    return member or (mode == UPDATE_MODE and shape == MAP) or mode == CUSTOM_UPDATE_MODE
+
+
+def _walk(
+    value: Any, t: Type, path: Path, out: dict[Path, Any], member: bool, mode: int = APPLY_MODE
+) -> None:
     shape = _deduce(t, value)
     if value is None or shape in (SCALAR, ATOMIC, LIST_ATOMIC) or not isinstance(value, dict | list):
         out[path] = value
@@ -436,8 +458,8 @@ def _walk(value: Any, t: Type, path: Path, out: dict[Path, Any], member: bool) -
         for key, child in value.items():
             declared = shape == STRUCT and key in t.fields
             child_t = type_of(_child_schema(t, key)) if (declared or shape == MAP) else _UNKNOWN_TYPE
-            _walk(child, child_t, (*path, "f:" + key), out, not declared)
-        if member and path not in out:
+            _walk(child, child_t, (*path, "f:" + key), out, not declared, mode)
+        if _dict_member(member, shape, mode) and path not in out:
             out[path] = NODE
         return
     # a list
@@ -454,14 +476,17 @@ def _walk(value: Any, t: Type, path: Path, out: dict[Path, Any], member: bool) -
         for item, pe in zip(value, keyed, strict=True):
             assert pe is not None
             item_path = (*path, pe)
-            _walk(item, element, item_path, out, True)
+            _walk(item, element, item_path, out, True, mode)
             out.setdefault(item_path, NODE)
         return
     out[path] = value
 
 
-def fields_v1(info: ResourceInfo, obj: dict[str, Any], scope: str = "") -> dict[str, Any]:
-    """``encode_fields(flatten(info, obj, scope))`` built in one walk: what a create records."""
+def fields_v1(
+    info: ResourceInfo, obj: dict[str, Any], scope: str = "", update: bool = False
+) -> dict[str, Any]:
+    """``encode_fields(flatten(info, obj, scope, update))`` built in one walk: what a create records."""
+    mode = _mode(info, update)
     t = type_of(root_schema(info))
     out: dict[str, Any] = {}
     for key, value in obj.items():
@@ -478,11 +503,11 @@ def fields_v1(info: ResourceInfo, obj: dict[str, Any], scope: str = "") -> dict[
             for mkey, mvalue in value.items():
                 if mkey not in _SKIPPED_META:
                     mt = type_of(_child_schema(child_t, mkey)) if child_t.shape == STRUCT else _UNKNOWN_TYPE
-                    _add(meta, "f:" + mkey, _tree(mvalue, mt, False))
+                    _add(meta, "f:" + mkey, _tree(mvalue, mt, False, mode))
             if meta:
                 out["f:metadata"] = _sorted_level(meta)
             continue
-        _add(out, "f:" + key, _tree(value, child_t, t.shape != STRUCT or key not in t.fields))
+        _add(out, "f:" + key, _tree(value, child_t, t.shape != STRUCT or key not in t.fields, mode))
     return _sorted_level(out)
 
 
@@ -509,7 +534,7 @@ def _sorted_level(node: dict[str, Any]) -> dict[str, Any]:
     return {k: node[k] for k in sorted(node)}
 
 
-def _tree(value: Any, t: Type, member: bool) -> dict[str, Any] | None:
+def _tree(value: Any, t: Type, member: bool, mode: int = APPLY_MODE) -> dict[str, Any] | None:
     """The fieldsV1 subtree of ``value`` (``{}``: a leaf; None: nothing, an empty granular
     list), as :func:`_walk` records it."""
     shape = _deduce(t, value)
@@ -522,7 +547,8 @@ def _tree(value: Any, t: Type, member: bool) -> dict[str, Any] | None:
         for key, child in value.items():
             declared = shape == STRUCT and key in t.fields
             child_t = type_of(_child_schema(t, key)) if (declared or shape == MAP) else _UNKNOWN_TYPE
-            _add(out, "f:" + key, _tree(child, child_t, not declared))
+            _add(out, "f:" + key, _tree(child, child_t, not declared, mode))
+        member = _dict_member(member, shape, mode)
         if not out:
             return {} if member else None
         if member:
@@ -540,7 +566,7 @@ def _tree(value: Any, t: Type, member: bool) -> dict[str, Any] | None:
         items: dict[str, Any] = {}
         for item, pe in zip(value, keyed, strict=True):
             assert pe is not None
-            sub = _tree(item, element, True) or {}
+            sub = _tree(item, element, True, mode) or {}
             if sub and "." not in sub:
                 sub = _sorted_level({**sub, ".": {}})
             _add(items, pe, sub)
@@ -758,7 +784,7 @@ def track_create(info: ResourceInfo, obj: dict[str, Any], request_entries: Any =
         except ValueError:
             pass
     source = w.config if w.operation == APPLY and w.config is not None else obj
-    fields = fields_v1(info, source, "status" if w.subresource == "status" else "")
+    fields = fields_v1(info, source, "status" if w.subresource == "status" else "", w.operation == UPDATE)
     if not fields:
         _set_managed(obj, [])
         return
@@ -802,7 +828,7 @@ def track_update(
         _set_managed(new, [])
         return
     scope = "status" if (subresource or w.subresource) == "status" else ""
-    added, modified, removed = compare(flatten(info, old, scope), flatten(info, new, scope))
+    added, modified, removed = compare(flatten(info, old, scope, True), flatten(info, new, scope, True))
     base = _base_managers(request_entries, old, subresource or "")
     changed = added | modified
     me = Manager(w.manager, UPDATE, w.api_version or info.api_version, _sub(w))
@@ -880,7 +906,7 @@ def apply(
     elif info.has_status:
         config.pop("status", None)
     root_t = type_of(root_schema(info))
-    live_fields = flatten(info, live, scope)
+    live_fields = flatten(info, live, scope, True)
     entries = (live.get("metadata") or {}).get("managedFields")
     try:
         managers = decode_managed(entries or [])
@@ -900,7 +926,7 @@ def apply(
             for path in sorted(to_remove, key=len):  # items before their fields (keys)
                 if path not in prefixes:
                     _remove(merged, path, root_t)
-    merged_fields = flatten(info, merged, scope)
+    merged_fields = flatten(info, merged, scope, True)
     added, modified, removed = compare(live_fields, merged_fields)
     changed = added | modified
     conflicts: list[tuple[Manager, Path]] = []

@@ -212,7 +212,7 @@ def test_update_operations_record_managers(api: httpx.Client, ns: str) -> None:
     r = api.post(cms, json=cm, params={"fieldManager": "creator"})
     assert r.status_code == 201
     e = entries(r.json())[("creator", "Update")]
-    assert e["fieldsV1"] == {"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:x": {}}}}
+    assert e["fieldsV1"] == {"f:data": {".": {}, "f:a": {}}, "f:metadata": {"f:labels": {".": {}, "f:x": {}}}}
     # without fieldManager, the User-Agent up to "/" names the manager
     obj = r.json()
     obj["data"]["b"] = "2"

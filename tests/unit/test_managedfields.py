@@ -4,6 +4,7 @@ ownership an Update records."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -143,7 +144,8 @@ def test_create_gives_every_field_to_the_creator() -> None:
     (entry,) = obj["metadata"]["managedFields"]
     assert entry["manager"] == "kubectl-create" and entry["operation"] == "Update"
     assert entry["apiVersion"] == "v1" and entry["fieldsType"] == "FieldsV1" and entry["time"]
-    assert entry["fieldsV1"] == {"f:data": {"f:a": {}}}
+    # an Update owns a granular map it adds as well as its keys (".")
+    assert entry["fieldsV1"] == {"f:data": {".": {}, "f:a": {}}}
     assert "subresource" not in entry
 
 
@@ -161,7 +163,8 @@ def test_update_moves_changed_fields_to_the_writer() -> None:
     del new["data"]["b"]
     result = owners(updated(CONFIGMAP, old, new, "editor"))
     assert result["editor"]["fieldsV1"] == {"f:data": {"f:a": {}, "f:c": {}}}
-    assert "creator" not in result  # it owned a (taken) and b (removed): nothing left
+    # the creator lost a (taken) and b (removed); it still owns the map it added
+    assert result["creator"]["fieldsV1"] == {"f:data": {}}
     # a write that changes nothing leaves the entries exactly as they were
     same = updated(CONFIGMAP, old, copy.deepcopy(old), "editor")
     assert same["metadata"]["managedFields"] == old["metadata"]["managedFields"]
@@ -262,3 +265,17 @@ def test_field_manager_validation() -> None:
 def test_one_walk_fields_match_the_field_set(info: ResourceInfo, obj: dict[str, Any]) -> None:
     """Creates build fieldsV1 in one walk; it must be what the field set encodes to."""
     assert mf.fields_v1(info, obj) == mf.encode_fields(mf.flatten(info, obj))
+    assert mf.fields_v1(info, obj, update=True) == mf.encode_fields(mf.flatten(info, obj, update=True))
+
+
+def test_update_entries_own_added_maps_and_custom_objects_nodes() -> None:
+    fields = mf.encode_fields(mf.flatten(DEPLOYMENT, deployment(), update=True))
+    assert fields["f:metadata"] == {"f:labels": {".": {}, "f:app": {}}}
+    assert "." not in fields["f:spec"]  # a built-in kind's value structs are always there
+    custom = replace(
+        CONFIGMAP, kind="Gadget", group="example.com", custom=True, schema=None, has_status=False
+    )
+    fields = mf.encode_fields(
+        mf.flatten(custom, {"metadata": {"name": "g"}, "spec": {"a": {"b": 1}}}, update=True)
+    )
+    assert fields == {"f:spec": {".": {}, "f:a": {".": {}, "f:b": {}}}}
