@@ -1020,13 +1020,58 @@ def _merge_value(live: Any, config: Any, t: Type) -> Any:
             live_keys = [item_key(i, t.keys) for i in live]
             config_keys = [item_key(i, t.keys) for i in config]
             if None not in live_keys and None not in config_keys:
-                by_key = dict(zip(config_keys, config, strict=True))
-                out_list = []
-                for item, k in zip(live, live_keys, strict=True):
-                    out_list.append(_merge_value(item, by_key.pop(k), element) if k in by_key else item)
-                out_list.extend(copy.deepcopy(v) for v in by_key.values())
-                return out_list
+                return _merge_map_list(live, config, live_keys, config_keys, element)
     return copy.deepcopy(config)
+
+
+def _merge_map_list(
+    live: list[Any], config: list[Any], lkeys: list[Any], ckeys: list[Any], element: Type
+) -> list[Any]:
+    """An associative list merged item by item, ordered as structured-merge-diff orders it: the
+    live order, with the configuration's new items placed where the configuration puts them
+    relative to the items both have."""
+    observed_l = dict(zip(lkeys, live, strict=True))
+    observed_r = dict(zip(ckeys, config, strict=True))
+    shared = [k for k in ckeys if k in observed_l]
+    next_shared = shared.pop(0) if shared else None
+    merged_r: set[Any] = set()
+    out: list[Any] = []
+    li = ri = 0
+    while li < len(lkeys) or ri < len(ckeys):
+        progress = (li, ri)
+        if li < len(lkeys) and ri < len(ckeys):
+            pe = lkeys[li]
+            if pe == ckeys[ri]:
+                merged_r.add(pe)
+                out.append(_merge_value(observed_l[pe], observed_r[pe], element))
+                li, ri = li + 1, ri + 1
+                next_shared = shared.pop(0) if shared else None
+                continue
+            if pe in observed_r and next_shared is not None and next_shared != pe:
+                li += 1  # a shared item, but not the one wanted in this round
+                continue
+        if li < len(lkeys):
+            pe = lkeys[li]
+            if pe not in observed_r:
+                out.append(live[li])
+                li += 1
+                continue
+            if pe in merged_r:
+                li += 1
+                continue
+        if ri < len(ckeys):
+            pe = ckeys[ri]
+            merged_r.add(pe)
+            lhs = observed_l.get(pe)
+            rhs = observed_r[pe]
+            out.append(_merge_value(lhs, rhs, element) if lhs is not None else copy.deepcopy(rhs))
+            ri += 1
+            if next_shared is not None and next_shared == pe:
+                next_shared = shared.pop(0) if shared else None
+        if (li, ri) == progress:  # cannot happen with distinct keys; never loop
+            out.extend(live[li:])
+            break
+    return out
 
 
 def _remove(obj: Any, path: Path, root_t: Type) -> None:

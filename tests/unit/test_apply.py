@@ -222,3 +222,13 @@ def test_config_checks() -> None:
     with pytest.raises(errors.BadRequest, match="namespace of the provided object"):
         mf.check_config(CONFIGMAP, {**cm(), "metadata": {"name": "c", "namespace": "b"}}, "c", "a")
     assert mf.check_config(CONFIGMAP, {**cm(), "metadata": {"name": "c", "namespace": "a"}}, "c", "a")
+
+
+@pytest.mark.parametrize(
+    ("live", "config", "merged"),
+    [("ab", "bc", "abc"), ("ab", "ca", "cab"), ("abc", "cxa", "bcxa"), ("abc", "", "abc"), ("", "xy", "xy")],
+)
+def test_associative_list_order_as_structured_merge_diff(live: str, config: str, merged: str) -> None:
+    t = mf.Type(mf.LIST_MAP, keys=("name",))
+    result = mf._merge_value([{"name": n} for n in live], [{"name": n} for n in config], t)
+    assert "".join(i["name"] for i in result) == merged
