@@ -533,3 +533,34 @@ def test_merging_into_someone_elses_kubeconfig_keeps_its_owner(tmp_path: Path) -
     assert (st.st_uid, st.st_gid) == (1234, 1235)
     assert oct(st.st_mode & 0o777) == "0o600"
     assert "https://x" in path.read_text()
+
+
+def test_health_probes_nothing_already_found_healthy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from cli import cluster
+
+    me = os.getpid()  # a live process stands for every component
+    (tmp_path / "status.json").write_text(json.dumps({name: {"pid": me} for name in cluster.ORDER}))
+    probed: list[str] = []
+
+    def fake_probes(cfg: Any, started: Any, api: Any, state: Any) -> dict[str, Any]:
+        def probe(name: str) -> Any:
+            def run() -> cluster.Health:
+                probed.append(name)
+                return cluster.Health(False, "starting")
+
+            return run
+
+        return {name: probe(name) for name in cluster.ORDER}
+
+    monkeypatch.setattr(cluster, "probes", fake_probes)
+    with ThreadPoolExecutor(2) as pool, httpx.Client() as api:
+        report = cluster.health(tmp_path, settings({}), pool, api, skip={"etcd", "apiserver"})
+    assert sorted(probed) == sorted(set(cluster.ORDER) - {"etcd", "apiserver"})
+    assert report["etcd"].ok and report["apiserver"].ok and not report["kubelet"].ok
+    assert list(report) == cluster.ORDER
