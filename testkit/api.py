@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from testkit.wait import unique
 
@@ -93,19 +91,3 @@ def node_ready(api: httpx.Client, name: str) -> bool:
     r = api.get(f"/api/v1/nodes/{name}")
     conds = ((r.json().get("status") or {}) if r.status_code == 200 else {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-
-
-def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Path:
-    """A kubeconfig with one context, ``minik``, for ``server``."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "minik", "cluster": {"server": server}}],
-        "users": [{"name": "minik", "user": {}}],
-        "contexts": [
-            {"name": "minik", "context": {"cluster": "minik", "user": "minik", "namespace": namespace}}
-        ],
-        "current-context": "minik",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path

@@ -5,9 +5,11 @@ Used by minik's own tests and benchmarks::
     from testkit.processes import EtcdProcess, APIServerProcess
     etcd = EtcdProcess(); etcd.start()
     api = APIServerProcess(etcd.url); api.start()
-    ...  # talk to api.url
+    with api.http() as c: ...  # HTTPS as the cluster's admin; api.kubeconfig for kubectl
     api.cleanup(); etcd.cleanup()
 
+The API server serves HTTPS only, with the session's certificates (``testkit.certs``); every
+component reaches it with a kubeconfig of its own identity (``APIServerProcess.kubeconfig_for``).
 Every process writes its output to a log file (a ``--- argv`` line at each start); ``stop()``
 sends a signal and waits, then kills; ``cleanup()`` also removes what the process left behind.
 """
@@ -35,24 +37,6 @@ from testkit.wait import wait_for
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _source_has(path: str, flag: str) -> bool:
-    try:
-        return flag in (ROOT / path).read_text()
-    except OSError:
-        return False
-
-
-def tls_enabled() -> bool:
-    """Whether the API server of this tree serves HTTPS with client certificates (and the PKI
-    module exists): the harness then runs every process with TLS and its own identity."""
-    return (ROOT / "apimachinery" / "pki.py").exists() and _source_has("apiserver/main.py", "--secure-port")
-
-
-def kubelet_tls_enabled() -> bool:
-    """Whether the kubelet of this tree serves its API over HTTPS with client authentication."""
-    return tls_enabled() and _source_has("kubelet/main.py", "--client-ca-file")
 
 
 def minik_up_args(
@@ -219,8 +203,7 @@ class APIServerProcess(Process):
         self.port = port or free_port()
         self.hosts = tuple(hosts)
         self.bind = bind
-        self.tls = tls_enabled()
-        self.url = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
         self.dir = Path(tempfile.mkdtemp(prefix="minik-apiserver-"))
         super().__init__("apiserver", [], self.dir / "apiserver.log")
 
@@ -246,10 +229,6 @@ class APIServerProcess(Process):
         if path.exists():
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.tls:
-            from testkit.api import write_kubeconfig
-
-            return write_kubeconfig(path, self.url, namespace or "default")
         from apimachinery.pki import write_kubeconfig as write_tls_kubeconfig
         from testkit import certs
 
@@ -264,10 +243,8 @@ class APIServerProcess(Process):
         )
 
     def ssl_context(self, identity: str = "admin") -> Any:
-        """An ``ssl.SSLContext`` trusting the CA and presenting ``identity``'s certificate (None
-        over plain HTTP), for clients other than httpx (websockets)."""
-        if not self.tls:
-            return None
+        """An ``ssl.SSLContext`` trusting the CA and presenting ``identity``'s certificate, for
+        clients other than httpx (websockets)."""
         from testkit import certs
 
         if identity.startswith("node:"):
@@ -278,23 +255,21 @@ class APIServerProcess(Process):
     def http(self, identity: str = "admin", **kw: Any) -> httpx.Client:
         """An ``httpx.Client`` on this server as ``identity`` (admin unless given); ``kw`` go to httpx."""
         kw.setdefault("timeout", 30)
-        if self.tls:
-            kw.setdefault("verify", self.ssl_context(identity))
+        kw.setdefault("verify", self.ssl_context(identity))
         return httpx.Client(base_url=self.url, **kw)
 
     def async_http(self, identity: str = "admin", **kw: Any) -> httpx.AsyncClient:
         kw.setdefault("timeout", 30)
-        if self.tls:
-            kw.setdefault("verify", self.ssl_context(identity))
+        kw.setdefault("verify", self.ssl_context(identity))
         return httpx.AsyncClient(base_url=self.url, **kw)
 
     def ws_url(self, path: str) -> str:
         """The WebSocket URL of a path on this server."""
-        return self.url.replace("https://", "wss://").replace("http://", "ws://") + path
+        return self.url.replace("https://", "wss://") + path
 
     def ws_options(self, identity: str = "admin") -> dict[str, Any]:
         """``websockets.connect`` keyword arguments: the TLS context for ``ws_url`` as ``identity``."""
-        return {"ssl": self.ssl_context(identity)} if self.tls else {}
+        return {"ssl": self.ssl_context(identity)}
 
     def client(self, identity: str = "admin") -> Any:
         """An ``apimachinery.client.Client`` (async) as ``identity``."""
@@ -330,8 +305,6 @@ class APIServerProcess(Process):
         """The server's argv: etcd, the secure port and every certificate and key flag, then ``extra``."""
         extra = list(extra or [])
         common = [str(BIN / "minik-apiserver"), "--etcd-servers", self.etcd_url, "--etcd-wait-timeout", "20"]
-        if not self.tls:
-            return [*common, "--port", str(self.port), *extra]
         from testkit import certs
 
         pki = self.pki
@@ -359,7 +332,7 @@ class APIServerProcess(Process):
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
-        self.wait_http(f"{self.url}/readyz", timeout, verify=self.ssl_context() if self.tls else False)
+        self.wait_http(f"{self.url}/readyz", timeout, verify=self.ssl_context())
 
     def cleanup(self) -> None:
         super().cleanup()
@@ -394,46 +367,37 @@ class KubeletProcess(Process):
         self.address = address
         self.port = free_port()
         self.healthz_port = free_port()
-        self.tls = kubelet_tls_enabled()
         self.root = str(root or tempfile.mkdtemp(prefix="minik-kubelet-"))
         os.makedirs(self.root, exist_ok=True)
+        from testkit import certs
+
+        crt, key = certs.serving_cert(
+            f"kubelet-{self.node}",
+            [node_ip, "127.0.0.1", *([address] if address != "0.0.0.0" else []), self.node],
+        )
         host = "127.0.0.1" if address in ("0.0.0.0", "127.0.0.1") else address
-        self.url = f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+        self.url = f"https://{host}:{self.port}"
         argv = [
             str(BIN / "minik-kubelet"),
             *("--kubeconfig", str(api.kubeconfig_for(f"node:{self.node}"))),
             *("--node-name", self.node, "--node-ip", node_ip),
             *("--address", address, "--port", str(self.port), "--pod-cidr", self.subnet),
             *("--network-name", self.network, "--root-dir", os.path.join(self.root, "root")),
+            *("--tls-cert-file", str(crt), "--tls-private-key-file", str(key)),
+            *("--client-ca-file", str(certs.ca_file()), "--healthz-port", str(self.healthz_port)),
         ]
-        if self.tls:
-            from testkit import certs
-
-            crt, key = certs.serving_cert(
-                f"kubelet-{self.node}",
-                [node_ip, "127.0.0.1", *([address] if address != "0.0.0.0" else []), self.node],
-            )
-            argv += [
-                *("--tls-cert-file", str(crt), "--tls-private-key-file", str(key)),
-                *("--client-ca-file", str(certs.ca_file()), "--healthz-port", str(self.healthz_port)),
-            ]
         super().__init__(
             f"kubelet-{self.node}", [*argv, *extra], os.path.join(self.root, "kubelet.log"), stop_timeout=15
         )
 
     def start(self, wait: bool = True) -> Self:
         super().start()
-        if wait:
-            if self.tls:
-                self.wait_http(f"http://127.0.0.1:{self.healthz_port}/healthz", 60)
-            else:
-                self.wait_http(f"{self.url}/healthz", 60)
+        if wait:  # the health port: plain HTTP on loopback
+            self.wait_http(f"http://127.0.0.1:{self.healthz_port}/healthz", 60)
         return self
 
     def ssl_context(self, identity: str = "apiserver-kubelet-client") -> Any:
-        """A client context trusting the CA and presenting ``identity`` (None over plain HTTP)."""
-        if not self.tls:
-            return None
+        """A client context trusting the CA and presenting ``identity``."""
         from testkit import certs
 
         return certs.ssl_context(certs.client_cert(identity))
@@ -441,17 +405,16 @@ class KubeletProcess(Process):
     def http(self, identity: str = "apiserver-kubelet-client", **kw: Any) -> httpx.Client:
         """An ``httpx.Client`` on the kubelet's API as ``identity``."""
         kw.setdefault("timeout", 30)
-        if self.tls:
-            kw.setdefault("verify", self.ssl_context(identity))
+        kw.setdefault("verify", self.ssl_context(identity))
         return httpx.Client(base_url=self.url, **kw)
 
     def ws_url(self, path: str) -> str:
         """The WebSocket URL of a path of the kubelet's API."""
-        return self.url.replace("https://", "wss://").replace("http://", "ws://") + path
+        return self.url.replace("https://", "wss://") + path
 
     def ws_options(self, identity: str = "apiserver-kubelet-client") -> dict[str, Any]:
         """``websockets.connect`` keyword arguments: the TLS context for ``ws_url``."""
-        return {"ssl": self.ssl_context(identity)} if self.tls else {}
+        return {"ssl": self.ssl_context(identity)}
 
     def wait(self, cond: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
         """Poll ``cond`` until truthy; the kubelet's log is in the failure message."""
@@ -467,7 +430,7 @@ def component(name: str, api: APIServerProcess, *extra: str) -> Process:
     """``minik-NAME --kubeconfig KUBECONFIG …`` with the component's own identity; the controller
     manager also gets the cluster CA (``--root-ca-file``) that it publishes as ``kube-root-ca.crt``."""
     argv = [str(BIN / f"minik-{name}"), "--kubeconfig", str(api.kubeconfig_for(name))]
-    if name == "controller-manager" and api.tls:
+    if name == "controller-manager":
         argv += ["--root-ca-file", str(api.pki.ca_cert)]
     return Process(name, [*argv, *extra])
 

@@ -119,9 +119,7 @@ class LocalCluster:
 
     def start(self) -> None:
         self.etcd.start()
-        extra = ["--service-cluster-ip-range", self.service_cidr]
-        if self.apiserver.tls:
-            extra += ["--advertise-address", self.nodes[0].ip]
+        extra = ["--service-cluster-ip-range", self.service_cidr, "--advertise-address", self.nodes[0].ip]
         self.apiserver.start(extra=extra)
         self.api = self.apiserver.http()
         for p in (self.controller_manager, self.scheduler, self.dns, self.proxy):
