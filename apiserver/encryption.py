@@ -403,10 +403,24 @@ def default_config(key_name: str = "key1", secret: str | None = None) -> dict[st
     }
 
 
-def write_config(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write atomically (a reader never sees half a file), mode 0600."""
+def write_config(path: str | Path, data: dict[str, Any], in_place: bool = False) -> Path:
+    """Write atomically (a reader never sees half a file), mode 0600.
+
+    ``in_place`` rewrites the existing file in one write instead, keeping its inode: a container
+    that bind-mounts the single file (the lab's API server) sees the change only then.  A reader
+    that catches the file empty or cut short keeps its previous configuration and reads the file
+    again once it changed (:meth:`Transformer.reload_if_changed`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if in_place and path.exists():
+        text = yaml.safe_dump(data, sort_keys=False).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, text)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return path
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

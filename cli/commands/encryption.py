@@ -179,11 +179,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def save_yaml(path: Path, data: dict[str, Any]) -> None:
+def save_yaml(path: Path, data: dict[str, Any], in_place: bool = False) -> None:
     from apiserver.encryption import EncryptionConfig, write_config
 
     EncryptionConfig.parse(data)  # never write a file the API server would refuse
-    write_config(path, data)
+    write_config(path, data, in_place=in_place)
 
 
 class EtcdReader:
@@ -369,6 +369,11 @@ def rotate_key(
     etcd_certfile: str = EtcdCertOpt,
     etcd_keyfile: str = EtcdKeyOpt,
     timeout: float = typer.Option(60.0, "--timeout", help="seconds to wait for the API server to reload"),
+    in_place: bool = typer.Option(
+        False,
+        "--in-place",
+        help="rewrite the file in place (same inode), for API servers in containers that mount the single file",
+    ),
 ) -> None:
     """Encrypt every Secret with a new key, then drop the old key (nothing is lost on the way)."""
     from apiserver.encryption import new_secret
@@ -388,7 +393,7 @@ def rotate_key(
     new_name = next_key_name(names)
     rotated, old = with_new_key(data, new_name, new_secret())
     want = f"{kind}:{new_name}"
-    save_yaml(path, rotated)
+    save_yaml(path, rotated, in_place)
     out(f"1/5 wrote key {new_name} first in {path} (kept to read: {', '.join(old)})")
     _probe(k, reader, want, timeout)
     out("2/5 the API server encrypts with the new key")
@@ -408,7 +413,7 @@ def rotate_key(
         )
     total = sum(len(v) for v in census.values())
     out(f"4/5 all {total} Secrets in etcd are stored with {want}")
-    save_yaml(path, without_keys(rotated, old))
+    save_yaml(path, without_keys(rotated, old), in_place)
     from apiserver.encryption import RELOAD_INTERVAL
 
     time.sleep(RELOAD_INTERVAL * 2 + 0.5)  # the API server's next look at the file

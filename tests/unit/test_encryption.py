@@ -235,3 +235,17 @@ def test_the_clusters_etcd_is_read_over_tls_when_its_pki_has_a_client_certificat
     )
     given = etcd_reader(tmp_path, "https://10.0.0.2:2379,https://10.0.0.3:2379", "ca.pem", None, None)
     assert given.url == "https://10.0.0.2:2379" and given.tls == ("ca.pem", None, None)
+
+
+def test_an_in_place_rewrite_keeps_the_inode_and_a_cut_file_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "enc.yaml"
+    old = secret()
+    write_config(path, config(aesgcm(("key1", old))))
+    inode = path.stat().st_ino
+    t = Transformer(path)
+    path.write_text("")  # what a reader may catch between the truncation and the write
+    assert not t.reload_if_changed()
+    write_config(path, config(aesgcm(("key2", secret()), ("key1", old))), in_place=True)
+    assert path.stat().st_ino == inode  # a single-file bind mount sees the new content
+    assert t.reload_if_changed()
+    assert t.to_storage(KEY, PLAIN).startswith(b"k8s:enc:aesgcm:v1:key2:")
