@@ -719,6 +719,46 @@ def decode_managed(entries: Any) -> list[Manager]:
     return list(out.values())
 
 
+MAX_UPDATE_MANAGERS = 10
+ANCIENT_CHANGES = "ancient-changes"
+
+
+def cap_update_managers(managers: list[Manager]) -> list[Manager]:
+    """At most :data:`MAX_UPDATE_MANAGERS` Update entries: the oldest are merged, per apiVersion,
+    into an ``ancient-changes`` entry, as Kubernetes caps them."""
+    updaters = [m for m in managers if m.operation == UPDATE and m.fields]
+    if len(updaters) <= MAX_UPDATE_MANAGERS:
+        return managers
+    updaters.sort(key=lambda m: (m.time or "", m.manager))
+    gone: set[int] = set()
+    first_of: dict[str, Manager] = {}
+    buckets: dict[str, Manager] = {
+        m.api_version: m for m in managers if m.identity[:3] == (ANCIENT_CHANGES, UPDATE, "")
+    }
+    length = len(updaters)
+    for m in updaters:
+        if length <= MAX_UPDATE_MANAGERS:
+            break
+        if m.manager == ANCIENT_CHANGES and not m.subresource:
+            continue
+        first = first_of.get(m.api_version)
+        if first is None:
+            first_of[m.api_version] = m
+            continue
+        bucket = buckets.get(m.api_version)
+        if bucket is None:
+            bucket = Manager(ANCIENT_CHANGES, UPDATE, m.api_version, "", first.time, set(first.fields))
+            buckets[m.api_version] = bucket
+            gone.add(id(first))
+            managers = [*managers, bucket]
+        bucket.fields = bucket.fields | m.fields
+        bucket.time = m.time
+        bucket.raw = None
+        gone.add(id(m))
+        length -= 1
+    return [m for m in managers if id(m) not in gone]
+
+
 def encode_managed(managers: Iterable[Manager]) -> list[dict[str, Any]]:
     """``managedFields`` in Kubernetes' order: Apply before Update, then by time, manager,
     apiVersion, subresource; managers owning nothing are dropped."""
@@ -851,7 +891,7 @@ def track_update(
     elif changed or removed:
         mine.time = _now()
         mine.raw = None
-    _set_managed(new, encode_managed(base))
+    _set_managed(new, encode_managed(cap_update_managers(base)))
 
 
 # --------------------------------------------------------------------------------------------

@@ -279,3 +279,23 @@ def test_update_entries_own_added_maps_and_custom_objects_nodes() -> None:
         mf.flatten(custom, {"metadata": {"name": "g"}, "spec": {"a": {"b": 1}}}, update=True)
     )
     assert fields == {"f:spec": {".": {}, "f:a": {".": {}, "f:b": {}}}}
+
+
+def test_update_managers_are_capped_into_ancient_changes() -> None:
+    managers = [
+        mf.Manager(
+            f"m{i:02}", "Update", "v1", time=f"2024-01-{i + 1:02}T00:00:00Z", fields={("f:data", f"f:k{i}")}
+        )
+        for i in range(12)
+    ]
+    managers.append(
+        mf.Manager("applier", "Apply", "v1", time="2024-01-01T00:00:00Z", fields={("f:data", "f:z")})
+    )
+    capped = mf.cap_update_managers(managers)
+    updates = [m for m in capped if m.operation == "Update"]
+    assert len(updates) == 10
+    ancient = next(m for m in capped if m.manager == "ancient-changes")
+    assert ancient.fields == {("f:data", "f:k0"), ("f:data", "f:k1"), ("f:data", "f:k2")}
+    assert ancient.time == "2024-01-03T00:00:00Z"
+    assert {m.manager for m in capped} >= {"applier", "m03", "m11"}
+    assert mf.cap_update_managers(capped) == capped
