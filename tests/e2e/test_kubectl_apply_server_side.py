@@ -121,3 +121,17 @@ def test_server_side_dry_run(kubectl: Kubectl, ns: str) -> None:
     assert "serverside-applied (server dry run)" in out
     missing = kubectl.run("get", "configmap/dry", "-n", ns, check=False, timeout=30)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
+
+
+def test_kubectl_diff_server_side(kubectl: Kubectl, ns: str) -> None:
+    path = kubectl.write(
+        "ssa/diff.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\ndata:\n  a: '1'\n"
+    )
+    kubectl("apply", "--server-side", "-f", str(path), "-n", ns, timeout=30)
+    same = kubectl.run("diff", "--server-side", "-f", str(path), "-n", ns, check=False, timeout=30)
+    assert (same.returncode, same.stdout) == (0, ""), same.stderr
+    kubectl.write("ssa/diff.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\ndata:\n  a: '2'\n")
+    changed = kubectl.run("diff", "--server-side", "-f", str(path), "-n", ns, check=False, timeout=30)
+    assert changed.returncode == 1, changed.stderr
+    assert '-  a: "1"' in changed.stdout and '+  a: "2"' in changed.stdout, changed.stdout
+    assert kubectl("get", "configmap/d", "-n", ns, "-o", "jsonpath={.data.a}", timeout=30) == "1"
