@@ -183,3 +183,19 @@ def test_key_rotation_loses_no_secret(
     assert "Active key: aesgcm:key2" in status.stdout
     assert f"  aesgcm:key2: {len(after)}" in status.stdout
     assert "key1" not in status.stdout
+
+
+def test_a_second_rotation_in_place_keeps_the_files_inode(
+    client: httpx.Client, etcd: EtcdProcess, server: APIServerProcess, config_file: Path
+) -> None:
+    inode = config_file.stat().st_ino
+    before = {s["metadata"]["name"]: s["data"] for s in client.get("/api/v1/secrets").json()["items"]}
+    flags = ("--config", str(config_file), "--etcd-servers", etcd.url, "--in-place")
+    result = minik("encryption", "rotate-key", *flags, kubeconfig=server.kubeconfig)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert config_file.stat().st_ino == inode
+    keys = yaml.safe_load(config_file.read_text())["resources"][0]["providers"][0]["aesgcm"]["keys"]
+    assert [k["name"] for k in keys] == ["key3"]
+    after = {s["metadata"]["name"]: s["data"] for s in client.get("/api/v1/secrets").json()["items"]}
+    assert after == before
+    assert etcd_get(etcd, "/registry/core/secrets/default/db").startswith(b"k8s:enc:aesgcm:v1:key3:")
