@@ -917,11 +917,55 @@ def check_config(info: ResourceInfo, config: Any, name: str, namespace: str | No
         raise errors.BadRequest(
             "the namespace of the provided object does not match the namespace sent on the request"
         )
+    problem = _type_problem(config, type_of(root_schema(info)), "")
+    if problem:
+        group, _, version = info.api_version.rpartition("/")
+        raise errors.BadRequest(
+            f"failed to create typed patch object ({group}/{version}, Kind={info.kind}): {problem}"
+        )
     if meta.get("name") not in (None, "", name):
         raise errors.BadRequest(
             f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
         )
     return config
+
+
+def _type_problem(value: Any, t: Type, path: str) -> str:
+    """The first value of the wrong JSON type for its schema (``.data: expected map, got list``)."""
+    if value is None or t.shape == UNKNOWN:
+        return ""
+    if t.shape in (STRUCT, MAP) or (t.shape == ATOMIC and isinstance(value, dict)):
+        if not isinstance(value, dict):
+            return f"{path or '.'}: expected map, got {_json_kind(value)}"
+        for key, child in value.items():
+            if t.shape == STRUCT and key not in t.fields:
+                continue
+            problem = _type_problem(child, type_of(_child_schema(t, key)), f"{path}.{key}")
+            if problem:
+                return problem
+        return ""
+    if t.shape in (LIST_ATOMIC, LIST_SET, LIST_MAP):
+        if not isinstance(value, list):
+            return f"{path}: expected list, got {_json_kind(value)}"
+        element = type_of(t.element)
+        for i, item in enumerate(value):
+            problem = _type_problem(item, element, f"{path}[{i}]")
+            if problem:
+                return problem
+        if t.shape == LIST_MAP and any(not isinstance(item, dict) for item in value):
+            return f"{path}: associative list items must be maps"
+        return ""
+    if t.shape == SCALAR and isinstance(value, dict | list):
+        return f"{path}: expected scalar, got {_json_kind(value)}"
+    return ""
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "map"
+    if isinstance(value, list):
+        return "list"
+    return "scalar"
 
 
 def apply(

@@ -446,3 +446,28 @@ def test_apply_through_scale(api: httpx.Client, ns: str) -> None:
     e = entries(full)[("autoscaler", "Apply")]
     assert e["subresource"] == "scale" and e["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
     assert "f:replicas" not in entries(full)[("alice", "Apply")]["fieldsV1"]["f:spec"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "just a string",
+        "[1, 2]",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [1]\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata: [1, 2]\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  labels: [x]\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  finalizers: {a: 1}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  ownerReferences: [1, null]\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata: {a: {b: 1}}\n",
+        "{{{ not yaml",
+    ],
+)
+def test_bad_apply_bodies_get_a_status(api: httpx.Client, ns: str, body: str) -> None:
+    path = f"/api/v1/namespaces/{ns}/configmaps/bad"
+    for _ in range(2):  # on a missing object, then on an existing one
+        r = api.patch(path, content=body, headers=APPLY, params={"fieldManager": "fuzz"})
+        assert 400 <= r.status_code < 500, r.text
+        assert r.json()["kind"] == "Status"
+        api.post(
+            f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "bad"}, "data": {"a": "1"}}
+        )

@@ -232,3 +232,16 @@ def test_associative_list_order_as_structured_merge_diff(live: str, config: str,
     t = mf.Type(mf.LIST_MAP, keys=("name",))
     result = mf._merge_value([{"name": n} for n in live], [{"name": n} for n in config], t)
     assert "".join(i["name"] for i in result) == merged
+
+
+def test_config_of_the_wrong_types_is_a_bad_request() -> None:
+    with pytest.raises(errors.BadRequest) as e:
+        mf.check_config(CONFIGMAP, {**cm(), "data": [1]}, "c")
+    assert (
+        str(e.value)
+        == "failed to create typed patch object (/v1, Kind=ConfigMap): .data: expected map, got list"
+    )
+    with pytest.raises(errors.BadRequest, match=r"\.spec\.replicas: expected scalar"):
+        mf.check_config(DEPLOYMENT, {**dep(), "spec": {"replicas": {"x": 1}}}, "d")
+    with pytest.raises(errors.BadRequest, match=r"containers: expected list"):
+        mf.check_config(DEPLOYMENT, dep(None, {"name": "x"}), "d")  # type: ignore[arg-type]
