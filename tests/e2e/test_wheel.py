@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -196,7 +197,9 @@ def test_minik_up_from_the_wheel_reaches_a_ready_node(installed: Installed, root
             return any(line.split()[:2] == [node, "Ready"] for line in out.splitlines())
 
         wait.wait_for(node_ready, 60, f"node {node} Ready in `minik get nodes`", retry_errors=True)
-        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/version", timeout=10) as resp:
+        # /version is open to anonymous, over HTTPS with the cluster's CA
+        ca = ssl.create_default_context(cafile=str(state / "pki" / "ca.crt"))
+        with urllib.request.urlopen(f"https://127.0.0.1:{api_port}/version", timeout=10, context=ca) as resp:
             version = json.loads(resp.read())
         assert version["gitVersion"] == f"v{KUBERNETES_VERSION}-minik.{__version__}"
         assert [version["major"], version["minor"]] == KUBERNETES_VERSION.split(".")[:2]
