@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket
 from apimachinery import errors, printers, selectors
 from apimachinery.resources import TOKEN_REQUEST, ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
-from apiserver import managedfields, openapi, protobuf
+from apiserver import managedfields, openapi, protobuf, typecheck
 
 from . import (
     authn,
@@ -282,7 +282,9 @@ def check_fields(
 
     ``body_is_object`` says the request body is the object itself (create, update) rather than a
     patch of it, which lets one walk of the body find both kinds of problem.
+    A value of the wrong JSON type for the schema is a 400 first, whatever the mode.
     """
+    typecheck.check(info, obj)
     if mode != "Ignore":
         problems = openapi.field_validation_messages(info, raw, None if body_is_object else obj, content_type)
         if problems:
