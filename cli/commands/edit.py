@@ -67,12 +67,22 @@ def run_editor(text: str, suffix: str = ".yaml") -> str:
 def edit(
     ctx: typer.Context,
     resource: list[str] = typer.Argument(..., help="TYPE/NAME or TYPE NAME"),
+    show_managed_fields: bool = typer.Option(
+        False,
+        "--show-managed-fields",
+        help="If true, keep the managedFields when printing objects in JSON or YAML format.",
+    ),
 ) -> None:
     """Edit a resource in your editor ($KUBE_EDITOR, $EDITOR, else vi)."""
+    from .get import omit_managed_fields
+
     k = kube(ctx)
     info, name = single_resource(resource, "edit")
     ns = k.ns_for(info)
     original: Obj = {"apiVersion": info.api_version, "kind": info.kind, **k.client.get(info, name, ns)}
+    if not show_managed_fields:
+        # an update without managedFields keeps the server's entries
+        original = omit_managed_fields(original)
     error_note = ""
     buffer = HEADER + to_yaml(original)
     while True:

@@ -133,6 +133,11 @@ def get(
     no_headers: bool = typer.Option(False, "--no-headers", help="omit the header row"),
     ignore_not_found: bool = typer.Option(False, "--ignore-not-found", help="a missing NAME is not an error"),
     request_timeout: int = typer.Option(0, "--request-timeout", help="end a watch after this many seconds"),
+    show_managed_fields: bool = typer.Option(
+        False,
+        "--show-managed-fields",
+        help="If true, keep the managedFields when printing objects in JSON or YAML format.",
+    ),
 ) -> None:
     """Display one or many resources."""
     k = kube(ctx)
@@ -165,6 +170,7 @@ def get(
             no_headers,
             watch_only,
             request_timeout,
+            show_managed_fields,
         )
         return
 
@@ -229,7 +235,7 @@ def get(
     single = any_named and len(pairs) == 1 and len(pairs[0][1]) == 1
     if not objects and not any_named and fmt == "name":
         err(_not_found_message(k, all_namespaces, any(i.namespaced for i, _ in pairs)))
-    print_objects(objects, fmt, template, single and len(objects) == 1)
+    print_objects(objects, fmt, template, single and len(objects) == 1, show_managed_fields)
     if failed:
         raise typer.Exit(1)
 
@@ -257,12 +263,27 @@ def object_name(obj: Obj) -> str:
     return f"{kind}/{meta(obj).get('name')}"
 
 
-def print_objects(objects: list[Obj], fmt: str, template: str = "", single: bool = False) -> None:
-    """Print objects as yaml, json, name or jsonpath (a List unless exactly one was asked for)."""
+def omit_managed_fields(obj: Obj) -> Obj:
+    """``obj`` without ``metadata.managedFields`` (a shallow copy; the object itself is untouched),
+    as kubectl prints objects unless ``--show-managed-fields``."""
+    md = obj.get("metadata")
+    if not isinstance(md, dict) or "managedFields" not in md:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in md.items() if k != "managedFields"}}
+
+
+def print_objects(
+    objects: list[Obj], fmt: str, template: str = "", single: bool = False, show_managed_fields: bool = False
+) -> None:
+    """Print objects as yaml, json, name or jsonpath (a List unless exactly one was asked for).
+
+    YAML and JSON leave out ``metadata.managedFields`` unless ``show_managed_fields``."""
     if fmt == "name":
         for o in objects:
             out(object_name(o))
         return
+    if fmt in ("yaml", "json") and not show_managed_fields:
+        objects = [omit_managed_fields(o) for o in objects]
     data: Obj = objects[0] if single else as_list(objects)
     if fmt == "yaml":
         print_text(to_yaml(data))
@@ -299,6 +320,7 @@ def _watch(
     no_headers: bool,
     watch_only: bool,
     timeout: int,
+    show_managed_fields: bool = False,
 ) -> None:
     ns = _ns(k, info, all_namespaces)
     fields = [f for f in (field_selector, f"metadata.name={name}" if name else None) if f]
@@ -334,17 +356,17 @@ def _watch(
     lst = k.client.list(info, ns, selector, ",".join(fields) or None)
     if not watch_only:
         for item in lst.get("items") or []:
-            _print_watched(with_type(info, item), fmt, template)
+            _print_watched(with_type(info, item), fmt, template, show_managed_fields)
     rv = str(meta(lst).get("resourceVersion") or "")
     for etype, obj in k.client.watch(info, ns, rv, selector, ",".join(fields) or None, timeout or None):
         if etype != "BOOKMARK":
-            _print_watched(with_type(info, obj), fmt, template)
+            _print_watched(with_type(info, obj), fmt, template, show_managed_fields)
 
 
-def _print_watched(obj: Obj, fmt: str, template: str) -> None:
+def _print_watched(obj: Obj, fmt: str, template: str, show_managed_fields: bool = False) -> None:
     if fmt == "yaml":
-        print_text("---\n" + to_yaml(obj))
+        print_text("---\n" + to_yaml(obj if show_managed_fields else omit_managed_fields(obj)))
     else:
-        print_objects([obj], fmt, template, single=True)
+        print_objects([obj], fmt, template, single=True, show_managed_fields=show_managed_fields)
         if fmt == "jsonpath":
             out()

@@ -556,3 +556,56 @@ def test_config_set_context_and_use_context(tmp_path: Any, monkeypatch: pytest.M
     view = runner.invoke(app, ["config", "view"]).stdout
     assert "REDACTED" in view and "secret" not in view
     assert runner.invoke(app, ["config", "current-context"]).stdout == "b\n"
+
+
+def test_get_and_edit_leave_out_managed_fields_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = {
+        "manager": "kubectl",
+        "operation": "Update",
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {}},
+    }
+    pod = {**POD, "metadata": {**POD["metadata"], "managedFields": [entry]}}
+    api = FakeAPI()
+    api.routes[("GET", "/api/v1/namespaces/default/pods/web-0")] = pod
+    api.routes[("GET", "/api/v1/namespaces/default/pods")] = {
+        "kind": "PodList",
+        "metadata": {},
+        "items": [pod],
+    }
+    r = api.invoke(["get", "pod", "web-0", "-o", "json"])
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.stdout)
+    assert "managedFields" not in shown["metadata"] and shown["metadata"]["labels"] == {"app": "web"}
+    r = api.invoke(["get", "pods", "-o", "yaml"])
+    assert "managedFields" not in r.stdout and "name: web-0" in r.stdout
+    r = api.invoke(["get", "pods", "-o", "json", "--show-managed-fields"])
+    assert json.loads(r.stdout)["items"][0]["metadata"]["managedFields"] == [entry]
+    r = api.invoke(["get", "pod", "web-0", "-o", "yaml", "--show-managed-fields"])
+    assert "managedFields:" in r.stdout and "manager: kubectl" in r.stdout
+    # jsonpath reads the whole object, as kubectl's does
+    r = api.invoke(["get", "pod", "web-0", "-o", "jsonpath={.metadata.managedFields[0].manager}"])
+    assert r.stdout == "kubectl"
+    assert "managedFields" in pod["metadata"]  # printing did not change the object
+
+    from cli.commands import edit as edit_module
+
+    shown_to_editor: list[str] = []
+
+    def editor(text: str, suffix: str = ".yaml") -> str:
+        shown_to_editor.append(text)
+        return text.replace("image: nginx", "image: nginx:1.27")
+
+    monkeypatch.setattr(edit_module, "run_editor", editor)
+    api.routes[("PUT", "/api/v1/namespaces/default/pods/web-0")] = lambda req: httpx.Response(
+        200, content=req.content
+    )
+    r = api.invoke(["edit", "pod/web-0"])
+    assert r.exit_code == 0, r.output
+    assert "managedFields" not in shown_to_editor[0] and "image: nginx" in shown_to_editor[0]
+    sent = json.loads(api.requests[-1].content)
+    assert "managedFields" not in sent["metadata"]
+    assert sent["spec"]["containers"][0]["image"] == "nginx:1.27"
+    r = api.invoke(["edit", "pod/web-0", "--show-managed-fields"])
+    assert r.exit_code == 0, r.output
+    assert "managedFields:" in shown_to_editor[1]
