@@ -453,7 +453,7 @@ class APIServer:
     def __init__(
         self,
         storage: Storage,
-        advertise: str = "127.0.0.1:8080",
+        advertise: str = "127.0.0.1:6443",
         security: Security | None = None,
         audit_log: Any = None,
     ) -> None:
@@ -1269,7 +1269,7 @@ async def _batches(
 
 def create_app(
     storage: Storage,
-    advertise: str = "127.0.0.1:8080",
+    advertise: str = "127.0.0.1:6443",
     manage_storage: bool = True,
     security: Security | None = None,
     audit_log: Any = None,

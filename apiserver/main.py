@@ -49,7 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="plain-HTTP port on 127.0.0.1 with NO authentication or authorization, for debugging "
         "and benchmarks (default 0 = off)",
     )
-    p.add_argument("--port", dest="insecure_port", type=int, help=argparse.SUPPRESS)
     p.add_argument(
         "--anonymous-auth",
         type=_bool,

@@ -30,7 +30,10 @@ def _bool(value: str) -> bool:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="minik-scheduler", description="minik's pod scheduler")
     p.add_argument(
-        "--api-server", "--master", dest="api_server", help="API server URL (http://127.0.0.1:8080)"
+        "--api-server",
+        "--master",
+        dest="api_server",
+        help="API server URL (overrides the kubeconfig's server)",
     )
     p.add_argument("--kubeconfig", help="kubeconfig file to read the server and credentials from")
     p.add_argument(

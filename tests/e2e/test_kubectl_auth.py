@@ -10,11 +10,9 @@ import subprocess
 
 import pytest
 
-from testkit.processes import APIServerProcess, tls_enabled
+from testkit.processes import APIServerProcess
 from testkit.wait import unique, wait_for
 from tests.e2e.conftest import KUBECTL_VERSIONS, Kubectl, kubectl_of
-
-pytestmark = pytest.mark.skipif(not tls_enabled(), reason="the API server of this tree has no secure port")
 
 
 @pytest.fixture(scope="module", params=KUBECTL_VERSIONS)
