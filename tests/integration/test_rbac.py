@@ -16,10 +16,8 @@ import pytest
 
 from testkit import certs
 from testkit.api import create_namespace
-from testkit.processes import APIServerProcess, tls_enabled
+from testkit.processes import APIServerProcess
 from testkit.wait import unique, wait_for
-
-pytestmark = pytest.mark.skipif(not tls_enabled(), reason="the API server of this tree has no secure port")
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"
 RBAC_GROUP = "rbac.authorization.k8s.io"
