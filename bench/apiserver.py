@@ -277,8 +277,8 @@ async def create_latency(api_url: str, etcd_url: str, seconds: int, tls: Any = T
             assert r.status_code == 201 or attempt and r.status_code == 409, r.text
 
         raw = await fixed_rate(100, seconds, put)
-        api = await fixed_rate(100, seconds, create)
-    samples = {"create": api, "etcd_put": raw}
+        created = await fixed_rate(100, seconds, create)
+    samples = {"create": created, "etcd_put": raw}
     return {f"{k}_p{q}_ms": pct(v, q / 100) for k, v in samples.items() for q in (50, 99)}
 
 
