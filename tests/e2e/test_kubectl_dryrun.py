@@ -10,9 +10,17 @@ import textwrap
 from typing import Any
 
 import httpx
+import pytest
 
 from testkit.api import apps, containers, pod_binding
-from tests.e2e.conftest import Kubectl
+from tests.e2e.conftest import KUBECTL_VERSIONS, Kubectl, kubectl_of
+
+
+@pytest.fixture(scope="module", params=KUBECTL_VERSIONS)
+def kubectl_bin(request: pytest.FixtureRequest) -> str:
+    """This module's kubectl workflow runs with both kubectls (v1.32 and the v1.37 wheel)."""
+    return kubectl_of(request.param)
+
 
 DRY = {"dryRun": "All"}
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import re
 
-from tests.e2e.conftest import Kubectl
+import pytest
+
+from tests.e2e.conftest import KUBECTL_VERSIONS, Kubectl, kubectl_of
+
+
+@pytest.fixture(scope="module", params=KUBECTL_VERSIONS)
+def kubectl_bin(request: pytest.FixtureRequest) -> str:
+    """This module's kubectl workflow runs with both kubectls (v1.32 and the v1.37 wheel)."""
+    return kubectl_of(request.param)
 
 
 def flat(text: str) -> str:

@@ -16,7 +16,14 @@ import pytest
 
 from testkit.processes import APIServerProcess, controller_manager, running
 from testkit.wait import wait_for
-from tests.e2e.conftest import Kubectl
+from tests.e2e.conftest import KUBECTL_VERSIONS, Kubectl, kubectl_of
+
+
+@pytest.fixture(scope="module", params=KUBECTL_VERSIONS)
+def kubectl_bin(request: pytest.FixtureRequest) -> str:
+    """This module's kubectl workflow runs with both kubectls (v1.32 and the v1.37 wheel)."""
+    return kubectl_of(request.param)
+
 
 MANIFEST = textwrap.dedent(
     """\

@@ -30,7 +30,14 @@ from testkit.processes import (
     scheduler,
 )
 from testkit.wait import wait_for
-from tests.e2e.conftest import Kubectl, Streaming
+from tests.e2e.conftest import KUBECTL_VERSIONS, Kubectl, Streaming, kubectl_of
+
+
+@pytest.fixture(scope="module", params=KUBECTL_VERSIONS)
+def kubectl_bin(request: pytest.FixtureRequest) -> str:
+    """This module's kubectl workflow runs with both kubectls (v1.32 and the v1.37 wheel)."""
+    return kubectl_of(request.param)
+
 
 V2_TAG = "minik-test/busybox:workloads-v2"
 
