@@ -4,7 +4,6 @@ manager's root CA publisher keeps in every namespace.  Both put back what is del
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -148,21 +147,14 @@ def test_each_live_api_server_is_an_endpoint(
 
 
 @pytest.fixture(scope="module")
-def root_ca(apiserver: APIServerProcess) -> Iterator[str]:
-    if apiserver.tls:
-        yield str(apiserver.pki.ca_cert)
-        return
-    from apimachinery.pki import PKI
-
-    with tempfile.TemporaryDirectory() as d:
-        yield str(PKI(Path(d) / "pki").ensure_ca())
+def root_ca(apiserver: APIServerProcess) -> str:
+    return str(apiserver.pki.ca_cert)
 
 
 @pytest.fixture(scope="module")
 def publisher(apiserver: APIServerProcess, root_ca: str) -> Iterator[Process]:
-    # over TLS without --root-ca-file: the CA of the controller manager's kubeconfig is published
-    flags = () if apiserver.tls else ("--root-ca-file", root_ca)
-    with controller_manager(apiserver, "--controllers", "root-ca-cert-publisher", *flags) as cm:
+    # the harness gives the controller manager --root-ca-file: the session's CA
+    with controller_manager(apiserver, "--controllers", "root-ca-cert-publisher") as cm:
         yield cm
 
 

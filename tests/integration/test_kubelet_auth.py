@@ -31,7 +31,7 @@ POD = "kauth"
 
 @pytest.fixture(scope="module")
 def running_pod(apiserver: APIServerProcess, kubelet: KubeletProcess, image: str) -> Iterator[str]:
-    assert kubelet.tls, "the harness runs the kubelet without TLS"
+    assert kubelet.url.startswith("https://"), "the harness runs the kubelet without TLS"
     script = "echo hello from the kubelet test; exec sleep 3600"
     containers = [{"name": "main", "image": image, "command": ["sh", "-c", script]}]
     # no service-account volume: this module runs no controller manager to publish kube-root-ca.crt
