@@ -264,6 +264,27 @@ class Etcd:
         resp = await self._call(self._lease.LeaseGrant, rpc.LeaseGrantRequest(TTL=ttl))
         return int(resp.ID)
 
+    async def put_with_lease(self, key: str, value: bytes, lease: int) -> int:
+        """Put ``key`` attached to ``lease``: etcd deletes it when the lease expires."""
+        k = key.encode()
+        req = rpc.PutRequest(key=k, value=self._out(k, value), lease=lease)
+        resp = await self._call(self._kv.Put, req)
+        return int(resp.header.revision)
+
+    async def keep_alive(self, lease: int) -> int:
+        """Refresh ``lease`` once; its TTL left in seconds, 0 when it has already expired.  Unlike a
+        put, a keep-alive does not move the store's revision."""
+
+        async def once() -> AsyncIterator[rpc.LeaseKeepAliveRequest]:
+            yield rpc.LeaseKeepAliveRequest(ID=lease)
+
+        try:
+            async for resp in self._lease.LeaseKeepAlive(once(), timeout=self.timeout):
+                return int(resp.TTL)
+        except grpc.aio.AioRpcError as e:
+            raise EtcdUnavailable(f"etcd at {self.servers}: {e.code().name}: {e.details()}") from None
+        return 0
+
     async def compact(self, revision: int) -> None:
         await self._call(
             self._kv.Compact, rpc.CompactionRequest(revision=revision, physical=True), timeout=30

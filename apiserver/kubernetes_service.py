@@ -11,9 +11,10 @@ As Kubernetes' control plane does (``pkg/controlplane/controller/kubernetesservi
 * EndpointSlice ``default/kubernetes`` (label ``kubernetes.io/service-name: kubernetes``): the same
   addresses, ready.
 
-Each API server refreshes a record of its own (``/registry/masterleases/IP:PORT``, holding an
-expiry time) every ``interval`` seconds; the endpoints are the servers whose record has not
-expired, so one that stops drops out within ``lease_ttl`` seconds.  The objects are checked on
+Each API server keeps a record of its own (``/registry/masterleases/IP:PORT``) on an etcd lease of
+``lease_ttl`` seconds, kept alive every ``interval`` seconds (a keep-alive does not move etcd's
+revision, so an idle cluster's resourceVersion stands still); the endpoints are the servers whose
+record exists, so one that stops drops out within ``lease_ttl`` seconds.  The objects are checked on
 every refresh and whenever one of them changes (the watch caches), so a deleted or edited object is
 put back at once.  A server being shut down removes its own record and address.
 """
@@ -191,6 +192,7 @@ class KubernetesServiceReconciler:
         self.clock = clock
         self.cluster_ip = storage.service_allocations.ip_range.kubernetes_service_ip()
         self._poke = asyncio.Event()
+        self._lease_id = 0
 
     @property
     def lease_key(self) -> str:
@@ -201,8 +203,14 @@ class KubernetesServiceReconciler:
 
     # -- master leases ------------------------------------------------------------------------------
     async def refresh_lease(self) -> None:
-        record = {"ip": self.address, "port": self.port, "expires": self.clock() + self.lease_ttl}
-        await self.storage.etcd.put(self.lease_key, orjson.dumps(record))
+        """Keep this server's record alive: an etcd lease of ``lease_ttl`` seconds, refreshed by a
+        keep-alive, which (unlike rewriting the record every pass) does not move etcd's revision."""
+        etcd = self.storage.etcd
+        if self._lease_id and await etcd.keep_alive(self._lease_id) > 0:
+            return
+        self._lease_id = await etcd.grant_lease(max(int(self.lease_ttl), 1))
+        record = {"ip": self.address, "port": self.port}  # no expiry: etcd removes it with the lease
+        await etcd.put_with_lease(self.lease_key, orjson.dumps(record), self._lease_id)
 
     async def live_servers(self) -> list[tuple[str, int]]:
         """(ip, port) of the API servers whose record has not expired; expired records are removed."""
@@ -212,7 +220,8 @@ class KubernetesServiceReconciler:
         for kv in kvs:
             try:
                 rec = orjson.loads(kv.value)
-                ip, port, expires = str(rec["ip"]), int(rec["port"]), float(rec["expires"])
+                ip, port = str(rec["ip"]), int(rec["port"])
+                expires = float(rec.get("expires", "inf"))  # records on a lease carry no expiry
             except (ValueError, KeyError, TypeError):
                 expires, ip, port = 0.0, "", 0
             if expires > now:

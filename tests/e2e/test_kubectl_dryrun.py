@@ -231,10 +231,12 @@ def test_kubectl_server_dry_run(api: httpx.Client, kubectl: Kubectl, ns: str) ->
     changed = str(kubectl.write(f"{ns}/cm2.yaml", CM.replace("fast", "slow")))
     out = kubectl("apply", "--dry-run=server", "-f", changed, "-n", ns)
     assert out == "configmap/settings configured (server dry run)\n"
+    # kubectl 1.37 names the namespace: 'configmap "settings" deleted from NS namespace (...)'
+    deleted = {'configmap "settings" deleted', f'configmap "settings" deleted from {ns} namespace'}
     out = kubectl("delete", "--dry-run=server", "-f", manifest, "-n", ns)
-    assert out == 'configmap "settings" deleted (server dry run)\n'
+    assert out.removesuffix(" (server dry run)\n") in deleted, out
     out = kubectl("delete", "--dry-run=server", "configmap", "--all", "-n", ns)
-    assert out == 'configmap "settings" deleted (server dry run)\n'
+    assert out.removesuffix(" (server dry run)\n") in deleted, out
     assert data_of(kubectl, ns) == "fast"
     assert etcd_revision(api) == rev1
 

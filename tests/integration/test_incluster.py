@@ -4,6 +4,7 @@ manager's root CA publisher keeps in every namespace.  Both put back what is del
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from apiserver.kubernetes_service import DEFAULT_INTERVAL
 from testkit import wait
 from testkit.processes import APIServerProcess, EtcdProcess, Process, controller_manager, dump_logs
 
@@ -64,6 +66,21 @@ def test_kubernetes_service_endpoints_and_slice(apiserver: APIServerProcess, api
     )
     assert r.status_code == 422, r.text
     assert "provided IP is already allocated" in r.json()["message"]
+
+
+def test_an_idle_server_keeps_etcd_revision_still(api: httpx.Client) -> None:
+    """The server's own endpoint record lives on an etcd lease kept alive without a write, so an
+    idle cluster's revision (every list's resourceVersion) does not creep every 10 s."""
+
+    def revision() -> int:
+        r = api.get("/api/v1/namespaces")
+        assert r.status_code == 200, r.text
+        return int(r.json()["metadata"]["resourceVersion"])
+
+    until(lambda: get(api, SVC) is not None, "the kubernetes Service")
+    before = revision()
+    time.sleep(DEFAULT_INTERVAL + 3)  # more than one reconcile pass (and keep-alive) of the server
+    assert revision() == before
 
 
 def test_kubernetes_service_repaired_when_deleted_or_changed(api: httpx.Client) -> None:
