@@ -76,6 +76,62 @@ def peer_identity(transport: Any) -> tuple[UserInfo | None, dict[str, Any] | Non
     return user, {"tls": ext}
 
 
+class HeadersWithBody:
+    """The transport of one request/response cycle that sends a response's status line and headers
+    together with the body write that follows them: one TLS record and one ``send`` per response
+    instead of two.
+
+    uvicorn writes the headers when the application sends ``http.response.start`` and the body at
+    ``http.response.body``.  Only the headers of a response with a ``Content-Length`` (not a HEAD)
+    wait, since uvicorn writes its body (even an empty one) when the application sends it: a
+    streaming response (a watch, chunked) gets its headers at once.  If the application ends
+    without a body, uvicorn closes the connection, which sends the headers first.  Everything else
+    is the real transport's.
+    """
+
+    __slots__ = ("transport", "cycle", "held", "seen")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any) -> None:
+        self.transport = transport
+        self.cycle = cycle
+        self.held: bytes | None = None
+        self.seen = False  # the headers were written
+
+    def write(self, data: bytes) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            self.transport.write(held + data)
+        elif not self.seen and self.cycle.response_started:
+            # the first write once the response has started is its status line and headers
+            # (``100 Continue`` is written before, while the response has not started)
+            self.seen = True
+            cycle = self.cycle
+            if cycle.chunked_encoding is False and cycle.scope["method"] != "HEAD":
+                self.held = data
+            else:
+                self.transport.write(data)
+        else:
+            self.transport.write(data)
+
+    def flush(self) -> None:
+        held = self.held
+        if held is not None:
+            self.held = None
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class SecureHttpProtocol(HttpToolsProtocol):
     """httptools HTTP/1.1, with the connection's client-certificate user in each request's scope."""
 
@@ -92,6 +148,13 @@ class SecureHttpProtocol(HttpToolsProtocol):
         scope["minik.user"] = self.minik_user
         if self.minik_extensions is not None:
             scope["extensions"] = self.minik_extensions
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle: Any = self.cycle
+        # a new cycle (not an upgrade, which makes none): its response goes out in one TLS write
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = HeadersWithBody(self.transport, cycle)
 
 
 class InsecureHttpProtocol(HttpToolsProtocol):
