@@ -439,7 +439,12 @@ async def bench(args: argparse.Namespace) -> dict:
     etcd_proc.start()
     server = APIServerProcess(etcd_proc.url)
     insecure_url = f"http://127.0.0.1:{free_port()}"
-    server.start(extra=["--insecure-port", insecure_url.rsplit(":", 1)[1]])
+    try:
+        server.start(extra=["--insecure-port", insecure_url.rsplit(":", 1)[1]])
+    except BaseException:  # a server that does not start: leave no etcd (or server) behind
+        server.cleanup()
+        etcd_proc.cleanup()
+        raise
     admin = certs.client_cert("admin")
     user = certs.user_cert(BENCH_USER)
     tls: ssl.SSLContext = server.ssl_context()
