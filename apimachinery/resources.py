@@ -116,6 +116,36 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ),
     # batch/v1
     ResourceInfo("batch", "v1", "Job", "jobs", True, (), _ALL, ("status",)),
+    ResourceInfo("batch", "v1", "CronJob", "cronjobs", True, ("cj",), _ALL, ("status",)),
+    # policy/v1
+    ResourceInfo(
+        "policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",), (), ("status",)
+    ),
+    # scheduling.k8s.io/v1
+    ResourceInfo(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        False,
+        ("pc",),
+        (),
+        (),
+        has_status=False,
+    ),
+    # autoscaling/v2
+    ResourceInfo(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        True,
+        ("hpa",),
+        _ALL,
+        ("status",),
+    ),
+    # apiregistration.k8s.io/v1
+    ResourceInfo("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, (), (), ("status",)),
     # coordination.k8s.io/v1
     ResourceInfo("coordination.k8s.io", "v1", "Lease", "leases", True, (), (), (), has_status=False),
     # discovery.k8s.io/v1
@@ -124,6 +154,9 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ),
     # networking.k8s.io/v1
     ResourceInfo("networking.k8s.io", "v1", "Ingress", "ingresses", True, ("ing",), (), ("status",)),
+    ResourceInfo(
+        "networking.k8s.io", "v1", "IngressClass", "ingressclasses", False, (), (), (), has_status=False
+    ),
     # apiextensions.k8s.io/v1
     ResourceInfo(
         "apiextensions.k8s.io",

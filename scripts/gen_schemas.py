@@ -523,13 +523,13 @@ def check_enum(where: str, description: str, values: list[str]) -> None:
         raise SystemExit(f"gen_schemas: the description of {where} does not name {missing}")
 
 
-def client_class(kind: str, group: str) -> str:
+def client_class(kind: str, group: str, version: str = "v1") -> str:
     """The client's class for a served kind (core Event is ``CoreV1Event``, events.k8s.io's is not served)."""
     if kind in ("Event", "EventList") and group == "":
         return f"CoreV1{kind}"
     if kind == "TokenRequest":  # storage.k8s.io has a TokenRequest too
         return "AuthenticationV1TokenRequest"
-    return f"V1{kind}"
+    return f"{version.capitalize()}{kind}"
 
 
 def gvk(group: str, version: str, kind: str) -> dict[str, str]:
@@ -541,7 +541,7 @@ def generate() -> dict[str, Any]:
     for info in (*RESOURCES, BINDING, TOKEN_REQUEST):
         # pseudo-kinds that are only created (bindings, reviews, token requests) have no list
         for kind in (info.kind, info.list_kind_name) if "list" in info.verbs else (info.kind,):
-            name = client_class(kind, info.group)
+            name = client_class(kind, info.group, info.version)
             gen.add(name)
             gen.set_gvk(name, [gvk(info.group, info.version, kind)])
     served = [*group_versions(), ("autoscaling", "v1"), ("policy", "v1")]
