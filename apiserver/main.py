@@ -124,6 +124,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="CA that kubelets' serving certificates are verified against (unset: not verified)",
     )
+    p.add_argument(
+        "--disable-metrics",
+        action="store_true",
+        help="do not collect or serve Prometheus metrics (/metrics answers 404); for overhead benchmarks",
+    )
     add_log_level_flag(p)
     args = p.parse_args(argv)
     check_serving_flags(p, args)
