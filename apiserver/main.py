@@ -129,6 +129,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="do not collect or serve Prometheus metrics (/metrics answers 404); for overhead benchmarks",
     )
+    p.add_argument(
+        "--disable-tracing",
+        action="store_true",
+        help="record no OpenTelemetry spans and keep no trace store (minik trace then shows nothing)",
+    )
     add_log_level_flag(p)
     args = p.parse_args(argv)
     check_serving_flags(p, args)
