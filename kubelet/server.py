@@ -20,6 +20,8 @@ authorized user.
 * ``GET /portForward/{namespace}/{pod}?ports=8080&ports=9090`` as a WebSocket: Kubernetes'
   port-forward channel protocol (see :mod:`kubelet.portforward`).
 * ``GET /stats/summary``: the Summary API (see :mod:`kubelet.stats`).
+* ``GET /metrics/resource``: the node's, pods' and containers' CPU and memory in Prometheus text
+  format, what metrics-server scrapes (see :func:`kubelet.stats.resource_metrics`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from apimachinery import errors
 
 from . import podstate, portforward
 from .runtime import ContainerStatus, LogOptions, RuntimeError_
-from .stats import StatsProvider
+from .stats import StatsProvider, resource_metrics
 
 if TYPE_CHECKING:
     from .kubelet import Kubelet
@@ -268,6 +270,18 @@ def build_app(kubelet: Kubelet) -> FastAPI:
     @app.get("/stats/summary")
     async def stats_summary() -> JSONResponse:
         return JSONResponse(await stats.summary())
+
+    @app.get("/metrics/resource")
+    async def metrics_resource() -> PlainTextResponse:
+        """CPU and memory of the node, its pods and containers (see :func:`stats.resource_metrics`)."""
+        try:
+            summary, failed = await stats.summary(), False
+        except Exception:  # noqa: BLE001 - the runtime did not answer: scrape_error 1
+            log.exception("collecting resource metrics failed")
+            summary, failed = {}, True
+        return PlainTextResponse(
+            resource_metrics(summary, failed, time.time()), media_type="text/plain; version=0.0.4"
+        )
 
     @app.post("/run/{namespace}/{pod}/{container}")
     async def run_route(

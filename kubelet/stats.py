@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from apimachinery.timefmt import rfc3339
+from apimachinery.timefmt import parse_time, rfc3339
 
 from .runtime import STATE_RUNNING, ContainerStats
 
@@ -327,3 +327,82 @@ class StatsProvider:
                 )
             )
         return build_summary(k.node_name, self.start, node, samples, time.time())
+
+
+# ---- /metrics/resource --------------------------------------------------------------------------
+
+_RESOURCE_METRICS = (
+    ("node_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the node in core-seconds"),
+    ("node_memory_working_set_bytes", "gauge", "Current working set of the node in bytes"),
+    (
+        "container_cpu_usage_seconds_total",
+        "counter",
+        "Cumulative cpu time consumed by the container in core-seconds",
+    ),
+    ("container_memory_working_set_bytes", "gauge", "Current working set of the container in bytes"),
+    ("container_start_time_seconds", "gauge", "Start time of the container since unix epoch in seconds"),
+    ("pod_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed by the pod in core-seconds"),
+    ("pod_memory_working_set_bytes", "gauge", "Current working set of the pod in bytes"),
+    ("scrape_error", "gauge", "1 if there was an error while getting container metrics, 0 otherwise"),
+)
+
+
+def _label_value(v: Any) -> str:
+    return str(v or "").replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(**kv: Any) -> str:
+    return "{" + ",".join(f'{k}="{_label_value(v)}"' for k, v in kv.items()) + "}"
+
+
+def _ms(ts: str | None, default: int) -> int:
+    t = parse_time(ts) if ts else None
+    return default if t is None else int(t * 1000)
+
+
+def resource_metrics(summary: Obj, scrape_error: bool = False, now: float | None = None) -> str:
+    """The kubelet's ``/metrics/resource`` (Prometheus text format 0.0.4, Kubernetes' metric names
+    and labels) from a :func:`build_summary` object; CPU and memory samples carry ``now`` (the time
+    the stats were taken) in milliseconds, which metrics-server computes rates from."""
+    default_ms = int((time.time() if now is None else now) * 1000)
+    samples: dict[str, list[str]] = {name: [] for name, _t, _h in _RESOURCE_METRICS}
+    node = summary.get("node") or {}
+    cpu, mem = node.get("cpu") or {}, node.get("memory") or {}
+    if "usageCoreNanoSeconds" in cpu:
+        samples["node_cpu_usage_seconds_total"].append(
+            f" {cpu['usageCoreNanoSeconds'] / 1e9:.9f} {default_ms}"
+        )
+    if "workingSetBytes" in mem:
+        samples["node_memory_working_set_bytes"].append(f" {int(mem['workingSetBytes'])} {default_ms}")
+    for pod in summary.get("pods") or []:
+        ref = pod.get("podRef") or {}
+        for c in pod.get("containers") or []:
+            lbl = _labels(container=c.get("name"), namespace=ref.get("namespace"), pod=ref.get("name"))
+            ccpu, cmem = c.get("cpu") or {}, c.get("memory") or {}
+            if "usageCoreNanoSeconds" in ccpu:
+                samples["container_cpu_usage_seconds_total"].append(
+                    f"{lbl} {ccpu['usageCoreNanoSeconds'] / 1e9:.9f} {default_ms}"
+                )
+            if "workingSetBytes" in cmem:
+                samples["container_memory_working_set_bytes"].append(
+                    f"{lbl} {int(cmem['workingSetBytes'])} {default_ms}"
+                )
+            if c.get("startTime"):
+                samples["container_start_time_seconds"].append(f"{lbl} {_ms(c['startTime'], 0) / 1000:.3f}")
+        lbl = _labels(namespace=ref.get("namespace"), pod=ref.get("name"))
+        pcpu, pmem = pod.get("cpu") or {}, pod.get("memory") or {}
+        if "usageCoreNanoSeconds" in pcpu and pod.get("containers"):
+            samples["pod_cpu_usage_seconds_total"].append(
+                f"{lbl} {pcpu['usageCoreNanoSeconds'] / 1e9:.9f} {default_ms}"
+            )
+        if "workingSetBytes" in pmem and pod.get("containers"):
+            samples["pod_memory_working_set_bytes"].append(
+                f"{lbl} {int(pmem['workingSetBytes'])} {default_ms}"
+            )
+    samples["scrape_error"].append(f" {1 if scrape_error else 0}")
+    out = []
+    for name, kind, help_ in _RESOURCE_METRICS:
+        out.append(f"# HELP {name} [STABLE] {help_}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(name + s for s in sorted(samples[name]))
+    return "\n".join(out) + "\n"
