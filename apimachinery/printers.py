@@ -403,6 +403,12 @@ networking.k8s.io/Ingress
   Address | Address is a list containing ingress points for the load-balancer
   Ports | Ports of TLS configurations that open
   Age
+scheduling.k8s.io/PriorityClass
+  Name
+  Value [integer] | value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec.
+  Global-Default [boolean] | globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority.
+  Age
+  PreemptionPolicy | preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset.
 storage.k8s.io/StorageClass
   Name
   Provisioner | provisioner indicates the type of the provisioner.
@@ -1082,6 +1088,16 @@ def _storage_class_cells(sc: Obj, now: datetime) -> Cells:
     ]
 
 
+def _priority_class_cells(pc: Obj, now: datetime) -> Cells:
+    return [
+        _name(pc),
+        _int(pc.get("value")),
+        bool(pc.get("globalDefault") or False),
+        _age(pc, now),
+        pc.get("preemptionPolicy") or "PreemptLowerPriority",
+    ]
+
+
 # --------------------------------------------------------------------------------------------
 # Workloads
 # --------------------------------------------------------------------------------------------
@@ -1235,6 +1251,7 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,
     ("storage.k8s.io", "StorageClass"): _storage_class_cells,
+    ("scheduling.k8s.io", "PriorityClass"): _priority_class_cells,
 }
 
 
