@@ -526,6 +526,9 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("storage.k8s.io", "StorageClass"): default_storage_class,
     ("networking.k8s.io", "Ingress"): default_ingress,
     ("discovery.k8s.io", "EndpointSlice"): default_endpoint_slice,
+    ("scheduling.k8s.io", "PriorityClass"): lambda pc: _set_empty(
+        pc, preemptionPolicy="PreemptLowerPriority"
+    ),
 }
 
 

@@ -2340,6 +2340,14 @@ _VALIDATORS: dict[tuple[str, str], tuple[Validator, UpdateValidator | None]] = {
     (RBAC_GROUP, "ClusterRoleBinding"): (_validate_cluster_role_binding, _role_ref_immutable),
 }
 
+# Kinds whose checks live in their own module (which imports the helpers above).
+from . import validation_scheduling  # noqa: E402
+
+_VALIDATORS[("scheduling.k8s.io", "PriorityClass")] = (
+    validation_scheduling.validate_priority_class,
+    validation_scheduling.validate_priority_class_update,
+)
+
 
 def validate(
     info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None = None
