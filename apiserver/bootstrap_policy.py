@@ -414,6 +414,10 @@ def cluster_roles() -> list[Obj]:
                 rule(READ, ["discovery.k8s.io"], ["endpointslices"]),
             ],
         ),
+        # minik trace: the components ship their OpenTelemetry spans to the API server's store;
+        # reading traces is granted by binding system:minik-trace-reader (admins have it anyway)
+        cluster_role("system:minik-span-writer", [urls(["create"], ["/debug/minik/spans"])]),
+        cluster_role("system:minik-trace-reader", [urls(["get"], ["/debug/minik/traces"])]),
         cluster_role(
             "system:kubelet-api-admin",
             [
@@ -441,6 +445,16 @@ def cluster_role_bindings() -> list[Obj]:
         cluster_role_binding("system:node", []),
         cluster_role_binding("system:node-proxier", [user("system:kube-proxy")]),
         cluster_role_binding("system:minik-dns", [user("system:minik-dns")]),
+        cluster_role_binding(
+            "system:minik-span-writer",
+            [
+                user("system:kube-scheduler"),
+                user("system:kube-controller-manager"),
+                user("system:kube-proxy"),
+                user("system:minik-dns"),
+                group("system:nodes"),
+            ],
+        ),
     ]
 
 
