@@ -35,6 +35,7 @@ from . import (
     crd,
     crdschema,
     discovery,
+    eviction,
     kubernetes_service,
     nodeproxy,
     portforward_spdy,
@@ -699,6 +700,17 @@ class APIServer:
             if t.info.kind == "Pod" and t.subresource == "log" and method == "GET":
                 assert t.namespace is not None and t.name is not None
                 return await nodeproxy.pod_logs(self.storage, t.namespace, t.name, q)
+            if t.info.kind == "Pod" and t.subresource == "eviction":  # apiserver/eviction.py
+                if method != "POST":
+                    raise errors.MethodNotAllowed(
+                        "the server does not allow this method on the requested resource"
+                    )
+                assert t.namespace is not None and t.name is not None
+                raw, ctype = await read_payload(request)
+                evicted = await eviction.Evictor(self.storage).evict(
+                    t.namespace, t.name, decode_body(raw, ctype), dry_run(q)
+                )
+                return json_response(evicted[1], evicted[0])
             if t.info.kind == "Pod" and t.subresource == "portforward" and method in ("GET", "POST"):
                 # kubectl lands here after a refused WebSocket, retrying with "Upgrade: SPDY/3.1"
                 assert t.namespace is not None and t.name is not None
