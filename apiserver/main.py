@@ -8,12 +8,10 @@ import logging
 import time
 from pathlib import Path
 
-from apimachinery import tracing
 from apimachinery.component import add_log_level_flag, run_component
 
 from . import admission, audit, authn, encryption, kubernetes_service, nodeproxy, serving
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
-from . import tracestore
 from .app import create_app
 from .authn import DEFAULT_ISSUER
 from .etcd import Etcd, EtcdUnavailable
@@ -227,10 +225,6 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         advertise = f"127.0.0.1:{args.insecure_port}"
     security = authn.from_args(args, storage)
     audit_log = audit.from_args(args)
-    traces = None
-    if not args.disable_tracing:  # minik trace: spans kept in memory (apiserver/tracestore.py)
-        traces = tracestore.TraceStore()
-        tracing.setup("apiserver", local=tracestore.StoreProcessor(traces))
     app = create_app(storage, advertise, security=security, audit_log=audit_log)
     configs = []
     if args.secure_port:
