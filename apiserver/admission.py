@@ -44,7 +44,7 @@ from apimachinery import defaults, errors, quota
 from apimachinery.quantity import format_quantity, parse_quantity, quantity_format
 from apimachinery.resources import ResourceInfo
 
-from . import podsecurity
+from . import podsecurity, priority
 from .authtypes import NODE_USER_PREFIX, NODES_GROUP, UserInfo, current_user
 from .openapi import warning_header
 from .watchcache import decode
@@ -62,6 +62,7 @@ ALL_PLUGINS = (
     "LimitRanger",
     "ServiceAccount",
     "NodeRestriction",
+    "Priority",
     "PodSecurity",
     "ResourceQuota",
 )
@@ -680,6 +681,7 @@ class Admission:
     def __init__(self, storage: Storage, plugins: tuple[str, ...] = DEFAULT_PLUGINS) -> None:
         self.storage = storage
         self.plugins = frozenset(plugins)
+        self.priority = priority.PriorityAdmission(storage)  # apiserver/priority.py
 
     def enabled(self, name: str) -> bool:
         return name in self.plugins
@@ -749,6 +751,7 @@ class Admission:
         get: Callable[[str | None, str], Awaitable[Obj]],
         dry_run: bool,
     ) -> None:
+        priority.check_delete(info, name)  # the system PriorityClasses stay
         user = current_user.get()
         if not (self.enabled("NodeRestriction") and node_name_of(user) is not None):
             return
@@ -765,6 +768,8 @@ class Admission:
         kind = (info.group, info.kind)
         if kind == ("", "Namespace"):
             return not subresource and self.enabled("PodSecurity")
+        if kind == (priority.GROUP, "PriorityClass"):  # only one globalDefault
+            return not subresource and self.enabled("Priority")
         if kind in _QUOTA_ON_UPDATE:
             return not subresource and bool(
                 self._namespaced_list("resourcequotas", namespace)
@@ -793,6 +798,8 @@ class Admission:
             if changed:
                 defaults.apply_defaults(req.info, req.obj)
                 req.obj.setdefault("status", {})["qosClass"] = defaults.qos_class(_d(req.obj.get("spec")))
+        if self.enabled("Priority"):
+            await self.priority.admit(req, lambda: self._namespaced_list("resourcequotas", req.namespace))
         # validating phase
         if self.enabled("LimitRanger"):
             self._limit_ranger_validate(req)

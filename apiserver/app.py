@@ -39,6 +39,7 @@ from . import (
     kubernetes_service,
     nodeproxy,
     portforward_spdy,
+    priority,
     strategy,
     watchcache,
 )
@@ -1313,6 +1314,7 @@ def create_app(
         task = asyncio.create_task(progress_loop())
         crds = asyncio.create_task(crd.CRDController(storage).run(), name="crd-controller")
         master = kubernetes_service.start_reconciler(storage)  # the `kubernetes` Service
+        system_classes = priority.start(storage)  # system-node-critical, system-cluster-critical
         try:
             yield
         finally:
@@ -1320,6 +1322,8 @@ def create_app(
             crds.cancel()
             if authz_start is not None:
                 authz_start.cancel()
+            if system_classes is not None:
+                system_classes.cancel()
             if master is not None:
                 master.cancel()
                 await asyncio.gather(master, return_exceptions=True)
