@@ -25,12 +25,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable, Coroutine, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from . import errors
+from . import errors, metrics
 from .kubeconfig import ClientConfig
 from .resources import ResourceInfo, plural_info
 
@@ -478,6 +479,7 @@ class _Base(Generic[_Out, _Resp, _Events]):
     def __init__(self, config: ClientConfig | str | None = None) -> None:
         self.config = _server_of(config)
         self.server = self.config.server.rstrip("/")
+        self.host = urlsplit(self.server).netloc  # the host label of rest_client_* metrics
 
     @property
     def namespace(self) -> str:
@@ -612,10 +614,22 @@ class Client(
     async def _response(self, req: Request) -> httpx.Response:
         import httpx
 
+        recorder = metrics.rest_client
+        if recorder is None:
+            try:
+                return await self._http.request(req.method, req.path, **self._build(req))
+            except httpx.TransportError as exc:
+                raise _unreachable(self.server + req.path, exc) from exc
+        start = time.perf_counter()
+        code: int | str = "<error>"
         try:
-            return await self._http.request(req.method, req.path, **self._build(req))
+            resp = await self._http.request(req.method, req.path, **self._build(req))
+            code = resp.status_code
+            return resp
         except httpx.TransportError as exc:
             raise _unreachable(self.server + req.path, exc) from exc
+        finally:
+            recorder.observe(req.method, self.host, code, time.perf_counter() - start)
 
     async def _send(self, req: Request) -> Obj:
         return decode_json(await self._response(req))
@@ -649,8 +663,12 @@ class Client(
 
         req = build(*args, **kwargs)
         url = self.server + req.path
+        recorder = metrics.rest_client
+        start = time.perf_counter()
         try:
             async with self._http.stream(req.method, req.path, **self._build(req)) as resp:
+                if recorder is not None:  # a watch counts once its response starts, as in client-go
+                    recorder.observe(req.method, self.host, resp.status_code, time.perf_counter() - start)
                 if resp.status_code >= 400:
                     await resp.aread()
                     raise error_from_response(resp.status_code, resp.content, url)
@@ -689,10 +707,18 @@ class SyncClient(_Base[Obj, "httpx.Response", Iterator[Event]]):
     def _response(self, req: Request) -> httpx.Response:
         import httpx
 
+        recorder = metrics.rest_client
+        start = time.perf_counter()
+        code: int | str = "<error>"
         try:
-            return self._http.request(req.method, req.path, **self._build(req))
+            resp = self._http.request(req.method, req.path, **self._build(req))
+            code = resp.status_code
+            return resp
         except httpx.TransportError as exc:
             raise _unreachable(self.server + req.path, exc) from exc
+        finally:
+            if recorder is not None:
+                recorder.observe(req.method, self.host, code, time.perf_counter() - start)
 
     def _send(self, req: Request) -> Obj:
         return decode_json(self._response(req))

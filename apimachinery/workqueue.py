@@ -14,6 +14,11 @@ reconcile it from the informer cache.  The queue guarantees, like client-go's ``
   the key's backoff after a success.
 
 Time comes from a :class:`Clock`, so tests use :class:`FakeClock` and never sleep.
+
+A named queue records client-go's metrics (``workqueue_depth``, ``workqueue_adds_total``,
+``workqueue_retries_total``, ``workqueue_queue_duration_seconds``,
+``workqueue_work_duration_seconds``, labelled ``name``; see :mod:`apimachinery.metrics`), timed
+with the queue's clock.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Protocol
+
+from .metrics import workqueue_metrics
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +215,9 @@ class WorkQueue:
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._shutting_down = False
+        self._metrics = workqueue_metrics(name)
+        self._added_at: dict[Key, float] = {}  # when a queued key was added (metrics only)
+        self._started_at: dict[Key, float] = {}  # when a processing key was handed out (metrics only)
 
     # -- adding ---------------------------------------------------------------------------------
 
@@ -216,6 +226,11 @@ class WorkQueue:
         if self._shutting_down or key in self._dirty:
             return
         self._dirty.add(key)
+        m = self._metrics
+        if m is not None:
+            m.adds.inc()
+            m.depth.inc()
+            self._added_at.setdefault(key, self._clock.now())
         if key in self._processing:
             return
         self._queue.append(key)
@@ -238,6 +253,8 @@ class WorkQueue:
 
     def add_rate_limited(self, key: Key) -> None:
         """Add ``key`` after the rate limiter's delay (per-key backoff and the global bucket)."""
+        if self._metrics is not None:
+            self._metrics.retries.inc()
         self.add_after(key, self._limiter.when(key))
 
     def forget(self, key: Key) -> None:
@@ -272,6 +289,14 @@ class WorkQueue:
                 key = self._queue.popleft()
                 self._processing.add(key)
                 self._dirty.discard(key)
+                m = self._metrics
+                if m is not None:
+                    now = self._clock.now()
+                    m.depth.dec()
+                    added = self._added_at.pop(key, None)
+                    if added is not None:
+                        m.queue_duration.observe(now - added)
+                    self._started_at[key] = now
                 return key
             if self._shutting_down:
                 raise ShutDown(self.name)
@@ -291,6 +316,10 @@ class WorkQueue:
     def done(self, key: Key) -> None:
         """Mark ``key`` processed; if it was added meanwhile, it goes back on the queue now."""
         self._processing.discard(key)
+        if self._metrics is not None:
+            started = self._started_at.pop(key, None)
+            if started is not None:
+                self._metrics.work_duration.observe(self._clock.now() - started)
         if key in self._dirty:
             self._queue.append(key)
             self._wakeup.set()

@@ -12,9 +12,10 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import grpc
@@ -154,6 +155,8 @@ class Etcd:
         self._maint = rpc.MaintenanceStub(self._channel)
         # encryption at rest: values pass through it on every read and write (None: stored as given)
         self.transformer: ValueTransformer | None = None
+        # etcd_request_duration_seconds (apiserver.metrics.EtcdMetrics; None: not recorded)
+        self.metrics: Any = None
 
     def _decoded(self, m: rpc.KeyValue) -> KV:
         if self.transformer is None or not m.value:
@@ -167,18 +170,24 @@ class Etcd:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, fn, request, timeout: float | None = None):  # type: ignore[no-untyped-def]
+    async def _call(self, fn, request, timeout: float | None = None, op: str = "", key: bytes = b""):  # type: ignore[no-untyped-def]
+        recorder = self.metrics
+        start = time.perf_counter() if recorder is not None else 0.0
         try:
             return await fn(request, timeout=timeout or self.timeout)
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.OUT_OF_RANGE:
                 raise Compacted(0) from None
             raise EtcdUnavailable(f"etcd at {self.servers}: {e.code().name}: {e.details()}") from None
+        finally:
+            if recorder is not None and op:
+                recorder.observe(op, key, time.perf_counter() - start)
 
     # --- reads -----------------------------------------------------------------------------------
     async def get(self, key: str) -> tuple[KV | None, int]:
         """The key's value (or None) and the store's revision at the read."""
-        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=key.encode()))
+        k = key.encode()
+        resp = await self._call(self._kv.Range, rpc.RangeRequest(key=k), op="get", key=k)
         return (self._decoded(resp.kvs[0]) if resp.kvs else None), resp.header.revision
 
     async def range(
@@ -187,13 +196,16 @@ class Etcd:
         """Keys under ``prefix`` from ``start`` on: (kvs, more, revision read at)."""
         p = prefix.encode()
         req = rpc.RangeRequest(key=start or p, range_end=prefix_end(p), limit=limit, revision=revision)
-        resp = await self._call(self._kv.Range, req, timeout=max(self.timeout, 30.0))
+        resp = await self._call(self._kv.Range, req, timeout=max(self.timeout, 30.0), op="list", key=p)
         return [self._decoded(k) for k in resp.kvs], resp.more, resp.header.revision
 
     async def count(self, prefix: str) -> int:
         p = prefix.encode()
         resp = await self._call(
-            self._kv.Range, rpc.RangeRequest(key=p, range_end=prefix_end(p), count_only=True)
+            self._kv.Range,
+            rpc.RangeRequest(key=p, range_end=prefix_end(p), count_only=True),
+            op="count",
+            key=p,
         )
         return int(resp.count)
 
@@ -217,7 +229,7 @@ class Etcd:
                 rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self._out(k, value), lease=lease))
             ],
         )
-        resp = await self._call(self._kv.Txn, txn)
+        resp = await self._call(self._kv.Txn, txn, op="create", key=k)
         return int(resp.header.revision) if resp.succeeded else None
 
     async def update(self, key: str, value: bytes, mod_revision: int) -> tuple[int | None, KV | None]:
@@ -227,17 +239,20 @@ class Etcd:
         """
         k = key.encode()
         return await self._if_unchanged(
-            k, mod_revision, rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self._out(k, value)))
+            k,
+            mod_revision,
+            rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=self._out(k, value))),
+            "update",
         )
 
     async def delete(self, key: str, mod_revision: int) -> tuple[int | None, KV | None]:
         """Delete only if the key is still at ``mod_revision``; same result shape as :meth:`update`."""
         k = key.encode()
         op = rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k))
-        return await self._if_unchanged(k, mod_revision, op)
+        return await self._if_unchanged(k, mod_revision, op, "delete")
 
     async def _if_unchanged(
-        self, k: bytes, mod_revision: int, op: rpc.RequestOp
+        self, k: bytes, mod_revision: int, op: rpc.RequestOp, operation: str = ""
     ) -> tuple[int | None, KV | None]:
         """Run ``op`` in a transaction if key ``k`` is still at ``mod_revision``, else read it."""
         txn = rpc.TxnRequest(
@@ -249,7 +264,7 @@ class Etcd:
             success=[op],
             failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
         )
-        resp = await self._call(self._kv.Txn, txn)
+        resp = await self._call(self._kv.Txn, txn, op=operation, key=k)
         if resp.succeeded:
             return int(resp.header.revision), None
         kvs = resp.responses[0].response_range.kvs
