@@ -26,6 +26,8 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket
 
 from apimachinery import errors, printers, selectors
+from apimachinery.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from apimachinery.metrics import exposition
 from apimachinery.resources import TOKEN_REQUEST, ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
 from apiserver import managedfields, openapi, protobuf, typecheck
@@ -466,6 +468,7 @@ class APIServer:
         self.security = security
         self.audit = audit_log
         self._attributes: dict[tuple[str, str, bytes, int], Attributes] = {}
+        self.metrics: Any = None  # apiserver.metrics.RequestMetrics; None: --disable-metrics
 
     # ---- entry point
     async def dispatch(self, request: Request) -> Response:
@@ -575,6 +578,8 @@ class APIServer:
             return await self.health(head, request)
         if head == "version":
             return json_response(discovery.version_info())
+        if head == "metrics" and len(parts) == 1 and self.metrics is not None:
+            return Response(exposition(), media_type=METRICS_CONTENT_TYPE)
         tokens = self.security.tokens if self.security is not None else None
         if tokens is not None and path in ("/.well-known/openid-configuration", "/openid/v1/jwks"):
             doc = authn.openid_configuration(tokens) if head == ".well-known" else authn.jwks(tokens)
@@ -1197,15 +1202,20 @@ class KubernetesAPI:
             await self.app(scope, receive, send)
             return
         server = self.server
+        recorder = server.metrics  # apiserver_request_total and _duration_seconds, once sent
+        start = time.perf_counter() if recorder is not None else 0.0
         response = await server.dispatch(Request(scope, receive))
         pending = scope.pop("minik.audit", None)
-        if pending is None:
+        if pending is None and recorder is None:
             await response(scope, receive, send)
             return
         try:
             await response(scope, receive, send)
         finally:
-            server.record(scope, response.status_code, *pending)
+            if pending is not None:
+                server.record(scope, response.status_code, *pending)
+            if recorder is not None:
+                recorder.observe(scope, response.status_code, time.perf_counter() - start)
 
     async def refuse_websocket(self, scope: Any, send: Any, e: errors.StatusError) -> None:
         """Answer an upgrade request with the Status of a 401 or 403 instead of upgrading."""
