@@ -11,6 +11,7 @@ from pathlib import Path
 from apimachinery.component import add_log_level_flag, run_component
 
 from . import admission, audit, authn, encryption, kubernetes_service, nodeproxy, serving
+from . import metrics as apiserver_metrics
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
 from .authn import DEFAULT_ISSUER
@@ -226,6 +227,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     security = authn.from_args(args, storage)
     audit_log = audit.from_args(args)
     app = create_app(storage, advertise, security=security, audit_log=audit_log)
+    if not args.disable_metrics:
+        app.server.metrics = apiserver_metrics.enable(storage)  # /metrics (Prometheus)
     configs = []
     if args.secure_port:
         configs.append(
