@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import platform
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from apimachinery.resources import ResourceInfo, all_resources, group_versions
@@ -13,6 +14,24 @@ from apimachinery.version import COMPONENT_VERSION as VERSION
 from apimachinery.version import KUBERNETES_VERSION
 
 _MAJOR, _MINOR = KUBERNETES_VERSION.split(".")[:2]
+
+# the aggregation layer's groups (apiserver/aggregator.py sets this): a function returning
+# (group, version, available, APIResourceList or None, groupPriorityMinimum, versionPriority)
+aggregated_groups: Callable[[], list[tuple[str, str, bool, dict[str, Any] | None, int, int]]] | None = None
+
+
+def _aggregated() -> dict[str, list[tuple[str, bool, dict[str, Any] | None]]]:
+    """group -> [(version, available, resources)] of the APIServices not served here, by priority."""
+    if aggregated_groups is None:
+        return {}
+    rows = sorted(aggregated_groups(), key=lambda r: (-r[4], r[0], -r[5], r[1]))
+    builtin = {g for g, _ in group_versions()}
+    out: dict[str, list[tuple[str, bool, dict[str, Any] | None]]] = {}
+    for group, version, available, resources, _gp, _vp in rows:
+        if group and group not in builtin:
+            out.setdefault(group, []).append((version, available, resources))
+    return out
+
 
 # (subresource) -> (kind, group, version, verbs) as Kubernetes reports them
 _SUBRESOURCES: dict[str, tuple[str | None, str, str, list[str]]] = {
@@ -64,12 +83,21 @@ def api_group_list() -> dict[str, Any]:
     for g, _ in group_versions():
         if g and g not in groups:
             groups.append(g)
-    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g) for g in groups]}
+    listed = [_group(g) for g in groups] + [_external_group(g, v) for g, v in _aggregated().items()]
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": listed}
+
+
+def _external_group(group: str, versions: list[tuple[str, bool, dict[str, Any] | None]]) -> dict[str, Any]:
+    entries = [{"groupVersion": f"{group}/{v}", "version": v} for v, _a, _r in versions]
+    return {"name": group, "versions": entries, "preferredVersion": entries[0]}
 
 
 def api_group(group: str) -> dict[str, Any] | None:
     if not any(g == group for g, _ in group_versions()):
-        return None
+        external = _aggregated().get(group)
+        if external is None:
+            return None
+        return {"kind": "APIGroup", "apiVersion": "v1", **_external_group(group, external)}
     return {"kind": "APIGroup", "apiVersion": "v1", **_group(group)}
 
 
@@ -194,10 +222,11 @@ def _response_kind(entry: dict[str, Any], group: str, version: str) -> dict[str,
     }
 
 
-def discovery_resources(group: str, version: str) -> list[dict[str, Any]]:
-    """One group-version's ``APIResourceDiscovery`` entries, made from its ``APIResourceList`` as
-    Kubernetes' ``ConvertGroupVersionIntoToDiscovery`` does: subresources nest under their parent."""
-    rl = api_resource_list(group, version)
+def discovery_resources(group: str, version: str, rl: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One group-version's ``APIResourceDiscovery`` entries, made from its ``APIResourceList`` (this
+    server's, or ``rl``: an aggregated server's) as Kubernetes' ``ConvertGroupVersionIntoToDiscovery``
+    does: subresources nest under their parent."""
+    rl = api_resource_list(group, version) if rl is None else rl
     if rl is None:
         return []
     resources: list[dict[str, Any]] = []
@@ -256,9 +285,20 @@ def aggregated_discovery(version: str, core: bool) -> dict[str, Any]:
         for g, _ in group_versions():
             if g and g not in groups:
                 groups.append(g)
+    items = [_group_discovery(g) for g in groups]
+    if not core:
+        for group, versions in _aggregated().items():
+            # an APIService whose backend did not answer yet is left out, as Kubernetes does
+            served = [
+                {"version": v, "resources": discovery_resources(group, v, r), "freshness": "Current"}
+                for v, available, r in versions
+                if available and r is not None
+            ]
+            if served:
+                items.append({"metadata": {"name": group}, "versions": served})
     return {
         "kind": DISCOVERY_KIND,
         "apiVersion": f"{DISCOVERY_GROUP}/{version}",
         "metadata": {},
-        "items": [_group_discovery(g) for g in groups],
+        "items": items,
     }
