@@ -33,6 +33,7 @@ from apimachinery.timefmt import rfc3339
 from apiserver import managedfields, openapi, protobuf, typecheck
 
 from . import (
+    aggregator,
     authn,
     crd,
     crdschema,
@@ -468,6 +469,7 @@ class APIServer:
         self.security = security
         self.audit = audit_log
         self._attributes: dict[tuple[str, str, bytes, int], Attributes] = {}
+        self.aggregator: aggregator.Aggregator | None = None  # APIServices (apiserver/aggregator.py)
         self.metrics: Any = None  # apiserver.metrics.RequestMetrics; None: --disable-metrics
 
     # ---- entry point
@@ -587,6 +589,10 @@ class APIServer:
             return Response(orjson.dumps(doc), media_type=ctype)
         if head == "openapi":
             return self.openapi(parts)
+        if head == "apis" and len(parts) >= 3 and self.aggregator is not None:
+            apiservice = self.aggregator.lookup(parts[1], parts[2])
+            if apiservice is not None:  # served elsewhere: proxied (or 503 when unavailable)
+                return await self.aggregator.proxy(request, apiservice, current_user.get() or UNSECURED)
         if head in ("api", "apis") and len(parts) == 1:
             return self.discovery_root(request, head == "api")
         if head == "apis" and len(parts) == 2:
@@ -1296,12 +1302,14 @@ def create_app(
     manage_storage: bool = True,
     security: Security | None = None,
     audit_log: Any = None,
+    proxy_config: aggregator.ProxyConfig | None = None,
 ) -> Any:
     """The ASGI app.  With ``manage_storage`` it starts and stops the watch caches with the app.
 
     ``security``: the authenticator and authorizer of requests that arrive through
     :mod:`apiserver.serving`'s protocols; without it every request is ``system:unsecured``."""
     server = APIServer(storage, advertise, security, audit_log)
+    server.aggregator = aggregator.Aggregator(storage, proxy_config)
 
     async def progress_loop() -> None:
         while True:
@@ -1324,12 +1332,16 @@ def create_app(
         task = asyncio.create_task(progress_loop())
         crds = asyncio.create_task(crd.CRDController(storage).run(), name="crd-controller")
         master = kubernetes_service.start_reconciler(storage)  # the `kubernetes` Service
+        assert server.aggregator is not None
+        discovery.aggregated_groups = server.aggregator.aggregated_groups
+        apiservices = asyncio.create_task(server.aggregator.run(), name="apiservice-availability")
         system_classes = priority.start(storage)  # system-node-critical, system-cluster-critical
         try:
             yield
         finally:
             task.cancel()
             crds.cancel()
+            apiservices.cancel()
             if authz_start is not None:
                 authz_start.cancel()
             if system_classes is not None:
