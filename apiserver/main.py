@@ -10,7 +10,7 @@ from pathlib import Path
 
 from apimachinery.component import add_log_level_flag, run_component
 
-from . import admission, audit, authn, encryption, kubernetes_service, nodeproxy, serving
+from . import admission, aggregator, audit, authn, encryption, kubernetes_service, nodeproxy, serving
 from . import metrics as apiserver_metrics
 from .allocator import DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR, ServiceAllocations
 from .app import create_app
@@ -126,6 +126,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="CA that kubelets' serving certificates are verified against (unset: not verified)",
     )
     p.add_argument(
+        "--proxy-client-cert-file",
+        default=None,
+        help="client certificate the aggregation layer presents to aggregated API servers (the front proxy)",
+    )
+    p.add_argument("--proxy-client-key-file", default=None, help="the key of --proxy-client-cert-file")
+    p.add_argument(
+        "--requestheader-username-headers",
+        default="X-Remote-User",
+        help="the header the aggregation layer names the user in when it proxies a request",
+    )
+    p.add_argument(
+        "--requestheader-group-headers",
+        default="X-Remote-Group",
+        help="the header the aggregation layer names the user's groups in",
+    )
+    p.add_argument(
+        "--requestheader-extra-headers-prefix",
+        default="X-Remote-Extra-",
+        help="the prefix of the headers the aggregation layer passes the user's extra fields in",
+    )
+    p.add_argument(
         "--disable-metrics",
         action="store_true",
         help="do not collect or serve Prometheus metrics (/metrics answers 404); for overhead benchmarks",
@@ -226,7 +247,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         advertise = f"127.0.0.1:{args.insecure_port}"
     security = authn.from_args(args, storage)
     audit_log = audit.from_args(args)
-    app = create_app(storage, advertise, security=security, audit_log=audit_log)
+    proxy = aggregator.proxy_config_from_args(args)
+    app = create_app(storage, advertise, security=security, audit_log=audit_log, proxy_config=proxy)
     if not args.disable_metrics:
         app.server.metrics = apiserver_metrics.enable(storage)  # /metrics (Prometheus)
     configs = []
