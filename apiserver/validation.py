@@ -2348,6 +2348,10 @@ _VALIDATORS[("scheduling.k8s.io", "PriorityClass")] = (
     validation_scheduling.validate_priority_class_update,
 )
 
+from . import validation_policy  # noqa: E402
+
+_VALIDATORS[("policy", "PodDisruptionBudget")] = (validation_policy.validate_pod_disruption_budget, None)
+
 
 def validate(
     info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None = None
