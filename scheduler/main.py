@@ -9,6 +9,7 @@ import sys
 
 import httpx
 
+from apimachinery import metrics
 from apimachinery.client import Client
 from apimachinery.component import add_log_level_flag, run_component, run_until_stopped
 from apimachinery.kubeconfig import ClientConfig, load_config
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="bindings sent at once (events too, separately)",
     )
     add_log_level_flag(p)
+    metrics.add_metrics_flag(p, 10259)
     return p.parse_args(argv)
 
 
@@ -79,6 +81,7 @@ def _writer(config: ClientConfig, concurrency: int) -> Client:
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     config = client_config(args)
+    metrics_server = await metrics.serve_from_args(args, "scheduler")  # GET /metrics
     async with (
         Client(config) as client,
         _writer(config, args.bind_concurrency) as binder,
@@ -110,6 +113,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             log.info("stopping")
         if elector is not None:
             await elector.release()  # a standby takes over at once
+    if metrics_server is not None:
+        metrics_server.close()
 
 
 def skip_sniffio_probe() -> None:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import random
 import socket
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -35,6 +36,7 @@ from apimachinery.workqueue import Clock
 from . import fastpath, framework
 from .cache import SchedulerCache, assigned_node, counts_on_node, pod_key
 from .framework import Obj, Placement, PodInfo
+from .metrics import ERROR, SCHEDULED, UNSCHEDULABLE_RESULT, SchedulerMetrics, register_pending_pods
 from .queue import QueuedPodInfo, SchedulingQueue
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,8 @@ class Scheduler:
         self._register_handlers()
         self.scheduled = 0
         self.failed_attempts = 0
+        self.metrics = SchedulerMetrics(scheduler_name)  # scheduler_schedule_attempts_total ...
+        register_pending_pods(self.queue)
 
     # -- which pods are ours ---------------------------------------------------------------------
 
@@ -238,13 +242,17 @@ class Scheduler:
         if pod is None or not self.responsible_for(pod) or self.cache.is_assumed(qp.key):
             self.queue.delete(qp.key)
             return
+        start = time.perf_counter()
         pi = PodInfo.of(pod)
         try:
             result = fastpath.schedule(pi, self.cache.snapshot, self.rng)
         except Exception:
             log.exception("%s: scheduling failed", qp.key)
             self.queue.retry_after_error(qp)
+            self.metrics.attempt(ERROR, time.perf_counter() - start)
             return
+        placed = isinstance(result, Placement)
+        self.metrics.attempt(SCHEDULED if placed else UNSCHEDULABLE_RESULT, time.perf_counter() - start)
         if isinstance(result, Placement):
             log.debug("%s: chose %s among %d feasible nodes", qp.key, result.node_name, result.feasible)
             self.cache.assume(pi, result.node_name)
