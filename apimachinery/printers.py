@@ -403,6 +403,12 @@ networking.k8s.io/Ingress
   Address | Address is a list containing ingress points for the load-balancer
   Ports | Ports of TLS configurations that open
   Age
+policy/PodDisruptionBudget
+  Name
+  Min Available | The minimum number of pods that must be available.
+  Max Unavailable | The maximum number of pods that may be unavailable.
+  Allowed Disruptions [integer] | Calculated number of pods that may be disrupted at this time.
+  Age
 scheduling.k8s.io/PriorityClass
   Name
   Value [integer] | value represents the integer value of this priority class. This is the actual priority that pods receive when they have the name of this class in their pod spec.
@@ -1088,6 +1094,19 @@ def _storage_class_cells(sc: Obj, now: datetime) -> Cells:
     ]
 
 
+def _pdb_cells(pdb: Obj, now: datetime) -> Cells:
+    """printPodDisruptionBudget: the int-or-percent of each bound (``N/A`` when unset)."""
+    spec = _get(pdb, "spec") or {}
+    min_available, max_unavailable = spec.get("minAvailable"), spec.get("maxUnavailable")
+    return [
+        _name(pdb),
+        "N/A" if min_available is None else str(min_available),
+        "N/A" if max_unavailable is None else str(max_unavailable),
+        _int(_get(pdb, "status", "disruptionsAllowed")),
+        _age(pdb, now),
+    ]
+
+
 def _priority_class_cells(pc: Obj, now: datetime) -> Cells:
     return [
         _name(pc),
@@ -1251,6 +1270,7 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,
     ("storage.k8s.io", "StorageClass"): _storage_class_cells,
+    ("policy", "PodDisruptionBudget"): _pdb_cells,
     ("scheduling.k8s.io", "PriorityClass"): _priority_class_cells,
 }
 
