@@ -1,9 +1,8 @@
 """Serving the API over HTTPS (and, for debugging, plain HTTP on loopback) with uvicorn.
 
-uvicorn verifies client certificates (``ssl.CERT_OPTIONAL`` against ``--client-ca-file``) but does
-not hand the peer's certificate to the application.  The protocol classes here read it once per
-connection, turn it into the :class:`~apiserver.authtypes.UserInfo` it names (CN = user, O =
-groups) and put that into every request's ASGI scope:
+The protocol classes here (built on :mod:`apimachinery.tlspeer`) read the client certificate TLS
+verified once per connection, turn it into the :class:`~apiserver.authtypes.UserInfo` it names
+(CN = user, O = groups) and put that into every request's ASGI scope:
 
 - ``scope["minik.user"]``: the certificate's user, ``None`` when the client sent none, or
   :data:`UNSECURED` on the insecure port (no authentication, no authorization);
@@ -19,19 +18,12 @@ import logging
 import signal
 import socket
 import ssl
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import uvicorn
-from uvicorn.config import UvicornDeprecationWarning
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-with warnings.catch_warnings():
-    # the legacy websockets protocol: the one the exec/attach/port-forward relays are built on
-    warnings.simplefilter("ignore", UvicornDeprecationWarning)
-    warnings.simplefilter("ignore", DeprecationWarning)  # websockets.legacy
-    from uvicorn.protocols.websockets.websockets_impl import WebSocketProtocol
+from apimachinery.tlspeer import PeerHttpProtocol, PeerWebSocketProtocol, peer_certificate
 
 from .authn import UNSECURED, x509_user
 from .authtypes import UserInfo
@@ -50,11 +42,7 @@ def peer_identity(transport: Any) -> tuple[UserInfo | None, dict[str, Any] | Non
     if sslobj is None:
         return None, None
     user = None
-    der = None
-    try:
-        der = sslobj.getpeercert(binary_form=True)
-    except (ValueError, ssl.SSLError):
-        der = None
+    der = peer_certificate(transport)
     name = None
     if der:
         try:
@@ -132,22 +120,11 @@ class HeadersWithBody:
         return getattr(self.transport, name)
 
 
-class SecureHttpProtocol(HttpToolsProtocol):
+class SecureHttpProtocol(PeerHttpProtocol):
     """httptools HTTP/1.1, with the connection's client-certificate user in each request's scope."""
 
-    minik_user: UserInfo | None = None
-    minik_extensions: dict[str, Any] | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.minik_user, self.minik_extensions = peer_identity(transport)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        scope: Any = self.scope
-        scope["minik.user"] = self.minik_user
-        if self.minik_extensions is not None:
-            scope["extensions"] = self.minik_extensions
+    def connection_scope(self, transport: Any) -> Mapping[str, Any]:
+        return _identity_scope(transport)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -157,38 +134,34 @@ class SecureHttpProtocol(HttpToolsProtocol):
             cycle.transport = HeadersWithBody(self.transport, cycle)
 
 
-class InsecureHttpProtocol(HttpToolsProtocol):
+class InsecureHttpProtocol(PeerHttpProtocol):
     """The insecure port: every request is :data:`UNSECURED`."""
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        scope: Any = self.scope
-        scope["minik.user"] = UNSECURED
+    def connection_scope(self, transport: Any) -> Mapping[str, Any]:
+        return _UNSECURED_SCOPE
 
 
-class SecureWebSocketProtocol(WebSocketProtocol):
+class SecureWebSocketProtocol(PeerWebSocketProtocol):
     """WebSocket upgrades (exec, attach, port-forward) with the client-certificate user."""
 
-    minik_user: UserInfo | None = None
-    minik_extensions: dict[str, Any] | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self.minik_user, self.minik_extensions = peer_identity(transport)
-        super().connection_made(transport)
-
-    async def run_asgi(self) -> None:
-        scope: Any = self.scope
-        scope["minik.user"] = self.minik_user
-        if self.minik_extensions is not None:
-            scope.setdefault("extensions", {}).update(self.minik_extensions)
-        await super().run_asgi()
+    def connection_scope(self, transport: Any) -> Mapping[str, Any]:
+        return _identity_scope(transport)
 
 
-class InsecureWebSocketProtocol(WebSocketProtocol):
-    async def run_asgi(self) -> None:
-        scope: Any = self.scope
-        scope["minik.user"] = UNSECURED
-        await super().run_asgi()
+class InsecureWebSocketProtocol(PeerWebSocketProtocol):
+    def connection_scope(self, transport: Any) -> Mapping[str, Any]:
+        return _UNSECURED_SCOPE
+
+
+_UNSECURED_SCOPE: Mapping[str, Any] = {"minik.user": UNSECURED}
+
+
+def _identity_scope(transport: Any) -> dict[str, Any]:
+    user, extensions = peer_identity(transport)
+    scope: dict[str, Any] = {"minik.user": user}
+    if extensions is not None:
+        scope["extensions"] = extensions
+    return scope
 
 
 def server_config(

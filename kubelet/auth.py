@@ -17,9 +17,8 @@ Every request on the HTTPS port (WebSocket upgrades included) is
    subresource=S)``.
 
 uvicorn does not put the TLS peer certificate into the ASGI scope: :func:`protocol_classes`
-returns its HTTP and WebSocket protocols subclassed to add it as the ``tls`` extension
-(``scope["extensions"]["tls"]["client_cert"]``, the verified certificate as
-:meth:`ssl.SSLSocket.getpeercert` gives it).
+returns its HTTP and WebSocket protocols (:mod:`apimachinery.tlspeer`) adding it as the ``tls``
+extension (``scope["extensions"]["tls"]["client_cert"]``, the verified certificate's DER bytes).
 """
 
 from __future__ import annotations
@@ -36,6 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from apimachinery.pki import subject_of
+from apimachinery.tlspeer import PeerHttpProtocol, PeerSansIOWebSocketProtocol, peer_certificate
 
 if TYPE_CHECKING:
     from apimachinery.client import Client
@@ -100,18 +102,15 @@ def request_attributes(method: str, path: str, node_name: str) -> Attributes:
     return Attributes(verb, node_name, sub)
 
 
-def x509_user(peercert: Mapping[str, Any] | None) -> User | None:
-    """The user of a verified client certificate (``getpeercert()``'s dict): CN and O values."""
-    if not peercert:
+def x509_user(cert: bytes | None) -> User | None:
+    """The user of a verified client certificate (DER or PEM bytes): CN the name, O values the groups."""
+    if not cert:
         return None
-    cn = ""
-    orgs: list[str] = []
-    for rdn in peercert.get("subject") or ():
-        for key, value in rdn:
-            if key == "commonName" and not cn:
-                cn = value
-            elif key == "organizationName":
-                orgs.append(value)
+    try:
+        cn, orgs = subject_of(cert)
+    except ValueError:
+        log.warning("client certificate could not be read; treating the request as unauthenticated")
+        return None
     if not cn:
         return None
     return User(cn, groups=(*orgs, AUTHENTICATED))
@@ -385,43 +384,24 @@ def with_auth(
     return AuthMiddleware(app, node_name, tokens=tokens, authorizer=authorizer, anonymous=anonymous)
 
 
-def _peer_cert(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    cert = ssl_object.getpeercert()  # only a certificate TLS verified against the client CA
-    return dict(cert) if cert else None
+class _HTTPProtocol(PeerHttpProtocol):
+    def connection_scope(self, transport: Any) -> Mapping[str, Any]:
+        return _tls_scope(transport)
 
 
-def _add_tls_extension(app: ASGIApp, cert: dict[str, Any] | None) -> ASGIApp:
-    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
-        extensions = dict(scope.get("extensions") or {})
-        extensions["tls"] = {"client_cert": cert}
-        await app({**scope, "extensions": extensions}, receive, send)
+class _WSProtocol(PeerSansIOWebSocketProtocol):
+    def connection_scope(self, transport: Any) -> Mapping[str, Any]:
+        return _tls_scope(transport)
 
-    return wrapped
+
+def _tls_scope(transport: Any) -> dict[str, Any]:
+    return {"extensions": {"tls": {"client_cert": peer_certificate(transport)}}}
 
 
 def protocol_classes() -> tuple[type[asyncio.Protocol], type[asyncio.Protocol]]:
-    """uvicorn's HTTP (httptools, else h11) and WebSocket (websockets, sans-I/O) protocols, each putting the
+    """uvicorn's HTTP (httptools) and WebSocket (websockets, sans-I/O) protocols, each putting the
     connection's verified client certificate into every request's scope."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as HTTPBase
-    except ImportError:  # pragma: no cover - httptools is a dependency
-        from uvicorn.protocols.http.h11_impl import H11Protocol as HTTPBase  # type: ignore[assignment]
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol as WSBase
-
-    class HTTPProtocol(HTTPBase):  # type: ignore[misc, valid-type]
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.app = _add_tls_extension(self.app, _peer_cert(transport))
-
-    class WSProtocol(WSBase):  # type: ignore[misc, valid-type]
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.app = _add_tls_extension(self.app, _peer_cert(transport))
-
-    return HTTPProtocol, WSProtocol
+    return _HTTPProtocol, _WSProtocol
 
 
 def ensure_serving_cert(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from apimachinery.pki import PKI
 from kubelet import auth
 from kubelet.auth import Attributes, User
 
@@ -45,20 +46,24 @@ def test_request_attributes(method: str, path: str, verb: str, sub: str) -> None
     assert (attrs.resource, attrs.group, attrs.version) == ("nodes", "", "v1")
 
 
-def test_x509_user_from_verified_certificate() -> None:
-    cert = {
-        "subject": (
-            (("organizationName", "system:masters"),),
-            (("organizationName", "ops"),),
-            (("commonName", "kube-apiserver-kubelet-client"),),
-        )
-    }
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+def client_cert(pki: PKI, user: str, groups: tuple[str, ...] = ()) -> bytes:
+    crt, _ = pki.client_cert(f"client-{len(groups)}-{user}", user, groups)
+    return crt.read_bytes()
+
+
+def test_x509_user_from_verified_certificate(pki: PKI) -> None:
+    cert = client_cert(pki, "kube-apiserver-kubelet-client", ("system:masters", "ops"))
     assert auth.x509_user(cert) == User(
         "kube-apiserver-kubelet-client", groups=("system:masters", "ops", "system:authenticated")
     )
     assert auth.x509_user(None) is None
-    assert auth.x509_user({}) is None
-    assert auth.x509_user({"subject": ((("organizationName", "x"),),)}) is None
+    assert auth.x509_user(b"") is None
+    assert auth.x509_user(b"not a certificate") is None
 
 
 def test_bearer_token_from_header_or_websocket_protocol() -> None:
@@ -256,12 +261,12 @@ def test_middleware_anonymous_when_enabled_is_authorized_as_such() -> None:
     assert seen == [User("system:anonymous", groups=("system:unauthenticated",))]
 
 
-def test_middleware_client_certificate_and_forbidden_message() -> None:
+def test_middleware_client_certificate_and_forbidden_message(pki: PKI) -> None:
     api = FakeAPI({"kube-apiserver-kubelet-client"})
-    tls = {"tls": {"client_cert": {"subject": ((("commonName", "kube-apiserver-kubelet-client"),),)}}}
+    tls = {"tls": {"client_cert": client_cert(pki, "kube-apiserver-kubelet-client")}}
     sent, seen = asyncio.run(_call(_middleware(api), _scope("/exec/ns/p/c", extensions=tls)))
     assert sent[0]["status"] == 200 and seen[0].name == "kube-apiserver-kubelet-client"
-    other = {"tls": {"client_cert": {"subject": ((("commonName", "mallory"),),)}}}
+    other = {"tls": {"client_cert": client_cert(pki, "mallory")}}
     sent, seen = asyncio.run(_call(_middleware(api), _scope("/stats/summary", extensions=other)))
     assert sent[0]["status"] == 403 and not seen
     assert sent[1]["body"] == b"Forbidden (user=mallory, verb=get, resource=nodes, subresource=stats)"
