@@ -44,6 +44,7 @@ from . import (
     portforward_spdy,
     priority,
     strategy,
+    tracestore,
     watchcache,
 )
 from .admission import take_audit_annotations, with_warnings
@@ -469,6 +470,7 @@ class APIServer:
         self.security = security
         self.audit = audit_log
         self._attributes: dict[tuple[str, str, bytes, int], Attributes] = {}
+        self.traces: tracestore.TraceStore | None = None  # minik trace (apiserver/tracestore.py)
         self.aggregator: aggregator.Aggregator | None = None  # APIServices (apiserver/aggregator.py)
         self.metrics: Any = None  # apiserver.metrics.RequestMetrics; None: --disable-metrics
 
@@ -580,6 +582,8 @@ class APIServer:
             return await self.health(head, request)
         if head == "version":
             return json_response(discovery.version_info())
+        if head == "debug" and path.startswith("/debug/minik/"):  # minik trace's span store
+            return await tracestore.serve(self.traces, request, path)
         if head == "metrics" and len(parts) == 1 and self.metrics is not None:
             return Response(exposition(), media_type=METRICS_CONTENT_TYPE)
         tokens = self.security.tokens if self.security is not None else None

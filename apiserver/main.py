@@ -8,6 +8,7 @@ import logging
 import time
 from pathlib import Path
 
+from apimachinery import tracing
 from apimachinery.component import add_log_level_flag, run_component
 
 from . import admission, aggregator, audit, authn, encryption, kubernetes_service, nodeproxy, serving
@@ -17,6 +18,7 @@ from .app import create_app
 from .authn import DEFAULT_ISSUER
 from .etcd import Etcd, EtcdUnavailable
 from .registry import Storage
+from .tracestore import StoreProcessor, TraceStore
 
 log = logging.getLogger("apiserver")
 
@@ -251,6 +253,11 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     app = create_app(storage, advertise, security=security, audit_log=audit_log, proxy_config=proxy)
     if not args.disable_metrics:
         app.server.metrics = apiserver_metrics.enable(storage)  # /metrics (Prometheus)
+    traces = None
+    if not args.disable_tracing:  # minik trace: spans kept in memory (apiserver/tracestore.py)
+        traces = TraceStore()
+        tracing.setup("apiserver", local=StoreProcessor(traces))
+    app.server.traces = traces  # GET /debug/minik/traces, POST /debug/minik/spans
     configs = []
     if args.secure_port:
         configs.append(

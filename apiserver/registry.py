@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from apimachinery import errors
+from apimachinery import errors, tracing
 from apimachinery.resources import RESOURCES, SYSTEM_NAMESPACES, ResourceInfo
 from apimachinery.timefmt import rfc3339
 
-from . import strategy
+from . import strategy, tracestore
 from .allocator import Allocation, ServiceAllocations
 from .etcd import KV, Compacted, Etcd, EtcdUnavailable
 from .watchcache import TooOld, WatchCache, Watcher, decode
@@ -152,11 +152,15 @@ class Registry:
             raise errors.MethodNotAllowed(
                 "create not allowed while custom resource definition is terminating"
             )
+        traced = tracing.active() and info.kind in tracestore.TRACED_KINDS and not dry_run
+        start = time.time_ns() if traced else 0
         if info.namespaced:
             await self.storage.check_namespace_accepts(namespace or "")
         strategy.prepare_for_create(info, obj, namespace)
+        admitted = time.time_ns() if traced else 0
         if self.storage.admission is not None:  # apiserver/admission.py
             await self.storage.admission.create(info, namespace, obj, dry_run)
+        written = time.time_ns() if traced else 0
         name = obj["metadata"]["name"]
         if dry_run:
             # as Kubernetes' DryRunnableStorage: the name must still be free, nothing is written
@@ -181,6 +185,8 @@ class Registry:
                 await alloc.rollback()
             raise
         obj["metadata"]["resourceVersion"] = str(rev)
+        if traced:  # minik trace: the request, admission and the etcd write (apiserver/tracestore.py)
+            tracestore.record_create(info, obj, start, (admitted, written), (written, time.time_ns()))
         return obj
 
     async def guaranteed_update(
