@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 
+from apimachinery import metrics
 from apimachinery.client import Client
 from apimachinery.component import run_component, run_until_stopped
 from apimachinery.kubeconfig import load_config
@@ -81,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
+    metrics.add_metrics_flag(p, 10257)
     return p.parse_args(argv)
 
 
@@ -118,9 +120,12 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         renew_deadline=args.leader_elect_renew_deadline,
         retry_period=args.leader_elect_retry_period,
     )
+    metrics_server = await metrics.serve_from_args(args, "controller-manager")  # GET /metrics
     try:
         await run_until_stopped(manager.run(), stop, "controller-manager")
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
         await client.aclose()
         log.info("controller manager stopped")
 
