@@ -377,6 +377,15 @@ def default_job(obj: Obj) -> None:
     default_pod_template(template, default_restart_policy=False)
 
 
+def default_cron_job(obj: Obj) -> None:
+    """``SetDefaults_CronJob``; the job template's pod template gets the pod defaults."""
+    spec = _sub(obj, "spec")
+    _set_empty(spec, concurrencyPolicy="Allow")
+    _set_missing(spec, suspend=False, successfulJobsHistoryLimit=3, failedJobsHistoryLimit=1)
+    job_spec = _sub(_sub(spec, "jobTemplate"), "spec")
+    default_pod_template(_sub(job_spec, "template"), default_restart_policy=False)
+
+
 def generate_job_selector(obj: Obj) -> None:
     """Give a Job the selector and template labels Kubernetes generates from its UID.
 
@@ -523,6 +532,7 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("apps", "StatefulSet"): default_stateful_set,
     ("apps", "DaemonSet"): default_daemon_set,
     ("batch", "Job"): default_job,
+    ("batch", "CronJob"): default_cron_job,
     ("storage.k8s.io", "StorageClass"): default_storage_class,
     ("networking.k8s.io", "Ingress"): default_ingress,
     ("discovery.k8s.io", "EndpointSlice"): default_endpoint_slice,

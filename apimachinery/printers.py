@@ -386,6 +386,17 @@ batch/Job
   Containers [wide]
   Images [wide]
   Selector [wide] | A label query over pods that should match the pod count.
+batch/CronJob
+  Name
+  Schedule | The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.
+  Timezone | The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones.
+  Suspend [boolean] | This flag tells the controller to suspend subsequent executions, it does not apply to already started executions. Defaults to false.
+  Active [integer] | A list of pointers to currently running jobs.
+  Last Schedule | Information when was the last time the job was successfully scheduled.
+  Age
+  Containers [wide]
+  Images [wide]
+  Selector [wide] | A label query over pods that should match the pod count.
 coordination.k8s.io/Lease
   Name
   Holder | holderIdentity contains the identity of the holder of a current lease.
@@ -1237,6 +1248,27 @@ def _job_cells(job: Obj, now: datetime) -> Cells:
     ]
 
 
+def _cron_job_cells(cj: Obj, now: datetime) -> Cells:
+    """printCronJob: schedule, zone, suspend (``<unset>`` when nil), active Jobs, last schedule."""
+    template = _get(cj, "spec", "jobTemplate") or {}
+    names, images = _layout_containers(_template_containers(template))
+    last = _get(cj, "status", "lastScheduleTime")
+    suspend = _get(cj, "spec", "suspend")
+    zone = _get(cj, "spec", "timeZone")
+    return [
+        _name(cj),
+        str(_get(cj, "spec", "schedule") or ""),
+        "<none>" if zone is None else str(zone),
+        "<unset>" if suspend is None else ("True" if suspend else "False"),
+        len(_get(cj, "status", "active") or []),
+        translate_timestamp_since(last, now) if last else "<none>",
+        _age(cj, now),
+        names,
+        images,
+        format_label_selector(_get(template, "spec", "selector")),
+    ]
+
+
 def _lease_cells(lease: Obj, now: datetime) -> Cells:
     return [_name(lease), _get(lease, "spec", "holderIdentity") or "", _age(lease, now)]
 
@@ -1266,6 +1298,7 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
     ("apps", "StatefulSet"): _statefulset_cells,
     ("apps", "DaemonSet"): _daemonset_cells,
     ("batch", "Job"): _job_cells,
+    ("batch", "CronJob"): _cron_job_cells,
     ("coordination.k8s.io", "Lease"): _lease_cells,
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,

@@ -2352,6 +2352,14 @@ from . import validation_policy  # noqa: E402
 
 _VALIDATORS[("policy", "PodDisruptionBudget")] = (validation_policy.validate_pod_disruption_budget, None)
 
+from . import validation_batch  # noqa: E402
+
+# Through lambdas: validation_batch reaches this module's helpers at call time (either may load first).
+_VALIDATORS[("batch", "CronJob")] = (
+    lambda obj: validation_batch.validate_cron_job(obj),
+    lambda obj, old: validation_batch.validate_cron_job_update(obj, old),
+)
+
 
 def validate(
     info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None = None

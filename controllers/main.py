@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=30.0,
         help="seconds between full recounts of every ResourceQuota's status.used (default 30)",
     )
+    p.add_argument(
+        "--terminated-pod-gc-threshold",
+        type=int,
+        default=12500,
+        help="terminated pods that may exist before PodGC deletes the oldest (0: never; default 12500)",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     metrics.add_metrics_flag(p, 10257)
@@ -111,6 +117,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "max_endpoints_per_slice": args.max_endpoints_per_slice,
                 "resource_quota_sync_period": args.resource_quota_sync_period,
                 "root_ca_pem": root_ca,
+                "terminated_pod_gc_threshold": args.terminated_pod_gc_threshold,
             },
         ),
         leader_elect=args.leader_elect,

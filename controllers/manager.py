@@ -18,6 +18,7 @@ from apimachinery.events import EventRecorder
 from apimachinery.informer import SharedInformerFactory
 
 from .base import Controller, ControllerContext, Options
+from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
 from .endpoints import EndpointsController
@@ -29,6 +30,7 @@ from .namespace import NamespaceController
 from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
+from .podgc import PodGCController
 from .replicaset import ReplicaSetController
 from .resourcequota import ResourceQuotaController
 from .rootcacert import RootCACertPublisher
@@ -53,6 +55,8 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "persistentvolume-binder": PersistentVolumeController,
     "root-ca-cert-publisher": RootCACertPublisher,
     "resourcequota": ResourceQuotaController,
+    "cronjob": CronJobController,
+    "podgc": PodGCController,
 }
 
 

@@ -687,6 +687,8 @@ def test_select_controllers() -> None:
         "persistentvolume-binder",
         "root-ca-cert-publisher",
         "resourcequota",
+        "cronjob",
+        "podgc",
     ]
     assert select_controllers("replicaset") == ["replicaset"]
     with pytest.raises(ValueError):
