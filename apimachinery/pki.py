@@ -136,6 +136,60 @@ def subject_of(cert: bytes) -> tuple[str, tuple[str, ...]]:
     return cn, groups
 
 
+def _sign(
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    issuer: x509.Name,
+    signer: ec.EllipticCurvePrivateKey,
+    days: int,
+    *,
+    ca: bool = False,
+    crl_sign: bool = False,
+    usages: Sequence[x509.ObjectIdentifier] = (),
+    ips: Sequence[_IPAddress] = (),
+    dns: Sequence[str] = (),
+) -> x509.Certificate:
+    """A certificate for ``public_key`` signed by ``signer`` (the key of ``issuer``), valid from a
+    little before now for ``days``: a CA (signs certificates, and CRLs with ``crl_sign``) or a
+    leaf, with the extended key ``usages`` and subject alternative names given (none left out)."""
+    now = _now()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=crl_sign,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+    if usages:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
+    )
+    if ips or dns:
+        general: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+        general += [x509.IPAddress(ip) for ip in ips]
+        builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
 class PKI:
     """The CA in ``directory`` and the certificates it signs there (see the module's docstring)."""
 
@@ -179,35 +233,7 @@ class PKI:
         if loaded is None:
             key = ec.generate_private_key(ec.SECP256R1())
             name = _name(common_name)
-            now = _now()
-            ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-            cert = (
-                x509.CertificateBuilder()
-                .subject_name(name)
-                .issuer_name(name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - BACKDATE)
-                .not_valid_after(now + dt.timedelta(days=CA_VALIDITY_DAYS))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .add_extension(
-                    x509.KeyUsage(
-                        digital_signature=True,
-                        content_commitment=False,
-                        key_encipherment=False,
-                        data_encipherment=False,
-                        key_agreement=False,
-                        key_cert_sign=True,
-                        crl_sign=True,
-                        encipher_only=False,
-                        decipher_only=False,
-                    ),
-                    critical=True,
-                )
-                .add_extension(ski, critical=False)
-                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
-                .sign(key, hashes.SHA256())
-            )
+            cert = _sign(name, key.public_key(), name, key, CA_VALIDITY_DAYS, ca=True, crl_sign=True)
             _write_private(self.ca_key, _key_pem(key))
             _write_public(self.ca_cert, cert.public_bytes(serialization.Encoding.PEM))
             loaded = (cert, key)
@@ -290,41 +316,16 @@ class PKI:
         if self._usable(crt, key_path, subject, ips, dns, usages):
             return crt, key_path
         key = ec.generate_private_key(ec.SECP256R1())
-        now = _now()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE)
-            .not_valid_after(now + dt.timedelta(days=self.validity_days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
+        cert = _sign(
+            subject,
+            key.public_key(),
+            ca_cert.subject,
+            ca_key,
+            self.validity_days,
+            usages=usages,
+            ips=ips,
+            dns=dns,
         )
-        if ips or dns:
-            general: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-            general += [x509.IPAddress(ip) for ip in ips]
-            builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
         _write_private(key_path, _key_pem(key))
         _write_public(crt, cert.public_bytes(serialization.Encoding.PEM))
         return crt, key_path
