@@ -81,6 +81,9 @@ def _writer(config: ClientConfig, concurrency: int) -> Client:
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     config = client_config(args)
+    from apimachinery import tracing  # spans for minik trace, shipped to the API server
+
+    tracing.setup("scheduler", config)
     metrics_server = await metrics.serve_from_args(args, "scheduler")  # GET /metrics
     async with (
         Client(config) as client,

@@ -25,7 +25,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-from apimachinery import errors
+from apimachinery import errors, tracing
 from apimachinery.client import Client
 from apimachinery.events import EventRecorder
 from apimachinery.informer import SharedInformerFactory
@@ -33,7 +33,7 @@ from apimachinery.resources import plural_info
 from apimachinery.timefmt import rfc3339
 from apimachinery.workqueue import Clock
 
-from . import fastpath, framework
+from . import fastpath, framework, trace
 from .cache import SchedulerCache, assigned_node, counts_on_node, pod_key
 from .framework import Obj, Placement, PodInfo
 from .metrics import ERROR, SCHEDULED, UNSCHEDULABLE_RESULT, SchedulerMetrics, register_pending_pods
@@ -243,6 +243,8 @@ class Scheduler:
             self.queue.delete(qp.key)
             return
         start = time.perf_counter()
+        traced = tracing.active()  # minik trace: the queue wait and the decision (scheduler/trace.py)
+        waited, decided = (self.queue.clock.now() - qp.timestamp, time.time_ns()) if traced else (0.0, 0)
         pi = PodInfo.of(pod)
         try:
             result = fastpath.schedule(pi, self.cache.snapshot, self.rng)
@@ -252,6 +254,11 @@ class Scheduler:
             self.metrics.attempt(ERROR, time.perf_counter() - start)
             return
         placed = isinstance(result, Placement)
+        if traced:
+            node, feasible = (
+                (result.node_name, result.feasible) if isinstance(result, Placement) else (None, 0)
+            )
+            trace.decision(pod, waited, decided, time.time_ns(), node, feasible)
         self.metrics.attempt(SCHEDULED if placed else UNSCHEDULABLE_RESULT, time.perf_counter() - start)
         if isinstance(result, Placement):
             log.debug("%s: chose %s among %d feasible nodes", qp.key, result.node_name, result.feasible)
@@ -266,6 +273,7 @@ class Scheduler:
     async def _bind(self, qp: QueuedPodInfo, pod: Obj, node_name: str) -> None:
         meta = pod.get("metadata") or {}
         namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+        bind_start = time.time_ns()
         async with self._bind_slots:
             try:
                 await self.bind_client.bind(namespace, name, node_name)
@@ -283,6 +291,8 @@ class Scheduler:
                     await self.events.write(pod, "Warning", "FailedScheduling", f"Binding rejected: {exc}")
                 return
         self.queue.done(qp.key)
+        if tracing.active():
+            trace.bind(pod, node_name, bind_start)
         self.scheduled += 1
         log.info("%s/%s: bound to %s", namespace, name, node_name)
         async with self._event_slots:
