@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 
+from apimachinery import metrics
 from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run_component, run_until_stopped
 from apimachinery.kubeconfig import load_config
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "PREFIX-REJECT and PREFIX-FORWARD in filter)",
     )
     p.add_argument("--cleanup", action="store_true", help="remove every iptables rule and chain, then exit")
+    metrics.add_metrics_flag(p, 10249)
     add_log_level_flag(p)
     return p.parse_args(argv)
 
@@ -72,10 +74,13 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         nodeport_addresses=[c for c in args.nodeport_addresses.split(",") if c],
         udp_timeout=args.udp_timeout,
     )
+    metrics_server = await metrics.serve_from_args(args, "proxy")  # GET /metrics
     try:
         if await run_until_stopped(proxier.run(), stop, "proxier"):
             log.info("stopping")
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
         await client.aclose()
 
 

@@ -23,17 +23,20 @@ import asyncio
 import logging
 import socket
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
 from dnslib import CNAME, QTYPE, RCODE, RR, SOA, SRV, A, DNSRecord
 
+from apimachinery import metrics
 from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run_component
 from apimachinery.informer import Informer, Store
 from apimachinery.kubeconfig import load_config
 
 from .forwarder import recv_from, send_from, udp_socket
+from .metrics import DNSMetrics
 from .model import slice_service_key
 from .proxier import ENDPOINT_SLICES, ENDPOINTS, SERVICE_INDEX, SERVICES
 
@@ -222,8 +225,26 @@ class DNSServer:
         self._udp: list[socket.socket] = []
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.metrics: DNSMetrics | None = None  # set by start(): coredns_dns_* metrics
 
-    async def answer(self, data: bytes) -> bytes | None:
+    async def answer(self, data: bytes, proto: str = "udp") -> bytes | None:
+        """The reply to the DNS message ``data`` (None: no answer), counted and timed."""
+        recorder = self.metrics
+        if recorder is None:
+            return await self._answer(data)
+        start = time.perf_counter()
+        out = await self._answer(data)
+        zone = ".".join(self.resolver.domain) + "." if self._in_domain(data) else "."
+        recorder.observe(zone, proto, data, out, time.perf_counter() - start)
+        return out
+
+    def _in_domain(self, data: bytes) -> bool:
+        try:
+            return self.resolver.in_domain(str(DNSRecord.parse(data).q.qname))
+        except Exception:  # noqa: BLE001 - malformed
+            return False
+
+    async def _answer(self, data: bytes) -> bytes | None:
         try:
             request = DNSRecord.parse(data)
         except Exception:  # noqa: BLE001 - a malformed packet gets no answer
@@ -277,6 +298,7 @@ class DNSServer:
         loop.add_reader(sock.fileno(), readable)
         self._udp.append(sock)
         bound = sock.getsockname()[1]
+        self.metrics = DNSMetrics(f"dns://{host}:{bound}")
         self._servers.append(await asyncio.start_server(self._tcp, host, bound))
         log.info(
             "cluster DNS for %s on %s:%d (udp, tcp); upstream %s",
@@ -292,7 +314,7 @@ class DNSServer:
             while True:
                 head = await reader.readexactly(2)
                 data = await reader.readexactly(struct.unpack("!H", head)[0])
-                out = await self.answer(data)
+                out = await self.answer(data, "tcp")
                 if out is None:
                     break
                 writer.write(struct.pack("!H", len(out)) + out)
@@ -323,6 +345,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--upstream", default=None, help="resolver for other names (default: the host's /etc/resolv.conf)"
     )
+    metrics.add_metrics_flag(p, 9153)
     add_log_level_flag(p)
     return p.parse_args(argv)
 
@@ -339,6 +362,7 @@ async def serve(
         Resolver(services.store, endpoints.store, slices.store, args.cluster_domain),
         args.upstream or upstream_from_resolv_conf(),
     )
+    metrics_server = await metrics.serve_from_args(args, "dns")  # GET /metrics
     try:
         for i in informers:
             await i.wait_for_sync()
@@ -347,6 +371,8 @@ async def serve(
             on_ready(port)
         await stop.wait()
     finally:
+        if metrics_server is not None:
+            metrics_server.close()
         await server.stop()
         for i in informers:
             i.stop()

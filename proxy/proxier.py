@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from typing import Any
 
 from apimachinery import errors
@@ -23,6 +24,7 @@ from apimachinery.workqueue import WorkQueue, run_workers
 from . import model
 from .forwarder import UDP_TIMEOUT, AnyPortProxy, new_port_proxy
 from .iptables import Iptables
+from .metrics import SyncMetrics
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Proxier:
         self.slices.store.add_index(SERVICE_INDEX, model.slice_service_key)
         self.nodes = Informer(client, NODES)  # this node's addresses, every node's podCIDR
         self.queue = WorkQueue(name="proxy")
+        self.sync_metrics = SyncMetrics()  # kubeproxy_sync_proxy_rules_*
         self.ports: dict[str, AnyPortProxy] = {}  # ServicePort.key -> its listeners and picker
         self.ready = asyncio.Event()
         self._node_ips: list[str] = []
@@ -210,6 +213,7 @@ class Proxier:
     async def sync_rules(self) -> None:
         if self.iptables is None:
             return
+        start = time.perf_counter()
         plan = model.plan_rules(
             (
                 (pp.sp, pp.portal_port, bool(pp.picker.endpoints))
@@ -221,5 +225,6 @@ class Proxier:
         )
         await self.iptables.apply(plan)
         await self.iptables.ensure_jump_order()
+        self.sync_metrics.synced(time.perf_counter() - start)
         if self.ready.is_set():
             self.queue.add_after(RULES_KEY, RESYNC_SECONDS)
