@@ -21,6 +21,7 @@ from .base import Controller, ControllerContext, Options
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
+from .disruption import DisruptionController
 from .endpoints import EndpointsController
 from .endpointslice import EndpointSliceController
 from .garbagecollector import GarbageCollector
@@ -57,6 +58,7 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "resourcequota": ResourceQuotaController,
     "cronjob": CronJobController,
     "podgc": PodGCController,
+    "disruption": DisruptionController,
 }
 
 
