@@ -419,6 +419,18 @@ def cluster_roles() -> list[Obj]:
         cluster_role("system:minik-span-writer", [urls(["create"], ["/debug/minik/spans"])]),
         cluster_role("system:minik-trace-reader", [urls(["get"], ["/debug/minik/traces"])]),
         cluster_role(
+            "system:minik-ingress",
+            [
+                rule(READ, ["networking.k8s.io"], ["ingresses", "ingressclasses"]),
+                # the default IngressClass "minik", created when missing
+                rule(["create"], ["networking.k8s.io"], ["ingressclasses"]),
+                rule(["update", "patch"], ["networking.k8s.io"], ["ingresses/status"]),
+                rule(READ, [""], ["services", "secrets", "nodes"]),
+                rule(READ, ["discovery.k8s.io"], ["endpointslices"]),
+                EVENTS_WRITE,
+            ],
+        ),
+        cluster_role(
             "system:kubelet-api-admin",
             [
                 rule(READ, [""], ["nodes"]),
@@ -445,6 +457,7 @@ def cluster_role_bindings() -> list[Obj]:
         cluster_role_binding("system:node", []),
         cluster_role_binding("system:node-proxier", [user("system:kube-proxy")]),
         cluster_role_binding("system:minik-dns", [user("system:minik-dns")]),
+        cluster_role_binding("system:minik-ingress", [user("system:minik-ingress")]),
         cluster_role_binding(
             "system:minik-span-writer",
             [
