@@ -9,8 +9,9 @@ addresses a server is reached at and are made per server (:func:`serving_cert`).
 Identities, as Kubernetes names them (``IDENTITIES``):
 
 * ``admin``: ``kubernetes-admin`` in ``system:masters`` (what tests and ``kubectl`` use);
-* ``scheduler``, ``controller-manager``, ``proxy``, ``dns``: ``system:kube-scheduler``,
-  ``system:kube-controller-manager``, ``system:kube-proxy``, ``system:minik-dns``;
+* ``scheduler``, ``controller-manager``, ``proxy``, ``dns``, ``ingress``: ``system:kube-scheduler``,
+  ``system:kube-controller-manager``, ``system:kube-proxy``, ``system:minik-dns``,
+  ``system:minik-ingress``;
 * ``apiserver-kubelet-client``: the API server's certificate towards kubelets (``system:masters``);
 * ``hollow``: the hollow-node process, which plays many kubelets with one connection and so
   cannot be one ``system:node:NAME``: ``minik-hollow-nodes`` in ``system:masters``;
@@ -34,6 +35,7 @@ IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "controller-manager": ("system:kube-controller-manager", ()),
     "proxy": ("system:kube-proxy", ()),
     "dns": ("system:minik-dns", ()),
+    "ingress": ("system:minik-ingress", ()),
     "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ("system:masters",)),
     "hollow": ("minik-hollow-nodes", ("system:masters",)),
 }
