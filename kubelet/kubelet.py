@@ -30,6 +30,7 @@ from apimachinery.timefmt import rfc3339
 from apimachinery.workqueue import WorkQueue, run_workers
 
 from . import envvars, podstate, sa_token, volumes
+from .metrics import KubeletMetrics
 from .node import NodeAgent, every
 from .probes import ProbeManager, run_probe
 from .runtime import (
@@ -208,6 +209,7 @@ class Kubelet:
         self.probes = ProbeManager(self._probe_exec, self.queue.add, self._probe_failed)
         self._waiting: dict[str, dict[str, tuple[str, str]]] = {}  # uid -> container -> (reason, msg)
         self._written: dict[str, Obj] = {}  # uid -> the status this kubelet last wrote
+        self.metrics = KubeletMetrics(lambda: list(self._written.values()))  # kubelet_* metrics
         self._pleg_state: dict[str, tuple[str, str]] = {}  # container id -> (state, pod key)
         self._tasks: list[asyncio.Task[Any]] = []
         self._terminating: set[str] = set()
@@ -250,6 +252,7 @@ class Kubelet:
 
     def _on_pod_delete(self, pod: Obj) -> None:
         self._written.pop(pod_ref(pod).uid, None)
+        self.metrics.forget(pod_ref(pod).uid)
         self.queue.add(pod_key(pod))
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -400,6 +403,7 @@ class Kubelet:
         t0 = time.perf_counter()
         key = pod_key(pod)
         ref = pod_ref(pod)
+        self.metrics.seen(ref.uid)
         spec = pod.get("spec") or {}
         old_status = pod.get("status") or {}
         sandboxes, containers = await self.runtime.list_pod(ref.uid)
@@ -1035,6 +1039,7 @@ class Kubelet:
         try:
             written = await self.client.update_status(PODS, new)
             self._written[uid] = dict(written.get("status") or status)
+            self.metrics.status_written(uid, pod.get("status") or {}, status)
         except errors.Conflict:
             self._written.pop(uid, None)
             self.queue.add(pod_key(pod))  # the cache will catch up; sync again
