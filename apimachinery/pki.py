@@ -358,6 +358,50 @@ class PKI:
         return private, public
 
 
+def self_signed_serving_cert(
+    crt: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    common_name: str,
+    hosts: Iterable[str],
+    *,
+    validity_days: int = 365,
+    renew_within_days: int = 30,
+) -> CertKey:
+    """A serving certificate for ``hosts`` that is its own CA (what a kubelet makes when it is given
+    none), as the files ``crt`` and ``key``: reused while it names the same hosts, its key matches
+    it and it is more than ``renew_within_days`` from expiry, otherwise made again."""
+    crt_path, key_path = Path(crt), Path(key)
+    ips, dns = _split_hosts(hosts)
+    try:
+        old = x509.load_pem_x509_certificate(crt_path.read_bytes())
+        old_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except (OSError, ValueError):
+        pass
+    else:
+        if (
+            _sans(old) == (set(ips), set(dns))
+            and _public_der(old.public_key()) == _public_der(old_key.public_key())
+            and old.not_valid_after_utc - _now() > dt.timedelta(days=renew_within_days)
+        ):
+            return crt_path, key_path
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = _name(common_name)
+    cert = _sign(
+        name,
+        private.public_key(),
+        name,
+        private,
+        validity_days,
+        ca=True,
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        ips=ips,
+        dns=dns,
+    )
+    _write_private(key_path, _key_pem(private))
+    _write_public(crt_path, cert.public_bytes(serialization.Encoding.PEM))
+    return crt_path, key_path
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from apimachinery import pki
 from apimachinery.pki import subject_of
 from apimachinery.tlspeer import PeerHttpProtocol, PeerSansIOWebSocketProtocol, peer_certificate
 
@@ -410,76 +411,19 @@ def ensure_serving_cert(
     """A self-signed serving certificate for this kubelet (``kubelet.crt``/``kubelet.key`` in
     ``directory``), as Kubernetes' kubelet makes when it is given none: reused while it names the
     same hosts and is more than 30 days from expiry, otherwise made again (ECDSA P-256, 1 year)."""
-    import datetime
     import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    crt, key = path / "kubelet.crt", path / "kubelet.key"
-    addresses = sorted(
-        {a for a in (ipaddress.ip_address(ip) for ip in [*ips, "127.0.0.1"] if ip) if not a.is_unspecified},
-        key=str,
+    addresses = {ip for ip in [*ips, "127.0.0.1"] if ip and not ipaddress.ip_address(ip).is_unspecified}
+    crt, key = pki.self_signed_serving_cert(
+        path / "kubelet.crt",
+        path / "kubelet.key",
+        f"{node_name}@{int(time.time())}",
+        [*sorted(addresses), node_name, "localhost"],
+        validity_days=365,
+        renew_within_days=30,
     )
-    names = sorted({node_name, "localhost"})
-    now = datetime.datetime.now(datetime.UTC)
-    if crt.exists() and key.exists():
-        try:
-            old = x509.load_pem_x509_certificate(crt.read_bytes())
-            san = old.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            same = (
-                sorted(san.get_values_for_type(x509.IPAddress), key=str) == addresses
-                and sorted(san.get_values_for_type(x509.DNSName)) == names
-            )
-            if same and old.not_valid_after_utc - now > datetime.timedelta(days=30):
-                return str(crt), str(key)
-        except (ValueError, x509.ExtensionNotFound):
-            pass
-    private = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_name}@{int(now.timestamp())}")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [*(x509.DNSName(n) for n in names), *(x509.IPAddress(a) for a in addresses)]
-            ),
-            critical=False,
-        )
-        .sign(private, hashes.SHA256())
-    )
-    key_pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return str(crt), str(key)
 
 

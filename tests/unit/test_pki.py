@@ -297,3 +297,34 @@ def test_serving_cert_for_clients_too_and_usage_change_reissues(tmp_path):
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     p.serving_cert("etcd-1", ["10.0.0.2", "etcd-1"], client_auth=True)
     assert _cert(crt).serial_number == cert.serial_number
+
+
+def test_self_signed_serving_cert_is_its_own_ca_and_reused_while_hosts_stay(tmp_path) -> None:
+    crt, key = tmp_path / "k.crt", tmp_path / "k.key"
+    hosts = ["10.0.0.5", "127.0.0.1", "node-1", "localhost"]
+    assert pkimod.self_signed_serving_cert(crt, key, "node-1@1", hosts) == (crt, key)
+    cert = _cert(crt)
+    assert cert.issuer == cert.subject and subject_of(crt.read_bytes()) == ("node-1@1", ())
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    cert.verify_directly_issued_by(cert)
+    assert _mode(key) == 0o600
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"node-1", "localhost"}
+    assert set(san.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address("10.0.0.5"),
+        ipaddress.ip_address("127.0.0.1"),
+    }
+    ssl.create_default_context().load_cert_chain(crt, key)  # the key is the certificate's
+    pem = crt.read_bytes()
+    # same hosts (another order, another CN): the files are kept
+    pkimod.self_signed_serving_cert(crt, key, "node-1@2", list(reversed(hosts)))
+    assert crt.read_bytes() == pem
+    # another address: made again
+    pkimod.self_signed_serving_cert(crt, key, "node-1@3", [*hosts, "10.0.0.6"])
+    assert crt.read_bytes() != pem and subject_of(crt.read_bytes())[0] == "node-1@3"
+    # near expiry: made again
+    pem = crt.read_bytes()
+    pkimod.self_signed_serving_cert(crt, key, "node-1@4", [*hosts, "10.0.0.6"], renew_within_days=400)
+    assert crt.read_bytes() != pem
