@@ -20,6 +20,7 @@ authorized user.
 * ``GET /portForward/{namespace}/{pod}?ports=8080&ports=9090`` as a WebSocket: Kubernetes'
   port-forward channel protocol (see :mod:`kubelet.portforward`).
 * ``GET /stats/summary``: the Summary API (see :mod:`kubelet.stats`).
+* ``GET /metrics``: the kubelet's own Prometheus metrics (:mod:`kubelet.metrics`).
 * ``GET /metrics/resource``: the node's, pods' and containers' CPU and memory in Prometheus text
   format, what metrics-server scrapes (see :func:`kubelet.stats.resource_metrics`).
 """
@@ -37,7 +38,7 @@ from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from apimachinery import errors
+from apimachinery import errors, metrics
 
 from . import podstate, portforward
 from .runtime import ContainerStatus, LogOptions, RuntimeError_
@@ -270,6 +271,11 @@ def build_app(kubelet: Kubelet) -> FastAPI:
     @app.get("/stats/summary")
     async def stats_summary() -> JSONResponse:
         return JSONResponse(await stats.summary())
+
+    @app.get("/metrics")
+    async def metrics_route() -> Response:
+        """The kubelet's own Prometheus metrics (``kubelet_*``, work queue, REST client, process)."""
+        return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
     @app.get("/metrics/resource")
     async def metrics_resource() -> PlainTextResponse:
