@@ -86,6 +86,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=12500,
         help="terminated pods that may exist before PodGC deletes the oldest (0: never; default 12500)",
     )
+    p.add_argument("--pod-gc-period", type=float, default=20.0, help="seconds between PodGC passes")
+    p.add_argument(
+        "--pod-gc-quarantine",
+        type=float,
+        default=40.0,
+        help="seconds a node must stay missing before PodGC deletes its pods (default 40)",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     metrics.add_metrics_flag(p, 10257)
@@ -118,6 +125,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "resource_quota_sync_period": args.resource_quota_sync_period,
                 "root_ca_pem": root_ca,
                 "terminated_pod_gc_threshold": args.terminated_pod_gc_threshold,
+                "pod_gc_period": args.pod_gc_period,
+                "pod_gc_quarantine": args.pod_gc_quarantine,
             },
         ),
         leader_elect=args.leader_elect,
