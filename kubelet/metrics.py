@@ -36,6 +36,7 @@ class KubeletMetrics:
         self._first_seen: dict[str, float] = {}
         self._statuses = statuses
         metrics.register_collector("kubelet_running", self._collect)
+        metrics.enable_rest_client_metrics()  # the kubelet's requests to the API server
 
     def seen(self, uid: str) -> None:
         """The kubelet syncs pod ``uid`` (its first time starts the pod-start clock)."""
