@@ -68,6 +68,8 @@ MAX_BACKOFF = 30.0
 def settings(cfg: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` with every missing key filled from DEFAULTS (older config.json files lack some)."""
     out = {**DEFAULTS, **cfg}
+    # metrics-server's HTTPS port: 4443 beside the default 6443, and apart for a second cluster
+    out.setdefault("metrics_port", int(out["api_port"]) - 2000)
     out.setdefault("etcd_peer_port", out["etcd_port"] + 1)
     if not out.get("advertise_address"):
         out["advertise_address"] = host_ip()
@@ -92,7 +94,7 @@ def first_service_ip(service_cidr: str) -> str:
 
 # -- credentials -------------------------------------------------------------------------------------
 
-KUBECONFIGS = ("admin", "scheduler", "controller-manager", "kubelet", "proxy", "dns")
+KUBECONFIGS = ("admin", "scheduler", "controller-manager", "kubelet", "proxy", "dns", "metrics-server")
 
 
 def api_url(cfg: dict[str, Any]) -> str:
@@ -117,6 +119,7 @@ def identities(node: str) -> dict[str, tuple[str, tuple[str, tuple[str, ...]]]]:
         "kubelet": (f"kubelet-{node}-client", (f"system:node:{node}", ("system:nodes",))),
         "proxy": ("proxy", ("system:kube-proxy", ())),
         "dns": ("dns", ("system:minik-dns", ())),
+        "metrics-server": ("metrics-server", ("system:metrics-server", ())),
     }
 
 
@@ -141,6 +144,11 @@ def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
     pki.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
     pki.client_cert("etcd-healthcheck-client", "kube-etcd-healthcheck-client")
     pki.serving_cert(f"kubelet-{node}", [adv, "127.0.0.1", node], f"system:node:{node}")
+    # the aggregation layer: the API server's front-proxy client certificate (issued by the cluster
+    # CA; metrics-server trusts only this CN to name users in headers) and metrics-server's serving
+    # certificate for the name the API server verifies (SERVICE.NAMESPACE.svc)
+    pki.client_cert("front-proxy-client", "front-proxy-client")
+    pki.serving_cert("metrics-server", ["metrics-server.kube-system.svc", adv, "127.0.0.1"], "metrics-server")
     pki.service_account_keys()
     ca = pki.ca_pem()
     server = api_url(cfg)
@@ -367,6 +375,10 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 str(pki / "apiserver-kubelet-client.key"),
                 "--kubelet-certificate-authority",
                 str(pki / "ca.crt"),
+                "--proxy-client-cert-file",
+                str(pki / "front-proxy-client.crt"),
+                "--proxy-client-key-file",
+                str(pki / "front-proxy-client.key"),
                 "--encryption-provider-config",
                 str(state / "encryption-config.yaml"),
                 "--audit-log-path",
@@ -435,6 +447,25 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 node,
                 "--iptables-chain-prefix",
                 cfg["iptables_chain_prefix"],
+            ],
+            api_ready,
+            "the API server",
+        ),
+        Component(
+            "metrics-server",
+            [
+                script("minik-metrics-server"),
+                *kubeconfig("metrics-server"),
+                "--secure-port",
+                str(cfg["metrics_port"]),
+                "--tls-cert-file",
+                str(pki / "metrics-server.crt"),
+                "--tls-private-key-file",
+                str(pki / "metrics-server.key"),
+                "--requestheader-client-ca-file",
+                str(pki / "ca.crt"),
+                "--requestheader-allowed-names",
+                "front-proxy-client",
             ],
             api_ready,
             "the API server",
