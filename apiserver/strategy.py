@@ -19,7 +19,9 @@ from apimachinery.timefmt import rfc3339
 from apiserver import crdschema, managedfields, validation
 
 # Kinds whose spec changes move metadata.generation (and whose controllers report observedGeneration).
-GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Ingress"})
+GENERATION_KINDS = frozenset(
+    {"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Ingress", "PodDisruptionBudget"}
+)
 
 
 def has_generation(info: ResourceInfo) -> bool:
