@@ -471,8 +471,8 @@ class APIServer:
         self.audit = audit_log
         self._attributes: dict[tuple[str, str, bytes, int], Attributes] = {}
         self.traces: tracestore.TraceStore | None = None  # minik trace (apiserver/tracestore.py)
-        self.aggregator: aggregator.Aggregator | None = None  # APIServices (apiserver/aggregator.py)
         self.metrics: Any = None  # apiserver.metrics.RequestMetrics; None: --disable-metrics
+        self.aggregator: aggregator.Aggregator | None = None  # APIServices (apiserver/aggregator.py)
 
     # ---- entry point
     async def dispatch(self, request: Request) -> Response:
@@ -865,6 +865,9 @@ class APIServer:
                 else:
                     mark = {"kind": info.kind, "apiVersion": info.api_version, "metadata": obj["metadata"]}
                 return orjson.dumps({"type": "BOOKMARK", "object": mark}) + b"\n"
+            if out.form == "json" and not info.custom and etype != "ERROR":
+                # the cache encodes each object once for every watcher and list that sends it
+                return b'{"type":"%s","object":%s}\n' % (etype.encode(), reg.cache.encoded(obj))
             if info.custom and etype != "ERROR":
                 obj = crdschema.for_read(info, obj)
             if out.form == "table" and etype != "ERROR":
@@ -912,12 +915,14 @@ class APIServer:
                     except EtcdUnavailable as e:
                         yield frame("ERROR", unavailable(e).status())
                         return
-                    chunk = []
-                    for etype, obj in batch:
-                        if etype == "BOOKMARK" and not allow_bookmarks:
-                            continue
-                        last_rv = max(last_rv, int((obj.get("metadata") or {}).get("resourceVersion") or 0))
-                        chunk.append(frame(etype, obj))
+                    chunk = [
+                        frame(etype, obj) for etype, obj in batch if allow_bookmarks or etype != "BOOKMARK"
+                    ]
+                    # live events come in revision order and a watch-list's initial events end with
+                    # the newest revision in a BOOKMARK, so the batch's last item has the newest
+                    # revision sent (an older one only makes a periodic bookmark come sooner)
+                    rv_sent = (batch[-1][1].get("metadata") or {}).get("resourceVersion") or 0
+                    last_rv = max(last_rv, int(rv_sent))
                     if chunk:
                         yield b"".join(chunk)
             finally:

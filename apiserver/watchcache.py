@@ -9,6 +9,7 @@ watch (see :mod:`apiserver.registry`), and compacted ones are 410 Gone.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -73,6 +74,8 @@ class Watcher:
         self.prefix = prefix
         self.match = match
         self.queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue(maxsize)
+        # a watch-list's initial events, delivered by follow() before anything in the queue
+        self.initial: list[tuple[str, dict[str, Any]]] = []
         self.closed = False
         self.error: Exception | None = None
 
@@ -130,6 +133,12 @@ class WatchCache:
         self.prefix = info.key_prefix()
         self.capacity = capacity
         self.objects: dict[str, dict[str, Any]] = {}
+        # the keys of ``objects`` in order (kept up to date on add and delete), so a list or a
+        # watch-list of one namespace is a bisect, not a sort of the whole resource
+        self._keys: list[str] = []
+        # each current object's JSON, encoded once on first use and shared by every watcher and
+        # list that sends it; dropped when the object changes
+        self._json: dict[str, bytes] = {}
         self.events: collections.deque[CacheEvent] = collections.deque(maxlen=capacity)
         self.start_revision = 0  # events after this revision are all in `events`
         self.revision = 0  # everything up to this revision has been applied
@@ -166,6 +175,8 @@ class WatchCache:
                 break
             start = kvs[-1].key + b"\0"
         self.objects = objects
+        self._keys = sorted(objects)
+        self._json = {}
         self.events.clear()
         self.start_revision = rev
         self.revision = rev
@@ -251,12 +262,19 @@ class WatchCache:
                 self._advance(ev.revision)
                 return
             self.objects.pop(key, None)
+            self._json.pop(key, None)
+            i = bisect.bisect_left(self._keys, key)
+            if i < len(self._keys) and self._keys[i] == key:
+                del self._keys[i]
             gone = dict(prev)
             gone["metadata"] = dict(prev.get("metadata") or {}, resourceVersion=str(ev.revision))
             cev = CacheEvent("DELETED", key, gone, prev, ev.revision)
         else:
             obj = decode(ev.kv)
             self.objects[key] = obj
+            self._json.pop(key, None)
+            if prev is None:
+                bisect.insort(self._keys, key)
             etype = "ADDED" if ev.kv.create_revision == ev.kv.mod_revision or prev is None else "MODIFIED"
             cev = CacheEvent(etype, key, obj, prev, ev.revision)
         if len(self.events) == self.events.maxlen:
@@ -267,9 +285,28 @@ class WatchCache:
             w.offer(cev)
 
     # --- reads -------------------------------------------------------------------------------------
+    def keys(self, prefix: str) -> list[str]:
+        """The keys under ``prefix``, in order."""
+        lo = bisect.bisect_left(self._keys, prefix)
+        hi = bisect.bisect_left(self._keys, prefix + "\U0010ffff", lo)
+        return self._keys[lo:hi]
+
     def list(self, prefix: str) -> tuple[list[dict[str, Any]], int]:
-        items = [o for k, o in sorted(self.objects.items()) if k.startswith(prefix)]
-        return items, self.revision
+        objects = self.objects
+        return [objects[k] for k in self.keys(prefix)], self.revision
+
+    def encoded(self, obj: dict[str, Any]) -> bytes:
+        """``obj`` as JSON; for an object the cache holds now, encoded once and shared."""
+        meta = obj.get("metadata") or {}
+        name = meta.get("name")
+        if isinstance(name, str):
+            key = self.info.key(meta.get("namespace"), name)
+            if self.objects.get(key) is obj:
+                raw = self._json.get(key)
+                if raw is None:
+                    raw = self._json[key] = orjson.dumps(obj)
+                return raw
+        return orjson.dumps(obj)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.objects.get(key)
@@ -281,8 +318,9 @@ class WatchCache:
         """
         w = Watcher(self, prefix, match, after=revision if revision is not None else self.revision)
         if revision is None:
-            for key, obj in sorted(self.objects.items()):
-                if key.startswith(prefix) and (match is None or match(obj)):
+            for key in self.keys(prefix):
+                obj = self.objects[key]
+                if match is None or match(obj):
                     w._put(("ADDED", obj))
         else:
             if revision < self.start_revision:
@@ -298,19 +336,15 @@ class WatchCache:
         that pass ``match`` as ADDED events, then a BOOKMARK marking the end of the initial events
         at the revision of that state, then every later change.
 
-        The queue holds the whole initial state besides the usual room for live events.  The
-        BOOKMARK's object is metadata only; the caller adds the kind.
+        The initial state waits in ``Watcher.initial`` (not in the queue, which keeps its usual room
+        for live events).  The BOOKMARK's object is metadata only; the caller adds the kind.
         """
-        initial = [
-            obj
-            for key, obj in sorted(self.objects.items())
-            if key.startswith(prefix) and (match is None or match(obj))
-        ]
-        w = Watcher(self, prefix, match, after=self.revision, maxsize=len(initial) + 10_001)
-        for obj in initial:
-            w.queue.put_nowait(("ADDED", obj))
+        objects = self.objects
+        w = Watcher(self, prefix, match, after=self.revision)
+        current = (objects[k] for k in self.keys(prefix))
+        w.initial = [("ADDED", o) for o in current if match is None or match(o)]
         end = {"resourceVersion": str(self.revision), "annotations": {INITIAL_EVENTS_END: "true"}}
-        w.queue.put_nowait(("BOOKMARK", {"metadata": end}))
+        w.initial.append(("BOOKMARK", {"metadata": end}))
         self._watchers.add(w)
         return w
 
@@ -319,6 +353,10 @@ class WatchCache:
         """The events of ``w`` in batches (what is queued, up to ``batch``, so a large initial state
         goes out in few writes); 410 Gone when the cache was reset under it."""
         try:
+            initial = w.initial
+            w.initial = []
+            for start in range(0, len(initial), batch):
+                yield initial[start : start + batch]
             while True:
                 items = [await w.queue.get()]
                 while items[-1] is not None and len(items) < batch and not w.queue.empty():
