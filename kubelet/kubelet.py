@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from apimachinery import errors
+from apimachinery import errors, tracing
 from apimachinery.client import Client
 from apimachinery.defaults import qos_class
 from apimachinery.events import EventRecorder
@@ -29,7 +29,7 @@ from apimachinery.resources import kind_info
 from apimachinery.timefmt import rfc3339
 from apimachinery.workqueue import WorkQueue, run_workers
 
-from . import envvars, podstate, sa_token, volumes
+from . import envvars, podstate, sa_token, trace, volumes
 from .metrics import KubeletMetrics
 from .node import NodeAgent, every
 from .probes import ProbeManager, run_probe
@@ -401,6 +401,7 @@ class Kubelet:
 
     async def _sync_pod(self, pod: Obj, stack: contextlib.ExitStack) -> None:
         t0 = time.perf_counter()
+        wall0 = time.time_ns()  # minik trace's spans (kubelet/trace.py) are measured from here
         key = pod_key(pod)
         ref = pod_ref(pod)
         self.metrics.seen(ref.uid)
@@ -492,6 +493,8 @@ class Kubelet:
             # the pod's IP, read while the first containers start
             inspect_sandbox = asyncio.create_task(self.runtime.inspect_sandbox(sandbox_id))
             t_sandbox = time.perf_counter()
+            if tracing.active():
+                trace.sandbox(pod, wall0, t0, t_listed, t_created, t_sandbox)
             phases = (
                 f"sandbox create {(t_created - t_listed) * 1000:.0f} ms,"
                 f" start {(t_sandbox - t_created) * 1000:.0f} ms, "
@@ -583,6 +586,9 @@ class Kubelet:
         self.probes.sync(key, ref.uid, spec.get("containers") or [], running, sandbox.ip if sandbox else "")
         t1 = time.perf_counter()
         await self._write_status(pod, sandbox, containers, waiting)
+        if tracing.active() and trace.not_ready(old_status):
+            ready = all(self.probes.readiness(ref.uid, c) for c in spec.get("containers") or [])
+            trace.status(pod, wall0, t0, t1, time.perf_counter(), ready)
         if plan.start or plan.create_sandbox:
             # what this sync started and saw running is no news to the next relist (anything
             # else, such as a container that already exited, is: the relist syncs the pod again)
@@ -919,7 +925,8 @@ class Kubelet:
         if container is None:
             return Prepared(None, {}, "", None)
         field = f"spec.{'initContainers' if start.init else 'containers'}{{{start.name}}}"
-        bad = await self._ensure_image(pod, container)
+        with trace.step("image", pod, start.name):
+            bad = await self._ensure_image(pod, container)
         if bad is not None:
             waiting[start.name] = bad
             if bad[0] != "ImagePullBackOff":
@@ -966,7 +973,8 @@ class Kubelet:
             tty=bool(container.get("tty")),
         )
         try:
-            cid = await self.runtime.create_container(sandbox_id, config)
+            with trace.step("create container", pod, start.name):
+                cid = await self.runtime.create_container(sandbox_id, config)
         except RuntimeError_ as exc:
             return Prepared(None, container, field, self._start_error(pod, start, field, exc, waiting))
         created.append(cid)
@@ -996,7 +1004,8 @@ class Kubelet:
         cid = prepared.cid
         assert cid is not None
         try:
-            await self.runtime.start_container(cid)
+            with trace.step("start container", pod, start.name):
+                await self.runtime.start_container(cid)
             self.event(pod, "Normal", "Started", f"Started container {start.name}", prepared.field)
             if not await self._post_start(pod, prepared.container, cid, prepared.field):
                 self.queue.add(key)  # the killed container restarts per the restart policy

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import uvicorn
 
+from apimachinery import tracing
 from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, run_component
 from apimachinery.kubeconfig import load_config
@@ -160,6 +161,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         ThreadPoolExecutor(max_workers=RUNTIME_THREADS, thread_name_prefix="runtime")
     )
     config = load_config(args.kubeconfig, server=args.api_server)
+    tracing.setup("kubelet", config)  # spans for minik trace, shipped to the API server
     client = Client(config)
     runtime = DockerRuntime(args.node_name, args.docker_host, args.pod_infra_image)
     node_ip = args.node_ip or default_node_ip()

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from apimachinery import tracing
+
+from . import trace
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +210,7 @@ class ProbeManager:
         self, pod_key: str, uid: str, container: Obj, cid: str, kind: str, spec: ProbeSpec, pod_ip: str
     ) -> None:
         name = container.get("name", "")
+        since = time.time_ns()  # minik trace: the wait for the first readiness success
         await asyncio.sleep(spec.initial_delay)
         successes = failures = 0
         result: bool | None = None
@@ -234,6 +240,9 @@ class ProbeManager:
                 log.info("%s: %s probe of %s is now %s", pod_key, kind, name, "success" if new else "failure")
                 if kind == READINESS:
                     self.ready[(uid, name)] = new
+                    if new and since and tracing.active():
+                        trace.readiness(uid, pod_key, name, since)
+                        since = 0
                 elif kind == STARTUP:
                     if new:
                         self.started[(uid, name)] = True
