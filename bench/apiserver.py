@@ -1,6 +1,6 @@
 """Benchmark: the API server beside the etcd beneath it, both driven by wrk, measured in one run.
 
-    .venv/bin/python -m bench.apiserver [--seconds 5] [--concurrency 1,32] [--watchers 100]
+    .venv/bin/python -m bench.apiserver [--seconds 5] [--concurrency 1,32] [--watchers 100] [--only overhead]
 
 Starts a fresh etcd and a ``minik-apiserver`` process serving HTTPS with client-certificate
 authentication and RBAC on its secure port, and plain HTTP without authentication or authorization
@@ -21,7 +21,12 @@ on ``--insecure-port`` (loopback), then measures, side by side:
   10,000 ConfigMaps; the time (p50/p99) from the request to the BOOKMARK that ends the initial events;
 * custom-resource creates (a CRD with a structural schema) beside ConfigMap creates of the same size,
   both at 32 connections, interleaved twice;
-* the API server's resident memory before and after.
+* the API server's resident memory before and after;
+* the cost of observability (``--only overhead`` runs this alone): ConfigMap create throughput at
+  concurrency 32 (wrk, admin certificate, secure port) of a server with Prometheus metrics and
+  tracing on (the default flags) against a server with ``--disable-metrics --disable-tracing``
+  (each on its own etcd, started together), interleaved three times, with each server's CPU time
+  per request.
 
 Every other API-server figure is taken on the secure port as the cluster admin (client
 certificate).  wrk has no option for a client certificate: a small preloaded library (compiled
@@ -32,7 +37,7 @@ Targets from the issue: secure/insecure create and get throughput at concurrency
 create throughput at concurrency 32 >= 50 % of etcd puts; create p99 <= 50
 ms at 100 creates/s; watch delivery p99 <= 100 ms with 100 watchers; watch-list of 10,000 objects to
 10 clients: p99 to the initial-events-end bookmark <= 2 s; custom-resource create throughput >= 80 %
-of ConfigMap create throughput.
+of ConfigMap create throughput; create throughput with metrics and tracing on >= 95 % of off.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ import httpx
 
 from testkit import certs
 from testkit.host import free_port
-from testkit.processes import APIServerProcess, EtcdProcess
+from testkit.processes import BIN, APIServerProcess, EtcdProcess
 
 NS = "default"
 WRK_SCRIPT = Path(__file__).with_name("apiserver_wrk.lua")
@@ -675,6 +680,108 @@ def report(r: dict, args: argparse.Namespace) -> None:
     )
 
 
+OBSERVABILITY_FLAGS = ("--disable-metrics", "--disable-tracing")
+
+
+def observability_off_flags() -> tuple[list[str], list[str]]:
+    """The flags that turn metrics and tracing off which this ``minik-apiserver`` has (read from
+    its ``--help``), and those it lacks."""
+    help_text = subprocess.run(
+        [str(BIN / "minik-apiserver"), "--help"], capture_output=True, text=True, timeout=60
+    ).stdout
+    have = [f for f in OBSERVABILITY_FLAGS if f in help_text]
+    return have, [f for f in OBSERVABILITY_FLAGS if f not in have]
+
+
+def observability_cost(seconds: int, rounds: int = 3) -> dict[str, Any]:
+    """Create throughput at 32 connections (the file's create measurement: wrk ``api-create``
+    as admin on the secure port) of a server with metrics and tracing on against one with them
+    off, each on its own etcd, interleaved ``rounds`` times (alternating which goes first) so a
+    change in background load hits both alike; and each server's CPU time per request."""
+    if not shutil.which("wrk"):
+        raise SystemExit("bench.apiserver needs wrk (scripts/install.sh installs it)")
+    client_cert_shim()
+    off_flags, missing = observability_off_flags()
+    admin = certs.client_cert("admin")
+    started: list[tuple[EtcdProcess, APIServerProcess]] = []
+    try:
+        for extra in ([], off_flags):
+            etcd_proc = EtcdProcess()
+            etcd_proc.start()
+            server = APIServerProcess(etcd_proc.url)
+            started.append((etcd_proc, server))
+            server.start(extra=extra)
+        (_, on), (_, off) = started
+        assert on.proc is not None and off.proc is not None
+        run = uuid.uuid4().hex[:6]
+        for side, server in (("on", on), ("off", off)):
+            wrk(server.url, 8, 1, "api-create", f"warm-obs-{side}-{run}", cert=admin)
+        loads: dict[str, list[Load]] = {"on": [], "off": []}
+        cpu = {"on": 0.0, "off": 0.0}
+        pids = {"on": on.proc.pid, "off": off.proc.pid}
+        for i in range(rounds):
+            order = (("on", on), ("off", off)) if i % 2 == 0 else (("off", off), ("on", on))
+            for side, server in order:
+                before = cpu_seconds(pids[side])
+                loads[side].append(
+                    wrk(server.url, 32, seconds, "api-create", f"obs-{side}-{run}-{i}", cert=admin)
+                )
+                cpu[side] += cpu_seconds(pids[side]) - before
+        with httpx.Client(base_url=on.url, verify=on.ssl_context(), timeout=30) as http:
+            scraped = http.get("/metrics")
+            counted = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in scraped.text.splitlines()
+                if line.startswith("apiserver_request_total{")
+                and 'verb="POST"' in line
+                and 'resource="configmaps"' in line
+            )
+    finally:
+        for etcd_proc, server in started:
+            server.cleanup()
+            etcd_proc.cleanup()
+    out: dict[str, Any] = {"observability_off_flags": off_flags, "observability_missing_flags": missing}
+    for side in ("on", "off"):
+        total = merged(loads[side])
+        out[f"observability_{side}_create_c32"] = {
+            **asdict(total),
+            "cpu_us_per_request": cpu[side] / total.requests * 1e6,
+        }
+    # the metrics really were on: the server counted the creates wrk made
+    out["observability_on_counted_creates"] = counted
+    return out
+
+
+def report_observability(r: dict) -> None:
+    on, off = r["observability_on_create_c32"], r["observability_off_create_c32"]
+    flags = " ".join(r["observability_off_flags"])
+    print(f"observability: metrics and tracing on (default flags) vs off ({flags}), same run")
+    if r["observability_missing_flags"]:
+        print(
+            f"  note: this minik-apiserver has no {' '.join(r['observability_missing_flags'])}: "
+            "that part stays on in both servers"
+        )
+    print(
+        f"{'operation':24} {'off/s':>8} {'on/s':>8} {'ratio':>6} {'off p50/p99':>14} {'on p50/p99':>14} "
+        f"{'server CPU us/req off/on':>25} {'ratio':>6}"
+    )
+    print(
+        f"{'create (concurrency 32)':24} {off['rate']:8.0f} {on['rate']:8.0f} {on['rate'] / off['rate']:6.2f} "
+        f"{off['p50_ms']:6.1f}/{off['p99_ms']:.1f} {on['p50_ms']:9.1f}/{on['p99_ms']:.1f} "
+        f"{off['cpu_us_per_request']:>13.0f}/{on['cpu_us_per_request']:.0f} "
+        f"{off['cpu_us_per_request'] / on['cpu_us_per_request']:6.2f}"
+    )
+    print(
+        f"  creates counted by the metrics-on server's apiserver_request_total: {r['observability_on_counted_creates']:.0f}"
+    )
+    ratio = on["rate"] / off["rate"]
+    print(
+        f"  create throughput c32 with metrics and tracing on >= 95% of off: {ratio:.0%} "
+        f"{'ok' if ratio >= 0.95 else 'MISSED'} "
+        f"(by server CPU per request: {off['cpu_us_per_request'] / on['cpu_us_per_request']:.0%})"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=int, default=5, help="duration of each wrk run")
@@ -690,9 +797,19 @@ def main() -> None:
     p.add_argument("--watch-list-objects", type=int, default=10_000)
     p.add_argument("--watch-list-clients", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    p.add_argument(
+        "--only",
+        choices=["all", "overhead"],
+        default="all",
+        help="overhead: only the cost of metrics and tracing (default: every section)",
+    )
     args = p.parse_args()
-    results = asyncio.run(bench(args))
-    report(results, args)
+    results: dict = {}
+    if args.only == "all":
+        results = asyncio.run(bench(args))
+        report(results, args)
+    results.update(observability_cost(args.seconds))
+    report_observability(results)
     if args.json:
         print(json.dumps(results, indent=2))
 
