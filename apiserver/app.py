@@ -48,6 +48,7 @@ from . import (
     watchcache,
 )
 from .admission import take_audit_annotations, with_warnings
+from .audit import Record as AuditRecord
 from .authn import UNSECURED, Security
 from .authtypes import Attributes, UserInfo, current_user
 from .authz import forbidden_message
@@ -554,19 +555,21 @@ class APIServer:
         client = scope.get("client")
         agent = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"user-agent"), "")
         self.audit.record(
-            user=who.user,
-            impersonated_user=who.impersonated,
-            verb=attrs.verb,
-            attributes=attrs,
-            request_uri=scope["path"] + ("?" + query.decode("latin-1") if query else ""),
-            code=code,
-            received=received,
-            finished=time.time(),
-            source_ip=client[0] if client else "",
-            user_agent=agent,
-            decision=who.decision,
-            decision_reason=who.reason,
-            annotations=take_audit_annotations(),  # admission's (Pod Security audit mode)
+            AuditRecord(
+                user=who.user,
+                impersonated_user=who.impersonated,
+                verb=attrs.verb,
+                attributes=attrs,
+                request_uri=scope["path"] + ("?" + query.decode("latin-1") if query else ""),
+                code=code,
+                received=received,
+                finished=time.time(),
+                source_ip=client[0] if client else "",
+                user_agent=agent,
+                decision=who.decision,
+                decision_reason=who.reason,
+                annotations=take_audit_annotations(),  # admission's (Pod Security audit mode)
+            )
         )
 
     async def _dispatch(self, request: Request) -> Response:

@@ -15,7 +15,7 @@ as Kubernetes' ``--audit-log-maxsize``/``--audit-log-maxbackup`` do (the full fi
 
 The request pipeline (``apiserver.app``) calls, once the response is complete::
 
-    audit.record(
+    audit.record(audit.Record(
         user=ctx.user,                    # the authenticated UserInfo
         impersonated_user=impersonated,   # the UserInfo acted as with --as, else None
         verb=attrs.verb,                  # the authorizer's verb (list, watch, get, create ...)
@@ -27,7 +27,7 @@ The request pipeline (``apiserver.app``) calls, once the response is complete::
         decision="allow",                 # or "forbid" for an authorization denial
         decision_reason=decision.reason,
         annotations=admission.take_audit_annotations(),  # e.g. Pod Security's audit mode
-    )
+    ))
 
 ``record`` never raises and never blocks: when the writer falls more than ``QUEUE_SIZE`` events
 behind, further events are dropped and counted (:attr:`AuditLog.dropped`), as Kubernetes' batch
@@ -43,6 +43,7 @@ import queue
 import sys
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -93,53 +94,60 @@ def object_ref(attrs: Attributes | None) -> dict[str, str] | None:
     return ref
 
 
-def event(
-    *,
-    user: UserInfo,
-    impersonated_user: UserInfo | None,
-    verb: str,
-    attributes: Attributes | None,
-    request_uri: str,
-    code: int,
-    received: float | datetime,
-    finished: float | datetime,
-    source_ip: str,
-    user_agent: str,
-    decision: str = "allow",
-    decision_reason: str = "",
-    annotations: dict[str, str] | None = None,
-    audit_id: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """The facts of one request that its audit event is made of (see the module's docstring).
+
+    ``annotations``: more audit annotations for the event (admission's, such as Pod Security's
+    ``pod-security.kubernetes.io/audit-violations``)."""
+
+    user: UserInfo
+    impersonated_user: UserInfo | None
+    verb: str
+    attributes: Attributes | None
+    request_uri: str
+    code: int
+    received: float | datetime
+    finished: float | datetime
+    source_ip: str
+    user_agent: str
+    decision: str = "allow"
+    decision_reason: str = ""
+    annotations: dict[str, str] | None = None
+    audit_id: str | None = None
+
+
+def event(rec: Record) -> dict[str, Any]:
     """One audit.k8s.io/v1 Event (Metadata level, stage ResponseComplete)."""
     ev: dict[str, Any] = {
         "kind": "Event",
         "apiVersion": "audit.k8s.io/v1",
         "level": "Metadata",
-        "auditID": audit_id or str(uuid.uuid4()),
+        "auditID": rec.audit_id or str(uuid.uuid4()),
         "stage": "ResponseComplete",
-        "requestURI": request_uri,
-        "verb": verb,
-        "user": user_json(user),
+        "requestURI": rec.request_uri,
+        "verb": rec.verb,
+        "user": user_json(rec.user),
     }
-    if impersonated_user is not None:
-        ev["impersonatedUser"] = user_json(impersonated_user)
-    if source_ip:
-        ev["sourceIPs"] = [source_ip]
-    if user_agent:
-        ev["userAgent"] = user_agent
-    ref = object_ref(attributes)
+    if rec.impersonated_user is not None:
+        ev["impersonatedUser"] = user_json(rec.impersonated_user)
+    if rec.source_ip:
+        ev["sourceIPs"] = [rec.source_ip]
+    if rec.user_agent:
+        ev["userAgent"] = rec.user_agent
+    ref = object_ref(rec.attributes)
     if ref is not None:
         ev["objectRef"] = ref
-    status: dict[str, Any] = {"metadata": {}, "code": int(code)}
-    if code >= 400:
+    status: dict[str, Any] = {"metadata": {}, "code": int(rec.code)}
+    if rec.code >= 400:
         status["status"] = "Failure"
     ev["responseStatus"] = status
-    ev["requestReceivedTimestamp"] = timestamp(received)
-    ev["stageTimestamp"] = timestamp(finished)
-    notes = dict(annotations or {})  # admission's, e.g. pod-security.kubernetes.io/audit-violations
-    notes["authorization.k8s.io/decision"] = decision
-    if decision_reason:
-        notes["authorization.k8s.io/reason"] = decision_reason
+    ev["requestReceivedTimestamp"] = timestamp(rec.received)
+    ev["stageTimestamp"] = timestamp(rec.finished)
+    notes = dict(rec.annotations or {})  # admission's, e.g. pod-security.kubernetes.io/audit-violations
+    notes["authorization.k8s.io/decision"] = rec.decision
+    if rec.decision_reason:
+        notes["authorization.k8s.io/reason"] = rec.decision_reason
     ev["annotations"] = notes
     return ev
 
@@ -184,45 +192,10 @@ class AuditLog:
         self._thread.start()
 
     # --- the request side ------------------------------------------------------------------------
-    def record(
-        self,
-        *,
-        user: UserInfo,
-        impersonated_user: UserInfo | None,
-        verb: str,
-        attributes: Attributes | None,
-        request_uri: str,
-        code: int,
-        received: float | datetime,
-        finished: float | datetime,
-        source_ip: str,
-        user_agent: str,
-        decision: str = "allow",
-        decision_reason: str = "",
-        annotations: dict[str, str] | None = None,
-    ) -> None:
-        """Queue one request's event; returns at once (see the module's docstring).
-
-        ``annotations``: more audit annotations for the event (admission's, such as Pod Security's
-        ``pod-security.kubernetes.io/audit-violations``)."""
+    def record(self, rec: Record) -> None:
+        """Queue one request's event; returns at once (see the module's docstring)."""
         try:
-            self._queue.put_nowait(
-                dict(
-                    user=user,
-                    impersonated_user=impersonated_user,
-                    verb=verb,
-                    attributes=attributes,
-                    request_uri=request_uri,
-                    code=code,
-                    received=received,
-                    finished=finished,
-                    source_ip=source_ip,
-                    user_agent=user_agent,
-                    decision=decision,
-                    decision_reason=decision_reason,
-                    annotations=annotations,
-                )
-            )
+            self._queue.put_nowait(rec)
         except queue.Full:
             self.dropped += 1
             if self.dropped in (1, 1000) or self.dropped % 100_000 == 0:
@@ -291,7 +264,7 @@ class AuditLog:
                     markers.append(item)
                 else:
                     try:
-                        lines.append(orjson.dumps(event(**item)) + b"\n")
+                        lines.append(orjson.dumps(event(item)) + b"\n")
                     except Exception:
                         log.exception("audit event could not be encoded")
             if lines:

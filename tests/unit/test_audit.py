@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from apiserver.audit import AuditLog, backup_name, backups, event
+from apiserver.audit import AuditLog, Record, backup_name, backups, event
 from apiserver.authtypes import Attributes, UserInfo
 
 ALICE = UserInfo("alice", ("dev", "system:authenticated"))
@@ -29,7 +29,7 @@ def _record(log: AuditLog, **kw: object) -> None:
         decision_reason="",
     )
     args.update(kw)
-    log.record(**args)  # type: ignore[arg-type]
+    log.record(Record(**args))  # type: ignore[arg-type]
 
 
 def test_a_resource_request_becomes_a_metadata_event() -> None:
@@ -37,18 +37,20 @@ def test_a_resource_request_becomes_a_metadata_event() -> None:
         ADMIN, "create", api_group="apps", api_version="v1", resource="deployments", namespace="ns1"
     )
     ev = event(
-        user=ADMIN,
-        impersonated_user=ALICE,
-        verb="create",
-        attributes=attrs,
-        request_uri="/apis/apps/v1/namespaces/ns1/deployments?fieldManager=kubectl",
-        code=403,
-        received=datetime(2026, 12, 3, 14, 0, 0, 5, tzinfo=UTC),
-        finished=datetime(2026, 12, 3, 14, 0, 1, 0, tzinfo=UTC),
-        source_ip="10.0.0.7",
-        user_agent="kubectl/v1.32.0",
-        decision="forbid",
-        decision_reason='RBAC: no rule allows "create"',
+        Record(
+            user=ADMIN,
+            impersonated_user=ALICE,
+            verb="create",
+            attributes=attrs,
+            request_uri="/apis/apps/v1/namespaces/ns1/deployments?fieldManager=kubectl",
+            code=403,
+            received=datetime(2026, 12, 3, 14, 0, 0, 5, tzinfo=UTC),
+            finished=datetime(2026, 12, 3, 14, 0, 1, 0, tzinfo=UTC),
+            source_ip="10.0.0.7",
+            user_agent="kubectl/v1.32.0",
+            decision="forbid",
+            decision_reason='RBAC: no rule allows "create"',
+        )
     )
     assert ev["apiVersion"] == "audit.k8s.io/v1" and ev["kind"] == "Event"
     assert (ev["level"], ev["stage"], ev["verb"]) == ("Metadata", "ResponseComplete", "create")
@@ -77,16 +79,18 @@ def test_a_resource_request_becomes_a_metadata_event() -> None:
 def test_a_non_resource_request_has_no_object_ref() -> None:
     attrs = Attributes(UserInfo("system:anonymous"), "get", resource_request=False, path="/healthz")
     ev = event(
-        user=attrs.user,
-        impersonated_user=None,
-        verb="get",
-        attributes=attrs,
-        request_uri="/healthz",
-        code=200,
-        received=0.0,
-        finished=0.0,
-        source_ip="",
-        user_agent="",
+        Record(
+            user=attrs.user,
+            impersonated_user=None,
+            verb="get",
+            attributes=attrs,
+            request_uri="/healthz",
+            code=200,
+            received=0.0,
+            finished=0.0,
+            source_ip="",
+            user_agent="",
+        )
     )
     assert "objectRef" not in ev and "impersonatedUser" not in ev and "sourceIPs" not in ev
     assert ev["responseStatus"] == {"metadata": {}, "code": 200}
