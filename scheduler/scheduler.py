@@ -37,6 +37,15 @@ from . import fastpath, framework, trace
 from .cache import SchedulerCache, assigned_node, counts_on_node, pod_key
 from .framework import Obj, Placement, PodInfo
 from .metrics import ERROR, SCHEDULED, UNSCHEDULABLE_RESULT, SchedulerMetrics, register_pending_pods
+from .preemption import (
+    Candidate,
+    disruption_condition,
+    find_candidate,
+    fit_error_without_postfilter,
+    fits,
+    nominated_node,
+    preempted_message,
+)
 from .queue import QueuedPodInfo, SchedulingQueue
 
 log = logging.getLogger(__name__)
@@ -49,6 +58,7 @@ PODS = plural_info("", "v1", "pods")
 NODES = plural_info("", "v1", "nodes")
 NAMESPACES = plural_info("", "v1", "namespaces")
 SERVICES = plural_info("", "v1", "services")
+PDBS = plural_info("policy", "v1", "poddisruptionbudgets")
 
 
 def _without_status(pod: Obj) -> Obj:
@@ -100,6 +110,7 @@ class Scheduler:
         self.nodes = self.factory.informer(NODES)
         self.namespaces = self.factory.informer(NAMESPACES)
         self.services = self.factory.informer(SERVICES)
+        self.pdbs = self.factory.informer(PDBS)  # read by preemption (scheduler/preemption.py)
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue(clock, initial_backoff, max_backoff, max_unschedulable_seconds)
         self.events = EventRecorder(
@@ -247,7 +258,7 @@ class Scheduler:
         waited, decided = (self.queue.clock.now() - qp.timestamp, time.time_ns()) if traced else (0.0, 0)
         pi = PodInfo.of(pod)
         try:
-            result = fastpath.schedule(pi, self.cache.snapshot, self.rng)
+            result = self._nominated_first(pi) or fastpath.schedule(pi, self.cache.snapshot, self.rng)
         except Exception:
             log.exception("%s: scheduling failed", qp.key)
             self.queue.retry_after_error(qp)
@@ -266,9 +277,72 @@ class Scheduler:
             self._spawn(self._bind(qp, pod, result.node_name))
         else:
             self.failed_attempts += 1
-            log.info("%s: unschedulable (attempt %d): %s", qp.key, qp.attempts, result.message)
+            candidate, message = self._post_filter(pi, result)
+            log.info("%s: unschedulable (attempt %d): %s", qp.key, qp.attempts, message)
             self.queue.unschedulable(qp, result.plugins)
-            self._spawn(self._report_unschedulable(pod, result.message))
+            self._spawn(self._report_unschedulable(pod, message))
+            if candidate is not None:
+                self._spawn(self._preempt(pod, candidate))
+
+    # -- preemption (scheduler/preemption.py) ------------------------------------------------------
+
+    def _nominated_first(self, pi: PodInfo) -> Placement | None:
+        """A pod nominated by an earlier preemption goes to that node when it fits there now."""
+        name = nominated_node(pi.pod)
+        snapshot = self.cache.snapshot
+        node = snapshot.nodes.get(name) if name else None
+        if node is None or not fits(fastpath.PodState(pi, snapshot), snapshot, node):
+            return None
+        return Placement(name, {name: 0}, 1, len(snapshot.nodes))
+
+    def _post_filter(self, pi: PodInfo, result: framework.Unschedulable) -> tuple[Candidate | None, str]:
+        """DefaultPreemption: the node and victims to make room, and the FailedScheduling message."""
+        if not result.statuses:
+            return None, result.message
+        try:
+            outcome = find_candidate(pi, self.cache.snapshot, result.statuses, self.pdbs.store.list())
+        except Exception:
+            log.exception("%s: preemption failed", pi.key)
+            return None, result.message
+        reasons = fit_error_without_postfilter(result.statuses, result.num_nodes)
+        if outcome.candidate is not None:
+            victims = ", ".join(v.key for v in outcome.candidate.victims)
+            log.info("%s: preempting %s on %s", pi.key, victims, outcome.candidate.node_name)
+            return outcome.candidate, reasons
+        return None, f"{reasons} {outcome.message}."
+
+    async def _preempt(self, pod: Obj, candidate: Candidate) -> None:
+        """Nominate the node for ``pod``, then evict the victims: a ``DisruptionTarget`` condition,
+        the deletion and a ``Preempted`` event for each (kube-scheduler's prepareCandidate)."""
+        meta = pod.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+        node = candidate.node_name
+        async with self._event_slots:
+            try:
+                await self.event_client.patch(
+                    PODS, name, {"status": {"nominatedNodeName": node}}, namespace, subresource="status"
+                )
+            except errors.StatusError as exc:
+                log.warning("%s/%s: could not nominate %s: %s", namespace, name, node, exc)
+                return
+            for victim in candidate.victims:
+                condition = disruption_condition(self.name, rfc3339())
+                try:
+                    await self.event_client.patch(
+                        PODS,
+                        victim.name,
+                        {"status": {"conditions": [condition]}},
+                        victim.namespace,
+                        patch_type="strategic",
+                        subresource="status",
+                    )
+                    await self.event_client.delete(PODS, victim.name, victim.namespace)
+                except errors.NotFound:
+                    continue
+                except errors.StatusError as exc:
+                    log.warning("%s: preemption of %s failed: %s", pod_key(pod), victim.key, exc)
+                    continue
+                await self.events.write(victim.pod, "Normal", "Preempted", preempted_message(pod, node))
 
     async def _bind(self, qp: QueuedPodInfo, pod: Obj, node_name: str) -> None:
         meta = pod.get("metadata") or {}
