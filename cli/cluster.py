@@ -44,7 +44,7 @@ from .supervisor import (
 
 console = Console(highlight=False)
 CONTEXT = "minik"
-ORDER = ["etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns"]
+ORDER = ["etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns", "ingress"]
 PAUSE_IMAGE = "minik/pause:1"
 
 
@@ -244,7 +244,7 @@ def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
     for what, port in f.busy_ports:
         problems.append(
             f"port {port} (for {what}) is already in use on this host: stop what uses it or pick "
-            "other ports (--api-port, --etcd-port, --kubelet-port)."
+            "other ports (--api-port, --etcd-port, --kubelet-port, --ingress-http-port, --ingress-https-port)."
         )
     if f.network_clash:
         problems.append(f"{f.network_clash}: pick another pod network with --pod-cidr.")
@@ -319,6 +319,8 @@ def gather_facts(cfg: dict[str, Any]) -> HostFacts:
         ("etcd", cfg["etcd_port"], "127.0.0.1"),
         ("etcd's peer port", cfg["etcd_peer_port"], "127.0.0.1"),
         ("the kubelet", cfg["kubelet_port"], cfg.get("advertise_address") or "127.0.0.1"),
+        ("the ingress controller's HTTP", cfg.get("ingress_http_port", 80), "0.0.0.0"),
+        ("the ingress controller's HTTPS", cfg.get("ingress_https_port", 443), "0.0.0.0"),
     ]
     return HostFacts(
         is_root=os.geteuid() == 0,
@@ -450,7 +452,13 @@ def probes(
         answer = dns_query(gw, name)
         return Health(answer.split()[0] in ("NOERROR", "NXDOMAIN"), f"answers on {gw}:53 ({answer})")
 
+    def ingress() -> Health:
+        port = int(cfg.get("ingress_http_port", 80))
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return Health(True, f"listens on :{port}")
+
     return {
+        "ingress": ingress,
         "etcd": etcd,
         "apiserver": apiserver,
         "controller-manager": controller_manager,
@@ -570,6 +578,12 @@ def up(
         DEFAULTS["iptables_chain_prefix"], help="prefix of the proxy's iptables chains"
     ),
     kubelet_port: int = typer.Option(DEFAULTS["kubelet_port"], help="the kubelet's port (logs, exec)"),
+    ingress_http_port: int = typer.Option(
+        DEFAULTS["ingress_http_port"], help="the ingress controller's HTTP port, on every address"
+    ),
+    ingress_https_port: int = typer.Option(
+        DEFAULTS["ingress_https_port"], help="the ingress controller's HTTPS port, on every address"
+    ),
     timeout: float = typer.Option(120, help="seconds to wait for the cluster to become ready"),
 ) -> None:
     """Start a local cluster on this host as separate, supervised processes.
@@ -606,6 +620,8 @@ def up(
             "network_name": network_name,
             "iptables_chain_prefix": iptables_chain_prefix,
             "kubelet_port": kubelet_port,
+            "ingress_http_port": ingress_http_port,
+            "ingress_https_port": ingress_https_port,
             "advertise_address": host_ip(),
         }
     )
@@ -903,7 +919,8 @@ def export_logs(state: Path, output: Path) -> list[str]:
 
 def logs(
     component: str = typer.Argument(
-        None, help="etcd, apiserver, controller-manager, scheduler, kubelet, proxy, dns or supervisor"
+        None,
+        help="etcd, apiserver, controller-manager, scheduler, kubelet, proxy, dns, ingress or supervisor",
     ),
     follow: bool = typer.Option(False, "-f", "--follow"),
     all_: bool = typer.Option(

@@ -60,6 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "iptables_chain_prefix": "MINIK",
     "kubelet_port": 10250,
     "cluster_domain": "cluster.local",
+    "ingress_http_port": 80,
+    "ingress_https_port": 443,
 }
 POLL = 0.1  # seconds between looks at the children
 MAX_BACKOFF = 30.0
@@ -94,7 +96,16 @@ def first_service_ip(service_cidr: str) -> str:
 
 # -- credentials -------------------------------------------------------------------------------------
 
-KUBECONFIGS = ("admin", "scheduler", "controller-manager", "kubelet", "proxy", "dns", "metrics-server")
+KUBECONFIGS = (
+    "admin",
+    "scheduler",
+    "controller-manager",
+    "kubelet",
+    "proxy",
+    "dns",
+    "metrics-server",
+    "ingress",
+)
 
 
 def api_url(cfg: dict[str, Any]) -> str:
@@ -120,6 +131,7 @@ def identities(node: str) -> dict[str, tuple[str, tuple[str, tuple[str, ...]]]]:
         "proxy": ("proxy", ("system:kube-proxy", ())),
         "dns": ("dns", ("system:minik-dns", ())),
         "metrics-server": ("metrics-server", ("system:metrics-server", ())),
+        "ingress": ("ingress", ("system:minik-ingress", ())),
     }
 
 
@@ -484,6 +496,23 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             ],
             lambda: address_is_local(gw),
             f"the pod network ({gw})",
+        ),
+        Component(
+            "ingress",
+            [
+                script("minik-ingress"),
+                *kubeconfig("ingress"),
+                "--node-name",
+                node,
+                "--http-port",
+                str(cfg["ingress_http_port"]),
+                "--https-port",
+                str(cfg["ingress_https_port"]),
+                "--state-dir",
+                str(state / "ingress"),
+            ],
+            api_ready,
+            "the API server",
         ),
     ]
 

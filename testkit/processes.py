@@ -58,6 +58,7 @@ def minik_up_args(
             "--iptables-chain-prefix",
             prefix,
         ),
+        *("--ingress-http-port", str(free_port()), "--ingress-https-port", str(free_port())),
     ]
     return args, api_port
 

@@ -204,11 +204,25 @@ def test_components_start_order_and_flags_pass_through() -> None:
     )
     assert cfg["etcd_peer_port"] == 31011 and cfg["cluster_domain"] == "cluster.local"
     comps = {c.name: c for c in components(cfg, Path("/state"))}
-    assert list(comps) == ["etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns"]
+    assert list(comps) == [
+        "etcd",
+        "apiserver",
+        "controller-manager",
+        "scheduler",
+        "kubelet",
+        "proxy",
+        "metrics-server",
+        "dns",
+        "ingress",
+    ]
 
     def flag(c: Component, name: str) -> str:
         return c.argv[c.argv.index(name) + 1]
 
+    ingress = comps["ingress"]
+    assert flag(ingress, "--http-port") == "80" and flag(ingress, "--https-port") == "443"
+    assert flag(ingress, "--state-dir") == "/state/ingress"
+    assert flag(ingress, "--kubeconfig") == "/state/kubeconfigs/ingress.conf"
     etcd = comps["etcd"]
     assert flag(etcd, "--listen-client-urls") == "https://127.0.0.1:31010"
     assert flag(etcd, "--listen-peer-urls") == "https://127.0.0.1:31011"
