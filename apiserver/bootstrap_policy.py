@@ -430,6 +430,22 @@ def cluster_roles() -> list[Obj]:
                 EVENTS_WRITE,
             ],
         ),
+        # metrics-server: scrapes kubelets' /metrics/resource, follows nodes and pods, and asks the
+        # API server whether a proxied user may read metrics (SubjectAccessReview, through
+        # system:auth-delegator)
+        cluster_role(
+            "system:metrics-server",
+            [
+                rule(["get"], [""], ["nodes/metrics"]),
+                rule(READ, [""], ["nodes", "pods"]),
+            ],
+        ),
+        # reading resource metrics (kubectl top, the HPA), aggregated into view, edit and admin
+        cluster_role(
+            "system:aggregated-metrics-reader",
+            [rule(READ, ["metrics.k8s.io"], ["pods", "nodes"])],
+            labels={**TO_VIEW, **TO_EDIT, **TO_ADMIN},
+        ),
         cluster_role(
             "system:kubelet-api-admin",
             [
@@ -457,6 +473,10 @@ def cluster_role_bindings() -> list[Obj]:
         cluster_role_binding("system:node", []),
         cluster_role_binding("system:node-proxier", [user("system:kube-proxy")]),
         cluster_role_binding("system:minik-dns", [user("system:minik-dns")]),
+        cluster_role_binding("system:metrics-server", [user("system:metrics-server")]),
+        cluster_role_binding(
+            "metrics-server:system:auth-delegator", [user("system:metrics-server")], "system:auth-delegator"
+        ),
         cluster_role_binding("system:minik-ingress", [user("system:minik-ingress")]),
         cluster_role_binding(
             "system:minik-span-writer",

@@ -1,0 +1,1 @@
+"""minik-metrics-server: the resource metrics API (metrics.k8s.io) behind the aggregation layer."""
