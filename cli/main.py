@@ -74,6 +74,14 @@ COMMANDS: dict[str, Command] = {
         "cli.commands.scale", "scale", "Set a new size for a Deployment, ReplicaSet or StatefulSet.", "verb"
     ),
     "label": Command("cli.commands.label", "label", "Update the labels on a resource.", "verb"),
+    "cordon": Command("cli.commands.drain", "cordon", "Mark a node as unschedulable.", "verb"),
+    "uncordon": Command("cli.commands.drain", "uncordon", "Mark a node as schedulable.", "verb"),
+    "drain": Command(
+        "cli.commands.drain",
+        "drain",
+        "Drain a node: cordon it, then evict its pods within their budgets.",
+        "verb",
+    ),
     "annotate": Command("cli.commands.annotate", "annotate", "Update the annotations on a resource.", "verb"),
     "logs": Command("cli.commands.logs", "logs", "Print the logs of a container in a pod.", "verb"),
     "exec": Command("cli.commands.exec_", "exec_", "Execute a command in a container.", "verb"),
