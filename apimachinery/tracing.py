@@ -103,7 +103,7 @@ def owner_uids(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def setup(
     component: str,
-    config: ClientConfig | None = None,
+    config: ClientConfig | str | None = None,
     *,
     enabled: bool | None = None,
     local: Any = None,  # a SpanProcessor
@@ -128,6 +128,10 @@ def setup(
     provider = TracerProvider(resource=Resource.create({"service.name": _service}))
     if local is not None:
         provider.add_span_processor(local)
+    if isinstance(config, str):  # a bare server URL
+        from .kubeconfig import ClientConfig
+
+        config = ClientConfig(server=config)
     if config is not None:
         provider.add_span_processor(
             BatchSpanProcessor(
@@ -331,3 +335,23 @@ class APIServerExporter:
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def endpoint_pod_links(objs: Iterable[Mapping[str, Any]], limit: int = 64) -> list[tuple[str, str, str]]:
+    """Links to the pods an Endpoints object or EndpointSlices name (their ``targetRef``s)."""
+    uids: list[str] = []
+    for obj in objs:
+        refs = [e.get("targetRef") or {} for e in obj.get("endpoints") or ()]
+        for subset in obj.get("subsets") or ():
+            for key in ("addresses", "notReadyAddresses"):
+                refs += [a.get("targetRef") or {} for a in subset.get(key) or ()]
+        uids += [str(r["uid"]) for r in refs if r.get("kind", "Pod") == "Pod" and r.get("uid")]
+    return [("pod", "Pod", uid) for uid in dict.fromkeys(uids)][:limit]
+
+
+def service_of_slice(slice_: Mapping[str, Any]) -> tuple[str, str]:
+    """(name, uid) of the Service that owns an EndpointSlice."""
+    for ref in (slice_.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("kind") == "Service" and ref.get("uid"):
+            return str(ref.get("name", "")), str(ref["uid"])
+    return "", ""

@@ -236,7 +236,7 @@ async def serve(store: TraceStore | None, request: Any, path: str) -> Any:
         return Response(b"", media_type=tracing.PROTOBUF)
     if method != "GET":
         raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
-    uids = [u for u in request.query_params.getlist("uid") if u]
+    uids = [u for value in request.query_params.getlist("uid") for u in value.split(",") if u]
     if not uids:
         raise errors.BadRequest("at least one uid query parameter is required")
     return Response(orjson.dumps({"spans": store.spans(uids)}), media_type="application/json")

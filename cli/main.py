@@ -103,6 +103,12 @@ COMMANDS: dict[str, Command] = {
     "service": Command(
         "cli.commands.service", "service", "Print the URL(s) of a NodePort or LoadBalancer Service.", "verb"
     ),
+    "trace": Command(
+        "cli.commands.trace",
+        "trace",
+        "Show what happened to an object across the components, as a timeline of spans.",
+        "verb",
+    ),
     "version": Command(
         "cli.commands.version", "version", "Print the client and server version information.", "verb"
     ),

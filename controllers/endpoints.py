@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from apimachinery import errors
+from apimachinery import errors, tracing
 from apimachinery.client import Obj
 from apimachinery.informer import split_key
 from apimachinery.selectors import LabelSelector, selector_from_dict
@@ -143,7 +143,8 @@ class EndpointsController(ServicePodsController):
             updated = deep_copy(current)
             updated["subsets"] = subsets
             updated["metadata"]["labels"] = labels
-            await self.client.update(ENDPOINTS, updated)
+            with _step("update endpoints", svc, updated):
+                await self.client.update(ENDPOINTS, updated)
             return
         body = {
             "apiVersion": "v1",
@@ -152,6 +153,17 @@ class EndpointsController(ServicePodsController):
             "subsets": subsets,
         }
         try:
-            await self.client.create(ENDPOINTS, body, namespace)
+            with _step("create endpoints", svc, body):
+                await self.client.create(ENDPOINTS, body, namespace)
         except errors.AlreadyExists:
             self.queue.add_rate_limited(key)
+
+
+def _step(name: str, svc: Obj, endpoints: Obj) -> tracing.Step:
+    """minik trace: the write, filed under the Service and linked to the pods it lists."""
+    return tracing.Step(
+        name,
+        str(svc["metadata"].get("uid") or ""),
+        tracing.object_attributes(svc, "Service"),
+        links=tracing.endpoint_pod_links([endpoints]) if tracing.active() else (),
+    )

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 
-from apimachinery import metrics
+from apimachinery import metrics, tracing
 from apimachinery.client import Client
 from apimachinery.component import run_component, run_until_stopped
 from apimachinery.kubeconfig import load_config
@@ -101,6 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     config = args.api_server or load_config(args.kubeconfig or None)
+    tracing.setup("controller-manager", config)  # spans for minik trace, shipped to the API server
     client = Client(config)
     root_ca = root_ca_pem(args.root_ca_file, config)
     names = select_controllers(args.controllers)

@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 
-from apimachinery import metrics
+from apimachinery import metrics, tracing
 from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run_component, run_until_stopped
 from apimachinery.kubeconfig import load_config
@@ -64,6 +64,7 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     if os.geteuid() != 0:
         raise SystemExit("minik-proxy: must run as root (it writes iptables rules)")
     config = load_config(args.kubeconfig, server=args.api_server)
+    tracing.setup("proxy", config)  # spans for minik trace, shipped to the API server
     client = Client(config)
     proxier = Proxier(
         client,

@@ -29,7 +29,7 @@ from typing import Any
 
 from dnslib import CNAME, QTYPE, RCODE, RR, SOA, SRV, A, DNSRecord
 
-from apimachinery import metrics
+from apimachinery import metrics, tracing
 from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run_component
 from apimachinery.informer import Informer, Store
@@ -353,9 +353,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def serve(
     args: argparse.Namespace, stop: asyncio.Event, on_ready: Callable[[int], None] | None = None
 ) -> None:
-    client = Client(load_config(args.kubeconfig, server=args.api_server))
+    config = load_config(args.kubeconfig, server=args.api_server)
+    client = Client(config)
     services, endpoints = Informer(client, SERVICES), Informer(client, ENDPOINTS)
     slices = Informer(client, ENDPOINT_SLICES)
+    if tracing.setup("dns", config):  # minik trace: when a Service's records change here
+        slices.add_event_handler(on_add=_traced_slice, on_update=lambda old, new: _traced_slice(new))
     informers = (services, endpoints, slices)
     tasks = [asyncio.create_task(i.run(), name=f"dns-informer-{i.info.plural}") for i in informers]
     server = DNSServer(
@@ -380,6 +383,15 @@ async def serve(
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await client.aclose()
+
+
+def _traced_slice(slice_: Obj) -> None:
+    """A span (the moment the answers change) filed under the slice's Service, linked to its pods."""
+    name, uid = tracing.service_of_slice(slice_)
+    ns = (slice_.get("metadata") or {}).get("namespace", "")
+    now = time.time_ns()
+    attrs = {tracing.ATTR_KIND: "Service", tracing.ATTR_NAME: name, tracing.ATTR_NAMESPACE: ns}
+    tracing.record("dns records updated", uid, now, now, attrs, links=tracing.endpoint_pod_links([slice_]))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from apimachinery import errors
+from apimachinery import errors, tracing
 from apimachinery.client import Client
 from apimachinery.informer import Informer, object_key
 from apimachinery.resources import kind_info
@@ -163,6 +163,7 @@ class Proxier:
             return
         svc = self.services.store.get(key)
         eps = self.slices.store.by_index(SERVICE_INDEX, key) or self.endpoints.store.get(key)
+        traced_at = time.time_ns() if svc is not None and tracing.active() else 0
         desired = {sp.key: sp for sp in model.service_ports(svc)} if svc else {}
         for pkey in [k for k, pp in self.ports.items() if pp.sp.service_key == key and k not in desired]:
             log.info("service %s: port %s removed", key, pkey)
@@ -188,6 +189,16 @@ class Proxier:
         if svc is not None:
             await self._sync_load_balancer_status(svc, node_ips)
         self.queue.add(RULES_KEY)
+        if traced_at and svc is not None:  # minik trace: this service's endpoints in the proxy
+            listed = eps if isinstance(eps, list) else [eps] if eps else []
+            tracing.record(
+                "proxy sync service",
+                str(svc["metadata"].get("uid") or ""),
+                traced_at,
+                time.time_ns(),
+                tracing.object_attributes(svc, "Service"),
+                links=tracing.endpoint_pod_links(listed),
+            )
         if problems:
             raise RuntimeError(f"service {key}: could not listen on {', '.join(problems)}")
 
