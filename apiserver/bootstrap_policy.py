@@ -416,7 +416,7 @@ def cluster_roles() -> list[Obj]:
         ),
         # minik trace: the components ship their OpenTelemetry spans to the API server's store;
         # reading traces is granted by binding system:minik-trace-reader (admins have it anyway)
-        cluster_role("system:minik-span-writer", [urls(["create"], ["/debug/minik/spans"])]),
+        cluster_role("system:minik-span-writer", [urls(["post"], ["/debug/minik/spans"])]),
         cluster_role("system:minik-trace-reader", [urls(["get"], ["/debug/minik/traces"])]),
         cluster_role(
             "system:minik-ingress",
