@@ -79,8 +79,12 @@ def validate_cron_job(obj: Obj) -> list[Cause]:
     elif not isinstance(schedule, str):
         errs.append(v.invalid("spec.schedule", schedule, "must be a string"))
     else:
-        for message in schedule_field_errors(schedule, spec.get("timeZone")):
-            errs.append(v.invalid("spec.schedule", schedule, message))
+        # On create (no resourceVersion yet) TZ= is refused; on update, validate_cron_job_update
+        # allows it when the stored object had it already (ValidateCronJobUpdate's allowTZInSchedule).
+        creating = not v._d(obj.get("metadata")).get("resourceVersion")
+        for message in schedule_field_errors(schedule, spec.get("timeZone"), allow_tz=not creating):
+            if creating or "TZ" not in message:
+                errs.append(v.invalid("spec.schedule", schedule, message))
     errs += _time_zone_errors(spec.get("timeZone"), "spec.timeZone")
     policy = spec.get("concurrencyPolicy")
     if not policy:
@@ -98,5 +102,12 @@ def validate_cron_job(obj: Obj) -> list[Cause]:
 
 
 def validate_cron_job_update(obj: Obj, old: Obj) -> list[Cause]:
-    """Nothing of a CronJob's spec is immutable; the create checks run on updates too."""
-    return []
+    """Nothing of a CronJob's spec is immutable (the create checks run on updates too); a
+    ``TZ=`` prefix stays allowed only where the stored schedule had one."""
+    spec = v._d(obj.get("spec"))
+    schedule = spec.get("schedule")
+    if not isinstance(schedule, str) or "TZ" not in schedule:
+        return []
+    allow = "TZ" in str(v._d(old.get("spec")).get("schedule") or "")
+    messages = schedule_field_errors(schedule, spec.get("timeZone"), allow_tz=allow)
+    return [v.invalid("spec.schedule", schedule, m) for m in messages if "TZ" in m]
