@@ -160,7 +160,9 @@ def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
     # CA; metrics-server trusts only this CN to name users in headers) and metrics-server's serving
     # certificate for the name the API server verifies (SERVICE.NAMESPACE.svc)
     pki.client_cert("front-proxy-client", "front-proxy-client")
-    pki.serving_cert("metrics-server", ["metrics-server.kube-system.svc", adv, "127.0.0.1"], "metrics-server")
+    pki.serving_cert(
+        "metrics-server-serving", ["metrics-server.kube-system.svc", adv, "127.0.0.1"], "metrics-server"
+    )
     pki.service_account_keys()
     ca = pki.ca_pem()
     server = api_url(cfg)
@@ -471,9 +473,9 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 "--secure-port",
                 str(cfg["metrics_port"]),
                 "--tls-cert-file",
-                str(pki / "metrics-server.crt"),
+                str(pki / "metrics-server-serving.crt"),
                 "--tls-private-key-file",
-                str(pki / "metrics-server.key"),
+                str(pki / "metrics-server-serving.key"),
                 "--requestheader-client-ca-file",
                 str(pki / "ca.crt"),
                 "--requestheader-allowed-names",
