@@ -352,3 +352,36 @@ def test_podgc_orphans_after_quarantine_get() -> None:
     assert patch["status"]["phase"] == "Failed"
     assert patch["status"]["conditions"][-1]["reason"] == "DeletionByPodGC"
     assert client.actions[3][3]["grace_period_seconds"] == 0
+
+
+def test_reconcile_suspended_does_nothing() -> None:
+    now = ts("2024-01-01T10:00:02")
+    c, client, recorder = cron_controller(now, cron_job(suspend=True))
+    run(c.reconcile("ns/tick"))
+    assert client.verbs() == [] and recorder.events == []
+    assert "ns/tick" not in c.queue._waiting  # woken by the update that resumes it, not polled
+
+
+def test_reconcile_replace_deletes_the_running_job_first() -> None:
+    now = ts("2024-01-01T10:01:01")
+    cj = cron_job(concurrencyPolicy="Replace")
+    ref = {"kind": "CronJob", "name": "tick", "uid": "uid-tick", "controller": True}
+    running = {
+        "metadata": {"name": "tick-old", "namespace": "ns", "uid": "uid-old", "ownerReferences": [ref]}
+    }
+    cj["status"] = {
+        "lastScheduleTime": "2024-01-01T10:00:00Z",
+        "active": [{"name": "tick-old", "namespace": "ns", "uid": "uid-old"}],
+    }
+    c, client, recorder = cron_controller(now, cj, [running])
+    client.objects[("jobs", "tick-old")] = running
+    run(c.reconcile("ns/tick"))
+    assert client.verbs() == [
+        ("get", "jobs"),
+        ("delete", "jobs"),
+        ("create", "jobs"),
+        ("update", "cronjobs/status"),
+    ]
+    assert client.actions[1][3]["propagation_policy"] == "Background"
+    assert [r["name"] for r in client.actions[3][3]["status"]["active"]] == [client.actions[2][2]]
+    assert reasons(recorder) == ["SuccessfulDelete", "SuccessfulCreate"]
