@@ -56,8 +56,16 @@ def _get(name: str, make: Callable[[], Any]) -> Any:
         with _lock:
             metric = _metrics.get(name)
             if metric is None:
+                _no_created_series()
                 metric = _metrics[name] = make()
     return metric
+
+
+def _no_created_series() -> None:
+    """No ``*_created`` series beside counters and histograms (Kubernetes' components have none)."""
+    from prometheus_client import disable_created_metrics
+
+    disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def counter(name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
