@@ -689,6 +689,7 @@ def test_select_controllers() -> None:
         "resourcequota",
         "cronjob",
         "podgc",
+        "disruption",
     ]
     assert select_controllers("replicaset") == ["replicaset"]
     with pytest.raises(ValueError):
