@@ -44,7 +44,7 @@ from apimachinery import defaults, errors, quota
 from apimachinery.quantity import format_quantity, parse_quantity, quantity_format
 from apimachinery.resources import ResourceInfo
 
-from . import podsecurity, priority
+from . import ingressclass_admission, podsecurity, priority
 from .authtypes import NODE_USER_PREFIX, NODES_GROUP, UserInfo, current_user
 from .openapi import warning_header
 from .watchcache import decode
@@ -63,6 +63,7 @@ ALL_PLUGINS = (
     "ServiceAccount",
     "NodeRestriction",
     "Priority",
+    "DefaultIngressClass",
     "PodSecurity",
     "ResourceQuota",
 )
@@ -800,6 +801,11 @@ class Admission:
                 req.obj.setdefault("status", {})["qosClass"] = defaults.qos_class(_d(req.obj.get("spec")))
         if self.enabled("Priority"):
             await self.priority.admit(req, lambda: self._namespaced_list("resourcequotas", req.namespace))
+        if req.operation == "CREATE" and req.gk == ("networking.k8s.io", "Ingress") and req.obj is not None:
+            if self.enabled(ingressclass_admission.PLUGIN):
+                reg = self._cached("ingressclasses", "networking.k8s.io")
+                classes = reg.cache.list(reg.info.key_prefix(None))[0] if reg.cache.ready.is_set() else []
+                ingressclass_admission.admit(req.obj, classes)
         # validating phase
         if self.enabled("LimitRanger"):
             self._limit_ranger_validate(req)

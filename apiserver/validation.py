@@ -1917,7 +1917,21 @@ def _validate_ingress(obj: Obj) -> list[Cause]:
                     not_supported(f"{pp}.pathType", path_type, ["Exact", "ImplementationSpecific", "Prefix"])
                 )
             errs += _validate_ingress_backend(_d(ingress_path.get("backend")), f"{pp}.backend")
-    return errs
+    from .validation_networking import validate_ingress_tls  # it imports this module's helpers
+
+    return errs + validate_ingress_tls(spec)
+
+
+def _validate_ingress_class(obj: Obj) -> list[Cause]:
+    from .validation_networking import validate_ingress_class
+
+    return validate_ingress_class(obj)
+
+
+def _validate_ingress_class_update(obj: Obj, old: Obj) -> list[Cause]:
+    from .validation_networking import validate_ingress_class_update
+
+    return validate_ingress_class_update(obj, old)
 
 
 def _validate_storage_class(obj: Obj) -> list[Cause]:
@@ -2333,6 +2347,7 @@ _VALIDATORS: dict[tuple[str, str], tuple[Validator, UpdateValidator | None]] = {
     ("coordination.k8s.io", "Lease"): (_validate_lease, None),
     ("discovery.k8s.io", "EndpointSlice"): (_validate_endpoint_slice, _validate_endpoint_slice_update),
     ("networking.k8s.io", "Ingress"): (_validate_ingress, None),
+    ("networking.k8s.io", "IngressClass"): (_validate_ingress_class, _validate_ingress_class_update),
     ("storage.k8s.io", "StorageClass"): (_validate_storage_class, _validate_storage_class_update),
     (RBAC_GROUP, "Role"): (_validate_role, None),
     (RBAC_GROUP, "ClusterRole"): (_validate_cluster_role, None),
