@@ -57,6 +57,15 @@ def self_signed_pem(common_name: str = "minik ingress default certificate") -> b
     )
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the controller dies (even by SIGKILL), so no HAProxy
+    outlives it holding the ports."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class ConfigError(Exception):
     """``haproxy -c`` refused a configuration (the running one stays)."""
 
@@ -148,7 +157,12 @@ class HAProxy:
     async def _start(self) -> None:
         self.socket.unlink(missing_ok=True)
         self.proc = await asyncio.create_subprocess_exec(
-            self.binary, "-db", "-f", str(self.cfg), stdin=asyncio.subprocess.DEVNULL
+            self.binary,
+            "-db",
+            "-f",
+            str(self.cfg),
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         for _ in range(200):
             if await self.worker_pid() is not None:

@@ -379,11 +379,11 @@ def assign(
     want = set(servers)
     prev = list(previous or [])
     size = slots_for(len(servers), minimum)
-    if len(prev) < size:
-        prev += [None] * (size - len(prev))
-    if len(prev) > size and len(servers) <= size and not any(prev[size:]):
-        prev = prev[:size]
     slots: list[Server | None] = [s if s in want else None for s in prev]
+    if len(slots) < size:
+        slots += [None] * (size - len(slots))
+    if len(slots) > size and not any(slots[size:]):
+        slots = slots[:size]  # fewer endpoints: back to fewer slots once the tail is empty
     placed = {s for s in slots if s is not None}
     free = [i for i, s in enumerate(slots) if s is None]
     for server in servers:
