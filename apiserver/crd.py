@@ -17,7 +17,7 @@ import contextlib
 import logging
 from typing import Any
 
-from apimachinery import errors
+from apimachinery import conditions, errors
 from apimachinery.resources import RESOURCES, ResourceInfo, kind_info, register_custom, unregister_custom
 from apimachinery.timefmt import rfc3339
 
@@ -30,10 +30,6 @@ CRD_INFO = kind_info("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 CLEANUP_RETRY_SECONDS = 0.5
 
 
-def _condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
-
-
 def accepted_names(crd: dict[str, Any]) -> dict[str, Any]:
     names = dict((crd.get("spec") or {}).get("names") or {})
     names.setdefault("singular", str(names.get("kind", "")).lower())
@@ -42,7 +38,7 @@ def accepted_names(crd: dict[str, Any]) -> dict[str, Any]:
 
 
 def _is_accepted(crd: dict[str, Any]) -> bool:
-    cond = _condition(crd.get("status") or {}, "NamesAccepted")
+    cond = conditions.find((crd.get("status") or {}).get("conditions"), "NamesAccepted")
     return cond is not None and cond.get("status") == "True"
 
 
@@ -96,9 +92,7 @@ def desired_status(crd: dict[str, Any], others: list[dict[str, Any]]) -> dict[st
         return {
             "type": type_,
             "status": value,
-            "lastTransitionTime": old["lastTransitionTime"]
-            if old and old.get("status") == value and old.get("lastTransitionTime")
-            else rfc3339(),
+            "lastTransitionTime": conditions.transition_time(old, value) or rfc3339(),
             "reason": reason,
             "message": message,
         }
@@ -176,7 +170,7 @@ class CRDController:
             for info in self.served.get(name, ()):
                 self.storage.terminating.add((info.group, info.plural))
             status = dict(crd.get("status") or {})
-            if _condition(status, "Terminating") is None:
+            if conditions.find(status.get("conditions"), "Terminating") is None:
                 status["conditions"] = [
                     *(status.get("conditions") or []),
                     {

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from apimachinery.client import Obj
+from apimachinery.conditions import get_condition, new_condition, remove_condition, set_condition  # noqa: F401
 from apimachinery.informer import object_key
-from apimachinery.timefmt import parse_time, rfc3339
+from apimachinery.timefmt import parse_time, rfc3339  # noqa: F401 - the controllers' too
 
 CONTROLLER_UID_INDEX = "controllerUID"
 NODE_NAME_INDEX = "nodeName"
@@ -99,10 +100,7 @@ def pod_phase(pod: Obj) -> str:
 
 
 def pod_condition(pod: Obj, cond_type: str) -> dict[str, Any] | None:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == cond_type:
-            return dict(cond)
-    return None
+    return get_condition(pod.get("status") or {}, cond_type)
 
 
 def is_pod_ready(pod: Obj) -> bool:
@@ -134,51 +132,7 @@ def pod_node_name(pod: Obj) -> str:
     return str((pod.get("spec") or {}).get("nodeName") or "")
 
 
-# -- conditions -------------------------------------------------------------------------------------
-
-
-def get_condition(status: dict[str, Any], cond_type: str) -> dict[str, Any] | None:
-    for cond in status.get("conditions") or []:
-        if cond.get("type") == cond_type:
-            return dict(cond)
-    return None
-
-
-def remove_condition(status: dict[str, Any], cond_type: str) -> None:
-    conds = [c for c in status.get("conditions") or [] if c.get("type") != cond_type]
-    if conds:
-        status["conditions"] = conds
-    else:
-        status.pop("conditions", None)
-
-
-def new_condition(
-    cond_type: str, status: str, reason: str, message: str, now: float, with_update_time: bool = False
-) -> dict[str, Any]:
-    cond = {
-        "type": cond_type,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": rfc3339(now),
-    }
-    if with_update_time:
-        cond["lastUpdateTime"] = rfc3339(now)
-    return cond
-
-
-def set_condition(status: dict[str, Any], cond: dict[str, Any]) -> None:
-    """Set a condition as Kubernetes does: same status and reason -> no change at all; same status ->
-    keep ``lastTransitionTime``."""
-    current = get_condition(status, cond["type"])
-    if current and current.get("status") == cond["status"] and current.get("reason") == cond["reason"]:
-        return
-    cond = dict(cond)
-    if current and current.get("status") == cond["status"]:
-        cond["lastTransitionTime"] = current.get("lastTransitionTime", cond["lastTransitionTime"])
-    conds = [c for c in status.get("conditions") or [] if c.get("type") != cond["type"]]
-    conds.append(cond)
-    status["conditions"] = conds
+# -- conditions: apimachinery.conditions' (get_condition, set_condition, new_condition, remove_condition)
 
 
 # -- expectations -----------------------------------------------------------------------------------

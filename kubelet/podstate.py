@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from apimachinery import conditions
 from apimachinery.timefmt import rfc3339
 
 from .runtime import STATE_CREATED, STATE_EXITED, STATE_RUNNING, ContainerStatus, SandboxStatus
@@ -333,10 +334,8 @@ def _condition(
 ) -> Obj:
     status = "True" if ok else "False"
     cond: Obj = {"type": ctype, "status": status, "lastProbeTime": None}
-    for prev in old or []:
-        if prev.get("type") == ctype and prev.get("status") == status and prev.get("lastTransitionTime"):
-            cond["lastTransitionTime"] = prev["lastTransitionTime"]
-    cond.setdefault("lastTransitionTime", rfc3339(time.time()))
+    kept = conditions.transition_time(conditions.find(old, ctype), status)
+    cond["lastTransitionTime"] = kept or rfc3339(time.time())
     if not ok and reason:
         cond["reason"] = reason
     if not ok and message:
