@@ -446,6 +446,9 @@ def cluster_roles() -> list[Obj]:
             [rule(READ, ["metrics.k8s.io"], ["pods", "nodes"])],
             labels={**TO_VIEW, **TO_EDIT, **TO_ADMIN},
         ),
+        # minik's Prometheus add-on (`minik prometheus up`): besides system:monitoring (the API
+        # server's /metrics), the kubelets' /metrics
+        cluster_role("system:minik-prometheus", [rule(["get"], [""], ["nodes/metrics"])]),
         cluster_role(
             "system:kubelet-api-admin",
             [
@@ -466,6 +469,7 @@ def cluster_role_bindings() -> list[Obj]:
             "system:public-info-viewer", [group("system:authenticated"), group("system:unauthenticated")]
         ),
         cluster_role_binding("system:monitoring", [group("system:monitoring")]),
+        cluster_role_binding("system:minik-prometheus", [user("system:minik-prometheus")]),
         cluster_role_binding("system:service-account-issuer-discovery", [group("system:serviceaccounts")]),
         cluster_role_binding("system:kube-scheduler", [user("system:kube-scheduler")]),
         cluster_role_binding("system:volume-scheduler", [user("system:kube-scheduler")]),
