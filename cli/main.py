@@ -126,6 +126,12 @@ COMMANDS: dict[str, Command] = {
     "kubeconfig": Command(
         "cli.commands.kubeconfig", "app", "Write kubeconfigs for the local cluster's users.", "group"
     ),
+    "prometheus": Command(
+        "cli.commands.prometheus",
+        "app",
+        "A Prometheus server scraping every component of the local cluster.",
+        "group",
+    ),
     "encryption": Command(
         "cli.commands.encryption",
         "app",
