@@ -793,6 +793,9 @@ def _stop_leftovers(status: dict[str, Any]) -> list[str]:
 
 def stop_cluster(state: Path) -> bool:
     """Stop the supervisor (which stops its components); True if one was running."""
+    from .commands.prometheus import stop as stop_prometheus
+
+    stop_prometheus(state)  # the add-on (`minik prometheus up`), when it runs
     pid = supervisor_pid(state)
     if pid is not None:
         os.kill(pid, signal.SIGTERM)
@@ -895,6 +898,11 @@ def status(state_dir: Path = typer.Option(None, help="state directory (default ~
         report = health(state, cfg, pool)
     console.print(f"supervisor pid {pid}, state {state}, API server {api_url(cfg)}")
     console.print(status_table(state, cfg, report))
+    from .commands.prometheus import url_if_running
+
+    prometheus = url_if_running(state)
+    if prometheus:
+        console.print(f"prometheus {prometheus} (`minik prometheus status` lists its targets)")
     if not all(h.ok for h in report.values()):
         raise typer.Exit(1)
 
