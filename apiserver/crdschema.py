@@ -400,7 +400,9 @@ def apply_defaults(value: Any, schema: Schema | None) -> None:
             apply_defaults(item, schema.get("items"))
 
 
-def _type_of(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON (OpenAPI) type of a decoded value: ``null``, ``boolean``, ``integer``, ``number``,
+    ``string``, ``array`` or ``object``."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -432,7 +434,7 @@ def validate_value(value: Any, schema: Schema | None, path: str, out: list[Cause
                 )
             )
         return
-    actual = _type_of(value)
+    actual = json_type(value)
     want = schema.get("type")
     if schema.get("x-kubernetes-int-or-string") is True:
         if actual not in ("integer", "string"):

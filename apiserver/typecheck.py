@@ -25,6 +25,7 @@ from typing import Any
 from apimachinery.errors import BadRequest, cause
 from apimachinery.resources import ResourceInfo
 from apiserver import openapi
+from apiserver.crdschema import json_type
 
 # Node kinds
 ANY, STRUCT, MAP, LIST, STRING, INT, NUMBER, BOOL, INT_OR_STRING, QUANTITY = range(10)
@@ -144,17 +145,14 @@ def _build(schema: dict[str, Any], key: str) -> _Node:
     return _ANY
 
 
+# Go's decoder says ``bool`` for a boolean and ``number`` for any number (and never meets null here)
+_GO_KINDS = {"boolean": "bool", "integer": "number", "null": "number"}
+
+
 def _json_kind(value: Any) -> str:
     """What Go's decoder calls a JSON value: ``object``, ``array``, ``string``, ``bool``, ``number``."""
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"
+    kind = json_type(value)
+    return _GO_KINDS.get(kind, kind)
 
 
 def _number_text(value: Any) -> str:

@@ -261,3 +261,23 @@ def test_custom_resources_are_left_to_their_own_schema() -> None:
         custom=True,
     )
     assert typecheck.problem(custom, {"metadata": {"name": "t"}, "spec": [1]}) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "openapi_type", "go_kind"),
+    [
+        ({}, "object", "object"),
+        ([], "array", "array"),
+        ("x", "string", "string"),
+        (True, "boolean", "bool"),
+        (3, "integer", "number"),
+        (3.5, "number", "number"),
+    ],
+)
+def test_json_type_names_of_the_schema_checks_and_of_go(
+    value: object, openapi_type: str, go_kind: str
+) -> None:
+    from apiserver.crdschema import json_type
+
+    assert json_type(value) == openapi_type
+    assert typecheck._json_kind(value) == go_kind
