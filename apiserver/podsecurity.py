@@ -17,6 +17,8 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .validation import VOLUME_SOURCES
+
 Obj = dict[str, Any]
 Result = tuple[str, str] | None
 
@@ -408,29 +410,8 @@ RESTRICTED_VOLUME_TYPES = (
     "projected",
     "secret",
 )
-_KNOWN_VOLUME_TYPES = (
-    "hostPath",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "fc",
-    "azureFile",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-)
+# the other volume types, in the order they are looked for to name a volume's
+_KNOWN_VOLUME_TYPES = tuple(t for t in VOLUME_SOURCES if t not in RESTRICTED_VOLUME_TYPES)
 
 
 def check_restricted_volumes(meta: Obj, spec: Obj) -> Result:

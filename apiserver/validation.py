@@ -504,7 +504,7 @@ def validate_object_meta_update(new: Any, old: Any) -> list[Cause]:
 # Pod spec
 # ---------------------------------------------------------------------------------------------
 
-_VOLUME_SOURCES = (
+VOLUME_SOURCES = (
     "hostPath",
     "emptyDir",
     "secret",
@@ -578,7 +578,7 @@ def _exactly_one(obj: Obj, keys: Sequence[str], path: str, what: str) -> tuple[s
 
 
 def _validate_volume_source(volume: Obj, path: str) -> list[Cause]:
-    src, errs = _exactly_one(volume, _VOLUME_SOURCES, path, "volume")
+    src, errs = _exactly_one(volume, VOLUME_SOURCES, path, "volume")
     if src is None:
         return errs
     body = _d(volume.get(src))
@@ -1811,7 +1811,7 @@ def _validate_pv(obj: Obj) -> list[Cause]:
         errs.append(not_supported("spec.volumeMode", mode, ["Block", "Filesystem"]))
     sources = [
         s
-        for s in _VOLUME_SOURCES
+        for s in VOLUME_SOURCES
         if spec.get(s) is not None
         and s not in ("emptyDir", "configMap", "secret", "downwardAPI", "projected")
     ]
