@@ -229,7 +229,7 @@ class Kubelet:
         self.pod_cidr = cidr
         await self.runtime.ensure_network(self.network_name, cidr)
         self.pods.add_event_handler(
-            on_add=lambda p: self.queue.add(pod_key(p)),
+            on_add=self._on_pod_add,
             on_update=self._on_pod_update,
             on_delete=self._on_pod_delete,
         )
@@ -243,6 +243,10 @@ class Kubelet:
         self._spawn(self._pleg_loop(), "pleg")
         self._spawn(run_workers(self.queue, self.reconcile, self.workers), "pod-workers")
         log.info("kubelet for node %s started (pod network %s %s)", self.node_name, self.network_name, cidr)
+
+    def _on_pod_add(self, pod: Obj) -> None:
+        trace.seen(pod)  # minik trace: the wait from here to the pod's first sync
+        self.queue.add(pod_key(pod))
 
     def _on_pod_update(self, old: Obj, new: Obj) -> None:
         uid = pod_ref(new).uid

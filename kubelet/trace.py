@@ -30,8 +30,21 @@ def _wall(wall0: int, t0: float, t: float) -> int:
     return wall0 + int((t - t0) * 1e9)
 
 
+_seen: dict[str, int] = {}  # pod UID -> when the kubelet's informer delivered it
+
+
+def seen(pod: Obj) -> None:
+    if tracing.active():
+        if len(_seen) > 4096:
+            _seen.clear()
+        _seen[str((pod.get("metadata") or {}).get("uid") or "")] = time.time_ns()
+
+
 def sandbox(pod: Obj, wall0: int, t0: float, listed: float, created: float, started: float) -> None:
     uid, attrs, links = str((pod.get("metadata") or {}).get("uid") or ""), _attrs(pod), _links(pod)
+    arrived = _seen.pop(uid, None)
+    if arrived is not None and arrived < wall0:
+        tracing.record("kubelet pod queue wait", uid, arrived, wall0, attrs, links=links)
     tracing.record("sync pod", uid, wall0, _wall(wall0, t0, listed), attrs, links=links)
     tracing.record(
         "create sandbox", uid, _wall(wall0, t0, listed), _wall(wall0, t0, created), attrs, links=links

@@ -107,8 +107,19 @@ def summary(spans: Sequence[Obj], pod_uid: str) -> dict[str, Any] | None:
     if not own or ready is None:
         return None
     first = min(s["start"] for s in own)
-    steps = [(s["start"], s["end"]) for s in own if top_level(s) and s["start"] <= ready]
-    cover = covered(steps, first, ready)
+    steps = sorted((s for s in own if top_level(s) and s["start"] <= ready), key=lambda s: s["start"])
+    cover = covered([(s["start"], s["end"]) for s in steps], first, ready)
+    # the time no step covers: a change on its way from one component to the next (the API
+    # server's watch, the next component's informer and queue)
+    waits = []
+    reach, last = first, steps[0] if steps else None
+    for s in steps:
+        if s["start"] > reach and last is not None:
+            waits.append(
+                {"from": _component(last), "to": _component(s), "seconds": (s["start"] - reach) / 1e9}
+            )
+        if s["end"] > reach:
+            reach, last = min(s["end"], ready), s
     return {
         "uid": pod_uid,
         "start": first,
@@ -116,7 +127,12 @@ def summary(spans: Sequence[Obj], pod_uid: str) -> dict[str, Any] | None:
         "createToReadySeconds": (ready - first) / 1e9,
         "stepsSeconds": cover / 1e9,
         "stepsFraction": cover / (ready - first) if ready > first else 1.0,
+        "waits": waits,
     }
+
+
+def _component(span: Obj) -> str:
+    return str(span.get("service", "")).removeprefix("minik-")
 
 
 def label(span: Obj, names: dict[str, str], several: bool) -> str:
@@ -236,7 +252,7 @@ def trace(
         return
     from rich.console import Console
 
-    console = Console(soft_wrap=False, width=max(100, Console().width))
+    console = Console(soft_wrap=False, width=max(160, Console().width))
     console.print(render(spans, names, f"{names[obj['metadata']['uid']]} (uid {obj['metadata']['uid']})"))
     for s in summaries:
         console.print(
@@ -244,3 +260,9 @@ def trace(
             f" the steps cover {s['stepsSeconds'] * 1000:,.1f} ms of it ({s['stepsFraction']:.0%}),"
             " the rest is watch delivery and queues between components"
         )
+        waits = [w for w in s["waits"] if w["seconds"] >= 0.001]
+        if waits:
+            console.print(
+                "  waits between steps: "
+                + ", ".join(f"{w['from']} → {w['to']} {w['seconds'] * 1000:,.1f} ms" for w in waits)
+            )

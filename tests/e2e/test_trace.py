@@ -1,0 +1,227 @@
+"""``minik trace`` on a whole local cluster (tests/e2e/cluster.py, one node): every component's
+spans about a new pod, in order, adding up to the pod's create-to-Ready time; a Deployment and a
+Service traced through their pods; an unknown object is an error."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from testkit import prereq
+from tests.e2e.cluster import LocalCluster, ensure_busybox_image, wait_for
+
+IMAGE = "minik-test/busybox:1"
+runner = CliRunner()
+
+# the steps of a new pod behind a Service, in the order they happen
+POD_STEPS = [
+    "create pods",
+    "admission",
+    "etcd write",
+    "scheduling queue wait",
+    "filter and score",
+    "bind",
+    "sync pod",
+    "create sandbox",
+    "start sandbox",
+    "image web",
+    "create container web",
+    "start container web",
+    "readiness probe web",
+    "update pod status",
+]
+SERVICE_STEPS = ["endpoints", "proxy sync service", "dns records updated"]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    prereq.require_root()
+    prereq.require_iptables()
+    prereq.require_docker()
+    ensure_busybox_image()
+    c = LocalCluster(nodes=1)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": pod_spec(),
+    }
+
+
+def pod_spec() -> dict[str, Any]:
+    return {
+        "containers": [
+            {
+                "name": "web",
+                "image": IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["sh", "-c", "mkdir -p /www && touch /www/ready && exec sleep 3600"],
+                "readinessProbe": {"exec": {"command": ["cat", "/www/ready"]}, "periodSeconds": 1},
+            }
+        ],
+        "terminationGracePeriodSeconds": 1,
+    }
+
+
+def service(name: str, selector: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"selector": selector, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+
+
+def trace(cluster: LocalCluster, *args: str) -> Any:
+    return runner.invoke(app, ["--kubeconfig", cluster.apiserver.kubeconfig, "trace", *args])
+
+
+def trace_json(cluster: LocalCluster, ref: str) -> dict[str, Any]:
+    result = trace(cluster, ref, "-o", "json")
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output))
+
+
+def names_in(doc: dict[str, Any], uid: str | None = None) -> list[str]:
+    return [
+        s["name"]
+        for s in doc["spans"]
+        if uid is None
+        or s["attributes"].get("k8s.object.uid") == uid
+        or any(link["attributes"].get("k8s.object.uid") == uid for link in s["links"])
+    ]
+
+
+def has_steps(names: list[str], steps: list[str]) -> bool:
+    return all(any(n == s or n.endswith(s) for n in names) for s in steps)
+
+
+def is_ready(p: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (p.get("status") or {}).get("conditions") or []
+    )
+
+
+def test_pod_trace_has_every_step_in_order_and_adds_up(cluster: LocalCluster) -> None:
+    assert cluster.api is not None
+    cluster.apply([service("traced", {"app": "traced"})])
+    sent = time.time()
+    cluster.apply([pod("traced-0", {"app": "traced"})])
+    ready = 0.0
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if is_ready(cluster.get("/api/v1/namespaces/default/pods/traced-0")):
+            ready = time.time()
+            break
+        time.sleep(0.01)
+    assert ready, cluster.logs()
+    observed = ready - sent  # the client's view: POST sent to Ready seen (an upper bound)
+    uid = cluster.get("/api/v1/namespaces/default/pods/traced-0")["metadata"]["uid"]
+
+    def complete() -> dict[str, Any] | None:  # the components ship their spans in batches
+        doc = trace_json(cluster, "pod/traced-0")
+        return doc if has_steps(names_in(doc), POD_STEPS + SERVICE_STEPS) else None
+
+    doc = wait_for(complete, 30, "every step of the pod's trace")
+    own = [s for s in doc["spans"] if s["attributes"].get("k8s.object.uid") == uid]
+    first: dict[str, dict[str, Any]] = {}
+    for s in sorted(own, key=lambda s: s["start"]):
+        first.setdefault(s["name"], s)
+    # the status write that made the pod Ready (an earlier one reported the containers running)
+    first["update pod status"] = next(
+        s for s in own if s["name"] == "update pod status" and s["attributes"].get("minik.pod.ready")
+    )
+    starts = [first[n]["start"] for n in POD_STEPS]
+    assert starts == sorted(starts), [(n, first[n]["start"]) for n in POD_STEPS]
+    assert all(first[n]["end"] >= first[n]["start"] for n in POD_STEPS)
+    # the steps after the pod's Ready status (endpoints, proxy, DNS) are about the Service, linked
+    service_spans = [s for s in doc["spans"] if s["attributes"].get("k8s.object.kind") == "Service"]
+    assert {"proxy sync service", "dns records updated"} <= {s["name"] for s in service_spans}
+    assert any(s["name"].endswith("endpoints") for s in service_spans)
+
+    [summary] = doc["pods"]
+    total = summary["createToReadySeconds"]
+    # the trace's span, first span to the Ready status write, is the pod's create-to-Ready time
+    # as the client saw it, within 10 % (the client adds its request and its polling)
+    assert total <= observed
+    assert total >= 0.9 * observed, (total, observed)
+    # the steps and the waits between them (a change on its way to the next component) make up
+    # that time; each wait names the components on either side
+    waits = summary["waits"]
+    assert abs(summary["stepsSeconds"] + sum(w["seconds"] for w in waits) - total) < 0.001 * total, summary
+    assert all(w["from"] and w["to"] for w in waits)
+
+    text = trace(cluster, "pod/traced-0")
+    assert text.exit_code == 0, text.output
+    for step in POD_STEPS + ["proxy sync service", "dns records updated"]:
+        assert step in text.output
+    for component in ("apiserver", "scheduler", "kubelet", "controller-manager", "proxy", "dns"):
+        assert component in text.output
+    assert "created → Ready in" in text.output
+
+
+def test_deployment_and_service_traces_reach_their_pods(cluster: LocalCluster) -> None:
+    labels = {"app": "traced-deploy"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "traced-deploy", "namespace": "default"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec()},
+        },
+    }
+    cluster.apply([service("traced-deploy", labels), deployment])
+    [p] = cluster.wait_running("default", "app=traced-deploy", 1)
+    uid = p["metadata"]["uid"]
+
+    def deploy_complete() -> dict[str, Any] | None:
+        doc = trace_json(cluster, "deployment/traced-deploy")
+        return (
+            doc
+            if has_steps(names_in(doc, uid), POD_STEPS) and "create replicasets" in names_in(doc)
+            else None
+        )
+
+    doc = wait_for(deploy_complete, 30, "the Deployment's trace")
+    assert "create deployments" in names_in(doc)
+    kinds = {s["attributes"].get("k8s.object.kind") for s in doc["spans"]}
+    assert {"Deployment", "ReplicaSet", "Pod"} <= kinds
+
+    def service_complete() -> dict[str, Any] | None:
+        doc = trace_json(cluster, "service/traced-deploy")
+        names = names_in(doc)
+        return (
+            doc
+            if has_steps(names, SERVICE_STEPS + ["create services"])
+            and has_steps(names_in(doc, uid), POD_STEPS)
+            else None
+        )
+
+    wait_for(service_complete, 30, "the Service's trace")
+    text = trace(cluster, "deployment/traced-deploy")
+    assert text.exit_code == 0 and "replicaset/traced-deploy-" in text.output, text.output
+
+
+def test_unknown_object_is_an_error(cluster: LocalCluster) -> None:
+    result = trace(cluster, "pod/no-such-pod")
+    assert result.exit_code != 0
+    assert 'pods "no-such-pod" not found' in result.output
+    result = trace(cluster, "nosuchkind/x")
+    assert result.exit_code != 0
