@@ -67,7 +67,7 @@ ETCD_MEMBERS = 3
 CLUSTER_CIDR = "10.244.0.0/16"
 API_PORT_IN_CONTAINER = 6443
 IN_CONTAINER = "/etc/minik"  # where each container finds the certificates and kubeconfig it is given
-PACKAGES = ("apimachinery", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "cli")
+PACKAGES = ("apimachinery", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "ingress", "cli")
 
 lab_app = typer.Typer(
     name="lab",
@@ -186,6 +186,7 @@ def ensure_lab_credentials(cfg: LabConfig, directory: Path) -> None:
         "controller-manager": ("controller-manager", "system:kube-controller-manager", [], in_lab),
         "proxy": ("proxy", "system:kube-proxy", [], in_lab),
         "dns": ("dns", "system:minik-dns", [], in_lab),
+        "ingress": ("ingress", "system:minik-ingress", [], in_lab),
     }
     for i in range(1, cfg.nodes + 1):
         node = node_name(i)
@@ -386,6 +387,7 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
                 *mounts(
                     (f"kubeconfigs/kubelet-{name}.conf", "kubelet.conf"),
                     ("kubeconfigs/proxy.conf", "proxy.conf"),
+                    ("kubeconfigs/ingress.conf", "ingress.conf"),
                     "pki/ca.crt",
                     (f"pki/kubelet-{name}.crt", "pki/kubelet.crt"),
                     (f"pki/kubelet-{name}.key", "pki/kubelet.key"),

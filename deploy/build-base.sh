@@ -11,7 +11,7 @@ set -euo pipefail
 
 IMAGE="${1:-minik/base:bookworm}"
 SUITE="${MINIK_BASE_SUITE:-bookworm}"
-PACKAGES="python3,python3-venv,ca-certificates,docker.io,iptables,iproute2,procps,busybox-static"
+PACKAGES="python3,python3-venv,ca-certificates,docker.io,iptables,iproute2,procps,busybox-static,haproxy"
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
     echo "base image $IMAGE exists"

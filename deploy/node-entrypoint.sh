@@ -130,10 +130,16 @@ supervise kubelet kubelet.main --kubeconfig /etc/minik/kubelet.conf --node-name 
     --pod-cidr "${POD_CIDR:-10.244.0.0/24}" ${CLUSTER_DNS:+--cluster-dns "$CLUSTER_DNS"} ${KUBELET_ARGS:-}
 # shellcheck disable=SC2086
 supervise proxy proxy.main --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" ${PROXY_ARGS:-}
+# the ingress controller (HAProxy) on the node's ports 80 and 443
+if [ -f /etc/minik/ingress.conf ]; then
+    # shellcheck disable=SC2086
+    supervise ingress ingress.main --kubeconfig /etc/minik/ingress.conf --node-name "$NODE_NAME" \
+        --state-dir /var/lib/minik-ingress ${INGRESS_ARGS:-}
+fi
 
 # the logs of the node's components are this container's logs
-touch "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log"
-tail -q -n +1 -F "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" &
+touch "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" "$LOG_DIR/ingress.log"
+tail -q -n +1 -F "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" "$LOG_DIR/ingress.log" &
 children+=($!)
 
 while [ "$stopping" = 0 ]; do
