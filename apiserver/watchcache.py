@@ -136,9 +136,9 @@ class WatchCache:
         # the keys of ``objects`` in order (kept up to date on add and delete), so a list or a
         # watch-list of one namespace is a bisect, not a sort of the whole resource
         self._keys: list[str] = []
-        # each current object's JSON, encoded once on first use and shared by every watcher and
-        # list that sends it; dropped when the object changes
-        self._json: dict[str, bytes] = {}
+        # each current object's JSON by id(object), encoded once on first use and shared by every
+        # watcher and list that sends it; dropped when the object leaves the cache
+        self._json: dict[int, bytes] = {}
         self.events: collections.deque[CacheEvent] = collections.deque(maxlen=capacity)
         self.start_revision = 0  # events after this revision are all in `events`
         self.revision = 0  # everything up to this revision has been applied
@@ -262,7 +262,7 @@ class WatchCache:
                 self._advance(ev.revision)
                 return
             self.objects.pop(key, None)
-            self._json.pop(key, None)
+            self._json.pop(id(prev), None)
             i = bisect.bisect_left(self._keys, key)
             if i < len(self._keys) and self._keys[i] == key:
                 del self._keys[i]
@@ -272,9 +272,10 @@ class WatchCache:
         else:
             obj = decode(ev.kv)
             self.objects[key] = obj
-            self._json.pop(key, None)
             if prev is None:
                 bisect.insort(self._keys, key)
+            else:
+                self._json.pop(id(prev), None)
             etype = "ADDED" if ev.kv.create_revision == ev.kv.mod_revision or prev is None else "MODIFIED"
             cev = CacheEvent(etype, key, obj, prev, ev.revision)
         if len(self.events) == self.events.maxlen:
@@ -297,16 +298,17 @@ class WatchCache:
 
     def encoded(self, obj: dict[str, Any]) -> bytes:
         """``obj`` as JSON; for an object the cache holds now, encoded once and shared."""
+        raw = self._json.get(id(obj))
+        if raw is not None:
+            return raw
+        raw = orjson.dumps(obj)
         meta = obj.get("metadata") or {}
         name = meta.get("name")
-        if isinstance(name, str):
-            key = self.info.key(meta.get("namespace"), name)
-            if self.objects.get(key) is obj:
-                raw = self._json.get(key)
-                if raw is None:
-                    raw = self._json[key] = orjson.dumps(obj)
-                return raw
-        return orjson.dumps(obj)
+        # only an object the cache holds now is remembered: its entry goes when it leaves the
+        # cache, so an id in ``_json`` always belongs to a live object
+        if isinstance(name, str) and self.objects.get(self.info.key(meta.get("namespace"), name)) is obj:
+            self._json[id(obj)] = raw
+        return raw
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.objects.get(key)
