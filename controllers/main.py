@@ -93,6 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=40.0,
         help="seconds a node must stay missing before PodGC deletes its pods (default 40)",
     )
+    p.add_argument(
+        "--horizontal-pod-autoscaler-sync-period",
+        type=float,
+        default=15.0,
+        help="seconds between reconciliations of every HorizontalPodAutoscaler (default 15)",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     metrics.add_metrics_flag(p, 10257)
@@ -128,6 +134,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "terminated_pod_gc_threshold": args.terminated_pod_gc_threshold,
                 "pod_gc_period": args.pod_gc_period,
                 "pod_gc_quarantine": args.pod_gc_quarantine,
+                "horizontal_pod_autoscaler_sync_period": args.horizontal_pod_autoscaler_sync_period,
             },
         ),
         leader_elect=args.leader_elect,

@@ -31,6 +31,7 @@ from .namespace import NamespaceController
 from .nodeipam import NodeIPAMController
 from .nodelifecycle import NodeLifecycleController
 from .persistentvolume import PersistentVolumeController
+from .podautoscaler import HPAController
 from .podgc import PodGCController
 from .replicaset import ReplicaSetController
 from .resourcequota import ResourceQuotaController
@@ -59,6 +60,7 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "cronjob": CronJobController,
     "podgc": PodGCController,
     "disruption": DisruptionController,
+    "horizontalpodautoscaling": HPAController,
 }
 
 
