@@ -1,8 +1,10 @@
 """The garbage collector: deletes dependents whose owners are gone, honours deletion propagation.
 
 It watches every kind of the resources table (except Events) through the shared factory and
-keeps a graph: object uid -> (kind, key), and owner uid -> dependents.  Keys on its queue are
-``plural.group|namespace/name``.  ``reconcile`` of one object:
+keeps a graph: object uid -> (kind, key), and owner uid -> dependents.  The kind of an Established
+CustomResourceDefinition is watched too, by an informer of the collector's own that is stopped and
+dropped (its objects leave the graph as deleted) when the definition is deleted.  Keys on its
+queue are ``plural.group|namespace/name``.  ``reconcile`` of one object:
 
 * it is being deleted with the ``foregroundDeletion`` finalizer -> delete its dependents
   (foreground themselves when they have blocking dependents), and once no dependent with
@@ -16,6 +18,7 @@ keeps a graph: object uid -> (kind, key), and owner uid -> dependents.  Keys on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -57,13 +60,16 @@ class GarbageCollector(Controller):
         self.uids: dict[str, str] = {}  # uid -> item key
         self.dependents: dict[str, set[str]] = {}  # owner uid -> dependent item keys
         self._owners_of: dict[str, set[str]] = {}  # item key -> owner uids it is indexed under
+        # the kinds of CustomResourceDefinitions: kind -> (the definition's name, its informer's task)
+        self.custom: dict[str, tuple[str, asyncio.Task[None]]] = {}
         for info in RESOURCES:
             if (info.group, info.plural) in IGNORED or "delete" not in info.verbs:
                 continue
             self._watch_kind(info)
 
-    def _watch_kind(self, info: ResourceInfo) -> None:
-        inf = self.informer(info)
+    def _watch_kind(self, info: ResourceInfo, inf: Informer | None = None) -> None:
+        if inf is None:
+            inf = self.informer(info)
         rid = resource_id(info)
         self.kinds[rid] = (info, inf)
         inf.add_event_handler(
@@ -86,9 +92,39 @@ class GarbageCollector(Controller):
             return
         register_custom(name_of(crd), infos)
         info = next((i for i in infos if i.version == i.storage_version), infos[0])
-        if resource_id(info) not in self.kinds:
-            self._watch_kind(info)
-            self.ctx.factory.start()
+        rid = resource_id(info)
+        if rid not in self.kinds:
+            inf = Informer(self.client, info)
+            self._watch_kind(info, inf)
+            task = asyncio.get_running_loop().create_task(inf.run(), name=f"informer-{info.plural}")
+            self.custom[rid] = (name_of(crd), task)
+
+    def _crd_gone(self, crd: Obj) -> None:
+        """A deleted CustomResourceDefinition: stop watching its kind, which the API server no
+        longer serves; what its cache still held leaves the graph as deleted."""
+        for rid, (crd_name, _) in list(self.custom.items()):
+            if crd_name == name_of(crd):
+                self._drop_kind(rid)
+
+    def _drop_kind(self, rid: str) -> None:
+        inf = self._stop_kind(rid)
+        for obj in inf.store.list():
+            self._deleted(rid, obj)
+        log.info("%s: no longer watching %s (its CustomResourceDefinition is gone)", self.name, rid)
+
+    def _stop_kind(self, rid: str) -> Informer:
+        _, task = self.custom.pop(rid)
+        _, inf = self.kinds.pop(rid)
+        inf.stop()
+        task.cancel()
+        return inf
+
+    async def run(self, workers: int | None = None) -> None:
+        try:
+            await super().run(workers)
+        finally:
+            for rid in list(self.custom):
+                self._stop_kind(rid)
 
     # -- the graph ------------------------------------------------------------------------------
 
@@ -142,6 +178,8 @@ class GarbageCollector(Controller):
                 self._enqueue_uid(str(ref.get("uid") or ""))
 
     def _deleted(self, rid: str, obj: Obj) -> None:
+        if rid == CRDS:
+            self._crd_gone(obj)
         key = self.item(rid, obj)
         uid = uid_of(obj)
         if self.uids.get(uid) == key:

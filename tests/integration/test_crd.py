@@ -345,3 +345,45 @@ def test_garbage_collector_sees_custom_kinds(api: httpx.Client, apiserver: APISe
         finally:
             api.delete(f"{CRDS}/sprockets.example.com")
             wait_for(lambda: api.get(f"{CRDS}/sprockets.example.com").status_code == 404, "cleanup")
+
+
+def test_garbage_collector_stops_watching_the_kind_of_a_deleted_crd(
+    api: httpx.Client, apiserver: APIServerProcess
+) -> None:
+    """Once a CRD is deleted the controller manager drops its informer of the kind (which the API
+    server no longer serves); made again, the kind is watched anew and collected as before."""
+    cm = controller_manager(apiserver)
+    namespaces: list[str] = []
+    with running(cm):
+        try:
+            for attempt in (1, 2):
+                assert api.post(CRDS, json=widget_crd("gears", "Gear")).status_code == 201
+                wait_for(lambda: established(api, "gears.example.com"), "the CRD")
+                ns = create_namespace(api, f"crdgc-drop{attempt}")
+                namespaces.append(ns)
+                path = f"/apis/example.com/v1/namespaces/{ns}/gears"
+                cms = f"/api/v1/namespaces/{ns}/configmaps"
+                body = {"apiVersion": "example.com/v1", "kind": "Gear", "metadata": {"name": "owner"}}
+                owner = api.post(path, json=body | {"spec": {"image": "a"}}).json()
+                ref = owner_ref(owner, "example.com/v1", "Gear")
+                child = {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "child", "ownerReferences": [ref]},
+                }
+                assert api.post(cms, json=child).status_code == 201
+                assert api.delete(f"{path}/owner").status_code == 200
+                wait_for(
+                    lambda cms=cms: api.get(f"{cms}/child").status_code == 404,
+                    "the dependent of the custom object",
+                )
+                assert api.delete(f"{CRDS}/gears.example.com").status_code == 200
+                wait_for(lambda: api.get(f"{CRDS}/gears.example.com").status_code == 404, "the CRD to go")
+                wait_for(
+                    lambda n=attempt: cm.log(10**7).count("no longer watching gears.example.com") == n,
+                    "the controller manager to stop watching the kind",
+                )
+        finally:
+            api.delete(f"{CRDS}/gears.example.com")
+            for ns in namespaces:
+                api.delete(f"/api/v1/namespaces/{ns}")
