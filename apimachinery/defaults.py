@@ -518,6 +518,45 @@ def default_ingress(obj: Obj) -> None:
     """networking/v1 has no defaults for Ingress; kept for symmetry."""
 
 
+HPA_SCALE_UP_DEFAULTS: Obj = {
+    "stabilizationWindowSeconds": 0,
+    "selectPolicy": "Max",
+    "policies": [
+        {"type": "Pods", "value": 4, "periodSeconds": 15},
+        {"type": "Percent", "value": 100, "periodSeconds": 15},
+    ],
+}
+HPA_SCALE_DOWN_DEFAULTS: Obj = {
+    "stabilizationWindowSeconds": 300,
+    "selectPolicy": "Max",
+    "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+}
+
+
+def default_horizontal_pod_autoscaler(hpa: Obj) -> None:
+    """``autoscaling/v2`` ``SetDefaults_HorizontalPodAutoscaler``: ``minReplicas`` 1, CPU at 80 %
+    when no metric is given, and a ``behavior`` that is given filled in (scale up: no stabilization,
+    4 pods or 100 % per 15 s; scale down: 100 % per 15 s, its window left to the controller's 300 s)."""
+    spec = _sub(hpa, "spec")
+    _set_missing(spec, minReplicas=1)
+    if not spec.get("metrics"):
+        spec["metrics"] = [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+            }
+        ]
+    behavior = spec.get("behavior")
+    if isinstance(behavior, dict):
+        for key, defaults in (("scaleUp", HPA_SCALE_UP_DEFAULTS), ("scaleDown", HPA_SCALE_DOWN_DEFAULTS)):
+            rules = _sub(behavior, key)
+            _set_missing(rules, selectPolicy=defaults["selectPolicy"])
+            if key == "scaleUp":  # scale down: unset means the controller's 300 s, as in Kubernetes
+                _set_missing(rules, stabilizationWindowSeconds=defaults["stabilizationWindowSeconds"])
+            if not rules.get("policies"):
+                rules["policies"] = [dict(p) for p in defaults["policies"]]
+
+
 _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("", "Pod"): default_pod,
     ("", "Service"): default_service,
@@ -533,6 +572,7 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("apps", "DaemonSet"): default_daemon_set,
     ("batch", "Job"): default_job,
     ("batch", "CronJob"): default_cron_job,
+    ("autoscaling", "HorizontalPodAutoscaler"): default_horizontal_pod_autoscaler,
     ("storage.k8s.io", "StorageClass"): default_storage_class,
     ("networking.k8s.io", "Ingress"): default_ingress,
     ("discovery.k8s.io", "EndpointSlice"): default_endpoint_slice,

@@ -414,6 +414,14 @@ networking.k8s.io/Ingress
   Address | Address is a list containing ingress points for the load-balancer
   Ports | Ports of TLS configurations that open
   Age
+autoscaling/HorizontalPodAutoscaler
+  Name
+  Reference | scaleTargetRef points to the target resource to scale, and is used to the pods for which metrics should be collected, as well as to actually change the replica count.
+  Targets | metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used).
+  MinPods | minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down.
+  MaxPods [integer] | maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up.
+  Replicas [integer] | currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler.
+  Age
 policy/PodDisruptionBudget
   Name
   Min Available | The minimum number of pods that must be available.
@@ -1105,6 +1113,60 @@ def _storage_class_cells(sc: Obj, now: datetime) -> Cells:
     ]
 
 
+def _hpa_metric_target(spec: Obj, current: Obj | None) -> str:
+    """One metric of printHorizontalPodAutoscaler's TARGETS: ``cpu: 45%/50%``, ``memory: 10Mi/100Mi``."""
+    kind = spec.get("type")
+    source = spec.get(_HPA_SOURCES.get(str(kind), "")) or {}
+    target = source.get("target") or {}
+    cur = ((current or {}).get(_HPA_SOURCES.get(str(kind), "")) or {}).get("current") or {}
+    if kind in ("Resource", "ContainerResource"):
+        prefix = f"{source.get('name')}: "
+        if kind == "ContainerResource":
+            prefix = f"{source.get('name')}/{source.get('container')}: "
+        if target.get("averageUtilization") is not None:
+            got = "<unknown>" if cur.get("averageUtilization") is None else f"{cur['averageUtilization']}%"
+            return f"{prefix}{got}/{target['averageUtilization']}%"
+        got = str(cur["averageValue"]) if cur.get("averageValue") is not None else "<unknown>"
+        return f"{prefix}{got}/{target.get('averageValue')}"
+    want = target.get("averageValue") or target.get("value")
+    raw = cur.get("averageValue") or cur.get("value")
+    return f"{'<unknown>' if raw is None else raw}/{want}" + (" (avg)" if target.get("averageValue") else "")
+
+
+_HPA_SOURCES = {
+    "Resource": "resource",
+    "ContainerResource": "containerResource",
+    "Pods": "pods",
+    "Object": "object",
+    "External": "external",
+}
+
+
+def _hpa_cells(hpa: Obj, now: datetime) -> Cells:
+    """printHorizontalPodAutoscaler: reference, metric targets (four at most), min, max, replicas."""
+    spec = _get(hpa, "spec") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    specs = [m for m in spec.get("metrics") or [] if isinstance(m, dict)]
+    currents = _get(hpa, "status", "currentMetrics") or []
+    targets = []
+    for i, m in enumerate(specs):
+        cur = currents[i] if i < len(currents) and isinstance(currents[i], dict) else None
+        targets.append(_hpa_metric_target(m, cur))
+    text = ", ".join(targets[:4]) if targets else "<none>"
+    if len(targets) > 4:
+        text += f" + {len(targets) - 4} more..."
+    minimum = spec.get("minReplicas")
+    return [
+        _name(hpa),
+        f"{ref.get('kind', '')}/{ref.get('name', '')}",
+        text,
+        "<unset>" if minimum is None else str(minimum),
+        _int(spec.get("maxReplicas")),
+        _int(_get(hpa, "status", "currentReplicas")),
+        _age(hpa, now),
+    ]
+
+
 def _pdb_cells(pdb: Obj, now: datetime) -> Cells:
     """printPodDisruptionBudget: the int-or-percent of each bound (``N/A`` when unset)."""
     spec = _get(pdb, "spec") or {}
@@ -1304,6 +1366,7 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
     ("networking.k8s.io", "Ingress"): _ingress_cells,
     ("storage.k8s.io", "StorageClass"): _storage_class_cells,
     ("policy", "PodDisruptionBudget"): _pdb_cells,
+    ("autoscaling", "HorizontalPodAutoscaler"): _hpa_cells,
     ("scheduling.k8s.io", "PriorityClass"): _priority_class_cells,
 }
 

@@ -2199,6 +2199,36 @@ def _quantities(table: Any, path: str, errs: list[Cause]) -> dict[str, tuple[str
     return out
 
 
+# A LimitRange item's ordering checks, in Kubernetes' order: (the table whose value must not be
+# greater, the other table, the field named, the table whose value is shown, the message)
+_LIMIT_ORDER = (
+    ("min", "max", "min", "min", "min value {} is greater than max value {}"),
+    (
+        "min",
+        "defaultRequest",
+        "defaultRequest",
+        "defaultRequest",
+        "min value {} is greater than default request value {}",
+    ),
+    (
+        "defaultRequest",
+        "max",
+        "defaultRequest",
+        "defaultRequest",
+        "default request value {} is greater than max value {}",
+    ),
+    (
+        "defaultRequest",
+        "default",
+        "defaultRequest",
+        "defaultRequest",
+        "default request value {} is greater than default limit value {}",
+    ),
+    ("min", "default", "default", "min", "min value {} is greater than default value {}"),
+    ("default", "max", "default", "max", "default value {} is greater than max value {}"),
+)
+
+
 def _validate_limit_range(obj: Obj) -> list[Cause]:
     """``ValidateLimitRange``: per item, no duplicate type; min <= defaultRequest <= default <= max;
     no defaults for Pod items; PVC items bound storage; ratios of at least 1."""
@@ -2230,56 +2260,13 @@ def _validate_limit_range(obj: Obj) -> list[Cause]:
                     "either minimum or maximum storage value is required, but neither was provided",
                 )
             )
-        lo, hi, dflt, dreq = tables["min"], tables["max"], tables["default"], tables["defaultRequest"]
-        for k in sorted(set(lo) | set(hi) | set(dflt) | set(dreq) | set(tables["maxLimitRequestRatio"])):
-            if k in lo and k in hi and lo[k][1] > hi[k][1]:
-                errs.append(
-                    invalid(
-                        f"{path}.min[{k}]",
-                        lo[k][0],
-                        f"min value {lo[k][0]} is greater than max value {hi[k][0]}",
+        for k in sorted(set().union(*tables.values())):
+            for small, large, field, shown, message in _LIMIT_ORDER:
+                lo, hi = tables[small].get(k), tables[large].get(k)
+                if lo is not None and hi is not None and lo[1] > hi[1]:
+                    errs.append(
+                        invalid(f"{path}.{field}[{k}]", tables[shown][k][0], message.format(lo[0], hi[0]))
                     )
-                )
-            if k in dreq and k in lo and lo[k][1] > dreq[k][1]:
-                errs.append(
-                    invalid(
-                        f"{path}.defaultRequest[{k}]",
-                        dreq[k][0],
-                        f"min value {lo[k][0]} is greater than default request value {dreq[k][0]}",
-                    )
-                )
-            if k in dreq and k in hi and dreq[k][1] > hi[k][1]:
-                errs.append(
-                    invalid(
-                        f"{path}.defaultRequest[{k}]",
-                        dreq[k][0],
-                        f"default request value {dreq[k][0]} is greater than max value {hi[k][0]}",
-                    )
-                )
-            if k in dreq and k in dflt and dreq[k][1] > dflt[k][1]:
-                errs.append(
-                    invalid(
-                        f"{path}.defaultRequest[{k}]",
-                        dreq[k][0],
-                        f"default request value {dreq[k][0]} is greater than default limit value {dflt[k][0]}",
-                    )
-                )
-            if k in dflt and k in lo and lo[k][1] > dflt[k][1]:
-                errs.append(
-                    invalid(
-                        f"{path}.default[{k}]",
-                        lo[k][0],
-                        f"min value {lo[k][0]} is greater than default value {dflt[k][0]}",
-                    )
-                )
-            if k in dflt and k in hi and dflt[k][1] > hi[k][1]:
-                errs.append(
-                    invalid(
-                        f"{path}.default[{k}]",
-                        hi[k][0],
-                        f"default value {dflt[k][0]} is greater than max value {hi[k][0]}",
-                    )
-                )
             ratio = tables["maxLimitRequestRatio"].get(k)
             if ratio is not None and ratio[1] < 1:
                 errs.append(
@@ -2373,6 +2360,14 @@ from . import validation_batch  # noqa: E402
 _VALIDATORS[("batch", "CronJob")] = (
     lambda obj: validation_batch.validate_cron_job(obj),
     lambda obj, old: validation_batch.validate_cron_job_update(obj, old),
+)
+
+
+from . import validation_autoscaling  # noqa: E402
+
+_VALIDATORS[("autoscaling", "HorizontalPodAutoscaler")] = (
+    lambda obj: validation_autoscaling.validate_horizontal_pod_autoscaler(obj),
+    None,
 )
 
 
