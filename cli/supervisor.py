@@ -73,6 +73,18 @@ def settings(cfg: dict[str, Any]) -> dict[str, Any]:
     # metrics-server's HTTPS port: 4443 beside the default 6443, and apart for a second cluster
     out.setdefault("metrics_port", int(out["api_port"]) - 2000)
     out.setdefault("etcd_peer_port", out["etcd_port"] + 1)
+    # the plain-HTTP /metrics ports (--metrics-bind-address, loopback): Kubernetes' 10259, 10257,
+    # 10249 and CoreDNS' 9153 beside the default kubelet port 10250, and apart for a second cluster
+    kubelet = int(out["kubelet_port"])
+    out.setdefault(
+        "metrics_ports",
+        {
+            "scheduler": kubelet + 9,
+            "controller-manager": kubelet + 7,
+            "proxy": kubelet - 1,
+            "dns": kubelet - 1097,
+        },
+    )
     if not out.get("advertise_address"):
         out["advertise_address"] = host_ip()
     return out
@@ -295,6 +307,9 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
     def kubeconfig(name: str) -> list[str]:
         return ["--kubeconfig", str(kubeconfig_file(state, name))]
 
+    def metrics_flag(name: str) -> list[str]:
+        return ["--metrics-bind-address", f"127.0.0.1:{cfg['metrics_ports'][name]}"]
+
     seen: dict[str, Any] = {"ready": False, "at": 0.0, "client": None}
 
     def api_ready() -> bool:
@@ -411,12 +426,16 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 # provisioned volumes live with the cluster's state: `minik delete` removes them
                 "--hostpath-provisioner-dir",
                 str(state / "volumes"),
+                *metrics_flag("controller-manager"),
             ],
             api_ready,
             "the API server",
         ),
         Component(
-            "scheduler", [script("minik-scheduler"), *kubeconfig("scheduler")], api_ready, "the API server"
+            "scheduler",
+            [script("minik-scheduler"), *kubeconfig("scheduler"), *metrics_flag("scheduler")],
+            api_ready,
+            "the API server",
         ),
         Component(
             "kubelet",
@@ -461,6 +480,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 node,
                 "--iptables-chain-prefix",
                 cfg["iptables_chain_prefix"],
+                *metrics_flag("proxy"),
             ],
             api_ready,
             "the API server",
@@ -495,6 +515,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 "53",
                 "--cluster-domain",
                 cfg["cluster_domain"],
+                *metrics_flag("dns"),
             ],
             lambda: address_is_local(gw),
             f"the pod network ({gw})",
