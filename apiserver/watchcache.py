@@ -132,13 +132,13 @@ class WatchCache:
         self.info = info
         self.prefix = info.key_prefix()
         self.capacity = capacity
-        self.objects: dict[str, dict[str, Any]] = {}
         # the keys of ``objects`` in order (kept up to date on add and delete), so a list or a
         # watch-list of one namespace is a bisect, not a sort of the whole resource
         self._keys: list[str] = []
         # each current object's JSON by id(object), encoded once on first use and shared by every
         # watcher and list that sends it; dropped when the object leaves the cache
         self._json: dict[int, bytes] = {}
+        self._objects: dict[str, dict[str, Any]] = {}
         self.events: collections.deque[CacheEvent] = collections.deque(maxlen=capacity)
         self.start_revision = 0  # events after this revision are all in `events`
         self.revision = 0  # everything up to this revision has been applied
@@ -147,6 +147,17 @@ class WatchCache:
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
         self._fresh_waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    @property
+    def objects(self) -> dict[str, dict[str, Any]]:
+        """The current objects by etcd key (read-only for callers: replace the whole dict)."""
+        return self._objects
+
+    @objects.setter
+    def objects(self, objects: dict[str, dict[str, Any]]) -> None:
+        self._objects = objects
+        self._keys = sorted(objects)
+        self._json = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -175,8 +186,6 @@ class WatchCache:
                 break
             start = kvs[-1].key + b"\0"
         self.objects = objects
-        self._keys = sorted(objects)
-        self._json = {}
         self.events.clear()
         self.start_revision = rev
         self.revision = rev
@@ -254,14 +263,14 @@ class WatchCache:
 
     def _apply(self, ev: Any) -> None:
         key = ev.kv.key.decode()
-        prev = self.objects.get(key)
+        prev = self._objects.get(key)
         if ev.type == "DELETE":
             if prev is None and ev.prev is not None:
                 prev = decode(ev.prev)
             if prev is None:
                 self._advance(ev.revision)
                 return
-            self.objects.pop(key, None)
+            self._objects.pop(key, None)
             self._json.pop(id(prev), None)
             i = bisect.bisect_left(self._keys, key)
             if i < len(self._keys) and self._keys[i] == key:
@@ -271,7 +280,7 @@ class WatchCache:
             cev = CacheEvent("DELETED", key, gone, prev, ev.revision)
         else:
             obj = decode(ev.kv)
-            self.objects[key] = obj
+            self._objects[key] = obj
             if prev is None:
                 bisect.insort(self._keys, key)
             else:
@@ -293,7 +302,7 @@ class WatchCache:
         return self._keys[lo:hi]
 
     def list(self, prefix: str) -> tuple[list[dict[str, Any]], int]:
-        objects = self.objects
+        objects = self._objects
         return [objects[k] for k in self.keys(prefix)], self.revision
 
     def encoded(self, obj: dict[str, Any]) -> bytes:
@@ -306,12 +315,12 @@ class WatchCache:
         name = meta.get("name")
         # only an object the cache holds now is remembered: its entry goes when it leaves the
         # cache, so an id in ``_json`` always belongs to a live object
-        if isinstance(name, str) and self.objects.get(self.info.key(meta.get("namespace"), name)) is obj:
+        if isinstance(name, str) and self._objects.get(self.info.key(meta.get("namespace"), name)) is obj:
             self._json[id(obj)] = raw
         return raw
 
     def get(self, key: str) -> dict[str, Any] | None:
-        return self.objects.get(key)
+        return self._objects.get(key)
 
     def watch(self, prefix: str, match: Filter | None, revision: int | None) -> Watcher:
         """Start a watcher.  ``revision`` None means: current state as ADDED events, then changes.
@@ -321,7 +330,7 @@ class WatchCache:
         w = Watcher(self, prefix, match, after=revision if revision is not None else self.revision)
         if revision is None:
             for key in self.keys(prefix):
-                obj = self.objects[key]
+                obj = self._objects[key]
                 if match is None or match(obj):
                     w._put(("ADDED", obj))
         else:
@@ -341,7 +350,7 @@ class WatchCache:
         The initial state waits in ``Watcher.initial`` (not in the queue, which keeps its usual room
         for live events).  The BOOKMARK's object is metadata only; the caller adds the kind.
         """
-        objects = self.objects
+        objects = self._objects
         w = Watcher(self, prefix, match, after=self.revision)
         current = (objects[k] for k in self.keys(prefix))
         w.initial = [("ADDED", o) for o in current if match is None or match(o)]
