@@ -356,3 +356,44 @@ def test_the_cli_client_does_not_load_prometheus_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# --- the Prometheus add-on's configuration --------------------------------------------------------
+
+
+def test_prometheus_scrape_config_has_a_job_per_component() -> None:
+    from pathlib import Path
+
+    from cli.commands.prometheus import scrape_config
+
+    cfg = {"api_port": 16443, "kubelet_port": 20250, "advertise_address": "10.1.2.3", "node_name": "n1"}
+    argvs = {
+        "scheduler": ["minik-scheduler", "--metrics-bind-address", "127.0.0.1:20259"],
+        "controller-manager": ["minik-controller-manager", "--metrics-bind-address=0.0.0.0:20257"],
+        "proxy": ["minik-proxy", "--metrics-bind-address", "127.0.0.1:0"],  # turned off: no job
+        "dns": ["minik-dns"],  # the flag's default
+    }
+    doc = scrape_config(cfg, Path("/s"), argvs, port=19999)
+    jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
+    assert set(jobs) == {"apiserver", "kubelet", "scheduler", "controller-manager", "dns", "prometheus"}
+    assert jobs["apiserver"]["scheme"] == "https"
+    assert jobs["apiserver"]["static_configs"][0]["targets"] == ["127.0.0.1:16443"]
+    assert jobs["apiserver"]["tls_config"] == {
+        "ca_file": "/s/pki/ca.crt",
+        "cert_file": "/s/pki/prometheus.crt",
+        "key_file": "/s/pki/prometheus.key",
+    }
+    assert jobs["kubelet"]["static_configs"][0]["targets"] == ["10.1.2.3:20250"]
+    assert jobs["scheduler"]["static_configs"][0]["targets"] == ["127.0.0.1:20259"]
+    assert jobs["controller-manager"]["static_configs"][0]["targets"] == ["127.0.0.1:20257"]
+    assert jobs["dns"]["static_configs"][0]["targets"] == ["127.0.0.1:9153"]
+    assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:19999"]
+
+
+def test_minik_up_gives_each_cluster_its_own_metrics_ports() -> None:
+    from cli.supervisor import settings
+
+    default = settings({"advertise_address": "127.0.0.1"})["metrics_ports"]
+    assert default == {"scheduler": 10259, "controller-manager": 10257, "proxy": 10249, "dns": 9153}
+    other = settings({"advertise_address": "127.0.0.1", "kubelet_port": 20250})["metrics_ports"]
+    assert other == {"scheduler": 20259, "controller-manager": 20257, "proxy": 20249, "dns": 19153}
