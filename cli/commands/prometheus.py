@@ -183,13 +183,13 @@ def stop(state: Path) -> bool:
     (prometheus_dir(state) / "server.json").unlink(missing_ok=True)
     if found is None:
         return False
+    from ..cluster import _cmdline
+
     pid = found[0]
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _cmdline(pid) is None:  # gone (or a zombie whose parent has not reaped it yet)
             return True
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
