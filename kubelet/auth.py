@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from apimachinery import pki
+from apimachinery import pki, plainhttp
 from apimachinery.pki import subject_of
 from apimachinery.tlspeer import PeerHttpProtocol, PeerSansIOWebSocketProtocol, peer_certificate
 
@@ -430,25 +430,4 @@ def ensure_serving_cert(
 async def serve_healthz(host: str, port: int) -> asyncio.Server:
     """The plain-HTTP ``/healthz`` listener (Kubernetes' kubelet ``--healthz-port``): ``200 ok`` for
     ``GET /healthz``, 404 for anything else; nothing else is served on it."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-            target = rest.split(" ", 1)[0].split("?", 1)[0]
-            if method in ("GET", "HEAD") and target == "/healthz":
-                status, body = "200 OK", b"ok"
-            else:
-                status, body = "404 Not Found", b"404 page not found\n"
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + (body if method != "HEAD" else b"")
-            )
-            await writer.drain()
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, host, port)
+    return await plainhttp.serve(host, port, {"/healthz": plainhttp.ok})
