@@ -435,10 +435,7 @@ def check_allow_privilege_escalation(meta: Obj, spec: Obj) -> Result:
     if _windows(spec):
         return None
     bad = [
-        c.get("name", "")
-        for key in ("initContainers", "containers", "ephemeralContainers")
-        for c in _dl(spec.get(key))
-        if _sc(c).get("allowPrivilegeEscalation") is not False
+        c.get("name", "") for c in _containers(spec) if _sc(c).get("allowPrivilegeEscalation") is not False
     ]
     if bad:
         return "allowPrivilegeEscalation != false", (
