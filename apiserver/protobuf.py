@@ -63,6 +63,7 @@ KEEP_ZERO = frozenset(
         "successfulJobsHistoryLimit",
         "failedJobsHistoryLimit",
         "startingDeadlineSeconds",
+        "stabilizationWindowSeconds",  # an HPA's behavior: 0 is "no stabilization"
         "suspend",
         "immutable",
         "automountServiceAccountToken",
@@ -312,7 +313,8 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 _PACKAGES = re.compile(
     r"^k8s\.io\.(api\.(core|apps|batch|networking|coordination|storage|policy|autoscaling|"
-    r"discovery|events|rbac|scheduling|authentication|authorization)\.v1|apimachinery\.pkg\.(apis\.meta\.v1|api\.resource|"
+    r"discovery|events|rbac|scheduling|authentication|authorization)\.v1|api\.autoscaling\.v2|"
+    r"apimachinery\.pkg\.(apis\.meta\.v1|api\.resource|"
     r"util\.intstr|runtime))$"
 )
 _SCALARS = {
