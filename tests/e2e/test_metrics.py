@@ -17,7 +17,7 @@ import pytest
 
 from testkit import certs
 from testkit.host import free_port
-from testkit.processes import BIN, APIServerProcess, EtcdProcess, KubeletProcess, Process, root_ca_publisher
+from testkit.processes import BIN, APIServerProcess, EtcdProcess, KubeletProcess, Process, control_plane
 from testkit.wait import unique, wait_for
 
 from .conftest import KUBECTL_VERSIONS, Kubectl, kubectl_of
@@ -103,10 +103,12 @@ def stack(apiserver: APIServerProcess, image: str) -> Iterator[Stack]:
             *("--metric-resolution", "2"),
         ],
     )
-    publisher = root_ca_publisher(apiserver)
+    # the scheduler and the controller manager (with the HPA controller every 2 s)
+    plane = control_plane(apiserver, "--horizontal-pod-autoscaler-sync-period", "2")
     kubelet = KubeletProcess(apiserver)
     try:
-        publisher.start()
+        for p in plane.values():
+            p.start()
         kubelet.start()
         server.start()
         with apiserver.http() as http:
@@ -118,7 +120,7 @@ def stack(apiserver: APIServerProcess, image: str) -> Iterator[Stack]:
             )
         yield Stack(apiserver, kubelet, port)
     finally:
-        for p in (server, kubelet, publisher):
+        for p in (server, kubelet, *plane.values()):
             p.cleanup()
 
 
@@ -298,3 +300,152 @@ def test_kubectl_top(stack: Stack, pods: str, which: str) -> None:
         assert stack.kubelet.node in out and "CPU(cores)" in out, out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _deployment(name: str, image: str, command: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": image,
+                            "command": ["sh", "-c", command],
+                            # a small request: the busy loop is far above 50 % of it even on a
+                            # loaded machine, the sleeper far below
+                            "resources": {"requests": {"cpu": "20m"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def test_hpa_scales_up_under_load_and_down_after_the_window(stack: Stack, image: str) -> None:
+    ns = unique("hpa")
+    with stack.api.http() as http:
+        http.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).raise_for_status()
+        try:
+            http.post(
+                f"/apis/apps/v1/namespaces/{ns}/deployments",
+                json=_deployment("hog", image, "while :; do :; done"),
+            ).raise_for_status()
+            hpa = {
+                "apiVersion": "autoscaling/v2",
+                "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": "hog"},
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "hog"},
+                    "minReplicas": 1,
+                    "maxReplicas": 3,
+                    "metrics": [
+                        {
+                            "type": "Resource",
+                            "resource": {
+                                "name": "cpu",
+                                "target": {"type": "Utilization", "averageUtilization": 50},
+                            },
+                        }
+                    ],
+                    # the test's short scale-down window (Kubernetes' default is 300 s)
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 5}},
+                },
+            }
+            r = http.post(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers", json=hpa)
+            assert r.status_code == 201, r.text
+            stored = r.json()["spec"]
+            assert stored["behavior"]["scaleUp"]["policies"][0] == {
+                "type": "Pods",
+                "value": 4,
+                "periodSeconds": 15,
+            }
+            path = f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/hog"
+
+            def scaled_to(n: int) -> dict[str, Any] | None:
+                obj = http.get(path).json()
+                status = obj.get("status") or {}
+                return (
+                    obj if status.get("desiredReplicas") == n and status.get("currentReplicas") == n else None
+                )
+
+            up = wait_for(lambda: scaled_to(3), 240, what="the HPA scaling hog up to 3", interval=1)
+            conds = {c["type"]: c for c in up["status"]["conditions"]}
+            assert (
+                conds["ScalingActive"]["status"] == "True"
+                and conds["ScalingActive"]["reason"] == "ValidMetricFound"
+            )
+            assert conds["AbleToScale"]["status"] == "True"
+            cpu = up["status"]["currentMetrics"][0]["resource"]
+            assert cpu["name"] == "cpu" and cpu["current"]["averageUtilization"] > 50
+            assert up["status"].get("lastScaleTime")
+            deployment = http.get(f"/apis/apps/v1/namespaces/{ns}/deployments/hog").json()
+            assert deployment["spec"]["replicas"] == 3
+            events = http.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
+            messages = [e["message"] for e in events if e["reason"] == "SuccessfulRescale"]
+            assert any(
+                m.startswith("New size: ")
+                and m.endswith("reason: cpu resource utilization (percentage of request) above target")
+                for m in messages
+            ), messages
+            # the load stops (a new template: idle pods); after the 5 s window it scales back down
+            idle = _deployment("hog", image, "sleep 3600")
+            http.patch(
+                f"/apis/apps/v1/namespaces/{ns}/deployments/hog",
+                json={"spec": {"template": idle["spec"]["template"]}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            ).raise_for_status()
+            wait_for(lambda: scaled_to(1), 240, what="the HPA scaling hog back down to 1", interval=1)
+            events = http.get(f"/api/v1/namespaces/{ns}/events").json()["items"]
+            assert any(
+                e["reason"] == "SuccessfulRescale"
+                and e["message"] == "New size: 1; reason: All metrics below target"
+                for e in events
+            ), [e["message"] for e in events]
+        finally:
+            http.delete(f"/api/v1/namespaces/{ns}")
+
+
+# kubectl 1.32's autoscale posts autoscaling/v1, which minik does not serve (only v2): 1.37's only
+@pytest.mark.parametrize("which", ["wheel-1.37"])
+def test_kubectl_autoscale_and_get_hpa(stack: Stack, image: str, which: str) -> None:
+    ns = unique("autoscale")
+    workdir = Path(tempfile.mkdtemp(prefix="minik-kubectl-"))
+    with stack.api.http() as http:
+        http.post("/api/v1/namespaces", json={"metadata": {"name": ns}}).raise_for_status()
+        try:
+            kubectl = Kubectl(kubectl_of(which), stack.api, workdir)
+            http.post(
+                f"/apis/apps/v1/namespaces/{ns}/deployments", json=_deployment("web", image, "sleep 3600")
+            ).raise_for_status()
+            out = kubectl.run(
+                "autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=3", "-n", ns
+            )
+            assert "autoscaled" in out.stdout, out.stdout + out.stderr
+            hpa = http.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/web").json()
+            assert hpa["spec"]["maxReplicas"] == 3 and hpa["spec"]["minReplicas"] == 1
+            assert hpa["spec"]["metrics"][0]["resource"]["target"] == {
+                "type": "Utilization",
+                "averageUtilization": 50,
+            }
+
+            def row() -> list[str] | None:
+                lines = kubectl.run("get", "hpa", "-n", ns, timeout=30).stdout.splitlines()
+                cells = re.split(r"\s{2,}", lines[1].strip()) if len(lines) > 1 else []
+                return cells if len(cells) == 7 and re.fullmatch(r"cpu: \d+%/50%", cells[2]) else None
+
+            header = kubectl.run("get", "hpa", "-n", ns, timeout=30).stdout.splitlines()[0].split()
+            assert header == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
+            cells = wait_for(row, 120, what="kubectl get hpa showing the measured utilization", interval=1)
+            assert cells[:2] == ["web", "Deployment/web"] and cells[3:6] == ["1", "3", "1"], cells
+        finally:
+            http.delete(f"/api/v1/namespaces/{ns}")
+            shutil.rmtree(workdir, ignore_errors=True)
