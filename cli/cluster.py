@@ -6,7 +6,6 @@ I/O that feeds them, and unit-tested in tests/unit/test_cluster.py.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import json
 import os
@@ -561,74 +560,14 @@ def _report_running(state: Path, pid: int) -> None:
     console.print(status_table(state, cfg, report))
 
 
-def metrics_server_objects(cfg: dict[str, Any], ca_pem: str) -> list[tuple[str, dict[str, Any]]]:
-    """(collection path, object): the Service without a selector in front of the host's
-    metrics-server, its Endpoints (the host's address) and the APIService ``v1beta1.metrics.k8s.io``."""
-    cfg = settings(cfg)
-    port = int(cfg["metrics_port"])
-    meta = {"name": "metrics-server", "namespace": "kube-system", "labels": {"k8s-app": "metrics-server"}}
-    return [
-        (
-            "/api/v1/namespaces/kube-system/services",
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": meta,
-                "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
-            },
-        ),
-        (
-            "/api/v1/namespaces/kube-system/endpoints",
-            {
-                "apiVersion": "v1",
-                "kind": "Endpoints",
-                "metadata": meta,
-                "subsets": [
-                    {
-                        "addresses": [{"ip": cfg["advertise_address"]}],
-                        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-                    }
-                ],
-            },
-        ),
-        (
-            "/apis/apiregistration.k8s.io/v1/apiservices",
-            {
-                "apiVersion": "apiregistration.k8s.io/v1",
-                "kind": "APIService",
-                "metadata": {"name": "v1beta1.metrics.k8s.io", "labels": {"k8s-app": "metrics-server"}},
-                "spec": {
-                    "group": "metrics.k8s.io",
-                    "version": "v1beta1",
-                    "service": {"namespace": "kube-system", "name": "metrics-server", "port": 443},
-                    "caBundle": base64.b64encode(ca_pem.encode()).decode(),
-                    "groupPriorityMinimum": 100,
-                    "versionPriority": 100,
-                },
-            },
-        ),
-    ]
-
-
 def register_metrics_server(api: httpx.Client, cfg: dict[str, Any], state: Path) -> None:
-    """Create (or bring up to date) what routes metrics.k8s.io to this cluster's metrics-server."""
+    """Route metrics.k8s.io to this cluster's metrics-server on the host (see cli/metricsapi.py)."""
+    from .metricsapi import register
+
+    cfg = settings(cfg)
     ca_pem = (state / "pki" / "ca.crt").read_text()
-    for path, obj in metrics_server_objects(cfg, ca_pem):
-        try:
-            r = api.post(path, json=obj, timeout=10)
-            if r.status_code == 409:
-                url = f"{path}/{obj['metadata']['name']}"
-                current = api.get(url, timeout=10).json()
-                obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                if obj["kind"] == "Service":
-                    obj["spec"]["clusterIP"] = current["spec"].get("clusterIP")
-                r = api.put(url, json=obj, timeout=10)
-            if r.status_code >= 300:
-                console.print(
-                    f"[yellow]could not write {obj['kind']} {obj['metadata']['name']}[/yellow]: {r.text[:200]}"
-                )
-        except httpx.HTTPError as e:
-            console.print(f"[yellow]could not write {obj['kind']} {obj['metadata']['name']}[/yellow]: {e}")
+    for problem in register(api, cfg["advertise_address"], int(cfg["metrics_port"]), ca_pem):
+        console.print(f"[yellow]could not write {problem}[/yellow]")
 
 
 def up(

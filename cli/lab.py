@@ -43,6 +43,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from . import metricsapi
 from .cluster import (
     cluster_entries,
     default_state_dir,
@@ -60,6 +61,7 @@ DEFAULT_API_PORT = 8480
 LOCAL_BASE = "minik/base:bookworm"
 CONTROL_PLANE_IMAGE = "minik/lab-control-plane:latest"
 NODE_IMAGE = "minik/lab-node:latest"
+METRICS_PORT = 4443  # metrics-server's HTTPS port in its container
 SOURCE_HASH_LABEL = "io.minik.lab.source-hash"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -112,7 +114,7 @@ def pod_cidr(i: int) -> str:
 
 def addresses(cfg: LabConfig) -> dict[str, str]:
     """Fixed addresses on the lab network: etcd .2-.4, API server .5, controller manager .6,
-    scheduler .7, DNS .8, node N at .(10+N)."""
+    scheduler .7, DNS .8, metrics-server .9, node N at .(10+N)."""
     net = ipaddress.ip_network(cfg.subnet)
     if cfg.nodes < 1 or 10 + cfg.nodes >= net.num_addresses - 1:
         raise ValueError(f"{cfg.nodes} nodes do not fit in {cfg.subnet}")
@@ -123,6 +125,7 @@ def addresses(cfg: LabConfig) -> dict[str, str]:
             "controller-manager": str(net[6]),
             "scheduler": str(net[7]),
             "dns": str(net[8]),
+            "metrics-server": str(net[9]),
         }
     )
     out.update({node_name(i): str(net[10 + i]) for i in range(1, cfg.nodes + 1)})
@@ -178,6 +181,12 @@ def ensure_lab_credentials(cfg: LabConfig, directory: Path) -> None:
     pki.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
     pki.serving_cert("apiserver", apiserver_hosts([ips["apiserver"], "apiserver"]), "kube-apiserver")
     pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
+    # the aggregation layer: the API server's front-proxy certificate (lab CA) and metrics-server's
+    # serving certificate for the name the API server verifies
+    pki.client_cert("front-proxy-client", "front-proxy-client")
+    pki.serving_cert(
+        "metrics-server-serving", ["metrics-server.kube-system.svc", ips["metrics-server"]], "metrics-server"
+    )
     pki.service_account_keys()
     in_lab = f"https://{ips['apiserver']}:{API_PORT_IN_CONTAINER}"
     users: dict[str, tuple[str, str, list[str], str]] = {
@@ -186,6 +195,7 @@ def ensure_lab_credentials(cfg: LabConfig, directory: Path) -> None:
         "controller-manager": ("controller-manager", "system:kube-controller-manager", [], in_lab),
         "proxy": ("proxy", "system:kube-proxy", [], in_lab),
         "dns": ("dns", "system:minik-dns", [], in_lab),
+        "metrics-server": ("metrics-server", "system:metrics-server", [], in_lab),
         "ingress": ("ingress", "system:minik-ingress", [], in_lab),
     }
     for i in range(1, cfg.nodes + 1):
@@ -315,6 +325,10 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
             f"{pki}/apiserver-kubelet-client.key",
             "--kubelet-certificate-authority",
             f"{pki}/ca.crt",
+            "--proxy-client-cert-file",
+            f"{pki}/front-proxy-client.crt",
+            "--proxy-client-key-file",
+            f"{pki}/front-proxy-client.key",
             "--encryption-provider-config",
             f"{IN_CONTAINER}/encryption-config.yaml",
             "--audit-log-path",
@@ -326,7 +340,12 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
             "pki/ca.crt",
             *(
                 f"pki/{n}.{ext}"
-                for n in ("apiserver", "apiserver-etcd-client", "apiserver-kubelet-client")
+                for n in (
+                    "apiserver",
+                    "apiserver-etcd-client",
+                    "apiserver-kubelet-client",
+                    "front-proxy-client",
+                )
                 for ext in ("crt", "key")
             ),
             "pki/sa.key",
@@ -365,6 +384,29 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
         ["minik-lab-run", "proxy.dns", *kubeconfig("dns")],
         depends_on=["apiserver"],
         volumes=mounts(("kubeconfigs/dns.conf", "dns.conf")),
+    )
+    services["metrics-server"] = control_plane(
+        "metrics-server",
+        [
+            "minik-lab-run",
+            "metricsserver.main",
+            *kubeconfig("metrics-server"),
+            "--secure-port",
+            str(METRICS_PORT),
+            "--tls-cert-file",
+            f"{pki}/metrics-server-serving.crt",
+            "--tls-private-key-file",
+            f"{pki}/metrics-server-serving.key",
+            "--requestheader-client-ca-file",
+            f"{pki}/ca.crt",
+        ],
+        depends_on=["apiserver"],
+        volumes=mounts(
+            ("kubeconfigs/metrics-server.conf", "metrics-server.conf"),
+            "pki/ca.crt",
+            "pki/metrics-server-serving.crt",
+            "pki/metrics-server-serving.key",
+        ),
     )
     routes = " ".join(f"{pod_cidr(i)}={ips[node_name(i)]}" for i in range(1, cfg.nodes + 1))
     for i in range(1, cfg.nodes + 1):
@@ -794,6 +836,12 @@ def up(
     try:
         compose(project, "up", "-d", "--no-build", "--remove-orphans")
         wait_ready(cfg, timeout)
+        with api_client(cfg) as api:  # metrics.k8s.io through the aggregation layer
+            problems = metricsapi.register(
+                api, addresses(cfg)["metrics-server"], METRICS_PORT, (state / "pki" / "ca.crt").read_text()
+            )
+        for problem in problems:
+            console.print(f"[yellow]could not write {problem}[/yellow]")
         ok = True
     except TimeoutError as e:
         console.print(f"[red]{e}[/red]")
