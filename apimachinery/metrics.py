@@ -20,14 +20,15 @@ values, so recording one observation is a dictionary look-up and an increment.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # asyncio (and ssl with it) only where a listener is served: the CLI loads this module
+    import argparse
+    import asyncio
+
     from prometheus_client import Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
@@ -268,6 +269,7 @@ def parse_bind_address(value: str) -> tuple[str, int] | None:
 async def serve(host: str, port: int) -> asyncio.Server:
     """A plain-HTTP listener answering ``GET /metrics`` (the exposition) and ``GET /healthz``
     (``ok``), 404 for anything else, 405 for other methods."""
+    import asyncio
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
