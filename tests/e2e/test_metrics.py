@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,6 +300,24 @@ def test_kubectl_top(stack: Stack, pods: str, which: str) -> None:
         assert "idle" in out and "busy" not in out
         out = kubectl.run("top", "nodes", timeout=30).stdout
         assert stack.kubelet.node in out and "CPU(cores)" in out, out
+        if which == "system":  # minik top: the same columns
+            minik = [sys.executable, "-m", "cli.main", "--kubeconfig", str(kubectl.kubeconfig)]
+            mine = subprocess.run(
+                [*minik, "top", "pods", "-n", pods, "--containers"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert mine.returncode == 0, mine.stderr
+            assert mine.stdout.splitlines()[0].split() == ["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+            assert re.search(r"^busy\s+main\s+\d+m\s+\d+Mi$", mine.stdout, re.M), mine.stdout
+            mine = subprocess.run([*minik, "top", "nodes"], capture_output=True, text=True, timeout=60)
+            assert mine.returncode == 0, mine.stderr
+            lines = mine.stdout.splitlines()
+            assert lines[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+            assert re.match(rf"{stack.kubelet.node}\s+\d+m\s+\d+%\s+\d+Mi\s+\d+%$", lines[1]), mine.stdout
+            mine = subprocess.run([*minik, "top", "pods", "-A"], capture_output=True, text=True, timeout=60)
+            assert mine.returncode == 0 and mine.stdout.split("\n")[0].split()[0] == "NAMESPACE", mine.stdout
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
