@@ -112,6 +112,9 @@ COMMANDS: dict[str, Command] = {
     "version": Command(
         "cli.commands.version", "version", "Print the client and server version information.", "verb"
     ),
+    "top": Command(
+        "cli.commands.top", "app", "Display resource (CPU/memory) usage of nodes or pods.", "group"
+    ),
     "create": Command("cli.commands.create", "app", "Create a resource from flags.", "group"),
     "set": Command("cli.commands.set_", "app", "Set specific features on objects.", "group"),
     "rollout": Command(
