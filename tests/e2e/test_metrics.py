@@ -5,6 +5,7 @@ authentication, and ``kubectl top`` (both kubectls) on a busy and an idle pod.""
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -434,8 +435,7 @@ def test_hpa_scales_up_under_load_and_down_after_the_window(stack: Stack, image:
             http.delete(f"/api/v1/namespaces/{ns}")
 
 
-# kubectl 1.32's autoscale posts autoscaling/v1, which minik does not serve (only v2): 1.37's only
-@pytest.mark.parametrize("which", ["wheel-1.37"])
+@pytest.mark.parametrize("which", KUBECTL_VERSIONS)
 def test_kubectl_autoscale_and_get_hpa(stack: Stack, image: str, which: str) -> None:
     ns = unique("autoscale")
     workdir = Path(tempfile.mkdtemp(prefix="minik-kubectl-"))
@@ -446,10 +446,34 @@ def test_kubectl_autoscale_and_get_hpa(stack: Stack, image: str, which: str) -> 
             http.post(
                 f"/apis/apps/v1/namespaces/{ns}/deployments", json=_deployment("web", image, "sleep 3600")
             ).raise_for_status()
-            out = kubectl.run(
-                "autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=3", "-n", ns
-            )
-            assert "autoscaled" in out.stdout, out.stdout + out.stderr
+            if which == "system":
+                # kubectl 1.32's autoscale posts autoscaling/v1, which minik does not serve (only
+                # v2, which 1.37 sends): the same HPA from a v2 manifest
+                manifest = {
+                    "apiVersion": "autoscaling/v2",
+                    "kind": "HorizontalPodAutoscaler",
+                    "metadata": {"name": "web", "namespace": ns},
+                    "spec": {
+                        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                        "maxReplicas": 3,
+                        "metrics": [
+                            {
+                                "type": "Resource",
+                                "resource": {
+                                    "name": "cpu",
+                                    "target": {"type": "Utilization", "averageUtilization": 50},
+                                },
+                            }
+                        ],
+                    },
+                }
+                out = kubectl.run("apply", "-f", "-", input=json.dumps(manifest))
+                assert "created" in out.stdout, out.stdout + out.stderr
+            else:
+                out = kubectl.run(
+                    "autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=3", "-n", ns
+                )
+                assert "autoscaled" in out.stdout, out.stdout + out.stderr
             hpa = http.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/web").json()
             assert hpa["spec"]["maxReplicas"] == 3 and hpa["spec"]["minReplicas"] == 1
             assert hpa["spec"]["metrics"][0]["resource"]["target"] == {
