@@ -44,7 +44,17 @@ from .supervisor import (
 
 console = Console(highlight=False)
 CONTEXT = "minik"
-ORDER = ["etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns", "ingress"]
+ORDER = [
+    "etcd",
+    "apiserver",
+    "controller-manager",
+    "scheduler",
+    "kubelet",
+    "proxy",
+    "dns",
+    "ingress",
+    "metrics-server",
+]
 PAUSE_IMAGE = "minik/pause:1"
 
 
@@ -457,7 +467,18 @@ def probes(
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):
             return Health(True, f"listens on :{port}")
 
+    def metrics_server() -> Health:
+        from .metricsapi import APISERVICE_NAME
+
+        obj = _get_json(f"/apis/apiregistration.k8s.io/v1/apiservices/{APISERVICE_NAME}", api)
+        conds = (obj.get("status") or {}).get("conditions") or []
+        cond: dict[str, Any] = next((c for c in conds if c.get("type") == "Available"), {})
+        return Health(
+            cond.get("status") == "True", f"APIService {APISERVICE_NAME} {cond.get('reason', 'pending')}"
+        )
+
     return {
+        "metrics-server": metrics_server,
         "ingress": ingress,
         "etcd": etcd,
         "apiserver": apiserver,
