@@ -254,7 +254,7 @@ def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
     for what, port in f.busy_ports:
         problems.append(
             f"port {port} (for {what}) is already in use on this host: stop what uses it or pick "
-            "other ports (--api-port, --etcd-port, --kubelet-port, --ingress-http-port, --ingress-https-port)."
+            "other ports (--api-port, --etcd-port, --kubelet-port, --ingress-http-port, --ingress-https-port, --metrics-port)."
         )
     if f.network_clash:
         problems.append(f"{f.network_clash}: pick another pod network with --pod-cidr.")
@@ -331,6 +331,7 @@ def gather_facts(cfg: dict[str, Any]) -> HostFacts:
         ("the kubelet", cfg["kubelet_port"], cfg.get("advertise_address") or "127.0.0.1"),
         ("the ingress controller's HTTP", cfg.get("ingress_http_port", 80), "0.0.0.0"),
         ("the ingress controller's HTTPS", cfg.get("ingress_https_port", 443), "0.0.0.0"),
+        ("metrics-server", cfg.get("metrics_port", 4443), "0.0.0.0"),
     ]
     return HostFacts(
         is_root=os.geteuid() == 0,
@@ -615,6 +616,9 @@ def up(
     ingress_https_port: int = typer.Option(
         DEFAULTS["ingress_https_port"], help="the ingress controller's HTTPS port, on every address"
     ),
+    metrics_port: int = typer.Option(
+        DEFAULTS["metrics_port"], help="metrics-server's HTTPS port, on every address (for the API server)"
+    ),
     timeout: float = typer.Option(120, help="seconds to wait for the cluster to become ready"),
 ) -> None:
     """Start a local cluster on this host as separate, supervised processes.
@@ -653,6 +657,7 @@ def up(
             "kubelet_port": kubelet_port,
             "ingress_http_port": ingress_http_port,
             "ingress_https_port": ingress_https_port,
+            "metrics_port": metrics_port,
             "advertise_address": host_ip(),
         }
     )

@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "cluster_domain": "cluster.local",
     "ingress_http_port": 80,
     "ingress_https_port": 443,
+    "metrics_port": 4443,
 }
 POLL = 0.1  # seconds between looks at the children
 MAX_BACKOFF = 30.0
@@ -70,8 +71,6 @@ MAX_BACKOFF = 30.0
 def settings(cfg: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` with every missing key filled from DEFAULTS (older config.json files lack some)."""
     out = {**DEFAULTS, **cfg}
-    # metrics-server's HTTPS port: 4443 beside the default 6443, and apart for a second cluster
-    out.setdefault("metrics_port", int(out["api_port"]) - 2000)
     out.setdefault("etcd_peer_port", out["etcd_port"] + 1)
     # the plain-HTTP /metrics ports (--metrics-bind-address, loopback): Kubernetes' 10259, 10257,
     # 10249 and CoreDNS' 9153 beside the default kubelet port 10250, and apart for a second cluster

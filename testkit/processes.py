@@ -59,6 +59,7 @@ def minik_up_args(
             prefix,
         ),
         *("--ingress-http-port", str(free_port()), "--ingress-https-port", str(free_port())),
+        *("--metrics-port", str(free_port())),
     ]
     return args, api_port
 
