@@ -414,6 +414,11 @@ networking.k8s.io/Ingress
   Address | Address is a list containing ingress points for the load-balancer
   Ports | Ports of TLS configurations that open
   Age
+apiregistration.k8s.io/APIService
+  Name
+  Service | The reference to the service that hosts this API endpoint.
+  Available | Whether this service is available.
+  Age
 autoscaling/HorizontalPodAutoscaler
   Name
   Reference | scaleTargetRef points to the target resource to scale, and is used to the pods for which metrics should be collected, as well as to actually change the replica count.
@@ -1113,6 +1118,21 @@ def _storage_class_cells(sc: Obj, now: datetime) -> Cells:
     ]
 
 
+def _apiservice_cells(a: Obj, now: datetime) -> Cells:
+    """kube-aggregator's APIService columns: ``NS/NAME`` or ``Local``, ``True`` or ``False (REASON)``."""
+    svc = _get(a, "spec", "service")
+    service = f"{svc.get('namespace')}/{svc.get('name')}" if isinstance(svc, dict) else "Local"
+    conds = _get(a, "status", "conditions") or []
+    cond = next((c for c in conds if isinstance(c, dict) and c.get("type") == "Available"), None)
+    if cond is None:
+        available = "Unknown"
+    elif cond.get("status") == "True":
+        available = "True"
+    else:
+        available = f"{cond.get('status')} ({cond.get('reason')})"
+    return [_name(a), service, available, _age(a, now)]
+
+
 def _hpa_metric_target(spec: Obj, current: Obj | None) -> str:
     """One metric of printHorizontalPodAutoscaler's TARGETS: ``cpu: 45%/50%``, ``memory: 10Mi/100Mi``."""
     kind = spec.get("type")
@@ -1367,6 +1387,7 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
     ("storage.k8s.io", "StorageClass"): _storage_class_cells,
     ("policy", "PodDisruptionBudget"): _pdb_cells,
     ("autoscaling", "HorizontalPodAutoscaler"): _hpa_cells,
+    ("apiregistration.k8s.io", "APIService"): _apiservice_cells,
     ("scheduling.k8s.io", "PriorityClass"): _priority_class_cells,
 }
 
