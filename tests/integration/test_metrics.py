@@ -180,10 +180,12 @@ def test_scheduler_metrics(apiserver: APIServerProcess, api: httpx.Client) -> No
                 (t := scrape(url))
                 and sample(t, "scheduler_schedule_attempts_total", result="scheduled") >= 1
                 and sample(t, "scheduler_schedule_attempts_total", result="unschedulable") >= 1
+                # the binding is written after the decision: a POST answered 201
+                and sample(t, "rest_client_requests_total", method="POST", code="201") >= 1
                 and t
             ),
             30,
-            "a scheduled and an unschedulable attempt",
+            "a scheduled and an unschedulable attempt, and the binding",
         )
         profile = {"profile": "default-scheduler"}
         assert (
@@ -192,7 +194,6 @@ def test_scheduler_metrics(apiserver: APIServerProcess, api: httpx.Client) -> No
         )
         # the pod that fits nowhere waits in one of the queues (unschedulable, or backoff after a move)
         assert sample(text, "scheduler_pending_pods") >= 1
-        assert sample(text, "rest_client_requests_total", method="POST", code="201") >= 1  # the binding
         assert sample(text, "process_cpu_seconds_total") > 0
 
 
