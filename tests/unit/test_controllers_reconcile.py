@@ -690,6 +690,7 @@ def test_select_controllers() -> None:
         "cronjob",
         "podgc",
         "disruption",
+        "horizontalpodautoscaling",
     ]
     assert select_controllers("replicaset") == ["replicaset"]
     with pytest.raises(ValueError):
