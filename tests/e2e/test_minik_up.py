@@ -167,7 +167,16 @@ spec:
 
 def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -> None:
     out = cluster.minik("up", *cluster.up_args).stdout
-    for name in ("etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy", "dns"):
+    for name in (
+        "etcd",
+        "apiserver",
+        "controller-manager",
+        "scheduler",
+        "kubelet",
+        "proxy",
+        "dns",
+        "metrics-server",
+    ):
         assert f"✓ {name}" in out, out
     assert "minik is up" in out
     assert f"node {cluster.node} Ready" in out
@@ -229,7 +238,7 @@ def test_the_api_is_https_only_and_the_kubeconfig_carries_the_admin_certificate(
 
 def test_every_component_runs_as_its_own_user(cluster: Cluster) -> None:
     status = cluster.status()
-    for name in ("controller-manager", "scheduler", "kubelet", "proxy", "dns"):
+    for name in ("controller-manager", "scheduler", "kubelet", "proxy", "dns", "metrics-server"):
         argv = status[name]["argv"]
         assert argv[argv.index("--kubeconfig") + 1] == str(cluster.state / "kubeconfigs" / f"{name}.conf")
         assert "--api-server" not in argv
@@ -239,6 +248,7 @@ def test_every_component_runs_as_its_own_user(cluster: Cluster) -> None:
         f"system:node:{cluster.node}",
         "system:kube-proxy",
         "system:minik-dns",
+        "system:metrics-server",
     }
 
     def seen() -> set[str]:
@@ -246,6 +256,17 @@ def test_every_component_runs_as_its_own_user(cluster: Cluster) -> None:
         return {json.loads(line)["user"]["username"] for line in lines if line.strip()}
 
     wait_for("a request of every component in the audit log", lambda: users <= seen(), timeout=30)
+
+
+def test_top_through_the_aggregation_layer(cluster: Cluster) -> None:
+    # metrics-server scrapes every 15 s: the node's figures come after two scrapes
+    def top() -> str | None:
+        proc = cluster.minik("top", "nodes", check=False, timeout=60)
+        return proc.stdout if proc.returncode == 0 else None
+
+    out = wait_for("minik top nodes", top, timeout=120, every=2)
+    assert out.splitlines()[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+    assert out.splitlines()[1].split()[0] == cluster.node
 
 
 def test_a_user_kubeconfig_is_a_separate_identity(cluster: Cluster) -> None:
