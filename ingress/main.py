@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import resource
 import socket
 
@@ -45,9 +46,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--haproxy", default="", help="the haproxy binary (default: haproxy on PATH or in /usr/sbin)"
     )
-    p.add_argument("--threads", type=int, default=0, help="HAProxy threads (default: one per CPU)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="HAProxy threads (default: half the CPUs, 1 to 4: the backends and clients need the rest)",
+    )
     add_log_level_flag(p)
     return p.parse_args(argv)
+
+
+def default_threads() -> int:
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 def max_connections(cap: int = 20000) -> int:
@@ -67,7 +77,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         bind_address=args.bind_address,
         http_port=args.http_port,
         https_port=args.https_port,
-        threads=args.threads,
+        threads=args.threads or default_threads(),
         maxconn=max_connections(),
     )
     client = Client(load_config(args.kubeconfig, server=args.api_server))

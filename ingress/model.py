@@ -358,7 +358,7 @@ class Settings:
     http_port: int = 80
     https_port: int = 443
     maxconn: int = 4000  # HAProxy needs about two file descriptors per connection
-    threads: int = 0  # 0: HAProxy's default (one per CPU)
+    threads: int = 0  # 0: HAProxy's default (one per CPU); minik-ingress passes its own default
     slots_min: int = 4  # server slots per backend at least, so endpoint changes need no reload
     hard_stop_after: str = "60s"
 
