@@ -34,6 +34,7 @@ SECRETS = kind_info("v1", "Secret")
 NODES = kind_info("v1", "Node")
 
 SYNC = "sync"
+RESYNC_SECONDS = 30.0  # a sync at least this often: restarts an HAProxy that died, retries status
 TLS_SECRET = "kubernetes.io/tls"
 
 Obj = dict[str, Any]
@@ -198,6 +199,7 @@ class IngressController:
         self._report(d.table, ours)
         if self.update_status:
             await self._sync_status(ours)
+        self.queue.add_after(SYNC, RESYNC_SECONDS)
 
     def _report(self, table: model.Table, ours: list[Obj]) -> None:
         by_key = {object_key(i): i for i in ours}
