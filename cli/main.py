@@ -79,7 +79,7 @@ COMMANDS: dict[str, Command] = {
     "drain": Command(
         "cli.commands.drain",
         "drain",
-        "Drain a node: cordon it, then evict its pods within their budgets.",
+        "Drain a node in preparation for maintenance: cordon it, then evict its pods.",
         "verb",
     ),
     "annotate": Command("cli.commands.annotate", "annotate", "Update the annotations on a resource.", "verb"),
