@@ -428,12 +428,18 @@ class KubeletProcess(Process):
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+# components with a plain-HTTP /metrics listener of their own (apimachinery.metrics)
+METRICS_PORT_COMPONENTS = ("scheduler", "controller-manager", "proxy", "dns")
+
+
 def component(name: str, api: APIServerProcess, *extra: str) -> Process:
     """``minik-NAME --kubeconfig KUBECONFIG …`` with the component's own identity; the controller
     manager also gets the cluster CA (``--root-ca-file``) that it publishes as ``kube-root-ca.crt``."""
     argv = [str(BIN / f"minik-{name}"), "--kubeconfig", str(api.kubeconfig_for(name))]
     if name == "controller-manager":
         argv += ["--root-ca-file", str(api.pki.ca_cert)]
+    if name in METRICS_PORT_COMPONENTS:  # tests run side by side: no fixed /metrics port
+        argv += ["--metrics-bind-address", "127.0.0.1:0"]
     return Process(name, [*argv, *extra])
 
 
@@ -474,9 +480,10 @@ def hollow_nodes(api: APIServerProcess, count: int, prefix: str, *extra: str) ->
 
 def python_module(name: str, module: str, api: APIServerProcess, *extra: str) -> Process:
     """``python -m MODULE --kubeconfig KUBECONFIG …`` (minik-dns, minik-proxy) as identity ``name``."""
-    return Process(
-        name, [sys.executable, "-m", module, "--kubeconfig", str(api.kubeconfig_for(name)), *extra]
-    )
+    argv = [sys.executable, "-m", module, "--kubeconfig", str(api.kubeconfig_for(name))]
+    if name in METRICS_PORT_COMPONENTS:
+        argv += ["--metrics-bind-address", "127.0.0.1:0"]
+    return Process(name, [*argv, *extra])
 
 
 def dump_logs(*procs: Process) -> None:
