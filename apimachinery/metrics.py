@@ -269,34 +269,10 @@ def parse_bind_address(value: str) -> tuple[str, int] | None:
 async def serve(host: str, port: int) -> asyncio.Server:
     """A plain-HTTP listener answering ``GET /metrics`` (the exposition) and ``GET /healthz``
     (``ok``), 404 for anything else, 405 for other methods."""
-    import asyncio
+    from . import plainhttp
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-            target = rest.split(" ", 1)[0].split("?", 1)[0]
-            ctype = "text/plain; charset=utf-8"
-            if method not in ("GET", "HEAD"):
-                status, body = "405 Method Not Allowed", b"405 method not allowed\n"
-            elif target == "/metrics":
-                status, body, ctype = "200 OK", exposition(), CONTENT_TYPE
-            elif target == "/healthz":
-                status, body = "200 OK", b"ok"
-            else:
-                status, body = "404 Not Found", b"404 page not found\n"
-            writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + (body if method != "HEAD" else b"")
-            )
-            await writer.drain()
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, host, port)
+    routes = {"/metrics": lambda: (exposition(), CONTENT_TYPE), "/healthz": plainhttp.ok}
+    return await plainhttp.serve(host, port, routes, method_not_allowed=True)
 
 
 async def serve_from_args(args: argparse.Namespace, component: str) -> asyncio.Server | None:
