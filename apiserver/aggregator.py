@@ -56,6 +56,7 @@ SERVICE = kind_info("v1", "Service")
 ENDPOINTS = kind_info("v1", "Endpoints")
 ENDPOINTSLICE = kind_info("discovery.k8s.io/v1", "EndpointSlice")
 
+CHECK_USER = UserInfo("system:kube-aggregator", ("system:authenticated",))
 CHECK_INTERVAL = 5.0  # seconds between availability checks of an unchanged APIService
 DISCOVERY_TIMEOUT = 5.0
 PROXY_TIMEOUT = 60.0
@@ -257,7 +258,8 @@ class Aggregator:
         try:
             r = await self.client(apiservice).get(
                 b.url + path,
-                headers=header_values(UserInfo("system:kube-aggregator", ("system:masters",)), self.config),
+                # the discovery check as a plain authenticated user: system:discovery allows it
+                headers=header_values(CHECK_USER, self.config),
                 extensions={"sni_hostname": b.server_name},
                 timeout=DISCOVERY_TIMEOUT,
             )

@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -223,7 +224,7 @@ def test_unavailable_apiservices_conditions_and_503(stack: Stack) -> None:
 def test_backend_trusts_headers_only_from_the_front_proxy(stack: Stack) -> None:
     url = f"https://127.0.0.1:{stack.port}/apis/metrics.k8s.io/v1beta1/nodes"
     headers = {"X-Remote-User": "kubernetes-admin", "X-Remote-Group": "system:masters"}
-    ca = str(certs.ca_file())
+    ca = ssl.create_default_context(cafile=str(certs.ca_file()))
     # no client certificate, and a certificate of the CA with another CN: not trusted
     assert httpx.get(url, headers=headers, verify=ca).status_code == 401
     admin = certs.ssl_context(certs.client_cert("admin"))
