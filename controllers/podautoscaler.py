@@ -456,7 +456,14 @@ class HPAController(Controller):
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
-        self.hpas = self.informer(HPAS, on_change=self.enqueue, on_delete=self._deleted)
+        self.hpas = self.informer(HPAS)
+        # a new HPA or a spec change is looked at now; status writes (this controller's own) wait
+        # for the sync period, as Kubernetes' rate-limited queue does
+        self.hpas.add_event_handler(
+            self.enqueue,
+            lambda old, new: self.enqueue(new) if old.get("spec") != new.get("spec") else None,
+            self._deleted,
+        )
         self.pods = self.informer(PODS_INFO)
         self.sync_period = float(ctx.options.extra.get("horizontal_pod_autoscaler_sync_period", 15.0))
         self.history: dict[str, History] = {}
