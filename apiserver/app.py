@@ -35,6 +35,7 @@ from apiserver import managedfields, openapi, protobuf, typecheck
 from . import (
     aggregator,
     authn,
+    autoscaling_v1,
     crd,
     crdschema,
     discovery,
@@ -619,6 +620,8 @@ class APIServer:
             or (head == "apis" and len(parts) < 4)
         ):
             raise errors.NotFound("the server could not find the requested resource")
+        if head == "apis" and parts[1] == "autoscaling" and parts[2] == "v1":  # a view of v2
+            return await autoscaling_v1.serve(self.storage, request, parts)
         target = parse_resource_path(parts)
         return await self.resource(request, method, target)
 

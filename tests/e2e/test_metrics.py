@@ -5,7 +5,6 @@ authentication, and ``kubectl top`` (both kubectls) on a busy and an idle pod.""
 from __future__ import annotations
 
 import base64
-import json
 import re
 import shutil
 import ssl
@@ -447,34 +446,11 @@ def test_kubectl_autoscale_and_get_hpa(stack: Stack, image: str, which: str) -> 
             http.post(
                 f"/apis/apps/v1/namespaces/{ns}/deployments", json=_deployment("web", image, "sleep 3600")
             ).raise_for_status()
-            if which == "system":
-                # kubectl 1.32's autoscale posts autoscaling/v1, which minik does not serve (only
-                # v2, which 1.37 sends): the same HPA from a v2 manifest
-                manifest = {
-                    "apiVersion": "autoscaling/v2",
-                    "kind": "HorizontalPodAutoscaler",
-                    "metadata": {"name": "web", "namespace": ns},
-                    "spec": {
-                        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-                        "maxReplicas": 3,
-                        "metrics": [
-                            {
-                                "type": "Resource",
-                                "resource": {
-                                    "name": "cpu",
-                                    "target": {"type": "Utilization", "averageUtilization": 50},
-                                },
-                            }
-                        ],
-                    },
-                }
-                out = kubectl.run("apply", "-f", "-", input=json.dumps(manifest))
-                assert "created" in out.stdout, out.stdout + out.stderr
-            else:
-                out = kubectl.run(
-                    "autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=3", "-n", ns
-                )
-                assert "autoscaled" in out.stdout, out.stdout + out.stderr
+            # kubectl 1.32 posts autoscaling/v1 (a view of the stored v2), 1.37 autoscaling/v2
+            out = kubectl.run(
+                "autoscale", "deployment", "web", "--cpu-percent=50", "--min=1", "--max=3", "-n", ns
+            )
+            assert "autoscaled" in out.stdout, out.stdout + out.stderr
             hpa = http.get(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/web").json()
             assert hpa["spec"]["maxReplicas"] == 3 and hpa["spec"]["minReplicas"] == 1
             assert hpa["spec"]["metrics"][0]["resource"]["target"] == {
@@ -491,6 +467,9 @@ def test_kubectl_autoscale_and_get_hpa(stack: Stack, image: str, which: str) -> 
             assert header == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
             cells = wait_for(row, 120, what="kubectl get hpa showing the measured utilization", interval=1)
             assert cells[:2] == ["web", "Deployment/web"] and cells[3:6] == ["1", "3", "1"], cells
+            v1 = http.get(f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers/web").json()
+            assert v1["apiVersion"] == "autoscaling/v1" and v1["spec"]["targetCPUUtilizationPercentage"] == 50
+            assert isinstance(v1["status"]["currentCPUUtilizationPercentage"], int)
         finally:
             http.delete(f"/api/v1/namespaces/{ns}")
             shutil.rmtree(workdir, ignore_errors=True)

@@ -206,3 +206,43 @@ def test_without_behavior_up_to_twice_or_four() -> None:
     normalize_without_behavior(6, 6, 1, 20, h, NOW)
     n, able, _ = normalize_without_behavior(6, 2, 1, 20, h, NOW + 100)
     assert n == 6 and able[0] == "ScaleDownStabilized"
+
+
+def test_autoscaling_v1_view_converts_both_ways() -> None:
+    from apiserver.autoscaling_v1 import to_v1, to_v2
+
+    v1 = {
+        "apiVersion": "autoscaling/v1",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "targetCPUUtilizationPercentage": 50,
+        },
+    }
+    v2 = to_v2(v1)
+    assert v2["apiVersion"] == "autoscaling/v2"
+    assert v2["spec"]["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}},
+        }
+    ]
+    v2["status"] = {
+        "currentReplicas": 2,
+        "desiredReplicas": 3,
+        "currentMetrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 95}}}
+        ],
+    }
+    back = to_v1(v2)
+    assert back["spec"] == v1["spec"]
+    assert back["status"] == {
+        "currentReplicas": 2,
+        "desiredReplicas": 3,
+        "currentCPUUtilizationPercentage": 95,
+    }
+    # no CPU target given in v1: none in v2 either (the v2 default, 80 %, applies)
+    assert "metrics" not in to_v2({"spec": {"maxReplicas": 2}})["spec"]
