@@ -441,13 +441,15 @@ def _servers_up(ing: Ingress, ns: str, svc: str) -> int:
     count = 0
     for line in out.splitlines():
         parts = line.split()
-        # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+        # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...: running (2) and in
+        # no maintenance (admin flags FMAINT|IMAINT|RMAINT = 0x23; a slot enabled at run time keeps
+        # the configuration's CMAINT bit 0x04, which is not maintenance)
         if (
             len(parts) > 6
             and parts[1] == be
             and parts[4] != "127.0.0.1"
             and parts[5] == "2"
-            and parts[6] == "0"
+            and int(parts[6]) & 0x23 == 0
         ):
             count += 1
     return count
