@@ -38,7 +38,17 @@ from testkit.processes import minik_up_args
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = ("apimachinery", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "cli")
+SHIPPED = (
+    "apimachinery",
+    "apiserver",
+    "scheduler",
+    "controllers",
+    "kubelet",
+    "proxy",
+    "ingress",
+    "metricsserver",
+    "cli",
+)
 NOT_SHIPPED = ("tests", "testkit", "bench", "deploy", "scripts", "docs")
 SCRIPTS = (
     "minik",
@@ -48,6 +58,8 @@ SCRIPTS = (
     "minik-kubelet",
     "minik-proxy",
     "minik-dns",
+    "minik-ingress",
+    "minik-metrics-server",
 )
 
 
