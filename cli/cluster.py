@@ -254,7 +254,8 @@ def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
     for what, port in f.busy_ports:
         problems.append(
             f"port {port} (for {what}) is already in use on this host: stop what uses it or pick "
-            "other ports (--api-port, --etcd-port, --kubelet-port, --ingress-http-port, --ingress-https-port, --metrics-port)."
+            "other ports (--api-port, --etcd-port, --kubelet-port, --ingress-http-port, --ingress-https-port, --metrics-port; "
+            "the components' /metrics ports move with --kubelet-port)."
         )
     if f.network_clash:
         problems.append(f"{f.network_clash}: pick another pod network with --pod-cidr.")
@@ -332,6 +333,11 @@ def gather_facts(cfg: dict[str, Any]) -> HostFacts:
         ("the ingress controller's HTTP", cfg.get("ingress_http_port", 80), "0.0.0.0"),
         ("the ingress controller's HTTPS", cfg.get("ingress_https_port", 443), "0.0.0.0"),
         ("metrics-server", cfg.get("metrics_port", 4443), "0.0.0.0"),
+        # the components' plain-HTTP /metrics ports, derived from --kubelet-port (supervisor.settings)
+        *(
+            (f"the {name}'s /metrics", port, "127.0.0.1")
+            for name, port in cfg.get("metrics_ports", {}).items()
+        ),
     ]
     return HostFacts(
         is_root=os.geteuid() == 0,

@@ -20,6 +20,7 @@ import ipaddress
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,18 @@ BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _port_free(port: int) -> bool:
+    """Whether ``port`` can be bound on loopback now (and is a valid port)."""
+    if not 0 < port < 65536:
+        return False
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def minik_up_args(
     state: Path, node: str, pod_cidr: str, service_cidr: str, prefix: str
 ) -> tuple[list[str], int]:
@@ -47,6 +60,11 @@ def minik_up_args(
     api_port, etcd_port, kubelet_port = free_port(), free_port(), free_port()
     while etcd_port + 1 in (api_port, kubelet_port):  # etcd's peer port is the next one
         etcd_port = free_port()
+    # the components' /metrics ports are derived from the kubelet's (cli.supervisor.settings)
+    while not all(
+        _port_free(p) for p in (kubelet_port + 9, kubelet_port + 7, kubelet_port - 1, kubelet_port - 1097)
+    ):
+        kubelet_port = free_port()
     args = [
         *("--state-dir", str(state), "--api-port", str(api_port), "--etcd-port", str(etcd_port)),
         *("--kubelet-port", str(kubelet_port), "--node-name", node, "--pod-cidr", pod_cidr),
