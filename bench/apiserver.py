@@ -25,8 +25,8 @@ on ``--insecure-port`` (loopback), then measures, side by side:
 * the cost of observability (``--only overhead`` runs this alone): ConfigMap create throughput at
   concurrency 32 (wrk, admin certificate, secure port) of a server with Prometheus metrics and
   tracing on (the default flags) against a server with ``--disable-metrics --disable-tracing``
-  (each on its own etcd, started together), interleaved three times, with each server's CPU time
-  per request.
+  (each on its own etcd, started together), interleaved six times (a few per cent of run-to-run
+  noise on a 2-core machine), with each server's CPU time per request and the per-round ratios.
 
 Every other API-server figure is taken on the secure port as the cluster admin (client
 certificate).  wrk has no option for a client certificate: a small preloaded library (compiled
@@ -693,7 +693,7 @@ def observability_off_flags() -> tuple[list[str], list[str]]:
     return have, [f for f in OBSERVABILITY_FLAGS if f not in have]
 
 
-def observability_cost(seconds: int, rounds: int = 3) -> dict[str, Any]:
+def observability_cost(seconds: int, rounds: int = 6) -> dict[str, Any]:
     """Create throughput at 32 connections (the file's create measurement: wrk ``api-create``
     as admin on the secure port) of a server with metrics and tracing on against one with them
     off, each on its own etcd, interleaved ``rounds`` times (alternating which goes first) so a
@@ -749,6 +749,9 @@ def observability_cost(seconds: int, rounds: int = 3) -> dict[str, Any]:
         }
     # the metrics really were on: the server counted the creates wrk made
     out["observability_on_counted_creates"] = counted
+    out["observability_round_ratios"] = [
+        a.rate / b.rate for a, b in zip(loads["on"], loads["off"], strict=True)
+    ]
     return out
 
 
@@ -773,6 +776,11 @@ def report_observability(r: dict) -> None:
     )
     print(
         f"  creates counted by the metrics-on server's apiserver_request_total: {r['observability_on_counted_creates']:.0f}"
+    )
+    rounds = sorted(r["observability_round_ratios"])
+    print(
+        f"  on/off per round: {' '.join(f'{x:.2f}' for x in r['observability_round_ratios'])} "
+        f"(median {rounds[len(rounds) // 2]:.2f})"
     )
     ratio = on["rate"] / off["rate"]
     print(
