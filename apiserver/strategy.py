@@ -103,8 +103,15 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
     managedfields.track_create(info, obj, request_entries)
 
 
-def _validate(info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+def _validate(
+    info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None, status_only: bool = False
+) -> None:
+    """Raise 422 with the causes.  ``status_only`` (a built-in kind's ``/status`` write, whose spec
+    is the stored one): only causes in ``metadata`` and ``status`` count, as Kubernetes' status
+    strategies validate only those; a stored spec that today's rules refuse does not block status."""
     causes = validation.validate(info, obj, old)
+    if status_only:
+        causes = [c for c in causes if _top_field(c) in ("", "metadata", "status")]
     if info.custom:
         causes.extend(crdschema.validate_custom(info, obj))
     elif info.group == crdschema.GROUP:
@@ -184,9 +191,14 @@ def prepare_for_update(
             meta["generation"] = int(old_meta.get("generation") or 1) + 1
     if info.custom and subresource == "status":
         crdschema.prepare(info, result)
-    _validate(info, result, old)
+    _validate(info, result, old, status_only=subresource == "status" and not info.custom)
     managedfields.track_update(info, result, old, request_entries, subresource)
     return result
+
+
+def _top_field(cause: dict[str, str]) -> str:
+    """The top-level field a cause names (``spec`` of ``spec.containers[0].image``)."""
+    return str(cause.get("field") or "").split(".", 1)[0].split("[", 1)[0]
 
 
 def _crd_update_causes(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, str]]:
