@@ -82,6 +82,8 @@ def settings(cfg: dict[str, Any]) -> dict[str, Any]:
             "controller-manager": kubelet + 7,
             "proxy": kubelet - 1,
             "dns": kubelet - 1097,
+            "ingress": kubelet + 4,  # ingress-nginx's 10254
+            "metrics-server": kubelet + 3,
         },
     )
     if not out.get("advertise_address"):
@@ -499,6 +501,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 str(pki / "ca.crt"),
                 "--requestheader-allowed-names",
                 "front-proxy-client",
+                *metrics_flag("metrics-server"),
             ],
             api_ready,
             "the API server",
@@ -532,6 +535,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 str(cfg["ingress_https_port"]),
                 "--state-dir",
                 str(state / "ingress"),
+                *metrics_flag("ingress"),
             ],
             api_ready,
             "the API server",

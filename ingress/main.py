@@ -10,6 +10,7 @@ import os
 import resource
 import socket
 
+from apimachinery import metrics
 from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run_component, run_until_stopped
 from apimachinery.kubeconfig import load_config
@@ -28,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bind-address", default="*", help="address HAProxy listens on ('*': every IPv4 address)")
     p.add_argument("--http-port", type=int, default=80, help="port of plain HTTP")
     p.add_argument("--https-port", type=int, default=443, help="port of HTTPS (TLS terminated here)")
+    metrics.add_metrics_flag(p, 10254)
     p.add_argument(
         "--state-dir",
         default="/var/lib/minik-ingress",
@@ -89,11 +91,14 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         node_name=args.node_name,
         update_status=not args.no_status,
     )
+    metrics_listener = await metrics.serve_from_args(args, "ingress")  # GET /metrics
     try:
         if await run_until_stopped(controller.run(), stop, "ingress controller"):
             log.info("stopping")
     finally:
         await client.aclose()
+        if metrics_listener is not None:
+            metrics_listener.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from apimachinery import errors
+from apimachinery import errors, metrics
 from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run_component
 from apimachinery.informer import Informer
@@ -68,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--bind-address", default="0.0.0.0", help="address to serve HTTPS on")
     p.add_argument("--secure-port", type=int, default=4443, help="port to serve HTTPS on")
+    metrics.add_metrics_flag(p, 10253)
     p.add_argument("--tls-cert-file", required=True, help="serving certificate (for SERVICE.NAMESPACE.svc)")
     p.add_argument("--tls-private-key-file", required=True, help="the serving certificate's key")
     p.add_argument(
@@ -438,6 +439,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             log_level="warning",
         )
     )
+    metrics_listener = await metrics.serve_from_args(args, "metrics-server")  # GET /metrics
     tasks = [
         asyncio.create_task(nodes.run(), name="metrics-server-nodes"),
         asyncio.create_task(pods.run(), name="metrics-server-pods"),
@@ -462,6 +464,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         await http.aclose()
         await client.aclose()
+        if metrics_listener is not None:
+            metrics_listener.close()
 
 
 def main(argv: list[str] | None = None) -> None:

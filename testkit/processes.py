@@ -61,9 +61,8 @@ def minik_up_args(
     while etcd_port + 1 in (api_port, kubelet_port):  # etcd's peer port is the next one
         etcd_port = free_port()
     # the components' /metrics ports are derived from the kubelet's (cli.supervisor.settings)
-    while not all(
-        _port_free(p) for p in (kubelet_port + 9, kubelet_port + 7, kubelet_port - 1, kubelet_port - 1097)
-    ):
+    derived = (9, 7, -1, -1097, 4, 3)  # scheduler, controller manager, proxy, DNS, ingress, metrics-server
+    while not all(_port_free(kubelet_port + d) for d in derived):
         kubelet_port = free_port()
     args = [
         *("--state-dir", str(state), "--api-port", str(api_port), "--etcd-port", str(etcd_port)),
@@ -456,7 +455,7 @@ def component(name: str, api: APIServerProcess, *extra: str) -> Process:
     argv = [str(BIN / f"minik-{name}"), "--kubeconfig", str(api.kubeconfig_for(name))]
     if name == "controller-manager":
         argv += ["--root-ca-file", str(api.pki.ca_cert)]
-    if name in METRICS_PORT_COMPONENTS:  # tests run side by side: no fixed /metrics port
+    if name in METRICS_PORT_COMPONENTS:  # tests run side by side: no /metrics listener (port 0 is off)
         argv += ["--metrics-bind-address", "127.0.0.1:0"]
     return Process(name, [*argv, *extra])
 

@@ -43,7 +43,14 @@ DEFAULT_PORT = 19090
 SCRAPE_INTERVAL = "5s"
 USER, GROUPS = "system:minik-prometheus", ["system:monitoring"]
 # the plain-HTTP metrics ports of the components minik up starts (their --metrics-bind-address defaults)
-PLAIN_PORTS = {"scheduler": 10259, "controller-manager": 10257, "proxy": 10249, "dns": 9153}
+PLAIN_PORTS = {
+    "scheduler": 10259,
+    "controller-manager": 10257,
+    "proxy": 10249,
+    "dns": 9153,
+    "ingress": 10254,
+    "metrics-server": 10253,
+}
 
 
 def prometheus_dir(state: Path) -> Path:

@@ -33,7 +33,17 @@ pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 MINIK = str(BIN / "minik")
-JOBS = {"apiserver", "kubelet", "scheduler", "controller-manager", "proxy", "dns", "prometheus"}
+JOBS = {
+    "apiserver",
+    "kubelet",
+    "scheduler",
+    "controller-manager",
+    "proxy",
+    "dns",
+    "ingress",
+    "metrics-server",
+    "prometheus",
+}
 
 
 class Cluster:
@@ -155,6 +165,8 @@ def test_prometheus_scrapes_every_component_and_answers_promql(cluster: Cluster)
         "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
         'coredns_dns_requests_total{job="dns"}',
         f'rest_client_requests_total{{job="scheduler",host="127.0.0.1:{cluster.api_port}"}}',
+        'rest_client_requests_total{job="ingress"}',
+        'rest_client_requests_total{job="metrics-server"}',
     ):
         assert wait.wait_for(lambda q=promql: query(url, q), 60, promql, retry_errors=True), promql  # type: ignore[misc]
 

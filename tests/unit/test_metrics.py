@@ -375,7 +375,16 @@ def test_prometheus_scrape_config_has_a_job_per_component() -> None:
     }
     doc = scrape_config(cfg, Path("/s"), argvs, port=19999)
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
-    assert set(jobs) == {"apiserver", "kubelet", "scheduler", "controller-manager", "dns", "prometheus"}
+    assert set(jobs) == {
+        "apiserver",
+        "kubelet",
+        "scheduler",
+        "controller-manager",
+        "dns",
+        "ingress",
+        "metrics-server",
+        "prometheus",
+    }
     assert jobs["apiserver"]["scheme"] == "https"
     assert jobs["apiserver"]["static_configs"][0]["targets"] == ["127.0.0.1:16443"]
     assert jobs["apiserver"]["tls_config"] == {
@@ -387,6 +396,7 @@ def test_prometheus_scrape_config_has_a_job_per_component() -> None:
     assert jobs["scheduler"]["static_configs"][0]["targets"] == ["127.0.0.1:20259"]
     assert jobs["controller-manager"]["static_configs"][0]["targets"] == ["127.0.0.1:20257"]
     assert jobs["dns"]["static_configs"][0]["targets"] == ["127.0.0.1:9153"]
+    assert jobs["ingress"]["static_configs"][0]["targets"] == ["127.0.0.1:10254"]  # the flag's default
     assert jobs["prometheus"]["static_configs"][0]["targets"] == ["127.0.0.1:19999"]
 
 
@@ -394,6 +404,20 @@ def test_minik_up_gives_each_cluster_its_own_metrics_ports() -> None:
     from cli.supervisor import settings
 
     default = settings({"advertise_address": "127.0.0.1"})["metrics_ports"]
-    assert default == {"scheduler": 10259, "controller-manager": 10257, "proxy": 10249, "dns": 9153}
+    assert default == {
+        "scheduler": 10259,
+        "controller-manager": 10257,
+        "proxy": 10249,
+        "dns": 9153,
+        "ingress": 10254,
+        "metrics-server": 10253,
+    }
     other = settings({"advertise_address": "127.0.0.1", "kubelet_port": 20250})["metrics_ports"]
-    assert other == {"scheduler": 20259, "controller-manager": 20257, "proxy": 20249, "dns": 19153}
+    assert other == {
+        "scheduler": 20259,
+        "controller-manager": 20257,
+        "proxy": 20249,
+        "dns": 19153,
+        "ingress": 20254,
+        "metrics-server": 20253,
+    }
