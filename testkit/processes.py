@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import random
 import shutil
 import signal
 import socket
@@ -57,13 +58,24 @@ def minik_up_args(
 ) -> tuple[list[str], int]:
     """``minik up`` flags for a cluster beside any other on this host: free ports, the node's name,
     CIDRs, Docker network ``minik-NODE`` and iptables chain prefix; and the cluster's API port."""
-    api_port, etcd_port, kubelet_port = free_port(), free_port(), free_port()
+    api_port, etcd_port = free_port(), free_port()
+    # The components' /metrics ports are derived from the kubelet's (cli.supervisor.settings): the
+    # kubelet port is picked below the kernel's ephemeral range (32768-60999), so that neither it nor
+    # those derived from it can be taken by an outgoing connection before the cluster binds them.
+    derived = (
+        0,
+        9,
+        7,
+        -1,
+        -1097,
+        4,
+        3,
+    )  # kubelet, scheduler, controller manager, proxy, DNS, ingress, metrics-server
+    kubelet_port = random.randrange(20000, 32000)
+    while not all(_port_free(kubelet_port + d) for d in derived):
+        kubelet_port = random.randrange(20000, 32000)
     while etcd_port + 1 in (api_port, kubelet_port):  # etcd's peer port is the next one
         etcd_port = free_port()
-    # the components' /metrics ports are derived from the kubelet's (cli.supervisor.settings)
-    derived = (9, 7, -1, -1097, 4, 3)  # scheduler, controller manager, proxy, DNS, ingress, metrics-server
-    while not all(_port_free(kubelet_port + d) for d in derived):
-        kubelet_port = free_port()
     args = [
         *("--state-dir", str(state), "--api-port", str(api_port), "--etcd-port", str(etcd_port)),
         *("--kubelet-port", str(kubelet_port), "--node-name", node, "--pod-cidr", pod_cidr),
