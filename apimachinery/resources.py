@@ -157,6 +157,17 @@ RESOURCES: tuple[ResourceInfo, ...] = (
     ResourceInfo(
         "networking.k8s.io", "v1", "IngressClass", "ingressclasses", False, (), (), (), has_status=False
     ),
+    ResourceInfo(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        True,
+        ("netpol",),
+        (),
+        (),
+        has_status=False,
+    ),
     # apiextensions.k8s.io/v1
     ResourceInfo(
         "apiextensions.k8s.io",
