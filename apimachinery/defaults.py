@@ -518,6 +518,17 @@ def default_ingress(obj: Obj) -> None:
     """networking/v1 has no defaults for Ingress; kept for symmetry."""
 
 
+def default_network_policy(obj: Obj) -> None:
+    """networking/v1 ``SetDefaults_NetworkPolicy``: each port's protocol TCP, and ``policyTypes``,
+    when empty, ``Ingress`` plus ``Egress`` if the policy has egress rules."""
+    spec = _sub(obj, "spec")
+    for key in ("ingress", "egress"):
+        for rule in _dicts(spec.get(key)):
+            _default_protocols(rule.get("ports"))
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
+
+
 HPA_SCALE_UP_DEFAULTS: Obj = {
     "stabilizationWindowSeconds": 0,
     "selectPolicy": "Max",
@@ -575,6 +586,7 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("autoscaling", "HorizontalPodAutoscaler"): default_horizontal_pod_autoscaler,
     ("storage.k8s.io", "StorageClass"): default_storage_class,
     ("networking.k8s.io", "Ingress"): default_ingress,
+    ("networking.k8s.io", "NetworkPolicy"): default_network_policy,
     ("discovery.k8s.io", "EndpointSlice"): default_endpoint_slice,
     ("scheduling.k8s.io", "PriorityClass"): lambda pc: _set_empty(
         pc, preemptionPolicy="PreemptLowerPriority"
