@@ -278,34 +278,26 @@ def _changes(period: float, events: list[ScaleEvent], now: float) -> int:
     return sum(e.change for e in events if e.at > now - period)
 
 
-def scale_up_limit(current: int, h: History, rules: Obj, now: float) -> int:
+def scale_limit(up: bool, current: int, h: History, rules: Obj, now: float) -> int:
+    """The furthest the policies of ``rules`` let the count go from ``current``, up or down
+    (Kubernetes' ``calculateScaleUpLimitWithScalingRules`` and ``calculateScaleDownLimitWithBehaviors``).
+    Each policy counts from the count its period started with; ``selectPolicy: Max`` (the default)
+    takes the policy allowing the bigger change, ``Min`` the smaller one."""
     if rules.get("selectPolicy") == "Disabled":
         return current
-    pick = min if rules.get("selectPolicy") == "Min" else max
+    bigger, smaller = (max, min) if up else (min, max)
+    pick = smaller if rules.get("selectPolicy") == "Min" else bigger
     result: int | None = None
     for p in rules.get("policies") or []:
         period = float(p.get("periodSeconds") or 0)
         start = current - _changes(period, h.scale_up, now) + _changes(period, h.scale_down, now)
+        value = int(p.get("value") or 0)
         if p.get("type") == "Pods":
-            proposed = start + int(p.get("value") or 0)
+            proposed = start + value if up else start - value
+        elif up:
+            proposed = math.ceil(start * (1 + value / 100))
         else:
-            proposed = math.ceil(start * (1 + int(p.get("value") or 0) / 100))
-        result = proposed if result is None else pick(result, proposed)
-    return current if result is None else result
-
-
-def scale_down_limit(current: int, h: History, rules: Obj, now: float) -> int:
-    if rules.get("selectPolicy") == "Disabled":
-        return current
-    pick = max if rules.get("selectPolicy") == "Min" else min
-    result: int | None = None
-    for p in rules.get("policies") or []:
-        period = float(p.get("periodSeconds") or 0)
-        start = current - _changes(period, h.scale_up, now) + _changes(period, h.scale_down, now)
-        if p.get("type") == "Pods":
-            proposed = start - int(p.get("value") or 0)
-        else:
-            proposed = int(start * (1 - int(p.get("value") or 0) / 100))
+            proposed = int(start * (1 - value / 100))
         result = proposed if result is None else pick(result, proposed)
     return current if result is None else result
 
@@ -359,7 +351,7 @@ def normalize_with_behavior(
     able = (reason, message)
     limited = ("DesiredWithinRange", "the desired count is within the acceptable range")
     if stabilized > current:
-        limit = max(scale_up_limit(current, h, up, now), current)
+        limit = max(scale_limit(True, current, h, up, now), current)
         if maximum > limit:
             allowed, why = (
                 limit,
@@ -376,7 +368,7 @@ def normalize_with_behavior(
         if stabilized > allowed:
             return allowed, able, why
     elif stabilized < current:
-        limit = min(scale_down_limit(current, h, down, now), current)
+        limit = min(scale_limit(False, current, h, down, now), current)
         if minimum < limit:
             allowed, why = (
                 limit,

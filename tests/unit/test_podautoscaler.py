@@ -14,8 +14,7 @@ from controllers.podautoscaler import (
     normalize_with_behavior,
     normalize_without_behavior,
     resource_replicas,
-    scale_down_limit,
-    scale_up_limit,
+    scale_limit,
 )
 
 pytestmark = pytest.mark.unit
@@ -137,14 +136,18 @@ def test_scale_up_policies_select_max_min_disabled() -> None:
             {"type": "Percent", "value": 100, "periodSeconds": 15},
         ],
     }
-    assert scale_up_limit(10, h, rules, NOW) == 20
-    assert scale_up_limit(1, h, rules, NOW) == 5
-    assert scale_up_limit(10, h, {**rules, "selectPolicy": "Min"}, NOW) == 14
-    assert scale_up_limit(10, h, {**rules, "selectPolicy": "Disabled"}, NOW) == 10
+    assert scale_limit(True, 10, h, rules, NOW) == 20
+    assert scale_limit(True, 1, h, rules, NOW) == 5
+    assert scale_limit(True, 10, h, {**rules, "selectPolicy": "Min"}, NOW) == 14
+    assert scale_limit(True, 10, h, {**rules, "selectPolicy": "Disabled"}, NOW) == 10
     # 3 replicas added in the period: the period started at 7
     h.scale_up.append(ScaleEvent(NOW - 5, 3))
-    assert scale_up_limit(10, h, {"policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]}, NOW) == 11
-    assert scale_up_limit(10, h, {"policies": [{"type": "Pods", "value": 4, "periodSeconds": 4}]}, NOW) == 14
+    assert (
+        scale_limit(True, 10, h, {"policies": [{"type": "Pods", "value": 4, "periodSeconds": 15}]}, NOW) == 11
+    )
+    assert (
+        scale_limit(True, 10, h, {"policies": [{"type": "Pods", "value": 4, "periodSeconds": 4}]}, NOW) == 14
+    )
 
 
 def test_scale_down_policies() -> None:
@@ -156,9 +159,9 @@ def test_scale_down_policies() -> None:
             {"type": "Percent", "value": 10, "periodSeconds": 60},
         ],
     }
-    assert scale_down_limit(10, h, rules, NOW) == 8  # Max: the policy allowing the bigger change
-    assert scale_down_limit(10, h, {**rules, "selectPolicy": "Min"}, NOW) == 9
-    assert scale_down_limit(10, h, DEFAULT_SCALE_DOWN, NOW) == 0
+    assert scale_limit(False, 10, h, rules, NOW) == 8  # Max: the policy allowing the bigger change
+    assert scale_limit(False, 10, h, {**rules, "selectPolicy": "Min"}, NOW) == 9
+    assert scale_limit(False, 10, h, DEFAULT_SCALE_DOWN, NOW) == 0
 
 
 def test_stabilization_window_keeps_the_highest_recent_recommendation() -> None:
