@@ -45,12 +45,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pod-eviction-timeout", type=float, default=300.0)
     p.add_argument(
         "--allocate-node-cidrs",
-        default=False,
+        default=True,
         type=lambda v: v.lower() in ("1", "true", "yes", "on"),
-        help="run node IPAM: give each node a spec.podCIDR from --cluster-cidr (default false)",
+        help="run node IPAM: give each node a spec.podCIDR from --cluster-cidr (default true; the"
+        " kubelets' CNI networks take their pod ranges from it)",
     )
-    p.add_argument("--cluster-cidr", default="10.244.0.0/16", help="pod network of the cluster")
-    p.add_argument("--node-cidr-mask-size", type=int, default=24, help="size of each node's pod CIDR")
+    p.add_argument(
+        "--cluster-cidr", default="10.244.0.0/16", help="pod network of the cluster (default 10.244.0.0/16)"
+    )
+    p.add_argument(
+        "--node-cidr-mask-size",
+        type=int,
+        default=24,
+        help="prefix length of each node's pod CIDR (default 24)",
+    )
     p.add_argument(
         "--job-backoff-seconds",
         type=float,
