@@ -2363,6 +2363,13 @@ _VALIDATORS[("batch", "CronJob")] = (
 )
 
 
+from . import validation_netpol  # noqa: E402
+
+_VALIDATORS[("networking.k8s.io", "NetworkPolicy")] = (
+    lambda obj: validation_netpol.validate_network_policy(obj),
+    None,
+)
+
 from . import validation_autoscaling  # noqa: E402
 
 _VALIDATORS[("autoscaling", "HorizontalPodAutoscaler")] = (
