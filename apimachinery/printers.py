@@ -414,6 +414,10 @@ networking.k8s.io/Ingress
   Address | Address is a list containing ingress points for the load-balancer
   Ports | Ports of TLS configurations that open
   Age
+networking.k8s.io/NetworkPolicy
+  Name
+  Pod-Selector | podSelector selects the pods to which this NetworkPolicy object applies. The array of rules is applied to any pods selected by this field. An empty selector matches all pods in the policy's namespace. Multiple network policies can select the same set of pods. In this case, the ingress rules for each are combined additively. This field is optional. If it is not specified, it defaults to an empty selector.
+  Age
 apiregistration.k8s.io/APIService
   Name
   Service | The reference to the service that hosts this API endpoint.
@@ -965,6 +969,10 @@ def _ingress_cells(ing: Obj, now: datetime) -> Cells:
     ]
 
 
+def _network_policy_cells(np: Obj, now: datetime) -> Cells:
+    return [_name(np), format_label_selector(_get(np, "spec", "podSelector")), _age(np, now)]
+
+
 # --------------------------------------------------------------------------------------------
 # Simple core kinds
 # --------------------------------------------------------------------------------------------
@@ -1384,6 +1392,7 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
     ("coordination.k8s.io", "Lease"): _lease_cells,
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice_cells,
     ("networking.k8s.io", "Ingress"): _ingress_cells,
+    ("networking.k8s.io", "NetworkPolicy"): _network_policy_cells,
     ("storage.k8s.io", "StorageClass"): _storage_class_cells,
     ("policy", "PodDisruptionBudget"): _pdb_cells,
     ("autoscaling", "HorizontalPodAutoscaler"): _hpa_cells,
