@@ -407,6 +407,15 @@ def cluster_roles() -> list[Obj]:
                 rule(["get", "patch", "update"], [""], ["services/status"]),
             ],
         ),
+        # minik-proxy's NetworkPolicy enforcement (an addition of minik's: Kubernetes leaves
+        # NetworkPolicy to the network plugin, which brings its own role)
+        cluster_role(
+            "system:minik-network-policy",
+            [
+                rule(["list", "watch"], [""], ["pods", "namespaces"]),
+                rule(["list", "watch"], ["networking.k8s.io"], ["networkpolicies"]),
+            ],
+        ),
         cluster_role(
             "system:minik-dns",
             [
@@ -482,6 +491,7 @@ def cluster_role_bindings() -> list[Obj]:
             "metrics-server:system:auth-delegator", [user("system:metrics-server")], "system:auth-delegator"
         ),
         cluster_role_binding("system:minik-ingress", [user("system:minik-ingress")]),
+        cluster_role_binding("system:minik-network-policy", [user("system:kube-proxy")]),
         cluster_role_binding(
             "system:minik-span-writer",
             [
