@@ -319,64 +319,49 @@ def build_app(
             return _json(scrape.api_group())
         return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": [scrape.api_group()]})
 
-    def list_meta() -> dict[str, Any]:
-        return {"resourceVersion": ""}
+    def metrics_handler(
+        resource: str,
+        informer: Informer,
+        measure: Callable[[dict[str, Any]], dict[str, Any] | None],
+        kind: str,
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """GET of one ``kind`` (a ``name`` in the path) or a ``kind``List (cluster-wide, or in the
+        path's ``namespace``) of the objects of ``informer`` that ``measure`` has metrics for."""
 
-    async def node_list(request: Request) -> Response:
-        await authorize(request, resource_attrs("nodes", "list"))
-        sel = selector(request)
-        items = []
-        for n in sorted(nodes.store.list(), key=lambda o: o["metadata"]["name"]):
-            if sel.matches((n.get("metadata") or {}).get("labels") or {}):
-                m = store.node(n)
-                if m is not None:
-                    items.append(m)
-        return _json(
-            {
-                "kind": "NodeMetricsList",
-                "apiVersion": scrape.GROUP_VERSION,
-                "metadata": list_meta(),
-                "items": items,
-            }
-        )
+        async def endpoint(request: Request) -> Response:
+            ns = request.path_params.get("namespace", "")
+            name = request.path_params.get("name")
+            if name is not None:
+                await authorize(request, resource_attrs(resource, "get", ns, name))
+                obj = informer.store.get(f"{ns}/{name}" if ns else name)
+                m = measure(obj) if obj is not None else None
+                if m is None:
+                    raise errors.not_found(kind.lower(), name, "metrics.k8s.io")
+                return _json(m)
+            await authorize(request, resource_attrs(resource, "list", ns))
+            sel = selector(request)
+            items = []
+            candidates = informer.store.by_index("namespace", ns) if ns else informer.store.list()
+            for o in sorted(
+                candidates, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+            ):
+                if sel.matches((o.get("metadata") or {}).get("labels") or {}):
+                    m = measure(o)
+                    if m is not None:
+                        items.append(m)
+            return _json(
+                {
+                    "kind": kind + "List",
+                    "apiVersion": scrape.GROUP_VERSION,
+                    "metadata": {"resourceVersion": ""},
+                    "items": items,
+                }
+            )
 
-    async def node_get(request: Request) -> Response:
-        name = request.path_params["name"]
-        await authorize(request, resource_attrs("nodes", "get", name=name))
-        n = nodes.store.get(name)
-        m = store.node(n) if n is not None else None
-        if m is None:
-            raise errors.not_found("nodemetrics", name, "metrics.k8s.io")
-        return _json(m)
+        return guarded(endpoint)
 
-    async def pod_list(request: Request) -> Response:
-        ns = request.path_params.get("namespace", "")
-        await authorize(request, resource_attrs("pods", "list", ns))
-        sel = selector(request)
-        items = []
-        candidates = pods.store.by_index("namespace", ns) if ns else pods.store.list()
-        for p in sorted(candidates, key=lambda o: (o["metadata"].get("namespace"), o["metadata"]["name"])):
-            if sel.matches((p.get("metadata") or {}).get("labels") or {}):
-                m = store.pod(p)
-                if m is not None:
-                    items.append(m)
-        return _json(
-            {
-                "kind": "PodMetricsList",
-                "apiVersion": scrape.GROUP_VERSION,
-                "metadata": list_meta(),
-                "items": items,
-            }
-        )
-
-    async def pod_get(request: Request) -> Response:
-        ns, name = request.path_params["namespace"], request.path_params["name"]
-        await authorize(request, resource_attrs("pods", "get", ns, name))
-        p = pods.store.get(f"{ns}/{name}")
-        m = store.pod(p) if p is not None else None
-        if m is None:
-            raise errors.not_found("podmetrics", name, "metrics.k8s.io")
-        return _json(m)
+    node_metrics = metrics_handler("nodes", nodes, store.node, "NodeMetrics")
+    pod_metrics = metrics_handler("pods", pods, store.pod, "PodMetrics")
 
     async def health(request: Request) -> Response:
         if request.url.path == "/readyz" and not store.scraped_once:
@@ -390,11 +375,11 @@ def build_app(
         Route("/apis", guarded(discovery)),
         Route("/apis/metrics.k8s.io", guarded(discovery)),
         Route(PREFIX, guarded(discovery)),
-        Route(PREFIX + "/nodes", guarded(node_list)),
-        Route(PREFIX + "/nodes/{name}", guarded(node_get)),
-        Route(PREFIX + "/pods", guarded(pod_list)),
-        Route(PREFIX + "/namespaces/{namespace}/pods", guarded(pod_list)),
-        Route(PREFIX + "/namespaces/{namespace}/pods/{name}", guarded(pod_get)),
+        Route(PREFIX + "/nodes", node_metrics),
+        Route(PREFIX + "/nodes/{name}", node_metrics),
+        Route(PREFIX + "/pods", pod_metrics),
+        Route(PREFIX + "/namespaces/{namespace}/pods", pod_metrics),
+        Route(PREFIX + "/namespaces/{namespace}/pods/{name}", pod_metrics),
     ]
     return Starlette(routes=routes)
 
