@@ -1,4 +1,5 @@
-"""``minik-proxy --api-server URL --node-name NAME [--cleanup]``: the node's Service proxy."""
+"""``minik-proxy --api-server URL --node-name NAME [--mode iptables|userspace] [--cleanup]``: the
+node's Service proxy (kernel DNAT rules by default, the userspace forwarder with ``--mode userspace``)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,33 @@ from apimachinery.component import add_kubeconfig_flags, add_log_level_flag, run
 from apimachinery.kubeconfig import load_config
 
 from . import iptables
+from .kernel import KernelProxier
 from .proxier import Proxier
 
 log = logging.getLogger("proxy")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="minik-proxy", description="minik's userspace Service proxy")
+    p = argparse.ArgumentParser(prog="minik-proxy", description="minik's Service proxy")
     add_kubeconfig_flags(p)
     p.add_argument("--node-name", default=socket.gethostname(), help="the Node this proxy serves")
     p.add_argument(
+        "--mode",
+        choices=["iptables", "userspace"],
+        default="iptables",
+        help="iptables: the kernel DNATs Service traffic (kube-proxy's iptables mode); "
+        "userspace: connections are accepted and copied by this process",
+    )
+    p.add_argument(
+        "--cluster-cidr",
+        default="",
+        help="comma-separated pod CIDRs: traffic to a ClusterIP from other sources is masqueraded "
+        "(default: every Node's spec.podCIDR); iptables mode",
+    )
+    p.add_argument(
         "--bind-address",
         default="0.0.0.0",
-        help="address of the portal listeners the iptables REDIRECT rules point at",
+        help="address of the portal listeners the iptables REDIRECT rules point at (userspace mode)",
     )
     p.add_argument(
         "--node-ip",
@@ -44,15 +59,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--udp-timeout",
         type=float,
         default=2.0,
-        help="seconds an idle UDP session (client -> endpoint) is kept",
+        help="seconds an idle UDP session (client -> endpoint) is kept (userspace mode)",
     )
     p.add_argument(
         "--iptables-chain-prefix",
         default="MINIK",
-        help="prefix of the proxy's own chains (PREFIX-SERVICES and PREFIX-POSTROUTING in nat, "
-        "PREFIX-REJECT and PREFIX-FORWARD in filter)",
+        help="prefix of every chain the proxy makes (PREFIX-SERVICES, PREFIX-SVC-..., PREFIX-FORWARD, ...)",
     )
-    p.add_argument("--cleanup", action="store_true", help="remove every iptables rule and chain, then exit")
+    p.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="remove every chain named PREFIX-* (both modes, NetworkPolicy) and the jumps into them, then exit",
+    )
     metrics.add_metrics_flag(p, 10249)
     add_log_level_flag(p)
     return p.parse_args(argv)
@@ -66,15 +84,28 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     config = load_config(args.kubeconfig, server=args.api_server)
     tracing.setup("proxy", config)  # spans for minik trace, shipped to the API server
     client = Client(config)
-    proxier = Proxier(
-        client,
-        args.node_name,
-        iptables.Iptables(args.iptables_chain_prefix),
-        args.bind_address,
-        args.node_ip,
-        nodeport_addresses=[c for c in args.nodeport_addresses.split(",") if c],
-        udp_timeout=args.udp_timeout,
-    )
+    nodeport_addresses = [c for c in args.nodeport_addresses.split(",") if c]
+    proxier: Proxier
+    if args.mode == "iptables":
+        proxier = KernelProxier(
+            client,
+            args.node_name,
+            args.iptables_chain_prefix,
+            args.node_ip,
+            nodeport_addresses=nodeport_addresses,
+            cluster_cidrs=[c.strip() for c in args.cluster_cidr.split(",") if c.strip()],
+        )
+    else:
+        proxier = Proxier(
+            client,
+            args.node_name,
+            iptables.Iptables(args.iptables_chain_prefix),
+            args.bind_address,
+            args.node_ip,
+            nodeport_addresses=nodeport_addresses,
+            udp_timeout=args.udp_timeout,
+        )
+    log.info("proxy mode %s", args.mode)
     metrics_server = await metrics.serve_from_args(args, "proxy")  # GET /metrics
     try:
         if await run_until_stopped(proxier.run(), stop, "proxier"):

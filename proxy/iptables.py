@@ -84,6 +84,12 @@ class Iptables:
         self._last: tuple[str, str] | None = None
         self._last_plan: RulePlan | None = None
 
+    def own_chains(self) -> dict[str, set[str]]:
+        return {
+            "nat": {self.services_chain, self.postrouting_chain},
+            "filter": {self.reject_chain, self.forward_chain},
+        }
+
     async def ensure_chains(self) -> None:
         # Create missing chains (existing ones keep their rules until the first apply replaces
         # them, so a restart does not interrupt Services), then the jumps into them.
@@ -141,24 +147,75 @@ class Iptables:
         return True
 
 
+TABLES = ("filter", "nat", "mangle", "raw")
+
+
+async def save(table: str) -> str:
+    return (await _run("iptables-save", "-t", table))[1]
+
+
+def prefix_chains(saved: str, prefix: str) -> set[str]:
+    """The chains of ``iptables-save`` output whose names start with ``PREFIX-``."""
+    return {
+        line[1:].split()[0]
+        for line in saved.splitlines()
+        if line.startswith(f":{prefix}-") and line[1:].split()
+    }
+
+
+def _jump_target(rule: str) -> str | None:
+    parts = rule.split()
+    for i, part in enumerate(parts[:-1]):
+        if part in ("-j", "-g", "--jump", "--goto"):
+            return parts[i + 1]
+    return None
+
+
+async def remove_chains(table: str, chains: set[str]) -> None:
+    """Delete ``chains`` from ``table`` with every rule elsewhere that jumps to them, in one
+    ``iptables-restore --noflush`` transaction."""
+    if not chains:
+        return
+    saved = await save(table)
+    present = {
+        line[1:].split()[0] for line in saved.splitlines() if line.startswith(":") and line[1:].split()
+    }
+    chains = chains & present
+    if not chains:
+        return
+    lines = [f"*{table}"]
+    for line in saved.splitlines():
+        if line.startswith("-A ") and line.split()[1] not in chains and _jump_target(line) in chains:
+            lines.append("-D " + line[3:])
+    lines += [f":{ch} - [0:0]" for ch in sorted(chains)]
+    lines += [f"-X {ch}" for ch in sorted(chains)]
+    lines.append("COMMIT")
+    await _run("iptables-restore", "-w", "--noflush", stdin=("\n".join(lines) + "\n").encode())
+    log.info("removed %d chains from %s: %s", len(chains), table, ", ".join(sorted(chains)))
+
+
+NETWORK_POLICY_MARK = "-NWPLCY"  # the NetworkPolicy chains live beside the proxy's: never touched
+
+
+async def remove_other_chains(prefix: str, keep: dict[str, set[str]]) -> None:
+    """Remove the ``PREFIX-*`` chains not in ``keep`` (per table), sparing NetworkPolicy's."""
+    for table in ("filter", "nat"):
+        saved = await save(table)
+        other = {
+            ch
+            for ch in prefix_chains(saved, prefix)
+            if ch not in keep.get(table, set()) and not ch.startswith(prefix + NETWORK_POLICY_MARK)
+        }
+        await remove_chains(table, other)
+
+
 async def cleanup(prefix: str = "MINIK") -> None:
-    """Remove every jump and chain the proxy made (``minik-proxy --cleanup``)."""
-    services_chain, reject_chain = chain_names(prefix)
-    forward_chain, postrouting_chain = pod_network_chain_names(prefix)
-    for table, builtins, chain in (
-        ("nat", NAT_JUMPS, services_chain),
-        ("filter", FILTER_JUMPS, reject_chain),
-        ("nat", ("POSTROUTING",), postrouting_chain),
-        ("filter", (DOCKER_USER,), forward_chain),
-    ):
-        spec = _jump_spec(chain)
-        for builtin in builtins:
-            while (await _run("iptables", "-w", "-t", table, "-C", builtin, *spec, check=False))[0] == 0:
-                await _run("iptables", "-w", "-t", table, "-D", builtin, *spec)
-        if await _chain_exists(table, chain):
-            await _run("iptables", "-w", "-t", table, "-F", chain)
-            await _run("iptables", "-w", "-t", table, "-X", chain)
-            log.info("removed chain %s/%s", table, chain)
+    """Remove every chain named ``PREFIX-*`` (both proxy modes' chains and the NetworkPolicy
+    chains) and every jump into them (``minik-proxy --cleanup``)."""
+    for table in TABLES:
+        rc, saved = await _run("iptables-save", "-t", table, check=False)
+        if rc == 0:
+            await remove_chains(table, prefix_chains(saved, prefix))
 
 
 async def chains_present(prefix: str = "MINIK") -> list[str]:

@@ -21,6 +21,7 @@ from apimachinery.informer import Informer, object_key
 from apimachinery.resources import kind_info
 from apimachinery.workqueue import WorkQueue, run_workers
 
+from . import iptables as iptables_mod
 from . import model
 from .forwarder import UDP_TIMEOUT, AnyPortProxy, new_port_proxy
 from .iptables import Iptables
@@ -131,8 +132,7 @@ class Proxier:
             for inf in (self.services, self.slices, self.endpoints, self.nodes):
                 await inf.wait_for_sync()
             self._node_ips = self.node_ips()
-            if self.iptables is not None:
-                await self.iptables.ensure_chains()
+            await self.prepare()
             # Level-triggered start: every Service once, then the rules (replacing stale ones).
             for key in self.services.store.keys():
                 await self.reconcile(key)
@@ -143,6 +143,13 @@ class Proxier:
             await run_workers(self.queue, self.reconcile, workers)
         finally:
             await self.stop()
+
+    async def prepare(self) -> None:
+        """Before the first sync: the chains and the jumps into them."""
+        if self.iptables is not None:
+            # chains an iptables-mode run left behind (same prefix) would still catch the VIPs
+            await iptables_mod.remove_other_chains(self.iptables.prefix, self.iptables.own_chains())
+            await self.iptables.ensure_chains()
 
     async def stop(self) -> None:
         self.queue.shut_down()

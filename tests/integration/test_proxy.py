@@ -1,6 +1,7 @@
 """minik-proxy with real iptables and Docker: a bridge network made for the test, busybox httpd
 backends, Services and Endpoints created by hand (as the endpoints controller would), the proxy
 as a subprocess, a client container fetching through the VIP and the host fetching NodePorts.
+Every test runs against both modes (``--mode iptables``, the default, and ``--mode userspace``).
 
 Everything is removed afterwards, also on failure: containers and the network by label, the
 iptables chains by ``minik-proxy --cleanup`` (checked gone).  The proxy uses its own chain prefix
@@ -49,8 +50,10 @@ def wait_for(check: Callable[[], Any], timeout: float = 20, what: str = "conditi
 
 
 class Env:
-    def __init__(self, api: httpx.Client, apiserver: APIServerProcess) -> None:
+    def __init__(self, api: httpx.Client, apiserver: APIServerProcess, mode: str = "iptables") -> None:
         self.api = api
+        self.mode = mode
+        self.services: list[str] = []
         self.apiserver = apiserver
         self.docker = docker.from_env()
         self.tag = uuid.uuid4().hex[:8]
@@ -59,7 +62,15 @@ class Env:
         self.backends: list[tuple[str, str]] = []  # (name, ip)
         self.client: Any = None
         self.proxy = python_module(
-            "proxy", "proxy.command", apiserver, "--node-name", NODE, "--iptables-chain-prefix", PREFIX
+            "proxy",
+            "proxy.command",
+            apiserver,
+            "--node-name",
+            NODE,
+            "--iptables-chain-prefix",
+            PREFIX,
+            "--mode",
+            mode,
         )
 
     # -- setup -----------------------------------------------------------------------------------
@@ -122,6 +133,9 @@ class Env:
         return self.proxy.log()
 
     def teardown(self) -> None:
+        for name in self.services:  # the API server is shared with the other mode's run
+            self.api.delete(f"/api/v1/namespaces/{NS}/services/{name}")
+            self.api.delete(f"/api/v1/namespaces/{NS}/endpoints/{name}")
         self.proxy.stop()
         subprocess.run(
             [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", PREFIX],
@@ -144,6 +158,7 @@ class Env:
             f"/api/v1/namespaces/{NS}/services", json={"metadata": {"name": name}, "spec": body}
         )
         assert r.status_code == 201, r.text
+        self.services.append(name)
         return dict(r.json())
 
     def endpoints(self, name: str, subsets: list[dict[str, Any]]) -> None:
@@ -174,10 +189,10 @@ class Env:
         return code, out.decode(errors="replace")
 
 
-@pytest.fixture(scope="module")
-def env(apiserver: APIServerProcess) -> Iterator[Env]:
+@pytest.fixture(scope="module", params=["iptables", "userspace"])
+def env(apiserver: APIServerProcess, request: pytest.FixtureRequest) -> Iterator[Env]:
     with apiserver.http() as api:
-        e = Env(api, apiserver)
+        e = Env(api, apiserver, request.param)
         try:
             e.setup()
             e.start_proxy()
@@ -238,8 +253,13 @@ def test_dead_endpoint_is_skipped_and_no_endpoints_refuses(env: Env) -> None:
     svc = env.service("flaky")
     vip = svc["spec"]["clusterIP"]
     env.wait_rule(vip)
-    # backend-2 listens on 8080, not on 9999: connecting there fails, so backend-1 answers
-    env.endpoints("flaky", [env.subset([env.backends[0][1]]), env.subset([env.backends[1][1]], port=9999)])
+    if env.mode == "userspace":  # the iptables mode, like kube-proxy's, has no retry
+        # backend-2 listens on 8080, not on 9999: connecting there fails, so backend-1 answers
+        env.endpoints(
+            "flaky", [env.subset([env.backends[0][1]]), env.subset([env.backends[1][1]], port=9999)]
+        )
+    else:
+        env.endpoints("flaky", [env.subset([env.backends[0][1]])])
     for _ in range(2):
         wait_for(
             lambda: env.fetch_in_client(f"http://{vip}/") == (0, "backend-1\n"), what="backend-1 via flaky"
