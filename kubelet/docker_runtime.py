@@ -43,6 +43,7 @@ from .runtime import (
     LABEL_POD_UID,
     LABEL_RESTART_COUNT,
     LABEL_TYPE,
+    NETWORK_NONE,
     STATE_CREATED,
     STATE_EXITED,
     STATE_RUNNING,
@@ -197,14 +198,17 @@ def _sandbox_from_attrs(attrs: dict[str, Any], network: str | None = None) -> Sa
             if net.get("IPAddress"):
                 ip = net["IPAddress"]
                 break
+    state = _state(attrs)
+    pid = int((attrs.get("State") or {}).get("Pid") or 0)
     return SandboxStatus(
         id=str(attrs.get("Id", "")),
         pod=_pod_ref(labels),
         attempt=_int_label(labels, LABEL_ATTEMPT),
-        state=_state(attrs),
+        state=state,
         ip=ip,
         created_at=parse_docker_time(attrs.get("Created")) or 0.0,
         labels=labels,
+        netns=f"/proc/{pid}/ns/net" if pid and state == STATE_RUNNING else "",
     )
 
 
@@ -500,7 +504,7 @@ class DockerRuntime:
         image = await self.ensure_sandbox_image()
         labels = self._pod_labels(TYPE_SANDBOX, config, {LABEL_ATTEMPT: str(config.attempt)})
         ports: dict[str, Any] = {}
-        for pm in config.ports:
+        for pm in config.ports if config.network != NETWORK_NONE else []:  # else: CNI's portmap
             key = f"{pm.container_port}/{pm.protocol.lower()}"
             ports[key] = (pm.host_ip, pm.host_port) if pm.host_ip else pm.host_port
         name = sandbox_name(config)

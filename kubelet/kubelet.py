@@ -30,10 +30,12 @@ from apimachinery.timefmt import rfc3339
 from apimachinery.workqueue import WorkQueue, run_workers
 
 from . import envvars, podstate, sa_token, trace, volumes
+from .cni import CNIError, PodNetwork
 from .metrics import KubeletMetrics
-from .node import NodeAgent, every
+from .node import NODES, NodeAgent, every
 from .probes import ProbeManager, run_probe
 from .runtime import (
+    NETWORK_NONE,
     STATE_EXITED,
     STATE_RUNNING,
     ContainerConfig,
@@ -58,6 +60,7 @@ PVCS = kind_info("v1", "PersistentVolumeClaim")
 PVS = kind_info("v1", "PersistentVolume")
 SERVICES = kind_info("v1", "Service")
 
+NETWORK_NOT_READY = "network plugin is not ready: cni config uninitialized"
 RELIST_PERIOD = 1.0
 RESYNC_PERIOD = 60.0
 TERMINAL = ("Succeeded", "Failed")
@@ -162,6 +165,36 @@ def pod_dns(
     return servers, searches, options
 
 
+def host_ports(pod: Obj) -> list[PortMapping]:
+    """The ``hostPort`` mappings of the pod's containers."""
+    ports = []
+    for c in (pod.get("spec") or {}).get("containers") or []:
+        for p in c.get("ports") or []:
+            if p.get("hostPort"):
+                ports.append(
+                    PortMapping(
+                        int(p["containerPort"]),
+                        int(p["hostPort"]),
+                        str(p.get("protocol") or "TCP"),
+                        str(p.get("hostIP") or ""),
+                    )
+                )
+    return ports
+
+
+def port_mappings(pod: Obj) -> list[Obj]:
+    """The pod's ``hostPort`` mappings as CNI's ``portMappings`` capability argument."""
+    return [
+        {
+            "hostPort": pm.host_port,
+            "containerPort": pm.container_port,
+            "protocol": pm.protocol.lower(),
+            **({"hostIP": pm.host_ip} if pm.host_ip else {}),
+        }
+        for pm in host_ports(pod)
+    ]
+
+
 # how long after a SIGKILL exit the kubelet keeps looking for Docker's (later) OOM record; a
 # loaded machine can deliver it seconds after the exit
 OOM_RECHECK_SECONDS = 15
@@ -175,15 +208,17 @@ class Kubelet:
         node_name: str,
         node_ip: str,
         port: int,
-        pod_cidr: str,
+        pod_cidr: str | None,
         network_name: str,
         root_dir: str,
         workers: int = 8,
         relist_period: float = RELIST_PERIOD,
         cluster_dns: list[str] | None = None,
         cluster_domain: str = "cluster.local",
+        network: PodNetwork | None = None,
     ) -> None:
         self.client = client
+        self.network = network  # CNI; None: the runtime's own network (--network-plugin docker)
         self.cluster_dns = list(cluster_dns or [])
         self.cluster_domain = cluster_domain
         self.runtime = runtime
@@ -224,10 +259,22 @@ class Kubelet:
 
     async def start(self) -> None:
         """Register the node, prepare the pod network, start informers, workers and loops."""
+        if self.network is not None and not self.pod_cidr:
+            self.node.network_error = NETWORK_NOT_READY  # until node IPAM gives the node a CIDR
         node = await self.node.register()
         cidr = (node.get("spec") or {}).get("podCIDR") or self.pod_cidr
-        self.pod_cidr = cidr
-        await self.runtime.ensure_network(self.network_name, cidr)
+        if self.network is None:
+            self.pod_cidr = cidr
+            await self.runtime.ensure_network(self.network_name, cidr or "")
+        else:
+            if not cidr:
+                cidr = await self._wait_pod_cidr()
+            self.pod_cidr = cidr
+            self.network.configure(cidr)
+            await self._collect_network_garbage()
+            if self.node.network_error:
+                self.node.network_error = ""
+                await self.node.update_status(force=True)
         self.pods.add_event_handler(
             on_add=self._on_pod_add,
             on_update=self._on_pod_update,
@@ -243,6 +290,86 @@ class Kubelet:
         self._spawn(self._pleg_loop(), "pleg")
         self._spawn(run_workers(self.queue, self.reconcile, self.workers), "pod-workers")
         log.info("kubelet for node %s started (pod network %s %s)", self.node_name, self.network_name, cidr)
+
+    async def _wait_pod_cidr(self) -> str:
+        """Poll the Node until the controller manager's node IPAM sets ``spec.podCIDR`` (the node
+        is NotReady, reason NetworkPluginNotReady, meanwhile); its lease is renewed while waiting."""
+        log.info("node %s: waiting for node.spec.podCIDR (%s)", self.node_name, NETWORK_NOT_READY)
+        lease = asyncio.create_task(self.node.lease_loop(), name="lease-while-waiting")
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                try:
+                    node = await self.client.get(NODES, self.node_name)
+                except Exception as exc:  # noqa: BLE001 - the API server may be restarting
+                    log.warning("node %s: reading the node failed: %s", self.node_name, exc)
+                    continue
+                cidr = str((node.get("spec") or {}).get("podCIDR") or "")
+                if cidr:
+                    log.info("node %s: pod CIDR %s", self.node_name, cidr)
+                    return cidr
+        finally:
+            lease.cancel()
+            await asyncio.gather(lease, return_exceptions=True)
+
+    async def _collect_network_garbage(self) -> None:
+        """Release the pod-network attachments of sandboxes that are gone or not running (a
+        kubelet killed between a sandbox's removal and its DEL, or while setting one up)."""
+        assert self.network is not None
+        live = {s.id: s.netns for s in await self.runtime.list_sandboxes() if s.state == STATE_RUNNING}
+        released = await self.network.garbage_collect(live)
+        if released:
+            log.info("node %s: released the pod network of %d gone sandboxes", self.node_name, len(released))
+
+    def _with_ip(self, sandbox: SandboxStatus | None) -> SandboxStatus | None:
+        """With CNI the runtime does not know the pod IP: it comes from the CNI result."""
+        if sandbox is not None and self.network is not None and not sandbox.ip:
+            sandbox.ip = self.network.ip_of(sandbox.id) if sandbox.state == STATE_RUNNING else ""
+        return sandbox
+
+    async def _teardown_network(self, sandbox: SandboxStatus) -> None:
+        """CNI DEL of a sandbox's network, before the sandbox is stopped (its namespace still
+        there, so the plugins can remove the interface and its masquerade rule)."""
+        if self.network is None:
+            return
+        try:
+            if await self.network.teardown(sandbox.id, sandbox.netns):
+                log.info(
+                    "pod %s/%s: released the network of sandbox %s",
+                    sandbox.pod.namespace,
+                    sandbox.pod.name,
+                    sandbox.id[:12],
+                )
+        except (CNIError, OSError) as exc:
+            log.warning("releasing the network of sandbox %s failed: %s", sandbox.id[:12], exc)
+
+    async def _network_or_remove(self, pod: Obj, sandbox_id: str) -> SandboxStatus | None:
+        """:meth:`_setup_network`; when it fails the sandbox is removed and the failure raised as
+        the runtime error Kubernetes reports (FailedCreatePodSandBox)."""
+        try:
+            return (await self._setup_network(pod, sandbox_id))[0]
+        except (CNIError, OSError) as exc:
+            with contextlib.suppress(RuntimeError_):
+                await self.runtime.stop_sandbox(sandbox_id)
+                await self.runtime.remove_sandbox(sandbox_id)
+            raise RuntimeError_(
+                f'failed to set up sandbox container "{sandbox_id[:12]}" network for pod'
+                f' "{pod_ref(pod).name}": networkPlugin cni failed to set up pod network: {exc}',
+                "CreatePodSandboxError",
+            ) from exc
+
+    async def _setup_network(self, pod: Obj, sandbox_id: str) -> tuple[SandboxStatus | None, float]:
+        """CNI ADD of a started sandbox: its status with the pod IP, and the seconds the ADD took."""
+        assert self.network is not None
+        sandbox = await self.runtime.inspect_sandbox(sandbox_id)
+        if sandbox is None or sandbox.state != STATE_RUNNING or not sandbox.netns:
+            return sandbox, 0.0
+        ref = pod_ref(pod)
+        ip, took = await self.network.setup(
+            sandbox_id, sandbox.netns, ref.namespace, ref.name, port_mappings(pod)
+        )
+        sandbox.ip = ip
+        return sandbox, took
 
     def _on_pod_add(self, pod: Obj) -> None:
         trace.seen(pod)  # minik trace: the wait from here to the pod's first sync
@@ -388,6 +515,7 @@ class Kubelet:
         for c in containers:
             await self.runtime.remove_container(c.id)
         for s in await self.runtime.list_sandboxes(uid):
+            await self._teardown_network(s)
             await self.runtime.stop_sandbox(s.id)
             await self.runtime.remove_sandbox(s.id)
         await self.volumes.teardown(uid)
@@ -412,6 +540,8 @@ class Kubelet:
         spec = pod.get("spec") or {}
         old_status = pod.get("status") or {}
         sandboxes, containers = await self.runtime.list_pod(ref.uid)
+        for s in sandboxes:
+            self._with_ip(s)
         sandbox: SandboxStatus | None = podstate.latest_sandbox(sandboxes)
         waiting = self._waiting.setdefault(ref.uid, {})
 
@@ -457,7 +587,7 @@ class Kubelet:
             if plan.kill_pod:
                 await self._stop_all(pod, containers, sandboxes)
                 containers = await self.runtime.list_containers(ref.uid)
-                sandbox = podstate.latest_sandbox(await self.runtime.list_sandboxes(ref.uid))
+                sandbox = self._with_ip(podstate.latest_sandbox(await self.runtime.list_sandboxes(ref.uid)))
             await self._write_status(pod, sandbox, containers, waiting)
             return
 
@@ -472,6 +602,7 @@ class Kubelet:
             if plan.kill_pod:
                 await self._stop_all(pod, containers, sandboxes, remove_sandboxes=True)
             sandbox = None
+            networked: SandboxStatus | None = None
             try:
                 t_listed = time.perf_counter()
                 sandbox_id = await self._create_sandbox(pod, plan.sandbox_attempt)
@@ -486,6 +617,9 @@ class Kubelet:
                             self._prepare_early(pod, sandbox_id, start, mounts_task, waiting, started)
                         )
                 await self.runtime.start_sandbox(sandbox_id)
+                t_started = time.perf_counter()
+                if self.network is not None:  # the pod's IP: CNI ADD before any container starts
+                    networked = await self._network_or_remove(pod, sandbox_id)
             except RuntimeError_ as exc:
                 await self._abandon(early, mounts_task, started)
                 self.event(pod, "Warning", "FailedCreatePodSandBox", str(exc))
@@ -494,15 +628,20 @@ class Kubelet:
                 await self._write_status(pod, None, containers, waiting)
                 self.queue.add_after(key, 5)
                 return
-            # the pod's IP, read while the first containers start
-            inspect_sandbox = asyncio.create_task(self.runtime.inspect_sandbox(sandbox_id))
             t_sandbox = time.perf_counter()
+            if self.network is not None:
+                inspect_sandbox = asyncio.get_running_loop().create_future()
+                inspect_sandbox.set_result(networked)
+            else:  # the pod's IP, read while the first containers start
+                inspect_sandbox = asyncio.create_task(self.runtime.inspect_sandbox(sandbox_id))
             if tracing.active():
-                trace.sandbox(pod, wall0, t0, t_listed, t_created, t_sandbox)
+                trace.sandbox(pod, wall0, t0, t_listed, t_created, t_started, t_sandbox)
             phases = (
                 f"sandbox create {(t_created - t_listed) * 1000:.0f} ms,"
-                f" start {(t_sandbox - t_created) * 1000:.0f} ms, "
+                f" start {(t_started - t_created) * 1000:.0f} ms, "
             )
+            if self.network is not None:
+                phases += f"network {(t_sandbox - t_started) * 1000:.0f} ms, "
             log.info("%s: sandbox %s started", key, sandbox_id[:12])
         else:
             assert sandbox is not None
@@ -638,6 +777,7 @@ class Kubelet:
             *(self.kill_container(pod, c, grace, None) for c in containers if c.state == STATE_RUNNING)
         )
         for s in sandboxes:
+            await self._teardown_network(s)
             if s.state == STATE_RUNNING:
                 await self.runtime.stop_sandbox(s.id)
             if remove_sandboxes:
@@ -654,7 +794,9 @@ class Kubelet:
             return True, ""
         pod_ip = str((pod.get("status") or {}).get("podIP") or "")
         if not pod_ip and (handler.get("httpGet") or handler.get("tcpSocket")):
-            sandbox = podstate.latest_sandbox(await self.runtime.list_sandboxes(pod_ref(pod).uid))
+            sandbox = self._with_ip(
+                podstate.latest_sandbox(await self.runtime.list_sandboxes(pod_ref(pod).uid))
+            )
             pod_ip = sandbox.ip if sandbox else ""
 
         async def exec_in(cmd: list[str], t: float) -> int:
@@ -716,18 +858,7 @@ class Kubelet:
         """Create (not start) the pod's sandbox: its ID."""
         spec = pod.get("spec") or {}
         meta = pod.get("metadata") or {}
-        ports = []
-        for c in spec.get("containers") or []:
-            for p in c.get("ports") or []:
-                if p.get("hostPort"):
-                    ports.append(
-                        PortMapping(
-                            int(p["containerPort"]),
-                            int(p["hostPort"]),
-                            str(p.get("protocol") or "TCP"),
-                            str(p.get("hostIP") or ""),
-                        )
-                    )
+        ports = host_ports(pod)
         hostname = str(spec.get("hostname") or meta.get("name", ""))
         servers, searches, options = pod_dns(
             spec, meta.get("namespace", "default"), self.cluster_dns, self.cluster_domain
@@ -736,7 +867,7 @@ class Kubelet:
             pod_ref(pod),
             attempt,
             hostname,
-            self.network_name,
+            NETWORK_NONE if self.network is not None else self.network_name,
             ports,
             dns_servers=servers,
             dns_search=searches,

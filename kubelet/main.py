@@ -19,7 +19,7 @@ from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, run_component
 from apimachinery.kubeconfig import load_config
 
-from . import auth
+from . import auth, cni
 from .docker_runtime import DockerRuntime
 from .kubelet import Kubelet
 from .node import default_node_ip
@@ -98,9 +98,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--docker-host", default=None, help="Docker endpoint (default: $DOCKER_HOST or the local socket)"
     )
     p.add_argument(
-        "--pod-cidr", default=DEFAULT_POD_CIDR, help="pod subnet when node.spec.podCIDR is not set"
+        "--pod-cidr",
+        default=None,
+        help="pod subnet when node.spec.podCIDR is not set (default: wait for node IPAM to set it;"
+        f" {DEFAULT_POD_CIDR} with --network-plugin docker)",
     )
-    p.add_argument("--network-name", default="minik-pods", help="Docker bridge network for this node's pods")
+    p.add_argument(
+        "--network-plugin",
+        choices=("cni", "docker"),
+        default="cni",
+        help="cni: CNI plugins set up each sandbox's network; docker: a Docker bridge network per node",
+    )
+    p.add_argument(
+        "--network-name",
+        default=cni.DEFAULT_NETWORK_NAME,
+        help="the CNI network's name (with --network-plugin docker: the Docker network's)",
+    )
+    p.add_argument(
+        "--cni-conf-dir", default=cni.DEFAULT_CONF_DIR, help="where the kubelet writes its conflist"
+    )
+    p.add_argument(
+        "--cni-bin-dir", default=cni.DEFAULT_BIN_DIRS, help="colon-separated search path of CNI plugins"
+    )
+    p.add_argument(
+        "--cni-cache-dir",
+        default=cni.DEFAULT_CACHE_DIR,
+        help="CNI results cache (results/) and host-local's allocations (networks/)",
+    )
+    p.add_argument(
+        "--cni-bridge",
+        default=None,
+        help="the bridge device (at most 15 characters; default minik0 for the default network name,"
+        " else mk + 8 hex digits of the name's SHA-1)",
+    )
     p.add_argument("--root-dir", default="/var/lib/minik/kubelet", help="directory for pod volumes")
     p.add_argument(
         "--pod-infra-image", default=None, help="sandbox image (default: build minik/pause:1 from busybox)"
@@ -166,18 +196,30 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     runtime = DockerRuntime(args.node_name, args.docker_host, args.pod_infra_image)
     node_ip = args.node_ip or default_node_ip()
     os.makedirs(args.root_dir, exist_ok=True)
+    network = None
+    pod_cidr = args.pod_cidr
+    if args.network_plugin == "cni":
+        bridge = args.cni_bridge or cni.bridge_name(args.network_name)
+        if len(bridge) > 15:
+            raise SystemExit(f"minik-kubelet: --cni-bridge {bridge!r} is longer than 15 characters")
+        network = cni.PodNetwork(
+            args.network_name, args.cni_conf_dir, args.cni_bin_dir, args.cni_cache_dir, bridge
+        )
+    elif not pod_cidr:
+        pod_cidr = DEFAULT_POD_CIDR
     kubelet = Kubelet(
         client,
         runtime,
         args.node_name,
         node_ip,
         args.port,
-        args.pod_cidr,
+        pod_cidr,
         args.network_name,
         args.root_dir,
         workers=args.workers,
         cluster_dns=[a for a in args.cluster_dns.split(",") if a],
         cluster_domain=args.cluster_domain,
+        network=network,
     )
     server: uvicorn.Server | None = None
     server_task: asyncio.Task[None] | None = None

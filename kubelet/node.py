@@ -114,20 +114,21 @@ def node_status(
     boot_id: str = "",
     images: list[Obj] | None = None,
     runtime_ok: bool = True,
+    network_error: str = "",
 ) -> Obj:
     now = rfc3339()
     cpu = str(facts["cpus"])
     memory = f"{int(facts['memory']) // 1024}Ki"
     storage = f"{int(facts['disk']) // 1024}Ki"
     capacity = {"cpu": cpu, "memory": memory, "pods": str(MAX_PODS), "ephemeral-storage": storage}
-    ready = _condition(
-        "Ready",
-        "True" if runtime_ok else "False",
-        "KubeletReady" if runtime_ok else "KubeletNotReady",
-        "kubelet is posting ready status" if runtime_ok else "container runtime is down",
-        old_conditions,
-        now,
-    )
+    if not runtime_ok:
+        reason, message = "KubeletNotReady", "container runtime is down"
+    elif network_error:
+        reason, message = "NetworkPluginNotReady", network_error
+    else:
+        reason, message = "KubeletReady", "kubelet is posting ready status"
+    ok = runtime_ok and not network_error
+    ready = _condition("Ready", "True" if ok else "False", reason, message, old_conditions, now)
     return {
         "capacity": capacity,
         "allocatable": dict(capacity),
@@ -213,6 +214,7 @@ class NodeAgent:
     _last_status: Obj | None = field(default=None, init=False)
     _last_status_at: float = field(default=0.0, init=False)
     _uid: str = field(default="", init=False)
+    network_error: str = field(default="", init=False)  # the pod network is not ready: why
 
     @property
     def allocatable(self) -> dict[str, str]:
@@ -253,6 +255,7 @@ class NodeAgent:
             _read("/etc/machine-id"),
             _read("/proc/sys/kernel/random/boot_id"),
             runtime_ok=runtime_ok,
+            network_error=self.network_error,
         )
         comparable = {k: v for k, v in status.items() if k != "conditions"}
         comparable["conditions"] = [(c["type"], c["status"]) for c in status["conditions"]]

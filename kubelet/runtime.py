@@ -80,12 +80,15 @@ class PodRef:
     namespace: str
 
 
+NETWORK_NONE = "none"  # SandboxConfig.network: no runtime-managed network (the kubelet runs CNI)
+
+
 @dataclass
 class SandboxConfig:
     pod: PodRef
     attempt: int
     hostname: str
-    network: str
+    network: str  # the runtime's network to join, or NETWORK_NONE (only a loopback device)
     ports: list[PortMapping] = field(default_factory=list)
     dns_servers: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
@@ -126,6 +129,7 @@ class SandboxStatus:
     ip: str
     created_at: float
     labels: dict[str, str] = field(default_factory=dict)
+    netns: str = ""  # the sandbox's network namespace (/proc/PID/ns/net) while it runs, else ""
 
 
 @dataclass

@@ -72,6 +72,15 @@ def parse_meminfo(text: str) -> dict[str, int]:
     return out
 
 
+def _netns_interfaces(netns: str) -> dict[str, tuple[int, int]]:
+    """The interfaces (but ``lo``) of a process's network namespace, ``/proc/PID/ns/net``."""
+    try:
+        with open(os.path.join(os.path.dirname(os.path.dirname(netns)), "net", "dev")) as f:
+            return {k: v for k, v in parse_net_dev(f.read()).items() if k != "lo"}
+    except OSError:
+        return {}
+
+
 def parse_net_dev(text: str) -> dict[str, tuple[int, int]]:
     """``/proc/net/dev``: interface -> (rx bytes, tx bytes)."""
     out = {}
@@ -303,6 +312,12 @@ class StatsProvider:
         results = await asyncio.gather(*(one(c.id) for c in containers), *(one(s.id) for s in sandboxes))
         c_stats = dict(zip([c.id for c in containers], results[: len(containers)], strict=True))
         s_stats = dict(zip([s.pod.uid for s in sandboxes], results[len(containers) :], strict=True))
+        for s in sandboxes:  # a sandbox of a CNI network: the runtime does not count its interfaces
+            st = s_stats.get(s.pod.uid)
+            if st is not None and not st.interfaces and s.netns:
+                st.interfaces = await asyncio.to_thread(_netns_interfaces, s.netns)
+                st.rx_bytes = sum(rx for rx, _ in st.interfaces.values())
+                st.tx_bytes = sum(tx for _, tx in st.interfaces.values())
         samples = []
         for uid, pod in pods.items():
             mine = [c for c in containers if c.pod.uid == uid]

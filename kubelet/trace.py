@@ -40,7 +40,15 @@ def seen(pod: Obj) -> None:
         _seen[str((pod.get("metadata") or {}).get("uid") or "")] = time.time_ns()
 
 
-def sandbox(pod: Obj, wall0: int, t0: float, listed: float, created: float, started: float) -> None:
+def sandbox(
+    pod: Obj,
+    wall0: int,
+    t0: float,
+    listed: float,
+    created: float,
+    started: float,
+    networked: float | None = None,
+) -> None:
     uid, attrs, links = str((pod.get("metadata") or {}).get("uid") or ""), _attrs(pod), _links(pod)
     arrived = _seen.pop(uid, None)
     if arrived is not None and arrived < wall0:
@@ -52,6 +60,15 @@ def sandbox(pod: Obj, wall0: int, t0: float, listed: float, created: float, star
     tracing.record(
         "start sandbox", uid, _wall(wall0, t0, created), _wall(wall0, t0, started), attrs, links=links
     )
+    if networked is not None and networked > started:  # CNI ADD of the pod's network
+        tracing.record(
+            "set up pod network",
+            uid,
+            _wall(wall0, t0, started),
+            _wall(wall0, t0, networked),
+            attrs,
+            links=links,
+        )
 
 
 def status(pod: Obj, wall0: int, t0: float, start: float, end: float, ready: bool) -> None:
