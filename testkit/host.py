@@ -4,6 +4,7 @@ objects a node left behind."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
 import socket
@@ -45,6 +46,7 @@ def used_networks() -> list[ipaddress.IPv4Network]:
                     used.append(ipaddress.IPv4Network(cfg["Subnet"], strict=False))
     finally:
         client.close()
+    used.extend(interface_networks())
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
     for line in routes.splitlines():
         first = line.split()[0] if line.split() else ""
@@ -60,8 +62,30 @@ def used_networks() -> list[ipaddress.IPv4Network]:
     return used
 
 
+def interface_networks() -> list[ipaddress.IPv4Network]:
+    """The IPv4 networks of every address on this host's interfaces (``ip -4 -j addr``): a CNI
+    bridge holds its pod network's gateway address without being a Docker network."""
+    out = subprocess.run(["ip", "-4", "-j", "addr"], capture_output=True, text=True).stdout
+    nets: list[ipaddress.IPv4Network] = []
+    try:
+        links = json.loads(out or "[]")
+    except ValueError:
+        return nets
+    for link in links:
+        for addr in link.get("addr_info") or []:
+            if addr.get("family", "inet") == "inet" and addr.get("local"):
+                try:
+                    nets.append(
+                        ipaddress.IPv4Network(f"{addr['local']}/{addr.get('prefixlen', 32)}", strict=False)
+                    )
+                except ValueError:
+                    continue
+    return nets
+
+
 def free_subnets(n: int, second: range = range(200, 251)) -> list[str]:
-    """``n`` /24s ``10.S.x.0`` (S in ``second``) that no Docker network, route or iptables rule uses."""
+    """``n`` /24s ``10.S.x.0`` (S in ``second``) that no Docker network, interface address, route
+    or iptables rule uses."""
     used = used_networks()
     out: list[str] = []
     for _ in range(500):
