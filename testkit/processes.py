@@ -371,8 +371,10 @@ class APIServerProcess(Process):
 
 
 class KubeletProcess(Process):
-    """A real ``minik-kubelet`` on a node name, Docker network and pod CIDR of its own; ``cleanup()``
-    removes every container, volume and the network it made (by the node label).
+    """A real ``minik-kubelet`` on a node name, pod network and pod CIDR of its own: its CNI network
+    ``network`` on bridge ``bridge``, conflist and results cache under its root directory (``cni/``);
+    ``cleanup()`` removes every container and volume it made (by the node label), then the pod
+    network (``kubelet.cni.cleanup_network``: DEL of what is left, bridge, conflist, allocations).
 
     It reaches ``api`` as ``system:node:NODE`` and serves its API over HTTPS with a serving
     certificate of the session CA (``url``), accepting client certificates of that CA; ``http()``
@@ -400,7 +402,12 @@ class KubeletProcess(Process):
         self.healthz_port = free_port()
         self.root = str(root or tempfile.mkdtemp(prefix="minik-kubelet-"))
         os.makedirs(self.root, exist_ok=True)
+        from kubelet import cni
         from testkit import certs
+
+        self.bridge = cni.bridge_name(self.network)
+        self.cni_conf_dir = os.path.join(self.root, "cni", "net.d")
+        self.cni_cache_dir = os.path.join(self.root, "cni", "cache")
 
         crt, key = certs.serving_cert(
             f"kubelet-{self.node}",
@@ -414,6 +421,8 @@ class KubeletProcess(Process):
             *("--node-name", self.node, "--node-ip", node_ip),
             *("--address", address, "--port", str(self.port), "--pod-cidr", self.subnet),
             *("--network-name", self.network, "--root-dir", os.path.join(self.root, "root")),
+            *("--cni-conf-dir", self.cni_conf_dir, "--cni-cache-dir", self.cni_cache_dir),
+            *("--cni-bridge", self.bridge),
             *("--tls-cert-file", str(crt), "--tls-private-key-file", str(key)),
             *("--client-ca-file", str(certs.ca_file()), "--healthz-port", str(self.healthz_port)),
         ]
@@ -452,9 +461,14 @@ class KubeletProcess(Process):
         return wait_for(cond, timeout, f"{what}\n--- kubelet log ---\n{self.log(6000)}", interval=0.2)
 
     def cleanup(self) -> None:
+        from kubelet import cni
+
         self.stop(signal.SIGKILL)
-        remove_node_objects(self.node, self.network)
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            remove_node_objects(self.node, self.network)
+        finally:
+            cni.cleanup_network(self.cni_conf_dir, self.network, self.bridge, self.cni_cache_dir)
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 # components with a plain-HTTP /metrics listener of their own (apimachinery.metrics)
