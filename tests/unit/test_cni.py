@@ -1,0 +1,302 @@
+"""kubelet.cni without real plugins: configuration lists, plugin stdin and environment, results
+and errors, the results cache, and ADD/DEL/CHECK ordering with fake plugins (small shell scripts
+that record what they were given)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubelet import cni
+from kubelet.kubelet import port_mappings
+from kubelet.node import node_status
+
+RESULT_04 = {
+    "cniVersion": "0.4.0",
+    "interfaces": [{"name": "eth0", "mac": "aa:bb:cc:dd:ee:ff", "sandbox": "/proc/1/ns/net"}],
+    "ips": [{"version": "4", "interface": 0, "address": "10.244.0.5/24", "gateway": "10.244.0.1"}],
+    "routes": [{"dst": "0.0.0.0/0"}],
+    "dns": {},
+}
+
+
+def test_bridge_names() -> None:
+    assert cni.bridge_name("minik-pods") == "minik0"
+    other = cni.bridge_name("minik-test-1234")
+    assert other.startswith("mk") and len(other) == 10
+    assert other != cni.bridge_name("minik-test-1235")
+
+
+def test_conflist_and_single_conf_parsed() -> None:
+    conf = cni.parse_conflist(
+        json.dumps({"cniVersion": "1.0.0", "name": "n", "plugins": [{"type": "bridge"}]}).encode()
+    )
+    assert (conf.name, conf.cni_version, [p["type"] for p in conf.plugins]) == ("n", "1.0.0", ["bridge"])
+    single = cni.parse_conflist(b'{"cniVersion": "0.4.0", "name": "s", "type": "ptp"}')
+    assert single.name == "s" and single.plugins[0]["type"] == "ptp"
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"{not json", "invalid network configuration"),
+        (b"[]", "not a JSON object"),
+        (b'{"plugins": [{"type": "x"}]}', "no name"),
+        (b'{"name": "n", "plugins": []}', "no plugins"),
+        (b'{"name": "n", "plugins": [{"kind": "x"}]}', "without a type"),
+        (b'{"name": "n", "cniVersion": "9.9.9", "plugins": [{"type": "x"}]}', "unsupported cniVersion"),
+    ],
+)
+def test_bad_configurations_refused(data: bytes, why: str) -> None:
+    with pytest.raises(cni.CNIError, match=why):
+        cni.parse_conflist(data)
+
+
+def test_load_conflist_by_name_and_lexical_order(tmp_path: Path) -> None:
+    (tmp_path / "20-b.conflist").write_text(json.dumps({"name": "b", "plugins": [{"type": "x"}]}))
+    (tmp_path / "10-a.conflist").write_text(json.dumps({"name": "a", "plugins": [{"type": "x"}]}))
+    (tmp_path / "05-broken.conflist").write_text("{")
+    (tmp_path / "README").write_text("not a config")
+    assert cni.load_conflist(str(tmp_path)).name == "a"
+    assert cni.load_conflist(str(tmp_path), "b").name == "b"
+    with pytest.raises(cni.CNIError, match="no configuration for network 'c'"):
+        cni.load_conflist(str(tmp_path), "c")
+    with pytest.raises(cni.CNIError, match="no configuration"):
+        cni.load_conflist(str(tmp_path / "missing"))
+
+
+def test_generated_conflist(tmp_path: Path) -> None:
+    conf = cni.generate_conflist("minik-pods", "minik0", "10.244.3.0/24", "/var/lib/cni")
+    bridge, portmap, firewall = conf["plugins"]
+    assert bridge["type"] == "bridge" and bridge["bridge"] == "minik0"
+    assert bridge["isGateway"] and bridge["ipMasq"] and bridge["hairpinMode"]
+    assert bridge["ipam"]["type"] == "host-local"
+    assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.3.0/24", "gateway": "10.244.3.1"}]]
+    assert bridge["ipam"]["dataDir"] == "/var/lib/cni/networks"
+    assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
+    assert firewall["type"] == "firewall"
+    path = cni.write_conflist(str(tmp_path), conf)
+    assert path.endswith("10-minik-pods.conflist")
+    mtime = os.stat(path).st_mtime_ns
+    cni.write_conflist(str(tmp_path), conf)  # unchanged: not rewritten
+    assert os.stat(path).st_mtime_ns == mtime
+    assert cni.load_conflist(str(tmp_path), "minik-pods").plugins[0]["bridge"] == "minik0"
+
+
+def test_plugin_stdin_gets_name_version_capabilities_and_prev_result() -> None:
+    net = cni.NetworkConfigList("net", "1.0.0", [])
+    rt = cni.RuntimeConf(
+        "cid", "/proc/1/ns/net", "eth0", [], {"portMappings": [{"hostPort": 80}], "bandwidth": {}}
+    )
+    with_caps = json.loads(
+        cni.plugin_config(net, {"type": "portmap", "capabilities": {"portMappings": True}}, rt, {"ips": []})
+    )
+    assert with_caps["name"] == "net" and with_caps["cniVersion"] == "1.0.0"
+    assert with_caps["runtimeConfig"] == {"portMappings": [{"hostPort": 80}]}
+    assert with_caps["prevResult"] == {"ips": []}
+    plain = json.loads(cni.plugin_config(net, {"type": "bridge", "runtimeConfig": {"x": 1}}, rt, None))
+    assert "runtimeConfig" not in plain and "prevResult" not in plain
+
+
+def test_environment() -> None:
+    rt = cni.RuntimeConf(
+        "abc", "/proc/7/ns/net", "eth0", [("K8S_POD_NAMESPACE", "ns"), ("K8S_POD_NAME", "p")]
+    )
+    env = cni.build_env("ADD", rt, "/a:/b", base={"PATH": "/usr/bin"})
+    assert env == {
+        "PATH": "/usr/bin",
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "abc",
+        "CNI_NETNS": "/proc/7/ns/net",
+        "CNI_IFNAME": "eth0",
+        "CNI_ARGS": "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p",
+        "CNI_PATH": "/a:/b",
+    }
+
+
+def test_results_of_both_versions() -> None:
+    old = cni.parse_result(json.dumps(RESULT_04).encode())
+    assert old.first_ip() == "10.244.0.5"
+    assert "version" not in old.ips[0]
+    new = cni.parse_result(
+        {"cniVersion": "1.0.0", "ips": [{"address": "fd00::5/64"}, {"address": "10.1.0.9/24"}]}
+    )
+    assert new.first_ip(4) == "10.1.0.9" and new.first_ip(6) == "fd00::5"
+    assert cni.parse_result(b"{}").first_ip() == ""
+    with pytest.raises(cni.CNIError, match="bad ips entry"):
+        cni.parse_result({"ips": [{"gateway": "1.2.3.4"}]})
+    with pytest.raises(cni.CNIError, match="invalid result"):
+        cni.parse_result(b"nonsense")
+
+
+def test_errors() -> None:
+    err = cni.parse_error(
+        b'{"code": 11, "msg": "no IP addresses available", "details": "range full"}', b"", 1, "bridge"
+    )
+    assert (err.code, err.msg, err.details, err.plugin) == (
+        11,
+        "no IP addresses available",
+        "range full",
+        "bridge",
+    )
+    assert "plugin type='bridge' failed (code 11): no IP addresses available: range full" == str(err)
+    plain = cni.parse_error(b"", b"segfault\n", 2, "x")
+    assert plain.code == 999 and plain.msg == "segfault"
+    assert cni.parse_error(b"", b"", 3, "x").msg == "exit status 3"
+
+
+def test_port_mappings_of_a_pod() -> None:
+    pod: dict[str, Any] = {
+        "spec": {
+            "containers": [
+                {"ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81}]},
+                {
+                    "ports": [
+                        {"containerPort": 53, "hostPort": 5353, "protocol": "UDP", "hostIP": "127.0.0.1"}
+                    ]
+                },
+            ]
+        }
+    }
+    assert port_mappings(pod) == [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
+    ]
+
+
+def test_node_not_ready_while_the_network_is_not() -> None:
+    facts = {"cpus": 2, "memory": 1 << 30, "disk": 1 << 30}
+    status = node_status(
+        facts, {}, "10.0.0.1", "n", 10250, [], network_error="network plugin is not ready: x"
+    )
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NetworkPluginNotReady")
+    assert ready["message"] == "network plugin is not ready: x"
+    ok = next(
+        c for c in node_status(facts, {}, "10.0.0.1", "n", 10250, [])["conditions"] if c["type"] == "Ready"
+    )
+    assert ok["status"] == "True"
+
+
+# -- execution with fake plugins ----------------------------------------------------------------
+
+
+FAKE = """#!/bin/sh
+# records its command, environment and stdin; answers with $RESULT or an error
+name=$(basename "$0")
+stdin=$(cat)
+echo "$CNI_COMMAND $name $CNI_CONTAINERID $CNI_IFNAME $CNI_NETNS" >> "{log}"
+printf '%s\\n' "$stdin" > "{log}.$name.$CNI_COMMAND"
+case "$name" in
+  failing) echo '{{"code": 7, "msg": "bad config", "details": "no bridge"}}'; exit 1 ;;
+  slow) sleep 5 ;;
+esac
+if [ "$CNI_COMMAND" = ADD ]; then
+  if [ "$name" = ipam-ish ]; then
+    echo '{{"cniVersion": "0.4.0", "ips": [{{"version": "4", "address": "10.9.0.7/24"}}]}}'
+  else
+    # pass the previous result on (as the chained plugins do)
+    printf '%s' "$stdin" | sed -n 's/.*"prevResult": \\(.*\\)}}$/\\1/p'
+  fi
+fi
+"""
+
+
+def fake_plugins(tmp_path: Path) -> tuple[str, Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for name in ("ipam-ish", "chained", "failing", "slow"):
+        p = bin_dir / name
+        p.write_text(FAKE.format(log=log))
+        p.chmod(p.stat().st_mode | stat.S_IEXEC)
+    return str(bin_dir), log
+
+
+def net_of(*types: str) -> cni.NetworkConfigList:
+    obj = {"cniVersion": "0.4.0", "name": "fake", "plugins": [{"type": t} for t in types]}
+    return cni.parse_conflist(json.dumps(obj).encode())
+
+
+def test_add_chains_results_del_reverses_with_cached_result(tmp_path: Path) -> None:
+    bin_dir, log = fake_plugins(tmp_path)
+    c = cni.CNI(["/nonexistent", bin_dir], str(tmp_path / "cache"), timeout=10)
+    net = net_of("ipam-ish", "chained")
+    rt = cni.RuntimeConf("sb1", "/proc/1/ns/net", "eth0", [("K8S_POD_NAME", "p")])
+    result = asyncio.run(c.add(net, rt))
+    assert result.first_ip() == "10.9.0.7"
+    chained_stdin = json.loads(Path(f"{log}.chained.ADD").read_text())
+    assert chained_stdin["prevResult"]["ips"][0]["address"] == "10.9.0.7/24"
+    assert chained_stdin["name"] == "fake" and chained_stdin["cniVersion"] == "0.4.0"
+    cached = c.read_cache("fake", "sb1", "eth0")
+    assert cached is not None and cached["kind"] == "cniCacheV1"
+    assert cached["result"]["ips"][0]["address"] == "10.9.0.7/24"
+    assert os.path.exists(tmp_path / "cache" / "results" / "fake-sb1-eth0")
+    assert c.cached_ids("fake", "eth0") == {"sb1"}
+
+    asyncio.run(c.check(net, rt))
+    asyncio.run(c.delete(net, rt))
+    calls = log.read_text().split("\n")
+    assert [line.split()[:2] for line in calls if line] == [
+        ["ADD", "ipam-ish"],
+        ["ADD", "chained"],
+        ["CHECK", "ipam-ish"],
+        ["CHECK", "chained"],
+        ["DEL", "chained"],
+        ["DEL", "ipam-ish"],
+    ]
+    del_stdin = json.loads(Path(f"{log}.ipam-ish.DEL").read_text())
+    assert del_stdin["prevResult"]["ips"][0]["address"] == "10.9.0.7/24"
+    assert c.read_cache("fake", "sb1", "eth0") is None
+    with pytest.raises(cni.CNIError, match="no cached result"):
+        asyncio.run(c.check(net, rt))
+
+
+def test_plugin_errors_missing_plugins_and_timeouts(tmp_path: Path) -> None:
+    bin_dir, _log = fake_plugins(tmp_path)
+    c = cni.CNI([bin_dir], str(tmp_path / "cache"), timeout=0.5)
+    rt = cni.RuntimeConf("sb2", "/proc/1/ns/net")
+    with pytest.raises(cni.CNIError) as info:
+        asyncio.run(c.add(net_of("ipam-ish", "failing"), rt))
+    assert (info.value.code, info.value.msg, info.value.details, info.value.plugin) == (
+        7,
+        "bad config",
+        "no bridge",
+        "failing",
+    )
+    assert c.read_cache("fake", "sb2", "eth0") is None  # nothing cached for a failed ADD
+    with pytest.raises(cni.CNIError, match='failed to find plugin "nope"'):
+        asyncio.run(c.add(net_of("nope"), rt))
+    with pytest.raises(cni.CNIError, match="timed out"):
+        asyncio.run(c.add(net_of("slow"), rt))
+
+
+def test_pod_network_ip_from_the_cache_and_garbage_collection(tmp_path: Path) -> None:
+    bin_dir, log = fake_plugins(tmp_path)
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    (conf_dir / "10-fake.conflist").write_text(
+        json.dumps({"cniVersion": "0.4.0", "name": "fake", "plugins": [{"type": "ipam-ish"}]})
+    )
+    cache = str(tmp_path / "cache")
+    pn = cni.PodNetwork("fake", str(conf_dir), bin_dir, cache, bridge="mkfake")
+    pn.loopback = net_of("chained")  # no real loopback plugin here
+    pn.net = cni.load_conflist(str(conf_dir), "fake")
+    ip, took = asyncio.run(pn.setup("live", "", "ns", "a"))
+    assert ip == "10.9.0.7" and took >= 0
+    asyncio.run(pn.setup("dead", "", "ns", "b"))
+    # a restarted kubelet: the IP comes from the results cache
+    again = cni.PodNetwork("fake", str(conf_dir), bin_dir, cache, bridge="mkfake")
+    assert again.ip_of("live") == "10.9.0.7" and again.ip_of("unknown") == ""
+    again.net = pn.net
+    assert asyncio.run(again.garbage_collect({"live": ""})) == ["dead"]
+    assert again.known_sandboxes() == {"live"}
+    assert "DEL ipam-ish dead eth0" in log.read_text()
+    cni.cleanup_network(str(conf_dir), "fake", "mkfake", cache, bin_dir)
+    assert not os.listdir(conf_dir) and again.known_sandboxes() == set()
