@@ -8,6 +8,8 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Coroutine
+from typing import Any
 
 from apimachinery import metrics, tracing
 from apimachinery.client import Client
@@ -16,6 +18,8 @@ from apimachinery.kubeconfig import load_config
 
 from . import iptables
 from .kernel import KernelProxier
+from .netpol import NetworkPolicyController
+from .netpol import remove as remove_network_policy_rules
 from .proxier import Proxier
 
 log = logging.getLogger("proxy")
@@ -67,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="prefix of every chain the proxy makes (PREFIX-SERVICES, PREFIX-SVC-..., PREFIX-FORWARD, ...)",
     )
     p.add_argument(
+        "--network-policy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="enforce NetworkPolicies for the pods whose traffic crosses this host (PREFIX-NWPLCY chains); "
+        "--no-network-policy turns it off",
+    )
+    p.add_argument(
         "--cleanup",
         action="store_true",
         help="remove every chain named PREFIX-* (both modes, NetworkPolicy) and the jumps into them, then exit",
@@ -107,13 +118,30 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         )
     log.info("proxy mode %s", args.mode)
     metrics_server = await metrics.serve_from_args(args, "proxy")  # GET /metrics
+    if args.network_policy:
+        netpol = NetworkPolicyController(client, args.iptables_chain_prefix)
+        work = _together(proxier.run(), netpol.run())
+    else:
+        await remove_network_policy_rules(args.iptables_chain_prefix)  # an earlier run's
+        work = proxier.run()
     try:
-        if await run_until_stopped(proxier.run(), stop, "proxier"):
+        if await run_until_stopped(work, stop, "proxier"):
             log.info("stopping")
     finally:
         if metrics_server is not None:
             metrics_server.close()
         await client.aclose()
+
+
+async def _together(*works: Coroutine[Any, Any, None]) -> None:
+    """Run ``works`` side by side; the first error ends them all."""
+    tasks = [asyncio.create_task(w) for w in works]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _cleanup(args: argparse.Namespace, stop: asyncio.Event) -> None:
