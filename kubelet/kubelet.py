@@ -327,6 +327,10 @@ class Kubelet:
             sandbox.ip = self.network.ip_of(sandbox.id) if sandbox.state == STATE_RUNNING else ""
         return sandbox
 
+    async def list_sandboxes(self, pod_uid: str | None = None) -> list[SandboxStatus]:
+        """The runtime's sandboxes (of one pod) with their pod IPs."""
+        return [s for s in await self.runtime.list_sandboxes(pod_uid) if self._with_ip(s)]
+
     async def _teardown_network(self, sandbox: SandboxStatus) -> None:
         """CNI DEL of a sandbox's network, before the sandbox is stopped (its namespace still
         there, so the plugins can remove the interface and its masquerade rule)."""
@@ -587,7 +591,7 @@ class Kubelet:
             if plan.kill_pod:
                 await self._stop_all(pod, containers, sandboxes)
                 containers = await self.runtime.list_containers(ref.uid)
-                sandbox = self._with_ip(podstate.latest_sandbox(await self.runtime.list_sandboxes(ref.uid)))
+                sandbox = podstate.latest_sandbox(await self.list_sandboxes(ref.uid))
             await self._write_status(pod, sandbox, containers, waiting)
             return
 

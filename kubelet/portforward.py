@@ -69,7 +69,7 @@ async def serve(kubelet: Kubelet, ws: WebSocket, namespace: str, name: str) -> N
     await ws.accept(subprotocol=chosen)
     pod = kubelet.pods.store.get(f"{namespace}/{name}")
     uid = str(((pod or {}).get("metadata") or {}).get("uid", ""))
-    sandbox = podstate.latest_sandbox(await kubelet.runtime.list_sandboxes(uid)) if pod else None
+    sandbox = podstate.latest_sandbox(await kubelet.list_sandboxes(uid)) if pod else None
     ip = sandbox.ip if sandbox is not None and sandbox.state == "running" else ""
     for i, port in enumerate(ports):
         await ws.send_bytes(port_frame(2 * i, port))
