@@ -2,13 +2,13 @@
 
 A controller registers informer handlers that only enqueue keys, and implements
 ``reconcile(key)``: read the cache, compare with the world, write through the API.  ``run`` waits
-for the caches to sync and then runs workers over the queue; an exception requeues the key
-rate-limited, a :class:`PermanentError` becomes a Warning Event and is not retried.
+for the caches to sync and then runs workers over the queue (the queue and workers are
+:class:`apimachinery.controller.QueueController`'s); an exception requeues the key rate-limited, a
+:class:`PermanentError` becomes a Warning Event and is not retried.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -17,11 +17,12 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Client, Obj
+from apimachinery.controller import QueueController
 from apimachinery.events import WARNING, Recorder
 from apimachinery.informer import Informer, SharedInformerFactory, object_key
 from apimachinery.resources import ResourceInfo, kind_info
 from apimachinery.selectors import selector_from_dict
-from apimachinery.workqueue import WorkQueue, run_workers
+from apimachinery.workqueue import WorkQueue
 
 from .podcontrol import PODS, create_pods, delete_pods, slow_start_batches
 from .refmanager import claim
@@ -86,18 +87,15 @@ class ControllerContext:
     monotonic: Callable[[], float] = time.monotonic
 
 
-class Controller:
+class Controller(QueueController):
     """Base class: subclasses set ``name``, build informers/handlers in ``__init__`` and implement
     ``reconcile``."""
 
-    name = "controller"
-
     def __init__(self, ctx: ControllerContext, queue: WorkQueue | None = None) -> None:
+        super().__init__(queue)
         self.ctx = ctx
         self.client = ctx.client
         self.recorder = ctx.recorder(self.name)
-        self.queue = queue or WorkQueue(name=self.name)
-        self.informers: list[Informer] = []
 
     def informer(
         self,
@@ -108,25 +106,13 @@ class Controller:
     ) -> Informer:
         """The shared informer of ``info``, whose caches :meth:`run` waits for; ``on_change`` is
         called with the object on add and with the new object on update."""
-        inf = self.ctx.factory.informer(info, namespace)
-        if inf not in self.informers:
-            self.informers.append(inf)
-        if on_change is not None or on_delete is not None:
-            update = None if on_change is None else (lambda old, new: on_change(new))
-            inf.add_event_handler(on_change, update, on_delete)
-        return inf
-
-    def enqueue(self, obj: Obj | str) -> None:
-        self.queue.add(obj if isinstance(obj, str) else object_key(obj))
+        return self.watch(self.ctx.factory.informer(info, namespace), on_change, on_delete)
 
     async def write_status(self, info: ResourceInfo, obj: Obj, status: dict[str, Any]) -> Obj:
         """Write ``status`` through ``/status`` unless ``obj`` has it already; the object as stored."""
         if status == (obj.get("status") or {}):
             return obj
         return await self.client.update_status(info, {**deep_copy(obj), "status": status})
-
-    async def reconcile(self, key: str) -> None:
-        raise NotImplementedError
 
     async def sync(self, key: str) -> None:
         """``reconcile`` plus the permanent-error policy (what the workers call)."""
@@ -137,29 +123,9 @@ class Controller:
             log.warning("%s: %s: %s (not retried)", self.name, key, exc.message)
             self.recorder.event(exc.obj, WARNING, exc.reason, exc.message)
 
-    async def background(self) -> None:
-        """Periodic work besides the queue (node monitoring); runs while the controller runs."""
-        return None
-
     async def run(self, workers: int | None = None) -> None:
         """Wait for this controller's caches, then work until cancelled."""
-        for inf in self.informers:
-            await inf.wait_for_sync()
-        log.info("%s: caches synced; starting workers", self.name)
-        tasks = [
-            asyncio.create_task(
-                run_workers(self.queue, self.sync, workers or self.ctx.options.workers),
-                name=f"{self.name}-workers",
-            ),
-            asyncio.create_task(self.background(), name=f"{self.name}-background"),
-        ]
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            self.queue.shut_down()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await super().run(workers or self.ctx.options.workers)
 
 
 class OwnerController(Controller):

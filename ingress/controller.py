@@ -16,10 +16,10 @@ from typing import Any
 
 from apimachinery import errors
 from apimachinery.client import Client
+from apimachinery.controller import QueueController
 from apimachinery.events import WARNING, EventRecorder
-from apimachinery.informer import Informer, object_key
-from apimachinery.resources import kind_info
-from apimachinery.workqueue import WorkQueue, run_workers
+from apimachinery.informer import Informer, SharedInformerFactory, object_key
+from apimachinery.resources import ResourceInfo, kind_info
 
 from . import model
 from .haproxy import HAProxy
@@ -56,7 +56,9 @@ def node_addresses(nodes: list[Obj]) -> list[str]:
     return sorted(out)
 
 
-class IngressController:
+class IngressController(QueueController):
+    name = "ingress"
+
     def __init__(
         self,
         client: Client,
@@ -66,22 +68,29 @@ class IngressController:
         node_name: str | None = None,
         update_status: bool = True,
     ) -> None:
+        super().__init__()
         self.client = client
         self.settings = settings
         self.haproxy = haproxy
         self.status_addresses = status_addresses or []
         self.update_status = update_status
         self.recorder = EventRecorder(client, "minik-ingress", host=node_name)
-        self.ingresses = Informer(client, INGRESSES)
-        self.classes = Informer(client, CLASSES)
-        self.services = Informer(client, SERVICES)
-        self.slices = Informer(client, SLICES)
+        self.factory = SharedInformerFactory(client)
+
+        def changed(_obj: Obj) -> None:
+            self.queue.add(SYNC)
+
+        def informer(info: ResourceInfo, field_selector: str | None = None) -> Informer:
+            return self.watch(self.factory.informer(info, field_selector=field_selector), changed, changed)
+
+        self.ingresses = informer(INGRESSES)
+        self.classes = informer(CLASSES)
+        self.services = informer(SERVICES)
+        self.slices = informer(SLICES)
         self.slices.store.add_index("service", _slice_service)
         # only TLS Secrets are cached (a field selector on type, as ingress-nginx narrows its own)
-        self.secrets = Informer(client, SECRETS, field_selector=f"type={TLS_SECRET}")
-        self.nodes = Informer(client, NODES)
-        self.informers = [self.ingresses, self.classes, self.services, self.slices, self.secrets, self.nodes]
-        self.queue = WorkQueue(name="ingress")
+        self.secrets = informer(SECRETS, field_selector=f"type={TLS_SECRET}")
+        self.nodes = informer(NODES)
         self.ready = asyncio.Event()
         self.running: dict[str, list[model.Server | None]] = {}  # backend -> slots HAProxy has
         self.structure: str | None = None  # the configuration HAProxy runs, without addresses
@@ -89,39 +98,26 @@ class IngressController:
         self.reported: dict[str, list[tuple[str, str]]] = {}  # ingress key -> problems told in Events
         self.syncs = 0
         self._table_routes: list[model.Route] = []
-        self._tasks: list[asyncio.Task[Any]] = []
 
-        def changed(*_args: Obj) -> None:
-            self.queue.add(SYNC)
-
-        for inf in self.informers:
-            inf.add_event_handler(changed, changed, changed)
-
-    async def run(self) -> None:
-        for inf in self.informers:
-            self._tasks.append(asyncio.create_task(inf.run(), name=f"ingress-informer-{inf.info.plural}"))
-        self._tasks.append(asyncio.create_task(self.recorder.run(), name="ingress-events"))
+    async def run(self, workers: int = 1) -> None:
+        """Start the informers and the event recorder; once the caches are synced, create the
+        default IngressClass, start HAProxy with a first sync and work the queue."""
+        self.factory.start()
+        events = asyncio.create_task(self.recorder.run(), name="ingress-events")
         try:
             for inf in self.informers:
                 await inf.wait_for_sync()
             await self.ensure_class()
             self.haproxy.prepare()
-            await self.sync()
+            await self.reconcile(SYNC)
             self.ready.set()
             log.info("ingress controller synced: %d routes", len(self._table_routes))
-            await run_workers(self.queue, self.reconcile, 1)
+            await super().run(workers)
         finally:
-            await self.close()
-
-    async def close(self) -> None:
-        self.queue.shut_down()
-        for inf in self.informers:
-            inf.stop()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
-        await self.haproxy.stop()
+            self.queue.shut_down()
+            events.cancel()
+            await asyncio.gather(events, self.factory.stop(), return_exceptions=True)
+            await self.haproxy.stop()
 
     async def ensure_class(self) -> None:
         """Create the IngressClass ``minik`` (the default class) when there is none of that name;
@@ -134,9 +130,6 @@ class IngressController:
         except errors.StatusError as exc:
             if exc.code != 409:
                 raise
-
-    async def reconcile(self, key: str) -> None:
-        await self.sync()
 
     # -- a sync -----------------------------------------------------------------------------------
     def desired(self) -> tuple[model.Desired, list[Obj]]:
@@ -176,7 +169,9 @@ class IngressController:
             found.add(table.default_backend)
         return sorted(found)
 
-    async def sync(self) -> None:
+    async def reconcile(self, key: str) -> None:
+        """Bring HAProxy, the Events and the Ingresses' status to the whole desired state (there is
+        one key, ``sync``)."""
         d, ours = self.desired()
         self.syncs += 1
         structure = d.structure(self.settings)
