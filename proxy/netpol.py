@@ -30,6 +30,9 @@ PODS = kind_info("v1", "Pod")
 NAMESPACES = kind_info("v1", "Namespace")
 
 RESYNC_SECONDS = 10.0  # jump order re-checked (and the rules re-planned) this often
+# ... and more often at first: the proxy's Service rules start at the same time and add their own
+# jumps at the top of FORWARD and INPUT
+EARLY_RESYNC_SECONDS, EARLY_PERIOD = 1.0, 30.0
 DEBOUNCE_SECONDS = 0.02  # a burst of events (a Deployment's pods) is one sync
 RETRY_SECONDS = 1.0
 # Built-in (and Docker's) chains that jump to PREFIX-NWPLCY, first: FORWARD for routed and bridged
@@ -127,6 +130,7 @@ class NetworkPolicyController:
 
     async def _sync_loop(self) -> None:
         next_resync = 0.0
+        early_until = time.monotonic() + EARLY_PERIOD
         while True:
             now = time.monotonic()
             if not self._dirty.is_set() and now < next_resync:
@@ -145,7 +149,8 @@ class NetworkPolicyController:
                 self._dirty.set()
                 continue
             self.ready.set()
-            next_resync = time.monotonic() + RESYNC_SECONDS
+            now = time.monotonic()
+            next_resync = now + (EARLY_RESYNC_SECONDS if now < early_until else RESYNC_SECONDS)
 
     def plan(self) -> model.Plan:
         state = model.state_from_objects(
