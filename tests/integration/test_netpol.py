@@ -13,8 +13,10 @@ objects, the chains by ``minik-proxy --cleanup`` (checked gone).
 from __future__ import annotations
 
 import ipaddress
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -318,6 +320,70 @@ def test_egress_deny_then_allow_to_pods_and_port(net: Cluster) -> None:
     net.allowed("cli-b", "srv")
     net.denied("cli-b", "srv", 9090)
     net.denied("cli-b", "cli-a")  # in the srv namespace, but not app=srv
+
+
+def test_egress_to_the_host_passes_input(net: Cluster) -> None:
+    """Pod -> host traffic (minik-dns is a host process on the pod network's gateway) meets the
+    egress rules in INPUT: a listener of the test's own on the bridge's gateway address."""
+    with socket.socket() as srv:
+        srv.bind((net.gateway, 0))
+        srv.listen(8)
+        port = srv.getsockname()[1]
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = srv.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(1024)
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhost\n")
+
+        threading.Thread(target=serve, daemon=True).start()
+        net.ip["host"] = net.gateway
+        try:
+            net.allowed("cli-b", "host", port)
+            net.policy(NS_FRIEND, "default-deny-egress", policyTypes=["Egress"])
+            net.wait_rules(f'"{NS_FRIEND}/cli-b egress"')
+            net.denied("cli-b", "host", port)
+            net.policy(NS_FRIEND, "to-host", policyTypes=["Egress"], egress=[{"ports": [{"port": port}]}])
+            net.wait_rules(f"{NS_FRIEND}/to-host egress[0]")
+            net.allowed("cli-b", "host", port)
+        finally:
+            srv.shutdown(socket.SHUT_RDWR)  # ends the accept loop
+
+
+def test_kubectl_get_and_describe(net: Cluster, apiserver: APIServerProcess, kubectl_bin: str) -> None:
+    net.policy(
+        NS_SRV,
+        "web-policy",
+        podSelector={"matchLabels": {"app": "srv"}},
+        ingress=[
+            {
+                "from": [{"namespaceSelector": {"matchLabels": {"team": "friends"}}}],
+                "ports": [{"port": "http"}],
+            }
+        ],
+    )
+    net.policy(NS_SRV, "deny-all", policyTypes=["Ingress", "Egress"])
+
+    def kubectl(*args: str) -> str:
+        proc = subprocess.run(
+            [kubectl_bin, "--kubeconfig", apiserver.kubeconfig, "-n", NS_SRV, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    lines = kubectl("get", "netpol").splitlines()
+    assert lines[0].split() == ["NAME", "POD-SELECTOR", "AGE"]
+    assert [line.split()[:2] for line in lines[1:]] == [["deny-all", "<none>"], ["web-policy", "app=srv"]]
+    described = kubectl("describe", "networkpolicy", "web-policy")
+    assert "PodSelector:     app=srv" in described
+    assert "team=friends" in described and "Policy Types: Ingress" in described
 
 
 def test_ip_block_with_except(net: Cluster) -> None:
