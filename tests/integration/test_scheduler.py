@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from testkit import processes
 from testkit.api import create_namespace, event
 from testkit.processes import APIServerProcess, Process
 from testkit.wait import wait_for
@@ -57,19 +56,6 @@ def cluster(apiserver: APIServerProcess) -> Iterator[httpx.Client]:
             r = api.post("/api/v1/nodes", json=node(name))
             assert r.status_code == 201, r.text
         yield api
-
-
-@pytest.fixture(scope="module")
-def scheduler(apiserver: APIServerProcess, cluster: httpx.Client) -> Iterator[Process]:
-    proc = processes.scheduler(apiserver, "--log-level", "debug")
-    try:
-        proc.start()
-        yield proc
-    finally:
-        assert proc.proc is None or proc.proc.poll() is None, proc.log(6000)
-        code = proc.stop()
-        proc.cleanup()
-        assert code in (0, None), f"minik-scheduler exited with {code}"
 
 
 @pytest.fixture()

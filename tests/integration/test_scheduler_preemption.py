@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from testkit import processes
 from testkit.api import create_namespace, event
 from testkit.processes import APIServerProcess, Process
 from testkit.wait import unique, wait_for
@@ -61,25 +60,16 @@ def cluster(apiserver: APIServerProcess) -> Iterator[tuple[httpx.Client, dict[st
         }
         values = {"low": 10, "mid": 20, "high": 1000, "never": 2000}
         for key, name in classes.items():
-            body = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name}}
+            body: dict[str, Any] = {
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": {"name": name},
+            }
             body["value"] = values[key]
             if key == "never":
                 body["preemptionPolicy"] = "Never"
             assert api.post(PCS, json=body).status_code == 201
         yield api, classes
-
-
-@pytest.fixture(scope="module")
-def scheduler(apiserver: APIServerProcess, cluster: Any) -> Iterator[Process]:
-    proc = processes.scheduler(apiserver, "--log-level", "debug")
-    try:
-        proc.start()
-        yield proc
-    finally:
-        assert proc.proc is None or proc.proc.poll() is None, proc.log(6000)
-        code = proc.stop()
-        proc.cleanup()
-        assert code in (0, None), f"minik-scheduler exited with {code}"
 
 
 @pytest.fixture()
