@@ -7,8 +7,9 @@ scraping every component of the local cluster (``minik up``).
   (``https://NODE_IP:KUBELET_PORT/metrics``) over TLS, presenting a client certificate from the
   cluster CA (``STATE/pki/prometheus.crt``: user ``system:minik-prometheus`` in group
   ``system:monitoring``, which the bootstrap policy lets read ``/metrics`` and ``nodes/metrics``);
-- ``scheduler``, ``controller-manager``, ``proxy`` and ``dns`` over plain HTTP on their loopback
-  metrics ports (``--metrics-bind-address``: 10259, 10257, 10249 and 9153 by default);
+- ``scheduler``, ``controller-manager``, ``proxy``, ``dns``, ``ingress`` and ``metrics-server`` over
+  plain HTTP on their loopback metrics ports (``--metrics-bind-address``: 10259, 10257, 10249, 9153,
+  10254 and 10253 by default);
 - ``prometheus`` itself;
 
 then starts ``prometheus`` detached (its data in ``STATE/prometheus/data``, its log in
