@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -60,7 +61,9 @@ class Env:
         self.network: Any = None
         self.gateway = ""
         self.backends: list[tuple[str, str]] = []  # (name, ip)
+        self.backend_containers: list[Any] = []
         self.client: Any = None
+        self.client_ip = ""
         self.proxy = python_module(
             "proxy",
             "proxy.command",
@@ -86,8 +89,11 @@ class Env:
         )
         for i in (1, 2, 3):
             script = (
-                f"mkdir /www && echo backend-{i} > /www/index.html && "
+                f"mkdir -p /www/cgi-bin && echo backend-{i} > /www/index.html && "
                 "dd if=/dev/zero of=/www/big bs=1024 count=8192 2>/dev/null && "
+                # /cgi-bin/who answers with the backend's name and the client address it sees
+                f"printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho backend-{i} $REMOTE_ADDR\\n' "
+                "> /www/cgi-bin/who && chmod +x /www/cgi-bin/who && "
                 "exec httpd -f -p 8080 -h /www"
             )
             c = self.docker.containers.run(
@@ -99,6 +105,7 @@ class Env:
                 detach=True,
             )
             c.reload()
+            self.backend_containers.append(c)
             self.backends.append(
                 (f"backend-{i}", c.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"])
             )
@@ -110,6 +117,12 @@ class Env:
             labels={LABEL: LABEL_VALUE},
             detach=True,
         )
+        self.client.reload()
+        # a pod reaching itself through a Service (DNAT back to where the packet came from) needs
+        # hairpin mode on its bridge port, as the CNI bridge plugin's hairpinMode sets it
+        for port in Path(f"/sys/class/net/br-{self.network.id[:12]}/brif").iterdir():
+            (port / "hairpin_mode").write_text("1")
+        self.client_ip = self.client.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"]
         node = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -184,8 +197,13 @@ class Env:
             "ports": [{"name": name, "port": port, "protocol": "TCP"}],
         }
 
-    def fetch_in_client(self, url: str) -> tuple[int, str]:
-        code, out = self.client.exec_run(["wget", "-O-", "-q", url])
+    def who(self, url: str, container: Any = None) -> str:
+        """``backend-N CLIENT-ADDRESS`` from /cgi-bin/who (busybox httpd writes IPv4-mapped)."""
+        code, out = self.fetch_in_client(url, container)
+        return out.strip().replace("[::ffff:", "").replace("]", "") if code == 0 else f"exit {code}"
+
+    def fetch_in_client(self, url: str, container: Any = None) -> tuple[int, str]:
+        code, out = (container or self.client).exec_run(["wget", "-O-", "-q", url])
         return code, out.decode(errors="replace")
 
 
@@ -341,3 +359,102 @@ def test_restart_keeps_services_working_and_cleanup_removes_rules(env: Env) -> N
     wait_for(lambda: env.fetch_in_client(f"http://{vip}/") == (0, "backend-1\n"), what="after restart")
     rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
     assert rules.count(f"{vip}/32") == 1  # the earlier run's rule was replaced, not duplicated
+
+
+def test_server_sees_the_client_pod_address(env: Env) -> None:
+    """iptables mode: a ClusterIP connection from a pod arrives with the pod's own address (no
+    masquerade inside the cluster); userspace mode: with the node's, as the proxy connects.  A
+    pod reaching itself through its Service (hairpin) is masqueraded, so the answer comes back."""
+    svc = env.service("who")
+    env.endpoints("who", [env.subset([env.backends[0][1]])])
+    vip = svc["spec"]["clusterIP"]
+    env.wait_rule(vip)
+    seen = env.client_ip if env.mode == "iptables" else env.gateway
+    wait_for(
+        lambda: env.who(f"http://{vip}/cgi-bin/who") == f"backend-1 {seen}", what=f"backend-1 seeing {seen}"
+    )
+    assert env.who(f"http://{vip}/cgi-bin/who", env.backend_containers[0]) == f"backend-1 {env.gateway}"
+
+
+@pytest.fixture()
+def outside(env: Env) -> Iterator[tuple[str, str]]:
+    """A network namespace routed through the host by a veth pair, in no pod network: a client
+    from off the cluster.  Yields (netns name, its address)."""
+    tag = env.tag[:6]
+    ns, host_if, ns_if = f"minikt-{tag}", f"mkto{tag}", f"mkti{tag}"
+    subnet = ipaddress.ip_network(free_subnets(1, range(236, 237))[0])
+    host_ip, ns_ip = str(subnet.network_address + 1), str(subnet.network_address + 2)
+
+    def run(*args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True)
+
+    try:
+        run("ip", "netns", "add", ns)
+        run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        run("ip", "link", "set", ns_if, "netns", ns)
+        run("ip", "addr", "add", f"{host_ip}/24", "dev", host_if)
+        run("ip", "link", "set", host_if, "up")
+        run("ip", "-n", ns, "addr", "add", f"{ns_ip}/24", "dev", ns_if)
+        run("ip", "-n", ns, "link", "set", ns_if, "up")
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        run("ip", "-n", ns, "route", "add", "default", "via", host_ip)
+        yield ns, ns_ip
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def fetch_in_netns(ns: str, url: str) -> str:
+    code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+    out = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", code, url],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return out.stdout.strip().replace("[::ffff:", "").replace("]", "") if out.returncode == 0 else ""
+
+
+@pytest.mark.parametrize("env", ["iptables"], indirect=True)
+def test_external_traffic_policy_local_keeps_the_source(env: Env, outside: tuple[str, str]) -> None:
+    """A NodePort with externalTrafficPolicy Local: an off-cluster client reaches only this
+    node's endpoint and is seen with its own address; with Cluster it is masqueraded."""
+    ns, ns_ip = outside
+    local = env.service("local", type="NodePort", externalTrafficPolicy="Local")
+    cluster = env.service("cluster", type="NodePort")
+    (_, b1), (_, b2) = env.backends[0], env.backends[1]
+    ports = [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    both = [
+        {"addresses": [{"ip": b1, "nodeName": NODE}, {"ip": b2, "nodeName": "elsewhere"}], "ports": ports}
+    ]
+    env.endpoints("local", both)
+    env.endpoints("cluster", [env.subset([b1])])
+    local_url = f"http://{env.gateway}:{local['spec']['ports'][0]['nodePort']}/cgi-bin/who"
+    cluster_url = f"http://{env.gateway}:{cluster['spec']['ports'][0]['nodePort']}/cgi-bin/who"
+    wait_for(lambda: fetch_in_netns(ns, local_url) == f"backend-1 {ns_ip}", what="Local NodePort")
+    assert {fetch_in_netns(ns, local_url) for _ in range(6)} == {f"backend-1 {ns_ip}"}
+    wait_for(lambda: fetch_in_netns(ns, cluster_url) == f"backend-1 {env.gateway}", what="Cluster NodePort")
+
+
+@pytest.mark.parametrize("env", ["iptables"], indirect=True)
+def test_per_service_chains_follow_the_service(env: Env) -> None:
+    """Each endpoint gets its DNAT chain; deleting the Service deletes its chains and rules."""
+    svc = env.service("chains")
+    env.endpoints("chains", [env.subset([ip for _, ip in env.backends[:2]])])
+    env.wait_rule(svc["spec"]["clusterIP"])
+
+    def ours() -> list[str]:
+        saved = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        return [line for line in saved.splitlines() if '"default/chains' in line]
+
+    wait_for(
+        lambda: all(any(f"--to-destination {ip}:8080" in r for r in ours()) for _, ip in env.backends[:2]),
+        what="one DNAT per endpoint",
+    )
+    chains = {r.split()[1] for r in ours() if "-j DNAT" in r}
+    assert len(chains) == 2 and all(c.startswith(f"{PREFIX}-SEP-") for c in chains), chains
+    assert env.api.delete(f"/api/v1/namespaces/{NS}/services/chains").status_code == 200
+    env.services.remove("chains")
+    wait_for(lambda: not ours(), what="the service's rules gone")
+    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    assert not [c for c in chains if f":{c} " in saved], "the endpoint chains were left behind"
