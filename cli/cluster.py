@@ -35,7 +35,6 @@ from .supervisor import (
     ensure_credentials,
     etcd_binary,
     etcd_client,
-    gateway,
     host_ip,
     kubeconfig_file,
     settings,
@@ -216,7 +215,8 @@ class HostFacts:
     etcd: bool
     sandbox_image_buildable: bool  # minik/pause:1 exists, or a static busybox to build it from
     busy_ports: list[tuple[str, int]]
-    network_clash: str | None  # another Docker network overlapping the pod CIDR
+    network_clash: str | None  # a host route (another network) overlapping the cluster CIDR
+    cni_plugins: bool = True  # the standard CNI plugins (bridge, host-local, …) are installed
 
 
 def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
@@ -239,6 +239,11 @@ def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
                 f"the Docker engine does not answer ({f.docker_error}): start it with "
                 + ("`systemctl start docker`." if f.systemd else "`dockerd > /var/log/dockerd.log 2>&1 &`.")
             )
+    if not f.cni_plugins:
+        problems.append(
+            "the standard CNI plugins are missing (the kubelet sets up pod networks with them, from "
+            "/usr/lib/cni or /opt/cni/bin): `apt-get install -y containernetworking-plugins`."
+        )
     if not f.iptables:
         problems.append("iptables is missing (the proxy needs it): `apt-get install -y iptables`.")
     if not f.etcd:
@@ -258,7 +263,7 @@ def preflight_problems(f: HostFacts, prog: str = "minik") -> list[str]:
             "the components' /metrics ports move with --kubelet-port)."
         )
     if f.network_clash:
-        problems.append(f"{f.network_clash}: pick another pod network with --pod-cidr.")
+        problems.append(f"{f.network_clash}: pick another pod network with --cluster-cidr.")
     return problems
 
 
@@ -278,20 +283,35 @@ def _docker_client() -> Any:
     return docker.from_env(timeout=10)
 
 
-def network_clash(networks: list[dict[str, Any]], name: str, pod_cidr: str) -> str | None:
-    """A message when a Docker network other than ``name`` overlaps ``pod_cidr``."""
-    want = ipaddress.ip_network(pod_cidr, strict=False)
-    for net in networks:
-        if net.get("Name") == name:
+def network_clash(routes: list[dict[str, Any]], bridge: str, cluster_cidr: str) -> str | None:
+    """A message when a route of this host (``ip -j route``: a Docker network's bridge, a VPN,
+    another cluster's CNI bridge, …) on a device other than our CNI ``bridge`` overlaps
+    ``cluster_cidr``.  The default route and host routes (/32) do not count."""
+    want = ipaddress.ip_network(cluster_cidr, strict=False)
+    for route in routes:
+        dst, dev = route.get("dst") or "", route.get("dev") or ""
+        if dev == bridge or dst in ("", "default"):
             continue
-        for cfg in (net.get("IPAM") or {}).get("Config") or []:
-            try:
-                subnet = ipaddress.ip_network(cfg.get("Subnet") or "", strict=False)
-            except ValueError:
-                continue
-            if subnet.version == want.version and subnet.overlaps(want):
-                return f"the Docker network {net.get('Name')} ({subnet}) overlaps the pod network {want}"
+        try:
+            subnet = ipaddress.ip_network(dst, strict=False)
+        except ValueError:
+            continue
+        if subnet.prefixlen == subnet.max_prefixlen or subnet.version != want.version:
+            continue
+        if subnet.overlaps(want):
+            where = f"device {dev}" if dev else "a route"
+            return f"the network {subnet} ({where}) overlaps the pod network {want}"
     return None
+
+
+def host_routes() -> list[dict[str, Any]]:
+    """This host's IPv4 routes of the main table (``ip -j -4 route``); empty when ``ip`` fails."""
+    try:
+        out = subprocess.run(["ip", "-j", "-4", "route", "show"], capture_output=True, text=True, timeout=10)
+        data = json.loads(out.stdout or "[]")
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return []
+    return [r for r in data if isinstance(r, dict)]
 
 
 def docker_error_text(error: str, docker_host: str | None) -> str:
@@ -317,12 +337,12 @@ def gather_facts(cfg: dict[str, Any]) -> HostFacts:
         try:
             client.ping()
             pause_image = bool(client.images.list(name=PAUSE_IMAGE))
-            nets = [n.attrs for n in client.networks.list(greedy=False)]
-            clash = network_clash(nets, cfg["network_name"], cfg["pod_cidr"])
         finally:
             client.close()
     except Exception as exc:  # noqa: BLE001 - any failure means: no usable engine
         docker_error = docker_error_text(str(exc), os.environ.get("DOCKER_HOST"))
+    # the pod network is the CNI bridge over the cluster CIDR: no other network of the host may overlap it
+    clash = network_clash(host_routes(), cfg["cni_bridge"], cfg["cluster_cidr"])
     busybox = Path("/bin/busybox").is_file() or shutil.which("busybox") is not None
     # the API server listens on every address and the kubelet on the node's: bind those to check
     ports = [
@@ -349,6 +369,7 @@ def gather_facts(cfg: dict[str, Any]) -> HostFacts:
         sandbox_image_buildable=pause_image or busybox,
         busy_ports=[(what, port) for what, port, addr in ports if port_in_use(port, addr)],
         network_clash=clash,
+        cni_plugins=any(Path(d, "bridge").is_file() for d in ("/usr/lib/cni", "/opt/cni/bin")),
     )
 
 
@@ -433,7 +454,7 @@ def probes(
     """One health probe per component (run only when its process is alive); ``started`` holds
     each process's start time; ``api`` reaches the API server over TLS as the admin."""
     cfg = settings(cfg)
-    gw = gateway(cfg["pod_cidr"])
+    dns_ip = cfg["dns_ip"]
     chain = f"{cfg['iptables_chain_prefix']}-SERVICES"
 
     def etcd() -> Health:
@@ -465,9 +486,10 @@ def probes(
         return Health(rc == 0, f"nat chain {chain}" + ("" if rc == 0 else " not made yet"))
 
     def dns() -> Health:
+        # through the kube-dns ClusterIP, as pods ask: minik-dns and the proxy's rule for the VIP
         name = f"kubernetes.default.svc.{cfg['cluster_domain']}"
-        answer = dns_query(gw, name)
-        return Health(answer.split()[0] in ("NOERROR", "NXDOMAIN"), f"answers on {gw}:53 ({answer})")
+        answer = dns_query(dns_ip, name, timeout=2.0)  # a loaded host may be slow to answer
+        return Health(answer.split()[0] in ("NOERROR", "NXDOMAIN"), f"answers at {dns_ip}:53 ({answer})")
 
     def ingress() -> Health:
         port = int(cfg.get("ingress_http_port", 80))
@@ -609,9 +631,26 @@ def up(
         DEFAULTS["etcd_port"], help="etcd's client port (the peer port is the next one)"
     ),
     node_name: str = typer.Option(DEFAULTS["node_name"], help="this host's node name"),
-    pod_cidr: str = typer.Option(DEFAULTS["pod_cidr"], help="this node's pod network"),
+    cluster_cidr: str = typer.Option(
+        DEFAULTS["cluster_cidr"],
+        "--cluster-cidr",
+        "--pod-cidr",
+        help="the pods' network: node IPAM gives each node a /24 of it (all of it when it is a /24 or"
+        " smaller); --pod-cidr is the former name, kept as an alias",
+    ),
     service_cidr: str = typer.Option(DEFAULTS["service_cidr"], help="the range Service ClusterIPs come from"),
-    network_name: str = typer.Option(DEFAULTS["network_name"], help="the Docker bridge network for pods"),
+    network_name: str = typer.Option(
+        DEFAULTS["network_name"], help="the CNI network's name (its conflist, host-local data, bridge name)"
+    ),
+    cni_conf_dir: str = typer.Option(
+        DEFAULTS["cni_conf_dir"], help="where the kubelet writes its CNI conflist"
+    ),
+    cni_cache_dir: str = typer.Option(
+        DEFAULTS["cni_cache_dir"], help="the CNI results cache and host-local's address data"
+    ),
+    cni_bridge: str = typer.Option(
+        "", help="the pods' bridge device (default minik0, or mk + a hash of a non-default --network-name)"
+    ),
     iptables_chain_prefix: str = typer.Option(
         DEFAULTS["iptables_chain_prefix"], help="prefix of the proxy's iptables chains"
     ),
@@ -641,7 +680,7 @@ def up(
       sudo minik up             # API server at https://127.0.0.1:6443
 
       minik up --state-dir /tmp/b --api-port 16443 --etcd-port 12379
-      --kubelet-port 20250 --node-name b-1 --pod-cidr 10.245.0.0/24
+      --kubelet-port 20250 --node-name b-1 --cluster-cidr 10.245.0.0/24
       --network-name minik-b --iptables-chain-prefix B   # a second cluster
     """
     t0 = time.monotonic()
@@ -650,15 +689,21 @@ def up(
     if pid is not None:
         _report_running(state, pid)
         raise typer.Exit(0)
+    if cni_bridge and len(cni_bridge) > 15:
+        console.print(f"--cni-bridge {cni_bridge!r}: a device name has 15 characters at most")
+        raise typer.Exit(2)
     cfg = settings(
         {
             "api_port": api_port,
             "etcd_port": etcd_port,
             "etcd_peer_port": etcd_port + 1,
             "node_name": node_name,
-            "pod_cidr": str(ipaddress.ip_network(pod_cidr, strict=False)),
+            "cluster_cidr": str(ipaddress.ip_network(cluster_cidr, strict=False)),
             "service_cidr": service_cidr,
             "network_name": network_name,
+            "cni_conf_dir": str(Path(cni_conf_dir).absolute()),
+            "cni_cache_dir": str(Path(cni_cache_dir).absolute()),
+            "cni_bridge": cni_bridge,
             "iptables_chain_prefix": iptables_chain_prefix,
             "kubelet_port": kubelet_port,
             "ingress_http_port": ingress_http_port,
@@ -732,7 +777,7 @@ def up(
             time.sleep(0.1)
     console.print(
         f"[green]minik is up[/green] in {time.monotonic() - t0:.1f}s: API server at {server}, "
-        f"node {node_name} Ready, cluster DNS at {gateway(cfg['pod_cidr'])}"
+        f"node {node_name} Ready, cluster DNS at {cfg['dns_ip']} (kube-system/kube-dns)"
     )
     console.print(f"kubeconfig: context [bold]{CONTEXT}[/bold] written to {kubeconfig} and made current")
     console.print(f"state and logs: {state} (`minik status`, `minik cluster-logs COMPONENT`)")
@@ -804,6 +849,23 @@ def _stop_and_clean(state: Path) -> bool:
     return was_running
 
 
+def cleanup_pod_network(conf_dir: str, network_name: str, bridge: str, cache_dir: str) -> list[str]:
+    """Remove the node's CNI network once its pods' containers are gone (``kubelet.cni.cleanup_network``:
+    a CNI DEL for every attachment still on record, since a kubelet stopped with its pods running
+    never ran one, then the conflist, the bridge, host-local's data and the cached results).  What
+    was removed, for the report."""
+    from kubelet import cni
+
+    conflist = Path(conf_dir) / f"10-{network_name}.conflist"
+    had_conflist = conflist.exists()
+    had_bridge = subprocess.run(["ip", "link", "show", "dev", bridge], capture_output=True).returncode == 0
+    cni.cleanup_network(conf_dir, network_name, bridge, cache_dir)
+    out = [f"the CNI conflist {conflist}"] if had_conflist else []
+    if had_bridge:
+        out.append(f"the pod bridge {bridge} and the network's addresses")
+    return out
+
+
 def cleanup_host(state: Path) -> list[str]:
     """Remove what the cluster made on this host: proxy rules, pod containers, the pod network."""
     cfg = read_json(state / "config.json")
@@ -825,7 +887,7 @@ def cleanup_host(state: Path) -> list[str]:
     try:
         client = _docker_client()
     except Exception:  # noqa: BLE001 - no engine: nothing of ours can be left in it
-        return removed
+        return removed + _cleanup_cni(cfg)
     try:
         import docker.errors
 
@@ -844,7 +906,18 @@ def cleanup_host(state: Path) -> list[str]:
         console.print(f"[yellow]cleanup in Docker failed: {exc}[/yellow]")
     finally:
         client.close()
-    return removed
+    # after the pods: the CNI network they were attached to
+    return removed + _cleanup_cni(cfg)
+
+
+def _cleanup_cni(cfg: dict[str, Any]) -> list[str]:
+    try:
+        return cleanup_pod_network(
+            cfg["cni_conf_dir"], cfg["network_name"], cfg["cni_bridge"], cfg["cni_cache_dir"]
+        )
+    except Exception as exc:  # noqa: BLE001 - report, do not crash
+        console.print(f"[yellow]removing the CNI network {cfg['network_name']} failed: {exc}[/yellow]")
+        return []
 
 
 def delete(state_dir: Path | None = typer.Option(None, help="state directory (default ~/.minik)")) -> None:

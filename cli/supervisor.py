@@ -20,9 +20,18 @@ State directory layout (``~/.minik`` by default)::
 Start order: etcd and the API server at once (the API server waits for etcd by itself); the
 controller manager, scheduler, kubelet and proxy as soon as the API server answers ``/readyz``
 (started earlier they would only sit in their own retry loops, whose intervals are longer than the
-supervisor's 0.1 s poll); DNS once the kubelet has made the pod network, because DNS listens on the
-network's gateway address (pods' ``nameserver``), so that several clusters on one host never clash
-on port 53.
+supervisor's 0.1 s poll); DNS once node IPAM has given the node its ``spec.podCIDR``.
+
+Pod network: the controller manager's node IPAM cuts the cluster CIDR (``--cluster-cidr``) into
+per-node ranges; the kubelet takes its node's ``spec.podCIDR`` and runs the CNI plugins (bridge +
+host-local) over it, with its conflist and results cache in the configured CNI directories and a
+bridge named after the network.  Cluster DNS: pods' ``nameserver`` is the ``kube-system/kube-dns``
+Service's ClusterIP (the 10th address of the service range, 10.96.0.10 by default, as kubeadm
+picks it); minik-dns, a host process, listens on port 53 of the node's pod-network gateway (the
+first host of ``spec.podCIDR``, an address of the CNI bridge, so that several clusters on one
+host never clash on port 53), and the Service's Endpoints name that address.  The supervisor
+reads the podCIDR from the API, makes sure the bridge carries the gateway address (the bridge
+plugin adopts an existing bridge), writes the Service and its Endpoints, then starts DNS.
 """
 
 from __future__ import annotations
@@ -47,6 +56,8 @@ from typing import Any
 
 import httpx
 
+from kubelet.cni import bridge_name
+
 log = logging.getLogger("minik.supervisor")
 BIN = Path(sys.executable).parent
 
@@ -54,9 +65,11 @@ DEFAULTS: dict[str, Any] = {
     "api_port": 6443,
     "etcd_port": 2379,
     "node_name": "minik-node-1",
-    "pod_cidr": "10.244.0.0/24",
+    "cluster_cidr": "10.244.0.0/16",
     "service_cidr": "10.96.0.0/12",
     "network_name": "minik-pods",
+    "cni_conf_dir": "/etc/cni/net.d",
+    "cni_cache_dir": "/var/lib/cni",
     "iptables_chain_prefix": "MINIK",
     "kubelet_port": 10250,
     "cluster_domain": "cluster.local",
@@ -71,7 +84,17 @@ MAX_BACKOFF = 30.0
 def settings(cfg: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` with every missing key filled from DEFAULTS (older config.json files lack some)."""
     out = {**DEFAULTS, **cfg}
+    if "cluster_cidr" not in cfg and cfg.get("pod_cidr"):
+        # a config.json from before node IPAM: its node pod CIDR becomes the cluster CIDR
+        out["cluster_cidr"] = cfg["pod_cidr"]
     out.setdefault("etcd_peer_port", out["etcd_port"] + 1)
+    # each node's range: a /24 of a larger cluster CIDR, or all of a /24 or smaller one
+    prefix = ipaddress.ip_network(out["cluster_cidr"], strict=False).prefixlen
+    out.setdefault("node_cidr_mask_size", max(24, prefix))
+    if not out.get("cni_bridge"):
+        out["cni_bridge"] = bridge_name(out["network_name"])
+    if not out.get("dns_ip"):
+        out["dns_ip"] = cluster_dns_ip(out["service_cidr"])
     # the plain-HTTP /metrics ports (--metrics-bind-address, loopback): Kubernetes' 10259, 10257,
     # 10249 and CoreDNS' 9153 beside the default kubelet port 10250, and apart for a second cluster
     kubelet = int(out["kubelet_port"])
@@ -100,6 +123,11 @@ def host_ip() -> str:
             return str(s.getsockname()[0])
     except OSError:
         return "127.0.0.1"
+
+
+def cluster_dns_ip(service_cidr: str) -> str:
+    """The ``kube-dns`` Service's ClusterIP: the 10th address of the service range (10.96.0.10)."""
+    return str(ipaddress.ip_network(service_cidr.split(",")[0], strict=False).network_address + 10)
 
 
 def first_service_ip(service_cidr: str) -> str:
@@ -156,10 +184,9 @@ def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
 
     cfg = settings(cfg)
     node, adv = cfg["node_name"], cfg["advertise_address"]
-    gw = gateway(cfg["pod_cidr"])
     pki = PKI(pki_dir(state))
     pki.ensure_ca()
-    extra = [a for a in (adv, gw) if a != "127.0.0.1"]
+    extra = [a for a in (adv,) if a != "127.0.0.1"]
     pki.serving_cert(
         "apiserver", apiserver_hosts(extra, first_service_ip(cfg["service_cidr"])), "kube-apiserver"
     )
@@ -246,6 +273,95 @@ def gateway(pod_cidr: str) -> str:
     return str(next(ipaddress.ip_network(pod_cidr, strict=False).hosts()))
 
 
+def node_pod_cidr(api: httpx.Client, node: str) -> str | None:
+    """The node's ``spec.podCIDR`` (set by node IPAM), or None while it has none."""
+    r = api.get(f"/api/v1/nodes/{node}")
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    cidr = (r.json().get("spec") or {}).get("podCIDR")
+    return str(cidr) if cidr else None
+
+
+def ensure_bridge(bridge: str, gw: str, prefixlen: int) -> None:
+    """The CNI bridge with the gateway address, up (the bridge plugin adopts it at the first pod):
+    minik-dns listens on the gateway before any pod runs."""
+    if address_is_local(gw):
+        return
+    if subprocess.run(["ip", "link", "show", "dev", bridge], capture_output=True).returncode != 0:
+        subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True, capture_output=True)
+    subprocess.run(
+        ["ip", "addr", "replace", f"{gw}/{prefixlen}", "dev", bridge], check=True, capture_output=True
+    )
+    subprocess.run(["ip", "link", "set", bridge, "up"], check=True, capture_output=True)
+
+
+def kube_dns_objects(dns_ip: str, gw: str, node: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``kube-system/kube-dns`` Service (no selector: minik-dns is a host process) and its
+    Endpoints: minik-dns on port 53 of ``gw`` (the node's pod-network gateway, or in the lab the DNS
+    container's address; ``node`` "" when it is on no node)."""
+    meta = {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "clusterIP": dns_ip,
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+            ],
+        },
+    }
+    endpoints = {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": meta,
+        "subsets": [
+            {
+                "addresses": [{"ip": gw, **({"nodeName": node} if node else {})}],
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                ],
+            }
+        ],
+    }
+    return service, endpoints
+
+
+def ensure_kube_dns(api: httpx.Client, dns_ip: str, gw: str, node: str) -> None:
+    """Create the kube-dns Service when missing and point its Endpoints at ``gw`` (updated when
+    the node's pod CIDR changed)."""
+    service, endpoints = kube_dns_objects(dns_ip, gw, node)
+    base = "/api/v1/namespaces/kube-system"
+    r = api.get(f"{base}/services/kube-dns")
+    if r.status_code == 404:
+        r = api.post(f"{base}/services", json=service)
+        if r.status_code not in (201, 409):
+            r.raise_for_status()
+    elif (r.json().get("spec") or {}).get("clusterIP") != dns_ip:
+        log.warning(
+            "kube-system/kube-dns has ClusterIP %s, not %s", r.json()["spec"].get("clusterIP"), dns_ip
+        )
+    r = api.get(f"{base}/endpoints/kube-dns")
+    if r.status_code == 404:
+        r = api.post(f"{base}/endpoints", json=endpoints)
+        if r.status_code not in (201, 409):
+            r.raise_for_status()
+        return
+    r.raise_for_status()
+    current = r.json()
+    if current.get("subsets") != endpoints["subsets"]:
+        endpoints["metadata"] = {**meta_of(current), "labels": endpoints["metadata"]["labels"]}
+        api.put(f"{base}/endpoints/kube-dns", json=endpoints).raise_for_status()
+
+
+def meta_of(obj: dict[str, Any]) -> dict[str, Any]:
+    m = obj.get("metadata") or {}
+    return {k: m[k] for k in ("name", "namespace", "resourceVersion") if k in m}
+
+
 def address_is_local(addr: str) -> bool:
     """True when ``addr`` is assigned to an interface of this host (a socket can bind it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -302,7 +418,6 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
     cfg = settings(cfg)
     etcd = etcd_url(cfg)
     node = cfg["node_name"]
-    gw = gateway(cfg["pod_cidr"])
     pki = pki_dir(state)
 
     def kubeconfig(name: str) -> list[str]:
@@ -327,6 +442,47 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
         if seen["ready"]:
             seen["client"].close()
         return bool(seen["ready"])
+
+    dns_seen: dict[str, Any] = {"at": 0.0}
+
+    def pod_network_ready() -> bool:
+        """Once node IPAM has given the node a pod CIDR: the bridge with the gateway address and
+        the kube-dns Service and Endpoints exist, and DNS's --bind is the gateway."""
+        if not api_ready() or time.monotonic() - dns_seen["at"] < 0.5:
+            return False
+        dns_seen["at"] = time.monotonic()
+        try:
+            with tls_client(cfg, state, timeout=2.0) as api:
+                cidr = node_pod_cidr(api, node)
+                if cidr is None:
+                    return False
+                gw = gateway(cidr)
+                ensure_bridge(cfg["cni_bridge"], gw, ipaddress.ip_network(cidr, strict=False).prefixlen)
+                ensure_kube_dns(api, cfg["dns_ip"], gw, node)
+        except (httpx.HTTPError, OSError, subprocess.CalledProcessError) as exc:
+            log.warning("pod network for DNS not ready: %s", exc)
+            return False
+        argv = dns.argv
+        argv[argv.index("--bind") + 1] = gw
+        log.info("node %s has pod CIDR %s: cluster DNS at %s behind %s", node, cidr, gw, cfg["dns_ip"])
+        return True
+
+    dns = Component(
+        "dns",
+        [
+            script("minik-dns"),
+            *kubeconfig("dns"),
+            "--bind",
+            "",  # the node's pod-network gateway, once known (pod_network_ready)
+            "--port",
+            "53",
+            "--cluster-domain",
+            cfg["cluster_domain"],
+            *metrics_flag("dns"),
+        ],
+        pod_network_ready,
+        "the node's pod CIDR (node IPAM)",
+    )
 
     peer = f"https://127.0.0.1:{cfg['etcd_peer_port']}"
     etcd_cert, etcd_key = str(pki / "etcd-server.crt"), str(pki / "etcd-server.key")
@@ -427,6 +583,13 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 # provisioned volumes live with the cluster's state: `minik delete` removes them
                 "--hostpath-provisioner-dir",
                 str(state / "volumes"),
+                # node IPAM: each node's spec.podCIDR, the range its CNI network hands out
+                "--allocate-node-cidrs",
+                "true",
+                "--cluster-cidr",
+                cfg["cluster_cidr"],
+                "--node-cidr-mask-size",
+                str(cfg["node_cidr_mask_size"]),
                 *metrics_flag("controller-manager"),
             ],
             api_ready,
@@ -458,14 +621,21 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 # the read-only health port would clash between two clusters on one host
                 "--healthz-port",
                 "0",
-                "--pod-cidr",
-                cfg["pod_cidr"],
+                # the pod network: CNI over the node's spec.podCIDR (no --pod-cidr: node IPAM's wins)
+                "--network-plugin",
+                "cni",
                 "--network-name",
                 cfg["network_name"],
+                "--cni-conf-dir",
+                cfg["cni_conf_dir"],
+                "--cni-cache-dir",
+                cfg["cni_cache_dir"],
+                "--cni-bridge",
+                cfg["cni_bridge"],
                 "--root-dir",
                 str(state / "kubelet"),
                 "--cluster-dns",
-                gw,
+                cfg["dns_ip"],
                 "--cluster-domain",
                 cfg["cluster_domain"],
             ],
@@ -506,22 +676,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             api_ready,
             "the API server",
         ),
-        Component(
-            "dns",
-            [
-                script("minik-dns"),
-                *kubeconfig("dns"),
-                "--bind",
-                gw,
-                "--port",
-                "53",
-                "--cluster-domain",
-                cfg["cluster_domain"],
-                *metrics_flag("dns"),
-            ],
-            lambda: address_is_local(gw),
-            f"the pod network ({gw})",
-        ),
+        dns,
         Component(
             "ingress",
             [

@@ -57,7 +57,10 @@ def minik_up_args(
     state: Path, node: str, pod_cidr: str, service_cidr: str, prefix: str
 ) -> tuple[list[str], int]:
     """``minik up`` flags for a cluster beside any other on this host: free ports, the node's name,
-    CIDRs, Docker network ``minik-NODE`` and iptables chain prefix; and the cluster's API port."""
+    CIDRs (``pod_cidr`` is the cluster CIDR: a /24 is the one node's whole range), CNI network
+    ``minik-NODE`` (its bridge name is derived from it) with its conflist and results cache in
+    ``state/cni``, and iptables chain prefix; and the cluster's API port.  ``minik down`` removes
+    the bridge, the conflist and the cached results."""
     api_port, etcd_port = free_port(), free_port()
     # The components' /metrics ports are derived from the kubelet's (cli.supervisor.settings): the
     # kubelet port is picked below the kernel's ephemeral range (32768-60999), so that neither it nor
@@ -74,11 +77,13 @@ def minik_up_args(
     kubelet_port = random.randrange(20000, 32000)
     while not all(_port_free(kubelet_port + d) for d in derived):
         kubelet_port = random.randrange(20000, 32000)
-    while etcd_port + 1 in (api_port, kubelet_port):  # etcd's peer port is the next one
+    # etcd's peer port is the next one: free too, and none of the others
+    while etcd_port + 1 in (api_port, kubelet_port) or not _port_free(etcd_port + 1):
         etcd_port = free_port()
     args = [
         *("--state-dir", str(state), "--api-port", str(api_port), "--etcd-port", str(etcd_port)),
-        *("--kubelet-port", str(kubelet_port), "--node-name", node, "--pod-cidr", pod_cidr),
+        *("--kubelet-port", str(kubelet_port), "--node-name", node, "--cluster-cidr", pod_cidr),
+        *("--cni-conf-dir", str(state / "cni" / "net.d"), "--cni-cache-dir", str(state / "cni" / "cache")),
         *(
             "--service-cidr",
             service_cidr,

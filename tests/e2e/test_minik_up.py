@@ -1,9 +1,12 @@
 """``minik up`` end to end: a whole cluster from a clean state directory, a Deployment and a
 NodePort Service driven with ``minik`` and the real kubectl, a component killed and restarted,
-``minik up`` again, then ``minik down`` leaving no container, network, iptables rule or process.
+``minik up`` again, then ``minik down`` leaving no container, CNI bridge or conflist, iptables rule
+or process.
 
-The cluster has its own ports, node name, pod and service CIDRs, Docker network and iptables
-chain prefix, so it never clashes with a cluster a person runs on the same host.  It needs root,
+The cluster has its own ports, node name, pod (cluster) and service CIDRs, CNI network (bridge,
+conflist and results cache in its state directory) and iptables chain prefix, so it never clashes
+with a cluster a person runs on the same host.  Node IPAM gives the node the pod CIDR (a /24: all
+of it); pods resolve through the kube-dns ClusterIP.  It needs root,
 a Docker engine, iptables and kubectl (``testkit.prereq``: skipped locally without them, failed
 with ``CI=true``); one cluster serves the whole module, and it is torn down in a finally even when
 a test fails.
@@ -27,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from kubelet import cni
 from testkit import prereq, wait
 from testkit.host import free_subnets, processes_mentioning
 from testkit.images import ensure_busybox_image
@@ -47,6 +51,15 @@ class Cluster:
     api_port: int
     up_args: list[str]
     kubectl: str
+
+    @property
+    def bridge(self) -> str:
+        return cni.bridge_name(self.network)
+
+    @property
+    def cni_dirs(self) -> tuple[str, str]:
+        """The conflist and results-cache directories (minik_up_args puts them in the state)."""
+        return str(self.state / "cni" / "net.d"), str(self.state / "cni" / "cache")
 
     @property
     def env(self) -> dict[str, str]:
@@ -93,6 +106,8 @@ def _force_cleanup(c: Cluster) -> None:
             net.remove()
     finally:
         client.close()
+    conf_dir, cache_dir = c.cni_dirs
+    cni.cleanup_network(conf_dir, c.network, c.bridge, cache_dir)
     for line in processes_mentioning(str(c.state), f"--node-name {c.node}"):
         try:
             os.kill(int(line.split(":")[0]), 9)
@@ -188,6 +203,20 @@ def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -
         next(ipaddress.ip_network(cluster.up_args[cluster.up_args.index("--service-cidr") + 1]).hosts())
     )
     assert f"NOERROR {service_ip}" in " ".join(status.split())  # the table may wrap the line
+    # node IPAM gave the node the cluster CIDR (a /24) and the kubelet's CNI network uses it
+    node = json.loads(cluster.minik("get", "node", cluster.node, "-o", "json").stdout)
+    assert node["spec"]["podCIDR"] == cluster.pod_cidr
+    conflist = json.loads((Path(cluster.cni_dirs[0]) / f"10-{cluster.network}.conflist").read_text())
+    bridge = conflist["plugins"][0]
+    assert bridge["bridge"] == cluster.bridge
+    assert bridge["ipam"]["ranges"][0][0]["subnet"] == cluster.pod_cidr
+    # DNS behind the kube-dns ClusterIP (10th service address), its endpoint the node's gateway
+    dns_ip = str(ipaddress.ip_network(cluster.up_args[cluster.up_args.index("--service-cidr") + 1])[10])
+    kube_dns = json.loads(cluster.minik("get", "svc", "kube-dns", "-n", "kube-system", "-o", "json").stdout)
+    assert kube_dns["spec"]["clusterIP"] == dns_ip
+    eps = json.loads(cluster.minik("get", "endpoints", "kube-dns", "-n", "kube-system", "-o", "json").stdout)
+    gateway = str(next(ipaddress.ip_network(cluster.pod_cidr).hosts()))
+    assert [a["ip"] for a in eps["subsets"][0]["addresses"]] == [gateway]
     # the real kubectl drives the cluster through the context `minik up` wrote
     nodes = subprocess.run(
         [cluster.kubectl, "--cache-dir", str(cluster.state / "kubectl-cache"), "get", "nodes"],
@@ -312,6 +341,13 @@ def test_first_app_with_get_describe_logs_exec_and_the_node_port(cluster: Cluste
     pods = wait_for("two web pods Running", running_pods, timeout=60)
     wide = cluster.minik("get", "pods", "-o", "wide").stdout
     assert cluster.node in wide
+    # pod IPs from the node's pod CIDR (CNI host-local), pods asking the kube-dns ClusterIP
+    for name in pods:
+        pod = json.loads(cluster.minik("get", "pod", name, "-o", "json").stdout)
+        assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(cluster.pod_cidr)
+    resolv = cluster.minik("exec", pods[0], "--", "cat", "/etc/resolv.conf").stdout
+    dns_ip = str(ipaddress.ip_network(cluster.up_args[cluster.up_args.index("--service-cidr") + 1])[10])
+    assert f"nameserver {dns_ip}" in resolv
 
     describe = cluster.minik("describe", "deployment", "web").stdout
     assert "ScalingReplicaSet" in describe and "2 desired | 2 updated" in describe
@@ -323,7 +359,7 @@ def test_first_app_with_get_describe_logs_exec_and_the_node_port(cluster: Cluste
     wait_for(
         "the proxy's rule for default/web",
         lambda: any(
-            line.startswith(f"-A {cluster.prefix}-SERVICES ") and '"default/web"' in line
+            line.startswith(f"-A {cluster.prefix}-SERVICES ") and "default/web" in line
             for line in iptables_rules().splitlines()
         ),
     )
@@ -376,7 +412,16 @@ def test_down_leaves_nothing_behind_and_keeps_state(cluster: Cluster) -> None:
         assert client.networks.list(names=[cluster.network]) == []
     finally:
         client.close()
-    assert cluster.prefix not in iptables_rules()
+    rules = iptables_rules()
+    assert cluster.prefix not in rules
+    # the CNI network is gone: bridge, conflist, addresses, and the plugins' rules for the pods
+    assert subprocess.run(["ip", "link", "show", "dev", cluster.bridge], capture_output=True).returncode != 0
+    conf_dir, cache_dir = cluster.cni_dirs
+    assert not (Path(conf_dir) / f"10-{cluster.network}.conflist").exists()
+    assert not (Path(cache_dir) / "networks" / cluster.network).exists()
+    assert not list((Path(cache_dir) / "results").glob(f"{cluster.network}-*"))
+    pod_prefix = cluster.pod_cidr.rsplit(".", 1)[0] + "."
+    assert pod_prefix not in rules, [line for line in rules.splitlines() if pod_prefix in line]
     for pid in [supervisor, *pids]:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert processes_mentioning(str(cluster.state), f"--node-name {cluster.node}") == []

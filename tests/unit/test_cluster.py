@@ -3,6 +3,7 @@ kubeconfig merging, start order and flags, restart backoff (no processes, no Doc
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ from cli.cluster import (
     node_verdict,
     preflight_problems,
 )
-from cli.supervisor import Component, components, gateway, next_backoff, settings
+from cli.supervisor import (
+    Component,
+    components,
+    gateway,
+    kube_dns_objects,
+    next_backoff,
+    settings,
+)
+from kubelet.cni import bridge_name
 
 GOOD = HostFacts(
     is_root=True,
@@ -70,28 +79,35 @@ def test_preflight_lists_every_missing_piece() -> None:
             etcd=False,
             sandbox_image_buildable=False,
             busy_ports=[("the API server", 6443)],
-            network_clash="the Docker network x (10.244.0.0/16) overlaps the pod network 10.244.0.0/24",
+            network_clash="the network 10.244.0.0/16 (device br-x) overlaps the pod network 10.244.0.0/24",
+            cni_plugins=False,
         )
     )
     text = "\n".join(problems)
-    assert len(problems) == 6
+    assert len(problems) == 7
+    assert "apt-get install -y containernetworking-plugins" in text
     assert "apt-get install -y iptables" in text
     assert "etcd-server" in text
     assert "busybox-static" in text
     assert "port 6443 (for the API server) is already in use on this host" in text
-    assert "--pod-cidr" in text
+    assert "--cluster-cidr" in text
 
 
-def test_network_clash_ignores_our_own_network_and_other_subnets() -> None:
-    nets = [
-        {"Name": "bridge", "IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]}},
-        {"Name": "mine", "IPAM": {"Config": [{"Subnet": "10.244.0.0/24"}]}},
-        {"Name": "host", "IPAM": {"Config": []}},
+def test_network_clash_ignores_our_own_bridge_the_default_route_and_other_subnets() -> None:
+    routes = [
+        {"dst": "default", "gateway": "192.0.2.1", "dev": "eth0"},
+        {"dst": "172.17.0.0/16", "dev": "docker0"},
+        {"dst": "10.244.0.0/24", "dev": "minik0"},  # ours: a previous run's CNI bridge
+        {"dst": "10.244.9.9", "dev": "eth0"},  # a host route
     ]
-    assert network_clash(nets, "mine", "10.244.0.0/24") is None
-    nets.append({"Name": "other", "IPAM": {"Config": [{"Subnet": "10.244.0.0/16"}]}})
-    assert network_clash(nets, "mine", "10.244.0.0/24") == (
-        "the Docker network other (10.244.0.0/16) overlaps the pod network 10.244.0.0/24"
+    assert network_clash(routes, "minik0", "10.244.0.0/16") is None
+    routes.append({"dst": "10.244.0.0/16", "dev": "br-123"})
+    assert network_clash(routes, "minik0", "10.244.0.0/24") == (
+        "the network 10.244.0.0/16 (device br-123) overlaps the pod network 10.244.0.0/24"
+    )
+    # another cluster's CNI bridge inside our cluster CIDR
+    assert "mk1234abcd" in (
+        network_clash([{"dst": "10.244.3.0/24", "dev": "mk1234abcd"}], "minik0", "10.244.0.0/16") or ""
     )
 
 
@@ -194,7 +210,7 @@ def test_components_start_order_and_flags_pass_through() -> None:
             "api_port": 31000,
             "etcd_port": 31010,
             "node_name": "t-n1",
-            "pod_cidr": "10.231.5.0/24",
+            "cluster_cidr": "10.231.5.0/24",
             "service_cidr": "10.232.0.0/16",
             "network_name": "minik-t",
             "iptables_chain_prefix": "MKT",
@@ -258,11 +274,22 @@ def test_components_start_order_and_flags_pass_through() -> None:
     assert flag(kubelet, "--client-ca-file") == "/state/pki/ca.crt"
     assert flag(kubelet, "--network-name") == "minik-t"
     assert flag(kubelet, "--port") == "31020"
-    assert flag(kubelet, "--pod-cidr") == "10.231.5.0/24"
-    assert flag(kubelet, "--cluster-dns") == "10.231.5.1"
+    # the pod network: CNI over the range node IPAM gives the node (the cluster CIDR is a /24: all of it)
+    assert "--pod-cidr" not in kubelet.argv
+    assert flag(kubelet, "--network-plugin") == "cni"
+    assert flag(kubelet, "--cni-conf-dir") == "/etc/cni/net.d"
+    assert flag(kubelet, "--cni-cache-dir") == "/var/lib/cni"
+    assert flag(kubelet, "--cni-bridge") == bridge_name("minik-t") != "minik0"
+    assert len(flag(kubelet, "--cni-bridge")) <= 15
+    cm = comps["controller-manager"]
+    assert flag(cm, "--allocate-node-cidrs") == "true"
+    assert flag(cm, "--cluster-cidr") == "10.231.5.0/24" and flag(cm, "--node-cidr-mask-size") == "24"
+    # pods ask the kube-dns ClusterIP (the 10th address of the service range)
+    assert flag(kubelet, "--cluster-dns") == "10.232.0.10"
     assert flag(kubelet, "--root-dir") == "/state/kubelet"
     assert flag(comps["proxy"], "--iptables-chain-prefix") == "MKT"
-    assert flag(comps["dns"], "--bind") == "10.231.5.1"  # the gateway, so clusters never share :53
+    # DNS binds the node's gateway, known once node IPAM set the podCIDR (the gate fills it in)
+    assert comps["dns"].waiting_for == "the node's pod CIDR (node IPAM)"
     for name in ("etcd", "apiserver"):
         assert comps[name].gate is None
     for name in ("controller-manager", "scheduler", "kubelet", "proxy", "dns"):
@@ -282,7 +309,7 @@ def test_credentials_give_each_component_its_own_identity(tmp_path: Path) -> Non
         {
             "node_name": "t-n1",
             "advertise_address": "192.0.2.10",
-            "pod_cidr": "10.231.5.0/24",
+            "cluster_cidr": "10.231.5.0/24",
             "api_port": 31000,
         }
     )
@@ -337,6 +364,26 @@ def test_credentials_give_each_component_its_own_identity(tmp_path: Path) -> Non
 def test_gateway_is_the_first_host_of_the_pod_cidr() -> None:
     assert gateway("10.244.0.0/24") == "10.244.0.1"
     assert gateway("10.231.7.0/24") == "10.231.7.1"
+
+
+def test_pod_network_settings_defaults_and_an_old_config() -> None:
+    cfg = settings({"advertise_address": "192.0.2.10"})
+    assert cfg["cluster_cidr"] == "10.244.0.0/16" and cfg["node_cidr_mask_size"] == 24
+    assert cfg["cni_bridge"] == "minik0" and cfg["dns_ip"] == "10.96.0.10"
+    # a config.json written before node IPAM: its node pod CIDR is the whole cluster CIDR
+    old = settings({"advertise_address": "192.0.2.10", "pod_cidr": "10.245.0.0/24"})
+    assert old["cluster_cidr"] == "10.245.0.0/24" and old["node_cidr_mask_size"] == 24
+    assert settings({"advertise_address": "x", "cluster_cidr": "10.9.0.0/26"})["node_cidr_mask_size"] == 26
+    assert bridge_name("minik-b") == "mk" + hashlib.sha1(b"minik-b").hexdigest()[:8]
+
+
+def test_kube_dns_endpoints_name_the_gateway_on_port_53() -> None:
+    svc, eps = kube_dns_objects("10.96.0.10", "10.244.0.1", "n1")
+    assert svc["spec"]["clusterIP"] == "10.96.0.10" and "selector" not in svc["spec"]
+    assert {(p["port"], p["protocol"]) for p in svc["spec"]["ports"]} == {(53, "UDP"), (53, "TCP")}
+    [subset] = eps["subsets"]
+    assert subset["addresses"] == [{"ip": "10.244.0.1", "nodeName": "n1"}]
+    assert {p["name"]: p["port"] for p in subset["ports"]} == {"dns": 53, "dns-tcp": 53}
 
 
 def test_restart_backoff_doubles_and_resets_after_a_good_minute() -> None:
