@@ -66,7 +66,8 @@ SOURCE_HASH_LABEL = "io.minik.lab.source-hash"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ETCD_MEMBERS = 3
-CLUSTER_CIDR = "10.244.0.0/16"
+CLUSTER_CIDR = "10.244.0.0/16"  # node IPAM gives each node a /24 of it
+CLUSTER_DNS_IP = "10.96.0.10"  # the kube-dns Service's ClusterIP (the API server's default service range)
 API_PORT_IN_CONTAINER = 6443
 IN_CONTAINER = "/etc/minik"  # where each container finds the certificates and kubeconfig it is given
 PACKAGES = ("apimachinery", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "ingress", "cli")
@@ -106,10 +107,6 @@ class LabConfig:
 
 def node_name(i: int) -> str:
     return f"node-{i}"
-
-
-def pod_cidr(i: int) -> str:
-    return f"10.244.{i}.0/24"
 
 
 def addresses(cfg: LabConfig) -> dict[str, str]:
@@ -369,6 +366,11 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
             f"{cfg.node_monitor_grace_period:g}",
             "--pod-eviction-timeout",
             f"{cfg.pod_eviction_timeout:g}",
+            # node IPAM: each node's spec.podCIDR (its CNI network, and the other nodes' routes to it)
+            "--allocate-node-cidrs",
+            "true",
+            "--cluster-cidr",
+            CLUSTER_CIDR,
         ],
         depends_on=["apiserver"],
         volumes=mounts(("kubeconfigs/controller-manager.conf", "controller-manager.conf"), "pki/ca.crt"),
@@ -408,7 +410,6 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
             "pki/metrics-server-serving.key",
         ),
     )
-    routes = " ".join(f"{pod_cidr(i)}={ips[node_name(i)]}" for i in range(1, cfg.nodes + 1))
     for i in range(1, cfg.nodes + 1):
         name = node_name(i)
         services[name] = {
@@ -417,10 +418,8 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
             "restart": "unless-stopped",
             "environment": {
                 "NODE_NAME": name,
-                "POD_CIDR": pod_cidr(i),
-                "POD_ROUTES": routes,
                 "CLUSTER_CIDR": CLUSTER_CIDR,
-                "CLUSTER_DNS": ips["dns"],
+                "CLUSTER_DNS": CLUSTER_DNS_IP,
             },
             "labels": {"io.minik.lab.role": "node"},
             **node_privileges(cfg),
@@ -451,6 +450,7 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
         "# Standalone: deploy/build-base.sh && .venv/bin/pip wheel . -w deploy/.wheels\n"
         "#             .venv/bin/minik lab certs --dir deploy/secrets   # the lab's CA, certificates, kubeconfigs\n"
         "#             docker-compose -p minik-lab -f deploy/docker-compose.yml up -d --build\n"
+        "#             kubectl --kubeconfig deploy/secrets/kubeconfigs/admin.conf apply -f deploy/kube-dns.yaml\n"
     )
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
 
@@ -711,12 +711,21 @@ def node_conditions(cfg: LabConfig) -> dict[str, str]:
 
 
 def wait_ready(cfg: LabConfig, timeout: float) -> None:
+    """Until every node is Ready; the kube-dns Service is made as soon as the API server answers
+    (before pods start: they ask its ClusterIP)."""
+    from .supervisor import ensure_kube_dns
+
     deadline = time.monotonic() + timeout
     want = [node_name(i) for i in range(1, cfg.nodes + 1)]
+    dns_done = False
     with console.status("waiting for the API server…") as status, api_client(cfg, 2) as client:
         while True:
             try:
                 if client.get("/readyz").status_code == 200:
+                    if not dns_done:
+                        # minik-dns runs in its own container on the lab network
+                        ensure_kube_dns(client, CLUSTER_DNS_IP, addresses(cfg)["dns"], "")
+                        dns_done = True
                     conds = node_conditions(cfg)
                     ready = [n for n in want if conds.get(n) == "True"]
                     if len(ready) == len(want):

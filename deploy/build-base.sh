@@ -6,12 +6,14 @@
 #   deploy/build-base.sh [IMAGE]        default IMAGE: minik/base:bookworm
 #
 # The base carries what both lab images need, so that no `apt-get` runs inside `docker build`:
-# Python 3.11 with venv, and for the node image Docker's engine (docker.io), iptables and iproute2.
+# Python 3.11 with venv, and for the node image Docker's engine (docker.io), iptables, iproute2, the
+# standard CNI plugins (containernetworking-plugins: bridge, host-local, loopback, portmap, firewall)
+# and conntrack (the proxy clears UDP conntrack entries).
 set -euo pipefail
 
 IMAGE="${1:-minik/base:bookworm}"
 SUITE="${MINIK_BASE_SUITE:-bookworm}"
-PACKAGES="python3,python3-venv,ca-certificates,docker.io,iptables,iproute2,procps,busybox-static,haproxy"
+PACKAGES="python3,python3-venv,ca-certificates,docker.io,iptables,iproute2,procps,busybox-static,haproxy,containernetworking-plugins,conntrack"
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
     echo "base image $IMAGE exists"

@@ -1,12 +1,16 @@
 #!/bin/bash
-# A lab node: its own Docker engine, then minik-kubelet and minik-proxy, each restarted if it dies.
+# A lab node: its own Docker engine, then minik-kubelet, minik-proxy and the host-gw route keeper,
+# each restarted if it dies.
+#
+# The pod network: the kubelet runs the CNI plugins (bridge + host-local) over the node's
+# spec.podCIDR, which the controller manager's node IPAM gives it; `python -m cli.labroutes`
+# watches the Node objects and keeps a route to every other node's podCIDR via its InternalIP.
 #
 # Environment (set by deploy/docker-compose.yml):
 #   NODE_NAME     the Node's name (node-1, …)
-#   POD_CIDR      this node's pod subnet, e.g. 10.244.1.0/24
-#   POD_ROUTES    every node's "CIDR=NODE_IP", space separated: host-gw routes to the other nodes' pods
-#   CLUSTER_CIDR  all pod subnets (default 10.244.0.0/16): forwarded in by Docker's DOCKER-USER chain
-#   CLUSTER_DNS   the cluster DNS server's address, for pods with dnsPolicy ClusterFirst
+#   CLUSTER_CIDR  all pod subnets (default 10.244.0.0/16): node IPAM's range; forwarded in by
+#                 Docker's DOCKER-USER chain, and the only routes the route keeper manages
+#   CLUSTER_DNS   the cluster DNS address for pods with dnsPolicy ClusterFirst (the kube-dns ClusterIP)
 #   KUBELET_ARGS, PROXY_ARGS   extra flags
 #
 # Files (read-only mounts of `minik lab up`'s credentials, see cli/lab.py):
@@ -25,7 +29,7 @@ mkdir -p "$LOG_DIR"
 say() { echo "$(date -u +%FT%TZ) node-entrypoint $NODE_NAME: $*"; }
 
 NODE_IP="$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -n1)"
-say "node IP $NODE_IP, pod CIDR ${POD_CIDR:-?}"
+say "node IP $NODE_IP, cluster CIDR $CLUSTER_CIDR"
 
 # cgroup v2 (GitHub's ubuntu runners): move this container's processes out of the root cgroup so the
 # nested dockerd may enable controllers for its children (the same step as docker:dind's script).
@@ -47,14 +51,6 @@ if awk '$2 == "/proc/sys" && $4 ~ /(^|,)ro(,|$)/ {found=1} END {exit !found}' /p
 fi
 awk '$3 == "cgroup" && $4 ~ /(^|,)ro(,|$)/ {print $2}' /proc/mounts | while read -r m; do
     mount -o remount,bind,rw "$m" || say "cannot remount $m read-write"
-done
-
-# host-gw: reach every other node's pod subnet through that node's address on the lab network
-for route in ${POD_ROUTES:-}; do
-    cidr="${route%%=*}"
-    via="${route#*=}"
-    [ "$via" = "$NODE_IP" ] && continue
-    ip route replace "$cidr" via "$via" dev eth0 || say "cannot add route $cidr via $via"
 done
 
 children=()
@@ -127,9 +123,13 @@ PKI=/etc/minik/pki
 supervise kubelet kubelet.main --kubeconfig /etc/minik/kubelet.conf --node-name "$NODE_NAME" \
     --node-ip "$NODE_IP" --tls-cert-file "$PKI/kubelet.crt" --tls-private-key-file "$PKI/kubelet.key" \
     --client-ca-file "$PKI/ca.crt" \
-    --pod-cidr "${POD_CIDR:-10.244.0.0/24}" ${CLUSTER_DNS:+--cluster-dns "$CLUSTER_DNS"} ${KUBELET_ARGS:-}
+    ${CLUSTER_DNS:+--cluster-dns "$CLUSTER_DNS"} ${KUBELET_ARGS:-}
 # shellcheck disable=SC2086
-supervise proxy proxy.main --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" ${PROXY_ARGS:-}
+supervise proxy proxy.main --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" \
+    --cluster-cidr "$CLUSTER_CIDR" ${PROXY_ARGS:-}
+# host-gw: a route to every other node's pod CIDR via its address on the lab network
+supervise routes cli.labroutes --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" \
+    --cluster-cidr "$CLUSTER_CIDR" --dev eth0
 # the ingress controller (HAProxy) on the node's ports 80 and 443
 if [ -f /etc/minik/ingress.conf ]; then
     # shellcheck disable=SC2086
@@ -138,8 +138,8 @@ if [ -f /etc/minik/ingress.conf ]; then
 fi
 
 # the logs of the node's components are this container's logs
-touch "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" "$LOG_DIR/ingress.log"
-tail -q -n +1 -F "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" "$LOG_DIR/ingress.log" &
+touch "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" "$LOG_DIR/ingress.log" "$LOG_DIR/routes.log"
+tail -q -n +1 -F "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" "$LOG_DIR/ingress.log" "$LOG_DIR/routes.log" &
 children+=($!)
 
 while [ "$stopping" = 0 ]; do

@@ -9,6 +9,7 @@ happens.  The tests run in file order; the last one takes the lab down and check
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -369,10 +370,19 @@ def test_deployment_spreads_over_the_nodes(lab: Lab) -> None:
         )
         placement = sorted(p["spec"]["nodeName"] for p in pods)
         assert set(placement) == set(NODES), placement
-        # every pod got an address on its node's pod subnet
+        # every pod got an address on its node's pod subnet, the one node IPAM gave the node
+        cidrs = {
+            n["metadata"]["name"]: ipaddress.ip_network(n["spec"]["podCIDR"])
+            for n in lab.api.get("/api/v1/nodes").json()["items"]
+        }
+        assert len(set(cidrs.values())) == len(cidrs)
+        cluster = ipaddress.IPv4Network("10.244.0.0/16")
+        assert all(isinstance(c, ipaddress.IPv4Network) and c.subnet_of(cluster) for c in cidrs.values()), (
+            cidrs
+        )
         for p in pods:
-            index = p["spec"]["nodeName"].split("-")[1]
-            assert p["status"]["podIP"].startswith(f"10.244.{index}."), (p["spec"]["nodeName"], p["status"])
+            node = p["spec"]["nodeName"]
+            assert ipaddress.ip_address(p["status"]["podIP"]) in cidrs[node], (node, p["status"])
     finally:
         lab.delete(f"{path}/spread")
 
