@@ -23,6 +23,7 @@ from .netpol import remove as remove_network_policy_rules
 from .proxier import Proxier
 
 log = logging.getLogger("proxy")
+MAX_PREFIX = 10
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,7 +85,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     metrics.add_metrics_flag(p, 10249)
     add_log_level_flag(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 1 <= len(args.iptables_chain_prefix) <= MAX_PREFIX:
+        # PREFIX-EXTERNAL-SERVICES must stay within iptables' 28-character chain names
+        p.error(f"--iptables-chain-prefix: 1 to {MAX_PREFIX} characters")
+    return args
 
 
 async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
