@@ -489,7 +489,9 @@ def probes(
         # through the kube-dns ClusterIP, as pods ask: minik-dns and the proxy's rule for the VIP
         name = f"kubernetes.default.svc.{cfg['cluster_domain']}"
         answer = dns_query(dns_ip, name, timeout=2.0)  # a loaded host may be slow to answer
-        return Health(answer.split()[0] in ("NOERROR", "NXDOMAIN"), f"answers at {dns_ip}:53 ({answer})")
+        # the `kubernetes` Service always exists: NOERROR with its address once DNS has its records
+        ok = answer.split()[0] == "NOERROR" and len(answer.split()) > 1
+        return Health(ok, f"answers at {dns_ip}:53 ({answer})")
 
     def ingress() -> Health:
         port = int(cfg.get("ingress_http_port", 80))
