@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import model
@@ -64,6 +65,35 @@ def _die_with_parent() -> None:
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass(frozen=True)
+class ServerState:
+    """One server (slot) of the runtime API's ``show servers state``."""
+
+    backend: str
+    server: str
+    address: str
+    op_state: int  # SRV_ST_*: 0 stopped, 1 starting, 2 running, 3 stopping
+    admin_state: int  # SRV_ADMF_* bits: 0x01 FMAINT, 0x02 IMAINT, 0x04 CMAINT, 0x20 RMAINT, ...
+
+    @property
+    def in_service(self) -> bool:
+        """Running and in no maintenance (forced, inherited or resolution).  A slot enabled at run
+        time keeps the configuration's CMAINT bit (``disabled`` in the file), which is no
+        maintenance."""
+        return self.op_state == 2 and self.admin_state & 0x23 == 0
+
+
+def parse_servers_state(text: str) -> list[ServerState]:
+    """The servers in the answer to ``show servers state``: a version line, a ``#`` header, then
+    ``be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...`` per server."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) > 6 and not line.startswith("#"):
+            out.append(ServerState(parts[1], parts[3], parts[4], int(parts[5]), int(parts[6])))
+    return out
 
 
 class ConfigError(Exception):

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ingress.haproxy import parse_servers_state
 from testkit import prereq
 from testkit.echoserver import ensure_echo_image, read_ws_frame, ws_frame
 from testkit.host import free_port
@@ -435,24 +436,13 @@ def test_backend_killed_mid_load_loses_no_request(kubectl: Kubectl, ing: Ingress
 
 
 def _servers_up(ing: Ingress, ns: str, svc: str) -> int:
-    """Servers of the Service's backend HAProxy has in service (the runtime API's view)."""
+    """Servers of the Service's backend HAProxy has in service (the runtime API's view), empty slots
+    (at 127.0.0.1) left out."""
     out = subprocess_run_socket(ing.state / "admin.sock", "show servers state")
     be = f"be_{ns}_{svc}_80"
-    count = 0
-    for line in out.splitlines():
-        parts = line.split()
-        # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...: running (2) and in
-        # no maintenance (admin flags FMAINT|IMAINT|RMAINT = 0x23; a slot enabled at run time keeps
-        # the configuration's CMAINT bit 0x04, which is not maintenance)
-        if (
-            len(parts) > 6
-            and parts[1] == be
-            and parts[4] != "127.0.0.1"
-            and parts[5] == "2"
-            and int(parts[6]) & 0x23 == 0
-        ):
-            count += 1
-    return count
+    return sum(
+        1 for s in parse_servers_state(out) if s.backend == be and s.address != "127.0.0.1" and s.in_service
+    )
 
 
 def subprocess_run_socket(path: Path, command: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 
 from ingress import model
 from ingress.controller import node_addresses
+from ingress.haproxy import ServerState, parse_servers_state
 from ingress.model import Backend, Server
 
 
@@ -364,3 +365,31 @@ def test_status_addresses_from_nodes() -> None:
         {"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]}},
     ]
     assert node_addresses(nodes) == ["10.0.0.1", "10.0.0.2", "192.0.2.1"]
+
+
+# HAProxy 2.6's answer to ``show servers state`` (be_ns_web_80: s1 set to maint at run time, s2 an
+# empty slot ``disabled`` in the configuration, s3 a slot given an address and enabled at run time)
+SERVERS_STATE = (
+    "1\n"
+    "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight"
+    " srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state"
+    " srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl"
+    " srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n"
+    "2 be_ns_web_80 1 s1 10.0.0.5 0 1 1 1 0 1 0 0 0 0 0 0 - 8080 - 0 0 - - 0\n"
+    "2 be_ns_web_80 2 s2 127.0.0.1 0 5 1 1 1 1 0 0 8 0 0 0 - 1 - 0 0 - - 0\n"
+    "2 be_ns_web_80 3 s3 10.0.0.6 2 4 1 1 0 1 0 0 8 0 0 0 - 8080 - 0 0 - - 0\n"
+    "\n"
+)
+
+
+def test_servers_state_parsing() -> None:
+    servers = parse_servers_state(SERVERS_STATE)
+    assert [(s.backend, s.server, s.address, s.op_state, s.admin_state) for s in servers] == [
+        ("be_ns_web_80", "s1", "10.0.0.5", 0, 1),
+        ("be_ns_web_80", "s2", "127.0.0.1", 0, 5),
+        ("be_ns_web_80", "s3", "10.0.0.6", 2, 4),
+    ]
+    # the configuration's CMAINT bit (4) left on a slot enabled at run time is no maintenance
+    assert [s.server for s in servers if s.in_service] == ["s3"]
+    assert not ServerState("b", "s", "10.0.0.7", 2, 0x20).in_service  # RMAINT: address not resolved
+    assert parse_servers_state("1\n# be_id be_name\n") == []
