@@ -1,5 +1,5 @@
 """NetworkPolicy enforcement inside minik-proxy: informers on NetworkPolicies, Pods and
-Namespaces (every namespace); any change marks the state dirty and one sync loop re-plans
+Namespaces (every namespace) and on the ``kube-system/kube-dns`` Endpoints; any change marks the state dirty and one sync loop re-plans
 (:mod:`proxy.netpol_model`) and, when the rules changed, writes all policy chains of the filter
 table with one ``iptables-restore --noflush`` (atomic: a packet sees the old rules or the new
 ones).  Every sync, and every :data:`RESYNC_SECONDS`, the jumps into ``PREFIX-NWPLCY`` are made
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 POLICIES = kind_info("networking.k8s.io/v1", "NetworkPolicy")
 PODS = kind_info("v1", "Pod")
 NAMESPACES = kind_info("v1", "Namespace")
+ENDPOINTS = kind_info("v1", "Endpoints")
 
 RESYNC_SECONDS = 10.0  # jump order re-checked (and the rules re-planned) this often
 # ... and more often at first: the proxy's Service rules start at the same time and add their own
@@ -86,6 +87,11 @@ class NetworkPolicyController:
         self.policies = Informer(client, POLICIES)
         self.pods = Informer(client, PODS)
         self.namespaces = Informer(client, NAMESPACES)
+        # minik-dns is a host process behind kube-system/kube-dns: a peer of its own (see
+        # netpol_model.host_dns_peers)
+        self.dns = Informer(
+            client, ENDPOINTS, namespace="kube-system", field_selector="metadata.name=kube-dns"
+        )
         self.ready = asyncio.Event()
         self.syncs = 0  # rule writes (for tests and logs)
         self.last_plan: model.Plan | None = None
@@ -97,7 +103,7 @@ class NetworkPolicyController:
         def changed(*_: Any) -> None:
             self._dirty.set()
 
-        for inf in (self.policies, self.namespaces):
+        for inf in (self.policies, self.namespaces, self.dns):
             inf.add_event_handler(changed, changed, changed)
 
         def pod_updated(old: Obj, new: Obj) -> None:
@@ -108,7 +114,7 @@ class NetworkPolicyController:
         self.pods.add_event_handler(changed, pod_updated, changed)
 
     def informers(self) -> tuple[Informer, ...]:
-        return (self.policies, self.pods, self.namespaces)
+        return (self.policies, self.pods, self.namespaces, self.dns)
 
     async def run(self) -> None:
         for inf in self.informers():
@@ -154,7 +160,10 @@ class NetworkPolicyController:
 
     def plan(self) -> model.Plan:
         state = model.state_from_objects(
-            self.policies.store.list(), self.pods.store.list(), self.namespaces.store.list()
+            self.policies.store.list(),
+            self.pods.store.list(),
+            self.namespaces.store.list(),
+            self.dns.store.get("kube-system/kube-dns"),
         )
         return model.plan(state, self.prefix)
 

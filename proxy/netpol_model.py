@@ -32,6 +32,10 @@ pods of the selected namespaces, both together pods matching both; ``ipBlock`` a
 ``except`` CIDRs (expanded into the CIDRs that remain).  A named port is looked up, per pod, in the
 container ports of the pod receiving the traffic (the isolated pod for ingress, each destination
 pod for egress).  IPv4 only.
+
+minik-dns is a host process, not a pod; the addresses of the ``kube-system/kube-dns`` Endpoints
+stand in for pods of ``kube-system`` labelled as that object (``k8s-app=kube-dns``), as peers only,
+so the usual allow-DNS rule that selects the kube-dns pods matches it (:func:`host_dns_peers`).
 """
 
 from __future__ import annotations
@@ -174,6 +178,12 @@ class State:
     policies: list[Obj]
     pods: list[PodInfo]
     namespaces: Mapping[str, Mapping[str, str]]  # name -> labels
+    # peers that are no pods: minik-dns, a host process, as kube-system/kube-dns (see host_dns_peers)
+    host_peers: list[PodInfo] = field(default_factory=list)
+
+    @property
+    def peers(self) -> list[PodInfo]:
+        return [*self.pods, *self.host_peers]
 
     def namespace_labels(self, name: str) -> Mapping[str, str]:
         # Kubernetes labels every namespace with its name; a namespace not (yet) in the cache
@@ -199,7 +209,7 @@ def _peers(state: State, policy_ns: str, peers: Any) -> list[Peer]:
             continue
         pod_sel = _selector(peer.get("podSelector", {}))  # absent with a namespaceSelector: every pod
         ns_sel = _selector(peer["namespaceSelector"]) if peer.get("namespaceSelector") is not None else None
-        for pod in state.pods:
+        for pod in state.peers:
             if ns_sel is None:
                 if pod.namespace != policy_ns:
                     continue
@@ -352,7 +362,7 @@ def plan(state: State, prefix: str) -> Plan:
                         continue
                     peers = _peers(state, ns, rule.get("to"))
                     comment = f"{_key(pol)} egress[{i}]"
-                    lines += _allow_lines(ch, "E", None, peers, rule.get("ports"), comment, state.pods)
+                    lines += _allow_lines(ch, "E", None, peers, rule.get("ports"), comment, state.peers)
             lines.append(f"-A {ch} -m comment --comment {_quote(who + ' egress not allowed')} -j DROP")
             chains[ch] = _dedupe(lines)
             egress_jumps.append(
@@ -388,10 +398,46 @@ def _dedupe(lines: list[str]) -> list[str]:
     return out
 
 
-def state_from_objects(policies: Iterable[Obj], pods: Iterable[Obj], namespaces: Iterable[Obj]) -> State:
+def host_dns_peers(endpoints: Obj | None, pod_ips: set[str]) -> list[PodInfo]:
+    """minik-dns as a peer: each address of the ``kube-system/kube-dns`` Endpoints that is no
+    pod's stands for a pod of that namespace with the Endpoints' labels (``k8s-app=kube-dns``) and
+    its named ports, so the usual allow-DNS rule (namespaceSelector kube-system + podSelector
+    k8s-app=kube-dns) matches DNS traffic to the host process.  Never isolated itself."""
+    if not isinstance(endpoints, dict):
+        return []
+    meta = endpoints.get("metadata") or {}
+    # the Endpoints' labels (minik up copies the Service's); without any, kube-dns' usual one
+    labels = dict(meta.get("labels") or {"k8s-app": "kube-dns"})
+    out: list[PodInfo] = []
+    for subset in endpoints.get("subsets") or []:
+        if not isinstance(subset, dict):
+            continue
+        ports = tuple(
+            sorted(
+                (str(p["name"]), int(p["port"]), str(p.get("protocol") or "TCP"))
+                for p in subset.get("ports") or []
+                if isinstance(p, dict) and p.get("name") and isinstance(p.get("port"), int)
+            )
+        )
+        for addr in subset.get("addresses") or []:
+            ip = _ipv4((addr or {}).get("ip"))
+            if ip is None or ip in pod_ips or ((addr or {}).get("targetRef") or {}).get("kind") == "Pod":
+                continue
+            out.append(
+                PodInfo(
+                    str(meta.get("namespace") or "kube-system"), f"{meta.get('name')}@{ip}", ip, labels, ports
+                )
+            )
+    return out
+
+
+def state_from_objects(
+    policies: Iterable[Obj], pods: Iterable[Obj], namespaces: Iterable[Obj], dns_endpoints: Obj | None = None
+) -> State:
     infos = [i for i in (pod_info(p) for p in pods) if i is not None]
     ns_labels = {
         str((n.get("metadata") or {}).get("name")): dict((n.get("metadata") or {}).get("labels") or {})
         for n in namespaces
     }
-    return State(list(policies), infos, ns_labels)
+    host = host_dns_peers(dns_endpoints, {i.ip for i in infos})
+    return State(list(policies), infos, ns_labels, host)

@@ -175,3 +175,27 @@ def test_egress_deny_with_dns_allowed(net: World) -> None:
     code, out = c.exec(OTHER, "other", ["nslookup", "kubernetes.default.svc.cluster.local"])
     assert code == 0 and "Address" in out, out
     net.allowed("friend", "other")  # ingress into "other" is not isolated
+    # the selector form of allow-DNS: minik-dns (a host process) stands as kube-system's kube-dns pod
+    assert c.api is not None
+    c.api.delete(f"/apis/networking.k8s.io/v1/namespaces/{OTHER}/networkpolicies/allow-dns")
+    wait_for(lambda: f"{OTHER}/allow-dns" not in net.rules(), 20, "allow-dns gone")
+    code, _ = c.exec(OTHER, "other", ["timeout", "3", "nslookup", "kubernetes.default.svc.cluster.local"])
+    assert code != 0, "DNS should be dropped without the allow-dns policy"
+    to_kube_dns = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+    }
+    c.apply(
+        [
+            policy(
+                "allow-dns-pods",
+                OTHER,
+                policyTypes=["Egress"],
+                egress=[{"to": [to_kube_dns], "ports": dns_ports}],
+            )
+        ]
+    )
+    net.wait_rules(f"{OTHER}/allow-dns-pods egress[0]")
+    code, out = c.exec(OTHER, "other", ["nslookup", "kubernetes.default.svc.cluster.local"])
+    assert code == 0 and "Address" in out, out
+    net.denied("other", "friend")

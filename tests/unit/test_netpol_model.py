@@ -182,6 +182,48 @@ def test_ip_block_except_is_expanded() -> None:
     ]
 
 
+def test_kube_dns_host_process_is_a_peer_for_the_usual_allow_dns_rule() -> None:
+    eps = {
+        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+        "subsets": [
+            {
+                "addresses": [{"ip": "10.1.0.1"}, {"ip": "10.1.0.2"}],  # the second is a pod (WEB): skipped
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53}],
+            }
+        ],
+    }
+    peers = m.host_dns_peers(eps, {p.ip for p in PODS})
+    assert [(p.namespace, p.ip, dict(p.labels), p.ports) for p in peers] == [
+        ("kube-system", "10.1.0.1", {"k8s-app": "kube-dns"}, (("dns", 53, "UDP"), ("dns-tcp", 53, "TCP")))
+    ]
+    allow_dns = pol(
+        "dns",
+        policyTypes=["Egress"],
+        egress=[
+            {
+                "to": [
+                    {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                    }
+                ],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": "dns-tcp"}],
+            }
+        ],
+    )
+    p = m.plan(m.State([allow_dns], PODS, NAMESPACES, peers), P)
+    assert rules(p, "E", WEB) == [
+        "-d 10.1.0.2 -j RETURN",
+        "-d 10.1.0.1 -p udp -m udp --dport 53 -j RETURN",
+        "-d 10.1.0.1 -p tcp -m tcp --dport 53 -j RETURN",
+        "-j DROP",
+    ]
+    # a host peer is never isolated itself, even when a policy of its namespace selects everything
+    p = m.plan(m.State([pol("deny", ns="kube-system", policyTypes=["Ingress"])], PODS, NAMESPACES, peers), P)
+    assert p.isolated == {}
+    assert m.host_dns_peers(None, set()) == []
+
+
 def test_pod_info_skips_host_network_finished_and_addressless_pods() -> None:
     def pod(**kw: Any) -> dict[str, Any]:
         base: dict[str, Any] = {
