@@ -19,6 +19,9 @@ from metricsserver.main import Store as MetricsStore
 
 pytestmark = pytest.mark.unit
 
+# a client of the app, the authorization attributes it was asked about, and a switch to deny
+Setup = tuple[httpx.AsyncClient, list[dict[str, Any]], dict[str, bool]]
+
 
 def node(name: str, **labels: str) -> dict[str, Any]:
     return {"metadata": {"name": name, "labels": labels}}
@@ -37,7 +40,7 @@ def sample(ts: float, cpu: float, pods: list[tuple[str, str]]) -> scrape.NodeSam
 
 
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[httpx.AsyncClient, list[dict[str, Any]], dict[str, bool]]]:
+async def setup() -> AsyncIterator[Setup]:
     nodes, pods = Store(), Store()
     for n in (node("n2", zone="b"), node("n1", zone="a"), node("n3", zone="a")):  # n3: no samples
         nodes.add(n)
@@ -69,13 +72,15 @@ async def setup() -> AsyncIterator[tuple[httpx.AsyncClient, list[dict[str, Any]]
         yield c, asked, deny
 
 
+def metrics_attrs(resource: str, verb: str, **more: str) -> dict[str, str]:
+    return {"group": "metrics.k8s.io", "version": "v1beta1", "resource": resource, "verb": verb, **more}
+
+
 def names(body: dict[str, Any]) -> list[tuple[str | None, str]]:
     return [(i["metadata"].get("namespace"), i["metadata"]["name"]) for i in body["items"]]
 
 
-async def test_node_list_and_get(
-    setup: tuple[httpx.AsyncClient, list[dict[str, Any]], dict[str, bool]],
-) -> None:
+async def test_node_list_and_get(setup: Setup) -> None:
     c, asked, _ = setup
     r = await c.get(PREFIX + "/nodes")
     assert r.status_code == 200
@@ -84,27 +89,14 @@ async def test_node_list_and_get(
     assert body["metadata"] == {"resourceVersion": ""}
     assert names(body) == [(None, "n1"), (None, "n2")]  # sorted; n3 has no samples
     assert body["items"][0]["usage"]["cpu"] == "500000000n"
-    assert asked[-1] == {
-        "resourceAttributes": {
-            "group": "metrics.k8s.io",
-            "version": "v1beta1",
-            "resource": "nodes",
-            "verb": "list",
-        }
-    }
+    assert asked[-1] == {"resourceAttributes": metrics_attrs("nodes", "list")}
     assert names((await c.get(PREFIX + "/nodes", params={"labelSelector": "zone=a"})).json()) == [
         (None, "n1")
     ]
 
     r = await c.get(PREFIX + "/nodes/n2")
     assert r.status_code == 200 and r.json()["kind"] == "NodeMetrics" and r.json()["metadata"]["name"] == "n2"
-    assert asked[-1]["resourceAttributes"] == {
-        "group": "metrics.k8s.io",
-        "version": "v1beta1",
-        "resource": "nodes",
-        "verb": "get",
-        "name": "n2",
-    }
+    assert asked[-1]["resourceAttributes"] == metrics_attrs("nodes", "get", name="n2")
     for missing in ("n3", "nope"):
         r = await c.get(PREFIX + f"/nodes/{missing}")
         assert r.status_code == 404
@@ -112,22 +104,14 @@ async def test_node_list_and_get(
         assert r.json()["details"]["kind"] == "nodemetrics" and r.json()["details"]["name"] == missing
 
 
-async def test_pod_list_and_get(
-    setup: tuple[httpx.AsyncClient, list[dict[str, Any]], dict[str, bool]],
-) -> None:
+async def test_pod_list_and_get(setup: Setup) -> None:
     c, asked, _ = setup
     r = await c.get(PREFIX + "/pods")
     assert r.status_code == 200
     body = r.json()
     assert body["kind"] == "PodMetricsList" and body["metadata"] == {"resourceVersion": ""}
     assert names(body) == [("default", "api"), ("default", "web"), ("kube-system", "dns")]
-    assert asked[-1]["resourceAttributes"] == {
-        "group": "metrics.k8s.io",
-        "version": "v1beta1",
-        "resource": "pods",
-        "verb": "list",
-        "namespace": "",
-    }
+    assert asked[-1]["resourceAttributes"] == metrics_attrs("pods", "list", namespace="")
     r = await c.get(PREFIX + "/namespaces/default/pods", params={"labelSelector": "app in (web,lonely)"})
     assert names(r.json()) == [("default", "web")]
     assert asked[-1]["resourceAttributes"]["namespace"] == "default"
@@ -136,23 +120,16 @@ async def test_pod_list_and_get(
     r = await c.get(PREFIX + "/namespaces/kube-system/pods/dns")
     assert r.status_code == 200 and r.json()["kind"] == "PodMetrics"
     assert r.json()["containers"][0]["name"] == "main"
-    assert asked[-1]["resourceAttributes"] == {
-        "group": "metrics.k8s.io",
-        "version": "v1beta1",
-        "resource": "pods",
-        "verb": "get",
-        "namespace": "kube-system",
-        "name": "dns",
-    }
+    assert asked[-1]["resourceAttributes"] == metrics_attrs(
+        "pods", "get", namespace="kube-system", name="dns"
+    )
     for ns, missing in (("default", "lonely"), ("default", "dns"), ("default", "nope")):
         r = await c.get(PREFIX + f"/namespaces/{ns}/pods/{missing}")
         assert r.status_code == 404
         assert r.json()["details"]["kind"] == "podmetrics" and r.json()["details"]["name"] == missing
 
 
-async def test_bad_selector_and_forbidden_are_status_errors(
-    setup: tuple[httpx.AsyncClient, list[dict[str, Any]], dict[str, bool]],
-) -> None:
+async def test_bad_selector_and_forbidden_are_status_errors(setup: Setup) -> None:
     c, _, deny = setup
     for path in ("/nodes", "/pods", "/namespaces/default/pods"):
         r = await c.get(PREFIX + path, params={"labelSelector": "a in (("})
