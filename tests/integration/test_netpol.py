@@ -381,6 +381,25 @@ def test_kubectl_get_and_describe(net: Cluster, apiserver: APIServerProcess, kub
     lines = kubectl("get", "netpol").splitlines()
     assert lines[0].split() == ["NAME", "POD-SELECTOR", "AGE"]
     assert [line.split()[:2] for line in lines[1:]] == [["deny-all", "<none>"], ["web-policy", "app=srv"]]
+    # bad input: a 422 Status naming the field
+    r = net.api.post(
+        f"/apis/networking.k8s.io/v1/namespaces/{NS_SRV}/networkpolicies",
+        json={
+            "metadata": {"name": "bad"},
+            "spec": {
+                "podSelector": {},
+                "ingress": [{"from": [{"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/8"]}}]}],
+            },
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["reason"] == "Invalid"
+    assert [(c["field"], c["message"]) for c in r.json()["details"]["causes"]] == [
+        (
+            "spec.ingress[0].from[0].ipBlock.except[0]",
+            'Invalid value: "11.0.0.0/8": must be a strict subset of `cidr`',
+        )
+    ]
     described = kubectl("describe", "networkpolicy", "web-policy")
     assert "PodSelector:     app=srv" in described
     assert "team=friends" in described and "Policy Types: Ingress" in described
