@@ -1,9 +1,9 @@
 """A whole minik cluster on this machine, as separate processes, for end-to-end tests.
 
 ``LocalCluster`` runs etcd, the API server, the controller manager, the scheduler, minik-dns,
-one kubelet per node and one minik-proxy, each with unique ports, node names, pod CIDRs, Docker
-network names and an iptables chain prefix of its own, so it never clashes with another cluster
-(``minik up`` or another test) on the same machine.  Use it through the module-scoped fixture::
+one kubelet per node and one minik-proxy, each with unique ports, node names, pod CIDRs, CNI
+networks (name, bridge, conflist and results-cache directories) and an iptables chain prefix of its
+own, so it never clashes with another cluster (``minik up`` or another test) on the same machine.  Use it through the module-scoped fixture::
 
     from tests.e2e.cluster import LocalCluster, local_cluster  # noqa: F401  (re-exported fixture)
 
@@ -15,16 +15,22 @@ or build one with other options in a fixture of your own (``LocalCluster(nodes=1
 
 Layout of what it builds:
 
-* node ``e2e-TAG-nI`` (I = 1..nodes): a kubelet with pod CIDR ``10.2xx.y.0/24`` on the Docker
-  network ``minik-e2e-TAG-nI``; the node's InternalIP is that network's gateway, so NodePorts and
-  LoadBalancer ingress addresses are host addresses no other cluster uses;
+* node ``e2e-TAG-nI`` (I = 1..nodes): a kubelet with pod CIDR ``10.2xx.y.0/24`` (its Node's
+  ``spec.podCIDR``, made before the kubelet starts, as node IPAM would) on the CNI network
+  ``minik-e2e-TAG-nI`` (bridge ``mk`` + a hash of that name; conflist and results cache in the
+  kubelet's directory, see testkit's ``KubeletProcess``); the node's InternalIP is the bridge's gateway address, made before
+  the kubelet starts (the bridge plugin adopts the bridge), so NodePorts and LoadBalancer ingress
+  addresses are host addresses no other cluster uses;
 * one minik-proxy for the whole host (the nodes share one kernel: one proxy serves them all, as
-  one kube-proxy serves one machine); it also joins the nodes' pod networks (DOCKER-USER rules);
+  one kube-proxy serves one machine), in its default iptables mode unless ``proxy_mode`` says
+  ``userspace``; it also joins the nodes' pod networks (DOCKER-USER rules);
 * a service CIDR /24 of its own; ``kube-system/kube-dns`` at its 10th address (UDP and TCP 53),
   fronting minik-dns (listening on a free port of the host) through the proxy; the kubelets give
   pods that address as their nameserver;
-* teardown (also after a failed start): pod containers and networks by label, the proxy's chains
-  with ``minik-proxy --cleanup`` (checked gone), then every process.
+* teardown (also after a failed start): pod containers by label, then each node's CNI network
+  (a DEL for every attachment left, the conflist, bridge, host-local data and cached results, as
+  ``minik down`` does), the proxy's chains with ``minik-proxy --cleanup`` (checked gone), then
+  every process.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.supervisor import ensure_bridge
+from kubelet import cni
 from testkit import prereq, wait
 from testkit.api import node_ready
 from testkit.host import free_subnets, free_udp_tcp_port, remove_node_objects
@@ -59,11 +67,18 @@ def wait_for(
     return wait.wait_for(check, timeout, what, interval, retry_errors=True)
 
 
+def require_cni_plugins() -> None:
+    """The standard CNI plugins the kubelets run (Debian's containernetworking-plugins)."""
+    found = any((Path(d) / "bridge").exists() for d in ("/usr/lib/cni", "/opt/cni/bin"))
+    prereq.require(found, "the CNI plugins", "apt-get install -y containernetworking-plugins")
+
+
 class Node:
     def __init__(self, cluster: LocalCluster, index: int, subnet: str) -> None:
         self.name = f"e2e-{cluster.tag}-n{index}"
         self.pod_cidr = subnet
         self.ip = str(next(ipaddress.ip_network(subnet).hosts()))  # the bridge gateway: a host address
+        # the kubelet's CNI network, bridge, conflist and results directories are its own
         self.kubelet = KubeletProcess(
             cluster.apiserver,
             self.name,
@@ -74,11 +89,22 @@ class Node:
             ("--cluster-dns", cluster.dns_ip),
         )
         self.network = self.kubelet.network
+        self.bridge = self.kubelet.bridge
+
+    def make_bridge(self) -> None:
+        """The CNI bridge with the gateway address: the node's address exists before any pod."""
+        ensure_bridge(self.bridge, self.ip, ipaddress.ip_network(self.pod_cidr).prefixlen)
+
+    def remove_network(self) -> None:
+        """After the node's containers are gone: its CNI network, as ``minik down`` removes it."""
+        k = self.kubelet
+        cni.cleanup_network(k.cni_conf_dir, k.network, k.bridge, k.cni_cache_dir)
 
 
 class LocalCluster:
-    def __init__(self, nodes: int = 2) -> None:
+    def __init__(self, nodes: int = 2, proxy_mode: str = "iptables") -> None:
         self.tag = uuid.uuid4().hex[:6]
+        self.proxy_mode = proxy_mode
         self.workdir = Path(tempfile.mkdtemp(prefix=f"minik-e2e-{self.tag}-"))
         *pod_cidrs, service_cidr = free_subnets(nodes + 1)
         self.service_cidr = service_cidr
@@ -102,6 +128,7 @@ class LocalCluster:
             "proxy.command",
             self.apiserver,
             *("--node-name", self.nodes[0].name, "--iptables-chain-prefix", self.prefix),
+            *("--mode", proxy_mode),
             *("--nodeport-addresses", ",".join(f"{n.ip}/32" for n in self.nodes)),
             # the other nodes share this host: their addresses get NodePorts from this proxy
             *[arg for n in self.nodes[1:] for arg in ("--node-ip", n.ip)],
@@ -118,6 +145,8 @@ class LocalCluster:
         ]
 
     def start(self) -> None:
+        for n in self.nodes:  # first: the node addresses (DNS's endpoint, NodePorts) exist from here on
+            n.make_bridge()
         self.etcd.start()
         extra = ["--service-cluster-ip-range", self.service_cidr, "--advertise-address", self.nodes[0].ip]
         self.apiserver.start(extra=extra)
@@ -178,6 +207,7 @@ class LocalCluster:
         for n in self.nodes:
             n.kubelet.stop(signal.SIGKILL)
             remove_node_objects(n.name, n.network)
+            n.remove_network()
         self.proxy.stop()
         subprocess.run(
             [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", self.prefix],
@@ -215,16 +245,18 @@ class LocalCluster:
         wait_for(present, timeout, f"a proxy rule for {vip}:{port}/{proto}\n{self.proxy.log()}")
 
     def wait_redirect(self, vip: str, port: int, proto: str = "tcp", timeout: float = 30) -> None:
-        """Until the VIP is redirected to the proxy (the Service has ready endpoints)."""
+        """Until the VIP leads to endpoints (the Service has ready ones): a jump to its service
+        chain (iptables mode) or a REDIRECT to the proxy (userspace mode)."""
+        targets = (f"--dport {port} -j REDIRECT", f"--dport {port} -j {self.prefix}-SVC-")
 
         def present() -> bool:
             rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
             return any(
-                f"-d {vip}/32 -p {proto}" in line and f"--dport {port} -j REDIRECT" in line
+                f"-d {vip}/32 -p {proto}" in line and any(t in line for t in targets)
                 for line in rules.splitlines()
             )
 
-        wait_for(present, timeout, f"a REDIRECT for {vip}:{port}/{proto}\n{self.proxy.log()}")
+        wait_for(present, timeout, f"a rule to the endpoints of {vip}:{port}/{proto}\n{self.proxy.log()}")
 
     def apply(self, objs: list[dict[str, Any]]) -> None:
         """Create objects (namespaces, Deployments, Services, Pods) through the API."""
@@ -301,6 +333,7 @@ def local_cluster() -> Iterator[LocalCluster]:
     prereq.require_root()
     prereq.require_iptables()
     prereq.require_docker()
+    require_cni_plugins()
     ensure_busybox_image()
     cluster = LocalCluster()
     try:
