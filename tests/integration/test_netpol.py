@@ -417,3 +417,33 @@ def test_ip_block_with_except(net: Cluster) -> None:
     net.allowed("cli-b", "srv", 9090)
     net.denied("cli-c", "srv")
     net.allowed("srv", "cli-c")
+
+
+def test_no_network_policy_removes_the_chains(cluster: Cluster, apiserver: APIServerProcess) -> None:
+    """Last in the module: a proxy started with --no-network-policy removes the policy chains an
+    earlier run left (a stopped proxy leaves its rules, as kube-proxy does) and writes none."""
+    cluster.policy(NS_SRV, "default-deny-ingress", policyTypes=["Ingress"])
+    cluster.wait_rules(f'"{NS_SRV}/srv ingress"')
+    cluster.proxy.stop()
+    assert f":{PREFIX}-NWPLCY " in subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    plain = python_module(
+        "proxy",
+        "proxy.command",
+        apiserver,
+        "--node-name",
+        NODE,
+        "--iptables-chain-prefix",
+        PREFIX,
+        "--no-network-policy",
+    )
+    try:
+        plain.start()
+        wait.wait_for(lambda: f"proxy for node {NODE} synced" in plain.log(), 30, "proxy sync")
+        saved = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+        assert f"{PREFIX}-NWPLCY" not in saved
+        assert f":{PREFIX}-SERVICES " in saved
+        cluster.allowed("cli-a", "srv")  # the policy is not enforced any more
+    finally:
+        plain.stop()
+        plain.cleanup()
+        cluster.delete_policies()
