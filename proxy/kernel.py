@@ -178,6 +178,7 @@ class KernelProxier(Proxier):
         self.cluster_cidrs = cluster_cidrs or []  # empty: every Node's podCIDR
         self.state: dict[str, list[kr.ServiceState]] = {}
         self._udp: dict[str, tuple[kr.ServiceState, set[tuple[str, int]]]] = {}  # sp.key -> endpoints
+        self._order_checked = 0.0
 
     async def prepare(self) -> None:
         if BRIDGE_NF.exists():
@@ -226,7 +227,11 @@ class KernelProxier(Proxier):
     async def sync_rules(self) -> None:
         start = time.perf_counter()
         written = await self.rules.sync(self.desired())
-        await self.rules.ensure_jump_order()
+        if time.monotonic() - self._order_checked >= RESYNC_SECONDS / 2:
+            # Docker puts its rules first when it creates a network; checked on the resync
+            # rhythm rather than on every sync (each check is two iptables runs)
+            await self.rules.ensure_jump_order()
+            self._order_checked = time.monotonic()
         await self._clear_stale_udp()
         self.sync_metrics.synced(time.perf_counter() - start)
         if written:

@@ -34,6 +34,7 @@ rewrites only its own chains (see :mod:`proxy.kernel`).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable
@@ -201,113 +202,8 @@ def plan(
         ]
     nodeport_jumps: list[str] = []
     for s in sorted(services, key=lambda s: (s.sp.key, s.sp.protocol)):
-        sp = s.sp
-        if not sp.cluster_ip:
-            continue
-        p = sp.protocol.lower()
-        name = sp.key
-        cluster_eps = [ep for ep in s.endpoints if ep.local or not s.internal_local]
-        local_eps = [ep for ep in s.endpoints if ep.local]
-        has_external = bool(sp.node_port or s.external_ips)
-        svc, svl, ext = svc_chain(prefix, sp), svl_chain(prefix, sp), ext_chain(prefix, sp)
-        ext_has_eps = bool(local_eps if s.external_local else cluster_eps)
-        # -- the ClusterIP
-        dst = f"-d {sp.cluster_ip}/32 -p {p} -m {p} --dport {sp.port}"
-        if cluster_eps:
-            nat[c.services].append(
-                f"-A {c.services} {dst} -m comment --comment {_q(name + ' cluster IP')} -j {svc}"
-            )
-        else:
-            filt[c.services].append(
-                f"-A {c.services} {dst} -m comment --comment {_q(name + ' has no endpoints')} "
-                "-j REJECT --reject-with icmp-port-unreachable"
-            )
-        # -- external IPs and LoadBalancer ingress
-        for ip in s.external_ips:
-            edst = f"-d {ip}/32 -p {p} -m {p} --dport {sp.port}"
-            if ext_has_eps:
-                nat[c.services].append(
-                    f"-A {c.services} {edst} -m comment --comment {_q(name + ' external IP')} -j {ext}"
-                )
-            elif cluster_eps:  # Local policy, no local endpoint: external traffic is dropped
-                filt[c.external_services].append(
-                    f"-A {c.external_services} {edst} "
-                    f"-m comment --comment {_q(name + ' has no local endpoints')} -j DROP"
-                )
-            else:
-                filt[c.external_services].append(
-                    f"-A {c.external_services} {edst} "
-                    f"-m comment --comment {_q(name + ' has no endpoints')} "
-                    "-j REJECT --reject-with icmp-port-unreachable"
-                )
-        # -- the NodePort
-        if sp.node_port:
-            ndst = f"-p {p} -m {p} --dport {sp.node_port}"
-            if ext_has_eps:
-                nat[c.nodeports].append(f"-A {c.nodeports} {ndst} -m comment --comment {_q(name)} -j {ext}")
-            else:
-                why, verdict = (
-                    ("has no local endpoints", "DROP")
-                    if cluster_eps
-                    else ("has no endpoints", "REJECT --reject-with icmp-port-unreachable")
-                )
-                filt[c.external_services].append(
-                    f"-A {c.external_services} -m addrtype --dst-type LOCAL {ndst} "
-                    f"-m comment --comment {_q(name + ' ' + why)} -j {verdict}"
-                )
-        # -- per-service chains
-        if cluster_eps:
-            rules = []
-            if len(cluster) == 1:
-                rules.append(
-                    f"-A {svc} ! -s {cluster[0]} {dst} "
-                    f"-m comment --comment {_q(name + ' cluster IP')} -j {c.mark_masq}"
-                )
-            elif cluster:
-                rules.append(
-                    f"-A {svc} {dst} -m comment --comment {_q(name + ' cluster IP')} -j {c.mark_offcluster}"
-                )
-            _pick(rules, svc, prefix, s, cluster_eps, name)
-            nat[svc] = rules
-        if has_external and ext_has_eps:
-            if s.external_local:
-                rules = [
-                    f"-A {ext} -s {cidr} "
-                    f"-m comment --comment {_q(f'pod traffic for {name} external destinations')} -j {svc}"
-                    for cidr in cluster
-                    if cluster_eps
-                ]
-                if cluster_eps:
-                    rules += [
-                        f"-A {ext} -m comment --comment {_q(f'masquerade LOCAL traffic for {name} external destinations')} "
-                        f"-m addrtype --src-type LOCAL -j {c.mark_masq}",
-                        f"-A {ext} -m comment --comment {_q(f'route LOCAL traffic for {name} external destinations')} "
-                        f"-m addrtype --src-type LOCAL -j {svc}",
-                    ]
-                rules.append(f"-A {ext} -j {svl}")
-                nat[ext] = rules
-                svl_rules: list[str] = []
-                _pick(svl_rules, svl, prefix, s, local_eps, name)
-                nat[svl] = svl_rules
-            else:
-                nat[ext] = [
-                    f"-A {ext} -m comment --comment {_q(f'masquerade traffic for {name} external destinations')} "
-                    f"-j {c.mark_masq}",
-                    f"-A {ext} -j {svc}",
-                ]
-        used = set(cluster_eps) | (set(local_eps) if s.external_local and has_external else set())
-        for ep in sorted(used, key=lambda e: (e.ip, e.port)):
-            sep = sep_chain(prefix, sp, ep)
-            recent = (
-                f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource "
-                if sp.affinity_seconds is not None
-                else ""
-            )
-            nat[sep] = [
-                f"-A {sep} -s {ep.ip}/32 -m comment --comment {_q(name)} -j {c.mark_masq}",
-                f"-A {sep} -p {p} -m comment --comment {_q(name)} {recent}"
-                f"-m {p} -j DNAT --to-destination {ep.ip}:{ep.port}",
-            ]
+        for table, ch, rule in _service(s, prefix, tuple(cluster)):
+            (nat if table == "nat" else filt).setdefault(ch, []).append(rule)
     # NodePorts: on every local address, or on the --nodeport-addresses ones
     if nodeport_ips is None:
         nodeport_jumps.append(
@@ -384,3 +280,123 @@ def restore_text(
         out.append("COMMIT")
         written += len(changed)
     return ("\n".join(out) + "\n" if out else ""), written
+
+
+@functools.lru_cache(maxsize=65536)
+def _service(s: ServiceState, prefix: str, cluster: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """One service port's rules as ``(table, chain, rule)``; cached, since a sync re-plans every
+    service and most have not changed (a Service's state is an immutable value)."""
+    c = Chains(prefix)
+    nat: dict[str, list[str]] = {c.services: [], c.nodeports: []}
+    filt: dict[str, list[str]] = {c.services: [], c.external_services: []}
+    empty: tuple[tuple[str, str, str], ...] = ()
+    sp = s.sp
+    if not sp.cluster_ip:
+        return empty
+    p = sp.protocol.lower()
+    name = sp.key
+    cluster_eps = [ep for ep in s.endpoints if ep.local or not s.internal_local]
+    local_eps = [ep for ep in s.endpoints if ep.local]
+    has_external = bool(sp.node_port or s.external_ips)
+    svc, svl, ext = svc_chain(prefix, sp), svl_chain(prefix, sp), ext_chain(prefix, sp)
+    ext_has_eps = bool(local_eps if s.external_local else cluster_eps)
+    # -- the ClusterIP
+    dst = f"-d {sp.cluster_ip}/32 -p {p} -m {p} --dport {sp.port}"
+    if cluster_eps:
+        nat[c.services].append(
+            f"-A {c.services} {dst} -m comment --comment {_q(name + ' cluster IP')} -j {svc}"
+        )
+    else:
+        filt[c.services].append(
+            f"-A {c.services} {dst} -m comment --comment {_q(name + ' has no endpoints')} "
+            "-j REJECT --reject-with icmp-port-unreachable"
+        )
+    # -- external IPs and LoadBalancer ingress
+    for ip in s.external_ips:
+        edst = f"-d {ip}/32 -p {p} -m {p} --dport {sp.port}"
+        if ext_has_eps:
+            nat[c.services].append(
+                f"-A {c.services} {edst} -m comment --comment {_q(name + ' external IP')} -j {ext}"
+            )
+        elif cluster_eps:  # Local policy, no local endpoint: external traffic is dropped
+            filt[c.external_services].append(
+                f"-A {c.external_services} {edst} "
+                f"-m comment --comment {_q(name + ' has no local endpoints')} -j DROP"
+            )
+        else:
+            filt[c.external_services].append(
+                f"-A {c.external_services} {edst} "
+                f"-m comment --comment {_q(name + ' has no endpoints')} "
+                "-j REJECT --reject-with icmp-port-unreachable"
+            )
+    # -- the NodePort
+    if sp.node_port:
+        ndst = f"-p {p} -m {p} --dport {sp.node_port}"
+        if ext_has_eps:
+            nat[c.nodeports].append(f"-A {c.nodeports} {ndst} -m comment --comment {_q(name)} -j {ext}")
+        else:
+            why, verdict = (
+                ("has no local endpoints", "DROP")
+                if cluster_eps
+                else ("has no endpoints", "REJECT --reject-with icmp-port-unreachable")
+            )
+            filt[c.external_services].append(
+                f"-A {c.external_services} -m addrtype --dst-type LOCAL {ndst} "
+                f"-m comment --comment {_q(name + ' ' + why)} -j {verdict}"
+            )
+    # -- per-service chains
+    if cluster_eps:
+        rules = []
+        if len(cluster) == 1:
+            rules.append(
+                f"-A {svc} ! -s {cluster[0]} {dst} "
+                f"-m comment --comment {_q(name + ' cluster IP')} -j {c.mark_masq}"
+            )
+        elif cluster:
+            rules.append(
+                f"-A {svc} {dst} -m comment --comment {_q(name + ' cluster IP')} -j {c.mark_offcluster}"
+            )
+        _pick(rules, svc, prefix, s, cluster_eps, name)
+        nat[svc] = rules
+    if has_external and ext_has_eps:
+        if s.external_local:
+            rules = [
+                f"-A {ext} -s {cidr} "
+                f"-m comment --comment {_q(f'pod traffic for {name} external destinations')} -j {svc}"
+                for cidr in cluster
+                if cluster_eps
+            ]
+            if cluster_eps:
+                rules += [
+                    f"-A {ext} -m comment --comment {_q(f'masquerade LOCAL traffic for {name} external destinations')} "
+                    f"-m addrtype --src-type LOCAL -j {c.mark_masq}",
+                    f"-A {ext} -m comment --comment {_q(f'route LOCAL traffic for {name} external destinations')} "
+                    f"-m addrtype --src-type LOCAL -j {svc}",
+                ]
+            rules.append(f"-A {ext} -j {svl}")
+            nat[ext] = rules
+            svl_rules: list[str] = []
+            _pick(svl_rules, svl, prefix, s, local_eps, name)
+            nat[svl] = svl_rules
+        else:
+            nat[ext] = [
+                f"-A {ext} -m comment --comment {_q(f'masquerade traffic for {name} external destinations')} "
+                f"-j {c.mark_masq}",
+                f"-A {ext} -j {svc}",
+            ]
+    used = set(cluster_eps) | (set(local_eps) if s.external_local and has_external else set())
+    for ep in sorted(used, key=lambda e: (e.ip, e.port)):
+        sep = sep_chain(prefix, sp, ep)
+        recent = (
+            f"-m recent --set --name {sep} --mask 255.255.255.255 --rsource "
+            if sp.affinity_seconds is not None
+            else ""
+        )
+        nat[sep] = [
+            f"-A {sep} -s {ep.ip}/32 -m comment --comment {_q(name)} -j {c.mark_masq}",
+            f"-A {sep} -p {p} -m comment --comment {_q(name)} {recent}"
+            f"-m {p} -j DNAT --to-destination {ep.ip}:{ep.port}",
+        ]
+    return tuple(("nat", ch, r) for ch, rules in nat.items() for r in rules) + tuple(
+        ("filter", ch, r) for ch, rules in filt.items() for r in rules
+    )
