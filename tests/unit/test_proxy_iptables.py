@@ -265,3 +265,38 @@ def test_cleanup_helpers_find_prefix_chains_and_jumps() -> None:
     assert ipt.prefix_chains(saved, "MINIK") == {"MINIK-SERVICES", "MINIK-NWPLCY-X"}
     assert ipt._jump_target(saved.splitlines()[5]) == "MINIK-SERVICES"
     assert ipt._jump_target("-A X -s 10.0.0.0/8 -j RETURN") == "RETURN"
+
+
+def test_udp_conntrack_entries_of_removed_endpoints_are_cleared(monkeypatch: Any) -> None:
+    import asyncio
+
+    from proxy import kernel
+
+    calls: list[list[str]] = []
+
+    async def record(args: list[str]) -> None:
+        calls.append(args)
+
+    monkeypatch.setattr(kernel, "clear_conntrack", record)
+    p = kernel.KernelProxier(None, "n1")  # type: ignore[arg-type]  # no I/O before run()
+    dns = sp("dns", protocol="UDP", port=53, port_name="", node_port=30053)
+    web = sp("web2", cluster_ip="10.96.0.11")  # TCP: never touched
+
+    def sync(*ips: str) -> list[list[str]]:
+        calls.clear()
+        p.state = {
+            "default/dns": [kr.ServiceState(dns, eps(*ips))],
+            "default/web2": [kr.ServiceState(web, eps(*ips))],
+        }
+        asyncio.run(p._clear_stale_udp())
+        return sorted(calls)
+
+    assert sync() == []  # a new service: nothing to clear
+    # its first endpoint: the entries of the refused datagrams go
+    assert sync("10.244.1.2") == [["-p", "udp", "--orig-dst", "10.96.0.10", "--orig-port-dst", "53"]]
+    assert sync("10.244.1.2", "10.244.1.3") == []
+    # an endpoint went away: the entries DNATed to it go, for the ClusterIP and the NodePort
+    assert sync("10.244.1.3") == [
+        ["-p", "udp", "--orig-dst", "10.96.0.10", "--dst-nat", "10.244.1.2"],
+        ["-p", "udp", "--orig-port-dst", "30053", "--dst-nat", "10.244.1.2"],
+    ]
