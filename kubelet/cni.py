@@ -138,8 +138,10 @@ def load_conflist(conf_dir: str, name: str | None = None) -> NetworkConfigList:
 
 def generate_conflist(network_name: str, bridge: str, pod_cidr: str, cache_dir: str) -> Obj:
     """The kubelet's own conflist for the node's pod CIDR: a bridge with host-local IPAM (gateway
-    the first host address, masquerade to outside the pod CIDR, hairpin for Services that lead
-    back to the pod), portmap for ``hostPort`` and firewall (Docker's FORWARD policy is DROP)."""
+    the first host address, hairpin for Services that lead back to the pod) and portmap for
+    ``hostPort``.  Masquerading and the FORWARD accept rules are per network, not per pod
+    (:func:`ensure_host_rules`): the bridge plugin's ``ipMasq`` and the firewall plugin would add
+    several iptables calls to every pod start."""
     net = ipaddress.ip_network(pod_cidr, strict=False)
     gateway = str(next(net.hosts()))
     return {
@@ -150,7 +152,7 @@ def generate_conflist(network_name: str, bridge: str, pod_cidr: str, cache_dir: 
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": True,
-                "ipMasq": True,
+                "ipMasq": False,
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",
@@ -160,9 +162,59 @@ def generate_conflist(network_name: str, bridge: str, pod_cidr: str, cache_dir: 
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-            {"type": "firewall"},
         ],
     }
+
+
+def rule_comment(network_name: str) -> str:
+    return f"minik pod network {network_name}"
+
+
+def host_rules(network_name: str, bridge: str, pod_cidr: str) -> list[tuple[str, str, list[str]]]:
+    """``(table, chain, rule)`` of a network: accept forwarding from and to the bridge (Docker's
+    FORWARD policy is DROP; appended, so DOCKER-USER sees the traffic first) and masquerade what
+    leaves the pod CIDR (what the bridge plugin's ``ipMasq`` does per pod)."""
+    comment = ["-m", "comment", "--comment", rule_comment(network_name)]
+    net = str(ipaddress.ip_network(pod_cidr, strict=False))
+    return [
+        ("filter", "FORWARD", ["-i", bridge, *comment, "-j", "ACCEPT"]),
+        ("filter", "FORWARD", ["-o", bridge, *comment, "-j", "ACCEPT"]),
+        ("nat", "POSTROUTING", ["-s", net, "!", "-d", net, *comment, "-j", "MASQUERADE"]),
+    ]
+
+
+def _iptables(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, text=True)
+
+
+def _remove_commented_rules(network_name: str, keep: list[tuple[str, str, list[str]]]) -> None:
+    """Delete the rules carrying the network's comment but ``keep``."""
+    for table in ("filter", "nat"):
+        dump = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True).stdout
+        for line in dump.splitlines():
+            if not line.startswith("-A ") or f'"{rule_comment(network_name)}"' not in line:
+                continue
+            words = shlex.split(line)
+            chain, rule = words[1], words[2:]
+            if any(t == table and c == chain and _same_rule(rule, r) for t, c, r in keep):
+                continue
+            _iptables("-t", table, "-D", chain, *rule)
+
+
+def _same_rule(saved: list[str], rule: list[str]) -> bool:
+    """iptables-save's spelling of ``rule`` (it writes ``! -d`` and ``/32``-less prefixes alike)."""
+    return sorted(saved) == sorted(rule)
+
+
+def ensure_host_rules(network_name: str, bridge: str, pod_cidr: str) -> None:
+    """Install the network's rules (:func:`host_rules`) once, dropping stale ones (another CIDR)."""
+    rules = host_rules(network_name, bridge, pod_cidr)
+    for table, chain, rule in rules:
+        if _iptables("-t", table, "-C", chain, *rule).returncode != 0:
+            done = _iptables("-t", table, "-A", chain, *rule)
+            if done.returncode != 0:
+                raise CNIError(f"iptables -t {table} -A {chain} failed: {done.stderr.strip()}", 999)
+    _remove_commented_rules(network_name, rules)
 
 
 def write_conflist(conf_dir: str, conf: Obj) -> str:
@@ -328,6 +380,12 @@ async def exec_plugin(path: str, env: dict[str, str], stdin: bytes, timeout: flo
     return out
 
 
+def passes_through(plugin: Obj, rt: RuntimeConf) -> bool:
+    """``portmap`` without port mappings: its ADD only hands ``prevResult`` on (plugins 1.x), so the
+    exec is skipped on the pod-start path.  (DEL and CHECK still run it.)"""
+    return plugin.get("type") == "portmap" and not rt.capability_args.get("portMappings")
+
+
 class CNI:
     """libcni's ``CNIConfig``: runs network configuration lists, keeps the results cache."""
 
@@ -353,6 +411,8 @@ class CNI:
     async def add(self, net: NetworkConfigList, rt: RuntimeConf) -> Result:
         prev: Obj | None = None
         for plugin in net.plugins:
+            if prev is not None and passes_through(plugin, rt):
+                continue
             out = await self._run("ADD", net, plugin, rt, prev)
             prev = parse_result(out).raw
         result = parse_result(prev or {})
@@ -500,6 +560,7 @@ class PodNetwork:
             self.conf_dir, generate_conflist(self.network_name, self.bridge, pod_cidr, self.cache_dir)
         )
         self.net = load_conflist(self.conf_dir, self.network_name)
+        ensure_host_rules(self.network_name, self.bridge, pod_cidr)
         return path
 
     def _net(self) -> NetworkConfigList:
@@ -639,6 +700,8 @@ def cleanup_network(
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(conf_dir, f"10-{network_name}.conflist"))
     subprocess.run(["ip", "link", "del", pn.bridge], capture_output=True)
+    if shutil.which("iptables-save"):
+        _remove_commented_rules(network_name, [])
     shutil.rmtree(pn._data_dir(), ignore_errors=True)
     shutil.rmtree(os.path.join(cache_dir, "networks", network_name), ignore_errors=True)
     results = os.path.join(cache_dir, "results")

@@ -120,6 +120,12 @@ def masq_rules(network: str) -> list[str]:
     return [line for line in dump.splitlines() if f'name: \\"{network}\\"' in line]
 
 
+def network_rules(network: str) -> list[str]:
+    """The network's own rules (FORWARD accepts, the masquerade): ``minik pod network NAME``."""
+    dump = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return [line for line in dump.splitlines() if f'"minik pod network {network}"' in line]
+
+
 def http_get(url: str) -> str | None:
     try:
         r = httpx.get(url, timeout=2)
@@ -156,7 +162,7 @@ def test_add_check_del_in_a_real_sandbox(tmp_path: Path, image: str) -> None:
         assert (
             cni.PodNetwork(name, str(tmp_path / "conf"), PLUGINS, str(tmp_path / "cache")).ip_of(box.id) == ip
         )
-        assert masq_rules(name)
+        assert len(network_rules(name)) == 3
         # CHECK with the cached result
         assert pn.net is not None
         asyncio.run(pn.cni.check(pn.net, cni.RuntimeConf(box.id, netns, "eth0")))
@@ -179,6 +185,7 @@ def test_add_check_del_in_a_real_sandbox(tmp_path: Path, image: str) -> None:
         dc.close()
         cni.cleanup_network(str(tmp_path / "conf"), name, pn.bridge, str(tmp_path / "cache"), PLUGINS)
     assert pn.bridge not in subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    assert network_rules(name) == []
 
 
 def allocations_of(tmp_path: Path, name: str) -> list[str]:

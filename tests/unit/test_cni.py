@@ -73,14 +73,43 @@ def test_load_conflist_by_name_and_lexical_order(tmp_path: Path) -> None:
 
 def test_generated_conflist(tmp_path: Path) -> None:
     conf = cni.generate_conflist("minik-pods", "minik0", "10.244.3.0/24", "/var/lib/cni")
-    bridge, portmap, firewall = conf["plugins"]
+    bridge, portmap = conf["plugins"]
     assert bridge["type"] == "bridge" and bridge["bridge"] == "minik0"
-    assert bridge["isGateway"] and bridge["ipMasq"] and bridge["hairpinMode"]
+    assert bridge["isGateway"] and bridge["hairpinMode"]
+    assert not bridge["ipMasq"]  # one masquerade rule per network (host_rules), not one chain per pod
     assert bridge["ipam"]["type"] == "host-local"
     assert bridge["ipam"]["ranges"] == [[{"subnet": "10.244.3.0/24", "gateway": "10.244.3.1"}]]
     assert bridge["ipam"]["dataDir"] == "/var/lib/cni/networks"
     assert portmap == {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True}
-    assert firewall["type"] == "firewall"
+    assert cni.host_rules("minik-pods", "minik0", "10.244.3.0/24") == [
+        (
+            "filter",
+            "FORWARD",
+            ["-i", "minik0", "-m", "comment", "--comment", "minik pod network minik-pods", "-j", "ACCEPT"],
+        ),
+        (
+            "filter",
+            "FORWARD",
+            ["-o", "minik0", "-m", "comment", "--comment", "minik pod network minik-pods", "-j", "ACCEPT"],
+        ),
+        (
+            "nat",
+            "POSTROUTING",
+            [
+                "-s",
+                "10.244.3.0/24",
+                "!",
+                "-d",
+                "10.244.3.0/24",
+                "-m",
+                "comment",
+                "--comment",
+                "minik pod network minik-pods",
+                "-j",
+                "MASQUERADE",
+            ],
+        ),
+    ]
     path = cni.write_conflist(str(tmp_path), conf)
     assert path.endswith("10-minik-pods.conflist")
     mtime = os.stat(path).st_mtime_ns
@@ -256,6 +285,15 @@ def test_add_chains_results_del_reverses_with_cached_result(tmp_path: Path) -> N
     assert c.read_cache("fake", "sb1", "eth0") is None
     with pytest.raises(cni.CNIError, match="no cached result"):
         asyncio.run(c.check(net, rt))
+
+
+def test_portmap_without_mappings_skipped_on_add_only() -> None:
+    portmap = {"type": "portmap", "capabilities": {"portMappings": True}}
+    assert cni.passes_through(portmap, cni.RuntimeConf("c", "n", capability_args={"portMappings": []}))
+    assert not cni.passes_through(
+        portmap, cni.RuntimeConf("c", "n", capability_args={"portMappings": [{"hostPort": 1}]})
+    )
+    assert not cni.passes_through({"type": "bridge"}, cni.RuntimeConf("c", "n"))
 
 
 def test_plugin_errors_missing_plugins_and_timeouts(tmp_path: Path) -> None:
