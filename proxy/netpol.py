@@ -34,6 +34,7 @@ RESYNC_SECONDS = 10.0  # jump order re-checked (and the rules re-planned) this o
 # ... and more often at first: the proxy's Service rules start at the same time and add their own
 # jumps at the top of FORWARD and INPUT
 EARLY_RESYNC_SECONDS, EARLY_PERIOD = 1.0, 30.0
+FULL_SYNC_SECONDS = 60.0  # the chains are rewritten this often even unchanged (repairs outside edits)
 DEBOUNCE_SECONDS = 0.02  # a burst of events (a Deployment's pods) is one sync
 RETRY_SECONDS = 1.0
 # Built-in (and Docker's) chains that jump to PREFIX-NWPLCY, first: FORWARD for routed and bridged
@@ -98,6 +99,7 @@ class NetworkPolicyController:
         self._dirty = asyncio.Event()
         self._applied_text: str | None = None
         self._applied_chains: set[str] | None = None  # None: read the kernel's on the next write
+        self._last_full = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
 
         def changed(*_: Any) -> None:
@@ -170,7 +172,10 @@ class NetworkPolicyController:
     async def sync(self) -> bool:
         """Plan, write the chains when they changed, keep the jumps first; True when written."""
         plan = self.plan()
+        if time.monotonic() - self._last_full > FULL_SYNC_SECONDS:
+            self._applied_text = self._applied_chains = None
         if self._applied_chains is None:
+            self._last_full = time.monotonic()
             self._applied_chains = await kernel_policy_chains(self.prefix)
         text = plan.restore_text(self._applied_chains)
         wrote = False
