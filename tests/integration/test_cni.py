@@ -27,7 +27,7 @@ from kubelet import cni
 from kubelet.node import default_node_ip
 from testkit import prereq
 from testkit.host import NODE_LABEL, free_subnets
-from testkit.processes import KubeletProcess
+from testkit.processes import KubeletProcess, root_ca_publisher, running
 
 NS = "default"
 PLUGINS = "/usr/lib/cni:/opt/cni/bin"
@@ -306,3 +306,64 @@ def test_no_leaked_ips_after_100_pod_cycles_with_a_kill(
     kubelet.wait(lambda: not allocations(kubelet), 30, f"no IP left allocated: {allocations(kubelet)}")
     assert cached_results(kubelet) == []
     assert masq_rules(kubelet.network) == []
+
+
+def test_waits_for_the_pod_cidr_then_uses_it(apiserver: Any, client: httpx.Client, image: str) -> None:
+    """Without --pod-cidr and node.spec.podCIDR the node is NotReady (NetworkPluginNotReady) until
+    the CIDR is set; then its pods get addresses from it."""
+    require_plugins()
+    k = KubeletProcess(apiserver)
+    i = k.argv.index("--pod-cidr")
+    del k.argv[i : i + 2]
+    with running(root_ca_publisher(apiserver)):
+        try:
+            k.start(wait=False)  # /healthz answers only once the network is ready
+
+            def ready_condition() -> dict[str, Any] | None:
+                r = client.get(f"/api/v1/nodes/{k.node}")
+                conds = (r.json().get("status") or {}).get("conditions") or [] if r.status_code == 200 else []
+                return next((c for c in conds if c["type"] == "Ready"), None)
+
+            cond = k.wait(ready_condition, 60, "the node registered")
+            assert (cond["status"], cond["reason"]) == ("False", "NetworkPluginNotReady")
+            assert cond["message"] == "network plugin is not ready: cni config uninitialized"
+            assert not os.path.exists(os.path.join(k.cni_conf_dir, f"10-{k.network}.conflist"))
+            r = client.patch(
+                f"/api/v1/nodes/{k.node}",
+                json={"spec": {"podCIDR": k.subnet, "podCIDRs": [k.subnet]}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            assert r.status_code == 200, r.text
+            k.wait(
+                lambda: (ready_condition() or {}).get("status") == "True", 60, "Ready once the CIDR is set"
+            )
+            create(client, pod_obj("late", k.node, image))
+            ip = k.wait(lambda: running_ips(client, ["late"]), 60, "pod Running")["late"]
+            assert ipaddress.ip_address(ip) in ipaddress.ip_network(k.subnet)
+            client.delete(f"/api/v1/namespaces/{NS}/pods/late")
+            k.wait(lambda: not pods(client), 60, "pod deleted")
+        finally:
+            k.cleanup()
+
+
+def test_network_plugin_docker_keeps_the_docker_network(
+    apiserver: Any, client: httpx.Client, image: str
+) -> None:
+    require_plugins()
+    with (
+        running(root_ca_publisher(apiserver)),
+        KubeletProcess(apiserver, extra=("--network-plugin", "docker")) as k,
+    ):
+        create(client, pod_obj("old", k.node, image))
+        ip = k.wait(lambda: running_ips(client, ["old"]), 60, "pod Running")["old"]
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(k.subnet)
+        dc = docker.from_env()
+        try:
+            net = dc.networks.get(k.network)  # the pod is on the node's Docker network
+            net.reload()
+            assert any(c.labels.get("io.kubernetes.docker.type") == "podsandbox" for c in net.containers)
+        finally:
+            dc.close()
+        assert not os.path.exists(os.path.join(k.cni_conf_dir, f"10-{k.network}.conflist"))
+        client.delete(f"/api/v1/namespaces/{NS}/pods/old")
+        k.wait(lambda: not pods(client), 60, "pod deleted")
