@@ -625,3 +625,46 @@ def test_health_probes_nothing_already_found_healthy(tmp_path: Path, monkeypatch
     assert sorted(probed) == sorted(set(cluster.ORDER) - {"etcd", "apiserver"})
     assert report["etcd"].ok and report["apiserver"].ok and not report["kubelet"].ok
     assert list(report) == cluster.ORDER
+
+
+def test_ensure_kube_dns_creates_the_service_and_moves_the_endpoints() -> None:
+    import json as jsonlib
+
+    import httpx
+
+    from cli.supervisor import ensure_kube_dns
+
+    store: dict[str, dict[str, Any]] = {}
+    calls: list[tuple[str, str]] = []
+    sent_versions: list[str | None] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        path = req.url.path
+        calls.append((req.method, path))
+        if req.method == "GET":
+            obj = store.get(path)
+            return httpx.Response(200, json=obj) if obj else httpx.Response(404, json={"kind": "Status"})
+        body = jsonlib.loads(req.content)
+        name = body["metadata"]["name"]
+        key = f"{path}/{name}" if req.method == "POST" else path
+        if req.method == "PUT":  # an update names the version it replaces
+            sent_versions.append(body["metadata"].get("resourceVersion"))
+        body["metadata"]["resourceVersion"] = str(len(calls))
+        store[key] = body
+        return httpx.Response(201 if req.method == "POST" else 200, json=body)
+
+    base = "/api/v1/namespaces/kube-system"
+    with httpx.Client(base_url="https://api", transport=httpx.MockTransport(handler)) as api:
+        ensure_kube_dns(api, "10.96.0.10", "10.244.0.1", "n1")
+        assert store[f"{base}/services/kube-dns"]["spec"]["clusterIP"] == "10.96.0.10"
+        assert store[f"{base}/endpoints/kube-dns"]["subsets"][0]["addresses"] == [
+            {"ip": "10.244.0.1", "nodeName": "n1"}
+        ]
+        calls.clear()
+        ensure_kube_dns(api, "10.96.0.10", "10.244.0.1", "n1")  # nothing changed: nothing written
+        assert [m for m, _ in calls] == ["GET", "GET"]
+        ensure_kube_dns(api, "10.96.0.10", "10.244.7.1", "n1")  # the node's pod CIDR changed
+        assert ("PUT", f"{base}/endpoints/kube-dns") in calls
+        eps = store[f"{base}/endpoints/kube-dns"]
+        assert eps["subsets"][0]["addresses"][0]["ip"] == "10.244.7.1"
+        assert sent_versions == ["4"]  # the stored Endpoints' resourceVersion (the 4th request made them)
