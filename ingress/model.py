@@ -462,6 +462,12 @@ def render(d: Desired, s: Settings, with_servers: bool = True) -> str:
         "    timeout tunnel 1h",
         "    timeout client-fin 5s",
         "    option forwardfor",
+        # a reload soft-stops the old workers; without this they close their idle keep-alive
+        # connections at once, and a request a client sends on one at that moment is lost (the
+        # client sees the connection closed without an answer).  With it an old worker answers the
+        # next request on such a connection, with "Connection: close", and the client reconnects
+        # to the new workers.  hard-stop-after bounds how long they linger.
+        "    option idle-close-on-response",
         "    option redispatch 1",
         "    retries 3",
         "    retry-on conn-failure empty-response junk-response",
@@ -475,6 +481,9 @@ def render(d: Desired, s: Settings, with_servers: bool = True) -> str:
         "    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }",
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)]",
         "    http-request set-header X-Forwarded-Port %[dst_port]",
+        # a request already sent to a pod that closed without answering is sent again only when
+        # its method is idempotent (RFC 9110 9.2.2); a failed connection (nothing sent) always is
+        "    http-request disable-l7-retry if !{ method GET HEAD OPTIONS TRACE PUT DELETE }",
     ]
     for r in d.table.routes:
         conds = _conditions(r)

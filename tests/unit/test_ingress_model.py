@@ -288,6 +288,10 @@ def test_render_orders_rules_and_keeps_addresses_out_of_the_structure() -> None:
     for header in ("X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port"):
         assert f"http-request set-header {header}" in cfg
     assert "option forwardfor" in cfg and "option redispatch 1" in cfg and "retry-on conn-failure" in cfg
+    # a reload keeps the old workers' idle keep-alive connections open until their next request
+    assert "    option idle-close-on-response" in cfg.split("frontend ingress")[0]
+    # a request sent to a pod is sent again only when its method is idempotent
+    assert "    http-request disable-l7-retry if !{ method GET HEAD OPTIONS TRACE PUT DELETE }" in cfg
     moved = model.Desired(table, {b1: [Server("10.1.0.9", 80), None, None, None], b2: [None] * 4}, [])
     assert moved.structure(s) == d.structure(s) and model.render(moved, s) != cfg
 
