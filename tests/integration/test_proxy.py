@@ -458,3 +458,70 @@ def test_per_service_chains_follow_the_service(env: Env) -> None:
     wait_for(lambda: not ours(), what="the service's rules gone")
     saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
     assert not [c for c in chains if f":{c} " in saved], "the endpoint chains were left behind"
+
+
+UDP_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 9053))
+print("ready", flush=True)
+while True:
+    data, addr = s.recvfrom(512)
+    s.sendto(sys.argv[1].encode() + b" " + addr[0].encode(), addr)
+"""
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 40053))  # the same source port every time: the same conntrack entry
+s.settimeout(2)
+s.sendto(b"q", (sys.argv[1], 53))
+print(s.recv(512).decode())
+"""
+
+
+def _netns_python(container: Any, code: str, *args: str) -> list[str]:
+    container.reload()
+    return ["nsenter", "-t", str(container.attrs["State"]["Pid"]), "-n", sys.executable, "-c", code, *args]
+
+
+@pytest.mark.parametrize("env", ["iptables"], indirect=True)
+def test_udp_service_and_stale_conntrack_entries(env: Env) -> None:
+    """A UDP ClusterIP; when its endpoint changes, the conntrack entry DNATed to the old one is
+    deleted, so a client that keeps its source port reaches the new endpoint (without the
+    deletion the old entry, refreshed by each datagram, would keep it on the old endpoint)."""
+    svc = env.service("udp", ports=[{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 9053}])
+    vip = svc["spec"]["clusterIP"]
+
+    def endpoint(i: int) -> None:
+        ip = env.backends[i][1]
+        env.endpoints(
+            "udp", [{"addresses": [{"ip": ip}], "ports": [{"name": "dns", "port": 9053, "protocol": "UDP"}]}]
+        )
+
+    servers = []
+    try:
+        for i in (0, 1):
+            p = subprocess.Popen(
+                _netns_python(env.backend_containers[i], UDP_SERVER, f"backend-{i + 1}"),
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            servers.append(p)
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        endpoint(0)
+        env.wait_rule(vip, 53)
+
+        def ask() -> str:
+            out = subprocess.run(
+                _netns_python(env.client, UDP_CLIENT, vip), capture_output=True, text=True, timeout=10
+            )
+            return out.stdout.strip().replace("[::ffff:", "").replace("]", "")
+
+        wait_for(lambda: ask() == f"backend-1 {env.client_ip}", what="backend-1 over UDP")
+        endpoint(1)
+        wait_for(lambda: ask() == f"backend-2 {env.client_ip}", what="backend-2 after the endpoint changed")
+    finally:
+        for p in servers:
+            p.kill()
+            p.wait()
