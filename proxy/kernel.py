@@ -16,6 +16,7 @@ that was refused would otherwise keep a stale entry), as kube-proxy does.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ def service_states(svc: Obj, endpoints: Obj | list[Obj] | None, node_name: str) 
     for ing in ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:
         if ing.get("ip") and ing["ip"] not in external and spec.get("type") == "LoadBalancer":
             external.append(ing["ip"])
-    external = [ip for ip in external if ":" not in ip]
+    external = [ip for ip in external if is_ipv4(ip)]
     stype = spec.get("type") or "ClusterIP"
     out = []
     for sp in model.service_ports(svc):
@@ -80,15 +81,26 @@ def endpoints_with_nodes(
                     continue
                 local = bool(node_name) and ep.get("nodeName") == node_name
                 for ip in (ep.get("addresses") or [])[:1]:
-                    out |= {(ip, int(p["port"]), local) for p in ports}
+                    if is_ipv4(ip):
+                        out |= {(ip, int(p["port"]), local) for p in ports}
     else:
         for subset in endpoints.get("subsets") or []:
             ports = model._matching_ports(subset.get("ports"), port_name, protocol)
             for addr in subset.get("addresses") or []:
-                if addr.get("ip"):
+                if is_ipv4(addr.get("ip")):
                     local = bool(node_name) and addr.get("nodeName") == node_name
                     out |= {(addr["ip"], int(p["port"]), local) for p in ports}
     return sorted(out)
+
+
+def is_ipv4(ip: Any) -> bool:
+    """Only well-formed IPv4 addresses reach the rules: one bad address in a restore input
+    would fail the whole sync, for every Service."""
+    try:
+        ipaddress.IPv4Address(ip)
+    except ValueError:
+        return False
+    return True
 
 
 def set_sysctl(path: Path, value: str, why: str) -> bool:

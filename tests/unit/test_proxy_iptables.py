@@ -220,7 +220,7 @@ def test_service_states_from_slices_and_endpoints() -> None:
             "type": "LoadBalancer",
             "clusterIP": "10.96.0.10",
             "externalTrafficPolicy": "Local",
-            "externalIPs": ["192.0.2.9"],
+            "externalIPs": ["192.0.2.9", "2001:db8::1"],
             "ports": [{"name": "http", "port": 80, "nodePort": 30080, "protocol": "TCP"}],
         },
         "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"hostname": "lb.example"}]}},
@@ -232,6 +232,7 @@ def test_service_states_from_slices_and_endpoints() -> None:
                 {"addresses": ["10.244.1.2"], "nodeName": "n1"},
                 {"addresses": ["10.244.2.2"], "nodeName": "n2"},
                 {"addresses": ["10.244.2.3"], "nodeName": "n1", "conditions": {"ready": False}},
+                {"addresses": ["not-an-address"], "nodeName": "n1"},  # never reaches a restore input
             ],
         }
     ]
