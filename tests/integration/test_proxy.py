@@ -64,6 +64,10 @@ class Env:
         self.backend_containers: list[Any] = []
         self.client: Any = None
         self.client_ip = ""
+        self.subnet = ipaddress.ip_network(free_subnets(1, range(237, 238))[0])
+        # iptables mode: the test network is the cluster's pod network (--cluster-cidr), so pods
+        # keep their source address and the host's connections to a ClusterIP are masqueraded
+        cluster_cidr = ["--cluster-cidr", str(self.subnet)] if mode == "iptables" else []
         self.proxy = python_module(
             "proxy",
             "proxy.command",
@@ -74,12 +78,13 @@ class Env:
             PREFIX,
             "--mode",
             mode,
+            *cluster_cidr,
         )
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
         image = ensure_busybox_image()
-        subnet = ipaddress.ip_network(free_subnets(1, range(237, 238))[0])
+        subnet = self.subnet
         self.gateway = str(subnet.network_address + 1)
         ipam = docker.types.IPAMConfig(
             pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=self.gateway)]
@@ -374,6 +379,10 @@ def test_server_sees_the_client_pod_address(env: Env) -> None:
         lambda: env.who(f"http://{vip}/cgi-bin/who") == f"backend-1 {seen}", what=f"backend-1 seeing {seen}"
     )
     assert env.who(f"http://{vip}/cgi-bin/who", env.backend_containers[0]) == f"backend-1 {env.gateway}"
+    # the host is outside the cluster CIDR: masqueraded to its address on the pod network (without
+    # it the server would see the source of the host's route to the VIP, its default route's)
+    r = httpx.get(f"http://{vip}/cgi-bin/who", timeout=5)
+    assert r.text.strip().replace("[::ffff:", "").replace("]", "") == f"backend-1 {env.gateway}"
 
 
 @pytest.fixture()
