@@ -247,12 +247,14 @@ class LocalCluster:
     def wait_redirect(self, vip: str, port: int, proto: str = "tcp", timeout: float = 30) -> None:
         """Until the VIP leads to endpoints (the Service has ready ones): a jump to its service
         chain (iptables mode) or a REDIRECT to the proxy (userspace mode)."""
-        targets = (f"--dport {port} -j REDIRECT", f"--dport {port} -j {self.prefix}-SVC-")
+        targets = ("-j REDIRECT", f"-j {self.prefix}-SVC-")  # iptables-save puts the comment between
 
         def present() -> bool:
             rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
             return any(
-                f"-d {vip}/32 -p {proto}" in line and any(t in line for t in targets)
+                f"-d {vip}/32 -p {proto}" in line
+                and f"--dport {port} " in line
+                and any(t in line for t in targets)
                 for line in rules.splitlines()
             )
 
