@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from .runtime import (
     STATE_RUNNING,
     ContainerConfig,
     ContainerStatus,
+    Mount,
     PodRef,
     PortMapping,
     Runtime,
@@ -180,6 +182,40 @@ def host_ports(pod: Obj) -> list[PortMapping]:
                     )
                 )
     return ports
+
+
+def hosts_file(pod: Obj, pod_ip: str, domain: str) -> str:
+    """The pod's ``/etc/hosts`` as Kubernetes' kubelet writes it (``managedHostsFileContent``):
+    localhost entries, the pod's own address and name (with its FQDN when ``subdomain`` is set;
+    "" until the IP is known) and ``hostAliases``."""
+    spec = pod.get("spec") or {}
+    meta = pod.get("metadata") or {}
+    lines = [
+        "# Kubernetes-managed hosts file.",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "fe00::0\tip6-localnet",
+        "fe00::0\tip6-mcastprefix",
+        "fe00::1\tip6-allnodes",
+        "fe00::2\tip6-allrouters",
+    ]
+    hostname = str(spec.get("hostname") or meta.get("name", ""))[:63]
+    if pod_ip:
+        sub = spec.get("subdomain")
+        if sub:
+            fqdn = f"{hostname}.{sub}.{meta.get('namespace', 'default')}.svc.{domain}"
+            lines.append(f"{pod_ip}\t{fqdn}\t{hostname}")
+        else:
+            lines.append(f"{pod_ip}\t{hostname}")
+    aliases = spec.get("hostAliases") or []
+    if aliases:
+        lines.append("")
+        lines.append("# Entries added by HostAliases.")
+        for a in aliases:
+            names = [str(h) for h in a.get("hostnames") or []]
+            if a.get("ip") and names:
+                lines.append(f"{a['ip']}\t" + "\t".join(names))
+    return "\n".join(lines) + "\n"
 
 
 def port_mappings(pod: Obj) -> list[Obj]:
@@ -373,7 +409,21 @@ class Kubelet:
             sandbox_id, sandbox.netns, ref.namespace, ref.name, port_mappings(pod)
         )
         sandbox.ip = ip
+        await asyncio.to_thread(self._write_hosts, pod, ip)
         return sandbox, took
+
+    def _hosts_path(self, uid: str) -> str:
+        return str(self.volumes.pod_dir(uid) / "etc-hosts")
+
+    def _write_hosts(self, pod: Obj, pod_ip: str) -> str:
+        """Write the pod's hosts file (in place: containers bind-mount it): its path.  Without an
+        IP an existing file is left as it is."""
+        path = self._hosts_path(pod_ref(pod).uid)
+        if pod_ip or not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(hosts_file(pod, pod_ip, self.cluster_domain))
+        return path
 
     def _on_pod_add(self, pod: Obj) -> None:
         trace.seen(pod)  # minik trace: the wait from here to the pod's first sync
@@ -1081,6 +1131,11 @@ class Kubelet:
             env = envvars.make_environment(pod, container, inputs)
             command, args = envvars.expand_command(container, env)
             mounts = self.volumes.mounts_for(container, sources)
+            if self.network is not None and not any(m.target == "/etc/hosts" for m in mounts):
+                # under network "none" the runtime's hosts file only has localhost (Kubernetes
+                # manages the file, and so does this kubelet; the IP is filled in after the ADD)
+                hosts = await asyncio.to_thread(self._write_hosts, pod, pod_ip)
+                mounts = [*mounts, Mount("/etc/hosts", hosts)]
         except (envvars.ConfigError, volumes.MountError) as exc:
             waiting[start.name] = ("CreateContainerConfigError", str(exc))
             self.event(pod, "Warning", "Failed", f"Error: {exc}", field)

@@ -100,6 +100,24 @@ def node_containers(node: str) -> list[Any]:
         dc.close()
 
 
+def container_of(node: str, pod: str) -> Any:
+    dc = docker.from_env()
+    try:
+        found = dc.containers.list(
+            filters={
+                "label": [
+                    f"{NODE_LABEL}={node}",
+                    f"io.kubernetes.pod.name={pod}",
+                    "io.kubernetes.container.name=c",
+                ]
+            }
+        )
+        assert found, f"no running container of pod {pod}"
+        return found[0]
+    finally:
+        dc.close()
+
+
 def allocations(k: KubeletProcess) -> list[str]:
     """host-local's reservations of the kubelet's network (one file per IP)."""
     d = Path(k.cni_cache_dir) / "networks" / k.network
@@ -221,6 +239,9 @@ def test_pod_to_pod_and_host_port(kubelet: KubeletProcess, client: httpx.Client,
             f"while true; do wget -q -O- http://{server_ip}:8080/index.html; sleep 0.5; done",
         ),
     )
+    # the pod's /etc/hosts names it (runtime network "none" gives only localhost; the kubelet writes it)
+    hosts = container_of(kubelet.node, "server").exec_run(["cat", "/etc/hosts"]).output.decode()
+    assert f"{server_ip}\tserver\n" in hosts and "127.0.0.1\tlocalhost" in hosts
     both = kubelet.wait(lambda: running_ips(client, ["server", "client"]), 60, "client Running")
     assert both["client"] != server_ip
     assert {ipaddress.ip_address(ip) in ipaddress.ip_network(kubelet.subnet) for ip in both.values()} == {

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kubelet import cni
-from kubelet.kubelet import port_mappings
+from kubelet.kubelet import hosts_file, port_mappings
 from kubelet.node import node_status
 
 RESULT_04 = {
@@ -338,3 +338,20 @@ def test_pod_network_ip_from_the_cache_and_garbage_collection(tmp_path: Path) ->
     assert "DEL ipam-ish dead eth0" in log.read_text()
     cni.cleanup_network(str(conf_dir), "fake", "mkfake", cache, bin_dir)
     assert not os.listdir(conf_dir) and again.known_sandboxes() == set()
+
+
+def test_hosts_file_of_a_pod() -> None:
+    pod: dict[str, Any] = {
+        "metadata": {"name": "web-0", "namespace": "shop"},
+        "spec": {
+            "subdomain": "web",
+            "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar.local"]}],
+        },
+    }
+    text = hosts_file(pod, "10.244.0.7", "cluster.local")
+    assert text.startswith("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n")
+    assert "10.244.0.7\tweb-0.web.shop.svc.cluster.local\tweb-0\n" in text
+    assert text.endswith("# Entries added by HostAliases.\n10.1.2.3\tfoo.local\tbar.local\n")
+    plain = hosts_file({"metadata": {"name": "p"}, "spec": {"hostname": "h"}}, "10.0.0.9", "cluster.local")
+    assert plain.endswith("10.0.0.9\th\n")
+    assert "10.0.0.9" not in hosts_file({"metadata": {"name": "p"}}, "", "cluster.local")
