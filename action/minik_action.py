@@ -169,6 +169,8 @@ class HostFacts:
     iptables: bool
     compose: bool
     apt: bool
+    cni_plugins: bool = True  # the standard CNI plugins the kubelet of `minik up` runs
+    conntrack: bool = True
 
 
 def apt_packages(facts: HostFacts, nodes: int) -> list[str]:
@@ -182,6 +184,10 @@ def apt_packages(facts: HostFacts, nodes: int) -> list[str]:
         wanted.append("iptables")
     if not facts.busybox_static:
         wanted.append("busybox-static")  # the pod sandbox image is built from it
+    if nodes == 1 and not facts.cni_plugins:  # lab nodes carry their own in the node image
+        wanted.append("containernetworking-plugins")
+    if nodes == 1 and not facts.conntrack:  # the proxy clears stale UDP flows with it
+        wanted.append("conntrack")
     if nodes > 1 and not facts.compose:
         wanted.append("docker-compose")
     return wanted
@@ -304,6 +310,8 @@ def gather_facts() -> HostFacts:
         iptables=shutil.which("iptables") is not None,
         compose=quiet(["docker", "compose", "version"]) or shutil.which("docker-compose") is not None,
         apt=apt,
+        cni_plugins=any(Path(d, "bridge").is_file() for d in ("/usr/lib/cni", "/opt/cni/bin")),
+        conntrack=shutil.which("conntrack") is not None,
     )
 
 

@@ -134,6 +134,12 @@ def test_the_docker_engine_is_installed_only_where_none_answers_or_is_installed(
     assert A.apt_packages(facts(busybox_static=False, iptables=False), 1) == ["iptables", "busybox-static"]
     assert A.apt_packages(facts(compose=False), 1) == []
     assert A.apt_packages(facts(compose=False), 3) == ["docker-compose"]
+    # minik up's pod network: the CNI plugins and conntrack (a lab's nodes have them in their image)
+    assert A.apt_packages(facts(cni_plugins=False, conntrack=False), 1) == [
+        "containernetworking-plugins",
+        "conntrack",
+    ]
+    assert A.apt_packages(facts(cni_plugins=False, conntrack=False), 3) == []
     assert A.apt_packages(facts(apt=False, docker_answers=False, dockerd_installed=False), 1) == []
 
 
