@@ -204,10 +204,12 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Remove everything; safe after a partial start.  Raises if proxy chains were left."""
-        for n in self.nodes:
-            n.kubelet.stop(signal.SIGKILL)
-            remove_node_objects(n.name, n.network)
-            n.remove_network()
+        for n in self.nodes:  # each node's network goes even when another node's clean-up failed
+            try:
+                n.kubelet.stop(signal.SIGKILL)
+                remove_node_objects(n.name, n.network)
+            finally:
+                n.remove_network()
         self.proxy.stop()
         subprocess.run(
             [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", self.prefix],
