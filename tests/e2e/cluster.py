@@ -204,12 +204,17 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Remove everything; safe after a partial start.  Raises if proxy chains were left."""
-        for n in self.nodes:  # each node's network goes even when another node's clean-up failed
-            try:
-                n.kubelet.stop(signal.SIGKILL)
-                remove_node_objects(n.name, n.network)
-            finally:
-                n.remove_network()
+        failed: list[BaseException] = []
+        for n in self.nodes:  # every node's network goes, even when a clean-up step failed
+            for step in (
+                functools.partial(n.kubelet.stop, signal.SIGKILL),
+                functools.partial(remove_node_objects, n.name, n.network),
+                n.remove_network,
+            ):
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 - raised after the rest is cleaned up
+                    failed.append(exc)
         self.proxy.stop()
         subprocess.run(
             [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", self.prefix],
@@ -228,6 +233,8 @@ class LocalCluster:
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
         assert self.prefix not in left, f"iptables chains {self.prefix}-* left behind"
+        if failed:
+            raise failed[0]
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.log(3000)}" for p in self.procs)
