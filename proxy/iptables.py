@@ -49,16 +49,28 @@ def _jump_spec(chain: str) -> list[str]:
     return ["-m", "comment", "--comment", f"minik service portals ({chain})", "-j", chain]
 
 
+NETWORK_POLICY_JUMP = "minik network policy"  # NetworkPolicy's jumps stay in front of ours
+
+
 async def _ensure_jump(table: str, builtin: str, chain: str) -> None:
+    """Add the jump near the top of ``builtin`` (before Docker's rules), behind the NetworkPolicy
+    jumps already there, so those never have to move back in front."""
     spec = _jump_spec(chain)
     rc, _ = await _run("iptables", "-w", "-t", table, "-C", builtin, *spec, check=False)
     if rc != 0:
-        await _run("iptables", "-w", "-t", table, "-I", builtin, "1", *spec)
+        _, out = await _run("iptables", "-w", "-t", table, "-S", builtin)
+        rules = [line for line in out.splitlines() if line.startswith("-A ")]
+        position = 1
+        while position <= len(rules) and NETWORK_POLICY_JUMP in rules[position - 1]:
+            position += 1
+        await _run("iptables", "-w", "-t", table, "-I", builtin, str(position), *spec)
         log.info("added jump %s/%s -> %s", table, builtin, chain)
 
 
 async def _ensure_first(table: str, builtin: str, chain: str) -> bool:
-    """Make the jump to ``chain`` the first rule of ``builtin``; True when it had to move."""
+    """Make the jump to ``chain`` the first rule of ``builtin`` (behind only NetworkPolicy jumps
+    and other minik proxies' jumps); True when it had to move (deleted, then inserted: rule
+    numbers are not used, since Docker and other proxies change these chains concurrently)."""
     spec = _jump_spec(chain)
     _, out = await _run("iptables", "-w", "-t", table, "-S", builtin)
     rules = [line for line in out.splitlines() if line.startswith("-A ")]
@@ -68,7 +80,11 @@ async def _ensure_first(table: str, builtin: str, chain: str) -> bool:
         return False
     while (await _run("iptables", "-w", "-t", table, "-C", builtin, *spec, check=False))[0] == 0:
         await _run("iptables", "-w", "-t", table, "-D", builtin, *spec)
-    await _run("iptables", "-w", "-t", table, "-I", builtin, "1", *spec)
+    rest = [r for r in rules if not r.endswith(f"-j {chain}")]
+    position = 1  # behind the NetworkPolicy jumps, which must stay in front
+    while position <= len(rest) and NETWORK_POLICY_JUMP in rest[position - 1]:
+        position += 1
+    await _run("iptables", "-w", "-t", table, "-I", builtin, str(position), *spec)
     log.info("jump %s/%s -> %s is first", table, builtin, chain)
     return True
 

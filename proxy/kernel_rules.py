@@ -238,17 +238,18 @@ def plan(
 
 # jumps from the built-in chains (and Docker's DOCKER-USER) into the fixed chains
 def jumps(prefix: str) -> list[tuple[str, str, str, bool]]:
-    """``(table, from, to, first)``; ``first``: must stay the first rule of ``from``."""
+    """``(table, from, to, first)``; ``first``: kept in front of Docker's rules (Docker inserts its
+    own at the top when it creates a network), behind only NetworkPolicy and other proxies' jumps."""
     c = Chains(prefix)
     return [
-        ("nat", "PREROUTING", c.services, False),
-        ("nat", "OUTPUT", c.services, False),
+        ("nat", "PREROUTING", c.services, True),
+        ("nat", "OUTPUT", c.services, True),
         ("nat", "POSTROUTING", c.postrouting, True),
-        ("filter", "INPUT", c.external_services, False),
-        ("filter", "INPUT", c.firewall, False),
-        ("filter", "FORWARD", c.services, False),
-        ("filter", "FORWARD", c.external_services, False),
-        ("filter", "OUTPUT", c.services, False),
+        ("filter", "INPUT", c.external_services, True),
+        ("filter", "INPUT", c.firewall, True),
+        ("filter", "FORWARD", c.services, True),
+        ("filter", "FORWARD", c.external_services, True),
+        ("filter", "OUTPUT", c.services, True),
         ("filter", "DOCKER-USER", c.forward, True),
     ]
 
