@@ -443,6 +443,13 @@ scheduling.k8s.io/PriorityClass
   Global-Default [boolean] | globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class. Only one PriorityClass can be marked as `globalDefault`. However, if more than one PriorityClasses exists with their `globalDefault` field set to true, the smallest value of such global default PriorityClasses will be used as the default priority.
   Age
   PreemptionPolicy | preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset.
+certificates.k8s.io/CertificateSigningRequest
+  Name
+  Age
+  SignerName | signerName indicates the requested signer, and is a qualified name.
+  Requestor | request contains an x509 certificate signing request encoded in a "CERTIFICATE REQUEST" PEM block. When serialized as JSON or YAML, the data is additionally base64-encoded.
+  RequestedDuration | expirationSeconds is the requested duration of validity of the issued certificate. The certificate signer may issue a certificate with a different validity duration so a client must check the delta between the notBefore and and notAfter fields in the issued certificate to determine the actual duration.
+  Condition | conditions applied to the request. Known conditions are "Approved", "Denied", and "Failed".
 storage.k8s.io/StorageClass
   Name
   Provisioner | provisioner indicates the type of the provisioner.
@@ -969,6 +976,33 @@ def _ingress_cells(ing: Obj, now: datetime) -> Cells:
     ]
 
 
+def csr_condition(csr: Obj) -> str:
+    """kubectl's CONDITION of a CertificateSigningRequest: Denied, Approved or Pending, then
+    ",Failed" and ",Issued"."""
+    types = {c.get("type") for c in _get(csr, "status", "conditions") or [] if isinstance(c, dict)}
+    status = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        status += ",Failed"
+    if _get(csr, "status", "certificate"):
+        status += ",Issued"
+    return status
+
+
+def _csr_cells(csr: Obj, now: datetime) -> Cells:
+    seconds = _get(csr, "spec", "expirationSeconds")
+    duration = "<none>"
+    if isinstance(seconds, int) and not isinstance(seconds, bool):
+        duration = human_duration(timedelta(seconds=seconds))
+    return [
+        _name(csr),
+        _age(csr, now),
+        _get(csr, "spec", "signerName") or "<none>",
+        _get(csr, "spec", "username") or "",
+        duration,
+        csr_condition(csr),
+    ]
+
+
 def _network_policy_cells(np: Obj, now: datetime) -> Cells:
     return [_name(np), format_label_selector(_get(np, "spec", "podSelector")), _age(np, now)]
 
@@ -1394,6 +1428,7 @@ _CELLS: dict[tuple[str, str], Callable[[Obj, datetime], Cells]] = {
     ("networking.k8s.io", "Ingress"): _ingress_cells,
     ("networking.k8s.io", "NetworkPolicy"): _network_policy_cells,
     ("storage.k8s.io", "StorageClass"): _storage_class_cells,
+    ("certificates.k8s.io", "CertificateSigningRequest"): _csr_cells,
     ("policy", "PodDisruptionBudget"): _pdb_cells,
     ("autoscaling", "HorizontalPodAutoscaler"): _hpa_cells,
     ("apiregistration.k8s.io", "APIService"): _apiservice_cells,

@@ -203,6 +203,17 @@ RESOURCES: tuple[ResourceInfo, ...] = (
             ("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False),
         )
     ),
+    # certificates.k8s.io/v1
+    ResourceInfo(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        False,
+        ("csr",),
+        (),
+        ("status", "approval"),
+    ),
     # storage.k8s.io/v1
     ResourceInfo(
         "storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",), (), (), has_status=False
