@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from testkit import prereq, wait
-from testkit.host import free_subnets
+from testkit.host import free_port, free_subnets
 from testkit.images import ensure_busybox_image
 from testkit.processes import APIServerProcess, python_module
 
@@ -65,6 +65,7 @@ class Env:
         self.client: Any = None
         self.client_ip = ""
         self.subnet = ipaddress.ip_network(free_subnets(1, range(237, 238))[0])
+        self.metrics_port = free_port()
         # iptables mode: the test network is the cluster's pod network (--cluster-cidr), so pods
         # keep their source address and the host's connections to a ClusterIP are masqueraded
         cluster_cidr = ["--cluster-cidr", str(self.subnet)] if mode == "iptables" else []
@@ -79,6 +80,8 @@ class Env:
             "--mode",
             mode,
             *cluster_cidr,
+            "--metrics-bind-address",
+            f"127.0.0.1:{self.metrics_port}",
         )
 
     # -- setup -----------------------------------------------------------------------------------
@@ -535,3 +538,17 @@ def test_udp_service_and_stale_conntrack_entries(env: Env) -> None:
         for p in servers:
             p.kill()
             p.wait()
+
+
+def test_sync_metrics_in_both_modes(env: Env) -> None:
+    """kubeproxy_sync_proxy_rules_duration_seconds counts the rule syncs, whatever the mode."""
+
+    def count() -> float:
+        text = httpx.get(f"http://127.0.0.1:{env.metrics_port}/metrics", timeout=5).text
+        prefix = "kubeproxy_sync_proxy_rules_duration_seconds_count"
+        return float(next(x for x in text.splitlines() if x.startswith(prefix)).split()[-1])
+
+    before = count()
+    svc = env.service("metrics")
+    env.wait_rule(svc["spec"]["clusterIP"])
+    wait_for(lambda: count() > before, what="a sync counted")
