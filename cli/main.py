@@ -141,6 +141,7 @@ COMMANDS: dict[str, Command] = {
         "Secrets' encryption at rest: show the keys in use, rotate the key.",
         "group",
     ),
+    "token": Command("cli.commands.token", "app", "Bootstrap tokens: create, list and delete them.", "group"),
     # lab up|down|status|render, lab node stop|start NAME; image load IMAGE
     "lab": Command(
         "cli.lab",

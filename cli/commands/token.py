@@ -1,0 +1,193 @@
+"""``minik token create|list|delete``: bootstrap tokens, as kubeadm's ``token`` commands.
+
+A token ``ID.SECRET`` is Secret ``kube-system/bootstrap-token-ID`` of type
+``bootstrap.kubernetes.io/token`` (:mod:`apimachinery.bootstraptoken`): with usage
+``authentication`` it authenticates as ``system:bootstrap:ID`` in ``system:bootstrappers`` and its
+``--groups``; with ``signing`` the controller manager's bootstrapsigner signs ConfigMap
+``kube-public/cluster-info`` with it, which is how a joining host checks the cluster it found.
+The controller manager's tokencleaner deletes a token when its ``--ttl`` has passed.
+
+``create`` also writes ``cluster-info`` (the API server's URL and CA, as kubeadm's ``init`` does)
+when it is missing, and with ``--print-join-command`` prints the command a new node runs, its CA
+pinned as ``sha256:`` of the CA's SubjectPublicKeyInfo.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import typer
+
+from apimachinery import errors
+from apimachinery.bootstraptoken import (
+    CLUSTER_INFO_NAME,
+    CLUSTER_INFO_NAMESPACE,
+    DEFAULT_GROUP,
+    DESCRIPTION_KEY,
+    EXTRA_GROUPS_KEY,
+    KUBECONFIG_KEY,
+    SECRET_TYPE,
+    TOKEN_ID_RE,
+    TOKEN_NAMESPACE,
+    USAGE_PREFIX,
+    USAGES,
+    TokenError,
+    ca_pin,
+    cluster_info_kubeconfig,
+    expiration_of,
+    generate_token,
+    parse_duration,
+    parse_token,
+    rfc3339,
+    secret_data,
+    secret_name,
+    token_of_secret,
+    token_secret,
+)
+
+from ..kube import CLIError, Kube, kube, out, resolve_kind, tabulate
+
+app = typer.Typer(help="Bootstrap tokens: create, list and delete them.", no_args_is_help=True)
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def ca_pem_of(k: Kube) -> str:
+    """The CA the CLI trusts the API server with (its kubeconfig's)."""
+    if k.config.ca_data:
+        return str(k.config.ca_data)
+    if k.config.ca_file:
+        with open(k.config.ca_file, encoding="utf-8") as f:
+            return f.read()
+    raise CLIError("the kubeconfig has no certificate authority: a join command needs the cluster CA")
+
+
+def ensure_cluster_info(k: Kube, server: str, ca_pem: str) -> None:
+    """ConfigMap ``kube-public/cluster-info`` with the server and CA, created when missing."""
+    info = resolve_kind("configmaps")
+    try:
+        k.client.get(info, CLUSTER_INFO_NAME, CLUSTER_INFO_NAMESPACE)
+        return
+    except errors.NotFound:
+        pass
+    cm = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CLUSTER_INFO_NAME, "namespace": CLUSTER_INFO_NAMESPACE},
+        "data": {KUBECONFIG_KEY: cluster_info_kubeconfig(server, ca_pem)},
+    }
+    try:
+        k.client.create(info, cm, CLUSTER_INFO_NAMESPACE)
+    except errors.AlreadyExists:
+        pass
+
+
+def join_command(server: str, token: str, ca_pem: str) -> str:
+    return f"minik join {server} --token {token} --discovery-token-ca-cert-hash {ca_pin(ca_pem)}"
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    token: str = typer.Argument("", help="the token ID.SECRET (default: a random one)"),
+    ttl: str = typer.Option("24h", "--ttl", help="time until the token is deleted (0: never)"),
+    description: str = typer.Option("", "--description", help="a human-friendly description"),
+    usages: list[str] = typer.Option(
+        list(USAGES), "--usages", help="what the token may be used for: signing, authentication"
+    ),
+    groups: list[str] = typer.Option(
+        [DEFAULT_GROUP], "--groups", help="extra groups the token authenticates with (system:bootstrappers:*)"
+    ),
+    print_join_command: bool = typer.Option(
+        False, "--print-join-command", help="print the `minik join` command instead of the token"
+    ),
+) -> None:
+    """Create a bootstrap token on the server (and cluster-info when missing)."""
+    k = kube(ctx)
+    try:
+        value = token or generate_token()
+        parse_token(value)
+        duration = parse_duration(ttl)
+        secret = token_secret(
+            value,
+            ttl=duration or None,
+            description=description,
+            usages=_split(usages),
+            groups=_split(groups),
+        )
+    except TokenError as exc:
+        raise CLIError(str(exc)) from exc
+    server = k.config.server
+    ca_pem = ca_pem_of(k) if server.startswith("https://") else ""
+    if ca_pem:
+        ensure_cluster_info(k, server, ca_pem)
+    try:
+        k.client.create(resolve_kind("secrets"), secret, TOKEN_NAMESPACE)
+    except errors.AlreadyExists as exc:
+        raise CLIError(f"a token with ID {value.split('.')[0]} exists already") from exc
+    if print_join_command:
+        if not ca_pem:
+            raise CLIError("the API server is not served over HTTPS: there is no CA to pin")
+        out(join_command(server, value, ca_pem))
+    else:
+        out(value)
+
+
+def _row(secret: dict[str, Any], now: dt.datetime) -> list[str] | None:
+    parsed = token_of_secret(secret)
+    if parsed is None:
+        return None
+    data = secret_data(secret)
+    when = expiration_of(secret)
+    if when is None:
+        ttl, expires = "<forever>", "<never>"
+    else:
+        left = max(0, int((when - now).total_seconds()))
+        ttl = f"{left // 3600}h" if left >= 3600 else f"{left // 60}m"
+        expires = rfc3339(when)
+    used = ",".join(u for u in USAGES if data.get(USAGE_PREFIX + u) == "true") or "<none>"
+    return [
+        f"{parsed[0]}.{parsed[1]}",
+        ttl,
+        expires,
+        used,
+        data.get(DESCRIPTION_KEY, "") or "<none>",
+        data.get(EXTRA_GROUPS_KEY, "") or "<none>",
+    ]
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """List the bootstrap tokens on the server."""
+    k = kube(ctx)
+    listed = k.client.list(resolve_kind("secrets"), TOKEN_NAMESPACE)
+    now = dt.datetime.now(dt.UTC)
+    rows = [["TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION", "EXTRA GROUPS"]]
+    for secret in listed.get("items") or []:
+        if secret.get("type") == SECRET_TYPE and (row := _row(secret, now)) is not None:
+            rows.append(row)
+    if len(rows) > 1:
+        for line in tabulate(rows):
+            out(line)
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    tokens: list[str] = typer.Argument(..., help="token IDs or ID.SECRET values"),
+) -> None:
+    """Delete bootstrap tokens on the server."""
+    k = kube(ctx)
+    info = resolve_kind("secrets")
+    for token in tokens:
+        token_id = token.split(".", 1)[0]
+        if not TOKEN_ID_RE.match(token_id):
+            raise CLIError(f"{token!r} is neither a token ID ([a-z0-9]{{6}}) nor a token")
+        try:
+            k.client.delete(info, secret_name(token_id), TOKEN_NAMESPACE)
+        except errors.NotFound as exc:
+            raise CLIError(f"bootstrap token {token_id!r} not found") from exc
+        out(f"bootstrap token {token_id!r} deleted")
