@@ -7,12 +7,14 @@ import asyncio
 import logging
 
 from apimachinery import metrics, tracing
+from apimachinery.bootstraptoken import parse_duration
 from apimachinery.client import Client
 from apimachinery.component import run_component, run_until_stopped
 from apimachinery.kubeconfig import load_config
 from apimachinery.leaderelection import add_timing_flags
 
 from .base import Options
+from .certificates import load_signing_pair
 from .manager import CONTROLLERS, ControllerManager, select_controllers
 from .rootcacert import root_ca_pem
 
@@ -107,6 +109,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=15.0,
         help="seconds between reconciliations of every HorizontalPodAutoscaler (default 15)",
     )
+    p.add_argument(
+        "--cluster-signing-cert-file",
+        default="",
+        help="PEM CA certificate the csrsigning controller issues certificates with (with"
+        " --cluster-signing-key-file; without both csrsigning does not run)",
+    )
+    p.add_argument("--cluster-signing-key-file", default="", help="PEM private key of that CA")
+    p.add_argument(
+        "--cluster-signing-duration",
+        default="8760h",
+        help="longest validity of a signed certificate; spec.expirationSeconds may ask less"
+        " (default 8760h, one year)",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     metrics.add_metrics_flag(p, 10257)
@@ -123,6 +138,13 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         names = [n for n in names if n != "nodeipam"]
     if not root_ca:
         names = [n for n in names if n != "root-ca-cert-publisher"]
+    signing_pair = None
+    if args.cluster_signing_cert_file and args.cluster_signing_key_file:
+        signing_pair = load_signing_pair(args.cluster_signing_cert_file, args.cluster_signing_key_file)
+    elif "csrsigning" in names:
+        log.info("csrsigning off: no --cluster-signing-cert-file/--cluster-signing-key-file")
+        names = [n for n in names if n != "csrsigning"]
+    signing_duration = parse_duration(args.cluster_signing_duration).total_seconds()
     manager = ControllerManager(
         client,
         names,
@@ -143,6 +165,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "pod_gc_period": args.pod_gc_period,
                 "pod_gc_quarantine": args.pod_gc_quarantine,
                 "horizontal_pod_autoscaler_sync_period": args.horizontal_pod_autoscaler_sync_period,
+                "cluster_signing_pair": signing_pair,
+                "cluster_signing_duration": signing_duration,
             },
         ),
         leader_elect=args.leader_elect,

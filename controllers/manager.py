@@ -18,6 +18,8 @@ from apimachinery.events import EventRecorder
 from apimachinery.informer import SharedInformerFactory
 
 from .base import Controller, ControllerContext, Options
+from .bootstrap import BootstrapSigner, TokenCleaner
+from .certificates import CSRApprovingController, CSRSigningController
 from .cronjob import CronJobController
 from .daemonset import DaemonSetController
 from .deployment import DeploymentController
@@ -61,6 +63,10 @@ CONTROLLERS: dict[str, Callable[[ControllerContext], Controller]] = {
     "podgc": PodGCController,
     "disruption": DisruptionController,
     "horizontalpodautoscaling": HPAController,
+    "csrapproving": CSRApprovingController,
+    "csrsigning": CSRSigningController,
+    "bootstrapsigner": BootstrapSigner,
+    "tokencleaner": TokenCleaner,
 }
 
 

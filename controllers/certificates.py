@@ -1,0 +1,386 @@
+"""The CertificateSigningRequest controllers: ``csrapproving`` and ``csrsigning``, as Kubernetes'.
+
+``csrapproving`` approves kubelet client CSRs: signer ``kubernetes.io/kube-apiserver-client-kubelet``,
+subject ``O=system:nodes, CN=system:node:NAME``, usages digital signature + client auth (key
+encipherment allowed), no SANs -- when the requestor may ``create`` ``certificatesigningrequests``
+with subresource ``selfnodeclient`` (the CSR's CN is the requestor's own name: a node renewing) or
+``nodeclient`` (a bootstrapper), asked through a SubjectAccessReview for the CSR's
+``spec.username/uid/groups/extra`` as Kubernetes' ``sarApprover`` does.  It sets condition
+``Approved`` (reason ``AutoApproved``) through ``/approval``; any other CSR is left alone.
+
+``csrsigning`` signs approved CSRs of ``kubernetes.io/kube-apiserver-client-kubelet``,
+``kubernetes.io/kubelet-serving`` and ``kubernetes.io/kube-apiserver-client`` with the cluster CA
+(``--cluster-signing-cert-file``/``--cluster-signing-key-file``), valid for
+``spec.expirationSeconds`` capped by ``--cluster-signing-duration`` (at least 10 minutes), and writes
+``status.certificate`` through ``/status``.  A request its signer's rules refuse gets condition
+``Failed`` (reason ``SignerValidationFailure``) and is not signed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from apimachinery import errors
+from apimachinery.client import Obj, update_request
+from apimachinery.resources import kind_info
+
+from .base import Controller, ControllerContext
+from .util import deep_copy, name_of
+
+log = logging.getLogger(__name__)
+
+
+CSRS = kind_info("certificates.k8s.io/v1", "CertificateSigningRequest")
+SUBJECT_ACCESS_REVIEWS = kind_info("authorization.k8s.io/v1", "SubjectAccessReview")
+
+KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
+APISERVER_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client"
+NODE_PREFIX = "system:node:"
+NODES_GROUP = "system:nodes"
+BACKDATE = dt.timedelta(minutes=5)
+MIN_DURATION = dt.timedelta(minutes=10)
+
+KUBELET_CLIENT_USAGES = (
+    frozenset({"digital signature", "key encipherment", "client auth"}),
+    frozenset({"digital signature", "client auth"}),
+)
+KUBELET_SERVING_USAGES = (
+    frozenset({"digital signature", "key encipherment", "server auth"}),
+    frozenset({"digital signature", "server auth"}),
+)
+APISERVER_CLIENT_USAGES = frozenset({"digital signature", "key encipherment", "client auth"})
+
+SELF_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
+NODE_MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
+
+
+# ---- the CSR --------------------------------------------------------------------------------------
+
+
+def parse_request(csr: Mapping[str, Any]) -> x509.CertificateSigningRequest:
+    """The PEM ``CERTIFICATE REQUEST`` of ``spec.request`` (base64 in the API); ValueError if not one."""
+    raw = base64.b64decode(str((csr.get("spec") or {}).get("request") or ""), validate=False)
+    return x509.load_pem_x509_csr(raw)
+
+
+def conditions(csr: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(c.get("type")): c for c in (csr.get("status") or {}).get("conditions") or []}
+
+
+def is_approved(csr: Mapping[str, Any]) -> bool:
+    """Approved and not Denied (Kubernetes' ``IsCertificateRequestApproved``)."""
+    conds = conditions(csr)
+    return "Approved" in conds and "Denied" not in conds
+
+
+def _subject(req: x509.CertificateSigningRequest) -> tuple[list[str], list[str]]:
+    cns = [str(a.value) for a in req.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    orgs = [str(a.value) for a in req.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    return cns, orgs
+
+
+def _sans(req: x509.CertificateSigningRequest) -> tuple[list[str], list[Any], list[str], list[str]]:
+    try:
+        ext = req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], [], [], []
+    return (
+        list(ext.get_values_for_type(x509.DNSName)),
+        list(ext.get_values_for_type(x509.IPAddress)),
+        list(ext.get_values_for_type(x509.RFC822Name)),
+        list(ext.get_values_for_type(x509.UniformResourceIdentifier)),
+    )
+
+
+def kubelet_client_problem(req: x509.CertificateSigningRequest, usages: Iterable[str]) -> str | None:
+    """Why ``req`` is not a kubelet client certificate request (``ValidateKubeletClientCSR``); None if it is."""
+    cns, orgs = _subject(req)
+    if orgs != [NODES_GROUP]:
+        return f"subject organization is not {NODES_GROUP}"
+    dns, ips, emails, uris = _sans(req)
+    if dns or ips or emails or uris:
+        return "subject alternative names are not allowed"
+    if len(cns) != 1 or not cns[0].startswith(NODE_PREFIX):
+        return f'subject common name does not begin with "{NODE_PREFIX}"'
+    if frozenset(usages) not in KUBELET_CLIENT_USAGES:
+        return "usages must be digital signature and client auth, optionally key encipherment"
+    return None
+
+
+def kubelet_serving_problem(req: x509.CertificateSigningRequest, usages: Iterable[str]) -> str | None:
+    """Why ``req`` is not a kubelet serving certificate request (``ValidateKubeletServingCSR``)."""
+    cns, orgs = _subject(req)
+    if orgs != [NODES_GROUP]:
+        return f"subject organization is not {NODES_GROUP}"
+    dns, ips, emails, uris = _sans(req)
+    if emails or uris:
+        return "email and URI subject alternative names are not allowed"
+    if not dns and not ips:
+        return "DNS or IP subject alternative name is required"
+    if len(cns) != 1 or not cns[0].startswith(NODE_PREFIX):
+        return f'subject common name does not begin with "{NODE_PREFIX}"'
+    if frozenset(usages) not in KUBELET_SERVING_USAGES:
+        return "usages must be digital signature and server auth, optionally key encipherment"
+    return None
+
+
+def apiserver_client_problem(req: x509.CertificateSigningRequest, usages: Iterable[str]) -> str | None:
+    if not set(usages) <= APISERVER_CLIENT_USAGES or "client auth" not in set(usages):
+        return "usages must include client auth and only digital signature and key encipherment besides"
+    return None
+
+
+SIGNER_RULES = {
+    KUBELET_CLIENT_SIGNER: kubelet_client_problem,
+    KUBELET_SERVING_SIGNER: kubelet_serving_problem,
+    APISERVER_CLIENT_SIGNER: apiserver_client_problem,
+}
+
+
+def approval_permission(csr: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (subresource, message) permissions to check, in Kubernetes' order, for an auto-approvable
+    kubelet client CSR: ``selfnodeclient`` when its CN is the requestor's user name, then
+    ``nodeclient``; [] when it is not one (wrong signer, subject, usages or SANs)."""
+    spec = csr.get("spec") or {}
+    if spec.get("signerName") != KUBELET_CLIENT_SIGNER:
+        return []
+    try:
+        req = parse_request(csr)
+    except ValueError:
+        return []
+    if kubelet_client_problem(req, [str(u) for u in spec.get("usages") or []]) is not None:
+        return []
+    cns, _ = _subject(req)
+    found: list[tuple[str, str]] = []
+    if cns and spec.get("username") == cns[0]:
+        found.append(("selfnodeclient", SELF_MESSAGE))
+    found.append(("nodeclient", NODE_MESSAGE))
+    return found
+
+
+def access_review(csr: Mapping[str, Any], subresource: str) -> Obj:
+    """The SubjectAccessReview asking whether the CSR's requestor may create the subresource."""
+    spec = csr.get("spec") or {}
+    review_spec: dict[str, Any] = {
+        "user": spec.get("username") or "",
+        "groups": list(spec.get("groups") or []),
+        "resourceAttributes": {
+            "group": "certificates.k8s.io",
+            "resource": "certificatesigningrequests",
+            "verb": "create",
+            "subresource": subresource,
+        },
+    }
+    if spec.get("uid"):
+        review_spec["uid"] = spec["uid"]
+    if spec.get("extra"):
+        review_spec["extra"] = spec["extra"]
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": review_spec}
+
+
+def with_condition(csr: Obj, type_: str, reason: str, message: str, now: dt.datetime) -> Obj:
+    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    new = deep_copy(csr)
+    status = new.setdefault("status", {})
+    status["conditions"] = [
+        *(status.get("conditions") or []),
+        {
+            "type": type_,
+            "status": "True",
+            "reason": reason,
+            "message": message,
+            "lastUpdateTime": stamp,
+            "lastTransitionTime": stamp,
+        },
+    ]
+    return new
+
+
+# ---- signing --------------------------------------------------------------------------------------
+
+_USAGE_EKU = {
+    "client auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "server auth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "code signing": ExtendedKeyUsageOID.CODE_SIGNING,
+    "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "ocsp signing": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+_USAGE_KU = {
+    "digital signature": "digital_signature",
+    "content commitment": "content_commitment",
+    "key encipherment": "key_encipherment",
+    "data encipherment": "data_encipherment",
+    "key agreement": "key_agreement",
+    "cert sign": "key_cert_sign",
+    "crl sign": "crl_sign",
+    "encipher only": "encipher_only",
+    "decipher only": "decipher_only",
+}
+
+
+def duration(max_ttl: dt.timedelta, expiration_seconds: int | None) -> dt.timedelta:
+    """``spec.expirationSeconds`` capped by the signer's TTL and at least 10 minutes (Kubernetes')."""
+    if expiration_seconds is None:
+        return max_ttl
+    wanted = dt.timedelta(seconds=int(expiration_seconds))
+    return max_ttl if wanted > max_ttl else max(wanted, MIN_DURATION)
+
+
+def sign_request(
+    req: x509.CertificateSigningRequest,
+    usages: Iterable[str],
+    ca_cert: x509.Certificate,
+    ca_key: Any,
+    ttl: dt.timedelta,
+    now: dt.datetime,
+) -> bytes:
+    """The PEM certificate the CA issues for ``req``: its subject and SANs, the usages asked for,
+    valid from a little before ``now`` for ``ttl`` but never past the CA's own expiry."""
+    usages = set(usages)
+    flags = {attr: (name in usages) for name, attr in _USAGE_KU.items()}
+    not_after = min(now + ttl, ca_cert.not_valid_after_utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(req.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(req.public_key())  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(**flags), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    )
+    ekus = [oid for name, oid in _USAGE_EKU.items() if name in usages]
+    if ekus:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(ekus), critical=False)
+    try:
+        sans = req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        builder = builder.add_extension(sans, critical=False)
+    except x509.ExtensionNotFound:
+        pass
+    algorithm = None if isinstance(ca_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    cert = builder.sign(ca_key, algorithm)
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def load_signing_pair(cert_file: str, key_file: str) -> tuple[x509.Certificate, Any]:
+    """The CA certificate and key the signer uses; ValueError when they do not load or match."""
+    with open(cert_file, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    with open(key_file, "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        raise ValueError(f"{key_file}: unsupported key type")
+    der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*der) != key.public_key().public_bytes(*der):
+        raise ValueError(f"{key_file} is not the key of {cert_file}")
+    return cert, key
+
+
+# ---- the controllers ------------------------------------------------------------------------------
+
+
+class _CSRController(Controller):
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.ctx.clock(), dt.UTC)
+
+
+class CSRApprovingController(_CSRController):
+    name = "csrapproving"
+
+    def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
+        self.csr_informer = self.informer(CSRS, on_change=self.enqueue)
+
+    async def reconcile(self, key: str) -> None:
+        csr = self.csr_informer.store.get(key)
+        if csr is None or (csr.get("status") or {}).get("certificate"):
+            return
+        conds = conditions(csr)
+        if "Approved" in conds or "Denied" in conds:
+            return
+        tried: list[str] = []
+        for subresource, message in approval_permission(csr):
+            tried.append(subresource)
+            review = await self.client.create(SUBJECT_ACCESS_REVIEWS, access_review(csr, subresource))
+            if not (review.get("status") or {}).get("allowed"):
+                continue
+            approved = with_condition(csr, "Approved", "AutoApproved", message, self.now())
+            try:
+                await self.client._call(update_request, CSRS, approved, "approval")
+            except errors.Conflict:
+                self.queue.add_after(key, 0.5)  # the cache is behind; look again
+                return
+            except errors.NotFound:
+                return
+            log.info("approved CSR %s (%s)", name_of(csr), subresource)
+            return
+        if tried:
+            log.info(
+                "CSR %s recognized as %s but the SubjectAccessReview was not approved",
+                name_of(csr),
+                tried,
+            )
+
+
+class CSRSigningController(_CSRController):
+    name = "csrsigning"
+
+    def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
+        extra = ctx.options.extra
+        self.ca_cert, self.ca_key = extra["cluster_signing_pair"]
+        self.ttl = dt.timedelta(seconds=float(extra.get("cluster_signing_duration", 365 * 24 * 3600)))
+        self.csr_informer = self.informer(CSRS, on_change=self.enqueue)
+
+    async def reconcile(self, key: str) -> None:
+        csr = self.csr_informer.store.get(key)
+        if csr is None or not is_approved(csr):
+            return
+        status = csr.get("status") or {}
+        if status.get("certificate") or "Failed" in conditions(csr):
+            return
+        spec = csr.get("spec") or {}
+        rule = SIGNER_RULES.get(str(spec.get("signerName") or ""))
+        if rule is None:
+            return  # another signer's
+        usages = [str(u) for u in spec.get("usages") or []]
+        now = self.now()
+        try:
+            req = parse_request(csr)
+            problem = None if req.is_signature_valid else "the request's signature is not valid"
+        except ValueError as exc:
+            req, problem = None, f"unable to parse csr: {exc}"
+        if problem is None and req is not None:
+            problem = rule(req, usages)
+        try:
+            if problem is not None or req is None:
+                failed = with_condition(csr, "Failed", "SignerValidationFailure", str(problem), now)
+                await self.client.update_status(CSRS, failed)
+                log.info("CSR %s not signed: %s", name_of(csr), problem)
+                return
+            ttl = duration(self.ttl, spec.get("expirationSeconds"))
+            pem = sign_request(req, usages, self.ca_cert, self.ca_key, ttl, now)
+            signed = deep_copy(csr)
+            signed.setdefault("status", {})["certificate"] = base64.b64encode(pem).decode()
+            await self.client.update_status(CSRS, signed)
+        except errors.Conflict:
+            self.queue.add_after(key, 0.5)
+            return
+        except errors.NotFound:
+            return
+        log.info("signed CSR %s (%s, %s)", name_of(csr), spec.get("signerName"), ttl)
