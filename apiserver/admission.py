@@ -24,6 +24,10 @@ Plugins (Kubernetes' names, for ``--enable-admission-plugins``/``--disable-admis
   ``kube-node-lease``, mirror pods bound to itself and the status of its own pods.
 * ``PodSecurity`` -- :mod:`apiserver.podsecurity`: the namespace's ``enforce`` level refuses
   pods; ``warn`` answers with ``Warning`` headers; ``audit`` annotates the audit event.
+* ``CertificateApproval``, ``CertificateSigning``, ``CertificateSubjectRestriction`` --
+  :mod:`apiserver.certificates`: approving or denying a CertificateSigningRequest needs verb
+  ``approve`` on its signer (``signers``), issuing its certificate verb ``sign``; no
+  ``system:masters`` client certificates through ``kubernetes.io/kube-apiserver-client``.
 * ``ResourceQuota`` -- every quota of the namespace covering the object is charged in
   ``status.used`` (compare-and-swap); over the hard limit is a 403.
 """
@@ -44,7 +48,7 @@ from apimachinery import defaults, errors, quota
 from apimachinery.quantity import format_quantity, parse_quantity, quantity_format
 from apimachinery.resources import ResourceInfo
 
-from . import ingressclass_admission, podsecurity, priority
+from . import certificates, ingressclass_admission, podsecurity, priority
 from .authtypes import NODE_USER_PREFIX, NODES_GROUP, UserInfo, current_user
 from .openapi import warning_header
 from .watchcache import decode
@@ -63,6 +67,9 @@ ALL_PLUGINS = (
     "ServiceAccount",
     "NodeRestriction",
     "Priority",
+    "CertificateApproval",
+    "CertificateSigning",
+    "CertificateSubjectRestriction",
     "DefaultIngressClass",
     "PodSecurity",
     "ResourceQuota",
@@ -769,6 +776,8 @@ class Admission:
         kind = (info.group, info.kind)
         if kind == ("", "Namespace"):
             return not subresource and self.enabled("PodSecurity")
+        if kind == (certificates.GROUP, certificates.KIND):
+            return subresource in ("approval", "status")
         if kind == (priority.GROUP, "PriorityClass"):  # only one globalDefault
             return not subresource and self.enabled("Priority")
         if kind in _QUOTA_ON_UPDATE:
@@ -809,6 +818,11 @@ class Admission:
         # validating phase
         if self.enabled("LimitRanger"):
             self._limit_ranger_validate(req)
+        if req.gk == (certificates.GROUP, certificates.KIND) and req.obj is not None:
+            if req.operation == "CREATE" and self.enabled("CertificateSubjectRestriction"):
+                certificates.admit_create(req.obj)
+            elif req.operation == "UPDATE" and req.old is not None:
+                certificates.admit_update(req.obj, req.old, req.subresource, req.user, set(self.plugins))
         if self.enabled("NodeRestriction"):
             node = node_name_of(req.user)
             if node is not None:

@@ -5,7 +5,8 @@ As Kubernetes' authenticator chain (k8s.io/apiserver/pkg/authentication):
 1. an x509 client certificate, verified during the TLS handshake against ``--client-ca-file``
    (see :mod:`apiserver.serving`): the user is the subject's CN, its groups the O values;
 2. a bearer token (``Authorization: Bearer ...``): a service-account JWT
-   (:class:`apiserver.satokens.ServiceAccountTokens`);
+   (:class:`ServiceAccountTokens`), or a bootstrap token ``ID.SECRET`` (:class:`BootstrapTokens`,
+   with ``--enable-bootstrap-token-auth``);
 3. nothing presented: ``system:anonymous`` in ``system:unauthenticated`` (with
    ``--anonymous-auth``, the default).
 
@@ -17,7 +18,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import hashlib
+import hmac
+import logging
 import re
 import time
 import uuid
@@ -36,7 +40,7 @@ from apimachinery.pki import load_certificate, subject_of
 from apimachinery.resources import ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
 
-from . import admission
+from . import admission, certificates
 from .authtypes import (
     ALL_AUTHENTICATED,
     ALL_UNAUTHENTICATED,
@@ -51,6 +55,8 @@ from .authz import Authorizer, forbidden_message
 
 if TYPE_CHECKING:
     from .registry import Storage
+
+log = logging.getLogger("apiserver.authn")
 
 ANONYMOUS_USER = UserInfo(ANONYMOUS, (ALL_UNAUTHENTICATED,))
 UNSECURED = UserInfo("system:unsecured", (SYSTEM_MASTERS, ALL_AUTHENTICATED))
@@ -244,10 +250,127 @@ def from_args(args: argparse.Namespace, storage: Storage) -> Security:
         tokens = ServiceAccountTokens(
             storage, issuers=issuers, audiences=audiences, public_keys=public, signing_key=signing
         )
-    authenticator = Authenticator(
-        anonymous=args.anonymous_auth, tokens=[tokens.authenticate] if tokens is not None else []
-    )
+    chain: list[TokenAuthenticator] = [tokens.authenticate] if tokens is not None else []
+    if getattr(args, "enable_bootstrap_token_auth", False):
+        chain.append(BootstrapTokens(storage).authenticate)
+    authenticator = Authenticator(anonymous=args.anonymous_auth, tokens=chain)
+    certificates.authorizer = authorizer  # the CertificateApproval/CertificateSigning checks
     return Security(authenticator, authorizer, tokens)
+
+
+# --- bootstrap tokens -------------------------------------------------------------------------------
+BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
+BOOTSTRAP_SECRET_PREFIX = "bootstrap-token-"
+BOOTSTRAP_NAMESPACE = "kube-system"
+BOOTSTRAP_USER_PREFIX = "system:bootstrap:"
+BOOTSTRAPPERS_GROUP = "system:bootstrappers"
+BOOTSTRAP_TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
+BOOTSTRAP_GROUP_RE = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
+
+
+def parse_bootstrap_token(token: str) -> tuple[str, str] | None:
+    """(ID, SECRET) of a bootstrap token ``[a-z0-9]{6}.[a-z0-9]{16}``, None for anything else."""
+    m = BOOTSTRAP_TOKEN_RE.match(token)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def secret_data(secret: dict[str, Any], key: str) -> str:
+    """A Secret's ``data[key]`` decoded (``""`` when missing or not base64)."""
+    data = secret.get("data")
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, str):
+        return ""
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
+def bootstrap_groups(secret: dict[str, Any]) -> list[str]:
+    """``system:bootstrappers`` and the ``auth-extra-groups`` (sorted, each
+    ``system:bootstrappers:...``); ValueError for a group outside that prefix."""
+    groups = {BOOTSTRAPPERS_GROUP}
+    extra = secret_data(secret, "auth-extra-groups")
+    for group in (g.strip() for g in extra.split(",")) if extra else ():
+        if not BOOTSTRAP_GROUP_RE.match(group):
+            raise ValueError(f"{group!r} does not match {BOOTSTRAP_GROUP_RE.pattern}")
+        groups.add(group)
+    return sorted(groups)
+
+
+def bootstrap_expired(secret: dict[str, Any], now: float | None = None) -> bool:
+    """Whether the token's ``expiration`` (RFC 3339) has passed; an unreadable one counts as passed."""
+    expiration = secret_data(secret, "expiration")
+    if not expiration:
+        return False
+    try:
+        when = dt.datetime.fromisoformat(expiration.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if when.tzinfo is None:
+        return True  # RFC 3339 needs a zone
+    return when.timestamp() <= (time.time() if now is None else now)
+
+
+def bootstrap_user(token: str, secret: dict[str, Any] | None, now: float | None = None) -> UserInfo:
+    """The user of a bootstrap token checked against its Secret, as Kubernetes' bootstrap token
+    authenticator; raises :class:`Unauthenticated` (why goes to the log) when it does not hold."""
+    parsed = parse_bootstrap_token(token)
+    if parsed is None:
+        raise Unauthenticated("not a bootstrap token")
+    token_id, token_secret = parsed
+    name = BOOTSTRAP_SECRET_PREFIX + token_id
+    if secret is None:
+        raise Unauthenticated(f"no secret {BOOTSTRAP_NAMESPACE}/{name} to match the bootstrap token")
+    what = f"bootstrap token secret {BOOTSTRAP_NAMESPACE}/{name}"
+    if (secret.get("metadata") or {}).get("deletionTimestamp"):
+        raise Unauthenticated(f"{what} is deleted and awaiting removal")
+    if secret.get("type") != BOOTSTRAP_TOKEN_TYPE or not isinstance(secret.get("data"), dict):
+        raise Unauthenticated(f"{what} has invalid type, expected {BOOTSTRAP_TOKEN_TYPE}")
+    if not hmac.compare_digest(secret_data(secret, "token-secret").encode(), token_secret.encode()):
+        raise Unauthenticated(f"{what} has invalid value for key token-secret")
+    if secret_data(secret, "token-id") != token_id:
+        raise Unauthenticated(f"{what} has invalid value for key token-id")
+    if bootstrap_expired(secret, now):
+        raise Unauthenticated(f"{what} has expired")
+    if secret_data(secret, "usage-bootstrap-authentication") != "true":
+        raise Unauthenticated(f"{what} not marked usage-bootstrap-authentication=true")
+    try:
+        groups = bootstrap_groups(secret)
+    except ValueError as e:
+        raise Unauthenticated(f"{what} has invalid value for key auth-extra-groups: {e}") from None
+    return UserInfo(BOOTSTRAP_USER_PREFIX + token_id, (*groups, ALL_AUTHENTICATED))
+
+
+class BootstrapTokens:
+    """Bootstrap tokens (``--enable-bootstrap-token-auth``): ``ID.SECRET`` against the Secret
+    ``kube-system/bootstrap-token-ID``, read from the Secrets' watch cache (etcd only while the
+    cache is not ready), never once per request."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    async def secret(self, token_id: str) -> dict[str, Any] | None:
+        assert SECRETS is not None
+        reg = self.storage.registry(SECRETS)
+        name = BOOTSTRAP_SECRET_PREFIX + token_id
+        if reg.cache.ready.is_set():
+            return reg.cache.get(SECRETS.key(BOOTSTRAP_NAMESPACE, name))  # type: ignore[no-any-return]
+        try:
+            return await reg.get(BOOTSTRAP_NAMESPACE, name)
+        except errors.NotFound:
+            return None
+
+    async def authenticate(self, token: str) -> UserInfo | None:
+        """The :data:`TokenAuthenticator`: None for a token that is not ``ID.SECRET``."""
+        parsed = parse_bootstrap_token(token)
+        if parsed is None:
+            return None
+        try:
+            return bootstrap_user(token, await self.secret(parsed[0]))
+        except Unauthenticated as e:
+            log.info("bootstrap token %s.<redacted>: %s", parsed[0], e)
+            raise
 
 
 # --- service-account tokens -----------------------------------------------------------------------

@@ -442,6 +442,17 @@ class Authorizer:
                 raise
             except errors.StatusError as e:  # not something a retry fixes
                 log.error("bootstrap %s %s: %s", expected["kind"], expected["metadata"]["name"], e)
+        for expected in bootstrap_policy.namespaced_roles():  # kube-public's cluster-info reader
+            info = ROLES if expected["kind"] == "Role" else ROLE_BINDINGS
+            try:
+                await self.storage.registry(info).create(expected["metadata"]["namespace"], dict(expected))
+                log.info("created %s %s", expected["kind"], expected["metadata"]["name"])
+            except errors.AlreadyExists:
+                pass
+            except (errors.ServiceUnavailable, errors.Timeout):
+                raise
+            except errors.StatusError as e:
+                log.error("bootstrap %s %s: %s", expected["kind"], expected["metadata"]["name"], e)
 
     async def _reconcile(self, reg: Registry, expected: dict[str, Any], fn: Any) -> None:
         name = expected["metadata"]["name"]

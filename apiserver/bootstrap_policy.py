@@ -392,6 +392,9 @@ def cluster_roles() -> list[Obj]:
                 # the workload controllers write their objects and the status of their owners.
                 rule(["get", "update", "patch", "delete", "deletecollection"], ["*"], ["*"]),
                 *_CONTROLLER_CREATES,
+                # csrapproving and csrsigning (Kubernetes' certificate-controller roles)
+                rule(["approve"], [CERTIFICATES], ["signers"], [KUBELET_CLIENT_SIGNER]),
+                rule(["sign"], [CERTIFICATES], ["signers"], list(SIGNERS)),
             ],
         ),
         cluster_role("system:node", copy.deepcopy(NODE_RULES)),
@@ -458,6 +461,7 @@ def cluster_roles() -> list[Obj]:
         # minik's Prometheus add-on (`minik prometheus up`): besides system:monitoring (the API
         # server's /metrics), the kubelets' /metrics
         cluster_role("system:minik-prometheus", [rule(["get"], [""], ["nodes/metrics"])]),
+        *certificate_roles(),
         cluster_role(
             "system:kubelet-api-admin",
             [
@@ -492,6 +496,17 @@ def cluster_role_bindings() -> list[Obj]:
         ),
         cluster_role_binding("system:minik-ingress", [user("system:minik-ingress")]),
         cluster_role_binding("system:minik-network-policy", [user("system:kube-proxy")]),
+        # TLS bootstrapping, as kubeadm binds it: bootstrap tokens create CSRs that csrapproving
+        # approves (nodeclient), nodes renew their own client certificates (selfnodeclient)
+        cluster_role_binding("kubeadm:kubelet-bootstrap", [group(BOOTSTRAPPERS)], "system:node-bootstrapper"),
+        cluster_role_binding(
+            "kubeadm:node-autoapprove-bootstrap", [group(BOOTSTRAPPERS)], f"{CSR_ROLE_PREFIX}:nodeclient"
+        ),
+        cluster_role_binding(
+            "kubeadm:node-autoapprove-certificate-rotation",
+            [group("system:nodes")],
+            f"{CSR_ROLE_PREFIX}:selfnodeclient",
+        ),
         cluster_role_binding(
             "system:minik-span-writer",
             [
@@ -503,6 +518,68 @@ def cluster_role_bindings() -> list[Obj]:
             ],
         ),
     ]
+
+
+# --- TLS bootstrapping ------------------------------------------------------------------------
+CERTIFICATES = "certificates.k8s.io"
+BOOTSTRAPPERS = "system:bootstrappers"
+CSR_ROLE_PREFIX = "system:certificates.k8s.io:certificatesigningrequests"
+KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+SIGNERS = (
+    "kubernetes.io/kube-apiserver-client",
+    KUBELET_CLIENT_SIGNER,
+    "kubernetes.io/kubelet-serving",
+)
+CLUSTER_INFO_ROLE = "kubeadm:bootstrap-signer-clusterinfo"
+
+
+def certificate_roles() -> list[Obj]:
+    """Kubernetes' CSR roles: the bootstrapper's, the auto-approval subresources csrapproving checks
+    with a SubjectAccessReview, and one approver role per well-known signer (bound to nobody)."""
+    roles = [
+        cluster_role(
+            "system:node-bootstrapper",
+            [rule(["create", "get", "list", "watch"], [CERTIFICATES], ["certificatesigningrequests"])],
+        ),
+        cluster_role(
+            f"{CSR_ROLE_PREFIX}:nodeclient",
+            [rule(["create"], [CERTIFICATES], ["certificatesigningrequests/nodeclient"])],
+        ),
+        cluster_role(
+            f"{CSR_ROLE_PREFIX}:selfnodeclient",
+            [rule(["create"], [CERTIFICATES], ["certificatesigningrequests/selfnodeclient"])],
+        ),
+    ]
+    for signer in SIGNERS:
+        roles.append(
+            cluster_role(
+                f"system:certificates.k8s.io:{signer.split('/', 1)[1]}-approver",
+                [rule(["approve"], [CERTIFICATES], ["signers"], [signer])],
+            )
+        )
+    return roles
+
+
+def namespaced_roles() -> list[Obj]:
+    """The Roles and RoleBindings of system namespaces, as kubeadm makes them: anyone (before any
+    authentication) may read ``kube-public/cluster-info``, the ConfigMap a joining host pins the CA
+    from."""
+    meta = _meta(CLUSTER_INFO_ROLE)
+    meta["namespace"] = "kube-public"
+    role: Obj = {
+        "apiVersion": API_VERSION,
+        "kind": "Role",
+        "metadata": meta,
+        "rules": [rule(["get"], [""], ["configmaps"], ["cluster-info"])],
+    }
+    binding: Obj = {
+        "apiVersion": API_VERSION,
+        "kind": "RoleBinding",
+        "metadata": copy.deepcopy(meta),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CLUSTER_INFO_ROLE},
+        "subjects": [user("system:anonymous"), group("system:unauthenticated")],
+    }
+    return [role, binding]
 
 
 # --- reconciling ---------------------------------------------------------------------------------
@@ -574,7 +651,9 @@ __all__ = [
     "AUTOUPDATE",
     "NODE_RULES",
     "cluster_role_bindings",
+    "certificate_roles",
     "cluster_roles",
+    "namespaced_roles",
     "normalize_rule",
     "reconcile_binding",
     "reconcile_role",

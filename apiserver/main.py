@@ -59,6 +59,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="requests without credentials are system:anonymous (true) or refused with 401 (false)",
     )
     p.add_argument(
+        "--enable-bootstrap-token-auth",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="bearer tokens ID.SECRET authenticate against the bootstrap-token-ID Secrets of "
+        "kube-system (default true; Kubernetes' default is false)",
+    )
+    p.add_argument(
         "--authorization-mode",
         default="Node,RBAC",
         help="comma-separated authorizers, tried in order: Node, RBAC, AlwaysAllow, AlwaysDeny",

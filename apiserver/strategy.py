@@ -16,7 +16,8 @@ from typing import Any
 from apimachinery import defaults, errors
 from apimachinery.resources import ResourceInfo
 from apimachinery.timefmt import rfc3339
-from apiserver import crdschema, managedfields, validation
+from apiserver import certificates, crdschema, managedfields, validation
+from apiserver.authtypes import current_user
 
 # Kinds whose spec changes move metadata.generation (and whose controllers report observedGeneration).
 GENERATION_KINDS = frozenset(
@@ -99,6 +100,8 @@ def prepare_for_create(info: ResourceInfo, obj: dict[str, Any], namespace: str |
     status = _initial_status(info, obj)
     if status is not None:
         obj["status"] = status
+    if certificates.is_csr(info):  # the requesting user into spec; apiserver/certificates.py
+        certificates.prepare_create(obj, current_user.get())
     _validate(info, obj, None)
     managedfields.track_create(info, obj, request_entries)
 
@@ -191,6 +194,8 @@ def prepare_for_update(
             meta["generation"] = int(old_meta.get("generation") or 1) + 1
     if info.custom and subresource == "status":
         crdschema.prepare(info, result)
+    if certificates.is_csr(info):
+        result = certificates.prepare_update(result, new, old, subresource)
     _validate(info, result, old, status_only=subresource == "status" and not info.custom)
     managedfields.track_update(info, result, old, request_entries, subresource)
     return result

@@ -2377,6 +2377,14 @@ _VALIDATORS[("autoscaling", "HorizontalPodAutoscaler")] = (
     None,
 )
 
+from . import validation_certificates  # noqa: E402
+
+_VALIDATORS[("certificates.k8s.io", "CertificateSigningRequest")] = (
+    lambda obj: validation_certificates.validate_csr(obj),
+    lambda obj, old: validation_certificates.validate_update(obj, old),
+)
+_NAME_VALIDATORS["CertificateSigningRequest"] = is_valid_path_segment_name
+
 
 def validate(
     info: ResourceInfo, obj: dict[str, Any], old: dict[str, Any] | None = None

@@ -191,14 +191,19 @@ def test_every_field_and_kind_has_kubernetes_description() -> None:
         for field, prop in schema.get("properties", {}).items()
         if not prop.get("description")
     ]
-    # Kubernetes itself publishes WatchEvent.type and the JSON-schema keywords of a CRD's schema
-    # (JSONSchemaProps, ExternalDocumentation) without a description.
+    # Kubernetes itself publishes WatchEvent.type, the metadata of CertificateSigningRequest(List)
+    # and the JSON-schema keywords of a CRD's schema (JSONSchemaProps, ExternalDocumentation)
+    # without a description.
     apiextensions = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1."
     assert [
         f
         for f in undescribed
         if not f.startswith((apiextensions + "JSONSchemaProps.", apiextensions + "ExternalDocumentation."))
-    ] == ["io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent.type"]
+    ] == [
+        "io.k8s.api.certificates.v1.CertificateSigningRequest.metadata",
+        "io.k8s.api.certificates.v1.CertificateSigningRequestList.metadata",
+        "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent.type",
+    ]
     kinds = [n for n, s in openapi.schemas().items() if "x-kubernetes-group-version-kind" in s]
     assert len(kinds) > 40
     assert [n for n in kinds if not openapi.schemas()[n].get("description")] == []
