@@ -691,6 +691,10 @@ def test_select_controllers() -> None:
         "podgc",
         "disruption",
         "horizontalpodautoscaling",
+        "csrapproving",
+        "csrsigning",
+        "bootstrapsigner",
+        "tokencleaner",
     ]
     assert select_controllers("replicaset") == ["replicaset"]
     with pytest.raises(ValueError):
