@@ -343,13 +343,14 @@ class CSRSigningController(_CSRController):
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
         extra = ctx.options.extra
-        self.ca_cert, self.ca_key = extra["cluster_signing_pair"]
+        # (cert, key) from --cluster-signing-cert-file/--cluster-signing-key-file; None: sign nothing
+        self.pair: tuple[x509.Certificate, Any] | None = extra.get("cluster_signing_pair")
         self.ttl = dt.timedelta(seconds=float(extra.get("cluster_signing_duration", 365 * 24 * 3600)))
         self.csr_informer = self.informer(CSRS, on_change=self.enqueue)
 
     async def reconcile(self, key: str) -> None:
         csr = self.csr_informer.store.get(key)
-        if csr is None or not is_approved(csr):
+        if csr is None or not is_approved(csr) or self.pair is None:
             return
         status = csr.get("status") or {}
         if status.get("certificate") or "Failed" in conditions(csr):
@@ -374,7 +375,7 @@ class CSRSigningController(_CSRController):
                 log.info("CSR %s not signed: %s", name_of(csr), problem)
                 return
             ttl = duration(self.ttl, spec.get("expirationSeconds"))
-            pem = sign_request(req, usages, self.ca_cert, self.ca_key, ttl, now)
+            pem = sign_request(req, usages, *self.pair, ttl, now)
             signed = deep_copy(csr)
             signed.setdefault("status", {})["certificate"] = base64.b64encode(pem).decode()
             await self.client.update_status(CSRS, signed)
