@@ -227,7 +227,7 @@ def cluster_info_kubeconfig(server: str, ca_pem: str) -> str:
         "preferences": {},
         "users": None,
     }
-    return str(yaml.safe_dump(data, sort_keys=False))
+    return str(yaml.safe_dump(data, sort_keys=True))  # keys sorted, as client-go writes them
 
 
 def ca_pin(ca_cert: bytes | str | x509.Certificate) -> str:
