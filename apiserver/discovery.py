@@ -36,6 +36,7 @@ def _aggregated() -> dict[str, list[tuple[str, bool, dict[str, Any] | None]]]:
 # (subresource) -> (kind, group, version, verbs) as Kubernetes reports them
 _SUBRESOURCES: dict[str, tuple[str | None, str, str, list[str]]] = {
     "status": (None, "", "", ["get", "patch", "update"]),
+    "approval": (None, "", "", ["get", "patch", "update"]),
     "scale": ("Scale", "autoscaling", "v1", ["get", "patch", "update"]),
     "binding": ("Binding", "", "", ["create"]),
     "log": (None, "", "", ["get"]),
