@@ -278,3 +278,74 @@ def test_kubelet_serving_needs_a_san() -> None:
     assert kubelet_serving_problem(x509.load_pem_x509_csr(make_csr("system:node:n1")), usages)
     ok = x509.load_pem_x509_csr(make_csr("system:node:n1", dns=("n1",)))
     assert kubelet_serving_problem(ok, usages) is None
+
+
+# ---- single reconciles over a recording client ----------------------------------------------------
+
+
+class RecordingClient:
+    """Records the writes of one reconcile; a SubjectAccessReview answers ``allowed``."""
+
+    def __init__(self, allowed: set[str]) -> None:
+        self.allowed = allowed
+        self.actions: list[tuple[str, Any, Any]] = []
+
+    async def create(self, info: Any, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        sub = obj["spec"]["resourceAttributes"]["subresource"]
+        self.actions.append(("review", sub, None))
+        return {**obj, "status": {"allowed": sub in self.allowed}}
+
+    async def _call(self, build: Any, info: Any, obj: dict[str, Any], sub: str) -> dict[str, Any]:
+        self.actions.append(("put", sub, obj))
+        return obj
+
+    async def delete(self, info: Any, name: str, namespace: str, **kw: Any) -> None:
+        self.actions.append(("delete", name, kw))
+
+
+def _controller(cls: Any, client: RecordingClient, now: dt.datetime) -> Any:
+    from apimachinery.informer import SharedInformerFactory
+    from controllers.base import ControllerContext, Options
+
+    factory = SharedInformerFactory(client)  # type: ignore[arg-type]
+    ctx = ControllerContext(client, factory, lambda _n: None, Options(), clock=now.timestamp)  # type: ignore[arg-type,return-value]
+    return cls(ctx)
+
+
+def test_csrapproving_approves_after_an_allowed_review_only() -> None:
+    import asyncio
+
+    from controllers.certificates import CSRApprovingController
+
+    csr = csr_obj(make_csr("system:node:n1"))
+    for allowed, approved in ((set(), False), ({"nodeclient"}, True)):
+        client = RecordingClient(allowed)
+        c = _controller(CSRApprovingController, client, NOW)
+        c.csr_informer.store.add(csr)
+        asyncio.run(c.reconcile("node-csr-1"))
+        assert [a[:2] for a in client.actions] == [("review", "nodeclient")] + (
+            [("put", "approval")] if approved else []
+        )
+        if approved:
+            cond = client.actions[-1][2]["status"]["conditions"][-1]
+            assert (cond["type"], cond["status"], cond["reason"]) == ("Approved", "True", "AutoApproved")
+            assert cond["message"] == NODE_MESSAGE
+
+
+def test_tokencleaner_deletes_expired_with_uid_precondition() -> None:
+    import asyncio
+
+    from controllers.bootstrap import TokenCleaner
+
+    expired = _stored(token_secret(TOKEN, ttl=dt.timedelta(hours=1), now=NOW))
+    expired["metadata"]["uid"] = "u1"
+    client = RecordingClient(set())
+    c = _controller(TokenCleaner, client, NOW + dt.timedelta(hours=2))
+    c.secret_informer.store.add(expired)
+    asyncio.run(c.reconcile("kube-system/bootstrap-token-abcdef"))
+    assert client.actions == [("delete", "bootstrap-token-abcdef", {"preconditions": {"uid": "u1"}})]
+    client.actions.clear()
+    c = _controller(TokenCleaner, client, NOW)
+    c.secret_informer.store.add(expired)
+    asyncio.run(c.reconcile("kube-system/bootstrap-token-abcdef"))
+    assert client.actions == []
