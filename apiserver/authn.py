@@ -270,7 +270,7 @@ BOOTSTRAP_GROUP_RE = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9
 
 def parse_bootstrap_token(token: str) -> tuple[str, str] | None:
     """(ID, SECRET) of a bootstrap token ``[a-z0-9]{6}.[a-z0-9]{16}``, None for anything else."""
-    m = BOOTSTRAP_TOKEN_RE.match(token)
+    m = BOOTSTRAP_TOKEN_RE.fullmatch(token)
     return (m.group(1), m.group(2)) if m else None
 
 
@@ -292,7 +292,7 @@ def bootstrap_groups(secret: dict[str, Any]) -> list[str]:
     groups = {BOOTSTRAPPERS_GROUP}
     extra = secret_data(secret, "auth-extra-groups")
     for group in (g.strip() for g in extra.split(",")) if extra else ():
-        if not BOOTSTRAP_GROUP_RE.match(group):
+        if not BOOTSTRAP_GROUP_RE.fullmatch(group):
             raise ValueError(f"{group!r} does not match {BOOTSTRAP_GROUP_RE.pattern}")
         groups.add(group)
     return sorted(groups)
