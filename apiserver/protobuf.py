@@ -313,7 +313,7 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 _PACKAGES = re.compile(
     r"^k8s\.io\.(api\.(core|apps|batch|networking|coordination|storage|policy|autoscaling|"
-    r"discovery|events|rbac|scheduling|authentication|authorization)\.v1|api\.autoscaling\.v2|"
+    r"discovery|events|rbac|scheduling|authentication|authorization|certificates)\.v1|api\.autoscaling\.v2|"
     r"apimachinery\.pkg\.(apis\.meta\.v1|api\.resource|"
     r"util\.intstr|runtime))$"
 )

@@ -9,7 +9,9 @@ import base64
 import datetime as dt
 import secrets
 import string
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from apimachinery.pki import write_kubeconfig
 from testkit.processes import EtcdProcess
 from testkit.wait import wait_for
 from tests.integration.test_authn import Server, review
@@ -331,3 +334,34 @@ def test_a_certificate_is_only_set_on_an_approved_request(server: Server) -> Non
         }
         r = c.put(f"{CSRS}/not-approved/status", json=csr)
         assert r.status_code == 422, r.text
+
+
+def test_kubectl_approves_denies_and_lists_csrs(server: Server, tmp_path: Path) -> None:
+    crt, key = server.pki.client_cert("admin", "kubernetes-admin", ("system:masters",))
+    kubeconfig = write_kubeconfig(
+        tmp_path / "admin.conf", server=server.url, ca_pem=server.pki.ca_pem(), cert=(crt, key)
+    )
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True, timeout=60
+        )
+
+    with server.admin() as c:
+        for name in ("kubectl-approve", "kubectl-deny"):
+            r = c.post(CSRS, json=csr_body(name, expirationSeconds=3600))
+            assert r.status_code == 201, r.text
+    run = kubectl("certificate", "approve", "kubectl-approve")
+    assert run.returncode == 0, run.stderr
+    run = kubectl("certificate", "deny", "kubectl-deny")
+    assert run.returncode == 0, run.stderr
+    run = kubectl("get", "csr", "kubectl-approve", "kubectl-deny", "--no-headers")
+    assert run.returncode == 0, run.stderr
+    rows = [line.split() for line in run.stdout.splitlines()]
+    assert [(r[0], r[2], r[3], r[4], r[5]) for r in rows] == [
+        ("kubectl-approve", KUBELET_SIGNER, "kubernetes-admin", "60m", "Approved"),
+        ("kubectl-deny", KUBELET_SIGNER, "kubernetes-admin", "60m", "Denied"),
+    ]
+    with server.admin() as c:
+        (cond,) = c.get(f"{CSRS}/kubectl-approve").json()["status"]["conditions"]
+        assert (cond["type"], cond["reason"]) == ("Approved", "KubectlApprove")
