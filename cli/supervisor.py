@@ -580,6 +580,11 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 *kubeconfig("controller-manager"),
                 "--root-ca-file",
                 str(pki / "ca.crt"),
+                # csrsigning: certificates for nodes that join with a bootstrap token
+                "--cluster-signing-cert-file",
+                str(pki / "ca.crt"),
+                "--cluster-signing-key-file",
+                str(pki / "ca.key"),
                 # provisioned volumes live with the cluster's state: `minik delete` removes them
                 "--hostpath-provisioner-dir",
                 str(state / "volumes"),
