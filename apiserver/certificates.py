@@ -100,12 +100,14 @@ def prepare_update(result: Obj, new: Obj, old: Obj, subresource: str | None) -> 
             status.pop("conditions", None)
         result["status"] = status
     elif subresource == "status":
-        status = result.get("status")
-        if isinstance(status, dict):
-            kept = [c for c in _conditions(result) if c.get("type") not in (vc.APPROVED, vc.DENIED)]
-            kept += [copy.deepcopy(c) for c in _conditions(old) if c.get("type") in (vc.APPROVED, vc.DENIED)]
-            if kept or "conditions" in status:
-                status["conditions"] = kept
+        sent = result.get("status")
+        written: Obj = sent if isinstance(sent, dict) else {}
+        kept = [c for c in _conditions(result) if c.get("type") not in (vc.APPROVED, vc.DENIED)]
+        kept += [copy.deepcopy(c) for c in _conditions(old) if c.get("type") in (vc.APPROVED, vc.DENIED)]
+        if kept or "conditions" in written:
+            written["conditions"] = kept
+        if written or isinstance(sent, dict):
+            result["status"] = written
     else:
         if "status" in old:
             result["status"] = copy.deepcopy(old["status"])

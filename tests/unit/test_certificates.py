@@ -320,3 +320,15 @@ def test_status_keeps_the_stored_approval_and_the_main_resource_keeps_the_status
     assert result["metadata"]["labels"] == {"a": "b"}
     assert result["spec"] == old["spec"]
     assert result["status"] == old["status"]
+
+
+def test_a_status_write_without_status_keeps_the_approval() -> None:
+    assert CSR_INFO is not None
+    old = stored()
+    old["status"] = {
+        "conditions": [{"type": "Approved", "status": "True", "lastTransitionTime": "2027-01-15T08:00:00Z"}]
+    }
+    new = stored()
+    new.pop("status")
+    result = strategy.prepare_for_update(CSR_INFO, new, old, "status")
+    assert [c["type"] for c in result["status"]["conditions"]] == ["Approved"]
