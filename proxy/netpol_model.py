@@ -125,8 +125,11 @@ def pod_info(pod: Obj) -> PodInfo | None:
 
 
 def _selector(sel: Any) -> LabelSelector:
+    """A policy's label selector.  A null (or otherwise not an object) selector is ``{}``, every
+    pod, as in Kubernetes, where ``spec.podSelector`` is no pointer and a peer's null
+    ``podSelector`` beside a ``namespaceSelector`` means every pod of those namespaces."""
     try:
-        return selector_from_dict(sel if isinstance(sel, dict) else None)
+        return selector_from_dict(sel if isinstance(sel, dict) else {})
     except Exception:  # an invalid selector (validation refuses them) matches nothing
         return LabelSelector.nothing()
 
@@ -207,7 +210,7 @@ def _peers(state: State, policy_ns: str, peers: Any) -> list[Peer]:
             continue
         if peer.get("podSelector") is None and peer.get("namespaceSelector") is None:
             continue
-        pod_sel = _selector(peer.get("podSelector", {}))  # absent with a namespaceSelector: every pod
+        pod_sel = _selector(peer.get("podSelector"))  # absent or null with a namespaceSelector: every pod
         ns_sel = _selector(peer["namespaceSelector"]) if peer.get("namespaceSelector") is not None else None
         for pod in state.peers:
             if ns_sel is None:
@@ -300,7 +303,7 @@ def _selects(policy: Obj, pod: PodInfo) -> bool:
     meta = policy.get("metadata") or {}
     if str(meta.get("namespace") or "default") != pod.namespace:
         return False
-    return _selector((policy.get("spec") or {}).get("podSelector", {})).matches(pod.labels)
+    return _selector((policy.get("spec") or {}).get("podSelector")).matches(pod.labels)
 
 
 def _key(policy: Obj) -> str:

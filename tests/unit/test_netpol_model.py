@@ -275,3 +275,23 @@ def test_flag_table_and_rbac() -> None:
         for verb in ("list", "watch"):
             assert idx.authorize(res(proxy, verb, resource, "", group=group)).allowed
     assert not idx.authorize(res(proxy, "create", "networkpolicies", "a", group="networking.k8s.io")).allowed
+
+
+def test_null_selectors_select_every_pod() -> None:
+    """``spec.podSelector: null`` is ``{}`` (every pod of the namespace), and so is a peer's null
+    ``podSelector`` beside a ``namespaceSelector`` (every pod of those namespaces)."""
+    p = plan(pol("deny", podSelector=None, policyTypes=["Ingress"]))
+    assert p.isolated == {"shop/db": (True, False), "shop/web": (True, False)}
+    p = plan(
+        pol(
+            "peers",
+            podSelector={"matchLabels": {"app": "web"}},
+            ingress=[
+                {"from": [{"namespaceSelector": {"matchLabels": {"team": "ops"}}, "podSelector": None}]}
+            ],
+        )
+    )
+    assert rules(p, "I", WEB) == ["-s 10.1.0.2 -j RETURN", "-s 10.1.1.2 -j RETURN", "-j DROP"]
+    # a peer with neither selector (validation refuses it) still stands for nobody
+    p = plan(pol("none", ingress=[{"from": [{"podSelector": None}]}]))
+    assert rules(p, "I", WEB) == ["-s 10.1.0.2 -j RETURN", "-j DROP"]
