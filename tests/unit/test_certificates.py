@@ -332,3 +332,46 @@ def test_a_status_write_without_status_keeps_the_approval() -> None:
     new.pop("status")
     result = strategy.prepare_for_update(CSR_INFO, new, old, "status")
     assert [c["type"] for c in result["status"]["conditions"]] == ["Approved"]
+
+
+class _Cache:
+    def __init__(self, objects: dict[str, Any]) -> None:
+        import asyncio
+
+        self.ready = asyncio.Event()
+        self.ready.set()
+        self.objects = objects
+
+    def get(self, key: str) -> Any:
+        return self.objects.get(key)
+
+
+class _Registry:
+    def __init__(self, objects: dict[str, Any]) -> None:
+        self.cache = _Cache(objects)
+        self.etcd_reads = 0
+
+    async def get(self, namespace: str | None, name: str) -> Any:
+        self.etcd_reads += 1
+        raise AssertionError("read from etcd while the watch cache is ready")
+
+
+class _Storage:
+    def __init__(self, reg: _Registry) -> None:
+        self.reg = reg
+
+    def registry(self, info: Any) -> _Registry:
+        assert info.plural == "secrets"
+        return self.reg
+
+
+async def test_the_authenticator_reads_the_watch_cache() -> None:
+    secret = token_secret(expiration="")
+    reg = _Registry({"/registry/core/secrets/kube-system/bootstrap-token-abcdef": secret})
+    tokens = authn.BootstrapTokens(_Storage(reg))  # type: ignore[arg-type]
+    user = await tokens.authenticate("abcdef.0123456789abcdef")
+    assert user is not None and user.name == "system:bootstrap:abcdef"
+    with pytest.raises(authn.Unauthenticated):
+        await tokens.authenticate("zzzzzz.0123456789abcdef")  # unknown: still no etcd read
+    assert await tokens.authenticate("not-a-bootstrap-token") is None
+    assert reg.etcd_reads == 0
