@@ -365,3 +365,29 @@ def test_kubectl_approves_denies_and_lists_csrs(server: Server, tmp_path: Path) 
     with server.admin() as c:
         (cond,) = c.get(f"{CSRS}/kubectl-approve").json()["status"]["conditions"]
         assert (cond["type"], cond["reason"]) == ("Approved", "KubectlApprove")
+
+
+def test_token_review_answers_for_bootstrap_tokens(server: Server) -> None:
+    token = make_token(server)
+    wait_for(lambda: authenticates(server, token), timeout=10, what="the token to authenticate")
+    reviews = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+    def review_of(token: str, audiences: list[str] | None = None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"token": token}
+        if audiences is not None:
+            spec["audiences"] = audiences
+        with server.admin() as c:
+            r = c.post(
+                reviews, json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+            )
+            assert r.status_code == 201, r.text
+            status: dict[str, Any] = r.json()["status"]
+            return status
+
+    status = review_of(token)
+    assert status["authenticated"] is True
+    assert status["user"]["username"] == f"system:bootstrap:{token.split('.')[0]}"
+    assert status["audiences"] == ["https://kubernetes.default.svc.cluster.local"]
+    assert not review_of(token, ["some-other-audience"]).get("authenticated")
+    wrong = review_of(token.split(".")[0] + ".0123456789abcdef")
+    assert not wrong.get("authenticated") and "token-secret" in wrong["error"]
