@@ -375,3 +375,26 @@ async def test_the_authenticator_reads_the_watch_cache() -> None:
         await tokens.authenticate("zzzzzz.0123456789abcdef")  # unknown: still no etcd read
     assert await tokens.authenticate("not-a-bootstrap-token") is None
     assert reg.etcd_reads == 0
+
+
+def test_no_system_masters_client_certificates_through_the_api() -> None:
+    from apimachinery import errors
+
+    def request(orgs: tuple[str, ...]) -> str:
+        key = ec.generate_private_key(ec.SECP256R1())
+        names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+        names.append(x509.NameAttribute(NameOID.COMMON_NAME, "eve"))
+        req = (
+            x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names)).sign(key, hashes.SHA256())
+        )
+        return _b64(req.public_bytes(serialization.Encoding.PEM))
+
+    masters = csr(
+        request=request(("dev", "system:masters")), signerName="kubernetes.io/kube-apiserver-client"
+    )
+    with pytest.raises(errors.Forbidden, match="system:masters"):
+        certificates.admit_create(masters)
+    certificates.admit_create(
+        csr(request=request(("dev",)), signerName="kubernetes.io/kube-apiserver-client")
+    )
+    certificates.admit_create(csr(request=request(("system:masters",)), signerName="example.com/other"))
