@@ -471,13 +471,38 @@ class CNI:
 
     def cached_ids(self, net_name: str, ifname: str) -> set[str]:
         """Container IDs with a cached result for the network and interface."""
-        out = set()
-        prefix, suffix = f"{net_name}-", f"-{ifname}"
-        with contextlib.suppress(FileNotFoundError):
-            for f in os.listdir(os.path.join(self.cache_dir, "results")):
-                if f.startswith(prefix) and f.endswith(suffix):
-                    out.add(f[len(prefix) : -len(suffix)])
+        return {cid for cid, ifn in cache_entries(self.cache_dir, net_name).values() if ifn == ifname}
+
+
+def cache_entries(cache_dir: str, net_name: str) -> dict[str, tuple[str, str]]:
+    """The results cache files of network ``net_name``: ``{file name: (container id, ifname)}``.
+    A file name alone is ambiguous (``<net>-<id>-<ifname>``: network ``a`` would take ``a-b``'s
+    ``a-b-<id>-eth0``), so the entry's own ``networkName`` decides; an unreadable entry counts
+    when the rest of its name has the shape ``<id>-<ifname>`` with no other dash."""
+    out: dict[str, tuple[str, str]] = {}
+    results = os.path.join(cache_dir, "results")
+    try:
+        files = os.listdir(results)
+    except FileNotFoundError:
         return out
+    prefix = f"{net_name}-"
+    for f in files:
+        if not f.startswith(prefix) or f.endswith(".tmp"):
+            continue
+        try:
+            with open(os.path.join(results, f)) as fh:
+                entry = json.load(fh)
+        except (OSError, ValueError):
+            entry = None
+        if isinstance(entry, dict) and entry.get("networkName"):
+            cid, ifname = str(entry.get("containerId") or ""), str(entry.get("ifName") or "")
+            if entry["networkName"] == net_name and cid and f == f"{net_name}-{cid}-{ifname}":
+                out[f] = (cid, ifname)
+            continue
+        cid, _, ifname = f[len(prefix) :].partition("-")
+        if cid and ifname and "-" not in ifname:
+            out[f] = (cid, ifname)
+    return out
 
 
 # -- the kubelet's pod network -------------------------------------------------------------------
@@ -704,9 +729,6 @@ def cleanup_network(
         _remove_commented_rules(network_name, [])
     shutil.rmtree(pn._data_dir(), ignore_errors=True)
     shutil.rmtree(os.path.join(cache_dir, "networks", network_name), ignore_errors=True)
-    results = os.path.join(cache_dir, "results")
-    with contextlib.suppress(FileNotFoundError):
-        for f in os.listdir(results):
-            if f.startswith(f"{network_name}-"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(results, f))
+    for f in cache_entries(cache_dir, network_name):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(cache_dir, "results", f))

@@ -355,3 +355,25 @@ def test_hosts_file_of_a_pod() -> None:
     plain = hosts_file({"metadata": {"name": "p"}, "spec": {"hostname": "h"}}, "10.0.0.9", "cluster.local")
     assert plain.endswith("10.0.0.9\th\n")
     assert "10.0.0.9" not in hosts_file({"metadata": {"name": "p"}}, "", "cluster.local")
+
+
+def test_cache_of_a_network_whose_name_prefixes_another(tmp_path: Path) -> None:
+    """``mkt-pods``'s cached results are not ``mkt-pods-b``'s (``mkt-pods-b-<id>-eth0`` starts
+    with ``mkt-pods-`` too): neither the garbage collection nor the clean-up take them."""
+
+    bin_dir, _log = fake_plugins(tmp_path)
+    cache = str(tmp_path / "cache")
+    c = cni.CNI([bin_dir], cache, timeout=10)
+    for name, sid in (("mkt-pods", "aaa"), ("mkt-pods-b", "bbb")):
+        obj = {"cniVersion": "0.4.0", "name": name, "plugins": [{"type": "ipam-ish"}]}
+        asyncio.run(c.add(cni.parse_conflist(json.dumps(obj).encode()), cni.RuntimeConf(sid, "", "eth0")))
+    assert c.cached_ids("mkt-pods", "eth0") == {"aaa"}
+    assert c.cached_ids("mkt-pods-b", "eth0") == {"bbb"}
+    # an unreadable entry counts by the shape of its name only
+    results = tmp_path / "cache" / "results"
+    (results / "mkt-pods-ccc-eth0").write_text("{")
+    (results / "mkt-pods-b-ddd-eth0").write_text("{")
+    assert c.cached_ids("mkt-pods", "eth0") == {"aaa", "ccc"}
+    cni.cleanup_network(str(tmp_path / "conf"), "mkt-pods", "mkpodsx", cache, bin_dir)
+    assert sorted(os.listdir(results)) == ["mkt-pods-b-bbb-eth0", "mkt-pods-b-ddd-eth0"]
+    assert c.cached_ids("mkt-pods-b", "eth0") == {"bbb", "ddd"}
