@@ -58,16 +58,28 @@ async def ensure_first(builtin: str, prefix: str) -> bool:
     clusters' policy jumps); True when it had to move."""
     chain = model.main_chain(prefix)
     spec = jump_spec(prefix)
-    _, out = await ipt._run("iptables", "-w", "-t", "filter", "-S", builtin)
-    rules = [line for line in out.splitlines() if line.startswith("-A ")]
-    ours = [i for i, r in enumerate(rules) if r.endswith(f"-j {chain}")]
-    if len(ours) == 1 and all(model.JUMP_COMMENT in r for r in rules[: ours[0]]):
-        return False
-    while (await ipt._run("iptables", "-w", "-t", "filter", "-C", builtin, *spec, check=False))[0] == 0:
-        await ipt._run("iptables", "-w", "-t", "filter", "-D", builtin, *spec)
-    await ipt._run("iptables", "-w", "-t", "filter", "-I", builtin, "1", *spec)
+    for attempt in range(3):
+        _, out = await ipt._run("iptables", "-w", "-t", "filter", "-S", builtin)
+        rules = [line for line in out.splitlines() if line.startswith("-A ")]
+        ours = [i for i, r in enumerate(rules) if r.endswith(f"-j {chain}")]
+        if len(ours) == 1 and all(model.JUMP_COMMENT in r for r in rules[: ours[0]]):
+            return False
+        # One transaction: the old jumps deleted and the new one inserted first.  Two iptables
+        # runs (delete, then insert) would leave a moment without any jump: every policy off.
+        lines = ["*filter", *(f"-D {rules[i][3:]}" for i in ours)]
+        lines += [f"-I {builtin} 1 {_spec_text(spec)}", "COMMIT", ""]
+        rc, _ = await ipt._run(
+            "iptables-restore", "-w", "--noflush", stdin="\n".join(lines).encode(), check=attempt == 2
+        )
+        if rc == 0:  # else someone changed the chain since it was read: read it again
+            break
     log.info("jump filter/%s -> %s is first", builtin, chain)
     return True
+
+
+def _spec_text(spec: list[str]) -> str:
+    """A rule's arguments as iptables-restore reads them (double quotes around a word with spaces)."""
+    return " ".join(model._quote(w) if (" " in w or '"' in w or not w) else w for w in spec)
 
 
 async def kernel_policy_chains(prefix: str) -> set[str]:

@@ -12,6 +12,7 @@ objects, the chains by ``minik-proxy --cleanup`` (checked gone).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import subprocess
@@ -25,6 +26,8 @@ import docker
 import httpx
 import pytest
 
+from proxy import netpol
+from proxy import netpol_model as model
 from testkit import prereq, wait
 from testkit.host import free_subnets
 from testkit.images import ensure_busybox_image
@@ -205,6 +208,28 @@ def net(cluster: Cluster) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.delete_policies()
+
+
+def test_jump_moved_first_in_one_transaction() -> None:
+    """ensure_first on a chain of the test's own (standing in for FORWARD): the jump behind
+    another rule, twice, becomes the first rule, once, through a real iptables-restore."""
+    prefix, builtin = PREFIX + "J", PREFIX + "J-FWD"
+    target = model.main_chain(prefix)
+    ipt = ["iptables", "-w", "-t", "filter"]
+    try:
+        for chain in (target, builtin):
+            subprocess.run([*ipt, "-N", chain], check=True)
+        subprocess.run([*ipt, "-A", builtin, "-p", "udp", "-j", "RETURN"], check=True)
+        for _ in range(2):
+            subprocess.run([*ipt, "-A", builtin, *netpol.jump_spec(prefix)], check=True)
+        assert asyncio.run(netpol.ensure_first(builtin, prefix)) is True
+        rules = subprocess.run([*ipt, "-S", builtin], capture_output=True, text=True).stdout.splitlines()[1:]
+        assert len(rules) == 2 and rules[0].endswith(f"-j {target}") and "-p udp" in rules[1]
+        assert asyncio.run(netpol.ensure_first(builtin, prefix)) is False
+    finally:
+        for chain in (builtin, target):
+            subprocess.run([*ipt, "-F", chain], capture_output=True)
+            subprocess.run([*ipt, "-X", chain], capture_output=True)
 
 
 def test_no_policy_everything_connects(net: Cluster) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shlex
 from datetime import UTC, datetime
 from typing import Any
 
 from apimachinery.printers import row_cells
 from apimachinery.resources import kind_info
 from apiserver.authtypes import UserInfo
-from proxy import command
+from proxy import command, netpol
+from proxy import iptables as ipt
 from proxy import netpol_model as m
 from tests.unit.test_rbac import bootstrap_index, res
 
@@ -295,3 +298,41 @@ def test_null_selectors_select_every_pod() -> None:
     # a peer with neither selector (validation refuses it) still stands for nobody
     p = plan(pol("none", ingress=[{"from": [{"podSelector": None}]}]))
     assert rules(p, "I", WEB) == ["-s 10.1.0.2 -j RETURN", "-j DROP"]
+
+
+def test_jump_moved_first_without_a_moment_without_it(monkeypatch: Any) -> None:
+    """ensure_first with Docker's rule in front of the jump: the chain after every iptables
+    command it runs still has the jump (the policies never stop applying), and ends with the
+    jump first, once."""
+    jump = ("-A", "FORWARD", *netpol.jump_spec(P))
+    docker = ("-A", "FORWARD", "-j", "DOCKER-USER")
+    chain = [docker, jump, jump]
+    states: list[list[tuple[str, ...]]] = []
+
+    async def run(*args: str, stdin: bytes | None = None, check: bool = True) -> tuple[int, str]:
+        if args[0] == "iptables" and "-S" in args:
+            return 0, "-P FORWARD DROP\n" + "".join(shlex.join(r) + "\n" for r in chain)
+        if args[0] == "iptables-restore":
+            work = list(chain)
+            for line in (stdin or b"").decode().splitlines():
+                if line.startswith("-D "):
+                    work.remove(("-A", *shlex.split(line)[1:]))
+                elif line.startswith("-I "):
+                    words = shlex.split(line)
+                    work.insert(int(words[2]) - 1, ("-A", words[1], *words[3:]))
+            chain[:] = work
+        elif "-D" in args:
+            chain.remove(("-A", *args[args.index("-D") + 1 :]))
+        elif "-I" in args:
+            i = args.index("-I")
+            chain.insert(int(args[i + 2]) - 1, ("-A", args[i + 1], *args[i + 3 :]))
+        elif "-C" in args:
+            return (0 if ("-A", *args[args.index("-C") + 1 :]) in chain else 1), ""
+        states.append(list(chain))
+        return 0, ""
+
+    monkeypatch.setattr(ipt, "_run", run)
+    assert asyncio.run(netpol.ensure_first("FORWARD", P)) is True
+    assert chain == [jump, docker]
+    assert states and all(jump in state for state in states)
+    assert asyncio.run(netpol.ensure_first("FORWARD", P)) is False
