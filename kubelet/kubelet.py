@@ -296,7 +296,9 @@ class Kubelet:
     async def start(self) -> None:
         """Register the node, prepare the pod network, start informers, workers and loops."""
         if self.network is not None and not self.pod_cidr:
-            self.node.network_error = NETWORK_NOT_READY  # until node IPAM gives the node a CIDR
+            # NotReady only if the Node has no spec.podCIDR either (until node IPAM gives it one);
+            # a restarted kubelet's Node has it and stays Ready
+            self.node.network_error_without_pod_cidr = NETWORK_NOT_READY
         node = await self.node.register()
         cidr = (node.get("spec") or {}).get("podCIDR") or self.pod_cidr
         if self.network is None:

@@ -215,6 +215,8 @@ class NodeAgent:
     _last_status_at: float = field(default=0.0, init=False)
     _uid: str = field(default="", init=False)
     network_error: str = field(default="", init=False)  # the pod network is not ready: why
+    # the network_error register() sets when the Node it finds has no spec.podCIDR
+    network_error_without_pod_cidr: str = field(default="", init=False)
 
     @property
     def allocatable(self) -> dict[str, str]:
@@ -239,6 +241,8 @@ class NodeAgent:
             log.info("node %s already registered; adopting it", self.node_name)
         self.node = node
         self._uid = (node.get("metadata") or {}).get("uid", "")
+        if self.network_error_without_pod_cidr and not (node.get("spec") or {}).get("podCIDR"):
+            self.network_error = self.network_error_without_pod_cidr
         await self.update_status(force=True)
         return self.node
 

@@ -360,7 +360,6 @@ def test_hosts_file_of_a_pod() -> None:
 def test_cache_of_a_network_whose_name_prefixes_another(tmp_path: Path) -> None:
     """``mkt-pods``'s cached results are not ``mkt-pods-b``'s (``mkt-pods-b-<id>-eth0`` starts
     with ``mkt-pods-`` too): neither the garbage collection nor the clean-up take them."""
-
     bin_dir, _log = fake_plugins(tmp_path)
     cache = str(tmp_path / "cache")
     c = cni.CNI([bin_dir], cache, timeout=10)
@@ -377,3 +376,76 @@ def test_cache_of_a_network_whose_name_prefixes_another(tmp_path: Path) -> None:
     cni.cleanup_network(str(tmp_path / "conf"), "mkt-pods", "mkpodsx", cache, bin_dir)
     assert sorted(os.listdir(results)) == ["mkt-pods-b-bbb-eth0", "mkt-pods-b-ddd-eth0"]
     assert c.cached_ids("mkt-pods-b", "eth0") == {"bbb", "ddd"}
+
+
+class _FakeApi:
+    """A Node store for Kubelet.start: the Node exists (AlreadyExists on create)."""
+
+    def __init__(self, node: dict[str, Any]) -> None:
+        self.node = node
+        self.statuses: list[dict[str, Any]] = []
+
+    async def create(self, info: Any, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        from apimachinery import errors
+
+        raise errors.AlreadyExists("exists")
+
+    async def get(self, info: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return self.node
+
+    async def patch(self, info: Any, name: str, body: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        if kw.get("subresource") == "status":
+            self.statuses.append(body["status"])
+            self.node = {**self.node, "status": body["status"]}
+        return self.node
+
+
+class _FakeRuntime:
+    async def version(self) -> dict[str, str]:
+        return {"arch": "amd64", "cpus": "2", "memory": "1000000"}
+
+    async def list_sandboxes(self, pod_uid: str | None = None) -> list[Any]:
+        return []
+
+
+class _FakeNetwork:
+    def __init__(self) -> None:
+        self.cidr = ""
+
+    def configure(self, cidr: str) -> str:
+        self.cidr = cidr
+        return ""
+
+    async def garbage_collect(self, live: dict[str, str]) -> list[str]:
+        return []
+
+
+@pytest.mark.parametrize("pod_cidr", ["10.244.7.0/24", ""])
+def test_kubelet_restart_without_pod_cidr_flag(tmp_path: Path, monkeypatch: Any, pod_cidr: str) -> None:
+    """A kubelet without --pod-cidr whose Node already has spec.podCIDR (a restart) never posts
+    NotReady/NetworkPluginNotReady; a Node without one is NotReady until the CIDR comes."""
+    from kubelet.kubelet import Kubelet
+
+    node = {"metadata": {"name": "n1", "uid": "u1", "labels": {}}, "spec": {"podCIDR": pod_cidr}}
+    api, net = _FakeApi(node), _FakeNetwork()
+    k = Kubelet(api, _FakeRuntime(), "n1", "10.0.0.1", 10250, None, "minik-pods", str(tmp_path), network=net)  # type: ignore[arg-type]
+    monkeypatch.setattr(k, "_spawn", lambda coro, name: coro.close())
+
+    async def synced() -> None:
+        return None
+
+    async def later_cidr() -> str:
+        return "10.244.8.0/24"
+
+    monkeypatch.setattr(k.pods, "wait_for_sync", synced)
+    monkeypatch.setattr(k.services, "wait_for_sync", synced)
+    monkeypatch.setattr(k, "_wait_pod_cidr", later_cidr)
+    asyncio.run(k.start())
+    ready = [next(c for c in s["conditions"] if c["type"] == "Ready") for s in api.statuses]
+    if pod_cidr:
+        assert net.cidr == pod_cidr
+        assert [c["status"] for c in ready] == ["True"]
+    else:
+        assert net.cidr == "10.244.8.0/24"
+        assert [(c["status"], c["reason"]) for c in ready][0] == ("False", "NetworkPluginNotReady")
+        assert ready[-1]["status"] == "True"
