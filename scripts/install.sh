@@ -18,6 +18,7 @@ command -v prometheus >/dev/null || need_apt+=(prometheus)   # `minik prometheus
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)  # minik-ingress's data path
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)  # the pod network: bridge, host-local, loopback, portmap, firewall
 command -v conntrack >/dev/null || need_apt+=(conntrack)     # minik-proxy's iptables mode clears stale UDP flows
+command -v modprobe >/dev/null || [ -x /usr/sbin/modprobe ] || [ -x /sbin/modprobe ] || need_apt+=(kmod)  # the kubelet and minik-proxy load br_netfilter (Docker >= 27.3 does not)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)   # test images are built from it (no registry)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)  # the lab's base image, made locally
 if ! command -v docker-compose >/dev/null && ! docker compose version >/dev/null 2>&1; then need_apt+=(docker-compose); fi
