@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from apimachinery.bridgenf import ensure_bridge_netfilter
+
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
@@ -585,6 +587,14 @@ class PodNetwork:
             self.conf_dir, generate_conflist(self.network_name, self.bridge, pod_cidr, self.cache_dir)
         )
         self.net = load_conflist(self.conf_dir, self.network_name)
+        why = ensure_bridge_netfilter()
+        if why:
+            log.error(
+                "pod network %s: bridged pod traffic may skip iptables (NetworkPolicy between pods of"
+                " this node not enforced, Services with an endpoint on this node may fail): %s",
+                self.network_name,
+                why,
+            )
         ensure_host_rules(self.network_name, self.bridge, pod_cidr)
         return path
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apimachinery.bridgenf import ensure_bridge_netfilter
 from apimachinery.client import Client
 
 from . import iptables as ipt
@@ -32,7 +33,6 @@ from .proxier import RESYNC_SECONDS, RULES_KEY, SERVICE_INDEX, Proxier
 log = logging.getLogger(__name__)
 
 FULL_SYNC_SECONDS = 300.0
-BRIDGE_NF = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 ROUTE_LOCALNET = Path("/proc/sys/net/ipv4/conf/all/route_localnet")
 Obj = dict[str, Any]
 
@@ -193,14 +193,9 @@ class KernelProxier(Proxier):
         self._order_checked = 0.0
 
     async def prepare(self) -> None:
-        if BRIDGE_NF.exists():
-            set_sysctl(BRIDGE_NF, "1", "bridged pod traffic must pass iptables")
-        else:
-            log.warning(
-                "%s missing (br_netfilter not loaded): pod-to-Service traffic on one bridge "
-                "may bypass the Service rules",
-                BRIDGE_NF,
-            )
+        why = await asyncio.to_thread(ensure_bridge_netfilter)
+        if why:
+            log.error("pod-to-Service traffic on one bridge may bypass the Service rules: %s", why)
         if not self.nodeport_addresses or any(
             model.in_cidrs("127.0.0.1", [c]) for c in self.nodeport_addresses
         ):

@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from apimachinery.bridgenf import ensure_bridge_netfilter
 from apimachinery.client import Client
 from apimachinery.informer import Informer
 from apimachinery.resources import kind_info
@@ -133,6 +134,13 @@ class NetworkPolicyController:
     async def run(self) -> None:
         for inf in self.informers():
             self._tasks.append(asyncio.create_task(inf.run(), name=f"netpol-informer-{inf.info.plural}"))
+        why = await asyncio.to_thread(ensure_bridge_netfilter)
+        if why:
+            log.error(
+                "NetworkPolicy is NOT enforced between pods on the same bridge (their traffic"
+                " skips iptables): %s",
+                why,
+            )
         try:
             for inf in self.informers():
                 await inf.wait_for_sync()
