@@ -697,11 +697,22 @@ class PodNetwork:
         ids |= {cid for cid, _ in host_local_allocations(self._data_dir()).values()}
         return ids
 
-    async def garbage_collect(self, live: dict[str, str]) -> list[str]:
+    def attached_sandboxes(self) -> set[str]:
+        """Sandbox IDs with anything of the network's on disk: an ``eth0`` allocation or a cached
+        ``lo`` result."""
+        return self.known_sandboxes() | self.cni.cached_ids(self.loopback.name, "lo")
+
+    async def garbage_collect(self, live: dict[str, str], candidates: set[str] | None = None) -> list[str]:
         """DEL every attachment whose sandbox is not in ``live`` (sandbox id -> netns, "" when not
-        running): what a kubelet killed mid-teardown, or a sandbox removed behind its back, left."""
+        running): what a kubelet killed mid-teardown, a failed DEL, or a sandbox removed behind
+        its back, left.  With ``candidates`` (:meth:`attached_sandboxes` read *before* ``live``
+        was listed) only those are looked at: a sandbox set up after the listing is not taken
+        for a gone one."""
         gone = []
-        for sid in sorted(self.known_sandboxes()):
+        known = self.known_sandboxes()
+        if candidates is not None:
+            known &= candidates
+        for sid in sorted(known):
             if sid in live:
                 continue
             try:
@@ -710,7 +721,7 @@ class PodNetwork:
             except CNIError as exc:
                 log.warning("releasing the pod network of sandbox %s failed: %s", sid[:12], exc)
         for sid in self.cni.cached_ids(self.loopback.name, "lo"):
-            if sid not in live:
+            if sid not in live and (candidates is None or sid in candidates):
                 self.cni.remove_cache(self.loopback.name, sid, "lo")
         return gone
 

@@ -64,6 +64,9 @@ SERVICES = kind_info("v1", "Service")
 
 NETWORK_NOT_READY = "network plugin is not ready: cni config uninitialized"
 RELIST_PERIOD = 1.0
+# how often the pod network's allocations of gone sandboxes are released (a failed DEL, a sandbox
+# removed behind the kubelet's back); at start as well
+NETWORK_GC_PERIOD = 60.0
 RESYNC_PERIOD = 60.0
 TERMINAL = ("Succeeded", "Failed")
 
@@ -266,6 +269,8 @@ class Kubelet:
         self.root_dir = root_dir
         self.workers = workers
         self.relist_period = relist_period
+        self.network_gc_period = NETWORK_GC_PERIOD
+        self._network_busy: dict[str, int] = {}  # sandbox id -> its CNI ADDs/DELs under way
         self.node = NodeAgent(client, node_name, node_ip, port, pod_cidr, runtime, root_dir)
         self.volumes = volumes.VolumeManager(root_dir, runtime)
         self.pods = Informer(
@@ -327,6 +332,8 @@ class Kubelet:
         self._spawn(self.node.status_loop(), "node-status")
         self._spawn(self._pleg_loop(), "pleg")
         self._spawn(run_workers(self.queue, self.reconcile, self.workers), "pod-workers")
+        if self.network is not None:
+            self._spawn(self._network_loop(), "pod-network")
         log.info("kubelet for node %s started (pod network %s %s)", self.node_name, self.network_name, cidr)
 
     async def _wait_pod_cidr(self) -> str:
@@ -350,12 +357,24 @@ class Kubelet:
             lease.cancel()
             await asyncio.gather(lease, return_exceptions=True)
 
+    async def _network_loop(self) -> None:
+        await asyncio.sleep(self.network_gc_period)
+        await every(
+            self.network_gc_period,
+            self._collect_network_garbage,
+            f"node {self.node_name}: pod network garbage collection failed: %s",
+        )
+
     async def _collect_network_garbage(self) -> None:
         """Release the pod-network attachments of sandboxes that are gone or not running (a
-        kubelet killed between a sandbox's removal and its DEL, or while setting one up)."""
+        kubelet killed between a sandbox's removal and its DEL, or while setting one up; a DEL
+        that failed; a sandbox removed behind the kubelet's back).  Sandboxes whose network is
+        being set up or torn down right now are left alone."""
         assert self.network is not None
+        candidates = self.network.attached_sandboxes()  # before the listing: see garbage_collect
         live = {s.id: s.netns for s in await self.runtime.list_sandboxes() if s.state == STATE_RUNNING}
-        released = await self.network.garbage_collect(live)
+        live.update(dict.fromkeys(self._network_busy, ""))
+        released = await self.network.garbage_collect(live, candidates)
         if released:
             log.info("node %s: released the pod network of %d gone sandboxes", self.node_name, len(released))
 
@@ -374,6 +393,7 @@ class Kubelet:
         there, so the plugins can remove the interface and its masquerade rule)."""
         if self.network is None:
             return
+        self._network_busy[sandbox.id] = self._network_busy.get(sandbox.id, 0) + 1
         try:
             if await self.network.teardown(sandbox.id, sandbox.netns):
                 log.info(
@@ -383,7 +403,18 @@ class Kubelet:
                     sandbox.id[:12],
                 )
         except (CNIError, OSError) as exc:
-            log.warning("releasing the network of sandbox %s failed: %s", sandbox.id[:12], exc)
+            log.warning(
+                "releasing the network of sandbox %s failed (the network garbage collection retries): %s",
+                sandbox.id[:12],
+                exc,
+            )
+        finally:
+            self._unbusy(sandbox.id)
+
+    def _unbusy(self, sandbox_id: str) -> None:
+        n = self._network_busy.pop(sandbox_id, 0) - 1
+        if n > 0:
+            self._network_busy[sandbox_id] = n
 
     async def _network_or_remove(self, pod: Obj, sandbox_id: str) -> SandboxStatus | None:
         """:meth:`_setup_network`; when it fails the sandbox is removed and the failure raised as
@@ -407,9 +438,13 @@ class Kubelet:
         if sandbox is None or sandbox.state != STATE_RUNNING or not sandbox.netns:
             return sandbox, 0.0
         ref = pod_ref(pod)
-        ip, took = await self.network.setup(
-            sandbox_id, sandbox.netns, ref.namespace, ref.name, port_mappings(pod)
-        )
+        self._network_busy[sandbox_id] = self._network_busy.get(sandbox_id, 0) + 1
+        try:
+            ip, took = await self.network.setup(
+                sandbox_id, sandbox.netns, ref.namespace, ref.name, port_mappings(pod)
+            )
+        finally:
+            self._unbusy(sandbox_id)
         sandbox.ip = ip
         await asyncio.to_thread(self._write_hosts, pod, ip)
         return sandbox, took

@@ -416,7 +416,10 @@ class _FakeNetwork:
         self.cidr = cidr
         return ""
 
-    async def garbage_collect(self, live: dict[str, str]) -> list[str]:
+    def attached_sandboxes(self) -> set[str]:
+        return set()
+
+    async def garbage_collect(self, live: dict[str, str], candidates: set[str] | None = None) -> list[str]:
         return []
 
 
@@ -449,3 +452,71 @@ def test_kubelet_restart_without_pod_cidr_flag(tmp_path: Path, monkeypatch: Any,
         assert net.cidr == "10.244.8.0/24"
         assert [(c["status"], c["reason"]) for c in ready][0] == ("False", "NetworkPluginNotReady")
         assert ready[-1]["status"] == "True"
+
+
+def test_garbage_collection_only_takes_sandboxes_known_before_the_listing(tmp_path: Path) -> None:
+    bin_dir, _log = fake_plugins(tmp_path)
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    (conf_dir / "10-fake.conflist").write_text(
+        json.dumps({"cniVersion": "0.4.0", "name": "fake", "plugins": [{"type": "ipam-ish"}]})
+    )
+    pn = cni.PodNetwork("fake", str(conf_dir), bin_dir, str(tmp_path / "cache"), bridge="mkfake")
+    pn.loopback = net_of("chained")
+    pn.net = cni.load_conflist(str(conf_dir), "fake")
+    asyncio.run(pn.setup("old", "", "ns", "a"))
+    candidates = pn.attached_sandboxes()
+    assert candidates == {"old"}
+    asyncio.run(pn.setup("new", "", "ns", "b"))  # set up after the runtime was listed
+    assert asyncio.run(pn.garbage_collect({}, candidates)) == ["old"]
+    assert pn.known_sandboxes() == {"new"}
+    assert pn.cni.cached_ids(pn.loopback.name, "lo") == {"new"}
+
+
+def test_kubelet_collects_network_garbage_periodically(tmp_path: Path) -> None:
+    """Not only at start: a failed DEL or a sandbox removed behind the kubelet's back is released
+    by the next round; sandboxes whose ADD or DEL is under way count as live."""
+    from kubelet.kubelet import Kubelet
+
+    class Network(_FakeNetwork):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rounds: list[tuple[dict[str, str], set[str] | None]] = []
+            self.twice = asyncio.Event()
+
+        def attached_sandboxes(self) -> set[str]:
+            return {"gone", "busy"}
+
+        async def garbage_collect(
+            self, live: dict[str, str], candidates: set[str] | None = None
+        ) -> list[str]:
+            self.rounds.append((live, candidates))
+            if len(self.rounds) >= 2:
+                self.twice.set()
+            return ["gone"]
+
+    async def main() -> Network:
+        net = Network()
+        k = Kubelet(
+            _FakeApi({}),
+            _FakeRuntime(),
+            "n1",
+            "10.0.0.1",
+            10250,
+            "10.244.1.0/24",
+            "minik-pods",
+            str(tmp_path),
+            network=net,
+        )  # type: ignore[arg-type]
+        k.network_gc_period = 0.01
+        k._network_busy["busy"] = 1
+        loop = asyncio.create_task(k._network_loop())
+        try:
+            await asyncio.wait_for(net.twice.wait(), 30)
+        finally:
+            loop.cancel()
+            await asyncio.gather(loop, return_exceptions=True)
+        return net
+
+    net = asyncio.run(main())
+    assert net.rounds[0] == ({"busy": ""}, {"gone", "busy"})
