@@ -647,9 +647,12 @@ class PodNetwork:
         self._ips[sandbox_id] = ip
         return ip, time.perf_counter() - t0
 
-    async def teardown(self, sandbox_id: str, netns: str) -> bool:
+    async def teardown(self, sandbox_id: str, netns: str, port_mappings: list[Obj] | None = None) -> bool:
         """DEL the sandbox's ``eth0`` (``netns`` "" once the namespace is gone); False when there
-        was nothing to delete.  The loopback needs no DEL (it goes with the namespace)."""
+        was nothing to delete.  The loopback needs no DEL (it goes with the namespace).
+        ``port_mappings`` (the pod's hostPorts) are portmap's capability argument when no cached
+        entry has them: a kubelet killed between portmap's ADD and the cache write left its
+        rules, which a DEL without mappings leaves in place."""
         self._ips.pop(sandbox_id, None)
         if netns and not os.path.exists(netns):
             netns = ""
@@ -664,6 +667,8 @@ class PodNetwork:
             return False
         args = [tuple(a) for a in (cached or {}).get("cniArgs") or []]
         caps = (cached or {}).get("capabilityArgs") or {}
+        if cached is None and port_mappings:
+            caps = {"portMappings": port_mappings}
         rt = RuntimeConf(sandbox_id, netns, "eth0", [(str(k), str(v)) for k, v in args], dict(caps))
         await self.cni.delete(net, rt)
         self.cni.remove_cache(self.loopback.name, sandbox_id, "lo")

@@ -388,14 +388,16 @@ class Kubelet:
         """The runtime's sandboxes (of one pod) with their pod IPs."""
         return [s for s in await self.runtime.list_sandboxes(pod_uid) if self._with_ip(s)]
 
-    async def _teardown_network(self, sandbox: SandboxStatus) -> None:
+    async def _teardown_network(self, sandbox: SandboxStatus, pod: Obj | None = None) -> None:
         """CNI DEL of a sandbox's network, before the sandbox is stopped (its namespace still
-        there, so the plugins can remove the interface and its masquerade rule)."""
+        there, so the plugins can remove the interface and its masquerade rule).  The ``pod``'s
+        hostPorts go to portmap's DEL when the ADD's result never reached the cache."""
         if self.network is None:
             return
         self._network_busy[sandbox.id] = self._network_busy.get(sandbox.id, 0) + 1
         try:
-            if await self.network.teardown(sandbox.id, sandbox.netns):
+            mappings = port_mappings(pod) if pod is not None else None
+            if await self.network.teardown(sandbox.id, sandbox.netns, mappings):
                 log.info(
                     "pod %s/%s: released the network of sandbox %s",
                     sandbox.pod.namespace,
@@ -584,7 +586,7 @@ class Kubelet:
                 ),
                 *(self.runtime.stop_container(c.id, int(grace)) for c in running if c.init),
             )
-            await self.remove_pod_containers(uid, grace=int(grace))
+            await self.remove_pod_containers(uid, grace=int(grace), pod=pod)
         finally:
             self._terminating.discard(uid)
         try:
@@ -597,7 +599,7 @@ class Kubelet:
         except errors.Conflict:
             pass  # a new pod of the same name
 
-    async def remove_pod_containers(self, uid: str, grace: int) -> None:
+    async def remove_pod_containers(self, uid: str, grace: int, pod: Obj | None = None) -> None:
         self.probes.remove_pod(uid)
         containers = await self.runtime.list_containers(uid)
         await asyncio.gather(
@@ -606,7 +608,7 @@ class Kubelet:
         for c in containers:
             await self.runtime.remove_container(c.id)
         for s in await self.runtime.list_sandboxes(uid):
-            await self._teardown_network(s)
+            await self._teardown_network(s, pod)
             await self.runtime.stop_sandbox(s.id)
             await self.runtime.remove_sandbox(s.id)
         await self.volumes.teardown(uid)
@@ -868,7 +870,7 @@ class Kubelet:
             *(self.kill_container(pod, c, grace, None) for c in containers if c.state == STATE_RUNNING)
         )
         for s in sandboxes:
-            await self._teardown_network(s)
+            await self._teardown_network(s, pod)
             if s.state == STATE_RUNNING:
                 await self.runtime.stop_sandbox(s.id)
             if remove_sandboxes:

@@ -520,3 +520,23 @@ def test_kubelet_collects_network_garbage_periodically(tmp_path: Path) -> None:
 
     net = asyncio.run(main())
     assert net.rounds[0] == ({"busy": ""}, {"gone", "busy"})
+
+
+def test_teardown_without_a_cache_entry_hands_the_pods_host_ports_to_portmap(tmp_path: Path) -> None:
+    """A kubelet killed between portmap's ADD and the cache write: the DEL gets the pod's
+    hostPorts (portmap's DEL removes nothing without them)."""
+    bin_dir, log = fake_plugins(tmp_path)
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    plugins = [{"type": "ipam-ish"}, {"type": "chained", "capabilities": {"portMappings": True}}]
+    (conf_dir / "10-fake.conflist").write_text(
+        json.dumps({"cniVersion": "0.4.0", "name": "fake", "plugins": plugins})
+    )
+    pn = cni.PodNetwork("fake", str(conf_dir), bin_dir, str(tmp_path / "cache"), bridge="mkfake")
+    pn.net = cni.load_conflist(str(conf_dir), "fake")
+    netns = tmp_path / "netns"
+    netns.write_text("")
+    mappings = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
+    assert asyncio.run(pn.teardown("sb", str(netns), mappings)) is True
+    stdin = json.loads(Path(f"{log}.chained.DEL").read_text())
+    assert stdin["runtimeConfig"] == {"portMappings": mappings}
