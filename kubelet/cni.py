@@ -515,6 +515,12 @@ def masq_chain(network_name: str, container_id: str) -> str:
     return ("CNI-" + hashlib.sha512((network_name + container_id).encode()).hexdigest())[:28]
 
 
+def ip_masq(net: NetworkConfigList) -> bool:
+    """Whether a network's bridge plugin masquerades per pod (``ipMasq``: a ``CNI-…`` nat chain
+    per sandbox); the kubelet's own conflist does not (one rule per network)."""
+    return any(p.get("type") == "bridge" and p.get("ipMasq") for p in net.plugins)
+
+
 def _iptables_remove_chain(table: str, chain: str) -> None:
     """Delete the rules jumping to ``chain`` in ``table`` and the chain itself (best effort)."""
     if not shutil.which("iptables-save"):
@@ -574,6 +580,7 @@ class PodNetwork:
             "cni-loopback", CNI_VERSION, [{"type": "loopback"}], json.dumps(LOOPBACK_CONF).encode()
         )
         self._ips: dict[str, str] = {}  # sandbox id -> pod IP
+        self.pod_cidr = ""
 
     @property
     def ready(self) -> bool:
@@ -596,7 +603,14 @@ class PodNetwork:
                 why,
             )
         ensure_host_rules(self.network_name, self.bridge, pod_cidr)
+        self.pod_cidr = pod_cidr
         return path
+
+    def ensure_host_rules(self) -> None:
+        """Put back the network's host rules (:func:`ensure_host_rules`) if something removed
+        them (a firewall reload, an iptables flush); the kubelet calls it on a timer."""
+        if self.pod_cidr:
+            ensure_host_rules(self.network_name, self.bridge, self.pod_cidr)
 
     def _net(self) -> NetworkConfigList:
         if self.net is None:
@@ -670,9 +684,15 @@ class PodNetwork:
         if cached is None and port_mappings:
             caps = {"portMappings": port_mappings}
         rt = RuntimeConf(sandbox_id, netns, "eth0", [(str(k), str(v)) for k, v in args], dict(caps))
+        added_with = net
+        if cached is not None:  # the configuration the ADD ran with
+            with contextlib.suppress(CNIError, ValueError):
+                added_with = parse_conflist(base64.b64decode(cached.get("config") or ""))
         await self.cni.delete(net, rt)
         self.cni.remove_cache(self.loopback.name, sandbox_id, "lo")
-        if not netns:  # the bridge plugin only removes its masquerade rule from inside the netns
+        if not netns and ip_masq(added_with):
+            # the bridge plugin only removes its masquerade chain from inside the netns (an
+            # iptables-save per sandbox: only for a network whose bridge masquerades per pod)
             await asyncio.to_thread(_iptables_remove_chain, "nat", masq_chain(net.name, sandbox_id))
         return True
 

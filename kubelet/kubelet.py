@@ -65,7 +65,7 @@ SERVICES = kind_info("v1", "Service")
 NETWORK_NOT_READY = "network plugin is not ready: cni config uninitialized"
 RELIST_PERIOD = 1.0
 # how often the pod network's allocations of gone sandboxes are released (a failed DEL, a sandbox
-# removed behind the kubelet's back); at start as well
+# removed behind the kubelet's back; at start as well) and its host iptables rules checked
 NETWORK_GC_PERIOD = 60.0
 RESYNC_PERIOD = 60.0
 TERMINAL = ("Succeeded", "Failed")
@@ -359,11 +359,19 @@ class Kubelet:
 
     async def _network_loop(self) -> None:
         await asyncio.sleep(self.network_gc_period)
-        await every(
-            self.network_gc_period,
-            self._collect_network_garbage,
-            f"node {self.node_name}: pod network garbage collection failed: %s",
-        )
+        await every(self.network_gc_period, self._network_housekeeping, f"node {self.node_name}: %s")
+
+    async def _network_housekeeping(self) -> None:
+        """The pod network's host rules put back if they went missing, and its garbage collected."""
+        assert self.network is not None
+        try:
+            await asyncio.to_thread(self.network.ensure_host_rules)
+        except (CNIError, OSError) as exc:
+            log.warning("node %s: restoring the pod network's iptables rules failed: %s", self.node_name, exc)
+        try:
+            await self._collect_network_garbage()
+        except Exception as exc:  # noqa: BLE001 - the runtime may be restarting; next round
+            log.warning("node %s: pod network garbage collection failed: %s", self.node_name, exc)
 
     async def _collect_network_garbage(self) -> None:
         """Release the pod-network attachments of sandboxes that are gone or not running (a

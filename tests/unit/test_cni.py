@@ -419,6 +419,9 @@ class _FakeNetwork:
     def attached_sandboxes(self) -> set[str]:
         return set()
 
+    def ensure_host_rules(self) -> None:
+        self.rules_checked = getattr(self, "rules_checked", 0) + 1
+
     async def garbage_collect(self, live: dict[str, str], candidates: set[str] | None = None) -> list[str]:
         return []
 
@@ -475,7 +478,8 @@ def test_garbage_collection_only_takes_sandboxes_known_before_the_listing(tmp_pa
 
 def test_kubelet_collects_network_garbage_periodically(tmp_path: Path) -> None:
     """Not only at start: a failed DEL or a sandbox removed behind the kubelet's back is released
-    by the next round; sandboxes whose ADD or DEL is under way count as live."""
+    by the next round; sandboxes whose ADD or DEL is under way count as live.  The host rules
+    are checked on the same timer."""
     from kubelet.kubelet import Kubelet
 
     class Network(_FakeNetwork):
@@ -520,6 +524,7 @@ def test_kubelet_collects_network_garbage_periodically(tmp_path: Path) -> None:
 
     net = asyncio.run(main())
     assert net.rounds[0] == ({"busy": ""}, {"gone", "busy"})
+    assert net.rules_checked >= 2  # the host rules put back on the same timer
 
 
 def test_teardown_without_a_cache_entry_hands_the_pods_host_ports_to_portmap(tmp_path: Path) -> None:
@@ -540,3 +545,27 @@ def test_teardown_without_a_cache_entry_hands_the_pods_host_ports_to_portmap(tmp
     assert asyncio.run(pn.teardown("sb", str(netns), mappings)) is True
     stdin = json.loads(Path(f"{log}.chained.DEL").read_text())
     assert stdin["runtimeConfig"] == {"portMappings": mappings}
+
+
+@pytest.mark.parametrize("masq", [False, True])
+def test_teardown_without_netns_removes_a_masquerade_chain_only_with_ip_masq(
+    tmp_path: Path, monkeypatch: Any, masq: bool
+) -> None:
+    bin_dir, _log = fake_plugins(tmp_path)
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    bridge = Path(bin_dir) / "bridge"  # a chained fake named as the bridge plugin
+    bridge.write_bytes((Path(bin_dir) / "chained").read_bytes())
+    bridge.chmod(0o755)
+    plugins = [{"type": "ipam-ish"}, {"type": "bridge", "ipMasq": masq}]
+    (conf_dir / "10-fake.conflist").write_text(
+        json.dumps({"cniVersion": "0.4.0", "name": "fake", "plugins": plugins})
+    )
+    removed: list[str] = []
+    monkeypatch.setattr(cni, "_iptables_remove_chain", lambda table, chain: removed.append(chain))
+    pn = cni.PodNetwork("fake", str(conf_dir), bin_dir, str(tmp_path / "cache"), bridge="mkfake")
+    pn.loopback = net_of("chained")
+    pn.net = cni.load_conflist(str(conf_dir), "fake")
+    asyncio.run(pn.setup("sb", "", "ns", "a"))
+    assert asyncio.run(pn.teardown("sb", "")) is True
+    assert removed == ([cni.masq_chain("fake", "sb")] if masq else [])
