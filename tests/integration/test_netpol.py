@@ -236,10 +236,16 @@ def test_no_policy_everything_connects(net: Cluster) -> None:
     net.allowed("cli-a", "srv")
     net.allowed("cli-c", "srv", 9090)
     net.allowed("srv", "cli-b")
+
     # the jumps are first in FORWARD and INPUT (behind only other clusters' policy jumps)
+    # (the policy controller adds them at its first sync, which may come after the pods connect)
+    def rules_with_jump(chain: str) -> list[str] | None:
+        out = subprocess.run(["iptables", "-S", chain], capture_output=True, text=True).stdout.splitlines()
+        rules = [r for r in out if r.startswith("-A ")]
+        return rules if any(r.endswith(f"-j {PREFIX}-NWPLCY") for r in rules) else None
+
     for chain in ("FORWARD", "INPUT"):
-        rules = subprocess.run(["iptables", "-S", chain], capture_output=True, text=True).stdout.splitlines()
-        rules = [r for r in rules if r.startswith("-A ")]
+        rules = wait.wait_for(lambda c=chain: rules_with_jump(c), 30, f"the policy jump in {chain}")
         ours = next(i for i, r in enumerate(rules) if r.endswith(f"-j {PREFIX}-NWPLCY"))
         assert all("minik network policy" in r for r in rules[:ours]), rules[: ours + 1]
 
