@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from apimachinery import tracing
 from apimachinery.bridgenf import ensure_bridge_netfilter
 from apimachinery.client import Client
 
@@ -191,6 +192,9 @@ class KernelProxier(Proxier):
         self.state: dict[str, list[kr.ServiceState]] = {}
         self._udp: dict[str, tuple[kr.ServiceState, set[tuple[str, int]]]] = {}  # sp.key -> endpoints
         self._order_checked = 0.0
+        # minik trace: services changed since the last sync -> (Service, its endpoints, when seen);
+        # their "proxy sync service" span ends once the rules are in the kernel
+        self._traced: dict[str, tuple[Obj, list[Obj], int]] = {}
 
     async def prepare(self) -> None:
         why = await asyncio.to_thread(ensure_bridge_netfilter)
@@ -214,6 +218,9 @@ class KernelProxier(Proxier):
         else:
             eps = self.slices.store.by_index(SERVICE_INDEX, key) or self.endpoints.store.get(key)
             self.state[key] = service_states(svc, eps, self.node_name)
+            if tracing.active():
+                listed = eps if isinstance(eps, list) else [eps] if eps else []
+                self._traced.setdefault(key, (svc, listed, time.time_ns()))
             await self._sync_load_balancer_status(svc, self.node_ips())
         self.queue.add(RULES_KEY)
 
@@ -234,6 +241,7 @@ class KernelProxier(Proxier):
     async def sync_rules(self) -> None:
         start = time.perf_counter()
         written = await self.rules.sync(self.desired())
+        self._record_traces()
         if time.monotonic() - self._order_checked >= RESYNC_SECONDS / 2:
             # Docker puts its rules first when it creates a network; checked on the resync
             # rhythm rather than on every sync (each check is two iptables runs)
@@ -250,6 +258,21 @@ class KernelProxier(Proxier):
             )
         if self.ready.is_set():
             self.queue.add_after(RULES_KEY, RESYNC_SECONDS)
+
+    def _record_traces(self) -> None:
+        traced, self._traced = self._traced, {}
+        end = time.time_ns()
+        for key, (svc, listed, started) in traced.items():
+            if self.services.store.get(key) is None:
+                continue
+            tracing.record(
+                "proxy sync service",
+                str(svc["metadata"].get("uid") or ""),
+                started,
+                end,
+                tracing.object_attributes(svc, "Service"),
+                links=tracing.endpoint_pod_links(listed),
+            )
 
     async def _clear_stale_udp(self) -> None:
         now: dict[str, tuple[kr.ServiceState, set[tuple[str, int]]]] = {}
