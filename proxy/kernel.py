@@ -195,6 +195,7 @@ class KernelProxier(Proxier):
         # minik trace: services changed since the last sync -> (Service, its endpoints, when seen);
         # their "proxy sync service" span ends once the rules are in the kernel
         self._traced: dict[str, tuple[Obj, list[Obj], int]] = {}
+        self._recheck: set[asyncio.Task[None]] = set()  # the second conntrack clearing, pending
 
     async def prepare(self) -> None:
         why = await asyncio.to_thread(ensure_bridge_netfilter)
@@ -299,6 +300,18 @@ class KernelProxier(Proxier):
                         ["--orig-dst", d, "--dst-nat", ip] for d in [s.sp.cluster_ip or "", *s.external_ips]
                     ]
         self._udp = now
+        for job in jobs:
+            await clear_conntrack(["-p", "udp", *job])
+        if jobs:
+            # once more a moment later: a datagram that met the old rules while they were being
+            # replaced can have its entry confirmed just after the deletion, and a client that
+            # keeps its source port would refresh that entry for ever
+            task = asyncio.create_task(self._clear_again(jobs))
+            self._recheck.add(task)
+            task.add_done_callback(self._recheck.discard)
+
+    async def _clear_again(self, jobs: list[list[str]]) -> None:
+        await asyncio.sleep(1.0)
         for job in jobs:
             await clear_conntrack(["-p", "udp", *job])
 
