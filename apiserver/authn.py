@@ -35,7 +35,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from apimachinery import errors
+from apimachinery import bootstraptoken, errors
 from apimachinery.pki import load_certificate, subject_of
 from apimachinery.resources import ResourceInfo, by_plural
 from apimachinery.timefmt import rfc3339
@@ -259,13 +259,15 @@ def from_args(args: argparse.Namespace, storage: Storage) -> Security:
 
 
 # --- bootstrap tokens -------------------------------------------------------------------------------
-BOOTSTRAP_TOKEN_TYPE = "bootstrap.kubernetes.io/token"
-BOOTSTRAP_SECRET_PREFIX = "bootstrap-token-"
-BOOTSTRAP_NAMESPACE = "kube-system"
+# the token's and its Secret's shapes are apimachinery.bootstraptoken's (shared with the
+# controllers and `minik token`)
+BOOTSTRAP_TOKEN_TYPE = bootstraptoken.SECRET_TYPE
+BOOTSTRAP_SECRET_PREFIX = bootstraptoken.SECRET_PREFIX
+BOOTSTRAP_NAMESPACE = bootstraptoken.TOKEN_NAMESPACE
 BOOTSTRAP_USER_PREFIX = "system:bootstrap:"
 BOOTSTRAPPERS_GROUP = "system:bootstrappers"
-BOOTSTRAP_TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
-BOOTSTRAP_GROUP_RE = re.compile(r"^system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]$")
+BOOTSTRAP_TOKEN_RE = bootstraptoken.TOKEN_RE
+BOOTSTRAP_GROUP_RE = bootstraptoken.GROUP_RE
 
 
 def parse_bootstrap_token(token: str) -> tuple[str, str] | None:
