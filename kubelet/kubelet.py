@@ -832,7 +832,8 @@ class Kubelet:
         await self._write_status(pod, sandbox, containers, waiting)
         if tracing.active() and trace.not_ready(old_status):
             ready = all(self.probes.readiness(ref.uid, c) for c in spec.get("containers") or [])
-            trace.status(pod, wall0, t0, t1, time.perf_counter(), ready)
+            phase = str((self._written.get(ref.uid) or {}).get("phase") or "")
+            trace.status(pod, wall0, t0, t1, time.perf_counter(), ready, phase)
         if plan.start or plan.create_sandbox:
             # what this sync started and saw running is no news to the next relist (anything
             # else, such as a container that already exited, is: the relist syncs the pod again)

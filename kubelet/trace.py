@@ -71,9 +71,11 @@ def sandbox(
         )
 
 
-def status(pod: Obj, wall0: int, t0: float, start: float, end: float, ready: bool) -> None:
+def status(pod: Obj, wall0: int, t0: float, start: float, end: float, ready: bool, phase: str = "") -> None:
+    """A status write of a pod not Ready yet: ``minik.pod.phase`` is the phase it wrote (the first
+    ``Running`` one ends the pod's create-to-Running time), ``minik.pod.ready`` whether it said Ready."""
     uid = str((pod.get("metadata") or {}).get("uid") or "")
-    attrs = _attrs(pod, **{"minik.pod.ready": ready})
+    attrs = _attrs(pod, **{"minik.pod.ready": ready, "minik.pod.phase": phase})
     tracing.record(
         "update pod status", uid, _wall(wall0, t0, start), _wall(wall0, t0, end), attrs, links=_links(pod)
     )
