@@ -11,15 +11,17 @@ import socket
 import ssl
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import uvicorn
 
 from apimachinery import tracing
 from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, run_component
-from apimachinery.kubeconfig import load_config
+from apimachinery.kubeconfig import ClientConfig, load_config
 
 from . import auth, cni
+from .certrotation import Rotator
 from .docker_runtime import DockerRuntime
 from .kubelet import Kubelet
 from .node import default_node_ip
@@ -142,6 +144,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="cluster DNS server for pods with dnsPolicy ClusterFirst (empty: pods use the host's resolvers)",
     )
     p.add_argument("--cluster-domain", default="cluster.local", help="the cluster's DNS domain")
+    p.add_argument(
+        "--rotate-certificates",
+        type=_flag,
+        nargs="?",
+        const=True,
+        default=None,
+        help="renew the client certificate through a CertificateSigningRequest before it expires"
+        " (default: on when the kubeconfig names the certificate by file, as a bootstrapped kubelet's does)",
+    )
+    p.add_argument(
+        "--certificate-rotation-fraction",
+        type=float,
+        default=None,
+        help="renew once this share of the certificate's lifetime has passed"
+        " (default: jittered 0.7-0.9 per certificate, as Kubernetes)",
+    )
+    p.add_argument(
+        "--certificate-expiration-seconds",
+        type=int,
+        default=None,
+        help="spec.expirationSeconds of the renewal CSRs (default: the signer's duration)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p.parse_args(argv)
 
@@ -186,13 +210,41 @@ def https_config(args: argparse.Namespace, kubelet: Kubelet, client: Client, nod
     )
 
 
+def _client_with_rotation(args: argparse.Namespace, config: ClientConfig) -> tuple[Rotator | None, Client]:
+    """The API client, and the certificate rotator when rotation is on: the client's TLS context
+    is kept so that a renewed certificate is loaded into it (see kubelet/certrotation.py)."""
+    by_file = bool(config.cert_file) and config.cert_file == config.key_file
+    rotate = by_file if args.rotate_certificates is None else args.rotate_certificates
+    if not rotate:
+        return None, Client(config)
+    if not by_file:
+        raise SystemExit(
+            "minik-kubelet: --rotate-certificates needs a kubeconfig whose client-certificate and"
+            " client-key name one PEM file (kubelet-client-current.pem)"
+        )
+    import httpx
+
+    ctx = config.ssl_context()
+    assert isinstance(ctx, ssl.SSLContext)
+    client = Client(config, transport=httpx.AsyncHTTPTransport(verify=ctx))
+    rotator = Rotator(
+        client,
+        args.node_name,
+        Path(str(config.cert_file)),
+        ctx,
+        fraction=args.certificate_rotation_fraction,
+        expiration_seconds=args.certificate_expiration_seconds,
+    )
+    return rotator, client
+
+
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=RUNTIME_THREADS, thread_name_prefix="runtime")
     )
     config = load_config(args.kubeconfig, server=args.api_server)
     tracing.setup("kubelet", config)  # spans for minik trace, shipped to the API server
-    client = Client(config)
+    rotator, client = _client_with_rotation(args, config)
     runtime = DockerRuntime(args.node_name, args.docker_host, args.pod_infra_image)
     node_ip = args.node_ip or default_node_ip()
     os.makedirs(args.root_dir, exist_ok=True)
@@ -254,7 +306,10 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 log.warning(
                     "cannot serve /healthz on %s:%d: %s", args.healthz_bind_address, args.healthz_port, exc
                 )
+        rotation = asyncio.create_task(rotator.run(stop), name="cert-rotation") if rotator else None
         await stop.wait()
+        if rotation is not None:
+            await asyncio.gather(rotation, return_exceptions=True)
         log.info("node %s: stopping (containers keep running)", args.node_name)
     finally:
         if healthz is not None:

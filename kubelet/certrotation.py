@@ -1,0 +1,241 @@
+"""Kubelet client-certificate rotation, as Kubernetes' certificate manager (client-go
+``util/certificate``) does it for a bootstrapped kubelet.
+
+The kubelet's client certificate and key live in one PEM file (``kubelet-client-current.pem``,
+which its kubeconfig names as both ``client-certificate`` and ``client-key``).  When the
+certificate has passed a jittered 70-90 % of its lifetime (``notBefore + [0.7, 0.9] * (notAfter -
+notBefore)``, Kubernetes' ``nextRotationDeadline``), the kubelet makes a new ECDSA P-256 key and a
+CertificateSigningRequest for ``CN=system:node:NAME, O=system:nodes`` to signer
+``kubernetes.io/kube-apiserver-client-kubelet`` -- sent with its current certificate, so
+csrapproving approves it through the ``selfnodeclient`` permission -- waits for
+``status.certificate``, writes certificate and key to the file atomically (a new file renamed over
+the old one) and loads them into the TLS context its API client uses: new connections present the
+new certificate.
+
+The timing functions are pure; :class:`Rotator` does the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+import os
+import random
+import ssl
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from apimachinery import errors
+from apimachinery.client import Client
+from apimachinery.resources import kind_info
+
+log = logging.getLogger("kubelet.certrotation")
+
+KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+CLIENT_USAGES = ["digital signature", "client auth"]  # ECDSA keys: no key encipherment
+CSRS = kind_info("certificates.k8s.io/v1", "CertificateSigningRequest")
+LOW, HIGH = 0.7, 0.9  # the jittered share of the lifetime after which the certificate is renewed
+RETRY = 5.0  # seconds between attempts after a failed renewal
+
+
+# ---- timing (pure) ---------------------------------------------------------------------------------
+
+
+def rotation_fraction(rand: Callable[[], float] = random.random) -> float:
+    """Kubernetes' ``jitteryDuration``: ``Jitter(total, 0.2) - 0.3 * total`` as a share, in [0.7, 0.9)."""
+    return LOW + (HIGH - LOW) * rand()
+
+
+def rotation_deadline(not_before: dt.datetime, not_after: dt.datetime, fraction: float) -> dt.datetime:
+    """When a certificate valid from ``not_before`` to ``not_after`` is renewed."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"rotation fraction {fraction} is not within [0, 1]")
+    return not_before + (not_after - not_before) * fraction
+
+
+def seconds_until(deadline: dt.datetime, now: dt.datetime) -> float:
+    """Seconds to wait for ``deadline`` (0 once it has passed)."""
+    return max(0.0, (deadline - now).total_seconds())
+
+
+def validity(cert: x509.Certificate) -> tuple[dt.datetime, dt.datetime]:
+    return cert.not_valid_before_utc, cert.not_valid_after_utc
+
+
+# ---- keys, requests and files ----------------------------------------------------------------------
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def csr_pem(node: str, key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The kubelet's client CSR: ``CN=system:node:NODE, O=system:nodes``, no SANs."""
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}"),
+        ]
+    )
+    req = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return req.public_bytes(serialization.Encoding.PEM)
+
+
+def csr_object(node: str, request_pem: bytes, expiration_seconds: int | None = None) -> dict[str, Any]:
+    """The CertificateSigningRequest a kubelet posts (``generateName`` ``node-csr-``)."""
+    spec: dict[str, Any] = {
+        "request": base64.b64encode(request_pem).decode(),
+        "signerName": KUBELET_CLIENT_SIGNER,
+        "usages": list(CLIENT_USAGES),
+    }
+    if expiration_seconds:
+        spec["expirationSeconds"] = int(expiration_seconds)
+    return {
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "node-csr-", "labels": {"minik.io/node": node}},
+        "spec": spec,
+    }
+
+
+def issued_certificate(csr: dict[str, Any]) -> bytes | None:
+    """``status.certificate`` (PEM) once signed; raises ValueError when the CSR was denied or failed."""
+    status = csr.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") in ("Denied", "Failed") and cond.get("status", "True") == "True":
+            raise ValueError(
+                f"CSR {csr.get('metadata', {}).get('name')} {cond['type']}: "
+                f"{cond.get('reason', '')} {cond.get('message', '')}".strip()
+            )
+    cert = status.get("certificate")
+    return base64.b64decode(cert) if cert else None
+
+
+def write_pair_atomically(path: Path, cert_pem: bytes, key_pem_: bytes) -> None:
+    """Certificate and key in one 0600 PEM file, written beside ``path`` and renamed over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(cert_pem.rstrip(b"\n") + b"\n" + key_pem_)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+# ---- the rotation loop ------------------------------------------------------------------------------
+
+
+class Rotator:
+    """Renews the client certificate in ``pem_path`` before it expires and loads the new one into
+    ``ctx`` (the TLS context of the kubelet's API client)."""
+
+    def __init__(
+        self,
+        client: Client,
+        node: str,
+        pem_path: Path,
+        ctx: ssl.SSLContext,
+        *,
+        fraction: float | None = None,
+        expiration_seconds: int | None = None,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.path = pem_path
+        self.ctx = ctx
+        self.fraction = fraction  # None: jittered 0.7-0.9 for each certificate
+        self.expiration_seconds = expiration_seconds
+        self.rotations = 0
+
+    def next_deadline(self, cert: x509.Certificate) -> dt.datetime:
+        fraction = self.fraction if self.fraction is not None else rotation_fraction()
+        return rotation_deadline(*validity(cert), fraction)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                cert = load_certificate(self.path)
+            except (OSError, ValueError) as exc:
+                log.error("cannot read the client certificate %s: %s", self.path, exc)
+                if await _wait(stop, RETRY):
+                    return
+                continue
+            deadline = self.next_deadline(cert)
+            wait = seconds_until(deadline, dt.datetime.now(dt.UTC))
+            log.info(
+                "client certificate valid until %s; renewing at %s (in %.0fs)",
+                cert.not_valid_after_utc.isoformat(),
+                deadline.isoformat(),
+                wait,
+            )
+            if await _wait(stop, wait):
+                return
+            while not stop.is_set():
+                try:
+                    await self.rotate()
+                    break
+                except (errors.StatusError, ValueError, OSError, TimeoutError) as exc:
+                    log.warning("client certificate renewal failed (%s); retrying in %.0fs", exc, RETRY)
+                    if await _wait(stop, RETRY):
+                        return
+
+    async def rotate(self, timeout: float = 60.0) -> x509.Certificate:
+        """One renewal: a new key and CSR, the signed certificate written and loaded."""
+        key = new_key()
+        obj = csr_object(self.node, csr_pem(self.node, key), self.expiration_seconds)
+        created = await self.client.create(CSRS, obj)
+        name = created["metadata"]["name"]
+        log.info("posted CertificateSigningRequest %s for a new client certificate", name)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        pem: bytes | None = None
+        while pem is None:
+            pem = issued_certificate(await self.client.get(CSRS, name))
+            if pem is None:
+                if loop.time() > end:
+                    raise TimeoutError(f"CSR {name} was not signed in {timeout:.0f}s")
+                await asyncio.sleep(0.2)
+        write_pair_atomically(self.path, pem, key_pem(key))
+        self.ctx.load_cert_chain(str(self.path), str(self.path))  # new connections present it
+        self.rotations += 1
+        cert = x509.load_pem_x509_certificate(pem)
+        log.info(
+            "rotated the client certificate (CSR %s, serial %x, valid until %s)",
+            name,
+            cert.serial_number,
+            cert.not_valid_after_utc.isoformat(),
+        )
+        return cert
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` or until ``stop``; True when stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
