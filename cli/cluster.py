@@ -939,7 +939,14 @@ def status(state_dir: Path = typer.Option(None, help="state directory (default ~
     if pid is None:
         console.print(f"minik is not running (state {state}); `minik up` starts it")
         raise typer.Exit(1)
-    cfg = settings(read_json(state / "config.json"))
+    raw = read_json(state / "config.json")
+    if raw.get("role") == "worker":  # a node `minik join` made
+        from .join import worker_status
+
+        if not worker_status(state, raw):
+            raise typer.Exit(1)
+        return
+    cfg = settings(raw)
     with ThreadPoolExecutor(8) as pool:
         report = health(state, cfg, pool)
     console.print(f"supervisor pid {pid}, state {state}, API server {api_url(cfg)}")

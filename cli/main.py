@@ -48,6 +48,16 @@ COMMANDS: dict[str, Command] = {
         "status",
         "Show each component: its process, restarts and health (readyz, node Ready, a DNS query, …).",
     ),
+    "join": Command(
+        "cli.join",
+        "join",
+        "Join this host to a cluster as a worker node, with a bootstrap token and a pinned CA.",
+    ),
+    "leave": Command(
+        "cli.join",
+        "leave",
+        "Drain this joined node, delete its Node object, stop its kubelet and proxy and clean the host.",
+    ),
     "cluster-logs": Command(
         "cli.cluster",
         "logs",

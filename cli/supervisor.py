@@ -407,6 +407,7 @@ class Component:
     next_start: float = 0.0
     backoff: float = 1.0
     last_exit: int | None = None
+    restart_when: Callable[[], bool] | None = None  # asked each poll: True restarts the running process
 
     @property
     def restarts(self) -> int:
@@ -415,6 +416,10 @@ class Component:
 
 def components(cfg: dict[str, Any], state: Path) -> list[Component]:
     """The cluster's processes, in start order, with the flags ``cfg`` asks for."""
+    if cfg.get("role") == "worker":  # a node that `minik join` made: only its kubelet and proxy
+        from .join import worker_components
+
+        return worker_components(cfg, state)
     cfg = settings(cfg)
     etcd = etcd_url(cfg)
     node = cfg["node_name"]
@@ -760,6 +765,14 @@ class Supervisor:
         """Notice exits and start what is due; True when anything changed."""
         changed = False
         for c in self.components:
+            if c.proc is not None and c.restart_when is not None and c.restart_when():
+                log.info("restarting %s (its credentials changed)", c.name)
+                c.proc.terminate()
+                try:
+                    c.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    c.proc.kill()
+                    c.proc.wait()
             if c.proc is not None and c.proc.poll() is not None:
                 c.last_exit = c.proc.returncode
                 c.proc = None

@@ -1,0 +1,549 @@
+"""``minik join`` and ``minik leave``: a worker node on another host (or beside a ``minik up``
+cluster on this one), bootstrapped as kubeadm's ``join`` does it.
+
+Join, in three steps kept apart so that ``--control-plane`` can be added beside them:
+
+1. :func:`discover` -- an anonymous GET of ``kube-public/cluster-info`` over TLS *without*
+   verifying the server (nothing is trusted yet, and the token is not sent), then
+   :func:`apimachinery.bootstraptoken.verify_cluster_info`: the JWS for the token's ID proves the
+   kubeconfig in it came from someone who knows the token, and the CA in it must match the pinned
+   ``--discovery-token-ca-cert-hash``.  Any failure ends the join before the token is sent.
+2. :func:`bootstrap_credentials` -- with the CA now trusted, the token as bearer credential: a new
+   ECDSA key and a CertificateSigningRequest for ``CN=system:node:NAME, O=system:nodes`` to signer
+   ``kubernetes.io/kube-apiserver-client-kubelet`` (csrapproving approves it: the token's group
+   ``system:bootstrappers`` may create ``certificatesigningrequests/nodeclient``; csrsigning signs it);
+   the certificate and key go to ``STATE/kubelet/pki/kubelet-client-current.pem`` and the kubelet's
+   kubeconfig ``STATE/kubeconfigs/kubelet.conf`` names that file.  The token is not stored.
+3. :func:`start_node` -- the supervisor of ``minik up`` in its worker role (``config.json`` has
+   ``role: worker``): only the kubelet (which rotates its client certificate) and minik-proxy, against
+   the remote API server; then wait for the Node to be Ready.
+
+The proxy runs with the node's credentials: the Node authorizer lets every node read Services,
+Endpoints, EndpointSlices and Nodes, which is what the proxy watches; NetworkPolicy enforcement
+(which needs Namespaces, Pods and NetworkPolicies cluster-wide) is off on a joined node.  The
+supervisor restarts the proxy when the kubelet has rotated the certificate, so that it reads the
+new one.
+
+Leave: cordon and drain the node (``minik drain``'s code), stop its kubelet and proxy, delete the
+Node object and remove what the node made on this host (as ``minik down``: the proxy's chains,
+the pod containers, the CNI network) and its credentials.  A node may evict its own pods but not
+delete Node objects: the deletion needs a user's kubeconfig (``--kubeconfig`` or ``$KUBECONFIG``);
+without one, leave says what to run on the control plane.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+
+from apimachinery.bootstraptoken import (
+    CLUSTER_INFO_NAME,
+    CLUSTER_INFO_NAMESPACE,
+    TokenError,
+    parse_token,
+    verify_cluster_info,
+)
+from kubelet.certrotation import (
+    csr_object,
+    csr_pem,
+    issued_certificate,
+    key_pem,
+    new_key,
+    write_pair_atomically,
+)
+
+from .cluster import console, default_state_dir, node_verdict, process_alive, read_json, supervisor_pid
+from .supervisor import Component, host_ip, kubeconfig_file, script, settings
+
+CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+WORKER_COMPONENTS = ("kubelet", "proxy")
+
+
+class JoinError(Exception):
+    """A join step failed; the message says which and why."""
+
+
+def client_pem(state: Path) -> Path:
+    return state / "kubelet" / "pki" / "kubelet-client-current.pem"
+
+
+def ca_file(state: Path) -> Path:
+    return state / "pki" / "ca.crt"
+
+
+# ---- 1. discovery ----------------------------------------------------------------------------------
+
+
+def discover(server: str, token: str, pins: list[str], timeout: float = 10.0) -> dict[str, Any]:
+    """kubeadm's token discovery: ``cluster-info`` read anonymously from ``server`` without trusting
+    its certificate, then checked with the token's JWS and the CA pin.  Returns
+    ``{"server", "ca_pem", "kubeconfig"}``; raises :class:`JoinError`.  The token is never sent."""
+    try:
+        parse_token(token)
+    except TokenError as exc:
+        raise JoinError(str(exc)) from exc
+    url = f"{server.rstrip('/')}/api/v1/namespaces/{CLUSTER_INFO_NAMESPACE}/configmaps/{CLUSTER_INFO_NAME}"
+    try:
+        # insecure on purpose: the CA is not known yet; what comes back is checked below
+        with httpx.Client(verify=False, timeout=timeout) as http:  # noqa: S501
+            r = http.get(url)
+    except httpx.HTTPError as exc:
+        raise JoinError(f"cannot reach {server} for discovery: {exc}") from exc
+    if r.status_code != 200:
+        raise JoinError(
+            f"reading {CLUSTER_INFO_NAMESPACE}/{CLUSTER_INFO_NAME} from {server}: HTTP {r.status_code}"
+        )
+    try:
+        return verify_cluster_info(r.json(), token, pins)
+    except (TokenError, ValueError) as exc:
+        raise JoinError(f"discovery failed, the token was not sent: {exc}") from exc
+
+
+# ---- 2. TLS bootstrap ------------------------------------------------------------------------------
+
+
+def trusted_client(server: str, ca_pem: str, token: str | None = None, timeout: float = 10.0) -> httpx.Client:
+    ctx = ssl.create_default_context(cadata=ca_pem)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=server.rstrip("/"), verify=ctx, headers=headers, timeout=timeout)
+
+
+def kubelet_kubeconfig(server: str, ca_path: Path, pem: Path, node: str) -> str:
+    """The kubelet's kubeconfig: the CA and the one PEM file holding certificate and key (by path,
+    so that a rotated certificate is read from there)."""
+    import yaml
+
+    user = f"system:node:{node}"
+    data = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "minik", "cluster": {"server": server, "certificate-authority": str(ca_path)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(pem), "client-key": str(pem)}}],
+        "contexts": [{"name": "minik", "context": {"cluster": "minik", "user": user}}],
+        "current-context": "minik",
+    }
+    return str(yaml.safe_dump(data, sort_keys=False))
+
+
+def bootstrap_credentials(
+    server: str,
+    ca_pem: str,
+    token: str,
+    node: str,
+    state: Path,
+    *,
+    expiration_seconds: int | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """The kubelet's client certificate through a CSR sent with the bootstrap token; writes the CA,
+    the certificate+key and the kubelet's kubeconfig into ``state``; returns the kubeconfig's path."""
+    key = new_key()
+    obj = csr_object(node, csr_pem(node, key), expiration_seconds)
+    with trusted_client(server, ca_pem, token) as http:
+        try:
+            r = http.post(CSR_PATH, json=obj)
+        except httpx.HTTPError as exc:
+            raise JoinError(f"cannot reach {server}: {exc}") from exc
+        if r.status_code == 401:
+            raise JoinError(f"the API server refused the bootstrap token (401 Unauthorized): {_message(r)}")
+        if r.status_code != 201:
+            raise JoinError(f"creating the CertificateSigningRequest: HTTP {r.status_code}: {_message(r)}")
+        name = r.json()["metadata"]["name"]
+        deadline = time.monotonic() + timeout
+        pem: bytes | None = None
+        while pem is None:
+            r = http.get(f"{CSR_PATH}/{name}")
+            if r.status_code != 200:
+                raise JoinError(
+                    f"reading CertificateSigningRequest {name}: HTTP {r.status_code}: {_message(r)}"
+                )
+            try:
+                pem = issued_certificate(r.json())
+            except ValueError as exc:
+                raise JoinError(str(exc)) from exc
+            if pem is None:
+                if time.monotonic() > deadline:
+                    raise JoinError(
+                        f"CertificateSigningRequest {name} was not approved and signed in {timeout:.0f}s"
+                        " (does the controller manager run csrapproving and csrsigning?)"
+                    )
+                time.sleep(0.1)
+    ca_file(state).parent.mkdir(parents=True, exist_ok=True)
+    ca_file(state).write_text(ca_pem)
+    write_pair_atomically(client_pem(state), pem, key_pem(key))
+    conf = kubeconfig_file(state, "kubelet")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(conf.parent, 0o700)
+    tmp = conf.with_name(conf.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(kubelet_kubeconfig(server, ca_file(state), client_pem(state), node))
+    tmp.replace(conf)
+    return conf
+
+
+def _message(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("message") or r.text[:200])
+    except ValueError:
+        return r.text[:200]
+
+
+def node_client(state: Path, cfg: dict[str, Any], timeout: float = 5.0) -> httpx.Client:
+    """An HTTPS client to the API server as the node (its current client certificate)."""
+    ctx = ssl.create_default_context(cafile=str(ca_file(state)))
+    pem = str(client_pem(state))
+    ctx.load_cert_chain(pem, pem)
+    return httpx.Client(base_url=cfg["server"], verify=ctx, timeout=timeout)
+
+
+def cluster_dns_ip(state: Path, cfg: dict[str, Any]) -> str:
+    """The ``kube-system/kube-dns`` ClusterIP, read as the node (nodes may read Services); ""."""
+    try:
+        with node_client(state, cfg) as api:
+            r = api.get("/api/v1/namespaces/kube-system/services/kube-dns")
+        return str((r.json().get("spec") or {}).get("clusterIP") or "") if r.status_code == 200 else ""
+    except (httpx.HTTPError, OSError, ValueError):
+        return ""
+
+
+# ---- 3. the node's processes -----------------------------------------------------------------------
+
+
+def worker_components(cfg: dict[str, Any], state: Path) -> list[Component]:
+    """A joined node's supervised processes: the kubelet and (unless off) minik-proxy."""
+    cfg = settings(cfg)
+    node = cfg["node_name"]
+    kubeconfig = ["--kubeconfig", str(kubeconfig_file(state, "kubelet"))]
+    kubelet = [
+        script("minik-kubelet"),
+        *kubeconfig,
+        *("--node-name", node, "--node-ip", cfg["advertise_address"], "--port", str(cfg["kubelet_port"])),
+        *("--client-ca-file", str(ca_file(state)), "--healthz-port", "0"),
+        *("--network-plugin", "cni", "--network-name", cfg["network_name"]),
+        *("--cni-conf-dir", cfg["cni_conf_dir"], "--cni-cache-dir", cfg["cni_cache_dir"]),
+        *("--cni-bridge", cfg["cni_bridge"], "--root-dir", str(state / "kubelet")),
+        *("--cluster-domain", cfg["cluster_domain"], "--rotate-certificates"),
+    ]
+    if cfg.get("dns_ip"):
+        kubelet += ["--cluster-dns", cfg["dns_ip"]]
+    if cfg.get("rotation_fraction") is not None:
+        kubelet += ["--certificate-rotation-fraction", str(cfg["rotation_fraction"])]
+    if cfg.get("certificate_expiration_seconds"):
+        kubelet += ["--certificate-expiration-seconds", str(cfg["certificate_expiration_seconds"])]
+    out = [Component("kubelet", kubelet)]
+    if cfg.get("proxy", True):
+        proxy = [
+            script("minik-proxy"),
+            *kubeconfig,
+            *("--node-name", node, "--iptables-chain-prefix", cfg["iptables_chain_prefix"]),
+            "--no-network-policy",
+            *("--metrics-bind-address", f"127.0.0.1:{int(cfg['kubelet_port']) - 1}"),
+        ]
+        seen = {"mtime": _mtime(client_pem(state))}
+
+        def rotated() -> bool:
+            now = _mtime(client_pem(state))
+            changed = now != seen["mtime"]
+            seen["mtime"] = now
+            return changed
+
+        out.append(Component("proxy", proxy, restart_when=rotated))
+    return out
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def start_node(state: Path, cfg: dict[str, Any]) -> None:
+    """Write ``config.json`` and start the supervisor (detached) in its worker role."""
+    (state / "config.json").write_text(json.dumps(cfg, indent=2))
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    (state / "status.json").unlink(missing_ok=True)
+    with open(state / "logs" / "supervisor.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "cli.supervisor", "--state-dir", str(state)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+
+
+def node_ready(state: Path, cfg: dict[str, Any]) -> tuple[bool, str]:
+    try:
+        with node_client(state, cfg) as api:
+            r = api.get(f"/api/v1/nodes/{cfg['node_name']}")
+    except (httpx.HTTPError, OSError) as exc:
+        return False, f"API server not answering ({type(exc).__name__})"
+    if r.status_code == 404:
+        return False, "not registered yet"
+    if r.status_code != 200:
+        return False, f"HTTP {r.status_code}"
+    verdict = node_verdict(r.json())
+    return verdict.ok, verdict.detail
+
+
+# ---- commands --------------------------------------------------------------------------------------
+
+
+def join(
+    server: str = typer.Argument(..., help="the API server, https://HOST:PORT"),
+    token: str = typer.Option(..., "--token", help="the bootstrap token ID.SECRET"),
+    ca_hashes: list[str] = typer.Option(
+        [], "--discovery-token-ca-cert-hash", help="sha256:HEX of the cluster CA's public key (repeatable)"
+    ),
+    node_name: str = typer.Option("", help="this node's name (default: the host name)"),
+    state_dir: Path = typer.Option(
+        None, help="where state and logs live (default $MINIK_STATE_DIR or ~/.minik)"
+    ),
+    node_ip: str = typer.Option("", help="the node's InternalIP (default: this host's outbound address)"),
+    kubelet_port: int = typer.Option(10250, help="the kubelet's HTTPS port"),
+    network_name: str = typer.Option("minik-pods", help="the CNI network's name (conflist, bridge name)"),
+    cni_conf_dir: str = typer.Option("/etc/cni/net.d", help="where the kubelet writes its CNI conflist"),
+    cni_cache_dir: str = typer.Option("/var/lib/cni", help="the CNI results cache and host-local's data"),
+    cni_bridge: str = typer.Option("", help="the pods' bridge device (default derived from --network-name)"),
+    proxy: bool = typer.Option(True, "--proxy/--no-proxy", help="run minik-proxy on this node"),
+    iptables_chain_prefix: str = typer.Option("MINIK", help="prefix of the proxy's iptables chains"),
+    certificate_rotation_fraction: float = typer.Option(
+        None, help="renew the client certificate after this share of its life (default jittered 0.7-0.9)"
+    ),
+    certificate_expiration_seconds: int = typer.Option(
+        None, help="spec.expirationSeconds of the node's CSRs (default: the signer's duration)"
+    ),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="wait for the Node to be Ready"),
+    timeout: float = typer.Option(120, help="seconds to wait for the Node to be Ready"),
+) -> None:
+    """Join this host to a cluster as a worker node, with a bootstrap token and a pinned CA.
+
+    Checks the cluster CA against --discovery-token-ca-cert-hash before the
+    token is sent anywhere, gets the kubelet's client certificate through a
+    CertificateSigningRequest, then runs the node's kubelet and proxy
+    supervised, as `minik up` does. `minik token create --print-join-command`
+    on the control plane prints the command.
+
+    Examples:
+
+      sudo minik join https://10.0.0.1:6443 --token abcdef.0123456789abcdef
+      --discovery-token-ca-cert-hash sha256:...
+    """
+    t0 = time.monotonic()
+    state = (state_dir or default_state_dir()).absolute()
+    node = (node_name or os.uname().nodename).lower()
+    if supervisor_pid(state) is not None:
+        console.print(
+            f"[red]a cluster or node already runs from {state}[/red] (`minik status --state-dir {state}`)"
+        )
+        raise typer.Exit(1)
+    bridge = cni_bridge
+    if bridge and len(bridge) > 15:
+        console.print(f"--cni-bridge {bridge!r}: a device name has 15 characters at most")
+        raise typer.Exit(2)
+    server = server.rstrip("/")
+    try:
+        found = discover(server, token, ca_hashes)
+        console.print(
+            f"  [green]✓[/green] discovery: cluster CA matches the pin ({time.monotonic() - t0:.1f}s)"
+        )
+        state.mkdir(parents=True, exist_ok=True)
+        bootstrap_credentials(
+            server, found["ca_pem"], token, node, state, expiration_seconds=certificate_expiration_seconds
+        )
+    except JoinError as exc:
+        console.print(f"[red]minik join failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"  [green]✓[/green] TLS bootstrap: client certificate for system:node:{node} ({time.monotonic() - t0:.1f}s)"
+    )
+    cfg: dict[str, Any] = {
+        "role": "worker",
+        "server": server,
+        "node_name": node,
+        "advertise_address": node_ip or host_ip(),
+        "kubelet_port": kubelet_port,
+        "network_name": network_name,
+        "cni_conf_dir": str(Path(cni_conf_dir).absolute()),
+        "cni_cache_dir": str(Path(cni_cache_dir).absolute()),
+        "cni_bridge": bridge,
+        "proxy": proxy,
+        "iptables_chain_prefix": iptables_chain_prefix,
+        "rotation_fraction": certificate_rotation_fraction,
+        "certificate_expiration_seconds": certificate_expiration_seconds,
+    }
+    cfg["dns_ip"] = cluster_dns_ip(state, cfg)
+    cfg = settings(cfg)
+    start_node(state, cfg)
+    if not wait:
+        console.print(f"node {node} joined; its kubelet and proxy start (`minik status --state-dir {state}`)")
+        return
+    deadline = time.monotonic() + timeout
+    detail = ""
+    while time.monotonic() < deadline:
+        ok, detail = node_ready(state, cfg)
+        if ok:
+            console.print(
+                f"[green]node {node} joined[/green] and is Ready in {time.monotonic() - t0:.1f}s "
+                f"(API server {server}; state and logs {state})"
+            )
+            return
+        time.sleep(0.2)
+    console.print(
+        f"[red]node {node} did not become Ready in {timeout:.0f}s[/red]: {detail} (logs: {state}/logs)"
+    )
+    raise typer.Exit(1)
+
+
+def leave(
+    ctx: typer.Context,
+    state_dir: Path = typer.Option(None, help="the joined node's state directory (default ~/.minik)"),
+    force: bool = typer.Option(False, "--force", help="go on when the drain fails"),
+    drain_timeout: str = typer.Option("120s", help="how long the drain may take"),
+) -> None:
+    """Drain this joined node, delete its Node object, stop its kubelet and proxy and clean the host.
+
+    The drain uses the node's own credentials unless a kubeconfig is given
+    (--kubeconfig or $KUBECONFIG); deleting the Node needs a user allowed to
+    delete nodes: without one, the command to run on the control plane is
+    printed.
+    """
+    from .cluster import cleanup_host, stop_cluster
+    from .commands.drain import drain
+    from .kube import GlobalOptions
+
+    state = (state_dir or default_state_dir()).absolute()
+    cfg = read_json(state / "config.json")
+    if cfg.get("role") != "worker":
+        console.print(f"[red]no joined node in {state}[/red] (`minik down` stops a `minik up` cluster)")
+        raise typer.Exit(1)
+    cfg = settings(cfg)
+    node = cfg["node_name"]
+    opts = ctx.ensure_object(GlobalOptions)
+    user_kubeconfig = opts.kubeconfig or os.environ.get("KUBECONFIG") or ""
+    own = kubeconfig_file(state, "kubelet")
+    opts.kubeconfig = user_kubeconfig or str(own)
+    opts._kube = None
+    drained = True
+    if own.exists() or user_kubeconfig:
+        try:
+            drain(
+                ctx,
+                node,
+                ignore_daemonsets=True,
+                delete_emptydir_data=True,
+                force=True,
+                grace_period=-1,
+                timeout=drain_timeout,
+            )
+        except typer.Exit:
+            drained = False
+        except Exception as exc:  # noqa: BLE001 - reported; --force goes on
+            console.print(f"[yellow]drain failed: {exc}[/yellow]")
+            drained = False
+        if not drained and not force:
+            console.print("[red]the drain failed[/red]; `minik leave --force` leaves anyway")
+            raise typer.Exit(1)
+    stop_cluster(state)
+    deleted = _delete_node(opts.kubeconfig, node) if user_kubeconfig else "no user kubeconfig"
+    for line in cleanup_host(state):
+        console.print(f"  removed {line}")
+    for sub in ("kubeconfigs", "pki", "kubelet/pki"):
+        shutil.rmtree(state / sub, ignore_errors=True)
+    (state / "config.json").unlink(missing_ok=True)
+    if deleted == "":
+        console.print(f"node/{node} deleted; this host left the cluster")
+    else:
+        console.print(
+            f"this host left the cluster; node/{node} was not deleted ({deleted}): "
+            f"run `minik delete node {node}` as an administrator"
+        )
+
+
+def _delete_node(kubeconfig: str, node: str) -> str:
+    """Delete the Node with ``kubeconfig``'s user: "" when done (or already gone), else why not."""
+    from apimachinery import errors
+    from apimachinery.client import SyncClient
+    from apimachinery.kubeconfig import load_config
+    from apimachinery.resources import kind_info
+
+    try:
+        with SyncClient(load_config(kubeconfig)) as client:
+            client.delete(kind_info("v1", "Node"), node)
+    except errors.NotFound:
+        return ""
+    except errors.StatusError as exc:
+        return str(exc)
+    except (httpx.HTTPError, OSError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+def worker_status(state: Path, cfg: dict[str, Any]) -> bool:
+    """``minik status`` of a joined node: its kubelet (the Node's Ready condition, read as the node)
+    and proxy (its nat chain); True when every component is healthy."""
+    from rich.table import Table
+
+    cfg = settings(cfg)
+    status = read_json(state / "status.json")
+    chain = f"{cfg['iptables_chain_prefix']}-SERVICES"
+
+    def kubelet() -> tuple[bool, str]:
+        return node_ready(state, cfg)
+
+    def proxy() -> tuple[bool, str]:
+        rc = subprocess.run(
+            ["iptables", "-w", "-t", "nat", "-S", chain], capture_output=True, timeout=5
+        ).returncode
+        return rc == 0, f"nat chain {chain}" + ("" if rc == 0 else " not made yet")
+
+    checks = {"kubelet": kubelet, "proxy": proxy}
+    names = [n for n in WORKER_COMPONENTS if n in status or n == "kubelet"]
+    table = Table(box=None, pad_edge=False)
+    for col in ("COMPONENT", "PID", "HEALTH", "RESTARTS", "DETAIL"):
+        table.add_column(col)
+    healthy = True
+    with ThreadPoolExecutor(2) as pool:
+        futures = {
+            n: pool.submit(checks[n]) for n in names if process_alive((status.get(n) or {}).get("pid"))
+        }
+        for name in names:
+            info = status.get(name) or {}
+            ok, detail = (
+                futures[name].result() if name in futures else (False, info.get("phase") or "not started")
+            )
+            healthy = healthy and ok
+            table.add_row(
+                name,
+                str(info.get("pid") or "-"),
+                "[green]healthy[/green]" if ok else "[red]unhealthy[/red]",
+                str(info.get("restarts", 0)),
+                detail,
+            )
+    pem = client_pem(state)
+    try:
+        from kubelet.certrotation import load_certificate
+
+        until = load_certificate(pem).not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OSError, ValueError):
+        until = "unreadable"
+    console.print(
+        f"worker node {cfg['node_name']} (joined), supervisor pid {supervisor_pid(state)}, state {state}, "
+        f"API server {cfg['server']}, client certificate valid until {until}"
+    )
+    console.print(table)
+    return healthy
