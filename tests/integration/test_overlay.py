@@ -1,0 +1,97 @@
+"""The VXLAN backend (kubelet/overlay.py) on real kernel objects: two hosts as network namespaces on
+two segments behind a router (testkit/overlaylab.py), each with a vxlan device programmed by the
+backend from Node objects, and a pod behind each host's bridge."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kubelet.overlay import Overlay, cleanup_device
+from testkit import prereq
+from testkit.overlaylab import CLUSTER_CIDR, OverlayLab, sh, tcp_ping
+
+
+def node(name: str, cidr: str, ann: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "annotations": ann}, "spec": {"podCIDR": cidr}}
+
+
+@pytest.fixture
+def lab() -> Iterator[OverlayLab]:
+    prereq.require_root()
+    prereq.require(
+        bool(shutil.which("ip") and shutil.which("bridge")), "iproute2", "apt-get install iproute2"
+    )
+    with OverlayLab() as lab:
+        yield lab
+
+
+def overlays(lab: OverlayLab) -> tuple[list[Overlay], list[dict[str, Any]]]:
+    out, nodes = [], []
+    for h in lab.hosts:
+        o = Overlay("vxlan", h.name, public_ip=h.ip, cluster_cidr=CLUSTER_CIDR, netns=h.ns)
+        nodes.append(node(h.name, h.pod_cidr, o.setup(h.pod_cidr)))
+        out.append(o)
+    return out, nodes
+
+
+def test_pods_reach_each_other_through_vxlan_and_a_removed_node_loses_its_entries(lab: OverlayLab) -> None:
+    (o1, o2), nodes = overlays(lab)
+    assert o1.pod_mtu() == 1450
+    lab.add_pods(1450)
+    h1, h2 = lab.hosts
+    # without the other node's entries there is no way: the router does not know the pod CIDRs
+    with pytest.raises(ConnectionError):
+        tcp_ping(h1.pod_ns, h2.pod_ns, h2.pod_ip, timeout=1.0)
+
+    for o in (o1, o2):
+        ch = o.sync(nodes)
+        assert len(ch.routes_add) == len(ch.neigh_add) == len(ch.fdb_add) == 1
+        assert not o.sync(nodes)  # idempotent: nothing left to do
+    link = sh("ip", "-d", "link", "show", "minik.1", ns=h1.ns).stdout
+    assert "vxlan id 1" in link and "local 192.168.201.2" in link and "nolearning" in link
+    assert "dstport 8472" in link and "mtu 1450" in link
+    route = sh("ip", "route", "show", "10.244.2.0/24", ns=h1.ns).stdout
+    assert "via 10.244.2.0 dev minik.1" in route and "onlink" in route
+    fdb = sh("bridge", "fdb", "show", "dev", "minik.1", ns=h1.ns).stdout
+    assert f"{o2.mac} dst {h2.ip}" in fdb
+    assert f"{o2.mac} PERMANENT" in sh("ip", "neigh", "show", "dev", "minik.1", ns=h1.ns).stdout
+
+    assert tcp_ping(h1.pod_ns, h2.pod_ns, h2.pod_ip) == "pong hello"
+    assert tcp_ping(h2.pod_ns, h1.pod_ns, h1.pod_ip) == "pong hello"
+    # a pod reaches the other host's pod gateway, and the host its pods, too
+    assert tcp_ping(h1.ns, h2.pod_ns, h2.pod_ip) == "pong hello"
+
+    # an entry someone removed comes back on the next sync
+    sh("ip", "route", "del", "10.244.2.0/24", ns=h1.ns)
+    assert o1.sync(nodes).routes_add == {"10.244.2.0/24": "10.244.2.0"}
+
+    # node2 goes away: node1 drops its route, neighbour and FDB entry
+    ch = o1.sync(nodes[:1])
+    assert ch.routes_del == ["10.244.2.0/24"] and ch.neigh_del == ["10.244.2.0"]
+    assert ch.fdb_del == [(o2.mac, h2.ip)]
+    assert sh("ip", "route", "show", "10.244.2.0/24", ns=h1.ns).stdout.strip() == ""
+    assert o2.mac not in sh("bridge", "fdb", "show", "dev", "minik.1", ns=h1.ns).stdout
+    assert o2.mac not in sh("ip", "neigh", "show", "dev", "minik.1", ns=h1.ns).stdout
+    with pytest.raises(ConnectionError):
+        tcp_ping(h1.pod_ns, h2.pod_ns, h2.pod_ip, timeout=1.0)
+
+
+def test_a_changed_node_is_reprogrammed_and_bad_annotations_are_skipped(lab: OverlayLab) -> None:
+    (o1, o2), nodes = overlays(lab)
+    lab.add_pods(1450)
+    h1, h2 = lab.hosts
+    bad = node("node3", "10.244.3.0/24", {"flannel.alpha.coreos.com/backend-type": "vxlan"})
+    o1.sync([*nodes, bad])
+    o2.sync(nodes)
+    # node2's device is recreated (new MAC): node1 follows the annotation change
+    cleanup_device("minik.1", o2.kernel)
+    nodes[1] = node(h2.name, h2.pod_cidr, o2.setup(h2.pod_cidr))
+    o2.sync(nodes)
+    ch = o1.sync([*nodes, bad])
+    assert ch.neigh_add == {"10.244.2.0": o2.mac} and len(ch.fdb_del) == 1
+    assert tcp_ping(h1.pod_ns, h2.pod_ns, h2.pod_ip) == "pong hello"
+    assert o1.cleanup() and sh("ip", "link", "show", "minik.1", ns=h1.ns, check=False).returncode != 0
