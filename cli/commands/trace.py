@@ -88,6 +88,25 @@ def ready_at(spans: Sequence[Obj], uid: str) -> int | None:
     return min(ends) if ends else None
 
 
+def running_at(spans: Sequence[Obj], uid: str) -> int | None:
+    """When the pod's kubelet wrote the status with phase Running (the end of the first such
+    write). Spans of a kubelet that does not record the phase: the first status write after a
+    container started."""
+    writes = [s for s in spans if s["name"] == "update pod status" and s["attributes"].get(UID_ATTR) == uid]
+    if any("minik.pod.phase" in s["attributes"] for s in writes):
+        ends = [s["end"] for s in writes if s["attributes"].get("minik.pod.phase") == "Running"]
+        return min(ends) if ends else None
+    started = [
+        s["end"]
+        for s in spans
+        if s["name"].startswith("start container ") and s["attributes"].get(UID_ATTR) == uid
+    ]
+    if not started:
+        return None
+    ends = [s["end"] for s in writes if s["start"] >= min(started)]
+    return min(ends) if ends else None
+
+
 def covered(intervals: Sequence[tuple[int, int]], start: int, end: int) -> int:
     """Nanoseconds of [start, end] inside at least one interval."""
     total, reach = 0, start
@@ -99,35 +118,83 @@ def covered(intervals: Sequence[tuple[int, int]], start: int, end: int) -> int:
     return total
 
 
+def chain(steps: Sequence[Obj], begin: int, stop: int) -> list[Obj]:
+    """The steps from ``begin`` to ``stop`` as one chain of rows that adds up to ``stop - begin``:
+    each top-level step counts the part of it no earlier step covers (``counted``; a step wholly
+    inside an earlier one counts nothing, its time is already there), and the time no step covers
+    is a ``wait`` row of its own, named by the components on either side (a change on its way
+    through the API server's watch to the next component's informer and queue)."""
+    rows: list[Obj] = []
+    reach, last = begin, None
+    for s in sorted(steps, key=lambda s: (s["start"], -s["end"])):
+        if s["start"] >= stop or s["end"] <= begin:
+            continue
+        if s["end"] <= reach:
+            rows.append({"spanId": s["spanId"], "kind": "inside", "counted": 0})
+            continue
+        if reach >= stop:  # begun inside the last step, goes on past the end: the next chain's
+            continue
+        a = max(s["start"], reach)
+        if a > reach:
+            rows.append(_wait(s, last, reach, a))
+        b = min(s["end"], stop)
+        rows.append({"spanId": s["spanId"], "kind": "step", "counted": b - a})
+        reach, last = b, s
+    if reach < stop:
+        rows.append(_wait(None, last, reach, stop))
+    return rows
+
+
+def _wait(nxt: Obj | None, last: Obj | None, a: int, b: int) -> Obj:
+    return {
+        "kind": "wait",
+        "from": _component(last) if last is not None else "",
+        "to": _component(nxt) if nxt is not None else "",
+        "start": a,
+        "end": b,
+        "counted": b - a,
+    }
+
+
 def summary(spans: Sequence[Obj], pod_uid: str) -> dict[str, Any] | None:
-    """For a pod: from the first span of the pod to its Ready status, and how much of that time
-    the top-level steps cover (the rest is watch delivery and queues between components)."""
+    """For a pod: its top-level steps from the first span (the create request arriving) to the
+    status write that made it Running, then on to the one that made it Ready, as chains (see
+    :func:`chain`) whose rows add up to create-to-Running and Running-to-Ready."""
     own = [s for s in spans if s["attributes"].get(UID_ATTR) == pod_uid]
     ready = ready_at(own, pod_uid)
+    running = running_at(own, pod_uid)
     if not own or ready is None:
         return None
     first = min(s["start"] for s in own)
-    steps = sorted((s for s in own if top_level(s) and s["start"] <= ready), key=lambda s: s["start"])
-    cover = covered([(s["start"], s["end"]) for s in steps], first, ready)
-    # the time no step covers: a change on its way from one component to the next (the API
-    # server's watch, the next component's informer and queue)
-    waits = []
-    reach, last = first, steps[0] if steps else None
-    for s in steps:
-        if s["start"] > reach and last is not None:
-            waits.append(
-                {"from": _component(last), "to": _component(s), "seconds": (s["start"] - reach) / 1e9}
-            )
-        if s["end"] > reach:
-            reach, last = min(s["end"], ready), s
+    running = min(running if running is not None else ready, ready)
+    steps = [s for s in own if top_level(s)]
+    to_running = chain(steps, first, running)
+    to_ready = chain(steps, running, ready)
+    rows = to_running + to_ready
+    waits = [
+        {"from": w["from"], "to": w["to"], "seconds": w["counted"] / 1e9} for w in rows if w["kind"] == "wait"
+    ]
+    steps_ns = sum(r["counted"] for r in rows if r["kind"] != "wait")
     return {
         "uid": pod_uid,
         "start": first,
+        "running": running,
         "ready": ready,
+        # the measured times: the create request's arrival to the end of the status writes
+        "createToRunningSeconds": (running - first) / 1e9,
         "createToReadySeconds": (ready - first) / 1e9,
-        "stepsSeconds": cover / 1e9,
-        "stepsFraction": cover / (ready - first) if ready > first else 1.0,
+        # what the rows add up to: the steps' counted parts and the waits between them
+        "stepsToRunningSeconds": sum(r["counted"] for r in to_running if r["kind"] != "wait") / 1e9,
+        "waitsToRunningSeconds": sum(r["counted"] for r in to_running if r["kind"] == "wait") / 1e9,
+        "totalToRunningSeconds": sum(r["counted"] for r in to_running) / 1e9,
+        "totalToReadySeconds": sum(r["counted"] for r in rows) / 1e9,
+        "stepsSeconds": steps_ns / 1e9,
+        "stepsFraction": steps_ns / (ready - first) if ready > first else 1.0,
         "waits": waits,
+        "chain": [
+            {**r, "counted": r["counted"] / 1e9, "until": "Running" if i < len(to_running) else "Ready"}
+            for i, r in enumerate(rows)
+        ],
     }
 
 
@@ -151,18 +218,51 @@ def _ms(ns: int) -> str:
     return f"{ns / 1e6:,.1f} ms"
 
 
-def render(spans: Sequence[Obj], names: dict[str, str], title: str, width: int = 40) -> Any:
+def render(
+    spans: Sequence[Obj],
+    names: dict[str, str],
+    title: str,
+    width: int = 40,
+    summaries: Sequence[Obj] = (),
+) -> Any:
     """A rich Table: one row per span (children indented under their parent), the component, the
-    start offset from the first span, the duration and a bar on the common time axis."""
+    start offset from the first span, the duration and a bar on the common time axis. With the
+    pods' summaries: a row per wait between components, and the COUNTED column, each chain row's
+    share of the pod's create-to-Running (then Running-to-Ready) time."""
     from rich.table import Table
     from rich.text import Text
 
     table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
-    for col, justify in (("STEP", "left"), ("COMPONENT", "left"), ("START", "right"), ("DURATION", "right")):
+    cols = [("STEP", "left"), ("COMPONENT", "left"), ("START", "right"), ("DURATION", "right")]
+    if summaries:
+        cols.append(("COUNTED", "right"))
+    for col, justify in cols:
         table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     table.add_column("TIMELINE", no_wrap=True)
     if not spans:
         return table
+    counted: dict[str, float] = {}
+    inside: set[str] = set()
+    waits: list[Obj] = []
+    for summ in summaries:
+        for i, r in enumerate(summ.get("chain") or ()):
+            if r["kind"] == "wait":
+                waits.append(
+                    {
+                        "spanId": f"wait-{summ['uid']}-{i}",
+                        "name": f"wait {r['from'] or '?'} → {r['to'] or '?'}",
+                        "service": "",
+                        "start": r["start"],
+                        "end": r["end"],
+                        "attributes": {UID_ATTR: summ["uid"]},
+                        "counted": r["counted"],
+                    }
+                )
+            elif r["kind"] == "inside":
+                inside.add(r["spanId"])
+            else:
+                counted[r["spanId"]] = counted.get(r["spanId"], 0.0) + r["counted"]
+    spans = [*spans, *waits]
     t0 = min(s["start"] for s in spans)
     t1 = max(s["end"] for s in spans)
     scale = width / max(t1 - t0, 1)
@@ -179,7 +279,7 @@ def render(spans: Sequence[Obj], names: dict[str, str], title: str, width: int =
 
     for s in ordered(spans):
         service = str(s.get("service", "")).removeprefix("minik-")
-        colour = colours.setdefault(service, palette[len(colours) % len(palette)])
+        colour = colours.setdefault(service, palette[len(colours) % len(palette)]) if service else "dim"
         a = int((s["start"] - t0) * scale)
         b = max(a + 1, int(round((s["end"] - t0) * scale)))
         bar = Text(" " * a)
@@ -187,9 +287,20 @@ def render(spans: Sequence[Obj], names: dict[str, str], title: str, width: int =
         name = "  " * depth(s) + label(s, names, several)
         if s.get("error"):
             name += f"  ({s['error']})"
-        table.add_row(
-            name, Text(service, style=colour), "+" + _ms(s["start"] - t0), _ms(s["end"] - s["start"]), bar
-        )
+        cells: list[Any] = [name, Text(service, style=colour), "+" + _ms(s["start"] - t0)]
+        cells.append(_ms(s["end"] - s["start"]))
+        if summaries:
+            sid = s["spanId"]
+            if "counted" in s:
+                cells.append(_ms(int(s["counted"] * 1e9)))
+            elif sid in counted:
+                cells.append(_ms(int(counted[sid] * 1e9)))
+            else:
+                cells.append("(inside)" if sid in inside else "")
+        if not service:  # a wait: no component's span
+            cells[0] = Text(cells[0], style="dim")
+            bar = Text(" " * a + "·" * (b - a), style="dim")
+        table.add_row(*cells, bar)
     return table
 
 
@@ -253,16 +364,25 @@ def trace(
     from rich.console import Console
 
     console = Console(soft_wrap=False, width=max(160, Console().width))
-    console.print(render(spans, names, f"{names[obj['metadata']['uid']]} (uid {obj['metadata']['uid']})"))
+    console.print(
+        render(spans, names, f"{names[obj['metadata']['uid']]} (uid {obj['metadata']['uid']})", 40, summaries)
+    )
     for s in summaries:
+        pod = names.get(s["uid"], s["uid"])
         console.print(
-            f"{names.get(s['uid'], s['uid'])}: created → Ready in {s['createToReadySeconds'] * 1000:,.1f} ms;"
-            f" the steps cover {s['stepsSeconds'] * 1000:,.1f} ms of it ({s['stepsFraction']:.0%}),"
-            " the rest is watch delivery and queues between components"
+            f"{pod}: the steps to Running add up to {s['totalToRunningSeconds'] * 1000:,.1f} ms"
+            f" ({s['stepsToRunningSeconds'] * 1000:,.1f} ms in steps,"
+            f" {s['waitsToRunningSeconds'] * 1000:,.1f} ms waiting between components);"
+            f" measured created → Running: {s['createToRunningSeconds'] * 1000:,.1f} ms"
+            f" ({_agreement(s['totalToRunningSeconds'], s['createToRunningSeconds'])})"
         )
-        waits = [w for w in s["waits"] if w["seconds"] >= 0.001]
-        if waits:
-            console.print(
-                "  waits between steps: "
-                + ", ".join(f"{w['from']} → {w['to']} {w['seconds'] * 1000:,.1f} ms" for w in waits)
-            )
+        console.print(
+            f"{pod}: created → Ready in {s['createToReadySeconds'] * 1000:,.1f} ms"
+            f" (the rows add up to {s['totalToReadySeconds'] * 1000:,.1f} ms)"
+        )
+
+
+def _agreement(total: float, measured: float) -> str:
+    if measured <= 0:
+        return "nothing to compare"
+    return f"{(total - measured) / measured:+.1%}"

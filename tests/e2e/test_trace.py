@@ -1,5 +1,5 @@
 """``minik trace`` on a whole local cluster (tests/e2e/cluster.py, one node): every component's
-spans about a new pod, in order, adding up to the pod's create-to-Ready time; a Deployment and a
+spans about a new pod, in order, their chain adding up to the pod's create-to-Running time; a Deployment and a
 Service traced through their pods; an unknown object is an error."""
 
 from __future__ import annotations
@@ -122,15 +122,19 @@ def test_pod_trace_has_every_step_in_order_and_adds_up(cluster: LocalCluster) ->
     cluster.apply([service("traced", {"app": "traced"})])
     sent = time.time()
     cluster.apply([pod("traced-0", {"app": "traced"})])
-    ready = 0.0
+    ready = running = 0.0
     deadline = time.time() + 60
     while time.time() < deadline:
-        if is_ready(cluster.get("/api/v1/namespaces/default/pods/traced-0")):
+        seen = cluster.get("/api/v1/namespaces/default/pods/traced-0")
+        if not running and (seen.get("status") or {}).get("phase") == "Running":
+            running = time.time()
+        if is_ready(seen):
             ready = time.time()
             break
         time.sleep(0.01)
-    assert ready, cluster.logs()
+    assert ready and running, cluster.logs()
     observed = ready - sent  # the client's view: POST sent to Ready seen (an upper bound)
+    observed_running = running - sent
     uid = cluster.get("/api/v1/namespaces/default/pods/traced-0")["metadata"]["uid"]
 
     def complete() -> dict[str, Any] | None:  # the components ship their spans in batches
@@ -166,8 +170,48 @@ def test_pod_trace_has_every_step_in_order_and_adds_up(cluster: LocalCluster) ->
     assert abs(summary["stepsSeconds"] + sum(w["seconds"] for w in waits) - total) < 0.001 * total, summary
     assert all(w["from"] and w["to"] for w in waits)
 
+    # create -> Running: the rows of the chain (the top-level steps' counted parts and the waits
+    # between components) add up to the measured time, the create request's arrival to the end
+    # of the kubelet's status write with phase Running, within 10 %
+    measured = summary["createToRunningSeconds"]
+    assert 0 < measured <= total
+    # the client's view (POST sent to the phase Running seen) agrees within 10 % too
+    assert abs(measured - observed_running) <= 0.1 * observed_running, (measured, observed_running)
+    assert abs(summary["totalToRunningSeconds"] - measured) <= 0.1 * measured, summary
+    assert summary["stepsToRunningSeconds"] + summary["waitsToRunningSeconds"] == pytest.approx(
+        summary["totalToRunningSeconds"]
+    )
+    by_id = {s["spanId"]: s for s in own}
+    chain = [r for r in summary["chain"] if r["until"] == "Running"]
+    reach = summary["start"]
+    for r in chain:  # one after the other, none counted twice, nested sub-steps left out
+        if r["kind"] == "inside":  # wholly inside an earlier step: counted there
+            assert by_id[r["spanId"]]["end"] <= reach and r["counted"] == 0
+            continue
+        if r["kind"] == "wait":
+            start, end = r["start"], r["end"]
+            assert start == reach and r["from"] and r["to"]
+        else:
+            span = by_id[r["spanId"]]
+            start, end = span["start"], span["end"]
+            assert span["parentSpanId"] in ("", span["traceId"][16:])  # a top-level step
+            assert start <= reach < end
+        assert 0 < r["counted"] * 1e9 <= end - max(start, reach) + 1
+        reach = min(end, summary["running"])
+    assert reach == summary["running"]
+    in_chain = {by_id[r["spanId"]]["name"] for r in chain if r["kind"] != "wait"}
+    assert set(
+        POD_STEPS[POD_STEPS.index("scheduling queue wait") : POD_STEPS.index("readiness probe web")]
+    ) <= (in_chain), in_chain
+    assert "admission" not in in_chain and "etcd write" not in in_chain
+
     text = trace(cluster, "pod/traced-0")
     assert text.exit_code == 0, text.output
+    line = next(x for x in text.output.splitlines() if "the steps to Running add up to" in x)
+    added = float(line.split("add up to ")[1].split(" ms")[0].replace(",", ""))
+    shown = float(line.split("created → Running: ")[1].split(" ms")[0].replace(",", ""))
+    assert abs(added - shown) <= 0.1 * shown, line
+    assert "COUNTED" in text.output
     for step in POD_STEPS + ["proxy sync service", "dns records updated"]:
         assert step in text.output
     for component in ("apiserver", "scheduler", "kubelet", "controller-manager", "proxy", "dns"):

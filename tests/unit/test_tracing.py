@@ -186,6 +186,72 @@ def test_summary_counts_steps_and_the_waits_between_components() -> None:
     assert trace_cmd.summary(fixed_spans(pod, svc)[:3], pod) is None  # not Ready yet: no summary
 
 
+def test_chain_to_running_adds_up_without_counting_overlaps_twice() -> None:
+    """Overlapping top-level steps count only their uncovered part, a step inside another counts
+    nothing, nested sub-steps are not steps, and the waits fill the gaps: the rows add up to the
+    create request's arrival to the end of the status write with phase Running."""
+    pod, svc = uid(), uid()
+    ms = 1_000_000
+    spans = fixed_spans(pod, svc)
+    base = spans[0]
+
+    def s(name: str, start: int, end: int, **attrs: Any) -> dict[str, Any]:
+        return {
+            **base,
+            "spanId": f"{abs(hash((name, start, 'x'))) & 0xFFFFFFFFFFFFFFFF:016x}",
+            "name": name,
+            "service": "minik-kubelet",
+            "start": start,
+            "end": end,
+            "attributes": {**base["attributes"], **attrs},
+        }
+
+    spans = [x for x in spans if x["name"] not in ("start sandbox", "update pod status")] + [
+        s("start sandbox", 40 * ms, 70 * ms),
+        s("create container web", 45 * ms, 50 * ms),  # inside start sandbox
+        s("start container web", 65 * ms, 75 * ms),  # overlaps it: 5 ms counted
+        s("update pod status", 78 * ms, 80 * ms, **{"minik.pod.phase": "Running", "minik.pod.ready": False}),
+        s("readiness probe web", 79 * ms, 88 * ms),
+        s("update pod status", 90 * ms, 100 * ms, **{"minik.pod.phase": "Running", "minik.pod.ready": True}),
+    ]
+    summary = trace_cmd.summary(spans, pod)
+    assert summary is not None
+    assert summary["createToRunningSeconds"] == pytest.approx(0.080)
+    assert summary["totalToRunningSeconds"] == pytest.approx(summary["createToRunningSeconds"])
+    # steps: create 10, queue wait 5 + bind 10, sandbox 30, container start 5, status 2
+    assert summary["stepsToRunningSeconds"] == pytest.approx(0.062)
+    # waits: apiserver -> scheduler 5, scheduler -> kubelet 10, kubelet -> kubelet 3
+    assert summary["waitsToRunningSeconds"] == pytest.approx(0.018)
+    rows = summary["chain"]
+    by_id = {x["spanId"]: x["name"] for x in spans}
+    kinds = [(r["kind"], by_id.get(r.get("spanId", ""), "")) for r in rows if r["until"] == "Running"]
+    assert ("inside", "create container web") in kinds
+    assert ("step", "admission") not in kinds  # a part of the create request
+    # after Running: the probe's rest (8 ms), a wait (2 ms), the Ready status write (10 ms)
+    assert summary["totalToReadySeconds"] == pytest.approx(0.100)
+    assert summary["createToReadySeconds"] == pytest.approx(0.100)
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    out = trace_cmd.render(spans, {pod: "pod/web", svc: "service/web"}, "pod/web", 20, [summary])
+    Console(file=buf, width=200, color_system=None).print(out)
+    text = buf.getvalue()
+    assert "COUNTED" in text
+    assert "wait scheduler → kubelet" in text
+    row = next(line for line in text.splitlines() if "start container web" in line)
+    assert "10.0 ms" in row and "5.0 ms" in row
+    assert "(inside)" in next(line for line in text.splitlines() if "create container web" in line)
+
+
+def test_running_without_the_phase_attribute_is_the_first_status_write_after_a_start() -> None:
+    pod, svc = uid(), uid()
+    spans = fixed_spans(pod, svc)
+    assert trace_cmd.running_at(spans, pod) is None  # no container started: no Running write
+    start = {**spans[4], "spanId": "c" * 16, "name": "start container web", "start": 50, "end": 60}
+    assert trace_cmd.running_at([*spans, start], pod) == spans[5]["end"]
+
+
 def test_waterfall_rows_in_order_with_children_under_their_parent() -> None:
     from rich.console import Console
 
