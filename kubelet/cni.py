@@ -138,31 +138,37 @@ def load_conflist(conf_dir: str, name: str | None = None) -> NetworkConfigList:
     )
 
 
-def generate_conflist(network_name: str, bridge: str, pod_cidr: str, cache_dir: str) -> Obj:
+def generate_conflist(
+    network_name: str, bridge: str, pod_cidr: str, cache_dir: str, mtu: int | None = None
+) -> Obj:
     """The kubelet's own conflist for the node's pod CIDR: a bridge with host-local IPAM (gateway
     the first host address, hairpin for Services that lead back to the pod) and portmap for
     ``hostPort``.  Masquerading and the FORWARD accept rules are per network, not per pod
     (:func:`ensure_host_rules`): the bridge plugin's ``ipMasq`` and the firewall plugin would add
-    several iptables calls to every pod start."""
+    several iptables calls to every pod start.  ``mtu``: the bridge's and the pods' veth MTU (an
+    overlay's encapsulation leaves less than the host's; kubelet/overlay.py)."""
     net = ipaddress.ip_network(pod_cidr, strict=False)
     gateway = str(next(net.hosts()))
+    bridge_conf: Obj = {
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": True,
+        "ipMasq": False,
+        "hairpinMode": True,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": str(net), "gateway": gateway}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": os.path.join(cache_dir, "networks"),
+        },
+    }
+    if mtu:
+        bridge_conf["mtu"] = mtu
     return {
         "cniVersion": CNI_VERSION,
         "name": network_name,
         "plugins": [
-            {
-                "type": "bridge",
-                "bridge": bridge,
-                "isGateway": True,
-                "ipMasq": False,
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": str(net), "gateway": gateway}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": os.path.join(cache_dir, "networks"),
-                },
-            },
+            bridge_conf,
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
         ],
     }
@@ -569,8 +575,10 @@ class PodNetwork:
         cache_dir: str = DEFAULT_CACHE_DIR,
         bridge: str | None = None,
         timeout: float = PLUGIN_TIMEOUT,
+        mtu: int | None = None,
     ) -> None:
         self.network_name = network_name
+        self.mtu = mtu  # the pods' MTU (None: the bridge plugin's default, the host's)
         self.conf_dir = conf_dir
         self.cache_dir = cache_dir
         self.bridge = bridge or bridge_name(network_name)
@@ -591,7 +599,8 @@ class PodNetwork:
         if len(self.bridge) > 15:
             raise ValueError(f"bridge name {self.bridge!r} is longer than 15 characters")
         path = write_conflist(
-            self.conf_dir, generate_conflist(self.network_name, self.bridge, pod_cidr, self.cache_dir)
+            self.conf_dir,
+            generate_conflist(self.network_name, self.bridge, pod_cidr, self.cache_dir, self.mtu),
         )
         self.net = load_conflist(self.conf_dir, self.network_name)
         why = ensure_bridge_netfilter()
