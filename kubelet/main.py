@@ -20,7 +20,7 @@ from apimachinery.client import Client
 from apimachinery.component import add_kubeconfig_flags, run_component
 from apimachinery.kubeconfig import ClientConfig, load_config
 
-from . import auth, cni
+from . import auth, cni, overlay
 from .certrotation import Rotator
 from .docker_runtime import DockerRuntime
 from .kubelet import Kubelet
@@ -166,6 +166,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="spec.expirationSeconds of the renewal CSRs (default: the signer's duration)",
     )
+    p.add_argument(
+        "--pod-network-backend",
+        choices=overlay.BACKENDS,
+        default="none",
+        help="how pods reach the other nodes' pods: vxlan (an overlay, nodes anywhere IP reaches),"
+        " host-gw (routes via the nodes, one L2 segment) or none (one node, or routes made elsewhere)",
+    )
+    p.add_argument(
+        "--overlay-interface",
+        default="",
+        help="the interface the other nodes are reached on (default: the one with the --node-ip)",
+    )
+    p.add_argument(
+        "--overlay-device",
+        default=overlay.DEFAULT_DEVICE,
+        help="the vxlan device (--pod-network-backend vxlan)",
+    )
+    p.add_argument(
+        "--cluster-cidr",
+        default=overlay.DEFAULT_CLUSTER_CIDR,
+        help="the pods' network of all nodes (host-gw touches only routes inside it)",
+    )
+    p.add_argument(
+        "--cleanup",
+        action="store_true",
+        help="remove the pod network backend's device or routes from this host and exit",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0)
     return p.parse_args(argv)
 
@@ -248,6 +275,19 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     runtime = DockerRuntime(args.node_name, args.docker_host, args.pod_infra_image)
     node_ip = args.node_ip or default_node_ip()
     os.makedirs(args.root_dir, exist_ok=True)
+    try:
+        backend = overlay.Overlay(
+            args.pod_network_backend,
+            args.node_name,
+            public_ip=args.node_ip or ("" if args.overlay_interface else node_ip),
+            interface=args.overlay_interface,
+            device=args.overlay_device,
+            cluster_cidr=args.cluster_cidr,
+        )
+        pod_mtu = backend.pod_mtu()
+    except (ValueError, overlay.KernelError) as exc:
+        raise SystemExit(f"minik-kubelet: --pod-network-backend {args.pod_network_backend}: {exc}") from exc
+    overlay_task: asyncio.Task[None] | None = None
     network = None
     pod_cidr = args.pod_cidr
     if args.network_plugin == "cni":
@@ -255,7 +295,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         if len(bridge) > 15:
             raise SystemExit(f"minik-kubelet: --cni-bridge {bridge!r} is longer than 15 characters")
         network = cni.PodNetwork(
-            args.network_name, args.cni_conf_dir, args.cni_bin_dir, args.cni_cache_dir, bridge
+            args.network_name, args.cni_conf_dir, args.cni_bin_dir, args.cni_cache_dir, bridge, mtu=pod_mtu
         )
     elif not pod_cidr:
         pod_cidr = DEFAULT_POD_CIDR
@@ -288,6 +328,10 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
                     return
                 except TimeoutError:
                     continue
+        if backend.backend != "none":
+            overlay_task = asyncio.create_task(
+                overlay.run(client, backend, kubelet.pod_cidr or "", stop), name="pod-network-backend"
+            )
         if args.port:
             server = _Server(https_config(args, kubelet, client, node_ip))
             server_task = asyncio.create_task(server.serve(), name="kubelet-https")
@@ -312,6 +356,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await asyncio.gather(rotation, return_exceptions=True)
         log.info("node %s: stopping (containers keep running)", args.node_name)
     finally:
+        if overlay_task is not None:
+            overlay_task.cancel()
+            await asyncio.gather(overlay_task, return_exceptions=True)
         if healthz is not None:
             healthz.close()
         if server is not None and server_task is not None:
@@ -322,8 +369,30 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         runtime.close()
 
 
+def cleanup(args: argparse.Namespace) -> None:
+    """``--cleanup``: remove the backend's vxlan device (its routes, neighbours and FDB entries go
+    with it) or host-gw routes; the kernel keeps them when the kubelet stops, as flannel's do."""
+    backend = overlay.Overlay(
+        args.pod_network_backend,
+        args.node_name,
+        interface=args.overlay_interface,
+        device=args.overlay_device,
+        cluster_cidr=args.cluster_cidr,
+    )
+    if backend.backend == "host-gw" and not backend.interface:
+        with contextlib.suppress(overlay.KernelError):
+            backend.public_ip = args.node_ip or default_node_ip()
+            backend.resolve()
+    removed = backend.cleanup()
+    print(f"pod network backend {backend.backend}: {'removed' if removed else 'nothing to remove'}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    run_component(parse_args(argv), run, debug_verbosity=2, quiet=("httpx",))
+    args = parse_args(argv)
+    if args.cleanup:
+        cleanup(args)
+        return
+    run_component(args, run, debug_verbosity=2, quiet=("httpx",))
 
 
 if __name__ == "__main__":
