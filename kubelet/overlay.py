@@ -250,7 +250,7 @@ def route_changes(
     return add, sorted(stale)
 
 
-def annotations(backend: str, public_ip: str, mac: str = "", vni: int = DEFAULT_VNI) -> dict[str, str]:
+def node_annotations(backend: str, public_ip: str, mac: str = "", vni: int = DEFAULT_VNI) -> dict[str, str]:
     """flannel's annotations of a node for its backend."""
     data = json.dumps({"VNI": vni, "VtepMAC": mac}) if backend == "vxlan" else "null"
     return {BACKEND_TYPE: backend, BACKEND_DATA: data, PUBLIC_IP: public_ip}
@@ -437,7 +437,7 @@ class Overlay:
             return {}
         self.resolve()
         if self.backend == "host-gw":
-            return annotations("host-gw", self.public_ip)
+            return node_annotations("host-gw", self.public_ip)
         net = _ipv4_net(pod_cidr, None)
         if net is None:
             raise KernelError(f"pod CIDR {pod_cidr!r}: the vxlan backend needs an IPv4 network")
@@ -467,7 +467,7 @@ class Overlay:
             "overlay: %s VNI %d local %s dev %s, %s, MTU %d, VTEP MAC %s",
             dev, self.vni, self.public_ip, self.interface, want, self.mtu - VXLAN_OVERHEAD, self.mac,
         )  # fmt: skip
-        return annotations("vxlan", self.public_ip, self.mac, self.vni)
+        return node_annotations("vxlan", self.public_ip, self.mac, self.vni)
 
     def sync(self, nodes: list[Obj]) -> Changes:
         """Bring the kernel's entries in line with ``nodes``: the changes made."""

@@ -14,8 +14,8 @@ from kubelet.overlay import (
     Entries,
     Overlay,
     Peer,
-    annotations,
     diff_entries,
+    node_annotations,
     plan_routes,
     plan_vxlan,
     vxlan_entries,
@@ -38,13 +38,13 @@ def vx(mac: str, ip: str, vni: Any = 1) -> dict[str, str]:
 
 
 def test_annotations_are_flannels() -> None:
-    ann = annotations("vxlan", "192.0.2.1", "aa:bb:cc:dd:ee:ff")
+    ann = node_annotations("vxlan", "192.0.2.1", "aa:bb:cc:dd:ee:ff")
     assert ann == {
         BACKEND_TYPE: "vxlan",
         BACKEND_DATA: '{"VNI": 1, "VtepMAC": "aa:bb:cc:dd:ee:ff"}',
         PUBLIC_IP: "192.0.2.1",
     }
-    assert annotations("host-gw", "192.0.2.1")[BACKEND_DATA] == "null"
+    assert node_annotations("host-gw", "192.0.2.1")[BACKEND_DATA] == "null"
 
 
 def test_a_peer_per_other_annotated_node_and_bad_ones_skipped() -> None:
