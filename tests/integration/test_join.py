@@ -1,0 +1,353 @@
+"""``minik join`` / ``minik leave`` of a second node on this host beside a ``minik up`` cluster.
+
+The cluster (its own ports, CIDRs, CNI network and chain prefix) has a /23 cluster CIDR, so node
+IPAM has a /24 for the joined node too.  The joined node has its own state directory, node name,
+kubelet port, CNI network (bridge, conflist and cache in its state) and iptables chain prefix.
+Checked: a wrong CA pin ends the join before the token is sent (the API server's audit log has the
+anonymous discovery request and no request of the token's user); a token that cannot authenticate
+is refused with 401; a join goes Ready, `minik status` shows its kubelet and proxy, a pod runs on
+it, its client certificate rotates (short certificates and a rotation fraction, so it happens in
+seconds) through a selfnodeclient CSR; `minik leave` removes the Node and everything it made.
+Needs root, Docker and iptables (``testkit.prereq``); everything is removed in finally blocks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apimachinery.bootstraptoken import ca_pin
+from kubelet import cni
+from testkit import prereq, wait
+from testkit.host import free_subnets, processes_mentioning, used_networks
+from testkit.images import BUSYBOX_IMAGE, ensure_busybox_image
+from testkit.processes import _port_free, minik_up_args
+
+BIN = Path(sys.executable).parent
+MINIK = str(BIN / "minik")
+
+
+@dataclass
+class Cluster:
+    work: Path
+    state: Path
+    kubeconfig: Path
+    node: str
+    prefix: str
+    server: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def minik(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([MINIK, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"minik {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.minik("get", *args, "-o", "json").stdout)
+
+    def audit_users(self) -> list[tuple[str, str]]:
+        """(user, requestURI) of every request in the API server's audit log."""
+        out = []
+        for line in (self.state / "logs" / "audit.log").read_text().splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            out.append((str((ev.get("user") or {}).get("username")), str(ev.get("requestURI"))))
+        return out
+
+
+def free_slash23() -> str:
+    used = used_networks()
+    for _ in range(200):
+        net = ipaddress.ip_network(free_subnets(1, range(220, 228))[0]).supernet(new_prefix=23)
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+    raise RuntimeError("no free /23 for the test")
+
+
+def free_kubelet_port() -> int:
+    while True:
+        port = random.randrange(20000, 32000)
+        if _port_free(port) and _port_free(port - 1):
+            return port
+
+
+def _kill_mentioning(needle: str) -> None:
+    for line in processes_mentioning(needle):
+        try:
+            os.kill(int(line.split(":")[0]), 9)
+        except OSError:
+            pass
+
+
+def _remove_node_containers(node: str) -> None:
+    import docker
+
+    client = docker.from_env()
+    try:
+        for ct in client.containers.list(all=True, filters={"label": f"io.minik.node={node}"}):
+            ct.remove(force=True)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    prereq.require_root()
+    prereq.require_docker()
+    prereq.require_iptables()
+    ensure_busybox_image()
+    work = tmp_path_factory.mktemp("minik-join")
+    tag = uuid.uuid4().hex[:6]
+    node, prefix = f"jc-{tag}", f"JC{tag.upper()}"
+    service_cidr = f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
+    args, api_port = minik_up_args(work / "state", node, free_slash23(), service_cidr, prefix)
+    c = Cluster(work, work / "state", work / "kubeconfig", node, prefix, f"https://127.0.0.1:{api_port}")
+    try:
+        c.minik("up", *args)
+        yield c
+    finally:
+        subprocess.run(
+            [MINIK, "down", "--state-dir", str(c.state)], env=c.env, capture_output=True, timeout=120
+        )
+        subprocess.run(
+            [str(BIN / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", prefix],
+            capture_output=True,
+            timeout=60,
+        )
+        _remove_node_containers(node)
+        cni.cleanup_network(
+            str(c.state / "cni" / "net.d"),
+            f"minik-{node}",
+            cni.bridge_name(f"minik-{node}"),
+            str(c.state / "cni" / "cache"),
+        )
+        _kill_mentioning(str(c.state))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class Worker:
+    state: Path
+    node: str
+    network: str
+    prefix: str
+    kubelet_port: int
+
+    def join_args(self) -> list[str]:
+        return [
+            *(
+                "--state-dir",
+                str(self.state),
+                "--node-name",
+                self.node,
+                "--kubelet-port",
+                str(self.kubelet_port),
+            ),
+            *("--network-name", self.network, "--iptables-chain-prefix", self.prefix),
+            *(
+                "--cni-conf-dir",
+                str(self.state / "cni" / "net.d"),
+                "--cni-cache-dir",
+                str(self.state / "cni" / "cache"),
+            ),
+        ]
+
+
+@pytest.fixture()
+def worker(cluster: Cluster, tmp_path: Path) -> Iterator[Worker]:
+    tag = uuid.uuid4().hex[:6]
+    w = Worker(tmp_path / "worker", f"jw-{tag}", f"minik-jw-{tag}", f"JW{tag.upper()}", free_kubelet_port())
+    try:
+        yield w
+    finally:
+        cluster.minik("leave", "--force", "--state-dir", str(w.state), check=False)
+        cluster.minik("down", "--state-dir", str(w.state), check=False)
+        subprocess.run(
+            [str(BIN / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", w.prefix],
+            capture_output=True,
+            timeout=60,
+        )
+        _remove_node_containers(w.node)
+        cni.cleanup_network(
+            str(w.state / "cni" / "net.d"),
+            w.network,
+            cni.bridge_name(w.network),
+            str(w.state / "cni" / "cache"),
+        )
+        _kill_mentioning(str(w.state))
+        cluster.minik("delete", "node", w.node, "--ignore-not-found", check=False)
+
+
+def new_token(cluster: Cluster, *extra: str) -> tuple[str, str]:
+    """(token, CA pin) from `minik token create --print-join-command`."""
+    line = cluster.minik("token", "create", "--print-join-command", *extra).stdout.split()
+    return line[line.index("--token") + 1], line[line.index("--discovery-token-ca-cert-hash") + 1]
+
+
+def test_wrong_ca_hash_is_refused_before_the_token_is_sent(cluster: Cluster, worker: Worker) -> None:
+    token, pin = new_token(cluster)
+    wrong = "sha256:" + "0" * 64
+    assert wrong != pin
+    proc = cluster.minik(
+        "join",
+        cluster.server,
+        "--token",
+        token,
+        "--discovery-token-ca-cert-hash",
+        wrong,
+        *worker.join_args(),
+        check=False,
+    )
+    assert proc.returncode != 0, proc.stdout
+    text = " ".join(proc.stdout.split())  # rich wraps lines
+    assert "discovery failed, the token was not sent" in text and "matches none given" in text
+    user = f"system:bootstrap:{token.split('.')[0]}"
+    seen = wait.wait_for(
+        lambda: [u for u in cluster.audit_users() if "cluster-info" in u[1]],
+        10,
+        "the discovery request audited",
+    )
+    assert any(u == "system:anonymous" for u, _ in seen), seen
+    assert not [e for e in cluster.audit_users() if e[0] == user]
+    assert not (worker.state / "kubeconfigs" / "kubelet.conf").exists()
+
+
+def test_a_token_that_cannot_authenticate_is_refused_with_401(cluster: Cluster, worker: Worker) -> None:
+    # signs cluster-info (discovery passes) but is not an authentication token: the API server says 401
+    token, pin = new_token(cluster, "--usages", "signing", "--groups", "")
+    proc = cluster.minik(
+        "join",
+        cluster.server,
+        "--token",
+        token,
+        "--discovery-token-ca-cert-hash",
+        pin,
+        *worker.join_args(),
+        check=False,
+    )
+    assert proc.returncode != 0, proc.stdout
+    assert "401 Unauthorized" in " ".join(proc.stdout.split()), proc.stdout
+    assert not (worker.state / "kubeconfigs" / "kubelet.conf").exists()
+    # and a token no Secret holds, sent straight to the CSR endpoint with the right CA
+    from cli.join import JoinError, bootstrap_credentials
+
+    ca = (cluster.state / "pki" / "ca.crt").read_text()
+    assert ca_pin(ca) == pin
+    with pytest.raises(JoinError, match="401"):
+        bootstrap_credentials(cluster.server, ca, "aaaaaa.bbbbbbbbbbbbbbbb", worker.node, worker.state / "x")
+
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: on-worker
+spec:
+  nodeSelector: {kubernetes.io/hostname: NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: IMAGE
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+"""
+
+
+def test_join_runs_pods_rotates_its_certificate_and_leaves(cluster: Cluster, worker: Worker) -> None:
+    from cryptography import x509
+
+    token, pin = new_token(cluster)
+    cluster.minik(
+        "join",
+        cluster.server,
+        *("--token", token, "--discovery-token-ca-cert-hash", pin),
+        *worker.join_args(),
+        # certificates of 10 minutes (+5 backdated), renewed after 36 % of that: ~24 s after issue
+        *("--certificate-expiration-seconds", "600", "--certificate-rotation-fraction", "0.36"),
+    )
+    node = cluster.get("node", worker.node)
+    ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "True"
+    status = cluster.minik("status", "--state-dir", str(worker.state))
+    assert "kubelet" in status.stdout and "proxy" in status.stdout and "unhealthy" not in status.stdout
+    pem = worker.state / "kubelet" / "pki" / "kubelet-client-current.pem"
+    first = x509.load_pem_x509_certificate(pem.read_bytes())
+    assert first.subject.rfc4514_string() == f"CN=system:node:{worker.node},O=system:nodes"
+
+    manifest = worker.state.parent / "pod.yaml"
+    manifest.write_text(POD.replace("NODE", worker.node).replace("IMAGE", BUSYBOX_IMAGE))
+    cluster.minik("apply", "-f", str(manifest))
+    try:
+        pod = wait.wait_for(
+            lambda: (p := cluster.get("pod", "on-worker"))["status"].get("phase") == "Running" and p,
+            90,
+            "the pod Running on the joined node",
+            0.5,
+            retry_errors=True,
+        )
+        assert pod["spec"]["nodeName"] == worker.node
+
+        # rotation: a new certificate for the same node, asked for by the node itself and approved
+        def rotated() -> x509.Certificate | None:
+            cert = x509.load_pem_x509_certificate(pem.read_bytes())
+            return cert if cert.serial_number != first.serial_number else None
+
+        second = wait.wait_for(rotated, 120, "the client certificate rotated", 0.5, retry_errors=True)
+        assert second.subject == first.subject
+        csrs = cluster.get("csr")["items"]
+        mine = [c for c in csrs if c["spec"].get("username") == f"system:node:{worker.node}"]
+        assert mine, [c["spec"].get("username") for c in csrs]
+        conds = {c["type"]: c for c in mine[0]["status"]["conditions"]}
+        assert conds["Approved"]["message"].startswith("Auto approving self kubelet client certificate")
+        # the kubelet keeps working with it: the Node stays Ready, its lease renewed
+        log = (worker.state / "logs" / "kubelet.log").read_text()
+        assert "rotated the client certificate" in log
+        wait.wait_for(
+            lambda: (
+                [c for c in cluster.get("node", worker.node)["status"]["conditions"] if c["type"] == "Ready"][
+                    0
+                ]["status"]
+                == "True"
+            ),
+            30,
+            "the node Ready after the rotation",
+            retry_errors=True,
+        )
+    finally:
+        cluster.minik("delete", "pod", "on-worker", "--ignore-not-found", "--wait=false", check=False)
+
+    cluster.minik("leave", "--state-dir", str(worker.state), "--kubeconfig", str(cluster.kubeconfig))
+    assert cluster.minik("get", "node", worker.node, check=False).returncode != 0
+    assert not processes_mentioning(str(worker.state))
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    assert cni.bridge_name(worker.network) not in links
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    assert f"{worker.prefix}-" not in rules
+    import docker
+
+    client = docker.from_env()
+    try:
+        assert not client.containers.list(all=True, filters={"label": f"io.minik.node={worker.node}"})
+    finally:
+        client.close()
+    assert not (worker.state / "kubeconfigs").exists() and not pem.exists()
