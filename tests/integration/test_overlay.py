@@ -4,13 +4,18 @@ backend from Node objects, and a pod behind each host's bridge."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from kubelet.overlay import Overlay, cleanup_device
+from apimachinery.client import Client
+from apimachinery.kubeconfig import load_config
+from kubelet.overlay import Overlay, cleanup_device, run
 from testkit import prereq
 from testkit.overlaylab import CLUSTER_CIDR, OverlayLab, sh, tcp_ping
 
@@ -95,3 +100,58 @@ def test_a_changed_node_is_reprogrammed_and_bad_annotations_are_skipped(lab: Ove
     assert ch.neigh_add == {"10.244.2.0": o2.mac} and len(ch.fdb_del) == 1
     assert tcp_ping(h1.pod_ns, h2.pod_ns, h2.pod_ip) == "pong hello"
     assert o1.cleanup() and sh("ip", "link", "show", "minik.1", ns=h1.ns, check=False).returncode != 0
+
+
+def test_the_backend_follows_the_node_objects_of_an_api_server(lab: OverlayLab, apiserver: Any) -> None:
+    """overlay.run: each node publishes its annotations on its Node and programs the others from a
+    watch; a deleted Node's entries go."""
+    h1, h2 = lab.hosts
+    lab.add_pods(1450)
+    with apiserver.http() as api:
+        for h in lab.hosts:
+            r = api.post(
+                "/api/v1/nodes", json={"metadata": {"name": h.name}, "spec": {"podCIDR": h.pod_cidr}}
+            )
+            assert r.status_code == 201, r.text
+
+        async def scenario() -> None:
+            stop = asyncio.Event()
+            clients = [Client(load_config(apiserver.kubeconfig)) for _ in lab.hosts]
+            ovs = [Overlay("vxlan", h.name, public_ip=h.ip, netns=h.ns) for h in lab.hosts]
+            tasks = [
+                asyncio.create_task(run(c, o, h.pod_cidr, stop))
+                for c, o, h in zip(clients, ovs, lab.hosts, strict=True)
+            ]
+            try:
+                deadline = time.monotonic() + 20
+                while True:
+                    try:
+                        assert await asyncio.to_thread(tcp_ping, h1.pod_ns, h2.pod_ns, h2.pod_ip, 5201, 1.0)
+                        break
+                    except ConnectionError:
+                        assert time.monotonic() < deadline, "the pods never reached each other"
+                        await asyncio.sleep(0.2)
+                assert await asyncio.to_thread(tcp_ping, h2.pod_ns, h1.pod_ns, h1.pod_ip) == "pong hello"
+                ann = api.get(f"/api/v1/nodes/{h2.name}").json()["metadata"]["annotations"]
+                assert ann["flannel.alpha.coreos.com/backend-type"] == "vxlan"
+                assert ann["flannel.alpha.coreos.com/public-ip"] == h2.ip
+                assert json.loads(ann["flannel.alpha.coreos.com/backend-data"])["VtepMAC"] == ovs[1].mac
+                assert api.delete(f"/api/v1/nodes/{h2.name}").status_code == 200
+                deadline = time.monotonic() + 20
+                while sh("ip", "route", "show", h2.pod_cidr, ns=h1.ns).stdout.strip():
+                    assert time.monotonic() < deadline, "node2's route outlived its Node"
+                    await asyncio.sleep(0.2)
+                assert ovs[1].mac not in sh("bridge", "fdb", "show", "dev", "minik.1", ns=h1.ns).stdout
+            finally:
+                stop.set()
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for c in clients:
+                    await c.aclose()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            for h in lab.hosts:
+                api.delete(f"/api/v1/nodes/{h.name}")

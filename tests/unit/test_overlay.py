@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from kubelet.cni import generate_conflist
 from kubelet.overlay import (
     BACKEND_DATA,
     BACKEND_TYPE,
@@ -117,3 +118,11 @@ def test_bad_settings_are_refused() -> None:
         Overlay("vxlan", "n", cluster_cidr="fd00::/48")
     assert Overlay("none", "n").pod_mtu() is None
     assert not Overlay("none", "n").sync([node("x", "10.244.1.0/24")])
+
+
+def test_the_conflist_carries_the_pod_mtu() -> None:
+    conf = generate_conflist("minik-pods", "minik0", "10.244.1.0/24", "/var/lib/cni", 1450)
+    assert conf["plugins"][0]["mtu"] == 1450
+    assert (
+        "mtu" not in generate_conflist("minik-pods", "minik0", "10.244.1.0/24", "/var/lib/cni")["plugins"][0]
+    )
