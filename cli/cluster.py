@@ -889,7 +889,7 @@ def cleanup_host(state: Path) -> list[str]:
     try:
         client = _docker_client()
     except Exception:  # noqa: BLE001 - no engine: nothing of ours can be left in it
-        return removed + _cleanup_cni(cfg)
+        return removed + _cleanup_cni(cfg, state)
     try:
         import docker.errors
 
@@ -909,17 +909,42 @@ def cleanup_host(state: Path) -> list[str]:
     finally:
         client.close()
     # after the pods: the CNI network they were attached to
-    return removed + _cleanup_cni(cfg)
+    return removed + _cleanup_cni(cfg, state)
 
 
-def _cleanup_cni(cfg: dict[str, Any]) -> list[str]:
+def _cleanup_cni(cfg: dict[str, Any], state: Path | None = None) -> list[str]:
+    out: list[str] = []
+    backend, device = pod_network_backend(read_json(state / "status.json") if state else {}, cfg)
+    if backend == "vxlan":
+        from kubelet import overlay
+
+        if overlay.cleanup_device(device):
+            out.append(f"the overlay device {device} with its routes, neighbours and FDB entries")
     try:
-        return cleanup_pod_network(
+        return out + cleanup_pod_network(
             cfg["cni_conf_dir"], cfg["network_name"], cfg["cni_bridge"], cfg["cni_cache_dir"]
         )
     except Exception as exc:  # noqa: BLE001 - report, do not crash
         console.print(f"[yellow]removing the CNI network {cfg['network_name']} failed: {exc}[/yellow]")
-        return []
+        return out
+
+
+def pod_network_backend(status: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, str]:
+    """(the kubelet's --pod-network-backend, its --overlay-device), from its command line in
+    ``status.json`` (else ``cfg``'s ``pod_network_backend``; the kubelet's default is none)."""
+    argv = list((status.get("kubelet") or {}).get("argv") or [])
+
+    def flag(name: str, default: str) -> str:
+        for i, a in enumerate(argv):
+            if a == name and i + 1 < len(argv):
+                return str(argv[i + 1])
+            if a.startswith(name + "="):
+                return a.split("=", 1)[1]
+        return default
+
+    return flag("--pod-network-backend", str(cfg.get("pod_network_backend") or "none")), flag(
+        "--overlay-device", "minik.1"
+    )
 
 
 def delete(state_dir: Path | None = typer.Option(None, help="state directory (default ~/.minik)")) -> None:
@@ -950,6 +975,9 @@ def status(state_dir: Path = typer.Option(None, help="state directory (default ~
     with ThreadPoolExecutor(8) as pool:
         report = health(state, cfg, pool)
     console.print(f"supervisor pid {pid}, state {state}, API server {api_url(cfg)}")
+    backend, device = pod_network_backend(read_json(state / "status.json"), cfg)
+    where = f" (device {device})" if backend == "vxlan" else ""
+    console.print(f"pod network: CNI bridge {cfg['cni_bridge']}, backend between nodes {backend}{where}")
     console.print(status_table(state, cfg, report))
     from .commands.prometheus import url_if_running
 
