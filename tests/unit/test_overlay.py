@@ -126,3 +126,12 @@ def test_the_conflist_carries_the_pod_mtu() -> None:
     assert (
         "mtu" not in generate_conflist("minik-pods", "minik0", "10.244.1.0/24", "/var/lib/cni")["plugins"][0]
     )
+
+
+def test_minik_status_reads_the_backend_from_the_kubelets_command_line() -> None:
+    from cli.cluster import pod_network_backend
+
+    argv = ["minik-kubelet", "--pod-network-backend", "vxlan", "--overlay-device=ov.1"]
+    assert pod_network_backend({"kubelet": {"argv": argv}}, {}) == ("vxlan", "ov.1")
+    assert pod_network_backend({}, {}) == ("none", "minik.1")
+    assert pod_network_backend({}, {"pod_network_backend": "host-gw"})[0] == "host-gw"
