@@ -1,65 +1,163 @@
 """``autoscaling/v1`` HorizontalPodAutoscalers: a view of the stored ``autoscaling/v2`` objects.
 
-kubectl 1.32's ``kubectl autoscale`` creates its HPA as ``autoscaling/v1``.  This module answers
-create, get and list of that version by converting, as Kubernetes' conversion does:
-``spec.targetCPUUtilizationPercentage`` is a ``Resource`` metric for ``cpu`` with a
-``Utilization`` target (none: the v2 default, 80 %), and back; ``status.currentCPUUtilizationPercentage``
-comes from the current CPU metric.  Metrics v1 cannot express are not shown in v1 (Kubernetes keeps
-them in annotations).  Update, patch, delete and watch of v1 are ``405``: use ``autoscaling/v2``.
+Kubernetes stores HPAs in one version and converts on every request; minik stores ``autoscaling/v2``
+and this module serves ``autoscaling/v1`` with every verb (get, list, watch, create, update, patch,
+delete, deletecollection, the ``status`` subresource) by converting each way, as Kubernetes'
+conversion (``pkg/apis/autoscaling/v1/conversion.go``) does:
+
+* ``spec.targetCPUUtilizationPercentage`` is a ``Resource`` metric for ``cpu`` with a
+  ``Utilization`` target, and back; ``status.currentCPUUtilizationPercentage`` the current
+  ``cpu`` utilization.
+* What v1 cannot express rides in annotations of the v1 object, so a v1 read-modify-write keeps
+  it: ``autoscaling.alpha.kubernetes.io/metrics`` (the other metrics),
+  ``autoscaling.alpha.kubernetes.io/behavior``, and on reads
+  ``autoscaling.alpha.kubernetes.io/current-metrics`` and ``autoscaling.alpha.kubernetes.io/conditions``.
+  They hold the ``autoscaling/v2`` JSON of those fields (Kubernetes writes the metric lists in the
+  older ``autoscaling/v1`` ``MetricSpec`` shape). A v2 object never keeps them.
+
+Server-side apply of a v1 object is refused (``415``); use ``autoscaling/v2`` for it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
+import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
-from apimachinery import errors
-from apimachinery.resources import kind_info
+from apimachinery import errors, printers
+from apimachinery.resources import ResourceInfo, kind_info
 
-from .registry import Storage
+from .registry import Registry, Storage
 
 Obj = dict[str, Any]
 V2 = kind_info("autoscaling/v2", "HorizontalPodAutoscaler")
+# served here, not in the resource table: nothing is stored as v1
+V1: ResourceInfo = replace(V2, version="v1")
 API_VERSION = "autoscaling/v1"
+KIND = "HorizontalPodAutoscaler"
+
+PREFIX = "autoscaling.alpha.kubernetes.io/"
+METRICS = PREFIX + "metrics"
+CURRENT_METRICS = PREFIX + "current-metrics"
+CONDITIONS = PREFIX + "conditions"
+BEHAVIOR = PREFIX + "behavior"
+ANNOTATIONS = (METRICS, CURRENT_METRICS, CONDITIONS, BEHAVIOR)
 
 
-def _cpu_target(metrics: Any) -> int | None:
-    for m in metrics or []:
-        res = (m or {}).get("resource") or {}
-        target = res.get("target") or {}
-        if m.get("type") == "Resource" and res.get("name") == "cpu" and target.get("type") == "Utilization":
-            value = target.get("averageUtilization")
-            return int(value) if value is not None else None
-    return None
+def _is_cpu_utilization(m: Any) -> bool:
+    if not isinstance(m, dict) or m.get("type") != "Resource":
+        return False
+    res = m.get("resource") or {}
+    return res.get("name") == "cpu" and (res.get("target") or {}).get("type") == "Utilization"
+
+
+def _is_cpu_current(m: Any) -> bool:
+    if not isinstance(m, dict) or m.get("type") != "Resource":
+        return False
+    res = m.get("resource") or {}
+    return res.get("name") == "cpu" and (res.get("current") or {}).get("averageUtilization") is not None
+
+
+def _load(annotations: dict[str, Any], key: str, want: type, field: str) -> Any:
+    raw = annotations.pop(key, None)
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw) if isinstance(raw, str) else None
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, want):
+        raise errors.invalid(
+            KIND,
+            "",
+            [errors.cause(f"metadata.annotations[{key}]", f"Invalid value: must be JSON: {field}")],
+            "autoscaling",
+        )
+    return value
 
 
 def to_v2(obj: Obj) -> Obj:
-    spec = dict(obj.get("spec") or {})
+    """An ``autoscaling/v1`` object as ``autoscaling/v2`` (the v2-only fields from the annotations)."""
+    meta = copy.deepcopy(obj.get("metadata") or {})
+    if not isinstance(meta, dict):
+        raise errors.BadRequest("metadata must be an object")
+    annotations = dict(meta.get("annotations") or {})
+    other = _load(annotations, METRICS, list, "a list of autoscaling/v2 MetricSpec") or []
+    behavior = _load(annotations, BEHAVIOR, dict, "an autoscaling/v2 HorizontalPodAutoscalerBehavior")
+    current_other = _load(annotations, CURRENT_METRICS, list, "a list of autoscaling/v2 MetricStatus") or []
+    conditions = _load(annotations, CONDITIONS, list, "a list of HorizontalPodAutoscalerCondition")
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+
+    spec = obj.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise errors.BadRequest("spec must be an object")
     out_spec: Obj = {k: spec[k] for k in ("scaleTargetRef", "minReplicas", "maxReplicas") if k in spec}
+    metrics = [m for m in other if not _is_cpu_utilization(m)]
     target = spec.get("targetCPUUtilizationPercentage")
     if target is not None:
-        out_spec["metrics"] = [
-            {
-                "type": "Resource",
-                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}},
-            }
-        ]
-    return {
-        "apiVersion": V2.api_version,
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": obj.get("metadata") or {},
-        "spec": out_spec,
-    }
+        cpu = {"type": "Utilization", "averageUtilization": target}
+        metrics.insert(0, {"type": "Resource", "resource": {"name": "cpu", "target": cpu}})
+    if metrics:
+        out_spec["metrics"] = metrics
+    if behavior is not None:
+        out_spec["behavior"] = behavior
+
+    status = obj.get("status") or {}
+    out: Obj = {"apiVersion": V2.api_version, "kind": KIND, "metadata": meta, "spec": out_spec}
+    if isinstance(status, dict) and (status or current_other or conditions):
+        out_status: Obj = {
+            k: status[k]
+            for k in ("observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas")
+            if k in status
+        }
+        current = [m for m in current_other if not _is_cpu_current(m)]
+        utilization = status.get("currentCPUUtilizationPercentage")
+        if utilization is not None:
+            cpu_now = {"name": "cpu", "current": {"averageUtilization": utilization}}
+            current.insert(0, {"type": "Resource", "resource": cpu_now})
+        if current:
+            out_status["currentMetrics"] = current
+        if conditions is not None:
+            out_status["conditions"] = conditions
+        out["status"] = out_status
+    return out
+
+
+def _dump(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def to_v1(obj: Obj) -> Obj:
+    """A stored ``autoscaling/v2`` object as ``autoscaling/v1``."""
+    meta = copy.deepcopy(obj.get("metadata") or {})
+    annotations = dict(meta.get("annotations") or {})
+    for key in ANNOTATIONS:
+        annotations.pop(key, None)
     spec = obj.get("spec") or {}
     out_spec: Obj = {k: spec[k] for k in ("scaleTargetRef", "minReplicas", "maxReplicas") if k in spec}
-    target = _cpu_target(spec.get("metrics"))
-    if target is not None:
-        out_spec["targetCPUUtilizationPercentage"] = target
+    metrics = spec.get("metrics") or []
+    cpu = next((m for m in metrics if _is_cpu_utilization(m)), None)
+    if cpu is not None:
+        value = cpu["resource"]["target"].get("averageUtilization")
+        if value is not None:
+            out_spec["targetCPUUtilizationPercentage"] = int(value)
+    other = [m for m in metrics if m is not cpu]
+    if other:
+        annotations[METRICS] = _dump(other)
+    if spec.get("behavior"):
+        annotations[BEHAVIOR] = _dump(spec["behavior"])
+
     status = obj.get("status") or {}
     out_status: Obj = {
         k: status[k]
@@ -68,18 +166,57 @@ def to_v1(obj: Obj) -> Obj:
     }
     out_status.setdefault("currentReplicas", 0)
     out_status.setdefault("desiredReplicas", 0)
-    for m in status.get("currentMetrics") or []:
-        res = (m or {}).get("resource") or {}
-        current = (res.get("current") or {}).get("averageUtilization")
-        if m.get("type") == "Resource" and res.get("name") == "cpu" and current is not None:
-            out_status["currentCPUUtilizationPercentage"] = current
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": obj.get("metadata") or {},
-        "spec": out_spec,
-        "status": out_status,
-    }
+    current = status.get("currentMetrics") or []
+    cpu_now = next((m for m in current if _is_cpu_current(m)), None)
+    if cpu_now is not None:
+        out_status["currentCPUUtilizationPercentage"] = cpu_now["resource"]["current"]["averageUtilization"]
+    current_other = [m for m in current if m is not cpu_now]
+    if current_other:
+        annotations[CURRENT_METRICS] = _dump(current_other)
+    if status.get("conditions"):
+        annotations[CONDITIONS] = _dump(status["conditions"])
+    if annotations:
+        meta["annotations"] = annotations
+    else:
+        meta.pop("annotations", None)
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": out_spec, "status": out_status}
+
+
+# ---- serving -------------------------------------------------------------------------------------
+
+
+def _check_type(body: Any) -> Obj:
+    if not isinstance(body, dict):
+        raise errors.BadRequest("the body of the request must be a JSON or YAML object")
+    if body.get("apiVersion") not in (None, "", API_VERSION) or body.get("kind") not in (None, "", KIND):
+        raise errors.BadRequest(
+            f"the API version in the data ({body.get('apiVersion')}) does not match the expected API version ({API_VERSION})"
+        )
+    return body
+
+
+def _single(request: Request, obj: Obj, status: int = 200) -> Response:
+    """A stored v2 object, answered as v1 (or as a Table or metadata, as the client asks)."""
+    from . import app
+
+    out = app.negotiate(request.headers.get("accept"))
+    if out.form == "table":
+        include = request.query_params.get("includeObject") or "Metadata"
+        table = _table([obj], include)
+        table["apiVersion"] = f"meta.k8s.io/{out.version}"
+        return app.json_response(table, status)
+    if out.form == "partial":
+        return app.json_response(app.partial(obj, out.version), status)
+    return app.render(out, to_v1(obj), status)
+
+
+def _table(items: list[Obj], include: str, **kw: Any) -> Obj:
+    table = printers.table(V2, items, include_object=include, **kw)
+    for row in table.get("rows") or ():
+        embedded = row.get("object")
+        if isinstance(embedded, dict) and embedded.get("kind") == KIND:
+            row["object"] = to_v1(embedded)
+    return table
 
 
 async def serve(storage: Storage, request: Request, parts: list[str]) -> Response:
@@ -87,52 +224,198 @@ async def serve(storage: Storage, request: Request, parts: list[str]) -> Respons
     from . import app  # the request helpers (app imports this module)
 
     t = app.parse_resource_path(["apis", "autoscaling", "v2", *parts[3:]])
-    if t.info.kind != "HorizontalPodAutoscaler" or t.subresource:
+    if t.info.kind != KIND:
         raise errors.NotFound("the server could not find the requested resource")
     reg = storage.registry(V2)
     method = request.method
-    if method == "GET" and not app.query_bool(request.query_params, "watch"):
-        if t.name is not None:
-            return app.json_response(to_v1(await reg.get(t.namespace, t.name)))
-        items, rev, _token = await reg.list(t.namespace)
+    q = request.query_params
+    if t.name is None:
+        if method == "GET" and app.query_bool(q, "watch"):
+            return await _watch(reg, request, t.namespace)
+        if method == "GET":
+            return await _list(reg, request, t.namespace)
+        if method == "POST":
+            return await _create(reg, request, t.namespace)
+        if method == "DELETE":
+            return await _delete_collection(reg, request, t.namespace)
+        raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+    if method == "GET":
+        if app.query_bool(q, "watch"):
+            raise errors.MethodNotAllowed("watch a single object with a fieldSelector on metadata.name")
+        return _single(request, await reg.get(t.namespace, t.name))
+    if method == "PUT":
+        raw, ctype = await app.read_payload(request)
+        body = _check_type(app.decode_body(raw, ctype))
+        updated = await reg.update(t.namespace, t.name, to_v2(body), t.subresource, app.dry_run(q))
+        return _single(request, updated)
+    if method == "PATCH":
+        raw = await app.read_body(request)
+        ptype = app.patch_type_of(request.headers.get("content-type") or "")
+        if ptype == "apply":
+            raise errors.UnsupportedMediaType(
+                "server-side apply is served for autoscaling/v2 HorizontalPodAutoscalers, not autoscaling/v1"
+            )
+        body = app.decode_body(raw, app.JSON)
+
+        def patcher(current: Obj) -> Obj:
+            patched = app.apply_patch(ptype, to_v1(current), body, V1)
+            return to_v2(_check_type(patched))
+
+        return _single(request, await reg.patch(t.namespace, t.name, patcher, t.subresource, app.dry_run(q)))
+    if method == "DELETE" and t.subresource is None:
+        raw, _ = await app.read_payload(request)
+        opts = app.delete_options(q, app.decode_body(raw, app.JSON) if raw.strip() else None)
+        obj, deleted = await reg.delete(t.namespace, t.name, opts, app.delete_dry_run(q, opts))
+        if deleted:
+            return app.json_response(app.success_status(V1, obj))
+        return _single(request, obj)
+    raise errors.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+
+async def _create(reg: Registry, request: Request, namespace: str | None) -> Response:
+    from . import app
+
+    if not namespace:
+        raise errors.NotFound("the server could not find the requested resource")
+    raw, ctype = await app.read_payload(request)
+    obj = to_v2(_check_type(app.decode_body(raw, ctype)))
+    meta = obj["metadata"]
+    if meta.get("namespace") not in (None, "", namespace):
+        raise errors.BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
+    if not meta.get("name") and not meta.get("generateName"):
+        raise errors.invalid(
+            KIND,
+            "",
+            [errors.cause("metadata.name", "name or generateName is required", "FieldValueRequired")],
+            "autoscaling",
+        )
+    created = await reg.create(namespace, obj, app.dry_run(request.query_params))
+    return _single(request, created, 201)
+
+
+async def _list(reg: Registry, request: Request, namespace: str | None) -> Response:
+    from . import app
+
+    q = request.query_params
+    out = app.negotiate(request.headers.get("accept"))
+    limit = app.query_int(q, "limit") or 0
+    if limit < 0:
+        raise errors.BadRequest("limit must not be negative")
+    app.list_options(q, watch=False)
+    items, rev, cont = await reg.list(
+        namespace, app.make_match(V2, q), limit, q.get("continue") or "", q.get("resourceVersion") or ""
+    )
+    if out.form == "table":
+        include = q.get("includeObject") or "Metadata"
+        table = _table(items, include, resource_version=str(rev), continue_token=cont)
+        table["apiVersion"] = f"meta.k8s.io/{out.version}"
+        return app.json_response(table)
+    meta: Obj = {"resourceVersion": str(rev)}
+    if cont:
+        meta["continue"] = cont
+    if out.form == "partial":
         return app.json_response(
             {
-                "apiVersion": API_VERSION,
-                "kind": "HorizontalPodAutoscalerList",
-                "metadata": {"resourceVersion": str(rev)},
-                "items": [to_v1(o) for o in items],
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": f"meta.k8s.io/{out.version}",
+                "metadata": meta,
+                "items": [app.partial(o, out.version) for o in items],
             }
         )
-    if method == "POST" and t.name is None:
-        raw, ctype = await app.read_payload(request)
-        body = app.decode_body(raw, ctype)
-        if not isinstance(body, dict):
-            raise errors.BadRequest("the body of the request must be a JSON or YAML object")
-        if body.get("apiVersion") not in (None, "", API_VERSION) or body.get("kind") not in (
-            None,
-            "",
-            "HorizontalPodAutoscaler",
-        ):
-            raise errors.BadRequest(
-                f"the API version in the data ({body.get('apiVersion')}) does not match the expected API version ({API_VERSION})"
-            )
-        obj = to_v2(body)
-        meta = obj.setdefault("metadata", {})
-        if meta.get("namespace") not in (None, "", t.namespace):
-            raise errors.BadRequest(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
-        if not t.namespace:
-            raise errors.NotFound("the server could not find the requested resource")
-        if not meta.get("name") and not meta.get("generateName"):
-            raise errors.invalid(
-                "HorizontalPodAutoscaler",
-                "",
-                [errors.cause("metadata.name", "name or generateName is required", "FieldValueRequired")],
-                "autoscaling",
-            )
-        created = await reg.create(t.namespace, obj, app.dry_run(request.query_params))
-        return app.json_response(to_v1(created), 201)
-    raise errors.MethodNotAllowed(
-        "autoscaling/v1 HorizontalPodAutoscalers can be created, read and listed here; use autoscaling/v2 for the rest"
+    body = {
+        "apiVersion": API_VERSION,
+        "kind": f"{KIND}List",
+        "metadata": meta,
+        "items": [to_v1(o) for o in items],
+    }
+    return app.render(out, body)
+
+
+async def _delete_collection(reg: Registry, request: Request, namespace: str | None) -> Response:
+    from . import app
+
+    q = request.query_params
+    raw, _ = await app.read_payload(request)
+    opts = app.delete_options(q, app.decode_body(raw, app.JSON) if raw.strip() else None)
+    dry = app.delete_dry_run(q, opts)
+    items, rev, _ = await reg.list(namespace, app.make_match(V2, q))
+    gone = []
+    for item in items:
+        meta = item["metadata"]
+        try:
+            obj, _deleted = await reg.delete(meta.get("namespace"), meta["name"], opts, dry)
+            gone.append(to_v1(obj))
+        except (errors.NotFound, errors.Forbidden):
+            pass
+    return app.json_response(
+        {
+            "apiVersion": API_VERSION,
+            "kind": f"{KIND}List",
+            "metadata": {"resourceVersion": str(rev)},
+            "items": gone,
+        }
     )
+
+
+async def _watch(reg: Registry, request: Request, namespace: str | None) -> Response:
+    """A watch of the v2 objects, each event's object converted (or a one-row Table)."""
+    from . import app
+
+    q = request.query_params
+    out = app.negotiate(request.headers.get("accept"))
+    if app.list_options(q, watch=True) is not None:
+        raise errors.invalid(
+            "ListOptions",
+            "",
+            [
+                errors.cause(
+                    "sendInitialEvents", "Forbidden: not served for autoscaling/v1; use autoscaling/v2"
+                )
+            ],
+            "meta.k8s.io",
+        )
+    timeout = app.query_int(q, "timeoutSeconds")
+    if timeout is None:
+        timeout = random.randint(1800, 3600)
+    allow_bookmarks = app.query_bool(q, "allowWatchBookmarks")
+    include = q.get("includeObject") or "Metadata"
+    events = reg.watch(namespace, app.make_match(V2, q), q.get("resourceVersion") or "")
+    first = [True]
+
+    def frame(etype: str, obj: Obj) -> bytes:
+        if etype == "BOOKMARK":
+            obj = {"kind": KIND, "apiVersion": API_VERSION, "metadata": obj.get("metadata") or {}}
+        elif etype != "ERROR":
+            if out.form == "table":
+                obj = printers.table_for_watch_event(V2, obj, include, include_columns=first[0])
+                obj["apiVersion"] = f"meta.k8s.io/{out.version}"
+                first[0] = False
+            elif out.form == "partial":
+                obj = app.partial(obj, out.version)
+            else:
+                obj = to_v1(obj)
+        return orjson.dumps({"type": etype, "object": obj}) + b"\n"
+
+    async def stream() -> AsyncIterator[bytes]:
+        deadline = time.monotonic() + timeout
+        it = events.__aiter__()
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    etype, obj = await asyncio.wait_for(it.__anext__(), remaining)
+                except (StopAsyncIteration, TimeoutError):
+                    return
+                except errors.StatusError as e:
+                    yield frame("ERROR", e.status())
+                    return
+                if etype != "BOOKMARK" or allow_bookmarks:
+                    yield frame(etype, obj)
+        finally:
+            await it.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(stream(), media_type=app.JSON)

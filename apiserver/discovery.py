@@ -73,8 +73,22 @@ def api_versions(server_address: str) -> dict[str, Any]:
     }
 
 
-def _group(group: str) -> dict[str, Any]:
+def _views() -> list[ResourceInfo]:
+    """Versions served by converting another version's stored objects (``autoscaling/v1``
+    HorizontalPodAutoscalers, apiserver/autoscaling_v1.py): listed after the group's own versions,
+    which stay preferred."""
+    from apiserver.autoscaling_v1 import V1
+
+    return [V1]
+
+
+def _versions(group: str) -> list[str]:
     versions = [v for g, v in group_versions() if g == group]
+    return versions + [r.version for r in _views() if r.group == group and r.version not in versions]
+
+
+def _group(group: str) -> dict[str, Any]:
+    versions = _versions(group)
     entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
     return {"name": group, "versions": entries, "preferredVersion": entries[0]}
 
@@ -144,7 +158,7 @@ def _sub_entry(r: ResourceInfo, sub: str) -> dict[str, Any]:
 
 
 def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
-    resources = [r for r in all_resources() if r.group == group and r.version == version]
+    resources = [r for r in [*all_resources(), *_views()] if r.group == group and r.version == version]
     if not resources:
         return None
     entries: list[dict[str, Any]] = []
@@ -265,7 +279,7 @@ def discovery_resources(group: str, version: str, rl: dict[str, Any] | None = No
 
 
 def _group_discovery(group: str) -> dict[str, Any]:
-    versions = [v for g, v in group_versions() if g == group]
+    versions = _versions(group)
     return {
         "metadata": {"name": group} if group else {},
         "versions": [
