@@ -1,0 +1,153 @@
+"""Benchmark: ``minik join`` to a Ready node, beside ``minik up``'s own node Ready and the raw CSR
+round trip, measured in one run.
+
+    .venv/bin/python -m bench.join [--runs 3]
+
+Starts one cluster with ``minik up`` (own ports, a /23 cluster CIDR, own CNI network and chain
+prefix) and times its node to Ready.  Then, per run, on this host: a fresh bootstrap token, and
+
+* **CSR round trip**: :func:`cli.join.bootstrap_credentials` alone (a key, the CSR posted with
+  the token, approval and signing by the controller manager, the certificate back);
+* **join to Ready**: ``minik join`` launched (discovery, the CSR, the supervisor starting the
+  kubelet and proxy) until the API shows the new Node Ready with a heartbeat from this run;
+
+then ``minik leave``.  Prints the medians, the ratio of join to ``minik up``'s node Ready, and
+the target (join to Ready <= 10 s).  Everything is removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.cluster_up import node_ready_since
+from cli.join import bootstrap_credentials
+from testkit.host import free_subnets, used_networks
+from testkit.images import ensure_busybox_image
+from testkit.processes import BIN, _port_free, minik_up_args
+
+TARGET = 10.0
+MINIK = str(BIN / "minik")
+
+
+def slash23() -> str:
+    import ipaddress
+
+    used = used_networks()
+    for _ in range(200):
+        net = ipaddress.ip_network(free_subnets(1, range(200, 208))[0]).supernet(new_prefix=23)
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+    raise RuntimeError("no free /23")
+
+
+def kubelet_port() -> int:
+    while True:
+        port = random.randrange(20000, 32000)
+        if _port_free(port) and _port_free(port - 1):
+            return port
+
+
+def run(cmd: list[str], env: dict[str, str], timeout: float = 180) -> str:
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.join")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=120)
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench.join starts a cluster and nodes: run it as root")
+    ensure_busybox_image()
+    tag = uuid.uuid4().hex[:6]
+    work = Path(tempfile.mkdtemp(prefix="minik-bench-join-"))
+    node = f"bj-{tag}"
+    service_cidr = f"10.{210 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
+    up_args, api_port = minik_up_args(work / "state", node, slash23(), service_cidr, f"BJ{tag.upper()}")
+    server = f"https://127.0.0.1:{api_port}"
+    env = {**os.environ, "KUBECONFIG": str(work / "kubeconfig")}
+    workers: list[Path] = []
+    results: list[dict[str, float]] = []
+    try:
+        t0_wall, t0 = time.time(), time.monotonic()
+        up = subprocess.Popen(
+            [MINIK, "up", *up_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        while not node_ready_since(work / "state", api_port, node, t0_wall):
+            if up.poll() is not None and up.returncode != 0 or time.monotonic() - t0 > args.timeout:
+                raise RuntimeError("minik up: node not Ready")
+            time.sleep(0.05)
+        up_ready = time.monotonic() - t0
+        up.communicate(timeout=args.timeout)
+        print(f"minik up: node Ready {up_ready:.1f}s", flush=True)
+        ca = (work / "state" / "pki" / "ca.crt").read_text()
+        for i in range(args.runs):
+            line = run([MINIK, "token", "create", "--print-join-command"], env).split()
+            token, pin = (
+                line[line.index("--token") + 1],
+                line[line.index("--discovery-token-ca-cert-hash") + 1],
+            )
+            t = time.monotonic()
+            bootstrap_credentials(server, ca, token, f"bj-csr-{tag}-{i}", work / f"csr-{i}")
+            csr = time.monotonic() - t
+            wstate = work / f"worker-{i}"
+            workers.append(wstate)
+            wnode = f"bjw-{tag}-{i}"
+            join = [
+                *(MINIK, "join", server, "--token", token, "--discovery-token-ca-cert-hash", pin),
+                *("--state-dir", str(wstate), "--node-name", wnode, "--kubelet-port", str(kubelet_port())),
+                *("--network-name", f"minik-{wnode}", "--iptables-chain-prefix", f"BW{tag.upper()}{i}"),
+                *(
+                    "--cni-conf-dir",
+                    str(wstate / "cni" / "net.d"),
+                    "--cni-cache-dir",
+                    str(wstate / "cni" / "cache"),
+                ),
+                "--no-wait",
+            ]
+            t0_wall, t = time.time(), time.monotonic()
+            jp = subprocess.Popen(join, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while not node_ready_since(work / "state", api_port, wnode, t0_wall):
+                if jp.poll() not in (None, 0) or time.monotonic() - t > args.timeout:
+                    raise RuntimeError(f"minik join: node not Ready (logs in {wstate}/logs)")
+                time.sleep(0.05)
+            ready = time.monotonic() - t
+            jp.wait(30)
+            print(f"run {i + 1}: CSR round trip {csr:.2f}s, join to Ready {ready:.1f}s", flush=True)
+            results.append({"csr": csr, "join": ready})
+            run([MINIK, "leave", "--state-dir", str(wstate), "--kubeconfig", str(work / "kubeconfig")], env)
+    finally:
+        for wstate in workers:
+            subprocess.run(
+                [MINIK, "leave", "--force", "--state-dir", str(wstate)], env=env, capture_output=True
+            )
+        subprocess.run(
+            [MINIK, "down", "--state-dir", str(work / "state")], env=env, capture_output=True, timeout=120
+        )
+        shutil.rmtree(work, ignore_errors=True)
+    if not results:
+        return
+    csr = statistics.median(r["csr"] for r in results)
+    join = statistics.median(r["join"] for r in results)
+    print(f"\nmedian of {len(results)} runs on {os.cpu_count()} cores (one cluster, nodes on this host):")
+    print(f"  CSR round trip (token -> signed certificate)  {csr:5.2f} s")
+    print(f"  minik join to node Ready                      {join:5.1f} s   (target <= {TARGET:.0f} s)")
+    print(f"  minik up to its own node Ready                {up_ready:5.1f} s")
+    print(f"  join / up's node Ready                        {join / up_ready:5.2f}")
+    print("target " + ("met" if join <= TARGET else "NOT met"))
+
+
+if __name__ == "__main__":
+    main()
