@@ -5,19 +5,24 @@ backend from Node objects, and a pod behind each host's bridge."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import shutil
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from apimachinery.client import Client
 from apimachinery.kubeconfig import load_config
-from kubelet.overlay import Overlay, cleanup_device, run
+from kubelet.overlay import Kernel, Overlay, cleanup_device, run
 from testkit import prereq
 from testkit.overlaylab import CLUSTER_CIDR, OverlayLab, sh, tcp_ping
+from testkit.processes import KubeletProcess
 
 
 def node(name: str, cidr: str, ann: dict[str, str]) -> dict[str, Any]:
@@ -155,3 +160,44 @@ def test_the_backend_follows_the_node_objects_of_an_api_server(lab: OverlayLab, 
         finally:
             for h in lab.hosts:
                 api.delete(f"/api/v1/nodes/{h.name}")
+
+
+def test_the_kubelet_runs_the_vxlan_backend_and_cleans_it_up(apiserver: Any) -> None:
+    """minik-kubelet --pod-network-backend vxlan: the device (on loopback here, no peers), the pod
+    MTU in its conflist, its Node's annotations; --cleanup removes the device."""
+    prereq.require_root()
+    prereq.require_docker()
+    dev = f"mkvx{uuid.uuid4().hex[:6]}"
+    backend = ("--pod-network-backend", "vxlan", "--overlay-device", dev)
+    k = KubeletProcess(apiserver, extra=backend)
+    try:
+        k.start()
+        link = k.wait(lambda: Kernel().link(dev), 30, f"the vxlan device {dev}")
+        mtu = Kernel().interface_of("127.0.0.1")[1] - 50
+        assert link["mtu"] == mtu and link["linkinfo"]["info_data"]["local"] == "127.0.0.1"
+        net = ipaddress.ip_network(k.subnet)
+        assert f"{net.network_address}/32" in sh("ip", "-4", "addr", "show", "dev", dev).stdout
+        conf = json.loads((Path(k.cni_conf_dir) / f"10-{k.network}.conflist").read_text())
+        assert conf["plugins"][0]["mtu"] == mtu
+        with apiserver.http() as api:
+
+            def annotated() -> dict[str, str] | None:
+                ann = api.get(f"/api/v1/nodes/{k.node}").json()["metadata"].get("annotations") or {}
+                return ann if ann.get("flannel.alpha.coreos.com/backend-type") == "vxlan" else None
+
+            ann = k.wait(annotated, 30, "the node's flannel annotations")
+        assert json.loads(ann["flannel.alpha.coreos.com/backend-data"]) == {
+            "VNI": 1,
+            "VtepMAC": link["address"],
+        }
+        assert ann["flannel.alpha.coreos.com/public-ip"] == "127.0.0.1"
+        k.stop()
+        assert Kernel().link(dev) is not None  # kept while the kubelet is away, as flannel's is
+        out = subprocess.run(
+            [str(prereq.venv_bin() / "minik-kubelet"), "--cleanup", *backend], capture_output=True, text=True
+        )
+        assert out.returncode == 0 and "removed" in out.stdout, out.stderr
+        assert Kernel().link(dev) is None
+    finally:
+        k.cleanup()
+        cleanup_device(dev)
