@@ -515,6 +515,10 @@ class DockerRuntime:
                 "labels": labels,
                 "hostname": config.hostname[:63],
                 "network": config.network,
+                # under "none", no network from Docker at all: runc makes the namespace (with
+                # its loopback up) and Docker skips its network sandbox and the prestart hook
+                # that re-executes dockerd (libnetwork-setkey): about half of the start
+                "network_disabled": config.network == NETWORK_NONE,
                 "ports": ports or None,
                 "init": False,
                 "ipc_mode": "shareable",

@@ -170,6 +170,65 @@ def pod_dns(
     return servers, searches, options
 
 
+HOST_RESOLV_CONF = "/etc/resolv.conf"
+SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"  # the upstreams behind 127.0.0.53
+DEFAULT_NAMESERVERS = ["8.8.8.8", "8.8.4.4"]  # Docker's, when the host has only local resolvers
+
+
+def _is_local_nameserver(addr: str) -> bool:
+    return addr.startswith("127.") or addr == "::1"
+
+
+def parse_resolv_conf(text: str) -> tuple[list[str], list[str], list[str]]:
+    """(nameservers, search domains, options) of a resolv.conf (the last ``search`` line wins)."""
+    servers: list[str] = []
+    searches: list[str] = []
+    options: list[str] = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        if fields[0] == "nameserver":
+            servers.append(fields[1])
+        elif fields[0] in ("search", "domain"):
+            searches = fields[1:]
+        elif fields[0] == "options":
+            options.extend(fields[1:])
+    return servers, searches, options
+
+
+def read_host_resolv_conf(path: str = HOST_RESOLV_CONF) -> str:
+    """The host's resolv.conf; systemd-resolved's upstream list when it only names the local stub."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    servers = parse_resolv_conf(text)[0]
+    if servers and all(_is_local_nameserver(s) for s in servers) and path == HOST_RESOLV_CONF:
+        with contextlib.suppress(OSError), open(SYSTEMD_RESOLV_CONF) as f:
+            return f.read()
+    return text
+
+
+def resolv_conf(servers: list[str], searches: list[str], options: list[str], host: str) -> str:
+    """A pod's ``/etc/resolv.conf`` from :func:`pod_dns`'s lists, as Docker's ``--dns``,
+    ``--dns-search`` and ``--dns-opt`` built it: a list that is given replaces the host's
+    (``host``: its resolv.conf), one that is not comes from the host; the host's loopback
+    nameservers are left out (unreachable from the pod's network namespace), and with none left
+    Docker's defaults are used."""
+    h_servers, h_searches, h_options = parse_resolv_conf(host)
+    if not servers:
+        servers = [s for s in h_servers if not _is_local_nameserver(s)] or list(DEFAULT_NAMESERVERS)
+    lines = ["# Kubernetes-managed resolv.conf."]
+    if searches or h_searches:
+        lines.append("search " + " ".join(searches or h_searches))
+    lines.extend(f"nameserver {s}" for s in servers)
+    if options or h_options:
+        lines.append("options " + " ".join(options or h_options))
+    return "\n".join(lines) + "\n"
+
+
 def host_ports(pod: Obj) -> list[PortMapping]:
     """The ``hostPort`` mappings of the pod's containers."""
     ports = []
@@ -471,6 +530,32 @@ class Kubelet:
             with open(path, "w") as f:
                 f.write(hosts_file(pod, pod_ip, self.cluster_domain))
         return path
+
+    def _write_resolv(self, pod: Obj) -> str:
+        """Write the pod's resolv.conf (from its ``dnsPolicy`` and ``dnsConfig``; in place, and
+        only when it changes: containers bind-mount it): its path."""
+        spec = pod.get("spec") or {}
+        ns = (pod.get("metadata") or {}).get("namespace", "default")
+        text = resolv_conf(*pod_dns(spec, ns, self.cluster_dns, self.cluster_domain), read_host_resolv_conf())
+        path = str(self.volumes.pod_dir(pod_ref(pod).uid) / "resolv.conf")
+        with contextlib.suppress(OSError), open(path) as f:
+            if f.read() == text:
+                return path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def _network_files(self, pod: Obj, pod_ip: str, mounts: list[Mount]) -> list[Mount]:
+        """The mounts of the pod's ``/etc/hosts`` and ``/etc/resolv.conf`` (files written first)
+        that a container does not mount itself."""
+        targets = {m.target for m in mounts}
+        out = []
+        if "/etc/hosts" not in targets:
+            out.append(Mount("/etc/hosts", self._write_hosts(pod, pod_ip)))
+        if "/etc/resolv.conf" not in targets:
+            out.append(Mount("/etc/resolv.conf", self._write_resolv(pod)))
+        return out
 
     def _on_pod_add(self, pod: Obj) -> None:
         trace.seen(pod)  # minik trace: the wait from here to the pod's first sync
@@ -1179,11 +1264,10 @@ class Kubelet:
             env = envvars.make_environment(pod, container, inputs)
             command, args = envvars.expand_command(container, env)
             mounts = self.volumes.mounts_for(container, sources)
-            if self.network is not None and not any(m.target == "/etc/hosts" for m in mounts):
-                # under network "none" the runtime's hosts file only has localhost (Kubernetes
-                # manages the file, and so does this kubelet; the IP is filled in after the ADD)
-                hosts = await asyncio.to_thread(self._write_hosts, pod, pod_ip)
-                mounts = [*mounts, Mount("/etc/hosts", hosts)]
+            if self.network is not None:
+                # under network "none" the runtime writes no hosts file nor resolv.conf: the
+                # kubelet manages both, as Kubernetes' does (the IP is filled in after the ADD)
+                mounts = [*mounts, *await asyncio.to_thread(self._network_files, pod, pod_ip, mounts)]
         except (envvars.ConfigError, volumes.MountError) as exc:
             waiting[start.name] = ("CreateContainerConfigError", str(exc))
             self.event(pod, "Warning", "Failed", f"Error: {exc}", field)

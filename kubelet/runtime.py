@@ -80,7 +80,11 @@ class PodRef:
     namespace: str
 
 
-NETWORK_NONE = "none"  # SandboxConfig.network: no runtime-managed network (the kubelet runs CNI)
+# SandboxConfig.network: no runtime-managed network (the kubelet runs CNI).  The sandbox gets a
+# network namespace of its own with only a loopback device, and the runtime writes neither
+# /etc/hosts nor /etc/resolv.conf for it (the dns_* fields are not used): the kubelet writes both
+# and mounts them into each container, as Kubernetes' kubelet and CRI runtimes do.
+NETWORK_NONE = "none"
 
 
 @dataclass

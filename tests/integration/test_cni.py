@@ -240,6 +240,7 @@ def test_pod_to_pod_and_host_port(kubelet: KubeletProcess, client: httpx.Client,
             image,
             "mkdir -p /tmp/w && echo served-by-$(hostname) > /tmp/w/index.html && httpd -f -p 8080 -h /tmp/w",
             ports=[{"containerPort": 8080, "hostPort": host_port}],
+            dnsConfig={"nameservers": ["192.0.2.53"], "searches": ["example.test"]},
         ),
     )
     ips = kubelet.wait(lambda: running_ips(client, ["server"]), 60, "server Running")
@@ -256,6 +257,9 @@ def test_pod_to_pod_and_host_port(kubelet: KubeletProcess, client: httpx.Client,
     # the pod's /etc/hosts names it (runtime network "none" gives only localhost; the kubelet writes it)
     hosts = container_of(kubelet.node, "server").exec_run(["cat", "/etc/hosts"]).output.decode()
     assert f"{server_ip}\tserver\n" in hosts and "127.0.0.1\tlocalhost" in hosts
+    # and its /etc/resolv.conf follows dnsConfig (the sandbox has no Docker network: the kubelet writes it)
+    resolv = container_of(kubelet.node, "server").exec_run(["cat", "/etc/resolv.conf"]).output.decode()
+    assert "nameserver 192.0.2.53\n" in resolv and "example.test" in resolv.split("search", 1)[1]
     both = kubelet.wait(lambda: running_ips(client, ["server", "client"]), 60, "client Running")
     assert both["client"] != server_ip
     assert {ipaddress.ip_address(ip) in ipaddress.ip_network(kubelet.subnet) for ip in both.values()} == {
