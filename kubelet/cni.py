@@ -178,16 +178,21 @@ def rule_comment(network_name: str) -> str:
     return f"minik pod network {network_name}"
 
 
-def host_rules(network_name: str, bridge: str, pod_cidr: str) -> list[tuple[str, str, list[str]]]:
+def host_rules(
+    network_name: str, bridge: str, pod_cidr: str, cluster_cidr: str = ""
+) -> list[tuple[str, str, list[str]]]:
     """``(table, chain, rule)`` of a network: accept forwarding from and to the bridge (Docker's
     FORWARD policy is DROP; appended, so DOCKER-USER sees the traffic first) and masquerade what
-    leaves the pod CIDR (what the bridge plugin's ``ipMasq`` does per pod)."""
+    leaves the pod CIDR (what the bridge plugin's ``ipMasq`` does per pod) -- or, given the
+    ``cluster_cidr`` of all nodes' pods (an overlay between nodes), what leaves the cluster CIDR,
+    so that pods of other nodes see the pod's own address."""
     comment = ["-m", "comment", "--comment", rule_comment(network_name)]
     net = str(ipaddress.ip_network(pod_cidr, strict=False))
+    dst = str(ipaddress.ip_network(cluster_cidr, strict=False)) if cluster_cidr else net
     return [
         ("filter", "FORWARD", ["-i", bridge, *comment, "-j", "ACCEPT"]),
         ("filter", "FORWARD", ["-o", bridge, *comment, "-j", "ACCEPT"]),
-        ("nat", "POSTROUTING", ["-s", net, "!", "-d", net, *comment, "-j", "MASQUERADE"]),
+        ("nat", "POSTROUTING", ["-s", net, "!", "-d", dst, *comment, "-j", "MASQUERADE"]),
     ]
 
 
@@ -214,9 +219,9 @@ def _same_rule(saved: list[str], rule: list[str]) -> bool:
     return sorted(saved) == sorted(rule)
 
 
-def ensure_host_rules(network_name: str, bridge: str, pod_cidr: str) -> None:
+def ensure_host_rules(network_name: str, bridge: str, pod_cidr: str, cluster_cidr: str = "") -> None:
     """Install the network's rules (:func:`host_rules`) once, dropping stale ones (another CIDR)."""
-    rules = host_rules(network_name, bridge, pod_cidr)
+    rules = host_rules(network_name, bridge, pod_cidr, cluster_cidr)
     for table, chain, rule in rules:
         if _iptables("-t", table, "-C", chain, *rule).returncode != 0:
             done = _iptables("-t", table, "-A", chain, *rule)
@@ -576,9 +581,11 @@ class PodNetwork:
         bridge: str | None = None,
         timeout: float = PLUGIN_TIMEOUT,
         mtu: int | None = None,
+        cluster_cidr: str = "",
     ) -> None:
         self.network_name = network_name
         self.mtu = mtu  # the pods' MTU (None: the bridge plugin's default, the host's)
+        self.cluster_cidr = cluster_cidr  # not masqueraded to (pods of other nodes); "": the pod CIDR
         self.conf_dir = conf_dir
         self.cache_dir = cache_dir
         self.bridge = bridge or bridge_name(network_name)
@@ -611,7 +618,7 @@ class PodNetwork:
                 self.network_name,
                 why,
             )
-        ensure_host_rules(self.network_name, self.bridge, pod_cidr)
+        ensure_host_rules(self.network_name, self.bridge, pod_cidr, self.cluster_cidr)
         self.pod_cidr = pod_cidr
         return path
 
@@ -619,7 +626,7 @@ class PodNetwork:
         """Put back the network's host rules (:func:`ensure_host_rules`) if something removed
         them (a firewall reload, an iptables flush); the kubelet calls it on a timer."""
         if self.pod_cidr:
-            ensure_host_rules(self.network_name, self.bridge, self.pod_cidr)
+            ensure_host_rules(self.network_name, self.bridge, self.pod_cidr, self.cluster_cidr)
 
     def _net(self) -> NetworkConfigList:
         if self.net is None:
