@@ -419,3 +419,84 @@ async def _watch(reg: Registry, request: Request, namespace: str | None) -> Resp
             await it.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(stream(), media_type=app.JSON)
+
+
+# ---- OpenAPI -------------------------------------------------------------------------------------
+
+_SCHEMA = "io.k8s.api.autoscaling.v1."
+_REF = "#/components/schemas/"
+
+
+def openapi_schemas(loaded: dict[str, Obj]) -> dict[str, Obj]:
+    """The ``io.k8s.api.autoscaling.v1`` schemas of the HorizontalPodAutoscaler, as Kubernetes
+    publishes them (built beside the stored v2 ones in ``loaded``), for apiserver/openapi.py:
+    kubectl reads them to validate and to compute ``apply``'s patch."""
+    v2 = "io.k8s.api.autoscaling.v2."
+    meta = "io.k8s.apimachinery.pkg.apis.meta.v1."
+
+    def ref(name: str, description: str) -> Obj:
+        return {"allOf": [{"$ref": _REF + name}], "description": description}
+
+    def int_(description: str, fmt: str = "int32") -> Obj:
+        return {"type": "integer", "format": fmt, "description": description}
+
+    gvk = [{"group": "autoscaling", "version": "v1", "kind": KIND}]
+    hpa = copy.deepcopy(loaded[v2 + KIND])
+    hpa["properties"]["spec"] = ref(
+        _SCHEMA + "HorizontalPodAutoscalerSpec", "spec defines the behaviour of autoscaler."
+    )
+    hpa["properties"]["status"] = ref(
+        _SCHEMA + "HorizontalPodAutoscalerStatus", "status is the current information about the autoscaler."
+    )
+    hpa["x-kubernetes-group-version-kind"] = gvk
+    hpa_list = copy.deepcopy(loaded[v2 + "HorizontalPodAutoscalerList"])
+    hpa_list["properties"]["items"]["items"] = {"$ref": _REF + _SCHEMA + KIND}
+    hpa_list["x-kubernetes-group-version-kind"] = [{**gvk[0], "kind": f"{KIND}List"}]
+    return {
+        _SCHEMA + KIND: hpa,
+        _SCHEMA + "HorizontalPodAutoscalerList": hpa_list,
+        _SCHEMA + "CrossVersionObjectReference": copy.deepcopy(loaded[v2 + "CrossVersionObjectReference"]),
+        _SCHEMA + "HorizontalPodAutoscalerSpec": {
+            "description": "specification of a horizontal pod autoscaler.",
+            "type": "object",
+            "required": ["scaleTargetRef", "maxReplicas"],
+            "properties": {
+                "maxReplicas": int_(
+                    "maxReplicas is the upper limit for the number of pods that can be set by the autoscaler; cannot be smaller than MinReplicas."
+                ),
+                "minReplicas": int_(
+                    "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."
+                ),
+                "scaleTargetRef": ref(
+                    _SCHEMA + "CrossVersionObjectReference",
+                    "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource.",
+                ),
+                "targetCPUUtilizationPercentage": int_(
+                    "targetCPUUtilizationPercentage is the target average CPU utilization (represented as a percentage of requested CPU) over all the pods; if not specified the default autoscaling policy will be used."
+                ),
+            },
+        },
+        _SCHEMA + "HorizontalPodAutoscalerStatus": {
+            "description": "current status of a horizontal pod autoscaler",
+            "type": "object",
+            "required": ["currentReplicas", "desiredReplicas"],
+            "properties": {
+                "currentCPUUtilizationPercentage": int_(
+                    "currentCPUUtilizationPercentage is the current average CPU utilization over all pods, represented as a percentage of requested CPU, e.g. 70 means that an average pod is using now 70% of its requested CPU."
+                ),
+                "currentReplicas": int_(
+                    "currentReplicas is the current number of replicas of pods managed by this autoscaler."
+                ),
+                "desiredReplicas": int_(
+                    "desiredReplicas is the  desired number of replicas of pods managed by this autoscaler."
+                ),
+                "lastScaleTime": ref(
+                    meta + "Time",
+                    "lastScaleTime is the last time the HorizontalPodAutoscaler scaled the number of pods; used by the autoscaler to control how often the number of pods is changed.",
+                ),
+                "observedGeneration": int_(
+                    "observedGeneration is the most recent generation observed by this autoscaler.", "int64"
+                ),
+            },
+        },
+    }

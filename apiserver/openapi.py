@@ -60,8 +60,19 @@ def schemas() -> dict[str, Schema]:
     """All component schemas, by Kubernetes name (``io.k8s.api.core.v1.Pod``)."""
     with SCHEMAS_FILE.open(encoding="utf-8") as f:
         loaded: dict[str, Schema] = json.load(f)
+    from .autoscaling_v1 import openapi_schemas  # served as a view of v2: not in schemas.json
+
+    loaded.update(openapi_schemas(loaded))
     _add_patch_extensions(loaded)
     return loaded
+
+
+def _served() -> list[ResourceInfo]:
+    """The built-in kinds and the versions served as views of another stored version
+    (``autoscaling/v1`` HorizontalPodAutoscalers)."""
+    from .autoscaling_v1 import V1
+
+    return [*RESOURCES, V1]
 
 
 def _named(schema: Schema) -> str | None:
@@ -559,7 +570,7 @@ def _document_path(group: str, version: str) -> str:
 
 @functools.cache
 def _document(group: str, version: str) -> Schema | None:
-    infos = [r for r in RESOURCES if (r.group, r.version) == (group, version)]
+    infos = [r for r in _served() if (r.group, r.version) == (group, version)]
     if not infos:
         return None
     base = "/" + _document_path(group, version)
@@ -669,7 +680,7 @@ def openapi_v3_document_bytes(group: str, version: str) -> bytes | None:
 
 @functools.cache
 def _builtin_group_versions() -> frozenset[tuple[str, str]]:
-    return frozenset((r.group, r.version) for r in RESOURCES)
+    return frozenset((r.group, r.version) for r in _served())
 
 
 @functools.cache
@@ -689,7 +700,8 @@ def document_hash(group: str, version: str) -> str | None:
 def openapi_v3_index() -> dict[str, Any]:
     """The ``GET /openapi/v3`` discovery document: one entry per group-version."""
     paths: dict[str, Any] = {}
-    for group, version in group_versions():
+    views = [(r.group, r.version) for r in _served()[len(RESOURCES) :]]
+    for group, version in [*group_versions(), *views]:
         path = _document_path(group, version)
         paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={document_hash(group, version)}"}
     return {"paths": paths}

@@ -295,3 +295,14 @@ def test_kubectl_1_37_autoscale_and_get_hpa_v1(api: httpx.Client, apiserver: API
         gone = _kubectl(binary, kubeconfig, "delete", "horizontalpodautoscalers.v1.autoscaling", "web")
         assert gone.returncode == 0, gone.stderr
         assert api.get(f"{HPAS}/web").status_code == 404
+        # kubectl apply of a v1 manifest: validated with and patched through the v1 OpenAPI document
+        manifest = Path(tmp) / "hpa.yaml"
+        for replicas, verb in ((3, "created"), (5, "configured")):
+            manifest.write_text(
+                "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: applied}\n"
+                "spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n"
+                f"  maxReplicas: {replicas}\n  targetCPUUtilizationPercentage: 40\n"
+            )
+            applied = _kubectl(binary, kubeconfig, "apply", "-f", str(manifest))
+            assert applied.returncode == 0 and verb in applied.stdout, applied.stderr
+        assert api.get(f"{HPAS}/applied").json()["spec"]["maxReplicas"] == 5

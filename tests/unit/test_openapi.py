@@ -50,8 +50,14 @@ def _deployment_json(container_extra: str = "", spec_extra: str = "") -> bytes:
 
 def test_index_lists_every_group_version_with_a_hash() -> None:
     index = openapi.openapi_v3_index()["paths"]
-    expected = {_doc_path(g, v) for g, v in group_versions()}
+    # and autoscaling/v1, served as a view of the stored v2 (apiserver/autoscaling_v1.py)
+    expected = {_doc_path(g, v) for g, v in group_versions()} | {"apis/autoscaling/v1"}
     assert set(index) == expected
+    v1 = openapi.openapi_v3_document("autoscaling", "v1")
+    assert v1 is not None
+    hpa = v1["components"]["schemas"]["io.k8s.api.autoscaling.v1.HorizontalPodAutoscalerSpec"]
+    assert "targetCPUUtilizationPercentage" in hpa["properties"]
+    assert "/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers/{name}/status" in v1["paths"]
     assert index["apis/apps/v1"]["serverRelativeURL"].startswith("/openapi/v3/apis/apps/v1?hash=")
     hash_ = index["api/v1"]["serverRelativeURL"].split("hash=")[1]
     assert hash_ == openapi.document_hash("", "v1")
