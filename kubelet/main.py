@@ -295,7 +295,14 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         if len(bridge) > 15:
             raise SystemExit(f"minik-kubelet: --cni-bridge {bridge!r} is longer than 15 characters")
         network = cni.PodNetwork(
-            args.network_name, args.cni_conf_dir, args.cni_bin_dir, args.cni_cache_dir, bridge, mtu=pod_mtu
+            args.network_name,
+            args.cni_conf_dir,
+            args.cni_bin_dir,
+            args.cni_cache_dir,
+            bridge,
+            mtu=pod_mtu,
+            # between nodes, pods see each other's own addresses: masquerade only out of the cluster CIDR
+            cluster_cidr=args.cluster_cidr if args.pod_network_backend != "none" else "",
         )
     elif not pod_cidr:
         pod_cidr = DEFAULT_POD_CIDR
