@@ -179,6 +179,9 @@ def test_the_kubelet_runs_the_vxlan_backend_and_cleans_it_up(apiserver: Any) -> 
         assert f"{net.network_address}/32" in sh("ip", "-4", "addr", "show", "dev", dev).stdout
         conf = json.loads((Path(k.cni_conf_dir) / f"10-{k.network}.conflist").read_text())
         assert conf["plugins"][0]["mtu"] == mtu
+        # pods of other nodes see a pod's own address: no masquerading inside the cluster CIDR
+        nat = sh("iptables-save", "-t", "nat").stdout
+        assert f"-s {k.subnet} ! -d 10.244.0.0/16" in nat
         with apiserver.http() as api:
 
             def annotated() -> dict[str, str] | None:
