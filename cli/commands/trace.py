@@ -250,7 +250,7 @@ def render(
                 waits.append(
                     {
                         "spanId": f"wait-{summ['uid']}-{i}",
-                        "name": f"wait {r['from'] or '?'} → {r['to'] or '?'}",
+                        "name": _wait_name(r),
                         "service": "",
                         "start": r["start"],
                         "end": r["end"],
@@ -386,3 +386,11 @@ def _agreement(total: float, measured: float) -> str:
     if measured <= 0:
         return "nothing to compare"
     return f"{(total - measured) / measured:+.1%}"
+
+
+def _wait_name(row: Obj) -> str:
+    """A gap between two components' steps is a wait (the change on its way from one to the
+    next); a gap between two steps of one component is time that component spent outside its
+    spans."""
+    a, b = row["from"] or "?", row["to"] or "?"
+    return f"gap in {a}" if a == b else f"wait {a} → {b}"
