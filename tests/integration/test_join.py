@@ -290,6 +290,10 @@ def test_join_runs_pods_rotates_its_certificate_and_leaves(cluster: Cluster, wor
     assert ready and ready[0]["status"] == "True"
     status = cluster.minik("status", "--state-dir", str(worker.state))
     assert "kubelet" in status.stdout and "proxy" in status.stdout and "unhealthy" not in status.stdout
+    # the proxy works with the node's credentials: its Service chain is there, nothing was refused
+    proxy_log = worker.state / "logs" / "proxy.log"
+    wait.wait_for(lambda: proxy_log.stat().st_size > 0, 30, "the proxy log", retry_errors=True)
+    assert "forbidden" not in proxy_log.read_text().lower(), proxy_log.read_text()[-3000:]
     pem = worker.state / "kubelet" / "pki" / "kubelet-client-current.pem"
     first = x509.load_pem_x509_certificate(pem.read_bytes())
     assert first.subject.rfc4514_string() == f"CN=system:node:{worker.node},O=system:nodes"
@@ -322,6 +326,14 @@ def test_join_runs_pods_rotates_its_certificate_and_leaves(cluster: Cluster, wor
         # the kubelet keeps working with it: the Node stays Ready, its lease renewed
         log = (worker.state / "logs" / "kubelet.log").read_text()
         assert "rotated the client certificate" in log
+        # the supervisor restarts the proxy so that it loads the new certificate
+        wait.wait_for(
+            lambda: json.loads((worker.state / "status.json").read_text())["proxy"]["restarts"] >= 1,
+            30,
+            "the proxy restarted after the rotation",
+            retry_errors=True,
+        )
+        assert "forbidden" not in proxy_log.read_text().lower()
         wait.wait_for(
             lambda: (
                 [c for c in cluster.get("node", worker.node)["status"]["conditions"] if c["type"] == "Ready"][
