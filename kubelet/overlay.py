@@ -250,6 +250,19 @@ def route_changes(
     return add, sorted(stale)
 
 
+def relevant(node: Obj) -> tuple[Any, ...]:
+    """What of a Node the backends read: a change of anything else (its conditions, heartbeats)
+    needs no sync."""
+    ann = (node.get("metadata") or {}).get("annotations") or {}
+    if not isinstance(ann, dict):
+        ann = {}
+    return (
+        (node.get("spec") or {}).get("podCIDR"),
+        internal_ip(node),
+        *(ann.get(k) for k in (BACKEND_TYPE, BACKEND_DATA, PUBLIC_IP)),
+    )
+
+
 def node_annotations(backend: str, public_ip: str, mac: str = "", vni: int = DEFAULT_VNI) -> dict[str, str]:
     """flannel's annotations of a node for its backend."""
     data = json.dumps({"VNI": vni, "VtepMAC": mac}) if backend == "vxlan" else "null"
@@ -545,9 +558,14 @@ async def run(client: Client, overlay: Overlay, pod_cidr: str, stop: asyncio.Eve
             await asyncio.sleep(2)
     nodes = Informer(client, NODES)
     changed = asyncio.Event()
+
+    def on_update(old: Obj, new: Obj) -> None:
+        if relevant(old) != relevant(new):  # not each status heartbeat
+            changed.set()
+
     nodes.add_event_handler(
         on_add=lambda obj: changed.set(),
-        on_update=lambda old, new: changed.set(),
+        on_update=on_update,
         on_delete=lambda obj: changed.set(),
     )
     informer = asyncio.create_task(nodes.run(), name="overlay-nodes")

@@ -19,6 +19,7 @@ from kubelet.overlay import (
     node_annotations,
     plan_routes,
     plan_vxlan,
+    relevant,
     vxlan_entries,
 )
 
@@ -135,3 +136,11 @@ def test_minik_status_reads_the_backend_from_the_kubelets_command_line() -> None
     assert pod_network_backend({"kubelet": {"argv": argv}}, {}) == ("vxlan", "ov.1")
     assert pod_network_backend({}, {}) == ("none", "minik.1")
     assert pod_network_backend({}, {"pod_network_backend": "host-gw"})[0] == "host-gw"
+
+
+def test_only_what_the_backends_read_triggers_a_sync() -> None:
+    a = node("node-2", "10.244.2.0/24", vx(MAC2, "192.0.2.2"), ip="10.0.0.2")
+    b = {**a, "status": {**a["status"], "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert relevant(a) == relevant(b)
+    assert relevant(a) != relevant(node("node-2", "10.244.2.0/24", vx(MAC3, "192.0.2.2"), ip="10.0.0.2"))
+    assert relevant(a) != relevant(node("node-2", "10.244.9.0/24", vx(MAC2, "192.0.2.2"), ip="10.0.0.2"))
