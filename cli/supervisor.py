@@ -17,6 +17,11 @@ State directory layout (``~/.minik`` by default)::
     logs/NAME.log    one log per component (the supervisor's own in logs/supervisor.log), and
                      logs/audit.log, the API server's audit log
 
+Worker role: a state directory ``minik join`` made (``config.json`` has ``"role": "worker"``)
+runs only the node's kubelet and proxy against a remote API server (:func:`cli.join.worker_components`),
+with the kubelet's bootstrapped credentials in ``kubeconfigs/kubelet.conf``, ``pki/ca.crt`` and
+``kubelet/pki/kubelet-client-current.pem``.
+
 Start order: etcd and the API server at once (the API server waits for etcd by itself); the
 controller manager, scheduler, kubelet and proxy as soon as the API server answers ``/readyz``
 (started earlier they would only sit in their own retry loops, whose intervals are longer than the
