@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from starlette.requests import Request
@@ -360,28 +360,26 @@ async def _delete_collection(reg: Registry, request: Request, namespace: str | N
 
 
 async def _watch(reg: Registry, request: Request, namespace: str | None) -> Response:
-    """A watch of the v2 objects, each event's object converted (or a one-row Table)."""
+    """A watch of the v2 objects, each event's object converted (or a one-row Table); with
+    ``sendInitialEvents`` the API server's watch-list (the state first, then its bookmark)."""
     from . import app
 
     q = request.query_params
     out = app.negotiate(request.headers.get("accept"))
-    if app.list_options(q, watch=True) is not None:
-        raise errors.invalid(
-            "ListOptions",
-            "",
-            [
-                errors.cause(
-                    "sendInitialEvents", "Forbidden: not served for autoscaling/v1; use autoscaling/v2"
-                )
-            ],
-            "meta.k8s.io",
-        )
+    send_initial = app.list_options(q, watch=True)
     timeout = app.query_int(q, "timeoutSeconds")
     if timeout is None:
         timeout = random.randint(1800, 3600)
     allow_bookmarks = app.query_bool(q, "allowWatchBookmarks")
     include = q.get("includeObject") or "Metadata"
-    events = reg.watch(namespace, app.make_match(V2, q), q.get("resourceVersion") or "")
+    match = app.make_match(V2, q)
+    rv = q.get("resourceVersion") or ""
+    batches: AsyncIterator[list[tuple[str, Obj]]]
+    if send_initial is None:
+        batches = _one_by_one(reg.watch(namespace, match, rv))
+    else:  # the APIServer's method does not use its instance
+        target = app.Target(V2, namespace, None, None)
+        batches = await app.APIServer.watch_list(cast(Any, None), reg, target, match, rv, send_initial)
     first = [True]
 
     def frame(etype: str, obj: Obj) -> bytes:
@@ -400,25 +398,34 @@ async def _watch(reg: Registry, request: Request, namespace: str | None) -> Resp
 
     async def stream() -> AsyncIterator[bytes]:
         deadline = time.monotonic() + timeout
-        it = events.__aiter__()
+        it = batches.__aiter__()
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 try:
-                    etype, obj = await asyncio.wait_for(it.__anext__(), remaining)
+                    batch = await asyncio.wait_for(it.__anext__(), remaining)
                 except (StopAsyncIteration, TimeoutError):
                     return
                 except errors.StatusError as e:
                     yield frame("ERROR", e.status())
                     return
-                if etype != "BOOKMARK" or allow_bookmarks:
-                    yield frame(etype, obj)
+                chunk = [frame(t, o) for t, o in batch if t != "BOOKMARK" or allow_bookmarks or send_initial]
+                if chunk:
+                    yield b"".join(chunk)
         finally:
             await it.aclose()  # type: ignore[attr-defined]
 
     return StreamingResponse(stream(), media_type=app.JSON)
+
+
+async def _one_by_one(events: AsyncIterator[tuple[str, Obj]]) -> AsyncIterator[list[tuple[str, Obj]]]:
+    try:
+        async for item in events:
+            yield [item]
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 # ---- OpenAPI -------------------------------------------------------------------------------------

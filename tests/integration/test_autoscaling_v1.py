@@ -209,6 +209,21 @@ def test_v2_only_fields_ride_in_annotations_through_a_v1_round_trip(api: httpx.C
     assert r.status_code == 200 and r.json()["spec"]["minReplicas"] == 2, r.text
     table = api.get(V1_HPAS, headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}).json()
     assert table["kind"] == "Table" and any(c["name"] == "Targets" for c in table["columnDefinitions"])
+    # a watch-list: the state as v1 objects, then the bookmark that ends the initial events
+    params = {
+        "watch": "1",
+        "sendInitialEvents": "true",
+        "resourceVersionMatch": "NotOlderThan",
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": "2",
+    }
+    with api.stream("GET", V1_HPAS, params=params) as watched:
+        assert watched.status_code == 200
+        events = [json.loads(line) for line in watched.iter_lines() if line]
+    added = [e["object"] for e in events if e["type"] == "ADDED"]
+    assert [(o["apiVersion"], o["metadata"]["name"]) for o in added] == [("autoscaling/v1", "both")]
+    mark = next(e["object"] for e in events if e["type"] == "BOOKMARK")
+    assert mark["metadata"]["annotations"]["k8s.io/initial-events-end"] == "true"
     assert api.delete(f"{V1_HPAS}/both").status_code == 200
 
 
