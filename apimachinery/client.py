@@ -18,6 +18,17 @@ send them.  Every verb is written once, in the clients' common base; each client
 one request is sent (awaited or blocking).  Operations that take several round trips
 (:meth:`Client.list_all`) are written once as generators that yield requests and receive
 responses, and each client drives them.
+
+**Several API servers.**  A client can be given every API server of an HA control plane
+(``ClientConfig.fallback_servers``: a comma-separated ``--api-server`` or the kubeconfig extension
+described in :mod:`apimachinery.kubeconfig`).  It sends to one server at a time and moves to the
+next (round robin, and it stays there) when a request fails at the transport level -- a refused or
+timed-out connection, a connection that breaks -- never on an HTTP error status, which is the
+server's answer.  A request that never reached the server (connect error or connect timeout) is
+sent again to the next server whatever its verb; one that may have reached it is sent again only
+if it is safe (GET, HEAD, OPTIONS), so a create is never applied twice.  Each server is tried at most
+once per call.  A watch is not resumed mid-stream: it raises as before, and the informer, which
+lists and watches again after any failure, does so against the next server.
 """
 
 from __future__ import annotations
@@ -55,6 +66,9 @@ WATCH_READ_SLACK = 30.0
 """A watch stream may be silent until the server ends it after ``timeoutSeconds``; allow that much more."""
 
 DEFAULT_FIELD_MANAGER = "minik"
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Verbs sent again to the next API server even when the failed attempt may have reached the first."""
 
 _R = TypeVar("_R")
 _P = ParamSpec("_P")
@@ -373,6 +387,22 @@ def decode_watch_line(line: str) -> tuple[str, Obj] | None:
     return etype, obj
 
 
+def _never_sent(exc: Exception) -> bool:
+    """Whether a transport error happened before the request could reach the server."""
+    import httpx
+
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def _retryable(method: str, exc: Exception) -> bool:
+    """Whether a request that failed with ``exc`` may be sent again to another API server."""
+    import httpx
+
+    if isinstance(exc, httpx.PoolTimeout | httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+        return False  # a problem on this side: another server would not help
+    return _never_sent(exc) or method.upper() in SAFE_METHODS
+
+
 def _unreachable(url: str, exc: Exception) -> errors.StatusError:
     """A transport failure as a Status error: 504 ``Timeout`` or 503 ``ServiceUnavailable``."""
     import httpx
@@ -478,8 +508,24 @@ class _Base(Generic[_Out, _Resp, _Events]):
 
     def __init__(self, config: ClientConfig | str | None = None) -> None:
         self.config = _server_of(config)
-        self.server = self.config.server.rstrip("/")
+        self.servers: tuple[str, ...] = self.config.servers
+        self.server = self.servers[0]  # the API server in use
         self.host = urlsplit(self.server).netloc  # the host label of rest_client_* metrics
+
+    def _failover(self, failed: str, req: Request, exc: Exception) -> bool:
+        """After a transport error on a request sent to ``failed``: use the next API server (unless
+        a concurrent request already moved on) and say whether ``req`` may be sent there."""
+        if len(self.servers) < 2:
+            return False
+        if self.server == failed:
+            nxt = self.servers[(self.servers.index(failed) + 1) % len(self.servers)]
+            log.warning("API server %s unreachable (%s: %s); using %s", failed, type(exc).__name__, exc, nxt)
+            self.server = nxt
+            self.host = urlsplit(nxt).netloc
+            http = getattr(self, "_http", None)
+            if http is not None:
+                http.base_url = nxt  # requests sent with a relative path (the CLI's) follow
+        return _retryable(req.method, exc)
 
     @property
     def namespace(self) -> str:
@@ -614,22 +660,22 @@ class Client(
     async def _response(self, req: Request) -> httpx.Response:
         import httpx
 
-        recorder = metrics.rest_client
-        if recorder is None:
+        for attempt in range(len(self.servers)):
+            server, host = self.server, self.host
+            recorder = metrics.rest_client
+            start = time.perf_counter()
+            code: int | str = "<error>"
             try:
-                return await self._http.request(req.method, req.path, **self._build(req))
+                resp = await self._http.request(req.method, server + req.path, **self._build(req))
+                code = resp.status_code
+                return resp
             except httpx.TransportError as exc:
-                raise _unreachable(self.server + req.path, exc) from exc
-        start = time.perf_counter()
-        code: int | str = "<error>"
-        try:
-            resp = await self._http.request(req.method, req.path, **self._build(req))
-            code = resp.status_code
-            return resp
-        except httpx.TransportError as exc:
-            raise _unreachable(self.server + req.path, exc) from exc
-        finally:
-            recorder.observe(req.method, self.host, code, time.perf_counter() - start)
+                if not self._failover(server, req, exc) or attempt == len(self.servers) - 1:
+                    raise _unreachable(server + req.path, exc) from exc
+            finally:
+                if recorder is not None:
+                    recorder.observe(req.method, host, code, time.perf_counter() - start)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _send(self, req: Request) -> Obj:
         return decode_json(await self._response(req))
@@ -662,22 +708,31 @@ class Client(
         import httpx
 
         req = build(*args, **kwargs)
-        url = self.server + req.path
-        recorder = metrics.rest_client
-        start = time.perf_counter()
-        try:
-            async with self._http.stream(req.method, req.path, **self._build(req)) as resp:
-                if recorder is not None:  # a watch counts once its response starts, as in client-go
-                    recorder.observe(req.method, self.host, resp.status_code, time.perf_counter() - start)
-                if resp.status_code >= 400:
-                    await resp.aread()
-                    raise error_from_response(resp.status_code, resp.content, url)
-                async for line in resp.aiter_lines():
-                    event = decode_watch_line(line)
-                    if event is not None:
-                        yield event
-        except httpx.TransportError as exc:
-            raise _unreachable(url, exc) from exc
+        for attempt in range(len(self.servers)):
+            server, host = self.server, self.host
+            url = server + req.path
+            recorder = metrics.rest_client
+            start = time.perf_counter()
+            started = False
+            try:
+                async with self._http.stream(req.method, url, **self._build(req)) as resp:
+                    started = True
+                    if recorder is not None:  # a watch counts once its response starts, as in client-go
+                        recorder.observe(req.method, host, resp.status_code, time.perf_counter() - start)
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        raise error_from_response(resp.status_code, resp.content, url)
+                    async for line in resp.aiter_lines():
+                        event = decode_watch_line(line)
+                        if event is not None:
+                            yield event
+                return
+            except httpx.TransportError as exc:
+                # Before the response started the watch is sent again to the next server; once
+                # events flowed, the caller (an informer) must list and watch again.
+                retry = self._failover(server, req, exc) and not started
+                if not retry or attempt == len(self.servers) - 1:
+                    raise _unreachable(url, exc) from exc
 
 
 class SyncClient(_Base[Obj, "httpx.Response", Iterator[Event]]):
@@ -707,18 +762,22 @@ class SyncClient(_Base[Obj, "httpx.Response", Iterator[Event]]):
     def _response(self, req: Request) -> httpx.Response:
         import httpx
 
-        recorder = metrics.rest_client
-        start = time.perf_counter()
-        code: int | str = "<error>"
-        try:
-            resp = self._http.request(req.method, req.path, **self._build(req))
-            code = resp.status_code
-            return resp
-        except httpx.TransportError as exc:
-            raise _unreachable(self.server + req.path, exc) from exc
-        finally:
-            if recorder is not None:
-                recorder.observe(req.method, self.host, code, time.perf_counter() - start)
+        for attempt in range(len(self.servers)):
+            server, host = self.server, self.host
+            recorder = metrics.rest_client
+            start = time.perf_counter()
+            code: int | str = "<error>"
+            try:
+                resp = self._http.request(req.method, server + req.path, **self._build(req))
+                code = resp.status_code
+                return resp
+            except httpx.TransportError as exc:
+                if not self._failover(server, req, exc) or attempt == len(self.servers) - 1:
+                    raise _unreachable(server + req.path, exc) from exc
+            finally:
+                if recorder is not None:
+                    recorder.observe(req.method, host, code, time.perf_counter() - start)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _send(self, req: Request) -> Obj:
         return decode_json(self._response(req))
@@ -747,18 +806,25 @@ class SyncClient(_Base[Obj, "httpx.Response", Iterator[Event]]):
         import httpx
 
         req = build(*args, **kwargs)
-        url = self.server + req.path
-        try:
-            with self._http.stream(req.method, req.path, **self._build(req)) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise error_from_response(resp.status_code, resp.content, url)
-                for line in resp.iter_lines():
-                    event = decode_watch_line(line)
-                    if event is not None:
-                        yield event
-        except httpx.TransportError as exc:
-            raise _unreachable(url, exc) from exc
+        for attempt in range(len(self.servers)):
+            server = self.server
+            url = server + req.path
+            started = False
+            try:
+                with self._http.stream(req.method, url, **self._build(req)) as resp:
+                    started = True
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise error_from_response(resp.status_code, resp.content, url)
+                    for line in resp.iter_lines():
+                        event = decode_watch_line(line)
+                        if event is not None:
+                            yield event
+                return
+            except httpx.TransportError as exc:
+                retry = self._failover(server, req, exc) and not started
+                if not retry or attempt == len(self.servers) - 1:
+                    raise _unreachable(url, exc) from exc
 
 
 PODS = plural_info("", "v1", "pods")

@@ -8,6 +8,22 @@ such a file into a flat :class:`ClientConfig`, the only thing :mod:`apimachinery
 As in client-go, ``$KUBECONFIG`` may list several files separated by ``:``; for every named
 cluster, user or context the first file that defines it wins, and relative file paths inside a
 file are resolved against that file's directory.
+
+Several API servers (an HA control plane) can be given to one client in two ways; the client uses
+the first and moves to the next when a server cannot be reached (see :mod:`apimachinery.client`):
+
+* a comma-separated ``server`` (``--api-server https://a:6443,https://b:6443``), and
+* in a kubeconfig, a cluster extension named :data:`SERVERS_EXTENSION` whose ``servers`` list the
+  other API servers; ``server`` stays one URL, so kubectl reads the same file and uses that one::
+
+      clusters:
+      - name: minik
+        cluster:
+          server: https://10.0.0.1:6443
+          certificate-authority: ca.crt
+          extensions:
+          - name: servers.minik.io
+            extension: {servers: [https://10.0.0.2:6443, https://10.0.0.3:6443]}
 """
 
 from __future__ import annotations
@@ -27,6 +43,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
 """The API server's plain-HTTP port, used when there is no kubeconfig at all."""
+
+SERVERS_EXTENSION = "servers.minik.io"
+"""The kubeconfig cluster extension listing more API servers of the same cluster."""
 
 
 class ConfigError(ValueError):
@@ -49,6 +68,24 @@ class ClientConfig:
     insecure_skip_tls_verify: bool = False
     username: str | None = None
     password: str | None = None
+    fallback_servers: tuple[str, ...] = ()
+    """More API servers of the same cluster, tried in order when ``server`` cannot be reached."""
+
+    def __post_init__(self) -> None:
+        # ``server`` may list several URLs separated by commas: the first is ``server``, the others
+        # go first among the fallbacks.  Duplicates and empty entries are dropped.
+        urls = [u.strip().rstrip("/") for u in self.server.split(",")]
+        urls += [u.strip().rstrip("/") for u in self.fallback_servers]
+        unique = [u for i, u in enumerate(urls) if u and u not in urls[:i]]
+        if not unique:
+            return
+        object.__setattr__(self, "server", unique[0])
+        object.__setattr__(self, "fallback_servers", tuple(unique[1:]))
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every API server URL, the preferred one first."""
+        return (self.server, *self.fallback_servers)
 
     def auth_headers(self) -> dict[str, str]:
         """The ``Authorization`` header for a bearer token or basic credentials, if any."""
@@ -65,7 +102,7 @@ class ClientConfig:
         ``False`` for a plain-HTTP server: no TLS is spoken, and ``True`` would make httpx load the
         system's CA bundle on every client's creation (about 50 ms of a CLI command's start).
         """
-        if not self.server.startswith("https://"):
+        if not any(s.startswith("https://") for s in self.servers):
             return False
         wants_context = (
             self.ca_file or self.ca_data or self.cert_file or self.cert_data or self.insecure_skip_tls_verify
@@ -137,7 +174,9 @@ def load_config(
     else:
         log.debug("no kubeconfig found; using %s", overrides.get("server") or DEFAULT_SERVER)
         config = ClientConfig()
-    values = {k: v for k, v in overrides.items() if v is not None}
+    values: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    if "server" in values:  # a server given on the command line replaces the file's list
+        values.setdefault("fallback_servers", ())
     return ClientConfig(**{**config.__dict__, **values}) if values else config
 
 
@@ -228,4 +267,18 @@ def config_from_dict(data: dict[str, Any], context: str | None = None) -> Client
         insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify", False)),
         username=user.get("username"),
         password=user.get("password"),
+        fallback_servers=_extra_servers(cluster, str(ctx.get("cluster"))),
     )
+
+
+def _extra_servers(cluster: dict[str, Any], name: str) -> tuple[str, ...]:
+    """The ``servers`` of the cluster's :data:`SERVERS_EXTENSION` extension, if it has one."""
+    for ext in cluster.get("extensions") or []:
+        if not isinstance(ext, dict) or ext.get("name") != SERVERS_EXTENSION:
+            continue
+        body = ext.get("extension") or {}
+        servers = body.get("servers") if isinstance(body, dict) else None
+        if not isinstance(servers, list) or not all(isinstance(s, str) and s for s in servers):
+            raise ConfigError(f"cluster {name!r}: extension {SERVERS_EXTENSION} needs a list of server URLs")
+        return tuple(servers)
+    return ()
