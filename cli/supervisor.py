@@ -419,6 +419,21 @@ class Component:
         return max(self.starts - 1, 0)
 
 
+def pod_network_flags(cfg: dict[str, Any]) -> list[str]:
+    """The kubelet's pod network backend between nodes (docs/pod-network.md): ``config.json``'s
+    ``pod_network_backend`` (``vxlan`` or ``host-gw``; absent or ``none``: no flag, the kubelet's
+    default ``none``)."""
+    backend = str(cfg.get("pod_network_backend") or "none")
+    if backend == "none":
+        return []
+    return [
+        "--pod-network-backend",
+        backend,
+        "--cluster-cidr",
+        str(cfg.get("cluster_cidr") or "10.244.0.0/16"),
+    ]
+
+
 def components(cfg: dict[str, Any], state: Path) -> list[Component]:
     """The cluster's processes, in start order, with the flags ``cfg`` asks for."""
     if cfg.get("role") == "worker":  # a node that `minik join` made: only its kubelet and proxy
@@ -653,6 +668,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 cfg["dns_ip"],
                 "--cluster-domain",
                 cfg["cluster_domain"],
+                *pod_network_flags(cfg),
             ],
             api_ready,
             "the API server",
