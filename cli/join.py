@@ -64,7 +64,7 @@ from kubelet.certrotation import (
 )
 
 from .cluster import console, default_state_dir, node_verdict, process_alive, read_json, supervisor_pid
-from .supervisor import Component, host_ip, kubeconfig_file, script, settings
+from .supervisor import Component, host_ip, kubeconfig_file, pod_network_flags, script, settings
 
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 WORKER_COMPONENTS = ("kubelet", "proxy")
@@ -242,6 +242,7 @@ def worker_components(cfg: dict[str, Any], state: Path) -> list[Component]:
         kubelet += ["--certificate-rotation-fraction", str(cfg["rotation_fraction"])]
     if cfg.get("certificate_expiration_seconds"):
         kubelet += ["--certificate-expiration-seconds", str(cfg["certificate_expiration_seconds"])]
+    kubelet += pod_network_flags(cfg)  # config.json's pod_network_backend (docs/pod-network.md)
     out = [Component("kubelet", kubelet)]
     if cfg.get("proxy", True):
         proxy = [
