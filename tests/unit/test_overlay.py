@@ -144,3 +144,15 @@ def test_only_what_the_backends_read_triggers_a_sync() -> None:
     assert relevant(a) == relevant(b)
     assert relevant(a) != relevant(node("node-2", "10.244.2.0/24", vx(MAC3, "192.0.2.2"), ip="10.0.0.2"))
     assert relevant(a) != relevant(node("node-2", "10.244.9.0/24", vx(MAC2, "192.0.2.2"), ip="10.0.0.2"))
+
+
+def test_minik_passes_config_jsons_backend_to_the_kubelet() -> None:
+    from cli.supervisor import pod_network_flags
+
+    assert pod_network_flags({}) == [] and pod_network_flags({"pod_network_backend": "none"}) == []
+    assert pod_network_flags({"pod_network_backend": "vxlan", "cluster_cidr": "10.32.0.0/16"}) == [
+        "--pod-network-backend",
+        "vxlan",
+        "--cluster-cidr",
+        "10.32.0.0/16",
+    ]
