@@ -666,6 +666,11 @@ def up(
     metrics_port: int = typer.Option(
         DEFAULTS["metrics_port"], help="metrics-server's HTTPS port, on every address (for the API server)"
     ),
+    pod_network_backend: str = typer.Option(
+        "none",
+        help="how pods reach other nodes' pods: vxlan (an overlay), host-gw (routes, one L2 segment) or"
+        " none (one node); every node of a cluster needs the same (docs/pod-network.md)",
+    ),
     timeout: float = typer.Option(120, help="seconds to wait for the cluster to become ready"),
 ) -> None:
     """Start a local cluster on this host as separate, supervised processes.
@@ -694,6 +699,9 @@ def up(
     if cni_bridge and len(cni_bridge) > 15:
         console.print(f"--cni-bridge {cni_bridge!r}: a device name has 15 characters at most")
         raise typer.Exit(2)
+    if pod_network_backend not in ("none", "vxlan", "host-gw"):
+        console.print(f"--pod-network-backend {pod_network_backend!r}: one of none, vxlan, host-gw")
+        raise typer.Exit(2)
     cfg = settings(
         {
             "api_port": api_port,
@@ -712,6 +720,7 @@ def up(
             "ingress_https_port": ingress_https_port,
             "metrics_port": metrics_port,
             "advertise_address": host_ip(),
+            "pod_network_backend": pod_network_backend,
         }
     )
     orphans = leftovers(read_json(state / "status.json"))

@@ -328,6 +328,11 @@ def join(
     certificate_expiration_seconds: int = typer.Option(
         None, help="spec.expirationSeconds of the node's CSRs (default: the signer's duration)"
     ),
+    pod_network_backend: str = typer.Option(
+        "none",
+        help="how pods reach other nodes' pods: vxlan (an overlay), host-gw (routes, one L2 segment) or"
+        " none (one node); every node of a cluster needs the same (docs/pod-network.md)",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="wait for the Node to be Ready"),
     timeout: float = typer.Option(120, help="seconds to wait for the Node to be Ready"),
 ) -> None:
@@ -355,6 +360,9 @@ def join(
     bridge = cni_bridge
     if bridge and len(bridge) > 15:
         console.print(f"--cni-bridge {bridge!r}: a device name has 15 characters at most")
+        raise typer.Exit(2)
+    if pod_network_backend not in ("none", "vxlan", "host-gw"):
+        console.print(f"--pod-network-backend {pod_network_backend!r}: one of none, vxlan, host-gw")
         raise typer.Exit(2)
     server = server.rstrip("/")
     try:
@@ -386,6 +394,7 @@ def join(
         "iptables_chain_prefix": iptables_chain_prefix,
         "rotation_fraction": certificate_rotation_fraction,
         "certificate_expiration_seconds": certificate_expiration_seconds,
+        "pod_network_backend": pod_network_backend,
     }
     cfg["dns_ip"] = cluster_dns_ip(state, cfg)
     cfg = settings(cfg)
