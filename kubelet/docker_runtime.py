@@ -22,8 +22,9 @@ import shutil
 import socket
 import tarfile
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,6 +132,121 @@ def stats_from_docker(s: dict[str, Any]) -> ContainerStats:
         },
         pids=int((s.get("pids_stats") or {}).get("current") or 0),
     )
+
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+CGROUP_SAMPLE = 1.0  # seconds between the two CPU readings (Docker's stats interval)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _read_keyed(path: str) -> dict[str, int]:
+    """``key value`` lines (memory.stat, cpu.stat)."""
+    out: dict[str, int] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[1].isdigit():
+                    out[parts[0]] = int(parts[1])
+    except OSError:
+        pass
+    return out
+
+
+def cgroup_dirs(pid: int, root: str = CGROUP_ROOT, proc: str = "/proc") -> dict[str, str]:
+    """The cgroup directories of a process by controller (``memory``, ``cpuacct``, ``pids``; one
+    ``""`` entry, the unified hierarchy, under cgroup v2), from ``/proc/PID/cgroup``."""
+    out: dict[str, str] = {}
+    try:
+        with open(f"{proc}/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        for controller in parts[1].split(",") if parts[1] else [""]:
+            if controller in ("memory", "cpuacct", "pids"):
+                out[controller] = os.path.join(root, controller, parts[2].lstrip("/"))
+            elif controller == "" and parts[0] == "0":
+                out[""] = os.path.join(root, parts[2].lstrip("/"))
+    if "memory" in out or not os.path.isfile(os.path.join(out.get("", ""), "memory.current")):
+        out.pop("", None)  # a v1 host's (empty) unified hierarchy
+    return out
+
+
+def _cgroup_cpu(dirs: dict[str, str]) -> int | None:
+    if "cpuacct" in dirs:
+        return _read_int(os.path.join(dirs["cpuacct"], "cpuacct.usage"))
+    if "" in dirs:
+        usec = _read_keyed(os.path.join(dirs[""], "cpu.stat")).get("usage_usec")
+        return None if usec is None else usec * 1000
+    return None
+
+
+def _host_memory(proc: str = "/proc") -> int:
+    try:
+        with open(f"{proc}/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def cgroup_stats(
+    pid: int, root: str = CGROUP_ROOT, proc: str = "/proc", interval: float = CGROUP_SAMPLE
+) -> dict[str, Any] | None:
+    """A container's statistics read from its cgroups (v1 or v2), shaped as Docker's stats
+    answer (CPU read twice ``interval`` apart, for the rate); None when its cgroups are gone."""
+    dirs = cgroup_dirs(pid, root, proc)
+    if not dirs:
+        return None
+    read0, cpu0 = time.time(), _cgroup_cpu(dirs)
+    if interval > 0:
+        time.sleep(interval)
+    read1, cpu1 = time.time(), _cgroup_cpu(dirs)
+    if cpu1 is None:
+        return None
+    if "memory" in dirs:
+        mdir = dirs["memory"]
+        usage = _read_int(os.path.join(mdir, "memory.usage_in_bytes"))
+        limit = _read_int(os.path.join(mdir, "memory.limit_in_bytes"))
+    else:
+        mdir = dirs[""]
+        usage = _read_int(os.path.join(mdir, "memory.current"))
+        limit = _read_int(os.path.join(mdir, "memory.max"))  # None for "max"
+    host = _host_memory(proc)
+    if host and (limit is None or limit > host):
+        limit = host  # as Docker reports an unlimited container
+    pids_dir = dirs.get("pids") or dirs.get("")
+    pids = _read_int(os.path.join(pids_dir, "pids.current")) if pids_dir else None
+
+    def stamp(t: float) -> str:
+        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+    return {
+        "read": stamp(read1),
+        "preread": stamp(read0),
+        "memory_stats": {
+            "usage": usage or 0,
+            "limit": limit or 0,
+            "stats": _read_keyed(os.path.join(mdir, "memory.stat")),
+        },
+        "cpu_stats": {"cpu_usage": {"total_usage": cpu1}},
+        "precpu_stats": {"cpu_usage": {"total_usage": cpu0 or 0}},
+        "pids_stats": {"current": pids or 0},
+    }
 
 
 def _pod_ref(labels: dict[str, str]) -> PodRef:
@@ -813,7 +929,16 @@ class DockerRuntime:
         return await _in_thread(run, "attach failed")
 
     async def stats(self, container_id: str) -> ContainerStats:
-        return stats_from_docker(await asyncio.to_thread(self.api.stats, container_id, stream=False))
+        s = await asyncio.to_thread(self.api.stats, container_id, stream=False)
+        if parse_docker_time(s.get("read")) is None and not s.get("memory_stats"):
+            # Docker answers with empty stats for a container joined to a sandbox created with
+            # NetworkDisabled (it looks for the sandbox's network statistics, finds no network
+            # sandbox and gives up): the same figures from the container's cgroups
+            attrs = await _unless_gone(self.api.inspect_container, container_id)
+            pid = int(((attrs or {}).get("State") or {}).get("Pid") or 0)
+            if pid:
+                s = await asyncio.to_thread(cgroup_stats, pid) or s
+        return stats_from_docker(s)
 
     # -- volumes --------------------------------------------------------------------------------
 

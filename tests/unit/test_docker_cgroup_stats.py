@@ -1,0 +1,61 @@
+"""Container statistics read from cgroups (the Docker runtime's fallback when Docker answers a
+container's stats request with nothing, as it does for one joined to a NetworkDisabled sandbox)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubelet.docker_runtime import cgroup_dirs, cgroup_stats, stats_from_docker
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def fake_proc(tmp: Path, cgroup: str) -> Path:
+    proc = tmp / "proc"
+    write(proc / "42" / "cgroup", cgroup)
+    write(proc / "meminfo", "MemTotal:        1024 kB\n")
+    return proc
+
+
+def test_cgroup_v1(tmp_path: Path) -> None:
+    root = tmp_path / "cg"
+    lines = (
+        "4:memory:/docker/abc\n2:cpuacct:/docker/abc\n8:pids:/docker/abc\n1:cpu:/docker/abc\n0::/docker/abc\n"
+    )
+    proc = fake_proc(tmp_path, lines)
+    write(root / "memory/docker/abc/memory.usage_in_bytes", "5000\n")
+    write(root / "memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n")
+    write(
+        root / "memory/docker/abc/memory.stat", "total_inactive_file 1000\ntotal_rss 3000\ntotal_pgfault 7\n"
+    )
+    write(root / "cpuacct/docker/abc/cpuacct.usage", "123456789\n")
+    write(root / "pids/docker/abc/pids.current", "3\n")
+    assert set(cgroup_dirs(42, str(root), str(proc))) == {"memory", "cpuacct", "pids"}
+    raw = cgroup_stats(42, str(root), str(proc), interval=0)
+    assert raw is not None
+    st = stats_from_docker(raw)
+    assert st.cpu_usage_nanos == 123456789
+    assert st.memory_usage_bytes == 5000 and st.memory_working_set_bytes == 4000
+    assert st.memory_rss_bytes == 3000 and st.page_faults == 7 and st.pids == 3
+    assert st.memory_limit_bytes == 1024 * 1024  # unlimited: the host's memory, as Docker reports it
+
+
+def test_cgroup_v2(tmp_path: Path) -> None:
+    root = tmp_path / "cg"
+    proc = fake_proc(tmp_path, "0::/system.slice/docker-abc.scope\n")
+    d = root / "system.slice/docker-abc.scope"
+    write(d / "memory.current", "8192\n")
+    write(d / "memory.max", "max\n")
+    write(d / "memory.stat", "anon 4096\ninactive_file 1024\n")
+    write(d / "cpu.stat", "usage_usec 2500\nuser_usec 2000\n")
+    write(d / "pids.current", "1\n")
+    st = stats_from_docker(cgroup_stats(42, str(root), str(proc), interval=0) or {})
+    assert st.cpu_usage_nanos == 2_500_000
+    assert st.memory_working_set_bytes == 8192 - 1024 and st.memory_rss_bytes == 4096 and st.pids == 1
+
+
+def test_gone_process(tmp_path: Path) -> None:
+    assert cgroup_stats(7, str(tmp_path), str(tmp_path), interval=0) is None
