@@ -396,6 +396,14 @@ def join(
         "certificate_expiration_seconds": certificate_expiration_seconds,
         "pod_network_backend": pod_network_backend,
     }
+    if node_ready(state, cfg)[0]:  # as kubeadm: a second host must not take over a live node
+        for sub in ("kubeconfigs", "pki", "kubelet/pki"):
+            shutil.rmtree(state / sub, ignore_errors=True)
+        console.print(
+            f"[red]minik join failed:[/red] a Node named {node} already exists and is Ready"
+            " (choose another --node-name, or run `minik leave` on that node first)"
+        )
+        raise typer.Exit(1)
     cfg["dns_ip"] = cluster_dns_ip(state, cfg)
     cfg = settings(cfg)
     start_node(state, cfg)

@@ -257,6 +257,18 @@ def test_a_token_that_cannot_authenticate_is_refused_with_401(cluster: Cluster, 
         bootstrap_credentials(cluster.server, ca, "aaaaaa.bbbbbbbbbbbbbbbb", worker.node, worker.state / "x")
 
 
+def test_a_node_name_that_is_ready_already_is_refused(cluster: Cluster, worker: Worker) -> None:
+    token, pin = new_token(cluster)
+    args = [a if a != worker.node else cluster.node for a in worker.join_args()]
+    proc = cluster.minik(
+        "join", cluster.server, "--token", token, "--discovery-token-ca-cert-hash", pin, *args, check=False
+    )
+    text = " ".join(proc.stdout.split())
+    assert proc.returncode != 0 and f"a Node named {cluster.node} already exists and is Ready" in text, text
+    assert not (worker.state / "config.json").exists() and not (worker.state / "kubeconfigs").exists()
+    assert not processes_mentioning(str(worker.state))
+
+
 POD = """\
 apiVersion: v1
 kind: Pod
