@@ -13,10 +13,14 @@ manager: every namespace (and with it every link, route and entry in it) is remo
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -217,3 +221,77 @@ def tcp_throughput(src_ns: str, dst_ns: str, dst_ip: str, seconds: float, port: 
     _, out = _tcp(src_ns, dst_ns, dst_ip, port, seconds, 5.0)
     total, elapsed = out.split()
     return int(total) * 8 / float(elapsed) / 1e9
+
+
+# -- reaching the root namespace's loopback from the hosts ------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+
+
+def listen_in_netns(ns: str, port: int) -> socket.socket:
+    """A TCP socket listening on 127.0.0.1:``port`` inside the network namespace ``ns`` (the calling
+    thread enters it for the ``bind`` only)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {ns}")
+        try:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen(64)
+            s.setblocking(False)
+        finally:
+            if libc.setns(own, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+    finally:
+        os.close(own)
+        os.close(target)
+    return s
+
+
+class LoopbackForwarder:
+    """127.0.0.1:``port`` inside each of ``namespaces`` forwarded to 127.0.0.1:``port`` of the root
+    namespace (where the test's API server listens), so that a kubelet run in a "host" namespace
+    reaches it with the usual kubeconfig.  A context manager: the thread and sockets go on exit."""
+
+    def __init__(self, port: int, namespaces: list[str]) -> None:
+        self.port = port
+        self.namespaces = namespaces
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="netns-forwarder", daemon=True)
+        self.sockets: list[socket.socket] = []
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            except (OSError, asyncio.CancelledError):
+                pass
+            finally:
+                w.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    def __enter__(self) -> LoopbackForwarder:
+        self.sockets = [listen_in_netns(ns, self.port) for ns in self.namespaces]
+        self.thread.start()
+        for s in self.sockets:
+            asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, sock=s), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        for s in self.sockets:
+            s.close()
