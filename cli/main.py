@@ -152,6 +152,9 @@ COMMANDS: dict[str, Command] = {
         "group",
     ),
     "token": Command("cli.commands.token", "app", "Bootstrap tokens: create, list and delete them.", "group"),
+    "etcd": Command(
+        "cli.commands.etcd", "app", "The local cluster's etcd: snapshot save and restore.", "group"
+    ),
     # lab up|down|status|render, lab node stop|start NAME; image load IMAGE
     "lab": Command(
         "cli.lab",
