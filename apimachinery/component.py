@@ -29,7 +29,10 @@ def add_log_level_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_kubeconfig_flags(parser: argparse.ArgumentParser) -> None:
     """``--api-server`` and ``--kubeconfig`` as the node components read them (see :mod:`.kubeconfig`)."""
-    parser.add_argument("--api-server", help="API server URL (overrides the kubeconfig's server)")
+    parser.add_argument(
+        "--api-server",
+        help="API server URL, or several separated by commas to fail over between (overrides the kubeconfig's servers)",
+    )
     parser.add_argument("--kubeconfig", help="kubeconfig file to read the API server and credentials from")
 
 

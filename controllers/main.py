@@ -25,7 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="minik-controller-manager", description=__doc__)
     p.add_argument(
         "--api-server",
-        help="API server URL, e.g. https://127.0.0.1:6443 (the CA and credentials come from --kubeconfig)",
+        help="API server URL, e.g. https://127.0.0.1:6443, or several separated by commas to fail over between "
+        "(the CA and credentials come from --kubeconfig)",
     )
     p.add_argument("--kubeconfig", help="kubeconfig file (used when --api-server is not given)")
     p.add_argument(

@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--api-server",
         "--master",
         dest="api_server",
-        help="API server URL (overrides the kubeconfig's server)",
+        help="API server URL, or several separated by commas to fail over between (overrides the kubeconfig's servers)",
     )
     p.add_argument("--kubeconfig", help="kubeconfig file to read the server and credentials from")
     p.add_argument(
