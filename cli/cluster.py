@@ -612,6 +612,23 @@ def _report_running(state: Path, pid: int) -> None:
     console.print(status_table(state, cfg, report))
 
 
+def launch_supervisor(state: Path, cfg: dict[str, Any]) -> None:
+    """Write ``config.json`` and start ``cli.supervisor`` for ``state``, detached (its own session,
+    output to ``logs/supervisor.log``); the supervisor writes ``status.json`` anew."""
+    (state / "config.json").write_text(json.dumps(cfg, indent=2))
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    (state / "status.json").unlink(missing_ok=True)
+    with open(state / "logs" / "supervisor.log", "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "cli.supervisor", "--state-dir", str(state)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+
+
 def register_metrics_server(api: httpx.Client, cfg: dict[str, Any], state: Path) -> None:
     """Route metrics.k8s.io to this cluster's metrics-server on the host (see cli/metricsapi.py)."""
     from .metricsapi import register
@@ -738,18 +755,8 @@ def up(
         raise typer.Exit(1)
     state.mkdir(parents=True, exist_ok=True)
     (state / "config.json").write_text(json.dumps(cfg, indent=2))
-    (state / "logs").mkdir(exist_ok=True)
     ensure_credentials(cfg, state)
-    (state / "status.json").unlink(missing_ok=True)
-    with open(state / "logs" / "supervisor.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "cli.supervisor", "--state-dir", str(state)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=str(Path(__file__).resolve().parent.parent),
-        )
+    launch_supervisor(state, cfg)
     server = api_url(cfg)
     deadline = time.monotonic() + timeout
     done: set[str] = set()

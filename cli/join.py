@@ -33,12 +33,10 @@ without one, leave says what to run on the control plane.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import ssl
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -63,7 +61,15 @@ from kubelet.certrotation import (
     write_pair_atomically,
 )
 
-from .cluster import console, default_state_dir, node_verdict, process_alive, read_json, supervisor_pid
+from .cluster import (
+    console,
+    default_state_dir,
+    launch_supervisor,
+    node_verdict,
+    process_alive,
+    read_json,
+    supervisor_pid,
+)
 from .supervisor import Component, host_ip, kubeconfig_file, pod_network_flags, script, settings
 
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
@@ -273,18 +279,7 @@ def _mtime(path: Path) -> float:
 
 def start_node(state: Path, cfg: dict[str, Any]) -> None:
     """Write ``config.json`` and start the supervisor (detached) in its worker role."""
-    (state / "config.json").write_text(json.dumps(cfg, indent=2))
-    (state / "logs").mkdir(parents=True, exist_ok=True)
-    (state / "status.json").unlink(missing_ok=True)
-    with open(state / "logs" / "supervisor.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "cli.supervisor", "--state-dir", str(state)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=str(Path(__file__).resolve().parent.parent),
-        )
+    launch_supervisor(state, cfg)
 
 
 def node_ready(state: Path, cfg: dict[str, Any]) -> tuple[bool, str]:
