@@ -10,6 +10,7 @@ import random
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 NODE_LABEL = "io.minik.node"
 
@@ -119,6 +120,26 @@ def remove_node_objects(node: str, network: str) -> None:
             client.networks.get(network).remove()
         except docker.errors.NotFound:
             pass
+    finally:
+        client.close()
+
+
+def pod_container(node: str, pod: str, container: str = "c") -> Any:
+    """The running Docker container of ``container`` in pod ``pod`` on ``node``, or None."""
+    import docker
+
+    client = docker.from_env()
+    try:
+        found = client.containers.list(
+            filters={
+                "label": [
+                    f"{NODE_LABEL}={node}",
+                    f"io.kubernetes.pod.name={pod}",
+                    f"io.kubernetes.container.name={container}",
+                ]
+            }
+        )
+        return found[0] if found else None
     finally:
         client.close()
 

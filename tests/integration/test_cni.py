@@ -26,7 +26,7 @@ import pytest
 from kubelet import cni
 from kubelet.node import default_node_ip
 from testkit import prereq
-from testkit.host import NODE_LABEL, free_subnets
+from testkit.host import NODE_LABEL, free_subnets, pod_container
 from testkit.processes import KubeletProcess, root_ca_publisher, running
 
 NS = "default"
@@ -115,21 +115,9 @@ def named(client: httpx.Client, name: str) -> list[dict[str, Any]]:
 
 
 def container_of(node: str, pod: str) -> Any:
-    dc = docker.from_env()
-    try:
-        found = dc.containers.list(
-            filters={
-                "label": [
-                    f"{NODE_LABEL}={node}",
-                    f"io.kubernetes.pod.name={pod}",
-                    "io.kubernetes.container.name=c",
-                ]
-            }
-        )
-        assert found, f"no running container of pod {pod}"
-        return found[0]
-    finally:
-        dc.close()
+    found = pod_container(node, pod)
+    assert found is not None, f"no running container of pod {pod}"
+    return found
 
 
 def allocations(k: KubeletProcess) -> list[str]:

@@ -11,16 +11,15 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
-import docker
 import httpx
 import pytest
 
 from testkit import prereq
+from testkit.host import pod_container
 from testkit.overlaylab import LoopbackForwarder, OverlayLab, sh
 from testkit.processes import KubeletProcess, root_ca_publisher, running
 
 NS = "default"
-NODE_LABEL = "io.minik.node"
 
 
 def pod_obj(name: str, node: str, image: str) -> dict[str, Any]:
@@ -54,39 +53,15 @@ def running_ips(client: httpx.Client, names: list[str]) -> dict[str, str] | None
 
 
 def exec_in(node: str, pod: str, cmd: list[str]) -> tuple[int, str]:
-    dc = docker.from_env()
-    try:
-        found = dc.containers.list(
-            filters={
-                "label": [
-                    f"{NODE_LABEL}={node}",
-                    f"io.kubernetes.pod.name={pod}",
-                    "io.kubernetes.container.name=c",
-                ]
-            }
-        )
-        assert found, f"no running container of pod {pod}"
-        res = found[0].exec_run(cmd)
-        return res.exit_code, res.output.decode(errors="replace")
-    finally:
-        dc.close()
+    found = pod_container(node, pod)
+    assert found is not None, f"no running container of pod {pod}"
+    res = found.exec_run(cmd)
+    return res.exit_code, res.output.decode(errors="replace")
 
 
 def logs_of(node: str, pod: str) -> str:
-    dc = docker.from_env()
-    try:
-        found = dc.containers.list(
-            filters={
-                "label": [
-                    f"{NODE_LABEL}={node}",
-                    f"io.kubernetes.pod.name={pod}",
-                    "io.kubernetes.container.name=c",
-                ]
-            }
-        )
-        return found[0].logs().decode(errors="replace") if found else ""
-    finally:
-        dc.close()
+    found = pod_container(node, pod)
+    return found.logs().decode(errors="replace") if found is not None else ""
 
 
 @pytest.fixture
