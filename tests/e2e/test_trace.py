@@ -164,23 +164,19 @@ def test_pod_trace_has_every_step_in_order_and_adds_up(cluster: LocalCluster) ->
     # as the client saw it, within 10 % (the client adds its request and its polling)
     assert total <= observed
     assert total >= 0.9 * observed, (total, observed)
-    # the steps and the waits between them (a change on its way to the next component) make up
-    # that time; each wait names the components on either side
-    waits = summary["waits"]
-    assert abs(summary["stepsSeconds"] + sum(w["seconds"] for w in waits) - total) < 0.001 * total, summary
-    assert all(w["from"] and w["to"] for w in waits)
+    # each wait between steps (a change on its way to the next component) names the components
+    # on either side
+    assert all(w["from"] and w["to"] for w in summary["waits"])
 
-    # create -> Running: the rows of the chain (the top-level steps' counted parts and the waits
-    # between components) add up to the measured time, the create request's arrival to the end
-    # of the kubelet's status write with phase Running, within 10 %
+    # create -> Running as the trace measures it (the create request's arrival to the end of the
+    # kubelet's status write with phase Running) agrees within 10 % with the client's view (POST
+    # sent to the phase Running read back)
     measured = summary["createToRunningSeconds"]
     assert 0 < measured <= total
-    # the client's view (POST sent to the phase Running seen) agrees within 10 % too
     assert abs(measured - observed_running) <= 0.1 * observed_running, (measured, observed_running)
-    assert abs(summary["totalToRunningSeconds"] - measured) <= 0.1 * measured, summary
-    assert summary["stepsToRunningSeconds"] + summary["waitsToRunningSeconds"] == pytest.approx(
-        summary["totalToRunningSeconds"]
-    )
+    # the rows of the chain (the top-level steps' counted parts and the waits between components)
+    # cover that time: each row starts where the one before reached, is counted for no more than
+    # the part of its span past that reach, and the last reaches the Running status write
     by_id = {s["spanId"]: s for s in own}
     chain = [r for r in summary["chain"] if r["until"] == "Running"]
     reach = summary["start"]
@@ -209,8 +205,9 @@ def test_pod_trace_has_every_step_in_order_and_adds_up(cluster: LocalCluster) ->
     assert text.exit_code == 0, text.output
     line = next(x for x in text.output.splitlines() if "the steps to Running add up to" in x)
     added = float(line.split("add up to ")[1].split(" ms")[0].replace(",", ""))
-    shown = float(line.split("created → Running: ")[1].split(" ms")[0].replace(",", ""))
-    assert abs(added - shown) <= 0.1 * shown, line
+    # the printed sum of the rows is the JSON's, and is what the client saw within 10 %
+    assert added == pytest.approx(summary["totalToRunningSeconds"] * 1000, abs=0.1), line
+    assert abs(added / 1000 - observed_running) <= 0.1 * observed_running, (line, observed_running)
     assert "COUNTED" in text.output
     for step in POD_STEPS + ["proxy sync service", "dns records updated"]:
         assert step in text.output
