@@ -8,9 +8,11 @@ notBefore)``, Kubernetes' ``nextRotationDeadline``), the kubelet makes a new ECD
 CertificateSigningRequest for ``CN=system:node:NAME, O=system:nodes`` to signer
 ``kubernetes.io/kube-apiserver-client-kubelet`` -- sent with its current certificate, so
 csrapproving approves it through the ``selfnodeclient`` permission -- waits for
-``status.certificate``, writes certificate and key to the file atomically (a new file renamed over
-the old one) and loads them into the TLS context its API client uses: new connections present the
-new certificate.
+``status.certificate``, checks that the certificate carries the new key's public key, writes
+certificate and key to a new file beside the old one, loads that into the TLS context its API
+client uses (new connections present the new certificate) and only then renames it over the old
+one: a certificate that does not fit the key or that OpenSSL refuses leaves file and context as
+they were.
 
 The timing functions are pure; :class:`Rotator` does the I/O.
 """
@@ -126,8 +128,13 @@ def issued_certificate(csr: dict[str, Any]) -> bytes | None:
     return base64.b64decode(cert) if cert else None
 
 
-def write_pair_atomically(path: Path, cert_pem: bytes, key_pem_: bytes) -> None:
-    """Certificate and key in one 0600 PEM file, written beside ``path`` and renamed over it."""
+def write_pair_atomically(
+    path: Path, cert_pem: bytes, key_pem_: bytes, check: Callable[[str], None] | None = None
+) -> None:
+    """Certificate and key in one 0600 PEM file, written beside ``path`` and renamed over it.
+
+    ``check`` (if given) is called with the temporary file's path before the rename; when it
+    raises, the temporary file is removed and ``path`` keeps its old content."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -136,10 +143,25 @@ def write_pair_atomically(path: Path, cert_pem: bytes, key_pem_: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o600)
+        if check is not None:
+            check(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _public_der(key: Any) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def check_issued(cert_pem: bytes, key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    """The issued certificate, parsed; ValueError when it is not PEM or does not carry ``key``'s
+    public key (a certificate for another key would break every new connection)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    if _public_der(cert.public_key()) != _public_der(key.public_key()):
+        raise ValueError("the issued certificate does not match the new private key")
+    return cert
 
 
 def load_certificate(path: Path) -> x509.Certificate:
@@ -219,10 +241,17 @@ class Rotator:
                 if loop.time() > end:
                     raise TimeoutError(f"CSR {name} was not signed in {timeout:.0f}s")
                 await asyncio.sleep(0.2)
-        write_pair_atomically(self.path, pem, key_pem(key))
-        self.ctx.load_cert_chain(str(self.path), str(self.path))  # new connections present it
+        cert = check_issued(pem, key)
+
+        def load(tmp: str) -> None:
+            # Load the new file before it replaces the old one: a pair OpenSSL refuses leaves both
+            # the file and the context as they were.  A scratch context first, so that a failure
+            # cannot leave the live one half updated.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(tmp, tmp)
+            self.ctx.load_cert_chain(tmp, tmp)  # new connections present it
+
+        write_pair_atomically(self.path, pem, key_pem(key), check=load)
         self.rotations += 1
-        cert = x509.load_pem_x509_certificate(pem)
         log.info(
             "rotated the client certificate (CSR %s, serial %x, valid until %s)",
             name,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
+import ssl
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from kubelet import certrotation as cr
 
@@ -78,3 +80,89 @@ def test_the_pair_is_written_atomically_and_privately(tmp_path: Path) -> None:
     cr.write_pair_atomically(path, b"CERT2\n", cr.key_pem(key))
     assert path.read_bytes().startswith(b"CERT2\n")
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+# ---- one renewal against a fake API ----------------------------------------------------------------
+
+
+def _sign(csr_pem: bytes, public_key: object | None = None) -> bytes:
+    """A certificate for the CSR's subject, for ``public_key`` (default: the CSR's own key)."""
+    req = x509.load_pem_x509_csr(csr_pem)
+    ca_key = cr.new_key()
+    ca_name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "test-ca")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(req.subject)
+        .issuer_name(ca_name)
+        .public_key(public_key or req.public_key())  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class _FakeCSRs:
+    """Answers the CSR create with a signed certificate on the first get."""
+
+    def __init__(self, wrong_key: bool = False) -> None:
+        self.wrong_key = wrong_key
+        self.obj: dict = {}
+
+    async def create(self, _kind: object, obj: dict) -> dict:
+        request = base64.b64decode(obj["spec"]["request"])
+        other = cr.new_key().public_key() if self.wrong_key else None
+        self.obj = {
+            "metadata": {"name": "node-csr-x"},
+            "status": {"certificate": base64.b64encode(_sign(request, other)).decode()},
+        }
+        return self.obj
+
+    async def get(self, _kind: object, _name: str) -> dict:
+        return self.obj
+
+
+class _RefusingContext:
+    def load_cert_chain(self, certfile: str, keyfile: str) -> None:
+        raise ssl.SSLError("refused")
+
+
+def _old_pair(tmp_path: Path) -> Path:
+    path = tmp_path / "kubelet-client-current.pem"
+    path.write_bytes(b"OLD\n")
+    return path
+
+
+def _rotator(client: object, path: Path, ctx: object) -> cr.Rotator:
+    return cr.Rotator(client, "n1", path, ctx)  # type: ignore[arg-type]
+
+
+def test_rotate_installs_a_certificate_for_the_new_key(tmp_path: Path) -> None:
+    path = _old_pair(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    rot = _rotator(_FakeCSRs(), path, ctx)
+    cert = asyncio.run(rot.rotate(timeout=5))
+    assert rot.rotations == 1
+    assert cr.load_certificate(path).serial_number == cert.serial_number
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_rotate_refuses_a_certificate_for_another_key_and_keeps_the_old_file(tmp_path: Path) -> None:
+    path = _old_pair(tmp_path)
+    rot = _rotator(_FakeCSRs(wrong_key=True), path, ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    with pytest.raises(ValueError, match="does not match the new private key"):
+        asyncio.run(rot.rotate(timeout=5))
+    assert path.read_bytes() == b"OLD\n"
+    assert rot.rotations == 0
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_rotate_keeps_the_old_file_when_the_new_pair_cannot_be_loaded(tmp_path: Path) -> None:
+    path = _old_pair(tmp_path)
+    rot = _rotator(_FakeCSRs(), path, _RefusingContext())
+    with pytest.raises(ssl.SSLError):
+        asyncio.run(rot.rotate(timeout=5))
+    assert path.read_bytes() == b"OLD\n"  # loaded from the temporary file, before the rename
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
