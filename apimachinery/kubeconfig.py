@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import ssl  # ssl and yaml are imported where used: the CLI's start-up needs neither
@@ -272,13 +273,42 @@ def config_from_dict(data: dict[str, Any], context: str | None = None) -> Client
 
 
 def _extra_servers(cluster: dict[str, Any], name: str) -> tuple[str, ...]:
-    """The ``servers`` of the cluster's :data:`SERVERS_EXTENSION` extension, if it has one."""
-    for ext in cluster.get("extensions") or []:
-        if not isinstance(ext, dict) or ext.get("name") != SERVERS_EXTENSION:
+    """The ``servers`` of the cluster's :data:`SERVERS_EXTENSION` extension, if it has one.
+
+    Each entry may itself list several URLs separated by commas (as ``server`` may); every URL needs
+    an ``http`` or ``https`` scheme and a host.  Anything else is a :class:`ConfigError` naming the
+    field."""
+    exts = cluster.get("extensions")
+    if exts is None:
+        return ()
+    where = f"cluster {name!r}: extensions"
+    if not isinstance(exts, list):
+        raise ConfigError(f"{where} must be a list of named extensions, not {type(exts).__name__}")
+    for i, ext in enumerate(exts):
+        if not isinstance(ext, dict):
+            raise ConfigError(f"{where}[{i}] must be a mapping with name and extension")
+        if ext.get("name") != SERVERS_EXTENSION:
             continue
-        body = ext.get("extension") or {}
+        field = f"{where}[{i}] ({SERVERS_EXTENSION}): extension.servers"
+        body = ext.get("extension")
         servers = body.get("servers") if isinstance(body, dict) else None
-        if not isinstance(servers, list) or not all(isinstance(s, str) and s for s in servers):
-            raise ConfigError(f"cluster {name!r}: extension {SERVERS_EXTENSION} needs a list of server URLs")
-        return tuple(servers)
+        if not isinstance(servers, list):
+            raise ConfigError(f"{field} needs a list of server URLs")
+        urls: list[str] = []
+        for j, entry in enumerate(servers):
+            if not isinstance(entry, str):
+                raise ConfigError(f"{field}[{j}] must be a URL string, not {type(entry).__name__}")
+            for url in (u.strip() for u in entry.split(",")):
+                if not url:
+                    continue
+                try:
+                    parts = urlsplit(url)
+                except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+                    parts = urlsplit("")
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise ConfigError(f"{field}[{j}]: {url!r} is not an http:// or https:// URL")
+                urls.append(url)
+        if not urls:
+            raise ConfigError(f"{field} lists no server URL")
+        return tuple(urls)
     return ()
