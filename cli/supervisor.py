@@ -253,6 +253,14 @@ def etcd_url(cfg: dict[str, Any]) -> str:
     return f"https://127.0.0.1:{settings(cfg)['etcd_port']}"
 
 
+ETCD_MEMBER_NAME = "minik"
+"""etcd's ``--name`` and its entry in ``--initial-cluster`` (also what a snapshot is restored as)."""
+
+
+def etcd_peer_url(cfg: dict[str, Any]) -> str:
+    return f"https://127.0.0.1:{settings(cfg)['etcd_peer_port']}"
+
+
 def etcd_client(cfg: dict[str, Any], state: Path, timeout: float = 1.0) -> httpx.Client:
     """An HTTPS client to etcd with the health-check client certificate (etcd wants one of the CA)."""
     import ssl
@@ -509,7 +517,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
         "the node's pod CIDR (node IPAM)",
     )
 
-    peer = f"https://127.0.0.1:{cfg['etcd_peer_port']}"
+    peer = etcd_peer_url(cfg)
     etcd_cert, etcd_key = str(pki / "etcd-server.crt"), str(pki / "etcd-server.key")
     return [
         Component(
@@ -517,7 +525,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             [
                 etcd_binary() or "etcd",
                 "--name",
-                "minik",
+                ETCD_MEMBER_NAME,
                 "--data-dir",
                 str(state / "etcd"),
                 "--listen-client-urls",
@@ -529,7 +537,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 "--initial-advertise-peer-urls",
                 peer,
                 "--initial-cluster",
-                f"minik={peer}",
+                f"{ETCD_MEMBER_NAME}={peer}",
                 # TLS, and only clients with a certificate of the cluster CA (the API server's)
                 "--cert-file",
                 etcd_cert,
