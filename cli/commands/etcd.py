@@ -6,7 +6,9 @@ cluster's CA and the API server's etcd client certificate from ``STATE/pki``:
 * ``save FILE`` takes a snapshot of the running cluster's etcd (``etcdctl snapshot save``);
 * ``restore FILE`` (with the cluster stopped: ``minik down``) moves ``STATE/etcd`` aside to
   ``STATE/etcd.before-restore-TIMESTAMP`` and restores the snapshot into ``STATE/etcd`` with the
-  member name and peer URL ``minik up`` gives etcd; ``minik up`` then starts from it.
+  member name and peer URL ``minik up`` gives etcd; ``minik up`` then starts from it.  It refuses
+  while the state's supervisor runs or while any etcd still uses ``STATE/etcd`` (one listed in
+  ``status.json`` that outlived its supervisor, or any process ``etcd ... --data-dir STATE/etcd``).
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ app.add_typer(snapshot_app, name="snapshot")
 StateOpt = typer.Option(
     None, "--state-dir", help="the cluster's state directory (default $MINIK_STATE_DIR or ~/.minik)"
 )
-MEMBER_NAME = "minik"  # etcd's --name in minik up (cli/supervisor.py)
 
 
 def _state(given: Path | None) -> Path:
-    return (given or Path(os.environ.get("MINIK_STATE_DIR") or Path.home() / ".minik")).absolute()
+    from ..cluster import default_state_dir
+
+    return (given or default_state_dir()).absolute()
 
 
 def _config(state: Path) -> dict[str, Any]:
@@ -70,13 +73,52 @@ def _run(argv: list[str]) -> None:
         raise CLIError(f"{' '.join(argv[:3])} failed: {(result.stderr or result.stdout).strip()[-2000:]}")
 
 
-def _supervisor_running(state: Path) -> bool:
-    try:
-        pid = int((state / "supervisor.pid").read_text().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+def _uses_data_dir(cmdline: list[str], data: str) -> bool:
+    """Is ``cmdline`` an etcd (run directly or through an interpreter) with ``--data-dir data``?"""
+    if not any(os.path.basename(a) == "etcd" for a in cmdline[:2]):
         return False
-    return True
+    for i, arg in enumerate(cmdline):
+        if arg in ("--data-dir", "-data-dir") and i + 1 < len(cmdline) and cmdline[i + 1] == data:
+            return True
+        if arg in (f"--data-dir={data}", f"-data-dir={data}"):
+            return True
+    return False
+
+
+def etcd_processes(data_dir: Path) -> list[int]:
+    """The pids of live etcd processes whose data directory is ``data_dir``."""
+    data = str(data_dir)
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if _uses_data_dir([a.decode(errors="replace") for a in raw.split(b"\0")[:-1]], data):
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def _refuse_while_running(state: Path) -> None:
+    """A CLIError when the state's supervisor or any etcd of the state still runs: restoring moves
+    etcd's data directory, which must not happen under a live etcd."""
+    from ..cluster import leftovers, read_json, supervisor_pid
+
+    pid = supervisor_pid(state)  # checks the pid's command line: a reused pid does not count
+    if pid is not None:
+        raise CLIError(f"the cluster in {state} is running (supervisor pid {pid}): `minik down` first")
+    etcds = set(etcd_processes(state / "etcd"))
+    orphan = leftovers(read_json(state / "status.json")).get("etcd")
+    if orphan is not None:
+        etcds.add(orphan)
+    if etcds:
+        pids = ", ".join(str(p) for p in sorted(etcds))
+        raise CLIError(
+            f"etcd of {state} still runs (pid {pids}) without its supervisor: "
+            "`minik down` stops it (or stop that process) first"
+        )
 
 
 @snapshot_app.command("save")
@@ -112,21 +154,22 @@ def restore(
     state_dir: Path | None = StateOpt,
 ) -> None:
     """Replace the stopped cluster's etcd data with FILE's (the old data is moved aside)."""
+    from ..supervisor import ETCD_MEMBER_NAME, etcd_peer_url
+
     state = _state(state_dir)
     cfg = _config(state)
     if not file.is_file():
         raise CLIError(f"no snapshot at {file}")
-    if _supervisor_running(state):
-        raise CLIError(f"the cluster in {state} is running: `minik down` first")
+    _refuse_while_running(state)
     data = state / "etcd"
-    peer = f"https://127.0.0.1:{cfg['etcd_peer_port']}"
+    peer = etcd_peer_url(cfg)
     staging = state / "etcd.restoring"
     shutil.rmtree(staging, ignore_errors=True)
     _run(
         [
             etcdctl(),
             *("snapshot", "restore", str(file), "--data-dir", str(staging)),
-            *("--name", MEMBER_NAME, "--initial-cluster", f"{MEMBER_NAME}={peer}"),
+            *("--name", ETCD_MEMBER_NAME, "--initial-cluster", f"{ETCD_MEMBER_NAME}={peer}"),
             *("--initial-advertise-peer-urls", peer),
         ]
     )
