@@ -117,14 +117,28 @@ class EtcdMembers:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST to the first endpoint that answers; etcd's refusal raised as EtcdMemberError."""
+    def _post(self, path: str, body: dict[str, Any], idempotent: bool = False) -> dict[str, Any]:
+        """POST to the first endpoint that answers; etcd's refusal raised as EtcdMemberError.
+
+        A request that changes the membership (add, remove, promote) goes to the next endpoint only
+        when it never reached this one (the connection failed or timed out).  After any other
+        transport error -- a read timeout, a dropped connection -- etcd may have applied it, and
+        sending it again would add a second member or fail confusingly: that is an error which
+        says so.  ``idempotent`` requests (member list) move on after any transport error."""
         failures: list[str] = []
         for endpoint in self.endpoints:
             url = endpoint.rstrip("/") + path
             try:
                 resp = self._client().post(url, json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                failures.append(f"{endpoint}: {type(exc).__name__}: {exc}")
+                continue
             except httpx.TransportError as exc:
+                if not idempotent:
+                    raise EtcdMemberError(
+                        f"etcd at {endpoint}: {path} sent but not answered ({type(exc).__name__}: {exc}); "
+                        "it may have been applied: check the member list before trying again"
+                    ) from exc
                 failures.append(f"{endpoint}: {type(exc).__name__}: {exc}")
                 continue
             try:
@@ -138,7 +152,7 @@ class EtcdMembers:
         raise EtcdMemberError("no etcd endpoint reachable: " + "; ".join(failures))
 
     def members(self) -> list[Member]:
-        data = self._post("/v3/cluster/member/list", {"linearizable": True})
+        data = self._post("/v3/cluster/member/list", {"linearizable": True}, idempotent=True)
         return [Member.from_json(m) for m in data.get("members") or []]
 
     def _change(self, path: str, body: dict[str, Any], timeout: float, interval: float) -> dict[str, Any]:

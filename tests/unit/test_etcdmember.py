@@ -88,3 +88,54 @@ def test_initial_cluster_refuses_another_unstarted_member() -> None:
     other = Member(13, "", ("https://10.0.0.3:2380",), (), True)
     with pytest.raises(EtcdMemberError, match="never started"):
         initial_cluster([Member.from_json(E1), other], "e2", "https://10.0.0.2:2380")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError],
+)
+def test_a_membership_change_is_not_resent_after_it_may_have_reached_etcd(error: type) -> None:
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "a":
+            raise error("no answer", request=request)
+        return httpx.Response(200, json={"member": NEW, "members": [E1, NEW]})
+
+    members, _ = members_with(handler, "https://a:2379", "https://b:2379")
+    with pytest.raises(EtcdMemberError, match="may have been applied"):
+        members.add("https://10.0.0.2:2380")
+    with pytest.raises(EtcdMemberError, match="may have been applied"):
+        members.remove(12)
+    with pytest.raises(EtcdMemberError, match="may have been applied"):
+        members.promote(12)
+    assert hosts == ["a", "a", "a"]
+
+
+def test_a_membership_change_moves_on_when_the_connection_times_out() -> None:
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "a":
+            raise httpx.ConnectTimeout("timed out", request=request)
+        return httpx.Response(200, json={"members": [E1]})
+
+    members, _ = members_with(handler, "https://a:2379", "https://b:2379")
+    assert members.remove(12) == [Member.from_json(E1)]
+    assert hosts == ["a", "b"]
+
+
+def test_the_member_list_moves_on_after_a_read_timeout() -> None:
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "a":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(200, json={"members": [E1]})
+
+    members, _ = members_with(handler, "https://a:2379", "https://b:2379")
+    assert members.members() == [Member.from_json(E1)]
+    assert hosts == ["a", "b"]
