@@ -21,13 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from kubelet.overlay import Overlay
 
 from .supervisor import (
     DEFAULTS,
@@ -930,12 +933,21 @@ def cleanup_host(state: Path) -> list[str]:
 
 def _cleanup_cni(cfg: dict[str, Any], state: Path | None = None) -> list[str]:
     out: list[str] = []
-    backend, device = pod_network_backend(read_json(state / "status.json") if state else {}, cfg)
-    if backend == "vxlan":
+    status = read_json(state / "status.json") if state else {}
+    backend, device = pod_network_backend(status, cfg)
+    if backend in ("vxlan", "host-gw"):
         from kubelet import overlay
 
-        if overlay.cleanup_device(device):
-            out.append(f"the overlay device {device} with its routes, neighbours and FDB entries")
+        try:
+            backend_of = overlay_of(status, cfg)
+            if backend_of.cleanup():
+                out.append(
+                    f"the overlay device {device} with its routes, neighbours and FDB entries"
+                    if backend == "vxlan"
+                    else f"host-gw's routes to the other nodes' pod CIDRs on {backend_of.interface}"
+                )
+        except (ValueError, overlay.KernelError) as exc:
+            console.print(f"[yellow]removing the pod network backend {backend} failed: {exc}[/yellow]")
     try:
         return out + cleanup_pod_network(
             cfg["cni_conf_dir"], cfg["network_name"], cfg["cni_bridge"], cfg["cni_cache_dir"]
@@ -948,18 +960,37 @@ def _cleanup_cni(cfg: dict[str, Any], state: Path | None = None) -> list[str]:
 def pod_network_backend(status: dict[str, Any], cfg: dict[str, Any]) -> tuple[str, str]:
     """(the kubelet's --pod-network-backend, its --overlay-device), from its command line in
     ``status.json`` (else ``cfg``'s ``pod_network_backend``; the kubelet's default is none)."""
-    argv = list((status.get("kubelet") or {}).get("argv") or [])
+    backend = kubelet_flag(status, "--pod-network-backend", str(cfg.get("pod_network_backend") or "none"))
+    return backend, kubelet_flag(status, "--overlay-device", "minik.1")
+
+
+def kubelet_flag(status: dict[str, Any], name: str, default: str) -> str:
+    """The value of the kubelet's flag ``name`` on its command line in ``status.json``, or ``default``."""
+    argv = [str(a) for a in (status.get("kubelet") or {}).get("argv") or []]
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return default
+
+
+def overlay_of(status: dict[str, Any], cfg: dict[str, Any]) -> Overlay:
+    """The kubelet's pod network backend as its command line in
+    ``status.json`` set it up (else ``cfg``): what ``minik down`` and ``minik leave`` clean up."""
+    from kubelet import overlay
 
     def flag(name: str, default: str) -> str:
-        for i, a in enumerate(argv):
-            if a == name and i + 1 < len(argv):
-                return str(argv[i + 1])
-            if a.startswith(name + "="):
-                return a.split("=", 1)[1]
-        return default
+        return kubelet_flag(status, name, default)
 
-    return flag("--pod-network-backend", str(cfg.get("pod_network_backend") or "none")), flag(
-        "--overlay-device", "minik.1"
+    backend, device = pod_network_backend(status, cfg)
+    return overlay.Overlay(
+        backend,
+        flag("--node-name", str(cfg.get("node_name") or "")),
+        public_ip=flag("--node-ip", str(cfg.get("advertise_address") or "")),
+        interface=flag("--overlay-interface", ""),
+        device=device,
+        cluster_cidr=flag("--cluster-cidr", str(cfg.get("cluster_cidr") or overlay.DEFAULT_CLUSTER_CIDR)),
     )
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import ipaddress
 import json
 import logging
@@ -150,7 +151,10 @@ def plan_vxlan(
     nodes: list[Obj], me: str, vni: int = DEFAULT_VNI, cluster_cidr: str | None = None
 ) -> tuple[list[Peer], list[str]]:
     """(the other nodes as peers, sorted by pod CIDR; why each other node was skipped).  Two nodes
-    claiming one pod CIDR, VTEP MAC or public IP: the first by name wins, the other is skipped."""
+    claiming one pod CIDR or VTEP MAC: the first by name wins, the other is skipped.  Two nodes with
+    one public IP are both kept: their FDB entries differ by MAC, and the host there answers only
+    for the MAC of its own device, so a stale Node of a reinstalled host cannot take the live
+    node's place whatever their names."""
     cluster = _cluster(cluster_cidr)
     peers: list[Peer] = []
     skipped: list[str] = []
@@ -261,6 +265,14 @@ def relevant(node: Obj) -> tuple[Any, ...]:
         internal_ip(node),
         *(ann.get(k) for k in (BACKEND_TYPE, BACKEND_DATA, PUBLIC_IP)),
     )
+
+
+def vtep_mac(node_name: str, vni: int = DEFAULT_VNI) -> str:
+    """The vxlan device's MAC: derived from the node's name and the VNI (locally administered,
+    unicast), so that a recreated device keeps the address the other nodes already know."""
+    b = bytearray(hashlib.sha256(f"{node_name}/{vni}".encode()).digest()[:6])
+    b[0] = (b[0] & 0xFC) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
 
 
 def node_annotations(backend: str, public_ip: str, mac: str = "", vni: int = DEFAULT_VNI) -> dict[str, str]:
@@ -405,6 +417,8 @@ class Overlay:
         self.mtu = 0  # the interface's
         self.mac = ""
         self.pod_cidr = ""
+        self.annotations: dict[str, str] = {}  # what the last setup asks to publish on the Node
+        self._skipped: set[str] = set()  # the skip reasons last logged as warnings
 
     def resolve(self) -> None:
         """Find the interface and public IP from each other (given: ``--node-ip``, ``--overlay-interface``)."""
@@ -448,9 +462,16 @@ class Overlay:
         self.pod_cidr = pod_cidr
         if self.backend == "none":
             return {}
+        if _ipv4_net(pod_cidr, _cluster(self.cluster_cidr)) is None:
+            log.warning(
+                "overlay: this node's pod CIDR %s is not inside the cluster CIDR %s: the other nodes"
+                " skip it and their routes are not made here (is --cluster-cidr the cluster's?)",
+                pod_cidr, self.cluster_cidr,
+            )  # fmt: skip
         self.resolve()
         if self.backend == "host-gw":
-            return node_annotations("host-gw", self.public_ip)
+            self.annotations = node_annotations("host-gw", self.public_ip)
+            return self.annotations
         net = _ipv4_net(pod_cidr, None)
         if net is None:
             raise KernelError(f"pod CIDR {pod_cidr!r}: the vxlan backend needs an IPv4 network")
@@ -460,11 +481,14 @@ class Overlay:
             log.info("overlay: recreating %s (its parameters changed)", dev)
             k.run("ip", "link", "del", dev)
             link = None
+        mac = vtep_mac(self.node_name, self.vni)
         if link is None:
             k.run(
-                "ip", "link", "add", dev, "type", "vxlan", "id", str(self.vni), "local", self.public_ip,
-                "dev", self.interface, "dstport", str(self.port), "nolearning",
+                "ip", "link", "add", dev, "address", mac, "type", "vxlan", "id", str(self.vni),
+                "local", self.public_ip, "dev", self.interface, "dstport", str(self.port), "nolearning",
             )  # fmt: skip
+        elif str(link.get("address") or "").lower() != mac:
+            k.run("ip", "link", "set", dev, "address", mac)  # a device made before the MAC was derived
         k.run("ip", "link", "set", dev, "mtu", str(self.mtu - VXLAN_OVERHEAD))
         want = f"{net.network_address}/32"
         for link_addrs in k.json("ip", "-j", "-4", "addr", "show", "dev", dev):
@@ -480,7 +504,8 @@ class Overlay:
             "overlay: %s VNI %d local %s dev %s, %s, MTU %d, VTEP MAC %s",
             dev, self.vni, self.public_ip, self.interface, want, self.mtu - VXLAN_OVERHEAD, self.mac,
         )  # fmt: skip
-        return node_annotations("vxlan", self.public_ip, self.mac, self.vni)
+        self.annotations = node_annotations("vxlan", self.public_ip, self.mac, self.vni)
+        return self.annotations
 
     def sync(self, nodes: list[Obj]) -> Changes:
         """Bring the kernel's entries in line with ``nodes``: the changes made."""
@@ -508,20 +533,25 @@ class Overlay:
         if self.kernel.link(self.device) is None and self.pod_cidr:
             self.setup(self.pod_cidr)  # someone deleted the device
         peers, skipped = plan_vxlan(nodes, self.node_name, self.vni, self.cluster_cidr)
-        for why in skipped:
-            log.debug("overlay: skipping %s", why)
+        for why in skipped:  # a warning when a reason first shows, not on every resync
+            (log.warning if why not in self._skipped else log.debug)("overlay: skipping %s", why)
+        self._skipped = set(skipped)
         ch = diff_entries(vxlan_entries(peers), self.kernel.entries(self.device))
         if ch:
-            for why in skipped:
-                log.info("overlay: skipping %s", why)
             apply_changes(self.kernel, self.device, ch)
         return ch
 
     def cleanup(self) -> bool:
         """Remove what the backend made (vxlan: the device, with its routes, neighbours and FDB;
-        host-gw: the cluster CIDR's gateway routes on the interface).  True if something went."""
+        host-gw: the cluster CIDR's gateway routes on the interface, found from the public IP when
+        not given).  True if something went."""
         if self.backend == "vxlan":
             return cleanup_device(self.device, self.kernel)
+        if self.backend == "host-gw" and not self.interface and self.public_ip:
+            try:
+                self.interface = self.kernel.interface_of(self.public_ip)[0]
+            except KernelError:
+                return False
         if self.backend == "host-gw" and self.interface:
             stale = route_changes({}, self.kernel.gateway_routes(self.interface), self.cluster_cidr)[1]
             for d in stale:
@@ -546,10 +576,12 @@ async def run(client: Client, overlay: Overlay, pod_cidr: str, stop: asyncio.Eve
     Errors are logged and retried; a bad Node is skipped, never fatal."""
     if overlay.backend == "none":
         return
+    published: dict[str, str] = {}
     while True:
         try:
             ann = await asyncio.to_thread(overlay.setup, pod_cidr)
             await client.patch(NODES, overlay.node_name, {"metadata": {"annotations": ann}})
+            published = ann
             break
         except Exception as exc:  # noqa: BLE001 - the API server or the kernel may come back
             log.warning("overlay %s: setup failed (%s); retrying", overlay.backend, exc)
@@ -575,6 +607,10 @@ async def run(client: Client, overlay: Overlay, pod_cidr: str, stop: asyncio.Eve
             changed.clear()
             try:
                 await asyncio.to_thread(overlay.sync, nodes.store.list())
+                if overlay.annotations != published:  # the device was recreated: publish it again
+                    ann = dict(overlay.annotations)
+                    await client.patch(NODES, overlay.node_name, {"metadata": {"annotations": ann}})
+                    published = ann
             except Exception as exc:  # noqa: BLE001 - a kernel hiccup must not end the loop
                 log.warning("overlay %s: sync failed: %s", overlay.backend, exc)
             try:

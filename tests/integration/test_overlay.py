@@ -97,12 +97,22 @@ def test_a_changed_node_is_reprogrammed_and_bad_annotations_are_skipped(lab: Ove
     bad = node("node3", "10.244.3.0/24", {"flannel.alpha.coreos.com/backend-type": "vxlan"})
     o1.sync([*nodes, bad])
     o2.sync(nodes)
-    # node2's device is recreated (new MAC): node1 follows the annotation change
+    assert tcp_ping(h1.pod_ns, h2.pod_ns, h2.pod_ip) == "pong hello"
+    # someone deletes node2's device: its sync recreates it with the MAC node1 already has
+    published, mac = nodes[1]["metadata"]["annotations"], o2.mac
     cleanup_device("minik.1", o2.kernel)
-    nodes[1] = node(h2.name, h2.pod_cidr, o2.setup(h2.pod_cidr))
-    o2.sync(nodes)
+    assert o2.sync(nodes).routes_add == {"10.244.1.0/24": "10.244.1.0"}
+    assert o2.mac == mac and o2.annotations == published
+    assert not o1.sync([*nodes, bad])
+    assert tcp_ping(h1.pod_ns, h2.pod_ns, h2.pod_ip) == "pong hello"
+    assert tcp_ping(h2.pod_ns, h1.pod_ns, h1.pod_ip) == "pong hello"
+    # node2's annotations change (another MAC): node1 follows them, and back
+    moved = json.dumps({"VNI": 1, "VtepMAC": "02:00:00:00:00:22"})
+    nodes[1] = node(h2.name, h2.pod_cidr, {**published, "flannel.alpha.coreos.com/backend-data": moved})
     ch = o1.sync([*nodes, bad])
-    assert ch.neigh_add == {"10.244.2.0": o2.mac} and len(ch.fdb_del) == 1
+    assert ch.neigh_add == {"10.244.2.0": "02:00:00:00:00:22"} and len(ch.fdb_del) == 1
+    nodes[1] = node(h2.name, h2.pod_cidr, published)
+    assert o1.sync([*nodes, bad]).neigh_add == {"10.244.2.0": mac}
     assert tcp_ping(h1.pod_ns, h2.pod_ns, h2.pod_ip) == "pong hello"
     assert o1.cleanup() and sh("ip", "link", "show", "minik.1", ns=h1.ns, check=False).returncode != 0
 

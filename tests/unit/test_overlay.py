@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,7 @@ from kubelet.overlay import (
     BACKEND_TYPE,
     PUBLIC_IP,
     Entries,
+    Kernel,
     Overlay,
     Peer,
     diff_entries,
@@ -20,6 +25,7 @@ from kubelet.overlay import (
     plan_routes,
     plan_vxlan,
     relevant,
+    vtep_mac,
     vxlan_entries,
 )
 
@@ -156,3 +162,161 @@ def test_minik_passes_config_jsons_backend_to_the_kubelet() -> None:
         "--cluster-cidr",
         "10.32.0.0/16",
     ]
+
+
+class FakeKernel(Kernel):
+    """The ``ip``/``bridge`` commands recorded; ``ip -j`` answers from ``links`` and ``routes``."""
+
+    def __init__(
+        self, links: dict[str, dict[str, Any]] | None = None, routes: list[Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.links = links or {}
+        self.routes = routes or []
+        self.cmds: list[list[str]] = []
+
+    def run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        self.cmds.append(list(cmd))
+        if cmd[:3] == ("ip", "link", "add"):
+            mac = cmd[cmd.index("address") + 1] if "address" in cmd else "7e:00:00:00:00:99"
+            arg = dict(zip(cmd[4::2], cmd[5::2], strict=False))
+            data = {"id": 1, "local": arg.get("local"), "port": 8472, "learning": False}
+            self.links[cmd[3]] = {
+                "ifname": cmd[3],
+                "address": mac,
+                "linkinfo": {"info_kind": "vxlan", "info_data": data},
+            }
+        if cmd[:3] == ("ip", "link", "del"):
+            self.links.pop(cmd[3], None)
+        if cmd[:3] == ("ip", "route", "del"):
+            self.routes = [r for r in self.routes if r["dst"] != cmd[3]]
+        return subprocess.CompletedProcess(list(cmd), 0, "", "")
+
+    def json(self, *cmd: str) -> list[dict[str, Any]]:
+        if cmd[:4] == ("ip", "-j", "-d", "link"):
+            return [self.links[cmd[-1]]] if cmd[-1] in self.links else []
+        if cmd[:4] == ("ip", "-j", "-4", "addr") and "dev" not in cmd:
+            return [{"ifname": "eth0", "mtu": 1500, "addr_info": [{"local": "192.0.2.1"}]}]
+        if cmd[:4] == ("ip", "-j", "-4", "route"):
+            return list(self.routes)
+        return []
+
+
+def test_the_vtep_mac_is_stable_so_a_recreated_device_keeps_the_published_one() -> None:
+    mac = vtep_mac("node-1")
+    assert mac == vtep_mac("node-1") != vtep_mac("node-2") and mac != vtep_mac("node-1", vni=2)
+    first = int(mac[:2], 16)
+    assert not first & 1 and first & 2  # unicast, locally administered
+    o = Overlay("vxlan", "node-1", public_ip="192.0.2.1")
+    o.kernel = k = FakeKernel()
+    ann = o.setup("10.244.1.0/24")
+    assert json.loads(ann[BACKEND_DATA])["VtepMAC"] == o.mac == mac
+    del k.links["minik.1"]  # someone deletes the device: sync makes it again, with the same MAC
+    o.sync([])
+    adds = [c for c in k.cmds if c[:3] == ["ip", "link", "add"]]
+    assert len(adds) == 2 and all(c[3:6] == ["minik.1", "address", mac] for c in adds)
+    assert o.mac == mac and o.annotations == ann
+    # a device made before the MAC was derived gets it
+    k.links["minik.1"]["address"] = "7e:00:00:00:00:99"
+    o.setup("10.244.1.0/24")
+    assert ["ip", "link", "set", "minik.1", "address", mac] in k.cmds
+
+
+def test_a_recreated_device_with_other_annotations_is_published_again() -> None:
+    """overlay.run patches the Node again when a sync's setup changed the annotations."""
+    from kubelet import overlay
+
+    o = Overlay("vxlan", "node-1", public_ip="192.0.2.1")
+    o.kernel = FakeKernel()
+    patches: list[dict[str, Any]] = []
+    stop = asyncio.Event()
+
+    class FakeClient:
+        async def patch(self, info: Any, name: str, body: dict[str, Any]) -> None:
+            patches.append(body["metadata"]["annotations"])
+            if len(patches) == 2:
+                stop.set()
+
+    class FakeInformer:
+        def __init__(self, *args: Any) -> None:
+            self.store = self
+
+        def add_event_handler(self, **kw: Any) -> None: ...
+
+        async def run(self) -> None:
+            await asyncio.Event().wait()
+
+        async def wait_for_sync(self) -> None: ...
+
+        def stop(self) -> None: ...
+
+        def list(self) -> list[dict[str, Any]]:
+            o.public_ip = "192.0.2.7"  # as if the device were made anew with another address
+            o.annotations = node_annotations("vxlan", o.public_ip, o.mac)
+            return []
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(overlay, "Informer", FakeInformer)
+        mp.setattr(overlay, "RESYNC", 0.01)
+        asyncio.run(asyncio.wait_for(overlay.run(FakeClient(), o, "10.244.1.0/24", stop), 5))  # type: ignore[arg-type]
+    assert [p[PUBLIC_IP] for p in patches] == ["192.0.2.1", "192.0.2.7"]
+
+
+def test_skipped_peers_are_warnings_once_and_a_pod_cidr_outside_the_cluster_cidr_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    o = Overlay("vxlan", "node-1", public_ip="192.0.2.1", cluster_cidr="10.244.0.0/16")
+    o.kernel = FakeKernel()
+    caplog.set_level(logging.DEBUG, "kubelet.overlay")
+    o.setup("10.245.1.0/24")  # the cluster ran --cluster-cidr 10.245.0.0/16; this node was told 10.244
+    assert any(
+        r.levelno == logging.WARNING and "not inside the cluster CIDR 10.244.0.0/16" in r.getMessage()
+        for r in caplog.records
+    )
+    caplog.clear()
+    other = [node("node-2", "10.245.2.0/24", vx(MAC2, "192.0.2.2"))]
+    o.sync(other)
+    o.sync(other)
+    skips = [r for r in caplog.records if "skipping node node-2" in r.getMessage()]
+    assert [r.levelno for r in skips] == [logging.WARNING, logging.DEBUG]
+
+
+def test_two_nodes_with_one_public_ip_are_both_peers() -> None:
+    nodes = [
+        node("node-2", "10.244.2.0/24", vx(MAC2, "192.0.2.2")),
+        node("node-3", "10.244.3.0/24", vx(MAC3, "192.0.2.2")),
+    ]
+    peers, skipped = plan_vxlan(nodes, "node-1", cluster_cidr="10.244.0.0/16")
+    assert [p.node for p in peers] == ["node-2", "node-3"] and skipped == []
+
+
+def test_minik_down_and_leave_remove_host_gw_routes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import cli.cluster
+    from kubelet import overlay
+
+    argv = ["minik-kubelet", "--node-name", "w1", "--node-ip", "192.0.2.1"]
+    argv += ["--pod-network-backend", "host-gw", "--cluster-cidr", "10.32.0.0/16"]
+    o = cli.cluster.overlay_of({"kubelet": {"argv": argv}}, {"cluster_cidr": "10.244.0.0/16"})
+    assert (o.backend, o.node_name, o.public_ip, o.cluster_cidr) == (
+        "host-gw",
+        "w1",
+        "192.0.2.1",
+        "10.32.0.0/16",
+    )
+    routes = [
+        {"dst": "10.32.2.0/24", "gateway": "192.0.2.2"},
+        {"dst": "10.9.0.0/24", "gateway": "192.0.2.9"},  # not the backend's: outside the cluster CIDR
+    ]
+    kernel = FakeKernel(routes=routes)
+    monkeypatch.setattr(overlay, "Kernel", lambda netns=None: kernel)
+    monkeypatch.setattr(cli.cluster, "read_json", lambda path: {"kubelet": {"argv": argv}})
+    monkeypatch.setattr(cli.cluster, "cleanup_pod_network", lambda *a: [])
+    cfg = {
+        "cni_conf_dir": "/nonexistent",
+        "network_name": "n",
+        "cni_bridge": "b",
+        "cni_cache_dir": "/nonexistent",
+    }
+    removed = cli.cluster._cleanup_cni(cfg, Path("/nonexistent"))
+    assert ["ip", "route", "del", "10.32.2.0/24", "dev", "eth0"] in kernel.cmds
+    assert kernel.routes == routes[1:] and len(removed) == 1 and "host-gw" in removed[0]
