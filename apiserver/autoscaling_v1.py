@@ -52,21 +52,31 @@ BEHAVIOR = PREFIX + "behavior"
 ANNOTATIONS = (METRICS, CURRENT_METRICS, CONDITIONS, BEHAVIOR)
 
 
-def _is_cpu_utilization(m: Any) -> bool:
+def _cpu_resource(m: Any) -> dict[str, Any] | None:
+    """``m.resource`` when ``m`` is a ``Resource`` metric for ``cpu`` (any shape is looked at safely)."""
     if not isinstance(m, dict) or m.get("type") != "Resource":
-        return False
-    res = m.get("resource") or {}
-    return res.get("name") == "cpu" and (res.get("target") or {}).get("type") == "Utilization"
+        return None
+    res = m.get("resource")
+    return res if isinstance(res, dict) and res.get("name") == "cpu" else None
+
+
+def _is_cpu_utilization(m: Any) -> bool:
+    target = (_cpu_resource(m) or {}).get("target")
+    return isinstance(target, dict) and target.get("type") == "Utilization"
 
 
 def _is_cpu_current(m: Any) -> bool:
-    if not isinstance(m, dict) or m.get("type") != "Resource":
-        return False
-    res = m.get("resource") or {}
-    return res.get("name") == "cpu" and (res.get("current") or {}).get("averageUtilization") is not None
+    current = (_cpu_resource(m) or {}).get("current")
+    return isinstance(current, dict) and current.get("averageUtilization") is not None
 
 
-def _load(annotations: dict[str, Any], key: str, want: type, field: str) -> Any:
+def _invalid(name: str, field: str, message: str) -> errors.StatusError:
+    return errors.invalid(KIND, name, [errors.cause(field, f"Invalid value: {message}")], "autoscaling")
+
+
+def _load(annotations: dict[str, Any], key: str, want: type, field: str, name: str) -> Any:
+    """The JSON in annotation ``key`` (removed from ``annotations``): a ``want`` (of objects, for a
+    list), else a 422 naming the annotation."""
     raw = annotations.pop(key, None)
     if raw is None:
         return None
@@ -74,26 +84,35 @@ def _load(annotations: dict[str, Any], key: str, want: type, field: str) -> Any:
         value = orjson.loads(raw) if isinstance(raw, str) else None
     except orjson.JSONDecodeError:
         value = None
+    where = f"metadata.annotations[{key}]"
     if not isinstance(value, want):
-        raise errors.invalid(
-            KIND,
-            "",
-            [errors.cause(f"metadata.annotations[{key}]", f"Invalid value: must be JSON: {field}")],
-            "autoscaling",
-        )
+        raise _invalid(name, where, f"must be JSON: {field}")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise _invalid(name, where, f"item {i} is not an object: must be JSON: {field}")
     return value
 
 
 def to_v2(obj: Obj) -> Obj:
-    """An ``autoscaling/v1`` object as ``autoscaling/v2`` (the v2-only fields from the annotations)."""
+    """An ``autoscaling/v1`` object as ``autoscaling/v2`` (the v2-only fields from the annotations).
+
+    Annotations that are not an object, or v2 annotations that do not hold the JSON they should,
+    are a 422 naming the field, never an exception."""
     meta = copy.deepcopy(obj.get("metadata") or {})
     if not isinstance(meta, dict):
         raise errors.BadRequest("metadata must be an object")
-    annotations = dict(meta.get("annotations") or {})
-    other = _load(annotations, METRICS, list, "a list of autoscaling/v2 MetricSpec") or []
-    behavior = _load(annotations, BEHAVIOR, dict, "an autoscaling/v2 HorizontalPodAutoscalerBehavior")
-    current_other = _load(annotations, CURRENT_METRICS, list, "a list of autoscaling/v2 MetricStatus") or []
-    conditions = _load(annotations, CONDITIONS, list, "a list of HorizontalPodAutoscalerCondition")
+    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
+    raw_annotations = meta.get("annotations") or {}
+    if not isinstance(raw_annotations, dict):
+        raise _invalid(name, "metadata.annotations", "must be an object of string keys and values")
+    annotations = dict(raw_annotations)
+    other = _load(annotations, METRICS, list, "a list of autoscaling/v2 MetricSpec", name) or []
+    behavior = _load(annotations, BEHAVIOR, dict, "an autoscaling/v2 HorizontalPodAutoscalerBehavior", name)
+    current_other = (
+        _load(annotations, CURRENT_METRICS, list, "a list of autoscaling/v2 MetricStatus", name) or []
+    )
+    conditions = _load(annotations, CONDITIONS, list, "a list of HorizontalPodAutoscalerCondition", name)
     if annotations:
         meta["annotations"] = annotations
     else:
