@@ -137,37 +137,92 @@ def container_user(container: Obj, pod: Obj) -> str | None:
     return f"{uid}:{gid}" if gid is not None else str(uid)
 
 
+# Kubernetes' limits on a pod's resolv.conf (k8s.io/kubernetes/pkg/apis/core/validation)
+MAX_DNS_NAMESERVERS = 3
+MAX_DNS_SEARCH_PATHS = 32
+MAX_DNS_SEARCH_LIST_CHARS = 2048
+MAX_DNS_SEARCH_PATH_CHARS = 253  # a DNS-1123 subdomain; longer ones make glibc abort
+DEFAULT_DNS_OPTIONS = ["ndots:5"]
+
+
+def _unique(items: list[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value if v] if isinstance(value, list) else []
+
+
+def _merge_dns_options(base: list[str], extra: Any) -> list[str]:
+    """``base`` (``name`` or ``name:value`` strings) with the ``dnsConfig.options`` ``extra``;
+    an option of ``extra`` replaces the one of the same name (Kubernetes' mergeDNSOptions)."""
+    merged: dict[str, str] = {}
+    for opt in base:
+        name, _, value = opt.partition(":")
+        merged[name] = value
+    for opt in extra if isinstance(extra, list) else []:
+        if isinstance(opt, dict) and opt.get("name"):
+            given = opt.get("value")
+            merged[str(opt["name"])] = "" if given is None else str(given)
+    return [f"{name}:{value}" if value else name for name, value in merged.items()]
+
+
+def _fit_searches(searches: list[str]) -> list[str]:
+    """The search path within Kubernetes' limits (formDNSSearchFitsLimits): the first 32 domains,
+    none longer than 253 characters, and the last ones dropped until the line is 2048 at most."""
+    fitted = [s for s in searches[:MAX_DNS_SEARCH_PATHS] if len(s) <= MAX_DNS_SEARCH_PATH_CHARS]
+    while len(" ".join(fitted)) > MAX_DNS_SEARCH_LIST_CHARS:
+        fitted.pop()
+    return fitted
+
+
 def pod_dns(
-    spec: Obj, namespace: str, cluster_dns: list[str], domain: str
+    spec: Obj, namespace: str, cluster_dns: list[str], domain: str, host: str = ""
 ) -> tuple[list[str], list[str], list[str]]:
-    """(nameservers, search domains, options) for a pod's /etc/resolv.conf, as the kubelet's
-    ``dnsPolicy`` rules give them: ClusterFirst uses the cluster DNS with Kubernetes' search path and
-    ``ndots:5`` (falling back to the host's resolvers when no cluster DNS is configured), Default
-    keeps the host's, None takes only ``dnsConfig``; ``dnsConfig`` is merged in every case."""
+    """(nameservers, search domains, options) of a pod's /etc/resolv.conf by Kubernetes' rules
+    (the kubelet's GetPodDNS); ``host``: the node's resolv.conf.
+
+    The base comes from ``dnsPolicy``: ``None`` starts empty; ``ClusterFirst`` (a ``hostNetwork``
+    pod only with ``ClusterFirstWithHostNet``) takes the cluster DNS as its only nameservers, the
+    search path ``<ns>.svc.<domain> svc.<domain> <domain>`` followed by the host's, and ``ndots:5``;
+    ``Default``, ``ClusterFirst`` on a ``hostNetwork`` pod and ``ClusterFirst`` without a cluster
+    DNS take the host's lists (its loopback nameservers left out: the pod's network namespace cannot
+    reach them). ``dnsConfig`` is appended (nameservers, searches; duplicates dropped) and merged
+    (options, its own replacing the base's of the same name), then the lists are cut to Kubernetes'
+    limits: 3 nameservers, 32 search domains of 253 characters at most, 2048 characters in all."""
     policy = spec.get("dnsPolicy") or "ClusterFirst"
-    if policy == "ClusterFirstWithHostNet" and not spec.get("hostNetwork"):
-        policy = "ClusterFirst"
-    servers: list[str] = []
-    searches: list[str] = []
-    options: list[str] = []
-    if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and cluster_dns:
+    h_servers, h_searches, h_options = parse_resolv_conf(host)
+    servers = [s for s in h_servers if not _is_local_nameserver(s)]
+    searches = [s.removesuffix(".") for s in h_searches if s != "."]
+    options = list(h_options)
+    if policy == "None":
+        servers, searches, options = [], [], []
+    elif cluster_dns and policy != "Default" and (policy != "ClusterFirst" or not spec.get("hostNetwork")):
         servers = list(cluster_dns)
-        searches = [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
-        options = ["ndots:5"]
-    cfg = spec.get("dnsConfig") or {}
-    for ns in cfg.get("nameservers") or []:
-        if ns not in servers:
-            servers.append(str(ns))
-    for s in cfg.get("searches") or []:
-        if s not in searches:
-            searches.append(str(s))
-    for opt in cfg.get("options") or []:
-        name = str(opt.get("name") or "")
-        if not name:
-            continue
-        options = [o for o in options if o.split(":")[0] != name]
-        options.append(f"{name}:{opt['value']}" if opt.get("value") not in (None, "") else name)
-    return servers, searches, options
+        if domain:
+            searches = [f"{namespace}.svc.{domain}", f"svc.{domain}", domain, *searches]
+        options = list(DEFAULT_DNS_OPTIONS)
+    cfg = spec.get("dnsConfig")
+    cfg = cfg if isinstance(cfg, dict) else {}
+    servers = _unique([*servers, *_strings(cfg.get("nameservers"))])
+    searches = _unique([*searches, *_strings(cfg.get("searches"))])
+    options = _merge_dns_options(options, cfg.get("options"))
+    fitted = (servers[:MAX_DNS_NAMESERVERS], _fit_searches(searches), options)
+    if fitted[0] != servers:
+        log.warning(
+            "pod in %s: nameserver limits were exceeded, some nameservers have been omitted,"
+            " the applied nameserver line is: %s",
+            namespace,
+            " ".join(fitted[0]),
+        )
+    if fitted[1] != searches:
+        log.warning(
+            "pod in %s: search line limits were exceeded, some search paths have been omitted,"
+            " the applied search line is: %s",
+            namespace,
+            " ".join(fitted[1]),
+        )
+    return fitted
 
 
 HOST_RESOLV_CONF = "/etc/resolv.conf"
@@ -211,21 +266,15 @@ def read_host_resolv_conf(path: str = HOST_RESOLV_CONF) -> str:
     return text
 
 
-def resolv_conf(servers: list[str], searches: list[str], options: list[str], host: str) -> str:
-    """A pod's ``/etc/resolv.conf`` from :func:`pod_dns`'s lists, as Docker's ``--dns``,
-    ``--dns-search`` and ``--dns-opt`` built it: a list that is given replaces the host's
-    (``host``: its resolv.conf), one that is not comes from the host; the host's loopback
-    nameservers are left out (unreachable from the pod's network namespace), and with none left
-    Docker's defaults are used."""
-    h_servers, h_searches, h_options = parse_resolv_conf(host)
-    if not servers:
-        servers = [s for s in h_servers if not _is_local_nameserver(s)] or list(DEFAULT_NAMESERVERS)
+def resolv_conf(servers: list[str], searches: list[str], options: list[str]) -> str:
+    """A pod's ``/etc/resolv.conf`` from :func:`pod_dns`'s lists; without a nameserver (the host
+    has only loopback ones) Docker's defaults are used, as Docker does."""
     lines = ["# Kubernetes-managed resolv.conf."]
-    if searches or h_searches:
-        lines.append("search " + " ".join(searches or h_searches))
-    lines.extend(f"nameserver {s}" for s in servers)
-    if options or h_options:
-        lines.append("options " + " ".join(options or h_options))
+    if searches:
+        lines.append("search " + " ".join(searches))
+    lines.extend(f"nameserver {s}" for s in servers or DEFAULT_NAMESERVERS)
+    if options:
+        lines.append("options " + " ".join(options))
     return "\n".join(lines) + "\n"
 
 
@@ -536,7 +585,7 @@ class Kubelet:
         only when it changes: containers bind-mount it): its path."""
         spec = pod.get("spec") or {}
         ns = (pod.get("metadata") or {}).get("namespace", "default")
-        text = resolv_conf(*pod_dns(spec, ns, self.cluster_dns, self.cluster_domain), read_host_resolv_conf())
+        text = resolv_conf(*pod_dns(spec, ns, self.cluster_dns, self.cluster_domain, read_host_resolv_conf()))
         path = str(self.volumes.pod_dir(pod_ref(pod).uid) / "resolv.conf")
         with contextlib.suppress(OSError), open(path) as f:
             if f.read() == text:
@@ -1047,9 +1096,14 @@ class Kubelet:
         meta = pod.get("metadata") or {}
         ports = host_ports(pod)
         hostname = str(spec.get("hostname") or meta.get("name", ""))
-        servers, searches, options = pod_dns(
-            spec, meta.get("namespace", "default"), self.cluster_dns, self.cluster_domain
-        )
+        servers: list[str] = []
+        searches: list[str] = []
+        options: list[str] = []
+        if self.network is None:  # Docker's network: Docker writes resolv.conf from these lists
+            host = await asyncio.to_thread(read_host_resolv_conf)
+            servers, searches, options = pod_dns(
+                spec, meta.get("namespace", "default"), self.cluster_dns, self.cluster_domain, host
+            )
         config = SandboxConfig(
             pod_ref(pod),
             attempt,
