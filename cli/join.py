@@ -37,6 +37,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,6 +79,23 @@ WORKER_COMPONENTS = ("kubelet", "proxy")
 
 class JoinError(Exception):
     """A join step failed; the message says which and why."""
+
+
+def write_file_atomically(path: Path, data: bytes, mode: int) -> None:
+    """``data`` into ``path`` through a temporary file beside it renamed over it: a reader (the
+    kubelet, the proxy) sees the old file or the new one, never a truncated one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def client_pem(state: Path) -> Path:
@@ -185,8 +203,7 @@ def bootstrap_credentials(
                         " (does the controller manager run csrapproving and csrsigning?)"
                     )
                 time.sleep(0.1)
-    ca_file(state).parent.mkdir(parents=True, exist_ok=True)
-    ca_file(state).write_text(ca_pem)
+    write_file_atomically(ca_file(state), ca_pem.encode(), 0o644)
     write_pair_atomically(client_pem(state), pem, key_pem(key))
     conf = kubeconfig_file(state, "kubelet")
     conf.parent.mkdir(parents=True, exist_ok=True)
