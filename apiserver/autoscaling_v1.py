@@ -102,7 +102,7 @@ def to_v2(obj: Obj) -> Obj:
     meta = copy.deepcopy(obj.get("metadata") or {})
     if not isinstance(meta, dict):
         raise errors.BadRequest("metadata must be an object")
-    name = meta.get("name") if isinstance(meta.get("name"), str) else ""
+    name = meta["name"] if isinstance(meta.get("name"), str) else ""
     raw_annotations = meta.get("annotations") or {}
     if not isinstance(raw_annotations, dict):
         raise _invalid(name, "metadata.annotations", "must be an object of string keys and values")
