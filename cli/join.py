@@ -33,6 +33,7 @@ without one, leave says what to run on the control plane.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import ssl
@@ -71,7 +72,7 @@ from .cluster import (
     read_json,
     supervisor_pid,
 )
-from .supervisor import Component, host_ip, kubeconfig_file, pod_network_flags, script, settings
+from .supervisor import DEFAULTS, Component, host_ip, kubeconfig_file, pod_network_flags, script, settings
 
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 WORKER_COMPONENTS = ("kubelet", "proxy")
@@ -294,6 +295,33 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
+def node_pod_cidr(state: Path, cfg: dict[str, Any]) -> str:
+    """The node's ``spec.podCIDR`` (the controller manager's IPAM gives it from the cluster's
+    cluster CIDR), read as the node; "" when not known."""
+    try:
+        with node_client(state, cfg) as api:
+            r = api.get(f"/api/v1/nodes/{cfg['node_name']}")
+        return str((r.json().get("spec") or {}).get("podCIDR") or "") if r.status_code == 200 else ""
+    except (httpx.HTTPError, OSError, ValueError):
+        return ""
+
+
+def cluster_cidr_problem(pod_cidr: str, cluster_cidr: str) -> str:
+    """Why ``cluster_cidr`` (``--cluster-cidr``) cannot be the cluster's, given the node's pod CIDR; ""."""
+    try:
+        pod = ipaddress.ip_network(pod_cidr, strict=False)
+        cluster = ipaddress.ip_network(cluster_cidr, strict=False)
+    except ValueError:
+        return ""
+    if pod.version == cluster.version and pod.subnet_of(cluster):  # type: ignore[arg-type]
+        return ""
+    return (
+        f"the node's podCIDR {pod} is not inside --cluster-cidr {cluster}: the cluster runs another"
+        " cluster CIDR, so pods masquerade to other nodes and the overlay skips every peer;"
+        " run `minik leave`, then join again with the control plane's --cluster-cidr"
+    )
+
+
 def start_node(state: Path, cfg: dict[str, Any]) -> None:
     """Write ``config.json`` and start the supervisor (detached) in its worker role."""
     launch_supervisor(state, cfg)
@@ -345,6 +373,12 @@ def join(
         help="how pods reach other nodes' pods: vxlan (an overlay), host-gw (routes, one L2 segment) or"
         " none (one node); every node of a cluster needs the same (docs/pod-network.md)",
     ),
+    cluster_cidr: str = typer.Option(
+        DEFAULTS["cluster_cidr"],
+        "--cluster-cidr",
+        help="the cluster's pod network, as `minik up --cluster-cidr` gave it: the overlay's peers and"
+        " the pods' unmasqueraded destinations (checked against the podCIDR the node is given)",
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="wait for the Node to be Ready"),
     timeout: float = typer.Option(120, help="seconds to wait for the Node to be Ready"),
 ) -> None:
@@ -375,6 +409,13 @@ def join(
         raise typer.Exit(2)
     if pod_network_backend not in ("none", "vxlan", "host-gw"):
         console.print(f"--pod-network-backend {pod_network_backend!r}: one of none, vxlan, host-gw")
+        raise typer.Exit(2)
+    try:
+        cidr = ipaddress.ip_network(cluster_cidr, strict=False)
+    except ValueError:
+        cidr = None
+    if not isinstance(cidr, ipaddress.IPv4Network):
+        console.print(f"--cluster-cidr {cluster_cidr!r}: an IPv4 network such as 10.244.0.0/16")
         raise typer.Exit(2)
     server = server.rstrip("/")
     try:
@@ -407,6 +448,7 @@ def join(
         "rotation_fraction": certificate_rotation_fraction,
         "certificate_expiration_seconds": certificate_expiration_seconds,
         "pod_network_backend": pod_network_backend,
+        "cluster_cidr": str(cidr),
     }
     if node_ready(state, cfg)[0]:  # as kubeadm: a second host must not take over a live node
         for sub in ("kubeconfigs", "pki", "kubelet/pki"):
@@ -431,6 +473,9 @@ def join(
                 f"[green]node {node} joined[/green] and is Ready in {time.monotonic() - t0:.1f}s "
                 f"(API server {server}; state and logs {state})"
             )
+            problem = cluster_cidr_problem(node_pod_cidr(state, cfg), cfg["cluster_cidr"])
+            if problem:
+                console.print(f"[yellow]{problem}[/yellow]")
             return
         time.sleep(0.2)
     console.print(

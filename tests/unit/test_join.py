@@ -96,3 +96,43 @@ def test_rotation_is_on_for_a_file_named_certificate_and_off_for_an_embedded_one
     assert none is None
     with pytest.raises(SystemExit, match="one PEM file"):
         _client_with_rotation(_args("--rotate-certificates"), load_config(str(embedded)))
+
+
+def test_join_passes_the_clusters_cidr_to_the_kubelet_and_refuses_a_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    import cli.join
+
+    started: list[dict[str, object]] = []
+    monkeypatch.setattr(cli.join, "discover", lambda *a: {"ca_pem": "CA"})
+    monkeypatch.setattr(cli.join, "bootstrap_credentials", lambda *a, **kw: None)
+    monkeypatch.setattr(cli.join, "node_ready", lambda *a: (False, "not registered yet"))
+    monkeypatch.setattr(cli.join, "cluster_dns_ip", lambda *a: "10.96.0.10")
+    monkeypatch.setattr(cli.join, "start_node", lambda state, cfg: started.append(cfg))
+    app = typer.Typer()
+    app.command()(cli.join.join)
+    base = ["https://10.0.0.1:6443", "--token", "abcdef.0123456789abcdef", "--state-dir", str(tmp_path)]
+    base += ["--node-name", "w1", "--node-ip", "10.0.0.2", "--no-wait", "--pod-network-backend", "vxlan"]
+    r = CliRunner().invoke(app, [*base, "--cluster-cidr", "10.245.0.0/16"])
+    assert r.exit_code == 0, r.output
+    assert started[0]["cluster_cidr"] == "10.245.0.0/16"
+    argv = worker_components(started[0], tmp_path)[0].argv
+    assert argv[argv.index("--cluster-cidr") + 1] == "10.245.0.0/16"
+    for bad in ("10.245.0.0/33", "fd00::/48", "nonsense"):
+        r = CliRunner().invoke(app, [*base, "--cluster-cidr", bad])
+        assert r.exit_code == 2 and "--cluster-cidr" in r.output, (bad, r.output)
+    assert len(started) == 1
+
+
+def test_join_says_when_the_nodes_pod_cidr_is_outside_its_cluster_cidr() -> None:
+    from cli.join import cluster_cidr_problem
+
+    assert cluster_cidr_problem("10.244.3.0/24", "10.244.0.0/16") == ""
+    assert cluster_cidr_problem("", "10.244.0.0/16") == ""  # not known yet: nothing to say
+    assert "10.245.3.0/24 is not inside --cluster-cidr 10.244.0.0/16" in cluster_cidr_problem(
+        "10.245.3.0/24", "10.244.0.0/16"
+    )
+    assert cluster_cidr_problem("fd00::/64", "10.244.0.0/16") != ""
