@@ -139,7 +139,13 @@ def test_pod_trace_has_every_step_in_order_and_adds_up(cluster: LocalCluster) ->
 
     def complete() -> dict[str, Any] | None:  # the components ship their spans in batches
         doc = trace_json(cluster, "pod/traced-0")
-        return doc if has_steps(names_in(doc), POD_STEPS + SERVICE_STEPS) else None
+        if not has_steps(names_in(doc), POD_STEPS + SERVICE_STEPS):
+            return None
+        writes = [s for s in doc["spans"] if s["name"] == "update pod status"]
+        # the status writes that made the pod Running and Ready may come in a later batch
+        running_seen = any(s["attributes"].get("minik.pod.phase") == "Running" for s in writes)
+        ready_seen = any(s["attributes"].get("minik.pod.ready") for s in writes)
+        return doc if running_seen and ready_seen and doc["pods"] else None
 
     doc = wait_for(complete, 30, "every step of the pod's trace")
     own = [s for s in doc["spans"] if s["attributes"].get("k8s.object.uid") == uid]
@@ -160,20 +166,36 @@ def test_pod_trace_has_every_step_in_order_and_adds_up(cluster: LocalCluster) ->
 
     [summary] = doc["pods"]
     total = summary["createToReadySeconds"]
-    # the trace's span, first span to the Ready status write, is the pod's create-to-Ready time
-    # as the client saw it, within 10 % (the client adds its request and its polling)
-    assert total <= observed
-    assert total >= 0.9 * observed, (total, observed)
+    # the trace measures create -> Running and create -> Ready server side: from the API server's
+    # receipt of the create request to the end of the kubelet's status write with phase Running
+    # (and the one that made the pod Ready)
+    assert summary["start"] == first["create pods"]["start"]
+    running_write = min(
+        (
+            s
+            for s in own
+            if s["name"] == "update pod status" and s["attributes"].get("minik.pod.phase") == "Running"
+        ),
+        key=lambda s: s["end"],
+    )
+    assert summary["running"] == running_write["end"]
+    assert summary["ready"] == min(
+        s["end"] for s in own if s["name"] == "update pod status" and s["attributes"].get("minik.pod.ready")
+    )
+    # ... which lie inside the client's view of the same events (one clock): the request is received
+    # after it was sent; a status write ends when the kubelet has its answer, which may come just
+    # after a client's read already saw the change (the slack)
+    slack = 0.5e9
+    assert sent * 1e9 <= summary["start"]
+    assert summary["running"] <= running * 1e9 + slack, (summary["running"], running)
+    assert summary["ready"] <= ready * 1e9 + slack, (summary["ready"], ready)
+    assert total <= observed + slack / 1e9, (total, observed)
     # each wait between steps (a change on its way to the next component) names the components
     # on either side
     assert all(w["from"] and w["to"] for w in summary["waits"])
-
-    # create -> Running as the trace measures it (the create request's arrival to the end of the
-    # kubelet's status write with phase Running) agrees within 10 % with the client's view (POST
-    # sent to the phase Running read back)
     measured = summary["createToRunningSeconds"]
     assert 0 < measured <= total
-    assert abs(measured - observed_running) <= 0.1 * observed_running, (measured, observed_running)
+    assert measured <= observed_running + slack / 1e9, (measured, observed_running)
     # the rows of the chain (the top-level steps' counted parts and the waits between components)
     # cover that time: each row starts where the one before reached, is counted for no more than
     # the part of its span past that reach, and the last reaches the Running status write
@@ -205,9 +227,9 @@ def test_pod_trace_has_every_step_in_order_and_adds_up(cluster: LocalCluster) ->
     assert text.exit_code == 0, text.output
     line = next(x for x in text.output.splitlines() if "the steps to Running add up to" in x)
     added = float(line.split("add up to ")[1].split(" ms")[0].replace(",", ""))
-    # the printed sum of the rows is the JSON's, and is what the client saw within 10 %
+    # the printed sum of the rows is the JSON's, which is the measured create -> Running
     assert added == pytest.approx(summary["totalToRunningSeconds"] * 1000, abs=0.1), line
-    assert abs(added / 1000 - observed_running) <= 0.1 * observed_running, (line, observed_running)
+    assert added == pytest.approx(measured * 1000, abs=0.1), line
     assert "COUNTED" in text.output
     for step in POD_STEPS + ["proxy sync service", "dns records updated"]:
         assert step in text.output
