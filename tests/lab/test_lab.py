@@ -313,8 +313,9 @@ def test_three_nodes_ready(lab: Lab) -> None:
     for name in ["etcd-1", "etcd-2", "etcd-3", "apiserver", "router", *NODES]:
         assert name in status.stdout
     # each node's segment
-    rows = {line.split("│")[1].strip(): line for line in status.stdout.splitlines() if line.count("│") > 3}
-    assert "segment-a" in rows["node-1"] and "segment-b" in rows["node-2"], status.stdout
+    for node, segment, other in (("node-1", "segment-a", "segment-b"), ("node-2", "segment-b", "segment-a")):
+        rows = [line for line in status.stdout.splitlines() if node in line]
+        assert rows and all(segment in r and other not in r for r in rows), status.stdout
     assert "pod network: vxlan" in status.stdout
 
 
