@@ -617,6 +617,30 @@ def test_lab_workers_sit_on_two_segments_joined_by_the_router() -> None:
         addresses(LabConfig(subnet="10.213.0.0/28"))
 
 
+def test_lab_status_names_each_containers_segments() -> None:
+    from types import SimpleNamespace
+
+    from cli.lab import container_segments
+
+    router = SimpleNamespace(
+        attrs={
+            "NetworkSettings": {
+                "Networks": {
+                    "p_segment-b": {"IPAddress": "10.0.0.138"},
+                    "p_segment-a": {"IPAddress": "10.0.0.10"},
+                }
+            }
+        },
+        labels={},
+    )
+    assert container_segments(router, "p") == (["segment-a", "segment-b"], ["10.0.0.10", "10.0.0.138"])
+    # a stopped container has no networks: its compose label says where it belongs
+    stopped = SimpleNamespace(
+        attrs={"NetworkSettings": {"Networks": {}}}, labels={"io.minik.lab.segment": "segment-b"}
+    )
+    assert container_segments(stopped, "p") == (["segment-b"], [])
+
+
 def json_env(svc: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in (svc.get("environment") or {}).items())
 
