@@ -99,6 +99,8 @@ class LabConfig:
     # engine has (cap_drop lists those it lacks), without seccomp and AppArmor profiles
     privileged: bool = True
     cap_drop: tuple[str, ...] = ()
+    # vxlan: the workers alternate between two segments behind a router; host-gw: all on segment A
+    pod_network_backend: str = "vxlan"
 
     @property
     def server(self) -> str:
@@ -109,24 +111,62 @@ def node_name(i: int) -> str:
     return f"node-{i}"
 
 
-def addresses(cfg: LabConfig) -> dict[str, str]:
-    """Fixed addresses on the lab network: etcd .2-.4, API server .5, controller manager .6,
-    scheduler .7, DNS .8, metrics-server .9, node N at .(10+N)."""
+BACKENDS = ("vxlan", "host-gw")
+SEGMENTS = ("segment-a", "segment-b")
+ROUTER = "router"
+
+
+def segments(cfg: LabConfig) -> dict[str, ipaddress.IPv4Network]:
+    """The lab subnet's two halves: segment A (the control plane, the router, odd nodes) and
+    segment B (the router, even nodes), two Docker networks joined only by the router."""
     net = ipaddress.ip_network(cfg.subnet)
-    if cfg.nodes < 1 or 10 + cfg.nodes >= net.num_addresses - 1:
+    if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 27:
+        raise ValueError(f"--subnet {cfg.subnet}: an IPv4 network of /27 or larger (it is split in two)")
+    a, b = net.subnets(1)
+    return {SEGMENTS[0]: a, SEGMENTS[1]: b}
+
+
+def node_segment(cfg: LabConfig, i: int) -> str:
+    """Node i's segment: with vxlan node-1, node-3, … on A and node-2, node-4, … on B (so node-1
+    and node-2 never share an L2 segment); host-gw needs one segment, so every node is on A."""
+    if cfg.pod_network_backend == "host-gw":
+        return SEGMENTS[0]
+    return SEGMENTS[(i - 1) % 2]
+
+
+def addresses(cfg: LabConfig) -> dict[str, str]:
+    """Fixed addresses: on segment A etcd .2-.4, API server .5, controller manager .6, scheduler
+    .7, DNS .8, metrics-server .9, the router .10; on segment B the router .10 of B (key
+    ``router-b``); node N at .(10+N) of its segment."""
+    if cfg.pod_network_backend not in BACKENDS:
+        raise ValueError(f"pod network backend {cfg.pod_network_backend!r}: one of {', '.join(BACKENDS)}")
+    segs = segments(cfg)
+    a, b = segs[SEGMENTS[0]], segs[SEGMENTS[1]]
+    if cfg.nodes < 1 or 10 + cfg.nodes >= a.num_addresses - 1:
         raise ValueError(f"{cfg.nodes} nodes do not fit in {cfg.subnet}")
-    out = {f"etcd-{i}": str(net[1 + i]) for i in range(1, ETCD_MEMBERS + 1)}
+    out = {f"etcd-{i}": str(a[1 + i]) for i in range(1, ETCD_MEMBERS + 1)}
     out.update(
         {
-            "apiserver": str(net[5]),
-            "controller-manager": str(net[6]),
-            "scheduler": str(net[7]),
-            "dns": str(net[8]),
-            "metrics-server": str(net[9]),
+            "apiserver": str(a[5]),
+            "controller-manager": str(a[6]),
+            "scheduler": str(a[7]),
+            "dns": str(a[8]),
+            "metrics-server": str(a[9]),
+            ROUTER: str(a[10]),
+            f"{ROUTER}-b": str(b[10]),
         }
     )
-    out.update({node_name(i): str(net[10 + i]) for i in range(1, cfg.nodes + 1)})
+    out.update({node_name(i): str(segs[node_segment(cfg, i)][10 + i]) for i in range(1, cfg.nodes + 1)})
     return out
+
+
+def segment_routes(cfg: LabConfig, segment: str) -> str:
+    """``LAB_ROUTES`` of a container on ``segment``: the other segment via the router."""
+    segs = segments(cfg)
+    ips = addresses(cfg)
+    if segment == SEGMENTS[0]:
+        return f"{segs[SEGMENTS[1]]} via {ips[ROUTER]}"
+    return f"{segs[SEGMENTS[0]]} via {ips[f'{ROUTER}-b']}"
 
 
 def node_privileges(cfg: LabConfig) -> dict[str, Any]:
@@ -228,15 +268,22 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
             out.append(f"{secrets}/{src}:{IN_CONTAINER}/{dst}:ro")
         return out
 
+    seg_a = SEGMENTS[0]
+
     def control_plane(name: str, command: list[str], **extra: Any) -> dict[str, Any]:
+        """A control-plane service on segment A; one started by minik-lab-run first adds the route
+        to segment B via the router (LAB_ROUTES; it answers the nodes there)."""
         svc: dict[str, Any] = {
             "image": CONTROL_PLANE_IMAGE,
             "hostname": name,
             "command": command,
             "restart": "unless-stopped",
-            "labels": {"io.minik.lab.role": "control-plane"},
-            "networks": {"lab": {"ipv4_address": ips[name]}},
+            "labels": {"io.minik.lab.role": "control-plane", "io.minik.lab.segment": seg_a},
+            "networks": {seg_a: {"ipv4_address": ips[name]}},
         }
+        if command[0] == "minik-lab-run":
+            svc["cap_add"] = ["NET_ADMIN"]
+            svc["environment"] = {"LAB_ROUTES": segment_routes(cfg, seg_a)}
         svc.update(extra)
         return svc
 
@@ -291,7 +338,8 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
     services["apiserver"] = control_plane(
         "apiserver",
         [
-            "minik-apiserver",
+            "minik-lab-run",
+            "apiserver.main",
             "--etcd-servers",
             etcd_urls,
             "--etcd-cafile",
@@ -410,8 +458,23 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
             "pki/metrics-server-serving.key",
         ),
     )
+    # the router between the two segments: IP forwarding on, no NAT, nothing else
+    services[ROUTER] = {
+        "image": CONTROL_PLANE_IMAGE,
+        "hostname": ROUTER,
+        "command": ["sh", "-c", "trap 'exit 0' TERM INT; sleep infinity & wait"],
+        "restart": "unless-stopped",
+        "labels": {"io.minik.lab.role": "router", "io.minik.lab.segment": ",".join(SEGMENTS)},
+        "sysctls": {"net.ipv4.ip_forward": "1"},
+        "networks": {
+            SEGMENTS[0]: {"ipv4_address": ips[ROUTER]},
+            SEGMENTS[1]: {"ipv4_address": ips[f"{ROUTER}-b"]},
+        },
+        "depends_on": ["etcd-1"],  # which builds the image
+    }
     for i in range(1, cfg.nodes + 1):
         name = node_name(i)
+        seg = node_segment(cfg, i)
         services[name] = {
             "image": NODE_IMAGE,
             "hostname": name,
@@ -420,8 +483,10 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
                 "NODE_NAME": name,
                 "CLUSTER_CIDR": CLUSTER_CIDR,
                 "CLUSTER_DNS": CLUSTER_DNS_IP,
+                "POD_NETWORK_BACKEND": cfg.pod_network_backend,
+                "LAB_ROUTES": segment_routes(cfg, seg),
             },
-            "labels": {"io.minik.lab.role": "node"},
+            "labels": {"io.minik.lab.role": "node", "io.minik.lab.segment": seg},
             **node_privileges(cfg),
             "volumes": [
                 f"{name}-docker:/var/lib/docker",
@@ -434,18 +499,23 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
                     (f"pki/kubelet-{name}.key", "pki/kubelet.key"),
                 ),
             ],
-            "networks": {"lab": {"ipv4_address": ips[name]}},
-            "depends_on": ["apiserver"],
+            "networks": {seg: {"ipv4_address": ips[name]}},
+            "depends_on": ["apiserver", ROUTER],
         }
     services[node_name(1)]["build"] = {"context": context, "target": "node", "args": dict(base_arg)}
     doc = {
         "version": "2.4",
         "services": services,
-        "networks": {"lab": {"driver": "bridge", "ipam": {"config": [{"subnet": cfg.subnet}]}}},
+        "networks": {
+            seg: {"driver": "bridge", "ipam": {"config": [{"subnet": str(net)}]}}
+            for seg, net in segments(cfg).items()
+        },
         "volumes": {f"{node_name(i)}-docker": {} for i in range(1, cfg.nodes + 1)},
     }
     header = (
         f"# minik lab: {cfg.nodes} nodes, a 3-member etcd cluster and the control plane (see docs/lab.md).\n"
+        "# Two networks joined by the router: segment A (control plane, odd nodes), segment B (even\n"
+        f"# nodes); pods reach other nodes' pods through the kubelets' {cfg.pod_network_backend} backend.\n"
         "# Generated by `minik lab render`; `minik lab up --nodes N` writes its own for N nodes.\n"
         "# Standalone: deploy/build-base.sh && .venv/bin/pip wheel . -w deploy/.wheels\n"
         "#             .venv/bin/minik lab certs --dir deploy/secrets   # the lab's CA, certificates, kubeconfigs\n"
@@ -810,12 +880,18 @@ def up(
     pod_eviction_timeout: float = typer.Option(
         300.0, help="seconds a pod stays on an unreachable node before it is evicted"
     ),
+    pod_network_backend: str = typer.Option(
+        "vxlan",
+        help="vxlan: the kubelets' overlay, the nodes alternate between two networks behind a router;"
+        " host-gw: routes via the nodes, all on one network",
+    ),
     rebuild: bool = typer.Option(False, help="rebuild the images even if they match the sources"),
     timeout: float = typer.Option(300, help="seconds to wait for every node to be Ready"),
     keep_on_failure: bool = typer.Option(False, help="leave a lab that failed to start, for debugging"),
 ) -> None:
     """Build what is missing, start the lab, wait for every node to be Ready, write the minik-lab context."""
     cfg = LabConfig(project, nodes, subnet, api_port, node_monitor_grace_period, pod_eviction_timeout)
+    cfg.pod_network_backend = pod_network_backend
     try:
         addresses(cfg)
     except ValueError as e:
@@ -840,7 +916,11 @@ def up(
     ensure_lab_credentials(cfg, state)
     (state / "docker-compose.yml").write_text(render_compose(cfg, str(deploy_dir()), str(state)))
     (state / "lab.json").write_text(json.dumps(asdict(cfg), indent=2))
-    console.print(f"starting lab {project}: {nodes} node(s) on {subnet}")
+    segs = segments(cfg)
+    console.print(
+        f"starting lab {project}: {nodes} node(s) on {subnet} (segment A {segs[SEGMENTS[0]]}, segment B "
+        f"{segs[SEGMENTS[1]]}, router {addresses(cfg)[ROUTER]}), pod network {pod_network_backend}"
+    )
     ok = False
     try:
         compose(project, "up", "-d", "--no-build", "--remove-orphans")
@@ -906,15 +986,29 @@ def status(project: str = project_option()) -> None:
         console.print(f"API server at {cfg.server} unreachable: {e}")
         conds = {}
     table = Table(title=f"lab {project} — API server {cfg.server}")
-    for col in ("SERVICE", "CONTAINER", "STATE", "ADDRESS", "NODE READY"):
+    for col in ("SERVICE", "CONTAINER", "STATE", "SEGMENT", "ADDRESS", "NODE READY"):
         table.add_column(col)
     for c in sorted(containers, key=lambda c: c.labels.get(SERVICE_LABEL, c.name)):
         service = c.labels.get(SERVICE_LABEL, "?")
-        nets = (c.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-        ip = next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), "")
+        segs, ips = container_segments(c, project)
         ready = conds.get(service, "") if c.labels.get("io.minik.lab.role") == "node" else ""
-        table.add_row(service, c.name, c.status, ip, ready)
+        table.add_row(service, c.name, c.status, ",".join(segs), ",".join(ips), ready)
     console.print(table)
+    console.print(f"pod network: {cfg.pod_network_backend}")
+
+
+def container_segments(c: Any, project: str) -> tuple[list[str], list[str]]:
+    """(the lab segments a container is attached to, its address on each), from Docker's view
+    (a stopped container: from its compose label)."""
+    nets = (c.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    prefix = f"{project}_"
+    segs, ips = [], []
+    for name in sorted(nets):
+        segs.append(name[len(prefix) :] if name.startswith(prefix) else name)
+        ips.append(nets[name].get("IPAddress") or "")
+    if not segs:
+        segs = [s for s in str(c.labels.get("io.minik.lab.segment") or "").split(",") if s]
+    return segs, ips
 
 
 @node_app.command("stop")
@@ -983,6 +1077,10 @@ def certs(
 ) -> None:
     """Make the lab's CA, certificates and kubeconfigs for a compose file from `minik lab render`."""
     cfg = LabConfig(project=project, nodes=nodes, subnet=subnet, api_port=api_port)
+    try:
+        addresses(cfg)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     ensure_lab_credentials(cfg, directory)
     console.print(
         f"the lab's CA, certificates and kubeconfigs are in {directory} (admin: kubeconfigs/admin.conf)"

@@ -1,16 +1,21 @@
 #!/bin/bash
-# A lab node: its own Docker engine, then minik-kubelet, minik-proxy and the host-gw route keeper,
-# each restarted if it dies.
+# A lab node: its own Docker engine, then minik-kubelet and minik-proxy (and with host-gw the route
+# keeper), each restarted if it dies.
 #
 # The pod network: the kubelet runs the CNI plugins (bridge + host-local) over the node's
-# spec.podCIDR, which the controller manager's node IPAM gives it; `python -m cli.labroutes`
-# watches the Node objects and keeps a route to every other node's podCIDR via its InternalIP.
+# spec.podCIDR, which the controller manager's node IPAM gives it.  Other nodes' pods are reached
+# through the kubelet's VXLAN backend (POD_NETWORK_BACKEND=vxlan, the default: device minik.1, the
+# nodes may sit on different networks behind a router), or with POD_NETWORK_BACKEND=host-gw through
+# `python -m cli.labroutes`, which keeps a route to every other node's podCIDR via its InternalIP
+# (the nodes must share one network).
 #
 # Environment (set by deploy/docker-compose.yml):
 #   NODE_NAME     the Node's name (node-1, …)
 #   CLUSTER_CIDR  all pod subnets (default 10.244.0.0/16): node IPAM's range; forwarded in by
 #                 Docker's DOCKER-USER chain, and the only routes the route keeper manages
 #   CLUSTER_DNS   the cluster DNS address for pods with dnsPolicy ClusterFirst (the kube-dns ClusterIP)
+#   POD_NETWORK_BACKEND  vxlan (default) or host-gw
+#   LAB_ROUTES    "CIDR via GATEWAY" (several separated by ";"): the other lab segment via the router
 #   KUBELET_ARGS, PROXY_ARGS   extra flags
 #
 # Files (read-only mounts of `minik lab up`'s credentials, see cli/lab.py):
@@ -29,7 +34,17 @@ mkdir -p "$LOG_DIR"
 say() { echo "$(date -u +%FT%TZ) node-entrypoint $NODE_NAME: $*"; }
 
 NODE_IP="$(ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1 | head -n1)"
-say "node IP $NODE_IP, cluster CIDR $CLUSTER_CIDR"
+POD_NETWORK_BACKEND="${POD_NETWORK_BACKEND:-vxlan}"
+say "node IP $NODE_IP, cluster CIDR $CLUSTER_CIDR, pod network backend $POD_NETWORK_BACKEND"
+
+# the other segment (the control plane's, or the other nodes') is behind the router
+if [ -n "${LAB_ROUTES:-}" ]; then
+    echo "$LAB_ROUTES" | tr ';' '\n' | while read -r route; do
+        [ -n "$route" ] || continue
+        # shellcheck disable=SC2086  # a route is a word list
+        ip route replace $route && say "route $route" || say "cannot add the route $route"
+    done
+fi
 
 # cgroup v2 (GitHub's ubuntu runners): move this container's processes out of the root cgroup so the
 # nested dockerd may enable controllers for its children (the same step as docker:dind's script).
@@ -120,16 +135,22 @@ supervise() {
 
 # shellcheck disable=SC2086  # *_ARGS are word lists on purpose
 PKI=/etc/minik/pki
+# host-gw is the route keeper's (below); vxlan the kubelet's own
+KUBELET_BACKEND=vxlan
+[ "$POD_NETWORK_BACKEND" = vxlan ] || KUBELET_BACKEND=none
 supervise kubelet kubelet.main --kubeconfig /etc/minik/kubelet.conf --node-name "$NODE_NAME" \
     --node-ip "$NODE_IP" --tls-cert-file "$PKI/kubelet.crt" --tls-private-key-file "$PKI/kubelet.key" \
     --client-ca-file "$PKI/ca.crt" \
+    --pod-network-backend "$KUBELET_BACKEND" --cluster-cidr "$CLUSTER_CIDR" \
     ${CLUSTER_DNS:+--cluster-dns "$CLUSTER_DNS"} ${KUBELET_ARGS:-}
 # shellcheck disable=SC2086
 supervise proxy proxy.main --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" \
     --cluster-cidr "$CLUSTER_CIDR" ${PROXY_ARGS:-}
 # host-gw: a route to every other node's pod CIDR via its address on the lab network
-supervise routes cli.labroutes --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" \
-    --cluster-cidr "$CLUSTER_CIDR" --dev eth0
+if [ "$POD_NETWORK_BACKEND" = host-gw ]; then
+    supervise routes cli.labroutes --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" \
+        --cluster-cidr "$CLUSTER_CIDR" --dev eth0
+fi
 # the ingress controller (HAProxy) on the node's ports 80 and 443
 if [ -f /etc/minik/ingress.conf ]; then
     # shellcheck disable=SC2086

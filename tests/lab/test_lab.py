@@ -1,6 +1,10 @@
 """The multi-node lab end to end: `minik lab up --nodes 3` on this Docker host, then scheduling,
 spreading, cross-node networking, node failure and etcd member failure against it.
 
+The workers sit on two Docker networks joined by a router container (node-1 and node-3 on
+segment A with the control plane, node-2 on segment B), so pod traffic between node-1 and node-2
+crosses the router inside the kubelets' VXLAN overlay (device minik.1).
+
 One lab serves the whole module (built images are reused; `lab up` rebuilds only when the sources
 changed).  It runs in its own compose project, subnet, API port, state directory and kubeconfig, so
 a lab the user runs is never touched, and `lab down` runs in the fixture's teardown whatever
@@ -33,6 +37,8 @@ from testkit.images import ensure_busybox_image
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "minik-labtest"
 SUBNET = "10.214.0.0/24"
+ROUTER_A = "10.214.0.10"  # the router's address on segment A (cli.lab.addresses)
+VXLAN_DEVICE = "minik.1"
 NODES = ["node-1", "node-2", "node-3"]
 NS = "default"
 
@@ -118,6 +124,18 @@ class Lab:
             self.api.delete(path, params={"propagationPolicy": "Background"})
         except httpx.HTTPError:
             pass
+
+    def exec(self, service: str, *argv: str) -> str:
+        """Run ``argv`` in a lab container; its stdout."""
+        proc = subprocess.run(
+            ["docker", "exec", self.container(service), *argv], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, (service, argv, proc.stderr)
+        return proc.stdout
+
+    def vxlan_packets(self, node: str, direction: str) -> int:
+        """``tx_packets`` or ``rx_packets`` of the node's vxlan device."""
+        return int(self.exec(node, "cat", f"/sys/class/net/{VXLAN_DEVICE}/statistics/{direction}_packets"))
 
     def container(self, service: str) -> str:
         out = subprocess.run(
@@ -292,8 +310,42 @@ def test_three_nodes_ready(lab: Lab) -> None:
     ready = lab.nodes_ready()
     assert {n: ready.get(n) for n in NODES} == {n: "True" for n in NODES}
     status = lab.cli("lab", "status")
-    for name in ["etcd-1", "etcd-2", "etcd-3", "apiserver", *NODES]:
+    for name in ["etcd-1", "etcd-2", "etcd-3", "apiserver", "router", *NODES]:
         assert name in status.stdout
+    # each node's segment
+    for node, segment, other in (("node-1", "segment-a", "segment-b"), ("node-2", "segment-b", "segment-a")):
+        rows = [line for line in status.stdout.splitlines() if node in line]
+        assert rows and all(segment in r and other not in r for r in rows), status.stdout
+    assert "pod network: vxlan" in status.stdout
+
+
+def _networks(lab: Lab, service: str) -> dict[str, str]:
+    """Docker network name -> the container's address on it."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", lab.container(service)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {name: net["IPAddress"] for name, net in json.loads(out).items()}
+
+
+def test_node_1_and_node_2_are_on_different_networks_behind_the_router(lab: Lab) -> None:
+    one, two, router = _networks(lab, "node-1"), _networks(lab, "node-2"), _networks(lab, "router")
+    assert len(one) == 1 and len(two) == 1 and set(one) != set(two), (one, two)
+    assert set(one) | set(two) == set(router), router
+    [ip_one], [ip_two] = one.values(), two.values()
+    seg_a, seg_b = (ipaddress.ip_network(f"{ip}/25", strict=False) for ip in (ip_one, ip_two))
+    assert seg_a != seg_b
+    # node-1 reaches node-2 only through the router, which forwards
+    route = lab.exec("node-1", "ip", "-4", "route", "get", ip_two)
+    assert f"via {ROUTER_A}" in route, route
+    assert lab.exec("router", "cat", "/proc/sys/net/ipv4/ip_forward").strip() == "1"
+    # each kubelet runs the vxlan backend: its Node carries flannel's annotations
+    for node in ("node-1", "node-2"):
+        ann = lab.api.get(f"/api/v1/nodes/{node}").json()["metadata"].get("annotations") or {}
+        assert ann.get("flannel.alpha.coreos.com/backend-type") == "vxlan", ann
+        assert ann.get("flannel.alpha.coreos.com/public-ip") == (ip_one if node == "node-1" else ip_two)
 
 
 def test_everything_speaks_tls_with_its_own_identity(lab: Lab) -> None:
@@ -392,7 +444,8 @@ def echo_pods(lab: Lab) -> Iterator[list[str]]:
     """Web pods pinned to node-2 and node-3; yields their pod IPs."""
     names = ["echo-2", "echo-3"]
     for name, node in zip(names, ["node-2", "node-3"], strict=True):
-        lab.create(f"/api/v1/namespaces/{NS}/pods", pinned_pod(name, node, {"app": "echo"}, web_container()))
+        labels = {"app": "echo", "echo": name}
+        lab.create(f"/api/v1/namespaces/{NS}/pods", pinned_pod(name, node, labels, web_container()))
     try:
         ips = []
         for name in names:
@@ -410,7 +463,12 @@ def echo_pods(lab: Lab) -> Iterator[list[str]]:
 
 
 def test_pod_on_node_1_reaches_pods_on_nodes_2_and_3(lab: Lab, echo_pods: list[str]) -> None:
-    """host-gw routes: pod subnets are reachable from the other nodes' pods."""
+    """The VXLAN overlay: node-1 sends to the other nodes' pods through minik.1, and node-2 (behind
+    the router) receives through its own."""
+    for ip in echo_pods:
+        route = lab.exec("node-1", "ip", "-4", "route", "get", ip)
+        assert f"dev {VXLAN_DEVICE}" in route, route
+    sent, received = lab.vxlan_packets("node-1", "tx"), lab.vxlan_packets("node-2", "rx")
     name = f"client-{uuid.uuid4().hex[:6]}"
     lab.create(
         f"/api/v1/namespaces/{NS}/pods",
@@ -420,6 +478,9 @@ def test_pod_on_node_1_reaches_pods_on_nodes_2_and_3(lab: Lab, echo_pods: list[s
         wait_succeeded(lab, name)
     finally:
         lab.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
+    # a TCP exchange each way at least: SYN, ACK, request, ACKs, FIN
+    assert lab.vxlan_packets("node-1", "tx") >= sent + 4
+    assert lab.vxlan_packets("node-2", "rx") >= received + 4
 
 
 def test_pod_on_node_1_reaches_a_service_on_nodes_2_and_3(lab: Lab, echo_pods: list[str]) -> None:
@@ -458,6 +519,24 @@ def test_pod_on_node_1_reaches_a_service_on_nodes_2_and_3(lab: Lab, echo_pods: l
             client_pod(name, "node-1", [f"http://{vip}/", "http://echo.default.svc.cluster.local/"]),
         )
         wait_succeeded(lab, name)
+        # a Service whose one endpoint is echo-2, on node-2 behind the router: through the overlay
+        far = lab.create(
+            f"/api/v1/namespaces/{NS}/services",
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "echo-far"},
+                "spec": {"selector": {"echo": "echo-2"}, "ports": [{"port": 80, "targetPort": 8080}]},
+            },
+        )
+        received = lab.vxlan_packets("node-2", "rx")
+        far_client = f"{name}-far"
+        lab.create(
+            f"/api/v1/namespaces/{NS}/pods",
+            client_pod(far_client, "node-1", [f"http://{far['spec']['clusterIP']}/"]),
+        )
+        wait_succeeded(lab, far_client)
+        assert lab.vxlan_packets("node-2", "rx") >= received + 4
         # the NodePort answers on every node's address, from this host
         node_port = svc["spec"]["ports"][0]["nodePort"]
         ips = {
@@ -475,7 +554,9 @@ def test_pod_on_node_1_reaches_a_service_on_nodes_2_and_3(lab: Lab, echo_pods: l
             assert body.strip() in ("echo-2", "echo-3")
     finally:
         lab.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
+        lab.delete(f"/api/v1/namespaces/{NS}/pods/{name}-far")
         lab.delete(f"/api/v1/namespaces/{NS}/services/echo")
+        lab.delete(f"/api/v1/namespaces/{NS}/services/echo-far")
 
 
 def test_api_server_keeps_writing_with_one_etcd_member_down(lab: Lab) -> None:

@@ -574,6 +574,73 @@ def test_lab_mounts_exist_and_each_node_has_its_own_identity(tmp_path: Path) -> 
     assert "--client-cert-auth" in etcd and "--peer-client-cert-auth" in etcd
 
 
+def test_lab_workers_sit_on_two_segments_joined_by_the_router() -> None:
+    import ipaddress
+
+    import yaml
+
+    from cli.lab import LabConfig, addresses, render_compose
+
+    cfg = LabConfig(project="t", nodes=3, subnet="10.213.0.0/24")
+    doc = yaml.safe_load(render_compose(cfg))
+    nets = {name: net["ipam"]["config"][0]["subnet"] for name, net in doc["networks"].items()}
+    assert nets == {"segment-a": "10.213.0.0/25", "segment-b": "10.213.0.128/25"}
+    services = doc["services"]
+
+    def segment_of(name: str) -> str:
+        [(seg, conf)] = services[name]["networks"].items()
+        assert ipaddress.ip_address(conf["ipv4_address"]) in ipaddress.ip_network(nets[seg])
+        return str(seg)
+
+    assert [segment_of(n) for n in ("node-1", "node-2", "node-3")] == ["segment-a", "segment-b", "segment-a"]
+    assert all(segment_of(n) == "segment-a" for n in ("etcd-1", "apiserver", "dns", "metrics-server"))
+    router = services["router"]
+    assert router["sysctls"] == {"net.ipv4.ip_forward": "1"}
+    assert {s: c["ipv4_address"] for s, c in router["networks"].items()} == {
+        "segment-a": "10.213.0.10",
+        "segment-b": "10.213.0.138",
+    }
+    # every worker and every component that answers them routes to the other segment via the router
+    env = {n: (services[n].get("environment") or {}) for n in services}
+    assert env["node-1"]["LAB_ROUTES"] == "10.213.0.128/25 via 10.213.0.10"
+    assert env["node-2"]["LAB_ROUTES"] == "10.213.0.0/25 via 10.213.0.138"
+    for name in ("apiserver", "dns", "metrics-server"):
+        assert env[name]["LAB_ROUTES"] == "10.213.0.128/25 via 10.213.0.10"
+        assert services[name]["cap_add"] == ["NET_ADMIN"] and services[name]["command"][0] == "minik-lab-run"
+    assert {env[n]["POD_NETWORK_BACKEND"] for n in ("node-1", "node-2", "node-3")} == {"vxlan"}
+    # host-gw needs one L2 segment: every node on A
+    hostgw = yaml.safe_load(render_compose(LabConfig(project="t", nodes=3, pod_network_backend="host-gw")))
+    assert {next(iter(hostgw["services"][f"node-{i}"]["networks"])) for i in (1, 2, 3)} == {"segment-a"}
+    with pytest.raises(ValueError):
+        addresses(LabConfig(pod_network_backend="udp"))
+    with pytest.raises(ValueError):
+        addresses(LabConfig(subnet="10.213.0.0/28"))
+
+
+def test_lab_status_names_each_containers_segments() -> None:
+    from types import SimpleNamespace
+
+    from cli.lab import container_segments
+
+    router = SimpleNamespace(
+        attrs={
+            "NetworkSettings": {
+                "Networks": {
+                    "p_segment-b": {"IPAddress": "10.0.0.138"},
+                    "p_segment-a": {"IPAddress": "10.0.0.10"},
+                }
+            }
+        },
+        labels={},
+    )
+    assert container_segments(router, "p") == (["segment-a", "segment-b"], ["10.0.0.10", "10.0.0.138"])
+    # a stopped container has no networks: its compose label says where it belongs
+    stopped = SimpleNamespace(
+        attrs={"NetworkSettings": {"Networks": {}}}, labels={"io.minik.lab.segment": "segment-b"}
+    )
+    assert container_segments(stopped, "p") == (["segment-b"], [])
+
+
 def json_env(svc: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in (svc.get("environment") or {}).items())
 
