@@ -1,29 +1,31 @@
 """``minik lab``: a multi-node cluster on one Docker host, with docker compose (see docs/lab.md).
 
-Each lab node is a privileged container running its own Docker engine, ``minik-kubelet`` and
-``minik-proxy``; the control plane is a 3-member etcd cluster, the API server, the controller
-manager, the scheduler and the cluster DNS, one container each.  Everything belongs to one compose
-project (``minik-lab`` by default), so ``minik lab down`` removes containers, networks and volumes
-by the project's label.
+Every machine of the lab is a container with its own Docker engine, and each one makes itself part
+of the cluster with the commands a real machine uses: the first control plane (``cp-1``) runs
+``minik up``, the other control planes ``minik join --control-plane`` and the workers ``minik join``
+with a bootstrap token that ``lab up`` creates on ``cp-1`` (``minik token create``).  Nothing is
+wired from outside: the CA, every certificate and every kubeconfig are made inside the containers,
+by ``minik up`` and by the TLS bootstrap of ``minik join``.  HAProxy (Debian's package, in its own
+container, TCP mode) stands in front of the API servers: the workers join through it and the
+host's ``minik-lab`` context reaches the cluster through it (127.0.0.1:API_PORT).
 
-Everything speaks TLS, as in ``minik up``: ``lab up`` makes the lab's CA and certificates on this
-host (:func:`ensure_lab_credentials`, in the lab's state directory) and mounts into each container
-only the files that container needs: etcd's members their serving and peer certificate (client and
-peer TLS with client-certificate authentication), the API server its serving certificate, its etcd
-and kubelet client certificates, the service-account keys and the encryption config; every other
-component a kubeconfig with its own client certificate (each node's kubelet is
-``system:node:NODE``), never the admin's.
+The workers sit on two Docker networks joined by a router container, so pod traffic between them
+takes the kubelets' VXLAN overlay.  Everything belongs to one compose project (``minik-lab`` by
+default), so ``minik lab down`` removes containers, networks and volumes by the project's label.
 
-The compose file is generated for the number of nodes asked for (:func:`render_compose`);
-``deploy/docker-compose.yml`` is the same rendering for 3 nodes, for use without this command.
+The compose file is generated for the numbers of nodes and control planes asked for
+(:func:`render_compose`); ``deploy/docker-compose.yml`` is the same rendering for 3 nodes and one
+control plane, for use without this command.
 
 Settings come from options, or from the environment (handy for tests and CI):
-``MINIK_LAB_PROJECT``, ``MINIK_LAB_SUBNET``, ``MINIK_LAB_API_PORT``, ``MINIK_LAB_BASE``.
+``MINIK_LAB_PROJECT``, ``MINIK_LAB_SUBNET``, ``MINIK_LAB_API_PORT``, ``MINIK_LAB_BASE``,
+``MINIK_LAB_CONTROL_PLANES``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import ipaddress
 import json
 import os
@@ -43,7 +45,6 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from . import metricsapi
 from .cluster import (
     cluster_entries,
     default_state_dir,
@@ -61,15 +62,18 @@ DEFAULT_API_PORT = 8480
 LOCAL_BASE = "minik/base:bookworm"
 CONTROL_PLANE_IMAGE = "minik/lab-control-plane:latest"
 NODE_IMAGE = "minik/lab-node:latest"
-METRICS_PORT = 4443  # metrics-server's HTTPS port in its container
 SOURCE_HASH_LABEL = "io.minik.lab.source-hash"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-ETCD_MEMBERS = 3
-CLUSTER_CIDR = "10.244.0.0/16"  # node IPAM gives each node a /24 of it
-CLUSTER_DNS_IP = "10.96.0.10"  # the kube-dns Service's ClusterIP (the API server's default service range)
+ROLE_LABEL = "io.minik.lab.role"
+MAX_CONTROL_PLANES = 3
+CLUSTER_CIDR = "10.244.0.0/16"  # minik up's default: node IPAM gives each node a /24 of it
 API_PORT_IN_CONTAINER = 6443
-IN_CONTAINER = "/etc/minik"  # where each container finds the certificates and kubeconfig it is given
+STATE_IN_CONTAINER = "/root/.minik"  # minik up's and minik join's state directory in a lab machine
+JOIN_IN_CONTAINER = "/etc/minik/join"  # where the machines find the join commands lab up writes
+JOIN_FILES = {"worker": "worker", "control-plane": "control-plane"}
+TOKEN_TTL = "2h"
+CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 PACKAGES = ("apimachinery", "apiserver", "scheduler", "controllers", "kubelet", "proxy", "ingress", "cli")
 
 lab_app = typer.Typer(
@@ -77,7 +81,7 @@ lab_app = typer.Typer(
     help="A multi-node lab on this Docker host: each node a container with its own Docker engine.",
     no_args_is_help=True,
 )
-node_app = typer.Typer(name="node", help="Take a lab node away and bring it back.", no_args_is_help=True)
+node_app = typer.Typer(name="node", help="Take a lab machine away and bring it back.", no_args_is_help=True)
 lab_app.add_typer(node_app, name="node")
 image_app = typer.Typer(name="image", help="Images in the lab's nodes.", no_args_is_help=True)
 
@@ -93,14 +97,16 @@ class LabConfig:
     nodes: int = 3
     subnet: str = DEFAULT_SUBNET
     api_port: int = DEFAULT_API_PORT
-    node_monitor_grace_period: float = 40.0
-    pod_eviction_timeout: float = 300.0
-    # privileged node containers where the engine can grant them; otherwise every capability the
+    control_planes: int = 1
+    # privileged containers where the engine can grant them; otherwise every capability the
     # engine has (cap_drop lists those it lacks), without seccomp and AppArmor profiles
     privileged: bool = True
     cap_drop: tuple[str, ...] = ()
     # vxlan: the workers alternate between two segments behind a router; host-gw: all on segment A
     pod_network_backend: str = "vxlan"
+    # minik up --control-plane-endpoint: the API server's certificate names the load balancer's
+    # address (see endpoint()); without it the machines reach HAProxy by a name the certificate has
+    endpoint_flag: bool = True
 
     @property
     def server(self) -> str:
@@ -111,14 +117,22 @@ def node_name(i: int) -> str:
     return f"node-{i}"
 
 
+def control_plane_name(i: int) -> str:
+    return f"cp-{i}"
+
+
 BACKENDS = ("vxlan", "host-gw")
 SEGMENTS = ("segment-a", "segment-b")
 ROUTER = "router"
+LB = "lb"
+# a name every minik API server certificate carries (apimachinery.pki.APISERVER_DNS_NAMES): the
+# machines reach HAProxy by it when minik up cannot put the load balancer's address in the certificate
+LB_NAME = "kubernetes"
 
 
 def segments(cfg: LabConfig) -> dict[str, ipaddress.IPv4Network]:
-    """The lab subnet's two halves: segment A (the control plane, the router, odd nodes) and
-    segment B (the router, even nodes), two Docker networks joined only by the router."""
+    """The lab subnet's two halves: segment A (the control planes, HAProxy, the router, odd nodes)
+    and segment B (the router, even nodes), two Docker networks joined only by the router."""
     net = ipaddress.ip_network(cfg.subnet)
     if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 27:
         raise ValueError(f"--subnet {cfg.subnet}: an IPv4 network of /27 or larger (it is split in two)")
@@ -135,29 +149,28 @@ def node_segment(cfg: LabConfig, i: int) -> str:
 
 
 def addresses(cfg: LabConfig) -> dict[str, str]:
-    """Fixed addresses: on segment A etcd .2-.4, API server .5, controller manager .6, scheduler
-    .7, DNS .8, metrics-server .9, the router .10; on segment B the router .10 of B (key
-    ``router-b``); node N at .(10+N) of its segment."""
+    """Fixed addresses: on segment A the control planes .2-.4, HAProxy .5, the router .10; on
+    segment B the router .10 of B (key ``router-b``); node N at .(10+N) of its segment."""
     if cfg.pod_network_backend not in BACKENDS:
         raise ValueError(f"pod network backend {cfg.pod_network_backend!r}: one of {', '.join(BACKENDS)}")
+    if not 1 <= cfg.control_planes <= MAX_CONTROL_PLANES:
+        raise ValueError(f"--control-planes {cfg.control_planes}: 1 to {MAX_CONTROL_PLANES}")
     segs = segments(cfg)
     a, b = segs[SEGMENTS[0]], segs[SEGMENTS[1]]
     if cfg.nodes < 1 or 10 + cfg.nodes >= a.num_addresses - 1:
         raise ValueError(f"{cfg.nodes} nodes do not fit in {cfg.subnet}")
-    out = {f"etcd-{i}": str(a[1 + i]) for i in range(1, ETCD_MEMBERS + 1)}
-    out.update(
-        {
-            "apiserver": str(a[5]),
-            "controller-manager": str(a[6]),
-            "scheduler": str(a[7]),
-            "dns": str(a[8]),
-            "metrics-server": str(a[9]),
-            ROUTER: str(a[10]),
-            f"{ROUTER}-b": str(b[10]),
-        }
-    )
+    out = {control_plane_name(i): str(a[1 + i]) for i in range(1, cfg.control_planes + 1)}
+    out.update({LB: str(a[5]), ROUTER: str(a[10]), f"{ROUTER}-b": str(b[10])})
     out.update({node_name(i): str(segs[node_segment(cfg, i)][10 + i]) for i in range(1, cfg.nodes + 1)})
     return out
+
+
+def endpoint(cfg: LabConfig) -> str:
+    """HOST:PORT of the load balancer as the machines reach it: its address, which minik up puts
+    into the API server's certificate (--control-plane-endpoint), or else a name the certificate
+    has anyway, which each machine resolves to HAProxy (/etc/hosts, compose's extra_hosts)."""
+    host = addresses(cfg)[LB] if cfg.endpoint_flag else LB_NAME
+    return f"{host}:{API_PORT_IN_CONTAINER}"
 
 
 def segment_routes(cfg: LabConfig, segment: str) -> str:
@@ -197,312 +210,137 @@ def missing_capabilities(cap_bnd_hex: str) -> list[str]:
     return [name for bit, name in enumerate(CAPABILITIES) if not mask >> bit & 1]
 
 
-# -- credentials ----------------------------------------------------------------------------------------
+def minik_up_has_endpoint_flag() -> bool:
+    """Does this minik's ``minik up`` take ``--control-plane-endpoint`` (the images are built from
+    the same sources)?"""
+    from .cluster import up as minik_up
+
+    return "control_plane_endpoint" in inspect.signature(minik_up).parameters
 
 
-def ensure_lab_credentials(cfg: LabConfig, directory: Path) -> None:
-    """The lab's CA and every certificate, key and kubeconfig :func:`render_compose` mounts, in
-    ``directory`` (``pki/``, ``kubeconfigs/``, ``encryption-config.yaml``); reused when present."""
-    from apimachinery.pki import PKI, apiserver_hosts, write_kubeconfig
-
-    from .supervisor import ensure_encryption_config
-
+def render_haproxy(cfg: LabConfig) -> str:
+    """HAProxy in front of the API servers: TCP mode (TLS goes through to the API servers, whose
+    certificates the clients check), a health check of /readyz over TLS every second (the check
+    does not verify the certificate: it only asks whether the server is ready), and ``option
+    redispatch`` with retries, so a connection refused by a dead API server is tried on another.
+    ``balance first``: every client uses the first ready API server, the next takes over when it
+    fails (so one API server serves the watches, as with a single control plane)."""
     ips = addresses(cfg)
-    pki = PKI(directory / "pki")
-    pki.ensure_ca(f"{cfg.project}-ca")
-    members = [f"etcd-{i}" for i in range(1, ETCD_MEMBERS + 1)]
-    # each member's certificate names every member: the API server checks them all for the first's name
-    etcd_hosts = ["127.0.0.1", "localhost", *(ips[m] for m in members), *members]
-    for m in members:
-        pki.serving_cert(m, etcd_hosts, m, client_auth=True)
-    pki.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
-    pki.serving_cert("apiserver", apiserver_hosts([ips["apiserver"], "apiserver"]), "kube-apiserver")
-    pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
-    # the aggregation layer: the API server's front-proxy certificate (lab CA) and metrics-server's
-    # serving certificate for the name the API server verifies
-    pki.client_cert("front-proxy-client", "front-proxy-client")
-    pki.serving_cert(
-        "metrics-server-serving", ["metrics-server.kube-system.svc", ips["metrics-server"]], "metrics-server"
+    servers = "\n".join(
+        f"    server {control_plane_name(i)} {ips[control_plane_name(i)]}:{API_PORT_IN_CONTAINER}"
+        for i in range(1, cfg.control_planes + 1)
     )
-    pki.service_account_keys()
-    in_lab = f"https://{ips['apiserver']}:{API_PORT_IN_CONTAINER}"
-    users: dict[str, tuple[str, str, list[str], str]] = {
-        "admin": ("admin", "kubernetes-admin", ["system:masters"], cfg.server),
-        "scheduler": ("scheduler", "system:kube-scheduler", [], in_lab),
-        "controller-manager": ("controller-manager", "system:kube-controller-manager", [], in_lab),
-        "proxy": ("proxy", "system:kube-proxy", [], in_lab),
-        "dns": ("dns", "system:minik-dns", [], in_lab),
-        "metrics-server": ("metrics-server", "system:metrics-server", [], in_lab),
-        "ingress": ("ingress", "system:minik-ingress", [], in_lab),
-    }
-    for i in range(1, cfg.nodes + 1):
-        node = node_name(i)
-        users[f"kubelet-{node}"] = (f"kubelet-{node}-client", f"system:node:{node}", ["system:nodes"], in_lab)
-        pki.serving_cert(f"kubelet-{node}", [ips[node], "127.0.0.1", node], f"system:node:{node}")
-    ca = pki.ca_pem()
-    for conf, (cert, user, groups, server) in users.items():
-        crt = pki.client_cert(cert, user, groups)
-        write_kubeconfig(
-            directory / "kubeconfigs" / f"{conf}.conf", server=server, ca_pem=ca, cert=crt, user=user
-        )
-    ensure_encryption_config(directory / "encryption-config.yaml")
+    return (
+        "global\n"
+        "    log stdout format raw local0 info\n"
+        "    maxconn 4096\n"
+        "defaults\n"
+        "    mode tcp\n"
+        "    log global\n"
+        "    option tcplog\n"
+        "    option redispatch\n"
+        "    retries 3\n"
+        "    timeout connect 2s\n"
+        "    timeout client 1h\n"
+        "    timeout server 1h\n"
+        "    timeout check 2s\n"
+        "frontend apiserver\n"
+        f"    bind *:{API_PORT_IN_CONTAINER}\n"
+        "    default_backend control-planes\n"
+        "backend control-planes\n"
+        "    balance first\n"
+        "    option httpchk GET /readyz\n"
+        "    http-check expect status 200\n"
+        "    default-server check check-ssl verify none inter 1s fall 2 rise 2 on-marked-down shutdown-sessions\n"
+        f"{servers}\n"
+    )
 
 
-def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets") -> str:
+def render_compose(cfg: LabConfig, context: str = ".", join_dir: str = "./join") -> str:
     """The compose file for ``cfg`` (compose format 2.4: docker-compose 1.29 and ``docker compose`` v2).
 
-    ``context`` is the build context (the ``deploy/`` directory) and ``secrets`` the directory
-    :func:`ensure_lab_credentials` filled, as the file should name them.
+    ``context`` is the build context (the ``deploy/`` directory) and ``join_dir`` the directory
+    where ``lab up`` writes the join commands (``worker``, ``control-plane``), as the file should
+    name them.
     """
     ips = addresses(cfg)
-    etcd_urls = ",".join(f"https://{ips[f'etcd-{i}']}:2379" for i in range(1, ETCD_MEMBERS + 1))
-    initial = ",".join(f"etcd-{i}=https://{ips[f'etcd-{i}']}:2380" for i in range(1, ETCD_MEMBERS + 1))
     base_arg = {"BASE": "${MINIK_LAB_BASE:-" + LOCAL_BASE + "}"}
-    pki = f"{IN_CONTAINER}/pki"
-
-    def mounts(*files: str | tuple[str, str]) -> list[str]:
-        """Read-only bind mounts of single files of ``secrets`` (a pair: the name inside differs)."""
-        out = []
-        for f in files:
-            src, dst = f if isinstance(f, tuple) else (f, f)
-            out.append(f"{secrets}/{src}:{IN_CONTAINER}/{dst}:ro")
-        return out
-
     seg_a = SEGMENTS[0]
+    ep = endpoint(cfg)
+    # without the certificate's address the machines find HAProxy by name
+    extra_hosts = [] if cfg.endpoint_flag else [f"{LB_NAME}:{ips[LB]}"]
 
-    def control_plane(name: str, command: list[str], **extra: Any) -> dict[str, Any]:
-        """A control-plane service on segment A; one started by minik-lab-run first adds the route
-        to segment B via the router (LAB_ROUTES; it answers the nodes there)."""
-        svc: dict[str, Any] = {
-            "image": CONTROL_PLANE_IMAGE,
+    def machine(name: str, role: str, segment: str, env: dict[str, str]) -> dict[str, Any]:
+        """A lab machine: the node image (its own Docker engine) running minik up or minik join."""
+        return {
+            "image": NODE_IMAGE,
             "hostname": name,
-            "command": command,
             "restart": "unless-stopped",
-            "labels": {"io.minik.lab.role": "control-plane", "io.minik.lab.segment": seg_a},
-            "networks": {seg_a: {"ipv4_address": ips[name]}},
+            "environment": {
+                "NODE_NAME": name,
+                "LAB_ROLE": role,
+                "LAB_API_ENDPOINT": ep,
+                "CLUSTER_CIDR": CLUSTER_CIDR,
+                "POD_NETWORK_BACKEND": cfg.pod_network_backend,
+                "LAB_ROUTES": segment_routes(cfg, segment),
+                **env,
+            },
+            "labels": {
+                ROLE_LABEL: "control-plane" if role != "worker" else "node",
+                "io.minik.lab.segment": segment,
+            },
+            **node_privileges(cfg),
+            **({"extra_hosts": list(extra_hosts)} if extra_hosts else {}),
+            "volumes": [f"{name}-docker:/var/lib/docker"]
+            + ([f"{join_dir}/{JOIN_FILES[role]}:{JOIN_IN_CONTAINER}:ro"] if role in JOIN_FILES else []),
+            "networks": {segment: {"ipv4_address": ips[name]}},
         }
-        if command[0] == "minik-lab-run":
-            svc["cap_add"] = ["NET_ADMIN"]
-            svc["environment"] = {"LAB_ROUTES": segment_routes(cfg, seg_a)}
-        svc.update(extra)
-        return svc
 
     services: dict[str, Any] = {}
-    for i in range(1, ETCD_MEMBERS + 1):
-        name = f"etcd-{i}"
-        ip = ips[name]
-        services[name] = control_plane(
-            name,
-            [
-                "etcd",
-                "--name",
-                name,
-                "--data-dir",
-                "/var/lib/etcd",
-                "--listen-client-urls",
-                "https://0.0.0.0:2379",
-                "--advertise-client-urls",
-                f"https://{ip}:2379",
-                "--listen-peer-urls",
-                "https://0.0.0.0:2380",
-                "--initial-advertise-peer-urls",
-                f"https://{ip}:2380",
-                "--initial-cluster",
-                initial,
-                "--initial-cluster-token",
-                cfg.project,
-                "--initial-cluster-state",
-                "new",
-                # clients (the API server) and peers present certificates of the lab's CA
-                "--cert-file",
-                f"{pki}/{name}.crt",
-                "--key-file",
-                f"{pki}/{name}.key",
-                "--client-cert-auth",
-                "--trusted-ca-file",
-                f"{pki}/ca.crt",
-                "--peer-cert-file",
-                f"{pki}/{name}.crt",
-                "--peer-key-file",
-                f"{pki}/{name}.key",
-                "--peer-client-cert-auth",
-                "--peer-trusted-ca-file",
-                f"{pki}/ca.crt",
-                "--log-level",
-                "warn",
-            ],
-            volumes=mounts("pki/ca.crt", f"pki/{name}.crt", f"pki/{name}.key"),
-        )
-    # only the first service builds the image; the others name it
-    services["etcd-1"]["build"] = {"context": context, "target": "control-plane", "args": dict(base_arg)}
-    services["apiserver"] = control_plane(
-        "apiserver",
-        [
-            "minik-lab-run",
-            "apiserver.main",
-            "--etcd-servers",
-            etcd_urls,
-            "--etcd-cafile",
-            f"{pki}/ca.crt",
-            "--etcd-certfile",
-            f"{pki}/apiserver-etcd-client.crt",
-            "--etcd-keyfile",
-            f"{pki}/apiserver-etcd-client.key",
-            "--bind-address",
-            "0.0.0.0",
-            "--secure-port",
-            str(API_PORT_IN_CONTAINER),
-            "--advertise-address",
-            ips["apiserver"],
-            "--tls-cert-file",
-            f"{pki}/apiserver.crt",
-            "--tls-private-key-file",
-            f"{pki}/apiserver.key",
-            "--client-ca-file",
-            f"{pki}/ca.crt",
-            "--service-account-key-file",
-            f"{pki}/sa.pub",
-            "--service-account-signing-key-file",
-            f"{pki}/sa.key",
-            "--kubelet-client-certificate",
-            f"{pki}/apiserver-kubelet-client.crt",
-            "--kubelet-client-key",
-            f"{pki}/apiserver-kubelet-client.key",
-            "--kubelet-certificate-authority",
-            f"{pki}/ca.crt",
-            "--proxy-client-cert-file",
-            f"{pki}/front-proxy-client.crt",
-            "--proxy-client-key-file",
-            f"{pki}/front-proxy-client.key",
-            "--encryption-provider-config",
-            f"{IN_CONTAINER}/encryption-config.yaml",
-            "--audit-log-path",
-            "/var/log/minik/audit.log",
+    for i in range(1, cfg.control_planes + 1):
+        name = control_plane_name(i)
+        env = {"LAB_ADVERTISE_ADDRESS": ips[name]}
+        if cfg.endpoint_flag:
+            env["LAB_UP_ARGS"] = f"--control-plane-endpoint {ep} --advertise-address {ips[name]}"
+        services[name] = machine(name, "init" if i == 1 else "control-plane", seg_a, env)
+        if i > 1:
+            services[name]["depends_on"] = [control_plane_name(1)]
+    services[control_plane_name(1)]["build"] = {"context": context, "target": "node", "args": dict(base_arg)}
+    # HAProxy: the control-plane image has Debian's haproxy package; its configuration is in the
+    # environment, so that the compose file is all there is to it
+    services[LB] = {
+        "image": CONTROL_PLANE_IMAGE,
+        "hostname": LB,
+        "command": [
+            "sh",
+            "-c",
+            'printf "%s" "$$HAPROXY_CFG" >/tmp/haproxy.cfg && exec haproxy -W -db -f /tmp/haproxy.cfg',
         ],
-        depends_on=[f"etcd-{i}" for i in range(1, ETCD_MEMBERS + 1)],
-        ports=[f"127.0.0.1:{cfg.api_port}:{API_PORT_IN_CONTAINER}"],
-        volumes=mounts(
-            "pki/ca.crt",
-            *(
-                f"pki/{n}.{ext}"
-                for n in (
-                    "apiserver",
-                    "apiserver-etcd-client",
-                    "apiserver-kubelet-client",
-                    "front-proxy-client",
-                )
-                for ext in ("crt", "key")
-            ),
-            "pki/sa.key",
-            "pki/sa.pub",
-            "encryption-config.yaml",
-        ),
-    )
-
-    def kubeconfig(name: str) -> list[str]:
-        return ["--kubeconfig", f"{IN_CONTAINER}/{name}.conf"]
-
-    services["controller-manager"] = control_plane(
-        "controller-manager",
-        [
-            "minik-lab-run",
-            "controllers.main",
-            *kubeconfig("controller-manager"),
-            "--root-ca-file",
-            f"{pki}/ca.crt",
-            "--node-monitor-grace-period",
-            f"{cfg.node_monitor_grace_period:g}",
-            "--pod-eviction-timeout",
-            f"{cfg.pod_eviction_timeout:g}",
-            # node IPAM: each node's spec.podCIDR (its CNI network, and the other nodes' routes to it)
-            "--allocate-node-cidrs",
-            "true",
-            "--cluster-cidr",
-            CLUSTER_CIDR,
-        ],
-        depends_on=["apiserver"],
-        volumes=mounts(("kubeconfigs/controller-manager.conf", "controller-manager.conf"), "pki/ca.crt"),
-    )
-    services["scheduler"] = control_plane(
-        "scheduler",
-        ["minik-lab-run", "scheduler.main", *kubeconfig("scheduler")],
-        depends_on=["apiserver"],
-        volumes=mounts(("kubeconfigs/scheduler.conf", "scheduler.conf")),
-    )
-    services["dns"] = control_plane(
-        "dns",
-        ["minik-lab-run", "proxy.dns", *kubeconfig("dns")],
-        depends_on=["apiserver"],
-        volumes=mounts(("kubeconfigs/dns.conf", "dns.conf")),
-    )
-    services["metrics-server"] = control_plane(
-        "metrics-server",
-        [
-            "minik-lab-run",
-            "metricsserver.main",
-            *kubeconfig("metrics-server"),
-            "--secure-port",
-            str(METRICS_PORT),
-            "--tls-cert-file",
-            f"{pki}/metrics-server-serving.crt",
-            "--tls-private-key-file",
-            f"{pki}/metrics-server-serving.key",
-            "--requestheader-client-ca-file",
-            f"{pki}/ca.crt",
-        ],
-        depends_on=["apiserver"],
-        volumes=mounts(
-            ("kubeconfigs/metrics-server.conf", "metrics-server.conf"),
-            "pki/ca.crt",
-            "pki/metrics-server-serving.crt",
-            "pki/metrics-server-serving.key",
-        ),
-    )
+        "environment": {"HAPROXY_CFG": render_haproxy(cfg)},
+        "restart": "unless-stopped",
+        "labels": {ROLE_LABEL: "load-balancer", "io.minik.lab.segment": seg_a},
+        "ports": [f"127.0.0.1:{cfg.api_port}:{API_PORT_IN_CONTAINER}"],
+        "networks": {seg_a: {"ipv4_address": ips[LB]}},
+        "build": {"context": context, "target": "control-plane", "args": dict(base_arg)},
+    }
     # the router between the two segments: IP forwarding on, no NAT, nothing else
     services[ROUTER] = {
         "image": CONTROL_PLANE_IMAGE,
         "hostname": ROUTER,
         "command": ["sh", "-c", "trap 'exit 0' TERM INT; sleep infinity & wait"],
         "restart": "unless-stopped",
-        "labels": {"io.minik.lab.role": "router", "io.minik.lab.segment": ",".join(SEGMENTS)},
+        "labels": {ROLE_LABEL: "router", "io.minik.lab.segment": ",".join(SEGMENTS)},
         "sysctls": {"net.ipv4.ip_forward": "1"},
         "networks": {
             SEGMENTS[0]: {"ipv4_address": ips[ROUTER]},
             SEGMENTS[1]: {"ipv4_address": ips[f"{ROUTER}-b"]},
         },
-        "depends_on": ["etcd-1"],  # which builds the image
+        "depends_on": [LB],  # which builds the image
     }
     for i in range(1, cfg.nodes + 1):
         name = node_name(i)
-        seg = node_segment(cfg, i)
-        services[name] = {
-            "image": NODE_IMAGE,
-            "hostname": name,
-            "restart": "unless-stopped",
-            "environment": {
-                "NODE_NAME": name,
-                "CLUSTER_CIDR": CLUSTER_CIDR,
-                "CLUSTER_DNS": CLUSTER_DNS_IP,
-                "POD_NETWORK_BACKEND": cfg.pod_network_backend,
-                "LAB_ROUTES": segment_routes(cfg, seg),
-            },
-            "labels": {"io.minik.lab.role": "node", "io.minik.lab.segment": seg},
-            **node_privileges(cfg),
-            "volumes": [
-                f"{name}-docker:/var/lib/docker",
-                *mounts(
-                    (f"kubeconfigs/kubelet-{name}.conf", "kubelet.conf"),
-                    ("kubeconfigs/proxy.conf", "proxy.conf"),
-                    ("kubeconfigs/ingress.conf", "ingress.conf"),
-                    "pki/ca.crt",
-                    (f"pki/kubelet-{name}.crt", "pki/kubelet.crt"),
-                    (f"pki/kubelet-{name}.key", "pki/kubelet.key"),
-                ),
-            ],
-            "networks": {seg: {"ipv4_address": ips[name]}},
-            "depends_on": ["apiserver", ROUTER],
-        }
-    services[node_name(1)]["build"] = {"context": context, "target": "node", "args": dict(base_arg)}
+        services[name] = machine(name, "worker", node_segment(cfg, i), {})
+        services[name]["depends_on"] = [control_plane_name(1), LB, ROUTER]
     doc = {
         "version": "2.4",
         "services": services,
@@ -510,22 +348,21 @@ def render_compose(cfg: LabConfig, context: str = ".", secrets: str = "./secrets
             seg: {"driver": "bridge", "ipam": {"config": [{"subnet": str(net)}]}}
             for seg, net in segments(cfg).items()
         },
-        "volumes": {f"{node_name(i)}-docker": {} for i in range(1, cfg.nodes + 1)},
+        "volumes": {f"{name}-docker": {} for name in services if name not in (LB, ROUTER)},
     }
     header = (
-        f"# minik lab: {cfg.nodes} nodes, a 3-member etcd cluster and the control plane (see docs/lab.md).\n"
-        "# Two networks joined by the router: segment A (control plane, odd nodes), segment B (even\n"
-        f"# nodes); pods reach other nodes' pods through the kubelets' {cfg.pod_network_backend} backend.\n"
-        "# Generated by `minik lab render`; `minik lab up --nodes N` writes its own for N nodes.\n"
+        f"# minik lab: {cfg.control_planes} control plane(s) behind HAProxy and {cfg.nodes} worker(s) (see docs/lab.md).\n"
+        "# cp-1 runs `minik up`, the other control planes `minik join --control-plane`, the workers\n"
+        "# `minik join`, with the join commands lab up writes into the join directory.\n"
+        "# Two networks joined by the router: segment A (control planes, HAProxy, odd nodes), segment B\n"
+        f"# (even nodes); pods reach other nodes' pods through the kubelets' {cfg.pod_network_backend} backend.\n"
+        "# Generated by `minik lab render`; `minik lab up` writes its own for its numbers.\n"
         "# Standalone: deploy/build-base.sh && .venv/bin/pip wheel . -w deploy/.wheels\n"
-        "#             .venv/bin/minik lab certs --dir deploy/secrets   # the lab's CA, certificates, kubeconfigs\n"
+        "#             mkdir -p deploy/join/worker deploy/join/control-plane\n"
         "#             docker-compose -p minik-lab -f deploy/docker-compose.yml up -d --build\n"
-        "#             kubectl --kubeconfig deploy/secrets/kubeconfigs/admin.conf apply -f deploy/kube-dns.yaml\n"
+        "#             docker exec minik-lab_cp-1_1 minik token create --print-join-command >deploy/join/worker/command\n"
     )
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=1000)
-
-
-# -- where things are ---------------------------------------------------------------------------------
 
 
 def repo_dir() -> Path:
@@ -780,35 +617,174 @@ def node_conditions(cfg: LabConfig) -> dict[str, str]:
     return out
 
 
-def wait_ready(cfg: LabConfig, timeout: float) -> None:
-    """Until every node is Ready; the kube-dns Service is made as soon as the API server answers
-    (before pods start: they ask its ClusterIP)."""
-    from .supervisor import ensure_kube_dns
+class LabError(Exception):
+    """Bringing the lab up failed; the message says where."""
 
-    deadline = time.monotonic() + timeout
-    want = [node_name(i) for i in range(1, cfg.nodes + 1)]
-    dns_done = False
-    with console.status("waiting for the API server…") as status, api_client(cfg, 2) as client:
+
+def machine_names(cfg: LabConfig) -> list[str]:
+    """Every lab machine that is a Node: the control planes, then the workers."""
+    return [control_plane_name(i) for i in range(1, cfg.control_planes + 1)] + [
+        node_name(i) for i in range(1, cfg.nodes + 1)
+    ]
+
+
+def lab_exec(
+    project: str, service: str, *argv: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``docker exec`` in a lab container (wide output: nothing the command prints is wrapped)."""
+    client = docker_client()
+    try:
+        cid = find_container(client, project, service).id
+    finally:
+        client.close()
+    return subprocess.run(
+        ["docker", "exec", "-e", "COLUMNS=1000", cid, *argv], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def fetch_admin_credentials(cfg: LabConfig, state: Path, deadline: float) -> None:
+    """The CA and the admin's certificate and key from the admin kubeconfig ``minik up`` made in
+    cp-1, into ``state/pki`` (the host reaches the cluster through HAProxy with them)."""
+    import base64
+
+    first = control_plane_name(1)
+    path = f"{STATE_IN_CONTAINER}/kubeconfigs/admin.conf"
+    while True:
+        r = lab_exec(cfg.project, first, "cat", path)
+        if r.returncode == 0 and r.stdout.strip():
+            break
+        if time.monotonic() > deadline:
+            raise LabError(f"{first}'s minik up made no admin kubeconfig ({path}) in time")
+        time.sleep(1)
+    conf = yaml.safe_load(r.stdout)
+    cluster = conf["clusters"][0]["cluster"]
+    user = conf["users"][0]["user"]
+    pki = state / "pki"
+    pki.mkdir(parents=True, exist_ok=True)
+    os.chmod(pki, 0o700)
+    for name, data in (
+        ("ca.crt", cluster["certificate-authority-data"]),
+        ("admin.crt", user["client-certificate-data"]),
+        ("admin.key", user["client-key-data"]),
+    ):
+        f = pki / name
+        f.write_bytes(base64.b64decode(data))
+        os.chmod(f, 0o600)
+
+
+def wait_api(cfg: LabConfig, deadline: float, status: Any) -> None:
+    """Until the API server answers /readyz through HAProxy."""
+    status.update(f"waiting for the API server through HAProxy ({cfg.server})…")
+    with api_client(cfg, 2) as client:
         while True:
             try:
                 if client.get("/readyz").status_code == 200:
-                    if not dns_done:
-                        # minik-dns runs in its own container on the lab network
-                        ensure_kube_dns(client, CLUSTER_DNS_IP, addresses(cfg)["dns"], "")
-                        dns_done = True
-                    conds = node_conditions(cfg)
-                    ready = [n for n in want if conds.get(n) == "True"]
-                    if len(ready) == len(want):
-                        return
-                    status.update(
-                        "waiting for nodes: "
-                        + ", ".join(f"{n} {'Ready' if n in ready else conds.get(n, 'absent')}" for n in want)
-                    )
+                    return
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the lab's nodes were not Ready within {timeout:.0f}s")
+                raise LabError(f"the API server did not answer through HAProxy at {cfg.server} in time")
             time.sleep(1)
+
+
+def join_command(cfg: LabConfig, control_plane: bool) -> str:
+    """A fresh bootstrap token made on cp-1 and the join command ``minik token create`` prints
+    for it (``--control-plane``: with the certificate key of the shared secrets)."""
+    argv = ["minik", "token", "create", "--print-join-command", "--ttl", TOKEN_TTL]
+    argv += ["--description", f"minik lab {'control planes' if control_plane else 'workers'}"]
+    if control_plane:
+        argv.append("--control-plane")
+    r = lab_exec(cfg.project, control_plane_name(1), *argv)
+    lines = [line.strip() for line in r.stdout.splitlines() if line.strip().startswith("minik join ")]
+    if r.returncode != 0 or not lines:
+        raise LabError(
+            f"`{' '.join(argv)}` on {control_plane_name(1)} failed ({r.returncode}): "
+            + (r.stderr.strip() or r.stdout.strip())[-800:]
+        )
+    return lines[-1]
+
+
+def write_join_command(state: Path, kind: str, command: str) -> None:
+    """``state/join/KIND/command`` (0600): what the machines of that kind run (they wait for it)."""
+    d = state / "join" / kind
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / ".command.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(command + "\n")
+    tmp.replace(d / "command")
+
+
+def prepare_join_dirs(state: Path) -> None:
+    """Empty join directories (the machines' mounts): an old command is never read again."""
+    join = state / "join"
+    join.mkdir(parents=True, exist_ok=True)
+    os.chmod(join, 0o700)
+    for kind in JOIN_FILES.values():
+        (join / kind).mkdir(exist_ok=True)
+        (join / kind / "command").unlink(missing_ok=True)
+
+
+def wait_nodes(cfg: LabConfig, deadline: float, status: Any) -> None:
+    """Until every control plane and every worker is a Ready Node."""
+    want = machine_names(cfg)
+    while True:
+        try:
+            conds = node_conditions(cfg)
+            ready = [n for n in want if conds.get(n) == "True"]
+            if len(ready) == len(want):
+                return
+            status.update(
+                "waiting for nodes: "
+                + ", ".join(f"{n} {'Ready' if n in ready else conds.get(n, 'absent')}" for n in want)
+            )
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise LabError("the lab's nodes were not Ready in time")
+        time.sleep(1)
+
+
+def taint_control_planes(cfg: LabConfig) -> None:
+    """As kubeadm: the control planes' Nodes get the control-plane role label and the NoSchedule
+    taint, so that workloads go to the workers."""
+    with api_client(cfg, 10) as api:
+        for i in range(1, cfg.control_planes + 1):
+            name = control_plane_name(i)
+            r = api.get(f"/api/v1/nodes/{name}")
+            r.raise_for_status()
+            taints = list((r.json().get("spec") or {}).get("taints") or [])
+            if not any(t.get("key") == CONTROL_PLANE_TAINT["key"] for t in taints):
+                taints.append(dict(CONTROL_PLANE_TAINT))
+            patch = {
+                "metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}},
+                "spec": {"taints": taints},
+            }
+            r = api.patch(
+                f"/api/v1/nodes/{name}", json=patch, headers={"Content-Type": "application/merge-patch+json"}
+            )
+            if r.status_code != 200:
+                raise LabError(f"tainting {name}: HTTP {r.status_code}: {r.text[:300]}")
+
+
+def bring_up(cfg: LabConfig, state: Path, timeout: float) -> None:
+    """After `compose up`: the admin's credentials from cp-1, the API server through HAProxy, the
+    join commands for the other control planes and the workers, every Node Ready, the control
+    planes tainted."""
+    deadline = time.monotonic() + timeout
+    with console.status(f"waiting for {control_plane_name(1)}'s minik up…") as status:
+        fetch_admin_credentials(cfg, state, deadline)
+        wait_api(cfg, deadline, status)
+        console.print(
+            f"  [green]✓[/green] {control_plane_name(1)}: minik up, API server ready through HAProxy"
+        )
+        if cfg.control_planes > 1:
+            write_join_command(state, JOIN_FILES["control-plane"], join_command(cfg, True))
+            console.print("  [green]✓[/green] control-plane join command written (token and certificate key)")
+        write_join_command(state, JOIN_FILES["worker"], join_command(cfg, False))
+        console.print(f"  [green]✓[/green] worker join command written (bootstrap token, ttl {TOKEN_TTL})")
+        wait_nodes(cfg, deadline, status)
+        taint_control_planes(cfg)
 
 
 def remove_leftovers(project: str) -> list[str]:
@@ -874,11 +850,12 @@ def up(
         os.environ.get("MINIK_LAB_BASE", LOCAL_BASE),
         help="base image (python:3.11-slim where a registry is reachable)",
     ),
-    node_monitor_grace_period: float = typer.Option(
-        40.0, help="seconds without a heartbeat before a node is NotReady"
-    ),
-    pod_eviction_timeout: float = typer.Option(
-        300.0, help="seconds a pod stays on an unreachable node before it is evicted"
+    control_planes: int = typer.Option(
+        int(os.environ.get("MINIK_LAB_CONTROL_PLANES", "1")),
+        "--control-planes",
+        min=1,
+        max=MAX_CONTROL_PLANES,
+        help="how many control planes behind HAProxy (cp-1 runs minik up, the others minik join --control-plane)",
     ),
     pod_network_backend: str = typer.Option(
         "vxlan",
@@ -889,13 +866,25 @@ def up(
     timeout: float = typer.Option(300, help="seconds to wait for every node to be Ready"),
     keep_on_failure: bool = typer.Option(False, help="leave a lab that failed to start, for debugging"),
 ) -> None:
-    """Build what is missing, start the lab, wait for every node to be Ready, write the minik-lab context."""
-    cfg = LabConfig(project, nodes, subnet, api_port, node_monitor_grace_period, pod_eviction_timeout)
+    """Build what is missing, start the lab, wait for every node to be Ready, write the minik-lab context.
+
+    cp-1 runs `minik up`, the other control planes `minik join --control-plane`, the workers
+    `minik join` with a bootstrap token made on cp-1; HAProxy in front of the API servers.
+    """
+    t0 = time.monotonic()
+    cfg = LabConfig(project, nodes, subnet, api_port, control_planes)
     cfg.pod_network_backend = pod_network_backend
+    cfg.endpoint_flag = minik_up_has_endpoint_flag()
     try:
         addresses(cfg)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
+    if control_planes > 1 and not cfg.endpoint_flag:
+        console.print(
+            "[red]--control-planes > 1 needs `minik up --control-plane-endpoint` and `minik join"
+            " --control-plane`[/red], which this minik does not have"
+        )
+        raise typer.Exit(1)
     client = docker_client()
     try:
         running = any(c.status == "running" for c in lab_containers(client, project))
@@ -908,31 +897,28 @@ def up(
     cfg.privileged, cfg.cap_drop = node_privilege_mode()
     if not cfg.privileged:
         console.print(
-            "this engine cannot start privileged containers; nodes get every capability it has"
+            "this engine cannot start privileged containers; the machines get every capability it has"
             + (f" (not {', '.join(cfg.cap_drop)})" if cfg.cap_drop else "")
         )
     state = state_dir(project)
     state.mkdir(parents=True, exist_ok=True)
-    ensure_lab_credentials(cfg, state)
-    (state / "docker-compose.yml").write_text(render_compose(cfg, str(deploy_dir()), str(state)))
+    os.chmod(state, 0o700)
+    prepare_join_dirs(state)
+    (state / "docker-compose.yml").write_text(render_compose(cfg, str(deploy_dir()), str(state / "join")))
     (state / "lab.json").write_text(json.dumps(asdict(cfg), indent=2))
     segs = segments(cfg)
+    ips = addresses(cfg)
     console.print(
-        f"starting lab {project}: {nodes} node(s) on {subnet} (segment A {segs[SEGMENTS[0]]}, segment B "
-        f"{segs[SEGMENTS[1]]}, router {addresses(cfg)[ROUTER]}), pod network {pod_network_backend}"
+        f"starting lab {project}: {control_planes} control plane(s) behind HAProxy ({ips[LB]}), {nodes}"
+        f" worker(s) on {subnet} (segment A {segs[SEGMENTS[0]]}, segment B {segs[SEGMENTS[1]]}, router"
+        f" {ips[ROUTER]}), pod network {pod_network_backend}"
     )
     ok = False
     try:
         compose(project, "up", "-d", "--no-build", "--remove-orphans")
-        wait_ready(cfg, timeout)
-        with api_client(cfg) as api:  # metrics.k8s.io through the aggregation layer
-            problems = metricsapi.register(
-                api, addresses(cfg)["metrics-server"], METRICS_PORT, (state / "pki" / "ca.crt").read_text()
-            )
-        for problem in problems:
-            console.print(f"[yellow]could not write {problem}[/yellow]")
+        bring_up(cfg, state, timeout)
         ok = True
-    except TimeoutError as e:
+    except (LabError, httpx.HTTPError) as e:
         console.print(f"[red]{e}[/red]")
         _dump_failure(project)
     finally:
@@ -947,7 +933,10 @@ def up(
             cfg.server, (pki / "ca.crt").read_text(), pki / "admin.crt", pki / "admin.key", CONTEXT
         )
     )
-    console.print(f"[green]lab {project} is up[/green]: {nodes} node(s) Ready, API server at {cfg.server}")
+    console.print(
+        f"[green]lab {project} is up[/green] in {time.monotonic() - t0:.0f}s: {control_planes} control"
+        f" plane(s) and {nodes} worker(s) Ready, API server at {cfg.server} (HAProxy)"
+    )
     console.print(f"kubeconfig: context [bold]{CONTEXT}[/bold] written to {path} and made current")
 
 
@@ -991,10 +980,13 @@ def status(project: str = project_option()) -> None:
     for c in sorted(containers, key=lambda c: c.labels.get(SERVICE_LABEL, c.name)):
         service = c.labels.get(SERVICE_LABEL, "?")
         segs, ips = container_segments(c, project)
-        ready = conds.get(service, "") if c.labels.get("io.minik.lab.role") == "node" else ""
+        ready = conds.get(service, "") if c.labels.get(ROLE_LABEL) in ("node", "control-plane") else ""
         table.add_row(service, c.name, c.status, ",".join(segs), ",".join(ips), ready)
     console.print(table)
-    console.print(f"pod network: {cfg.pod_network_backend}")
+    console.print(
+        f"pod network: {cfg.pod_network_backend}; control planes: {cfg.control_planes} behind HAProxy"
+        f" ({addresses(cfg)[LB]}:{API_PORT_IN_CONTAINER}, 127.0.0.1:{cfg.api_port} on this host)"
+    )
 
 
 def container_segments(c: Any, project: str) -> tuple[list[str], list[str]]:
@@ -1039,57 +1031,110 @@ def node_start(
     finally:
         client.close()
     if wait:
-        cfg = load_config(project)
-        deadline = time.monotonic() + timeout
-        with console.status(f"waiting for {name} to be Ready…"):
-            while True:
-                try:
-                    if node_conditions(cfg).get(name) == "True":
-                        break
-                except (httpx.HTTPError, OSError):
-                    pass
-                if time.monotonic() > deadline:
-                    console.print(f"[red]{name} not Ready within {timeout:.0f}s[/red]")
-                    raise typer.Exit(1)
-                time.sleep(1)
+        _wait_node_ready(load_config(project), name, timeout)
     console.print(f"{name} started")
+
+
+def _segment_network(c: Any, project: str) -> tuple[str, str]:
+    """(the Docker network of a machine's segment, its address there), from the compose file's view."""
+    service = c.labels.get(SERVICE_LABEL, "")
+    segment = str(c.labels.get("io.minik.lab.segment") or "").split(",")[0]
+    return f"{project}_{segment}", addresses(load_config(project))[service]
+
+
+@node_app.command("disconnect")
+def node_disconnect(
+    name: str = typer.Argument(..., help="node-1, node-2, … (or cp-N)"),
+    project: str = project_option(),
+) -> None:
+    """Cut a machine off its network (docker network disconnect): as a pulled cable, its Node turns
+    NotReady after the grace period and its pods are evicted."""
+    client = docker_client()
+    try:
+        c = find_container(client, project, name)
+        network, _ = _segment_network(c, project)
+        client.networks.get(network).disconnect(c)
+    finally:
+        client.close()
+    console.print(f"{name} disconnected from {network}")
+
+
+# run in the machine once it is connected again: Docker gave it a new interface (eth1, …); it gets
+# the old name back (the kubelet's VXLAN device is bound to eth0), its default route and the route
+# to the other segment via the router
+RECONNECT_SCRIPT = """set -e
+dev=$(ip -o -4 addr show | awk -v ip="$1" '$4 ~ "^"ip"/" {print $2}' | head -n1)
+gw=$(ip route show default | awk '{print $3}' | head -n1)
+if [ -n "$dev" ] && [ "$dev" != eth0 ]; then
+    ip link set "$dev" down
+    ip link set "$dev" name eth0
+    ip link set eth0 up
+    [ -z "$gw" ] || ip route replace default via "$gw" dev eth0
+fi
+[ -z "$2" ] || ip route replace $2
+"""
+
+
+@node_app.command("connect")
+def node_connect(
+    name: str = typer.Argument(..., help="a machine that `lab node disconnect` cut off"),
+    project: str = project_option(),
+    wait: bool = typer.Option(True, help="wait for the node to be Ready again"),
+    timeout: float = typer.Option(180),
+) -> None:
+    """Connect a machine to its network again, with its address and routes (the cable back in)."""
+    cfg = load_config(project)
+    client = docker_client()
+    try:
+        c = find_container(client, project, name)
+        network, ip = _segment_network(c, project)
+        client.networks.get(network).connect(c, ipv4_address=ip)
+        segment = str(c.labels.get("io.minik.lab.segment") or "").split(",")[0]
+        routes = segment_routes(cfg, segment)
+    finally:
+        client.close()
+    r = lab_exec(project, name, "sh", "-c", RECONNECT_SCRIPT, "reconnect", ip, routes)
+    if r.returncode != 0:
+        console.print(f"[red]restoring {name}'s interface and routes failed[/red]: {r.stderr.strip()}")
+        raise typer.Exit(1)
+    console.print(f"{name} connected to {network} again ({ip})")
+    if wait:
+        _wait_node_ready(cfg, name, timeout)
+
+
+def _wait_node_ready(cfg: LabConfig, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with console.status(f"waiting for {name} to be Ready…"):
+        while True:
+            try:
+                if node_conditions(cfg).get(name) == "True":
+                    return
+            except (httpx.HTTPError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                console.print(f"[red]{name} not Ready within {timeout:.0f}s[/red]")
+                raise typer.Exit(1)
+            time.sleep(1)
 
 
 @lab_app.command("render")
 def render(
     nodes: int = typer.Option(3, "--nodes", "-n", min=1, max=50),
+    control_planes: int = typer.Option(1, "--control-planes", min=1, max=MAX_CONTROL_PLANES),
     context: str = typer.Option(".", help="the build context as the file should name it"),
-    secrets: str = typer.Option(
-        "./secrets", help="the directory of `minik lab certs` as the file should name it"
+    join_dir: str = typer.Option(
+        "./join",
+        help="where the join commands are (worker/command, control-plane/command), as the file should name it",
     ),
 ) -> None:
-    """Print the compose file for N nodes (deploy/docker-compose.yml is the one for 3)."""
-    sys.stdout.write(render_compose(LabConfig(nodes=nodes), context, secrets))
-
-
-@lab_app.command("certs")
-def certs(
-    directory: Path = typer.Option(..., "--dir", help="where to write them (kept 0700/0600)"),
-    nodes: int = typer.Option(3, "--nodes", "-n", min=1, max=50),
-    project: str = project_option(),
-    subnet: str = typer.Option(os.environ.get("MINIK_LAB_SUBNET", DEFAULT_SUBNET)),
-    api_port: int = typer.Option(int(os.environ.get("MINIK_LAB_API_PORT", DEFAULT_API_PORT))),
-) -> None:
-    """Make the lab's CA, certificates and kubeconfigs for a compose file from `minik lab render`."""
-    cfg = LabConfig(project=project, nodes=nodes, subnet=subnet, api_port=api_port)
-    try:
-        addresses(cfg)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    ensure_lab_credentials(cfg, directory)
-    console.print(
-        f"the lab's CA, certificates and kubeconfigs are in {directory} (admin: kubeconfigs/admin.conf)"
-    )
+    """Print the compose file for N nodes (deploy/docker-compose.yml is the one for 3 and one control plane)."""
+    cfg = LabConfig(nodes=nodes, control_planes=control_planes, endpoint_flag=minik_up_has_endpoint_flag())
+    sys.stdout.write(render_compose(cfg, context, join_dir))
 
 
 def _running_nodes(client: Any, project: str) -> Iterator[Any]:
     for c in lab_containers(client, project):
-        if c.labels.get("io.minik.lab.role") == "node" and c.status == "running":
+        if c.labels.get(ROLE_LABEL) == "node" and c.status == "running":
             yield c
 
 

@@ -1,29 +1,28 @@
 #!/bin/bash
-# A lab node: its own Docker engine, then minik-kubelet and minik-proxy (and with host-gw the route
-# keeper), each restarted if it dies.
+# A lab machine: its own Docker engine (for its kubelet's pods), then, by LAB_ROLE, what a real
+# machine runs to become part of the cluster:
+#   init           `minik up` (the first control plane: etcd, API server, controller manager,
+#                  scheduler, DNS, metrics-server, ingress, and its own kubelet and proxy)
+#   control-plane  `minik join --control-plane` (another API server, etcd member, controller
+#                  manager, scheduler, kubelet and proxy)
+#   worker         `minik join` (kubelet and proxy), with a bootstrap token
+# The join commands come from `minik lab up`, which runs `minik token create --print-join-command`
+# on cp-1 once it is up and writes the result to /etc/minik/join/command (a read-only mount; the
+# workers' and the control planes' are different files); the machine waits for it.  After a
+# restart a machine that joined before starts its supervisor again with the credentials it has.
 #
-# The pod network: the kubelet runs the CNI plugins (bridge + host-local) over the node's
-# spec.podCIDR, which the controller manager's node IPAM gives it.  Other nodes' pods are reached
-# through the kubelet's VXLAN backend (POD_NETWORK_BACKEND=vxlan, the default: device minik.1, the
-# nodes may sit on different networks behind a router), or with POD_NETWORK_BACKEND=host-gw through
-# `python -m cli.labroutes`, which keeps a route to every other node's podCIDR via its InternalIP
-# (the nodes must share one network).
+# The pod network is the kubelet's (--pod-network-backend): VXLAN (device minik.1, the nodes may
+# sit on different networks behind a router) or host-gw (one network).
 #
-# Environment (set by deploy/docker-compose.yml):
-#   NODE_NAME     the Node's name (node-1, …)
-#   CLUSTER_CIDR  all pod subnets (default 10.244.0.0/16): node IPAM's range; forwarded in by
-#                 Docker's DOCKER-USER chain, and the only routes the route keeper manages
-#   CLUSTER_DNS   the cluster DNS address for pods with dnsPolicy ClusterFirst (the kube-dns ClusterIP)
-#   POD_NETWORK_BACKEND  vxlan (default) or host-gw
-#   LAB_ROUTES    "CIDR via GATEWAY" (several separated by ";"): the other lab segment via the router
-#   KUBELET_ARGS, PROXY_ARGS   extra flags
-#
-# Files (read-only mounts of `minik lab up`'s credentials, see cli/lab.py):
-#   /etc/minik/kubelet.conf        the kubelet's kubeconfig: the API server's URL and CA, and the
-#                                  node's client certificate (user system:node:NODE, group system:nodes)
-#   /etc/minik/proxy.conf          the proxy's kubeconfig (user system:kube-proxy)
-#   /etc/minik/pki/kubelet.crt|key the kubelet's serving certificate (its HTTPS API on the node address)
-#   /etc/minik/pki/ca.crt          the lab's CA: the kubelet accepts client certificates it signed
+# Environment (set by the compose file, see cli/lab.py):
+#   NODE_NAME             the Node's name (cp-1, node-1, …)
+#   LAB_ROLE              init, control-plane or worker
+#   LAB_API_ENDPOINT      HOST:PORT of HAProxy, in front of the API servers: where the machines join
+#   LAB_UP_ARGS           more flags for minik up (--control-plane-endpoint, --advertise-address)
+#   LAB_ADVERTISE_ADDRESS a control plane's address (minik join --control-plane --advertise-address)
+#   CLUSTER_CIDR          all pod subnets (default 10.244.0.0/16), let through Docker's DOCKER-USER chain
+#   POD_NETWORK_BACKEND   vxlan (default) or host-gw
+#   LAB_ROUTES            "CIDR via GATEWAY" (several separated by ";"): the other lab segment via the router
 set -uo pipefail
 
 NODE_NAME="${NODE_NAME:-$(hostname)}"
@@ -74,6 +73,11 @@ shutdown() {
     stopping=1
     say "stopping"
     for pid in "${children[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    # the supervisor stops the node's components (the kubelet leaves the pod containers running)
+    sup="$(cat /root/.minik/supervisor.pid 2>/dev/null)"
+    if [ -n "$sup" ] && kill -TERM "$sup" 2>/dev/null; then
+        for _ in $(seq 1 30); do kill -0 "$sup" 2>/dev/null || break; sleep 0.1; done
+    fi
     # the kubelet leaves pod containers running on SIGTERM (as Kubernetes' does); the engine stops
     # them when it shuts down
     for pid in "${children[@]}"; do wait "$pid" 2>/dev/null; done
@@ -106,61 +110,75 @@ say "dockerd is up ($(docker info --format '{{.ServerVersion}} {{.Driver}}'))"
 iptables -C DOCKER-USER -d "$CLUSTER_CIDR" -j ACCEPT 2>/dev/null \
     || iptables -I DOCKER-USER -d "$CLUSTER_CIDR" -j ACCEPT
 
-# run NAME MODULE ARGS...: keep `python -m MODULE ARGS` running, restarting it with a growing pause
-supervise() {
-    local name="$1" module="$2"
-    shift 2
-    if ! /opt/minik/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$module') is None)"; then
-        say "$module is not part of this installation; $name not started"
-        return
-    fi
-    (
-        trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
-        backoff=1
-        while :; do
-            started=$(date +%s)
-            /opt/minik/bin/python -m "$module" "$@" >>"$LOG_DIR/$name.log" 2>&1 &
-            child=$!
-            wait "$child"
-            code=$?
-            [ $(($(date +%s) - started)) -gt 60 ] && backoff=1
-            echo "$(date -u +%FT%TZ) $name exited with $code; restarting in ${backoff}s" >>"$LOG_DIR/$name.log"
-            sleep "$backoff"
-            backoff=$((backoff * 2 > 30 ? 30 : backoff * 2))
-        done
-    ) &
-    children+=($!)
-    say "started $name"
+STATE=/root/.minik
+JOIN_FILE=/etc/minik/join/command
+mkdir -p "$STATE/logs"
+touch "$STATE/logs/supervisor.log"
+
+# the arguments of a `minik join` command that `lab up` wrote: --token, the CA pin and (for a
+# control plane) the certificate key; the server is the load balancer, as this machine reaches it
+join_value() { # join_value FLAG: the word after FLAG in the join command
+    local flag="$1" prev="" word
+    # shellcheck disable=SC2013  # words, not lines
+    for word in $(cat "$JOIN_FILE"); do
+        [ "$prev" = "$flag" ] && { echo "$word"; return; }
+        prev="$word"
+    done
 }
 
-# shellcheck disable=SC2086  # *_ARGS are word lists on purpose
-PKI=/etc/minik/pki
-# host-gw is the route keeper's (below); vxlan the kubelet's own
-KUBELET_BACKEND=vxlan
-[ "$POD_NETWORK_BACKEND" = vxlan ] || KUBELET_BACKEND=none
-supervise kubelet kubelet.main --kubeconfig /etc/minik/kubelet.conf --node-name "$NODE_NAME" \
-    --node-ip "$NODE_IP" --tls-cert-file "$PKI/kubelet.crt" --tls-private-key-file "$PKI/kubelet.key" \
-    --client-ca-file "$PKI/ca.crt" \
-    --pod-network-backend "$KUBELET_BACKEND" --cluster-cidr "$CLUSTER_CIDR" \
-    ${CLUSTER_DNS:+--cluster-dns "$CLUSTER_DNS"} ${KUBELET_ARGS:-}
-# shellcheck disable=SC2086
-supervise proxy proxy.main --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" \
-    --cluster-cidr "$CLUSTER_CIDR" ${PROXY_ARGS:-}
-# host-gw: a route to every other node's pod CIDR via its address on the lab network
-if [ "$POD_NETWORK_BACKEND" = host-gw ]; then
-    supervise routes cli.labroutes --kubeconfig /etc/minik/proxy.conf --node-name "$NODE_NAME" \
-        --cluster-cidr "$CLUSTER_CIDR" --dev eth0
-fi
-# the ingress controller (HAProxy) on the node's ports 80 and 443
-if [ -f /etc/minik/ingress.conf ]; then
-    # shellcheck disable=SC2086
-    supervise ingress ingress.main --kubeconfig /etc/minik/ingress.conf --node-name "$NODE_NAME" \
-        --state-dir /var/lib/minik-ingress ${INGRESS_ARGS:-}
-fi
+# restart a machine that joined before (the container was stopped and started): `minik up` on
+# the state directory `minik join` made starts its supervisor again with the join's settings and
+# credentials; the token is not needed any more
+restart_joined() {
+    (cd / && minik up --timeout 300) && say "started again from $STATE" \
+        || say "minik up on the joined state did not finish (it keeps trying: $STATE/logs)"
+}
 
-# the logs of the node's components are this container's logs
-touch "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" "$LOG_DIR/ingress.log" "$LOG_DIR/routes.log"
-tail -q -n +1 -F "$LOG_DIR/kubelet.log" "$LOG_DIR/proxy.log" "$LOG_DIR/ingress.log" "$LOG_DIR/routes.log" &
+minik_join() {
+    local extra=()
+    if [ "$LAB_ROLE" = control-plane ]; then
+        extra=(--control-plane --certificate-key "$(join_value --certificate-key)"
+            --advertise-address "${LAB_ADVERTISE_ADDRESS:-$NODE_IP}")
+    fi
+    minik join "https://$LAB_API_ENDPOINT" --token "$(join_value --token)" \
+        --discovery-token-ca-cert-hash "$(join_value --discovery-token-ca-cert-hash)" \
+        --node-name "$NODE_NAME" --pod-network-backend "$POD_NETWORK_BACKEND" \
+        --cluster-cidr "$CLUSTER_CIDR" --timeout 180 "${extra[@]}"
+}
+
+case "${LAB_ROLE:-worker}" in
+init)
+    # the first control plane: `minik up` (again after a restart: it reuses its credentials)
+    # shellcheck disable=SC2086  # LAB_UP_ARGS is a word list
+    (cd / && minik up --node-name "$NODE_NAME" --pod-network-backend "$POD_NETWORK_BACKEND" \
+        --cluster-cidr "$CLUSTER_CIDR" --timeout 300 ${LAB_UP_ARGS:-}) \
+        && say "minik up done" || say "minik up did not finish (it keeps trying: $STATE/logs)"
+    ;;
+worker | control-plane)
+    if [ -f "$STATE/config.json" ]; then
+        restart_joined
+    else
+        # wait for the join command `minik lab up` writes once the first control plane is up
+        until [ -s "$JOIN_FILE" ]; do sleep 1; done
+        until (cd / && minik_join); do
+            if [ -f "$STATE/config.json" ]; then
+                say "minik join started the node but it is not Ready yet; its supervisor keeps trying"
+                break
+            fi
+            say "minik join failed; trying again in 5s"
+            sleep 5
+        done
+        say "joined as $LAB_ROLE"
+    fi
+    ;;
+*)
+    say "LAB_ROLE=$LAB_ROLE: one of init, control-plane, worker"
+    exit 2
+    ;;
+esac
+
+# the supervisor's log is this container's log (the components' logs are in $STATE/logs)
+tail -q -n +1 -F "$STATE/logs/supervisor.log" &
 children+=($!)
 
 while [ "$stopping" = 0 ]; do
