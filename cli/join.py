@@ -259,6 +259,7 @@ def worker_components(cfg: dict[str, Any], state: Path) -> list[Component]:
         *("--cni-conf-dir", cfg["cni_conf_dir"], "--cni-cache-dir", cfg["cni_cache_dir"]),
         *("--cni-bridge", cfg["cni_bridge"], "--root-dir", str(state / "kubelet")),
         *("--cluster-domain", cfg["cluster_domain"], "--rotate-certificates"),
+        "--rotate-server-certificates",  # a kubelet-serving CSR: the API server checks kubelets against the CA
     ]
     if cfg.get("dns_ip"):
         kubelet += ["--cluster-dns", cfg["dns_ip"]]
@@ -273,7 +274,6 @@ def worker_components(cfg: dict[str, Any], state: Path) -> list[Component]:
             script("minik-proxy"),
             *kubeconfig,
             *("--node-name", node, "--iptables-chain-prefix", cfg["iptables_chain_prefix"]),
-            "--no-network-policy",
             *("--metrics-bind-address", f"127.0.0.1:{int(cfg['kubelet_port']) - 1}"),
         ]
         seen = {"mtime": _mtime(client_pem(state))}
