@@ -234,7 +234,12 @@ def test_join_runs_pods_rotates_its_certificate_and_leaves(cluster: MinikUpClust
         second = wait.wait_for(rotated, 120, "the client certificate rotated", 0.5, retry_errors=True)
         assert second.subject == first.subject
         csrs = cluster.get("csr")["items"]
-        mine = [c for c in csrs if c["spec"].get("username") == f"system:node:{worker.node}"]
+        mine = [  # the node asks for its serving certificate too: the client one here
+            c
+            for c in csrs
+            if c["spec"].get("username") == f"system:node:{worker.node}"
+            and c["spec"].get("signerName") == "kubernetes.io/kube-apiserver-client-kubelet"
+        ]
         assert mine, [c["spec"].get("username") for c in csrs]
         conds = {c["type"]: c for c in mine[0]["status"]["conditions"]}
         assert conds["Approved"]["message"].startswith("Auto approving self kubelet client certificate")
