@@ -209,7 +209,7 @@ def serving_sans_problem(csr: Mapping[str, Any], node: Mapping[str, Any]) -> str
     req = parse_request(csr)
     dns, ips, _, _ = _sans(req)
     addresses = (node.get("status") or {}).get("addresses") or []
-    names = {name_of(node)} | {
+    names = {str((node.get("metadata") or {}).get("name") or "")} | {
         str(a.get("address")) for a in addresses if a.get("type") in NODE_DNS_ADDRESSES
     }
     node_ips = {str(a.get("address")) for a in addresses if a.get("type") in NODE_IP_ADDRESSES}
