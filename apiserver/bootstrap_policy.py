@@ -574,26 +574,57 @@ def certificate_roles() -> list[Obj]:
     return roles
 
 
-def namespaced_roles() -> list[Obj]:
-    """The Roles and RoleBindings of system namespaces, as kubeadm makes them: anyone (before any
-    authentication) may read ``kube-public/cluster-info``, the ConfigMap a joining host pins the CA
-    from."""
-    meta = _meta(CLUSTER_INFO_ROLE)
-    meta["namespace"] = "kube-public"
+MINIK_CONFIG_ROLE = "minik:nodes-minik-config"
+MINIK_CERTS_ROLE = "minik:minik-certs"
+
+
+def _namespaced_reader(
+    name: str, namespace: str, resource: str, object_name: str, subjects: list[Obj]
+) -> list[Obj]:
+    """A Role allowing ``get`` of one named object and its RoleBinding to ``subjects``."""
+    meta = _meta(name)
+    meta["namespace"] = namespace
     role: Obj = {
         "apiVersion": API_VERSION,
         "kind": "Role",
         "metadata": meta,
-        "rules": [rule(["get"], [""], ["configmaps"], ["cluster-info"])],
+        "rules": [rule(["get"], [""], [resource], [object_name])],
     }
     binding: Obj = {
         "apiVersion": API_VERSION,
         "kind": "RoleBinding",
         "metadata": copy.deepcopy(meta),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CLUSTER_INFO_ROLE},
-        "subjects": [user("system:anonymous"), group("system:unauthenticated")],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": subjects,
     }
     return [role, binding]
+
+
+def namespaced_roles() -> list[Obj]:
+    """The Roles and RoleBindings of system namespaces, as kubeadm makes them: anyone (before any
+    authentication) may read ``kube-public/cluster-info``, the ConfigMap a joining host pins the CA
+    from; bootstrap tokens and nodes may read ``kube-system/minik-config`` (kubeadm's
+    ``kubeadm:nodes-kubeadm-config``); bootstrap tokens may read the encrypted control-plane
+    certificates ``kube-system/minik-certs`` (kubeadm's ``kubeadm:kubeadm-certs``)."""
+    return [
+        *_namespaced_reader(
+            CLUSTER_INFO_ROLE,
+            "kube-public",
+            "configmaps",
+            "cluster-info",
+            [user("system:anonymous"), group("system:unauthenticated")],
+        ),
+        *_namespaced_reader(
+            MINIK_CONFIG_ROLE,
+            "kube-system",
+            "configmaps",
+            "minik-config",
+            [group(BOOTSTRAPPERS), group("system:nodes")],
+        ),
+        *_namespaced_reader(
+            MINIK_CERTS_ROLE, "kube-system", "secrets", "minik-certs", [group(BOOTSTRAPPERS)]
+        ),
+    ]
 
 
 # --- reconciling ---------------------------------------------------------------------------------
