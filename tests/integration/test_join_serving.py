@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import os
@@ -35,6 +36,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from kubelet import certrotation as cr
 from kubelet import cni
@@ -243,8 +245,9 @@ def _api_connections(pid: int, api_port: int) -> set[str]:
     return {line.split()[2] for line in out.splitlines() if f"pid={pid}," in line}
 
 
-def _watches_across(cluster: Cluster, user: str, moment: dt.datetime) -> list[str]:
-    """The audited watches of ``user`` that began before ``moment`` and ended after it."""
+def _node_watches(cluster: Cluster, user: str) -> list[tuple[dt.datetime, str]]:
+    """(when it began, the client certificate's credential ID) of every audited (ended) watch of
+    ``user``; the API server writes ``user.extra`` ``authentication.kubernetes.io/credential-id``."""
     found = []
     for entry in (cluster.state / "logs" / "audit.log").read_text().splitlines():
         try:
@@ -254,14 +257,19 @@ def _watches_across(cluster: Cluster, user: str, moment: dt.datetime) -> list[st
         if ev.get("verb") != "watch" or (ev.get("user") or {}).get("username") != user:
             continue
         start = dt.datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00"))
-        end = dt.datetime.fromisoformat(ev["stageTimestamp"].replace("Z", "+00:00"))
-        if start < moment < end:
-            found.append(str(ev.get("requestURI")))
+        ids = ((ev["user"].get("extra") or {}).get("authentication.kubernetes.io/credential-id")) or [""]
+        found.append((start, ids[0]))
     return found
 
 
+def _credential_id(cert: x509.Certificate) -> str:
+    return "X509SHA256=" + hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
 def _wget(cluster: Cluster, url: str) -> subprocess.CompletedProcess[str]:
-    return cluster.kubectl("exec", "cli", "--", "timeout", "5", "wget", "-q", "-O-", url, check=False, timeout=30)
+    return cluster.kubectl(
+        "exec", "cli", "--", "timeout", "5", "wget", "-q", "-O-", url, check=False, timeout=30
+    )
 
 
 def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotation(
@@ -412,7 +420,6 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
         old_client = cr.load_certificate(client_pem)
         before = _api_connections(pid, cluster.api_port)
         assert before, "the kubelet has no connection to the API server"
-        rotated_at = dt.datetime.now(dt.UTC)
 
         def rotated(path: Path, old: x509.Certificate) -> x509.Certificate | None:
             cert = cr.load_certificate(path)
@@ -447,14 +454,24 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
             0.5,
         )
         assert after and not (after & before)
-        # the audit log: watches of the node that began before the rotation ended after it
-        ended = wait.wait_for(
-            lambda: _watches_across(cluster, f"system:node:{worker.node}", rotated_at),
-            30,
-            "a watch of the node ended by the rotation in the audit log",
+        # the API server saw the old certificate on the node's watches before the rotation and the
+        # new one on watches begun after it (audited when they end: at the next rotation, ~24 s on)
+        user = f"system:node:{worker.node}"
+        old_id, new_id = _credential_id(old_client), _credential_id(new_client)
+        wait.wait_for(
+            lambda: any(cid == old_id for _, cid in _node_watches(cluster, user)),
+            60,
+            "a watch made with the old certificate in the audit log",
             0.5,
         )
-        assert ended
+        with_new = wait.wait_for(
+            lambda: [start for start, cid in _node_watches(cluster, user) if cid == new_id],
+            120,
+            "a watch made with the new certificate in the audit log",
+            0.5,
+        )
+        with_old = [start for start, cid in _node_watches(cluster, user) if cid == old_id]
+        assert max(with_old) < min(with_new)  # no watch with the old certificate after the switch
         node_ready = [
             c for c in cluster.get("node", worker.node)["status"]["conditions"] if c["type"] == "Ready"
         ]
