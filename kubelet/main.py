@@ -296,9 +296,18 @@ def _client_with_rotation(args: argparse.Namespace, config: ClientConfig) -> tup
         ctx,
         fraction=args.certificate_rotation_fraction,
         expiration_seconds=args.certificate_expiration_seconds,
-        on_rotated=transport.reconnect,
+        on_rotated=lambda: _after_client_rotation(transport, config),
     )
     return rotator, client
+
+
+async def _after_client_rotation(transport: RenewableTransport, config: ClientConfig) -> None:
+    """What a renewed client certificate changes: the API client's connections are made again and
+    the span exporter (its own HTTP client) is set up again, reading the new file."""
+    await transport.reconnect()
+    if tracing.active():
+        # finished spans still queued go out with the old certificate (valid for a while yet)
+        await asyncio.to_thread(tracing.setup, "kubelet", config, enabled=True)
 
 
 class RenewableTransport(httpx.AsyncBaseTransport):

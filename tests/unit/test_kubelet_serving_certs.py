@@ -254,3 +254,26 @@ def test_the_kubelet_transport_is_replaced_after_a_rotation() -> None:
         await t.aclose()
 
     asyncio.run(run())
+
+
+def test_after_a_client_rotation_the_span_exporter_is_set_up_again() -> None:
+    from apimachinery import tracing
+    from apimachinery.kubeconfig import ClientConfig
+    from kubelet.main import RenewableTransport, _after_client_rotation
+
+    config = ClientConfig(server="http://127.0.0.1:1")
+    assert tracing.setup("kubelet", config, enabled=True)
+    try:
+        before = tracing._provider
+
+        async def run() -> RenewableTransport:
+            t = RenewableTransport(ssl.create_default_context())
+            await _after_client_rotation(t, config)
+            await t.aclose()
+            return t
+
+        t = asyncio.run(run())
+        assert t.generation == 1
+        assert tracing.active() and tracing._provider is not None and tracing._provider is not before
+    finally:
+        tracing.shutdown()
