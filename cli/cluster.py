@@ -789,6 +789,10 @@ def up(
     if pid is not None:
         _report_running(state, pid)
         raise typer.Exit(0)
+    existing = read_json(state / "config.json")
+    if existing.get("role") in ("control-plane", "worker"):
+        restart_joined(state, existing, t0, timeout)
+        return
     if cni_bridge and len(cni_bridge) > 15:
         console.print(f"--cni-bridge {cni_bridge!r}: a device name has 15 characters at most")
         raise typer.Exit(2)
@@ -904,6 +908,26 @@ def wait_components(
             pending = [n for n in names if n not in done]
             spinner.update("waiting for " + ", ".join(f"{n} ({report[n].detail})" for n in pending))
             time.sleep(0.1)
+
+
+def restart_joined(state: Path, cfg: dict[str, Any], t0: float, timeout: float) -> None:
+    """``minik up`` on a state directory ``minik join`` made: its supervisor started again with the
+    settings of the join (the flags given to ``up`` are ignored); a control plane is waited for."""
+    orphans = leftovers(read_json(state / "status.json"))
+    if orphans:
+        console.print(
+            f"[red]processes in {state} still run without their supervisor[/red] "
+            f"({', '.join(orphans)}): `minik down --state-dir {state}` stops them first"
+        )
+        raise typer.Exit(1)
+    launch_supervisor(state, cfg)
+    if cfg.get("role") == "worker":
+        console.print(
+            f"joined node {cfg.get('node_name')} started again (`minik status --state-dir {state}`)"
+        )
+        return
+    wait_components(state, cfg, t0, timeout)
+    console.print(f"[green]control plane {cfg.get('node_name')} is up again[/green] (state and logs {state})")
 
 
 def address_problems(endpoint: str, advertise: str) -> str:

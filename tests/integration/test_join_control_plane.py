@@ -172,6 +172,11 @@ def test_two_voting_etcd_members(cluster: MinikUpCluster, second: Second) -> Non
     assert not any(m.is_learner for m in found), found
     data = cluster.get("configmap", "minik-config", "-n", "kube-system")["data"]
     assert len(data["etcdEndpoints"].split(",")) == 2, data
+    status = cluster.minik("status", "--state-dir", str(second.state)).stdout
+    from cli.cluster import ORDER
+
+    components = {line.split()[0] for line in status.splitlines() if line.strip()} & set(ORDER)
+    assert components == {"etcd", "apiserver", "controller-manager", "scheduler", "kubelet", "proxy"}, status
 
 
 def test_both_api_servers_serve_and_are_endpoints(cluster: MinikUpCluster, second: Second) -> None:
@@ -216,6 +221,18 @@ def test_kubectl_through_the_second_survives_sigkill_of_the_first_api_server(
         lambda: cluster.minik("get", "configmap", name, check=False).returncode == 0, 120, "API server 1 back"
     )
     cluster.minik("delete", "configmap", name)
+
+
+def test_down_and_up_again_keep_the_member(cluster: MinikUpCluster, second: Second) -> None:
+    cluster.minik("down", "--state-dir", str(second.state), timeout=300)
+    assert not (second.state / "supervisor.pid").exists()
+    proc = cluster.minik("up", "--state-dir", str(second.state), check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is up again" in proc.stdout
+    found = members(cluster)
+    assert sorted(m.name for m in found) == sorted(["minik", second.node]), found
+    assert not any(m.is_learner for m in found)
+    assert f"node/{second.node}" in kubectl(second.kubeconfig, "get", "nodes", "-o", "name")
 
 
 def test_leave_removes_the_etcd_member_and_the_node(cluster: MinikUpCluster, second: Second) -> None:
