@@ -588,10 +588,12 @@ def join_control_plane(
         remove_control_plane_files(state, created)
         if members is not None:
             members.close()
-        if isinstance(exc, JoinError):
+        if isinstance(exc, (JoinError, EtcdMemberError)):
             raise fail(str(exc)) from None
         if isinstance(exc, typer.Exit):
             raise fail("the control plane did not come up (its state was removed again)") from None
+        if isinstance(exc, Exception):
+            raise fail(f"{type(exc).__name__}: {exc} (its state was removed again)") from exc
         raise
     members.close()
     console.print(

@@ -148,6 +148,43 @@ def test_minik_config_is_published(cluster: MinikUpCluster) -> None:
     assert data["etcdEndpoints"].startswith("https://127.0.0.1:")
 
 
+def test_the_upload_lives_with_a_token_of_at_most_2h_and_only_bootstrappers_read_it(
+    cluster: MinikUpCluster,
+) -> None:
+    import datetime as dt
+    import ssl
+
+    import httpx
+
+    from apimachinery.bootstraptoken import expiration_of
+
+    cmd = join_command(cluster)
+    certs = cluster.get("secret", "minik-certs", "-n", "kube-system")
+    (ref,) = certs["metadata"]["ownerReferences"]
+    owner = cluster.get("secret", ref["name"], "-n", "kube-system")
+    assert owner["type"] == "bootstrap.kubernetes.io/token" and owner["metadata"]["uid"] == ref["uid"]
+    expires = expiration_of(owner)
+    assert expires is not None
+    assert expires <= dt.datetime.now(dt.UTC) + dt.timedelta(hours=2, minutes=1)
+    ctx = ssl.create_default_context(cafile=str(cluster.state / "pki" / "ca.crt"))
+    headers = {"Authorization": f"Bearer {cmd['--token']}"}
+    with httpx.Client(base_url=cluster.server, verify=ctx, headers=headers, timeout=10) as api:
+        base = "/api/v1/namespaces/kube-system"
+        assert api.get(f"{base}/secrets/minik-certs").status_code == 200
+        assert api.get(f"{base}/configmaps/minik-config").status_code == 200
+        assert api.get(f"{base}/secrets/{ref['name']}").status_code == 403
+        assert api.get(f"{base}/secrets").status_code == 403
+    # the owner token gone (as the token cleaner deletes it at expiry): the garbage collector removes the upload
+    cluster.minik("delete", "secret", ref["name"], "-n", "kube-system")
+    wait.wait_for(
+        lambda: (
+            cluster.minik("get", "secret", "minik-certs", "-n", "kube-system", check=False).returncode != 0
+        ),
+        60,
+        "minik-certs garbage-collected",
+    )
+
+
 def test_wrong_certificate_key_is_refused_and_leaves_nothing(
     cluster: MinikUpCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
