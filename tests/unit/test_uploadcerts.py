@@ -231,3 +231,69 @@ def test_join_refused_when_etcd_is_unreachable(
     config = uc.ClusterConfig(**{**CONFIG.__dict__, "etcd_endpoints": (f"https://127.0.0.1:{free_port()}",)})
     assert not _join(monkeypatch, tmp_path, config).exists()
     assert "etcd unreachable" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    ("config", "flags", "cidr", "backend"),
+    [
+        (CONFIG, [], "10.244.0.0/16", "vxlan"),
+        (
+            uc.ClusterConfig(**{**CONFIG.__dict__, "cluster_cidr": "10.250.0.0/22"}),
+            [],
+            "10.250.0.0/22",
+            "vxlan",
+        ),
+        (
+            CONFIG,
+            ["--cluster-cidr", "10.245.0.0/16", "--pod-network-backend", "host-gw"],
+            "10.245.0.0/16",
+            "host-gw",
+        ),
+        (None, [], "10.244.0.0/16", "none"),  # a cluster from before minik-config
+    ],
+)
+def test_a_worker_join_learns_the_cluster_cidr_and_backend_from_minik_config(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    config: uc.ClusterConfig | None,
+    flags: list[str],
+    cidr: str,
+    backend: str,
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    import cli.join
+
+    started: list[dict[str, object]] = []
+    monkeypatch.setattr(cli.join, "discover", lambda *a: {"ca_pem": "CA"})
+    monkeypatch.setattr(cli.join, "fetch_cluster_config", lambda *a: config)
+    monkeypatch.setattr(cli.join, "bootstrap_credentials", lambda *a, **kw: None)
+    monkeypatch.setattr(cli.join, "node_ready", lambda *a: (False, "not registered yet"))
+    monkeypatch.setattr(cli.join, "cluster_dns_ip", lambda *a: "10.96.0.10")
+    monkeypatch.setattr(cli.join, "start_node", lambda state, cfg: started.append(cfg))
+    app = typer.Typer()
+    app.command()(cli.join.join)
+    args = ["https://10.0.0.1:6443", "--token", "abcdef.0123456789abcdef", "--state-dir", str(tmp_path)]
+    args += ["--node-name", "w1", "--node-ip", "10.0.0.2", "--no-wait", *flags]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert (started[0]["cluster_cidr"], started[0]["pod_network_backend"]) == (cidr, backend)
+
+
+def test_certificate_key_without_control_plane_is_refused(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    import cli.join
+
+    app = typer.Typer()
+    app.command()(cli.join.join)
+    args = ["https://10.0.0.1:6443", "--token", "abcdef.0123456789abcdef", "--state-dir", str(tmp_path / "s")]
+    r = CliRunner().invoke(app, [*args, "--certificate-key", "ab" * 32])
+    assert r.exit_code == 2 and "--control-plane" in r.output
+    r = CliRunner().invoke(app, [*args, "--control-plane"])
+    assert r.exit_code == 2 and "--certificate-key" in r.output
+    r = CliRunner().invoke(app, [*args, "--control-plane", "--certificate-key", "xyz"])
+    assert r.exit_code == 2 and "hexadecimal" in r.output
+    assert not (tmp_path / "s").exists()
