@@ -27,6 +27,7 @@ import pytest
 from cli.etcdmember import Member
 from cli.join import etcd_members_client
 from testkit import prereq, wait
+from testkit.host import processes_mentioning
 from testkit.minik_up import MinikUpCluster, minik_up_cluster, remove_node
 from testkit.processes import minik_up_args
 from tests.integration.test_join import free_slash23
@@ -201,6 +202,44 @@ def test_wrong_certificate_key_is_refused_and_leaves_nothing(
         assert [m.name for m in members(cluster)] == ["minik"]
     finally:
         remove_second(cluster, s)
+
+
+def test_a_join_that_fails_after_member_add_removes_the_member_again(
+    cluster: MinikUpCluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import socket
+
+    s = second_control_plane(cluster, tmp_path_factory.mktemp("minik-ha-fail"))
+    etcd_port = int(s.args[s.args.index("--etcd-port") + 1])
+    cmd = join_command(cluster)
+    # the new member's peer port taken: its etcd cannot start, so the learner never catches up
+    with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        blocker.bind(("127.0.0.1", etcd_port + 1))
+        blocker.listen()
+        try:
+            proc = cluster.minik(
+                "join",
+                cmd["server"],
+                *(
+                    "--token",
+                    cmd["--token"],
+                    "--discovery-token-ca-cert-hash",
+                    cmd["--discovery-token-ca-cert-hash"],
+                ),
+                *("--control-plane", "--certificate-key", cmd["--certificate-key"], "--timeout", "10"),
+                *s.args,
+                check=False,
+                timeout=300,
+            )
+            text = " ".join(proc.stdout.split())
+            assert proc.returncode == 1, text
+            assert "added as a learner" in text and "removed etcd member" in text, text
+            assert [m.name or "" for m in members(cluster)] == ["minik"]
+            assert not s.state.exists(), list(s.state.rglob("*"))
+            assert not processes_mentioning(str(s.state))
+        finally:
+            remove_second(cluster, s)
 
 
 def test_two_voting_etcd_members(cluster: MinikUpCluster, second: Second) -> None:
