@@ -22,6 +22,14 @@ runs only the node's kubelet and proxy against a remote API server (:func:`cli.j
 with the kubelet's bootstrapped credentials in ``kubeconfigs/kubelet.conf``, ``pki/ca.crt`` and
 ``kubelet/pki/kubelet-client-current.pem``.
 
+Control-plane role: a state directory ``minik join --control-plane`` made (``"role":
+"control-plane"``) has the first control plane's CA, service-account keys and encryption config
+and its own other certificates, and runs etcd (``etcd_name``, ``--initial-cluster-state existing``
+with the ``etcd_initial_cluster`` of its ``member add``), the API server on that local etcd, the
+controller manager, scheduler, kubelet and proxy; not DNS, ingress or metrics-server.  With
+``control_plane_endpoint`` set (``minik up --control-plane-endpoint``) or in that role, etcd
+listens on the advertise address as well as 127.0.0.1 and advertises it.
+
 Start order: etcd and the API server at once (the API server waits for etcd by itself); the
 controller manager, scheduler, kubelet and proxy as soon as the API server answers ``/readyz``
 (started earlier they would only sit in their own retry loops, whose intervals are longer than the
