@@ -527,6 +527,18 @@ class _Base(Generic[_Out, _Resp, _Events]):
                 http.base_url = nxt  # requests sent with a relative path (the CLI's) follow
         return _retryable(req.method, exc)
 
+    def _next_server(
+        self, failed: str, req: Request, exc: Exception, attempt: int, started: bool = False
+    ) -> None:
+        """After a transport error on try ``attempt`` (from 0) of ``req`` sent to ``failed``: return
+        when it may be sent again, to the next API server (:meth:`_failover`); else raise the Status
+        error of an unreachable server (one server only, a method not safe to repeat, every server
+        tried, or ``started``: a watch whose events flowed, which the caller must list and watch
+        again)."""
+        retry = self._failover(failed, req, exc) and not started
+        if not retry or attempt >= len(self.servers) - 1:
+            raise _unreachable(failed + req.path, exc) from exc
+
     @property
     def namespace(self) -> str:
         """The default namespace from the kubeconfig context."""
@@ -670,8 +682,7 @@ class Client(
                 code = resp.status_code
                 return resp
             except httpx.TransportError as exc:
-                if not self._failover(server, req, exc) or attempt == len(self.servers) - 1:
-                    raise _unreachable(server + req.path, exc) from exc
+                self._next_server(server, req, exc, attempt)
             finally:
                 if recorder is not None:
                     recorder.observe(req.method, host, code, time.perf_counter() - start)
@@ -728,11 +739,7 @@ class Client(
                             yield event
                 return
             except httpx.TransportError as exc:
-                # Before the response started the watch is sent again to the next server; once
-                # events flowed, the caller (an informer) must list and watch again.
-                retry = self._failover(server, req, exc) and not started
-                if not retry or attempt == len(self.servers) - 1:
-                    raise _unreachable(url, exc) from exc
+                self._next_server(server, req, exc, attempt, started)
 
 
 class SyncClient(_Base[Obj, "httpx.Response", Iterator[Event]]):
@@ -772,8 +779,7 @@ class SyncClient(_Base[Obj, "httpx.Response", Iterator[Event]]):
                 code = resp.status_code
                 return resp
             except httpx.TransportError as exc:
-                if not self._failover(server, req, exc) or attempt == len(self.servers) - 1:
-                    raise _unreachable(server + req.path, exc) from exc
+                self._next_server(server, req, exc, attempt)
             finally:
                 if recorder is not None:
                     recorder.observe(req.method, host, code, time.perf_counter() - start)
@@ -822,9 +828,7 @@ class SyncClient(_Base[Obj, "httpx.Response", Iterator[Event]]):
                             yield event
                 return
             except httpx.TransportError as exc:
-                retry = self._failover(server, req, exc) and not started
-                if not retry or attempt == len(self.servers) - 1:
-                    raise _unreachable(url, exc) from exc
+                self._next_server(server, req, exc, attempt, started)
 
 
 PODS = plural_info("", "v1", "pods")

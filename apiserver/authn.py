@@ -76,14 +76,24 @@ def unauthorized() -> errors.Unauthorized:
 
 
 def x509_user(cert: bytes) -> UserInfo:
-    """The user a (verified) client certificate, DER or PEM, names: CN the name, O values the groups."""
+    """The user a (verified) client certificate, DER or PEM, names: CN the name, O values the groups,
+    and, as Kubernetes' x509 authenticator, extra ``authentication.kubernetes.io/credential-id``
+    ``X509SHA256=<hex SHA-256 of the certificate's DER>`` (the audit log tells two certificates of
+    one user apart by it)."""
     name, orgs = subject_of(cert)
     if not name:
         raise ValueError("the client certificate has no common name")
     groups = list(dict.fromkeys(orgs))
     if ALL_AUTHENTICATED not in groups:
         groups.append(ALL_AUTHENTICATED)
-    return UserInfo(name, tuple(groups))
+    return UserInfo(name, tuple(groups), extra=((EXTRA_CREDENTIAL_ID, (x509_credential_id(cert),)),))
+
+
+def x509_credential_id(cert: bytes) -> str:
+    """Kubernetes' credential ID of a client certificate (DER or PEM): ``X509SHA256=`` and the
+    lowercase hex SHA-256 of its DER encoding."""
+    der = load_certificate(cert).public_bytes(serialization.Encoding.DER)
+    return "X509SHA256=" + hashlib.sha256(der).hexdigest()
 
 
 def bearer_token(value: bytes) -> str:

@@ -393,7 +393,10 @@ def cluster_roles() -> list[Obj]:
                 rule(["get", "update", "patch", "delete", "deletecollection"], ["*"], ["*"]),
                 *_CONTROLLER_CREATES,
                 # csrapproving and csrsigning (Kubernetes' certificate-controller roles)
-                rule(["approve"], [CERTIFICATES], ["signers"], [KUBELET_CLIENT_SIGNER]),
+                # (kubelet serving CSRs: only those naming the requesting node's own name and addresses)
+                rule(
+                    ["approve"], [CERTIFICATES], ["signers"], [KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER]
+                ),
                 rule(["sign"], [CERTIFICATES], ["signers"], list(SIGNERS)),
             ],
         ),
@@ -416,6 +419,15 @@ def cluster_roles() -> list[Obj]:
             "system:minik-network-policy",
             [
                 rule(["list", "watch"], [""], ["pods", "namespaces"]),
+                rule(["list", "watch"], ["networking.k8s.io"], ["networkpolicies"]),
+            ],
+        ),
+        # ... on a joined node the proxy runs as the node, which reads pods already (the Node
+        # authorizer's rules): what it lacks, read access to namespaces and NetworkPolicies
+        cluster_role(
+            "system:minik-network-policy-node",
+            [
+                rule(["list", "watch"], [""], ["namespaces"]),
                 rule(["list", "watch"], ["networking.k8s.io"], ["networkpolicies"]),
             ],
         ),
@@ -496,6 +508,7 @@ def cluster_role_bindings() -> list[Obj]:
         ),
         cluster_role_binding("system:minik-ingress", [user("system:minik-ingress")]),
         cluster_role_binding("system:minik-network-policy", [user("system:kube-proxy")]),
+        cluster_role_binding("system:minik-network-policy-node", [group("system:nodes")]),
         # TLS bootstrapping, as kubeadm binds it: bootstrap tokens create CSRs that csrapproving
         # approves (nodeclient), nodes renew their own client certificates (selfnodeclient)
         cluster_role_binding("kubeadm:kubelet-bootstrap", [group(BOOTSTRAPPERS)], "system:node-bootstrapper"),
@@ -525,10 +538,11 @@ CERTIFICATES = "certificates.k8s.io"
 BOOTSTRAPPERS = "system:bootstrappers"
 CSR_ROLE_PREFIX = "system:certificates.k8s.io:certificatesigningrequests"
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 SIGNERS = (
     "kubernetes.io/kube-apiserver-client",
     KUBELET_CLIENT_SIGNER,
-    "kubernetes.io/kubelet-serving",
+    KUBELET_SERVING_SIGNER,
 )
 CLUSTER_INFO_ROLE = "kubeadm:bootstrap-signer-clusterinfo"
 
@@ -560,26 +574,57 @@ def certificate_roles() -> list[Obj]:
     return roles
 
 
-def namespaced_roles() -> list[Obj]:
-    """The Roles and RoleBindings of system namespaces, as kubeadm makes them: anyone (before any
-    authentication) may read ``kube-public/cluster-info``, the ConfigMap a joining host pins the CA
-    from."""
-    meta = _meta(CLUSTER_INFO_ROLE)
-    meta["namespace"] = "kube-public"
+MINIK_CONFIG_ROLE = "minik:nodes-minik-config"
+MINIK_CERTS_ROLE = "minik:minik-certs"
+
+
+def _namespaced_reader(
+    name: str, namespace: str, resource: str, object_name: str, subjects: list[Obj]
+) -> list[Obj]:
+    """A Role allowing ``get`` of one named object and its RoleBinding to ``subjects``."""
+    meta = _meta(name)
+    meta["namespace"] = namespace
     role: Obj = {
         "apiVersion": API_VERSION,
         "kind": "Role",
         "metadata": meta,
-        "rules": [rule(["get"], [""], ["configmaps"], ["cluster-info"])],
+        "rules": [rule(["get"], [""], [resource], [object_name])],
     }
     binding: Obj = {
         "apiVersion": API_VERSION,
         "kind": "RoleBinding",
         "metadata": copy.deepcopy(meta),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": CLUSTER_INFO_ROLE},
-        "subjects": [user("system:anonymous"), group("system:unauthenticated")],
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": subjects,
     }
     return [role, binding]
+
+
+def namespaced_roles() -> list[Obj]:
+    """The Roles and RoleBindings of system namespaces, as kubeadm makes them: anyone (before any
+    authentication) may read ``kube-public/cluster-info``, the ConfigMap a joining host pins the CA
+    from; bootstrap tokens and nodes may read ``kube-system/minik-config`` (kubeadm's
+    ``kubeadm:nodes-kubeadm-config``); bootstrap tokens may read the encrypted control-plane
+    certificates ``kube-system/minik-certs`` (kubeadm's ``kubeadm:kubeadm-certs``)."""
+    return [
+        *_namespaced_reader(
+            CLUSTER_INFO_ROLE,
+            "kube-public",
+            "configmaps",
+            "cluster-info",
+            [user("system:anonymous"), group("system:unauthenticated")],
+        ),
+        *_namespaced_reader(
+            MINIK_CONFIG_ROLE,
+            "kube-system",
+            "configmaps",
+            "minik-config",
+            [group(BOOTSTRAPPERS), group("system:nodes")],
+        ),
+        *_namespaced_reader(
+            MINIK_CERTS_ROLE, "kube-system", "secrets", "minik-certs", [group(BOOTSTRAPPERS)]
+        ),
+    ]
 
 
 # --- reconciling ---------------------------------------------------------------------------------

@@ -236,6 +236,8 @@ def _special(name: str, data: bytes) -> tuple[bool, Any]:
     if name == DURATION:
         f = {n: v for n, _, v in _fields(data)}
         return True, f"{_signed(f.get(1, 0), 64) / 1e9:g}s"
+    if name.endswith(".ExtraValue"):  # Go's ``type ExtraValue []string``: a JSON list of strings
+        return True, [bytes(v).decode("utf-8") for n, _, v in _fields(data) if n == 1]
     return False, None
 
 

@@ -21,47 +21,21 @@ app and DNS).
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import os
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench._cluster import BenchCluster, arguments
 from cli.cluster import dns_query
 from cli.supervisor import tls_client
 from testkit.api import apps
 from testkit.host import free_subnets
 from testkit.images import ensure_busybox_image
-from testkit.processes import BIN, minik_up_args
 
 PUBLISHED = [("k3d", 32.5), ("kind", 44.9), ("minikube", 61.5)]
 TARGET_READY, TARGET_APP = 10.0, 15.0
-
-
-def node_ready_since(state: Path, api_port: int, node: str, since: float) -> bool:
-    """Over TLS as the cluster's admin (the certificates appear once `minik up` made them)."""
-    try:
-        with tls_client({"api_port": api_port, "advertise_address": "127.0.0.1"}, state) as c:
-            r = c.get(f"/api/v1/nodes/{node}")
-    except (httpx.HTTPError, OSError):
-        return False
-    if r.status_code != 200:
-        return False
-    from datetime import datetime
-
-    for c in (r.json().get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready" and c.get("status") == "True":
-            beat = datetime.fromisoformat(c["lastHeartbeatTime"].replace("Z", "+00:00")).timestamp()
-            return beat >= int(since)
-    return False
 
 
 def app_objects(image: str) -> list[tuple[str, dict[str, Any]]]:
@@ -86,37 +60,23 @@ def app_objects(image: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def one_run(image: str, timeout: float) -> dict[str, float]:
-    tag = uuid.uuid4().hex[:6]
-    work = Path(tempfile.mkdtemp(prefix="minik-bench-"))
-    node, pod_cidr = f"bench-{tag}", free_subnets(1, range(200, 208))[0]
+    pod_cidr = free_subnets(1, range(200, 208))[0]
     second, third = int(pod_cidr.split(".")[1]) - 200, pod_cidr.split(".")[2]
-    service_cidr = f"10.{210 + second}.{third}.0/24"
-    args, api_port = minik_up_args(work / "state", node, pod_cidr, service_cidr, f"MB{tag.upper()}")
-    env = {**os.environ, "KUBECONFIG": str(work / "kubeconfig")}
+    cluster = BenchCluster("bench", "MB", pod_cidr, f"10.{210 + second}.{third}.0/24")
     out: dict[str, float] = {}
-    t0_wall, t0 = time.time(), time.monotonic()
-    up = subprocess.Popen(
-        [str(BIN / "minik"), "up", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
     try:
+        up, t0, out["ready"] = cluster.start(timeout)
         deadline = t0 + timeout
-        while "ready" not in out:
-            if node_ready_since(work / "state", api_port, node, t0_wall):
-                out["ready"] = time.monotonic() - t0
-            elif up.poll() is not None and up.returncode != 0:
-                raise RuntimeError(f"minik up failed:\n{up.stdout.read().decode() if up.stdout else ''}")
-            elif time.monotonic() > deadline:
-                raise RuntimeError("node not Ready in time")
-            else:
-                time.sleep(0.05)
         output = up.communicate(timeout=timeout)[0].decode()
         if up.returncode != 0:
             raise RuntimeError(f"minik up failed:\n{output}")
         out["up"] = time.monotonic() - t0
-        with tls_client({"api_port": api_port, "advertise_address": "127.0.0.1"}, work / "state", 5) as c:
+        with tls_client(
+            {"api_port": cluster.api_port, "advertise_address": "127.0.0.1"}, cluster.state, 5
+        ) as c:
             for path, body in app_objects(image):
                 c.post(path, json=body).raise_for_status()
-            dns_ip = str(ipaddress.ip_network(service_cidr)[10])  # the kube-dns Service's ClusterIP
+            dns_ip = str(ipaddress.ip_network(cluster.service_cidr)[10])  # the kube-dns Service's ClusterIP
             running = dns = False
             while not (running and dns):
                 if time.monotonic() > deadline:
@@ -136,25 +96,12 @@ def one_run(image: str, timeout: float) -> dict[str, float]:
                     time.sleep(0.05)
             out["app"] = time.monotonic() - t0
     finally:
-        t1 = time.monotonic()
-        subprocess.run(
-            [str(BIN / "minik"), "down", "--state-dir", str(work / "state")],
-            env=env,
-            capture_output=True,
-            timeout=120,
-        )
-        out["down"] = time.monotonic() - t1
-        shutil.rmtree(work, ignore_errors=True)
+        out["down"] = cluster.down()
     return out
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.cluster_up")
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--timeout", type=float, default=120)
-    args = p.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench.cluster_up starts a whole cluster: run it as root")
+    args = arguments("bench.cluster_up", "a whole cluster")
     image = ensure_busybox_image()
     runs = []
     for i in range(args.runs):

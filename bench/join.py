@@ -17,25 +17,20 @@ the target (join to Ready <= 10 s).  Everything is removed at the end, also on f
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from bench.cluster_up import node_ready_since
+from bench._cluster import MINIK, BenchCluster, arguments
 from cli.join import bootstrap_credentials
 from testkit.host import free_subnets, used_networks
 from testkit.images import ensure_busybox_image
-from testkit.processes import BIN, _port_free, minik_up_args
+from testkit.processes import _port_free
 
 TARGET = 10.0
-MINIK = str(BIN / "minik")
 
 
 def slash23() -> str:
@@ -56,57 +51,33 @@ def kubelet_port() -> int:
             return port
 
 
-def run(cmd: list[str], env: dict[str, str], timeout: float = 180) -> str:
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.join")
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--timeout", type=float, default=120)
-    args = p.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench.join starts a cluster and nodes: run it as root")
+    args = arguments("bench.join", "a cluster and nodes")
     ensure_busybox_image()
-    tag = uuid.uuid4().hex[:6]
-    work = Path(tempfile.mkdtemp(prefix="minik-bench-join-"))
-    node = f"bj-{tag}"
     service_cidr = f"10.{210 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
-    up_args, api_port = minik_up_args(work / "state", node, slash23(), service_cidr, f"BJ{tag.upper()}")
-    server = f"https://127.0.0.1:{api_port}"
-    env = {**os.environ, "KUBECONFIG": str(work / "kubeconfig")}
+    cluster = BenchCluster("bj", "BJ", slash23(), service_cidr)
+    tag, work = cluster.tag, cluster.work
     workers: list[Path] = []
     results: list[dict[str, float]] = []
     try:
-        t0_wall, t0 = time.time(), time.monotonic()
-        up = subprocess.Popen(
-            [MINIK, "up", *up_args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        while not node_ready_since(work / "state", api_port, node, t0_wall):
-            if up.poll() is not None and up.returncode != 0 or time.monotonic() - t0 > args.timeout:
-                raise RuntimeError("minik up: node not Ready")
-            time.sleep(0.05)
-        up_ready = time.monotonic() - t0
+        up, _, up_ready = cluster.start(args.timeout)
         up.communicate(timeout=args.timeout)
         print(f"minik up: node Ready {up_ready:.1f}s", flush=True)
-        ca = (work / "state" / "pki" / "ca.crt").read_text()
+        ca = (cluster.state / "pki" / "ca.crt").read_text()
         for i in range(args.runs):
-            line = run([MINIK, "token", "create", "--print-join-command"], env).split()
+            line = cluster.minik("token", "create", "--print-join-command").split()
             token, pin = (
                 line[line.index("--token") + 1],
                 line[line.index("--discovery-token-ca-cert-hash") + 1],
             )
             t = time.monotonic()
-            bootstrap_credentials(server, ca, token, f"bj-csr-{tag}-{i}", work / f"csr-{i}")
+            bootstrap_credentials(cluster.server, ca, token, f"bj-csr-{tag}-{i}", work / f"csr-{i}")
             csr = time.monotonic() - t
             wstate = work / f"worker-{i}"
             workers.append(wstate)
             wnode = f"bjw-{tag}-{i}"
             join = [
-                *(MINIK, "join", server, "--token", token, "--discovery-token-ca-cert-hash", pin),
+                *(MINIK, "join", cluster.server, "--token", token, "--discovery-token-ca-cert-hash", pin),
                 *("--state-dir", str(wstate), "--node-name", wnode, "--kubelet-port", str(kubelet_port())),
                 *("--network-name", f"minik-{wnode}", "--iptables-chain-prefix", f"BW{tag.upper()}{i}"),
                 *(
@@ -118,8 +89,8 @@ def main() -> None:
                 "--no-wait",
             ]
             t0_wall, t = time.time(), time.monotonic()
-            jp = subprocess.Popen(join, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            while not node_ready_since(work / "state", api_port, wnode, t0_wall):
+            jp = subprocess.Popen(join, env=cluster.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            while not cluster.node_ready_since(wnode, t0_wall):
                 if jp.poll() not in (None, 0) or time.monotonic() - t > args.timeout:
                     raise RuntimeError(f"minik join: node not Ready (logs in {wstate}/logs)")
                 time.sleep(0.05)
@@ -127,16 +98,13 @@ def main() -> None:
             jp.wait(30)
             print(f"run {i + 1}: CSR round trip {csr:.2f}s, join to Ready {ready:.1f}s", flush=True)
             results.append({"csr": csr, "join": ready})
-            run([MINIK, "leave", "--state-dir", str(wstate), "--kubeconfig", str(work / "kubeconfig")], env)
+            cluster.minik("leave", "--state-dir", str(wstate), "--kubeconfig", str(cluster.kubeconfig))
     finally:
         for wstate in workers:
             subprocess.run(
-                [MINIK, "leave", "--force", "--state-dir", str(wstate)], env=env, capture_output=True
+                [MINIK, "leave", "--force", "--state-dir", str(wstate)], env=cluster.env, capture_output=True
             )
-        subprocess.run(
-            [MINIK, "down", "--state-dir", str(work / "state")], env=env, capture_output=True, timeout=120
-        )
-        shutil.rmtree(work, ignore_errors=True)
+        cluster.down()
     if not results:
         return
     csr = statistics.median(r["csr"] for r in results)

@@ -60,6 +60,16 @@ ORDER = [
 PAUSE_IMAGE = "minik/pause:1"
 
 
+def order_of(cfg: dict[str, Any]) -> list[str]:
+    """The components ``cfg``'s host runs, in ORDER: a control plane that joined runs no DNS,
+    ingress or metrics-server (the first control plane does)."""
+    from .supervisor import CONTROL_PLANE_ONLY_ON_FIRST
+
+    if cfg.get("role") == "control-plane":
+        return [n for n in ORDER if n not in CONTROL_PLANE_ONLY_ON_FIRST]
+    return list(ORDER)
+
+
 def default_state_dir() -> Path:
     return Path(os.environ.get("MINIK_STATE_DIR") or Path.home() / ".minik")
 
@@ -186,9 +196,63 @@ def write_kubeconfig(state: Path, cfg: dict[str, Any], context: str = CONTEXT) -
     user's kubeconfig and make it current."""
     pki = state / "pki"
     entries = cluster_entries(
-        api_url(cfg), (pki / "ca.crt").read_text(), pki / "admin.crt", pki / "admin.key", context
+        public_url(cfg), (pki / "ca.crt").read_text(), pki / "admin.crt", pki / "admin.key", context
     )
     return merge_into_user_kubeconfig(entries)
+
+
+def public_url(cfg: dict[str, Any]) -> str:
+    """Where users reach the cluster: https://ENDPOINT with --control-plane-endpoint, else the
+    local API server."""
+    from .uploadcerts import endpoint_url
+
+    endpoint = cfg.get("control_plane_endpoint")
+    return endpoint_url(endpoint) if endpoint else api_url(cfg)
+
+
+def cluster_config(cfg: dict[str, Any], etcd_endpoints: tuple[str, ...] = ()) -> Any:
+    """``minik-config`` for this control plane's settings (:mod:`cli.uploadcerts`)."""
+    from .supervisor import etcd_client_url
+    from .uploadcerts import ClusterConfig
+
+    cfg = settings(cfg)
+    own = etcd_client_url(cfg)
+    return ClusterConfig(
+        cluster_cidr=cfg["cluster_cidr"],
+        service_cidr=cfg["service_cidr"],
+        cluster_domain=cfg["cluster_domain"],
+        control_plane_endpoint=str(cfg.get("control_plane_endpoint") or ""),
+        pod_network_backend=str(cfg.get("pod_network_backend") or "none"),
+        etcd_endpoints=(*[e for e in etcd_endpoints if e != own], own),
+    )
+
+
+def publish_cluster_config(api: httpx.Client, cfg: dict[str, Any]) -> str:
+    """Create or update ``kube-system/minik-config`` (kubeadm's ``kubeadm-config``) from ``cfg``,
+    keeping the etcd endpoints other control planes added; "" or what went wrong."""
+    from .uploadcerts import CONFIG_MAP, NAMESPACE, ConfigError, config_map, parse_config
+
+    path = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+    for _ in range(5):
+        r = api.get(f"{path}/{CONFIG_MAP}")
+        if r.status_code == 404:
+            r = api.post(path, json=config_map(cluster_config(cfg)))
+        elif r.status_code == 200:
+            current = r.json()
+            try:
+                others = parse_config(current).etcd_endpoints
+            except ConfigError:
+                others = ()
+            new = config_map(cluster_config(cfg, others))
+            if (current.get("data") or {}) == new["data"]:
+                return ""
+            new["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
+            r = api.put(f"{path}/{CONFIG_MAP}", json=new)
+        if r.status_code in (200, 201):
+            return ""
+        if r.status_code != 409:
+            break
+    return f"{NAMESPACE}/{CONFIG_MAP}: HTTP {r.status_code} {r.text[:200]}"
 
 
 def remove_kubeconfig_context(context: str = CONTEXT) -> None:
@@ -556,7 +620,7 @@ def health(
         own = _api_client(state, cfg)
         if own is None:
             why = f"cannot read the admin certificate in {state}/pki (run as the user who ran minik up)"
-            return {name: Health(False, why) for name in ORDER}
+            return {name: Health(False, why) for name in order_of(cfg)}
         with own:
             return health(state, cfg, pool, own, skip)
     status = read_json(state / "status.json")
@@ -564,7 +628,7 @@ def health(
     checks = probes(cfg, started, api, state)
     out: dict[str, Health] = {}
     futures = {}
-    for name in ORDER:
+    for name in order_of(cfg):
         info = status.get(name) or {}
         if name in skip:
             out[name] = Health(True, "healthy")
@@ -578,7 +642,7 @@ def health(
             out[name] = fut.result()
         except Exception as exc:  # noqa: BLE001 - the probe's failure is the verdict
             out[name] = Health(False, f"not answering yet ({type(exc).__name__})")
-    return {name: out[name] for name in ORDER}
+    return {name: out[name] for name in order_of(cfg)}
 
 
 def status_table(state: Path, cfg: dict[str, Any], report: dict[str, Health]) -> Table:
@@ -691,6 +755,15 @@ def up(
         help="how pods reach other nodes' pods: vxlan (an overlay), host-gw (routes, one L2 segment) or"
         " none (one node); every node of a cluster needs the same (docs/pod-network.md)",
     ),
+    control_plane_endpoint: str = typer.Option(
+        "",
+        help="HOST:PORT in front of every API server (a load balancer, DNS name or the first one's"
+        " address): lets more control planes join (`minik join --control-plane`); etcd then serves"
+        " the advertise address too",
+    ),
+    advertise_address: str = typer.Option(
+        "", help="this node's IP: the API server's and etcd's advertised address (default: the outbound one)"
+    ),
     timeout: float = typer.Option(120, help="seconds to wait for the cluster to become ready"),
 ) -> None:
     """Start a local cluster on this host as separate, supervised processes.
@@ -716,11 +789,19 @@ def up(
     if pid is not None:
         _report_running(state, pid)
         raise typer.Exit(0)
+    existing = read_json(state / "config.json")
+    if existing.get("role") in ("control-plane", "worker"):
+        restart_joined(state, existing, t0, timeout)
+        return
     if cni_bridge and len(cni_bridge) > 15:
         console.print(f"--cni-bridge {cni_bridge!r}: a device name has 15 characters at most")
         raise typer.Exit(2)
     if pod_network_backend not in ("none", "vxlan", "host-gw"):
         console.print(f"--pod-network-backend {pod_network_backend!r}: one of none, vxlan, host-gw")
+        raise typer.Exit(2)
+    problem = address_problems(control_plane_endpoint, advertise_address)
+    if problem:
+        console.print(problem)
         raise typer.Exit(2)
     cfg = settings(
         {
@@ -739,8 +820,9 @@ def up(
             "ingress_http_port": ingress_http_port,
             "ingress_https_port": ingress_https_port,
             "metrics_port": metrics_port,
-            "advertise_address": host_ip(),
+            "advertise_address": advertise_address or host_ip(),
             "pod_network_backend": pod_network_backend,
+            "control_plane_endpoint": control_plane_endpoint,
         }
     )
     orphans = leftovers(read_json(state / "status.json"))
@@ -761,9 +843,38 @@ def up(
     ensure_credentials(cfg, state)
     launch_supervisor(state, cfg)
     server = api_url(cfg)
+    written: list[Path] = []
+
+    def on_apiserver(api: httpx.Client) -> None:
+        written.append(write_kubeconfig(state, cfg))
+        register_metrics_server(api, cfg, state)
+        trouble = publish_cluster_config(api, cfg)
+        if trouble:
+            console.print(f"[yellow]could not write {trouble}[/yellow]")
+
+    wait_components(state, cfg, t0, timeout, on_apiserver)
+    kubeconfig = written[0]
+    console.print(
+        f"[green]minik is up[/green] in {time.monotonic() - t0:.1f}s: API server at {server}, "
+        f"node {node_name} Ready, cluster DNS at {cfg['dns_ip']} (kube-system/kube-dns)"
+    )
+    console.print(f"kubeconfig: context [bold]{CONTEXT}[/bold] written to {kubeconfig} and made current")
+    console.print(f"state and logs: {state} (`minik status`, `minik cluster-logs COMPONENT`)")
+
+
+def wait_components(
+    state: Path,
+    cfg: dict[str, Any],
+    t0: float,
+    timeout: float,
+    on_apiserver: Callable[[httpx.Client], None] | None = None,
+) -> None:
+    """Print each component as it turns healthy, call ``on_apiserver`` once the API server is;
+    typer.Exit(1) when the supervisor exits or ``timeout`` passes first."""
+    names = order_of(cfg)
     deadline = time.monotonic() + timeout
     done: set[str] = set()
-    kubeconfig: Path | None = None
+    called = False
     report: dict[str, Health] = {}
     with (
         ThreadPoolExecutor(8) as pool,
@@ -772,36 +883,68 @@ def up(
     ):
         while True:
             report = health(state, cfg, pool, api, done)
-            for name in ORDER:
+            for name in names:
                 if report[name].ok and name not in done:
                     done.add(name)
                     console.print(
                         f"  [green]✓[/green] {name:19} {time.monotonic() - t0:5.1f}s  {report[name].detail}"
                     )
-            if kubeconfig is None and "apiserver" in done:
-                kubeconfig = write_kubeconfig(state, cfg)
-                register_metrics_server(api, cfg, state)
-            if len(done) == len(ORDER):
-                break
+            if not called and "apiserver" in done:
+                called = True
+                if on_apiserver is not None:
+                    on_apiserver(api)
+            if len(done) == len(names):
+                return
             if supervisor_pid(state) is None and time.monotonic() - t0 > 5:
                 console.print(f"[red]the supervisor exited[/red]; see {state}/logs/supervisor.log")
                 raise typer.Exit(1)
             if time.monotonic() > deadline:
                 console.print(f"[red]the cluster did not become ready in {timeout:.0f}s[/red]:")
-                for name in ORDER:
+                for name in names:
                     if name not in done:
                         console.print(f"  {name}: {report[name].detail} (log: {state}/logs/{name}.log)")
                 console.print("it keeps trying in the background; `minik down` stops it")
                 raise typer.Exit(1)
-            pending = [n for n in ORDER if n not in done]
+            pending = [n for n in names if n not in done]
             spinner.update("waiting for " + ", ".join(f"{n} ({report[n].detail})" for n in pending))
             time.sleep(0.1)
-    console.print(
-        f"[green]minik is up[/green] in {time.monotonic() - t0:.1f}s: API server at {server}, "
-        f"node {node_name} Ready, cluster DNS at {cfg['dns_ip']} (kube-system/kube-dns)"
-    )
-    console.print(f"kubeconfig: context [bold]{CONTEXT}[/bold] written to {kubeconfig} and made current")
-    console.print(f"state and logs: {state} (`minik status`, `minik cluster-logs COMPONENT`)")
+
+
+def restart_joined(state: Path, cfg: dict[str, Any], t0: float, timeout: float) -> None:
+    """``minik up`` on a state directory ``minik join`` made: its supervisor started again with the
+    settings of the join (the flags given to ``up`` are ignored); a control plane is waited for."""
+    orphans = leftovers(read_json(state / "status.json"))
+    if orphans:
+        console.print(
+            f"[red]processes in {state} still run without their supervisor[/red] "
+            f"({', '.join(orphans)}): `minik down --state-dir {state}` stops them first"
+        )
+        raise typer.Exit(1)
+    launch_supervisor(state, cfg)
+    if cfg.get("role") == "worker":
+        console.print(
+            f"joined node {cfg.get('node_name')} started again (`minik status --state-dir {state}`)"
+        )
+        return
+    wait_components(state, cfg, t0, timeout)
+    console.print(f"[green]control plane {cfg.get('node_name')} is up again[/green] (state and logs {state})")
+
+
+def address_problems(endpoint: str, advertise: str) -> str:
+    """Why --control-plane-endpoint / --advertise-address are malformed; ""."""
+    from .uploadcerts import parse_endpoint
+
+    if endpoint:
+        try:
+            parse_endpoint(endpoint)
+        except ValueError as exc:
+            return f"--control-plane-endpoint {exc}"
+    if advertise:
+        try:
+            ipaddress.IPv4Address(advertise)
+        except ValueError:
+            return f"--advertise-address {advertise!r}: an IPv4 address of this host"
+    return ""
 
 
 def leftovers(status: dict[str, Any]) -> dict[str, int]:

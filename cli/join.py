@@ -24,6 +24,16 @@ Endpoints, EndpointSlices and Nodes, which is what the proxy watches; NetworkPol
 supervisor restarts the proxy when the kubelet has rotated the certificate, so that it reads the
 new one.
 
+Control plane (``--control-plane --certificate-key KEY``, kubeadm's ``join --control-plane``), after
+discovery: ``kube-system/minik-config`` and ``kube-system/minik-certs`` read with the token, the
+shared keys decrypted (a wrong key fails AES-GCM's tag: nothing is written) into the state
+directory, every other certificate made locally (``ensure_credentials``); then the new etcd member
+is added as a learner through a running member (``etcdEndpoints``), this host's etcd starts with
+``--initial-cluster-state existing`` under the supervisor's ``control-plane`` role (etcd, API
+server on its local etcd, controller manager, scheduler, kubelet, proxy), the learner is promoted
+once in sync, and the member's client URL is added to ``minik-config``.  When anything fails
+after ``member add``, the member is removed again and the state directory left as it was.
+
 Leave: cordon and drain the node (``minik drain``'s code), stop its kubelet and proxy, delete the
 Node object and remove what the node made on this host (as ``minik down``: the proxy's chains,
 the pod containers, the CNI network) and its credentials.  A node may evict its own pods but not
@@ -73,6 +83,17 @@ from .cluster import (
     supervisor_pid,
 )
 from .supervisor import DEFAULTS, Component, host_ip, kubeconfig_file, pod_network_flags, script, settings
+from .uploadcerts import (
+    CERTS_SECRET,
+    CONFIG_MAP,
+    NAMESPACE,
+    CertsError,
+    ClusterConfig,
+    ConfigError,
+    decrypt_secret,
+    parse_certificate_key,
+    parse_config,
+)
 
 CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 WORKER_COMPONENTS = ("kubelet", "proxy")
@@ -136,6 +157,45 @@ def discover(server: str, token: str, pins: list[str], timeout: float = 10.0) ->
 
 
 # ---- 2. TLS bootstrap ------------------------------------------------------------------------------
+
+
+def fetch_cluster_config(server: str, ca_pem: str, token: str) -> ClusterConfig | None:
+    """``kube-system/minik-config`` read with the token (None when the cluster has none)."""
+    with trusted_client(server, ca_pem, token) as http:
+        try:
+            r = http.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIG_MAP}")
+        except httpx.HTTPError as exc:
+            raise JoinError(f"cannot reach {server}: {exc}") from exc
+    if r.status_code in (403, 404):  # a cluster from before minik-config
+        return None
+    if r.status_code == 401:
+        raise JoinError(f"the API server refused the bootstrap token (401 Unauthorized): {_message(r)}")
+    if r.status_code != 200:
+        raise JoinError(f"reading {NAMESPACE}/{CONFIG_MAP}: HTTP {r.status_code}: {_message(r)}")
+    try:
+        return parse_config(r.json())
+    except (ConfigError, ValueError) as exc:
+        raise JoinError(str(exc)) from exc
+
+
+def fetch_shared_files(server: str, ca_pem: str, token: str, certificate_key: str) -> dict[str, bytes]:
+    """``kube-system/minik-certs`` read with the token and decrypted with ``certificate_key``."""
+    with trusted_client(server, ca_pem, token) as http:
+        try:
+            r = http.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{CERTS_SECRET}")
+        except httpx.HTTPError as exc:
+            raise JoinError(f"cannot reach {server}: {exc}") from exc
+    if r.status_code == 404:
+        raise JoinError(
+            f"{NAMESPACE}/{CERTS_SECRET} not found: the upload expired (2 h) or was never made; run"
+            " `minik token create --control-plane` on a control plane"
+        )
+    if r.status_code != 200:
+        raise JoinError(f"reading {NAMESPACE}/{CERTS_SECRET}: HTTP {r.status_code}: {_message(r)}")
+    try:
+        return decrypt_secret(r.json(), certificate_key)
+    except (CertsError, ValueError) as exc:
+        raise JoinError(str(exc)) from exc
 
 
 def trusted_client(server: str, ca_pem: str, token: str | None = None, timeout: float = 10.0) -> httpx.Client:
@@ -259,6 +319,7 @@ def worker_components(cfg: dict[str, Any], state: Path) -> list[Component]:
         *("--cni-conf-dir", cfg["cni_conf_dir"], "--cni-cache-dir", cfg["cni_cache_dir"]),
         *("--cni-bridge", cfg["cni_bridge"], "--root-dir", str(state / "kubelet")),
         *("--cluster-domain", cfg["cluster_domain"], "--rotate-certificates"),
+        "--rotate-server-certificates",  # a kubelet-serving CSR: the API server checks kubelets against the CA
     ]
     if cfg.get("dns_ip"):
         kubelet += ["--cluster-dns", cfg["dns_ip"]]
@@ -273,7 +334,6 @@ def worker_components(cfg: dict[str, Any], state: Path) -> list[Component]:
             script("minik-proxy"),
             *kubeconfig,
             *("--node-name", node, "--iptables-chain-prefix", cfg["iptables_chain_prefix"]),
-            "--no-network-policy",
             *("--metrics-bind-address", f"127.0.0.1:{int(cfg['kubelet_port']) - 1}"),
         ]
         seen = {"mtime": _mtime(client_pem(state))}
@@ -341,6 +401,278 @@ def node_ready(state: Path, cfg: dict[str, Any]) -> tuple[bool, str]:
     return verdict.ok, verdict.detail
 
 
+# ---- a control plane -------------------------------------------------------------------------------
+
+CONTROL_PLANE_FILES = ("pki", "kubeconfigs", "etcd", "kubelet", "logs", "encryption-config.yaml")
+CONTROL_PLANE_STATE = ("config.json", "status.json")
+
+
+def etcd_members_client(state: Path, endpoints: list[str], timeout: float = 10.0) -> Any:
+    from .etcdmember import EtcdMembers
+
+    pki = state / "pki"
+    return EtcdMembers(
+        endpoints,
+        cafile=str(pki / "ca.crt"),
+        certfile=str(pki / "etcd-healthcheck-client.crt"),
+        keyfile=str(pki / "etcd-healthcheck-client.key"),
+        timeout=timeout,
+    )
+
+
+def remove_control_plane_files(state: Path, created: bool) -> None:
+    """Undo what a failed control-plane join wrote: the whole directory when the join made it."""
+    if created:
+        shutil.rmtree(state, ignore_errors=True)
+        return
+    for name in CONTROL_PLANE_FILES:
+        path = state / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    for name in CONTROL_PLANE_STATE:
+        (state / name).unlink(missing_ok=True)
+
+
+def admin_client(state: Path, server: str, timeout: float = 10.0) -> httpx.Client:
+    """An HTTPS client to ``server`` with this control plane's admin certificate."""
+    pki = state / "pki"
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return httpx.Client(base_url=server, verify=ctx, timeout=timeout)
+
+
+def update_etcd_endpoints(api: httpx.Client, url: str, present: bool) -> str:
+    """Add (or remove) ``url`` in minik-config's etcdEndpoints; "" or what went wrong."""
+    from .uploadcerts import config_map, with_etcd_endpoint
+
+    path = f"/api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIG_MAP}"
+    r: httpx.Response | None = None
+    for _ in range(5):
+        try:
+            r = api.get(path)
+            if r.status_code != 200:
+                break
+            current = r.json()
+            new = config_map(with_etcd_endpoint(parse_config(current), url, present))
+            if new["data"] == current.get("data"):
+                return ""
+            new["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
+            r = api.put(path, json=new)
+        except (httpx.HTTPError, ConfigError, ValueError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        if r.status_code == 200:
+            return ""
+        if r.status_code != 409:
+            break
+    return f"HTTP {r.status_code if r is not None else '?'}"
+
+
+def join_control_plane(
+    server: str,
+    token: str,
+    pins: list[str],
+    certificate_key: str,
+    base: dict[str, Any],
+    state: Path,
+    timeout: float,
+) -> None:
+    """kubeadm's ``join --control-plane`` (module docstring); typer.Exit(1) with the reason on failure."""
+    from .cluster import stop_cluster, wait_components
+    from .etcdmember import EtcdMemberError, initial_cluster
+    from .supervisor import ensure_credentials, etcd_client_url, etcd_peer_url
+
+    t0 = time.monotonic()
+    node = base["node_name"]
+
+    def fail(message: str) -> typer.Exit:
+        console.print(f"[red]minik join --control-plane failed:[/red] {message}")
+        return typer.Exit(1)
+
+    try:
+        parse_certificate_key(certificate_key)
+    except CertsError as exc:
+        console.print(str(exc))
+        raise typer.Exit(2) from None
+    leftovers = [n for n in (*CONTROL_PLANE_STATE, "pki", "etcd") if (state / n).exists()]
+    if leftovers:
+        raise fail(
+            f"{state} holds a cluster's state already ({', '.join(leftovers)}): `minik delete --state-dir"
+            f" {state}` or another --state-dir"
+        )
+    try:
+        found = discover(server, token, pins)
+        console.print(
+            f"  [green]✓[/green] discovery: cluster CA matches the pin ({time.monotonic() - t0:.1f}s)"
+        )
+        config = fetch_cluster_config(server, found["ca_pem"], token)
+        if config is None or not config.control_plane_endpoint:
+            raise JoinError(
+                "the cluster has no controlPlaneEndpoint, so it cannot take another control plane"
+                " (kubeadm refuses the same): start its first control plane with"
+                " `minik up --control-plane-endpoint HOST:PORT`"
+            )
+        if not config.etcd_endpoints:
+            raise JoinError(f"{NAMESPACE}/{CONFIG_MAP} lists no etcdEndpoints")
+        files = fetch_shared_files(server, found["ca_pem"], token, certificate_key)
+    except JoinError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"  [green]✓[/green] control-plane keys decrypted ({time.monotonic() - t0:.1f}s)")
+    from .uploadcerts import write_shared_files
+
+    cfg = settings(
+        {
+            **base,
+            "role": "control-plane",
+            "server": server,
+            "control_plane_endpoint": config.control_plane_endpoint,
+            "cluster_cidr": base.get("cluster_cidr") or config.cluster_cidr,
+            "service_cidr": config.service_cidr,
+            "cluster_domain": config.cluster_domain,
+            "pod_network_backend": base.get("pod_network_backend") or config.pod_network_backend,
+            "etcd_name": node,
+        }
+    )
+    created = not state.exists()
+    member_id: int | None = None
+    members = None
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        write_shared_files(state, files)
+        ensure_credentials(cfg, state)
+        peer = etcd_peer_url(cfg)
+        members = etcd_members_client(state, list(config.etcd_endpoints))
+        try:
+            current = members.members()
+        except EtcdMemberError as exc:
+            raise JoinError(f"etcd unreachable at {', '.join(config.etcd_endpoints)}: {exc}") from exc
+        clash = [m for m in current if m.name == node or peer in m.peer_urls]
+        if clash:
+            raise JoinError(f"etcd has a member named {node} or with peer URL {peer} already")
+        try:
+            member, after = members.add(peer, learner=True)
+        except EtcdMemberError as exc:
+            raise JoinError(f"etcd member add: {exc}") from exc
+        member_id = member.id
+        cfg["etcd_initial_cluster"] = initial_cluster(after, node, peer)
+        console.print(
+            f"  [green]✓[/green] etcd member {member.id:x} added as a learner ({time.monotonic() - t0:.1f}s)"
+        )
+        launch_supervisor(state, cfg)
+        try:
+            members.wait_promoted(member.id, timeout=timeout)
+        except EtcdMemberError as exc:
+            raise JoinError(f"etcd learner {member.id:x} not promoted: {exc}") from exc
+        console.print(f"  [green]✓[/green] etcd member promoted to voter ({time.monotonic() - t0:.1f}s)")
+
+        def on_apiserver(api: httpx.Client) -> None:
+            trouble = update_etcd_endpoints(api, etcd_client_url(cfg), True)
+            if trouble:
+                console.print(
+                    f"[yellow]could not add this etcd to {NAMESPACE}/{CONFIG_MAP}: {trouble}[/yellow]"
+                )
+
+        wait_components(state, cfg, t0, timeout, on_apiserver)
+    except BaseException as exc:
+        if member_id is not None and members is not None:
+            try:
+                members.remove(member_id, timeout=30)
+                console.print(f"  removed etcd member {member_id:x} again")
+            except Exception as rm_exc:  # noqa: BLE001 - reported, the cleanup goes on
+                console.print(f"[red]could not remove etcd member {member_id:x}: {rm_exc}[/red]")
+        stop_cluster(state)
+        from .cluster import cleanup_host
+
+        cleanup_host(state)
+        remove_control_plane_files(state, created)
+        if members is not None:
+            members.close()
+        if isinstance(exc, (JoinError, EtcdMemberError)):
+            raise fail(str(exc)) from None
+        if isinstance(exc, typer.Exit):
+            raise fail("the control plane did not come up (its state was removed again)") from None
+        if isinstance(exc, Exception):
+            raise fail(f"{type(exc).__name__}: {exc} (its state was removed again)") from exc
+        raise
+    members.close()
+    console.print(
+        f"[green]control plane {node} joined[/green] in {time.monotonic() - t0:.1f}s: API server at"
+        f" https://127.0.0.1:{cfg['api_port']}, etcd {etcd_client_url(cfg)} (state and logs {state})"
+    )
+
+
+def leave_control_plane(
+    state: Path, cfg: dict[str, Any], drain_timeout: str, force: bool, ctx: typer.Context
+) -> None:
+    """Drain this control plane's node, take its etcd member out, stop it, delete its Node and
+    remove its etcd endpoint from minik-config through the cluster's endpoint, and clean up."""
+    from .cluster import cleanup_host, stop_cluster
+    from .commands.drain import drain
+    from .etcdmember import EtcdMemberError
+    from .kube import GlobalOptions
+    from .supervisor import etcd_client_url, etcd_url
+
+    cfg = settings(cfg)
+    node = cfg["node_name"]
+    opts = ctx.ensure_object(GlobalOptions)
+    opts.kubeconfig = str(kubeconfig_file(state, "admin"))
+    opts._kube = None
+    try:
+        drain(
+            ctx,
+            node,
+            ignore_daemonsets=True,
+            delete_emptydir_data=True,
+            force=True,
+            grace_period=-1,
+            timeout=drain_timeout,
+        )
+    except (typer.Exit, Exception) as exc:  # noqa: BLE001 - reported; --force goes on
+        if not force:
+            console.print(f"[red]the drain failed[/red] ({exc}); `minik leave --force` leaves anyway")
+            raise typer.Exit(1) from None
+    own = etcd_client_url(cfg)
+    endpoints = [e for e in (cfg.get("etcd_endpoints") or []) if e != own] + [etcd_url(cfg)]
+    try:
+        with admin_client(state, f"https://127.0.0.1:{cfg['api_port']}") as api:
+            r = api.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps/{CONFIG_MAP}")
+            if r.status_code == 200:
+                endpoints = [e for e in parse_config(r.json()).etcd_endpoints if e != own] + endpoints
+            update_etcd_endpoints(api, own, False)
+    except (httpx.HTTPError, OSError, ConfigError, ValueError) as exc:
+        console.print(f"[yellow]minik-config not updated: {exc}[/yellow]")
+    removed = ""
+    with etcd_members_client(state, list(dict.fromkeys(endpoints))) as members:
+        try:
+            mine = members.find(name=node)
+            if mine is not None:
+                members.remove(mine.id)
+                removed = f"{mine.id:x}"
+        except EtcdMemberError as exc:
+            if not force:
+                console.print(
+                    f"[red]etcd member remove failed:[/red] {exc}; `minik leave --force` leaves anyway"
+                )
+                raise typer.Exit(1) from None
+            console.print(f"[yellow]etcd member remove failed: {exc}[/yellow]")
+    stop_cluster(state)
+    deleted = "no cluster endpoint"
+    try:
+        with admin_client(state, str(cfg.get("server") or "")) as api:
+            r = api.delete(f"/api/v1/nodes/{node}")
+            deleted = "" if r.status_code in (200, 202, 404) else f"HTTP {r.status_code}"
+    except (httpx.HTTPError, OSError) as exc:
+        deleted = f"{type(exc).__name__}: {exc}"
+    for line in cleanup_host(state):
+        console.print(f"  removed {line}")
+    remove_control_plane_files(state, created=False)
+    console.print(
+        f"control plane {node} left the cluster: etcd member {removed or '(none found)'} removed, node/{node} "
+        + ("deleted" if not deleted else f"not deleted ({deleted}): run `minik delete node {node}`")
+    )
+
+
 # ---- commands --------------------------------------------------------------------------------------
 
 
@@ -354,7 +686,13 @@ def join(
     state_dir: Path = typer.Option(
         None, help="where state and logs live (default $MINIK_STATE_DIR or ~/.minik)"
     ),
-    node_ip: str = typer.Option("", help="the node's InternalIP (default: this host's outbound address)"),
+    node_ip: str = typer.Option(
+        "",
+        "--node-ip",
+        "--advertise-address",
+        help="the node's InternalIP, and a control plane's API server and etcd address (default: this"
+        " host's outbound address)",
+    ),
     kubelet_port: int = typer.Option(10250, help="the kubelet's HTTPS port"),
     network_name: str = typer.Option("minik-pods", help="the CNI network's name (conflist, bridge name)"),
     cni_conf_dir: str = typer.Option("/etc/cni/net.d", help="where the kubelet writes its CNI conflist"),
@@ -369,15 +707,31 @@ def join(
         None, help="spec.expirationSeconds of the node's CSRs (default: the signer's duration)"
     ),
     pod_network_backend: str = typer.Option(
-        "none",
+        "",
         help="how pods reach other nodes' pods: vxlan (an overlay), host-gw (routes, one L2 segment) or"
-        " none (one node); every node of a cluster needs the same (docs/pod-network.md)",
+        " none (one node); every node of a cluster needs the same (docs/pod-network.md); default: the"
+        " cluster's (kube-system/minik-config), else none",
     ),
     cluster_cidr: str = typer.Option(
-        DEFAULTS["cluster_cidr"],
+        "",
         "--cluster-cidr",
         help="the cluster's pod network, as `minik up --cluster-cidr` gave it: the overlay's peers and"
-        " the pods' unmasqueraded destinations (checked against the podCIDR the node is given)",
+        " the pods' unmasqueraded destinations (checked against the podCIDR the node is given);"
+        " default: the cluster's (kube-system/minik-config), else 10.244.0.0/16",
+    ),
+    control_plane: bool = typer.Option(
+        False, "--control-plane", help="join as another control plane (etcd member, API server, controllers)"
+    ),
+    certificate_key: str = typer.Option(
+        "",
+        "--certificate-key",
+        help="with --control-plane: the key `minik token create --control-plane` printed",
+    ),
+    api_port: int = typer.Option(
+        DEFAULTS["api_port"], help="with --control-plane: the API server's secure port"
+    ),
+    etcd_port: int = typer.Option(
+        DEFAULTS["etcd_port"], help="with --control-plane: etcd's client port (the peer port is the next one)"
     ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="wait for the Node to be Ready"),
     timeout: float = typer.Option(120, help="seconds to wait for the Node to be Ready"),
@@ -407,22 +761,56 @@ def join(
     if bridge and len(bridge) > 15:
         console.print(f"--cni-bridge {bridge!r}: a device name has 15 characters at most")
         raise typer.Exit(2)
-    if pod_network_backend not in ("none", "vxlan", "host-gw"):
+    if pod_network_backend not in ("", "none", "vxlan", "host-gw"):
         console.print(f"--pod-network-backend {pod_network_backend!r}: one of none, vxlan, host-gw")
         raise typer.Exit(2)
-    try:
-        cidr = ipaddress.ip_network(cluster_cidr, strict=False)
-    except ValueError:
-        cidr = None
-    if not isinstance(cidr, ipaddress.IPv4Network):
-        console.print(f"--cluster-cidr {cluster_cidr!r}: an IPv4 network such as 10.244.0.0/16")
+    cidr: Any = None
+    if cluster_cidr:
+        try:
+            cidr = ipaddress.ip_network(cluster_cidr, strict=False)
+        except ValueError:
+            cidr = None
+        if not isinstance(cidr, ipaddress.IPv4Network):
+            console.print(f"--cluster-cidr {cluster_cidr!r}: an IPv4 network such as 10.244.0.0/16")
+            raise typer.Exit(2)
+    if certificate_key and not control_plane:
+        console.print("--certificate-key is for --control-plane")
         raise typer.Exit(2)
     server = server.rstrip("/")
+    if control_plane:
+        if not certificate_key:
+            console.print(
+                "--control-plane needs --certificate-key (`minik token create --control-plane` prints it)"
+            )
+            raise typer.Exit(2)
+        base: dict[str, Any] = {
+            "node_name": node,
+            "advertise_address": node_ip or host_ip(),
+            "api_port": api_port,
+            "etcd_port": etcd_port,
+            "etcd_peer_port": etcd_port + 1,
+            "kubelet_port": kubelet_port,
+            "network_name": network_name,
+            "cni_conf_dir": str(Path(cni_conf_dir).absolute()),
+            "cni_cache_dir": str(Path(cni_cache_dir).absolute()),
+            "cni_bridge": bridge,
+            "iptables_chain_prefix": iptables_chain_prefix,
+            "cluster_cidr": str(cidr) if cidr else "",
+            "pod_network_backend": pod_network_backend,
+        }
+        join_control_plane(server, token, ca_hashes, certificate_key, base, state, timeout)
+        return
     try:
         found = discover(server, token, ca_hashes)
         console.print(
             f"  [green]✓[/green] discovery: cluster CA matches the pin ({time.monotonic() - t0:.1f}s)"
         )
+        if cidr is None or not pod_network_backend:
+            known = fetch_cluster_config(server, found["ca_pem"], token)
+            if cidr is None:
+                cidr = ipaddress.ip_network(known.cluster_cidr if known else DEFAULTS["cluster_cidr"])
+            if not pod_network_backend:
+                pod_network_backend = known.pod_network_backend if known else "none"
         state.mkdir(parents=True, exist_ok=True)
         bootstrap_credentials(
             server, found["ca_pem"], token, node, state, expiration_seconds=certificate_expiration_seconds
@@ -503,6 +891,9 @@ def leave(
 
     state = (state_dir or default_state_dir()).absolute()
     cfg = read_json(state / "config.json")
+    if cfg.get("role") == "control-plane":
+        leave_control_plane(state, cfg, drain_timeout, force, ctx)
+        return
     if cfg.get("role") != "worker":
         console.print(f"[red]no joined node in {state}[/red] (`minik down` stops a `minik up` cluster)")
         raise typer.Exit(1)

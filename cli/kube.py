@@ -191,10 +191,15 @@ class CliClient(SyncClient):
             headers["Content-Type"] = content_type
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(30.0, read=timeout)
-        try:
-            resp = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise _transport_error(self.server + path, exc) from exc
+        for attempt in range(len(self.servers)):
+            server = self.server
+            try:
+                resp = self._http.request(method, server + path, **kwargs)
+                break
+            except httpx.TransportError as exc:
+                # the kubeconfig's other API servers (servers.minik.io), as the components do
+                if not self._failover(server, Request(method, path), exc) or attempt == len(self.servers) - 1:
+                    raise _transport_error(server + path, exc) from exc
         if resp.status_code >= 400:
             raise error_from_response(resp.status_code, resp.content, str(resp.request.url))
         return resp
@@ -220,17 +225,30 @@ class CliClient(SyncClient):
         """A streamed GET: API errors raised as such, transport errors as the server's absence."""
         import httpx
 
-        url = self.server + path
-        try:
-            with self._http.stream(
-                "GET", path, params=params, headers=headers, timeout=httpx.Timeout(30.0, read=read_timeout)
-            ) as resp:
+        timeout = httpx.Timeout(30.0, read=read_timeout)
+        for attempt in range(len(self.servers)):
+            url = self.server + path
+            stream = self._http.stream("GET", url, params=params, headers=headers, timeout=timeout)
+            try:
+                resp = stream.__enter__()
+            except httpx.TransportError as exc:
+                # not connected yet: the next API server, if the kubeconfig names several
+                if (
+                    not self._failover(self.server, Request("GET", path), exc)
+                    or attempt == len(self.servers) - 1
+                ):
+                    raise _transport_error(url, exc) from exc
+                continue
+            try:
                 if resp.status_code >= 400:
                     resp.read()
                     raise error_from_response(resp.status_code, resp.content, url)
                 yield resp
-        except httpx.TransportError as exc:
-            raise _transport_error(url, exc) from exc
+            except httpx.TransportError as exc:  # once streaming, the caller decides
+                raise _transport_error(url, exc) from exc
+            finally:
+                stream.__exit__(None, None, None)
+            return
 
     def watch_table(
         self, path: str, params: dict[str, str], timeout_seconds: int | None = None

@@ -22,6 +22,14 @@ runs only the node's kubelet and proxy against a remote API server (:func:`cli.j
 with the kubelet's bootstrapped credentials in ``kubeconfigs/kubelet.conf``, ``pki/ca.crt`` and
 ``kubelet/pki/kubelet-client-current.pem``.
 
+Control-plane role: a state directory ``minik join --control-plane`` made (``"role":
+"control-plane"``) has the first control plane's CA, service-account keys and encryption config
+and its own other certificates, and runs etcd (``etcd_name``, ``--initial-cluster-state existing``
+with the ``etcd_initial_cluster`` of its ``member add``), the API server on that local etcd, the
+controller manager, scheduler, kubelet and proxy; not DNS, ingress or metrics-server.  With
+``control_plane_endpoint`` set (``minik up --control-plane-endpoint``) or in that role, etcd
+listens on the advertise address as well as 127.0.0.1 and advertises it.
+
 Start order: etcd and the API server at once (the API server waits for etcd by itself); the
 controller manager, scheduler, kubelet and proxy as soon as the API server answers ``/readyz``
 (started earlier they would only sit in their own retry loops, whose intervals are longer than the
@@ -191,13 +199,15 @@ def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
     node, adv = cfg["node_name"], cfg["advertise_address"]
     pki = PKI(pki_dir(state))
     pki.ensure_ca()
-    extra = [a for a in (adv,) if a != "127.0.0.1"]
+    endpoint_host = str(cfg.get("control_plane_endpoint") or "").rpartition(":")[0].strip("[]")
+    extra = list(dict.fromkeys(a for a in (adv, endpoint_host) if a and a != "127.0.0.1"))
     pki.serving_cert(
         "apiserver", apiserver_hosts(extra, first_service_ip(cfg["service_cidr"])), "kube-apiserver"
     )
     pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
     # etcd: its serving (and peer) certificate, and the clients it accepts: the API server and health checks
-    pki.serving_cert("etcd-server", ["127.0.0.1", "localhost"], "minik-etcd", client_auth=True)
+    etcd_hosts = ["127.0.0.1", "localhost", *([adv] if etcd_exposed(cfg) and adv != "127.0.0.1" else [])]
+    pki.serving_cert("etcd-server", etcd_hosts, "minik-etcd", client_auth=True)
     pki.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
     pki.client_cert("etcd-healthcheck-client", "kube-etcd-healthcheck-client")
     pki.serving_cert(f"kubelet-{node}", [adv, "127.0.0.1", node], f"system:node:{node}")
@@ -208,7 +218,7 @@ def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
     pki.serving_cert(
         "metrics-server-serving", ["metrics-server.kube-system.svc", adv, "127.0.0.1"], "metrics-server"
     )
-    pki.service_account_keys()
+    pki.service_account_keys()  # a control plane that joined has the first one's (minik-certs)
     ca = pki.ca_pem()
     server = api_url(cfg)
     for conf, (cert_name, (user, groups)) in identities(node).items():
@@ -257,8 +267,33 @@ ETCD_MEMBER_NAME = "minik"
 """etcd's ``--name`` and its entry in ``--initial-cluster`` (also what a snapshot is restored as)."""
 
 
+def etcd_exposed(cfg: dict[str, Any]) -> bool:
+    """etcd serves other hosts too (its advertise address) when more control planes may join:
+    ``minik up --control-plane-endpoint`` or a control plane that joined."""
+    return bool(cfg.get("control_plane_endpoint")) or cfg.get("role") == "control-plane"
+
+
+def etcd_host(cfg: dict[str, Any]) -> str:
+    """The address etcd advertises: the node's advertise address when exposed, else loopback."""
+    return str(settings(cfg)["advertise_address"]) if etcd_exposed(cfg) else "127.0.0.1"
+
+
 def etcd_peer_url(cfg: dict[str, Any]) -> str:
-    return f"https://127.0.0.1:{settings(cfg)['etcd_peer_port']}"
+    return f"https://{etcd_host(cfg)}:{settings(cfg)['etcd_peer_port']}"
+
+
+def etcd_client_url(cfg: dict[str, Any]) -> str:
+    """etcd's advertised client URL (what minik-config's etcdEndpoints lists)."""
+    return f"https://{etcd_host(cfg)}:{settings(cfg)['etcd_port']}"
+
+
+def etcd_listen_urls(cfg: dict[str, Any], port: int) -> str:
+    hosts = ["127.0.0.1"] + ([etcd_host(cfg)] if etcd_host(cfg) != "127.0.0.1" else [])
+    return ",".join(f"https://{h}:{port}" for h in hosts)
+
+
+CONTROL_PLANE_ONLY_ON_FIRST = ("metrics-server", "dns", "ingress")
+"""What a control plane that joined does not run: the first control plane runs them."""
 
 
 def etcd_client(cfg: dict[str, Any], state: Path, timeout: float = 1.0) -> httpx.Client:
@@ -518,26 +553,32 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
     )
 
     peer = etcd_peer_url(cfg)
+    etcd_name = str(cfg.get("etcd_name") or ETCD_MEMBER_NAME)
+    # a control plane that joined: the member list etcd's `member add` answered, state existing
+    membership = (
+        ["--initial-cluster", cfg["etcd_initial_cluster"], "--initial-cluster-state", "existing"]
+        if cfg.get("etcd_initial_cluster")
+        else ["--initial-cluster", f"{etcd_name}={peer}"]
+    )
     etcd_cert, etcd_key = str(pki / "etcd-server.crt"), str(pki / "etcd-server.key")
-    return [
+    every = [
         Component(
             "etcd",
             [
                 etcd_binary() or "etcd",
                 "--name",
-                ETCD_MEMBER_NAME,
+                etcd_name,
                 "--data-dir",
                 str(state / "etcd"),
                 "--listen-client-urls",
-                etcd,
+                etcd_listen_urls(cfg, cfg["etcd_port"]),
                 "--advertise-client-urls",
-                etcd,
+                etcd_client_url(cfg),
                 "--listen-peer-urls",
-                peer,
+                etcd_listen_urls(cfg, cfg["etcd_peer_port"]),
                 "--initial-advertise-peer-urls",
                 peer,
-                "--initial-cluster",
-                f"{ETCD_MEMBER_NAME}={peer}",
+                *membership,
                 # TLS, and only clients with a certificate of the cluster CA (the API server's)
                 "--cert-file",
                 etcd_cert,
@@ -735,6 +776,9 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
             "the API server",
         ),
     ]
+    if cfg.get("role") == "control-plane":
+        return [c for c in every if c.name not in CONTROL_PLANE_ONLY_ON_FIRST]
+    return every
 
 
 def next_backoff(backoff: float, uptime: float) -> tuple[float, float]:

@@ -6,7 +6,17 @@ encipherment allowed), no SANs -- when the requestor may ``create`` ``certificat
 with subresource ``selfnodeclient`` (the CSR's CN is the requestor's own name: a node renewing) or
 ``nodeclient`` (a bootstrapper), asked through a SubjectAccessReview for the CSR's
 ``spec.username/uid/groups/extra`` as Kubernetes' ``sarApprover`` does.  It sets condition
-``Approved`` (reason ``AutoApproved``) through ``/approval``; any other CSR is left alone.
+``Approved`` (reason ``AutoApproved``) through ``/approval``.
+
+Kubelet serving CSRs (signer ``kubernetes.io/kubelet-serving``) Kubernetes never approves by itself:
+clusters run an approver such as kubelet-csr-approver, or an administrator runs ``kubectl
+certificate approve``.  minik's csrapproving does what kubelet-csr-approver checks, no more: the
+requestor is ``system:node:NAME`` in ``system:nodes``, the CN is that same name, O
+``system:nodes``, the usages a serving certificate's, and every subject alternative name is the
+node's own -- DNS names among its name and its Hostname/InternalDNS/ExternalDNS addresses, IP
+addresses among its InternalIP/ExternalIP addresses, as its Node object has them -- with at least
+one.  Anything else (a foreign name or address, another requestor, a node that does not exist)
+stays pending for an administrator.  Any other CSR is left alone.
 
 ``csrsigning`` signs approved CSRs of ``kubernetes.io/kube-apiserver-client-kubelet``,
 ``kubernetes.io/kubelet-serving`` and ``kubernetes.io/kube-apiserver-client`` with the cluster CA
@@ -41,6 +51,7 @@ log = logging.getLogger(__name__)
 
 CSRS = kind_info("certificates.k8s.io/v1", "CertificateSigningRequest")
 SUBJECT_ACCESS_REVIEWS = kind_info("authorization.k8s.io/v1", "SubjectAccessReview")
+NODES = kind_info("v1", "Node")
 
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
@@ -62,6 +73,11 @@ APISERVER_CLIENT_USAGES = frozenset({"digital signature", "key encipherment", "c
 
 SELF_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
 NODE_MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
+SERVING_MESSAGE = (
+    "Auto approving kubelet serving certificate: it names only the requesting node's name and addresses."
+)
+NODE_DNS_ADDRESSES = ("Hostname", "InternalDNS", "ExternalDNS")
+NODE_IP_ADDRESSES = ("InternalIP", "ExternalIP")
 
 
 # ---- the CSR --------------------------------------------------------------------------------------
@@ -166,6 +182,44 @@ def approval_permission(csr: Mapping[str, Any]) -> list[tuple[str, str]]:
         found.append(("selfnodeclient", SELF_MESSAGE))
     found.append(("nodeclient", NODE_MESSAGE))
     return found
+
+
+def serving_node(csr: Mapping[str, Any]) -> str | None:
+    """The node a kubelet serving CSR is for when it could be approved (signer, subject, usages and
+    requestor fit); None when it is not one, or another user asks for a node's certificate."""
+    spec = csr.get("spec") or {}
+    if spec.get("signerName") != KUBELET_SERVING_SIGNER:
+        return None
+    try:
+        req = parse_request(csr)
+    except ValueError:
+        return None
+    if kubelet_serving_problem(req, [str(u) for u in spec.get("usages") or []]) is not None:
+        return None
+    cns, _ = _subject(req)
+    username = str(spec.get("username") or "")
+    if username != cns[0] or NODES_GROUP not in (spec.get("groups") or []):
+        return None
+    return username[len(NODE_PREFIX) :] or None
+
+
+def serving_sans_problem(csr: Mapping[str, Any], node: Mapping[str, Any]) -> str | None:
+    """Why the serving CSR's subject alternative names are not exactly ``node``'s own; None when
+    every DNS name is the node's name or a DNS address of it and every IP one of its IPs."""
+    req = parse_request(csr)
+    dns, ips, _, _ = _sans(req)
+    addresses = (node.get("status") or {}).get("addresses") or []
+    names = {str((node.get("metadata") or {}).get("name") or "")} | {
+        str(a.get("address")) for a in addresses if a.get("type") in NODE_DNS_ADDRESSES
+    }
+    node_ips = {str(a.get("address")) for a in addresses if a.get("type") in NODE_IP_ADDRESSES}
+    foreign_dns = [d for d in dns if d not in names]
+    if foreign_dns:
+        return f"DNS names {foreign_dns} are not the node's"
+    foreign_ips = [str(ip) for ip in ips if str(ip) not in node_ips]
+    if foreign_ips:
+        return f"IP addresses {foreign_ips} are not among the node's addresses {sorted(node_ips)}"
+    return None
 
 
 def access_review(csr: Mapping[str, Any], subresource: str) -> Obj:
@@ -313,6 +367,9 @@ class CSRApprovingController(_CSRController):
         conds = conditions(csr)
         if "Approved" in conds or "Denied" in conds:
             return
+        if (csr.get("spec") or {}).get("signerName") == KUBELET_SERVING_SIGNER:
+            await self.approve_serving(key, csr)
+            return
         tried: list[str] = []
         for subresource, message in approval_permission(csr):
             tried.append(subresource)
@@ -335,6 +392,33 @@ class CSRApprovingController(_CSRController):
                 name_of(csr),
                 tried,
             )
+
+    async def approve_serving(self, key: str, csr: Obj) -> None:
+        """Approve a kubelet serving CSR that names only its node's own name and addresses."""
+        node_name = serving_node(csr)
+        if node_name is None:
+            log.info(
+                "kubelet serving CSR %s left for an administrator: not a node's own request", name_of(csr)
+            )
+            return
+        try:
+            node = await self.client.get(NODES, node_name)
+        except errors.NotFound:
+            log.info("kubelet serving CSR %s left for an administrator: no node %s", name_of(csr), node_name)
+            return
+        problem = serving_sans_problem(csr, node)
+        if problem is not None:
+            log.info("kubelet serving CSR %s left for an administrator: %s", name_of(csr), problem)
+            return
+        approved = with_condition(csr, "Approved", "AutoApproved", SERVING_MESSAGE, self.now())
+        try:
+            await self.client._call(update_request, CSRS, approved, "approval")
+        except errors.Conflict:
+            self.queue.add_after(key, 0.5)
+            return
+        except errors.NotFound:
+            return
+        log.info("approved kubelet serving CSR %s of node %s", name_of(csr), node_name)
 
 
 class CSRSigningController(_CSRController):

@@ -14,6 +14,15 @@ client uses (new connections present the new certificate) and only then renames 
 one: a certificate that does not fit the key or that OpenSSL refuses leaves file and context as
 they were.
 
+The kubelet's serving certificate (``--rotate-server-certificates``, Kubernetes'
+``serverTLSBootstrap``) is requested and renewed the same way: a CSR to signer
+``kubernetes.io/kubelet-serving`` for the same subject, with the node's name and addresses as
+subject alternative names and usages digital signature, key encipherment and server auth, kept in
+``kubelet-server-current.pem``; the new pair is loaded into the TLS context of the kubelet's HTTPS
+server, so the next handshake presents it.  Kubernetes approves no serving CSR by itself; minik's
+csrapproving approves one only when it names exactly the requesting node's name and addresses
+(controllers/certificates.py), else it stays pending for ``kubectl certificate approve``.
+
 The timing functions are pure; :class:`Rotator` does the I/O.
 """
 
@@ -22,12 +31,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import ipaddress
 import logging
 import os
 import random
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +53,10 @@ from apimachinery.resources import kind_info
 log = logging.getLogger("kubelet.certrotation")
 
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
 CLIENT_USAGES = ["digital signature", "client auth"]  # ECDSA keys: no key encipherment
+SERVING_USAGES = ["digital signature", "key encipherment", "server auth"]  # what Kubernetes' kubelet asks
+SERVING_WAIT = 15 * 60.0  # Kubernetes' certificate manager waits this long for a serving CSR's approval
 CSRS = kind_info("certificates.k8s.io/v1", "CertificateSigningRequest")
 LOW, HIGH = 0.7, 0.9  # the jittered share of the lifetime after which the certificate is renewed
 RETRY = 5.0  # seconds between attempts after a failed renewal
@@ -86,31 +99,53 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def csr_pem(node: str, key: ec.EllipticCurvePrivateKey) -> bytes:
-    """The kubelet's client CSR: ``CN=system:node:NODE, O=system:nodes``, no SANs."""
+def csr_pem(node: str, key: ec.EllipticCurvePrivateKey, sans: list[str] | None = None) -> bytes:
+    """The kubelet's CSR: ``CN=system:node:NODE, O=system:nodes``; ``sans`` (a serving
+    certificate's host names and IP addresses) as subject alternative names, none for a client's."""
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
             x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node}"),
         ]
     )
-    req = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(subject)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(san_names(sans)), critical=False)
+    req = builder.sign(key, hashes.SHA256())
     return req.public_bytes(serialization.Encoding.PEM)
 
 
-def csr_object(node: str, request_pem: bytes, expiration_seconds: int | None = None) -> dict[str, Any]:
-    """The CertificateSigningRequest a kubelet posts (``generateName`` ``node-csr-``)."""
+def san_names(values: list[str]) -> list[x509.GeneralName]:
+    """IP addresses as IP SANs, anything else as DNS names; duplicates dropped, order kept."""
+    out: list[x509.GeneralName] = []
+    for value in dict.fromkeys(v for v in values if v):
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(value)))
+        except ValueError:
+            out.append(x509.DNSName(value))
+    return out
+
+
+def csr_object(
+    node: str,
+    request_pem: bytes,
+    expiration_seconds: int | None = None,
+    *,
+    serving: bool = False,
+) -> dict[str, Any]:
+    """The CertificateSigningRequest a kubelet posts (``generateName`` ``node-csr-``; ``csr-`` for
+    a serving certificate's, as Kubernetes' certificate manager names them)."""
     spec: dict[str, Any] = {
         "request": base64.b64encode(request_pem).decode(),
-        "signerName": KUBELET_CLIENT_SIGNER,
-        "usages": list(CLIENT_USAGES),
+        "signerName": KUBELET_SERVING_SIGNER if serving else KUBELET_CLIENT_SIGNER,
+        "usages": list(SERVING_USAGES if serving else CLIENT_USAGES),
     }
     if expiration_seconds:
         spec["expirationSeconds"] = int(expiration_seconds)
     return {
         "apiVersion": "certificates.k8s.io/v1",
         "kind": "CertificateSigningRequest",
-        "metadata": {"generateName": "node-csr-", "labels": {"minik.io/node": node}},
+        "metadata": {"generateName": "csr-" if serving else "node-csr-", "labels": {"minik.io/node": node}},
         "spec": spec,
     }
 
@@ -172,8 +207,14 @@ def load_certificate(path: Path) -> x509.Certificate:
 
 
 class Rotator:
-    """Renews the client certificate in ``pem_path`` before it expires and loads the new one into
-    ``ctx`` (the TLS context of the kubelet's API client)."""
+    """Renews the certificate in ``pem_path`` before it expires and loads the new one into ``ctx``:
+    the client certificate into the TLS context of the kubelet's API client, or (``serving``) the
+    serving certificate into the context of its HTTPS server.
+
+    A serving rotator whose file is missing or unreadable asks for a certificate at once (the
+    kubelet's first one; it serves a self-signed one until then).  ``on_rotated`` runs after each
+    renewal (the kubelet closes its API client's connections there, so that watches reconnect with
+    the new certificate, as client-go's connection rotation does)."""
 
     def __init__(
         self,
@@ -184,6 +225,9 @@ class Rotator:
         *,
         fraction: float | None = None,
         expiration_seconds: int | None = None,
+        serving: bool = False,
+        sans: Callable[[], list[str]] | None = None,
+        on_rotated: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.node = node
@@ -191,7 +235,11 @@ class Rotator:
         self.ctx = ctx
         self.fraction = fraction  # None: jittered 0.7-0.9 for each certificate
         self.expiration_seconds = expiration_seconds
+        self.serving = serving
+        self.sans = sans or (lambda: [])
+        self.on_rotated = on_rotated
         self.rotations = 0
+        self.what = "serving" if serving else "client"
 
     def next_deadline(self, cert: x509.Certificate) -> dt.datetime:
         fraction = self.fraction if self.fraction is not None else rotation_fraction()
@@ -202,18 +250,23 @@ class Rotator:
             try:
                 cert = load_certificate(self.path)
             except (OSError, ValueError) as exc:
-                log.error("cannot read the client certificate %s: %s", self.path, exc)
-                if await _wait(stop, RETRY):
-                    return
-                continue
-            deadline = self.next_deadline(cert)
-            wait = seconds_until(deadline, dt.datetime.now(dt.UTC))
-            log.info(
-                "client certificate valid until %s; renewing at %s (in %.0fs)",
-                cert.not_valid_after_utc.isoformat(),
-                deadline.isoformat(),
-                wait,
-            )
+                if not self.serving:
+                    log.error("cannot read the client certificate %s: %s", self.path, exc)
+                    if await _wait(stop, RETRY):
+                        return
+                    continue
+                log.info("no serving certificate in %s yet (%s): requesting one", self.path, exc)
+                wait = 0.0
+            else:
+                deadline = self.next_deadline(cert)
+                wait = seconds_until(deadline, dt.datetime.now(dt.UTC))
+                log.info(
+                    "%s certificate valid until %s; renewing at %s (in %.0fs)",
+                    self.what,
+                    cert.not_valid_after_utc.isoformat(),
+                    deadline.isoformat(),
+                    wait,
+                )
             if await _wait(stop, wait):
                 return
             while not stop.is_set():
@@ -221,26 +274,35 @@ class Rotator:
                     await self.rotate()
                     break
                 except (errors.StatusError, ValueError, OSError, TimeoutError) as exc:
-                    log.warning("client certificate renewal failed (%s); retrying in %.0fs", exc, RETRY)
+                    log.warning(
+                        "%s certificate renewal failed (%s); retrying in %.0fs", self.what, exc, RETRY
+                    )
                     if await _wait(stop, RETRY):
                         return
 
-    async def rotate(self, timeout: float = 60.0) -> x509.Certificate:
+    async def rotate(self, timeout: float | None = None) -> x509.Certificate:
         """One renewal: a new key and CSR, the signed certificate written and loaded."""
+        if timeout is None:
+            timeout = SERVING_WAIT if self.serving else 60.0
         key = new_key()
-        obj = csr_object(self.node, csr_pem(self.node, key), self.expiration_seconds)
+        sans = self.sans() if self.serving else None
+        obj = csr_object(
+            self.node, csr_pem(self.node, key, sans), self.expiration_seconds, serving=self.serving
+        )
         created = await self.client.create(CSRS, obj)
         name = created["metadata"]["name"]
-        log.info("posted CertificateSigningRequest %s for a new client certificate", name)
+        log.info("posted CertificateSigningRequest %s for a new %s certificate", name, self.what)
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         pem: bytes | None = None
+        poll = 0.2
         while pem is None:
             pem = issued_certificate(await self.client.get(CSRS, name))
             if pem is None:
                 if loop.time() > end:
                     raise TimeoutError(f"CSR {name} was not signed in {timeout:.0f}s")
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(poll)
+                poll = min(poll * 1.5, 2.0)  # a serving CSR may wait long for an administrator
         cert = check_issued(pem, key)
 
         def load(tmp: str) -> None:
@@ -248,16 +310,19 @@ class Rotator:
             # the file and the context as they were.  A scratch context first, so that a failure
             # cannot leave the live one half updated.
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(tmp, tmp)
-            self.ctx.load_cert_chain(tmp, tmp)  # new connections present it
+            self.ctx.load_cert_chain(tmp, tmp)  # new connections (handshakes) present it
 
         write_pair_atomically(self.path, pem, key_pem(key), check=load)
         self.rotations += 1
         log.info(
-            "rotated the client certificate (CSR %s, serial %x, valid until %s)",
+            "rotated the %s certificate (CSR %s, serial %x, valid until %s)",
+            self.what,
             name,
             cert.serial_number,
             cert.not_valid_after_utc.isoformat(),
         )
+        if self.on_rotated is not None:
+            await self.on_rotated()
         return cert
 
 

@@ -552,6 +552,37 @@ def _iptables_remove_chain(table: str, chain: str) -> None:
     subprocess.run(["iptables", "-t", table, "-X", chain], capture_output=True)
 
 
+# the portmap plugin's nat chains shared by every network on the host (it never deletes them); a
+# pod's port mappings are a CNI-DN-… chain of its own that CNI-HOSTPORT-DNAT jumps to
+PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+
+
+def portmap_cleanup(nat_dump: str) -> list[list[str]]:
+    """The ``iptables -t nat`` commands that remove the portmap plugin's shared chains (and the
+    rules jumping to them) from a host whose nat table is ``nat_dump`` (``iptables-save -t nat``):
+    none while a ``CNI-DN-…`` chain remains (a pod of some network still maps a port)."""
+    chains = {line[1:].split()[0] for line in nat_dump.splitlines() if line.startswith(":") and len(line) > 1}
+    if any(c.startswith("CNI-DN-") for c in chains):
+        return []
+    ours = [c for c in PORTMAP_CHAINS if c in chains]
+    jumps = []
+    for line in nat_dump.splitlines():
+        words = shlex.split(line) if line.startswith("-A ") else []
+        if len(words) > 3 and words[-2] == "-j" and words[-1] in ours and words[1] not in ours:
+            jumps.append(["-D", *words[1:]])
+    return [*jumps, *(["-F", c] for c in ours), *(["-X", c] for c in ours)]
+
+
+def remove_unused_portmap_chains() -> None:
+    """Remove the portmap plugin's shared nat chains once no pod on the host maps a port
+    (:func:`portmap_cleanup`; best effort: a chain in use again is left, ``-X`` refuses it)."""
+    if not shutil.which("iptables-save"):
+        return
+    dump = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
+    for command in portmap_cleanup(dump):
+        _iptables("-t", "nat", *command)
+
+
 def host_local_allocations(data_dir: str) -> dict[str, tuple[str, str]]:
     """host-local's allocations in its network directory: ``{ip: (container id, ifname)}``."""
     out: dict[str, tuple[str, str]] = {}
@@ -776,7 +807,8 @@ def cleanup_network(
 ) -> None:
     """Remove a kubelet's pod network from the host (run once its kubelet and pods are gone): a
     DEL of every attachment still cached (their iptables rules go with it), then the conflist, the
-    bridge device, host-local's allocations and the cached results of the network."""
+    bridge device, the portmap plugin's shared chains when no other pod uses them, host-local's
+    allocations and the cached results of the network."""
     pn = PodNetwork(network_name, conf_dir, bin_dirs, cache_dir, bridge)
     with contextlib.suppress(CNIError):
         pn.net = load_conflist(conf_dir, network_name)
@@ -789,6 +821,7 @@ def cleanup_network(
     subprocess.run(["ip", "link", "del", pn.bridge], capture_output=True)
     if shutil.which("iptables-save"):
         _remove_commented_rules(network_name, [])
+    remove_unused_portmap_chains()
     shutil.rmtree(pn._data_dir(), ignore_errors=True)
     shutil.rmtree(os.path.join(cache_dir, "networks", network_name), ignore_errors=True)
     for f in cache_entries(cache_dir, network_name):

@@ -207,11 +207,17 @@ def _host_memory(proc: str = "/proc") -> int:
 def cgroup_stats(
     pid: int, root: str = CGROUP_ROOT, proc: str = "/proc", interval: float = CGROUP_SAMPLE
 ) -> dict[str, Any] | None:
-    """A container's statistics read from its cgroups (v1 or v2), shaped as Docker's stats
-    answer (CPU read twice ``interval`` apart, for the rate); None when its cgroups are gone."""
+    """A container's statistics read from the cgroups (v1 or v2) of its process ``pid``, shaped as
+    Docker's stats answer (CPU read twice ``interval`` apart, for the rate); None when they are gone."""
     dirs = cgroup_dirs(pid, root, proc)
-    if not dirs:
-        return None
+    return cgroup_dirs_stats(dirs, proc, interval) if dirs else None
+
+
+def cgroup_dirs_stats(
+    dirs: dict[str, str], proc: str = "/proc", interval: float = CGROUP_SAMPLE
+) -> dict[str, Any] | None:
+    """:func:`cgroup_stats` of the cgroup directories ``dirs`` (:func:`cgroup_dirs`); None when
+    they are gone (the container stopped)."""
     read0, cpu0 = time.time(), _cgroup_cpu(dirs)
     if interval > 0:
         time.sleep(interval)
@@ -488,6 +494,8 @@ class DockerRuntime:
         self.network: str | None = None
         self._build_lock = threading.Lock()
         self._pause_ready = False
+        # cgroup directories of the containers whose stats Docker leaves empty, by container ID
+        self._cgroups: dict[str, dict[str, str]] = {}
 
     def close(self) -> None:
         self.client.close()
@@ -778,6 +786,8 @@ class DockerRuntime:
         await _unless_gone(self.api.stop, container_id, timeout=max(0, int(timeout)))
 
     async def remove_container(self, container_id: str) -> None:
+        self._cgroups.pop(container_id, None)
+
         def run() -> None:
             try:
                 self.api.remove_container(container_id, force=True, v=False)
@@ -929,15 +939,25 @@ class DockerRuntime:
         return await _in_thread(run, "attach failed")
 
     async def stats(self, container_id: str) -> ContainerStats:
-        s = await asyncio.to_thread(self.api.stats, container_id, stream=False)
+        dirs = self._cgroups.get(container_id)
+        if dirs:  # a container of a NetworkDisabled sandbox (below): its cgroups straight away
+            known = await asyncio.to_thread(cgroup_dirs_stats, dirs)
+            if known is not None:
+                return stats_from_docker(known)
+            self._cgroups.pop(container_id, None)  # stopped: ask Docker again
+        s: dict[str, Any] = await asyncio.to_thread(self.api.stats, container_id, stream=False)
         if parse_docker_time(s.get("read")) is None and not s.get("memory_stats"):
             # Docker answers with empty stats for a container joined to a sandbox created with
             # NetworkDisabled (it looks for the sandbox's network statistics, finds no network
-            # sandbox and gives up): the same figures from the container's cgroups
+            # sandbox and gives up): the same figures from the container's cgroups, found from its
+            # pid once and remembered (by directory, so a pid reused after it stopped is no matter)
             attrs = await _unless_gone(self.api.inspect_container, container_id)
             pid = int(((attrs or {}).get("State") or {}).get("Pid") or 0)
-            if pid:
-                s = await asyncio.to_thread(cgroup_stats, pid) or s
+            dirs = cgroup_dirs(pid) if pid else {}
+            cg = await asyncio.to_thread(cgroup_dirs_stats, dirs) if dirs else None
+            if cg is not None:
+                self._cgroups[container_id] = dirs
+                s = cg
         return stats_from_docker(s)
 
     # -- volumes --------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import uvicorn
 
 from apimachinery import tracing
@@ -154,6 +155,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " (default: on when the kubeconfig names the certificate by file, as a bootstrapped kubelet's does)",
     )
     p.add_argument(
+        "--rotate-server-certificates",
+        type=_flag,
+        nargs="?",
+        const=True,
+        default=False,
+        help="request the serving certificate from the cluster (a kubernetes.io/kubelet-serving"
+        " CertificateSigningRequest, ROOT-DIR/pki/kubelet-server-current.pem) and renew it before it"
+        " expires; a self-signed one is served until the first is issued (Kubernetes' serverTLSBootstrap)",
+    )
+    p.add_argument(
         "--certificate-rotation-fraction",
         type=float,
         default=None,
@@ -203,12 +214,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 RUNTIME_THREADS = 32
 
 
+SERVING_PEM = "kubelet-server-current.pem"
+
+
+def serving_pem(args: argparse.Namespace) -> Path:
+    """Where ``--rotate-server-certificates`` keeps the issued serving certificate and its key."""
+    return Path(args.root_dir) / "pki" / SERVING_PEM
+
+
+def _usable_pair(path: Path) -> bool:
+    """The PEM file holds a certificate and key that OpenSSL loads, and the certificate is valid now."""
+    import datetime as dt
+
+    from .certrotation import load_certificate
+
+    try:
+        cert = load_certificate(path)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(path), str(path))
+    except (OSError, ValueError, ssl.SSLError):
+        return False
+    return cert.not_valid_before_utc <= dt.datetime.now(dt.UTC) < cert.not_valid_after_utc
+
+
 def https_config(args: argparse.Namespace, kubelet: Kubelet, client: Client, node_ip: str) -> uvicorn.Config:
-    """The kubelet API: HTTPS with the given or a self-signed certificate, every request
-    authenticated (client certificate or bearer token) and authorized (see kubelet/auth.py)."""
+    """The kubelet API: HTTPS with the given, the issued (``--rotate-server-certificates``) or a
+    self-signed certificate, every request authenticated (client certificate or bearer token) and
+    authorized (see kubelet/auth.py)."""
     if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
         raise SystemExit("minik-kubelet: --tls-cert-file and --tls-private-key-file go together")
     cert, key = args.tls_cert_file, args.tls_private_key_file
+    if not cert and args.rotate_server_certificates and _usable_pair(serving_pem(args)):
+        cert = key = str(serving_pem(args))
     if not cert:
         cert, key = auth.ensure_serving_cert(
             os.path.join(args.root_dir, "pki"), args.node_name, [node_ip, args.address or ""]
@@ -249,11 +285,10 @@ def _client_with_rotation(args: argparse.Namespace, config: ClientConfig) -> tup
             "minik-kubelet: --rotate-certificates needs a kubeconfig whose client-certificate and"
             " client-key name one PEM file (kubelet-client-current.pem)"
         )
-    import httpx
-
     ctx = config.ssl_context()
     assert isinstance(ctx, ssl.SSLContext)
-    client = Client(config, transport=httpx.AsyncHTTPTransport(verify=ctx))
+    transport = RenewableTransport(ctx)
+    client = Client(config, transport=transport)
     rotator = Rotator(
         client,
         args.node_name,
@@ -261,8 +296,43 @@ def _client_with_rotation(args: argparse.Namespace, config: ClientConfig) -> tup
         ctx,
         fraction=args.certificate_rotation_fraction,
         expiration_seconds=args.certificate_expiration_seconds,
+        on_rotated=lambda: _after_client_rotation(transport, config),
     )
     return rotator, client
+
+
+async def _after_client_rotation(transport: RenewableTransport, config: ClientConfig) -> None:
+    """What a renewed client certificate changes: the API client's connections are made again and
+    the span exporter (its own HTTP client) is set up again, reading the new file."""
+    await transport.reconnect()
+    if tracing.active():
+        # finished spans still queued go out with the old certificate (valid for a while yet)
+        await asyncio.to_thread(tracing.setup, "kubelet", config, enabled=True)
+
+
+class RenewableTransport(httpx.AsyncBaseTransport):
+    """The API client's transport, replaced by a new one when the client certificate is renewed.
+
+    The old transport is closed, its connections with it: open watches end and the informers
+    start them again on new connections, which present the new certificate (client-go closes
+    every connection of the old certificate the same way, its ``connrotation`` dialer)."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.ctx = ctx
+        self.current = httpx.AsyncHTTPTransport(verify=ctx)
+        self.generation = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.current.handle_async_request(request)
+
+    async def reconnect(self) -> None:
+        old, self.current = self.current, httpx.AsyncHTTPTransport(verify=self.ctx)
+        self.generation += 1
+        log.info("closing the API connections made with the old client certificate")
+        await old.aclose()
+
+    async def aclose(self) -> None:
+        await self.current.aclose()
 
 
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -321,6 +391,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         network=network,
     )
     server: uvicorn.Server | None = None
+    serving_rotator: Rotator | None = None
     server_task: asyncio.Task[None] | None = None
     healthz: asyncio.Server | None = None
     try:
@@ -340,7 +411,21 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 overlay.run(client, backend, kubelet.pod_cidr or "", stop), name="pod-network-backend"
             )
         if args.port:
-            server = _Server(https_config(args, kubelet, client, node_ip))
+            server_config = https_config(args, kubelet, client, node_ip)
+            server_config.load()  # the TLS context now: a serving rotator loads renewed pairs into it
+            server = _Server(server_config)
+            if args.rotate_server_certificates and not args.tls_cert_file:
+                assert isinstance(server_config.ssl, ssl.SSLContext)
+                serving_rotator = Rotator(
+                    client,
+                    args.node_name,
+                    serving_pem(args),
+                    server_config.ssl,
+                    fraction=args.certificate_rotation_fraction,
+                    expiration_seconds=args.certificate_expiration_seconds,
+                    serving=True,
+                    sans=lambda: serving_names(args.node_name, node_ip),
+                )
             server_task = asyncio.create_task(server.serve(), name="kubelet-https")
             while not server.started and not server_task.done():
                 await asyncio.sleep(0.05)
@@ -357,10 +442,15 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 log.warning(
                     "cannot serve /healthz on %s:%d: %s", args.healthz_bind_address, args.healthz_port, exc
                 )
-        rotation = asyncio.create_task(rotator.run(stop), name="cert-rotation") if rotator else None
+        rotations = [
+            asyncio.create_task(r.run(stop), name=f"cert-rotation-{r.what}")
+            for r in (rotator, serving_rotator)
+            if r is not None
+        ]
         await stop.wait()
-        if rotation is not None:
-            await asyncio.gather(rotation, return_exceptions=True)
+        for task in rotations:
+            task.cancel()  # a CSR may be waiting for approval; the files are replaced atomically
+        await asyncio.gather(*rotations, return_exceptions=True)
         log.info("node %s: stopping (containers keep running)", args.node_name)
     finally:
         if overlay_task is not None:
@@ -374,6 +464,12 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
         await kubelet.stop()
         await client.aclose()
         runtime.close()
+
+
+def serving_names(node_name: str, node_ip: str) -> list[str]:
+    """The serving certificate's subject alternative names: what the Node's status.addresses hold
+    (its Hostname, the node name, and its InternalIP), which is what csrapproving checks."""
+    return [node_name, node_ip]
 
 
 def cleanup(args: argparse.Namespace) -> None:

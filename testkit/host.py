@@ -1,5 +1,5 @@
-"""What a test or benchmark takes from this host: free ports, free /24s, and removing the Docker
-objects a node left behind."""
+"""What a test or benchmark takes from this host: free ports, free /24s, scratch directories, and
+removing the Docker objects a node left behind."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import ipaddress
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +161,14 @@ def processes_mentioning(*needles: str) -> list[str]:
         if any(n in cmd for n in needles):
             found.append(f"{proc.name}: {cmd}")
     return found
+
+
+@contextmanager
+def scratch_dir(tmp_path_factory: Any, name: str) -> Iterator[Path]:
+    """A new directory from pytest's ``tmp_path_factory`` (``mktemp(name)``), removed at the end,
+    also on failure: what it holds (etcd's data) is not left for pytest's retention of old runs."""
+    path = Path(tmp_path_factory.mktemp(name))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

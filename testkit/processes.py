@@ -62,18 +62,14 @@ def minik_up_args(
     ``state/cni``, and iptables chain prefix; and the cluster's API port.  ``minik down`` removes
     the bridge, the conflist and the cached results."""
     api_port, etcd_port = free_port(), free_port()
-    # The components' /metrics ports are derived from the kubelet's (cli.supervisor.settings): the
-    # kubelet port is picked below the kernel's ephemeral range (32768-60999), so that neither it nor
-    # those derived from it can be taken by an outgoing connection before the cluster binds them.
-    derived = (
-        0,
-        9,
-        7,
-        -1,
-        -1097,
-        4,
-        3,
-    )  # kubelet, scheduler, controller manager, proxy, DNS, ingress, metrics-server
+    # The components' /metrics ports are derived from the kubelet's (cli.supervisor.settings: the
+    # offsets are its ports for kubelet port 0): the kubelet port is picked below the kernel's
+    # ephemeral range (32768-60999), so that neither it nor those derived from it can be taken by an
+    # outgoing connection before the cluster binds them.
+    from cli.supervisor import settings
+
+    offsets = settings({"kubelet_port": 0, "advertise_address": "127.0.0.1"})["metrics_ports"]
+    derived = (0, *offsets.values())
     kubelet_port = random.randrange(20000, 32000)
     while not all(_port_free(kubelet_port + d) for d in derived):
         kubelet_port = random.randrange(20000, 32000)

@@ -43,15 +43,16 @@ console = Console(highlight=False)
 DEFAULT_PORT = 19090
 SCRAPE_INTERVAL = "5s"
 USER, GROUPS = "system:minik-prometheus", ["system:monitoring"]
-# the plain-HTTP metrics ports of the components minik up starts (their --metrics-bind-address defaults)
-PLAIN_PORTS = {
-    "scheduler": 10259,
-    "controller-manager": 10257,
-    "proxy": 10249,
-    "dns": 9153,
-    "ingress": 10254,
-    "metrics-server": 10253,
-}
+
+
+def plain_ports() -> dict[str, int]:
+    """The plain-HTTP metrics ports of the components minik up starts, by component, when their
+    argv gives none (their --metrics-bind-address defaults): the supervisor's for the default
+    kubelet port (``cli.supervisor.settings``)."""
+    from ..supervisor import settings
+
+    ports: dict[str, int] = settings({"advertise_address": "127.0.0.1"})["metrics_ports"]
+    return ports
 
 
 def prometheus_dir(state: Path) -> Path:
@@ -108,7 +109,7 @@ def scrape_config(
             ],
         },
     ]
-    for name, default in PLAIN_PORTS.items():
+    for name, default in plain_ports().items():
         address = _metrics_address(argvs.get(name, []), default)
         if address is not None:
             jobs.append({"job_name": name, "static_configs": [{"targets": [address]}]})

@@ -10,11 +10,17 @@ The controller manager's tokencleaner deletes a token when its ``--ttl`` has pas
 ``create`` also writes ``cluster-info`` (the API server's URL and CA, as kubeadm's ``init`` does)
 when it is missing, and with ``--print-join-command`` prints the command a new node runs, its CA
 pinned as ``sha256:`` of the CA's SubjectPublicKeyInfo.
+
+``create --control-plane`` (kubeadm's ``init phase upload-certs --upload-certs`` and ``token create
+--certificate-key``) also uploads this control plane's shared keys, encrypted, into Secret
+``kube-system/minik-certs`` (:mod:`cli.uploadcerts`) and prints the ``minik join --control-plane
+--certificate-key KEY`` command for ``https://`` the cluster's ``controlPlaneEndpoint``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -85,8 +91,66 @@ def ensure_cluster_info(k: Kube, server: str, ca_pem: str) -> None:
         pass
 
 
-def join_command(server: str, token: str, ca_pem: str) -> str:
-    return f"minik join {server} --token {token} --discovery-token-ca-cert-hash {ca_pin(ca_pem)}"
+def join_command(server: str, token: str, ca_pem: str, certificate_key: str = "") -> str:
+    command = f"minik join {server} --token {token} --discovery-token-ca-cert-hash {ca_pin(ca_pem)}"
+    if certificate_key:
+        command += f" --control-plane --certificate-key {certificate_key}"
+    return command
+
+
+def upload_certs(k: Kube, state: Path, ttl: dt.timedelta | None) -> tuple[str, str]:
+    """Encrypt this control plane's shared keys into ``kube-system/minik-certs`` (replacing an
+    older upload) under a fresh key, owned by a bootstrap token of its own that expires with the
+    join token, after 2 hours at most; returns (the key in hex, the controlPlaneEndpoint's URL)."""
+    from ..uploadcerts import (
+        CERTS_SECRET,
+        CERTS_TTL_SECONDS,
+        CONFIG_MAP,
+        NAMESPACE,
+        CertsError,
+        ConfigError,
+        certs_secret,
+        endpoint_url,
+        new_certificate_key,
+        parse_config,
+        read_shared_files,
+    )
+
+    configmaps, secrets = resolve_kind("configmaps"), resolve_kind("secrets")
+    try:
+        config = parse_config(k.client.get(configmaps, CONFIG_MAP, NAMESPACE))
+    except errors.NotFound as exc:
+        raise CLIError(
+            f"{NAMESPACE}/{CONFIG_MAP} not found: the cluster was not started by a `minik up` that publishes it"
+        ) from exc
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from exc
+    if not config.control_plane_endpoint:
+        raise CLIError(
+            "the cluster has no controlPlaneEndpoint: other control planes cannot join it (start it with"
+            " `minik up --control-plane-endpoint HOST:PORT`, as kubeadm asks for --control-plane-endpoint)"
+        )
+    try:
+        files = read_shared_files(state)
+    except CertsError as exc:
+        raise CLIError(f"{exc}; --state-dir names the control plane's state directory") from exc
+    limit = dt.timedelta(seconds=CERTS_TTL_SECONDS)
+    owner_secret = token_secret(
+        generate_token(),
+        ttl=min(ttl, limit) if ttl else limit,
+        description=f"Proxy for managing TTL for the {CERTS_SECRET} secret",
+        usages=[],
+        groups=[],
+    )
+    owner = k.client.create(secrets, owner_secret, TOKEN_NAMESPACE)
+    key = new_certificate_key()
+    secret = certs_secret(files, key, owner)
+    try:
+        k.client.delete(secrets, CERTS_SECRET, NAMESPACE)
+    except errors.NotFound:
+        pass
+    k.client.create(secrets, secret, NAMESPACE)
+    return key, endpoint_url(config.control_plane_endpoint)
 
 
 @app.command("create")
@@ -103,6 +167,15 @@ def create(
     ),
     print_join_command: bool = typer.Option(
         False, "--print-join-command", help="print the `minik join` command instead of the token"
+    ),
+    control_plane: bool = typer.Option(
+        False,
+        "--control-plane",
+        help="upload this control plane's CA, service-account keys and encryption config (encrypted,"
+        " Secret kube-system/minik-certs, 2 h at most) and print the join command of a control plane",
+    ),
+    state_dir: Path = typer.Option(
+        None, help="with --control-plane: this control plane's state directory (default ~/.minik)"
     ),
 ) -> None:
     """Create a bootstrap token on the server (and cluster-info when missing)."""
@@ -128,10 +201,19 @@ def create(
         k.client.create(resolve_kind("secrets"), secret, TOKEN_NAMESPACE)
     except errors.AlreadyExists as exc:
         raise CLIError(f"a token with ID {value.split('.')[0]} exists already") from exc
-    if print_join_command:
+    certificate_key = ""
+    if control_plane:
+        from ..cluster import default_state_dir
+
         if not ca_pem:
             raise CLIError("the API server is not served over HTTPS: there is no CA to pin")
-        out(join_command(server, value, ca_pem))
+        certificate_key, server = upload_certs(
+            k, (state_dir or default_state_dir()).absolute(), duration or None
+        )
+    if print_join_command or control_plane:
+        if not ca_pem:
+            raise CLIError("the API server is not served over HTTPS: there is no CA to pin")
+        out(join_command(server, value, ca_pem, certificate_key))
     else:
         out(value)
 

@@ -17,65 +17,22 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import random
-import shutil
 import subprocess
 import sys
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kubelet import cni
 from testkit import prereq, wait
-from testkit.host import free_subnets, processes_mentioning
+from testkit.host import processes_mentioning
 from testkit.images import ensure_busybox_image
-from testkit.processes import minik_up_args
+from testkit.minik_up import MinikUpCluster, minik_up_cluster
 
 BIN = Path(sys.executable).parent
 MINIK = str(BIN / "minik")
-
-
-@dataclass
-class Cluster:
-    state: Path
-    kubeconfig: Path
-    node: str
-    network: str
-    prefix: str
-    pod_cidr: str
-    api_port: int
-    up_args: list[str]
-    kubectl: str
-
-    @property
-    def bridge(self) -> str:
-        return cni.bridge_name(self.network)
-
-    @property
-    def cni_dirs(self) -> tuple[str, str]:
-        """The conflist and results-cache directories (minik_up_args puts them in the state)."""
-        return str(self.state / "cni" / "net.d"), str(self.state / "cni" / "cache")
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MINIK_STATE_DIR": str(self.state)}
-
-    def minik(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([MINIK, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"minik {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-    def status(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.state / "status.json").read_text())
-        return data
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.2) -> Any:
@@ -88,61 +45,20 @@ def iptables_rules() -> str:
     return nat + flt
 
 
-def _force_cleanup(c: Cluster) -> None:
-    """What `minik down` should have done, done again whatever happened (idempotent)."""
-    subprocess.run([MINIK, "down", "--state-dir", str(c.state)], env=c.env, capture_output=True, timeout=120)
-    subprocess.run(
-        [str(BIN / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", c.prefix],
-        capture_output=True,
-        timeout=60,
-    )
-    import docker
-
-    client = docker.from_env()
-    try:
-        for ct in client.containers.list(all=True, filters={"label": f"io.minik.node={c.node}"}):
-            ct.remove(force=True)
-        for net in client.networks.list(names=[c.network]):
-            net.remove()
-    finally:
-        client.close()
-    conf_dir, cache_dir = c.cni_dirs
-    cni.cleanup_network(conf_dir, c.network, c.bridge, cache_dir)
-    for line in processes_mentioning(str(c.state), f"--node-name {c.node}"):
-        try:
-            os.kill(int(line.split(":")[0]), 9)
-        except OSError:
-            pass
+@pytest.fixture(scope="module")
+def kubectl_bin() -> str:
+    return prereq.require_kubectl()
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_bin: str) -> Iterator[MinikUpCluster]:
+    """Not started: the first test runs `minik up`."""
     prereq.require_root()
     prereq.require_docker()
     prereq.require_iptables()
-    kubectl = prereq.require_kubectl()
     ensure_busybox_image()
-    work = tmp_path_factory.mktemp("minik-up")
-    tag = uuid.uuid4().hex[:6]
-    pod_cidr = free_subnets(1, range(220, 228))[0]
-    service_cidr = f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
-    up_args, api_port = minik_up_args(work / "state", f"up-{tag}", pod_cidr, service_cidr, f"MU{tag.upper()}")
-    c = Cluster(
-        state=work / "state",
-        kubeconfig=work / "kubeconfig",
-        node=f"up-{tag}",
-        network=f"minik-up-{tag}",
-        prefix=f"MU{tag.upper()}",
-        pod_cidr=pod_cidr,
-        api_port=api_port,
-        up_args=up_args,
-        kubectl=kubectl,
-    )
-    try:
+    with minik_up_cluster(tmp_path_factory.mktemp("minik-up"), "up", "MU", up=False) as c:
         yield c
-    finally:
-        _force_cleanup(c)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 APP = """\
@@ -180,7 +96,9 @@ spec:
 """
 
 
-def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -> None:
+def test_up_starts_every_component_and_writes_the_kubeconfig(
+    cluster: MinikUpCluster, kubectl_bin: str
+) -> None:
     out = cluster.minik("up", *cluster.up_args).stdout
     for name in (
         "etcd",
@@ -219,7 +137,7 @@ def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -
     assert [a["ip"] for a in eps["subsets"][0]["addresses"]] == [gateway]
     # the real kubectl drives the cluster through the context `minik up` wrote
     nodes = subprocess.run(
-        [cluster.kubectl, "--cache-dir", str(cluster.state / "kubectl-cache"), "get", "nodes"],
+        [kubectl_bin, "--cache-dir", str(cluster.state / "kubectl-cache"), "get", "nodes"],
         env=cluster.env,
         capture_output=True,
         text=True,
@@ -229,7 +147,9 @@ def test_up_starts_every_component_and_writes_the_kubeconfig(cluster: Cluster) -
     assert cluster.node in nodes.stdout and "Ready" in nodes.stdout
 
 
-def test_the_api_is_https_only_and_the_kubeconfig_carries_the_admin_certificate(cluster: Cluster) -> None:
+def test_the_api_is_https_only_and_the_kubeconfig_carries_the_admin_certificate(
+    cluster: MinikUpCluster,
+) -> None:
     import base64
     import http.client
     import ssl
@@ -265,7 +185,7 @@ def test_the_api_is_https_only_and_the_kubeconfig_carries_the_admin_certificate(
         assert r.read() == b"ok"
 
 
-def test_every_component_runs_as_its_own_user(cluster: Cluster) -> None:
+def test_every_component_runs_as_its_own_user(cluster: MinikUpCluster) -> None:
     status = cluster.status()
     for name in ("controller-manager", "scheduler", "kubelet", "proxy", "dns", "metrics-server"):
         argv = status[name]["argv"]
@@ -287,7 +207,7 @@ def test_every_component_runs_as_its_own_user(cluster: Cluster) -> None:
     wait_for("a request of every component in the audit log", lambda: users <= seen(), timeout=30)
 
 
-def test_top_through_the_aggregation_layer(cluster: Cluster) -> None:
+def test_top_through_the_aggregation_layer(cluster: MinikUpCluster) -> None:
     # metrics-server scrapes every 15 s: the node's figures come after two scrapes
     def top() -> str | None:
         proc = cluster.minik("top", "nodes", check=False, timeout=60)
@@ -298,14 +218,14 @@ def test_top_through_the_aggregation_layer(cluster: Cluster) -> None:
     assert out.splitlines()[1].split()[0] == cluster.node
 
 
-def test_a_user_kubeconfig_is_a_separate_identity(cluster: Cluster) -> None:
+def test_a_user_kubeconfig_is_a_separate_identity(cluster: MinikUpCluster, kubectl_bin: str) -> None:
     out = cluster.minik("kubeconfig", "user", "alice", "--group", "dev", "--merge").stdout
     assert 'context "minik-alice"' in out
 
     def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
         cache = ["--cache-dir", str(cluster.state / "kubectl-cache")]
         return subprocess.run(
-            [cluster.kubectl, *cache, *args], env=cluster.env, capture_output=True, text=True, timeout=60
+            [kubectl_bin, *cache, *args], env=cluster.env, capture_output=True, text=True, timeout=60
         )
 
     denied = kubectl("--context", "minik-alice", "get", "pods")
@@ -327,7 +247,7 @@ def test_a_user_kubeconfig_is_a_separate_identity(cluster: Cluster) -> None:
     assert 'configmaps is forbidden: User "alice" cannot create resource "configmaps"' in refused.stderr
 
 
-def test_first_app_with_get_describe_logs_exec_and_the_node_port(cluster: Cluster) -> None:
+def test_first_app_with_get_describe_logs_exec_and_the_node_port(cluster: MinikUpCluster) -> None:
     manifest = cluster.state / "app.yaml"
     manifest.write_text(APP.replace("IMAGE", ensure_busybox_image()))
     applied = cluster.minik("apply", "-f", str(manifest)).stdout
@@ -375,7 +295,7 @@ def test_first_app_with_get_describe_logs_exec_and_the_node_port(cluster: Cluste
     assert inside.startswith("hello from web-")
 
 
-def test_a_killed_component_is_restarted(cluster: Cluster) -> None:
+def test_a_killed_component_is_restarted(cluster: MinikUpCluster) -> None:
     pid = cluster.status()["scheduler"]["pid"]
     os.kill(pid, 9)
 
@@ -391,14 +311,14 @@ def test_a_killed_component_is_restarted(cluster: Cluster) -> None:
     assert "scheduler (exit code -9) died" in log and "restarted scheduler" in log
 
 
-def test_up_again_reports_the_running_cluster(cluster: Cluster) -> None:
+def test_up_again_reports_the_running_cluster(cluster: MinikUpCluster) -> None:
     before = cluster.status()
     out = cluster.minik("up", "--state-dir", str(cluster.state)).stdout
     assert "minik is already running" in out and f"127.0.0.1:{cluster.api_port}" in out
     assert {k: v["pid"] for k, v in cluster.status().items()} == {k: v["pid"] for k, v in before.items()}
 
 
-def test_down_leaves_nothing_behind_and_keeps_state(cluster: Cluster) -> None:
+def test_down_leaves_nothing_behind_and_keeps_state(cluster: MinikUpCluster) -> None:
     pids = [info["pid"] for info in cluster.status().values() if info["pid"]]
     supervisor = int((cluster.state / "supervisor.pid").read_text())
     out = cluster.minik("down", "--state-dir", str(cluster.state)).stdout
@@ -432,7 +352,7 @@ def test_down_leaves_nothing_behind_and_keeps_state(cluster: Cluster) -> None:
     )
 
 
-def test_up_after_down_reuses_the_certificates_and_keys(cluster: Cluster) -> None:
+def test_up_after_down_reuses_the_certificates_and_keys(cluster: MinikUpCluster) -> None:
     pki = cluster.state / "pki"
     before = {p.name: p.read_bytes() for p in pki.iterdir()}
     secret_key = (cluster.state / "encryption-config.yaml").read_bytes()

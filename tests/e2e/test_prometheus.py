@@ -10,14 +10,8 @@ skipped locally without them, failed with ``CI=true``.
 from __future__ import annotations
 
 import json
-import os
-import random
 import shutil
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,14 +19,12 @@ import pytest
 
 from cli.cluster import _cmdline
 from testkit import prereq, wait
-from testkit.host import free_port, free_subnets, processes_mentioning
+from testkit.host import free_port
 from testkit.images import ensure_busybox_image
-from testkit.processes import minik_up_args
+from testkit.minik_up import MinikUpCluster, minik_up_cluster
 
 pytestmark = pytest.mark.e2e
 
-BIN = Path(sys.executable).parent
-MINIK = str(BIN / "minik")
 JOBS = {
     "apiserver",
     "kubelet",
@@ -46,56 +38,8 @@ JOBS = {
 }
 
 
-class Cluster:
-    def __init__(self, state: Path, node: str, prefix: str, up_args: list[str], api_port: int) -> None:
-        self.state, self.node, self.prefix, self.up_args, self.api_port = (
-            state,
-            node,
-            prefix,
-            up_args,
-            api_port,
-        )
-        self.env = {
-            **os.environ,
-            "MINIK_STATE_DIR": str(state),
-            "KUBECONFIG": str(state.parent / "kubeconfig"),
-        }
-
-    def minik(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([MINIK, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"minik {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-
-def _cleanup(c: Cluster) -> None:
-    subprocess.run([MINIK, "down", "--state-dir", str(c.state)], env=c.env, capture_output=True, timeout=180)
-    subprocess.run(
-        [str(BIN / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", c.prefix],
-        capture_output=True,
-        timeout=60,
-    )
-    import docker
-
-    client = docker.from_env()
-    try:
-        for ct in client.containers.list(all=True, filters={"label": f"io.minik.node={c.node}"}):
-            ct.remove(force=True)
-        for net in client.networks.list(names=[f"minik-{c.node}"]):
-            net.remove()
-    finally:
-        client.close()
-    for line in processes_mentioning(str(c.state)):
-        try:
-            os.kill(int(line.split(":")[0]), 9)
-        except OSError:
-            pass
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinikUpCluster]:
     prereq.require_root()
     prereq.require_docker()
     prereq.require_iptables()
@@ -105,19 +49,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "apt-get install prometheus (scripts/install.sh)",
     )
     ensure_busybox_image()
-    work = tmp_path_factory.mktemp("minik-prom")
-    tag = uuid.uuid4().hex[:6]
-    pod_cidr = free_subnets(1, range(228, 236))[0]
-    service_cidr = f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
-    node, prefix = f"prom-{tag}", f"MP{tag.upper()}"
-    up_args, api_port = minik_up_args(work / "state", node, pod_cidr, service_cidr, prefix)
-    c = Cluster(work / "state", node, prefix, up_args, api_port)
-    try:
-        c.minik("up", *up_args, timeout=300)
+    with minik_up_cluster(tmp_path_factory.mktemp("minik-prom"), "prom", "MP", subnets=range(228, 236)) as c:
         yield c
-    finally:
-        _cleanup(c)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def targets(url: str) -> list[dict[str, Any]]:
@@ -134,7 +67,7 @@ def query(url: str, promql: str) -> list[dict[str, Any]]:
     return list(body["data"]["result"])
 
 
-def test_prometheus_scrapes_every_component_and_answers_promql(cluster: Cluster) -> None:
+def test_prometheus_scrapes_every_component_and_answers_promql(cluster: MinikUpCluster) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     up = cluster.minik("prometheus", "up", "--port", str(port), "--timeout", "120", timeout=240)
@@ -182,7 +115,7 @@ def test_prometheus_scrapes_every_component_and_answers_promql(cluster: Cluster)
     assert cluster.minik("prometheus", "status", check=False).returncode == 1
 
 
-def test_minik_down_stops_prometheus(cluster: Cluster) -> None:
+def test_minik_down_stops_prometheus(cluster: MinikUpCluster) -> None:
     port = free_port()
     cluster.minik("prometheus", "up", "--port", str(port), "--timeout", "120", timeout=240)
     pid = int(json.loads((cluster.state / "prometheus" / "server.json").read_text())["pid"])

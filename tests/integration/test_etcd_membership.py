@@ -6,9 +6,7 @@ every object written before is there. Then a member is removed."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ import pytest
 
 from cli.etcdmember import EtcdMemberError, EtcdMembers, initial_cluster
 from testkit import certs
-from testkit.host import free_port
+from testkit.host import free_port, scratch_dir
 from testkit.processes import APIServerProcess, Process, etcd_binary
 from testkit.wait import wait_for
 
@@ -58,12 +56,9 @@ def ETCD_CLIENT() -> tuple[Path, Path]:  # noqa: N802 - a constant made lazily (
 
 
 @pytest.fixture()
-def root() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="minik-etcd-members-"))
-    try:
+def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with scratch_dir(tmp_path_factory, "etcd-members") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def members_client(*endpoints: str) -> EtcdMembers:

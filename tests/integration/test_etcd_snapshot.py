@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,17 +15,14 @@ import pytest
 
 from cli import supervisor
 from cli.commands.etcd import etcdctl
-from testkit.host import free_port
+from testkit.host import free_port, scratch_dir
 from testkit.processes import BIN, Process
 
 
 @pytest.fixture()
-def state() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="minik-snapshot-"))
-    try:
+def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with scratch_dir(tmp_path_factory, "snapshot") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def etcd_process(cfg: dict[str, Any], state: Path) -> Process:

@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import random
-import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,46 +29,8 @@ from kubelet import cni
 from testkit import prereq, wait
 from testkit.host import free_subnets, processes_mentioning, used_networks
 from testkit.images import BUSYBOX_IMAGE, ensure_busybox_image
-from testkit.processes import _port_free, minik_up_args
-
-BIN = Path(sys.executable).parent
-MINIK = str(BIN / "minik")
-
-
-@dataclass
-class Cluster:
-    work: Path
-    state: Path
-    kubeconfig: Path
-    node: str
-    prefix: str
-    server: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-
-    def minik(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([MINIK, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"minik {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-            )
-        return proc
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.minik("get", *args, "-o", "json").stdout)
-
-    def audit_users(self) -> list[tuple[str, str]]:
-        """(user, requestURI) of every request in the API server's audit log."""
-        out = []
-        for line in (self.state / "logs" / "audit.log").read_text().splitlines():
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            out.append((str((ev.get("user") or {}).get("username")), str(ev.get("requestURI"))))
-        return out
+from testkit.minik_up import MinikUpCluster, minik_up_cluster, remove_node
+from testkit.processes import _port_free
 
 
 def free_slash23() -> str:
@@ -91,58 +49,14 @@ def free_kubelet_port() -> int:
             return port
 
 
-def _kill_mentioning(needle: str) -> None:
-    for line in processes_mentioning(needle):
-        try:
-            os.kill(int(line.split(":")[0]), 9)
-        except OSError:
-            pass
-
-
-def _remove_node_containers(node: str) -> None:
-    import docker
-
-    client = docker.from_env()
-    try:
-        for ct in client.containers.list(all=True, filters={"label": f"io.minik.node={node}"}):
-            ct.remove(force=True)
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinikUpCluster]:
     prereq.require_root()
     prereq.require_docker()
     prereq.require_iptables()
     ensure_busybox_image()
-    work = tmp_path_factory.mktemp("minik-join")
-    tag = uuid.uuid4().hex[:6]
-    node, prefix = f"jc-{tag}", f"JC{tag.upper()}"
-    service_cidr = f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
-    args, api_port = minik_up_args(work / "state", node, free_slash23(), service_cidr, prefix)
-    c = Cluster(work, work / "state", work / "kubeconfig", node, prefix, f"https://127.0.0.1:{api_port}")
-    try:
-        c.minik("up", *args)
+    with minik_up_cluster(tmp_path_factory.mktemp("minik-join"), "jc", "JC", pod_cidr=free_slash23()) as c:
         yield c
-    finally:
-        subprocess.run(
-            [MINIK, "down", "--state-dir", str(c.state)], env=c.env, capture_output=True, timeout=120
-        )
-        subprocess.run(
-            [str(BIN / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", prefix],
-            capture_output=True,
-            timeout=60,
-        )
-        _remove_node_containers(node)
-        cni.cleanup_network(
-            str(c.state / "cni" / "net.d"),
-            f"minik-{node}",
-            cni.bridge_name(f"minik-{node}"),
-            str(c.state / "cni" / "cache"),
-        )
-        _kill_mentioning(str(c.state))
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass
@@ -174,37 +88,24 @@ class Worker:
 
 
 @pytest.fixture()
-def worker(cluster: Cluster, tmp_path: Path) -> Iterator[Worker]:
+def worker(cluster: MinikUpCluster, tmp_path: Path) -> Iterator[Worker]:
     tag = uuid.uuid4().hex[:6]
     w = Worker(tmp_path / "worker", f"jw-{tag}", f"minik-jw-{tag}", f"JW{tag.upper()}", free_kubelet_port())
     try:
         yield w
     finally:
         cluster.minik("leave", "--force", "--state-dir", str(w.state), check=False)
-        cluster.minik("down", "--state-dir", str(w.state), check=False)
-        subprocess.run(
-            [str(BIN / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", w.prefix],
-            capture_output=True,
-            timeout=60,
-        )
-        _remove_node_containers(w.node)
-        cni.cleanup_network(
-            str(w.state / "cni" / "net.d"),
-            w.network,
-            cni.bridge_name(w.network),
-            str(w.state / "cni" / "cache"),
-        )
-        _kill_mentioning(str(w.state))
+        remove_node(w.state, w.node, w.network, w.prefix, cluster.env)
         cluster.minik("delete", "node", w.node, "--ignore-not-found", check=False)
 
 
-def new_token(cluster: Cluster, *extra: str) -> tuple[str, str]:
+def new_token(cluster: MinikUpCluster, *extra: str) -> tuple[str, str]:
     """(token, CA pin) from `minik token create --print-join-command`."""
     line = cluster.minik("token", "create", "--print-join-command", *extra).stdout.split()
     return line[line.index("--token") + 1], line[line.index("--discovery-token-ca-cert-hash") + 1]
 
 
-def test_wrong_ca_hash_is_refused_before_the_token_is_sent(cluster: Cluster, worker: Worker) -> None:
+def test_wrong_ca_hash_is_refused_before_the_token_is_sent(cluster: MinikUpCluster, worker: Worker) -> None:
     token, pin = new_token(cluster)
     wrong = "sha256:" + "0" * 64
     assert wrong != pin
@@ -232,7 +133,9 @@ def test_wrong_ca_hash_is_refused_before_the_token_is_sent(cluster: Cluster, wor
     assert not (worker.state / "kubeconfigs" / "kubelet.conf").exists()
 
 
-def test_a_token_that_cannot_authenticate_is_refused_with_401(cluster: Cluster, worker: Worker) -> None:
+def test_a_token_that_cannot_authenticate_is_refused_with_401(
+    cluster: MinikUpCluster, worker: Worker
+) -> None:
     # signs cluster-info (discovery passes) but is not an authentication token: the API server says 401
     token, pin = new_token(cluster, "--usages", "signing", "--groups", "")
     proc = cluster.minik(
@@ -257,7 +160,7 @@ def test_a_token_that_cannot_authenticate_is_refused_with_401(cluster: Cluster, 
         bootstrap_credentials(cluster.server, ca, "aaaaaa.bbbbbbbbbbbbbbbb", worker.node, worker.state / "x")
 
 
-def test_a_node_name_that_is_ready_already_is_refused(cluster: Cluster, worker: Worker) -> None:
+def test_a_node_name_that_is_ready_already_is_refused(cluster: MinikUpCluster, worker: Worker) -> None:
     token, pin = new_token(cluster)
     args = [a if a != worker.node else cluster.node for a in worker.join_args()]
     proc = cluster.minik(
@@ -285,7 +188,7 @@ spec:
 """
 
 
-def test_join_runs_pods_rotates_its_certificate_and_leaves(cluster: Cluster, worker: Worker) -> None:
+def test_join_runs_pods_rotates_its_certificate_and_leaves(cluster: MinikUpCluster, worker: Worker) -> None:
     from cryptography import x509
 
     token, pin = new_token(cluster)
@@ -331,7 +234,12 @@ def test_join_runs_pods_rotates_its_certificate_and_leaves(cluster: Cluster, wor
         second = wait.wait_for(rotated, 120, "the client certificate rotated", 0.5, retry_errors=True)
         assert second.subject == first.subject
         csrs = cluster.get("csr")["items"]
-        mine = [c for c in csrs if c["spec"].get("username") == f"system:node:{worker.node}"]
+        mine = [  # the node asks for its serving certificate too: the client one here
+            c
+            for c in csrs
+            if c["spec"].get("username") == f"system:node:{worker.node}"
+            and c["spec"].get("signerName") == "kubernetes.io/kube-apiserver-client-kubelet"
+        ]
         assert mine, [c["spec"].get("username") for c in csrs]
         conds = {c["type"]: c for c in mine[0]["status"]["conditions"]}
         assert conds["Approved"]["message"].startswith("Auto approving self kubelet client certificate")

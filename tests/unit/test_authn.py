@@ -4,6 +4,7 @@ validation, binding to live objects), TokenRequest/TokenReview and impersonation
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import time
 from typing import Any
 
@@ -155,8 +156,16 @@ def tokens(storage: FakeStorage) -> ServiceAccountTokens:
 
 # --- x509 -------------------------------------------------------------------------------------------
 def test_x509_user_is_cn_with_organizations_as_groups() -> None:
-    user = x509_user(make_cert("alice", ("dev", "ops", "dev")))
-    assert user == UserInfo("alice", ("dev", "ops", "system:authenticated"))
+    der = make_cert("alice", ("dev", "ops", "dev"))
+    user = x509_user(der)
+    cred = "X509SHA256=" + hashlib.sha256(der).hexdigest()
+    assert user == UserInfo(
+        "alice",
+        ("dev", "ops", "system:authenticated"),
+        extra=(("authentication.kubernetes.io/credential-id", (cred,)),),
+    )
+    pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
+    assert x509_user(pem) == user  # the same ID from the PEM of the same certificate
 
 
 def test_x509_user_of_an_admin_certificate() -> None:
@@ -520,8 +529,9 @@ class FakeTransport:
 def test_peer_identity_of_a_connection() -> None:
     from apiserver.serving import peer_identity
 
-    user, ext = peer_identity(FakeTransport(FakeSSLObject(make_cert("alice", ("dev",)))))
-    assert user == UserInfo("alice", ("dev", "system:authenticated"))
+    cert = make_cert("alice", ("dev",))
+    user, ext = peer_identity(FakeTransport(FakeSSLObject(cert)))
+    assert user == x509_user(cert) and (user.name, user.groups) == ("alice", ("dev", "system:authenticated"))
     assert ext is not None and ext["tls"]["client_cert_name"] == "CN=alice"
     assert ext["tls"]["tls_version"] == 0x0304
     # TLS without a client certificate: no user (anonymous or a bearer token decides)

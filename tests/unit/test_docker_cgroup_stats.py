@@ -3,7 +3,12 @@ container's stats request with nothing, as it does for one joined to a NetworkDi
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
 
 from kubelet.docker_runtime import cgroup_dirs, cgroup_stats, stats_from_docker
 
@@ -59,3 +64,42 @@ def test_cgroup_v2(tmp_path: Path) -> None:
 
 def test_gone_process(tmp_path: Path) -> None:
     assert cgroup_stats(7, str(tmp_path), str(tmp_path), interval=0) is None
+
+
+class FakeAPI:
+    """Docker's answers for a container of a NetworkDisabled sandbox: empty stats."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def stats(self, container_id: str, stream: bool) -> dict[str, Any]:
+        self.calls.append("stats")
+        return {"read": "0001-01-01T00:00:00Z", "memory_stats": {}}
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        self.calls.append("inspect")
+        return {"State": {"Pid": 42}}
+
+
+def test_stats_of_a_network_disabled_container_come_from_its_cgroups_found_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kubelet.docker_runtime as dr
+
+    d = tmp_path / "cg" / "docker-abc.scope"
+    write(d / "memory.current", "8192\n")
+    write(d / "cpu.stat", "usage_usec 2500\n")
+    monkeypatch.setattr(dr, "cgroup_dirs", lambda pid: {"": str(d)} if pid == 42 else {})
+    monkeypatch.setattr(dr.cgroup_dirs_stats, "__defaults__", ("/proc", 0))
+    api = FakeAPI()
+    rt = dr.DockerRuntime("n", client=SimpleNamespace(api=api))
+    first = asyncio.run(rt.stats("abc"))
+    assert first.cpu_usage_nanos == 2_500_000 and api.calls == ["stats", "inspect"]
+    write(d / "cpu.stat", "usage_usec 5000\n")
+    again = asyncio.run(rt.stats("abc"))
+    assert again.cpu_usage_nanos == 5_000_000 and api.calls == ["stats", "inspect"]  # neither asked again
+    # stopped (its cgroup gone): Docker is asked again, and the figures are Docker's (empty)
+    for f in d.iterdir():
+        f.unlink()
+    gone = asyncio.run(rt.stats("abc"))
+    assert gone.cpu_usage_nanos == 0 and api.calls == ["stats", "inspect"] * 2

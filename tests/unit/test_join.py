@@ -41,11 +41,11 @@ def test_a_worker_runs_only_its_kubelet_and_proxy(tmp_path: Path) -> None:
     procs = components(_cfg(), tmp_path)
     assert [c.name for c in procs] == ["kubelet", "proxy"]
     kubelet, proxy = (c.argv for c in procs)
-    assert "--rotate-certificates" in kubelet
+    assert "--rotate-certificates" in kubelet and "--rotate-server-certificates" in kubelet
     assert kubelet[kubelet.index("--port") + 1] == "20250"
     assert kubelet[kubelet.index("--cluster-dns") + 1] == "10.96.0.10"
     assert kubelet[kubelet.index("--kubeconfig") + 1] == proxy[proxy.index("--kubeconfig") + 1]
-    assert "--no-network-policy" in proxy
+    assert "--no-network-policy" not in proxy  # the node may read namespaces and NetworkPolicies
     assert proxy[proxy.index("--metrics-bind-address") + 1] == "127.0.0.1:20249"
     assert procs[1].restart_when is not None and not procs[1].restart_when()
     assert [c.name for c in worker_components(_cfg(proxy=False), tmp_path)] == ["kubelet"]

@@ -1,0 +1,279 @@
+"""Kubelet serving certificates: the kubelet's ``kubernetes.io/kubelet-serving`` CSR
+(kubelet.certrotation), csrapproving's rule for them (controllers.certificates: only the requesting
+node's own name and addresses), the serving rotator's first request and the kubelet's transport that
+is replaced after a client-certificate rotation (kubelet.main)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import ipaddress
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from apimachinery import errors
+from apimachinery.pki import PKI
+from controllers import certificates as cc
+from kubelet import certrotation as cr
+
+NOW = dt.datetime(2027, 1, 15, 8, 0, tzinfo=dt.UTC)
+NODE = {
+    "metadata": {"name": "n1"},
+    "status": {
+        "addresses": [{"type": "InternalIP", "address": "10.0.0.5"}, {"type": "Hostname", "address": "n1"}]
+    },
+}
+
+
+def serving_csr(
+    sans: list[str],
+    *,
+    node: str = "n1",
+    username: str | None = None,
+    groups: tuple[str, ...] = ("system:nodes", "system:authenticated"),
+    usages: list[str] | None = None,
+) -> dict[str, Any]:
+    key = cr.new_key()
+    obj = cr.csr_object(node, cr.csr_pem(node, key, sans), serving=True)
+    obj["metadata"] = {"name": "csr-1"}
+    obj["spec"]["username"] = username if username is not None else f"system:node:{node}"
+    obj["spec"]["groups"] = list(groups)
+    if usages is not None:
+        obj["spec"]["usages"] = usages
+    return obj
+
+
+# ---- the request -----------------------------------------------------------------------------------
+
+
+def test_the_serving_csr_is_what_kubernetes_kubelet_asks_for() -> None:
+    obj = serving_csr(["n1", "10.0.0.5", "n1"])
+    assert obj["metadata"] == {"name": "csr-1"}
+    spec = obj["spec"]
+    assert spec["signerName"] == "kubernetes.io/kubelet-serving"
+    assert spec["usages"] == ["digital signature", "key encipherment", "server auth"]
+    req = x509.load_pem_x509_csr(base64.b64decode(spec["request"]))
+    assert req.subject.rfc4514_string() == "CN=system:node:n1,O=system:nodes"
+    sans = req.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == ["n1"]  # duplicates dropped
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.5")]
+    assert cc.kubelet_serving_problem(req, spec["usages"]) is None
+    client = cr.csr_object("n1", cr.csr_pem("n1", cr.new_key()))
+    assert client["metadata"]["generateName"] == "node-csr-"
+    assert client["spec"]["signerName"] == "kubernetes.io/kube-apiserver-client-kubelet"
+
+
+# ---- approval --------------------------------------------------------------------------------------
+
+
+def test_a_node_asking_for_its_own_name_and_address_is_approvable() -> None:
+    csr = serving_csr(["n1", "10.0.0.5"])
+    assert cc.serving_node(csr) == "n1"
+    assert cc.serving_sans_problem(csr, NODE) is None
+
+
+@pytest.mark.parametrize(
+    ("sans", "problem"),
+    [
+        (["n1", "10.0.0.6"], "IP addresses ['10.0.0.6'] are not among the node's addresses"),
+        (["n1", "kubernetes.default"], "DNS names ['kubernetes.default'] are not the node's"),
+        (["n2"], "DNS names ['n2'] are not the node's"),
+    ],
+)
+def test_a_foreign_san_is_not_approvable(sans: list[str], problem: str) -> None:
+    csr = serving_csr(sans)
+    assert cc.serving_node(csr) == "n1"
+    assert (cc.serving_sans_problem(csr, NODE) or "").startswith(problem)
+
+
+@pytest.mark.parametrize(
+    "csr",
+    [
+        serving_csr(["n1"], username="system:node:n2"),  # another node asks for n1's
+        serving_csr(["n1"], username="alice", groups=("system:authenticated",)),
+        serving_csr(["n1"], groups=("system:authenticated",)),  # not in system:nodes
+        serving_csr(["n1"], usages=["digital signature", "client auth"]),
+        serving_csr([]),  # no SAN at all
+        {"spec": {"request": "bm90IGEgQ1NS", "signerName": "kubernetes.io/kubelet-serving"}},
+    ],
+    ids=["other-node", "user", "group", "usages", "no-san", "garbage"],
+)
+def test_only_a_nodes_own_serving_request_is_considered(csr: dict[str, Any]) -> None:
+    assert cc.serving_node(csr) is None
+
+
+class _Client:
+    """A Node store and a recorder of /approval writes."""
+
+    def __init__(self, nodes: dict[str, dict[str, Any]]) -> None:
+        self.nodes = nodes
+        self.approved: list[dict[str, Any]] = []
+
+    async def get(self, info: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        if name not in self.nodes:
+            raise errors.NotFound(f'nodes "{name}" not found')
+        return self.nodes[name]
+
+    async def create(self, *_: Any, **__: Any) -> dict[str, Any]:
+        raise AssertionError("no SubjectAccessReview for a serving CSR")
+
+    async def _call(self, build: Any, info: Any, obj: dict[str, Any], sub: str) -> dict[str, Any]:
+        assert sub == "approval"
+        self.approved.append(obj)
+        return obj
+
+
+def _approve(csr: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    from apimachinery.informer import SharedInformerFactory
+    from controllers.base import ControllerContext, Options
+
+    client = _Client(nodes)
+    factory = SharedInformerFactory(client)  # type: ignore[arg-type]
+    ctx = ControllerContext(client, factory, lambda _n: None, Options(), clock=NOW.timestamp)  # type: ignore[arg-type,return-value]
+    c = cc.CSRApprovingController(ctx)
+    c.csr_informer.store.add(csr)
+    asyncio.run(c.reconcile("csr-1"))
+    return client.approved
+
+
+def test_csrapproving_approves_a_nodes_own_serving_csr_and_leaves_others_pending() -> None:
+    approved = _approve(serving_csr(["n1", "10.0.0.5"]), {"n1": NODE})
+    assert len(approved) == 1
+    cond = approved[0]["status"]["conditions"][-1]
+    assert (cond["type"], cond["reason"], cond["message"]) == ("Approved", "AutoApproved", cc.SERVING_MESSAGE)
+    assert _approve(serving_csr(["n1", "10.0.0.9"]), {"n1": NODE}) == []  # foreign address
+    assert _approve(serving_csr(["n1", "10.0.0.5"]), {}) == []  # no such node
+    assert _approve(serving_csr(["n1"], username="system:node:n2"), {"n1": NODE}) == []
+
+
+def test_csrsigning_signs_a_serving_certificate_for_its_names(tmp_path: Path) -> None:
+    pki = PKI(tmp_path)
+    pki.ensure_ca()
+    ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    csr = serving_csr(["n1", "10.0.0.5"])
+    req = cc.parse_request(csr)
+    pem = cc.sign_request(req, csr["spec"]["usages"], ca_cert, ca_key, dt.timedelta(hours=1), NOW)
+    cert = x509.load_pem_x509_certificate(pem)
+    cert.verify_directly_issued_by(ca_cert)
+    assert list(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value) == [
+        ExtendedKeyUsageOID.SERVER_AUTH
+    ]
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.5")]
+
+
+# ---- the serving rotator ---------------------------------------------------------------------------
+
+
+class _SigningCSRs:
+    """Signs every CSR at once with a throwaway CA; records the requests."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+        self.ca = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(1)
+            .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+            .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.posted: list[dict[str, Any]] = []
+
+    async def create(self, _info: Any, obj: dict[str, Any]) -> dict[str, Any]:
+        self.posted.append(obj)
+        req = cc.parse_request(obj)
+        pem = cc.sign_request(
+            req, obj["spec"]["usages"], self.ca, self.key, dt.timedelta(hours=1), dt.datetime.now(dt.UTC)
+        )
+        self.obj = {"metadata": {"name": "csr-1"}, "status": {"certificate": base64.b64encode(pem).decode()}}
+        return {"metadata": {"name": "csr-1"}}
+
+    async def get(self, _info: Any, _name: str) -> dict[str, Any]:
+        return self.obj
+
+
+def test_a_serving_rotator_without_a_certificate_asks_for_one_and_loads_it(tmp_path: Path) -> None:
+    path = tmp_path / "kubelet-server-current.pem"
+    client = _SigningCSRs()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    rotated: list[int] = []
+
+    async def on_rotated() -> None:
+        rotated.append(1)
+
+    rot = cr.Rotator(
+        client,  # type: ignore[arg-type]
+        "n1",
+        path,
+        ctx,
+        serving=True,
+        sans=lambda: ["n1", "10.0.0.5"],
+        on_rotated=on_rotated,
+    )
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(rot.run(stop))
+        for _ in range(200):
+            if rot.rotations:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+
+    asyncio.run(run())
+    assert rot.rotations == 1 and rotated == [1]
+    assert [o["spec"]["signerName"] for o in client.posted] == ["kubernetes.io/kubelet-serving"]
+    cert = cr.load_certificate(path)
+    assert cert.subject.rfc4514_string() == "CN=system:node:n1,O=system:nodes"
+    assert ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(path), str(path)) is None
+
+
+def test_the_kubelet_transport_is_replaced_after_a_rotation() -> None:
+    from kubelet.main import RenewableTransport
+
+    async def run() -> None:
+        t = RenewableTransport(ssl.create_default_context())
+        first = t.current
+        await t.reconnect()
+        assert t.current is not first and t.generation == 1
+        await t.aclose()
+
+    asyncio.run(run())
+
+
+def test_after_a_client_rotation_the_span_exporter_is_set_up_again() -> None:
+    from apimachinery import tracing
+    from apimachinery.kubeconfig import ClientConfig
+    from kubelet.main import RenewableTransport, _after_client_rotation
+
+    config = ClientConfig(server="http://127.0.0.1:1")
+    assert tracing.setup("kubelet", config, enabled=True)
+    try:
+        before = tracing._provider
+
+        async def run() -> RenewableTransport:
+            t = RenewableTransport(ssl.create_default_context())
+            await _after_client_rotation(t, config)
+            await t.aclose()
+            return t
+
+        t = asyncio.run(run())
+        assert t.generation == 1
+        assert tracing.active() and tracing._provider is not None and tracing._provider is not before
+    finally:
+        tracing.shutdown()
