@@ -222,7 +222,8 @@ def render_haproxy(cfg: LabConfig) -> str:
     """HAProxy in front of the API servers: TCP mode (TLS goes through to the API servers, whose
     certificates the clients check), a health check of /readyz over TLS every second (the check
     does not verify the certificate: it only asks whether the server is ready), and ``option
-    redispatch`` with retries, so a connection refused by a dead API server is tried on another.
+    redispatch 1`` with retries, so a connection a dead API server refuses (or does not answer
+    within a second) is tried on another at once, before the health check has noticed.
     ``balance first``: every client uses the first ready API server, the next takes over when it
     fails (so one API server serves the watches, as with a single control plane)."""
     ips = addresses(cfg)
@@ -238,9 +239,9 @@ def render_haproxy(cfg: LabConfig) -> str:
         "    mode tcp\n"
         "    log global\n"
         "    option tcplog\n"
-        "    option redispatch\n"
+        "    option redispatch 1\n"
         "    retries 3\n"
-        "    timeout connect 2s\n"
+        "    timeout connect 1s\n"
         "    timeout client 1h\n"
         "    timeout server 1h\n"
         "    timeout check 2s\n"

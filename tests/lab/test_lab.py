@@ -82,8 +82,10 @@ class Lab:
         return self._api
 
     def close(self) -> None:
+        """Close the admin client (the next use of ``api`` opens a new one)."""
         if self._api is not None:
             self._api.close()
+            self._api = None
 
     def cli(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
