@@ -315,9 +315,12 @@ def render_compose(cfg: LabConfig, context: str = ".", join_dir: str = "./join")
         "command": [
             "sh",
             "-c",
-            'printf "%s" "$$HAPROXY_CFG" >/tmp/haproxy.cfg && exec haproxy -W -db -f /tmp/haproxy.cfg',
+            # the route to segment B via the router first: it answers the workers there
+            'ip route replace $$LAB_ROUTES && printf "%s" "$$HAPROXY_CFG" >/tmp/haproxy.cfg'
+            " && exec haproxy -W -db -f /tmp/haproxy.cfg",
         ],
-        "environment": {"HAPROXY_CFG": render_haproxy(cfg)},
+        "environment": {"HAPROXY_CFG": render_haproxy(cfg), "LAB_ROUTES": segment_routes(cfg, seg_a)},
+        "cap_add": ["NET_ADMIN"],
         "restart": "unless-stopped",
         "labels": {ROLE_LABEL: "load-balancer", "io.minik.lab.segment": seg_a},
         "ports": [f"127.0.0.1:{cfg.api_port}:{API_PORT_IN_CONTAINER}"],

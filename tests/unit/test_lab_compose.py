@@ -87,6 +87,9 @@ def test_lab_workers_sit_on_two_segments_joined_by_the_router() -> None:
     assert env["node-1"]["LAB_ROUTES"] == "10.213.0.128/25 via 10.213.0.10"
     assert env["node-2"]["LAB_ROUTES"] == "10.213.0.0/25 via 10.213.0.138"
     assert env["cp-1"]["LAB_ROUTES"] == "10.213.0.128/25 via 10.213.0.10"
+    # HAProxy answers the workers on segment B through the router too
+    assert env["lb"]["LAB_ROUTES"] == "10.213.0.128/25 via 10.213.0.10"
+    assert services["lb"]["cap_add"] == ["NET_ADMIN"] and "ip route replace" in services["lb"]["command"][2]
     assert {env[n]["POD_NETWORK_BACKEND"] for n in ("cp-1", "node-1", "node-2", "node-3")} == {"vxlan"}
     # host-gw needs one L2 segment: every node on A
     hostgw = yaml.safe_load(render_compose(LabConfig(project="t", nodes=3, pod_network_backend="host-gw")))
