@@ -337,3 +337,53 @@ async def test_stop_before_run_returns_at_once() -> None:
     await asyncio.wait_for(h.informer.run(), 1)
     assert api.requests == []
     await h.client.aclose()
+
+
+def closed_mid_stream(*events: dict[str, Any]) -> httpx.Response:
+    """A watch response that sends ``events`` and then loses its connection (as when the client
+    closes its transport: httpx reports a ``ReadError``)."""
+
+    async def body() -> Any:
+        for e in events:
+            yield json.dumps(e).encode() + b"\n"
+        raise httpx.ReadError("connection closed")
+
+    return httpx.Response(200, content=body())
+
+
+async def test_a_watch_closed_by_the_connection_is_watched_again_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = FakeAPI(
+        lists=[listing("10", pod("a", "3"))],
+        watches=[closed_mid_stream(ev("ADDED", pod("b", "11"))), [bookmark("12")]],
+    )
+    h = Harness(api)
+    with caplog.at_level("DEBUG", logger="apimachinery.informer"):
+        await h.run_until_idle()
+    assert h.sleeps == []  # no backoff for the first retry
+    assert h.informer.relists == 1  # the watch resumes, no list again
+    assert [w["resourceVersion"] for w in api.params("watch")] == ["10", "11", "12"]
+    assert [e[1] for e in h.rec.events] == ["default/a", "default/b"]
+    closed = [r for r in caplog.records if "watch connection closed" in r.getMessage()]
+    assert [r.levelname for r in closed] == ["DEBUG"]
+    assert not [r for r in caplog.records if r.levelno >= 30]  # no warning
+
+
+async def test_a_watch_closed_again_at_once_backs_off() -> None:
+    api = FakeAPI(
+        lists=[listing("10"), listing("20")],
+        watches=[
+            closed_mid_stream(bookmark("11")),
+            closed_mid_stream(),
+            closed_mid_stream(),
+            [bookmark("21")],
+        ],
+    )
+    h = Harness(api)
+    await h.run_until_idle()
+    # the first closed watch is retried at once, the second (no event since) backs off and lists;
+    # after the list a closed watch counts as the first again
+    assert h.sleeps == pytest.approx([1.2])
+    assert h.informer.relists == 2
+    assert [w["resourceVersion"] for w in api.params("watch")] == ["10", "11", "20", "20", "21"]
