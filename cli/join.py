@@ -413,7 +413,7 @@ def etcd_members_client(state: Path, endpoints: list[str], timeout: float = 10.0
     pki = state / "pki"
     return EtcdMembers(
         endpoints,
-        cafile=str(pki / "ca.crt"),
+        cafile=str(pki / "etcd" / "ca.crt"),
         certfile=str(pki / "etcd-healthcheck-client.crt"),
         keyfile=str(pki / "etcd-healthcheck-client.key"),
         timeout=timeout,
