@@ -138,6 +138,25 @@ def host_ip() -> str:
         return "127.0.0.1"
 
 
+def address_network(address: str) -> str:
+    """The network (CIDR) of the interface that holds ``address`` (``ip -j addr``), as the
+    controller manager's ``--kubelet-serving-ip-prefixes``: nodes that join from this network get
+    their serving certificates approved; "" for a loopback address or one no interface has."""
+    try:
+        ip = ipaddress.ip_address(address)
+        out = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, timeout=10).stdout
+        links = json.loads(out or "[]")
+    except (ValueError, OSError, subprocess.SubprocessError):
+        return ""
+    if ip.is_loopback:
+        return ""
+    for link in links:
+        for a in link.get("addr_info") or []:
+            if a.get("local") == str(ip) and a.get("prefixlen") is not None:
+                return str(ipaddress.ip_interface(f"{ip}/{a['prefixlen']}").network)
+    return ""
+
+
 def cluster_dns_ip(service_cidr: str) -> str:
     """The ``kube-dns`` Service's ClusterIP: the 10th address of the service range (10.96.0.10)."""
     return str(ipaddress.ip_network(service_cidr.split(",")[0], strict=False).network_address + 10)
@@ -694,6 +713,12 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 cfg["cluster_cidr"],
                 "--node-cidr-mask-size",
                 str(cfg["node_cidr_mask_size"]),
+                # csrapproving: a joined node's serving certificate only for addresses in the
+                # advertise address's network, never in the Services' one
+                "--service-cluster-ip-range",
+                cfg["service_cidr"],
+                "--kubelet-serving-ip-prefixes",
+                address_network(str(cfg["advertise_address"])),
                 *metrics_flag("controller-manager"),
             ],
             api_ready,
