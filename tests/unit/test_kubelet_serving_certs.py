@@ -349,6 +349,75 @@ def test_a_serving_rotator_without_a_certificate_asks_for_one_and_loads_it(tmp_p
     assert ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(path), str(path)) is None
 
 
+def _rotate_until(rot: cr.Rotator, count: int, before: Any = None) -> None:
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(rot.run(stop))
+        for i in range(500):
+            if rot.rotations >= count:
+                break
+            if before is not None and i == 5:
+                before()
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+
+    asyncio.run(run())
+
+
+def _names(path: Path) -> list[str]:
+    ext = cr.load_certificate(path).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return ext.get_values_for_type(x509.DNSName) + [str(i) for i in ext.get_values_for_type(x509.IPAddress)]
+
+
+def test_a_serving_certificate_whose_names_are_stale_is_renewed_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "kubelet-server-current.pem"
+    client = _SigningCSRs()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    first = cr.Rotator(client, "n1", path, ctx, serving=True, sans=lambda: ["n1", "10.0.0.5"])  # type: ignore[arg-type]
+    _rotate_until(first, 1)
+    cert = cr.load_certificate(path)
+    assert cr.template_problem(cert, "n1", ["n1", "10.0.0.5"]) is None
+    assert cr.template_problem(cert, "n1", ["10.0.0.5", "n1", "n1"]) is None  # order, duplicates
+    assert cr.template_problem(cert, "n1", ["n1", "10.0.0.6"]) == (
+        "it names ['n1', '10.0.0.5'], the kubelet serves as ['n1', '10.0.0.6']"
+    )
+    assert (
+        cr.template_problem(cert, "n2", ["n1", "10.0.0.5"])
+        == "its subject is CN=system:node:n1,O=system:nodes"
+    )
+    # the kubelet restarted with another node IP: the valid, far-from-due certificate is renewed now
+    again = cr.Rotator(client, "n1", path, ctx, fraction=0.9, serving=True, sans=lambda: ["n1", "10.0.0.6"])  # type: ignore[arg-type]
+    assert again.next_deadline(cert) > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)
+    _rotate_until(again, 1)
+    assert again.rotations == 1
+    assert _names(path) == ["n1", "10.0.0.6"]
+
+
+def test_a_serving_name_change_while_waiting_renews_the_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cr, "TEMPLATE_CHECK", 0.02)
+    path = tmp_path / "kubelet-server-current.pem"
+    client = _SigningCSRs()
+    names = ["n1", "10.0.0.5"]
+    rot = cr.Rotator(
+        client,
+        "n1",
+        path,
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),
+        fraction=0.9,
+        serving=True,
+        sans=lambda: list(names),
+    )  # type: ignore[arg-type]
+    _rotate_until(rot, 1)  # the first certificate (none in the file)
+    assert _names(path) == ["n1", "10.0.0.5"]
+    _rotate_until(rot, 2, before=lambda: names.__setitem__(1, "10.0.0.7"))
+    assert rot.rotations == 2
+    assert _names(path) == ["n1", "10.0.0.7"]
+    assert len(client.posted) == 2
+
+
 def test_the_kubelet_transport_is_replaced_after_a_rotation() -> None:
     from kubelet.main import RenewableTransport
 
