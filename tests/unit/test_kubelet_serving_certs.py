@@ -346,7 +346,7 @@ def test_a_serving_rotator_without_a_certificate_asks_for_one_and_loads_it(tmp_p
     assert [o["spec"]["signerName"] for o in client.posted] == ["kubernetes.io/kubelet-serving"]
     cert = cr.load_certificate(path)
     assert cert.subject.rfc4514_string() == "CN=system:node:n1,O=system:nodes"
-    assert ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(path), str(path)) is None
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(path), str(path))  # raises if unusable
 
 
 def _rotate_until(rot: cr.Rotator, count: int, before: Any = None) -> None:
@@ -402,14 +402,14 @@ def test_a_serving_name_change_while_waiting_renews_the_certificate(
     client = _SigningCSRs()
     names = ["n1", "10.0.0.5"]
     rot = cr.Rotator(
-        client,
+        client,  # type: ignore[arg-type]
         "n1",
         path,
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),
         fraction=0.9,
         serving=True,
         sans=lambda: list(names),
-    )  # type: ignore[arg-type]
+    )
     _rotate_until(rot, 1)  # the first certificate (none in the file)
     assert _names(path) == ["n1", "10.0.0.5"]
     _rotate_until(rot, 2, before=lambda: names.__setitem__(1, "10.0.0.7"))
