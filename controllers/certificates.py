@@ -19,10 +19,10 @@ for an administrator (logged with the reason, and a Warning Event ``NotAutoAppro
 * every DNS SAN is exactly NAME, and none is ``kubernetes``, ``kubernetes.*``, ``localhost``,
   ``*.localhost``, ``*.svc`` or ``*.svc.*`` (so ``*.svc.CLUSTER_DOMAIN``) -- even for a node so named;
 * every IP SAN is an InternalIP/ExternalIP of the node, inside ``--kubelet-serving-ip-prefixes``
-  (default none: no IP address is approved), and not loopback, link-local, unspecified or
-  multicast, not in ``--service-cluster-ip-range`` (default 10.96.0.0/12) or ``--cluster-cidr``,
-  not an address of the ``default/kubernetes`` Endpoints (the API server) and not an address any
-  other Node lists.
+  (default none: no IP address is approved), and not loopback, link-local, unspecified,
+  multicast or IPv4-mapped, not in ``--service-cluster-ip-range`` (default 10.96.0.0/12) or
+  ``--cluster-cidr``, not an address of the ``default/kubernetes`` Endpoints (the API server) and
+  not an address any other Node lists.
 
 Any other CSR is left alone.
 
@@ -264,8 +264,8 @@ def serving_sans_problem(
 ) -> str | None:
     """Why the serving CSR of ``node`` is not auto-approved; None when every DNS name is the node's
     own name (and no reserved one) and every IP address is one of the node's InternalIP/ExternalIP
-    addresses, inside ``policy.ip_prefixes`` and not loopback, link-local, unspecified or
-    multicast, in the service or cluster CIDR, an address of the API server (``apiserver_ips``: the
+    addresses, inside ``policy.ip_prefixes`` and not loopback, link-local, unspecified, multicast
+    or IPv4-mapped, in the service or cluster CIDR, an address of the API server (``apiserver_ips``: the
     ``default/kubernetes`` Endpoints) or of any of ``other_nodes``."""
     policy = policy or ServingPolicy()
     req = parse_request(csr)
@@ -288,6 +288,8 @@ def serving_sans_problem(
                 others.setdefault(a, []).append(other_name)
     for ip in ips:
         text = str(ip)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return f"IP address {text} is an IPv4-mapped IPv6 address"
         if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
             return f"IP address {text} is loopback, link-local, unspecified or multicast"
         for what, nets in (("service", policy.service_cidrs), ("cluster", policy.cluster_cidrs)):

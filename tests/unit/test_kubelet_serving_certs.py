@@ -127,6 +127,7 @@ def test_the_reviewers_case_stays_pending() -> None:
         (["n1", "127.0.0.1"], "IP address 127.0.0.1 is loopback"),
         (["n1", "fe80::1"], "IP address fe80::1 is loopback, link-local"),
         (["n1", "10.96.0.10"], "IP address 10.96.0.10 is in the service CIDR"),
+        (["n1", "::ffff:10.96.0.1"], "IP address ::ffff:a60:1 is an IPv4-mapped IPv6 address"),
         (["n1", "10.244.1.7"], "IP address 10.244.1.7 is in the cluster CIDR"),
         (["n1", "10.0.0.7"], "IP address 10.0.0.7 is the API server's"),
         (["n1", "10.0.0.8"], "IP address 10.0.0.8 is an address of node(s) ['n2']"),
