@@ -37,6 +37,7 @@ from .supervisor import (
     api_url,
     ensure_credentials,
     etcd_binary,
+    etcd_ca_file,
     etcd_client,
     host_ip,
     kubeconfig_file,
@@ -908,6 +909,13 @@ def restart_joined(state: Path, cfg: dict[str, Any], t0: float, timeout: float) 
     """``minik up`` on a state directory ``minik join`` made: its supervisor started again with the
     settings of the join (the flags given to ``up`` are ignored); a control plane is waited for."""
     refuse_orphans(state)
+    if cfg.get("role") == "control-plane" and not etcd_ca_file(state).exists():
+        # it joined before etcd had a CA of its own: a new one here would not be its peers'
+        console.print(
+            f"[red]{state} is a control plane that joined before etcd had its own CA[/red] "
+            f"({etcd_ca_file(state)} is missing): `minik leave --state-dir {state}`, then join it again"
+        )
+        raise typer.Exit(1)
     launch_supervisor(state, cfg)
     if cfg.get("role") == "worker":
         console.print(

@@ -185,3 +185,18 @@ def test_token_create_control_plane_refuses_another_clusters_ca_and_makes_no_tok
     with pytest.raises(CLIError, match="cannot read"):
         create_control_plane_token(monkeypatch, k, tmp_path / "empty")
     assert k.created == []
+
+
+def test_a_control_plane_that_joined_before_the_etcd_ca_is_not_started(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli import cluster
+
+    started: list[Path] = []
+    monkeypatch.setattr(cluster, "launch_supervisor", lambda state, cfg: started.append(state))
+    monkeypatch.setattr(cluster, "wait_components", lambda *a, **k: None)
+    (tmp_path / "pki").mkdir()
+    with pytest.raises(typer.Exit) as exc:
+        cluster.restart_joined(tmp_path, {"role": "control-plane", "node_name": "cp-2"}, 0.0, 5)
+    assert exc.value.exit_code == 1 and started == []
+    assert "joined before etcd had its own CA" in " ".join(capsys.readouterr().out.split())
