@@ -9,7 +9,12 @@ This is client-go's reflector + indexer + shared informer, in asyncio:
    resourceVersion seen.  When the server answers **410 Gone** (the version was compacted away),
    list again: the new list *replaces* the cache, and the differences are delivered as synthetic
    add/update/delete events, so handlers see every object that vanished while we were away.
-4. Any other failure waits with exponential backoff and jitter (0.8 s doubling to 30 s) before
+4. A watch whose connection was closed under it (the server went away mid-stream, or the client
+   closed its connections, as the kubelet does after renewing its client certificate) is a watch
+   that ended: it is started again at once from the last resourceVersion, logged at debug level,
+   as client-go's reflector does (its stream watcher treats EOF and a reset as the end of the
+   watch).  Only a second closed connection in a row, with no event in between, backs off.
+5. Any other failure waits with exponential backoff and jitter (0.8 s doubling to 30 s) before
    listing again -- never a hot loop.
 
 Handlers (``on_add(obj)``, ``on_update(old, new)``, ``on_delete(obj)``, sync or async) should only
@@ -278,6 +283,7 @@ class Informer:
         self._stopped = False
         self._task: asyncio.Task[None] | None = None
         self.relists = 0  # how many times the list was read (1 on a healthy run)
+        self._closed_in_a_row = 0  # watches ended by a closed connection since the last event
 
     def __repr__(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""
@@ -418,6 +424,8 @@ class Informer:
             got_events = await self._watch_once()
             if got_events:
                 self._backoff.reset()
+            elif self._closed_in_a_row:
+                pass  # its connection was closed under it: watch again at once (see _watch_once)
             else:
                 # A watch that ended without delivering anything (not even a bookmark) may mean a
                 # server that closes at once; wait a little instead of reconnecting in a tight loop.
@@ -428,6 +436,7 @@ class Informer:
             self.info, self.namespace, self.label_selector, self.field_selector, self.page_size
         )
         self.relists += 1
+        self._closed_in_a_row = 0
         items = listing.get("items") or []
         added, updated, deleted = self.store.replace(items)
         self.last_resource_version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
@@ -464,11 +473,24 @@ class Informer:
         try:
             async for etype, obj in stream:
                 got = True
+                self._closed_in_a_row = 0
                 await self._handle_event(etype, obj)
                 if self._stopped:
                     break
+        except errors.StatusError as exc:
+            if not _connection_closed(exc) or self._closed_in_a_row:
+                raise  # any other failure, or closed again at once: back off and list again
+            self._closed_in_a_row += 1
+            log.debug(
+                "%s: watch connection closed (%s); watching again from rv %s",
+                self.info.plural,
+                type(exc.__cause__).__name__,
+                self.last_resource_version,
+            )
+            return got  # a watch that ended: watched again at once
         finally:
             await stream.aclose()
+        self._closed_in_a_row = 0
         return got
 
     async def _handle_event(self, etype: str, obj: Obj) -> None:
@@ -495,6 +517,15 @@ class Informer:
                 continue
             for obj in self.store.list():
                 await self._emit_update(obj, obj)
+
+
+def _connection_closed(exc: errors.StatusError) -> bool:
+    """Whether ``exc`` is the client's report of a connection closed while a response was read
+    (``ReadError``: reset or closed locally; ``RemoteProtocolError``: the peer closed mid-body),
+    not of a server that could not be reached or answered with an error."""
+    import httpx
+
+    return isinstance(exc.__cause__, httpx.ReadError | httpx.RemoteProtocolError)
 
 
 # --------------------------------------------------------------------------------------------------

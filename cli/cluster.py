@@ -37,6 +37,7 @@ from .supervisor import (
     api_url,
     ensure_credentials,
     etcd_binary,
+    etcd_ca_file,
     etcd_client,
     host_ip,
     kubeconfig_file,
@@ -825,13 +826,7 @@ def up(
             "control_plane_endpoint": control_plane_endpoint,
         }
     )
-    orphans = leftovers(read_json(state / "status.json"))
-    if orphans:
-        console.print(
-            f"[red]processes of a cluster in {state} still run without their supervisor[/red] "
-            f"({', '.join(orphans)}): `minik down --state-dir {state}` stops them first"
-        )
-        raise typer.Exit(1)
+    refuse_orphans(state)
     problems = preflight_problems(gather_facts(cfg), Path(sys.argv[0]).name or "minik")
     if problems:
         console.print("[red]minik up cannot start a cluster on this host:[/red]")
@@ -913,11 +908,12 @@ def wait_components(
 def restart_joined(state: Path, cfg: dict[str, Any], t0: float, timeout: float) -> None:
     """``minik up`` on a state directory ``minik join`` made: its supervisor started again with the
     settings of the join (the flags given to ``up`` are ignored); a control plane is waited for."""
-    orphans = leftovers(read_json(state / "status.json"))
-    if orphans:
+    refuse_orphans(state)
+    if cfg.get("role") == "control-plane" and not etcd_ca_file(state).exists():
+        # it joined before etcd had a CA of its own: a new one here would not be its peers'
         console.print(
-            f"[red]processes in {state} still run without their supervisor[/red] "
-            f"({', '.join(orphans)}): `minik down --state-dir {state}` stops them first"
+            f"[red]{state} is a control plane that joined before etcd had its own CA[/red] "
+            f"({etcd_ca_file(state)} is missing): `minik leave --state-dir {state}`, then join it again"
         )
         raise typer.Exit(1)
     launch_supervisor(state, cfg)
@@ -945,6 +941,17 @@ def address_problems(endpoint: str, advertise: str) -> str:
         except ValueError:
             return f"--advertise-address {advertise!r}: an IPv4 address of this host"
     return ""
+
+
+def refuse_orphans(state: Path) -> None:
+    """typer.Exit(1) when components of ``state``'s cluster still run without their supervisor."""
+    orphans = leftovers(read_json(state / "status.json"))
+    if orphans:
+        console.print(
+            f"[red]processes of a cluster in {state} still run without their supervisor[/red] "
+            f"({', '.join(orphans)}): `minik down --state-dir {state}` stops them first"
+        )
+        raise typer.Exit(1)
 
 
 def leftovers(status: dict[str, Any]) -> dict[str, int]:

@@ -50,6 +50,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ from apimachinery.bootstraptoken import (
     CLUSTER_INFO_NAME,
     CLUSTER_INFO_NAMESPACE,
     TokenError,
+    ca_pin,
     parse_token,
     verify_cluster_info,
 )
@@ -413,19 +415,22 @@ def etcd_members_client(state: Path, endpoints: list[str], timeout: float = 10.0
     pki = state / "pki"
     return EtcdMembers(
         endpoints,
-        cafile=str(pki / "ca.crt"),
+        cafile=str(pki / "etcd" / "ca.crt"),
         certfile=str(pki / "etcd-healthcheck-client.crt"),
         keyfile=str(pki / "etcd-healthcheck-client.key"),
         timeout=timeout,
     )
 
 
-def remove_control_plane_files(state: Path, created: bool) -> None:
-    """Undo what a failed control-plane join wrote: the whole directory when the join made it."""
+def remove_control_plane_files(state: Path, created: bool, kept: Iterable[str] = ()) -> None:
+    """Undo what a control-plane join wrote (a failed join, or ``minik leave``): the whole
+    directory when the join made it, else its files but those in ``kept`` (there before the join)."""
     if created:
         shutil.rmtree(state, ignore_errors=True)
         return
     for name in CONTROL_PLANE_FILES:
+        if name in kept:
+            continue
         path = state / name
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -467,6 +472,45 @@ def update_etcd_endpoints(api: httpx.Client, url: str, present: bool) -> str:
         if r.status_code != 409:
             break
     return f"HTTP {r.status_code if r is not None else '?'}"
+
+
+def same_ca(a: bytes | str, b: bytes | str) -> bool:
+    """Whether two PEM CA certificates have the same public key (the key a pin names)."""
+    try:
+        return bool(ca_pin(a) == ca_pin(b))
+    except ValueError:
+        return False
+
+
+def node_exists(state: Path, server: str, node: str) -> bool:
+    """Whether Node ``node`` is there (True when that cannot be told: then it is never deleted)."""
+    try:
+        with admin_client(state, server) as api:
+            return api.get(f"/api/v1/nodes/{node}").status_code != 404
+    except (httpx.HTTPError, OSError):
+        return True
+
+
+def undo_registration(state: Path, server: str, node: str, etcd_url: str, node_existed: bool) -> None:
+    """After a failed control-plane join: its etcd URL out of minik-config again and its Node deleted
+    (unless the Node was there before), through the cluster's endpoint; reported, never raised."""
+    try:
+        with admin_client(state, server) as api:
+            if etcd_url:
+                trouble = update_etcd_endpoints(api, etcd_url, False)
+                console.print(
+                    f"  [yellow]{etcd_url} not removed from {NAMESPACE}/{CONFIG_MAP}: {trouble}[/yellow]"
+                    if trouble
+                    else f"  removed {etcd_url} from {NAMESPACE}/{CONFIG_MAP} again"
+                )
+            if not node_existed:
+                r = api.delete(f"/api/v1/nodes/{node}")
+                if r.status_code in (200, 202):
+                    console.print(f"  deleted node/{node} again")
+                elif r.status_code != 404:
+                    console.print(f"  [yellow]node/{node} not deleted: HTTP {r.status_code}[/yellow]")
+    except (httpx.HTTPError, OSError) as exc:
+        console.print(f"  [yellow]could not undo the registration: {type(exc).__name__}: {exc}[/yellow]")
 
 
 def join_control_plane(
@@ -516,6 +560,11 @@ def join_control_plane(
         if not config.etcd_endpoints:
             raise JoinError(f"{NAMESPACE}/{CONFIG_MAP} lists no etcdEndpoints")
         files = fetch_shared_files(server, found["ca_pem"], token, certificate_key)
+        if not same_ca(files["ca.crt"], found["ca_pem"]):
+            raise JoinError(
+                f"{NAMESPACE}/minik-certs holds another CA than the one discovery pinned: it was uploaded"
+                " from another cluster's state directory (nothing was written)"
+            )
     except JoinError as exc:
         raise fail(str(exc)) from None
     console.print(f"  [green]✓[/green] control-plane keys decrypted ({time.monotonic() - t0:.1f}s)")
@@ -535,8 +584,12 @@ def join_control_plane(
         }
     )
     created = not state.exists()
+    # a reused state directory keeps what was there before the join, on failure and on leave
+    cfg["kept_files"] = [n for n in CONTROL_PLANE_FILES if (state / n).exists()]
     member_id: int | None = None
     members = None
+    launched = endpoint_added = False
+    node_existed = True
     try:
         state.mkdir(parents=True, exist_ok=True)
         write_shared_files(state, files)
@@ -559,6 +612,8 @@ def join_control_plane(
         console.print(
             f"  [green]✓[/green] etcd member {member.id:x} added as a learner ({time.monotonic() - t0:.1f}s)"
         )
+        node_existed = node_exists(state, server, node)
+        launched = True
         launch_supervisor(state, cfg)
         try:
             members.wait_promoted(member.id, timeout=timeout)
@@ -567,6 +622,8 @@ def join_control_plane(
         console.print(f"  [green]✓[/green] etcd member promoted to voter ({time.monotonic() - t0:.1f}s)")
 
         def on_apiserver(api: httpx.Client) -> None:
+            nonlocal endpoint_added
+            endpoint_added = True
             trouble = update_etcd_endpoints(api, etcd_client_url(cfg), True)
             if trouble:
                 console.print(
@@ -582,10 +639,14 @@ def join_control_plane(
             except Exception as rm_exc:  # noqa: BLE001 - reported, the cleanup goes on
                 console.print(f"[red]could not remove etcd member {member_id:x}: {rm_exc}[/red]")
         stop_cluster(state)
+        if launched:
+            undo_registration(
+                state, server, node, etcd_client_url(cfg) if endpoint_added else "", node_existed
+            )
         from .cluster import cleanup_host
 
         cleanup_host(state)
-        remove_control_plane_files(state, created)
+        remove_control_plane_files(state, created, cfg["kept_files"])
         if members is not None:
             members.close()
         if isinstance(exc, (JoinError, EtcdMemberError)):
@@ -602,13 +663,38 @@ def join_control_plane(
     )
 
 
+def drain_or_exit(ctx: typer.Context, node: str, timeout: str, force: bool) -> None:
+    """``minik leave``'s drain of ``node`` (DaemonSet pods stay, emptyDir data goes); when it fails,
+    typer.Exit(1) unless ``force`` (then reported and the leave goes on)."""
+    from .commands.drain import drain
+
+    try:
+        drain(
+            ctx,
+            node,
+            ignore_daemonsets=True,
+            delete_emptydir_data=True,
+            force=True,
+            grace_period=-1,
+            timeout=timeout,
+        )
+        return
+    except typer.Exit:
+        why = ""
+    except Exception as exc:  # noqa: BLE001 - reported; --force goes on
+        why = f" ({exc})"
+    if not force:
+        console.print(f"[red]the drain failed[/red]{why}; `minik leave --force` leaves anyway")
+        raise typer.Exit(1)
+    console.print(f"[yellow]the drain failed{why}; leaving anyway (--force)[/yellow]")
+
+
 def leave_control_plane(
     state: Path, cfg: dict[str, Any], drain_timeout: str, force: bool, ctx: typer.Context
 ) -> None:
     """Drain this control plane's node, take its etcd member out, stop it, delete its Node and
     remove its etcd endpoint from minik-config through the cluster's endpoint, and clean up."""
     from .cluster import cleanup_host, stop_cluster
-    from .commands.drain import drain
     from .etcdmember import EtcdMemberError
     from .kube import GlobalOptions
     from .supervisor import etcd_client_url, etcd_url
@@ -618,20 +704,7 @@ def leave_control_plane(
     opts = ctx.ensure_object(GlobalOptions)
     opts.kubeconfig = str(kubeconfig_file(state, "admin"))
     opts._kube = None
-    try:
-        drain(
-            ctx,
-            node,
-            ignore_daemonsets=True,
-            delete_emptydir_data=True,
-            force=True,
-            grace_period=-1,
-            timeout=drain_timeout,
-        )
-    except (typer.Exit, Exception) as exc:  # noqa: BLE001 - reported; --force goes on
-        if not force:
-            console.print(f"[red]the drain failed[/red] ({exc}); `minik leave --force` leaves anyway")
-            raise typer.Exit(1) from None
+    drain_or_exit(ctx, node, drain_timeout, force)
     own = etcd_client_url(cfg)
     endpoints = [e for e in (cfg.get("etcd_endpoints") or []) if e != own] + [etcd_url(cfg)]
     try:
@@ -666,7 +739,7 @@ def leave_control_plane(
         deleted = f"{type(exc).__name__}: {exc}"
     for line in cleanup_host(state):
         console.print(f"  removed {line}")
-    remove_control_plane_files(state, created=False)
+    remove_control_plane_files(state, created=False, kept=cfg.get("kept_files") or ())
     console.print(
         f"control plane {node} left the cluster: etcd member {removed or '(none found)'} removed, node/{node} "
         + ("deleted" if not deleted else f"not deleted ({deleted}): run `minik delete node {node}`")
@@ -886,7 +959,6 @@ def leave(
     printed.
     """
     from .cluster import cleanup_host, stop_cluster
-    from .commands.drain import drain
     from .kube import GlobalOptions
 
     state = (state_dir or default_state_dir()).absolute()
@@ -904,26 +976,8 @@ def leave(
     own = kubeconfig_file(state, "kubelet")
     opts.kubeconfig = user_kubeconfig or str(own)
     opts._kube = None
-    drained = True
     if own.exists() or user_kubeconfig:
-        try:
-            drain(
-                ctx,
-                node,
-                ignore_daemonsets=True,
-                delete_emptydir_data=True,
-                force=True,
-                grace_period=-1,
-                timeout=drain_timeout,
-            )
-        except typer.Exit:
-            drained = False
-        except Exception as exc:  # noqa: BLE001 - reported; --force goes on
-            console.print(f"[yellow]drain failed: {exc}[/yellow]")
-            drained = False
-        if not drained and not force:
-            console.print("[red]the drain failed[/red]; `minik leave --force` leaves anyway")
-            raise typer.Exit(1)
+        drain_or_exit(ctx, node, drain_timeout, force)
     stop_cluster(state)
     deleted = _delete_node(opts.kubeconfig, node) if user_kubeconfig else "no user kubeconfig"
     for line in cleanup_host(state):

@@ -11,6 +11,7 @@ message on each channel is the port number (two bytes, little endian).
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 import threading
 from collections.abc import Callable
@@ -29,6 +30,8 @@ STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 CLOSE = 255
 EXEC_PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
 
+log = logging.getLogger(__name__)
+
 
 def ws_url(server: str, path: str, params: list[tuple[str, str]]) -> str:
     base = server.rstrip("/")
@@ -40,13 +43,46 @@ def ws_url(server: str, path: str, params: list[tuple[str, str]]) -> str:
 
 
 def open_ws(
-    config: ClientConfig, path: str, params: list[tuple[str, str]], protocols: list[str]
+    config: ClientConfig,
+    path: str,
+    params: list[tuple[str, str]],
+    protocols: list[str],
+    first: str | None = None,
 ) -> ClientConnection:
-    """Connect, turning a refused upgrade (the server's Status) into the typed error."""
-    url = ws_url(config.server, path, params)
-    ctx = config.ssl_context() if url.startswith("wss://") else None
+    """Connect, turning a refused upgrade (the server's Status) into the typed error.
+
+    The kubeconfig's API servers (``server``, then the ``servers.minik.io`` extension's; ``first``,
+    the one the caller's API client uses now, before the others) are tried in turn while the
+    connection cannot be made (refused, timed out, TLS failed): nothing reached a server then, so
+    the exec or port-forward is started on the next one, as the API client moves on for requests.
+    A server that answers the upgrade with an error ends it there."""
+    servers = list(config.servers)
+    if first in servers:
+        servers.remove(first)
+        servers.insert(0, first)
+    for i, server in enumerate(servers):
+        try:
+            return _connect(config, server, path, params, protocols)
+        except OSError as exc:
+            if i == len(servers) - 1:
+                raise errors.ServiceUnavailable(f"cannot reach the API server at {server}: {exc}") from exc
+            log.warning(
+                "API server %s unreachable (%s: %s); using %s",
+                server,
+                type(exc).__name__,
+                exc,
+                servers[i + 1],
+            )
+    raise AssertionError("a kubeconfig names at least one API server")  # pragma: no cover
+
+
+def _connect(
+    config: ClientConfig, server: str, path: str, params: list[tuple[str, str]], protocols: list[str]
+) -> ClientConnection:
+    url = ws_url(server, path, params)
     ssl_arg: ssl.SSLContext | None = None
     if url.startswith("wss://"):
+        ctx = config.ssl_context()
         ssl_arg = ctx if isinstance(ctx, ssl.SSLContext) else ssl.create_default_context()
     try:
         return connect(
@@ -61,8 +97,6 @@ def open_ws(
     except InvalidStatus as exc:
         resp = exc.response
         raise error_from_response(resp.status_code, bytes(resp.body or b""), url) from None
-    except OSError as exc:
-        raise errors.ServiceUnavailable(f"cannot reach the API server at {config.server}: {exc}") from exc
 
 
 def exit_code_from_status(status: dict[str, Any]) -> int:

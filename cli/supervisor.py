@@ -138,6 +138,25 @@ def host_ip() -> str:
         return "127.0.0.1"
 
 
+def address_network(address: str) -> str:
+    """The network (CIDR) of the interface that holds ``address`` (``ip -j addr``), as the
+    controller manager's ``--kubelet-serving-ip-prefixes``: nodes that join from this network get
+    their serving certificates approved; "" for a loopback address or one no interface has."""
+    try:
+        ip = ipaddress.ip_address(address)
+        out = subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, timeout=10).stdout
+        links = json.loads(out or "[]")
+    except (ValueError, OSError, subprocess.SubprocessError):
+        return ""
+    if ip.is_loopback:
+        return ""
+    for link in links:
+        for a in link.get("addr_info") or []:
+            if a.get("local") == str(ip) and a.get("prefixlen") is not None:
+                return str(ipaddress.ip_interface(f"{ip}/{a['prefixlen']}").network)
+    return ""
+
+
 def cluster_dns_ip(service_cidr: str) -> str:
     """The ``kube-dns`` Service's ClusterIP: the 10th address of the service range (10.96.0.10)."""
     return str(ipaddress.ip_network(service_cidr.split(",")[0], strict=False).network_address + 10)
@@ -205,11 +224,14 @@ def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
         "apiserver", apiserver_hosts(extra, first_service_ip(cfg["service_cidr"])), "kube-apiserver"
     )
     pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"])
-    # etcd: its serving (and peer) certificate, and the clients it accepts: the API server and health checks
+    # etcd: its serving (and peer) certificate, and the clients it accepts: the API server and health
+    # checks, all of the etcd CA (a state directory made with one CA for everything gets it now, and
+    # these are reissued: their issuer no longer matches)
     etcd_hosts = ["127.0.0.1", "localhost", *([adv] if etcd_exposed(cfg) and adv != "127.0.0.1" else [])]
-    pki.serving_cert("etcd-server", etcd_hosts, "minik-etcd", client_auth=True)
-    pki.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
-    pki.client_cert("etcd-healthcheck-client", "kube-etcd-healthcheck-client")
+    etcd_pki = etcd_signer(state)
+    etcd_pki.serving_cert("etcd-server", etcd_hosts, "minik-etcd", client_auth=True)
+    etcd_pki.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
+    etcd_pki.client_cert("etcd-healthcheck-client", "kube-etcd-healthcheck-client")
     pki.serving_cert(f"kubelet-{node}", [adv, "127.0.0.1", node], f"system:node:{node}")
     # the aggregation layer: the API server's front-proxy client certificate (issued by the cluster
     # CA; metrics-server trusts only this CN to name users in headers) and metrics-server's serving
@@ -226,6 +248,28 @@ def ensure_credentials(cfg: dict[str, Any], state: Path) -> None:
         write_kubeconfig(kubeconfig_file(state, conf), server=server, ca_pem=ca, cert=crt, user=user)
     os.chmod(state / "kubeconfigs", 0o700)
     ensure_encryption_config(state / "encryption-config.yaml")
+
+
+ETCD_CA_NAME = "minik-etcd-ca"
+
+
+def etcd_ca_file(state: Path) -> Path:
+    """The etcd CA (kubeadm's ``pki/etcd/ca.crt``): the only CA etcd trusts, for clients and peers."""
+    return pki_dir(state) / "etcd" / "ca.crt"
+
+
+def etcd_signer(state: Path) -> Any:
+    """A PKI that issues into ``pki/`` (etcd's certificates keep their names there) but signs with the
+    etcd CA in ``pki/etcd/``, made unless there.  A separate CA as kubeadm's: the cluster CA also signs
+    node client certificates (bootstrap-token CSRs), which must not open etcd."""
+    from apimachinery.pki import PKI
+
+    ca_dir = pki_dir(state) / "etcd"
+    ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    PKI(ca_dir).ensure_ca(ETCD_CA_NAME)
+    signer = PKI(pki_dir(state))
+    signer.ca_cert, signer.ca_key = ca_dir / "ca.crt", ca_dir / "ca.key"
+    return signer
 
 
 def encryption_config(secret: bytes) -> str:
@@ -297,11 +341,11 @@ CONTROL_PLANE_ONLY_ON_FIRST = ("metrics-server", "dns", "ingress")
 
 
 def etcd_client(cfg: dict[str, Any], state: Path, timeout: float = 1.0) -> httpx.Client:
-    """An HTTPS client to etcd with the health-check client certificate (etcd wants one of the CA)."""
+    """An HTTPS client to etcd with the health-check client certificate (etcd wants one of the etcd CA)."""
     import ssl
 
     pki = pki_dir(state)
-    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx = ssl.create_default_context(cafile=str(etcd_ca_file(state)))
     ctx.load_cert_chain(str(pki / "etcd-healthcheck-client.crt"), str(pki / "etcd-healthcheck-client.key"))
     return httpx.Client(base_url=etcd_url(cfg), verify=ctx, timeout=timeout)
 
@@ -579,21 +623,21 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 "--initial-advertise-peer-urls",
                 peer,
                 *membership,
-                # TLS, and only clients with a certificate of the cluster CA (the API server's)
+                # TLS, and only clients and peers with a certificate of the etcd CA (not the cluster CA)
                 "--cert-file",
                 etcd_cert,
                 "--key-file",
                 etcd_key,
                 "--client-cert-auth",
                 "--trusted-ca-file",
-                str(pki / "ca.crt"),
+                str(etcd_ca_file(state)),
                 "--peer-cert-file",
                 etcd_cert,
                 "--peer-key-file",
                 etcd_key,
                 "--peer-client-cert-auth",
                 "--peer-trusted-ca-file",
-                str(pki / "ca.crt"),
+                str(etcd_ca_file(state)),
                 "--auto-compaction-retention",
                 "1h",
                 "--log-level",
@@ -607,7 +651,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 "--etcd-servers",
                 etcd,
                 "--etcd-cafile",
-                str(pki / "ca.crt"),
+                str(etcd_ca_file(state)),
                 "--etcd-certfile",
                 str(pki / "apiserver-etcd-client.crt"),
                 "--etcd-keyfile",
@@ -669,6 +713,12 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 cfg["cluster_cidr"],
                 "--node-cidr-mask-size",
                 str(cfg["node_cidr_mask_size"]),
+                # csrapproving: a joined node's serving certificate only for addresses in the
+                # advertise address's network, never in the Services' one
+                "--service-cluster-ip-range",
+                cfg["service_cidr"],
+                "--kubelet-serving-ip-prefixes",
+                address_network(str(cfg["advertise_address"])),
                 *metrics_flag("controller-manager"),
             ],
             api_ready,

@@ -43,8 +43,10 @@ SHARED_FILES: dict[str, str] = {
     "sa.key": "pki/sa.key",
     "sa.pub": "pki/sa.pub",
     "encryption-config.yaml": "encryption-config.yaml",
+    "etcd-ca.crt": "pki/etcd/ca.crt",
+    "etcd-ca.key": "pki/etcd/ca.key",
 }
-PRIVATE = {"ca.key", "sa.key", "encryption-config.yaml"}
+PRIVATE = {"ca.key", "sa.key", "encryption-config.yaml", "etcd-ca.key"}
 
 
 class CertsError(Exception):
@@ -148,7 +150,7 @@ def write_shared_files(state: Path, files: dict[str, bytes]) -> None:
     for name, rel in SHARED_FILES.items():
         path = state / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.parent.name == "pki":
+        if path.parent.name in ("pki", "etcd"):
             os.chmod(path.parent, 0o700)
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if name in PRIVATE else 0o644)

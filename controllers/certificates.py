@@ -10,13 +10,21 @@ with subresource ``selfnodeclient`` (the CSR's CN is the requestor's own name: a
 
 Kubelet serving CSRs (signer ``kubernetes.io/kubelet-serving``) Kubernetes never approves by itself:
 clusters run an approver such as kubelet-csr-approver, or an administrator runs ``kubectl
-certificate approve``.  minik's csrapproving does what kubelet-csr-approver checks, no more: the
-requestor is ``system:node:NAME`` in ``system:nodes``, the CN is that same name, O
-``system:nodes``, the usages a serving certificate's, and every subject alternative name is the
-node's own -- DNS names among its name and its Hostname/InternalDNS/ExternalDNS addresses, IP
-addresses among its InternalIP/ExternalIP addresses, as its Node object has them -- with at least
-one.  Anything else (a foreign name or address, another requestor, a node that does not exist)
-stays pending for an administrator.  Any other CSR is left alone.
+certificate approve``.  A node writes its own Node ``status.addresses``, so they prove nothing;
+minik's csrapproving approves a serving CSR only when all of this holds, else it leaves it pending
+for an administrator (logged with the reason, and a Warning Event ``NotAutoApproved``):
+
+* the requestor is ``system:node:NAME`` in ``system:nodes``, the CN that same name, O
+  ``system:nodes``, the usages a serving certificate's, at least one DNS or IP SAN, no other SANs;
+* every DNS SAN is exactly NAME, and none is ``kubernetes``, ``kubernetes.*``, ``localhost``,
+  ``*.localhost``, ``*.svc`` or ``*.svc.*`` (so ``*.svc.CLUSTER_DOMAIN``) -- even for a node so named;
+* every IP SAN is an InternalIP/ExternalIP of the node, inside ``--kubelet-serving-ip-prefixes``
+  (default none: no IP address is approved), and not loopback, link-local, unspecified,
+  multicast or IPv4-mapped, not in ``--service-cluster-ip-range`` (default 10.96.0.0/12) or
+  ``--cluster-cidr``, not an address of the ``default/kubernetes`` Endpoints (the API server) and
+  not an address any other Node lists.
+
+Any other CSR is left alone.
 
 ``csrsigning`` signs approved CSRs of ``kubernetes.io/kube-apiserver-client-kubelet``,
 ``kubernetes.io/kubelet-serving`` and ``kubernetes.io/kube-apiserver-client`` with the cluster CA
@@ -30,8 +38,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -41,6 +51,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from apimachinery import errors
 from apimachinery.client import Obj, update_request
+from apimachinery.events import WARNING
 from apimachinery.resources import kind_info
 
 from .base import Controller, ControllerContext
@@ -52,6 +63,9 @@ log = logging.getLogger(__name__)
 CSRS = kind_info("certificates.k8s.io/v1", "CertificateSigningRequest")
 SUBJECT_ACCESS_REVIEWS = kind_info("authorization.k8s.io/v1", "SubjectAccessReview")
 NODES = kind_info("v1", "Node")
+ENDPOINTS = kind_info("v1", "Endpoints")
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # the API server's --service-cluster-ip-range default
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 KUBELET_CLIENT_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 KUBELET_SERVING_SIGNER = "kubernetes.io/kubelet-serving"
@@ -74,9 +88,9 @@ APISERVER_CLIENT_USAGES = frozenset({"digital signature", "key encipherment", "c
 SELF_MESSAGE = "Auto approving self kubelet client certificate after SubjectAccessReview."
 NODE_MESSAGE = "Auto approving kubelet client certificate after SubjectAccessReview."
 SERVING_MESSAGE = (
-    "Auto approving kubelet serving certificate: it names only the requesting node's name and addresses."
+    "Auto approving kubelet serving certificate: it names only the requesting node's name and its own"
+    " addresses inside --kubelet-serving-ip-prefixes."
 )
-NODE_DNS_ADDRESSES = ("Hostname", "InternalDNS", "ExternalDNS")
 NODE_IP_ADDRESSES = ("InternalIP", "ExternalIP")
 
 
@@ -203,22 +217,93 @@ def serving_node(csr: Mapping[str, Any]) -> str | None:
     return username[len(NODE_PREFIX) :] or None
 
 
-def serving_sans_problem(csr: Mapping[str, Any], node: Mapping[str, Any]) -> str | None:
-    """Why the serving CSR's subject alternative names are not exactly ``node``'s own; None when
-    every DNS name is the node's name or a DNS address of it and every IP one of its IPs."""
+RESERVED_NAMES = ("kubernetes", "localhost")
+
+
+def reserved_name_problem(name: str) -> str | None:
+    """Why a DNS name is never auto-approved: ``kubernetes``, ``kubernetes.*``, ``localhost``,
+    ``*.localhost``, ``*.svc`` and ``*.svc.*`` (so ``*.svc.CLUSTER_DOMAIN``) name the API server,
+    Services or the local host."""
+    n = name.lower().rstrip(".")
+    labels = n.split(".")
+    if labels[0] in RESERVED_NAMES or labels[-1] == "localhost" or "svc" in labels[1:]:
+        return f"DNS name {name!r} names the API server, a Service or the local host"
+    return None
+
+
+@dataclass(frozen=True)
+class ServingPolicy:
+    """What csrapproving lets a kubelet serving certificate name.  ``ip_prefixes``
+    (``--kubelet-serving-ip-prefixes``): the networks node IP addresses may be in; none, no IP
+    address is approved.  Never approved: addresses in ``service_cidrs``
+    (``--service-cluster-ip-range``) or ``cluster_cidrs`` (``--cluster-cidr``)."""
+
+    ip_prefixes: tuple[IPNetwork, ...] = ()
+    service_cidrs: tuple[IPNetwork, ...] = ()
+    cluster_cidrs: tuple[IPNetwork, ...] = ()
+
+
+def parse_prefixes(value: str | Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Comma-separated (or listed) CIDRs; ValueError on a bad one."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in items if v and v.strip())
+
+
+def _node_ips(node: Mapping[str, Any]) -> set[str]:
+    addresses = (node.get("status") or {}).get("addresses") or []
+    return {str(a.get("address")) for a in addresses if a.get("type") in NODE_IP_ADDRESSES}
+
+
+def serving_sans_problem(
+    csr: Mapping[str, Any],
+    node: Mapping[str, Any],
+    policy: ServingPolicy | None = None,
+    *,
+    other_nodes: Iterable[Mapping[str, Any]] = (),
+    apiserver_ips: Iterable[str] = (),
+) -> str | None:
+    """Why the serving CSR of ``node`` is not auto-approved; None when every DNS name is the node's
+    own name (and no reserved one) and every IP address is one of the node's InternalIP/ExternalIP
+    addresses, inside ``policy.ip_prefixes`` and not loopback, link-local, unspecified, multicast
+    or IPv4-mapped, in the service or cluster CIDR, an address of the API server (``apiserver_ips``: the
+    ``default/kubernetes`` Endpoints) or of any of ``other_nodes``."""
+    policy = policy or ServingPolicy()
     req = parse_request(csr)
     dns, ips, _, _ = _sans(req)
-    addresses = (node.get("status") or {}).get("addresses") or []
-    names = {str((node.get("metadata") or {}).get("name") or "")} | {
-        str(a.get("address")) for a in addresses if a.get("type") in NODE_DNS_ADDRESSES
-    }
-    node_ips = {str(a.get("address")) for a in addresses if a.get("type") in NODE_IP_ADDRESSES}
-    foreign_dns = [d for d in dns if d not in names]
+    name = str((node.get("metadata") or {}).get("name") or "")
+    for d in dns:
+        problem = reserved_name_problem(d)
+        if problem:
+            return problem
+    foreign_dns = [d for d in dns if d != name]
     if foreign_dns:
-        return f"DNS names {foreign_dns} are not the node's"
-    foreign_ips = [str(ip) for ip in ips if str(ip) not in node_ips]
-    if foreign_ips:
-        return f"IP addresses {foreign_ips} are not among the node's addresses {sorted(node_ips)}"
+        return f"DNS names {foreign_dns} are not the node's name {name!r}"
+    own = _node_ips(node)
+    api = {str(ipaddress.ip_address(a)) for a in apiserver_ips}
+    others: dict[str, list[str]] = {}
+    for other in other_nodes:
+        other_name = str((other.get("metadata") or {}).get("name") or "")
+        if other_name != name:
+            for a in _node_ips(other):
+                others.setdefault(a, []).append(other_name)
+    for ip in ips:
+        text = str(ip)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return f"IP address {text} is an IPv4-mapped IPv6 address"
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+            return f"IP address {text} is loopback, link-local, unspecified or multicast"
+        for what, nets in (("service", policy.service_cidrs), ("cluster", policy.cluster_cidrs)):
+            if any(ip.version == n.version and ip in n for n in nets):
+                return f"IP address {text} is in the {what} CIDR"
+        if text in api:
+            return f"IP address {text} is the API server's (default/kubernetes Endpoints)"
+        if text in others:
+            return f"IP address {text} is an address of node(s) {sorted(others[text])}"
+        if text not in own:
+            return f"IP addresses [{text!r}] are not among the node's addresses {sorted(own)}"
+        if not any(ip.version == n.version and ip in n for n in policy.ip_prefixes):
+            prefixes = [str(n) for n in policy.ip_prefixes]
+            return f"IP address {text} is not in --kubelet-serving-ip-prefixes {prefixes}"
     return None
 
 
@@ -359,6 +444,13 @@ class CSRApprovingController(_CSRController):
     def __init__(self, ctx: ControllerContext, **kwargs: Any) -> None:
         super().__init__(ctx, **kwargs)
         self.csr_informer = self.informer(CSRS, on_change=self.enqueue)
+        self.node_informer = self.informer(NODES)  # another node's addresses are never approved
+        extra = ctx.options.extra
+        self.policy = ServingPolicy(
+            ip_prefixes=parse_prefixes(extra.get("kubelet_serving_ip_prefixes") or ""),
+            service_cidrs=parse_prefixes(extra.get("service_cluster_ip_range") or DEFAULT_SERVICE_CIDR),
+            cluster_cidrs=parse_prefixes(extra.get("cluster_cidr") or ""),
+        )
 
     async def reconcile(self, key: str) -> None:
         csr = self.csr_informer.store.get(key)
@@ -394,21 +486,36 @@ class CSRApprovingController(_CSRController):
             )
 
     async def approve_serving(self, key: str, csr: Obj) -> None:
-        """Approve a kubelet serving CSR that names only its node's own name and addresses."""
+        """Approve a kubelet serving CSR that names only its node's own name and allowed addresses
+        (:func:`serving_sans_problem`); leave any other pending, logged and with a Warning Event."""
         node_name = serving_node(csr)
         if node_name is None:
-            log.info(
-                "kubelet serving CSR %s left for an administrator: not a node's own request", name_of(csr)
-            )
+            self.leave(csr, "not a node's own request")
             return
         try:
             node = await self.client.get(NODES, node_name)
         except errors.NotFound:
-            log.info("kubelet serving CSR %s left for an administrator: no node %s", name_of(csr), node_name)
+            self.leave(csr, f"no node {node_name}")
             return
-        problem = serving_sans_problem(csr, node)
+        try:
+            endpoints = await self.client.get(ENDPOINTS, "kubernetes", "default")
+        except errors.NotFound:
+            endpoints = {}
+        apiserver_ips = [
+            str(a.get("ip"))
+            for subset in endpoints.get("subsets") or []
+            for a in subset.get("addresses") or []
+            if a.get("ip")
+        ]
+        problem = serving_sans_problem(
+            csr,
+            node,
+            self.policy,
+            other_nodes=self.node_informer.store.list(),
+            apiserver_ips=apiserver_ips,
+        )
         if problem is not None:
-            log.info("kubelet serving CSR %s left for an administrator: %s", name_of(csr), problem)
+            self.leave(csr, problem)
             return
         approved = with_condition(csr, "Approved", "AutoApproved", SERVING_MESSAGE, self.now())
         try:
@@ -419,6 +526,10 @@ class CSRApprovingController(_CSRController):
         except errors.NotFound:
             return
         log.info("approved kubelet serving CSR %s of node %s", name_of(csr), node_name)
+
+    def leave(self, csr: Obj, why: str) -> None:
+        log.info("kubelet serving CSR %s left for an administrator: %s", name_of(csr), why)
+        self.recorder.event(csr, WARNING, "NotAutoApproved", f"left for an administrator: {why}")
 
 
 class CSRSigningController(_CSRController):

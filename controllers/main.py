@@ -21,6 +21,17 @@ from .rootcacert import root_ca_pem
 log = logging.getLogger("controllers")
 
 
+def _cidrs(value: str) -> str:
+    """A comma-separated list of CIDRs, checked (argparse reports a bad one)."""
+    from .certificates import parse_prefixes
+
+    try:
+        parse_prefixes(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="minik-controller-manager", description=__doc__)
     p.add_argument(
@@ -123,6 +134,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="longest validity of a signed certificate; spec.expirationSeconds may ask less"
         " (default 8760h, one year)",
     )
+    p.add_argument(
+        "--kubelet-serving-ip-prefixes",
+        default="",
+        type=_cidrs,
+        help="comma-separated CIDRs a kubelet serving CSR's IP addresses must be in for csrapproving"
+        " to approve it (default none: a serving CSR with an IP address waits for an administrator)",
+    )
+    p.add_argument(
+        "--service-cluster-ip-range",
+        default="10.96.0.0/12",
+        type=_cidrs,
+        help="the Services' network: csrapproving never approves a serving certificate for an address in it",
+    )
     p.add_argument("--concurrent-syncs", type=int, default=2, help="workers per controller")
     p.add_argument("-v", "--verbose", action="store_true")
     metrics.add_metrics_flag(p, 10257)
@@ -168,6 +192,8 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 "horizontal_pod_autoscaler_sync_period": args.horizontal_pod_autoscaler_sync_period,
                 "cluster_signing_pair": signing_pair,
                 "cluster_signing_duration": signing_duration,
+                "kubelet_serving_ip_prefixes": args.kubelet_serving_ip_prefixes,
+                "service_cluster_ip_range": args.service_cluster_ip_range,
             },
         ),
         leader_elect=args.leader_elect,

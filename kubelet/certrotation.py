@@ -19,9 +19,12 @@ The kubelet's serving certificate (``--rotate-server-certificates``, Kubernetes'
 ``kubernetes.io/kubelet-serving`` for the same subject, with the node's name and addresses as
 subject alternative names and usages digital signature, key encipherment and server auth, kept in
 ``kubelet-server-current.pem``; the new pair is loaded into the TLS context of the kubelet's HTTPS
-server, so the next handshake presents it.  Kubernetes approves no serving CSR by itself; minik's
-csrapproving approves one only when it names exactly the requesting node's name and addresses
-(controllers/certificates.py), else it stays pending for ``kubectl certificate approve``.
+server, so the next handshake presents it.  A serving certificate that no longer fits what the
+kubelet would ask for -- another subject, or SANs that are not its serving names, as after a change
+of its node IP -- is renewed at once instead of at the deadline (client-go's
+``certSatisfiesTemplate``), checked at start and every 30 s while waiting.  Kubernetes approves no serving CSR by itself;
+minik's csrapproving approves one only under strict rules (controllers/certificates.py), else it
+stays pending for ``kubectl certificate approve``.
 
 The timing functions are pure; :class:`Rotator` does the I/O.
 """
@@ -60,6 +63,7 @@ SERVING_WAIT = 15 * 60.0  # Kubernetes' certificate manager waits this long for 
 CSRS = kind_info("certificates.k8s.io/v1", "CertificateSigningRequest")
 LOW, HIGH = 0.7, 0.9  # the jittered share of the lifetime after which the certificate is renewed
 RETRY = 5.0  # seconds between attempts after a failed renewal
+TEMPLATE_CHECK = 30.0  # seconds between checks, while waiting, that the certificate still fits
 
 
 # ---- timing (pure) ---------------------------------------------------------------------------------
@@ -199,6 +203,34 @@ def check_issued(cert_pem: bytes, key: ec.EllipticCurvePrivateKey) -> x509.Certi
     return cert
 
 
+def template_problem(cert: x509.Certificate, node: str, sans: list[str] | None) -> str | None:
+    """Why ``cert`` is not what the kubelet would ask for now (client-go's
+    ``certSatisfiesTemplate``): subject ``CN=system:node:NODE, O=system:nodes`` and, for a serving
+    certificate (``sans`` given), exactly those DNS names and IP addresses; None when it is."""
+    cns = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    orgs = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    if cns != [f"system:node:{node}"] or orgs != ["system:nodes"]:
+        return f"its subject is {cert.subject.rfc4514_string()}"
+    if sans is None:
+        return None
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        have_dns, have_ips = (
+            set(ext.get_values_for_type(x509.DNSName)),
+            set(ext.get_values_for_type(x509.IPAddress)),
+        )
+    except x509.ExtensionNotFound:
+        have_dns, have_ips = set(), set()
+    wanted = san_names(sans)
+    want_dns = {n.value for n in wanted if isinstance(n, x509.DNSName)}
+    want_ips = {n.value for n in wanted if isinstance(n, x509.IPAddress)}
+    if have_dns != want_dns or have_ips != want_ips:
+        have = sorted(have_dns) + sorted(str(i) for i in have_ips)
+        want = sorted(want_dns) + sorted(str(i) for i in want_ips)
+        return f"it names {have}, the kubelet serves as {want}"
+    return None
+
+
 def load_certificate(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
@@ -245,8 +277,16 @@ class Rotator:
         fraction = self.fraction if self.fraction is not None else rotation_fraction()
         return rotation_deadline(*validity(cert), fraction)
 
+    def stale(self, cert: x509.Certificate) -> str | None:
+        """Why the serving certificate ``cert`` must be renewed at once (:func:`template_problem`):
+        its names are no longer the kubelet's (its node IP changed), or another subject.  None for
+        the client certificate, which is renewed at its deadline."""
+        return template_problem(cert, self.node, self.sans()) if self.serving else None
+
     async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            cert: x509.Certificate | None = None
             try:
                 cert = load_certificate(self.path)
             except (OSError, ValueError) as exc:
@@ -260,14 +300,28 @@ class Rotator:
             else:
                 deadline = self.next_deadline(cert)
                 wait = seconds_until(deadline, dt.datetime.now(dt.UTC))
-                log.info(
-                    "%s certificate valid until %s; renewing at %s (in %.0fs)",
-                    self.what,
-                    cert.not_valid_after_utc.isoformat(),
-                    deadline.isoformat(),
-                    wait,
-                )
-            if await _wait(stop, wait):
+                problem = self.stale(cert)
+                if problem is not None:
+                    log.info("%s certificate renewed now: %s", self.what, problem)
+                    wait = 0.0
+                else:
+                    log.info(
+                        "%s certificate valid until %s; renewing at %s (in %.0fs)",
+                        self.what,
+                        cert.not_valid_after_utc.isoformat(),
+                        deadline.isoformat(),
+                        wait,
+                    )
+            # wait for the deadline, looking at the names now and then, as client-go does
+            end = loop.time() + wait
+            while (remaining := end - loop.time()) > 0:
+                if await _wait(stop, min(remaining, TEMPLATE_CHECK)):
+                    return
+                problem = self.stale(cert) if cert is not None else None
+                if problem is not None:
+                    log.info("%s certificate renewed now: %s", self.what, problem)
+                    break
+            if stop.is_set():
                 return
             while not stop.is_set():
                 try:

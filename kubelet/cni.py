@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -557,30 +558,72 @@ def _iptables_remove_chain(table: str, chain: str) -> None:
 PORTMAP_CHAINS = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
 
 
-def portmap_cleanup(nat_dump: str) -> list[list[str]]:
-    """The ``iptables -t nat`` commands that remove the portmap plugin's shared chains (and the
-    rules jumping to them) from a host whose nat table is ``nat_dump`` (``iptables-save -t nat``):
-    none while a ``CNI-DN-…`` chain remains (a pod of some network still maps a port)."""
-    chains = {line[1:].split()[0] for line in nat_dump.splitlines() if line.startswith(":") and len(line) > 1}
+def portmap_cleanup(nat_dump: str) -> str:
+    """The ``iptables-restore --noflush`` input that removes the portmap plugin's shared chains, and
+    the rules jumping to them, from a host whose nat table is ``nat_dump`` (``iptables-save -t
+    nat``); empty while a ``CNI-DN-…`` chain remains (a pod of some network still maps a port) or
+    when none of the chains is there.
+
+    Every rule is deleted by its exact text in the dump (``-D`` of each jump to the chains, then
+    ``-D`` of each rule in them), then the chains themselves (``-X``); no ``-F``.  Applied as one
+    transaction, the removal fails as a whole, changing nothing, if the table moved on since the
+    dump: a rule added to one of the chains makes its ``-X`` fail (the chain is not empty), a rule
+    jumping to one of them (a new pod's ``CNI-DN-…`` chain) makes its ``-X`` fail (the chain is
+    referenced), a dumped rule already gone makes its ``-D`` fail.  Not covered: a pod's
+    ``CNI-DN-…`` chain created but still without rules at the commit; that pod's portmap ADD then
+    fails on its next rule (the chains are gone) and its sandbox is set up again."""
+    lines = nat_dump.splitlines()
+    chains = {line[1:].split()[0] for line in lines if line.startswith(":") and len(line) > 1}
     if any(c.startswith("CNI-DN-") for c in chains):
-        return []
+        return ""
     ours = [c for c in PORTMAP_CHAINS if c in chains]
-    jumps = []
-    for line in nat_dump.splitlines():
+    if not ours:
+        return ""
+    jumps, inside = [], []
+    for line in lines:
         words = shlex.split(line) if line.startswith("-A ") else []
-        if len(words) > 3 and words[-2] == "-j" and words[-1] in ours and words[1] not in ours:
-            jumps.append(["-D", *words[1:]])
-    return [*jumps, *(["-F", c] for c in ours), *(["-X", c] for c in ours)]
+        if len(words) < 2:
+            continue
+        rule = "-D " + line[3:].rstrip()
+        if words[1] in ours:
+            inside.append(rule)
+        elif len(words) > 3 and words[-2] in ("-j", "-g") and words[-1] in ours:
+            jumps.append(rule)
+    return "\n".join(["*nat", *jumps, *inside, *(f"-X {c}" for c in ours), "COMMIT", ""])
 
 
-def remove_unused_portmap_chains() -> None:
-    """Remove the portmap plugin's shared nat chains once no pod on the host maps a port
-    (:func:`portmap_cleanup`; best effort: a chain in use again is left, ``-X`` refuses it)."""
-    if not shutil.which("iptables-save"):
-        return
-    dump = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True).stdout
-    for command in portmap_cleanup(dump):
-        _iptables("-t", "nat", *command)
+def remove_unused_portmap_chains(
+    run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
+) -> bool:
+    """Remove the portmap plugin's shared nat chains once no pod on the host maps a port: one
+    ``iptables-restore -w --noflush`` transaction made from one ``iptables-save -t nat``
+    (:func:`portmap_cleanup`).  If another pod's portmap ADD changed the chains between the dump
+    and the commit, the transaction fails as a whole and everything is left as it is (that pod uses
+    the chains; a later clean-up removes them).  Whether the chains were removed.  ``run``: how
+    commands are run (:func:`subprocess.run`'s signature)."""
+    if not shutil.which("iptables-save") or not shutil.which("iptables-restore"):
+        return False
+    try:
+        dump = run(["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=30)
+        if dump.returncode != 0:
+            return False
+        script = portmap_cleanup(dump.stdout)
+        if not script:
+            return False
+        done = run(
+            ["iptables-restore", "-w", "--noflush"],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log.debug("portmap chains not removed: %s", e)
+        return False
+    if done.returncode != 0:
+        log.debug("portmap chains left (changed since the dump): %s", done.stderr.strip())
+        return False
+    return True
 
 
 def host_local_allocations(data_dir: str) -> dict[str, tuple[str, str]]:

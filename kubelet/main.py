@@ -467,8 +467,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 
 def serving_names(node_name: str, node_ip: str) -> list[str]:
-    """The serving certificate's subject alternative names: what the Node's status.addresses hold
-    (its Hostname, the node name, and its InternalIP), which is what csrapproving checks."""
+    """The serving certificate's subject alternative names: the node's name (its only DNS name that
+    csrapproving approves) and its InternalIP.  A stored certificate naming others (the node IP
+    changed since) is renewed at once by the serving rotator."""
     return [node_name, node_ip]
 
 

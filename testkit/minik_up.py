@@ -15,6 +15,7 @@ network, the CNI network and any process still mentioning the state directory (`
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testkit.host import free_subnets, processes_mentioning, remove_node_objects
+from testkit.host import free_subnets, processes_mentioning, remove_node_objects, used_networks
 from testkit.processes import minik_up_args
 
 BIN = Path(sys.executable).parent
@@ -144,6 +145,17 @@ class MinikUpCluster:
 
     def cleanup(self) -> None:
         remove_node(self.state, self.node, self.network, self.prefix, self.env)
+
+
+def free_slash23(subnets: range = range(220, 228)) -> str:
+    """A free /23 ``10.S.x.0/23`` (S in ``subnets``) for a cluster CIDR with room for two nodes'
+    /24 pod CIDRs (a joined node's too)."""
+    used = used_networks()
+    for _ in range(200):
+        net = ipaddress.ip_network(free_subnets(1, subnets)[0]).supernet(new_prefix=23)
+        if not any(net.overlaps(u) for u in used):
+            return str(net)
+    raise RuntimeError("no free /23 for the test")
 
 
 def free_service_cidr() -> str:

@@ -139,7 +139,7 @@ def config_path(state: Path, given: Path | None) -> Path:
 def etcd_reader(
     state: Path, given: str | None, ca: str | None, cert: str | None, key: str | None
 ) -> EtcdReader:
-    """etcd as given, else the cluster's of ``state``: over TLS with ``STATE/pki``'s CA and the API
+    """etcd as given, else the cluster's of ``state``: over TLS with ``STATE/pki``'s etcd CA and the API
     server's etcd client certificate when the cluster has them, else plain HTTP."""
     if given:
         return EtcdReader(given.split(",")[0].rstrip("/"), ca, cert, key)
@@ -153,7 +153,7 @@ def etcd_reader(
     if client.exists():
         return EtcdReader(
             f"https://127.0.0.1:{port}",
-            ca or str(pki / "ca.crt"),
+            ca or str(pki / "etcd" / "ca.crt"),
             cert or str(client),
             key or str(pki / "apiserver-etcd-client.key"),
         )

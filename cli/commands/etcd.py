@@ -135,7 +135,7 @@ def save(
     _run(
         [
             etcdctl(),
-            *("--endpoints", etcd_url(cfg), "--cacert", str(pki / "ca.crt")),
+            *("--endpoints", etcd_url(cfg), "--cacert", str(pki / "etcd" / "ca.crt")),
             *(
                 "--cert",
                 str(pki / "apiserver-etcd-client.crt"),

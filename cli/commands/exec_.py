@@ -67,7 +67,9 @@ def exec_(
     use_tty = tty and stdin and sys.stdin.isatty()
     if tty and not use_tty and not quiet:
         sys.stderr.write("Unable to use a TTY - input is not a terminal or the right kind of file\n")
-    ws = open_ws(k.config, path, exec_params(command, name, stdin, use_tty), EXEC_PROTOCOLS)
+    ws = open_ws(
+        k.config, path, exec_params(command, name, stdin, use_tty), EXEC_PROTOCOLS, first=k.client.server
+    )
 
     def on_open(conn) -> None:  # type: ignore[no-untyped-def]
         if not use_tty:

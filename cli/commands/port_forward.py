@@ -143,7 +143,9 @@ def port_forward(
             conn, _ = sock.accept()
             out(f"Handling connection for {sock.getsockname()[1]}")
             try:
-                ws = open_ws(k.config, path, [("ports", str(remote))], ["v4.channel.k8s.io"])
+                ws = open_ws(
+                    k.config, path, [("ports", str(remote))], ["v4.channel.k8s.io"], first=k.client.server
+                )
             except Exception as exc:  # noqa: BLE001 - report and keep serving
                 err(f"error: {exc}")
                 conn.close()

@@ -98,10 +98,12 @@ def join_command(server: str, token: str, ca_pem: str, certificate_key: str = ""
     return command
 
 
-def upload_certs(k: Kube, state: Path, ttl: dt.timedelta | None) -> tuple[str, str]:
+def upload_certs(k: Kube, state: Path, ttl: dt.timedelta | None, ca_pem: str) -> tuple[str, str]:
     """Encrypt this control plane's shared keys into ``kube-system/minik-certs`` (replacing an
     older upload) under a fresh key, owned by a bootstrap token of its own that expires with the
-    join token, after 2 hours at most; returns (the key in hex, the controlPlaneEndpoint's URL)."""
+    join token, after 2 hours at most; returns (the key in hex, the controlPlaneEndpoint's URL).
+    Refused when the state directory's CA is not ``ca_pem``, the CA the API server is trusted with
+    (another cluster's state directory)."""
     from ..uploadcerts import (
         CERTS_SECRET,
         CERTS_TTL_SECONDS,
@@ -134,6 +136,11 @@ def upload_certs(k: Kube, state: Path, ttl: dt.timedelta | None) -> tuple[str, s
         files = read_shared_files(state)
     except CertsError as exc:
         raise CLIError(f"{exc}; --state-dir names the control plane's state directory") from exc
+    if files["ca.crt"].strip() != ca_pem.encode().strip():
+        raise CLIError(
+            f"{state / 'pki' / 'ca.crt'} is not the CA of the API server's kubeconfig: --state-dir names"
+            " another cluster's state directory (nothing was uploaded)"
+        )
     limit = dt.timedelta(seconds=CERTS_TTL_SECONDS)
     owner_secret = token_secret(
         generate_token(),
@@ -197,19 +204,19 @@ def create(
     ca_pem = ca_pem_of(k) if server.startswith("https://") else ""
     if ca_pem:
         ensure_cluster_info(k, server, ca_pem)
-    try:
-        k.client.create(resolve_kind("secrets"), secret, TOKEN_NAMESPACE)
-    except errors.AlreadyExists as exc:
-        raise CLIError(f"a token with ID {value.split('.')[0]} exists already") from exc
     certificate_key = ""
-    if control_plane:
+    if control_plane:  # upload first: a failed upload leaves no live token that was never printed
         from ..cluster import default_state_dir
 
         if not ca_pem:
             raise CLIError("the API server is not served over HTTPS: there is no CA to pin")
         certificate_key, server = upload_certs(
-            k, (state_dir or default_state_dir()).absolute(), duration or None
+            k, (state_dir or default_state_dir()).absolute(), duration or None, ca_pem
         )
+    try:
+        k.client.create(resolve_kind("secrets"), secret, TOKEN_NAMESPACE)
+    except errors.AlreadyExists as exc:
+        raise CLIError(f"a token with ID {value.split('.')[0]} exists already") from exc
     if print_join_command or control_plane:
         if not ca_pem:
             raise CLIError("the API server is not served over HTTPS: there is no CA to pin")

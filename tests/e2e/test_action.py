@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shlex
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from testkit import wait
-from testkit.host import free_subnets, processes_mentioning, remove_node_objects
+from testkit.host import processes_mentioning
 from testkit.images import ensure_busybox_image
+from testkit.minik_up import minik_up_cluster
 from testkit.prereq import require_docker, require_iptables, require_root
-from testkit.processes import minik_up_args
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "action" / "minik_action.py"
@@ -110,36 +109,35 @@ def checkout_copy(dest: Path) -> None:
 
 
 def force_cleanup(r: Runner) -> None:
-    """What the clean-up step should have done, done again whatever happened."""
+    """What the clean-up step should have done beyond the cluster's own objects (removed by
+    ``testkit.minik_up`` afterwards), done again whatever happened: the state the action's venv
+    made and any process still mentioning the runner's directory."""
     minik = r.temp / "minik" / "venv" / "bin" / "minik"
     for state in (r.state, r.temp / "minik" / "state"):
         if minik.exists() and state.exists():
             subprocess.run([str(minik), "down", "--state-dir", str(state)], capture_output=True, timeout=120)
-    proxy = Path(sys.executable).parent / "minik-proxy"
-    subprocess.run(
-        [str(proxy), "--cleanup", "--iptables-chain-prefix", r.prefix], capture_output=True, timeout=60
-    )
-    remove_node_objects(r.node, f"minik-{r.node}")
     for line in processes_mentioning(str(r.root)):
         try:
             os.kill(int(line.split(":")[0]), 9)
         except OSError:
             pass
-    shutil.rmtree(r.root, ignore_errors=True)
 
 
-def make_runner(tmp_path_factory: pytest.TempPathFactory, name: str) -> Runner:
+@contextmanager
+def runner_for(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Runner]:
+    """A runner whose cluster has ``testkit.minik_up``'s isolated names and flags (not started:
+    the action starts it), everything removed at the end."""
     root = tmp_path_factory.mktemp(name)
-    tag = uuid.uuid4().hex[:6]
-    node = f"act-{tag}"
-    prefix = f"MA{tag.upper()}"
-    pod_cidr = free_subnets(1, range(220, 228))[0]
-    service_cidr = f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
-    up_args, api_port = minik_up_args(root / "state", node, pod_cidr, service_cidr, prefix)
-    (root / "action-checkout").mkdir()
-    checkout_copy(root / "action-checkout")
-    (root / "runner-temp").mkdir()
-    return Runner(root, node, prefix, api_port, up_args)
+    with minik_up_cluster(root, "act", "MA", up=False) as c:
+        assert c.state == root / "state"
+        (root / "action-checkout").mkdir()
+        checkout_copy(root / "action-checkout")
+        (root / "runner-temp").mkdir()
+        r = Runner(root, c.node, c.prefix, c.api_port, c.up_args)
+        try:
+            yield r
+        finally:
+            force_cleanup(r)
 
 
 def require_host() -> None:
@@ -151,16 +149,13 @@ def require_host() -> None:
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     require_host()
-    r = make_runner(tmp_path_factory, "action")
-    r.inputs = {
-        "INPUT_IMAGES": ensure_busybox_image(),
-        "INPUT_WAIT": "2m",
-        "INPUT_KUBECTL_VERSION": KUBECTL_WHEEL,
-    }
-    try:
+    with runner_for(tmp_path_factory, "action") as r:
+        r.inputs = {
+            "INPUT_IMAGES": ensure_busybox_image(),
+            "INPUT_WAIT": "2m",
+            "INPUT_KUBECTL_VERSION": KUBECTL_WHEEL,
+        }
         yield r
-    finally:
-        force_cleanup(r)
 
 
 APP = """\
@@ -301,12 +296,9 @@ def test_cleanup_collects_every_log_then_leaves_nothing_behind(runner: Runner) -
 @pytest.fixture()
 def failing_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
     require_host()
-    r = make_runner(tmp_path_factory, "action-fail")
-    r.inputs = {"INPUT_WAIT": "0"}  # no cluster is Ready at once
-    try:
+    with runner_for(tmp_path_factory, "action-fail") as r:
+        r.inputs = {"INPUT_WAIT": "0"}  # no cluster is Ready at once
         yield r
-    finally:
-        force_cleanup(r)
 
 
 def test_a_start_that_fails_leaves_its_logs_for_upload(failing_runner: Runner) -> None:

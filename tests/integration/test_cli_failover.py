@@ -8,11 +8,14 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import httpx
 import yaml
 
-from apimachinery.kubeconfig import SERVERS_EXTENSION
+from apimachinery.kubeconfig import SERVERS_EXTENSION, load_config
+from cli.streams import open_ws
 from testkit.host import free_port
 from testkit.processes import APIServerProcess
 
@@ -65,3 +68,31 @@ def test_minik_uses_the_next_server_when_the_first_is_dead(
     only_dead.write_text(yaml.safe_dump(doc))
     refused = minik(only_dead, "get", "pods")
     assert refused.returncode != 0 and dead in refused.stdout + refused.stderr
+
+
+def test_exec_and_port_forward_open_their_websocket_on_the_next_server(
+    apiserver: APIServerProcess, api: httpx.Client, tmp_path: Path
+) -> None:
+    """The WebSocket of ``minik exec`` and port-forward fails over like the CLI's requests:
+    the pod has no node (no scheduler here), so the live server's own refusal is the answer --
+    not the dead server's absence."""
+    kubeconfig, dead = dead_first(apiserver, tmp_path)
+    name = f"no-host-{uuid.uuid4().hex[:6]}"
+    body = {"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+    created = api.post("/api/v1/namespaces/default/pods", json={"apiVersion": "v1", "kind": "Pod", **body})
+    assert created.status_code == 201, created.text
+    try:
+        execd = minik(kubeconfig, "exec", name, "--", "true")
+        assert execd.returncode != 0
+        assert f"pod {name} does not have a host assigned" in execd.stderr, execd.stdout + execd.stderr
+        assert "cannot reach" not in execd.stderr, execd.stderr
+
+        # port-forward's WebSocket (cli.streams.open_ws, as `minik port-forward` opens it per
+        # connection): the live server accepts it and reports on the port's error channel
+        config = load_config(kubeconfig)
+        assert config.servers[0] == dead
+        path = f"/api/v1/namespaces/default/pods/{name}/portforward"
+        with open_ws(config, path, [("ports", "80")], ["v4.channel.k8s.io"]) as ws:
+            assert ws.recv(timeout=30) == b"\x01" + f"pod {name} does not have a host assigned".encode()
+    finally:
+        api.delete(f"/api/v1/namespaces/default/pods/{name}", params={"gracePeriodSeconds": "0"})

@@ -34,7 +34,12 @@ def ctl(cfg: dict[str, Any], state: Path, *args: str) -> str:
     pki = state / "pki"
     argv = [
         etcdctl(),
-        *("--endpoints", supervisor.etcd_url(supervisor.settings(cfg)), "--cacert", str(pki / "ca.crt")),
+        *(
+            "--endpoints",
+            supervisor.etcd_url(supervisor.settings(cfg)),
+            "--cacert",
+            str(pki / "etcd" / "ca.crt"),
+        ),
         *("--cert", str(pki / "apiserver-etcd-client.crt"), "--key", str(pki / "apiserver-etcd-client.key")),
         *args,
     ]

@@ -13,7 +13,6 @@ Needs root, Docker and iptables (``testkit.prereq``); everything is removed in f
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import random
 import subprocess
@@ -27,19 +26,10 @@ import pytest
 from apimachinery.bootstraptoken import ca_pin
 from kubelet import cni
 from testkit import prereq, wait
-from testkit.host import free_subnets, processes_mentioning, used_networks
+from testkit.host import processes_mentioning
 from testkit.images import BUSYBOX_IMAGE, ensure_busybox_image
-from testkit.minik_up import MinikUpCluster, minik_up_cluster, remove_node
+from testkit.minik_up import MinikUpCluster, free_slash23, minik_up_cluster, remove_node
 from testkit.processes import _port_free
-
-
-def free_slash23() -> str:
-    used = used_networks()
-    for _ in range(200):
-        net = ipaddress.ip_network(free_subnets(1, range(220, 228))[0]).supernet(new_prefix=23)
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    raise RuntimeError("no free /23 for the test")
 
 
 def free_kubelet_port() -> int:

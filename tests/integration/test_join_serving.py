@@ -3,11 +3,12 @@ certificate rotation does to the kubelet's open connections -- beside a ``minik 
 this host, as tests/integration/test_join.py.
 
 Checked: the joined kubelet asks for its serving certificate with a ``kubernetes.io/kubelet-serving``
-CSR, csrapproving approves it (it names only the node's name and InternalIP) and csrsigning signs
-it with the cluster CA; the kubelet serves it, so ``kubectl logs``, ``kubectl exec`` and
-``kubectl port-forward`` of a pod on the joined node pass the API server's check of the kubelet
-against the CA.  A serving CSR naming another address stays pending until ``kubectl certificate
-approve``.  The joined node's proxy enforces a NetworkPolicy (it reads policies, pods and namespaces
+CSR.  Joined on the same host, its InternalIP is the first node's and the API server's address, so
+csrapproving leaves it pending (and logs why); approved by hand (``kubectl certificate approve``),
+csrsigning signs it with the cluster CA; the kubelet serves it, so ``kubectl logs``, ``kubectl
+exec`` and ``kubectl port-forward`` of a pod on the joined node pass the API server's check of the
+kubelet against the CA.  A serving CSR naming an address that is not the node's stays pending too.
+(Auto-approval of a node's own address in ``--kubelet-serving-ip-prefixes``: the unit tests.)  The joined node's proxy enforces a NetworkPolicy (it reads policies, pods and namespaces
 as the node).  With short certificates both certificates rotate within seconds: the kubelet then
 serves the new serving certificate without a restart, and every API connection it had open with the
 old client certificate (its watches) is closed and made again.
@@ -19,15 +20,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import ipaddress
 import json
-import os
 import random
-import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,89 +36,32 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from kubelet import certrotation as cr
-from kubelet import cni
 from testkit import prereq, wait
-from testkit.host import free_subnets, processes_mentioning, remove_node_objects, used_networks
+from testkit.host import processes_mentioning
 from testkit.images import BUSYBOX_IMAGE, ensure_busybox_image
-from testkit.processes import _port_free, minik_up_args
+from testkit.minik_up import MinikUpCluster, free_slash23, minik_up_cluster, remove_node
+from testkit.processes import _port_free
 
-BIN = Path(sys.executable).parent
-MINIK = str(BIN / "minik")
 KUBECTL = "kubectl"  # prereq.require_kubectl's, once the cluster fixture ran
 
 
-@dataclass
-class Cluster:
-    work: Path
-    node: str
-    prefix: str
-    api_port: int
-
-    @property
-    def state(self) -> Path:
-        return self.work / "state"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.work / "kubeconfig"
-
-    @property
-    def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MINIK_STATE_DIR": str(self.state)}
-
-    def run(
-        self, argv: list[str], check: bool = True, timeout: float = 180
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def minik(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        return self.run([MINIK, *args], check, timeout)
-
-    def kubectl(
-        self, *args: str, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        return self.run([KUBECTL, "--kubeconfig", str(self.kubeconfig), *args], check, timeout)
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.minik("get", *args, "-o", "json").stdout)
+def _run(
+    cluster: MinikUpCluster, argv: list[str], check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, env=cluster.env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
 
 
-def _cleanup_node(state: Path, node: str, network: str, prefix: str, env: dict[str, str]) -> None:
-    subprocess.run([MINIK, "down", "--state-dir", str(state)], env=env, capture_output=True, timeout=180)
-    subprocess.run(
-        [str(BIN / "minik-proxy"), "--cleanup", "--iptables-chain-prefix", prefix],
-        capture_output=True,
-        timeout=60,
-    )
-    remove_node_objects(node, network)
-    cni.cleanup_network(
-        str(state / "cni" / "net.d"), network, cni.bridge_name(network), str(state / "cni" / "cache")
-    )
-    for line in processes_mentioning(str(state)):
-        try:
-            os.kill(int(line.split(":")[0]), 9)
-        except OSError:
-            pass
-
-
-def _free_slash23() -> str:
-    used = used_networks()
-    for _ in range(200):
-        net = ipaddress.ip_network(free_subnets(1, range(220, 228))[0]).supernet(new_prefix=23)
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    raise RuntimeError("no free /23 for the test")
+def _kubectl(
+    cluster: MinikUpCluster, *args: str, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return _run(cluster, [KUBECTL, "--kubeconfig", str(cluster.kubeconfig), *args], check, timeout)
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinikUpCluster]:
     prereq.require_root()
     prereq.require_docker()
     prereq.require_iptables()
@@ -129,17 +69,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     KUBECTL = prereq.require_kubectl()
     ensure_busybox_image()
     work = tmp_path_factory.mktemp("minik-join-serving")
-    tag = uuid.uuid4().hex[:6]
-    node, prefix = f"sc-{tag}", f"SC{tag.upper()}"
-    service_cidr = f"10.{230 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
-    args, api_port = minik_up_args(work / "state", node, _free_slash23(), service_cidr, prefix)
-    c = Cluster(work, node, prefix, api_port)
-    try:
-        c.minik("up", *args, timeout=300)
+    with minik_up_cluster(work, "sc", "SC", pod_cidr=free_slash23()) as c:
         yield c
-    finally:
-        _cleanup_node(c.state, node, f"minik-{node}", prefix, c.env)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 @dataclass
@@ -152,7 +83,7 @@ class Worker:
 
 
 @pytest.fixture()
-def worker(cluster: Cluster, tmp_path: Path) -> Iterator[Worker]:
+def worker(cluster: MinikUpCluster, tmp_path: Path) -> Iterator[Worker]:
     tag = uuid.uuid4().hex[:6]
     port = random.randrange(20000, 32000)
     while not (_port_free(port) and _port_free(port - 1)):
@@ -162,7 +93,7 @@ def worker(cluster: Cluster, tmp_path: Path) -> Iterator[Worker]:
         yield w
     finally:
         cluster.minik("leave", "--force", "--state-dir", str(w.state), check=False)
-        _cleanup_node(w.state, w.node, w.network, w.prefix, cluster.env)
+        remove_node(w.state, w.node, w.network, w.prefix, cluster.env)
         cluster.minik("delete", "node", w.node, "--ignore-not-found", check=False)
 
 
@@ -210,12 +141,27 @@ spec:
 """
 
 
-def _csrs(cluster: Cluster, node: str, signer: str) -> list[dict[str, Any]]:
+def _csrs(cluster: MinikUpCluster, node: str, signer: str) -> list[dict[str, Any]]:
     return [
         c
         for c in cluster.get("csr")["items"]
         if c["spec"].get("username") == f"system:node:{node}" and c["spec"].get("signerName") == signer
     ]
+
+
+def _pending_serving(cluster: MinikUpCluster, node: str) -> list[str]:
+    """The names of ``node``'s serving CSRs without a condition (neither approved nor denied)."""
+    return [
+        c["metadata"]["name"]
+        for c in _csrs(cluster, node, "kubernetes.io/kubelet-serving")
+        if not (c.get("status") or {}).get("conditions")
+    ]
+
+
+def _left_line(log: Path, csr: str) -> str | None:
+    """The controller manager's line saying why csrapproving left ``csr`` pending."""
+    marker = f"kubelet serving CSR {csr} left for an administrator"
+    return next((line for line in log.read_text().splitlines() if marker in line), None)
 
 
 def _served_certificate(host: str, port: int) -> x509.Certificate:
@@ -245,7 +191,7 @@ def _api_connections(pid: int, api_port: int) -> set[str]:
     return {line.split()[2] for line in out.splitlines() if f"pid={pid}," in line}
 
 
-def _node_watches(cluster: Cluster, user: str) -> list[tuple[dt.datetime, str]]:
+def _node_watches(cluster: MinikUpCluster, user: str) -> list[tuple[dt.datetime, str]]:
     """(when it began, the client certificate's credential ID) of every audited (ended) watch of
     ``user``; the API server writes ``user.extra`` ``authentication.kubernetes.io/credential-id``."""
     found = []
@@ -266,14 +212,14 @@ def _credential_id(cert: x509.Certificate) -> str:
     return "X509SHA256=" + hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def _wget(cluster: Cluster, url: str) -> subprocess.CompletedProcess[str]:
-    return cluster.kubectl(
-        "exec", "cli", "--", "timeout", "5", "wget", "-q", "-O-", url, check=False, timeout=30
+def _wget(cluster: MinikUpCluster, url: str) -> subprocess.CompletedProcess[str]:
+    return _kubectl(
+        cluster, "exec", "cli", "--", "timeout", "5", "wget", "-q", "-O-", url, check=False, timeout=30
     )
 
 
 def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotation(
-    cluster: Cluster, worker: Worker
+    cluster: MinikUpCluster, worker: Worker
 ) -> None:
     line = cluster.minik("token", "create", "--print-join-command").stdout.split()
     token, pin = line[line.index("--token") + 1], line[line.index("--discovery-token-ca-cert-hash") + 1]
@@ -293,26 +239,40 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
     node = cluster.get("node", worker.node)
     node_ip = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"][0]
 
-    # 1. the serving certificate: a kubelet-serving CSR, approved and signed, served by the kubelet
+    # 1. the serving certificate: a kubelet-serving CSR.  On this host the joined node's InternalIP
+    # is the first node's and the API server's address, which csrapproving never approves: the CSR
+    # stays pending, the controller manager says why, and an administrator approves it by hand
     serving = worker.state / "kubelet" / "pki" / "kubelet-server-current.pem"
-    wait.wait_for(
-        serving.exists,
-        60,
-        "the kubelet's issued serving certificate",
-        0.5,
+    cm_log = cluster.state / "logs" / "controller-manager.log"
+    pending = wait.wait_for(
+        lambda: _pending_serving(cluster, worker.node), 60, "the node's serving CSR", 0.5, retry_errors=True
     )
+    name = pending[0]
+    why = wait.wait_for(
+        lambda: _left_line(cm_log, name), 30, "csrapproving leaving the serving CSR pending", 0.5
+    )
+    assert node_ip in why, why
+    assert not serving.exists()
+
+    def approve_all() -> None:
+        for pending_name in _pending_serving(cluster, worker.node):
+            _kubectl(cluster, "certificate", "approve", pending_name)
+
+    approve_all()
+    wait.wait_for(serving.exists, 60, "the kubelet's issued serving certificate", 0.5)
     first = cr.load_certificate(serving)
     first.verify_directly_issued_by(ca)
     assert first.subject.rfc4514_string() == f"CN=system:node:{worker.node},O=system:nodes"
     sans = first.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sans.get_values_for_type(x509.DNSName) == [worker.node]
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == [node_ip]
-    approved = [
-        c
+    conds = [
+        k
         for c in _csrs(cluster, worker.node, "kubernetes.io/kubelet-serving")
-        if any(k["type"] == "Approved" for k in c["status"].get("conditions") or [])
+        if c["metadata"]["name"] == name
+        for k in c["status"].get("conditions") or []
     ]
-    assert approved and approved[0]["status"]["conditions"][0]["reason"] == "AutoApproved"
+    assert [k["type"] for k in conds] == ["Approved"] and conds[0]["reason"] != "AutoApproved", conds
     served = wait.wait_for(
         lambda: (c := _served_certificate(node_ip, worker.kubelet_port)).issuer == ca.subject and c,
         30,
@@ -340,13 +300,13 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
         srv_ip = cluster.get("pod", "srv")["status"]["podIP"]
         # logs and exec through the API server, which checks the kubelet against the cluster CA
         logs = wait.wait_for(
-            lambda: "serving-log-line" in (p := cluster.kubectl("logs", "srv", check=False)).stdout and p,
+            lambda: "serving-log-line" in (p := _kubectl(cluster, "logs", "srv", check=False)).stdout and p,
             30,
             "kubectl logs of the pod on the joined node",
             0.5,
         )
         assert logs.returncode == 0
-        out = cluster.kubectl("exec", "cli", "--", "echo", "exec-works")
+        out = _kubectl(cluster, "exec", "cli", "--", "echo", "exec-works")
         assert out.stdout.strip() == "exec-works"
         # port-forward to the pod on the joined node, from loopback
         local = random.randrange(40000, 50000)
@@ -391,8 +351,7 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
         csr_file = worker.state.parent / "foreign-csr.json"
         csr_file.write_text(json.dumps(foreign))
         node_conf = worker.state / "kubeconfigs" / "kubelet.conf"
-        cluster.run([KUBECTL, "--kubeconfig", str(node_conf), "create", "-f", str(csr_file)])
-        cm_log = cluster.state / "logs" / "controller-manager.log"
+        _run(cluster, [KUBECTL, "--kubeconfig", str(node_conf), "create", "-f", str(csr_file)])
         wait.wait_for(
             lambda: (
                 f"kubelet serving CSR foreign-{worker.node} left for an administrator" in cm_log.read_text()
@@ -405,7 +364,7 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
         assert obj["spec"]["username"] == f"system:node:{worker.node}"
         assert not obj.get("status", {}).get("conditions"), obj.get("status")
         assert "192.0.2.77" in cm_log.read_text().split(f"foreign-{worker.node} left")[1].splitlines()[0]
-        cluster.kubectl("certificate", "approve", f"foreign-{worker.node}")
+        _kubectl(cluster, "certificate", "approve", f"foreign-{worker.node}")
         signed = wait.wait_for(
             lambda: cluster.get("csr", f"foreign-{worker.node}").get("status", {}).get("certificate"),
             30,
@@ -425,7 +384,11 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
             cert = cr.load_certificate(path)
             return cert if cert.serial_number != old.serial_number else None
 
-        new_serving = wait.wait_for(lambda: rotated(serving, first), 120, "serving rotated", 0.5, True)
+        def serving_rotated() -> x509.Certificate | None:
+            approve_all()  # each renewal asks again, as the first time
+            return rotated(serving, first)
+
+        new_serving = wait.wait_for(serving_rotated, 120, "serving rotated", 0.5, True)
         new_client = wait.wait_for(lambda: rotated(client_pem, old_client), 120, "client rotated", 0.5, True)
         assert _kubelet_pid(worker.state) == pid  # the same kubelet process
         # the kubelet serves the new serving certificate (a new handshake), and the API server
@@ -441,7 +404,7 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
             retry_errors=True,
         )
         assert new_serving.serial_number != first.serial_number
-        assert "serving-log-line" in cluster.kubectl("logs", "srv").stdout
+        assert "serving-log-line" in _kubectl(cluster, "logs", "srv").stdout
         # every API connection the kubelet had with the old client certificate is gone, and it has
         # made new ones (its watches), which present the new certificate
         kubelet_log = (worker.state / "logs" / "kubelet.log").read_text()

@@ -243,14 +243,15 @@ def test_components_start_order_and_flags_pass_through() -> None:
     assert flag(etcd, "--listen-client-urls") == "https://127.0.0.1:31010"
     assert flag(etcd, "--listen-peer-urls") == "https://127.0.0.1:31011"
     assert flag(etcd, "--cert-file") == "/state/pki/etcd-server.crt"
-    assert flag(etcd, "--trusted-ca-file") == "/state/pki/ca.crt"
+    assert flag(etcd, "--trusted-ca-file") == "/state/pki/etcd/ca.crt"
+    assert flag(etcd, "--peer-trusted-ca-file") == "/state/pki/etcd/ca.crt"
     assert "--client-cert-auth" in etcd.argv and "--peer-client-cert-auth" in etcd.argv
     assert flag(comps["etcd"], "--data-dir") == "/state/etcd"
     api = comps["apiserver"]
     assert flag(api, "--service-cluster-ip-range") == "10.232.0.0/16"
     assert flag(api, "--etcd-servers") == "https://127.0.0.1:31010"
     assert flag(api, "--etcd-certfile") == "/state/pki/apiserver-etcd-client.crt"
-    assert flag(api, "--etcd-cafile") == "/state/pki/ca.crt"
+    assert flag(api, "--etcd-cafile") == "/state/pki/etcd/ca.crt"
     assert flag(api, "--secure-port") == "31000" and "--port" not in api.argv
     assert flag(api, "--bind-address") == "0.0.0.0"
     assert flag(api, "--advertise-address") == "192.0.2.10"
@@ -349,16 +350,55 @@ def test_credentials_give_each_component_its_own_identity(tmp_path: Path) -> Non
     assert key["name"] == "key1" and len(base64.b64decode(key["secret"])) == 32
     assert rule["providers"][1] == {"identity": {}}
     # a second run reuses every file: same certificates, same encryption key
-    before = {p: p.read_bytes() for p in (tmp_path / "pki").iterdir()}
+    before = {p: p.read_bytes() for p in (tmp_path / "pki").rglob("*") if p.is_file()}
     enc_before = enc.read_bytes()
     ensure_credentials(cfg, tmp_path)
-    assert {p: p.read_bytes() for p in (tmp_path / "pki").iterdir()} == before
+    assert {p: p.read_bytes() for p in (tmp_path / "pki").rglob("*") if p.is_file()} == before
     assert enc.read_bytes() == enc_before
     # the host moved: the API server's and the kubelet's serving certificates are reissued
     ensure_credentials({**cfg, "advertise_address": "192.0.2.11"}, tmp_path)
     assert (tmp_path / "pki" / "apiserver.crt").read_bytes() != before[tmp_path / "pki" / "apiserver.crt"]
     assert (tmp_path / "pki" / "ca.crt").read_bytes() == before[tmp_path / "pki" / "ca.crt"]
     assert (tmp_path / "pki" / "admin.crt").read_bytes() == before[tmp_path / "pki" / "admin.crt"]
+
+
+def test_etcd_certificates_are_signed_by_the_etcd_ca_and_an_old_layout_gets_one(tmp_path: Path) -> None:
+    """etcd trusts only the etcd CA: the cluster CA also signs node client certificates (bootstrap
+    tokens), which must not open etcd.  A state directory made with one CA for everything gets the
+    etcd CA on the next run and its etcd certificates reissued; the rest is kept."""
+    from cryptography import x509
+
+    from apimachinery.pki import PKI
+    from cli.supervisor import ensure_credentials, etcd_ca_file
+
+    def issuer(path: Path) -> x509.Name:
+        return x509.load_pem_x509_certificate(path.read_bytes()).issuer
+
+    def ca_subject(path: Path) -> x509.Name:
+        return x509.load_pem_x509_certificate(path.read_bytes()).subject
+
+    pki = tmp_path / "pki"
+    etcd_names = ("etcd-server", "apiserver-etcd-client", "etcd-healthcheck-client")
+    # the old layout: the cluster CA signed etcd's certificates too
+    old = PKI(pki)
+    old.serving_cert("etcd-server", ["127.0.0.1", "localhost"], "minik-etcd", client_auth=True)
+    old.client_cert("apiserver-etcd-client", "kube-apiserver-etcd-client")
+    old.client_cert("etcd-healthcheck-client", "kube-etcd-healthcheck-client")
+    old.client_cert("admin", "kubernetes-admin", ["system:masters"])
+    cluster_ca = (pki / "ca.crt").read_bytes()
+    assert all(issuer(pki / f"{n}.crt") == ca_subject(pki / "ca.crt") for n in etcd_names)
+    cfg = {"node_name": "t-n1", "advertise_address": "192.0.2.10", "api_port": 31000}
+    ensure_credentials(cfg, tmp_path)
+    etcd_ca = etcd_ca_file(tmp_path)
+    assert etcd_ca == pki / "etcd" / "ca.crt" and (pki / "etcd" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert ca_subject(etcd_ca) != ca_subject(pki / "ca.crt")
+    assert (pki / "ca.crt").read_bytes() == cluster_ca
+    for name in etcd_names:
+        cert = x509.load_pem_x509_certificate((pki / f"{name}.crt").read_bytes())
+        cert.verify_directly_issued_by(x509.load_pem_x509_certificate(etcd_ca.read_bytes()))
+    # everything else the cluster CA still signs
+    for name in ("admin", "apiserver", "kubelet-t-n1"):
+        assert issuer(pki / f"{name}.crt") == ca_subject(pki / "ca.crt")
 
 
 def test_gateway_is_the_first_host_of_the_pod_cidr() -> None:

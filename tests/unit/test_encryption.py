@@ -223,13 +223,13 @@ def test_the_clusters_etcd_is_read_over_tls_when_its_pki_has_a_client_certificat
 
     (tmp_path / "config.json").write_text(json.dumps({"etcd_port": 12379}))
     assert etcd_reader(tmp_path, None, None, None, None).url == "http://127.0.0.1:12379"
-    (tmp_path / "pki").mkdir()
-    for name in ("ca.crt", "apiserver-etcd-client.crt", "apiserver-etcd-client.key"):
+    (tmp_path / "pki" / "etcd").mkdir(parents=True)
+    for name in ("etcd/ca.crt", "apiserver-etcd-client.crt", "apiserver-etcd-client.key"):
         (tmp_path / "pki" / name).write_text("")
     reader = etcd_reader(tmp_path, None, None, None, None)
     assert reader.url == "https://127.0.0.1:12379"
     assert reader.tls == (
-        str(tmp_path / "pki" / "ca.crt"),
+        str(tmp_path / "pki" / "etcd" / "ca.crt"),
         str(tmp_path / "pki" / "apiserver-etcd-client.crt"),
         str(tmp_path / "pki" / "apiserver-etcd-client.key"),
     )

@@ -337,3 +337,121 @@ async def test_stop_before_run_returns_at_once() -> None:
     await asyncio.wait_for(h.informer.run(), 1)
     assert api.requests == []
     await h.client.aclose()
+
+
+def closed_mid_stream(*events: dict[str, Any]) -> httpx.Response:
+    """A watch response that sends ``events`` and then loses its connection (as when the client
+    closes its transport: httpx reports a ``ReadError``)."""
+
+    async def body() -> Any:
+        for e in events:
+            yield json.dumps(e).encode() + b"\n"
+        raise httpx.ReadError("connection closed")
+
+    return httpx.Response(200, content=body())
+
+
+async def test_a_watch_closed_by_the_connection_is_watched_again_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = FakeAPI(
+        lists=[listing("10", pod("a", "3"))],
+        watches=[closed_mid_stream(ev("ADDED", pod("b", "11"))), [bookmark("12")]],
+    )
+    h = Harness(api)
+    with caplog.at_level("DEBUG", logger="apimachinery.informer"):
+        await h.run_until_idle()
+    assert h.sleeps == []  # no backoff for the first retry
+    assert h.informer.relists == 1  # the watch resumes, no list again
+    assert [w["resourceVersion"] for w in api.params("watch")] == ["10", "11", "12"]
+    assert [e[1] for e in h.rec.events] == ["default/a", "default/b"]
+    closed = [r for r in caplog.records if "watch connection closed" in r.getMessage()]
+    assert [r.levelname for r in closed] == ["DEBUG"]
+    assert not [r for r in caplog.records if r.levelno >= 30]  # no warning
+
+
+async def test_a_watch_closed_again_at_once_backs_off() -> None:
+    api = FakeAPI(
+        lists=[listing("10"), listing("20")],
+        watches=[
+            closed_mid_stream(bookmark("11")),
+            closed_mid_stream(),
+            closed_mid_stream(),
+            [bookmark("21")],
+        ],
+    )
+    h = Harness(api)
+    await h.run_until_idle()
+    # the first closed watch is retried at once, the second (no event since) backs off and lists;
+    # after the list a closed watch counts as the first again
+    assert h.sleeps == pytest.approx([1.2])
+    assert h.informer.relists == 2
+    assert [w["resourceVersion"] for w in api.params("watch")] == ["10", "11", "20", "20", "21"]
+
+
+async def test_the_kubelets_transport_swap_restarts_the_watch_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over a real connection: the kubelet's RenewableTransport closes its connections after a
+    client-certificate rotation, the open watch ends with a ReadError, and the informer watches
+    again from its resourceVersion without a list, a wait or a warning."""
+    import ssl
+
+    from kubelet.main import RenewableTransport
+
+    watches: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:  # keep-alive: the list and then the watch may share the connection
+                head = await reader.readuntil(b"\r\n\r\n")
+                target = head.split(b" ")[1].decode()
+                if "watch=" not in target:
+                    body = json.dumps(listing("10", pod("a", "3"))).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                    await writer.drain()
+                    continue
+                watches.append(target)
+                line = json.dumps(bookmark(str(10 + len(watches)))).encode() + b"\n"
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                writer.write(b"%x\r\n%s\r\n" % (len(line), line))
+                await writer.drain()
+                await reader.read()  # hold the watch open until the client closes it
+                return
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport = RenewableTransport(ssl.create_default_context())
+    client = Client(f"http://127.0.0.1:{port}", transport=transport)
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        await asyncio.sleep(0)
+
+    informer = Informer(client, PODS, sleep=sleep, rand=lambda: 0.5)
+
+    async def until(cond: Any) -> None:
+        while not cond():
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(informer.run())
+    try:
+        with caplog.at_level("DEBUG", logger="apimachinery.informer"):
+            await asyncio.wait_for(until(lambda: informer.last_resource_version == "11"), 10)
+            await transport.reconnect()
+            await asyncio.wait_for(until(lambda: informer.last_resource_version == "12"), 10)
+    finally:
+        informer.stop()
+        await asyncio.wait_for(task, 5)
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+    assert "resourceVersion=11" in watches[1]
+    assert informer.relists == 1 and sleeps == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []
+    assert any("ReadError" in r.getMessage() and r.levelname == "DEBUG" for r in caplog.records)

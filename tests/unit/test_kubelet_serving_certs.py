@@ -74,24 +74,89 @@ def test_the_serving_csr_is_what_kubernetes_kubelet_asks_for() -> None:
 # ---- approval --------------------------------------------------------------------------------------
 
 
+POLICY = cc.ServingPolicy(
+    ip_prefixes=cc.parse_prefixes("10.0.0.0/24,10.96.0.0/12,10.244.0.0/16,127.0.0.0/8,fe80::/10"),
+    service_cidrs=cc.parse_prefixes("10.96.0.0/12"),
+    cluster_cidrs=cc.parse_prefixes("10.244.0.0/16"),
+)
+
+
+def _node(name: str, *ips: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip} for ip in ips]},
+    }
+
+
 def test_a_node_asking_for_its_own_name_and_address_is_approvable() -> None:
     csr = serving_csr(["n1", "10.0.0.5"])
     assert cc.serving_node(csr) == "n1"
-    assert cc.serving_sans_problem(csr, NODE) is None
+    assert cc.serving_sans_problem(csr, NODE, POLICY, other_nodes=[NODE, _node("n2", "10.0.0.6")]) is None
+    assert cc.serving_sans_problem(serving_csr(["n1"]), NODE) is None  # a DNS name only: no prefixes needed
+
+
+def test_the_reviewers_case_stays_pending() -> None:
+    """A node that wrote the API server's names and Service address into its own status."""
+    node = {
+        "metadata": {"name": "n1"},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": "10.0.0.5"},
+                {"type": "InternalIP", "address": "10.96.0.1"},
+                {"type": "InternalDNS", "address": "kubernetes.default.svc"},
+                {"type": "Hostname", "address": "kubernetes.default.svc.cluster.local"},
+            ]
+        },
+    }
+    for sans in (["kubernetes.default.svc", "10.96.0.1"], ["n1", "10.96.0.1"], ["n1", "kubernetes"]):
+        assert cc.serving_sans_problem(serving_csr(sans), node, POLICY) is not None, sans
+    csr = serving_csr(["kubernetes.default.svc", "10.96.0.1"])
+    assert _approve(csr, {"n1": node}) == []
 
 
 @pytest.mark.parametrize(
     ("sans", "problem"),
     [
         (["n1", "10.0.0.6"], "IP addresses ['10.0.0.6'] are not among the node's addresses"),
-        (["n1", "kubernetes.default"], "DNS names ['kubernetes.default'] are not the node's"),
-        (["n2"], "DNS names ['n2'] are not the node's"),
+        (["n2"], "DNS names ['n2'] are not the node's name 'n1'"),
+        (["n1", "kubernetes"], "DNS name 'kubernetes' names the API server"),
+        (["n1", "kubernetes.default"], "DNS name 'kubernetes.default' names the API server"),
+        (["n1", "api.svc"], "DNS name 'api.svc' names the API server"),
+        (["n1", "x.ns.svc.corp.example"], "DNS name 'x.ns.svc.corp.example' names the API server"),
+        (["n1", "localhost"], "DNS name 'localhost' names the API server"),
+        (["n1", "127.0.0.1"], "IP address 127.0.0.1 is loopback"),
+        (["n1", "fe80::1"], "IP address fe80::1 is loopback, link-local"),
+        (["n1", "10.96.0.10"], "IP address 10.96.0.10 is in the service CIDR"),
+        (["n1", "::ffff:10.96.0.1"], "IP address ::ffff:a60:1 is an IPv4-mapped IPv6 address"),
+        (["n1", "10.244.1.7"], "IP address 10.244.1.7 is in the cluster CIDR"),
+        (["n1", "10.0.0.7"], "IP address 10.0.0.7 is the API server's"),
+        (["n1", "10.0.0.8"], "IP address 10.0.0.8 is an address of node(s) ['n2']"),
     ],
 )
-def test_a_foreign_san_is_not_approvable(sans: list[str], problem: str) -> None:
+def test_each_rule_leaves_a_csr_pending(sans: list[str], problem: str) -> None:
+    node = _node("n1", "10.0.0.5", "10.0.0.7", "10.0.0.8", "127.0.0.1", "fe80::1", "10.96.0.10", "10.244.1.7")
     csr = serving_csr(sans)
     assert cc.serving_node(csr) == "n1"
-    assert (cc.serving_sans_problem(csr, NODE) or "").startswith(problem)
+    got = cc.serving_sans_problem(
+        csr, node, POLICY, other_nodes=[node, _node("n2", "10.0.0.8")], apiserver_ips=["10.0.0.7"]
+    )
+    assert (got or "").startswith(problem), got
+
+
+def test_a_node_named_like_a_reserved_name_is_not_approved() -> None:
+    for name in ("localhost", "kubernetes", "web.svc"):
+        csr = serving_csr([name], node=name)
+        assert cc.serving_node(csr) == name
+        assert cc.serving_sans_problem(csr, _node(name)) is not None
+
+
+def test_without_ip_prefixes_no_ip_address_is_approved() -> None:
+    got = cc.serving_sans_problem(serving_csr(["n1", "10.0.0.5"]), NODE, cc.ServingPolicy())
+    assert got == "IP address 10.0.0.5 is not in --kubelet-serving-ip-prefixes []"
+    outside = cc.ServingPolicy(ip_prefixes=cc.parse_prefixes("192.0.2.0/24"))
+    assert "not in --kubelet-serving-ip-prefixes" in str(
+        cc.serving_sans_problem(serving_csr(["10.0.0.5"]), NODE, outside)
+    )
 
 
 @pytest.mark.parametrize(
@@ -115,9 +180,15 @@ class _Client:
 
     def __init__(self, nodes: dict[str, dict[str, Any]]) -> None:
         self.nodes = nodes
+        self.endpoints: dict[str, Any] | None = None
         self.approved: list[dict[str, Any]] = []
 
     async def get(self, info: Any, name: str, namespace: str | None = None) -> dict[str, Any]:
+        if info.kind == "Endpoints":
+            assert (namespace, name) == ("default", "kubernetes")
+            if self.endpoints is None:
+                raise errors.NotFound('endpoints "kubernetes" not found')
+            return self.endpoints
         if name not in self.nodes:
             raise errors.NotFound(f'nodes "{name}" not found')
         return self.nodes[name]
@@ -131,15 +202,35 @@ class _Client:
         return obj
 
 
-def _approve(csr: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def event(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        self.events.append((event_type, reason, message))
+
+
+def _approve(
+    csr: dict[str, Any],
+    nodes: dict[str, dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+    recorder: _Recorder | None = None,
+    apiserver_ip: str | None = None,
+) -> list[dict[str, Any]]:
     from apimachinery.informer import SharedInformerFactory
     from controllers.base import ControllerContext, Options
 
     client = _Client(nodes)
+    if apiserver_ip:
+        client.endpoints = {"subsets": [{"addresses": [{"ip": apiserver_ip}]}]}
     factory = SharedInformerFactory(client)  # type: ignore[arg-type]
-    ctx = ControllerContext(client, factory, lambda _n: None, Options(), clock=NOW.timestamp)  # type: ignore[arg-type,return-value]
+    rec = recorder or _Recorder()
+    options = Options(extra=extra if extra is not None else {"kubelet_serving_ip_prefixes": "10.0.0.0/24"})
+    ctx = ControllerContext(client, factory, lambda _n: rec, options, clock=NOW.timestamp)  # type: ignore[arg-type,return-value]
     c = cc.CSRApprovingController(ctx)
     c.csr_informer.store.add(csr)
+    for node in nodes.values():
+        c.node_informer.store.add(node)
     asyncio.run(c.reconcile("csr-1"))
     return client.approved
 
@@ -152,6 +243,22 @@ def test_csrapproving_approves_a_nodes_own_serving_csr_and_leaves_others_pending
     assert _approve(serving_csr(["n1", "10.0.0.9"]), {"n1": NODE}) == []  # foreign address
     assert _approve(serving_csr(["n1", "10.0.0.5"]), {}) == []  # no such node
     assert _approve(serving_csr(["n1"], username="system:node:n2"), {"n1": NODE}) == []
+    rec = _Recorder()
+    assert (
+        _approve(serving_csr(["n1", "10.0.0.5"]), {"n1": NODE}, extra={}, recorder=rec) == []
+    )  # no prefixes
+    assert rec.events == [
+        (
+            "Warning",
+            "NotAutoApproved",
+            "left for an administrator: IP address 10.0.0.5 is not in --kubelet-serving-ip-prefixes []",
+        )
+    ]
+    # another node listing the same address, or the API server's address
+    n2 = _node("n2", "10.0.0.5")
+    assert _approve(serving_csr(["n1", "10.0.0.5"]), {"n1": NODE, "n2": n2}) == []
+    assert _approve(serving_csr(["n1", "10.0.0.5"]), {"n1": NODE}, apiserver_ip="10.0.0.5") == []
+    assert len(_approve(serving_csr(["n1", "10.0.0.5"]), {"n1": NODE}, apiserver_ip="10.0.0.1")) == 1
 
 
 def test_csrsigning_signs_a_serving_certificate_for_its_names(tmp_path: Path) -> None:
@@ -240,7 +347,76 @@ def test_a_serving_rotator_without_a_certificate_asks_for_one_and_loads_it(tmp_p
     assert [o["spec"]["signerName"] for o in client.posted] == ["kubernetes.io/kubelet-serving"]
     cert = cr.load_certificate(path)
     assert cert.subject.rfc4514_string() == "CN=system:node:n1,O=system:nodes"
-    assert ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(path), str(path)) is None
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(path), str(path))  # raises if unusable
+
+
+def _rotate_until(rot: cr.Rotator, count: int, before: Any = None) -> None:
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(rot.run(stop))
+        for i in range(500):
+            if rot.rotations >= count:
+                break
+            if before is not None and i == 5:
+                before()
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+
+    asyncio.run(run())
+
+
+def _names(path: Path) -> list[str]:
+    ext = cr.load_certificate(path).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return ext.get_values_for_type(x509.DNSName) + [str(i) for i in ext.get_values_for_type(x509.IPAddress)]
+
+
+def test_a_serving_certificate_whose_names_are_stale_is_renewed_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "kubelet-server-current.pem"
+    client = _SigningCSRs()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    first = cr.Rotator(client, "n1", path, ctx, serving=True, sans=lambda: ["n1", "10.0.0.5"])  # type: ignore[arg-type]
+    _rotate_until(first, 1)
+    cert = cr.load_certificate(path)
+    assert cr.template_problem(cert, "n1", ["n1", "10.0.0.5"]) is None
+    assert cr.template_problem(cert, "n1", ["10.0.0.5", "n1", "n1"]) is None  # order, duplicates
+    assert cr.template_problem(cert, "n1", ["n1", "10.0.0.6"]) == (
+        "it names ['n1', '10.0.0.5'], the kubelet serves as ['n1', '10.0.0.6']"
+    )
+    assert (
+        cr.template_problem(cert, "n2", ["n1", "10.0.0.5"])
+        == "its subject is CN=system:node:n1,O=system:nodes"
+    )
+    # the kubelet restarted with another node IP: the valid, far-from-due certificate is renewed now
+    again = cr.Rotator(client, "n1", path, ctx, fraction=0.9, serving=True, sans=lambda: ["n1", "10.0.0.6"])  # type: ignore[arg-type]
+    assert again.next_deadline(cert) > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)
+    _rotate_until(again, 1)
+    assert again.rotations == 1
+    assert _names(path) == ["n1", "10.0.0.6"]
+
+
+def test_a_serving_name_change_while_waiting_renews_the_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cr, "TEMPLATE_CHECK", 0.02)
+    path = tmp_path / "kubelet-server-current.pem"
+    client = _SigningCSRs()
+    names = ["n1", "10.0.0.5"]
+    rot = cr.Rotator(
+        client,  # type: ignore[arg-type]
+        "n1",
+        path,
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER),
+        fraction=0.9,
+        serving=True,
+        sans=lambda: list(names),
+    )
+    _rotate_until(rot, 1)  # the first certificate (none in the file)
+    assert _names(path) == ["n1", "10.0.0.5"]
+    _rotate_until(rot, 2, before=lambda: names.__setitem__(1, "10.0.0.7"))
+    assert rot.rotations == 2
+    assert _names(path) == ["n1", "10.0.0.7"]
+    assert len(client.posted) == 2
 
 
 def test_the_kubelet_transport_is_replaced_after_a_rotation() -> None:

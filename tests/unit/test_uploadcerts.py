@@ -189,6 +189,7 @@ def _shared_files(tmp_path: Path) -> dict[str, bytes]:
     pki = PKI(src / "pki")
     pki.ensure_ca()
     pki.service_account_keys()
+    PKI(src / "pki" / "etcd").ensure_ca("minik-etcd-ca")
     ensure_encryption_config(src / "encryption-config.yaml")
     return uc.read_shared_files(src)
 
