@@ -243,8 +243,9 @@ async def test_a_watch_broken_mid_stream_raises_and_the_next_call_uses_the_next_
     assert servers.hosts == ["GET a.test"]
 
 
-async def test_informer_lists_and_watches_again_on_the_next_server() -> None:
-    """A's watch breaks mid-stream; the informer's next list and watch go to B."""
+async def test_informer_watches_again_on_the_next_server() -> None:
+    """A's watch breaks mid-stream; the informer watches again at once on B, from the last
+    resourceVersion it saw (a closed connection is not a reason to list again)."""
 
     def a(request: httpx.Request) -> httpx.Response:
         if request.url.params.get("watch"):
@@ -252,7 +253,14 @@ async def test_informer_lists_and_watches_again_on_the_next_server() -> None:
             return httpx.Response(200, stream=BreaksAfter(line))
         return watch_stream()(request)
 
-    servers = Servers(a=a, b=watch_stream(("ADDED", pod("db", "7"))))
+    b_stream = watch_stream(("ADDED", pod("db", "7")))
+    b_params: list[dict[str, str]] = []
+
+    def b(request: httpx.Request) -> httpx.Response:
+        b_params.append(dict(request.url.params))
+        return b_stream(request)
+
+    servers = Servers(a=a, b=b)
 
     async def no_sleep(delay: float) -> None:
         return None
@@ -270,6 +278,7 @@ async def test_informer_lists_and_watches_again_on_the_next_server() -> None:
         await asyncio.wait_for(informer.run(), 30)  # a guard: without failover it would loop on A
         assert client.server == B
     assert seen == ["web", "db"]
-    # list and watch on A, then (after the break) list and watch on B
-    assert servers.hosts == ["GET a.test", "GET a.test", "GET b.test", "GET b.test"]
-    assert informer.relists == 2
+    # list and watch on A, then (after the break) only a watch on B
+    assert servers.hosts == ["GET a.test", "GET a.test", "GET b.test"]
+    assert [(p.get("watch"), p.get("resourceVersion")) for p in b_params] == [("1", "6")]
+    assert informer.relists == 1
