@@ -765,6 +765,11 @@ def up(
     advertise_address: str = typer.Option(
         "", help="this node's IP: the API server's and etcd's advertised address (default: the outbound one)"
     ),
+    kubelet_serving_ip_prefixes: str = typer.Option(
+        "",
+        help="comma-separated networks whose addresses joined nodes' serving certificates may name to be"
+        " approved without an admin (default: the advertise address's network; docs/controllers.md)",
+    ),
     timeout: float = typer.Option(120, help="seconds to wait for the cluster to become ready"),
 ) -> None:
     """Start a local cluster on this host as separate, supervised processes.
@@ -804,6 +809,15 @@ def up(
     if problem:
         console.print(problem)
         raise typer.Exit(2)
+    try:
+        serving_prefixes = [
+            str(ipaddress.ip_network(p.strip(), strict=False))
+            for p in kubelet_serving_ip_prefixes.split(",")
+            if p.strip()
+        ]
+    except ValueError as exc:
+        console.print(f"--kubelet-serving-ip-prefixes {kubelet_serving_ip_prefixes!r}: {exc}")
+        raise typer.Exit(2) from None
     cfg = settings(
         {
             "api_port": api_port,
@@ -824,6 +838,7 @@ def up(
             "advertise_address": advertise_address or host_ip(),
             "pod_network_backend": pod_network_backend,
             "control_plane_endpoint": control_plane_endpoint,
+            "kubelet_serving_ip_prefixes": ",".join(serving_prefixes),
         }
     )
     refuse_orphans(state)

@@ -302,7 +302,12 @@ def render_compose(cfg: LabConfig, context: str = ".", join_dir: str = "./join")
         name = control_plane_name(i)
         env = {"LAB_ADVERTISE_ADDRESS": ips[name]}
         if cfg.endpoint_flag:
-            env["LAB_UP_ARGS"] = f"--control-plane-endpoint {ep} --advertise-address {ips[name]}"
+            # joined workers on either segment get their kubelet serving certificates approved
+            prefixes = ",".join(str(net) for net in segments(cfg).values())
+            env["LAB_UP_ARGS"] = (
+                f"--control-plane-endpoint {ep} --advertise-address {ips[name]}"
+                f" --kubelet-serving-ip-prefixes {prefixes}"
+            )
         services[name] = machine(name, "init" if i == 1 else "control-plane", seg_a, env)
         if i > 1:
             services[name]["depends_on"] = [control_plane_name(1)]

@@ -718,7 +718,7 @@ def components(cfg: dict[str, Any], state: Path) -> list[Component]:
                 "--service-cluster-ip-range",
                 cfg["service_cidr"],
                 "--kubelet-serving-ip-prefixes",
-                address_network(str(cfg["advertise_address"])),
+                cfg.get("kubelet_serving_ip_prefixes") or address_network(str(cfg["advertise_address"])),
                 *metrics_flag("controller-manager"),
             ],
             api_ready,

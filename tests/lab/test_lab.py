@@ -549,6 +549,30 @@ def echo_pods(lab: Lab) -> Iterator[list[str]]:
             lab.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
 
 
+def test_logs_of_pods_on_both_segments_through_approved_serving_certificates(
+    lab: Lab, echo_pods: list[str]
+) -> None:
+    """The API server reaches each worker's kubelet over TLS checked against the cluster CA: the
+    workers' serving certificates came from kubelet-serving CSRs that the controller manager
+    approved because their addresses lie in the lab's segments (--kubelet-serving-ip-prefixes)."""
+    for name, node in (("echo-2", "node-2"), ("echo-3", "node-3")):
+        r = lab.api.get(f"/api/v1/namespaces/{NS}/pods/{name}/log")
+        assert r.status_code == 200, (name, r.status_code, r.text[:300])
+        csrs = lab.api.get("/apis/certificates.k8s.io/v1/certificatesigningrequests").json()["items"]
+        serving = [
+            c
+            for c in csrs
+            if c["spec"]["signerName"] == "kubernetes.io/kubelet-serving"
+            and c["spec"].get("username") == f"system:node:{node}"
+        ]
+        assert serving, f"no kubelet-serving CSR of {node}"
+        assert any(
+            cond.get("type") == "Approved"
+            for c in serving
+            for cond in (c.get("status") or {}).get("conditions") or []
+        ), serving
+
+
 def test_pod_on_node_1_reaches_pods_on_nodes_2_and_3(lab: Lab, echo_pods: list[str]) -> None:
     """The VXLAN overlay: node-1 sends to the other nodes' pods through minik.1, and node-2 (behind
     the router) receives through its own."""

@@ -697,3 +697,16 @@ def test_ensure_kube_dns_creates_the_service_and_moves_the_endpoints() -> None:
         eps = store[f"{base}/endpoints/kube-dns"]
         assert eps["subsets"][0]["addresses"][0]["ip"] == "10.244.7.1"
         assert sent_versions == ["4"]  # the stored Endpoints' resourceVersion (the 4th request made them)
+
+
+def test_kubelet_serving_ip_prefixes_given_or_the_advertise_network() -> None:
+    base = {"advertise_address": "127.0.0.1", "node_name": "t-n1"}
+
+    def prefixes(cfg: dict[str, Any]) -> str:
+        cm = {c.name: c for c in components(settings(cfg), Path("/state"))}["controller-manager"]
+        return cm.argv[cm.argv.index("--kubelet-serving-ip-prefixes") + 1]
+
+    # a loopback advertise address has no network: no IP is approved without an admin
+    assert prefixes(base) == ""
+    given = {**base, "kubelet_serving_ip_prefixes": "10.213.0.0/25,10.213.0.128/25"}
+    assert prefixes(given) == "10.213.0.0/25,10.213.0.128/25"

@@ -44,6 +44,7 @@ def test_machines_make_themselves_part_of_the_cluster_and_get_no_credentials() -
     assert endpoint(flagged) == f"{addresses(flagged)['lb']}:6443"
     assert services["cp-1"]["environment"]["LAB_UP_ARGS"] == (
         f"--control-plane-endpoint {endpoint(flagged)} --advertise-address {addresses(flagged)['cp-1']}"
+        " --kubelet-serving-ip-prefixes 10.213.0.0/25,10.213.0.128/25"  # both segments' workers
     )
     for name in ("cp-2", "cp-3"):
         assert services[name]["environment"]["LAB_ROLE"] == "control-plane"
