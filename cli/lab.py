@@ -458,7 +458,7 @@ def source_hash(base_id: str) -> str:
     for pkg in PACKAGES:
         files += sorted(p for p in (root / pkg).rglob("*") if p.suffix in (".py", ".json") and p.is_file())
     d = root / "deploy"
-    files += [d / "Dockerfile", d / "lab-run.sh", d / "node-entrypoint.sh"]
+    files += [d / "Dockerfile", d / "node-entrypoint.sh"]
     for f in files:
         if f.is_file():
             h.update(str(f.relative_to(root)).encode())

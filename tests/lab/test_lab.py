@@ -368,23 +368,40 @@ def test_everything_speaks_tls_with_its_own_identity(lab: Lab) -> None:
     with httpx.Client(base_url=lab.server, verify=ctx, timeout=5) as anonymous:
         assert anonymous.get("/healthz").status_code == 200
         assert anonymous.get("/api/v1/nodes").status_code == 403
-    # etcd answers only clients with a certificate of the cluster's CA, over TLS
+    # etcd answers only clients with a certificate of its own CA (pki/etcd/ca.crt), over TLS: not
+    # one of the cluster CA, which also signs every node's client certificate
     probe = "https://127.0.0.1:2379/health"
     pki = f"{STATE}/pki"
     fetch = (
-        f"import urllib.request,ssl; c=ssl.create_default_context(cafile='{pki}/ca.crt'); {{load}}"
+        f"import urllib.request,ssl; c=ssl.create_default_context(cafile='{pki}/etcd/ca.crt'); {{load}}"
         f"print(urllib.request.urlopen('{probe}', context=c).read().decode())"
     )
     cp = lab.container("cp-1")
-    without = subprocess.run(
-        ["docker", "exec", cp, "python3", "-c", fetch.format(load="")], capture_output=True, text=True
-    )
-    assert without.returncode != 0
+
+    def etcd_health(container: str, script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["docker", "exec", container, "python3", "-c", script], capture_output=True, text=True, timeout=60
+        )
+
+    assert etcd_health(cp, fetch.format(load="")).returncode != 0
     load = f"c.load_cert_chain('{pki}/etcd-healthcheck-client.crt','{pki}/etcd-healthcheck-client.key'); "
-    member = subprocess.run(
-        ["docker", "exec", cp, "python3", "-c", fetch.format(load=load)], capture_output=True, text=True
-    )
+    member = etcd_health(cp, fetch.format(load=load))
     assert '"health":"true"' in member.stdout.replace(" ", ""), member.stderr
+    admin = etcd_health(cp, fetch.format(load=f"c.load_cert_chain('{pki}/admin.crt','{pki}/admin.key'); "))
+    assert admin.returncode != 0 and "health" not in admin.stdout, admin.stdout
+    # a worker's kubelet client certificate (from its CSR) against cp-1's etcd on the lab network
+    [subset] = lab.api.get("/api/v1/namespaces/default/endpoints/kubernetes").json()["subsets"]
+    cp_ip = subset["addresses"][0]["ip"]
+    pem = f"{STATE}/kubelet/pki/kubelet-client-current.pem"
+    worker = etcd_health(
+        lab.container("node-1"),
+        "import urllib.request,ssl; c=ssl.create_default_context(); c.check_hostname=False; "
+        f"c.verify_mode=ssl.CERT_NONE; c.load_cert_chain('{pem}'); "
+        f"print(urllib.request.urlopen('https://{cp_ip}:2379/health', context=c).read().decode())",
+    )
+    assert worker.returncode != 0 and "health" not in worker.stdout, (worker.stdout, worker.stderr)
+    # the certificate was there and etcd listened: refused by the TLS handshake, not unreachable
+    assert "No such file" not in worker.stderr and "Connection refused" not in worker.stderr, worker.stderr
     # each worker's kubelet is system:node:NAME, the control plane's components their own users
     want = {f"system:node:{n}" for n in NODES} | {
         "system:kube-scheduler",

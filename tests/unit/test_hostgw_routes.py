@@ -1,10 +1,10 @@
-"""The lab's host-gw routes from the Node objects (cli/labroutes.py), without a kernel."""
+"""host-gw routes from the Node objects (kubelet/overlay.py's plan), without a kernel."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from cli.labroutes import plan_routes, route_changes
+from kubelet.overlay import plan_routes, route_changes
 
 
 def node(name: str, cidr: str | None, ip: str | None) -> dict[str, Any]:
