@@ -87,9 +87,11 @@ def _public_der(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey | object) -> b
     return b""
 
 
-def _name(common_name: str, organizations: Iterable[str] = ()) -> x509.Name:
+def _name(common_name: str | None, organizations: Iterable[str] = ()) -> x509.Name:
+    """O=each of ``organizations``, then CN=``common_name`` (none when it is None)."""
     attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    if common_name is not None:
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
     return x509.Name(attrs)
 
 
@@ -148,9 +150,10 @@ def _sign(
     usages: Sequence[x509.ObjectIdentifier] = (),
     ips: Sequence[_IPAddress] = (),
     dns: Sequence[str] = (),
+    backdate: dt.timedelta = BACKDATE,
 ) -> x509.Certificate:
-    """A certificate for ``public_key`` signed by ``signer`` (the key of ``issuer``), valid from a
-    little before now for ``days``: a CA (signs certificates, and CRLs with ``crl_sign``) or a
+    """A certificate for ``public_key`` signed by ``signer`` (the key of ``issuer``), valid from
+    ``backdate`` before now for ``days``: a CA (signs certificates, and CRLs with ``crl_sign``) or a
     leaf, with the extended key ``usages`` and subject alternative names given (none left out)."""
     now = _now()
     builder = (
@@ -159,7 +162,7 @@ def _sign(
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
+        .not_valid_before(now - backdate)
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
@@ -188,6 +191,51 @@ def _sign(
         general += [x509.IPAddress(ip) for ip in ips]
         builder = builder.add_extension(x509.SubjectAlternativeName(general), critical=False)
     return builder.sign(signer, hashes.SHA256())
+
+
+def generate_certificate(
+    common_name: str | None,
+    hosts: Iterable[str] = (),
+    *,
+    organizations: Iterable[str] = (),
+    signed_by: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    days: int = 365,
+    ca: bool = False,
+    usages: Sequence[x509.ObjectIdentifier] = (),
+    backdate: dt.timedelta = BACKDATE,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A new ECDSA P-256 key and a certificate for it, in memory (nothing is written).
+
+    The subject is ``O=`` each of ``organizations`` then ``CN=common_name`` (no CN when it is None);
+    ``hosts`` become the subject alternative names (IP literals as IP SANs, the rest as DNS SANs).
+    The certificate is signed by ``signed_by`` (a CA's certificate and key) or, without one, by its
+    own key (self-signed); it is a CA with ``ca``, has the extended key ``usages`` given and is valid
+    from ``backdate`` before now for ``days``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name(common_name, organizations)
+    issuer, signer = (signed_by[0].subject, signed_by[1]) if signed_by is not None else (subject, key)
+    ips, dns = _split_hosts(hosts)
+    cert = _sign(
+        subject,
+        key.public_key(),
+        issuer,
+        signer,
+        days,
+        ca=ca,
+        usages=usages,
+        ips=ips,
+        dns=dns,
+        backdate=backdate,
+    )
+    return cert, key
+
+
+def pem_pair(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
+    """A certificate and its key as PEM: the key unencrypted PKCS#8 (``BEGIN PRIVATE KEY``), as
+    ``kubectl create secret tls`` and HAProxy take it."""
+    return cert.public_bytes(serialization.Encoding.PEM), key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 class PKI:
@@ -371,6 +419,7 @@ def self_signed_serving_cert(
     none), as the files ``crt`` and ``key``: reused while it names the same hosts, its key matches
     it and it is more than ``renew_within_days`` from expiry, otherwise made again."""
     crt_path, key_path = Path(crt), Path(key)
+    hosts = list(hosts)  # read twice: compared with the old certificate's SANs, then a new one's
     ips, dns = _split_hosts(hosts)
     try:
         old = x509.load_pem_x509_certificate(crt_path.read_bytes())
@@ -384,18 +433,8 @@ def self_signed_serving_cert(
             and old.not_valid_after_utc - _now() > dt.timedelta(days=renew_within_days)
         ):
             return crt_path, key_path
-    private = ec.generate_private_key(ec.SECP256R1())
-    name = _name(common_name)
-    cert = _sign(
-        name,
-        private.public_key(),
-        name,
-        private,
-        validity_days,
-        ca=True,
-        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
-        ips=ips,
-        dns=dns,
+    cert, private = generate_certificate(
+        common_name, hosts, days=validity_days, ca=True, usages=[ExtendedKeyUsageOID.SERVER_AUTH]
     )
     _write_private(key_path, _key_pem(private))
     _write_public(crt_path, cert.public_bytes(serialization.Encoding.PEM))

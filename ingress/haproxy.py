@@ -34,28 +34,14 @@ def find_binary(name: str = "haproxy") -> str | None:
 
 def self_signed_pem(common_name: str = "minik ingress default certificate") -> bytes:
     """A self-signed certificate and key, served to clients whose SNI names no Secret's host."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from apimachinery import pki  # here, not at the top: cryptography loads only when this runs
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("ingress.minik.invalid")]), critical=False)
-        .sign(key, hashes.SHA256())
+    cert, key = pki.pem_pair(
+        *pki.generate_certificate(
+            common_name, ["ingress.minik.invalid"], days=3650, backdate=datetime.timedelta(hours=1)
+        )
     )
-    return cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    return cert + key
 
 
 def _die_with_parent() -> None:

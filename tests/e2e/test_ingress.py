@@ -10,7 +10,6 @@ cluster and the controller without seeing each other's routes.
 from __future__ import annotations
 
 import base64
-import datetime
 import http.client
 import json
 import os
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
+from apimachinery import pki
 from ingress.haproxy import parse_servers_state
 from testkit import prereq
 from testkit.echoserver import ensure_echo_image, read_ws_frame, ws_frame
@@ -186,29 +186,9 @@ def apply(kubectl: Kubectl, objs: list[dict[str, Any]]) -> None:
 
 
 def self_signed(host: str) -> tuple[bytes, bytes]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    """A certificate for ``host`` that is its own CA (a client can trust it with ``cafile``) and its
+    key, as PEM."""
+    return pki.pem_pair(*pki.generate_certificate(host, [host], days=1, ca=True))
 
 
 # -- clients -------------------------------------------------------------------------------------------

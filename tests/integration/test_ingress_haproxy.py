@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,31 @@ def _server(state: Backdoor) -> http.server.ThreadingHTTPServer:
     return srv
 
 
+def _ingress(*paths: str) -> dict[str, Any]:
+    """The Ingress ``default/x``: ``HOST`` with a Prefix rule for each of ``paths``, all to the
+    Service ``web``'s port 80."""
+    return {
+        "metadata": {"name": "x", "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {
+            "rules": [
+                {
+                    "host": HOST,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": p,
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "web", "port": {"number": 80}}},
+                            }
+                            for p in paths
+                        ]
+                    },
+                }
+            ]
+        },
+    }
+
+
 @dataclass
 class Proxy:
     haproxy: HAProxy
@@ -86,27 +112,9 @@ class Proxy:
     def reload_with_another_route(self, path: str) -> None:
         """A change of routes (a reload), the backend the same."""
         b = Backend("default", "web", "80")
-        ing = {
-            "metadata": {"name": "x", "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {
-                "rules": [
-                    {
-                        "host": HOST,
-                        "http": {
-                            "paths": [
-                                {
-                                    "path": p,
-                                    "pathType": "Prefix",
-                                    "backend": {"service": {"name": "web", "port": {"number": 80}}},
-                                }
-                                for p in ("/", path)
-                            ]
-                        },
-                    }
-                ]
-            },
-        }
-        d = model.Desired(model.route_table([ing]), {b.name: self.desired.backends[b.name]}, [])
+        d = model.Desired(
+            model.route_table([_ingress("/", path)]), {b.name: self.desired.backends[b.name]}, []
+        )
         assert d.structure(self.haproxy.settings) != self.desired.structure(self.haproxy.settings)
         before = self.haproxy.reloads
         self.loop.run_until_complete(self.haproxy.apply(d))
@@ -128,28 +136,11 @@ def proxy() -> Iterator[Proxy]:
     )
     haproxy = HAProxy(settings, binary)
     b = Backend("default", "web", "80")
-    ing = {
-        "metadata": {"name": "x", "namespace": "default", "creationTimestamp": "2026-01-01T00:00:00Z"},
-        "spec": {
-            "rules": [
-                {
-                    "host": HOST,
-                    "http": {
-                        "paths": [
-                            {
-                                "path": "/",
-                                "pathType": "Prefix",
-                                "backend": {"service": {"name": "web", "port": {"number": 80}}},
-                            }
-                        ]
-                    },
-                }
-            ]
-        },
-    }
     addr = srv.server_address
     d = model.Desired(
-        model.route_table([ing]), {b.name: model.assign(None, [Server(str(addr[0]), int(addr[1]))])}, []
+        model.route_table([_ingress("/")]),
+        {b.name: model.assign(None, [Server(str(addr[0]), int(addr[1]))])},
+        [],
     )
     loop = asyncio.new_event_loop()  # one loop for HAProxy's child process, start to stop
     try:

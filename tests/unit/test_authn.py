@@ -3,7 +3,6 @@ validation, binding to live objects), TokenRequest/TokenReview and impersonation
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import time
 from typing import Any
@@ -11,11 +10,11 @@ from typing import Any
 import jwt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apimachinery import errors
+from apimachinery.pki import generate_certificate
 from apimachinery.resources import ResourceInfo
 from apiserver import authn
 from apiserver.authn import (
@@ -100,22 +99,8 @@ class FakeAuthorizer:
 
 
 def make_cert(cn: str | None, orgs: tuple[str, ...] = ()) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-    if cn is not None:
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    name = x509.Name(attrs)
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    """A self-signed certificate for CN=``cn`` (none when None) and O=each of ``orgs``, as DER."""
+    cert, _ = generate_certificate(cn, organizations=orgs, days=1)
     return cert.public_bytes(serialization.Encoding.DER)
 
 

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from apimachinery.pki import generate_certificate, pem_pair
 from apimachinery.resources import by_plural
 from apiserver import authn, certificates, strategy, validation
 from apiserver import validation_certificates as vc
@@ -217,29 +218,11 @@ def test_bad_conditions_are_invalid(conditions: list[dict[str, Any]], field: str
 
 
 def test_the_certificate_is_only_pem_certificates() -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")])
-    import datetime as dt
-
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
+    pem, key_pem = pem_pair(*generate_certificate("x", days=1))
     assert vc.check_certificate(_b64(pem + pem)) == ""
     assert vc.check_certificate("") == ""
     assert "at least one CERTIFICATE" in vc.check_certificate(_b64("nothing"))
     assert 'found "CERTIFICATE REQUEST"' in vc.check_certificate(_b64(pem + csr_pem()))
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
     assert 'found "PRIVATE KEY"' in vc.check_certificate(_b64(key_pem))
 
 

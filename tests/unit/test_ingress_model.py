@@ -4,11 +4,11 @@ TLS certificates, the HAProxy configuration and the runtime API commands."""
 from __future__ import annotations
 
 import base64
-import datetime
 from typing import Any
 
 import pytest
 
+from apimachinery import pki
 from ingress import model
 from ingress.controller import node_addresses
 from ingress.haproxy import ServerState, parse_servers_state
@@ -297,28 +297,7 @@ def test_render_orders_rules_and_keeps_addresses_out_of_the_structure() -> None:
 
 
 def _tls_secret(host: str) -> dict[str, Any]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    crt = cert.public_bytes(serialization.Encoding.PEM)
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    crt, pem_key = pki.pem_pair(*pki.generate_certificate(host, days=1))
     return {
         "type": "kubernetes.io/tls",
         "data": {"tls.crt": base64.b64encode(crt).decode(), "tls.key": base64.b64encode(pem_key).decode()},

@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from apimachinery import errors
-from apimachinery.pki import PKI
+from apimachinery.pki import PKI, generate_certificate
 from controllers import certificates as cc
 from kubelet import certrotation as cr
 
@@ -285,19 +284,7 @@ class _SigningCSRs:
     """Signs every CSR at once with a throwaway CA; records the requests."""
 
     def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
-        self.ca = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(1)
-            .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
-            .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
+        self.ca, self.key = generate_certificate("test-ca", days=1, ca=True, backdate=dt.timedelta(hours=1))
         self.posted: list[dict[str, Any]] = []
 
     async def create(self, _info: Any, obj: dict[str, Any]) -> dict[str, Any]:

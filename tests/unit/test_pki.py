@@ -328,3 +328,37 @@ def test_self_signed_serving_cert_is_its_own_ca_and_reused_while_hosts_stay(tmp_
     pem = crt.read_bytes()
     pkimod.self_signed_serving_cert(crt, key, "node-1@4", [*hosts, "10.0.0.6"], renew_within_days=400)
     assert crt.read_bytes() != pem
+
+
+def test_self_signed_serving_cert_reads_its_hosts_once(tmp_path) -> None:
+    crt, key = tmp_path / "k.crt", tmp_path / "k.key"
+    pkimod.self_signed_serving_cert(crt, key, "node-1", (h for h in ["127.0.0.1", "node-1"]))
+    san = _cert(crt).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["node-1"]
+
+
+def test_generate_certificate_self_signed_and_ca_signed() -> None:
+    ca, ca_key = pkimod.generate_certificate("test-ca", days=1, ca=True)
+    assert ca.issuer == ca.subject and ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    ca.verify_directly_issued_by(ca)
+    leaf, key = pkimod.generate_certificate(
+        "web",
+        ["web.example", "10.0.0.5"],
+        organizations=["dev"],
+        signed_by=(ca, ca_key),
+        usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+        backdate=dt.timedelta(hours=1),
+    )
+    leaf.verify_directly_issued_by(ca)
+    assert leaf.issuer == ca.subject
+    assert subject_of(leaf.public_bytes(serialization.Encoding.DER)) == ("web", ("dev",))
+    assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == dt.timedelta(days=365, hours=1)
+    store = Store([ca])
+    for name in (DNSName("web.example"), IPAddress(ipaddress.ip_address("10.0.0.5"))):
+        PolicyBuilder().store(store).build_server_verifier(name).verify(leaf, [])
+    crt_pem, key_pem = pkimod.pem_pair(leaf, key)
+    assert crt_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    assert key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    no_cn, _ = pkimod.generate_certificate(None, organizations=["dev"])
+    assert subject_of(no_cn.public_bytes(serialization.Encoding.DER)) == ("", ("dev",))

@@ -4,32 +4,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
+from apimachinery.pki import generate_certificate
 from apiserver import protobuf
 from apiserver.authn import EXTRA_CREDENTIAL_ID, x509_credential_id, x509_user
 
 
 def _cert(cn: str) -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert, _ = generate_certificate(cn, days=1)
     return cert.public_bytes(serialization.Encoding.DER)
 
 
