@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,16 +50,23 @@ def etcdctl(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
 @contextmanager
 def sleeper(tmp_path: Path, argv_tail: list[str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A process whose command line is ``/bin/sh DIR/etcd ARGS`` (an etcd for /proc's eyes)."""
+    """A process whose command line is ``PYTHON DIR/etcd ARGS`` (an etcd for /proc's eyes), and one
+    process only: a shell script would fork its ``sleep``, a second such command line for a moment."""
     script = tmp_path / "bin" / "etcd"
     script.parent.mkdir(exist_ok=True)
-    script.write_text("#!/bin/sh\nsleep 60\n")
-    script.chmod(0o755)
-    proc = subprocess.Popen(["/bin/sh", str(script), *argv_tail], start_new_session=True)
+    script.write_text("import time\ntime.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script), *argv_tail], start_new_session=True)
     try:
+        # Popen returns once the exec has begun (its error pipe closes with the old image), when
+        # /proc may still show an empty command line for a moment: wait for the new one
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while str(script).encode() not in cmdline.read_bytes():
+            assert time.monotonic() < deadline, "the stand-in etcd did not start"
+            time.sleep(0.005)
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the shell and its sleep
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
