@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from testkit.host import free_subnets, processes_mentioning, remove_node_objects, used_networks
-from testkit.processes import minik_up_args
+from testkit.processes import _port_free, minik_up_args
 
 BIN = Path(sys.executable).parent
 MINIK = str(BIN / "minik")
@@ -132,6 +132,11 @@ class MinikUpCluster:
         data: dict[str, Any] = json.loads((self.state / "status.json").read_text())
         return data
 
+    def join_token(self, *extra: str) -> tuple[str, str]:
+        """(token, CA pin) from ``minik token create --print-join-command EXTRA``."""
+        line = self.minik("token", "create", "--print-join-command", *extra).stdout.split()
+        return line[line.index("--token") + 1], line[line.index("--discovery-token-ca-cert-hash") + 1]
+
     def audit_users(self) -> list[tuple[str, str]]:
         """(user, requestURI) of every request in the API server's audit log."""
         out = []
@@ -189,3 +194,69 @@ def minik_up_cluster(
     finally:
         c.cleanup()
         shutil.rmtree(work, ignore_errors=True)
+
+
+@contextmanager
+def joinable_cluster(work: Path, name: str, prefix: str) -> Iterator[MinikUpCluster]:
+    """A started :func:`minik_up_cluster` with a free /23 cluster CIDR (room for a joined node's
+    /24) and the busybox image, after the prerequisites of a join (root, Docker, iptables)."""
+    from testkit import prereq
+    from testkit.images import ensure_busybox_image
+
+    prereq.require_root()
+    prereq.require_docker()
+    prereq.require_iptables()
+    ensure_busybox_image()
+    with minik_up_cluster(work, name, prefix, pod_cidr=free_slash23()) as c:
+        yield c
+
+
+def free_kubelet_port() -> int:
+    """A random port in 20000-31999 free on loopback, the one below it too."""
+    while True:
+        port = random.randrange(20000, 32000)
+        if _port_free(port) and _port_free(port - 1):
+            return port
+
+
+@dataclass
+class Worker:
+    """A second node joined on this host beside a cluster: its own state directory, node name,
+    CNI network, iptables chain prefix and kubelet port."""
+
+    state: Path
+    node: str
+    network: str
+    prefix: str
+    kubelet_port: int
+
+    def join_args(self) -> list[str]:
+        """The ``minik join`` flags that keep the node apart from the cluster's."""
+        return [
+            *("--state-dir", str(self.state), "--node-name", self.node),
+            *("--kubelet-port", str(self.kubelet_port), "--network-name", self.network),
+            *("--iptables-chain-prefix", self.prefix),
+            *("--cni-conf-dir", str(self.state / "cni" / "net.d")),
+            *("--cni-cache-dir", str(self.state / "cni" / "cache")),
+        ]
+
+
+@contextmanager
+def worker_beside(cluster: MinikUpCluster, work: Path, name: str) -> Iterator[Worker]:
+    """A :class:`Worker` with state in ``work/worker``, node ``NAME-TAG``, network ``minik-NAME-TAG``
+    and chain prefix ``NAMETAG`` in capitals; whatever happens, afterwards ``minik leave --force``,
+    :func:`remove_node` and the Node deleted from ``cluster``."""
+    tag = uuid.uuid4().hex[:6]
+    w = Worker(
+        work / "worker",
+        f"{name}-{tag}",
+        f"minik-{name}-{tag}",
+        f"{name.upper()}{tag.upper()}",
+        free_kubelet_port(),
+    )
+    try:
+        yield w
+    finally:
+        cluster.minik("leave", "--force", "--state-dir", str(w.state), check=False)
+        remove_node(w.state, w.node, w.network, w.prefix, cluster.env)
+        cluster.minik("delete", "node", w.node, "--ignore-not-found", check=False)

@@ -14,89 +14,34 @@ Needs root, Docker and iptables (``testkit.prereq``); everything is removed in f
 from __future__ import annotations
 
 import json
-import random
 import subprocess
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from apimachinery.bootstraptoken import ca_pin
 from kubelet import cni
-from testkit import prereq, wait
+from testkit import wait
 from testkit.host import processes_mentioning
-from testkit.images import BUSYBOX_IMAGE, ensure_busybox_image
-from testkit.minik_up import MinikUpCluster, free_slash23, minik_up_cluster, remove_node
-from testkit.processes import _port_free
-
-
-def free_kubelet_port() -> int:
-    while True:
-        port = random.randrange(20000, 32000)
-        if _port_free(port) and _port_free(port - 1):
-            return port
+from testkit.images import BUSYBOX_IMAGE
+from testkit.minik_up import MinikUpCluster, Worker, joinable_cluster, worker_beside
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinikUpCluster]:
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
-    ensure_busybox_image()
-    with minik_up_cluster(tmp_path_factory.mktemp("minik-join"), "jc", "JC", pod_cidr=free_slash23()) as c:
+    with joinable_cluster(tmp_path_factory.mktemp("minik-join"), "jc", "JC") as c:
         yield c
-
-
-@dataclass
-class Worker:
-    state: Path
-    node: str
-    network: str
-    prefix: str
-    kubelet_port: int
-
-    def join_args(self) -> list[str]:
-        return [
-            *(
-                "--state-dir",
-                str(self.state),
-                "--node-name",
-                self.node,
-                "--kubelet-port",
-                str(self.kubelet_port),
-            ),
-            *("--network-name", self.network, "--iptables-chain-prefix", self.prefix),
-            *(
-                "--cni-conf-dir",
-                str(self.state / "cni" / "net.d"),
-                "--cni-cache-dir",
-                str(self.state / "cni" / "cache"),
-            ),
-        ]
 
 
 @pytest.fixture()
 def worker(cluster: MinikUpCluster, tmp_path: Path) -> Iterator[Worker]:
-    tag = uuid.uuid4().hex[:6]
-    w = Worker(tmp_path / "worker", f"jw-{tag}", f"minik-jw-{tag}", f"JW{tag.upper()}", free_kubelet_port())
-    try:
+    with worker_beside(cluster, tmp_path, "jw") as w:
         yield w
-    finally:
-        cluster.minik("leave", "--force", "--state-dir", str(w.state), check=False)
-        remove_node(w.state, w.node, w.network, w.prefix, cluster.env)
-        cluster.minik("delete", "node", w.node, "--ignore-not-found", check=False)
-
-
-def new_token(cluster: MinikUpCluster, *extra: str) -> tuple[str, str]:
-    """(token, CA pin) from `minik token create --print-join-command`."""
-    line = cluster.minik("token", "create", "--print-join-command", *extra).stdout.split()
-    return line[line.index("--token") + 1], line[line.index("--discovery-token-ca-cert-hash") + 1]
 
 
 def test_wrong_ca_hash_is_refused_before_the_token_is_sent(cluster: MinikUpCluster, worker: Worker) -> None:
-    token, pin = new_token(cluster)
+    token, pin = cluster.join_token()
     wrong = "sha256:" + "0" * 64
     assert wrong != pin
     proc = cluster.minik(
@@ -127,7 +72,7 @@ def test_a_token_that_cannot_authenticate_is_refused_with_401(
     cluster: MinikUpCluster, worker: Worker
 ) -> None:
     # signs cluster-info (discovery passes) but is not an authentication token: the API server says 401
-    token, pin = new_token(cluster, "--usages", "signing", "--groups", "")
+    token, pin = cluster.join_token("--usages", "signing", "--groups", "")
     proc = cluster.minik(
         "join",
         cluster.server,
@@ -151,7 +96,7 @@ def test_a_token_that_cannot_authenticate_is_refused_with_401(
 
 
 def test_a_node_name_that_is_ready_already_is_refused(cluster: MinikUpCluster, worker: Worker) -> None:
-    token, pin = new_token(cluster)
+    token, pin = cluster.join_token()
     args = [a if a != worker.node else cluster.node for a in worker.join_args()]
     proc = cluster.minik(
         "join", cluster.server, "--token", token, "--discovery-token-ca-cert-hash", pin, *args, check=False
@@ -181,7 +126,7 @@ spec:
 def test_join_runs_pods_rotates_its_certificate_and_leaves(cluster: MinikUpCluster, worker: Worker) -> None:
     from cryptography import x509
 
-    token, pin = new_token(cluster)
+    token, pin = cluster.join_token()
     cluster.minik(
         "join",
         cluster.server,

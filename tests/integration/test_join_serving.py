@@ -25,9 +25,7 @@ import random
 import socket
 import ssl
 import subprocess
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +36,8 @@ from cryptography.hazmat.primitives import serialization
 from kubelet import certrotation as cr
 from testkit import prereq, wait
 from testkit.host import processes_mentioning
-from testkit.images import BUSYBOX_IMAGE, ensure_busybox_image
-from testkit.minik_up import MinikUpCluster, free_slash23, minik_up_cluster, remove_node
+from testkit.images import BUSYBOX_IMAGE
+from testkit.minik_up import MinikUpCluster, Worker, joinable_cluster, worker_beside
 from testkit.processes import _port_free
 
 KUBECTL = "kubectl"  # prereq.require_kubectl's, once the cluster fixture ran
@@ -62,39 +60,16 @@ def _kubectl(
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinikUpCluster]:
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
     global KUBECTL
     KUBECTL = prereq.require_kubectl()
-    ensure_busybox_image()
-    work = tmp_path_factory.mktemp("minik-join-serving")
-    with minik_up_cluster(work, "sc", "SC", pod_cidr=free_slash23()) as c:
+    with joinable_cluster(tmp_path_factory.mktemp("minik-join-serving"), "sc", "SC") as c:
         yield c
-
-
-@dataclass
-class Worker:
-    state: Path
-    node: str
-    network: str
-    prefix: str
-    kubelet_port: int
 
 
 @pytest.fixture()
 def worker(cluster: MinikUpCluster, tmp_path: Path) -> Iterator[Worker]:
-    tag = uuid.uuid4().hex[:6]
-    port = random.randrange(20000, 32000)
-    while not (_port_free(port) and _port_free(port - 1)):
-        port = random.randrange(20000, 32000)
-    w = Worker(tmp_path / "worker", f"sw-{tag}", f"minik-sw-{tag}", f"SW{tag.upper()}", port)
-    try:
+    with worker_beside(cluster, tmp_path, "sw") as w:
         yield w
-    finally:
-        cluster.minik("leave", "--force", "--state-dir", str(w.state), check=False)
-        remove_node(w.state, w.node, w.network, w.prefix, cluster.env)
-        cluster.minik("delete", "node", w.node, "--ignore-not-found", check=False)
 
 
 PODS = """\
@@ -221,17 +196,12 @@ def _wget(cluster: MinikUpCluster, url: str) -> subprocess.CompletedProcess[str]
 def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotation(
     cluster: MinikUpCluster, worker: Worker
 ) -> None:
-    line = cluster.minik("token", "create", "--print-join-command").stdout.split()
-    token, pin = line[line.index("--token") + 1], line[line.index("--discovery-token-ca-cert-hash") + 1]
+    token, pin = cluster.join_token()
     cluster.minik(
         "join",
         cluster.server,
         *("--token", token, "--discovery-token-ca-cert-hash", pin),
-        *("--state-dir", str(worker.state), "--node-name", worker.node),
-        *("--kubelet-port", str(worker.kubelet_port), "--network-name", worker.network),
-        *("--iptables-chain-prefix", worker.prefix),
-        *("--cni-conf-dir", str(worker.state / "cni" / "net.d")),
-        *("--cni-cache-dir", str(worker.state / "cni" / "cache")),
+        *worker.join_args(),
         # certificates of 10 minutes (+5 backdated) renewed after 36 %: ~24 s after issue
         *("--certificate-expiration-seconds", "600", "--certificate-rotation-fraction", "0.36"),
     )

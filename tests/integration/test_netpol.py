@@ -13,37 +13,29 @@ objects, the chains by ``minik-proxy --cleanup`` (checked gone).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import docker
 import httpx
 import pytest
 
 from proxy import netpol
 from proxy import netpol_model as model
-from testkit import prereq, wait
+from testkit import podnet, wait
 from testkit.host import free_subnets
-from testkit.images import ensure_busybox_image
 from testkit.processes import APIServerProcess, python_module
 
 
 @pytest.fixture(scope="module", autouse=True)
 def prerequisites() -> None:
-    prereq.require_root()
-    prereq.require_iptables()
-    prereq.require_docker()
+    podnet.require_prerequisites()
 
 
-LABEL = "io.minik.test"
-LABEL_VALUE = "netpol"
-PREFIX = "MINIKN" + uuid.uuid4().hex[:4].upper()
+PREFIX = podnet.chain_prefix("N")
 NODE = "netpol-test-node"
 TAG = uuid.uuid4().hex[:6]
 NS_SRV, NS_FRIEND, NS_OTHER = (f"np-{TAG}-srv", f"np-{TAG}-friend", f"np-{TAG}-other")
@@ -53,10 +45,9 @@ CHECK_TIMEOUT = 2  # seconds a refused (dropped) connection attempt waits
 class Cluster:
     def __init__(self, api: httpx.Client, apiserver: APIServerProcess) -> None:
         self.api = api
-        self.docker = docker.from_env()
-        self.network: Any = None
-        self.gateway = ""
-        self.subnet = ""
+        self.bridge = podnet.PodNetwork(f"minik-netpol-{TAG}", free_subnets(1, range(238, 240))[0], "netpol")
+        self.gateway = self.bridge.gateway
+        self.subnet = self.bridge.subnet
         self.ip: dict[str, str] = {}  # pod name -> IP
         self.containers: dict[str, Any] = {}
         self.policies: list[tuple[str, str]] = []
@@ -65,15 +56,7 @@ class Cluster:
         )
 
     def setup(self) -> None:
-        image = ensure_busybox_image()
-        self.subnet = free_subnets(1, range(238, 240))[0]
-        self.gateway = str(ipaddress.ip_network(self.subnet).network_address + 1)
-        ipam = docker.types.IPAMConfig(
-            pool_configs=[docker.types.IPAMPool(subnet=self.subnet, gateway=self.gateway)]
-        )
-        self.network = self.docker.networks.create(
-            f"minik-netpol-{TAG}", driver="bridge", ipam=ipam, labels={LABEL: LABEL_VALUE}
-        )
+        image = self.bridge.create()
         for ns, labels in ((NS_SRV, {}), (NS_FRIEND, {"team": "friends"}), (NS_OTHER, {})):
             r = self.api.post("/api/v1/namespaces", json={"metadata": {"name": ns, "labels": labels}})
             assert r.status_code == 201, r.text
@@ -90,18 +73,9 @@ class Cluster:
             (NS_FRIEND, "cli-b", "cli"),
             (NS_OTHER, "cli-c", "cli"),
         ):
-            c = self.docker.containers.run(
-                image,
-                ["sh", "-c", script],
-                name=f"minik-netpol-{TAG}-{name}",
-                hostname=name,
-                network=self.network.name,
-                labels={LABEL: LABEL_VALUE},
-                detach=True,
+            self.containers[name], self.ip[name] = self.bridge.run(
+                image, name, ["sh", "-c", script], hostname=name
             )
-            c.reload()
-            self.containers[name] = c
-            self.ip[name] = c.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"]
             self.pod(ns, name, app)
 
     def pod(self, ns: str, name: str, app: str) -> None:
@@ -134,21 +108,12 @@ class Cluster:
 
     def teardown(self) -> None:
         self.proxy.stop()
-        subprocess.run(
-            [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", PREFIX],
-            check=False,
-            capture_output=True,
-        )
-        for c in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={LABEL_VALUE}"}):
-            if c.name.startswith(f"minik-netpol-{TAG}"):
-                c.remove(force=True)
-        if self.network is not None:
-            self.network.remove()
+        podnet.remove_proxy_chains(PREFIX)
+        self.bridge.remove()
         for ns in (NS_SRV, NS_FRIEND, NS_OTHER):
             self.api.delete(f"/api/v1/namespaces/{ns}")
         self.api.delete(f"/api/v1/nodes/{NODE}")
         self.proxy.cleanup()
-        self.docker.close()
 
     # -- helpers ---------------------------------------------------------------------------------
     def policy(self, ns: str, name: str, **spec: Any) -> None:
@@ -198,8 +163,7 @@ def cluster(apiserver: APIServerProcess) -> Iterator[Cluster]:
         finally:
             print(c.proxy.log()[-20000:])
             c.teardown()
-            left = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-            assert PREFIX not in left, "iptables chains left behind"
+            podnet.assert_no_chains(PREFIX)
 
 
 @pytest.fixture()

@@ -20,27 +20,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
 import httpx
 import pytest
 
-from testkit import prereq, wait
+from testkit import podnet, wait
 from testkit.host import free_port, free_subnets
-from testkit.images import ensure_busybox_image
 from testkit.processes import APIServerProcess, python_module
 
 
 @pytest.fixture(scope="module", autouse=True)
 def prerequisites() -> None:
     """Checked before the module's API server starts: skipped locally, failed in CI."""
-    prereq.require_root()
-    prereq.require_iptables()
-    prereq.require_docker()
+    podnet.require_prerequisites()
 
 
-LABEL = "io.minik.test"
-LABEL_VALUE = "proxy"
-PREFIX = "MINIKT" + uuid.uuid4().hex[:4].upper()
+PREFIX = podnet.chain_prefix("T")
 NODE = "proxy-test-node"
 NS = "default"
 
@@ -56,15 +50,16 @@ class Env:
         self.mode = mode
         self.services: list[str] = []
         self.apiserver = apiserver
-        self.docker = docker.from_env()
         self.tag = uuid.uuid4().hex[:8]
-        self.network: Any = None
-        self.gateway = ""
         self.backends: list[tuple[str, str]] = []  # (name, ip)
         self.backend_containers: list[Any] = []
         self.client: Any = None
         self.client_ip = ""
-        self.subnet = ipaddress.ip_network(free_subnets(1, range(237, 238))[0])
+        self.bridge = podnet.PodNetwork(
+            f"minik-proxytest-{self.tag}", free_subnets(1, range(237, 238))[0], "proxy"
+        )
+        self.subnet = ipaddress.ip_network(self.bridge.subnet)
+        self.gateway = self.bridge.gateway
         self.metrics_port = free_port()
         # iptables mode: the test network is the cluster's pod network (--cluster-cidr), so pods
         # keep their source address and the host's connections to a ClusterIP are masqueraded
@@ -86,15 +81,7 @@ class Env:
 
     # -- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
-        image = ensure_busybox_image()
-        subnet = self.subnet
-        self.gateway = str(subnet.network_address + 1)
-        ipam = docker.types.IPAMConfig(
-            pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=self.gateway)]
-        )
-        self.network = self.docker.networks.create(
-            f"minik-proxytest-{self.tag}", driver="bridge", ipam=ipam, labels={LABEL: LABEL_VALUE}
-        )
+        image = self.bridge.create()
         for i in (1, 2, 3):
             script = (
                 f"mkdir -p /www/cgi-bin && echo backend-{i} > /www/index.html && "
@@ -104,33 +91,14 @@ class Env:
                 "> /www/cgi-bin/who && chmod +x /www/cgi-bin/who && "
                 "exec httpd -f -p 8080 -h /www"
             )
-            c = self.docker.containers.run(
-                image,
-                ["sh", "-c", script],
-                name=f"minik-proxytest-{self.tag}-b{i}",
-                network=self.network.name,
-                labels={LABEL: LABEL_VALUE},
-                detach=True,
-            )
-            c.reload()
+            c, ip = self.bridge.run(image, f"b{i}", ["sh", "-c", script])
             self.backend_containers.append(c)
-            self.backends.append(
-                (f"backend-{i}", c.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"])
-            )
-        self.client = self.docker.containers.run(
-            image,
-            ["sleep", "3600"],
-            name=f"minik-proxytest-{self.tag}-client",
-            network=self.network.name,
-            labels={LABEL: LABEL_VALUE},
-            detach=True,
-        )
-        self.client.reload()
+            self.backends.append((f"backend-{i}", ip))
+        self.client, self.client_ip = self.bridge.run(image, "client", ["sleep", "3600"])
         # a pod reaching itself through a Service (DNAT back to where the packet came from) needs
         # hairpin mode on its bridge port, as the CNI bridge plugin's hairpinMode sets it
-        for port in Path(f"/sys/class/net/br-{self.network.id[:12]}/brif").iterdir():
+        for port in Path(f"/sys/class/net/br-{self.bridge.network.id[:12]}/brif").iterdir():
             (port / "hairpin_mode").write_text("1")
-        self.client_ip = self.client.attrs["NetworkSettings"]["Networks"][self.network.name]["IPAddress"]
         node = {
             "apiVersion": "v1",
             "kind": "Node",
@@ -158,18 +126,9 @@ class Env:
             self.api.delete(f"/api/v1/namespaces/{NS}/services/{name}")
             self.api.delete(f"/api/v1/namespaces/{NS}/endpoints/{name}")
         self.proxy.stop()
-        subprocess.run(
-            [sys.executable, "-m", "proxy.command", "--cleanup", "--iptables-chain-prefix", PREFIX],
-            check=False,
-            capture_output=True,
-        )
-        for c in self.docker.containers.list(all=True, filters={"label": f"{LABEL}={LABEL_VALUE}"}):
-            if c.name.startswith(f"minik-proxytest-{self.tag}"):
-                c.remove(force=True)
-        if self.network is not None:
-            self.network.remove()
+        podnet.remove_proxy_chains(PREFIX)
+        self.bridge.remove()
         self.proxy.cleanup()
-        self.docker.close()
 
     # -- helpers ---------------------------------------------------------------------------------
     def service(self, name: str, **spec: Any) -> dict[str, Any]:
@@ -226,8 +185,7 @@ def env(apiserver: APIServerProcess, request: pytest.FixtureRequest) -> Iterator
         finally:
             proxy_log = e.log()
             e.teardown()
-            left = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-            assert PREFIX not in left, "iptables chains left behind"
+            podnet.assert_no_chains(PREFIX)
             if proxy_log and os.environ.get("MINIK_TEST_VERBOSE"):
                 print(proxy_log)
 

@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -192,30 +193,39 @@ def _force_cleanup_project(env: dict[str, str], state: Path, project: str) -> No
         subprocess.run(["docker", "volume", "rm", "-f", *left["volumes"]], capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    prereq.require_docker()
-    prereq.require_compose()
-    state = tmp_path_factory.mktemp("lab-state")
+@contextmanager
+def running_lab(state: Path, project: str, subnet: str, *up: str) -> Iterator[Lab]:
+    """``minik lab up UP...`` of compose project ``project`` on ``subnet``, its state in ``state``
+    and its API port a free one; taken down whatever happens (``lab down``, then anything of the
+    project still there)."""
     port = free_port()
     env = {
         **os.environ,
         "MINIK_STATE_DIR": str(state),
         "KUBECONFIG": str(state / "kubeconfig"),
-        "MINIK_LAB_PROJECT": PROJECT,
-        "MINIK_LAB_SUBNET": SUBNET,
+        "MINIK_LAB_PROJECT": project,
+        "MINIK_LAB_SUBNET": subnet,
         "MINIK_LAB_API_PORT": str(port),
         "COLUMNS": "200",
     }
-    lab = Lab(env, f"https://127.0.0.1:{port}", state / "lab" / PROJECT / "pki")
+    lab = Lab(env, f"https://127.0.0.1:{port}", state / "lab" / project / "pki", project=project)
     try:
-        lab.cli("lab", "up", "--nodes", "3", "--timeout", "300", timeout=900)
-        image = ensure_busybox_image()
-        lab.cli("image", "load", image)
+        lab.cli("lab", "up", *up, timeout=900)
         yield lab
     finally:
         lab.close()
-        _force_cleanup_project(env, state, PROJECT)
+        _force_cleanup_project(env, state, project)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    prereq.require_docker()
+    prereq.require_compose()
+    state = tmp_path_factory.mktemp("lab-state")
+    with running_lab(state, PROJECT, SUBNET, "--nodes", "3", "--timeout", "300") as lab:
+        image = ensure_busybox_image()
+        lab.cli("image", "load", image)
+        yield lab
 
 
 # -- manifests ---------------------------------------------------------------------------------------------

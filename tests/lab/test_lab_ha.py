@@ -11,7 +11,6 @@ The tests run in file order against one lab; the fixture takes it down whatever 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import uuid
@@ -23,9 +22,8 @@ import httpx
 import pytest
 
 from testkit import prereq
-from testkit.host import free_port
 
-from .test_lab import Lab, _force_cleanup_project, wait_for
+from .test_lab import Lab, running_lab, wait_for
 
 PROJECT = "minik-labha"
 SUBNET = "10.215.0.0/24"
@@ -42,23 +40,10 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     global KUBECTL
     KUBECTL = prereq.require_kubectl()
     state = tmp_path_factory.mktemp("lab-ha-state")
-    port = free_port()
-    env = {
-        **os.environ,
-        "MINIK_STATE_DIR": str(state),
-        "KUBECONFIG": str(state / "kubeconfig"),
-        "MINIK_LAB_PROJECT": PROJECT,
-        "MINIK_LAB_SUBNET": SUBNET,
-        "MINIK_LAB_API_PORT": str(port),
-        "COLUMNS": "200",
-    }
-    lab = Lab(env, f"https://127.0.0.1:{port}", state / "lab" / PROJECT / "pki", project=PROJECT)
-    try:
-        lab.cli("lab", "up", "--control-planes", "3", "--nodes", "1", "--timeout", "400", timeout=900)
+    with running_lab(
+        state, PROJECT, SUBNET, "--control-planes", "3", "--nodes", "1", "--timeout", "400"
+    ) as lab:
         yield lab
-    finally:
-        lab.close()
-        _force_cleanup_project(env, state, PROJECT)
 
 
 def kubectl(lab: Lab, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ from cli import join as join_mod
 from cli import uploadcerts as uc
 from cli.commands import token as token_mod
 from cli.kube import CLIError
+from testkit.cpjoin import failed_join, first_control_plane
 from testkit.processes import free_port
 
 CONFIG = uc.ClusterConfig(
@@ -29,31 +30,8 @@ CONFIG = uc.ClusterConfig(
 )
 
 
-def first_control_plane(root: Path) -> Path:
-    from cli.supervisor import ensure_encryption_config
-
-    PKI(root / "pki").ensure_ca()
-    PKI(root / "pki").service_account_keys()
-    PKI(root / "pki" / "etcd").ensure_ca("minik-etcd-ca")
-    ensure_encryption_config(root / "encryption-config.yaml")
-    return root
-
-
 def run_join(monkeypatch: pytest.MonkeyPatch, state: Path, files: dict[str, bytes], ca_pem: str) -> None:
-    monkeypatch.setattr(join_mod, "discover", lambda *a, **k: {"ca_pem": ca_pem})
-    monkeypatch.setattr(join_mod, "fetch_cluster_config", lambda *a: CONFIG)
-    monkeypatch.setattr(join_mod, "fetch_shared_files", lambda *a: files)
-    base = {
-        "node_name": "cp-2",
-        "advertise_address": "127.0.0.1",
-        "api_port": free_port(),
-        "etcd_port": free_port(),
-    }
-    with pytest.raises(typer.Exit) as exc:
-        join_mod.join_control_plane(
-            "https://127.0.0.1:1", "abcdef.0123456789abcdef", [], "ab" * 32, base, state, 5
-        )
-    assert exc.value.exit_code == 1
+    failed_join(monkeypatch, state, files, ca_pem, CONFIG)
 
 
 def test_a_failed_join_keeps_what_a_reused_state_directory_held(

@@ -181,41 +181,12 @@ def test_etcd_stays_on_loopback_without_an_endpoint(tmp_path: Path) -> None:
 # ---- join --control-plane's refusals leave no state directory ------------------------------------
 
 
-def _shared_files(tmp_path: Path) -> dict[str, bytes]:
-    from apimachinery.pki import PKI
-    from cli.supervisor import ensure_encryption_config
-
-    src = tmp_path / "first"
-    pki = PKI(src / "pki")
-    pki.ensure_ca()
-    pki.service_account_keys()
-    PKI(src / "pki" / "etcd").ensure_ca("minik-etcd-ca")
-    ensure_encryption_config(src / "encryption-config.yaml")
-    return uc.read_shared_files(src)
-
-
 def _join(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, config: uc.ClusterConfig) -> Path:
-    import typer
+    from testkit.cpjoin import failed_join, first_control_plane
 
-    from cli import join as join_mod
-    from testkit.processes import free_port
-
-    files = _shared_files(tmp_path)
-    monkeypatch.setattr(join_mod, "discover", lambda *a, **k: {"ca_pem": files["ca.crt"].decode()})
-    monkeypatch.setattr(join_mod, "fetch_cluster_config", lambda *a: config)
-    monkeypatch.setattr(join_mod, "fetch_shared_files", lambda *a: files)
+    files = uc.read_shared_files(first_control_plane(tmp_path / "first"))
     state = tmp_path / "second"
-    base = {
-        "node_name": "cp-2",
-        "advertise_address": "127.0.0.1",
-        "api_port": free_port(),
-        "etcd_port": free_port(),
-    }
-    with pytest.raises(typer.Exit) as exc:
-        join_mod.join_control_plane(
-            "https://127.0.0.1:1", "abcdef.0123456789abcdef", [], "ab" * 32, base, state, 5
-        )
-    assert exc.value.exit_code == 1
+    failed_join(monkeypatch, state, files, files["ca.crt"].decode(), config)
     return state
 
 
