@@ -33,9 +33,8 @@ from cli.etcdmember import Member
 from cli.join import etcd_members_client
 from testkit import prereq, wait
 from testkit.host import processes_mentioning
-from testkit.minik_up import MinikUpCluster, minik_up_cluster, remove_node, run_minik
+from testkit.minik_up import MinikUpCluster, free_slash23, minik_up_cluster, remove_node, run_minik
 from testkit.processes import minik_up_args
-from tests.integration.test_join import free_slash23
 
 JOIN_FLAGS = {
     "--state-dir",
