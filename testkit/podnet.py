@@ -4,7 +4,7 @@ minik-proxy the test runs with its own iptables chain prefix.
 Used by the tests of minik-proxy with real netfilter (tests/integration/test_proxy.py and
 test_netpol.py)::
 
-    require_prerequisites()  # in a module-scoped autouse fixture, before the API server starts
+    prereq.require_node_host()  # in a module-scoped autouse fixture, before the API server starts
     prefix = chain_prefix("T")  # MINIKTxxxx, a cluster's proxy on the machine is never touched
     net = PodNetwork("minik-x-TAG", subnet, "x")
     try:
@@ -30,17 +30,9 @@ from typing import Any
 
 import docker
 
-from testkit import prereq
 from testkit.images import ensure_busybox_image
 
 LABEL = "io.minik.test"
-
-
-def require_prerequisites() -> None:
-    """Root, iptables and Docker: skipped locally, failed in CI (``testkit.prereq``)."""
-    prereq.require_root()
-    prereq.require_iptables()
-    prereq.require_docker()
 
 
 def chain_prefix(letter: str) -> str:

@@ -82,6 +82,13 @@ def require_iptables() -> None:
     )
 
 
+def require_node_host() -> None:
+    """What a node of a cluster needs on this host: root, iptables and a running Docker engine."""
+    require_root()
+    require_iptables()
+    require_docker()
+
+
 def require_busybox() -> Path:
     """The host's static busybox (test images are built from it); skip or fail without one."""
     from kubelet.docker_runtime import find_busybox

@@ -21,7 +21,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,23 +33,11 @@ from typing import Any, Self
 
 import httpx
 
-from testkit.host import free_port, free_subnets, remove_node_objects
+from testkit.host import free_port, free_subnets, port_free, remove_node_objects
 from testkit.wait import wait_for
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _port_free(port: int) -> bool:
-    """Whether ``port`` can be bound on loopback now (and is a valid port)."""
-    if not 0 < port < 65536:
-        return False
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def minik_up_args(
@@ -71,10 +58,10 @@ def minik_up_args(
     offsets = settings({"kubelet_port": 0, "advertise_address": "127.0.0.1"})["metrics_ports"]
     derived = (0, *offsets.values())
     kubelet_port = random.randrange(20000, 32000)
-    while not all(_port_free(kubelet_port + d) for d in derived):
+    while not all(port_free(kubelet_port + d) for d in derived):
         kubelet_port = random.randrange(20000, 32000)
     # etcd's peer port is the next one: free too, and none of the others
-    while etcd_port + 1 in (api_port, kubelet_port) or not _port_free(etcd_port + 1):
+    while etcd_port + 1 in (api_port, kubelet_port) or not port_free(etcd_port + 1):
         etcd_port = free_port()
     args = [
         *("--state-dir", str(state), "--api-port", str(api_port), "--etcd-port", str(etcd_port)),

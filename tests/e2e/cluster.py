@@ -341,9 +341,7 @@ class LocalCluster:
 
 @pytest.fixture(scope="module")
 def local_cluster() -> Iterator[LocalCluster]:
-    prereq.require_root()
-    prereq.require_iptables()
-    prereq.require_docker()
+    prereq.require_node_host()
     require_cni_plugins()
     ensure_busybox_image()
     cluster = LocalCluster()

@@ -29,7 +29,7 @@ from testkit import wait
 from testkit.host import processes_mentioning
 from testkit.images import ensure_busybox_image
 from testkit.minik_up import minik_up_cluster
-from testkit.prereq import require_docker, require_iptables, require_root
+from testkit.prereq import require_node_host
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "action" / "minik_action.py"
@@ -140,15 +140,9 @@ def runner_for(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[
             force_cleanup(r)
 
 
-def require_host() -> None:
-    require_root()
-    require_docker()
-    require_iptables()
-
-
 @pytest.fixture(scope="module")
 def runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    require_host()
+    require_node_host()
     with runner_for(tmp_path_factory, "action") as r:
         r.inputs = {
             "INPUT_IMAGES": ensure_busybox_image(),
@@ -295,7 +289,7 @@ def test_cleanup_collects_every_log_then_leaves_nothing_behind(runner: Runner) -
 
 @pytest.fixture()
 def failing_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runner]:
-    require_host()
+    require_node_host()
     with runner_for(tmp_path_factory, "action-fail") as r:
         r.inputs = {"INPUT_WAIT": "0"}  # no cluster is Ready at once
         yield r

@@ -57,9 +57,7 @@ class Ingress:
 
 @pytest.fixture(scope="module")
 def ing() -> Iterator[Ingress]:
-    prereq.require_root()
-    prereq.require_iptables()
-    prereq.require_docker()
+    prereq.require_node_host()
     prereq.require(
         bool(shutil.which("haproxy") or os.access("/usr/sbin/haproxy", os.X_OK)),
         "haproxy",

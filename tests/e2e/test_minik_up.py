@@ -53,9 +53,7 @@ def kubectl_bin() -> str:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, kubectl_bin: str) -> Iterator[MinikUpCluster]:
     """Not started: the first test runs `minik up`."""
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
+    prereq.require_node_host()
     ensure_busybox_image()
     with minik_up_cluster(tmp_path_factory.mktemp("minik-up"), "up", "MU", up=False) as c:
         yield c

@@ -40,9 +40,7 @@ JOBS = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinikUpCluster]:
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
+    prereq.require_node_host()
     prereq.require(
         shutil.which("prometheus") is not None,
         "the prometheus binary",

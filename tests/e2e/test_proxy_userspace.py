@@ -18,9 +18,7 @@ from tests.e2e.test_services import client_pod, namespace, service, web_pod_spec
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    prereq.require_root()
-    prereq.require_iptables()
-    prereq.require_docker()
+    prereq.require_node_host()
     require_cni_plugins()
     ensure_busybox_image()
     c = LocalCluster(nodes=2, proxy_mode="userspace")

@@ -41,9 +41,7 @@ SERVICE_STEPS = ["endpoints", "proxy sync service", "dns records updated"]
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    prereq.require_root()
-    prereq.require_iptables()
-    prereq.require_docker()
+    prereq.require_node_host()
     ensure_busybox_image()
     c = LocalCluster(nodes=1)
     try:

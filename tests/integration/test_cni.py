@@ -34,9 +34,7 @@ PLUGINS = "/usr/lib/cni:/opt/cni/bin"
 
 
 def require_plugins() -> None:
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
+    prereq.require_node_host()
     found = all(
         any(os.access(os.path.join(d, p), os.X_OK) for d in PLUGINS.split(":"))
         for p in ("bridge", "host-local", "loopback", "portmap", "firewall")

@@ -25,9 +25,7 @@ ETCD_CERTS = ("etcd-server", "apiserver-etcd-client", "etcd-healthcheck-client")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinikUpCluster]:
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
+    prereq.require_node_host()
     with minik_up_cluster(tmp_path_factory.mktemp("minik-etcdca"), "ec", "EC") as c:
         yield c
 

@@ -51,9 +51,7 @@ JOIN_FLAGS = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinikUpCluster]:
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
+    prereq.require_node_host()
     work = tmp_path_factory.mktemp("minik-ha")
     with minik_up_cluster(work, "ha", "HA", pod_cidr=free_slash23(), up=False) as c:
         c.up_args += [

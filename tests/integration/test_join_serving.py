@@ -21,7 +21,6 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import random
 import socket
 import ssl
 import subprocess
@@ -35,10 +34,9 @@ from cryptography.hazmat.primitives import serialization
 
 from kubelet import certrotation as cr
 from testkit import prereq, wait
-from testkit.host import processes_mentioning
+from testkit.host import free_port_in, processes_mentioning
 from testkit.images import BUSYBOX_IMAGE
 from testkit.minik_up import MinikUpCluster, Worker, joinable_cluster, worker_beside
-from testkit.processes import _port_free
 
 KUBECTL = "kubectl"  # prereq.require_kubectl's, once the cluster fixture ran
 
@@ -279,9 +277,7 @@ def test_joined_node_serving_certificate_logs_exec_port_forward_netpol_and_rotat
         out = _kubectl(cluster, "exec", "cli", "--", "echo", "exec-works")
         assert out.stdout.strip() == "exec-works"
         # port-forward to the pod on the joined node, from loopback
-        local = random.randrange(40000, 50000)
-        while not _port_free(local):
-            local = random.randrange(40000, 50000)
+        local = free_port_in(40000, 50000)
         port_forward = subprocess.Popen(
             [KUBECTL, "--kubeconfig", str(cluster.kubeconfig), "port-forward", "pod/srv", f"{local}:8080"],
             stdout=subprocess.PIPE,

@@ -25,14 +25,14 @@ import pytest
 
 from proxy import netpol
 from proxy import netpol_model as model
-from testkit import podnet, wait
+from testkit import podnet, prereq, wait
 from testkit.host import free_subnets
 from testkit.processes import APIServerProcess, python_module
 
 
 @pytest.fixture(scope="module", autouse=True)
 def prerequisites() -> None:
-    podnet.require_prerequisites()
+    prereq.require_node_host()
 
 
 PREFIX = podnet.chain_prefix("N")

@@ -66,9 +66,7 @@ def logs_of(node: str, pod: str) -> str:
 
 @pytest.fixture
 def lab() -> Iterator[OverlayLab]:
-    prereq.require_root()
-    prereq.require_docker()
-    prereq.require_iptables()
+    prereq.require_node_host()
     with OverlayLab() as lab:
         yield lab
 

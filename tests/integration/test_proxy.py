@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from testkit import podnet, wait
+from testkit import podnet, prereq, wait
 from testkit.host import free_port, free_subnets
 from testkit.processes import APIServerProcess, python_module
 
@@ -31,7 +31,7 @@ from testkit.processes import APIServerProcess, python_module
 @pytest.fixture(scope="module", autouse=True)
 def prerequisites() -> None:
     """Checked before the module's API server starts: skipped locally, failed in CI."""
-    podnet.require_prerequisites()
+    prereq.require_node_host()
 
 
 PREFIX = podnet.chain_prefix("T")
