@@ -10,7 +10,7 @@ import random
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,13 +47,15 @@ def free_port() -> int:
             return port
 
 
-def free_port_in(low: int, high: int, *, below_too: bool = False) -> int:
-    """A random port in ``low``..``high - 1`` free on loopback now (with ``below_too``, the port
-    below it too), never one this process was given before.  A range below the kernel's ephemeral
-    one (32768-60999) cannot be taken by an outgoing connection before the caller binds it."""
+def free_port_in(low: int, high: int, offsets: Iterable[int] = (0,)) -> int:
+    """A random port P in ``low``..``high - 1`` such that every P + offset is free on loopback now
+    and none was handed out before in this process; they all are handed out with it.  A range
+    below the kernel's ephemeral one (32768-60999) cannot be taken by an outgoing connection
+    before the caller binds it."""
+    offsets = tuple(offsets)
     for _ in range(10 * (high - low) + 100):
         port = random.randrange(low, high)
-        wanted = (port - 1, port) if below_too else (port,)
+        wanted = [port + o for o in offsets]
         if not any(p in _handed_out for p in wanted) and all(port_free(p) for p in wanted):
             _handed_out.update(wanted)
             return port

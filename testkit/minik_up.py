@@ -211,7 +211,7 @@ def joinable_cluster(work: Path, name: str, prefix: str) -> Iterator[MinikUpClus
 
 def free_kubelet_port() -> int:
     """A random port in 20000-31999 free on loopback, the one below it too."""
-    return free_port_in(20000, 32000, below_too=True)
+    return free_port_in(20000, 32000, offsets=(-1, 0))
 
 
 @dataclass

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -33,7 +32,7 @@ from typing import Any, Self
 
 import httpx
 
-from testkit.host import free_port, free_subnets, port_free, remove_node_objects
+from testkit.host import free_port, free_port_in, free_subnets, remove_node_objects
 from testkit.wait import wait_for
 
 BIN = Path(sys.executable).parent
@@ -48,21 +47,16 @@ def minik_up_args(
     ``minik-NODE`` (its bridge name is derived from it) with its conflist and results cache in
     ``state/cni``, and iptables chain prefix; and the cluster's API port.  ``minik down`` removes
     the bridge, the conflist and the cached results."""
-    api_port, etcd_port = free_port(), free_port()
-    # The components' /metrics ports are derived from the kubelet's (cli.supervisor.settings: the
-    # offsets are its ports for kubelet port 0): the kubelet port is picked below the kernel's
-    # ephemeral range (32768-60999), so that neither it nor those derived from it can be taken by an
-    # outgoing connection before the cluster binds them.
+    api_port = free_port()
+    # etcd's peer port is the next one.  The components' /metrics ports are derived from the
+    # kubelet's (cli.supervisor.settings: the offsets are its ports for kubelet port 0).  Both are
+    # picked below the kernel's ephemeral range (32768-60999), so that no outgoing connection can
+    # take one of them before the cluster binds it.
     from cli.supervisor import settings
 
     offsets = settings({"kubelet_port": 0, "advertise_address": "127.0.0.1"})["metrics_ports"]
-    derived = (0, *offsets.values())
-    kubelet_port = random.randrange(20000, 32000)
-    while not all(port_free(kubelet_port + d) for d in derived):
-        kubelet_port = random.randrange(20000, 32000)
-    # etcd's peer port is the next one: free too, and none of the others
-    while etcd_port + 1 in (api_port, kubelet_port) or not port_free(etcd_port + 1):
-        etcd_port = free_port()
+    etcd_port = free_port_in(10000, 20000, offsets=(0, 1))
+    kubelet_port = free_port_in(20000, 32000, offsets=(0, *offsets.values()))
     args = [
         *("--state-dir", str(state), "--api-port", str(api_port), "--etcd-port", str(etcd_port)),
         *("--kubelet-port", str(kubelet_port), "--node-name", node, "--cluster-cidr", pod_cidr),

@@ -49,7 +49,7 @@ def test_real_ports_are_distinct_and_bindable() -> None:
 
 def test_a_port_in_a_range_with_the_one_below_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host, "_handed_out", set())
-    given = {host.free_port_in(20000, 20400, below_too=True) for _ in range(50)}
+    given = {host.free_port_in(20000, 20400, offsets=(-1, 0)) for _ in range(50)}
     assert all(20000 <= p < 20400 for p in given)
     # neither a port nor the one below it is handed out twice
     covered = [q for p in given for q in (p - 1, p)]
