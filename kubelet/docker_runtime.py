@@ -67,7 +67,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_PAUSE_IMAGE = "minik/pause:1"
-POOL_SIZE = 32  # connections to the engine kept open: as many as calls may run at once
+# connections to the engine kept open: as many as calls may run at once, and the oom events stream
+POOL_SIZE = 33
 _PAUSE_DOCKERFILE = b"""FROM scratch
 COPY busybox /busybox
 LABEL io.minik.pause=true
@@ -473,6 +474,87 @@ class _DockerAttachSession(_DockerExecSession):
         return 0  # detaching is not a failure; the container's own exit is in the pod's status
 
 
+class OOMWatch:
+    """The containers of one node that Docker has published an ``oom`` event for.
+
+    Docker 20.10 sets ``State.OOMKilled`` only when containerd's OOM event reaches it before the
+    exit: when the exit comes first the flag stays false for good, yet the ``oom`` event is still
+    published.  One thread follows ``GET /events`` for this node's ``oom`` events (filtered by the
+    engine), and :meth:`seen` tells whether a container had one, so an OOM kill is reported
+    either way.  The stream starts an hour back (the engine replays what it still holds: its
+    last 256 events), so a restarted kubelet knows of recent kills; a broken stream is opened
+    again from the last event's second, so none is missed.  A container is forgotten when the
+    runtime removes it; past ``LIMIT`` entries the oldest go.
+    """
+
+    REPLAY_SECONDS = 3600
+    LIMIT = 10_000
+    WARN_EVERY = 60.0  # seconds between warnings while the stream keeps failing
+
+    def __init__(self, api: Any, node_name: str) -> None:
+        self._api = api
+        self._filters = {"type": ["container"], "event": ["oom"], "label": [f"{LABEL_NODE}={node_name}"]}
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stream: Any = None
+        self._thread: threading.Thread | None = None
+        self._warned: float | None = None  # when the last warning was logged
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="docker-oom-events", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def add(self, container_id: str, at: float) -> None:
+        with self._lock:
+            self._seen[container_id] = at
+            if len(self._seen) > self.LIMIT:
+                oldest = sorted(self._seen, key=self._seen.__getitem__)[: len(self._seen) - self.LIMIT]
+                for cid in oldest:
+                    del self._seen[cid]
+
+    def forget(self, container_id: str) -> None:
+        with self._lock:
+            self._seen.pop(container_id, None)
+
+    def seen(self, container_id: str) -> bool:
+        with self._lock:
+            return container_id in self._seen
+
+    def _run(self) -> None:
+        since = time.time() - self.REPLAY_SECONDS
+        while not self._stop.is_set():
+            try:
+                self._stream = self._api.events(since=int(since), filters=self._filters, decode=True)
+                if self._stop.is_set():  # close() ran before the stream was there to close
+                    self._stream.close()
+                    break
+                for event in self._stream:
+                    cid = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
+                    at = float(event.get("timeNano") or 0) / 1e9 or time.time()
+                    if cid:
+                        self.add(cid, at)
+                    since = max(since, at)
+            except Exception as exc:  # the engine restarting, a closed connection: open it again
+                now = time.monotonic()
+                if not self._stop.is_set() and (
+                    self._warned is None or now - self._warned >= self.WARN_EVERY
+                ):
+                    self._warned = now
+                    log.warning("docker oom events: %s (opening the stream again)", exc)
+            self._stop.wait(1.0)
+
+
 class DockerRuntime:
     """:class:`~kubelet.runtime.Runtime` for one Docker engine, scoped to one node's objects."""
 
@@ -496,9 +578,24 @@ class DockerRuntime:
         self._pause_ready = False
         # cgroup directories of the containers whose stats Docker leaves empty, by container ID
         self._cgroups: dict[str, dict[str, str]] = {}
+        self.oom_watch = OOMWatch(self.api, node_name)
 
     def close(self) -> None:
+        self.oom_watch.close()
         self.client.close()
+
+    def _status(self, attrs: dict[str, Any]) -> ContainerStatus:
+        """:func:`container_status_from_attrs`, OOMKilled also when only the ``oom`` event said so
+        and the main process was killed (exit code 137, SIGKILL: the OOM killer's signal)."""
+        status = container_status_from_attrs(attrs)
+        if (
+            not status.oom_killed
+            and status.state == STATE_EXITED
+            and status.exit_code == 137
+            and self.oom_watch.seen(status.id)
+        ):
+            status.oom_killed = True
+        return status
 
     def _labels(self, extra: dict[str, str]) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_NODE: self.node_name, **extra}
@@ -787,6 +884,7 @@ class DockerRuntime:
 
     async def remove_container(self, container_id: str) -> None:
         self._cgroups.pop(container_id, None)
+        self.oom_watch.forget(container_id)
 
         def run() -> None:
             try:
@@ -800,7 +898,7 @@ class DockerRuntime:
         await asyncio.to_thread(run)
 
     async def list_containers(self, pod_uid: str | None = None) -> list[ContainerStatus]:
-        return [container_status_from_attrs(attrs) for attrs in await self._list(TYPE_CONTAINER, pod_uid)]
+        return [self._status(attrs) for attrs in await self._list(TYPE_CONTAINER, pod_uid)]
 
     async def list_pod(self, pod_uid: str) -> tuple[list[SandboxStatus], list[ContainerStatus]]:
         """The pod's sandboxes and containers: one ``GET /containers/json`` by the pod UID label,
@@ -823,7 +921,7 @@ class DockerRuntime:
                 if kind == TYPE_SANDBOX:
                     sandboxes.append(_sandbox_from_attrs(attrs, self.network))
                 else:
-                    containers.append(container_status_from_attrs(attrs))
+                    containers.append(self._status(attrs))
             return sandboxes, containers
 
         return await asyncio.to_thread(run)
@@ -852,7 +950,7 @@ class DockerRuntime:
 
     async def inspect_container(self, container_id: str) -> ContainerStatus | None:
         attrs = await _unless_gone(self.api.inspect_container, container_id)
-        return None if attrs is None else container_status_from_attrs(attrs)
+        return None if attrs is None else self._status(attrs)
 
     # -- logs, exec, stats ----------------------------------------------------------------------
 

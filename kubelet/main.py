@@ -343,6 +343,7 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> None:
     tracing.setup("kubelet", config)  # spans for minik trace, shipped to the API server
     rotator, client = _client_with_rotation(args, config)
     runtime = DockerRuntime(args.node_name, args.docker_host, args.pod_infra_image)
+    runtime.oom_watch.start()
     node_ip = args.node_ip or default_node_ip()
     os.makedirs(args.root_dir, exist_ok=True)
     try:
