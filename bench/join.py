@@ -59,14 +59,8 @@ def main() -> None:
             wnode = f"bjw-{tag}-{i}"
             join = [
                 *(MINIK, "join", cluster.server, "--token", token, "--discovery-token-ca-cert-hash", pin),
-                *(
-                    "--state-dir",
-                    str(wstate),
-                    "--node-name",
-                    wnode,
-                    "--kubelet-port",
-                    str(free_kubelet_port()),
-                ),
+                *("--state-dir", str(wstate), "--node-name", wnode),
+                *("--kubelet-port", str(free_kubelet_port())),
                 *("--network-name", f"minik-{wnode}", "--iptables-chain-prefix", f"BW{tag.upper()}{i}"),
                 *(
                     "--cni-conf-dir",

@@ -484,7 +484,7 @@ class OOMWatch:
     either way.  The stream starts an hour back (the engine replays what it still holds: its
     last 256 events), so a restarted kubelet knows of recent kills; a broken stream is opened
     again from the last event's second, so none is missed.  A container is forgotten when the
-    runtime removes it; past ``LIMIT`` entries the oldest go.
+    runtime removes it; past ``LIMIT`` entries the first added go.
     """
 
     REPLAY_SECONDS = 3600
@@ -494,7 +494,7 @@ class OOMWatch:
     def __init__(self, api: Any, node_name: str) -> None:
         self._api = api
         self._filters = {"type": ["container"], "event": ["oom"], "label": [f"{LABEL_NODE}={node_name}"]}
-        self._seen: dict[str, float] = {}
+        self._seen: dict[str, None] = {}  # container IDs, in the order their events came
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._stream: Any = None
@@ -515,13 +515,11 @@ class OOMWatch:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def add(self, container_id: str, at: float) -> None:
+    def add(self, container_id: str) -> None:
         with self._lock:
-            self._seen[container_id] = at
-            if len(self._seen) > self.LIMIT:
-                oldest = sorted(self._seen, key=self._seen.__getitem__)[: len(self._seen) - self.LIMIT]
-                for cid in oldest:
-                    del self._seen[cid]
+            self._seen[container_id] = None
+            while len(self._seen) > self.LIMIT:
+                del self._seen[next(iter(self._seen))]  # the first added
 
     def forget(self, container_id: str) -> None:
         with self._lock:
@@ -543,7 +541,7 @@ class OOMWatch:
                     cid = str(event.get("id") or (event.get("Actor") or {}).get("ID") or "")
                     at = float(event.get("timeNano") or 0) / 1e9 or time.time()
                     if cid:
-                        self.add(cid, at)
+                        self.add(cid)
                     since = max(since, at)
             except Exception as exc:  # the engine restarting, a closed connection: open it again
                 now = time.monotonic()

@@ -111,17 +111,17 @@ def test_a_removed_container_is_forgotten_and_past_the_limit_the_oldest_go(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     watch = dr.OOMWatch(SimpleNamespace(), "n")
-    watch.add("gone", time.time())
+    watch.add("gone")
     watch.forget("gone")
     assert not watch.seen("gone")
     monkeypatch.setattr(dr.OOMWatch, "LIMIT", 3)
     for i in range(5):
-        watch.add(f"c{i}", 1000.0 + i)
+        watch.add(f"c{i}")
     assert [watch.seen(f"c{i}") for i in range(5)] == [False, False, True, True, True]
     rt = dr.DockerRuntime(
         "n", client=SimpleNamespace(api=SimpleNamespace(remove_container=lambda *a, **k: None))
     )
-    rt.oom_watch.add("x", time.time())
+    rt.oom_watch.add("x")
     asyncio.run(rt.remove_container("x"))
     assert not rt.oom_watch.seen("x")
 
@@ -183,9 +183,9 @@ def test_an_event_with_only_the_actor_id_and_no_time_is_recorded() -> None:
 
 def test_an_exited_container_with_an_oom_event_is_reported_oom_killed() -> None:
     rt = dr.DockerRuntime("n", client=SimpleNamespace(api=SimpleNamespace()))
-    rt.oom_watch.add("lost", time.time())
-    rt.oom_watch.add("running", time.time())
-    rt.oom_watch.add("survived", time.time())
+    rt.oom_watch.add("lost")
+    rt.oom_watch.add("running")
+    rt.oom_watch.add("survived")
     lost = rt._status(attrs("lost", "exited", 137, oom=False))
     assert lost.state == STATE_EXITED and lost.oom_killed
     assert rt._status(attrs("flagged", "exited", 137, oom=True)).oom_killed  # Docker's own flag
